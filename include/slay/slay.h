@@ -1,0 +1,386 @@
+/*
+ * slay.h -- the public C ABI of libslay.
+ *
+ * libslay computes attention for the SLAY family (Spherical Linearized
+ * Attention with Yat kernels) and the mechanisms it is compared with, on a CPU
+ * reference backend (fp64 accumulation, the oracle) or on a CUDA device.
+ *
+ * Shapes use (B, H, T, D) notation throughout:
+ *   q, k          (B, H, T, D)    queries and keys
+ *   v             (B, H, T, Dv)   values
+ *   out, dout     (B, H, T, Dv)   output and its gradient
+ *   state         (B, H, F, Dv+1) fp32 linear-attention state: columns 0..Dv-1
+ *                                 hold S = sum_j phi(k_j) v_j^T, column Dv
+ *                                 holds z = sum_j phi(k_j)
+ *   params        (N,)            fp32 feature parameters, layout per variant
+ *                                 (slay_attn_plan_get_param_segment)
+ * Logical order is always (B, H, T, D); a (B, T, H, D) buffer is passed by
+ * giving its strides. Strides are in elements; the innermost stride must be 1.
+ *
+ * This header is C99, includes only <stddef.h> and <stdint.h>, and never
+ * names a CUDA type: streams and device pointers cross it as void*.
+ *
+ * Conventions shared by every function:
+ *   - Every function returns slay_status_t (SLAY_STATUS_SUCCESS == 0).
+ *   - On failure slay_last_error_message() names what was wrong, and no output
+ *     of the call (out-parameters, tensors, workspace contents aside) has been
+ *     written. Input validation happens completely before any output write.
+ *   - No C++ exception, abort() or exit() crosses this boundary.
+ *   - Objects are created by *_create and released by *_destroy; destroy
+ *     accepts NULL and returns SUCCESS for it.
+ *   - Threading: version, status-name and last-error calls are thread-safe
+ *     at all times. Handles, descriptors and plans may be used from several
+ *     threads, but one plan is executed (features_sample, fwd, bwd) by one
+ *     host thread at a time. The last-error message is thread-local.
+ *   - fwd, bwd and features_sample never allocate device memory, never
+ *     synchronize and never use the legacy default stream: on CUDA, stream is
+ *     a cudaStream_t and NULL means cudaStreamPerThread. On the CPU backend
+ *     stream must be NULL (else BACKEND_MISMATCH) and calls complete before
+ *     they return.
+ */
+#ifndef SLAY_SLAY_H
+#define SLAY_SLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SLAY_API
+#else
+#define SLAY_API __attribute__((visibility("default")))
+#endif
+
+/* ------------------------------------------------------------------ version */
+
+#define SLAY_VERSION_MAJOR 0
+#define SLAY_VERSION_MINOR 1
+#define SLAY_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH */
+#define SLAY_VERSION (SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH)
+/* Incremented whenever a function, struct field or enum value is added.
+ * Existing ones are never changed or renumbered (abi/POLICY.md). */
+#define SLAY_ABI_VERSION 1
+
+/* The library's SLAY_VERSION, which may be newer than this header's. */
+SLAY_API uint32_t slay_get_version(void);
+/* The library's SLAY_ABI_VERSION. A program built against ABI n runs with any
+ * library whose ABI version is >= n. */
+SLAY_API uint32_t slay_get_abi_version(void);
+
+/* ------------------------------------------------------------------- status */
+
+/* Grouped by hundreds; values are never renumbered. Pinned to 32 bits. */
+typedef enum slay_status {
+    SLAY_STATUS_SUCCESS = 0,
+
+    /* 100s: the caller passed something wrong. Nothing was written. */
+    SLAY_STATUS_INVALID_ARGUMENT = 100,    /* NULL pointer, bad enum value    */
+    SLAY_STATUS_INVALID_VALUE = 101,       /* a value out of its range        */
+    SLAY_STATUS_BAD_SHAPE = 102,           /* tensor shapes disagree          */
+    SLAY_STATUS_BAD_STRIDE = 103,          /* innermost stride != 1, negative
+                                              stride, overlapping output      */
+    SLAY_STATUS_BAD_DTYPE = 104,           /* dtype not the one required      */
+    SLAY_STATUS_UNKNOWN_ATTRIBUTE = 105,   /* not an attribute of this ABI    */
+    SLAY_STATUS_ATTRIBUTE_TYPE = 106,      /* set_f64 on an integer attribute,
+                                              or the reverse                  */
+    SLAY_STATUS_ATTRIBUTE_NOT_APPLICABLE = 107, /* attribute not used by this
+                                                   variant                    */
+    SLAY_STATUS_WORKSPACE_TOO_SMALL = 108,
+    SLAY_STATUS_STRUCT_SIZE = 109,         /* struct_size smaller than the
+                                              smallest known layout           */
+    SLAY_STATUS_BACKEND_MISMATCH = 110,    /* stream given to CPU backend, ...*/
+
+    /* 200s: valid request this build or variant does not support. */
+    SLAY_STATUS_NOT_SUPPORTED = 200,
+
+    /* 300s: device and runtime failures. Outputs may be partly written. */
+    SLAY_STATUS_NO_DEVICE = 300,
+    SLAY_STATUS_CUDA_ERROR = 301,
+    SLAY_STATUS_CURAND_ERROR = 302,
+    SLAY_STATUS_CUFFT_ERROR = 303,
+    SLAY_STATUS_OUT_OF_MEMORY = 304,
+
+    /* 900s: a bug in libslay; please report it with the message. */
+    SLAY_STATUS_INTERNAL_ERROR = 900,
+
+    SLAY_STATUS_FORCE_32BIT_ = 0x7fffffff
+} slay_status_t;
+
+/* "SLAY_STATUS_BAD_SHAPE"; "SLAY_STATUS_UNKNOWN" for values not listed. */
+SLAY_API const char* slay_status_name(slay_status_t status);
+/* A one-line English description of the status. Never NULL. */
+SLAY_API const char* slay_status_string(slay_status_t status);
+/* The message of the last failing call on this thread ("" if none yet).
+ * The pointer stays valid until the next libslay call on this thread. */
+SLAY_API const char* slay_last_error_message(void);
+
+/* ------------------------------------------------------------------- dtypes */
+
+typedef enum slay_dtype {
+    SLAY_DTYPE_FLOAT32 = 0,
+    SLAY_DTYPE_BFLOAT16 = 1,
+    SLAY_DTYPE_FLOAT16 = 2,
+    SLAY_DTYPE_FORCE_32BIT_ = 0x7fffffff
+} slay_dtype_t;
+
+/* ------------------------------------------------------------------ tensors */
+
+#define SLAY_MAX_RANK 4
+
+/* A strided view of caller-owned memory. Frozen: this struct never changes.
+ * data    host pointer for the CPU backend, device pointer for CUDA.
+ * rank    number of used entries in shape/strides (1..SLAY_MAX_RANK).
+ * shape   extents, >= 0.
+ * strides element strides; the innermost (strides[rank-1]) must be 1 for any
+ *         dimension of extent > 1; others must be >= 0, and outputs must not
+ *         overlap themselves. */
+typedef struct slay_tensor {
+    void* data;
+    slay_dtype_t dtype;
+    int32_t rank;
+    int64_t shape[SLAY_MAX_RANK];
+    int64_t strides[SLAY_MAX_RANK];
+} slay_tensor_t;
+
+/* ------------------------------------------------------------------ handles */
+
+typedef enum slay_backend {
+    SLAY_BACKEND_CPU = 0,  /* reference backend, fp64 accumulation */
+    SLAY_BACKEND_CUDA = 1, /* CUDA device */
+    SLAY_BACKEND_FORCE_32BIT_ = 0x7fffffff
+} slay_backend_t;
+
+typedef struct slay_handle_s* slay_handle_t;
+
+/* Creates a handle on a backend. device is ignored for CPU; for CUDA it is
+ * the CUDA device ordinal. Returns SLAY_STATUS_NO_DEVICE (with a message) if
+ * the CUDA backend has no usable device or driver, INVALID_VALUE if device is
+ * out of range. *handle is written only on success. */
+SLAY_API slay_status_t slay_handle_create(slay_handle_t* handle, slay_backend_t backend,
+                                          int32_t device);
+SLAY_API slay_status_t slay_handle_destroy(slay_handle_t handle);
+SLAY_API slay_status_t slay_handle_get_backend(slay_handle_t handle, slay_backend_t* backend);
+
+/* ----------------------------------------------------------------- variants */
+
+typedef enum slay_attn_variant {
+    /* exact, O(T^2) */
+    SLAY_ATTN_STANDARD = 0,          /* softmax(q.k * softmax_scale)             */
+    SLAY_ATTN_YAT = 1,               /* softmax of the Yat score                 */
+    SLAY_ATTN_YAT_SPHERICAL = 2,     /* kernel-normalised x^2/(C-2x), x=q^.k^    */
+    /* linearized, O(T): feature map phi, then linear attention */
+    SLAY_ATTN_SLAY_ANCHOR = 3,       /* anchor poly (x) PRF: the paper's SLAY     */
+    SLAY_ATTN_SLAY_LAPLACE = 4,      /* PRF only                                  */
+    SLAY_ATTN_SLAY_HADAMARD = 5,     /* u^2 * PRF with shared omega               */
+    SLAY_ATTN_SLAY_TENSORSKETCH = 6, /* TensorSketch poly (x) PRF                 */
+    SLAY_ATTN_SLAY_RANDOM_MACLAURIN = 7, /* random Maclaurin poly (x) PRF        */
+    SLAY_ATTN_SLAY_NYSTROM = 8,      /* Nystrom poly (x) PRF                      */
+    SLAY_ATTN_PERFORMER = 9,         /* ReLU random features                      */
+    SLAY_ATTN_LINEAR = 10,           /* elu(x)+1                                  */
+    SLAY_ATTN_COSFORMER = 11,        /* relu with cos/sin position reweighting    */
+    SLAY_ATTN_RFF = 12,              /* random Fourier features                   */
+    SLAY_ATTN_VARIANT_COUNT_ = 13,   /* not a variant; may grow                   */
+    SLAY_ATTN_VARIANT_FORCE_32BIT_ = 0x7fffffff
+} slay_attn_variant_t;
+
+/* "slay_anchor", ...; NULL for an unknown value. */
+SLAY_API const char* slay_attn_variant_name(slay_attn_variant_t variant);
+/* Parses the names above and the reference registry keys ("yat-performer-anchor",
+ * "yat-spherical", ...). INVALID_VALUE for an unknown name. */
+SLAY_API slay_status_t slay_attn_variant_from_name(const char* name,
+                                                   slay_attn_variant_t* variant);
+
+/* --------------------------------------------------------------- attributes */
+
+/* Each attribute has one type (i64 or f64), a range, and a default that may
+ * depend on the variant (SPEC defaults; see README "Attributes"). Setting an
+ * attribute a variant does not use returns ATTRIBUTE_NOT_APPLICABLE. */
+typedef enum slay_attr {
+    /* i64, all variants */
+    SLAY_ATTR_NUM_HEADS = 0,        /* H, 1..65536, default 1                     */
+    SLAY_ATTR_HEAD_DIM = 1,         /* D, 1..1024, default 64                     */
+    SLAY_ATTR_VALUE_DIM = 2,        /* Dv, 0..1024, default 0 meaning Dv = D      */
+    SLAY_ATTR_CAUSAL = 3,           /* 0 or 1, default 1                          */
+    SLAY_ATTR_IO_DTYPE = 4,         /* slay_dtype_t of q,k,v,out,dout,dq,dk,dv,
+                                       default SLAY_DTYPE_FLOAT32                 */
+    SLAY_ATTR_ALLOW_TF32 = 5,       /* 0 or 1, default 0: GPU fp32 matmuls may use
+                                       TF32 only when set                         */
+    /* i64, variant-specific */
+    SLAY_ATTR_NUM_QUAD_NODES = 6,   /* R, 1..16 (Gauss-Laguerre nodes)            */
+    SLAY_ATTR_NUM_FEATURES = 7,     /* M, 1..4096: random features per node       */
+    SLAY_ATTR_POLY_DIM = 8,         /* P, 1..1024: polynomial feature dim         */
+    SLAY_ATTR_CHUNK_SIZE = 9,       /* 1..4096: chunk of the chunked GPU scan
+                                       (results agree to rounding for any value) */
+    SLAY_ATTR_STABILIZER_MODE = 10, /* slay_stabilizer_mode_t                     */
+    SLAY_ATTR_COSFORMER_LENGTH = 11,/* L, 0..2^40: cosformer weights cos(pi i/2L);
+                                       0 means L = T of each call                 */
+    /* f64 */
+    SLAY_ATTR_EPSILON = 32,         /* eps of the Yat kernel, C = 2 + eps, (0,1e3] */
+    SLAY_ATTR_STABILIZER = 33,      /* delta of the denominator, [0, 1]           */
+    SLAY_ATTR_SCORE_SCALE = 34,     /* multiplier of the yat / yat_spherical score,
+                                       (0, 1e6], default 1                        */
+    SLAY_ATTR_SOFTMAX_SCALE = 35,   /* standard: logits q.k*scale; 0 = 1/sqrt(D)  */
+    SLAY_ATTR_PRF_CLAMP = 36,       /* PRF exponent clamp c: exp(clamp(a,-c,c)),
+                                       (0, 80], default 20                        */
+    SLAY_ATTR_KERNEL_CLAMP = 37,    /* yat_spherical: C-2x clamped below at this,
+                                       (0, 1], default 1e-6                       */
+    SLAY_ATTR_NYSTROM_REG = 38,     /* lambda of K_AA + lambda I, [0, 1e3],
+                                       default 1e-3                               */
+    SLAY_ATTR_NORM_EPS = 39,        /* normalisation x/max(|x|, eps), (0, 1e-2],
+                                       default 1e-12                              */
+    SLAY_ATTR_FORCE_32BIT_ = 0x7fffffff
+} slay_attr_t;
+
+/* How the denominator of the linearized/kernel-normalised variants is made
+ * safe: ADD gives Z + delta, CLAMP gives max(Z, delta). */
+typedef enum slay_stabilizer_mode {
+    SLAY_STABILIZER_ADD = 0,
+    SLAY_STABILIZER_CLAMP = 1,
+    SLAY_STABILIZER_FORCE_32BIT_ = 0x7fffffff
+} slay_stabilizer_mode_t;
+
+/* "num_heads", ...; NULL for an unknown attribute. */
+SLAY_API const char* slay_attr_name(slay_attr_t attr);
+
+/* -------------------------------------------------------------- descriptors */
+
+/* A variant plus its attributes. Host only; never touches a device. Not
+ * thread-safe for concurrent modification. */
+typedef struct slay_attn_desc_s* slay_attn_desc_t;
+
+/* Creates a descriptor holding the variant's defaults. */
+SLAY_API slay_status_t slay_attn_desc_create(slay_attn_desc_t* desc, slay_attn_variant_t variant);
+SLAY_API slay_status_t slay_attn_desc_destroy(slay_attn_desc_t desc);
+/* Errors: UNKNOWN_ATTRIBUTE, ATTRIBUTE_TYPE, ATTRIBUTE_NOT_APPLICABLE,
+ * INVALID_VALUE (out of range; the stored value is unchanged). */
+SLAY_API slay_status_t slay_attn_desc_set_i64(slay_attn_desc_t desc, slay_attr_t attr, int64_t value);
+SLAY_API slay_status_t slay_attn_desc_set_f64(slay_attn_desc_t desc, slay_attr_t attr, double value);
+/* Reads the current value (the default if never set). */
+SLAY_API slay_status_t slay_attn_desc_get_i64(slay_attn_desc_t desc, slay_attr_t attr, int64_t* value);
+SLAY_API slay_status_t slay_attn_desc_get_f64(slay_attn_desc_t desc, slay_attr_t attr, double* value);
+
+/* -------------------------------------------------------------------- plans */
+
+/* A validated, immutable copy of a descriptor bound to a handle. The
+ * descriptor may be destroyed after the plan is made; the handle must
+ * outlive the plan. */
+typedef struct slay_attn_plan_s* slay_attn_plan_t;
+
+typedef enum slay_pass {
+    SLAY_PASS_FORWARD = 0,
+    SLAY_PASS_BACKWARD = 1,
+    SLAY_PASS_SAMPLE = 2, /* slay_attn_features_sample */
+    SLAY_PASS_FORCE_32BIT_ = 0x7fffffff
+} slay_pass_t;
+
+/* Checks cross-attribute constraints (e.g. anything beyond one variant's
+ * limits) and binds to the handle. */
+SLAY_API slay_status_t slay_attn_plan_create(slay_attn_plan_t* plan, slay_handle_t handle,
+                                             slay_attn_desc_t desc);
+SLAY_API slay_status_t slay_attn_plan_destroy(slay_attn_plan_t plan);
+/* Resolved attribute values (VALUE_DIM resolved to Dv, SOFTMAX_SCALE to its
+ * effective value). */
+SLAY_API slay_status_t slay_attn_plan_get_i64(slay_attn_plan_t plan, slay_attr_t attr, int64_t* value);
+SLAY_API slay_status_t slay_attn_plan_get_f64(slay_attn_plan_t plan, slay_attr_t attr, double* value);
+SLAY_API slay_status_t slay_attn_plan_get_variant(slay_attn_plan_t plan, slay_attn_variant_t* variant);
+
+/* Bytes of workspace a pass needs for this batch size and sequence length
+ * (0 is a valid answer; then workspace may be NULL). The workspace lives in
+ * the handle's memory space (host memory for CPU, device memory for CUDA),
+ * must be aligned to 16 bytes (malloc and cudaMalloc both are), and may be
+ * reused freely between calls; its contents on entry do not matter. For SLAY_PASS_SAMPLE batch and seq_len are ignored. */
+SLAY_API slay_status_t slay_attn_plan_get_workspace_size(slay_attn_plan_t plan, slay_pass_t pass,
+                                                         int64_t batch, int64_t seq_len,
+                                                         size_t* bytes);
+
+/* Feature dimension F of the linearized family (the state is (B, H, F, Dv+1)
+ * fp32); 0 for the exact variants, which carry no state. */
+SLAY_API slay_status_t slay_attn_plan_get_feature_dim(slay_attn_plan_t plan, int64_t* features);
+
+/* The feature-parameter tensor is one fp32 vector of param_count elements,
+ * made of named segments laid out back to back. Deterministic variants have
+ * param_count 0. */
+SLAY_API slay_status_t slay_attn_plan_get_param_count(slay_attn_plan_t plan, int64_t* count);
+SLAY_API slay_status_t slay_attn_plan_get_param_segment_count(slay_attn_plan_t plan, int32_t* count);
+
+typedef struct slay_param_segment {
+    size_t struct_size;     /* set by the caller to sizeof(slay_param_segment_t) */
+    const char* name;       /* "omega", "anchors", "nystrom_w", ... (static)     */
+    int64_t offset;         /* first element within the parameter vector         */
+    int32_t rank;
+    int64_t shape[SLAY_MAX_RANK]; /* row-major, contiguous                       */
+} slay_param_segment_t;
+
+/* Describes segment index (0-based). INVALID_VALUE if index is out of range. */
+SLAY_API slay_status_t slay_attn_plan_get_param_segment(slay_attn_plan_t plan, int32_t index,
+                                                        slay_param_segment_t* segment);
+
+/* ------------------------------------------------------------ execution API */
+
+/* Fills params (rank 1, fp32, shape (param_count,), stride 1) with the
+ * variant's random feature parameters, drawn with cuRAND's Philox4x32-10
+ * generator: segment i comes from (seed, offset + i * 2^32). The same seed and
+ * offset give the same parameters on every backend. Derived segments
+ * (nystrom_w) are computed from the drawn ones. A no-op for param_count 0.
+ * Parameters made elsewhere can be loaded by writing the tensor directly. */
+SLAY_API slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed,
+                                                 uint64_t offset, const slay_tensor_t* params,
+                                                 void* workspace, size_t workspace_size,
+                                                 void* stream);
+
+/* Forward arguments. Size-prefixed: set struct_size = sizeof(slay_attn_fwd_args_t);
+ * fields may be appended in later ABI versions, never changed. Tensor
+ * pointers marked optional may be NULL. */
+typedef struct slay_attn_fwd_args {
+    size_t struct_size;
+    const slay_tensor_t* q;             /* (B, H, T, D)  io dtype                  */
+    const slay_tensor_t* k;             /* (B, H, T, D)  io dtype                  */
+    const slay_tensor_t* v;             /* (B, H, T, Dv) io dtype                  */
+    const slay_tensor_t* params;        /* (param_count,) fp32; NULL if count 0    */
+    const slay_tensor_t* out;           /* (B, H, T, Dv) io dtype, written         */
+    const slay_tensor_t* initial_state; /* optional (B, H, F, Dv+1) fp32, read     */
+    const slay_tensor_t* final_state;   /* optional (B, H, F, Dv+1) fp32, written  */
+    int64_t position_offset;            /* cosformer: global position of token 0
+                                           of this call; 0 otherwise              */
+} slay_attn_fwd_args_t;
+
+/* out = attention(q, k, v). For the linearized family, initial_state (if
+ * given) is added to the prefix sums, and final_state (if given) receives
+ * initial_state + sum over this call's keys, so a sequence can be processed
+ * in pieces and a decode step is a forward of T = 1. State arguments are
+ * NOT_SUPPORTED for the exact variants and for cosformer with
+ * COSFORMER_LENGTH = 0. final_state may alias initial_state. */
+SLAY_API slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args,
+                                     void* workspace, size_t workspace_size, void* stream);
+
+typedef struct slay_attn_bwd_args {
+    size_t struct_size;
+    const slay_tensor_t* q;              /* (B, H, T, D)                            */
+    const slay_tensor_t* k;
+    const slay_tensor_t* v;              /* (B, H, T, Dv)                           */
+    const slay_tensor_t* params;         /* NULL if param_count 0                  */
+    const slay_tensor_t* out;            /* the forward's output (B, H, T, Dv)      */
+    const slay_tensor_t* dout;           /* dL/dout (B, H, T, Dv)                   */
+    const slay_tensor_t* dq;             /* written (B, H, T, D)                    */
+    const slay_tensor_t* dk;             /* written (B, H, T, D)                    */
+    const slay_tensor_t* dv;             /* written (B, H, T, Dv)                   */
+    const slay_tensor_t* initial_state;  /* optional, as in the forward             */
+    const slay_tensor_t* dfinal_state;   /* optional dL/dfinal_state (B,H,F,Dv+1)  */
+    const slay_tensor_t* dinitial_state; /* optional, written dL/dinitial_state     */
+    int64_t position_offset;
+} slay_attn_bwd_args_t;
+
+/* Gradients of L with respect to q, k, v (and initial_state) given dout and
+ * dfinal_state. Feature parameters get no gradient. */
+SLAY_API slay_status_t slay_attn_bwd(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args,
+                                     void* workspace, size_t workspace_size, void* stream);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SLAY_SLAY_H */

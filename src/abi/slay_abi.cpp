@@ -1,0 +1,363 @@
+// slay_abi.cpp -- the extern "C" entry points of slay.h. Each one is
+// guard -> validate -> dispatch: the guard turns a failed Status into its
+// code plus the thread-local message and catches every C++ exception, so
+// none crosses the ABI; validation (core/) completes before any output is
+// written; dispatch hands well-formed calls to the plan's backend.
+#include <new>
+
+#include "core/attributes.hpp"
+#include "core/backend.hpp"
+#include "slay/slay.h"
+
+using slay::Status;
+using slay::error;
+
+namespace {
+
+template <typename Body>
+slay_status_t guarded(Body&& body) noexcept {
+    try {
+        const Status s = body();
+        if (!s.ok()) slay::set_last_error(s.message());
+        return s.code();
+    } catch (const std::bad_alloc&) {
+        slay::set_last_error("out of host memory");
+        return SLAY_STATUS_OUT_OF_MEMORY;
+    } catch (const std::exception& e) {
+        slay::set_last_error(std::string("internal error: ") + e.what());
+        return SLAY_STATUS_INTERNAL_ERROR;
+    } catch (...) {
+        slay::set_last_error("internal error: unknown exception");
+        return SLAY_STATUS_INTERNAL_ERROR;
+    }
+}
+
+Status require(const void* p, const char* name) {
+    if (!p) return error(SLAY_STATUS_INVALID_ARGUMENT, name, " is NULL");
+    return Status();
+}
+
+struct StatusInfo {
+    slay_status_t code;
+    const char* name;
+    const char* text;
+};
+
+const StatusInfo kStatuses[] = {
+    {SLAY_STATUS_SUCCESS, "SLAY_STATUS_SUCCESS", "success"},
+    {SLAY_STATUS_INVALID_ARGUMENT, "SLAY_STATUS_INVALID_ARGUMENT", "invalid argument (NULL pointer or bad enum)"},
+    {SLAY_STATUS_INVALID_VALUE, "SLAY_STATUS_INVALID_VALUE", "value out of range"},
+    {SLAY_STATUS_BAD_SHAPE, "SLAY_STATUS_BAD_SHAPE", "tensor shape does not match"},
+    {SLAY_STATUS_BAD_STRIDE, "SLAY_STATUS_BAD_STRIDE", "tensor strides not supported"},
+    {SLAY_STATUS_BAD_DTYPE, "SLAY_STATUS_BAD_DTYPE", "tensor dtype not the one required"},
+    {SLAY_STATUS_UNKNOWN_ATTRIBUTE, "SLAY_STATUS_UNKNOWN_ATTRIBUTE", "unknown attribute"},
+    {SLAY_STATUS_ATTRIBUTE_TYPE, "SLAY_STATUS_ATTRIBUTE_TYPE", "attribute accessed with the wrong type"},
+    {SLAY_STATUS_ATTRIBUTE_NOT_APPLICABLE, "SLAY_STATUS_ATTRIBUTE_NOT_APPLICABLE",
+     "attribute does not apply to this variant"},
+    {SLAY_STATUS_WORKSPACE_TOO_SMALL, "SLAY_STATUS_WORKSPACE_TOO_SMALL", "workspace too small"},
+    {SLAY_STATUS_STRUCT_SIZE, "SLAY_STATUS_STRUCT_SIZE", "struct_size too small"},
+    {SLAY_STATUS_BACKEND_MISMATCH, "SLAY_STATUS_BACKEND_MISMATCH", "argument does not fit the backend"},
+    {SLAY_STATUS_NOT_SUPPORTED, "SLAY_STATUS_NOT_SUPPORTED", "not supported"},
+    {SLAY_STATUS_NO_DEVICE, "SLAY_STATUS_NO_DEVICE", "no usable CUDA device"},
+    {SLAY_STATUS_CUDA_ERROR, "SLAY_STATUS_CUDA_ERROR", "CUDA runtime error"},
+    {SLAY_STATUS_CURAND_ERROR, "SLAY_STATUS_CURAND_ERROR", "cuRAND error"},
+    {SLAY_STATUS_CUFFT_ERROR, "SLAY_STATUS_CUFFT_ERROR", "cuFFT error"},
+    {SLAY_STATUS_OUT_OF_MEMORY, "SLAY_STATUS_OUT_OF_MEMORY", "out of memory"},
+    {SLAY_STATUS_INTERNAL_ERROR, "SLAY_STATUS_INTERNAL_ERROR", "internal error in libslay"},
+};
+
+const StatusInfo* find_status(slay_status_t s) {
+    for (const StatusInfo& i : kStatuses)
+        if (i.code == s) return &i;
+    return nullptr;
+}
+
+Status check_plan(slay_attn_plan_t plan) { return require(plan, "plan"); }
+
+}  // namespace
+
+extern "C" {
+
+uint32_t slay_get_version(void) { return SLAY_VERSION; }
+uint32_t slay_get_abi_version(void) { return SLAY_ABI_VERSION; }
+
+const char* slay_status_name(slay_status_t status) {
+    const StatusInfo* i = find_status(status);
+    return i ? i->name : "SLAY_STATUS_UNKNOWN";
+}
+
+const char* slay_status_string(slay_status_t status) {
+    const StatusInfo* i = find_status(status);
+    return i ? i->text : "unknown status";
+}
+
+const char* slay_last_error_message(void) { return slay::last_error(); }
+
+slay_status_t slay_handle_create(slay_handle_t* handle, slay_backend_t backend, int32_t device) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(handle, "handle"));
+        std::unique_ptr<slay_handle_s> h(new slay_handle_s);
+        if (backend == SLAY_BACKEND_CPU) {
+            h->backend = slay::make_cpu_backend();
+        } else if (backend == SLAY_BACKEND_CUDA) {
+            SLAY_TRY(slay::make_cuda_backend(device, &h->backend));
+            h->device = device;
+        } else {
+            return error(SLAY_STATUS_INVALID_ARGUMENT, "backend=", static_cast<int64_t>(backend),
+                         " is not a slay_backend_t");
+        }
+        *handle = h.release();
+        return Status();
+    });
+}
+
+slay_status_t slay_handle_destroy(slay_handle_t handle) {
+    return guarded([&]() -> Status {
+        delete handle;
+        return Status();
+    });
+}
+
+slay_status_t slay_handle_get_backend(slay_handle_t handle, slay_backend_t* backend) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(handle, "handle"));
+        SLAY_TRY(require(backend, "backend"));
+        *backend = handle->backend->kind();
+        return Status();
+    });
+}
+
+const char* slay_attn_variant_name(slay_attn_variant_t variant) { return slay::variant_name(variant); }
+
+slay_status_t slay_attn_variant_from_name(const char* name, slay_attn_variant_t* variant) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(name, "name"));
+        SLAY_TRY(require(variant, "variant"));
+        slay_attn_variant_t v;
+        if (!slay::variant_from_name(name, &v))
+            return error(SLAY_STATUS_INVALID_VALUE, "unknown variant name \"", name, "\"");
+        *variant = v;
+        return Status();
+    });
+}
+
+const char* slay_attr_name(slay_attr_t attr) {
+    const slay::AttrSpec* a = slay::find_attr(attr);
+    return a ? a->name : nullptr;
+}
+
+slay_status_t slay_attn_desc_create(slay_attn_desc_t* desc, slay_attn_variant_t variant) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(desc, "desc"));
+        if (!slay::variant_name(variant))
+            return error(SLAY_STATUS_INVALID_ARGUMENT, "variant=", static_cast<int64_t>(variant),
+                         " is not a slay_attn_variant_t");
+        std::unique_ptr<slay_attn_desc_s> d(new slay_attn_desc_s);
+        d->raw = slay::default_config(variant);
+        d->raw.value_dim = 0;      // 0 = Dv equals D, resolved by the plan
+        d->raw.softmax_scale = 0;  // 0 = 1/sqrt(D), resolved by the plan
+        *desc = d.release();
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_desc_destroy(slay_attn_desc_t desc) {
+    return guarded([&]() -> Status {
+        delete desc;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_desc_set_i64(slay_attn_desc_t desc, slay_attr_t attr, int64_t value) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(desc, "desc"));
+        return slay::set_attr_checked(desc->raw, attr, true, static_cast<double>(value));
+    });
+}
+
+slay_status_t slay_attn_desc_set_f64(slay_attn_desc_t desc, slay_attr_t attr, double value) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(desc, "desc"));
+        return slay::set_attr_checked(desc->raw, attr, false, value);
+    });
+}
+
+slay_status_t slay_attn_desc_get_i64(slay_attn_desc_t desc, slay_attr_t attr, int64_t* value) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(desc, "desc"));
+        SLAY_TRY(require(value, "value"));
+        double x = 0;
+        SLAY_TRY(slay::get_attr_checked(desc->raw, attr, true, &x));
+        *value = static_cast<int64_t>(x);
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_desc_get_f64(slay_attn_desc_t desc, slay_attr_t attr, double* value) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(desc, "desc"));
+        SLAY_TRY(require(value, "value"));
+        return slay::get_attr_checked(desc->raw, attr, false, value);
+    });
+}
+
+slay_status_t slay_attn_plan_create(slay_attn_plan_t* plan, slay_handle_t handle, slay_attn_desc_t desc) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(require(plan, "plan"));
+        SLAY_TRY(require(handle, "handle"));
+        SLAY_TRY(require(desc, "desc"));
+        std::unique_ptr<slay_attn_plan_s> p(new slay_attn_plan_s);
+        SLAY_TRY(slay::resolve_config(desc->raw, &p->plan.cfg));
+        p->plan.features = slay::feature_dim(p->plan.cfg);
+        p->plan.segments = slay::param_layout(p->plan.cfg);
+        p->plan.param_count = slay::param_count(p->plan.cfg);
+        p->plan.backend = handle->backend.get();
+        *plan = p.release();
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_destroy(slay_attn_plan_t plan) {
+    return guarded([&]() -> Status {
+        delete plan;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_get_i64(slay_attn_plan_t plan, slay_attr_t attr, int64_t* value) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(value, "value"));
+        double x = 0;
+        SLAY_TRY(slay::get_attr_checked(plan->plan.cfg, attr, true, &x));
+        *value = static_cast<int64_t>(x);
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_get_f64(slay_attn_plan_t plan, slay_attr_t attr, double* value) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(value, "value"));
+        return slay::get_attr_checked(plan->plan.cfg, attr, false, value);
+    });
+}
+
+slay_status_t slay_attn_plan_get_variant(slay_attn_plan_t plan, slay_attn_variant_t* variant) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(variant, "variant"));
+        *variant = plan->plan.cfg.variant;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_get_workspace_size(slay_attn_plan_t plan, slay_pass_t pass, int64_t batch,
+                                                int64_t seq_len, size_t* bytes) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(bytes, "bytes"));
+        if (pass != SLAY_PASS_FORWARD && pass != SLAY_PASS_BACKWARD && pass != SLAY_PASS_SAMPLE)
+            return error(SLAY_STATUS_INVALID_ARGUMENT, "pass=", static_cast<int64_t>(pass), " is not a slay_pass_t");
+        if (pass != SLAY_PASS_SAMPLE && (batch < 0 || seq_len < 0))
+            return error(SLAY_STATUS_INVALID_VALUE, "batch=", batch, " and seq_len=", seq_len, " must be >= 0");
+        size_t need = 0;
+        SLAY_TRY(plan->plan.backend->workspace_size(plan->plan, pass, batch, seq_len, &need));
+        *bytes = need;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_get_feature_dim(slay_attn_plan_t plan, int64_t* features) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(features, "features"));
+        *features = plan->plan.features;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_get_param_count(slay_attn_plan_t plan, int64_t* count) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(count, "count"));
+        *count = plan->plan.param_count;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_get_param_segment_count(slay_attn_plan_t plan, int32_t* count) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(count, "count"));
+        *count = static_cast<int32_t>(plan->plan.segments.size());
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_plan_get_param_segment(slay_attn_plan_t plan, int32_t index,
+                                               slay_param_segment_t* segment) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(segment, "segment"));
+        if (segment->struct_size < sizeof(slay_param_segment_t))
+            return error(SLAY_STATUS_STRUCT_SIZE, "segment->struct_size=", segment->struct_size,
+                         " but this library needs ", sizeof(slay_param_segment_t));
+        const auto& segs = plan->plan.segments;
+        if (index < 0 || static_cast<size_t>(index) >= segs.size())
+            return error(SLAY_STATUS_INVALID_VALUE, "segment index ", index, " is out of range [0, ", segs.size(), ")");
+        const slay::ParamSegment& s = segs[static_cast<size_t>(index)];
+        slay_param_segment_t out = {};
+        out.struct_size = sizeof(slay_param_segment_t);
+        out.name = s.name;
+        out.offset = s.offset;
+        out.rank = s.rank;
+        for (int i = 0; i < SLAY_MAX_RANK; ++i) out.shape[i] = i < s.rank ? s.shape[i] : 0;
+        *segment = out;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed, uint64_t offset,
+                                        const slay_tensor_t* params, void* workspace, size_t workspace_size,
+                                        void* stream) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        const slay::Plan& p = plan->plan;
+        slay::TensorView view;
+        bool present = false;
+        SLAY_TRY(slay::validate_params_tensor(p, params, slay::Access::Write, &view, &present));
+        SLAY_TRY(p.backend->check_stream(stream));
+        if (!present) return Status();
+        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_SAMPLE, 0, 0, workspace, workspace_size));
+        return p.backend->sample(p, seed, offset, view, workspace, stream);
+    });
+}
+
+slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args, void* workspace,
+                            size_t workspace_size, void* stream) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        const slay::Plan& p = plan->plan;
+        slay::FwdCall call;
+        SLAY_TRY(slay::validate_fwd(p, args, &call));
+        SLAY_TRY(p.backend->check_stream(stream));
+        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_FORWARD, call.batch, call.seq_len, workspace, workspace_size));
+        return p.backend->forward(p, call, workspace, stream);
+    });
+}
+
+slay_status_t slay_attn_bwd(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args, void* workspace,
+                            size_t workspace_size, void* stream) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        const slay::Plan& p = plan->plan;
+        slay::BwdCall call;
+        SLAY_TRY(slay::validate_bwd(p, args, &call));
+        SLAY_TRY(p.backend->check_stream(stream));
+        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_BACKWARD, call.batch, call.seq_len, workspace, workspace_size));
+        return p.backend->backward(p, call, workspace, stream);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,86 @@
+// backend.hpp -- the internal interface both backends implement (CPU
+// reference, CUDA), the objects behind slay_handle_t / slay_attn_plan_t, and
+// the validated forms of the fwd/bwd argument blocks. The ABI layer checks
+// everything that does not depend on the backend (validate_* below) before
+// a backend sees a call, so backends receive only well-formed calls.
+//
+// Shapes: q, k (B, H, T, D); v, out, dout (B, H, T, Dv);
+//         state (B, H, F, Dv+1) fp32; params (param_count,) fp32.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "config.hpp"
+#include "status.hpp"
+#include "tensor.hpp"
+
+namespace slay {
+
+struct Plan;
+
+struct FwdCall {
+    int64_t batch = 0, seq_len = 0, position_offset = 0;
+    TensorView q, k, v, out, params;
+    bool has_params = false;
+    bool has_initial_state = false, has_final_state = false;
+    TensorView initial_state, final_state;
+};
+
+struct BwdCall {
+    int64_t batch = 0, seq_len = 0, position_offset = 0;
+    TensorView q, k, v, out, dout, dq, dk, dv, params;
+    bool has_params = false;
+    bool has_initial_state = false, has_dfinal_state = false, has_dinitial_state = false;
+    TensorView initial_state, dfinal_state, dinitial_state;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual slay_backend_t kind() const = 0;
+    // Checks run last, before any write: the stream fits the backend, the
+    // parameter values are usable, ...
+    virtual Status check_stream(void* stream) const = 0;
+    virtual Status workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch,
+                                  int64_t seq_len, size_t* bytes) const = 0;
+    virtual Status forward(const Plan& plan, const FwdCall& call, void* workspace,
+                           void* stream) = 0;
+    virtual Status backward(const Plan& plan, const BwdCall& call, void* workspace,
+                            void* stream) = 0;
+    virtual Status sample(const Plan& plan, uint64_t seed, uint64_t offset,
+                          const TensorView& params, void* workspace, void* stream) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+// NO_DEVICE (with the driver's reason) when no usable device exists.
+Status make_cuda_backend(int32_t device, std::unique_ptr<Backend>* out);
+
+struct Plan {
+    AttnConfig cfg;  // resolved
+    int64_t features = 0;      // F (0 for exact variants)
+    int64_t param_count = 0;
+    std::vector<ParamSegment> segments;
+    Backend* backend = nullptr;  // owned by the handle
+};
+
+// Validates an argument block against the plan; fills the call on success.
+Status validate_fwd(const Plan& plan, const slay_attn_fwd_args_t* args, FwdCall* call);
+Status validate_bwd(const Plan& plan, const slay_attn_bwd_args_t* args, BwdCall* call);
+Status validate_params_tensor(const Plan& plan, const slay_tensor_t* params, Access access,
+                              TensorView* view, bool* present);
+Status check_workspace(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len,
+                       const void* workspace, size_t workspace_size);
+
+}  // namespace slay
+
+struct slay_handle_s {
+    std::unique_ptr<slay::Backend> backend;
+    int32_t device = 0;
+};
+
+struct slay_attn_plan_s {
+    slay::Plan plan;
+};

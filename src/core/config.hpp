@@ -1,0 +1,82 @@
+// config.hpp -- the resolved attributes of one attention variant (AttnConfig)
+// and the per-variant facts derived from them: feature dimension F, whether
+// the variant is exact (O(T^2), no state) or linearized, and its
+// feature-parameter layout (SPEC section A).
+//
+// Shapes: q, k (B, H, T, D); v, out (B, H, T, Dv); state (B, H, F, Dv+1).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "slay/slay.h"
+
+namespace slay {
+
+// Every attribute of slay_attr_t, resolved (no "0 means default" left except
+// cosformer_length, whose 0 means "T of the call").
+struct AttnConfig {
+    slay_attn_variant_t variant = SLAY_ATTN_STANDARD;
+    int64_t num_heads = 1;
+    int64_t head_dim = 64;
+    int64_t value_dim = 64;  // resolved Dv
+    bool causal = true;
+    slay_dtype_t io_dtype = SLAY_DTYPE_FLOAT32;
+    bool allow_tf32 = false;
+    int64_t num_quad_nodes = 1;    // R
+    int64_t num_features = 8;      // M
+    int64_t poly_dim = 64;         // P
+    int64_t chunk_size = 128;
+    slay_stabilizer_mode_t stabilizer_mode = SLAY_STABILIZER_ADD;
+    int64_t cosformer_length = 0;  // L; 0 = T of the call
+    double epsilon = 1e-6;         // C = 2 + epsilon
+    double stabilizer = 1e-6;      // delta
+    double score_scale = 1.0;
+    double softmax_scale = 0.125;  // resolved (1/sqrt(D) by default)
+    double prf_clamp = 20.0;
+    double kernel_clamp = 1e-6;
+    double nystrom_reg = 1e-3;
+    double norm_eps = 1e-12;
+};
+
+// The variant's SPEC defaults (README "Attributes"), resolved for H = 1,
+// D = Dv = 64. Change head_dim / value_dim / num_heads afterwards as needed;
+// softmax_scale must then be set to 1/sqrt(D) by the caller (plans do this).
+AttnConfig default_config(slay_attn_variant_t v);
+
+// Whether a variant reads an attribute (setting one it ignores is an error).
+bool attribute_applies(slay_attn_variant_t v, slay_attr_t a);
+
+bool is_exact_variant(slay_attn_variant_t v);  // standard, yat, yat_spherical
+bool is_kronecker_variant(slay_attn_variant_t v);  // poly (x) pcat
+bool uses_prf(slay_attn_variant_t v);  // anchor, laplace, hadamard, tensorsketch, rm, nystrom
+
+// Feature dimension F (0 for exact variants). Index order of the Kronecker
+// variants: f = r*P*M + p*M + m. Laplace/Hadamard: f = r*M + m. Performer,
+// rff: M. Linear: D. Cosformer: 2D (cos stream then sin stream).
+int64_t feature_dim(const AttnConfig& c);
+
+// One named block of the fp32 parameter vector, row-major and contiguous.
+struct ParamSegment {
+    const char* name;
+    int64_t offset;
+    int32_t rank;
+    int64_t shape[4];
+    int64_t count() const;
+};
+
+// Segments per variant (all fp32; integers stored as exact float values):
+//   slay_anchor, slay_laplace, slay_hadamard: omega (R, H, D, M) ~ N(0,1)
+//   slay_anchor additionally:  anchors (P, D), unit rows
+//   slay_random_maclaurin:     omega (R,H,D,M); rm_r1 (P, D), rm_r2 (P, D) ~ N(0, 1/D)
+//   slay_nystrom:              omega (R,H,D,M); anchors (P, D); nystrom_w (P, P)
+//   slay_tensorsketch:         omega (R,H,D,M); ts_hash1 (D,), ts_sign1 (D,),
+//                              ts_hash2 (D,), ts_sign2 (D,)  hashes in [0,P), signs +-1
+//   performer:                 performer_w (H, D, M) ~ N(0, 1/D)
+//   rff:                       omega (H, D, M) ~ N(0,1); rff_phase (H, M) ~ U[0, 2pi)
+//   others:                    none
+std::vector<ParamSegment> param_layout(const AttnConfig& c);
+int64_t param_count(const AttnConfig& c);
+
+}  // namespace slay
