@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs libslay's build dependencies from Debian (meson, ninja, a C/C++
+# compiler, pkg-config, doctest) and checks for the CUDA toolkit (nvcc,
+# cuRAND), which libslay needs even for its CPU backend (cuRAND's host
+# generator draws the feature parameters). Safe to run twice.
+set -euo pipefail
+need=()
+command -v meson >/dev/null || need+=(meson)
+command -v ninja >/dev/null || need+=(ninja-build)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v c++ >/dev/null || need+=(g++)
+[ -f /usr/include/doctest/doctest.h ] || need+=(doctest-dev)
+command -v python3 >/dev/null || need+=(python3)
+command -v readelf >/dev/null || need+=(binutils)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "note: add /usr/local/cuda/bin to PATH (the scripts here do it themselves)"
+fi
+if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  echo "error: the CUDA toolkit (nvcc, cuRAND) was not found; install CUDA >= 12 from NVIDIA" >&2
+  exit 1
+fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The README's first command: installs the dependencies, builds and installs
+# libslay (to /usr/local as root, else ~/.local), then compiles the C example
+# against the INSTALLED library through pkg-config and runs it. The example
+# runs on the CPU backend when no GPU is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/install_deps.sh
+export PATH="/usr/local/cuda/bin:$PATH"
+prefix=/usr/local
+[ "$(id -u)" -ne 0 ] && prefix="$HOME/.local"
+builddir=build-install
+[ -f "$builddir/build.ninja" ] || meson setup "$builddir" --prefix "$prefix" --libdir lib -Dtests=false
+ninja -C "$builddir"
+meson install -C "$builddir" --quiet
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
+export LD_LIBRARY_PATH="$prefix/lib:${LD_LIBRARY_PATH:-}"
+out=$(mktemp -d)
+cc -std=c99 -D_POSIX_C_SOURCE=199309L examples/c/slay_example.c -o "$out/slay_example" \
+   $(pkg-config --cflags --libs libslay) -lm
+"$out/slay_example" "$@"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The README's test command: configures (once) and builds libslay in build/,
+# runs every meson test suite, and ends with the line
+#   N passed, N failed[, N skipped]
+# GPU tests exit 77 (skipped) on machines without a device.
+# Usage: bash tests/run_tests.sh [extra meson setup options]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/cuda/bin:$PATH"
+builddir=${SLAY_BUILD_DIR:-build}
+if [ ! -f "$builddir/build.ninja" ]; then
+  meson setup "$builddir" "$@" || { echo "0 passed, 1 failed"; exit 1; }
+fi
+ninja -C "$builddir" || { echo "0 passed, 1 failed"; exit 1; }
+meson test -C "$builddir" --print-errorlogs --num-processes "$(nproc)"
+rc=$?
+python3 - "$builddir/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+with open(sys.argv[1]) as f:
+    for line in f:
+        r = json.loads(line)["result"]
+        if r in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif r == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $rc
