@@ -21,20 +21,21 @@ namespace slay {
 
 struct Plan;
 
-struct FwdCall {
+// What the forward and the backward both read.
+struct CallInputs {
     int64_t batch = 0, seq_len = 0, position_offset = 0;
-    TensorView q, k, v, out, params;
-    bool has_params = false;
-    bool has_initial_state = false, has_final_state = false;
-    TensorView initial_state, final_state;
+    TensorView q, k, v, params, initial_state;
+    bool has_params = false, has_initial_state = false;
 };
 
-struct BwdCall {
-    int64_t batch = 0, seq_len = 0, position_offset = 0;
-    TensorView q, k, v, out, dout, dq, dk, dv, params;
-    bool has_params = false;
-    bool has_initial_state = false, has_dfinal_state = false, has_dinitial_state = false;
-    TensorView initial_state, dfinal_state, dinitial_state;
+struct FwdCall : CallInputs {
+    TensorView out, final_state;
+    bool has_final_state = false;
+};
+
+struct BwdCall : CallInputs {
+    TensorView out, dout, dq, dk, dv, dfinal_state, dinitial_state;
+    bool has_dfinal_state = false, has_dinitial_state = false;
 };
 
 class Backend {

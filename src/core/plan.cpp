@@ -68,15 +68,28 @@ Status check_state(const Plan& p, const slay_tensor_t* t, const char* name, int6
                         view);
 }
 
-// q defines B and T; k, v, out and the gradients must agree with it.
-Status check_qkv(const Plan& p, const slay_tensor_t* q, const slay_tensor_t* k, const slay_tensor_t* v,
-                 TensorView* qv, TensorView* kv, TensorView* vv) {
-    const AttnConfig& c = p.cfg;
-    SLAY_TRY(check_tensor_rank(q, "q", c.io_dtype, 4, Access::Read, qv));
-    const int64_t B = qv->shape[0], T = qv->shape[2];
-    SLAY_TRY(check_tensor(q, "q", c.io_dtype, {B, c.num_heads, T, c.head_dim}, "(B, H, T, D)", Access::Read, qv));
-    SLAY_TRY(check_tensor(k, "k", c.io_dtype, {B, c.num_heads, T, c.head_dim}, "(B, H, T, D)", Access::Read, kv));
-    SLAY_TRY(check_tensor(v, "v", c.io_dtype, {B, c.num_heads, T, c.value_dim}, "(B, H, T, Dv)", Access::Read, vv));
+// q defines B and T; k, v, out and the gradients must agree with it. Checks
+// the inputs forward and backward share, in argument order.
+Status check_inputs(const Plan& p, const slay_tensor_t* q, const slay_tensor_t* k, const slay_tensor_t* v,
+                    CallInputs* c) {
+    const AttnConfig& cf = p.cfg;
+    SLAY_TRY(check_tensor_rank(q, "q", cf.io_dtype, 4, Access::Read, &c->q));
+    const int64_t B = c->q.shape[0], T = c->q.shape[2];
+    SLAY_TRY(check_tensor(q, "q", cf.io_dtype, {B, cf.num_heads, T, cf.head_dim}, "(B, H, T, D)", Access::Read, &c->q));
+    SLAY_TRY(check_tensor(k, "k", cf.io_dtype, {B, cf.num_heads, T, cf.head_dim}, "(B, H, T, D)", Access::Read, &c->k));
+    SLAY_TRY(check_tensor(v, "v", cf.io_dtype, {B, cf.num_heads, T, cf.value_dim}, "(B, H, T, Dv)", Access::Read, &c->v));
+    c->batch = B;
+    c->seq_len = T;
+    return Status();
+}
+
+Status check_params_state_position(const Plan& p, const slay_tensor_t* params, const slay_tensor_t* initial_state,
+                                   int64_t position_offset, CallInputs* c) {
+    SLAY_TRY(validate_params_tensor(p, params, Access::Read, &c->params, &c->has_params));
+    SLAY_TRY(check_state(p, initial_state, "initial_state", c->batch, Access::Read, &c->initial_state,
+                         &c->has_initial_state));
+    SLAY_TRY(check_position_offset(p, position_offset, c->seq_len));
+    c->position_offset = position_offset;
     return Status();
 }
 
@@ -104,18 +117,11 @@ Status validate_fwd(const Plan& p, const slay_attn_fwd_args_t* a, FwdCall* call)
     if (!a) return error(SLAY_STATUS_INVALID_ARGUMENT, "args is NULL");
     SLAY_TRY(check_struct_size(a, a->struct_size, sizeof(slay_attn_fwd_args_t), "args"));
     FwdCall c;
-    SLAY_TRY(check_qkv(p, a->q, a->k, a->v, &c.q, &c.k, &c.v));
-    c.batch = c.q.shape[0];
-    c.seq_len = c.q.shape[2];
+    SLAY_TRY(check_inputs(p, a->q, a->k, a->v, &c));
     const int64_t B = c.batch, T = c.seq_len, H = p.cfg.num_heads, Dv = p.cfg.value_dim;
     SLAY_TRY(check_tensor(a->out, "out", p.cfg.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Write, &c.out));
-    SLAY_TRY(validate_params_tensor(p, a->params, Access::Read, &c.params, &c.has_params));
-    SLAY_TRY(check_state(p, a->initial_state, "initial_state", B, Access::Read, &c.initial_state,
-                         &c.has_initial_state));
-    SLAY_TRY(check_state(p, a->final_state, "final_state", B, Access::Write, &c.final_state,
-                         &c.has_final_state));
-    SLAY_TRY(check_position_offset(p, a->position_offset, T));
-    c.position_offset = a->position_offset;
+    SLAY_TRY(check_params_state_position(p, a->params, a->initial_state, a->position_offset, &c));
+    SLAY_TRY(check_state(p, a->final_state, "final_state", B, Access::Write, &c.final_state, &c.has_final_state));
     *call = c;
     return Status();
 }
@@ -124,9 +130,7 @@ Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* a, BwdCall* call)
     if (!a) return error(SLAY_STATUS_INVALID_ARGUMENT, "args is NULL");
     SLAY_TRY(check_struct_size(a, a->struct_size, sizeof(slay_attn_bwd_args_t), "args"));
     BwdCall c;
-    SLAY_TRY(check_qkv(p, a->q, a->k, a->v, &c.q, &c.k, &c.v));
-    c.batch = c.q.shape[0];
-    c.seq_len = c.q.shape[2];
+    SLAY_TRY(check_inputs(p, a->q, a->k, a->v, &c));
     const AttnConfig& cf = p.cfg;
     const int64_t B = c.batch, T = c.seq_len, H = cf.num_heads, D = cf.head_dim, Dv = cf.value_dim;
     SLAY_TRY(check_tensor(a->out, "out", cf.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Read, &c.out));
@@ -134,15 +138,10 @@ Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* a, BwdCall* call)
     SLAY_TRY(check_tensor(a->dq, "dq", cf.io_dtype, {B, H, T, D}, "(B, H, T, D)", Access::Write, &c.dq));
     SLAY_TRY(check_tensor(a->dk, "dk", cf.io_dtype, {B, H, T, D}, "(B, H, T, D)", Access::Write, &c.dk));
     SLAY_TRY(check_tensor(a->dv, "dv", cf.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Write, &c.dv));
-    SLAY_TRY(validate_params_tensor(p, a->params, Access::Read, &c.params, &c.has_params));
-    SLAY_TRY(check_state(p, a->initial_state, "initial_state", B, Access::Read, &c.initial_state,
-                         &c.has_initial_state));
-    SLAY_TRY(check_state(p, a->dfinal_state, "dfinal_state", B, Access::Read, &c.dfinal_state,
-                         &c.has_dfinal_state));
+    SLAY_TRY(check_params_state_position(p, a->params, a->initial_state, a->position_offset, &c));
+    SLAY_TRY(check_state(p, a->dfinal_state, "dfinal_state", B, Access::Read, &c.dfinal_state, &c.has_dfinal_state));
     SLAY_TRY(check_state(p, a->dinitial_state, "dinitial_state", B, Access::Write, &c.dinitial_state,
                          &c.has_dinitial_state));
-    SLAY_TRY(check_position_offset(p, a->position_offset, T));
-    c.position_offset = a->position_offset;
     *call = c;
     return Status();
 }

@@ -128,54 +128,32 @@ public:
     }
 
     Status forward(const Plan& p, const FwdCall& c, void* workspace, void*) override {
-        std::vector<double> params;
-        SLAY_TRY(load_params(p, c.has_params, c.params, &params));
-        const cpu::Reference ref(p.cfg, params.empty() ? nullptr : params.data());
-        ScratchCarver carver(workspace);
-        const HeadScratch s = carve_head_scratch(p, SLAY_PASS_FORWARD, c.seq_len, carver);
-        const int64_t T = c.seq_len, D = p.cfg.head_dim, Dv = p.cfg.value_dim, F = p.features;
-        for (int64_t b = 0; b < c.batch; ++b)
-            for (int64_t h = 0; h < p.cfg.num_heads; ++h) {
-                gather(c.q, b, h, T, D, s.q);
-                gather(c.k, b, h, T, D, s.k);
-                gather(c.v, b, h, T, Dv, s.v);
-                // final_state may alias initial_state: the head's input state
-                // is read completely before its output state is written.
-                if (c.has_initial_state) gather(c.initial_state, b, h, F, Dv + 1, s.state_in);
-                const cpu::HeadSlice slice{T, h, c.position_offset, s.q, s.k, s.v};
-                ref.forward(slice, c.has_initial_state ? s.state_in : nullptr, s.out,
-                            c.has_final_state ? s.state_out : nullptr);
-                scatter(s.out, b, h, T, Dv, c.out);
-                if (c.has_final_state) scatter(s.state_out, b, h, F, Dv + 1, c.final_state);
-            }
-        return Status();
+        const int64_t T = c.seq_len, Dv = p.cfg.value_dim, F = p.features;
+        return for_each_head(p, c, SLAY_PASS_FORWARD, workspace,
+                             [&](const cpu::Reference& ref, const HeadScratch& s, int64_t b, int64_t h) {
+                                 const cpu::HeadSlice slice{T, h, c.position_offset, s.q, s.k, s.v};
+                                 ref.forward(slice, c.has_initial_state ? s.state_in : nullptr, s.out,
+                                             c.has_final_state ? s.state_out : nullptr);
+                                 scatter(s.out, b, h, T, Dv, c.out);
+                                 if (c.has_final_state) scatter(s.state_out, b, h, F, Dv + 1, c.final_state);
+                             });
     }
 
     Status backward(const Plan& p, const BwdCall& c, void* workspace, void*) override {
-        std::vector<double> params;
-        SLAY_TRY(load_params(p, c.has_params, c.params, &params));
-        const cpu::Reference ref(p.cfg, params.empty() ? nullptr : params.data());
-        ScratchCarver carver(workspace);
-        const HeadScratch s = carve_head_scratch(p, SLAY_PASS_BACKWARD, c.seq_len, carver);
         const int64_t T = c.seq_len, D = p.cfg.head_dim, Dv = p.cfg.value_dim, F = p.features;
-        for (int64_t b = 0; b < c.batch; ++b)
-            for (int64_t h = 0; h < p.cfg.num_heads; ++h) {
-                gather(c.q, b, h, T, D, s.q);
-                gather(c.k, b, h, T, D, s.k);
-                gather(c.v, b, h, T, Dv, s.v);
-                gather(c.dout, b, h, T, Dv, s.dout);
-                if (c.has_initial_state) gather(c.initial_state, b, h, F, Dv + 1, s.state_in);
-                if (c.has_dfinal_state) gather(c.dfinal_state, b, h, F, Dv + 1, s.dstate_out);
-                const cpu::HeadSlice slice{T, h, c.position_offset, s.q, s.k, s.v};
-                ref.backward(slice, c.has_initial_state ? s.state_in : nullptr, s.dout,
-                             c.has_dfinal_state ? s.dstate_out : nullptr, s.dq, s.dk, s.dv,
-                             c.has_dinitial_state ? s.dstate_in : nullptr);
-                scatter(s.dq, b, h, T, D, c.dq);
-                scatter(s.dk, b, h, T, D, c.dk);
-                scatter(s.dv, b, h, T, Dv, c.dv);
-                if (c.has_dinitial_state) scatter(s.dstate_in, b, h, F, Dv + 1, c.dinitial_state);
-            }
-        return Status();
+        return for_each_head(p, c, SLAY_PASS_BACKWARD, workspace,
+                             [&](const cpu::Reference& ref, const HeadScratch& s, int64_t b, int64_t h) {
+                                 gather(c.dout, b, h, T, Dv, s.dout);
+                                 if (c.has_dfinal_state) gather(c.dfinal_state, b, h, F, Dv + 1, s.dstate_out);
+                                 const cpu::HeadSlice slice{T, h, c.position_offset, s.q, s.k, s.v};
+                                 ref.backward(slice, c.has_initial_state ? s.state_in : nullptr, s.dout,
+                                              c.has_dfinal_state ? s.dstate_out : nullptr, s.dq, s.dk, s.dv,
+                                              c.has_dinitial_state ? s.dstate_in : nullptr);
+                                 scatter(s.dq, b, h, T, D, c.dq);
+                                 scatter(s.dk, b, h, T, D, c.dk);
+                                 scatter(s.dv, b, h, T, Dv, c.dv);
+                                 if (c.has_dinitial_state) scatter(s.dstate_in, b, h, F, Dv + 1, c.dinitial_state);
+                             });
     }
 
     Status sample(const Plan& p, uint64_t seed, uint64_t offset, const TensorView& params, void* workspace,
@@ -209,6 +187,31 @@ public:
     }
 
 private:
+    // Checks and widens the parameters (before any write), builds the
+    // Reference, then for every (b, h) gathers q, k, v and the initial state
+    // into the scratch and runs pass_body(ref, scratch, b, h). A head's input
+    // state is read completely before its body writes anything, so
+    // final_state may alias initial_state.
+    template <typename PassBody>
+    static Status for_each_head(const Plan& p, const CallInputs& c, slay_pass_t pass, void* workspace,
+                                PassBody&& pass_body) {
+        std::vector<double> params;
+        SLAY_TRY(load_params(p, c.has_params, c.params, &params));
+        const cpu::Reference ref(p.cfg, params.empty() ? nullptr : params.data());
+        ScratchCarver carver(workspace);
+        const HeadScratch s = carve_head_scratch(p, pass, c.seq_len, carver);
+        const int64_t T = c.seq_len, D = p.cfg.head_dim, Dv = p.cfg.value_dim, F = p.features;
+        for (int64_t b = 0; b < c.batch; ++b)
+            for (int64_t h = 0; h < p.cfg.num_heads; ++h) {
+                gather(c.q, b, h, T, D, s.q);
+                gather(c.k, b, h, T, D, s.k);
+                gather(c.v, b, h, T, Dv, s.v);
+                if (c.has_initial_state) gather(c.initial_state, b, h, F, Dv + 1, s.state_in);
+                pass_body(ref, s, b, h);
+            }
+        return Status();
+    }
+
     // W of SPEC A.14 from the anchors already written to the parameters.
     static Status derive_nystrom(const Plan& p, const float* params, const SampleScratch& s, float* w_out) {
         const ParamSegment* anchors = nullptr;
