@@ -220,7 +220,7 @@ typedef enum slay_attr {
                                        0 means L = T of each call                 */
     /* f64 */
     SLAY_ATTR_EPSILON = 32,         /* eps of the Yat kernel, C = 2 + eps, (0,1e3] */
-    SLAY_ATTR_STABILIZER = 33,      /* delta of the denominator, [0, 1]           */
+    SLAY_ATTR_STABILIZER = 33,      /* delta of the denominator, (0, 1]           */
     SLAY_ATTR_SCORE_SCALE = 34,     /* multiplier of the yat / yat_spherical score,
                                        (0, 1e6], default 1                        */
     SLAY_ATTR_SOFTMAX_SCALE = 35,   /* standard: logits q.k*scale; 0 = 1/sqrt(D)  */

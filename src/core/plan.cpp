@@ -37,8 +37,8 @@ Status check_position_offset(const Plan& p, int64_t offset, int64_t seq_len) {
         return Status();
     }
     const int64_t L = p.cfg.cosformer_length;
-    if (L > 0 && offset + seq_len > L)
-        return error(SLAY_STATUS_INVALID_VALUE, "position_offset + T = ", offset + seq_len,
+    if (L > 0 && (offset > L || seq_len > L - offset))  // written so that nothing can overflow
+        return error(SLAY_STATUS_INVALID_VALUE, "position_offset=", offset, " plus T=", seq_len,
                      " exceeds cosformer_length=", L);
     if (L == 0 && offset != 0)
         return error(SLAY_STATUS_INVALID_VALUE, "position_offset=", offset,

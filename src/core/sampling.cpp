@@ -63,7 +63,8 @@ void finish_segment(const AttnConfig& c, const ParamSegment& s, float* x) {
             break;
         case SegmentKind::Phase: {
             const double two_pi = 6.283185307179586476925286766559;
-            for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(two_pi * x[i]);
+            // u in (0, 1] -> 2 pi (1 - u) in [0, 2 pi)
+            for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(two_pi * (1.0 - x[i]));
             break;
         }
     }

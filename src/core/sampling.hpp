@@ -21,7 +21,7 @@ enum class SegmentKind {
     UnitRows,        // anchors (P, D): g/|g|, g ~ N(0, I_D)
     HashIndex,       // ts_hash* (D,): floor(u * P) in [0, P)
     Sign,            // ts_sign* (D,): -1 if u <= 1/2 else +1
-    Phase,           // rff_phase (H, M): 2 pi u
+    Phase,           // rff_phase (H, M): 2 pi (1 - u), in [0, 2 pi)
     NystromMatrix,   // nystrom_w (P, P): derived from anchors
 };
 

@@ -29,14 +29,21 @@ public:
     template <typename T>
     T* take(int64_t count) {
         const size_t at = used_;
-        used_ += (static_cast<size_t>(count) * sizeof(T) + 15) / 16 * 16;
+        size_t bytes = 0;
+        // A huge T must not wrap the size around: remember the overflow and
+        // let workspace_size refuse the call.
+        if (count < 0 || __builtin_mul_overflow(static_cast<size_t>(count), sizeof(T), &bytes) ||
+            __builtin_add_overflow(bytes, size_t{15}, &bytes) || __builtin_add_overflow(used_, bytes / 16 * 16, &used_))
+            overflow_ = true;
         return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
     }
     size_t used() const { return used_; }
+    bool overflowed() const { return overflow_; }
 
 private:
     char* base_;
     size_t used_ = 0;
+    bool overflow_ = false;
 };
 
 // Per-head fp64 slices of one call. Fields a pass does not use stay null.
@@ -123,6 +130,9 @@ public:
             carve_sample_scratch(p, count);
         else
             carve_head_scratch(p, pass, seq_len, count);
+        if (count.overflowed())
+            return error(SLAY_STATUS_INVALID_VALUE, "the workspace for seq_len=", seq_len,
+                         " does not fit in size_t");
         *bytes = count.used();
         return Status();
     }

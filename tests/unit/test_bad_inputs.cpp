@@ -1,0 +1,306 @@
+// test_bad_inputs.cpp -- the bad-input catalogue of slay_attn_fwd,
+// slay_attn_bwd and slay_attn_features_sample on the CPU backend. Each case
+// starts from a valid baseline call (AttnCall), breaks it in one place, and
+// checks the status, that the call set its own non-empty message, and that
+// every caller buffer is byte-for-byte unchanged (outputs poisoned first).
+// Cases expecting SUCCESS check instead that every output was written.
+// Also: the (B, T, H, D) layout given through strides gives the same result
+// as the contiguous (B, H, T, D) layout.
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "attn_call.hpp"
+
+using namespace slay_test;
+
+namespace {
+
+struct Case {
+    const char* what;
+    slay_status_t expected;
+    std::function<void(AttnCall&)> mutate;
+};
+
+void run_case(const CallShape& shape, Pass pass, const Case& c) {
+    const std::string where = text(pass_name(pass)) + " on " + text(slay_attn_variant_name(shape.variant)) + ": " + c.what;
+    INFO(where);
+    AttnCall call(shape);
+    c.mutate(call);
+    call.poison_outputs(pass);
+    const auto before = call.snapshot();
+    check_status(c.expected, [&] { return call.run(pass); });
+    if (c.expected == SLAY_STATUS_SUCCESS)
+        CHECK_MESSAGE(call.outputs_fully_written(pass), "an output element was not written (or is not finite)");
+    else
+        CHECK_MESSAGE(call.snapshot() == before, "a rejected call changed a caller buffer");
+}
+
+void run_cases(const CallShape& shape, std::initializer_list<Pass> passes, const std::vector<Case>& cases) {
+    for (Pass pass : passes)
+        for (const Case& c : cases) run_case(shape, pass, c);
+}
+
+void* shifted(void* p, long bytes) { return static_cast<char*>(p) + bytes; }
+
+// Cases of the fields fwd and bwd share, valid for any variant with params.
+std::vector<Case> shared_argument_cases() {
+    return {
+        {"valid baseline", SLAY_STATUS_SUCCESS, [](AttnCall&) {}},
+        {"valid baseline with states", SLAY_STATUS_SUCCESS, [](AttnCall& c) { c.attach_states(); }},
+        {"plan is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.plan = nullptr; }},
+        {"args is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.pass_null_args = true; }},
+        {"q is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.both_args([](auto& a) { a.q = nullptr; }); }},
+        {"k is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.both_args([](auto& a) { a.k = nullptr; }); }},
+        {"v is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.both_args([](auto& a) { a.v = nullptr; }); }},
+        {"params is NULL", SLAY_STATUS_INVALID_ARGUMENT,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.params = nullptr; }); }},
+        {"q.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.q.data = nullptr; }},
+        {"k.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.k.data = nullptr; }},
+        {"v.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.v.data = nullptr; }},
+        {"params.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.params.data = nullptr; }},
+        {"q.data misaligned for fp32", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.q.data = shifted(c.q.data, 2); }},
+        {"struct_size is 0", SLAY_STATUS_STRUCT_SIZE, [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = 0; }); }},
+        {"struct_size one field short", SLAY_STATUS_STRUCT_SIZE,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = sizeof(a) - 8; }); }},
+        {"struct_size larger, nonzero unknown tail", SLAY_STATUS_NOT_SUPPORTED, [](AttnCall& c) { c.grow_args(16, true); }},
+        {"struct_size larger, zero tail", SLAY_STATUS_SUCCESS, [](AttnCall& c) { c.grow_args(16, false); }},
+        {"q rank 3", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.q.rank = 3; }},
+        {"k rank 5", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.k.rank = 5; }},
+        {"v rank 0", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.v.rank = 0; }},
+        {"k.T != q.T", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.k, 2, c.k.shape[2] - 1); }},
+        {"v.T != q.T", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.v, 2, c.v.shape[2] - 1); }},
+        {"q has the wrong number of heads", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.q, 1, c.q.shape[1] + 1); }},
+        {"k has the wrong number of heads", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.k, 1, c.k.shape[1] - 1); }},
+        {"q has the wrong head dim", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.q, 3, c.q.shape[3] + 1); }},
+        {"k has the wrong head dim", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.k, 3, c.k.shape[3] - 1); }},
+        {"v has D columns instead of Dv", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.v, 3, c.q.shape[3]); }},
+        {"k has a different batch", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.k, 0, c.k.shape[0] - 1); }},
+        {"v has a different batch", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.v, 0, c.v.shape[0] + 1); }},
+        {"q has a negative extent", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.q.shape[2] = -1; }},
+        {"q innermost stride 2", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.q.strides[3] = 2; }},
+        {"k innermost stride 0", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.k.strides[3] = 0; }},
+        {"k negative head stride", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.k.strides[1] = -c.k.strides[1]; }},
+        {"v negative innermost stride", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.v.strides[3] = -1; }},
+        {"q is bf16 while the plan is fp32", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.q.dtype = SLAY_DTYPE_BFLOAT16; }},
+        {"k is fp16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.k.dtype = SLAY_DTYPE_FLOAT16; }},
+        {"v has no valid dtype", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.v.dtype = static_cast<slay_dtype_t>(7); }},
+        {"params are bf16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.params.dtype = SLAY_DTYPE_BFLOAT16; }},
+        {"params one element short", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.params, 0, c.params.shape[0] - 1); }},
+        {"params one element long", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.params, 0, c.params.shape[0] + 1); }},
+        {"params rank 2", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.params.rank = 2; c.params.shape[1] = 1; }},
+        {"params stride 2", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.params.strides[0] = 2; }},
+        {"params hold a NaN", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("omega", 3, NAN); }},
+        {"params hold an infinity", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("omega", 0, -INFINITY); }},
+        {"position_offset nonzero for a non-cosformer variant", SLAY_STATUS_INVALID_VALUE,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.position_offset = 3; }); }},
+        {"position_offset negative", SLAY_STATUS_INVALID_VALUE,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.position_offset = -1; }); }},
+        {"initial_state has F+1 rows", SLAY_STATUS_BAD_SHAPE,
+         [](AttnCall& c) { c.attach_states(); set_extent(c.initial_state, 2, c.initial_state.shape[2] + 1); }},
+        {"initial_state has Dv columns instead of Dv+1", SLAY_STATUS_BAD_SHAPE,
+         [](AttnCall& c) { c.attach_states(); set_extent(c.initial_state, 3, c.initial_state.shape[3] - 1); }},
+        {"initial_state has a different batch", SLAY_STATUS_BAD_SHAPE,
+         [](AttnCall& c) { c.attach_states(); set_extent(c.initial_state, 0, c.initial_state.shape[0] - 1); }},
+        {"initial_state is bf16", SLAY_STATUS_BAD_DTYPE,
+         [](AttnCall& c) { c.attach_states(); c.initial_state.dtype = SLAY_DTYPE_BFLOAT16; }},
+        {"initial_state rank 3", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.attach_states(); c.initial_state.rank = 3; }},
+        {"workspace one byte too small", SLAY_STATUS_WORKSPACE_TOO_SMALL, [](AttnCall& c) { c.workspace_size_delta = -1; }},
+        {"workspace NULL while bytes are needed", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.workspace = nullptr; }},
+        {"workspace not 16-byte aligned", SLAY_STATUS_INVALID_ARGUMENT,
+         [](AttnCall& c) { c.workspace = shifted(c.workspace, 8); }},
+        {"a stream given to the CPU backend", SLAY_STATUS_BACKEND_MISMATCH, [](AttnCall& c) { c.stream = &c; }},
+    };
+}
+
+std::vector<Case> forward_only_cases() {
+    return {
+        {"out is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.fwd_args().out = nullptr; }},
+        {"out.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.out.data = nullptr; }},
+        {"out has D columns instead of Dv", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.out, 3, c.q.shape[3]); }},
+        {"out.T != q.T", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.out, 2, c.out.shape[2] + 1); }},
+        {"out has a different batch", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.out, 0, c.out.shape[0] - 1); }},
+        {"out is fp16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.out.dtype = SLAY_DTYPE_FLOAT16; }},
+        {"out stride 0 over T (overlapping output)", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.out.strides[2] = 0; }},
+        {"out rows overlap (T stride < Dv)", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.out.strides[2] = 3; }},
+        {"out heads overlap batches", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.out.strides[0] = c.out.strides[1]; }},
+        {"final_state has F-1 rows", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.attach_states(); set_extent(c.final_state, 2, c.final_state.shape[2] - 1); }},
+        {"final_state stride 0 over F", SLAY_STATUS_BAD_STRIDE,
+         [](AttnCall& c) { c.attach_states(); c.final_state.strides[2] = 0; }},
+        {"final_state is fp16", SLAY_STATUS_BAD_DTYPE,
+         [](AttnCall& c) { c.attach_states(); c.final_state.dtype = SLAY_DTYPE_FLOAT16; }},
+        {"final_state.data is NULL", SLAY_STATUS_INVALID_ARGUMENT,
+         [](AttnCall& c) { c.attach_states(); c.final_state.data = nullptr; }},
+        {"final_state aliases initial_state", SLAY_STATUS_SUCCESS,
+         [](AttnCall& c) { c.attach_states(); c.fwd_args().final_state = &c.initial_state; }},
+        {"final_state without initial_state", SLAY_STATUS_SUCCESS,
+         [](AttnCall& c) { c.fwd_args().final_state = &c.final_state; }},
+    };
+}
+
+std::vector<Case> backward_only_cases() {
+    return {
+        {"out is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.bwd_args().out = nullptr; }},
+        {"dout is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.bwd_args().dout = nullptr; }},
+        {"dq is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.bwd_args().dq = nullptr; }},
+        {"dk is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.bwd_args().dk = nullptr; }},
+        {"dv is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.bwd_args().dv = nullptr; }},
+        {"dout.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.dout.data = nullptr; }},
+        {"dq.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.dq.data = nullptr; }},
+        {"out has the wrong Dv", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.out, 3, c.out.shape[3] + 1); }},
+        {"dout.T != q.T", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.dout, 2, c.dout.shape[2] - 1); }},
+        {"dq has the wrong head dim", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.dq, 3, c.dq.shape[3] - 1); }},
+        {"dk has a different batch", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.dk, 0, c.dk.shape[0] + 1); }},
+        {"dv has D columns instead of Dv", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.dv, 3, c.q.shape[3]); }},
+        {"dout is bf16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.dout.dtype = SLAY_DTYPE_BFLOAT16; }},
+        {"dv is fp16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.dv.dtype = SLAY_DTYPE_FLOAT16; }},
+        {"dq stride 0 over the batch", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.dq.strides[0] = 0; }},
+        {"dk rows overlap", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.dk.strides[2] = 1; c.dk.strides[3] = 1; }},
+        {"dv innermost stride 2", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.dv.strides[3] = 2; }},
+        {"dinitial_state has F+1 rows", SLAY_STATUS_BAD_SHAPE,
+         [](AttnCall& c) { c.attach_states(); set_extent(c.dinitial_state, 2, c.dinitial_state.shape[2] + 1); }},
+        {"dinitial_state stride 0 over heads", SLAY_STATUS_BAD_STRIDE,
+         [](AttnCall& c) { c.attach_states(); c.dinitial_state.strides[1] = 0; }},
+        {"dfinal_state is bf16", SLAY_STATUS_BAD_DTYPE,
+         [](AttnCall& c) { c.attach_states(); c.dfinal_state.dtype = SLAY_DTYPE_BFLOAT16; }},
+        {"dfinal_state has Dv columns", SLAY_STATUS_BAD_SHAPE,
+         [](AttnCall& c) { c.attach_states(); set_extent(c.dfinal_state, 3, c.dfinal_state.shape[3] - 1); }},
+    };
+}
+
+std::vector<Case> sample_cases() {
+    return {
+        {"valid baseline", SLAY_STATUS_SUCCESS, [](AttnCall&) {}},
+        {"plan is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.plan = nullptr; }},
+        {"params is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.sample_params = nullptr; }},
+        {"params.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.params.data = nullptr; }},
+        {"params.data misaligned", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.params.data = shifted(c.params.data, 1); }},
+        {"params are bf16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.params.dtype = SLAY_DTYPE_BFLOAT16; }},
+        {"params one element short", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.params, 0, c.params.shape[0] - 1); }},
+        {"params rank 2", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.params.rank = 2; c.params.shape[1] = 1; }},
+        {"params stride 2", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.params.strides[0] = 2; }},
+        {"params stride 0 (overlapping output)", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.params.strides[0] = 0; }},
+        {"a stream given to the CPU backend", SLAY_STATUS_BACKEND_MISMATCH, [](AttnCall& c) { c.stream = &c; }},
+        {"workspace one byte too small", SLAY_STATUS_WORKSPACE_TOO_SMALL, [](AttnCall& c) { c.workspace_size_delta = -1; }},
+        {"workspace NULL while bytes are needed", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.workspace = nullptr; }},
+        {"workspace not 16-byte aligned", SLAY_STATUS_INVALID_ARGUMENT,
+         [](AttnCall& c) { c.workspace = shifted(c.workspace, 4); }},
+    };
+}
+
+// Points a variant without parameters at a non-empty parameter vector (q's
+// memory: any write to it would show in the snapshot).
+void give_unwanted_params(AttnCall& c) {
+    c.params = contiguous_tensor(c.q.data, SLAY_DTYPE_FLOAT32, {4});
+    c.both_args([&](auto& a) { a.params = &c.params; });
+    c.sample_params = &c.params;
+}
+
+CallShape variant_shape(slay_attn_variant_t variant, int64_t cosformer_length = 0) {
+    CallShape s;
+    s.variant = variant;
+    s.cosformer_length = cosformer_length;
+    return s;
+}
+
+}  // namespace
+
+TEST_SUITE("bad_inputs") {
+
+TEST_CASE("fwd and bwd reject each broken shared argument and write nothing") {
+    run_cases(CallShape{}, {Pass::Forward, Pass::Backward}, shared_argument_cases());
+}
+
+TEST_CASE("fwd rejects broken outputs and final states and writes nothing") {
+    run_cases(CallShape{}, {Pass::Forward}, forward_only_cases());
+}
+
+TEST_CASE("bwd rejects broken gradients and state gradients and writes nothing") {
+    run_cases(CallShape{}, {Pass::Backward}, backward_only_cases());
+}
+
+TEST_CASE("features_sample rejects broken parameter tensors, workspaces and streams and writes nothing") {
+    run_cases(CallShape{}, {Pass::Sample}, sample_cases());
+}
+
+TEST_CASE("parameters given to a variant without parameters are BAD_SHAPE; NULL or empty ones are fine") {
+    const CallShape linear = variant_shape(SLAY_ATTN_LINEAR);
+    run_cases(linear, {Pass::Forward, Pass::Backward, Pass::Sample},
+              {{"non-empty params for linear", SLAY_STATUS_BAD_SHAPE, give_unwanted_params},
+               {"NULL params for linear", SLAY_STATUS_SUCCESS, [](AttnCall&) {}}});
+    run_cases(linear, {Pass::Forward, Pass::Backward},
+              {{"empty params for linear", SLAY_STATUS_SUCCESS, [](AttnCall& c) {
+                    c.params = contiguous_tensor(nullptr, SLAY_DTYPE_FLOAT32, {0});
+                    c.both_args([&](auto& a) { a.params = &c.params; });
+                }}});
+}
+
+TEST_CASE("states given to an exact variant are NOT_SUPPORTED") {
+    for (slay_attn_variant_t exact : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL}) {
+        run_cases(variant_shape(exact), {Pass::Forward, Pass::Backward},
+                  {{"valid exact call", SLAY_STATUS_SUCCESS, [](AttnCall&) {}},
+                   {"initial_state given", SLAY_STATUS_NOT_SUPPORTED,
+                    [](AttnCall& c) { c.both_args([&](auto& a) { a.initial_state = &c.initial_state; }); }}});
+        run_cases(variant_shape(exact), {Pass::Forward},
+                  {{"final_state given", SLAY_STATUS_NOT_SUPPORTED,
+                    [](AttnCall& c) { c.fwd_args().final_state = &c.final_state; }}});
+        run_cases(variant_shape(exact), {Pass::Backward},
+                  {{"dinitial_state given", SLAY_STATUS_NOT_SUPPORTED,
+                    [](AttnCall& c) { c.bwd_args().dinitial_state = &c.dinitial_state; }},
+                   {"dfinal_state given", SLAY_STATUS_NOT_SUPPORTED,
+                    [](AttnCall& c) { c.bwd_args().dfinal_state = &c.dfinal_state; }}});
+    }
+}
+
+TEST_CASE("cosformer: states need cosformer_length > 0, positions must fit in it") {
+    run_cases(variant_shape(SLAY_ATTN_COSFORMER, 0), {Pass::Forward, Pass::Backward},
+              {{"valid call with length 0", SLAY_STATUS_SUCCESS, [](AttnCall&) {}},
+               {"states with cosformer_length 0", SLAY_STATUS_NOT_SUPPORTED, [](AttnCall& c) { c.attach_states(); }},
+               {"position_offset with cosformer_length 0", SLAY_STATUS_INVALID_VALUE,
+                [](AttnCall& c) { c.both_args([](auto& a) { a.position_offset = 2; }); }}});
+    run_cases(variant_shape(SLAY_ATTN_COSFORMER, 16), {Pass::Forward, Pass::Backward},
+              {{"states and position_offset within cosformer_length", SLAY_STATUS_SUCCESS,
+                [](AttnCall& c) {
+                    c.attach_states();
+                    c.both_args([](auto& a) { a.position_offset = 11; });  // 11 + T(5) = 16
+                }},
+               {"position_offset + T beyond cosformer_length", SLAY_STATUS_INVALID_VALUE,
+                [](AttnCall& c) { c.both_args([](auto& a) { a.position_offset = 12; }); }},
+               {"position_offset + T overflows int64", SLAY_STATUS_INVALID_VALUE,
+                [](AttnCall& c) { c.both_args([](auto& a) { a.position_offset = INT64_MAX - 2; }); }},
+               {"state with the wrong feature dim", SLAY_STATUS_BAD_SHAPE,
+                [](AttnCall& c) { c.attach_states(); set_extent(c.initial_state, 2, c.initial_state.shape[2] / 2); }}});
+}
+
+TEST_CASE("TensorSketch hashes must be integers in [0, P) and signs +-1") {
+    const CallShape sketch = variant_shape(SLAY_ATTN_SLAY_TENSORSKETCH);  // P = 4
+    run_cases(sketch, {Pass::Forward, Pass::Backward},
+              {{"valid sketch", SLAY_STATUS_SUCCESS, [](AttnCall&) {}},
+               {"hash 7.5", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash1", 0, 7.5f); }},
+               {"hash 1.5", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash2", 2, 1.5f); }},
+               {"hash P", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash1", 1, 4.0f); }},
+               {"hash -1", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash2", 0, -1.0f); }},
+               {"sign 0.5", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_sign1", 0, 0.5f); }},
+               {"sign 0", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_sign2", 3, 0.0f); }}});
+}
+
+TEST_CASE("(B, T, H, D) memory passed through strides gives the (B, H, T, D) result") {
+    for (slay_attn_variant_t variant : {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_STANDARD}) {
+        const std::string variant_name = text(slay_attn_variant_name(variant));
+        CAPTURE(variant_name);
+        AttnCall contiguous(variant_shape(variant));
+        AttnCall bthd(variant_shape(variant));
+        bthd.use_bthd_layout();
+        for (Pass pass : {Pass::Forward, Pass::Backward}) {
+            const std::string pass_text = pass_name(pass);
+            CAPTURE(pass_text);
+            REQUIRE(status_text(contiguous.run(pass)) == "SLAY_STATUS_SUCCESS");
+            REQUIRE(status_text(bthd.run(pass)) == "SLAY_STATUS_SUCCESS");
+        }
+        for (auto member : {&AttnCall::out, &AttnCall::dq, &AttnCall::dk, &AttnCall::dv})
+            CHECK(AttnCall::logical_values(contiguous.*member) == AttnCall::logical_values(bthd.*member));
+    }
+}
+
+}  // TEST_SUITE bad_inputs
