@@ -14,17 +14,12 @@
 
 #include "cpu/feature_maps.hpp"
 #include "cpu/stabilizer.hpp"
+#include "cpu/vector_ops.hpp"
 
 namespace slay {
 namespace cpu {
 
 namespace {
-
-double dot(const double* a, const double* b, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
 
 // The pairwise score of one variant and its gradient w.r.t. the score inputs.
 // For yat_spherical the inputs are the normalised q^, k^ and the score is K_ij.

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/quadrature.hpp"
+#include "cpu/vector_ops.hpp"
 
 namespace slay {
 namespace cpu {
@@ -18,12 +19,6 @@ namespace cpu {
 namespace {
 
 const double kPi = 3.14159265358979323846;
-
-double dot(const double* a, const double* b, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
 
 // A copy of the named segment of the parameter vector.
 std::vector<double> segment(const AttnConfig& cfg, const double* params, const char* name) {

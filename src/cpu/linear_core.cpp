@@ -14,17 +14,12 @@
 #include <vector>
 
 #include "cpu/stabilizer.hpp"
+#include "cpu/vector_ops.hpp"
 
 namespace slay {
 namespace cpu {
 
 namespace {
-
-double dot(const double* a, const double* b, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
 
 // One head's features and augmented values.
 struct LinearInputs {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/attributes.hpp"
 #include "core/config.hpp"
 #include "cpu/reference.hpp"
 
@@ -30,13 +31,8 @@ inline std::vector<slay_attn_variant_t> linearized_variants() {
     return v;
 }
 
-inline const char* variant_name(slay_attn_variant_t v) {
-    static const char* names[] = {"standard",         "yat",          "yat_spherical",       "slay_anchor",
-                                  "slay_laplace",     "slay_hadamard", "slay_tensorsketch",   "slay_random_maclaurin",
-                                  "slay_nystrom",     "performer",    "linear",              "cosformer",
-                                  "rff"};
-    return names[v];
-}
+// The canonical name ("slay_anchor", ...), for test messages.
+inline const char* variant_name(slay_attn_variant_t v) { return slay::variant_name(v); }
 
 // The variant's defaults at test size; yat_spherical keeps its eps = 1e-2.
 inline AttnConfig small_config(slay_attn_variant_t v, bool causal, int64_t R = 2, int64_t M = 3, int64_t P = 3,
