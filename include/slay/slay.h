@@ -277,8 +277,10 @@ typedef enum slay_pass {
     SLAY_PASS_FORCE_32BIT_ = 0x7fffffff
 } slay_pass_t;
 
-/* Checks cross-attribute constraints (e.g. anything beyond one variant's
- * limits) and binds to the handle. */
+/* Resolves the descriptor (Dv = D when VALUE_DIM is 0, softmax scale
+ * 1/sqrt(D) when SOFTMAX_SCALE is 0), checks constraints across attributes
+ * (the feature dimension F must not exceed 2^20: INVALID_VALUE) and binds
+ * the plan to the handle. */
 SLAY_API slay_status_t slay_attn_plan_create(slay_attn_plan_t* plan, slay_handle_t handle,
                                              slay_attn_desc_t desc);
 SLAY_API slay_status_t slay_attn_plan_destroy(slay_attn_plan_t plan);
