@@ -116,18 +116,7 @@ void AttnCall::attach_states() {
 }
 
 void AttnCall::set_param(const char* segment, int64_t index, float value) {
-    int32_t count = 0;
-    REQUIRE(slay_attn_plan_get_param_segment_count(plan_, &count) == SLAY_STATUS_SUCCESS);
-    for (int32_t i = 0; i < count; ++i) {
-        slay_param_segment_t seg{};
-        seg.struct_size = sizeof(seg);
-        REQUIRE(slay_attn_plan_get_param_segment(plan_, i, &seg) == SLAY_STATUS_SUCCESS);
-        if (std::string(seg.name) == segment) {
-            params_.as<float>()[seg.offset + index] = value;
-            return;
-        }
-    }
-    FAIL("no parameter segment named ", segment);
+    params_.as<float>()[find_param_segment(plan_, segment).offset + index] = value;
 }
 
 std::vector<float> AttnCall::logical_values(const slay_tensor_t& t) {

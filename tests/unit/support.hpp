@@ -114,6 +114,21 @@ slay_status_t check_status(slay_status_t expected, Call&& call) {
     return s;
 }
 
+// The plan's parameter segment called `name`, through the public layout
+// queries; FAILs the test when the plan has none.
+inline slay_param_segment_t find_param_segment(slay_attn_plan_t plan, const char* name) {
+    int32_t count = 0;
+    REQUIRE(slay_attn_plan_get_param_segment_count(plan, &count) == SLAY_STATUS_SUCCESS);
+    for (int32_t i = 0; i < count; ++i) {
+        slay_param_segment_t seg{};
+        seg.struct_size = sizeof(seg);
+        REQUIRE(slay_attn_plan_get_param_segment(plan, i, &seg) == SLAY_STATUS_SUCCESS);
+        if (std::string(seg.name) == name) return seg;
+    }
+    FAIL("no parameter segment named ", name);
+    return {};
+}
+
 // A 64-byte-aligned, zero-initialised byte buffer.
 class Buffer {
 public:

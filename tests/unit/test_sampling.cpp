@@ -42,20 +42,11 @@ public:
     };
 
     Segment segment(const char* name) const {
-        int32_t n = 0;
-        REQUIRE(slay_attn_plan_get_param_segment_count(plan_, &n) == SLAY_STATUS_SUCCESS);
-        for (int32_t i = 0; i < n; ++i) {
-            slay_param_segment_t s{};
-            s.struct_size = sizeof(s);
-            REQUIRE(slay_attn_plan_get_param_segment(plan_, i, &s) == SLAY_STATUS_SUCCESS);
-            if (std::string(s.name) != name) continue;
-            int64_t count = 1;
-            for (int32_t d = 0; d < s.rank; ++d) count *= s.shape[d];
-            const int64_t cols = s.shape[s.rank - 1];
-            return {values.data() + s.offset, count, count / cols, cols};
-        }
-        FAIL("no segment ", name);
-        return {};
+        const slay_param_segment_t s = find_param_segment(plan_, name);
+        int64_t count = 1;
+        for (int32_t d = 0; d < s.rank; ++d) count *= s.shape[d];
+        const int64_t cols = s.shape[s.rank - 1];
+        return {values.data() + s.offset, count, count / cols, cols};
     }
 
     std::vector<float> values;
