@@ -62,8 +62,9 @@ void accumulate_and_visit(int64_t T, int64_t F, int64_t W, const double* a, cons
     if (initial) std::copy(initial, initial + F * W, acc.begin());
     auto add = [&](int64_t t) {
         for (int64_t f = 0; f < F; ++f) {
+            // No skipping of zero features: 0 * inf must stay NaN, as in IEEE
+            // arithmetic and in the reference implementation.
             const double af = a[t * F + f];
-            if (af == 0.0) continue;
             for (int64_t w = 0; w < W; ++w) acc[f * W + w] += af * b[t * W + w];
         }
     };
@@ -80,7 +81,6 @@ void accumulate_and_visit(int64_t T, int64_t F, int64_t W, const double* a, cons
 void contract_state(const std::vector<double>& state, int64_t F, int64_t W, const double* phi, double* nz) {
     std::fill(nz, nz + W, 0.0);
     for (int64_t f = 0; f < F; ++f) {
-        if (phi[f] == 0.0) continue;
         for (int64_t w = 0; w < W; ++w) nz[w] += phi[f] * state[f * W + w];
     }
 }
