@@ -63,21 +63,24 @@ Status check_tensor_rank(const slay_tensor_t* t, const char* name, slay_dtype_t 
             return error(SLAY_STATUS_BAD_STRIDE, name, ".strides[", i, "]=", v.strides[i],
                          " is negative");
     }
-    // Element count and the largest offset must fit in int64: 64-bit
-    // offsets are used everywhere, so that is the limit of what is addressable.
-    int64_t count = 1, last = 0;
-    for (int i = 0; i < rank; ++i) {
+    // The element count and the largest offset in bytes must fit in int64:
+    // 64-bit offsets are used everywhere, so that is the limit of what is
+    // addressable (a dtype error above guarantees dtype_size > 0 here).
+    int64_t count = 1, last = 0, last_byte = 0;
+    bool too_large = false;
+    for (int i = 0; i < rank && !too_large; ++i) {
         int64_t reach = 0;
-        if (__builtin_mul_overflow(count, v.shape[i], &count) ||
-            (v.shape[i] > 0 && (__builtin_mul_overflow(v.strides[i], v.shape[i] - 1, &reach) ||
-                                __builtin_add_overflow(last, reach, &last))))
-            return error(SLAY_STATUS_BAD_SHAPE, name, " with shape ", shape_text(v.shape, rank), " and strides ",
-                         shape_text(v.strides, rank), " is larger than 64-bit offsets can address");
+        too_large = __builtin_mul_overflow(count, v.shape[i], &count) ||
+                    (v.shape[i] > 0 && (__builtin_mul_overflow(v.strides[i], v.shape[i] - 1, &reach) ||
+                                        __builtin_add_overflow(last, reach, &last)));
     }
+    if (too_large || __builtin_mul_overflow(last, static_cast<int64_t>(dtype_size(dtype)), &last_byte))
+        return error(SLAY_STATUS_BAD_SHAPE, name, " with shape ", shape_text(v.shape, rank), " and strides ",
+                     shape_text(v.strides, rank), " reaches beyond what 64-bit byte offsets can address");
     if (v.shape[rank - 1] > 1 && v.strides[rank - 1] != 1)
         return error(SLAY_STATUS_BAD_STRIDE, name, ".strides[", rank - 1, "]=", v.strides[rank - 1],
                      " but the innermost stride must be 1");
-    if (v.numel() > 0) {
+    if (count > 0) {
         if (!v.data) return error(SLAY_STATUS_INVALID_ARGUMENT, name, ".data is NULL");
         if (reinterpret_cast<uintptr_t>(v.data) % dtype_size(dtype) != 0)
             return error(SLAY_STATUS_INVALID_ARGUMENT, name, ".data is not aligned to ",

@@ -26,14 +26,17 @@ namespace {
 class ScratchCarver {
 public:
     explicit ScratchCarver(void* base) : base_(static_cast<char*>(base)) {}
+    // A (rows, cols) block of T. The size is computed from the factors with
+    // overflow checks, so a huge seq_len cannot wrap it around; an overflow
+    // is remembered and workspace_size refuses the call.
     template <typename T>
-    T* take(int64_t count) {
+    T* take(int64_t rows, int64_t cols = 1) {
         const size_t at = used_;
         size_t bytes = 0;
-        // A huge T must not wrap the size around: remember the overflow and
-        // let workspace_size refuse the call.
-        if (count < 0 || __builtin_mul_overflow(static_cast<size_t>(count), sizeof(T), &bytes) ||
-            __builtin_add_overflow(bytes, size_t{15}, &bytes) || __builtin_add_overflow(used_, bytes / 16 * 16, &used_))
+        if (rows < 0 || cols < 0 ||
+            __builtin_mul_overflow(static_cast<size_t>(rows), static_cast<size_t>(cols), &bytes) ||
+            __builtin_mul_overflow(bytes, sizeof(T), &bytes) || __builtin_add_overflow(bytes, size_t{15}, &bytes) ||
+            __builtin_add_overflow(used_, bytes / 16 * 16, &used_))
             overflow_ = true;
         return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
     }
@@ -56,18 +59,18 @@ struct HeadScratch {
 HeadScratch carve_head_scratch(const Plan& p, slay_pass_t pass, int64_t T, ScratchCarver& w) {
     const int64_t D = p.cfg.head_dim, Dv = p.cfg.value_dim, S = p.features * (Dv + 1);
     HeadScratch s;
-    s.q = w.take<double>(T * D);
-    s.k = w.take<double>(T * D);
-    s.v = w.take<double>(T * Dv);
+    s.q = w.take<double>(T, D);
+    s.k = w.take<double>(T, D);
+    s.v = w.take<double>(T, Dv);
     s.state_in = w.take<double>(S);
     if (pass == SLAY_PASS_FORWARD) {
-        s.out = w.take<double>(T * Dv);
+        s.out = w.take<double>(T, Dv);
         s.state_out = w.take<double>(S);
     } else {
-        s.dout = w.take<double>(T * Dv);
-        s.dq = w.take<double>(T * D);
-        s.dk = w.take<double>(T * D);
-        s.dv = w.take<double>(T * Dv);
+        s.dout = w.take<double>(T, Dv);
+        s.dq = w.take<double>(T, D);
+        s.dk = w.take<double>(T, D);
+        s.dv = w.take<double>(T, Dv);
         s.dstate_out = w.take<double>(S);
         s.dstate_in = w.take<double>(S);
     }
@@ -87,8 +90,8 @@ SampleScratch carve_sample_scratch(const Plan& p, ScratchCarver& w) {
     SampleScratch s;
     s.raw = w.take<float>(largest + 1);  // normals are drawn in pairs (Box-Muller)
     if (p.cfg.variant == SLAY_ATTN_SLAY_NYSTROM) {
-        s.anchors = w.take<double>(p.cfg.poly_dim * p.cfg.head_dim);
-        s.nystrom_w = w.take<double>(p.cfg.poly_dim * p.cfg.poly_dim);
+        s.anchors = w.take<double>(p.cfg.poly_dim, p.cfg.head_dim);
+        s.nystrom_w = w.take<double>(p.cfg.poly_dim, p.cfg.poly_dim);
     }
     return s;
 }

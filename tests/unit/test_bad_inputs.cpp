@@ -79,6 +79,8 @@ std::vector<Case> shared_argument_cases() {
         {"k has a different batch", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.k, 0, c.k.shape[0] - 1); }},
         {"v has a different batch", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.v, 0, c.v.shape[0] + 1); }},
         {"q has a negative extent", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.q.shape[2] = -1; }},
+        {"q offsets beyond 64 bits (huge batch stride)", SLAY_STATUS_BAD_SHAPE,
+         [](AttnCall& c) { c.q.strides[0] = int64_t{1} << 62; }},
         {"q innermost stride 2", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.q.strides[3] = 2; }},
         {"k innermost stride 0", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.k.strides[3] = 0; }},
         {"k negative head stride", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.k.strides[1] = -c.k.strides[1]; }},
