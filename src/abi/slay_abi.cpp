@@ -212,6 +212,7 @@ slay_status_t slay_attn_plan_create(slay_attn_plan_t* plan, slay_handle_t handle
         p->plan.segments = slay::param_layout(p->plan.cfg);
         p->plan.param_count = slay::param_count(p->plan.cfg);
         p->plan.backend = handle->backend.get();
+        SLAY_TRY(p->plan.backend->prepare(&p->plan));
         *plan = p.release();
         return Status();
     });

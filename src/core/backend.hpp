@@ -38,10 +38,22 @@ struct BwdCall : CallInputs {
     bool has_dfinal_state = false, has_dinitial_state = false;
 };
 
+// Backend-owned resources of one plan (cuFFT plans, ...), made once at plan
+// creation so that forward/backward calls never allocate.
+struct PlanResources {
+    virtual ~PlanResources() = default;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
     virtual slay_backend_t kind() const = 0;
+    // Called once when a plan is created on this backend, after its config is
+    // resolved; may attach resources to plan->resources.
+    virtual Status prepare(Plan* plan) const {
+        (void)plan;
+        return Status();
+    }
     // Checks run last, before any write: the stream fits the backend, the
     // parameter values are usable, ...
     virtual Status check_stream(void* stream) const = 0;
@@ -65,6 +77,7 @@ struct Plan {
     int64_t param_count = 0;
     std::vector<ParamSegment> segments;
     Backend* backend = nullptr;  // owned by the handle
+    std::unique_ptr<PlanResources> resources;  // backend-specific, may be null
 };
 
 // Validates an argument block against the plan; fills the call on success.

@@ -1,36 +1,85 @@
-// cuda_backend.cu -- the CUDA backend's handle: it binds a device and
-// reports SLAY_STATUS_NO_DEVICE (with the runtime's reason) where there is
-// none. Forward, backward and sampling kernels are not in this release: they
-// return SLAY_STATUS_NOT_SUPPORTED with a message, never a wrong result.
+// cuda_backend.cu -- the CUDA backend: binds a device (SLAY_STATUS_NO_DEVICE
+// with the runtime's reason where there is none), makes the device current
+// for each call and restores the caller's, maps a NULL stream to
+// cudaStreamPerThread, and dispatches to the family operations of
+// cuda_ops.hpp (exact: standard, yat, yat_spherical; linearized: the rest).
 #include <cuda_runtime_api.h>
 
 #include "core/backend.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/cuda_ops.hpp"
 
 namespace slay {
 namespace {
 
-class CudaBackend final : public Backend {
+// Makes `device` current for one call and restores the caller's device after.
+class DeviceGuard {
 public:
-    explicit CudaBackend(int32_t device) : device_(device) {}
-    slay_backend_t kind() const override { return SLAY_BACKEND_CUDA; }
-    Status check_stream(void*) const override { return Status(); }
-    Status workspace_size(const Plan&, slay_pass_t, int64_t, int64_t, size_t* bytes) const override {
-        *bytes = 0;
+    static Status enter(int device, DeviceGuard* guard) {
+        SLAY_CUDA(cudaGetDevice(&guard->previous_));
+        if (guard->previous_ != device) SLAY_CUDA(cudaSetDevice(device));
+        guard->device_ = device;
+        guard->active_ = true;
         return Status();
     }
-    Status forward(const Plan&, const FwdCall&, void*, void*) override { return not_yet("slay_attn_fwd"); }
-    Status backward(const Plan&, const BwdCall&, void*, void*) override { return not_yet("slay_attn_bwd"); }
-    Status sample(const Plan&, uint64_t, uint64_t, const TensorView&, void*, void*) override {
-        return not_yet("slay_attn_features_sample");
+    ~DeviceGuard() {
+        if (active_ && previous_ != device_) cudaSetDevice(previous_);
     }
 
 private:
-    Status not_yet(const char* what) const {
-        return error(SLAY_STATUS_NOT_SUPPORTED, what, " on the CUDA backend (device ", device_,
-                     ") is not implemented in libslay 0.1; use the CPU backend");
+    int previous_ = 0, device_ = 0;
+    bool active_ = false;
+};
+
+cudaStream_t call_stream(void* stream) {
+    return stream ? static_cast<cudaStream_t>(stream) : cudaStreamPerThread;
+}
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(const cuda::DeviceInfo& info) : info_(info) {}
+    slay_backend_t kind() const override { return SLAY_BACKEND_CUDA; }
+    // Any cudaStream_t (or NULL) is acceptable; the runtime reports bad ones.
+    Status check_stream(void*) const override { return Status(); }
+
+    Status prepare(Plan* plan) const override {
+        if (is_exact_variant(plan->cfg.variant)) return Status();
+        DeviceGuard guard;
+        SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
+        return cuda::linear_prepare(info_, plan);
     }
-    int32_t device_;
+
+    Status workspace_size(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len,
+                          size_t* bytes) const override {
+        if (pass == SLAY_PASS_SAMPLE) return cuda::sample_workspace_size(p, bytes);
+        if (is_exact_variant(p.cfg.variant)) return cuda::exact_workspace_size(p, pass, batch, seq_len, bytes);
+        return cuda::linear_workspace_size(p, pass, batch, seq_len, bytes);
+    }
+
+    Status forward(const Plan& p, const FwdCall& c, void* workspace, void* stream) override {
+        DeviceGuard guard;
+        SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
+        if (is_exact_variant(p.cfg.variant)) return cuda::exact_forward(info_, p, c, workspace, call_stream(stream));
+        return cuda::linear_forward(info_, p, c, workspace, call_stream(stream));
+    }
+
+    Status backward(const Plan& p, const BwdCall& c, void* workspace, void* stream) override {
+        DeviceGuard guard;
+        SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
+        if (is_exact_variant(p.cfg.variant)) return cuda::exact_backward(info_, p, c, workspace, call_stream(stream));
+        return cuda::linear_backward(info_, p, c, workspace, call_stream(stream));
+    }
+
+    Status sample(const Plan& p, uint64_t seed, uint64_t offset, const TensorView& params, void* workspace,
+                  void* stream) override {
+        if (p.param_count == 0) return Status();
+        DeviceGuard guard;
+        SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
+        return cuda::sample_features(info_, p, seed, offset, params, workspace, call_stream(stream));
+    }
+
+private:
+    cuda::DeviceInfo info_;
 };
 
 }  // namespace
@@ -50,7 +99,11 @@ Status make_cuda_backend(int32_t device, std::unique_ptr<Backend>* out) {
                      " visible device", count == 1 ? "" : "s", ")");
     cudaDeviceProp prop;
     SLAY_CUDA(cudaGetDeviceProperties(&prop, device));
-    out->reset(new CudaBackend(device));
+    cuda::DeviceInfo info;
+    info.device = device;
+    info.num_sms = prop.multiProcessorCount;
+    info.max_smem_per_block_optin = prop.sharedMemPerBlockOptin;
+    out->reset(new CudaBackend(info));
     return Status();
 }
 

@@ -1,0 +1,57 @@
+// cuda_ops.hpp -- the operations of the CUDA backend, one group per family,
+// called by cuda_backend.cu after the ABI layer validated the call:
+//   exact family (standard, yat, yat_spherical): exact_launch.cu
+//   linearized family (the ten feature-map variants): linear_launch.cu
+//   feature-parameter sampling (cuRAND): sampling_launch.cu
+// Shapes: q, k (B, H, T, D); v, out, dout (B, H, T, Dv); state (B, H, F, Dv+1)
+// fp32; params (param_count,) fp32, all device pointers with the strides of
+// the validated TensorViews.
+//
+// Invariants every operation keeps: the device is already current (the
+// backend sets it), `stream` is the caller's stream (never the legacy default
+// stream), forward/backward never allocate or synchronize, all scratch comes
+// from `workspace` (16-byte aligned, at least *_workspace_size bytes), and
+// every CUDA/cuFFT/cuRAND error becomes a Status.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/backend.hpp"
+
+namespace slay {
+namespace cuda {
+
+// What launchers need to know about the bound device.
+struct DeviceInfo {
+    int device = 0;
+    int num_sms = 1;
+    size_t max_smem_per_block_optin = 48 * 1024;
+};
+
+// Exact family.
+Status exact_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes);
+Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void* workspace,
+                     cudaStream_t stream);
+Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, void* workspace,
+                      cudaStream_t stream);
+
+// Linearized family. linear_prepare makes the plan's resources (cuFFT plans
+// of the TensorSketch variant) once, at plan creation.
+Status linear_prepare(const DeviceInfo& dev, Plan* plan);
+Status linear_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes);
+Status linear_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void* workspace,
+                      cudaStream_t stream);
+Status linear_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, void* workspace,
+                       cudaStream_t stream);
+
+// Feature parameters from (seed, offset): the same values as the CPU backend
+// (cuRAND Philox4x32-10, segment i at offset + i * kSegmentStride).
+Status sample_workspace_size(const Plan& plan, size_t* bytes);
+Status sample_features(const DeviceInfo& dev, const Plan& plan, uint64_t seed, uint64_t offset,
+                       const TensorView& params, void* workspace, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace slay
