@@ -12,80 +12,38 @@ Usage: test_ctypes.py path/to/libslay.so
 """
 import ctypes as C
 import math
+import os
 import random
 import sys
 
-lib = C.CDLL(sys.argv[1])
-SUCCESS, BAD_SHAPE = 0, 102
-FLOAT32 = 0
-CPU = 0
-STANDARD, YAT_SPHERICAL, SLAY_ANCHOR, LINEAR = 0, 2, 3, 10
-ATTR = dict(num_heads=0, head_dim=1, value_dim=2, causal=3, num_quad_nodes=6, num_features=7, poly_dim=8,
-            epsilon=32)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import slay_ctypes as S  # noqa: E402  (the shared bindings live next to this file)
 
-
-class Tensor(C.Structure):
-    _fields_ = [("data", C.c_void_p), ("dtype", C.c_int32), ("rank", C.c_int32),
-                ("shape", C.c_int64 * 4), ("strides", C.c_int64 * 4)]
-
-
-class FwdArgs(C.Structure):
-    _fields_ = [("struct_size", C.c_size_t)] + [
-        (n, C.POINTER(Tensor)) for n in ("q", "k", "v", "params", "out", "initial_state", "final_state")
-    ] + [("position_offset", C.c_int64)]
-
-
-lib.slay_last_error_message.restype = C.c_char_p
-lib.slay_attn_desc_set_f64.argtypes = [C.c_void_p, C.c_int32, C.c_double]
-lib.slay_attn_desc_set_i64.argtypes = [C.c_void_p, C.c_int32, C.c_int64]
-for f in ("slay_attn_plan_create", "slay_attn_fwd", "slay_attn_desc_create", "slay_handle_create"):
-    getattr(lib, f).restype = C.c_int32
-
-
-def ok(status):
-    if status != SUCCESS:
-        raise RuntimeError(f"status {status}: {lib.slay_last_error_message().decode()}")
+lib = S.load(sys.argv[1])
 
 
 def tensor(values, shape):
+    """An fp32 host tensor holding values; returns (Tensor, buffer) so the buffer outlives the call."""
     buf = (C.c_float * len(values))(*values)
-    strides, s = [], 1
-    for e in reversed(shape):
-        strides.insert(0, s)
-        s *= e
-    t = Tensor(C.cast(buf, C.c_void_p), FLOAT32, len(shape), (C.c_int64 * 4)(*shape, *[0] * (4 - len(shape))),
-               (C.c_int64 * 4)(*strides, *[0] * (4 - len(shape))))
-    return t, buf
+    return S.make_tensor(C.addressof(buf), S.FLOAT32, shape), buf
 
 
 def make_plan(handle, variant, ints, floats=()):
-    desc, plan = C.c_void_p(), C.c_void_p()
-    ok(lib.slay_attn_desc_create(C.byref(desc), variant))
-    for name, value in ints:
-        ok(lib.slay_attn_desc_set_i64(desc, ATTR[name], value))
-    for name, value in floats:
-        ok(lib.slay_attn_desc_set_f64(desc, ATTR[name], value))
-    ok(lib.slay_attn_plan_create(C.byref(plan), handle, desc))
-    lib.slay_attn_desc_destroy(desc)
-    return plan
+    return lib.plan(handle, variant, dict(ints), dict(floats))
 
 
 def forward(plan, q, k, v, shape_qk, shape_v, params=None):
     tq, bq = tensor(q, shape_qk)
     tk, bk = tensor(k, shape_qk)
     tv, bv = tensor(v, shape_v)
-    out_len = len(v)
-    to, bo = tensor([float("nan")] * out_len, shape_v)  # poisoned: unwritten elements show
-    args = FwdArgs(C.sizeof(FwdArgs), C.pointer(tq), C.pointer(tk), C.pointer(tv), None, C.pointer(to), None,
-                   None, 0)
+    to, bo = tensor([float("nan")] * len(v), shape_v)  # poisoned: unwritten elements show
+    tp = None
     if params is not None:
         tp, bp = tensor(params, [len(params)])
-        args.params = C.pointer(tp)
-    size = C.c_size_t()
-    lib.slay_attn_plan_get_workspace_size(plan, 0, C.c_int64(shape_qk[0]), C.c_int64(shape_qk[2]), C.byref(size))
-    ws = C.create_string_buffer(size.value + 16)
+    size = lib.workspace_size(plan, S.PASS_FORWARD, shape_qk[0], shape_qk[2])
+    ws = C.create_string_buffer(size + 16)
     addr = (C.addressof(ws) + 15) // 16 * 16
-    ok(lib.slay_attn_fwd(plan, C.byref(args), C.c_void_p(addr), C.c_size_t(size.value), None))
+    lib.fwd(plan, lib.fwd_args(tq, tk, tv, to, params=tp), addr, size)
     return list(bo)
 
 
@@ -119,8 +77,7 @@ def max_rel_err(got, want):
 
 def main():
     random.seed(7)
-    handle = C.c_void_p()
-    ok(lib.slay_handle_create(C.byref(handle), CPU, 0))
+    handle = lib.handle(S.BACKEND_CPU)
     T, D, Dv = 5, 4, 3
     q = [random.gauss(0, 1) for _ in range(T * D)]
     k = [random.gauss(0, 1) for _ in range(T * D)]
@@ -137,13 +94,13 @@ def main():
 
     # linear (ELU + 1)
     elu1 = lambda u: [x + 1 if x > 0 else math.exp(x) for x in u]
-    got = forward(make_plan(handle, LINEAR, dims), q, k, v, shape_qk, shape_v)
+    got = forward(make_plan(handle, "linear", dims), q, k, v, shape_qk, shape_v)
     want = linear_attention([elu1(r) for r in rows(q, T, D)], [elu1(r) for r in rows(k, T, D)], rows(v, T, Dv))
     report("linear vs SPEC A.5", max_rel_err(got, want), 1e-6)
 
     # yat_spherical, eps = 1e-2
     eps = 1e-2
-    got = forward(make_plan(handle, YAT_SPHERICAL, dims, [("epsilon", eps)]), q, k, v, shape_qk, shape_v)
+    got = forward(make_plan(handle, "yat_spherical", dims, [("epsilon", eps)]), q, k, v, shape_qk, shape_v)
     qh, kh, vs = [unit(r) for r in rows(q, T, D)], [unit(r) for r in rows(k, T, D)], rows(v, T, Dv)
     want = []
     for i in range(T):
@@ -157,7 +114,7 @@ def main():
     anchors = []
     for _ in range(P):
         anchors += unit([random.gauss(0, 1) for _ in range(D)])
-    plan = make_plan(handle, SLAY_ANCHOR, dims + [("num_quad_nodes", R), ("num_features", M), ("poly_dim", P)],
+    plan = make_plan(handle, "slay_anchor", dims + [("num_quad_nodes", R), ("num_features", M), ("poly_dim", P)],
                      [("epsilon", eps)])
     got = forward(plan, q, k, v, shape_qk, shape_v, params=omega + anchors)
     Cc = 2 + eps
@@ -181,15 +138,14 @@ def main():
     report("slay_anchor (loaded parameters) vs SPEC A.1/A.13", max_rel_err(got, want), 1e-5)
 
     # A bad call: k with the wrong T -> BAD_SHAPE, a message, out untouched.
-    plan = make_plan(handle, LINEAR, dims)
+    plan = make_plan(handle, "linear", dims)
     tq, bq = tensor(q, shape_qk)
     tk, bk = tensor(k[:(T - 1) * D], [1, 1, T - 1, D])
     tv, bv = tensor(v, shape_v)
     to, bo = tensor([123.0] * (T * Dv), shape_v)
-    args = FwdArgs(C.sizeof(FwdArgs), C.pointer(tq), C.pointer(tk), C.pointer(tv), None, C.pointer(to), None, None, 0)
-    status = lib.slay_attn_fwd(plan, C.byref(args), None, C.c_size_t(0), None)
-    message = lib.slay_last_error_message().decode()
-    good = status == BAD_SHAPE and "k.shape[2]" in message and all(x == 123.0 for x in bo)
+    status = lib.raw.slay_attn_fwd(plan, C.byref(lib.fwd_args(tq, tk, tv, to)), None, 0, None)
+    message = lib.raw.slay_last_error_message().decode()
+    good = status == S.BAD_SHAPE and "k.shape[2]" in message and all(x == 123.0 for x in bo)
     failures += 0 if good else 1
     print(f"{'ok  ' if good else 'FAIL'} bad shape: status {status}, message '{message}'")
     return 1 if failures else 0
