@@ -1,19 +1,218 @@
-// exact_launch.cu -- exact family (standard, yat, yat_spherical) on the GPU.
-// Placeholder until the tiled kernels land: answers NOT_SUPPORTED.
+// exact_launch.cu -- the exact family (standard, yat, yat_spherical) on the
+// GPU: dispatch on (I/O dtype, score policy, head-dim bound) and launch.
+//   forward:  q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv)
+//             one kernel (exact_forward_kernel), no workspace.
+//   backward: q, k, v, out, dout -> dq, dk, dv
+//             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
+//                (spherical), and Delta_i = dout_i.out_i, into the workspace;
+//             2. dK/dV sweep over query tiles; 3. dQ sweep over key tiles.
+//             Workspace: 2 fp32 per (b, h, t) -- O(B H T), no T x T tensor.
+// The kernels are in exact_forward_kernel.cuh / exact_backward_kernel.cuh.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
+#include "cuda/exact_backward_kernel.cuh"
+#include "cuda/exact_forward_kernel.cuh"
 
 namespace slay {
 namespace cuda {
+namespace {
 
-Status exact_workspace_size(const Plan&, slay_pass_t, int64_t, int64_t, size_t* bytes) {
-    *bytes = 0;
+using exact::ExactArgs;
+using exact::kThreads;
+using exact::kTile;
+
+// The largest D and Dv the kernels' register tiles hold.
+constexpr int64_t kMaxSupportedDim = 128;
+
+exact::Strides strides_of(const TensorView& t) { return {t.strides[0], t.strides[1], t.strides[2]}; }
+
+// Workspace of the backward: row_stat then row_delta, each B*H*T fp32,
+// 256-byte aligned. Sizes are computed with overflow checks.
+struct BackwardWorkspace {
+    size_t stat_offset = 0, delta_offset = 0, total = 0;
+    bool overflow = false;
+    BackwardWorkspace(int64_t rows) {
+        size_t bytes = 0;
+        overflow = rows < 0 || __builtin_mul_overflow(static_cast<size_t>(rows), sizeof(float), &bytes) ||
+                   __builtin_add_overflow(bytes, size_t{255}, &bytes);
+        bytes = bytes / 256 * 256;
+        delta_offset = bytes;
+        overflow = overflow || __builtin_mul_overflow(bytes, size_t{2}, &total);
+    }
+};
+
+Status check_dims(const AttnConfig& cfg) {
+    if (cfg.head_dim > kMaxSupportedDim || cfg.value_dim > kMaxSupportedDim)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "the CUDA exact kernels support head_dim and value_dim up to ",
+                     kMaxSupportedDim, " (got D=", cfg.head_dim, ", Dv=", cfg.value_dim, ")");
     return Status();
 }
-Status exact_forward(const DeviceInfo&, const Plan&, const FwdCall&, void*, cudaStream_t) {
-    return error(SLAY_STATUS_NOT_SUPPORTED, "exact variants are not implemented on the CUDA backend yet");
+
+exact::ScoreConsts score_consts(const AttnConfig& cfg) {
+    exact::ScoreConsts sc;
+    sc.softmax_scale = static_cast<float>(cfg.softmax_scale);
+    sc.score_scale = static_cast<float>(cfg.score_scale);
+    sc.epsilon = static_cast<float>(cfg.epsilon);
+    sc.kernel_clamp = static_cast<float>(cfg.kernel_clamp);
+    sc.norm_eps = static_cast<float>(cfg.norm_eps);
+    sc.stabilizer = static_cast<float>(cfg.stabilizer);
+    sc.clamp_den = cfg.stabilizer_mode == SLAY_STABILIZER_CLAMP;
+    return sc;
 }
-Status exact_backward(const DeviceInfo&, const Plan&, const BwdCall&, void*, cudaStream_t) {
-    return error(SLAY_STATUS_NOT_SUPPORTED, "exact variants are not implemented on the CUDA backend yet");
+
+ExactArgs base_args(const Plan& plan, const CallInputs& in) {
+    ExactArgs a = {};
+    a.q = in.q.data;
+    a.k = in.k.data;
+    a.v = in.v.data;
+    a.q_s = strides_of(in.q);
+    a.k_s = strides_of(in.k);
+    a.v_s = strides_of(in.v);
+    a.heads = plan.cfg.num_heads;
+    a.seq_len = in.seq_len;
+    a.head_dim = static_cast<int>(plan.cfg.head_dim);
+    a.value_dim = static_cast<int>(plan.cfg.value_dim);
+    a.causal = plan.cfg.causal;
+    a.sc = score_consts(plan.cfg);
+    return a;
+}
+
+// One CTA per (64-row tile, b*H + h).
+Status tile_grid(int64_t batch, const ExactArgs& a, unsigned* blocks) {
+    const int64_t tiles = (a.seq_len + kTile - 1) / kTile;
+    const int64_t total = tiles * batch * a.heads;
+    if (total > INT32_MAX)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "B*H*ceil(T/64) = ", total, " CTAs exceed the CUDA grid limit");
+    *blocks = static_cast<unsigned>(total);
+    return Status();
+}
+
+// Sets the kernel's dynamic shared memory and launches it.
+template <typename Kernel>
+Status launch(const DeviceInfo& dev, Kernel kernel, unsigned blocks, size_t smem, const ExactArgs& a,
+              cudaStream_t stream, const char* what) {
+    if (smem > dev.max_smem_per_block_optin)
+        return error(SLAY_STATUS_NOT_SUPPORTED, what, " needs ", smem, " bytes of shared memory for D=", a.head_dim,
+                     ", Dv=", a.value_dim, " but the device allows ", dev.max_smem_per_block_optin);
+    SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    kernel<<<blocks, kThreads, smem, stream>>>(a);
+    return cuda_check(cudaGetLastError(), what);
+}
+
+template <typename Elem, typename Score, int kMaxDim>
+Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
+    unsigned blocks = 0;
+    SLAY_TRY(tile_grid(batch, a, &blocks));
+    const exact::ForwardSmem smem(a.head_dim, a.value_dim, false);
+    return launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, false>, blocks, smem.bytes(), a, stream,
+                  "exact forward kernel launch");
+}
+
+template <typename Elem, typename Score, int kMaxDim>
+Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
+    unsigned blocks = 0;
+    SLAY_TRY(tile_grid(batch, a, &blocks));
+    const exact::ForwardSmem stats_smem(a.head_dim, a.value_dim, true);
+    SLAY_TRY(launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, true>, blocks, stats_smem.bytes(), a,
+                    stream, "exact backward statistics kernel launch"));
+    const exact::BackwardSmem smem(a.head_dim, a.value_dim);
+    SLAY_TRY(launch(dev, exact::exact_dkdv_kernel<Elem, Score, kMaxDim>, blocks, smem.bytes(), a, stream,
+                    "exact backward dK/dV kernel launch"));
+    return launch(dev, exact::exact_dq_kernel<Elem, Score, kMaxDim>, blocks, smem.bytes(), a, stream,
+                  "exact backward dQ kernel launch");
+}
+
+// Calls Fn<Elem, Score, kMaxDim>::run(args...) for the plan's dtype, variant
+// and head-dim bound.
+template <template <typename, typename, int> class Fn, typename... Args>
+Status dispatch(const AttnConfig& cfg, Args&&... args) {
+    SLAY_TRY(check_dims(cfg));
+    const bool small = cfg.head_dim <= 64 && cfg.value_dim <= 64;
+    auto by_score = [&](auto elem_tag) -> Status {
+        using Elem = decltype(elem_tag);
+        switch (cfg.variant) {
+            case SLAY_ATTN_STANDARD:
+                return small ? Fn<Elem, exact::StandardScore, 64>::run(args...)
+                             : Fn<Elem, exact::StandardScore, 128>::run(args...);
+            case SLAY_ATTN_YAT:
+                return small ? Fn<Elem, exact::YatScore, 64>::run(args...) : Fn<Elem, exact::YatScore, 128>::run(args...);
+            case SLAY_ATTN_YAT_SPHERICAL:
+                return small ? Fn<Elem, exact::SphericalScore, 64>::run(args...)
+                             : Fn<Elem, exact::SphericalScore, 128>::run(args...);
+            default:
+                return error(SLAY_STATUS_INTERNAL_ERROR, "variant ", static_cast<int>(cfg.variant),
+                             " is not an exact variant");
+        }
+    };
+    switch (cfg.io_dtype) {
+        case SLAY_DTYPE_FLOAT32: return by_score(float());
+        case SLAY_DTYPE_BFLOAT16: return by_score(__nv_bfloat16());
+        case SLAY_DTYPE_FLOAT16: return by_score(__half());
+        default: return error(SLAY_STATUS_INTERNAL_ERROR, "unknown io dtype ", static_cast<int>(cfg.io_dtype));
+    }
+}
+
+template <typename Elem, typename Score, int kMaxDim>
+struct RunForward {
+    static Status run(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
+        return forward_with<Elem, Score, kMaxDim>(dev, batch, a, stream);
+    }
+};
+
+template <typename Elem, typename Score, int kMaxDim>
+struct RunBackward {
+    static Status run(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
+        return backward_with<Elem, Score, kMaxDim>(dev, batch, a, stream);
+    }
+};
+
+}  // namespace
+
+Status exact_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes) {
+    *bytes = 0;
+    if (pass != SLAY_PASS_BACKWARD) return Status();
+    int64_t rows = 0;
+    if (__builtin_mul_overflow(batch, plan.cfg.num_heads, &rows) || __builtin_mul_overflow(rows, seq_len, &rows))
+        return error(SLAY_STATUS_INVALID_VALUE, "the exact backward workspace for batch=", batch,
+                     ", seq_len=", seq_len, " overflows size_t");
+    const BackwardWorkspace ws(rows);
+    if (ws.overflow)
+        return error(SLAY_STATUS_INVALID_VALUE, "the exact backward workspace for batch=", batch,
+                     ", seq_len=", seq_len, " overflows size_t");
+    *bytes = ws.total;
+    return Status();
+}
+
+Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void*, cudaStream_t stream) {
+    if (call.batch == 0 || call.seq_len == 0) return check_dims(plan.cfg);
+    ExactArgs a = base_args(plan, call);
+    a.dst_out = call.out.data;
+    a.dst_out_s = strides_of(call.out);
+    return dispatch<RunForward>(plan.cfg, dev, call.batch, a, stream);
+}
+
+Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, void* workspace,
+                      cudaStream_t stream) {
+    if (call.batch == 0 || call.seq_len == 0) return check_dims(plan.cfg);
+    ExactArgs a = base_args(plan, call);
+    a.out = call.out.data;
+    a.dout = call.dout.data;
+    a.dq = call.dq.data;
+    a.dk = call.dk.data;
+    a.dv = call.dv.data;
+    a.out_s = strides_of(call.out);
+    a.dout_s = strides_of(call.dout);
+    a.dq_s = strides_of(call.dq);
+    a.dk_s = strides_of(call.dk);
+    a.dv_s = strides_of(call.dv);
+    const BackwardWorkspace ws(call.batch * plan.cfg.num_heads * call.seq_len);
+    a.row_stat = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.stat_offset);
+    a.row_delta = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.delta_offset);
+    return dispatch<RunBackward>(plan.cfg, dev, call.batch, a, stream);
 }
 
 }  // namespace cuda

@@ -1,0 +1,197 @@
+// exact_forward_kernel.cuh -- the tiled forward of the exact family, and the
+// statistics pass of its backward (same kernel, kStatsOnly).
+//   q, k (B, H, T, D); v, out (B, H, T, Dv) -> out (B, H, T, Dv)
+//   stats pass: q, k (and out, dout) -> row_stat, row_delta (B, H, T) fp32
+// One CTA per (b, h, 64-query tile); it sweeps the key tiles (only up to the
+// diagonal tile when causal) and keeps, per query row, in fp32:
+//   softmax family (standard, yat): the running max m, the running sum l of
+//     exp(s - m) and the unnormalised output (online softmax, FlashAttention-2);
+//   yat_spherical: the kernel sum Z and the unnormalised output. No running
+//     max is needed: 0 <= K <= score_scale/kernel_clamp (SPEC C.2).
+// Nothing of size T x T is stored: one 64 x 64 score tile lives in shared
+// memory at a time.
+#pragma once
+
+#include "cuda/exact_common_kernel.cuh"
+
+namespace slay {
+namespace cuda {
+namespace exact {
+
+// Shared-memory layout (in floats) of the forward / stats kernel.
+struct ForwardSmem {
+    int q, k, v, p, qaux, kaux, total;
+    __host__ __device__ ForwardSmem(int head_dim, int value_dim, bool stats_only) {
+        q = 0;
+        k = q + kTile * padded(head_dim);
+        v = k + kTile * padded(head_dim);
+        p = v + (stats_only ? 0 : kTile * padded(value_dim));
+        qaux = p + (stats_only ? 0 : kTile * kScoreLd);
+        kaux = qaux + kTile;
+        total = kaux + kTile;
+    }
+    size_t bytes() const { return sizeof(float) * static_cast<size_t>(total); }
+};
+
+// Grid: one CTA per (query tile, b*H + h), the heaviest (last) query tiles
+// first so that causal work drains evenly.
+template <typename Elem, typename Score, int kMaxDim, bool kStatsOnly>
+__global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args) {
+    constexpr int kValueCols = kMaxDim / kLanes;  // feature columns per thread
+    extern __shared__ float smem[];
+    const int D = args.head_dim, Dv = args.value_dim;
+    const int ldq = padded(D), ldv = padded(Dv);
+    const ForwardSmem layout(D, Dv, kStatsOnly);
+    float* Qs = smem + layout.q;
+    float* Ks = smem + layout.k;
+    float* Vs = smem + layout.v;
+    float* Ps = smem + layout.p;
+    float* qaux = smem + layout.qaux;
+    float* kaux = smem + layout.kaux;
+
+    const int64_t T = args.seq_len;
+    const int64_t bh_count = gridDim.x / ((T + kTile - 1) / kTile);
+    const int64_t num_tiles = (T + kTile - 1) / kTile;
+    const int64_t bh = blockIdx.x % bh_count;
+    const int64_t q_tile = num_tiles - 1 - blockIdx.x / bh_count;
+    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const int64_t q0 = q_tile * kTile;
+    const int tx = thread_x(), ty = thread_y();
+
+    const Elem* q = static_cast<const Elem*>(args.q) + args.q_s.row(b, h);
+    const Elem* k = static_cast<const Elem*>(args.k) + args.k_s.row(b, h);
+    const Elem* v = static_cast<const Elem*>(args.v) + args.v_s.row(b, h);
+
+    load_rows(q, args.q_s.token, q0, T, D, Qs, ldq);
+    __syncthreads();
+    prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
+
+    float row_max[kRowsPerThread], row_sum[kRowsPerThread];
+    float acc[kRowsPerThread][kValueCols];
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) {
+        row_max[i] = -INFINITY;
+        row_sum[i] = 0.f;
+#pragma unroll
+        for (int c = 0; c < kValueCols; ++c) acc[i][c] = 0.f;
+    }
+
+    // With equal query and key tiles the diagonal key tile is q_tile.
+    const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
+    for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
+        const int64_t k0 = k_tile * kTile;
+        __syncthreads();  // the previous tile's Ks, Vs, Ps are consumed
+        load_rows(k, args.k_s.token, k0, T, D, Ks, ldq);
+        if (!kStatsOnly) load_rows(v, args.v_s.token, k0, T, Dv, Vs, ldv);
+        __syncthreads();
+        prepare_rows<Score>(args.sc, Ks, ldq, D, kaux);
+        __syncthreads();
+
+        float s[kRowsPerThread][kColsPerThread];
+        tile_dot(Qs, ldq, Ks, ldq, D, s);
+#pragma unroll
+        for (int i = 0; i < kRowsPerThread; ++i) {
+            const int r = ty * kRowsPerThread + i;
+#pragma unroll
+            for (int c = 0; c < kColsPerThread; ++c) {
+                const int col = tx + kLanes * c;
+                const bool vis = key_visible(q0 + r, k0 + col, T, args.causal);
+                s[i][c] = vis ? Score::value(args.sc, s[i][c], qaux[r], kaux[col])
+                              : (Score::kSoftmax ? -INFINITY : 0.f);
+            }
+            if (Score::kSoftmax) {
+                // Online softmax: the first key tile holds key 0, visible to
+                // every row, so the running max is finite from then on.
+                float tile_max = s[i][0];
+#pragma unroll
+                for (int c = 1; c < kColsPerThread; ++c) tile_max = fmaxf(tile_max, s[i][c]);
+                const float new_max = fmaxf(row_max[i], row_group_max(tile_max));
+                const float rescale = expf(row_max[i] - new_max);
+                float tile_sum = 0.f;
+#pragma unroll
+                for (int c = 0; c < kColsPerThread; ++c) tile_sum += (s[i][c] = expf(s[i][c] - new_max));
+                row_sum[i] = row_sum[i] * rescale + row_group_sum(tile_sum);
+                row_max[i] = new_max;
+#pragma unroll
+                for (int c = 0; c < kValueCols; ++c) acc[i][c] *= rescale;
+            } else {
+                float tile_sum = 0.f;
+#pragma unroll
+                for (int c = 0; c < kColsPerThread; ++c) tile_sum += s[i][c];
+                row_sum[i] += row_group_sum(tile_sum);
+            }
+            if (!kStatsOnly) {
+#pragma unroll
+                for (int c = 0; c < kColsPerThread; ++c) Ps[r * kScoreLd + tx + kLanes * c] = s[i][c];
+            }
+        }
+        if (kStatsOnly) continue;
+        __syncthreads();
+        // acc += P V over this key tile.
+        for (int j = 0; j < kTile; ++j) {
+            float p[kRowsPerThread];
+#pragma unroll
+            for (int i = 0; i < kRowsPerThread; ++i) p[i] = Ps[(ty * kRowsPerThread + i) * kScoreLd + j];
+#pragma unroll
+            for (int c = 0; c < kValueCols; ++c) {
+                const int col = tx + kLanes * c;
+                if (col < Dv) {
+                    const float vj = Vs[j * ldv + col];
+#pragma unroll
+                    for (int i = 0; i < kRowsPerThread; ++i) acc[i][c] = fmaf(p[i], vj, acc[i][c]);
+                }
+            }
+        }
+    }
+
+    // Epilogue, per query row: the denominator, then either out or the stats.
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) {
+        const int64_t t = q0 + ty * kRowsPerThread + i;
+        // Padded rows are never written; they stay in the loop because the
+        // row-group shuffles below need every lane of the warp.
+        const bool real_row = t < T;
+        float inv_den;
+        bool den_passes_gradient = true;
+        if (Score::kSoftmax) {
+            inv_den = 1.f / row_sum[i];
+        } else if (args.sc.clamp_den) {
+            den_passes_gradient = row_sum[i] >= args.sc.stabilizer;  // torch clamp_min convention
+            inv_den = 1.f / fmaxf(row_sum[i], args.sc.stabilizer);
+        } else {
+            inv_den = 1.f / (row_sum[i] + args.sc.stabilizer);
+        }
+        if (!kStatsOnly) {
+            if (!real_row) continue;
+            Elem* o = static_cast<Elem*>(args.dst_out) + args.dst_out_s.row(b, h) + t * args.dst_out_s.token;
+#pragma unroll
+            for (int c = 0; c < kValueCols; ++c) {
+                const int col = tx + kLanes * c;
+                if (col < Dv) o[col] = from_float<Elem>(acc[i][c] * inv_den);
+            }
+        } else {
+            // Delta_i = g_i . o_i from the caller's out (SPEC C.1).
+            float part = 0.f;
+            if (real_row) {
+                const Elem* o = static_cast<const Elem*>(args.out) + args.out_s.row(b, h) + t * args.out_s.token;
+                const Elem* g = static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h) + t * args.dout_s.token;
+                for (int col = tx; col < Dv; col += kLanes) part += to_float(g[col]) * to_float(o[col]);
+            }
+            const float delta = row_group_sum(part);
+            if (real_row && tx == 0) {
+                const int64_t row = (b * args.heads + h) * T + t;
+                if (Score::kSoftmax) {
+                    args.row_stat[row] = row_max[i] + logf(row_sum[i]);
+                    args.row_delta[row] = delta;
+                } else {
+                    args.row_stat[row] = inv_den;
+                    args.row_delta[row] = den_passes_gradient ? -delta * inv_den : 0.f;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace exact
+}  // namespace cuda
+}  // namespace slay
