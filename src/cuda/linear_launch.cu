@@ -1,19 +1,379 @@
-// linear_launch.cu -- placeholder (kernels in progress).
+// linear_launch.cu -- host side of the linearized family on the GPU: plan
+// resources (cuFFT plans of TensorSketch), workspace layout, tile planning
+// and the launches of linear_scan_kernel.cuh.
+//   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv); state (B, H, F, Dv+1) fp32.
+// Workspace (one layout function answers the size and carves the call):
+//   forward:  [state copy when final_state overlaps initial_state]
+//             [TensorSketch poly_q, poly_k (B*H*T, P) + cuFFT scratch]
+//   backward: dq, dk accumulators (B, H, T, D) fp32, den and dZ per row
+//             (B, H, T), [TensorSketch poly and dpoly of q and k + cuFFT scratch]
+// Never allocates or synchronizes; everything runs on the caller's stream.
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "core/attributes.hpp"
+#include "core/quadrature.hpp"
+#include "core/scratch_carver.hpp"
+#include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
+#include "cuda/linear_scan_launch.hpp"
+#include "cuda/tensorsketch_fft.hpp"
 
 namespace slay {
 namespace cuda {
 
-Status linear_prepare(const DeviceInfo&, Plan*) { return Status(); }
-Status linear_workspace_size(const Plan&, slay_pass_t, int64_t, int64_t, size_t* bytes) {
-    *bytes = 0;
+namespace {
+
+constexpr int kSketchBlockTokens = 4096;
+constexpr int kMaxHeadDim = 256;  // the VJP keeps 8 columns per lane
+
+struct LinearResources : PlanResources {
+    SketchFft sketch;
+};
+
+MapKind map_kind(slay_attn_variant_t v) {
+    switch (v) {
+        case SLAY_ATTN_SLAY_ANCHOR: return MapKind::Anchor;
+        case SLAY_ATTN_SLAY_NYSTROM: return MapKind::Nystrom;
+        case SLAY_ATTN_SLAY_RANDOM_MACLAURIN: return MapKind::Maclaurin;
+        case SLAY_ATTN_SLAY_TENSORSKETCH: return MapKind::TensorSketch;
+        case SLAY_ATTN_SLAY_LAPLACE: return MapKind::Laplace;
+        case SLAY_ATTN_SLAY_HADAMARD: return MapKind::Hadamard;
+        case SLAY_ATTN_PERFORMER: return MapKind::Performer;
+        case SLAY_ATTN_LINEAR: return MapKind::Linear;
+        case SLAY_ATTN_COSFORMER: return MapKind::Cosformer;
+        default: return MapKind::RandomFourier;
+    }
+}
+
+bool is_sketch(const Plan& p) { return p.cfg.variant == SLAY_ATTN_SLAY_TENSORSKETCH; }
+
+// Width of pcat (C) and of poly (P) in the factored form of the map.
+void factor_widths(const AttnConfig& c, int* P, int* C) {
+    const int R = static_cast<int>(c.num_quad_nodes), M = static_cast<int>(c.num_features);
+    const int D = static_cast<int>(c.head_dim);
+    *P = is_kronecker_variant(c.variant) ? static_cast<int>(c.poly_dim) : 1;
+    switch (c.variant) {
+        case SLAY_ATTN_PERFORMER:
+        case SLAY_ATTN_RFF: *C = M; break;
+        case SLAY_ATTN_LINEAR: *C = D; break;
+        case SLAY_ATTN_COSFORMER: *C = 2 * D; break;
+        default: *C = R * M; break;  // PRF maps
+    }
+}
+
+// The largest chunk (64, then 32) whose shared-memory layout fits the device.
+Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayout* out) {
+    if (p.cfg.head_dim > kMaxHeadDim)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "the CUDA backend supports head_dim <= ", kMaxHeadDim,
+                     " for linearized variants (got ", p.cfg.head_dim, ")");
+    int P = 1, C = 1;
+    factor_widths(p.cfg, &P, &C);
+    const int64_t F = p.features;
+    for (int Tc : {64, 32}) {
+        if (Tc > p.cfg.chunk_size && Tc != 32) continue;
+        const ScanLayout L = scan_layout(Tc, static_cast<int>(p.cfg.head_dim), P, C, static_cast<int>(F), pass);
+        if (F < (int64_t{1} << 24) && static_cast<size_t>(L.total) * sizeof(float) <= dev.max_smem_per_block_optin) {
+            *out = L;
+            return Status();
+        }
+    }
+    return error(SLAY_STATUS_NOT_SUPPORTED, "the ", variant_name(p.cfg.variant), " state of F=", F,
+                 " features does not fit one block's shared memory on this device (",
+                 dev.max_smem_per_block_optin / 1024, " KiB); reduce num_quad_nodes, num_features or poly_dim");
+}
+
+// Workspace blocks of one call; fields a pass does not use stay null.
+struct LinearScratch {
+    float* state_copy = nullptr;
+    float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
+    float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr;
+    SketchFft::Scratch fft{};
+};
+
+LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T, ScratchCarver& w) {
+    const int64_t H = p.cfg.num_heads, D = p.cfg.head_dim, rows = B * H * T;
+    LinearScratch s;
+    if (pass == SLAY_PASS_FORWARD) {
+        s.state_copy = w.take<float>(B * H * p.features, p.cfg.value_dim + 1);
+    } else {
+        s.dq_acc = w.take<float>(rows, D);
+        s.dk_acc = w.take<float>(rows, D);
+        s.row_den = w.take<float>(rows);
+        s.row_dz = w.take<float>(rows);
+    }
+    if (is_sketch(p)) {
+        const int64_t P = p.cfg.poly_dim;
+        s.poly_q = w.take<float>(rows, P);
+        s.poly_k = w.take<float>(rows, P);
+        if (pass == SLAY_PASS_BACKWARD) {
+            s.dpoly_q = w.take<float>(rows, P);
+            s.dpoly_k = w.take<float>(rows, P);
+        }
+        const auto* res = static_cast<const LinearResources*>(p.resources.get());
+        if (res) s.fft = res->sketch.carve(w);
+    }
+    return s;
+}
+
+const float* segment_data(const Plan& p, const TensorView& params, const char* name) {
+    for (const ParamSegment& s : p.segments)
+        if (!std::strcmp(s.name, name)) return static_cast<const float*>(params.data) + s.offset;
+    return nullptr;
+}
+
+FeatureParams feature_params(const Plan& p, const CallInputs& c) {
+    const AttnConfig& cfg = p.cfg;
+    FeatureParams fp;
+    int P = 1, C = 1;
+    factor_widths(cfg, &P, &C);
+    fp.P = P;
+    fp.C = C;
+    fp.R = static_cast<int>(cfg.num_quad_nodes);
+    fp.M = static_cast<int>(cfg.num_features);
+    fp.D = static_cast<int>(cfg.head_dim);
+    fp.H = static_cast<int>(cfg.num_heads);
+    fp.prf_clamp = static_cast<float>(cfg.prf_clamp);
+    fp.norm_eps = static_cast<float>(cfg.norm_eps);
+    fp.inv_sqrt_m = static_cast<float>(1.0 / std::sqrt(double(cfg.num_features)));
+    fp.inv_m = static_cast<float>(1.0 / double(cfg.num_features));
+    fp.inv_sqrt_p = static_cast<float>(1.0 / std::sqrt(double(cfg.poly_dim)));
+    fp.rff_scale = static_cast<float>(std::sqrt(2.0 / double(cfg.num_features)));
+    fp.cos_length = cfg.cosformer_length > 0 ? cfg.cosformer_length : (c.seq_len > 0 ? c.seq_len : 1);
+    if (uses_prf(cfg.variant)) {
+        const PrfQuadrature quad = prf_quadrature(cfg);
+        for (int r = 0; r < fp.R; ++r) {
+            fp.s[r] = static_cast<float>(quad.s[r]);
+            fp.sqrt_2s[r] = static_cast<float>(std::sqrt(2.0 * std::max(quad.s[r], 0.0)));
+            fp.sqrt_w[r] = static_cast<float>(std::sqrt(std::max(quad.w[r], 0.0)));
+        }
+    }
+    if (!c.has_params) return fp;
+    switch (cfg.variant) {
+        case SLAY_ATTN_PERFORMER: fp.omega = segment_data(p, c.params, "performer_w"); break;
+        case SLAY_ATTN_RFF:
+            fp.omega = segment_data(p, c.params, "omega");
+            fp.phase = segment_data(p, c.params, "rff_phase");
+            break;
+        default:
+            fp.omega = segment_data(p, c.params, "omega");
+            if (cfg.variant == SLAY_ATTN_SLAY_RANDOM_MACLAURIN) {
+                fp.rows_a = segment_data(p, c.params, "rm_r1");
+                fp.rows_b = segment_data(p, c.params, "rm_r2");
+            } else {
+                fp.rows_a = segment_data(p, c.params, "anchors");
+                fp.rows_b = segment_data(p, c.params, "nystrom_w");
+            }
+    }
+    return fp;
+}
+
+ScanArgs scan_args(const Plan& p, const CallInputs& c, const ScanLayout& L) {
+    ScanArgs a;
+    a.B = c.batch;
+    a.H = p.cfg.num_heads;
+    a.T = c.seq_len;
+    a.position_offset = c.position_offset;
+    a.D = static_cast<int>(p.cfg.head_dim);
+    a.Dv = static_cast<int>(p.cfg.value_dim);
+    a.F = static_cast<int>(p.features);
+    a.Tc = L.Tc;
+    const bool kron = is_kronecker_variant(p.cfg.variant);
+    a.idx_P = kron ? static_cast<int>(p.cfg.poly_dim) : 1;
+    a.idx_M = kron ? static_cast<int>(p.cfg.num_features) : L.C;
+    a.causal = p.cfg.causal;
+    a.clamp_stabilizer = p.cfg.stabilizer_mode == SLAY_STABILIZER_CLAMP;
+    a.stabilizer = static_cast<float>(p.cfg.stabilizer);
+    a.q = device_tensor(c.q);
+    a.k = device_tensor(c.k);
+    a.v = device_tensor(c.v);
+    if (c.has_initial_state) a.state_in = device_tensor(c.initial_state);
+    a.fp = feature_params(p, c);
+    return a;
+}
+
+SketchArgs sketch_args(const Plan& p, const CallInputs& c, const TensorView& x) {
+    SketchArgs s;
+    s.x = device_tensor(x);
+    s.H = p.cfg.num_heads;
+    s.T = c.seq_len;
+    s.D = static_cast<int>(p.cfg.head_dim);
+    s.P = static_cast<int>(p.cfg.poly_dim);
+    s.norm_eps = static_cast<float>(p.cfg.norm_eps);
+    s.hash1 = segment_data(p, c.params, "ts_hash1");
+    s.sign1 = segment_data(p, c.params, "ts_sign1");
+    s.hash2 = segment_data(p, c.params, "ts_hash2");
+    s.sign2 = segment_data(p, c.params, "ts_sign2");
+    return s;
+}
+
+// [first, last] byte addresses a rank-4 view can touch.
+void byte_range(const TensorView& t, uintptr_t* lo, uintptr_t* hi) {
+    const size_t elem = t.dtype == SLAY_DTYPE_FLOAT32 ? 4 : 2;
+    int64_t last = 0;
+    for (int i = 0; i < t.rank; ++i) last += (t.shape[i] - 1) * t.strides[i];
+    *lo = reinterpret_cast<uintptr_t>(t.data);
+    *hi = *lo + static_cast<uintptr_t>(last) * elem + elem - 1;
+}
+
+bool overlaps(const TensorView& a, const TensorView& b) {
+    uintptr_t alo, ahi, blo, bhi;
+    byte_range(a, &alo, &ahi);
+    byte_range(b, &blo, &bhi);
+    return alo <= bhi && blo <= ahi;
+}
+
+__global__ void copy_state_kernel(DeviceTensor src, float* dst, int64_t H, int64_t F, int64_t W, int64_t n) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t w = i % W, f = (i / W) % F, bh = i / (W * F);
+    dst[i] = src.load(bh / H, bh % H, f, w);
+}
+
+// dst (B, H, T, D) in the caller's dtype and strides = acc (B*H*T, D) fp32.
+__global__ void store_accumulator_kernel(const float* acc, DeviceTensor dst, int64_t H, int64_t T, int64_t D,
+                                         int64_t n) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t d = i % D, t = (i / D) % T, bh = i / (D * T);
+    dst.store(bh / H, bh % H, t, d, acc[i]);
+}
+
+unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+Status dispatch_scan(MapKind kind, ScanPass pass, const ScanArgs& a, const ScanLayout& L, cudaStream_t stream) {
+    switch (kind) {
+        case MapKind::Anchor: return launch_scan<MapKind::Anchor>(pass, a, L, stream);
+        case MapKind::Nystrom: return launch_scan<MapKind::Nystrom>(pass, a, L, stream);
+        case MapKind::Maclaurin: return launch_scan<MapKind::Maclaurin>(pass, a, L, stream);
+        case MapKind::TensorSketch: return launch_scan<MapKind::TensorSketch>(pass, a, L, stream);
+        case MapKind::Laplace: return launch_scan<MapKind::Laplace>(pass, a, L, stream);
+        case MapKind::Hadamard: return launch_scan<MapKind::Hadamard>(pass, a, L, stream);
+        case MapKind::Performer: return launch_scan<MapKind::Performer>(pass, a, L, stream);
+        case MapKind::Linear: return launch_scan<MapKind::Linear>(pass, a, L, stream);
+        case MapKind::Cosformer: return launch_scan<MapKind::Cosformer>(pass, a, L, stream);
+        default: return launch_scan<MapKind::RandomFourier>(pass, a, L, stream);
+    }
+}
+
+// TensorSketch: the poly features of q and k for the whole call.
+Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& s, cudaStream_t stream) {
+    const auto* res = static_cast<const LinearResources*>(p.resources.get());
+    if (!res) return error(SLAY_STATUS_INTERNAL_ERROR, "TensorSketch plan has no cuFFT resources");
+    const int64_t tokens = c.batch * p.cfg.num_heads * c.seq_len;
+    SLAY_TRY(res->sketch.poly_features(sketch_args(p, c, c.q), tokens, s.poly_q, s.fft, stream));
+    return res->sketch.poly_features(sketch_args(p, c, c.k), tokens, s.poly_k, s.fft, stream);
+}
+
+}  // namespace
+
+Status linear_prepare(const DeviceInfo&, Plan* plan) {
+    if (!is_sketch(*plan)) return Status();
+    std::unique_ptr<LinearResources> res(new LinearResources);
+    SLAY_TRY(res->sketch.make(static_cast<int>(plan->cfg.poly_dim), kSketchBlockTokens));
+    plan->resources = std::move(res);
     return Status();
 }
-Status linear_forward(const DeviceInfo&, const Plan&, const FwdCall&, void*, cudaStream_t) {
-    return error(SLAY_STATUS_NOT_SUPPORTED, "linearized variants are not implemented on the CUDA backend yet");
+
+Status linear_workspace_size(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes) {
+    ScratchCarver count(nullptr);
+    carve_linear(p, pass, batch, seq_len, count);
+    if (count.overflowed())
+        return error(SLAY_STATUS_INVALID_VALUE, "the workspace for batch=", batch, ", seq_len=", seq_len,
+                     " does not fit in size_t");
+    *bytes = count.used();
+    return Status();
 }
-Status linear_backward(const DeviceInfo&, const Plan&, const BwdCall&, void*, cudaStream_t) {
-    return error(SLAY_STATUS_NOT_SUPPORTED, "linearized variants are not implemented on the CUDA backend yet");
+
+Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, void* workspace, cudaStream_t stream) {
+    ScanLayout L;
+    SLAY_TRY(plan_tiles(dev, p, ScanPass::Forward, &L));
+    if (c.batch * p.cfg.num_heads == 0) return Status();
+    ScratchCarver carver(workspace);
+    const LinearScratch s = carve_linear(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, carver);
+    ScanArgs a = scan_args(p, c, L);
+    a.out = device_tensor(c.out);
+    if (c.has_final_state) a.state_out = device_tensor(c.final_state);
+    if (c.has_initial_state && c.has_final_state && overlaps(c.initial_state, c.final_state)) {
+        // Blocks of other slices still read z of the initial state after
+        // slice 0 wrote the final one: read from a private copy instead.
+        const int64_t W = p.cfg.value_dim + 1, n = c.batch * p.cfg.num_heads * p.features * W;
+        copy_state_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(a.state_in, s.state_copy, p.cfg.num_heads,
+                                                                    p.features, W, n);
+        SLAY_CUDA(cudaGetLastError());
+        a.state_in.data = s.state_copy;
+        a.state_in.dtype = SLAY_DTYPE_FLOAT32;
+        a.state_in.stride[3] = 1;
+        a.state_in.stride[2] = W;
+        a.state_in.stride[1] = p.features * W;
+        a.state_in.stride[0] = p.cfg.num_heads * p.features * W;
+    }
+    if (is_sketch(p)) {
+        SLAY_TRY(sketch_features(p, c, s, stream));
+        a.ts_poly_q = s.poly_q;
+        a.ts_poly_k = s.poly_k;
+    }
+    return dispatch_scan(map_kind(p.cfg.variant), ScanPass::Forward, a, L, stream);
+}
+
+Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, void* workspace, cudaStream_t stream) {
+    const ScanPass first = p.cfg.causal ? ScanPass::BackwardQuery : ScanPass::BackwardBidirectional;
+    ScanLayout L, L_key;
+    SLAY_TRY(plan_tiles(dev, p, first, &L));
+    if (p.cfg.causal) SLAY_TRY(plan_tiles(dev, p, ScanPass::BackwardKey, &L_key));
+    if (c.batch * p.cfg.num_heads == 0) return Status();
+    ScratchCarver carver(workspace);
+    const LinearScratch s = carve_linear(p, SLAY_PASS_BACKWARD, c.batch, c.seq_len, carver);
+    const int64_t rows = c.batch * p.cfg.num_heads * c.seq_len, D = p.cfg.head_dim;
+    ScanArgs a = scan_args(p, c, L);
+    a.out = device_tensor(c.out);
+    a.dout = device_tensor(c.dout);
+    a.dv = device_tensor(c.dv);
+    if (c.has_dfinal_state) a.dstate_out = device_tensor(c.dfinal_state);
+    if (c.has_dinitial_state) a.dstate_in = device_tensor(c.dinitial_state);
+    a.dq_acc = s.dq_acc;
+    a.dk_acc = s.dk_acc;
+    a.row_den = s.row_den;
+    a.row_dz = s.row_dz;
+    if (rows > 0) {
+        SLAY_CUDA(cudaMemsetAsync(s.dq_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
+        SLAY_CUDA(cudaMemsetAsync(s.dk_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
+    }
+    if (is_sketch(p)) {
+        SLAY_TRY(sketch_features(p, c, s, stream));
+        const size_t poly_bytes = static_cast<size_t>(rows * p.cfg.poly_dim) * sizeof(float);
+        if (rows > 0) {
+            SLAY_CUDA(cudaMemsetAsync(s.dpoly_q, 0, poly_bytes, stream));
+            SLAY_CUDA(cudaMemsetAsync(s.dpoly_k, 0, poly_bytes, stream));
+        }
+        a.ts_poly_q = s.poly_q;
+        a.ts_poly_k = s.poly_k;
+        a.ts_dpoly_q = s.dpoly_q;
+        a.ts_dpoly_k = s.dpoly_k;
+    }
+    const MapKind kind = map_kind(p.cfg.variant);
+    SLAY_TRY(dispatch_scan(kind, first, a, L, stream));
+    if (p.cfg.causal) {
+        ScanArgs ak = a;
+        ak.Tc = L_key.Tc;
+        SLAY_TRY(dispatch_scan(kind, ScanPass::BackwardKey, ak, L_key, stream));
+    }
+    if (is_sketch(p) && rows > 0) {
+        const auto* res = static_cast<const LinearResources*>(p.resources.get());
+        SLAY_TRY(res->sketch.backward(sketch_args(p, c, c.q), rows, s.dpoly_q, s.dq_acc, s.fft, stream));
+        SLAY_TRY(res->sketch.backward(sketch_args(p, c, c.k), rows, s.dpoly_k, s.dk_acc, s.fft, stream));
+    }
+    if (rows > 0) {
+        const int64_t n = rows * D;
+        store_accumulator_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(s.dq_acc, device_tensor(c.dq),
+                                                                          p.cfg.num_heads, c.seq_len, D, n);
+        SLAY_CUDA(cudaGetLastError());
+        store_accumulator_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(s.dk_acc, device_tensor(c.dk),
+                                                                          p.cfg.num_heads, c.seq_len, D, n);
+        SLAY_CUDA(cudaGetLastError());
+    }
+    return Status();
 }
 
 }  // namespace cuda

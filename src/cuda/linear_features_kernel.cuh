@@ -1,0 +1,340 @@
+// linear_features_kernel.cuh -- the feature maps of the ten linearized
+// variants on the device, in factored form (SPEC A.1, A.4-A.14, C.3 step 2).
+//
+// Every map is written as phi(x) = poly(x) (x) pcat(x) with
+//   Kronecker variants (anchor, Nystrom, random Maclaurin, TensorSketch):
+//     poly (P), pcat = concat_r sqrt(w_r) prf_r (C = R*M), feature index
+//     f = (r*P + p)*M + m  <->  (p, c = r*M + m)       (the CPU backend's order)
+//   plain maps (Laplace, Hadamard, performer, rff, linear, cosformer):
+//     poly = 1 (P = 1), pcat = phi (C = F), f = c.
+// For one chunk of Tc tokens of one (b, h), a block computes the factors
+// poly (Tc, P) and pcat (Tc, C) into shared memory: the F-wide features are
+// never formed in memory; kernels form phi(t, f) = poly[t][p] * pcat[t][c] on
+// the fly. The VJP maps factor gradients dpoly (Tc, P), dpcat (Tc, C) back to
+// dx (Tc, D) and adds them to an fp32 accumulator in global memory: the map
+// from (dpoly, dpcat) to dx is linear, so partial gradients from several
+// blocks (value-column slices) simply add.
+//
+// All functions here are block-wide (every thread calls them); they end with
+// __syncthreads() where the next step reads what they wrote.
+#pragma once
+
+#include <cstdint>
+
+namespace slay {
+namespace cuda {
+
+enum class MapKind : int {
+    Anchor,
+    Nystrom,
+    Maclaurin,
+    TensorSketch,
+    Laplace,
+    Hadamard,
+    Performer,
+    Linear,
+    Cosformer,
+    RandomFourier,
+};
+
+template <MapKind K>
+struct MapTraits {
+    static constexpr bool kronecker =
+        K == MapKind::Anchor || K == MapKind::Nystrom || K == MapKind::Maclaurin || K == MapKind::TensorSketch;
+    // PRF variants act on x^ = x / max(|x|, norm_eps).
+    static constexpr bool normalized = kronecker || K == MapKind::Laplace || K == MapKind::Hadamard;
+    static constexpr bool prf_pcat = kronecker || K == MapKind::Laplace;
+};
+
+constexpr int kMaxQuadNodes = 16;  // the attribute range of R
+
+// Everything the maps read, by value in kernel arguments. Parameter pointers
+// are device memory in the layout of param_layout (config.hpp).
+struct FeatureParams {
+    const float* omega = nullptr;   // (R, H, D, M) PRF; performer_w / rff omega (H, D, M)
+    const float* rows_a = nullptr;  // anchors or rm_r1 (P, D)
+    const float* rows_b = nullptr;  // rm_r2 (P, D) or nystrom_w (P, P)
+    const float* phase = nullptr;   // rff (H, M)
+    float s[kMaxQuadNodes], sqrt_2s[kMaxQuadNodes], sqrt_w[kMaxQuadNodes];
+    float prf_clamp = 20.f, norm_eps = 1e-12f;
+    float inv_sqrt_m = 1.f, inv_sqrt_p = 1.f, inv_m = 1.f, rff_scale = 1.f;
+    int R = 1, M = 1, P = 1, C = 1, D = 1, H = 1;
+    int64_t cos_length = 1;  // cosformer L (resolved: attribute or T of the call)
+};
+
+// Shared-memory tiles of one side (queries or keys) of a chunk.
+struct SideTile {
+    float* x;     // (Tc, D): raw x, or x^ for normalized maps
+    float* div;   // (Tc): max(|x|, eps) for normalized maps
+    float* poly;  // (Tc, poly_stride)
+    float* pcat;  // (Tc, pcat_stride)
+};
+
+struct TileStrides {
+    int poly, pcat;
+};
+
+// ---------------------------------------------------------------------------
+// x -> x^ in place, one warp per row.
+__device__ inline void normalize_rows(float* x, float* div, int rows, int D, float eps) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (int t = warp; t < rows; t += warps) {
+        float ss = 0.f;
+        for (int d = lane; d < D; d += 32) ss += x[t * D + d] * x[t * D + d];
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        const float divisor = fmaxf(sqrtf(ss), eps);
+        for (int d = lane; d < D; d += 32) x[t * D + d] /= divisor;
+        if (lane == 0) div[t] = divisor;
+    }
+}
+
+// exp(clamp(a, -bound, bound)) and whether the gradient passes (torch clamp:
+// it does on the closed interval).
+struct ClampedExp {
+    float value;
+    bool passes;
+};
+__device__ inline ClampedExp clamped_exp(float a, float bound) {
+    return {expf(fminf(fmaxf(a, -bound), bound)), -bound <= a && a <= bound};
+}
+
+// omega_{r,h,:,m} . x for pcat index c = r*M + m (PRF maps) or m (performer, rff).
+template <MapKind K>
+__device__ inline float project(const FeatureParams& fp, int head, const float* xrow, int c) {
+    const int r = MapTraits<K>::normalized ? c / fp.M : 0;
+    const int m = c - r * fp.M;
+    const float* w = fp.omega + (static_cast<int64_t>(r) * fp.H + head) * fp.D * fp.M + m;
+    float acc = 0.f;
+    for (int d = 0; d < fp.D; ++d) acc = fmaf(xrow[d], __ldg(w + static_cast<int64_t>(d) * fp.M), acc);
+    return acc;
+}
+
+__device__ inline float dot_row(const float* a, const float* b, int D) {
+    float acc = 0.f;
+    for (int d = 0; d < D; ++d) acc = fmaf(a[d], __ldg(b + d), acc);
+    return acc;
+}
+
+// cos / sin of pi * pos / (2 L) for cosformer position `pos`.
+__device__ inline void cosformer_weights(int64_t pos, int64_t length, float* c, float* s) {
+    double sd, cd;
+    sincospi(static_cast<double>(pos) / (2.0 * static_cast<double>(length)), &sd, &cd);
+    *c = static_cast<float>(cd);
+    *s = static_cast<float>(sd);
+}
+
+// pcat (Tc, C) of `rows` tokens whose global positions start at pos0.
+template <MapKind K>
+__device__ void compute_pcat(const FeatureParams& fp, int head, int64_t pos0, const SideTile& tile, int rows,
+                             int pcat_stride) {
+    const int C = fp.C, D = fp.D;
+    for (int idx = threadIdx.x; idx < rows * C; idx += blockDim.x) {
+        const int t = idx / C, c = idx - t * C;
+        const float* xrow = tile.x + t * D;
+        float value;
+        if constexpr (MapTraits<K>::prf_pcat) {
+            const int r = c / fp.M;
+            const float u = project<K>(fp, head, xrow, c);
+            value = fp.sqrt_w[r] * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_sqrt_m;
+        } else if constexpr (K == MapKind::Hadamard) {
+            const int r = c / fp.M;
+            const float u = project<K>(fp, head, xrow, c);
+            value = fp.sqrt_w[r] * u * u * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_m;
+        } else if constexpr (K == MapKind::Performer) {
+            value = fmaxf(project<K>(fp, head, xrow, c), 0.f);
+        } else if constexpr (K == MapKind::RandomFourier) {
+            value = fp.rff_scale * cosf(project<K>(fp, head, xrow, c) + __ldg(fp.phase + head * fp.M + c));
+        } else if constexpr (K == MapKind::Linear) {
+            const float x = xrow[c];
+            value = x > 0.f ? x + 1.f : expf(x);
+        } else {  // Cosformer: [cos_i relu(x), sin_i relu(x)]
+            float cw, sw;
+            cosformer_weights(pos0 + t, fp.cos_length, &cw, &sw);
+            const float x = xrow[c < D ? c : c - D];
+            value = (c < D ? cw : sw) * fmaxf(x, 0.f);
+        }
+        tile.pcat[t * pcat_stride + c] = value;
+    }
+}
+
+// poly (Tc, P); `scratch` holds (Tc, P) floats (Nystrom's kappa).
+// ts_poly: the TensorSketch polynomial features of these rows, precomputed
+// with cuFFT ((rows, P) fp32, row-major), null for the other maps.
+template <MapKind K>
+__device__ void compute_poly(const FeatureParams& fp, const SideTile& tile, int rows, int poly_stride, float* scratch,
+                             const float* ts_poly) {
+    const int P = fp.P, D = fp.D;
+    if constexpr (!MapTraits<K>::kronecker) {
+        for (int t = threadIdx.x; t < rows; t += blockDim.x) tile.poly[t * poly_stride] = 1.f;
+    } else if constexpr (K == MapKind::Nystrom) {
+        // kappa[p] = (a_p . x^)^2, then poly[p] = sum_q kappa[q] W[q, p] / sqrt(P).
+        for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
+            const int t = idx / P, p = idx - t * P;
+            const float a = dot_row(tile.x + t * D, fp.rows_a + static_cast<int64_t>(p) * D, D);
+            scratch[t * P + p] = a * a;
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
+            const int t = idx / P, p = idx - t * P;
+            float acc = 0.f;
+            for (int q = 0; q < P; ++q) acc = fmaf(scratch[t * P + q], __ldg(fp.rows_b + q * P + p), acc);
+            tile.poly[t * poly_stride + p] = acc * fp.inv_sqrt_p;
+        }
+    } else {
+        for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
+            const int t = idx / P, p = idx - t * P;
+            const float* xrow = tile.x + t * D;
+            float value;
+            if constexpr (K == MapKind::Anchor) {
+                const float a = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D);
+                value = a * a * fp.inv_sqrt_p;
+            } else if constexpr (K == MapKind::Maclaurin) {
+                value = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D) *
+                        dot_row(xrow, fp.rows_b + static_cast<int64_t>(p) * D, D) * fp.inv_sqrt_p;
+            } else {  // TensorSketch
+                value = ts_poly[static_cast<int64_t>(t) * P + p];
+            }
+            tile.poly[t * poly_stride + p] = value;
+        }
+    }
+}
+
+// Normalization (for normalized maps), pcat and poly of one side; ends synced.
+template <MapKind K>
+__device__ void compute_factors(const FeatureParams& fp, int head, int64_t pos0, const SideTile& tile, int rows,
+                                TileStrides st, float* scratch, const float* ts_poly) {
+    if constexpr (MapTraits<K>::normalized) {
+        normalize_rows(tile.x, tile.div, rows, fp.D, fp.norm_eps);
+        __syncthreads();
+    }
+    compute_pcat<K>(fp, head, pos0, tile, rows, st.pcat);
+    compute_poly<K>(fp, tile, rows, st.poly, scratch, ts_poly);
+    __syncthreads();
+}
+
+// ---------------------------------------------------------------------------
+// VJP: dpoly (Tc, P) and dpcat (Tc, C) of one side -> dx accumulated into
+// dx_acc (rows, D) fp32 (global, row-major, this chunk's first row). dpcat is
+// overwritten with the projection coefficients; `coef` holds (Tc, 2P) floats.
+// ts_dpoly (rows, P), TensorSketch only: dpoly is added there instead (the
+// cuFFT post-pass maps it to dx).
+template <MapKind K>
+__device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, const SideTile& tile, int rows,
+                           TileStrides st, float* dpoly, float* dpcat, float* coef, float* dx_acc, float* ts_dpoly) {
+    const int C = fp.C, D = fp.D, P = fp.P;
+    // 1. Coefficients of the projection rows (in place in dpcat) and of the poly rows (coef).
+    for (int idx = threadIdx.x; idx < rows * C; idx += blockDim.x) {
+        const int t = idx / C, c = idx - t * C;
+        const float* xrow = tile.x + t * D;
+        float& g = dpcat[t * st.pcat + c];
+        if constexpr (MapTraits<K>::prf_pcat || K == MapKind::Hadamard) {
+            const int r = c / fp.M;
+            const float u = project<K>(fp, head, xrow, c);
+            const ClampedExp e = clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp);
+            if constexpr (K == MapKind::Hadamard) {
+                const float de = e.passes ? e.value * fp.sqrt_2s[r] : 0.f;
+                g = g * fp.sqrt_w[r] * fp.inv_m * (2.f * u * e.value + u * u * de);
+            } else {
+                g = e.passes ? g * fp.sqrt_w[r] * e.value * fp.inv_sqrt_m * fp.sqrt_2s[r] : 0.f;
+            }
+        } else if constexpr (K == MapKind::Performer) {
+            if (project<K>(fp, head, xrow, c) <= 0.f) g = 0.f;  // relu'(t) = 0 for t <= 0 (torch)
+        } else if constexpr (K == MapKind::RandomFourier) {
+            g = -g * fp.rff_scale * sinf(project<K>(fp, head, xrow, c) + __ldg(fp.phase + head * fp.M + c));
+        }
+        // Linear and cosformer are elementwise: handled in step 2.
+    }
+    if constexpr (K == MapKind::TensorSketch) {
+        for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
+            const int t = idx / P, p = idx - t * P;
+            atomicAdd(ts_dpoly + static_cast<int64_t>(t) * P + p, dpoly[t * st.poly + p]);
+        }
+    } else if constexpr (K == MapKind::Anchor || K == MapKind::Maclaurin) {
+        for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
+            const int t = idx / P, p = idx - t * P;
+            const float* xrow = tile.x + t * D;
+            const float g = dpoly[t * st.poly + p] * fp.inv_sqrt_p;
+            const float ua = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D);
+            if constexpr (K == MapKind::Anchor) {
+                coef[t * 2 * P + p] = 2.f * g * ua;
+            } else {
+                const float ub = dot_row(xrow, fp.rows_b + static_cast<int64_t>(p) * D, D);
+                coef[t * 2 * P + p] = g * ub;      // on r1_p
+                coef[t * 2 * P + P + p] = g * ua;  // on r2_p
+            }
+        }
+    } else if constexpr (K == MapKind::Nystrom) {
+        // dkappa[q] = sum_p W[q, p] dpoly[p] / sqrt(P); coefficient 2 dkappa[q] (a_q . x^) on a_q.
+        for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
+            const int t = idx / P, q = idx - t * P;
+            float dk = 0.f;
+            for (int p = 0; p < P; ++p) dk = fmaf(__ldg(fp.rows_b + q * P + p), dpoly[t * st.poly + p], dk);
+            const float a = dot_row(tile.x + t * D, fp.rows_a + static_cast<int64_t>(q) * D, D);
+            coef[t * 2 * P + q] = 2.f * dk * fp.inv_sqrt_p * a;
+        }
+    }
+    __syncthreads();
+
+    // 2. dx^ (or dx for raw maps) = sum of coefficient-weighted rows, then the
+    // normalization VJP; one warp per token row, lanes over d.
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (int t = warp; t < rows; t += warps) {
+        const float* xrow = tile.x + t * D;
+        const float* g = dpcat + t * st.pcat;
+        const float* cp = coef + t * 2 * P;
+        float radial = 0.f;
+        constexpr int kMaxPerLane = 8;  // D <= 256
+        float dxh[kMaxPerLane];
+#pragma unroll
+        for (int k = 0; k < kMaxPerLane; ++k) {
+            const int d = lane + 32 * k;
+            float acc = 0.f;
+            if (d < D) {
+                if constexpr (K == MapKind::Linear) {
+                    const float x = xrow[d];
+                    acc = g[d] * (x > 0.f ? 1.f : expf(x));
+                } else if constexpr (K == MapKind::Cosformer) {
+                    float cw, sw;
+                    cosformer_weights(pos0 + t, fp.cos_length, &cw, &sw);
+                    acc = xrow[d] > 0.f ? cw * g[d] + sw * g[D + d] : 0.f;
+                } else {
+                    // Projection rows: omega_{r,h,d,m} for c = r*M + m.
+                    for (int c = 0; c < C; ++c) {
+                        const int r = MapTraits<K>::normalized ? c / fp.M : 0;
+                        const int m = c - r * fp.M;
+                        acc = fmaf(g[c], __ldg(fp.omega + ((static_cast<int64_t>(r) * fp.H + head) * D + d) * fp.M + m),
+                                   acc);
+                    }
+                    if constexpr (K == MapKind::Anchor || K == MapKind::Nystrom) {
+                        for (int p = 0; p < P; ++p)
+                            acc = fmaf(cp[p], __ldg(fp.rows_a + static_cast<int64_t>(p) * D + d), acc);
+                    } else if constexpr (K == MapKind::Maclaurin) {
+                        for (int p = 0; p < P; ++p) {
+                            acc = fmaf(cp[p], __ldg(fp.rows_a + static_cast<int64_t>(p) * D + d), acc);
+                            acc = fmaf(cp[P + p], __ldg(fp.rows_b + static_cast<int64_t>(p) * D + d), acc);
+                        }
+                    }
+                }
+                if constexpr (MapTraits<K>::normalized) radial += acc * xrow[d];
+            }
+            dxh[k] = acc;
+        }
+        const float divisor = MapTraits<K>::normalized ? tile.div[t] : 1.f;
+        if constexpr (MapTraits<K>::normalized)
+            for (int o = 16; o > 0; o >>= 1) radial += __shfl_xor_sync(0xffffffffu, radial, o);
+#pragma unroll
+        for (int k = 0; k < kMaxPerLane; ++k) {
+            const int d = lane + 32 * k;
+            if (d >= D) break;
+            float dx = dxh[k];
+            if constexpr (MapTraits<K>::normalized) {
+                // |x| <= eps: x^ = x / eps with a constant divisor.
+                dx = divisor <= fp.norm_eps ? dx / fp.norm_eps : (dx - radial * xrow[d]) / divisor;
+            }
+            atomicAdd(dx_acc + static_cast<int64_t>(t) * D + d, dx);
+        }
+    }
+}
+
+}  // namespace cuda
+}  // namespace slay
