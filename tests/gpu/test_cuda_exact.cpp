@@ -1,0 +1,271 @@
+// test_cuda_exact.cpp -- the exact family (standard, yat, yat_spherical) on
+// the CUDA backend against the fp64 CPU backend, through the public ABI
+// (harness: gpu_support.hpp):
+//   q, k (B, H, T, D); v, out, dout (B, H, T, Dv); no state.
+// Covers forward/backward x causal/bidirectional x fp32/bf16 (fp16 too) at
+// T = 1, 63, 1000, 4097 (not multiples of the 64-row tile), D up to 128,
+// (B, T, H, D) strided memory with Dv != D, nearly aligned q/k for
+// yat_spherical (the kernel near 1/eps, SPEC F.3), and T = 65536 forwards
+// checked on a prefix (against the CPU) and on sampled rows (against an fp64
+// row oracle in this file). Every case prints one table line
+//   | variant | pass | mode | dtype | layout | T | shape | max err | PASS/FAIL | per output
+// Tolerances (relative L2, gradients too): fp32 1e-5, bf16/fp16 2e-2.
+// Exits 77 without a device; SLAY_GPU_TEST_EMULATE=1 runs it CPU vs CPU.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu_doctest_main.hpp"
+#include "gpu_support.hpp"
+
+namespace {
+
+using namespace slay_gpu;
+
+const slay_attn_variant_t kExact[] = {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL};
+
+double tol(slay_dtype_t t) { return t == SLAY_DTYPE_FLOAT32 ? 1e-5 : 2e-2; }
+
+Case base_case(slay_attn_variant_t v, int64_t T, bool causal, slay_dtype_t dtype) {
+    Case c;
+    c.variant = v;
+    c.batch = 2;
+    c.heads = 2;
+    c.seq_len = T;
+    c.head_dim = 64;
+    c.causal = causal;
+    c.dtype = dtype;
+    // q, k ~ N(0, 1/4): standard logits of order 1, yat scores not saturated.
+    c.input_scale = 0.5;
+    c.input_seed = static_cast<uint64_t>(T * 131 + v * 7 + (causal ? 1 : 0) + dtype * 3);
+    return c;
+}
+
+bool check_both(const Case& c) {
+    const bool fwd = report(c, "fwd", compare_forward(c), tol(c.dtype));
+    const bool bwd = report(c, "bwd", compare_backward(c), tol(c.dtype));
+    return fwd && bwd;
+}
+
+// Forward (and backward) of a case on given inputs: the harness steps of
+// compare_forward/compare_backward with caller-made inputs.
+Outcome compare_on(const Case& c, const Inputs& in, bool backward) {
+    Outcome o;
+    Plans plans;
+    const Made m = make_plans(c, &plans);
+    if (!m.ok()) {
+        o.cpu.status = m.status;
+        o.cpu.message = m.message;
+        return o;
+    }
+    Outputs want, got, fwd;
+    o.cpu = run_forward(Side::Cpu, plans, c, in, &fwd);
+    if (!o.cpu.ok()) return o;
+    if (!backward) {
+        o.device = run_forward(Side::Device, plans, c, in, &got);
+        if (o.device.ok()) o.err = compare(got, fwd);
+        return o;
+    }
+    o.cpu = run_backward(Side::Cpu, plans, c, in, fwd.out, &want);
+    if (!o.cpu.ok()) return o;
+    o.device = run_backward(Side::Device, plans, c, in, fwd.out, &got);
+    if (o.device.ok()) o.err = compare(got, want);
+    return o;
+}
+
+// fp64 output row t of one (b, h) head straight from SPEC A.3, A.8, A.9
+// (default attributes): the oracle for sampled rows of calls too long for
+// the CPU backend.
+std::vector<double> reference_row(const Case& c, const Inputs& in, int64_t bh, int64_t t) {
+    const int64_t T = c.seq_len, D = c.head_dim, Dv = c.dv();
+    const float* q = in.q.data() + (bh * T + t) * D;
+    auto k_row = [&](int64_t j) { return in.k.data() + (bh * T + j) * D; };
+    auto dot = [&](const float* a, const float* b) {
+        double s = 0;
+        for (int64_t d = 0; d < D; ++d) s += double(a[d]) * b[d];
+        return s;
+    };
+    const int64_t count = c.causal ? t + 1 : T;
+    std::vector<double> a(count);
+    const double qq = dot(q, q);
+    for (int64_t j = 0; j < count; ++j) {
+        const double qk = dot(q, k_row(j)), kk = dot(k_row(j), k_row(j));
+        switch (c.variant) {
+            case SLAY_ATTN_STANDARD: a[j] = qk / std::sqrt(double(D)); break;
+            case SLAY_ATTN_YAT: a[j] = qk * qk / (qq + kk - 2 * qk + 1e-6); break;
+            default: {
+                const double x = qk / (std::max(std::sqrt(qq), 1e-12) * std::max(std::sqrt(kk), 1e-12));
+                a[j] = x * x / std::max(2.01 - 2 * x, 1e-6);  // class default eps 1e-2
+            }
+        }
+    }
+    double den = 0;
+    if (c.variant == SLAY_ATTN_YAT_SPHERICAL) {
+        for (double x : a) den += x;
+        den += 1e-6;
+    } else {
+        const double mx = *std::max_element(a.begin(), a.end());
+        for (double& x : a) den += (x = std::exp(x - mx));
+    }
+    std::vector<double> o(Dv, 0.0);
+    for (int64_t j = 0; j < count; ++j)
+        for (int64_t e = 0; e < Dv; ++e) o[e] += a[j] * in.v[(bh * T + j) * Dv + e];
+    for (double& x : o) x /= den;
+    return o;
+}
+
+}  // namespace
+
+TEST_SUITE("cuda_exact") {
+
+TEST_CASE("every variant, pass, mode and dtype at short and odd lengths") {
+    for (slay_attn_variant_t v : kExact)
+        for (bool causal : {true, false})
+            for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16})
+                for (int64_t T : {1, 63, 1000}) {
+                    Case c = base_case(v, T, causal, dt);
+                    if (T == 1000) {  // keeps the fp64 oracle fast
+                        c.batch = 1;
+                        c.head_dim = 32;
+                    }
+                    CAPTURE(c.label());
+                    CHECK(check_both(c));
+                }
+}
+
+TEST_CASE("T = 4097: one tile past a multiple of 64") {
+    // Causal fp32 for every variant, and one bidirectional bf16 case (the
+    // fp64 oracle's O(T^2) backward dominates the suite's time here).
+    struct Long {
+        slay_attn_variant_t v;
+        bool causal;
+        slay_dtype_t dt;
+    };
+    for (Long l : {Long{SLAY_ATTN_STANDARD, true, SLAY_DTYPE_FLOAT32}, Long{SLAY_ATTN_YAT, true, SLAY_DTYPE_FLOAT32},
+                   Long{SLAY_ATTN_YAT_SPHERICAL, true, SLAY_DTYPE_FLOAT32},
+                   Long{SLAY_ATTN_STANDARD, false, SLAY_DTYPE_BFLOAT16}}) {
+        Case c = base_case(l.v, 4097, l.causal, l.dt);
+        c.batch = c.heads = 1;
+        c.head_dim = 32;
+        CAPTURE(c.label());
+        CHECK(check_both(c));
+    }
+}
+
+TEST_CASE("fp16 inputs") {
+    for (slay_attn_variant_t v : kExact) {
+        Case c = base_case(v, 200, true, SLAY_DTYPE_FLOAT16);
+        CAPTURE(c.label());
+        CHECK(check_both(c));
+    }
+}
+
+TEST_CASE("(B, T, H, D) strides, Dv != D, and head dims up to 128") {
+    struct Dims {
+        int64_t D, Dv;
+    };
+    for (slay_attn_variant_t v : kExact)
+        for (Dims dims : {Dims{40, 24}, Dims{96, 128}, Dims{128, 80}})
+            for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) {
+                Case c = base_case(v, 150, dims.D != 40, dt);
+                c.layout = Layout::BTHD;
+                c.heads = 3;
+                c.head_dim = dims.D;
+                c.value_dim = dims.Dv;
+                CAPTURE(c.label());
+                CHECK(check_both(c));
+            }
+}
+
+TEST_CASE("non-default attributes: softmax/score scales, clamp stabilizer, kernel clamp") {
+    Case s = base_case(SLAY_ATTN_STANDARD, 130, true, SLAY_DTYPE_FLOAT32);
+    s.attrs = {attr_f64(SLAY_ATTR_SOFTMAX_SCALE, 0.3)};
+    CHECK(check_both(s));
+    Case y = base_case(SLAY_ATTN_YAT, 130, false, SLAY_DTYPE_FLOAT32);
+    y.attrs = {attr_f64(SLAY_ATTR_EPSILON, 1e-3), attr_f64(SLAY_ATTR_SCORE_SCALE, 0.7)};
+    CHECK(check_both(y));
+    Case p = base_case(SLAY_ATTN_YAT_SPHERICAL, 130, true, SLAY_DTYPE_FLOAT32);
+    p.attrs = {attr_i64(SLAY_ATTR_STABILIZER_MODE, SLAY_STABILIZER_CLAMP), attr_f64(SLAY_ATTR_STABILIZER, 1e-2),
+               attr_f64(SLAY_ATTR_SCORE_SCALE, 2.0)};
+    CHECK(check_both(p));
+    // A kernel clamp of 0.5 is active for every x > 0.755 (C - 2x < 0.5):
+    // values x^2/tau and slopes 2x/tau on those pairs (SPEC F.9).
+    Case k = base_case(SLAY_ATTN_YAT_SPHERICAL, 130, false, SLAY_DTYPE_FLOAT32);
+    k.attrs = {attr_f64(SLAY_ATTR_KERNEL_CLAMP, 0.5)};
+    Plans plans;
+    REQUIRE(make_plans(k, &plans).ok());
+    Inputs in = make_inputs(k, 0);
+    for (size_t i = 0; i < in.k.size(); ++i) in.k[i] = in.q[i];  // x_ii = 1: clamped diagonal
+    CHECK(report(k, "fwd", compare_on(k, in, false), tol(k.dtype)));
+    CHECK(report(k, "bwd", compare_on(k, in, true), tol(k.dtype)));
+}
+
+TEST_CASE("yat_spherical with nearly aligned q and k: the kernel near 1/eps") {
+    // k_i = q_i + noise: x_ii = 1 - O(noise^2), so K_ii ~ 1/eps dominates
+    // its row and dK/dx ~ 2/eps^2 (SPEC F.3). fp32 rounds x to ~1e-7,
+    // which the kernel amplifies by ~2/(C - 2x): the tolerance follows eps.
+    struct Aligned {
+        double eps, noise, tol;
+    };
+    for (Aligned al : {Aligned{1e-2, 1e-2, 1e-4}, Aligned{1e-3, 1e-2, 2e-3}})
+        for (bool causal : {true, false}) {
+            Case c = base_case(SLAY_ATTN_YAT_SPHERICAL, 257, causal, SLAY_DTYPE_FLOAT32);
+            c.head_dim = 32;
+            c.attrs = {attr_f64(SLAY_ATTR_EPSILON, al.eps)};
+            Inputs in = make_inputs(c, 0);
+            std::mt19937_64 rng(99);
+            std::normal_distribution<float> n(0.f, 1.f);
+            for (size_t i = 0; i < in.k.size(); ++i) in.k[i] = in.q[i] + static_cast<float>(al.noise) * n(rng);
+            std::printf("aligned q/k, eps=%g noise=%g:\n", al.eps, al.noise);
+            CHECK(report(c, "fwd", compare_on(c, in, false), al.tol));
+            CHECK(report(c, "bwd", compare_on(c, in, true), al.tol));
+        }
+}
+
+TEST_CASE("T = 65536 forward at small B*H") {
+    struct Long {
+        slay_attn_variant_t v;
+        bool causal;
+        slay_dtype_t dt;
+    };
+    for (Long l : {Long{SLAY_ATTN_STANDARD, true, SLAY_DTYPE_FLOAT32}, Long{SLAY_ATTN_YAT, true, SLAY_DTYPE_BFLOAT16},
+                   Long{SLAY_ATTN_YAT_SPHERICAL, false, SLAY_DTYPE_BFLOAT16}}) {
+        Case c = base_case(l.v, 65536, l.causal, l.dt);
+        c.batch = c.heads = 1;
+        c.head_dim = 32;
+        CAPTURE(c.label());
+        Plans plans;
+        REQUIRE(make_plans(c, &plans).ok());
+        const Inputs in = make_inputs(c, 0);
+        Outputs got;
+        const CallStatus s = run_forward(Side::Device, plans, c, in, &got);
+        REQUIRE_MESSAGE(s.ok(), s.message);
+        // Every element written (poison is NaN) and finite.
+        bool finite = true;
+        for (double x : got.out) finite = finite && std::isfinite(x);
+        CHECK(finite);
+        // Sampled rows against the fp64 row oracle, over the whole length.
+        std::vector<double> want_rows, got_rows;
+        for (int64_t t : {int64_t{0}, int64_t{777}, int64_t{32767}, int64_t{65472}, int64_t{65535}}) {
+            const std::vector<double> row = reference_row(c, in, 0, t);
+            want_rows.insert(want_rows.end(), row.begin(), row.end());
+            got_rows.insert(got_rows.end(), got.out.begin() + t * c.dv(), got.out.begin() + (t + 1) * c.dv());
+        }
+        const double err = rel_l2(got_rows, want_rows);
+        std::printf("| %-22s | fwd | %-6s | %-4s | BHTD | T=65536 | sampled rows vs fp64 oracle | %.2e (tol %.0e) | %s |\n",
+                    slay_attn_variant_name(c.variant), c.causal ? "causal" : "bidir", dtype_label(c.dtype), err,
+                    tol(c.dtype), err <= tol(c.dtype) ? "PASS" : "FAIL");
+        std::fflush(stdout);
+        CHECK(err <= tol(c.dtype));
+    }
+}
+
+}  // TEST_SUITE
+
+int main(int argc, char** argv) { return slay_gpu::doctest_main(argc, argv); }
