@@ -37,6 +37,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import slay_ctypes as S  # noqa: E402  (shared bindings: tests/python/slay_ctypes.py)
@@ -73,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--slow-call-s", type=float, default=1.0,
                    help="a call slower than this gets 1 warm-up and at most 3 timed runs")
+    p.add_argument("--time-limit-s", type=float, default=0,
+                   help="start no new measurement after this many seconds; the rest are SKIPPED (0: no limit)")
     p.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", help="write all rows and the run's metadata here")
@@ -341,6 +344,7 @@ def main(argv=None):
     meta = metadata(args, torch, bench.lib)
     configs = [(T, d, p) for T in args.T for d in args.dtypes for p in args.passes]
     total, done, rows = len(configs) * (1 + len(args.variants)), 0, []
+    started = time.monotonic()
     for T, dtype, passname in configs:
         sdpa_ms = None
         for impl, variant in [("sdpa", "sdpa")] + [("libslay", v) for v in args.variants]:
@@ -348,6 +352,10 @@ def main(argv=None):
             print(f"[{done}/{total}] {impl} {variant} T={T} {dtype} {passname} ...", file=sys.stderr, flush=True)
             row = dict(impl=impl, variant=variant, dtype=dtype, **{"pass": passname}, B=args.B, H=args.H, T=T,
                        D=args.D, causal=args.causal)
+            if args.time_limit_s and time.monotonic() - started > args.time_limit_s:
+                row.update(status="SKIPPED", message="--time-limit-s reached")
+                rows.append(row)
+                continue
             try:
                 measure = (lambda: bench.run_sdpa(T, dtype, passname)) if impl == "sdpa" else \
                           (lambda: bench.run_slay(variant, T, dtype, passname))

@@ -52,7 +52,8 @@ const char* kUsage = R"(usage: slay-bench --mode scaling|quality|budget|max-cont
                          budget sweeps all)      --rmp RxMxP,...  quality triples
   --chunk N --epsilon X  --allow-tf32
   --warmup N --repeats N --seed N
-  --max-call-s X         scaling: stop growing T for a variant after a slower call (default 60)
+  --max-call-s X         scaling/max-context: stop growing T for a variant after a slower call (default 60)
+  --time-limit-s X       stop starting runs after X seconds; the rest are marked SKIPPED (default: none)
   --budget-mb X          max-context memory budget (default 8192)
   --T-max N --granularity N   max-context search cap and step (defaults 131072, 256)
   --no-cpu-fallback      quality/budget: report NOT_SUPPORTED instead of computing that
@@ -80,7 +81,7 @@ struct Options {
     slay_dtype_t dtype = SLAY_DTYPE_FLOAT32;
     bool backward = false, causal = true, allow_tf32 = false, cpu_fallback = true;
     int64_t chunk = 0, T_max = 131072, granularity = 256;
-    double epsilon = 1e-6, max_call_s = 60, budget_mb = 8192;
+    double epsilon = 1e-6, max_call_s = 60, budget_mb = 8192, time_limit_s = 0;
     int warmup = 3, repeats = 10;
     uint64_t seed = 42;
     std::string command;
@@ -172,6 +173,7 @@ Options parse(int argc, char** argv) {
     if (auto v = take("seed")) o.seed = static_cast<uint64_t>(to_int(*v));
     if (auto v = take("max-call-s")) o.max_call_s = std::stod(*v);
     if (auto v = take("budget-mb")) o.budget_mb = std::stod(*v);
+    if (auto v = take("time-limit-s")) o.time_limit_s = std::stod(*v);
     if (auto v = take("T-max")) o.T_max = to_int(*v);
     if (auto v = take("granularity")) o.granularity = to_int(*v);
     if (auto v = take("json")) o.json = *v;
@@ -331,6 +333,19 @@ struct Context {
     std::unique_ptr<Runner> cpu;  // quality/budget fallback for variants the CUDA backend lacks
     std::vector<Record> rows;
     std::string markdown;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+    // True once --time-limit-s has passed: no new run starts.
+    bool over_time() const {
+        return o.time_limit_s > 0 &&
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > o.time_limit_s;
+    }
+    static Measurement skipped_for_time() {
+        Measurement m;
+        m.status = "SKIPPED";
+        m.message = "--time-limit-s reached";
+        return m;
+    }
 
     Config config(const std::string& variant, int64_t R, int64_t M, int64_t P) const {
         Config c;
@@ -349,6 +364,7 @@ struct Context {
     // the variant and fallback is on; `backend` says where it ran.
     Measurement run_or_fallback(const Config& c, const Shape& s, const RunOptions& r, std::string* backend) {
         *backend = backend_name();
+        if (over_time()) return skipped_for_time();
         Measurement m = runner.run(c, s, r);
         if (m.status == "NOT_SUPPORTED" && o.cpu_fallback && runner.backend() == SLAY_BACKEND_CUDA) {
             if (!cpu) cpu = std::make_unique<Runner>(SLAY_BACKEND_CPU, 0);
@@ -374,6 +390,8 @@ void scaling(Context& ctx) {
                 if (!why.empty()) {
                     m.status = why == "OOM" ? "SKIPPED_AFTER_OOM" : "SKIPPED";
                     m.message = "a smaller T " + (why == "OOM" ? std::string("ran out of memory") : why);
+                } else if (ctx.over_time()) {
+                    m = Context::skipped_for_time();
                 } else {
                     m = ctx.runner.run(c, s, ctx.run_options());
                     if (m.status == "OOM") why = "OOM";
@@ -628,8 +646,13 @@ void max_context(Context& ctx) {
             Config c = ctx.config(v, o.R[0], o.M[0], o.P[0]);
             int64_t good = 0, bad = 0, probes = 0;
             std::string failure;
+            bool slow = false;  // a probe took longer than --max-call-s: stop growing T
             Record best;
             auto probe = [&](int64_t T) {
+                if (ctx.over_time()) {
+                    failure = "TIME_LIMIT";
+                    return false;
+                }
                 Shape s{o.B, o.H, T, D};
                 Measurement m = ctx.runner.run(c, s, r);
                 ++probes;
@@ -639,6 +662,7 @@ void max_context(Context& ctx) {
                 ctx.rows.push_back(row);
                 if (m.status == "ok") {
                     best = row;
+                    slow = stats_of(m.total_ms).median > o.max_call_s * 1e3;
                     return true;
                 }
                 if (m.status != "OOM") failure = m.status;
@@ -648,13 +672,13 @@ void max_context(Context& ctx) {
             for (int64_t T = o.T.front(); failure.empty(); T = std::min(T * 2, o.T_max)) {
                 if (probe(T)) {
                     good = T;
-                    if (T >= o.T_max) break;
+                    if (T >= o.T_max || slow) break;
                 } else {
                     bad = T;
                     break;
                 }
             }
-            while (failure.empty() && bad && bad - good > g) {
+            while (failure.empty() && !slow && bad && bad - good > g) {
                 int64_t mid = (good + bad) / 2 / g * g;
                 if (mid <= good) break;
                 (probe(mid) ? good : bad) = mid;
@@ -663,16 +687,17 @@ void max_context(Context& ctx) {
             res.set("variant", v).set("role", "result").set("D", D).set("B", o.B).set("H", o.H)
                 .set("budget_mb", o.budget_mb).set("probes", probes)
                 .set("status", failure.empty() ? "ok" : failure).set("max_T", good)
-                .set("capped", failure.empty() && bad == 0 && good >= o.T_max);
+                .set("capped", failure.empty() && bad == 0 && good >= o.T_max).set("stopped_slow", slow);
             if (good) res.set("peak_mb", best.num("peak_mb")).set("ms", best.num("ms"));
             ctx.rows.push_back(res);
-            table.push_back({v, std::to_string(D), failure.empty() ? std::to_string(good) + (bad == 0 && good ? "+" : "") : failure,
+            std::string max_t = std::to_string(good) + (slow ? "+ (slow)" : bad == 0 && good ? "+" : "");
+            table.push_back({v, std::to_string(D), failure.empty() || good ? max_t + (failure.empty() ? "" : " (" + failure + ")") : failure,
                              good ? fixed(best.num("peak_mb"), 2) : "—", good ? fixed(best.num("ms"), 2) : "—",
                              std::to_string(probes)});
         }
     ctx.markdown += "### Maximum context within " + sig3(o.budget_mb) + " MB (B=" + std::to_string(o.B) + ", H=" +
                     std::to_string(o.H) + ", " + (o.backward ? "fwd+bwd" : "forward") + "; '+' = reached the cap T=" +
-                    std::to_string(o.T_max) + ")\n\n" +
+                    std::to_string(o.T_max) + " or a call slower than " + sig3(o.max_call_s) + " s)\n\n" +
                     markdown_table({"method", "D", "max T", "MB at max T", "ms at max T", "probes"}, table) + "\n";
 }
 
