@@ -134,6 +134,11 @@ TEST_CASE("every variant, pass, mode and dtype at short and odd lengths") {
                         c.batch = 1;
                         c.head_dim = 32;
                     }
+                    // At T = 1, yat_spherical's dq, dk are g.v delta/den^2: a
+                    // delta-sized difference of two O(1) terms, so the relative
+                    // error is amplified by den/delta (7e3 at delta = 1e-6). A
+                    // larger delta keeps that single-pair case well conditioned.
+                    if (T == 1 && v == SLAY_ATTN_YAT_SPHERICAL) c.attrs = {attr_f64(SLAY_ATTR_STABILIZER, 1e-2)};
                     CAPTURE(c.label());
                     CHECK(check_both(c));
                 }
