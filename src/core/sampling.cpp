@@ -1,7 +1,6 @@
 // sampling.cpp -- raw cuRAND draws -> feature-parameter values (see sampling.hpp).
 #include "sampling.hpp"
 
-#include <cmath>
 #include <cstring>
 
 namespace slay {
@@ -30,41 +29,20 @@ RawDraw raw_draw(SegmentKind k) {
 
 void finish_segment(const AttnConfig& c, const ParamSegment& s, float* x) {
     const int64_t n = s.count();
-    switch (segment_kind(s)) {
-        case SegmentKind::StandardNormal:
-        case SegmentKind::NystromMatrix: break;
-        case SegmentKind::ScaledNormal: {
-            const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-            for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(x[i] * scale);
-            break;
-        }
+    const SegmentKind kind = segment_kind(s);
+    switch (kind) {
+        case SegmentKind::NystromMatrix: break;  // derived by the backend
         case SegmentKind::UnitRows: {
             const int64_t rows = s.shape[0], D = s.shape[1];
             for (int64_t p = 0; p < rows; ++p) {
-                double norm2 = 0;
-                for (int64_t d = 0; d < D; ++d) norm2 += static_cast<double>(x[p * D + d]) * x[p * D + d];
-                // A Gaussian row is zero with probability 0; guard anyway so
-                // no NaN can enter the parameters.
-                const double inv = norm2 > 0 ? 1.0 / std::sqrt(norm2) : 0.0;
-                for (int64_t d = 0; d < D; ++d) x[p * D + d] = static_cast<float>(x[p * D + d] * inv);
+                const double inv = sampling::row_inv_norm(x + p * D, D);
+                for (int64_t d = 0; d < D; ++d) x[p * D + d] = sampling::unit_row_element(x[p * D + d], inv);
             }
             break;
         }
-        case SegmentKind::HashIndex: {
-            const int64_t P = c.poly_dim;
-            for (int64_t i = 0; i < n; ++i) {
-                int64_t h = static_cast<int64_t>(std::floor(static_cast<double>(x[i]) * P));
-                x[i] = static_cast<float>(h < 0 ? 0 : h >= P ? P - 1 : h);  // u = 1 maps to P-1
-            }
-            break;
-        }
-        case SegmentKind::Sign:
-            for (int64_t i = 0; i < n; ++i) x[i] = x[i] <= 0.5f ? -1.0f : 1.0f;
-            break;
-        case SegmentKind::Phase: {
-            const double two_pi = 6.283185307179586476925286766559;
-            // u in (0, 1] -> 2 pi (1 - u) in [0, 2 pi)
-            for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(two_pi * (1.0 - x[i]));
+        default: {
+            const double scale = sampling::normal_scale(c.head_dim);
+            for (int64_t i = 0; i < n; ++i) x[i] = sampling::finish_element(kind, x[i], scale, c.poly_dim);
             break;
         }
     }

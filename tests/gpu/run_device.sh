@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (device tool): builds libslay for sm_90 with the
-# carried doctest headers, runs the whole test suite (the GPU suite included)
-# and the example, and writes logs under $OUT.
+# Runs on the GPU machine (device tool), in one call: builds libslay for sm_90
+# with the carried doctest headers, runs the whole test suite (the GPU suite
+# included), a compute-sanitizer memcheck over the small cases named
+# *sanitizer* of each GPU doctest binary, the example and the benchmarks if
+# present. Logs go under $OUT (at most 8 files come back):
+#   device.txt     GPU, driver, nvcc
+#   tests.log      run_tests.sh output (ends with "N passed, N failed, N skipped")
+#   testlog.txt    meson's full test log (the GPU tables: lines starting with '|')
+#   gpu_tables.txt the table lines of the GPU suites, extracted from testlog.txt
+#   sanitizer.log  compute-sanitizer memcheck of the *sanitizer* cases
+#   example.log    the C example
+#   bench.log      benchmarks (when built)
 #   carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,5 +21,29 @@ export PATH="/usr/local/cuda/bin:$PATH"
   2>&1 | tee "$OUT/device.txt"
 SLAY_BUILD_DIR=build-gpu bash tests/run_tests.sh -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" \
   2>&1 | tee "$OUT/tests.log"
+rc=${PIPESTATUS[0]}
 cp build-gpu/meson-logs/testlog.txt "$OUT/testlog.txt" 2>/dev/null
-build-gpu/examples/slay_example 1024 4 64 2>&1 | tee "$OUT/example.log"
+grep -E '^\| ' build-gpu/meson-logs/testlog.txt > "$OUT/gpu_tables.txt" 2>/dev/null
+
+# Memcheck over small cases only (the sanitizer slows kernels ~100x): every
+# GPU doctest binary runs its test cases named *sanitizer*.
+: > "$OUT/sanitizer.log"
+for t in build-gpu/tests/gpu/test_cuda_*; do
+  [ -x "$t" ] && [ -f "$t" ] || continue
+  case "$t" in *test_cuda_handle) continue ;; esac
+  echo "=== compute-sanitizer memcheck $t -tc=*sanitizer*" >> "$OUT/sanitizer.log"
+  timeout 600 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 99 \
+    "$t" -tc='*sanitizer*' >> "$OUT/sanitizer.log" 2>&1
+  echo "=== $t: rc=$? (0 clean, 99 memcheck errors, 77 no device)" >> "$OUT/sanitizer.log"
+done
+grep -E '^=== |ERROR SUMMARY' "$OUT/sanitizer.log"
+
+[ -x build-gpu/examples/slay_example ] && build-gpu/examples/slay_example 1024 4 64 2>&1 | tee "$OUT/example.log"
+: > "$OUT/bench.log"
+for b in build-gpu/tests/bench/bench_*; do
+  [ -x "$b" ] && [ -f "$b" ] || continue
+  echo "=== $b" >> "$OUT/bench.log"
+  timeout 300 "$b" >> "$OUT/bench.log" 2>&1
+  echo "=== $b: rc=$?" >> "$OUT/bench.log"
+done
+exit $rc  # the test suite's status

@@ -1,10 +1,12 @@
 // test_cuda_handle.cpp -- the CUDA backend of this release on a real device:
 // a handle binds device 0, a nonexistent ordinal is INVALID_VALUE, plans are
-// made as on the CPU, and the not-yet-implemented passes answer
-// NOT_SUPPORTED with a message (never a wrong result). Exits 77 (skipped)
+// made as on the CPU, and features_sample fills device-memory parameters
+// (their values are checked in test_cuda_sampling.cpp). Exits 77 (skipped)
 // when no device is present.
 #include <cstdio>
 #include <cstring>
+
+#include <cuda_runtime_api.h>
 
 #include "slay/slay.h"
 
@@ -44,20 +46,29 @@ int main() {
     expect(slay_attn_plan_get_workspace_size(plan, SLAY_PASS_FORWARD, 2, 128, &bytes) == SLAY_STATUS_SUCCESS,
            "workspace query");
 
-    // Sampling is not implemented on the device in this release: it must say
-    // so instead of writing anything.
+    // Sampling runs on the device: params and workspace are device memory,
+    // and the call is asynchronous on the given stream (NULL: per-thread).
     int64_t count = 0;
     slay_attn_plan_get_param_count(plan, &count);
+    size_t ws_bytes = 0;
+    expect(slay_attn_plan_get_workspace_size(plan, SLAY_PASS_SAMPLE, 0, 0, &ws_bytes) == SLAY_STATUS_SUCCESS,
+           "sampling workspace query");
+    void* d_params = nullptr;
+    void* d_ws = nullptr;
+    expect(cudaMalloc(&d_params, size_t(count) * sizeof(float)) == cudaSuccess, "cudaMalloc(params)");
+    if (ws_bytes) expect(cudaMalloc(&d_ws, ws_bytes) == cudaSuccess, "cudaMalloc(workspace)");
     slay_tensor_t params;
     std::memset(&params, 0, sizeof params);
-    params.data = reinterpret_cast<void*>(256);  // never dereferenced on this path
+    params.data = d_params;
     params.dtype = SLAY_DTYPE_FLOAT32;
     params.rank = 1;
     params.shape[0] = count;
     params.strides[0] = 1;
-    s = slay_attn_features_sample(plan, 1, 0, &params, nullptr, 0, nullptr);
-    expect(s == SLAY_STATUS_NOT_SUPPORTED && std::strlen(slay_last_error_message()) > 0,
-           "features_sample on CUDA is NOT_SUPPORTED with a message in this release");
+    s = slay_attn_features_sample(plan, 1, 0, &params, d_ws, ws_bytes, nullptr);
+    expect(s == SLAY_STATUS_SUCCESS, "features_sample on CUDA succeeds");
+    expect(cudaStreamSynchronize(cudaStreamPerThread) == cudaSuccess, "sampling kernels ran without error");
+    cudaFree(d_ws);
+    cudaFree(d_params);
 
     slay_attn_plan_destroy(plan);
     slay_attn_desc_destroy(desc);
