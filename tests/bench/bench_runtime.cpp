@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <unistd.h>
@@ -349,9 +350,14 @@ DeviceInfo Runner::info() const {
     cudaRuntimeGetVersion(&v);
     d.cuda_runtime = version_string(v);
     cudaDriverGetVersion(&v);
-    std::string kernel_driver = read_first_line("/proc/driver/nvidia/version");
-    size_t at = kernel_driver.find("  ");
-    d.driver = "CUDA " + version_string(v) + (kernel_driver.empty() ? "" : "; " + kernel_driver.substr(0, at));
+    // "NVRM version: NVIDIA UNIX ... Kernel Module for x86_64  580.159.04  Release Build ...": the
+    // kernel driver's version is its first token made of digits and dots.
+    std::string kernel_version;
+    std::istringstream words(read_first_line("/proc/driver/nvidia/version"));
+    for (std::string w; kernel_version.empty() && words >> w;)
+        if (w.find('.') != std::string::npos && w.find_first_not_of("0123456789.") == std::string::npos)
+            kernel_version = w;
+    d.driver = (kernel_version.empty() ? "" : kernel_version + ", ") + "CUDA driver API " + version_string(v);
     return d;
 }
 

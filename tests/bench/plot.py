@@ -3,6 +3,7 @@
 gnuplot-nox). Python's standard library reads the JSON; gnuplot gets the data
 inline.
 
+  Every file name starts with the JSON file's name: OUTDIR/<run>_latency_vs_T_D32.svg, ...
   scaling JSON      latency_vs_T_D<D>.{svg,png}  log-log, one line per variant
                     memory_vs_T_D<D>.{svg,png}   log-log
   quality JSON      quality_vs_features_T<T>_D<D>.{svg,png}   rel L2 vs feature dim F (log-log)
@@ -31,7 +32,7 @@ def gnuplot(outdir, name, title, xlabel, ylabel, series, logx=True, logy=True, p
         plots.append(f"$d{i} using 1:2 with {style} title '{label}'")
     written = []
     for ext, terminal in TERMINALS.items():
-        path = os.path.join(outdir, f"{name}.{ext}")
+        path = f"{outdir}{name}.{ext}"
         script = "".join(blocks) + "\n".join([
             f"set terminal {terminal}", f"set output '{path}'", f"set title '{title}'",
             f"set xlabel '{xlabel}'", f"set ylabel '{ylabel}'", "set grid", "set key outside right top",
@@ -50,7 +51,7 @@ def subtitle(meta):
     return f"{meta['device']}, {meta['dtype']}, {meta['pass']}, B={meta['B']} H={meta['H']}"
 
 
-def plot_scaling(doc, outdir):
+def plot_scaling(doc, outdir):  # outdir: the file-name prefix
     meta, rows, out = doc["meta"], ok_rows(doc), []
     variants = list(dict.fromkeys(r["variant"] for r in doc["rows"]))
     for D in sorted({r["D"] for r in rows}):
@@ -93,16 +94,19 @@ def main(argv):
         print(__doc__)
         return 0 if len(argv) > 1 and argv[1] in ("-h", "--help") else 2
     outdir = argv[1]
-    os.makedirs(outdir, exist_ok=True)
+    os.makedirs(outdir, exist_ok=True)  # plotters get OUTDIR/<json name>_ as their prefix
     plotters = {"scaling": plot_scaling, "quality": plot_quality, "budget": plot_budget}
     for path in argv[2:]:
         with open(path) as f:
             doc = json.load(f)
-        plotter = plotters.get(doc["meta"]["mode"])
+        mode = doc.get("meta", {}).get("mode")  # compare_torch.py and max-context JSON have no plot
+        plotter = plotters.get(mode)
         if plotter is None:
-            print(f"plot.py: {path}: no plot for mode {doc['meta']['mode']}")
+            print(f"plot.py: {path}: nothing to plot (mode {mode})")
             continue
-        for written in plotter(doc, outdir):
+        # Plot names start with the JSON's name, so several runs of one mode do not collide.
+        prefix = os.path.join(outdir, os.path.splitext(os.path.basename(path))[0] + "_")
+        for written in plotter(doc, prefix):
             print(f"plot.py: wrote {written}")
     return 0
 

@@ -43,11 +43,11 @@ step() {
 
 # Document 000's setup: causal, B=1, H=8, D=32, T = 128 .. 131072; SLAY = slay_anchor R=2 M=16 P=32.
 step scaling_fwd_fp32 65 --mode scaling --variants $SCALING_VARIANTS --T 128:131072 --B 1 --H 8 --D 32 \
-  --dtype fp32 --pass fwd --warmup 2 --repeats 5 --max-call-s 2
+  --dtype fp32 --pass fwd --warmup 1 --repeats 3 --max-call-s 2
 step scaling_fwdbwd_fp32 65 --mode scaling --variants $SCALING_VARIANTS --T 128:131072 --B 1 --H 8 --D 32 \
-  --dtype fp32 --pass fwdbwd --warmup 2 --repeats 5 --max-call-s 3
+  --dtype fp32 --pass fwdbwd --warmup 1 --repeats 3 --max-call-s 3
 step scaling_fwd_bf16 35 --mode scaling --variants $SCALING_VARIANTS --T 128:131072 --B 1 --H 8 --D 32 \
-  --dtype bf16 --pass fwd --warmup 2 --repeats 5 --max-call-s 2
+  --dtype bf16 --pass fwd --warmup 1 --repeats 3 --max-call-s 2
 # Document 004's grid: seq_len x d_model, forward/backward/memory (H=1, B=8).
 step grid_fwdbwd_fp32 25 --mode scaling --variants standard,slay_anchor --T 256,1024,4096,8192,16384 \
   --B 8 --H 1 --D 16,32,64,128 --dtype fp32 --pass fwdbwd --warmup 1 --repeats 3 --max-call-s 2

@@ -379,8 +379,9 @@ void scaling(Context& ctx) {
     const Options& o = ctx.o;
     Progress progress("scaling", o.variants.size() * o.T.size() * o.D.size());
     std::map<std::pair<std::string, int64_t>, std::string> stopped;  // (variant, D) -> why
-    for (const auto& variant : o.variants)
-        for (int64_t T : o.T)
+    // T outermost: a time limit then cuts the longest sequences of every variant alike.
+    for (int64_t T : o.T)
+        for (const auto& variant : o.variants)
             for (int64_t D : o.D) {
                 Config c = ctx.config(variant, o.R[0], o.M[0], o.P[0]);
                 Shape s{o.B, o.H, T, D};
@@ -641,15 +642,19 @@ void max_context(Context& ctx) {
     r.warmup = 0, r.repeats = 1;
     const int64_t g = std::max<int64_t>(o.granularity, 1);
     std::vector<std::vector<std::string>> table;
+    // Under --time-limit-s each (variant, D) search gets an equal share of the time.
+    const double share_s = o.time_limit_s / static_cast<double>(o.variants.size() * o.D.size());
     for (const auto& v : o.variants)
         for (int64_t D : o.D) {
+            const auto search_start = std::chrono::steady_clock::now();
             Config c = ctx.config(v, o.R[0], o.M[0], o.P[0]);
             int64_t good = 0, bad = 0, probes = 0;
             std::string failure;
             bool slow = false;  // a probe took longer than --max-call-s: stop growing T
             Record best;
             auto probe = [&](int64_t T) {
-                if (ctx.over_time()) {
+                double spent = std::chrono::duration<double>(std::chrono::steady_clock::now() - search_start).count();
+                if (ctx.over_time() || (o.time_limit_s > 0 && spent > share_s)) {
                     failure = "TIME_LIMIT";
                     return false;
                 }
