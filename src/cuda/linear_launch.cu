@@ -6,7 +6,8 @@
 //   forward:  [state copy when final_state overlaps initial_state]
 //             [TensorSketch poly_q, poly_k (B*H*T, P) + cuFFT scratch]
 //   backward: dq, dk accumulators (B, H, T, D) fp32, den and dZ per row
-//             (B, H, T), [TensorSketch poly and dpoly of q and k + cuFFT scratch]
+//             (B, H, T), each value slice's share of dZ (slices, B, H, T) and of
+//             dinitial_state's z column (slices, B, H, F), [TensorSketch poly and dpoly of q and k + cuFFT scratch]
 // Never allocates or synchronizes; everything runs on the caller's stream.
 #include <cmath>
 #include <cstring>
@@ -88,7 +89,7 @@ Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayou
 struct LinearScratch {
     float* state_copy = nullptr;
     float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
-    float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr;
+    float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr, *dstate_z_parts = nullptr;
     SketchFft::Scratch fft{};
 };
 
@@ -100,8 +101,10 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
     } else {
         s.dq_acc = w.take<float>(rows, D);
         s.dk_acc = w.take<float>(rows, D);
+        const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
         s.row_den = w.take<float>(rows);
-        s.row_dz = w.take<float>(rows);
+        s.row_dz = w.take<float>(slices * rows);
+        s.dstate_z_parts = w.take<float>(slices * B * H, p.features);
     }
     if (is_sketch(p)) {
         const int64_t P = p.cfg.poly_dim;
@@ -240,6 +243,17 @@ __global__ void store_accumulator_kernel(const float* acc, DeviceTensor dst, int
     dst.store(bh / H, bh % H, t, d, acc[i]);
 }
 
+// dinitial_state[b, h, f, Dv] = sum over value slices of their z shares.
+__global__ void reduce_z_parts_kernel(const float* parts, DeviceTensor dst, int64_t slices, int64_t H, int64_t F,
+                                      int64_t Dv, int64_t n) {
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t f = i % F, bh = i / F;
+    float sum = 0.f;
+    for (int64_t s = 0; s < slices; ++s) sum += parts[s * n + i];
+    dst.store(bh / H, bh % H, f, Dv, sum);
+}
+
 unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
 Status dispatch_scan(MapKind kind, ScanPass pass, const ScanArgs& a, const ScanLayout& L, cudaStream_t stream) {
@@ -336,6 +350,7 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     a.dk_acc = s.dk_acc;
     a.row_den = s.row_den;
     a.row_dz = s.row_dz;
+    a.dstate_z_parts = s.dstate_z_parts;
     if (rows > 0) {
         SLAY_CUDA(cudaMemsetAsync(s.dq_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
         SLAY_CUDA(cudaMemsetAsync(s.dk_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
@@ -358,6 +373,14 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
         ScanArgs ak = a;
         ak.Tc = L_key.Tc;
         SLAY_TRY(dispatch_scan(kind, ScanPass::BackwardKey, ak, L_key, stream));
+    }
+    if (c.has_dinitial_state) {
+        const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
+        const int64_t n = c.batch * p.cfg.num_heads * p.features;
+        reduce_z_parts_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(s.dstate_z_parts, a.dstate_in, slices,
+                                                                       p.cfg.num_heads, p.features,
+                                                                       p.cfg.value_dim, n);
+        SLAY_CUDA(cudaGetLastError());
     }
     if (is_sketch(p) && rows > 0) {
         const auto* res = static_cast<const LinearResources*>(p.resources.get());

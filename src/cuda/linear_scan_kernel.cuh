@@ -77,8 +77,9 @@ __host__ __device__ inline ScanLayout scan_layout(int Tc, int D, int P, int C, i
     L.mat_a = take(Tc * L.mat_stride);                   // A (forward) or Bf (backward)
     L.mat_b = backward ? take(Tc * L.mat_stride) : -1;   // Bp
     L.mat_d = backward ? take(Tc * L.mat_stride) : -1;   // dA
-    L.state = take(F * kSliceWidth);
-    L.carry = pass == ScanPass::BackwardBidirectional ? take(F * kSliceWidth) : -1;  // U next to S
+    // States are compensated sums: F x 9 leading parts, then F x 9 compensations.
+    L.state = take(2 * F * kSliceWidth);
+    L.carry = pass == ScanPass::BackwardBidirectional ? take(2 * F * kSliceWidth) : -1;  // U next to S
     L.dpoly = backward ? take(Tc * L.poly_stride) : -1;
     L.dpcat = backward ? take(Tc * L.pcat_stride) : -1;
     L.coef = take(Tc * 2 * P);  // VJP coefficients; Nystrom's kappa in the forward
@@ -103,7 +104,8 @@ struct ScanArgs {
     float* dq_acc = nullptr;  // (B, H, T, D) fp32
     float* dk_acc = nullptr;
     float* row_den = nullptr;  // (B, H, T): den_i, saved by the query pass for the key pass
-    float* row_dz = nullptr;   // (B, H, T): dZ_i
+    float* row_dz = nullptr;   // (slices, B, H, T): each slice's share of dZ_i
+    float* dstate_z_parts = nullptr;  // (slices, B, H, F): each slice's share of dinitial_state[..., Dv]
     const float* ts_poly_q = nullptr;  // (B, H, T, P) TensorSketch poly features
     const float* ts_poly_k = nullptr;
     float* ts_dpoly_q = nullptr;  // (B, H, T, P) their gradients
@@ -246,21 +248,30 @@ __device__ void contract_rows(const ScanBlock& blk, const SideTile& self, int ro
 }
 
 // St[f] += sum_t phi(t, f) R[t] over the side's rows (one thread per f).
+// The chunk's sum is formed in registers and added to the state with a
+// compensated (Kahan) sum, so the state's error does not grow with T.
 __device__ inline void accumulate_state(const ScanBlock& blk, const SideTile& side, int rows, const float* R,
                                         float* St) {
     const ScanLayout& L = blk.L;
+    float* lo = St + L.F * kSliceWidth;
     for (int f = threadIdx.x; f < L.F; f += blockDim.x) {
         const FeatureCursor cur(f, blk.a.idx_P, blk.a.idx_M);
         float acc[kSliceWidth];
 #pragma unroll
-        for (int w = 0; w < kSliceWidth; ++w) acc[w] = St[f * kSliceWidth + w];
+        for (int w = 0; w < kSliceWidth; ++w) acc[w] = 0.f;
         for (int t = 0; t < rows; ++t) {
             const float phi = side.poly[t * L.poly_stride + cur.p] * side.pcat[t * L.pcat_stride + cur.c];
 #pragma unroll
             for (int w = 0; w < kSliceWidth; ++w) acc[w] = fmaf(phi, R[t * kSliceWidth + w], acc[w]);
         }
 #pragma unroll
-        for (int w = 0; w < kSliceWidth; ++w) St[f * kSliceWidth + w] = acc[w];
+        for (int w = 0; w < kSliceWidth; ++w) {
+            const int at = f * kSliceWidth + w;
+            const float y = acc[w] - lo[at];
+            const float sum = St[at] + y;
+            lo[at] = (sum - St[at]) - y;
+            St[at] = sum;
+        }
     }
     __syncthreads();
 }
@@ -342,28 +353,40 @@ __device__ inline void score_gradients(const ScanBlock& blk, int rows) {
 }
 
 // State slice <-> the caller's (B, H, F, Dv+1) fp32 tensor: the slice's value
-// columns, and the z column (read by every block, written by slice 0).
-__device__ inline void load_state(const ScanBlock& blk, const DeviceTensor& t, float* St) {
-    for (int idx = threadIdx.x; idx < blk.L.F * kSliceWidth; idx += blockDim.x) {
+// columns, and the z column. Forward states: every slice reads the whole z
+// (it needs Z_i), slice 0 writes it. Backward carries: the z column of U is
+// split across slices (each holds its share of y), so only slice 0 reads the
+// seed and store_carry_z_parts hands the shares to a reduction.
+__device__ inline void load_state(const ScanBlock& blk, const DeviceTensor& t, float* St, bool z_in_every_slice) {
+    for (int idx = threadIdx.x; idx < 2 * blk.L.F * kSliceWidth; idx += blockDim.x) {
+        if (idx >= blk.L.F * kSliceWidth) {
+            St[idx] = 0.f;  // compensation
+            continue;
+        }
         const int f = idx / kSliceWidth, w = idx - f * kSliceWidth;
         float value = 0.f;
         if (t.data) {
-            if (w == kValueSlice)
-                value = t.load(blk.b, blk.h, f, blk.a.Dv);
-            else if (blk.valid_col(w))
-                value = t.load(blk.b, blk.h, f, blk.value_col(w));
+            if (w == kValueSlice) {
+                if (z_in_every_slice || blk.slice == 0) value = t.load(blk.b, blk.h, f, blk.a.Dv);
+            } else
+            if (blk.valid_col(w)) value = t.load(blk.b, blk.h, f, blk.value_col(w));
         }
         St[idx] = value;
     }
     __syncthreads();
 }
 
-__device__ inline void store_state(const ScanBlock& blk, const float* St, const DeviceTensor& t) {
+// z_parts: null for forward states (slice 0 writes z); for backward carries
+// each slice's z share goes to z_parts (slices, B*H, F) for the reduction.
+__device__ inline void store_state(const ScanBlock& blk, const float* St, const DeviceTensor& t, float* z_parts) {
     if (!t.data) return;
     for (int idx = threadIdx.x; idx < blk.L.F * kSliceWidth; idx += blockDim.x) {
         const int f = idx / kSliceWidth, w = idx - f * kSliceWidth;
         if (w == kValueSlice) {
-            if (blk.slice == 0) t.store(blk.b, blk.h, f, blk.a.Dv, St[idx]);
+            if (z_parts)
+                z_parts[(static_cast<int64_t>(blk.slice) * gridDim.x + blk.bh) * blk.L.F + f] = St[idx];
+            else if (blk.slice == 0)
+                t.store(blk.b, blk.h, f, blk.a.Dv, St[idx]);
         } else if (blk.valid_col(w)) {
             t.store(blk.b, blk.h, f, blk.value_col(w), St[idx]);
         }
@@ -393,30 +416,29 @@ __device__ void load_side(const ScanBlock& blk, bool query, int64_t t0, int rows
                        blk.sm + blk.L.coef, ts);
 }
 
-// Row statistics of the chunk's queries from NZ = [N | Z] (rows, 9): den_i,
-// and dZ_i = -(g_i . o_i)/den_i (0 while the clamp holds), with g . o over
-// the full Dv row (o is the forward output the caller passes back). One
-// warp per row; with `save`, slice 0 keeps them for the key pass.
+// Row statistics of the chunk's queries from NZ = [N | Z] (rows, 9): den_i
+// and this slice's share of dZ_i = -(g_i . o_i)/den_i (0 while the clamp
+// holds), with o_i = N_i/den_i recomputed in fp32 over the slice's columns.
+// The shares of all slices add up to dZ_i, and everything dZ feeds is
+// linear in it, so no block needs the full row. One thread per row; with
+// `save`, the key pass gets den (slice 0) and every slice's dZ share.
 __device__ inline void row_statistics(const ScanBlock& blk, int64_t t0, int rows, const float* NZ, bool save) {
     const ScanArgs& a = blk.a;
     float* den_rows = blk.sm + blk.L.row_den;
     float* dz_rows = blk.sm + blk.L.row_dz;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int r = warp; r < rows; r += kScanWarps) {
-        float delta = 0.f;
-        for (int d = lane; d < a.Dv; d += 32)
-            delta = fmaf(a.dout.load(blk.b, blk.h, t0 + r, d), a.out.load(blk.b, blk.h, t0 + r, d), delta);
-        for (int o = 16; o > 0; o >>= 1) delta += __shfl_xor_sync(0xffffffffu, delta, o);
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
         bool passes;
         const float den = stabilized(a, NZ[r * kSliceWidth + kValueSlice], &passes);
+        float delta = 0.f;
+        for (int w = 0; w < kValueSlice; ++w)
+            if (blk.valid_col(w))
+                delta = fmaf(a.dout.load(blk.b, blk.h, t0 + r, blk.value_col(w)), NZ[r * kSliceWidth + w] / den, delta);
         const float dz = passes ? -delta / den : 0.f;
-        if (lane == 0) {
-            den_rows[r] = den;
-            dz_rows[r] = dz;
-            if (save && blk.slice == 0) {
-                a.row_den[blk.bh * a.T + t0 + r] = den;
-                a.row_dz[blk.bh * a.T + t0 + r] = dz;
-            }
+        den_rows[r] = den;
+        dz_rows[r] = dz;
+        if (save) {
+            if (blk.slice == 0) a.row_den[blk.bh * a.T + t0 + r] = den;
+            a.row_dz[(static_cast<int64_t>(blk.slice) * gridDim.x + blk.bh) * a.T + t0 + r] = dz;
         }
     }
     __syncthreads();
@@ -426,20 +448,19 @@ __device__ inline void row_statistics(const ScanBlock& blk, int64_t t0, int rows
 __device__ inline void load_row_statistics(const ScanBlock& blk, int64_t t0, int rows) {
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
         blk.sm[blk.L.row_den + r] = blk.a.row_den[blk.bh * blk.a.T + t0 + r];
-        blk.sm[blk.L.row_dz + r] = blk.a.row_dz[blk.bh * blk.a.T + t0 + r];
+        blk.sm[blk.L.row_dz + r] = blk.a.row_dz[(static_cast<int64_t>(blk.slice) * gridDim.x + blk.bh) * blk.a.T + t0 + r];
     }
     __syncthreads();
 }
 
-// gs (rows, 9) = [dout[:, slice] / den | dZ (slice 0; other slices 0 so that
-// the z column is counted once across slices)].
+// gs (rows, 9) = [dout[:, slice] / den | this slice's share of dZ].
 __device__ inline void load_gradient_rows(const ScanBlock& blk, int64_t t0, int rows) {
     float* gs = blk.sm + blk.L.gs;
     for (int idx = threadIdx.x; idx < rows * kSliceWidth; idx += blockDim.x) {
         const int r = idx / kSliceWidth, w = idx - r * kSliceWidth;
         float value;
         if (w == kValueSlice)
-            value = blk.slice == 0 ? blk.sm[blk.L.row_dz + r] : 0.f;
+            value = blk.sm[blk.L.row_dz + r];
         else
             value = blk.valid_col(w) ? blk.a.dout.load(blk.b, blk.h, t0 + r, blk.value_col(w)) / blk.sm[blk.L.row_den + r]
                                      : 0.f;
@@ -499,7 +520,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_forward_kernel(ScanArgs a
     float* St = blk.sm + L.state;
     float* vbar = blk.sm + L.vbar;
     float* NZ = blk.sm + L.nz;
-    load_state(blk, a.state_in, St);
+    load_state(blk, a.state_in, St, true);
     const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
     if (!a.causal) {  // the full state first
         for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -527,7 +548,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_forward_kernel(ScanArgs a
         if (a.causal) accumulate_state(blk, blk.kside(), rows, vbar, St);
         __syncthreads();
     }
-    store_state(blk, St, a.state_out);
+    store_state(blk, St, a.state_out, nullptr);
 }
 
 // Causal backward, pass A (forward scan): den and dZ per row, dq.
@@ -538,7 +559,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_query_kernel(Sca
     float* St = blk.sm + L.state;
     float* vbar = blk.sm + L.vbar;
     float* NZ = blk.sm + L.nz;
-    load_state(blk, a.state_in, St);
+    load_state(blk, a.state_in, St, true);
     const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
@@ -569,7 +590,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_key_kernel(ScanA
     float* vbar = blk.sm + L.vbar;
     float* gs = blk.sm + L.gs;
     float* NZ = blk.sm + L.nz;
-    load_state(blk, a.dstate_out, U);
+    load_state(blk, a.dstate_out, U, false);
     const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
     for (int64_t ch = chunks - 1; ch >= 0; --ch) {
         const int64_t t0 = ch * L.Tc;
@@ -589,7 +610,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_key_kernel(ScanA
         side_vjp<K>(blk, false, t0, rows);
         accumulate_state(blk, blk.qside(), rows, gs, U);
     }
-    store_state(blk, U, a.dstate_in);
+    store_state(blk, U, a.dstate_in, a.dstate_z_parts);
 }
 
 // Bidirectional backward in three sweeps: S over all keys; per query chunk
@@ -602,8 +623,8 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_bidirectional_ke
     float* vbar = blk.sm + L.vbar;
     float* gs = blk.sm + L.gs;
     float* NZ = blk.sm + L.nz;
-    load_state(blk, a.state_in, St);
-    load_state(blk, a.dstate_out, U);
+    load_state(blk, a.state_in, St, true);
+    load_state(blk, a.dstate_out, U, false);
     const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
@@ -637,7 +658,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_bidirectional_ke
                                                   blk.sm + L.dpoly, blk.sm + L.dpcat);
         side_vjp<K>(blk, false, t0, rows);
     }
-    store_state(blk, U, a.dstate_in);
+    store_state(blk, U, a.dstate_in, a.dstate_z_parts);
 }
 
 #undef SLAY_SCAN_BLOCK
