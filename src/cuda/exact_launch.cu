@@ -1,7 +1,9 @@
 // exact_launch.cu -- the exact family (standard, yat, yat_spherical) on the
 // GPU: dispatch on (I/O dtype, score policy, head-dim bound) and launch.
 //   forward:  q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv)
-//             one kernel (exact_forward_kernel), no workspace.
+//             one kernel, no workspace: exact_forward_mma_kernel (tensor
+//             cores) for standard/yat with bf16/fp16 inputs laid out for
+//             16-byte copies, else exact_forward_kernel (fp32 SIMT, exact fp32).
 //   backward: q, k, v, out, dout -> dq, dk, dv
 //             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
 //                (spherical), and Delta_i = dout_i.out_i, into the workspace;
@@ -11,11 +13,13 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
 #include "cuda/exact_backward_kernel.cuh"
 #include "cuda/exact_forward_kernel.cuh"
+#include "cuda/exact_forward_mma_kernel.cuh"
 
 namespace slay {
 namespace cuda {
@@ -94,19 +98,47 @@ Status tile_grid(int64_t batch, const ExactArgs& a, unsigned* blocks) {
 // Sets the kernel's dynamic shared memory and launches it.
 template <typename Kernel>
 Status launch(const DeviceInfo& dev, Kernel kernel, unsigned blocks, size_t smem, const ExactArgs& a,
-              cudaStream_t stream, const char* what) {
+              cudaStream_t stream, const char* what, int threads = kThreads) {
     if (smem > dev.max_smem_per_block_optin)
         return error(SLAY_STATUS_NOT_SUPPORTED, what, " needs ", smem, " bytes of shared memory for D=", a.head_dim,
                      ", Dv=", a.value_dim, " but the device allows ", dev.max_smem_per_block_optin);
     SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    kernel<<<blocks, kThreads, smem, stream>>>(a);
+    kernel<<<blocks, threads, smem, stream>>>(a);
     return cuda_check(cudaGetLastError(), what);
+}
+
+// The tensor-core forward reads q, k, v in 16-byte chunks: D and Dv
+// multiples of 8, base pointers 16-byte aligned, strides multiples of 8.
+bool mma_layout_ok(const ExactArgs& a) {
+    auto aligned = [](const void* p, const exact::Strides& s) {
+        return reinterpret_cast<uintptr_t>(p) % 16 == 0 && s.batch % 8 == 0 && s.head % 8 == 0 && s.token % 8 == 0;
+    };
+    return a.head_dim % 8 == 0 && a.value_dim % 8 == 0 && aligned(a.q, a.q_s) && aligned(a.k, a.k_s) &&
+           aligned(a.v, a.v_s);
+}
+
+template <typename Elem, typename Score>
+constexpr bool kHasMmaForward = !std::is_same<Elem, float>::value && Score::kSoftmax;
+
+template <typename Elem, typename Score, int kDim>
+Status forward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
+    return launch(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim>, blocks,
+                  exact::MmaSmem<kDim>::bytes(sizeof(Elem)), a, stream, "exact tensor-core forward kernel launch",
+                  exact::kMmaThreads);
 }
 
 template <typename Elem, typename Score, int kMaxDim>
 Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
+    if constexpr (kHasMmaForward<Elem, Score>) {
+        if (mma_layout_ok(a)) {
+            const int dim = a.head_dim > a.value_dim ? a.head_dim : a.value_dim;
+            if (dim <= 32) return forward_mma<Elem, Score, 32>(dev, blocks, a, stream);
+            if (dim <= 64) return forward_mma<Elem, Score, 64>(dev, blocks, a, stream);
+            return forward_mma<Elem, Score, 128>(dev, blocks, a, stream);
+        }
+    }
     const exact::ForwardSmem smem(a.head_dim, a.value_dim, false);
     return launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, false>, blocks, smem.bytes(), a, stream,
                   "exact forward kernel launch");

@@ -1,0 +1,307 @@
+// exact_forward_mma_kernel.cuh -- the tensor-core forward of the softmax
+// family (standard, yat) for bf16/fp16 inputs:
+//   q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv), D, Dv <= kDim.
+// FlashAttention-2 layout: one CTA of 4 warps per (b, h, 64-query tile), each
+// warp owning 16 query rows; key/value tiles of 64 rows stream through a
+// double-buffered shared memory (cp.async), S = Q K^T and O += P V run on
+// mma.sync m16n8k16 with fp32 accumulation, and the online softmax stays in
+// fp32 registers. Scores are exact products of the bf16/fp16 inputs summed in
+// fp32 (the same numbers the fp32 SIMT kernel forms); only P is rounded to the
+// input type for the P V product, as FlashAttention does.
+// yat's row norms |q|^2, |k|^2 are fp32 sums over the same input values.
+//
+// Requirements (checked by the launcher, else the SIMT kernel runs): D and Dv
+// multiples of 8, q/k/v base pointers 16-byte aligned and their batch, head
+// and token strides multiples of 8 elements (16-byte cp.async chunks).
+#pragma once
+
+#include "cuda/exact_common_kernel.cuh"
+
+namespace slay {
+namespace cuda {
+namespace exact {
+
+constexpr int kMmaThreads = 128;  // 4 warps x 16 query rows = one 64-row tile
+
+// Shared memory of the mma forward: Q (64 x ld), K and V double-buffered
+// (2 x 64 x ld each), then fp32 row norms of Q (64) and of both K buffers.
+template <int kDim>
+struct MmaSmem {
+    static constexpr int ld = kDim + 8;  // 16-byte row skew: ldmatrix rows hit distinct banks
+    static constexpr int tile_elems = kTile * ld;
+    static constexpr size_t bytes(size_t elem_size) {
+        return elem_size * 5 * tile_elems + sizeof(float) * 3 * kTile;
+    }
+};
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global -> shared copy; zero-fills when !valid (src not read).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned r[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned r[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+// c += a b for one m16n8k16 tile (a row-major 16x16, b column-major 16x8).
+template <typename Elem>
+__device__ __forceinline__ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1);
+template <>
+__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma_16816<__half>(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as one register of the input type (lo in the low half).
+template <typename Elem>
+__device__ __forceinline__ unsigned pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ unsigned pack2<__nv_bfloat16>(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+}
+template <>
+__device__ __forceinline__ unsigned pack2<__half>(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+}
+
+// Rows row0 .. row0+63 (columns < width) of a strided head into a 64 x ld
+// shared tile, 16 bytes per cp.async; rows past seq_len and columns past
+// width are zero (so masked keys multiply zeros, never stale values).
+template <typename Elem, int kDim>
+__device__ __forceinline__ void load_tile_async(const Elem* src, int64_t token_stride, int64_t row0,
+                                                int64_t seq_len, int width, Elem* dst) {
+    constexpr int kChunks = kDim / 8;
+    for (int idx = threadIdx.x; idx < kTile * kChunks; idx += kMmaThreads) {
+        const int r = idx / kChunks, ch = idx - r * kChunks;
+        const int64_t t = row0 + r;
+        const bool valid = t < seq_len && ch * 8 < width;
+        cp_async16(dst + r * MmaSmem<kDim>::ld + ch * 8, valid ? src + t * token_stride + ch * 8 : src, valid);
+    }
+}
+
+// Squared norms of the 64 rows of a shared tile (yat's |q|^2, |k|^2).
+template <typename Elem, int kDim>
+__device__ __forceinline__ void tile_row_norms(const Elem* tile, float* norms) {
+    const int r = threadIdx.x;
+    if (r < kTile) {
+        float ss = 0.f;
+#pragma unroll 8
+        for (int d = 0; d < kDim; ++d) {
+            const float x = to_float(tile[r * MmaSmem<kDim>::ld + d]);
+            ss = fmaf(x, x, ss);
+        }
+        norms[r] = ss;
+    }
+}
+
+template <typename Elem, typename Score, int kDim>
+__global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArgs args) {
+    static_assert(Score::kSoftmax, "the mma forward serves the softmax family");
+    constexpr int ld = MmaSmem<kDim>::ld;
+    constexpr int kKeyBlocks = kTile / 8;   // n8 blocks of S per warp
+    constexpr int kDimBlocks = kDim / 8;    // n8 blocks of O per warp
+    constexpr int kDimSteps = kDim / 16;    // k16 steps of Q K^T
+    constexpr float kLog2e = 1.4426950408889634f;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    Elem* Qs = reinterpret_cast<Elem*>(smem_raw);
+    Elem* Ks = Qs + MmaSmem<kDim>::tile_elems;      // [2][64][ld]
+    Elem* Vs = Ks + 2 * MmaSmem<kDim>::tile_elems;  // [2][64][ld]
+    float* qnorm = reinterpret_cast<float*>(Vs + 2 * MmaSmem<kDim>::tile_elems);
+    float* knorm = qnorm + kTile;  // [2][64]
+
+    const int64_t T = args.seq_len;
+    const int64_t num_tiles = (T + kTile - 1) / kTile;
+    const int64_t bh_count = gridDim.x / num_tiles;
+    const int64_t bh = blockIdx.x % bh_count;
+    const int64_t q_tile = num_tiles - 1 - blockIdx.x / bh_count;  // heaviest first when causal
+    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const int64_t q0 = q_tile * kTile;
+    const int D = args.head_dim, Dv = args.value_dim;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, t4 = lane % 4;  // mma fragment coordinates
+
+    const Elem* q = static_cast<const Elem*>(args.q) + args.q_s.row(b, h);
+    const Elem* k = static_cast<const Elem*>(args.k) + args.k_s.row(b, h);
+    const Elem* v = static_cast<const Elem*>(args.v) + args.v_s.row(b, h);
+
+    load_tile_async<Elem, kDim>(q, args.q_s.token, q0, T, D, Qs);
+    load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, Ks);
+    load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, Vs);
+    cp_async_commit();
+
+    // Per thread: rows r_lo = warp*16 + g and r_hi = r_lo + 8 of the tile.
+    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_max in log2 units
+    float o[kDimBlocks][4];
+#pragma unroll
+    for (int nb = 0; nb < kDimBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[nb][e] = 0.f;
+    unsigned q_frag[kDimSteps][4];
+
+    const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
+    for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
+        const int buf = static_cast<int>(k_tile & 1);
+        const Elem* Kb = Ks + buf * MmaSmem<kDim>::tile_elems;
+        const Elem* Vb = Vs + buf * MmaSmem<kDim>::tile_elems;
+        const int64_t k0 = k_tile * kTile;
+        // Prefetch the next K/V tile into the other buffer (freed by the
+        // trailing __syncthreads of the previous iteration).
+        if (k_tile + 1 < k_tiles) {
+            const int nbuf = buf ^ 1;
+            load_tile_async<Elem, kDim>(k, args.k_s.token, k0 + kTile, T, D, Ks + nbuf * MmaSmem<kDim>::tile_elems);
+            load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, Vs + nbuf * MmaSmem<kDim>::tile_elems);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (Score::kPrep == RowPrep::SquaredNorm) {
+            if (k_tile == 0) tile_row_norms<Elem, kDim>(Qs, qnorm);
+            tile_row_norms<Elem, kDim>(Kb, knorm + buf * kTile);
+            __syncthreads();
+        }
+        if (k_tile == 0) {
+#pragma unroll
+            for (int kc = 0; kc < kDimSteps; ++kc)
+                ldmatrix_x4(q_frag[kc], Qs + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8);
+        }
+
+        // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
+        float s[kKeyBlocks][4];
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[nb][e] = 0.f;
+#pragma unroll
+        for (int kc = 0; kc < kDimSteps; ++kc) {
+#pragma unroll
+            for (int np = 0; np < kKeyBlocks / 2; ++np) {
+                unsigned kb[4];
+                ldmatrix_x4(kb, Kb + (np * 16 + lane % 8 + (lane / 16) * 8) * ld + kc * 16 + ((lane / 8) % 2) * 8);
+                mma_16816<Elem>(s[2 * np], q_frag[kc], kb[0], kb[1]);
+                mma_16816<Elem>(s[2 * np + 1], q_frag[kc], kb[2], kb[3]);
+            }
+        }
+
+        // Scores, mask and the online softmax of rows r_lo (e = 0, 1) and r_hi (e = 2, 3).
+        // Only the diagonal tile (causal) and the tile past T need the mask.
+        const bool needs_mask = (args.causal && k_tile == q_tile) || k0 + kTile > T;
+        float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int r = e < 2 ? r_lo : r_hi, col = nb * 8 + 2 * t4 + (e & 1);
+                const bool vis = !needs_mask || key_visible(q0 + r, k0 + col, T, args.causal);
+                const float qq = Score::kPrep == RowPrep::SquaredNorm ? qnorm[r] : 0.f;
+                const float kk = Score::kPrep == RowPrep::SquaredNorm ? knorm[buf * kTile + col] : 0.f;
+                s[nb][e] = vis ? Score::value(args.sc, s[nb][e], qq, kk) * kLog2e : -INFINITY;
+                tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
+            }
+        float rescale[2];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            float m = tile_max[half];
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+            const float new_max = fmaxf(row_max[half], m);  // finite: key 0 is in the first tile
+            rescale[half] = exp2f(row_max[half] - new_max);
+            row_max[half] = new_max;
+        }
+        float part[2] = {0.f, 0.f};
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                s[nb][e] = exp2f(s[nb][e] - row_max[e / 2]);
+                part[e / 2] += s[nb][e];
+            }
+        // row_sum is this thread's partial over its columns; the 4 lanes of a
+        // row are summed once, in the epilogue.
+#pragma unroll
+        for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
+#pragma unroll
+        for (int nb = 0; nb < kDimBlocks; ++nb) {
+            o[nb][0] *= rescale[0];
+            o[nb][1] *= rescale[0];
+            o[nb][2] *= rescale[1];
+            o[nb][3] *= rescale[1];
+        }
+
+        // O += P V: the S accumulators are already the A fragments of P.
+#pragma unroll
+        for (int kc = 0; kc < kKeyBlocks / 2; ++kc) {
+            unsigned pa[4];
+            pa[0] = pack2<Elem>(s[2 * kc][0], s[2 * kc][1]);
+            pa[1] = pack2<Elem>(s[2 * kc][2], s[2 * kc][3]);
+            pa[2] = pack2<Elem>(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+            pa[3] = pack2<Elem>(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+#pragma unroll
+            for (int np = 0; np < kDimBlocks / 2; ++np) {
+                unsigned vb[4];
+                ldmatrix_x4_trans(vb, Vb + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * ld + np * 16 + (lane / 16) * 8);
+                mma_16816<Elem>(o[2 * np], pa, vb[0], vb[1]);
+                mma_16816<Elem>(o[2 * np + 1], pa, vb[2], vb[3]);
+            }
+        }
+        __syncthreads();  // this buffer is refilled by the next-but-one prefetch
+    }
+
+    // Epilogue: full row sums, normalise, store rows < T and columns < Dv.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
+        row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
+    }
+    Elem* out = static_cast<Elem*>(args.dst_out) + args.dst_out_s.row(b, h);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int64_t t = q0 + (half ? r_hi : r_lo);
+        if (t >= T) continue;
+        const float inv = 1.f / row_sum[half];
+        Elem* row = out + t * args.dst_out_s.token;
+#pragma unroll
+        for (int nb = 0; nb < kDimBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int col = nb * 8 + 2 * t4 + e;
+                if (col < Dv) row[col] = from_float<Elem>(o[nb][2 * half + e] * inv);
+            }
+    }
+}
+
+}  // namespace exact
+}  // namespace cuda
+}  // namespace slay
