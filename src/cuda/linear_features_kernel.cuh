@@ -64,10 +64,11 @@ struct FeatureParams {
 
 // Shared-memory tiles of one side (queries or keys) of a chunk.
 struct SideTile {
-    float* x;     // (Tc, D): raw x, or x^ for normalized maps
+    float* x;     // (Tc, x_stride): raw x, or x^ for normalized maps
     float* div;   // (Tc): max(|x|, eps) for normalized maps
     float* poly;  // (Tc, poly_stride)
     float* pcat;  // (Tc, pcat_stride)
+    int x_stride;  // odd (>= D): lanes walking rows hit distinct banks
 };
 
 struct TileStrides {
@@ -76,14 +77,14 @@ struct TileStrides {
 
 // ---------------------------------------------------------------------------
 // x -> x^ in place, one warp per row.
-__device__ inline void normalize_rows(float* x, float* div, int rows, int D, float eps) {
+__device__ inline void normalize_rows(float* x, int xs, float* div, int rows, int D, float eps) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (int t = warp; t < rows; t += warps) {
         float ss = 0.f;
-        for (int d = lane; d < D; d += 32) ss += x[t * D + d] * x[t * D + d];
+        for (int d = lane; d < D; d += 32) ss += x[t * xs + d] * x[t * xs + d];
         for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
         const float divisor = fmaxf(sqrtf(ss), eps);
-        for (int d = lane; d < D; d += 32) x[t * D + d] /= divisor;
+        for (int d = lane; d < D; d += 32) x[t * xs + d] /= divisor;
         if (lane == 0) div[t] = divisor;
     }
 }
@@ -130,7 +131,7 @@ __device__ void compute_pcat(const FeatureParams& fp, int head, int64_t pos0, co
     const int C = fp.C, D = fp.D;
     for (int idx = threadIdx.x; idx < rows * C; idx += blockDim.x) {
         const int t = idx / C, c = idx - t * C;
-        const float* xrow = tile.x + t * D;
+        const float* xrow = tile.x + t * tile.x_stride;
         float value;
         if constexpr (MapTraits<K>::prf_pcat) {
             const int r = c / fp.M;
@@ -168,9 +169,10 @@ __device__ void compute_poly(const FeatureParams& fp, const SideTile& tile, int 
         for (int t = threadIdx.x; t < rows; t += blockDim.x) tile.poly[t * poly_stride] = 1.f;
     } else if constexpr (K == MapKind::Nystrom) {
         // kappa[p] = (a_p . x^)^2, then poly[p] = sum_q kappa[q] W[q, p] / sqrt(P).
+        // Lanes walk tokens so that a warp reads one parameter row (broadcast).
         for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
-            const int t = idx / P, p = idx - t * P;
-            const float a = dot_row(tile.x + t * D, fp.rows_a + static_cast<int64_t>(p) * D, D);
+            const int p = idx / rows, t = idx - p * rows;
+            const float a = dot_row(tile.x + t * tile.x_stride, fp.rows_a + static_cast<int64_t>(p) * D, D);
             scratch[t * P + p] = a * a;
         }
         __syncthreads();
@@ -182,8 +184,8 @@ __device__ void compute_poly(const FeatureParams& fp, const SideTile& tile, int 
         }
     } else {
         for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
-            const int t = idx / P, p = idx - t * P;
-            const float* xrow = tile.x + t * D;
+            const int p = idx / rows, t = idx - p * rows;  // lanes walk tokens: parameter rows broadcast
+            const float* xrow = tile.x + t * tile.x_stride;
             float value;
             if constexpr (K == MapKind::Anchor) {
                 const float a = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D);
@@ -204,7 +206,7 @@ template <MapKind K>
 __device__ void compute_factors(const FeatureParams& fp, int head, int64_t pos0, const SideTile& tile, int rows,
                                 TileStrides st, float* scratch, const float* ts_poly) {
     if constexpr (MapTraits<K>::normalized) {
-        normalize_rows(tile.x, tile.div, rows, fp.D, fp.norm_eps);
+        normalize_rows(tile.x, tile.x_stride, tile.div, rows, fp.D, fp.norm_eps);
         __syncthreads();
     }
     compute_pcat<K>(fp, head, pos0, tile, rows, st.pcat);
@@ -225,7 +227,7 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
     // 1. Coefficients of the projection rows (in place in dpcat) and of the poly rows (coef).
     for (int idx = threadIdx.x; idx < rows * C; idx += blockDim.x) {
         const int t = idx / C, c = idx - t * C;
-        const float* xrow = tile.x + t * D;
+        const float* xrow = tile.x + t * tile.x_stride;
         float& g = dpcat[t * st.pcat + c];
         if constexpr (MapTraits<K>::prf_pcat || K == MapKind::Hadamard) {
             const int r = c / fp.M;
@@ -251,8 +253,8 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
         }
     } else if constexpr (K == MapKind::Anchor || K == MapKind::Maclaurin) {
         for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
-            const int t = idx / P, p = idx - t * P;
-            const float* xrow = tile.x + t * D;
+            const int p = idx / rows, t = idx - p * rows;
+            const float* xrow = tile.x + t * tile.x_stride;
             const float g = dpoly[t * st.poly + p] * fp.inv_sqrt_p;
             const float ua = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D);
             if constexpr (K == MapKind::Anchor) {
@@ -266,10 +268,10 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
     } else if constexpr (K == MapKind::Nystrom) {
         // dkappa[q] = sum_p W[q, p] dpoly[p] / sqrt(P); coefficient 2 dkappa[q] (a_q . x^) on a_q.
         for (int idx = threadIdx.x; idx < rows * P; idx += blockDim.x) {
-            const int t = idx / P, q = idx - t * P;
+            const int q = idx / rows, t = idx - q * rows;
             float dk = 0.f;
             for (int p = 0; p < P; ++p) dk = fmaf(__ldg(fp.rows_b + q * P + p), dpoly[t * st.poly + p], dk);
-            const float a = dot_row(tile.x + t * D, fp.rows_a + static_cast<int64_t>(q) * D, D);
+            const float a = dot_row(tile.x + t * tile.x_stride, fp.rows_a + static_cast<int64_t>(q) * D, D);
             coef[t * 2 * P + q] = 2.f * dk * fp.inv_sqrt_p * a;
         }
     }
@@ -279,7 +281,7 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
     // normalization VJP; one warp per token row, lanes over d.
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (int t = warp; t < rows; t += warps) {
-        const float* xrow = tile.x + t * D;
+        const float* xrow = tile.x + t * tile.x_stride;
         const float* g = dpcat + t * st.pcat;
         const float* cp = coef + t * 2 * P;
         float radial = 0.f;

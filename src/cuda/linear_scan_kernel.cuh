@@ -38,7 +38,7 @@ constexpr int kScanWarps = kScanThreads / 32;
 // Shared-memory layout (offsets in floats), the same on host and device.
 struct ScanLayout {
     int Tc, D, P, C, F;
-    int poly_stride, pcat_stride, mat_stride;
+    int x_stride, poly_stride, pcat_stride, mat_stride;
     int xq, divq, polyq, pcatq, xk, divk, polyk, pcatk;
     int vbar, gs, mat_a, mat_b, mat_d, state, carry, dpoly, dpcat, coef, reduce, nz, row_den, row_dz;
     int total;
@@ -54,6 +54,7 @@ __host__ __device__ inline ScanLayout scan_layout(int Tc, int D, int P, int C, i
     L.C = C;
     L.F = F;
     // Odd strides keep column walks across rows free of bank conflicts.
+    L.x_stride = D | 1;
     L.poly_stride = P | 1;
     L.pcat_stride = C | 1;
     L.mat_stride = Tc + 1;
@@ -64,11 +65,11 @@ __host__ __device__ inline ScanLayout scan_layout(int Tc, int D, int P, int C, i
         at += (n + 3) / 4 * 4;  // 16-byte aligned blocks
         return here;
     };
-    L.xq = take(Tc * D);
+    L.xq = take(Tc * L.x_stride);
     L.divq = take(Tc);
     L.polyq = take(Tc * L.poly_stride);
     L.pcatq = take(Tc * L.pcat_stride);
-    L.xk = take(Tc * D);
+    L.xk = take(Tc * L.x_stride);
     L.divk = take(Tc);
     L.polyk = take(Tc * L.poly_stride);
     L.pcatk = take(Tc * L.pcat_stride);
@@ -120,18 +121,19 @@ struct ScanBlock {
     int64_t b, h, bh;
     int slice;
 
-    __device__ SideTile qside() const { return {sm + L.xq, sm + L.divq, sm + L.polyq, sm + L.pcatq}; }
-    __device__ SideTile kside() const { return {sm + L.xk, sm + L.divk, sm + L.polyk, sm + L.pcatk}; }
+    __device__ SideTile qside() const { return {sm + L.xq, sm + L.divq, sm + L.polyq, sm + L.pcatq, L.x_stride}; }
+    __device__ SideTile kside() const { return {sm + L.xk, sm + L.divk, sm + L.polyk, sm + L.pcatk, L.x_stride}; }
     __device__ TileStrides strides() const { return {L.poly_stride, L.pcat_stride}; }
     __device__ int value_col(int w) const { return slice * kValueSlice + w; }
     __device__ bool valid_col(int w) const { return w < kValueSlice && value_col(w) < a.Dv; }
 };
 
-// x (rows, D) of one side, as fp32.
-__device__ inline void load_rows(const DeviceTensor& t, int64_t b, int64_t h, int64_t t0, int rows, int D, float* x) {
+// x (rows, D) of one side, as fp32, rows xs apart.
+__device__ inline void load_rows(const DeviceTensor& t, int64_t b, int64_t h, int64_t t0, int rows, int D, int xs,
+                                 float* x) {
     for (int idx = threadIdx.x; idx < rows * D; idx += blockDim.x) {
         const int r = idx / D, d = idx - r * D;
-        x[idx] = t.load(b, h, t0 + r, d);
+        x[r * xs + d] = t.load(b, h, t0 + r, d);
     }
 }
 
@@ -408,7 +410,7 @@ template <MapKind K>
 __device__ void load_side(const ScanBlock& blk, bool query, int64_t t0, int rows) {
     const ScanArgs& a = blk.a;
     const SideTile side = query ? blk.qside() : blk.kside();
-    load_rows(query ? a.q : a.k, blk.b, blk.h, t0, rows, a.D, side.x);
+    load_rows(query ? a.q : a.k, blk.b, blk.h, t0, rows, a.D, side.x_stride, side.x);
     __syncthreads();
     const float* ts = query ? a.ts_poly_q : a.ts_poly_k;
     if (ts) ts += (blk.bh * a.T + t0) * a.fp.P;
