@@ -4,8 +4,9 @@
 // anchors (P,D), rm_r1/rm_r2 (P,D), nystrom_w (P,P), ts_hash*/ts_sign* (D,),
 // performer_w (H,D,M), rff omega (H,D,M), rff_phase (H,M)).
 // Checks, for every variant with parameters and several sizes:
-//   - CUDA == CPU per segment: hashes and signs bit-exactly, the rest to
-//     float rounding (max |diff| <= 1e-6 * max |value| of the segment);
+//   - CUDA == CPU per segment: hashes, signs and phases bit-exactly, normals
+//     to a few ulps (max |diff| <= 1e-6 * max |value| of the segment) and
+//     nystrom_w to 1e-5 * max |W| (see compare_segments);
 //   - every element written (params poisoned with NaN first);
 //   - determinism: the same (seed, offset) twice gives identical bits;
 //   - another offset (and another seed) gives different values;
@@ -17,6 +18,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -138,7 +140,14 @@ void compare_segments(const Case& c, const Plans& plans, const std::vector<float
             max_abs = std::max(max_abs, std::fabs(double(w)));
             max_diff = std::max(max_diff, std::fabs(double(g) - double(w)));
         }
-        const double limit = exact_segment(name) ? 0.0 : 1e-6 * std::max(max_abs, 1e-30);
+        // Uniform-derived segments are bit-exact (measured on H100). Normals
+        // differ by a few ulps (host and device Box-Muller use different
+        // log/sincos; measured max diff <= 5e-7 * max|value|). nystrom_w is
+        // K^{-1/2} of the anchors' Gram matrix: it amplifies those ulps by
+        // the conditioning (measured 8.7e-7 * max|W| at P=33 > D=7, where K
+        // is rank-deficient up to the regulariser), hence 1e-5.
+        const double rel = name == "nystrom_w" ? 1e-5 : 1e-6;
+        const double limit = exact_segment(name) || name == "rff_phase" ? 0.0 : rel * std::max(max_abs, 1e-30);
         const bool ok = non_finite == 0 && max_diff <= limit;
         std::printf("| %-22s | %-40s | %-11s | n=%-8lld | max|cpu| %.3e | max diff %.3e | bits differ %lld | %s\n",
                     slay_attn_variant_name(c.variant), c.label().c_str() + std::strlen(slay_attn_variant_name(c.variant)),
@@ -174,7 +183,7 @@ TEST_CASE("sampling: CUDA parameters equal the CPU's for every variant with para
     // Odd sizes (odd normal counts, odd P for the round-robin Jacobi) and
     // larger Nystrom matrices.
     for (slay_attn_variant_t v : kWithParams) check_variant(sample_case(v, 3, 7, 3, 5, 33));
-    for (int64_t P : {64, 128, 257}) check_variant(sample_case(SLAY_ATTN_SLAY_NYSTROM, 1, 64, 1, 8, P));
+    for (int64_t P : {64, 128, 257, 512}) check_variant(sample_case(SLAY_ATTN_SLAY_NYSTROM, 1, 64, 1, 8, P));
     Case big = sample_case(SLAY_ATTN_RFF, 8, 128, 1, 256, 1);
     big.param_seed = 99;
     big.param_offset = 12345;
@@ -216,6 +225,41 @@ TEST_CASE("sampling: deterministic, offset- and seed-dependent, stream-independe
         // And the device's (7, 4) draw is the CPU's (7, 4) draw.
         compare_segments(c, plans, other_offset, cpu_sample(plans, 7, 4));
     }
+}
+
+TEST_CASE("sampling: nystrom_w at P = 1024 on the device (finite, symmetric, deterministic; timed)") {
+    if (env().emulated) return;  // the "device" would be the CPU's fp64 Jacobi: minutes
+    const Case c = sample_case(SLAY_ATTN_SLAY_NYSTROM, 1, 64, 1, 8, 1024);
+    slay_test::Desc desc;
+    const Made m = make_desc(c, &desc);
+    REQUIRE_MESSAGE(m.ok(), m.message);
+    slay_attn_plan_t raw = nullptr;
+    REQUIRE(slay_attn_plan_create(&raw, env().device, desc) == SLAY_STATUS_SUCCESS);
+    Plans plans;  // device side only: the fp64 CPU Jacobi at P = 1024 is slow
+    plans.device = slay_test::Plan(raw);
+    REQUIRE(slay_attn_plan_get_param_count(plans.device, &plans.param_count) == SLAY_STATUS_SUCCESS);
+    std::vector<float> a, b;
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(device_sample(plans, 5, 0, env().stream, &a) == SLAY_STATUS_SUCCESS);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    REQUIRE(device_sample(plans, 5, 0, env().stream, &b) == SLAY_STATUS_SUCCESS);
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+    const slay_param_segment_t w = segments(plans.device).back();
+    REQUIRE(std::string(w.name) == "nystrom_w");
+    const int64_t P = 1024;
+    double asym = 0, max_abs = 0;
+    int64_t non_finite = 0;
+    for (int64_t i = 0; i < P; ++i)
+        for (int64_t j = 0; j < P; ++j) {
+            const double x = a[size_t(w.offset + i * P + j)], y = a[size_t(w.offset + j * P + i)];
+            non_finite += !std::isfinite(x);
+            asym = std::max(asym, std::fabs(x - y));
+            max_abs = std::max(max_abs, std::fabs(x));
+        }
+    std::printf("| slay_nystrom P=1024 D=64 | device sample %.1f ms (incl. copies) | max|W| %.3e | max asym %.3e\n", ms,
+                max_abs, asym);
+    CHECK(non_finite == 0);
+    CHECK(asym <= 1e-5 * max_abs);
 }
 
 TEST_CASE("sampling sanitizer: one small draw per variant") {
