@@ -5,7 +5,7 @@
 //                     (N(0,1), N(0,1/D), hash index, sign, phase)
 //   unit_rows         raw (P, D) normals -> anchors (P, D), rows g/|g|
 //   nystrom_gram      anchors (P, D) -> K = (A A^T)^{o2} + reg I  (P, P) fp64
-//   jacobi_eigen      K = U diag(lambda) U^T in place (one CTA), fp64;
+//   jacobi_eigen      K = U diag(lambda) U^T in place (one CTA), fp64, U^T kept;
 //                     scale_e = max(lambda_e, 1e-6)^{-1/2}
 //   nystrom_w         W = U diag(scale) U^T  (P, P) -> fp32 parameters
 // The per-element math is sampling_math.hpp, the same code the CPU backend
@@ -68,18 +68,23 @@ __device__ inline double block_sum(double x, double* shared) {
 // Parallel cyclic Jacobi (round-robin ordering, Golub & Van Loan 8.5.5) on
 // the symmetric (P, P) matrix a, in global memory (workspace): each sweep is
 // n-1 rounds (n = P rounded up to even) of n/2 disjoint rotations, applied
-// together as A <- J^T A J and U <- U J. Disjoint rotations commute and each
+// together as A <- J^T A J and U <- U J, with U kept transposed (vt = U^T,
+// row e = eigenvector e) so its update is a coalesced row update like
+// J^T A. Disjoint rotations commute and each
 // zeroes its own a_pq, so a sweep does what the CPU's row-cyclic sweep does
 // in another order; the eigen-decomposition (and W) agree to fp64 rounding.
 // Stops as the CPU does: off(A)^2 <= 1e-30 |A|^2, or off = 0, or 100 sweeps.
-// On return: u holds the eigenvectors (columns) and scale[e] =
+// On return: vt holds the eigenvectors (rows) and scale[e] =
 // max(lambda_e, 1e-6)^{-1/2}. One CTA of kJacobiThreads threads; P <= 1024.
-__global__ void __launch_bounds__(kJacobiThreads) jacobi_eigen(double* __restrict__ a, double* __restrict__ u,
+// Cost: one SM, latency-bound (3 block barriers per round, P-1 rounds per
+// sweep); measured on H100 at P = 1024: 57 s, so large P wants a multi-CTA
+// (cooperative / blocked) Jacobi. Small P (the default 64) is quick.
+__global__ void __launch_bounds__(kJacobiThreads) jacobi_eigen(double* __restrict__ a, double* __restrict__ vt,
                                                                double* __restrict__ scale, int P) {
     __shared__ double cs[512], sn[512], red[kJacobiThreads / 32];
     __shared__ int pp[512], qq[512];
     const int n = P + (P & 1), pairs = n / 2;
-    for (int64_t e = threadIdx.x; e < int64_t{P} * P; e += blockDim.x) u[e] = (e / P == e % P) ? 1.0 : 0.0;
+    for (int64_t e = threadIdx.x; e < int64_t{P} * P; e += blockDim.x) vt[e] = (e / P == e % P) ? 1.0 : 0.0;
     __syncthreads();
     for (int sweep = 0; sweep < kJacobiMaxSweeps; ++sweep) {
         double off = 0.0, total = 0.0;
@@ -117,23 +122,21 @@ __global__ void __launch_bounds__(kJacobiThreads) jacobi_eigen(double* __restric
                 cs[k] = c, sn[k] = s, pp[k] = p, qq[k] = q < P ? q : -1;
             }
             __syncthreads();
-            // a <- a J and u <- u J: columns p, q of every row.
+            // a <- a J: columns p, q of every row. Threads walk the pairs of
+            // one row together, so a warp stays inside one row of a.
             for (int64_t e = threadIdx.x; e < int64_t{pairs} * P; e += blockDim.x) {
-                const int k = static_cast<int>(e / P);
-                const int64_t row = e % P;
+                const int k = static_cast<int>(e % pairs);
+                const int64_t row = e / pairs;
                 if (qq[k] < 0 || sn[k] == 0.0) continue;
                 const double c = cs[k], s = sn[k];
                 double* ar = a + row * P;
-                double* ur = u + row * P;
                 const double akp = ar[pp[k]], akq = ar[qq[k]];
                 ar[pp[k]] = c * akp - s * akq;
                 ar[qq[k]] = s * akp + c * akq;
-                const double ukp = ur[pp[k]], ukq = ur[qq[k]];
-                ur[pp[k]] = c * ukp - s * ukq;
-                ur[qq[k]] = s * ukp + c * ukq;
             }
             __syncthreads();
-            // a <- J^T a: rows p, q of every column.
+            // a <- J^T a and vt <- J^T vt: rows p, q of every column
+            // (coalesced: consecutive threads take consecutive columns).
             for (int64_t e = threadIdx.x; e < int64_t{pairs} * P; e += blockDim.x) {
                 const int k = static_cast<int>(e / P);
                 const int64_t col = e % P;
@@ -144,6 +147,11 @@ __global__ void __launch_bounds__(kJacobiThreads) jacobi_eigen(double* __restric
                 const double apk = *ap, aqk = *aq;
                 *ap = c * apk - s * aqk;
                 *aq = s * apk + c * aqk;
+                double* vp = vt + int64_t{pp[k]} * P + col;
+                double* vq = vt + int64_t{qq[k]} * P + col;
+                const double vpk = *vp, vqk = *vq;
+                *vp = c * vpk - s * vqk;
+                *vq = s * vpk + c * vqk;
             }
             __syncthreads();
         }
@@ -151,14 +159,15 @@ __global__ void __launch_bounds__(kJacobiThreads) jacobi_eigen(double* __restric
     for (int e = threadIdx.x; e < P; e += blockDim.x) scale[e] = 1.0 / sqrt(fmax(a[int64_t{e} * P + e], 1e-6));
 }
 
-// w[i][j] = sum_e u[i][e] scale[e] u[j][e], rounded to fp32.
-__global__ void nystrom_w(const double* __restrict__ u, const double* __restrict__ scale, int64_t P,
+// w[i][j] = sum_e U[i][e] scale[e] U[j][e] = sum_e vt[e][i] scale[e] vt[e][j],
+// rounded to fp32 (consecutive threads: consecutive j, coalesced reads).
+__global__ void nystrom_w(const double* __restrict__ vt, const double* __restrict__ scale, int64_t P,
                           float* __restrict__ w) {
     const int64_t n = P * P;
     for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n; e += int64_t{gridDim.x} * blockDim.x) {
         const int64_t i = e / P, j = e % P;
         double acc = 0.0;
-        for (int64_t x = 0; x < P; ++x) acc += u[i * P + x] * scale[x] * u[j * P + x];
+        for (int64_t x = 0; x < P; ++x) acc += vt[x * P + i] * scale[x] * vt[x * P + j];
         w[e] = static_cast<float>(acc);
     }
 }

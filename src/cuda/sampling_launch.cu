@@ -18,7 +18,7 @@
 //
 // Workspace (carved by carve() with ScratchCarver, so the size answered and the layout
 // used are one code): raw draws (largest segment + 1 floats) and, for
-// slay_nystrom, K/eigenvalues (P, P) fp64, U (P, P) fp64 and scale (P,) fp64.
+// slay_nystrom, K/eigenvalues (P, P) fp64, U^T (P, P) fp64 and scale (P,) fp64.
 //
 // Note: curandCreateGenerator / curandDestroyGenerator are cuRAND's own and
 // may allocate (and free) a little device memory for the generator.
@@ -39,7 +39,7 @@ namespace {
 
 struct SampleLayout {
     float* raw = nullptr;  // largest segment's raw draws (+1: normals come in pairs)
-    double *gram = nullptr, *eigvec = nullptr, *scale = nullptr;  // slay_nystrom only
+    double *gram = nullptr, *eigvec = nullptr, *scale = nullptr;  // slay_nystrom only; eigvec = U^T
 };
 
 SampleLayout carve(const Plan& p, ScratchCarver& w) {
