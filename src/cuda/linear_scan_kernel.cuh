@@ -504,6 +504,23 @@ __device__ inline int chunk_rows(const ScanArgs& a, int Tc, int64_t t0) {
     return left < Tc ? static_cast<int>(left) : Tc;
 }
 
+// St += Phi_k^T vbar over every chunk of the sequence (the bidirectional state).
+template <MapKind K>
+__device__ void accumulate_all_keys(const ScanBlock& blk, float* St) {
+    const ScanArgs& a = blk.a;
+    const ScanLayout& L = blk.L;
+    float* vbar = blk.sm + L.vbar;
+    const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t t0 = ch * L.Tc;
+        const int rows = chunk_rows(a, L.Tc, t0);
+        load_side<K>(blk, false, t0, rows);
+        load_vbar(blk, t0, rows, vbar);
+        __syncthreads();
+        accumulate_state(blk, blk.kside(), rows, vbar, St);
+    }
+}
+
 #define SLAY_SCAN_BLOCK(a, L)                                                                                 \
     extern __shared__ float4 smem_f4[];                                                                       \
     const ScanBlock blk{a, L, reinterpret_cast<float*>(smem_f4), static_cast<int64_t>(blockIdx.x) / (a).H, \
@@ -524,16 +541,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_forward_kernel(ScanArgs a
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.state_in, St, true);
     const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
-    if (!a.causal) {  // the full state first
-        for (int64_t ch = 0; ch < chunks; ++ch) {
-            const int64_t t0 = ch * L.Tc;
-            const int rows = chunk_rows(a, L.Tc, t0);
-            load_side<K>(blk, false, t0, rows);
-            load_vbar(blk, t0, rows, vbar);
-            __syncthreads();
-            accumulate_state(blk, blk.kside(), rows, vbar, St);
-        }
-    }
+    if (!a.causal) accumulate_all_keys<K>(blk, St);  // the full state first
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
         const int rows = chunk_rows(a, L.Tc, t0);
@@ -628,14 +636,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_bidirectional_ke
     load_state(blk, a.state_in, St, true);
     load_state(blk, a.dstate_out, U, false);
     const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
-    for (int64_t ch = 0; ch < chunks; ++ch) {
-        const int64_t t0 = ch * L.Tc;
-        const int rows = chunk_rows(a, L.Tc, t0);
-        load_side<K>(blk, false, t0, rows);
-        load_vbar(blk, t0, rows, vbar);
-        __syncthreads();
-        accumulate_state(blk, blk.kside(), rows, vbar, St);
-    }
+    accumulate_all_keys<K>(blk, St);
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
         const int rows = chunk_rows(a, L.Tc, t0);
