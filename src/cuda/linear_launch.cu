@@ -18,6 +18,7 @@
 #include "core/scratch_carver.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
+#include "cuda/linear_forward_mma.hpp"
 #include "cuda/linear_scan_launch.hpp"
 #include "cuda/tensorsketch_fft.hpp"
 
@@ -280,7 +281,32 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
     return res->sketch.poly_features(sketch_args(p, c, c.k), tokens, s.poly_k, s.fft, stream);
 }
 
+// The tensor-core forward when the call fits it (anchor map, bf16/fp16
+// inputs, parameters present; see linear_forward_mma_kernel.cuh for why the
+// signed maps stay on the fp32 kernels).
+Status try_tensor_core_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, const ScanArgs& a,
+                               cudaStream_t stream, bool* launched) {
+    *launched = false;
+    const MapKind kind = map_kind(p.cfg.variant);
+    if (kind != MapKind::Anchor || !c.has_params) return Status();
+    KronMmaShape shape;
+    shape.D = static_cast<int>(p.cfg.head_dim);
+    shape.P = static_cast<int>(p.cfg.poly_dim);
+    shape.RM = static_cast<int>(p.cfg.num_quad_nodes * p.cfg.num_features);
+    shape.io_dtype = c.q.dtype;
+    return kron_forward_mma(dev, kind, shape, a, stream, launched);
+}
+
 }  // namespace
+
+Status kron_forward_mma(const DeviceInfo& dev, MapKind kind, const KronMmaShape& shape, const ScanArgs& a,
+                        cudaStream_t stream, bool* launched) {
+    *launched = false;
+    switch (kind) {
+        case MapKind::Anchor: return launch_kron_forward_mma<MapKind::Anchor>(dev, shape, a, stream, launched);
+        default: return Status();
+    }
+}
 
 Status linear_prepare(const DeviceInfo&, Plan* plan) {
     if (!is_sketch(*plan)) return Status();
@@ -328,6 +354,9 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
         a.ts_poly_q = s.poly_q;
         a.ts_poly_k = s.poly_k;
     }
+    bool launched = false;
+    SLAY_TRY(try_tensor_core_forward(dev, p, c, a, stream, &launched));
+    if (launched) return Status();
     return dispatch_scan(map_kind(p.cfg.variant), ScanPass::Forward, a, L, stream);
 }
 
