@@ -13,10 +13,13 @@
 // The state never leaves registers between chunks and is never rewound.
 //
 // Per chunk of 64 tokens:
-//   1. x = q, k tiles (input type), vbar = [v_slice | 1] (bf16), row norms.
-//   2. factor GEMM Y = x W^T (W = poly rows; omega rows of this head) on
-//      tensor cores with W split into hi + lo parts, so Y is the fp32-accurate
-//      projection of the exact inputs; x^ = x / max(|x|, eps) is applied to Y.
+//   1. x = q, k tiles (input type, staged by cp.async one chunk ahead),
+//      vbar = [v_slice | 1] (bf16), 1 / max(|x|, eps) per row.
+//   2. factor GEMM Y = x W^T (W = anchor rows; omega rows of this head) on
+//      tensor cores; the omega rows are split into hi + lo parts, so the PRF
+//      exponents are fp32-accurate projections of the exact inputs (the
+//      squared anchor projections are rounded to bf16 anyway); x^ = x / |x|
+//      is applied to Y.
 //   3. poly, pcat (bf16) of both sides from Y (squares, clamped exps).
 //   4. every warp: its features' share of N | Z for all 64 queries,
 //        Phi_q S = sum_p diag(poly_q[:, p]) Pcat_q S_p    (A fragments of
@@ -58,9 +61,9 @@ constexpr int kRedLd = kSliceCols + 4;  // fp32 partial rows: float2 stores spre
 // Shared-memory layout in bytes (host and device agree).
 struct MmaLayout {
     int D, Dv, P, RM, Pp16, RMp, poly_rows, pcat_row0, NW;
-    int ldx, ldv, ldp, ldc, ldy, ldpt;
+    int ldx, ldv, ldp, ldc, ldy;
     int xq[2], xk[2], vst[2];  // staging buffers of chunks ch (even/odd)
-    int w_hi, w_lo, yq, yk, divq, divk, polyq, polyk, pcatq, pcatk, polykt, vbar, red;
+    int w_hi, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
     int total;
 };
 
@@ -82,7 +85,6 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.ldp = L.Pp16 + 8;
     L.ldc = L.RMp + 8;
     L.ldy = L.NW + 4;
-    L.ldpt = kTc + 8;
     int at = 0;
     auto take = [&](int bytes) {
         const int here = at;
@@ -98,13 +100,12 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.w_lo = take(L.NW * L.ldx * elem_bytes);
     L.yq = take(kTc * L.ldy * 4);
     L.yk = take(kTc * L.ldy * 4);
-    L.divq = take(kTc * 4);
-    L.divk = take(kTc * 4);
+    L.inv_divq = take(kTc * 4);
+    L.inv_divk = take(kTc * 4);
     L.polyq = take(kTc * L.ldp * 2);
     L.polyk = take(kTc * L.ldp * 2);
     L.pcatq = take(kTc * L.ldc * 2);
     L.pcatk = take(kTc * L.ldc * 2);
-    L.polykt = take(L.P * L.ldpt * 2);
     L.vbar = take(kTc * 24 * 2);  // 16 columns, 48-byte pitch
     L.red = take(kWarps * kTc * kRedLd * 4);
     L.total = at;
@@ -154,9 +155,23 @@ __device__ __forceinline__ const T* a_km_addr(const T* base, int ld, int k0, int
     return base + (k0 + (lane & 7) + (lane >> 4) * 8) * ld + m0 + ((lane >> 3) & 1) * 8;
 }
 
+// Rows of a 64-row tile handled by this thread when `per_row` threads share
+// a row (a fixed column slot per thread, no division per element): rows
+// first, first + step, ... ; threads past step * per_row sit out.
+struct RowWalk {
+    int first, step, slot;
+    __device__ RowWalk(int per_row) {
+        step = kThreads / per_row;
+        slot = threadIdx.x % per_row;
+        first = threadIdx.x < step * per_row ? static_cast<int>(threadIdx.x) / per_row : kTc;
+    }
+};
+
 template <MapKind K, typename Elem, int kPPW, int kC16>
 struct KronBlock {
-    static constexpr int kTiles8 = 2 * kC16;  // c8 tiles per p
+    static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
+    static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
+    static constexpr int kPairs = kPolyPairs + kC16;        // n16 pairs of W
     const ScanArgs& a;
     const MmaLayout& L;
     unsigned char* sm;
@@ -169,8 +184,8 @@ struct KronBlock {
         return reinterpret_cast<T*>(sm + offset);
     }
 
-    // W rows in shared memory as hi + lo parts: poly rows (anchors), zero
-    // rows up to pcat_row0, then pcat rows c = r*M + m (omega of this head),
+    // W rows in shared memory: anchor rows (hi only), zero rows up to
+    // pcat_row0, then pcat rows c = r*M + m (omega of this head) as hi + lo,
     // zero past RM.
     __device__ void load_weights() const {
         const FeatureParams& fp = a.fp;
@@ -212,36 +227,28 @@ struct KronBlock {
                 }
     }
 
-    // 1a. Stages the raw rows [t0, t0 + 64) of q, k and v (all Dv columns)
-    // into buffer `buf`, zero past T: cp.async 16-byte copies when the
-    // launcher found the tensors aligned (a_async), else plain loads.
+    // 1a. Stages rows [t0, t0 + 64) of one tensor (`width` columns) into a
+    // shared tile of pitch ld, zero past T: cp.async 16-byte copies.
+    __device__ void stage_rows_async(const DeviceTensor& src, int64_t t0, int rows, int width, Elem* dst,
+                                     int ld) const {
+        const RowWalk walk(width / 8);
+        const Elem* base = static_cast<const Elem*>(src.data) + src.offset(b, h, t0, 0) + walk.slot * 8;
+        for (int t = walk.first; t < kTc; t += walk.step) {
+            const bool valid = t < rows;
+            cp_async16(dst + t * ld + walk.slot * 8, base + (valid ? t * src.stride[2] : 0), valid);
+        }
+    }
+
+    // 1a. q, k and v (all Dv columns with cp.async, the slice's otherwise)
+    // of chunk t0 into staging buffer `buf`; plain loads when the launcher
+    // found the tensors unfit for 16-byte copies.
     __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async) const {
         const int rows = chunk_rows(a, kTc, t0);
         if (async) {
-            const int xch = L.D / 8, vch = L.Dv / 8;
-            const int per_row = (need_q ? xch : 0) + (need_k ? xch + vch : 0);
-            for (int idx = threadIdx.x; idx < kTc * per_row; idx += kThreads) {
-                const int t = idx / per_row;
-                int ch = idx - t * per_row;
-                const bool valid = t < rows;
-                const DeviceTensor* src;
-                Elem* dst;
-                if (need_q && ch < xch) {
-                    src = &a.q;
-                    dst = at<Elem>(L.xq[buf]) + t * L.ldx;
-                } else {
-                    if (need_q) ch -= xch;
-                    if (ch < xch) {
-                        src = &a.k;
-                        dst = at<Elem>(L.xk[buf]) + t * L.ldx;
-                    } else {
-                        ch -= xch;
-                        src = &a.v;
-                        dst = at<Elem>(L.vst[buf]) + t * L.ldv;
-                    }
-                }
-                const Elem* base = static_cast<const Elem*>(src->data) + src->offset(b, h, valid ? t0 + t : 0, 0);
-                cp_async16(dst + ch * 8, base + ch * 8, valid);
+            if (need_q) stage_rows_async(a.q, t0, rows, L.D, at<Elem>(L.xq[buf]), L.ldx);
+            if (need_k) {
+                stage_rows_async(a.k, t0, rows, L.D, at<Elem>(L.xk[buf]), L.ldx);
+                stage_rows_async(a.v, t0, rows, L.Dv, at<Elem>(L.vst[buf]), L.ldv);
             }
             cp_async_commit();
             return;
@@ -261,109 +268,118 @@ struct KronBlock {
             }
     }
 
-    // 1b. vbar = [v_slice | 1] (bf16, zero past `rows`) and the row norms
-    // div = max(|x|, eps) of the staged values (the ones the GEMM reads).
+    // 1b. vbar = [v_slice | 1] (bf16, zero past `rows`) and 1 / max(|x|, eps)
+    // of every row from the staged values (the ones the GEMM reads): two
+    // threads per row, 16-byte loads.
     __device__ void prepare_chunk(int rows, int buf, bool need_q, bool need_k) const {
         if (need_k) {
             const Elem* vs = at<Elem>(L.vst[buf]);
             __nv_bfloat16* vb = at<__nv_bfloat16>(L.vbar);
-            for (int idx = threadIdx.x; idx < kTc * kSliceCols; idx += kThreads) {
-                const int t = idx / kSliceCols, w = idx - t * kSliceCols;
+            const RowWalk walk(kSliceCols);
+            const int w = walk.slot;
+            for (int t = walk.first; t < kTc; t += walk.step) {
                 float v = 0.f;
                 if (t < rows) v = w == kSliceValues ? 1.f : w < ncols ? as_float(vs[t * L.ldv + col0 + w]) : 0.f;
                 vb[t * kVbarLd + w] = __float2bfloat16_rn(v);
             }
         }
-        for (int row = warp; row < 2 * kTc; row += kWarps) {
-            const bool query = row < kTc;
-            if (query ? !need_q : !need_k) continue;
-            const int t = query ? row : row - kTc;
-            const Elem* x = at<Elem>(query ? L.xq[buf] : L.xk[buf]) + t * L.ldx;
-            float ss = 0.f;
-            for (int d = lane; d < L.D; d += 32) {
-                const float xv = as_float(x[d]);
-                ss = fmaf(xv, xv, ss);
-            }
+        static_assert(kThreads == 2 * 2 * kTc, "two threads per row of q and k");
+        const int row = threadIdx.x / 2, half = threadIdx.x & 1;
+        const bool query = row < kTc;
+        const int t = query ? row : row - kTc;
+        const Elem* x = at<Elem>(query ? L.xq[buf] : L.xk[buf]) + t * L.ldx + half * (L.D / 2);
+        float ss = 0.f;
+        for (int d = 0; d < L.D / 2; d += 8) {
+            const uint4 raw = *reinterpret_cast<const uint4*>(x + d);
+            const Elem* e = reinterpret_cast<const Elem*>(&raw);
 #pragma unroll
-            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-            if (lane == 0) at<float>(query ? L.divq : L.divk)[t] = fmaxf(sqrtf(ss), a.fp.norm_eps);
+            for (int i = 0; i < 8; ++i) ss = fmaf(as_float(e[i]), as_float(e[i]), ss);
         }
+        ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+        if (half == 0 && (query ? need_q : need_k))
+            at<float>(query ? L.inv_divq : L.inv_divk)[t] = 1.f / fmaxf(sqrtf(ss), a.fp.norm_eps);
     }
 
-    // 2. Y = x W^T for the needed sides (fp32 out), tiles spread over warps.
+    // 2. Y = x W^T (fp32): warp w takes side w / 4 and query/key m-tile w % 4
+    // against all of W, so its A fragment serves every n pair.
     __device__ void factor_gemm(int buf, bool need_q, bool need_k) const {
+        const int side = warp / 4, mt = warp % 4;
+        if (side == 0 ? !need_q : !need_k) return;
+        const Elem* x = at<Elem>(side == 0 ? L.xq[buf] : L.xk[buf]);
         const Elem* w_hi = at<Elem>(L.w_hi);
         const Elem* w_lo = at<Elem>(L.w_lo);
-        const int n_pairs = L.NW / 16;  // pairs of n8 tiles
-        const int tiles = 2 * 4 * n_pairs;
-        for (int idx = warp; idx < tiles; idx += kWarps) {
-            const int side = idx / (4 * n_pairs), rem = idx - side * 4 * n_pairs;
-            const int mt = rem / n_pairs, np = rem - mt * n_pairs;
-            if (side == 0 ? !need_q : !need_k) continue;
-            const Elem* x = at<Elem>(side == 0 ? L.xq[buf] : L.xk[buf]);
-            float acc[2][4] = {};
-            for (int k0 = 0; k0 < L.D; k0 += 16) {
-                unsigned af[4], bh[4], bl[4];
-                ldmatrix_x4(af, a_tile_addr(x, L.ldx, mt * 16, k0, lane));
-                ldmatrix_x4(bh, b_nk_addr(w_hi, L.ldx, np * 16, k0, lane));
-                ldmatrix_x4(bl, b_nk_addr(w_lo, L.ldx, np * 16, k0, lane));
-                mma_16816<Elem>(acc[0], af, bh[0], bh[1]);
-                mma_16816<Elem>(acc[1], af, bh[2], bh[3]);
-                mma_16816<Elem>(acc[0], af, bl[0], bl[1]);
-                mma_16816<Elem>(acc[1], af, bl[2], bl[3]);
+        float acc[kPairs][2][4] = {};
+        for (int k0 = 0; k0 < L.D; k0 += 16) {
+            unsigned af[4];
+            ldmatrix_x4(af, a_tile_addr(x, L.ldx, mt * 16, k0, lane));
+#pragma unroll
+            for (int np = 0; np < kPairs; ++np) {
+                unsigned bf[4];
+                ldmatrix_x4(bf, b_nk_addr(w_hi, L.ldx, np * 16, k0, lane));
+                mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
+                mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
+                if (np >= kPolyPairs) {  // PRF rows: add the lo part
+                    ldmatrix_x4(bf, b_nk_addr(w_lo, L.ldx, np * 16, k0, lane));
+                    mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
+                    mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
+                }
             }
-            float* y = at<float>(side == 0 ? L.yq : L.yk);
+        }
+        float* y = at<float>(side == 0 ? L.yq : L.yk);
+#pragma unroll
+        for (int np = 0; np < kPairs; ++np)
 #pragma unroll
             for (int nt = 0; nt < 2; ++nt) {
                 const int col = np * 16 + nt * 8 + 2 * l;
-                *reinterpret_cast<float2*>(y + (mt * 16 + g) * L.ldy + col) = make_float2(acc[nt][0], acc[nt][1]);
-                *reinterpret_cast<float2*>(y + (mt * 16 + g + 8) * L.ldy + col) = make_float2(acc[nt][2], acc[nt][3]);
+                *reinterpret_cast<float2*>(y + (mt * 16 + g) * L.ldy + col) = make_float2(acc[np][nt][0], acc[np][nt][1]);
+                *reinterpret_cast<float2*>(y + (mt * 16 + g + 8) * L.ldy + col) =
+                    make_float2(acc[np][nt][2], acc[np][nt][3]);
             }
-        }
     }
 
-    // 3. poly (64, Pp16) and pcat (64, RMp) in bf16 from Y; poly_k also
-    // transposed. A lane keeps one column e (its constants) over the rows of
-    // its warp; exps use ex2.approx (relative error ~2^-22, far below bf16's).
+    // 3. poly (64, Pp16) and pcat (64, RMp) in bf16 from Y, two adjacent
+    // columns per thread (a fixed column pair, so its constants are loaded
+    // once). exps use ex2.approx (relative error ~2^-22, far below bf16's).
     __device__ void map_features(bool need_q, bool need_k) const {
         const FeatureParams& fp = a.fp;
-        const int width = L.Pp16 + L.RMp;
+        const RowWalk walk((L.Pp16 + L.RMp) / 2);
+        const int e = 2 * walk.slot;
+        const bool is_poly = e < L.Pp16;
+        const int c = e - L.Pp16;
+        constexpr float kLog2e = 1.4426950408889634f;
+        float scale[2] = {0.f, 0.f}, shift[2] = {0.f, 0.f}, weight[2] = {0.f, 0.f};
+        if (!is_poly)
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+                if (c + i < L.RM) {
+                    const int r = (c + i) / fp.M;
+                    scale[i] = fp.sqrt_2s[r] * kLog2e;
+                    shift[i] = fp.s[r] * kLog2e;
+                    weight[i] = fp.sqrt_w[r] * fp.inv_sqrt_m;  // 0 past RM
+                }
+        const float bound = fp.prf_clamp * kLog2e;
+        const float poly_scale = e < L.P ? fp.inv_sqrt_p : 0.f;  // 0 on the padding past P (P % 8 == 0)
         for (int side = 0; side < 2; ++side) {
             if (side == 0 ? !need_q : !need_k) continue;
             const float* ys = at<float>(side == 0 ? L.yq : L.yk);
-            const float* divs = at<float>(side == 0 ? L.divq : L.divk);
-            __nv_bfloat16* poly = at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk);
-            __nv_bfloat16* pcat = at<__nv_bfloat16>(side == 0 ? L.pcatq : L.pcatk);
-            __nv_bfloat16* polykt = side == 1 ? at<__nv_bfloat16>(L.polykt) : nullptr;
-            for (int e = lane; e < width; e += 32) {
-                if (e < L.Pp16) {
-                    const int p = e;
-                    const bool live = p < L.P;
-                    for (int t = warp; t < kTc; t += kWarps) {
-                        const float* y = ys + t * L.ldy;
-                        const float inv_div = 1.f / divs[t];
-                        float value = 0.f;
-                        if (live) value = (y[p] * inv_div) * (y[p] * inv_div) * fp.inv_sqrt_p;  // (a_p . x^)^2 / sqrt(P)
-                        const __nv_bfloat16 vb = __float2bfloat16_rn(value);
-                        poly[t * L.ldp + p] = vb;
-                        if (polykt && live) polykt[p * L.ldpt + t] = vb;
-                    }
-                } else {
-                    const int c = e - L.Pp16;
-                    const bool live = c < L.RM;
-                    const int r = live ? c / fp.M : 0;
-                    constexpr float kLog2e = 1.4426950408889634f;
-                    const float scale = fp.sqrt_2s[r], shift = fp.s[r], bound = fp.prf_clamp;
-                    const float weight = fp.sqrt_w[r] * fp.inv_sqrt_m;
-                    for (int t = warp; t < kTc; t += kWarps) {
-                        float value = 0.f;
-                        if (live) {
-                            const float u = scale * (ys[t * L.ldy + L.pcat_row0 + c] / divs[t]) - shift;
-                            value = weight * exp2f(fminf(fmaxf(u, -bound), bound) * kLog2e);
-                        }
-                        pcat[t * L.ldc + c] = __float2bfloat16_rn(value);
-                    }
+            const float* inv_divs = at<float>(side == 0 ? L.inv_divq : L.inv_divk);
+            __nv_bfloat16* out = is_poly ? at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk) + e
+                                         : at<__nv_bfloat16>(side == 0 ? L.pcatq : L.pcatk) + c;
+            const int ld = is_poly ? L.ldp : L.ldc;
+            const int ycol = is_poly ? e : L.pcat_row0 + c;
+            for (int t = walk.first; t < kTc; t += walk.step) {
+                const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + ycol);
+                const float inv_div = inv_divs[t];
+                const float u0 = y.x * inv_div, u1 = y.y * inv_div;
+                float v0, v1;
+                if (is_poly) {
+                    v0 = u0 * u0 * poly_scale;  // (a_p . x^)^2 / sqrt(P)
+                    v1 = u1 * u1 * poly_scale;
+                } else {  // sqrt(w_r) exp(clamp(sqrt(2 s_r) u - s_r)) / sqrt(M), in base 2
+                    v0 = weight[0] * exp2f(fminf(fmaxf(fmaf(scale[0], u0, -shift[0]), -bound), bound));
+                    v1 = weight[1] * exp2f(fminf(fmaxf(fmaf(scale[1], u1, -shift[1]), -bound), bound));
                 }
+                *reinterpret_cast<unsigned*>(out + t * ld) = pack2<__nv_bfloat16>(v0, v1);
             }
         }
     }
@@ -376,10 +392,11 @@ struct KronBlock {
         const __nv_bfloat16* pcatq = at<__nv_bfloat16>(L.pcatq);
         const __nv_bfloat16* pcatk = at<__nv_bfloat16>(L.pcatk);
         float sp[2][4] = {}, sc[2][4] = {};
-        for (int k0 = 0; k0 < L.Pp16; k0 += 16) {
+#pragma unroll
+        for (int k16 = 0; k16 < kPolyPairs; ++k16) {
             unsigned af[4], bf[4];
-            ldmatrix_x4(af, a_tile_addr(polyq, L.ldp, mt * 16, k0, lane));
-            ldmatrix_x4(bf, b_nk_addr(polyk, L.ldp, j * 16, k0, lane));
+            ldmatrix_x4(af, a_tile_addr(polyq, L.ldp, mt * 16, k16 * 16, lane));
+            ldmatrix_x4(bf, b_nk_addr(polyk, L.ldp, j * 16, k16 * 16, lane));
             mma_16816<__nv_bfloat16>(sp[0], af, bf[0], bf[1]);
             mma_16816<__nv_bfloat16>(sp[1], af, bf[2], bf[3]);
         }
@@ -407,72 +424,82 @@ struct KronBlock {
         mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
     }
 
-    // 4. This warp's partial [N | Z] of the chunk's 64 queries -> red[warp].
+    // 4. This warp's partial [N | Z] of the chunk's 64 queries -> red[warp]:
+    // its features' share Phi_q S (the state registers packed to bf16 as B
+    // fragments, pcat_q fragments scaled by poly_q) and its share of the
+    // intra-chunk tiles. The 4 m-tiles run side by side (8 independent
+    // accumulator chains).
     __device__ void query_partials(const float (&S)[kPPW][kTiles8][4], bool intra) const {
         const __nv_bfloat16* polyq = at<__nv_bfloat16>(L.polyq);
         const __nv_bfloat16* pcatq = at<__nv_bfloat16>(L.pcatq);
-        // The state as B fragments (k = features, n = slice columns).
-        unsigned sb[kPPW][kC16][2][2];
+        float acc[4][2][4] = {};
 #pragma unroll
-        for (int pl = 0; pl < kPPW; ++pl)
+        for (int pl = 0; pl < kPPW; ++pl) {
+            const int p = warp * kPPW + pl;
+            unsigned s0[4], s1[4];
 #pragma unroll
-            for (int k16 = 0; k16 < kC16; ++k16)
+            for (int mt = 0; mt < 4; ++mt) {
+                s0[mt] = bf16x2_splat(polyq[(mt * 16 + g) * L.ldp + p]);
+                s1[mt] = bf16x2_splat(polyq[(mt * 16 + g + 8) * L.ldp + p]);
+            }
+#pragma unroll
+            for (int k16 = 0; k16 < kC16; ++k16) {
+                const float* lo_tile = S[pl][2 * k16];
+                const float* hi_tile = S[pl][2 * k16 + 1];
+                unsigned sb[2][2];  // (n tile, b0/b1): k = features, n = slice columns
 #pragma unroll
                 for (int nt = 0; nt < 2; ++nt) {
-                    const float* lo_tile = S[pl][2 * k16];
-                    const float* hi_tile = S[pl][2 * k16 + 1];
-                    sb[pl][k16][nt][0] = pack2<__nv_bfloat16>(lo_tile[2 * nt], lo_tile[2 * nt + 1]);
-                    sb[pl][k16][nt][1] = pack2<__nv_bfloat16>(hi_tile[2 * nt], hi_tile[2 * nt + 1]);
+                    sb[nt][0] = pack2<__nv_bfloat16>(lo_tile[2 * nt], lo_tile[2 * nt + 1]);
+                    sb[nt][1] = pack2<__nv_bfloat16>(hi_tile[2 * nt], hi_tile[2 * nt + 1]);
                 }
-        float* red = at<float>(L.red) + warp * kTc * kRedLd;
-        for (int mt = 0; mt < 4; ++mt) {
-            float acc[2][4] = {};
 #pragma unroll
-            for (int pl = 0; pl < kPPW; ++pl) {
-                const int p = warp * kPPW + pl;
-                const unsigned s0 = bf16x2_splat(polyq[(mt * 16 + g) * L.ldp + p]);
-                const unsigned s1 = bf16x2_splat(polyq[(mt * 16 + g + 8) * L.ldp + p]);
-#pragma unroll
-                for (int k16 = 0; k16 < kC16; ++k16) {
+                for (int mt = 0; mt < 4; ++mt) {
                     unsigned af[4];
                     ldmatrix_x4(af, a_tile_addr(pcatq, L.ldc, mt * 16, k16 * 16, lane));
-                    af[0] = bf16x2_mul(af[0], s0);
-                    af[1] = bf16x2_mul(af[1], s1);
-                    af[2] = bf16x2_mul(af[2], s0);
-                    af[3] = bf16x2_mul(af[3], s1);
-                    mma_16816<__nv_bfloat16>(acc[0], af, sb[pl][k16][0][0], sb[pl][k16][0][1]);
-                    mma_16816<__nv_bfloat16>(acc[1], af, sb[pl][k16][1][0], sb[pl][k16][1][1]);
+                    af[0] = bf16x2_mul(af[0], s0[mt]);
+                    af[1] = bf16x2_mul(af[1], s1[mt]);
+                    af[2] = bf16x2_mul(af[2], s0[mt]);
+                    af[3] = bf16x2_mul(af[3], s1[mt]);
+                    mma_16816<__nv_bfloat16>(acc[mt][0], af, sb[0][0], sb[0][1]);
+                    mma_16816<__nv_bfloat16>(acc[mt][1], af, sb[1][0], sb[1][1]);
                 }
             }
-            if (intra)
+        }
+        if (intra)
+#pragma unroll
+            for (int mt = 0; mt < 4; ++mt)
                 for (int j = 0; j <= mt; ++j)
-                    if ((mt * (mt + 1) / 2 + j) % kWarps == warp) intra_tile(mt, j, acc);
+                    if ((mt * (mt + 1) / 2 + j) % kWarps == warp) intra_tile(mt, j, acc[mt]);
+        float* red = at<float>(L.red) + warp * kTc * kRedLd;
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
             for (int nt = 0; nt < 2; ++nt) {
                 const int col = nt * 8 + 2 * l;
-                *reinterpret_cast<float2*>(red + (mt * 16 + g) * kRedLd + col) = make_float2(acc[nt][0], acc[nt][1]);
+                *reinterpret_cast<float2*>(red + (mt * 16 + g) * kRedLd + col) =
+                    make_float2(acc[mt][nt][0], acc[mt][nt][1]);
                 *reinterpret_cast<float2*>(red + (mt * 16 + g + 8) * kRedLd + col) =
-                    make_float2(acc[nt][2], acc[nt][3]);
+                    make_float2(acc[mt][nt][2], acc[mt][nt][3]);
             }
-        }
     }
 
-    // 5. S_p^T += vbar^T diag(poly_k[:, p]) Pcat_k over the chunk's key rows.
+    // 5. S_p^T += vbar^T diag(poly_k[:, p]) Pcat_k over the chunk's key rows;
+    // the thread's B fragment rows are tokens k0 + 2l (+1) and k0 + 2l + 8 (+9).
     __device__ void update_state(float (&S)[kPPW][kTiles8][4], int rows) const {
         const __nv_bfloat16* vb = at<__nv_bfloat16>(L.vbar);
         const __nv_bfloat16* pcatk = at<__nv_bfloat16>(L.pcatk);
-        const __nv_bfloat16* polykt = at<__nv_bfloat16>(L.polykt);
+        const __nv_bfloat16* polyk = at<__nv_bfloat16>(L.polyk);
         for (int k0 = 0; k0 < rows; k0 += 16) {
             unsigned af[4];
             ldmatrix_x4_trans(af, a_km_addr(vb, kVbarLd, k0, 0, lane));
             unsigned bc[kC16][4];  // pcat_k B fragments: c8 tiles 2*k16 and 2*k16 + 1
 #pragma unroll
             for (int k16 = 0; k16 < kC16; ++k16) ldmatrix_x4_trans(bc[k16], b_kn_addr(pcatk, L.ldc, k0, k16 * 16, lane));
+            const __nv_bfloat16* prow = polyk + (k0 + 2 * l) * L.ldp + warp * kPPW;
 #pragma unroll
             for (int pl = 0; pl < kPPW; ++pl) {
-                const __nv_bfloat16* prow = polykt + (warp * kPPW + pl) * L.ldpt + k0 + 2 * l;
-                const unsigned pp0 = *reinterpret_cast<const unsigned*>(prow);
-                const unsigned pp1 = *reinterpret_cast<const unsigned*>(prow + 8);
+                __nv_bfloat162 p0{prow[pl], prow[L.ldp + pl]}, p1{prow[8 * L.ldp + pl], prow[9 * L.ldp + pl]};
+                const unsigned pp0 = *reinterpret_cast<unsigned*>(&p0), pp1 = *reinterpret_cast<unsigned*>(&p1);
 #pragma unroll
                 for (int k16 = 0; k16 < kC16; ++k16) {
                     mma_16816<__nv_bfloat16>(S[pl][2 * k16], af, bf16x2_mul(bc[k16][0], pp0),
@@ -484,25 +511,37 @@ struct KronBlock {
         }
     }
 
-    // 6. out = N / stabilized(Z) from the warps' partials.
+    // 6. out = N / stabilized(Z) from the warps' partials: four threads per
+    // row, four columns each (float4 reads); Z comes from the row's fourth
+    // thread, whose last column is the ones column.
     __device__ void store_outputs(int64_t t0, int rows) const {
         const float* red = at<float>(L.red);
-        for (int idx = threadIdx.x; idx < rows * kSliceValues; idx += kThreads) {
-            const int t = idx / kSliceValues, w = idx - t * kSliceValues;
-            if (w >= ncols) continue;
-            float n = 0.f, z = 0.f;
+        const int t = threadIdx.x / 4, quarter = threadIdx.x % 4;
+        static_assert(kThreads == 4 * kTc && kSliceCols == 16, "four threads per row, four columns each");
+        float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-            for (int wp = 0; wp < kWarps; ++wp) {
-                n += red[(wp * kTc + t) * kRedLd + w];
-                z += red[(wp * kTc + t) * kRedLd + kSliceValues];
-            }
-            bool passes;
-            a.out.store(b, h, t0 + t, col0 + w, n / stabilized(a, z, &passes));
+        for (int wp = 0; wp < kWarps; ++wp) {
+            const float4 part = *reinterpret_cast<const float4*>(red + (wp * kTc + t) * kRedLd + quarter * 4);
+            sum.x += part.x;
+            sum.y += part.y;
+            sum.z += part.z;
+            sum.w += part.w;
+        }
+        const float z = __shfl_sync(0xffffffffu, sum.w, (lane & ~3) | 3);
+        if (t >= rows) return;
+        bool passes;
+        const float inv_den = 1.f / stabilized(a, z, &passes);
+        const float n[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int w = quarter * 4 + i;
+            if (w < ncols) a.out.store(b, h, t0 + t, col0 + w, n[i] * inv_den);
         }
     }
 };
 
-// Grid (B*H, ceil(Dv / 15)), kThreads threads, mma_layout(...).total bytes.
+// Grid (B*H, ceil(Dv / 15)), kThreads threads, mma_layout(...).total bytes;
+// async: q, k, v fit 16-byte cp.async copies (see the launcher).
 template <MapKind K, typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, 1) kron_forward_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
     extern __shared__ float4 smem_f4[];
@@ -529,7 +568,7 @@ __global__ void __launch_bounds__(kThreads, 1) kron_forward_mma_kernel(ScanArgs 
     blk.load_weights();
     const int64_t chunks = (a.T + kTc - 1) / kTc;
     // One sweep over the chunks; the next chunk's rows are staged (cp.async)
-    // while this one computes. keys_only: the bidirectional state sweep.
+    // while this one computes.
     auto sweep = [&](bool need_q, bool need_k, bool intra) {
         blk.stage_chunk(0, 0, need_q, need_k, async);
         for (int64_t ch = 0; ch < chunks; ++ch) {
