@@ -326,9 +326,13 @@ SLAY_API slay_status_t slay_attn_plan_get_param_segment(slay_attn_plan_t plan, i
 /* Fills params (rank 1, fp32, shape (param_count,), stride 1) with the
  * variant's random feature parameters, drawn with cuRAND's Philox4x32-10
  * generator: segment i comes from (seed, offset + i * 2^32). The same seed and
- * offset give the same parameters on every backend. Derived segments
- * (nystrom_w) are computed from the drawn ones. A no-op for param_count 0.
- * Parameters made elsewhere can be loaded by writing the tensor directly. */
+ * offset give the same parameters on every backend (to float rounding: the
+ * CUDA backend's Box-Muller normals may differ in the last bits). Derived
+ * segments (nystrom_w) are computed from the drawn ones. A no-op for
+ * param_count 0. Parameters made elsewhere can be loaded by writing the
+ * tensor directly. params and workspace live in the handle's memory space:
+ * host memory for CPU, device memory for CUDA (the call is enqueued on
+ * stream; the generator was made with the plan, so nothing is allocated). */
 SLAY_API slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed,
                                                  uint64_t offset, const slay_tensor_t* params,
                                                  void* workspace, size_t workspace_size,

@@ -43,10 +43,13 @@ public:
     Status check_stream(void*) const override { return Status(); }
 
     Status prepare(Plan* plan) const override {
-        if (is_exact_variant(plan->cfg.variant)) return Status();
         DeviceGuard guard;
         SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
-        return cuda::linear_prepare(info_, plan);
+        std::unique_ptr<cuda::CudaPlanResources> res(new cuda::CudaPlanResources);
+        if (!is_exact_variant(plan->cfg.variant)) SLAY_TRY(cuda::linear_prepare(info_, *plan, res.get()));
+        SLAY_TRY(cuda::sampling_prepare(*plan, res.get()));
+        plan->resources = std::move(res);
+        return Status();
     }
 
     Status workspace_size(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len,

@@ -15,14 +15,35 @@
 #pragma once
 
 #include <cuda_runtime_api.h>
+#include <curand.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "core/backend.hpp"
 
 namespace slay {
 namespace cuda {
+
+class SketchFft;
+
+// What one plan owns on the CUDA backend, made once at plan creation
+// (CudaBackend::prepare) so that fwd, bwd and features_sample never
+// allocate: the cuRAND generator of features_sample and the cuFFT plans of
+// slay_tensorsketch. A plan runs on one host thread at a time (slay.h), so
+// the generator's seed/offset/stream may be set per call.
+struct CudaPlanResources : PlanResources {
+    CudaPlanResources();
+    ~CudaPlanResources() override;
+    curandGenerator_t generator = nullptr;  // Philox4x32-10; null when the plan has no parameters
+    std::unique_ptr<SketchFft> sketch;      // null unless slay_tensorsketch
+};
+
+// The plan's resources (made by CudaBackend::prepare; never null there).
+inline const CudaPlanResources* plan_resources(const Plan& p) {
+    return static_cast<const CudaPlanResources*>(p.resources.get());
+}
 
 // What launchers need to know about the bound device.
 struct DeviceInfo {
@@ -38,9 +59,9 @@ Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& cal
 Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, void* workspace,
                       cudaStream_t stream);
 
-// Linearized family. linear_prepare makes the plan's resources (cuFFT plans
-// of the TensorSketch variant) once, at plan creation.
-Status linear_prepare(const DeviceInfo& dev, Plan* plan);
+// Linearized family. linear_prepare makes the cuFFT plans of the
+// TensorSketch variant, once, at plan creation.
+Status linear_prepare(const DeviceInfo& dev, const Plan& plan, CudaPlanResources* res);
 Status linear_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes);
 Status linear_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void* workspace,
                       cudaStream_t stream);
@@ -49,6 +70,8 @@ Status linear_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& c
 
 // Feature parameters from (seed, offset): the same values as the CPU backend
 // (cuRAND Philox4x32-10, segment i at offset + i * kSegmentStride).
+// sampling_prepare creates the plan's generator at plan creation.
+Status sampling_prepare(const Plan& plan, CudaPlanResources* res);
 Status sample_workspace_size(const Plan& plan, size_t* bytes);
 Status sample_features(const DeviceInfo& dev, const Plan& plan, uint64_t seed, uint64_t offset,
                        const TensorView& params, void* workspace, cudaStream_t stream);

@@ -30,10 +30,6 @@ namespace {
 constexpr int kSketchBlockTokens = 4096;
 constexpr int kMaxHeadDim = 256;  // the VJP keeps 8 columns per lane
 
-struct LinearResources : PlanResources {
-    SketchFft sketch;
-};
-
 MapKind map_kind(slay_attn_variant_t v) {
     switch (v) {
         case SLAY_ATTN_SLAY_ANCHOR: return MapKind::Anchor;
@@ -115,8 +111,8 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
             s.dpoly_q = w.take<float>(rows, P);
             s.dpoly_k = w.take<float>(rows, P);
         }
-        const auto* res = static_cast<const LinearResources*>(p.resources.get());
-        if (res) s.fft = res->sketch.carve(w);
+        const CudaPlanResources* res = plan_resources(p);
+        if (res && res->sketch) s.fft = res->sketch->carve(w);
     }
     return s;
 }
@@ -274,11 +270,11 @@ Status dispatch_scan(MapKind kind, ScanPass pass, const ScanArgs& a, const ScanL
 
 // TensorSketch: the poly features of q and k for the whole call.
 Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& s, cudaStream_t stream) {
-    const auto* res = static_cast<const LinearResources*>(p.resources.get());
-    if (!res) return error(SLAY_STATUS_INTERNAL_ERROR, "TensorSketch plan has no cuFFT resources");
+    const CudaPlanResources* res = plan_resources(p);
+    if (!res || !res->sketch) return error(SLAY_STATUS_INTERNAL_ERROR, "TensorSketch plan has no cuFFT resources");
     const int64_t tokens = c.batch * p.cfg.num_heads * c.seq_len;
-    SLAY_TRY(res->sketch.poly_features(sketch_args(p, c, c.q), tokens, s.poly_q, s.fft, stream));
-    return res->sketch.poly_features(sketch_args(p, c, c.k), tokens, s.poly_k, s.fft, stream);
+    SLAY_TRY(res->sketch->poly_features(sketch_args(p, c, c.q), tokens, s.poly_q, s.fft, stream));
+    return res->sketch->poly_features(sketch_args(p, c, c.k), tokens, s.poly_k, s.fft, stream);
 }
 
 // The tensor-core forward when the call fits it (anchor map, bf16/fp16
@@ -308,12 +304,16 @@ Status kron_forward_mma(const DeviceInfo& dev, MapKind kind, const KronMmaShape&
     }
 }
 
-Status linear_prepare(const DeviceInfo&, Plan* plan) {
-    if (!is_sketch(*plan)) return Status();
-    std::unique_ptr<LinearResources> res(new LinearResources);
-    SLAY_TRY(res->sketch.make(static_cast<int>(plan->cfg.poly_dim), kSketchBlockTokens));
-    plan->resources = std::move(res);
-    return Status();
+CudaPlanResources::CudaPlanResources() = default;
+
+CudaPlanResources::~CudaPlanResources() {
+    if (generator) curandDestroyGenerator(generator);  // nothing to report to from a destructor
+}
+
+Status linear_prepare(const DeviceInfo&, const Plan& plan, CudaPlanResources* res) {
+    if (!is_sketch(plan)) return Status();
+    res->sketch.reset(new SketchFft);
+    return res->sketch->make(static_cast<int>(plan.cfg.poly_dim), kSketchBlockTokens);
 }
 
 Status linear_workspace_size(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes) {
@@ -412,9 +412,9 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
         SLAY_CUDA(cudaGetLastError());
     }
     if (is_sketch(p) && rows > 0) {
-        const auto* res = static_cast<const LinearResources*>(p.resources.get());
-        SLAY_TRY(res->sketch.backward(sketch_args(p, c, c.q), rows, s.dpoly_q, s.dq_acc, s.fft, stream));
-        SLAY_TRY(res->sketch.backward(sketch_args(p, c, c.k), rows, s.dpoly_k, s.dk_acc, s.fft, stream));
+        const SketchFft& sketch = *plan_resources(p)->sketch;  // checked by sketch_features above
+        SLAY_TRY(sketch.backward(sketch_args(p, c, c.q), rows, s.dpoly_q, s.dq_acc, s.fft, stream));
+        SLAY_TRY(sketch.backward(sketch_args(p, c, c.k), rows, s.dpoly_k, s.dk_acc, s.fft, stream));
     }
     if (rows > 0) {
         const int64_t n = rows * D;

@@ -20,8 +20,9 @@
 // used are one code): raw draws (largest segment + 1 floats) and, for
 // slay_nystrom, K/eigenvalues (P, P) fp64, U^T (P, P) fp64 and scale (P,) fp64.
 //
-// Note: curandCreateGenerator / curandDestroyGenerator are cuRAND's own and
-// may allocate (and free) a little device memory for the generator.
+// The generator (which cuRAND may allocate device memory for) belongs to the
+// plan: sampling_prepare creates it at plan creation, each call only sets its
+// stream, seed and offsets.
 #include <curand.h>
 
 #include <memory>
@@ -95,16 +96,20 @@ Status sample_workspace_size(const Plan& p, size_t* bytes) {
     return Status();
 }
 
+Status sampling_prepare(const Plan& p, CudaPlanResources* res) {
+    if (p.param_count == 0) return Status();
+    SLAY_CURAND(curandCreateGenerator(&res->generator, CURAND_RNG_PSEUDO_PHILOX4_32_10));
+    return Status();
+}
+
 Status sample_features(const DeviceInfo& dev, const Plan& p, uint64_t seed, uint64_t offset,
                        const TensorView& params, void* workspace, cudaStream_t stream) {
     if (p.param_count == 0) return Status();
     ScratchCarver carver(workspace);
     const SampleLayout l = carve(p, carver);
-    curandGenerator_t gen = nullptr;
-    SLAY_CURAND(curandCreateGenerator(&gen, CURAND_RNG_PSEUDO_PHILOX4_32_10));
-    // The generator is released on every path out of this function; cuRAND
-    // orders its release after the work already enqueued with it.
-    std::unique_ptr<curandGenerator_st, curandStatus_t (*)(curandGenerator_t)> guard(gen, curandDestroyGenerator);
+    const CudaPlanResources* res = plan_resources(p);
+    if (!res || !res->generator) return error(SLAY_STATUS_INTERNAL_ERROR, "the plan has no cuRAND generator");
+    curandGenerator_t gen = res->generator;
     SLAY_CURAND(curandSetStream(gen, stream));
     SLAY_CURAND(curandSetPseudoRandomGeneratorSeed(gen, seed));
     float* out = static_cast<float*>(params.data);  // rank 1, stride 1 (validated)

@@ -10,7 +10,9 @@
 #   gpu_tables.txt the table lines of the GPU suites, extracted from testlog.txt
 #   sanitizer.log  compute-sanitizer memcheck of the *sanitizer* cases
 #   example.log    the C example
-#   bench.log      benchmarks (when built)
+#   bench.log      quick benchmark: compare_torch.py, slay_anchor (R=2 M=16 P=32)
+#                  vs torch SDPA at B=4 H=12 D=64 causal, T 4096 and 32768,
+#                  bf16 and fp32, forward and forward+backward (when torch is there)
 #   carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,10 +42,11 @@ grep -E '^=== |ERROR SUMMARY' "$OUT/sanitizer.log"
 
 [ -x build-gpu/examples/slay_example ] && build-gpu/examples/slay_example 1024 4 64 2>&1 | tee "$OUT/example.log"
 : > "$OUT/bench.log"
-for b in build-gpu/tests/bench/bench_*; do
-  [ -x "$b" ] && [ -f "$b" ] || continue
-  echo "=== $b" >> "$OUT/bench.log"
-  timeout 300 "$b" >> "$OUT/bench.log" 2>&1
-  echo "=== $b: rc=$?" >> "$OUT/bench.log"
-done
+if python3 -c 'import torch' 2>/dev/null; then
+  timeout 420 python3 tests/bench/compare_torch.py build-gpu/libslay.so --variants slay_anchor \
+    --B 4 --H 12 --D 64 --T 4096 32768 --dtypes bf16 fp32 --passes fwd fwdbwd --R 2 --M 16 --P 32 \
+    --causal --iters 5 --warmup 2 --slow-call-s 3 >> "$OUT/bench.log" 2>&1
+  echo "=== compare_torch rc=$?" >> "$OUT/bench.log"
+  tail -14 "$OUT/bench.log"
+fi
 exit $rc  # the test suite's status
