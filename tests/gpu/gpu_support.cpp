@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -376,6 +377,21 @@ float round_to(slay_dtype_t t, float x) {
 
 // -------------------------------------------------------------------- cases
 
+double tol_for(slay_dtype_t t) { return t == SLAY_DTYPE_FLOAT32 ? 1e-5 : 2e-2; }
+
+Case base_case(slay_attn_variant_t v, int64_t T, bool causal, slay_dtype_t dtype, int64_t head_dim) {
+    Case c;
+    c.variant = v;
+    c.batch = 2;
+    c.heads = 2;
+    c.seq_len = T;
+    c.head_dim = head_dim;
+    c.causal = causal;
+    c.dtype = dtype;
+    c.input_seed = static_cast<uint64_t>(T * 131 + v * 7 + (causal ? 1 : 0) + dtype * 3);
+    return c;
+}
+
 std::string Case::label() const {
     std::ostringstream s;
     s << slay_attn_variant_name(variant) << (causal ? " causal " : " bidir ") << dtype_label(dtype)
@@ -393,6 +409,7 @@ std::string Case::label() const {
     if (dfinal_state) s << " +dfinal";
     if (dinitial_state) s << " +dinit";
     if (position_offset) s << " pos=" << position_offset;
+    if (cluster_noise > 0) s << " clustered(noise=" << cluster_noise << ")";
     return s.str();
 }
 
@@ -475,8 +492,27 @@ Inputs make_inputs(const Case& c, int64_t F) {
         return x;
     };
     Inputs in;
-    in.q = draw(B * H * T * D, c.input_scale);
-    in.k = draw(B * H * T * D, c.input_scale);
+    if (c.cluster_noise > 0) {
+        // One centre mu per (b, h) head; q and k tokens scattered around it.
+        const std::vector<float> mu = draw(B * H * D, c.input_scale);
+        auto around = [&]() {
+            std::vector<float> x(static_cast<size_t>(B * H * T * D));
+            for (int64_t bh = 0; bh < B * H; ++bh)
+                for (int64_t t = 0; t < T; ++t)
+                    for (int64_t d = 0; d < D; ++d) {
+                        float& e = x[static_cast<size_t>((bh * T + t) * D + d)];
+                        do e = round_to(c.dtype, static_cast<float>(mu[static_cast<size_t>(bh * D + d)] +
+                                                                    c.cluster_noise * c.input_scale * normal(rng)));
+                        while (e == 0.0f);
+                    }
+            return x;
+        };
+        in.q = around();
+        in.k = around();
+    } else {
+        in.q = draw(B * H * T * D, c.input_scale);
+        in.k = draw(B * H * T * D, c.input_scale);
+    }
     in.v = draw(B * H * T * Dv, 1.0);
     in.dout = draw(B * H * T * Dv, 1.0);
     if (F > 0) {
@@ -488,6 +524,98 @@ Inputs make_inputs(const Case& c, int64_t F) {
             in.initial_state[static_cast<size_t>(i)] = z_column ? 0.5f : static_cast<float>(0.1 * normal(rng));
             in.dfinal_state[static_cast<size_t>(i)] = static_cast<float>(0.1 * normal(rng));
         }
+    }
+    return in;
+}
+
+namespace {
+
+// The named segment of a plan's parameter vector (offset and shape), or
+// offset -1 when the plan has none of that name.
+slay_param_segment_t find_segment(slay_attn_plan_t plan, const char* name) {
+    slay_param_segment_t seg;
+    std::memset(&seg, 0, sizeof seg);
+    seg.offset = -1;
+    int32_t n = 0;
+    if (slay_attn_plan_get_param_segment_count(plan, &n) != SLAY_STATUS_SUCCESS) return seg;
+    for (int32_t i = 0; i < n; ++i) {
+        slay_param_segment_t s;
+        std::memset(&s, 0, sizeof s);
+        s.struct_size = sizeof s;
+        if (slay_attn_plan_get_param_segment(plan, i, &s) == SLAY_STATUS_SUCCESS && std::strcmp(s.name, name) == 0)
+            return s;
+    }
+    return seg;
+}
+
+// Redraws (N(0, scale^2) per element, rounded to the dtype, never 0) every
+// token of x (B*H rows of T tokens of D) that lies within 1e-4 |w_m| |x| of
+// a relu kink w_m . x = 0 of its head's performer_w (H, D, M); returns how
+// many tokens were redrawn.
+int64_t avoid_relu_kinks(const Case& c, const std::vector<float>& params, const slay_param_segment_t& w_seg,
+                         std::mt19937_64& rng, std::vector<float>* x) {
+    const int64_t H = c.heads, T = c.seq_len, D = c.head_dim, M = w_seg.shape[2];
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const float* W = params.data() + w_seg.offset;
+    int64_t redrawn = 0;
+    auto near_kink = [&](const float* tok, int64_t h) {
+        double xx = 0;
+        for (int64_t d = 0; d < D; ++d) xx += double(tok[d]) * tok[d];
+        for (int64_t m = 0; m < M; ++m) {
+            double pre = 0, ww = 0;
+            for (int64_t d = 0; d < D; ++d) {
+                const double w = W[(h * D + d) * M + m];
+                pre += w * tok[d];
+                ww += w * w;
+            }
+            if (std::fabs(pre) < 1e-4 * std::sqrt(ww * xx)) return true;
+        }
+        return false;
+    };
+    for (int64_t bh = 0; bh < c.batch * H; ++bh)
+        for (int64_t t = 0; t < T; ++t) {
+            float* tok = x->data() + (bh * T + t) * D;
+            bool redraw = near_kink(tok, bh % H);
+            redrawn += redraw ? 1 : 0;
+            for (; redraw; redraw = near_kink(tok, bh % H))
+                for (int64_t d = 0; d < D; ++d) {
+                    do tok[d] = round_to(c.dtype, static_cast<float>(c.input_scale * normal(rng)));
+                    while (tok[d] == 0.0f);
+                }
+        }
+    return redrawn;
+}
+
+}  // namespace
+
+Inputs make_case_inputs(const Case& c, const Plans& plans) {
+    Inputs in;
+    if (c.cluster_noise > 0 && c.initial_state && plans.features > 0) {
+        // A random initial state would add phi(q_i).z0 of either sign to
+        // every Z_i of a signed map; the state of a clustered prefix of the
+        // same sequence (same mu) keeps Z_i positive.
+        const int64_t prefix = 16;
+        Case longer = c;
+        longer.seq_len = c.seq_len + prefix;
+        const Inputs all = make_inputs(longer, plans.features);
+        Case pre = c;
+        pre.seq_len = prefix;
+        pre.initial_state = false;
+        pre.final_state = true;
+        Outputs po;
+        const CallStatus s = run_forward(Side::Cpu, plans, pre, slice_time(all, longer, 0, prefix), &po);
+        if (!s.ok()) throw std::runtime_error("make_case_inputs: clustered prefix state: " + s.message);
+        in = slice_time(all, longer, prefix, longer.seq_len);
+        in.initial_state.assign(po.final_state.begin(), po.final_state.end());
+    } else {
+        in = make_inputs(c, plans.features);
+    }
+    if (c.variant == SLAY_ATTN_PERFORMER && plans.param_count > 0) {
+        const slay_param_segment_t w = find_segment(plans.cpu, "performer_w");
+        if (w.offset < 0 || w.rank != 3) throw std::runtime_error("performer plan without an (H, D, M) performer_w");
+        std::mt19937_64 rng(c.input_seed * 0x2545F4914F6CDD1Dull + 29);
+        avoid_relu_kinks(c, plans.params, w, rng, &in.q);
+        avoid_relu_kinks(c, plans.params, w, rng, &in.k);
     }
     return in;
 }
@@ -684,18 +812,8 @@ Errors compare(const Outputs& got, const Outputs& want) {
     return e;
 }
 
-namespace {
-
-Outcome compare_pass(const Case& c, bool backward) {
+Outcome compare_on(const Case& c, const Plans& plans, const Inputs& in, bool backward) {
     Outcome o;
-    Plans plans;
-    const Made m = make_plans(c, &plans);
-    if (!m.ok()) {
-        o.cpu.status = m.status;
-        o.cpu.message = m.message;
-        return o;
-    }
-    const Inputs in = make_inputs(c, plans.features);
     Outputs want, got;
     // The device runs first where it can, so an unsupported case costs no
     // fp64 oracle time.
@@ -719,10 +837,76 @@ Outcome compare_pass(const Case& c, bool backward) {
     return o;
 }
 
+namespace {
+
+// The outcome of a case whose plans could not be made (the CPU side's failure).
+Outcome failed_plans(const Made& m) {
+    Outcome o;
+    o.cpu.status = m.status;
+    o.cpu.message = m.message;
+    return o;
+}
+
+Outcome compare_pass(const Case& c, bool backward) {
+    Plans plans;
+    const Made m = make_plans(c, &plans);
+    return m.ok() ? compare_on(c, plans, make_case_inputs(c, plans), backward) : failed_plans(m);
+}
+
 }  // namespace
+
+Outcome compare_on(const Case& c, const Inputs& in, bool backward) {
+    Plans plans;
+    const Made m = make_plans(c, &plans);
+    return m.ok() ? compare_on(c, plans, in, backward) : failed_plans(m);
+}
 
 Outcome compare_forward(const Case& c) { return compare_pass(c, false); }
 Outcome compare_backward(const Case& c) { return compare_pass(c, true); }
+
+double cpu_sensitivity(const Case& c, bool backward) {
+    // The case's inputs, made exactly as compare_forward/compare_backward do.
+    Plans plans;
+    Made m = make_plans(c, &plans);
+    if (!m.ok()) throw std::runtime_error("cpu_sensitivity: " + m.message);
+    const Inputs in = make_case_inputs(c, plans);
+    // Run as fp32 (same parameters: they are drawn from the seeds alone).
+    Case f = c;
+    f.dtype = SLAY_DTYPE_FLOAT32;
+    Plans fplans;
+    if (f.dtype != c.dtype) {
+        m = make_plans(f, &fplans);
+        if (!m.ok()) throw std::runtime_error("cpu_sensitivity: " + m.message);
+    }
+    const Plans& p = f.dtype != c.dtype ? fplans : plans;
+    Case fc = f;
+    fc.final_state = false;
+    auto outputs = [&](const Inputs& x) {
+        Outputs o;
+        CallStatus s = run_forward(Side::Cpu, p, f, x, &o);
+        if (s.ok() && backward) {
+            Outputs fwd;
+            s = run_forward(Side::Cpu, p, fc, x, &fwd);
+            if (s.ok()) s = run_backward(Side::Cpu, p, f, x, fwd.out, &o);
+        }
+        if (!s.ok()) throw std::runtime_error("cpu_sensitivity: " + s.message);
+        if (backward) o.out.clear(), o.final_state.clear();
+        return o;
+    };
+    const Outputs base = outputs(in);
+    std::mt19937_64 rng(c.input_seed * 0xD1B54A32D192ED03ull + 7);
+    auto nudge = [&](std::vector<float>& x) {
+        for (float& e : x) e = std::nextafter(e, (rng() & 1) ? INFINITY : -INFINITY);
+    };
+    double floor = 0;
+    for (int draw = 0; draw < 2; ++draw) {
+        Inputs pin = in;
+        for (std::vector<float>* x : {&pin.q, &pin.k, &pin.v, &pin.dout, &pin.initial_state, &pin.dfinal_state})
+            nudge(*x);
+        floor = std::max(floor, compare(outputs(pin), base).max());
+    }
+    return floor;
+}
 
 std::string table_row(const Case& c, const char* pass, const Outcome& o, double tol) {
     char head[256];
@@ -742,8 +926,8 @@ std::string table_row(const Case& c, const char* pass, const Outcome& o, double 
     return row;
 }
 
-bool report(const Case& c, const char* pass, const Outcome& o, double tol) {
-    std::printf("%s\n", table_row(c, pass, o, tol).c_str());
+bool report(const Case& c, const char* pass, const Outcome& o, double tol, const std::string& note) {
+    std::printf("%s%s%s\n", table_row(c, pass, o, tol).c_str(), note.empty() ? "" : " | ", note.c_str());
     std::fflush(stdout);
     return o.pass(tol);
 }

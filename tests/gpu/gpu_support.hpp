@@ -16,7 +16,8 @@
 //      and uploaded unchanged to the device, so both sides use the same ones;
 //   3. fresh seeded random inputs (never zeros), rounded to the I/O dtype so
 //      both backends read the same values; optional initial state / dout /
-//      dfinal_state;
+//      dfinal_state; optionally q, k clustered (Case::cluster_noise); for
+//      performer no token near a relu kink (make_case_inputs);
 //   4. every output buffer poisoned with 0xFF bytes (a NaN in fp32, bf16 and
 //      fp16) before each call, so an unwritten element reads as NaN;
 //   5. each side's workspace sized by its own plan (get_workspace_size); the
@@ -142,11 +143,25 @@ struct Case {
     uint64_t input_seed = 1;      // q, k, v, dout, states
     uint64_t param_seed = 1234, param_offset = 0;
     double input_scale = 1.0;  // q, k ~ N(0, scale^2); v, dout ~ N(0, 1)
+    // > 0: q and k clustered around one random direction per (b, h) head,
+    // q_t, k_t = mu + cluster_noise * N(0, scale^2) with mu ~ N(0, scale^2),
+    // so every kernel value k(q_i, k_j) is near k(mu, mu) > 0 and the
+    // denominators Z_i grow like i (bidirectional: like T) for every feature
+    // map, signed ones included (make_inputs).
+    double cluster_noise = 0.0;
 
     int64_t dv() const { return value_dim ? value_dim : head_dim; }
     // "slay_anchor causal fp32 BTHD B=1 H=2 T=63 D=16 Dv=16"
     std::string label() const;
 };
+
+// The shared tolerance (relative L2, gradients too) of a well-conditioned
+// case: fp32 1e-5, bf16/fp16 2e-2.
+double tol_for(slay_dtype_t t);
+
+// The base case of the GPU suites: B = H = 2, T tokens, head dim D, the
+// given mode and dtype, an input seed made of all of them.
+Case base_case(slay_attn_variant_t v, int64_t T, bool causal, slay_dtype_t dtype, int64_t head_dim);
 
 // ------------------------------------------------------------------- plans
 
@@ -187,6 +202,17 @@ struct Inputs {
 // state has N(0, 0.1^2) entries with the z column (index Dv) set to 0.5, so
 // positive-feature denominators stay well away from zero.
 Inputs make_inputs(const Case& c, int64_t features);
+// The inputs the comparisons use: make_inputs (for a clustered case with
+// an initial state: the initial state is the CPU's final state of 16 more
+// clustered tokens before the sequence, so that phi(q).z0 > 0 as for real
+// tokens), then for performer every q
+// and k token redrawn while some pre-activation w_m . x of the plan's
+// performer_w lies within 1e-4 |w_m| |x| of zero. There relu' jumps, and
+// fp32 rounding of the dot product (~6e-8 |w_m| |x|) could land on the
+// other side of the kink than fp64, flipping a whole term of dq or dk: a
+// disagreement about which side of a discontinuity a rounded value falls
+// on, not an error of either backend. Other variants: make_inputs as is.
+Inputs make_case_inputs(const Case& c, const Plans& plans);
 // Tokens [t0, t1) of q, k, v, dout (states are copied unchanged).
 Inputs slice_time(const Inputs& in, const Case& c, int64_t t0, int64_t t1);
 
@@ -236,14 +262,34 @@ struct Outcome {
 // Errors of device outputs against CPU outputs (fields present in both).
 Errors compare(const Outputs& got, const Outputs& want);
 
-// Full comparisons: plans, params, inputs, both sides, errors.
+// One pass on both sides with given plans and inputs (the device first, so
+// an unsupported case costs no fp64 oracle time). The backward's `out` is
+// the CPU forward of the same inputs (with the initial state when there is
+// one), given to both sides.
+Outcome compare_on(const Case& c, const Plans& plans, const Inputs& in, bool backward);
+// The same with the case's own plans.
+Outcome compare_on(const Case& c, const Inputs& in, bool backward);
+// Full comparisons: plans, params, inputs (make_case_inputs), both sides, errors.
 Outcome compare_forward(const Case& c);
 Outcome compare_backward(const Case& c);
+
+// How much the CPU backend's own outputs of a case move when every input
+// element (q, k, v, dout, initial state, dfinal state) moves by one fp32
+// ulp (2^-24..2^-23 relative, random direction): the largest relative L2
+// change over the outputs of the pass and over two such draws. A device
+// computing in fp32 perturbs its operands by about that much, so this is
+// the error an exact fp32 implementation is expected to show on these
+// inputs; where denominators come near zero (signed feature maps) it far
+// exceeds the plain tolerance. The case's own inputs (make_case_inputs)
+// are used; bf16/fp16 cases run as fp32 (their inputs are exact there) so
+// that the one-ulp perturbations survive.
+double cpu_sensitivity(const Case& c, bool backward);
 
 // One table line for the lead to quote:
 // "| slay_anchor | fwd | causal | fp32 | BTHD | T=63 | ... | 1.2e-07 | PASS |"
 std::string table_row(const Case& c, const char* pass, const Outcome& o, double tol);
-// Prints table_row to stdout (flushed) and returns o.pass(tol).
-bool report(const Case& c, const char* pass, const Outcome& o, double tol);
+// Prints table_row (and the note, if any, after it) to stdout (flushed)
+// and returns o.pass(tol).
+bool report(const Case& c, const char* pass, const Outcome& o, double tol, const std::string& note = "");
 
 }  // namespace slay_gpu
