@@ -32,9 +32,11 @@
  *     at all times. Handles, descriptors and plans may be used from several
  *     threads, but one plan is executed (features_sample, fwd, bwd) by one
  *     host thread at a time. The last-error message is thread-local.
- *   - fwd, bwd and features_sample never allocate device memory, never
- *     synchronize and never use the legacy default stream: on CUDA, stream is
- *     a cudaStream_t and NULL means cudaStreamPerThread. On the CPU backend
+ *   - fwd and bwd never allocate device memory, never synchronize and never
+ *     use the legacy default stream: on CUDA, stream is a cudaStream_t and
+ *     NULL means cudaStreamPerThread. features_sample enqueues its work the
+ *     same way, but on CUDA it creates and destroys a cuRAND generator per
+ *     call, which may allocate a little device memory and synchronize. On the CPU backend
  *     stream must be NULL (else BACKEND_MISMATCH) and calls complete before
  *     they return.
  */
@@ -331,8 +333,8 @@ SLAY_API slay_status_t slay_attn_plan_get_param_segment(slay_attn_plan_t plan, i
  * segments (nystrom_w) are computed from the drawn ones. A no-op for
  * param_count 0. Parameters made elsewhere can be loaded by writing the
  * tensor directly. params and workspace live in the handle's memory space:
- * host memory for CPU, device memory for CUDA (the call is enqueued on
- * stream; the generator was made with the plan, so nothing is allocated). */
+ * host memory for CPU, device memory for CUDA (the work is enqueued on
+ * stream; see the note on allocation at the top). */
 SLAY_API slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed,
                                                  uint64_t offset, const slay_tensor_t* params,
                                                  void* workspace, size_t workspace_size,

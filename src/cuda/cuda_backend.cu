@@ -47,7 +47,6 @@ public:
         SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
         std::unique_ptr<cuda::CudaPlanResources> res(new cuda::CudaPlanResources);
         if (!is_exact_variant(plan->cfg.variant)) SLAY_TRY(cuda::linear_prepare(info_, *plan, res.get()));
-        SLAY_TRY(cuda::sampling_prepare(*plan, res.get()));
         plan->resources = std::move(res);
         return Status();
     }

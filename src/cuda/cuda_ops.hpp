@@ -15,7 +15,6 @@
 #pragma once
 
 #include <cuda_runtime_api.h>
-#include <curand.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -29,15 +28,12 @@ namespace cuda {
 class SketchFft;
 
 // What one plan owns on the CUDA backend, made once at plan creation
-// (CudaBackend::prepare) so that fwd, bwd and features_sample never
-// allocate: the cuRAND generator of features_sample and the cuFFT plans of
-// slay_tensorsketch. A plan runs on one host thread at a time (slay.h), so
-// the generator's seed/offset/stream may be set per call.
+// (CudaBackend::prepare) so that fwd and bwd never allocate: the cuFFT plans
+// of slay_tensorsketch.
 struct CudaPlanResources : PlanResources {
     CudaPlanResources();
     ~CudaPlanResources() override;
-    curandGenerator_t generator = nullptr;  // Philox4x32-10; null when the plan has no parameters
-    std::unique_ptr<SketchFft> sketch;      // null unless slay_tensorsketch
+    std::unique_ptr<SketchFft> sketch;  // null unless slay_tensorsketch
 };
 
 // The plan's resources (made by CudaBackend::prepare; never null there).
@@ -70,8 +66,7 @@ Status linear_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& c
 
 // Feature parameters from (seed, offset): the same values as the CPU backend
 // (cuRAND Philox4x32-10, segment i at offset + i * kSegmentStride).
-// sampling_prepare creates the plan's generator at plan creation.
-Status sampling_prepare(const Plan& plan, CudaPlanResources* res);
+// The cuRAND generator is made and released per call (see sampling_launch.cu).
 Status sample_workspace_size(const Plan& plan, size_t* bytes);
 Status sample_features(const DeviceInfo& dev, const Plan& plan, uint64_t seed, uint64_t offset,
                        const TensorView& params, void* workspace, cudaStream_t stream);

@@ -118,6 +118,12 @@ __device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
     __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
     return *reinterpret_cast<unsigned*>(&r);
 }
+// 2^x by the SFU (ex2.approx.ftz: relative error ~2^-22, far below bf16's).
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
     __nv_bfloat162 r{x, x};
     return *reinterpret_cast<unsigned*>(&r);
@@ -339,7 +345,7 @@ struct KronBlock {
 
     // 3. poly (64, Pp16) and pcat (64, RMp) in bf16 from Y, two adjacent
     // columns per thread (a fixed column pair, so its constants are loaded
-    // once). exps use ex2.approx (relative error ~2^-22, far below bf16's).
+    // once).
     __device__ void map_features(bool need_q, bool need_k) const {
         const FeatureParams& fp = a.fp;
         const RowWalk walk((L.Pp16 + L.RMp) / 2);
@@ -376,8 +382,8 @@ struct KronBlock {
                     v0 = u0 * u0 * poly_scale;  // (a_p . x^)^2 / sqrt(P)
                     v1 = u1 * u1 * poly_scale;
                 } else {  // sqrt(w_r) exp(clamp(sqrt(2 s_r) u - s_r)) / sqrt(M), in base 2
-                    v0 = weight[0] * exp2f(fminf(fmaxf(fmaf(scale[0], u0, -shift[0]), -bound), bound));
-                    v1 = weight[1] * exp2f(fminf(fmaxf(fmaf(scale[1], u1, -shift[1]), -bound), bound));
+                    v0 = weight[0] * fast_exp2(fminf(fmaxf(fmaf(scale[0], u0, -shift[0]), -bound), bound));
+                    v1 = weight[1] * fast_exp2(fminf(fmaxf(fmaf(scale[1], u1, -shift[1]), -bound), bound));
                 }
                 *reinterpret_cast<unsigned*>(out + t * ld) = pack2<__nv_bfloat16>(v0, v1);
             }
@@ -484,7 +490,7 @@ struct KronBlock {
     }
 
     // 5. S_p^T += vbar^T diag(poly_k[:, p]) Pcat_k over the chunk's key rows;
-    // the thread's B fragment rows are tokens k0 + 2l (+1) and k0 + 2l + 8 (+9).
+    // the thread's A fragment columns are tokens k0 + 2l (+1) and k0 + 2l + 8 (+9).
     __device__ void update_state(float (&S)[kPPW][kTiles8][4], int rows) const {
         const __nv_bfloat16* vb = at<__nv_bfloat16>(L.vbar);
         const __nv_bfloat16* pcatk = at<__nv_bfloat16>(L.pcatk);
@@ -498,14 +504,16 @@ struct KronBlock {
             const __nv_bfloat16* prow = polyk + (k0 + 2 * l) * L.ldp + warp * kPPW;
 #pragma unroll
             for (int pl = 0; pl < kPPW; ++pl) {
+                // A_p = vbar^T diag(poly_k[:, p]): the A fragment's columns are
+                // the thread's tokens, so one scaling serves every c tile.
                 __nv_bfloat162 p0{prow[pl], prow[L.ldp + pl]}, p1{prow[8 * L.ldp + pl], prow[9 * L.ldp + pl]};
                 const unsigned pp0 = *reinterpret_cast<unsigned*>(&p0), pp1 = *reinterpret_cast<unsigned*>(&p1);
+                const unsigned ap[4] = {bf16x2_mul(af[0], pp0), bf16x2_mul(af[1], pp0), bf16x2_mul(af[2], pp1),
+                                        bf16x2_mul(af[3], pp1)};
 #pragma unroll
                 for (int k16 = 0; k16 < kC16; ++k16) {
-                    mma_16816<__nv_bfloat16>(S[pl][2 * k16], af, bf16x2_mul(bc[k16][0], pp0),
-                                             bf16x2_mul(bc[k16][1], pp1));
-                    mma_16816<__nv_bfloat16>(S[pl][2 * k16 + 1], af, bf16x2_mul(bc[k16][2], pp0),
-                                             bf16x2_mul(bc[k16][3], pp1));
+                    mma_16816<__nv_bfloat16>(S[pl][2 * k16], ap, bc[k16][0], bc[k16][1]);
+                    mma_16816<__nv_bfloat16>(S[pl][2 * k16 + 1], ap, bc[k16][2], bc[k16][3]);
                 }
             }
         }

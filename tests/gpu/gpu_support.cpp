@@ -356,6 +356,10 @@ void sync_device() {
     if (g_env.stream) cuda_ok(cudaStreamSynchronize(device_stream()), "cudaStreamSynchronize");
 }
 
+void sync_whole_device() {
+    if (g_env.stream) cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
+
 // ------------------------------------------------------------------ dtypes
 
 size_t dtype_bytes(slay_dtype_t t) { return t == SLAY_DTYPE_FLOAT32 ? 4 : 2; }

@@ -104,6 +104,10 @@ private:
 
 // Blocks until the device stream is idle (no-op on the CPU side).
 void sync_device();
+// Blocks until all work on the device is done: calls made on the NULL
+// stream run on cudaStreamPerThread, which the harness's non-blocking stream
+// does not wait for (no-op on the CPU side).
+void sync_whole_device();
 
 // --------------------------------------------------------------- dtypes
 

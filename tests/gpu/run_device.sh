@@ -43,7 +43,7 @@ grep -E '^=== |ERROR SUMMARY' "$OUT/sanitizer.log"
 [ -x build-gpu/examples/slay_example ] && build-gpu/examples/slay_example 1024 4 64 2>&1 | tee "$OUT/example.log"
 : > "$OUT/bench.log"
 if python3 -c 'import torch' 2>/dev/null; then
-  timeout 420 python3 tests/bench/compare_torch.py build-gpu/libslay.so --variants slay_anchor \
+  timeout 240 python3 tests/bench/compare_torch.py build-gpu/libslay.so --variants slay_anchor \
     --B 4 --H 12 --D 64 --T 4096 32768 --dtypes bf16 fp32 --passes fwd fwdbwd --R 2 --M 16 --P 32 \
     --causal --iters 5 --warmup 2 --slow-call-s 3 >> "$OUT/bench.log" 2>&1
   echo "=== compare_torch rc=$?" >> "$OUT/bench.log"

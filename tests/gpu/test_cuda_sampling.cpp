@@ -95,10 +95,9 @@ slay_status_t device_sample(const Plans& plans, uint64_t seed, uint64_t offset, 
     t.strides[0] = 1;
     const slay_status_t s = slay_attn_features_sample(plans.device, seed, offset, &t, ws.get(), ws.size(), stream);
     if (s != SLAY_STATUS_SUCCESS) return s;
-    sync_device();
-    // The stream passed may be the per-thread default one: wait for the
-    // whole device before reading.
-    if (env().stream) sync_device();
+    // The stream passed may be the per-thread default one, which the
+    // harness's own stream does not wait for: wait for the whole device.
+    sync_whole_device();
     values->assign(static_cast<size_t>(plans.param_count), 0.0f);
     params.download(values->data(), values->size() * sizeof(float));
     return s;
@@ -190,6 +189,16 @@ TEST_CASE("sampling: CUDA parameters equal the CPU's for every variant with para
     check_variant(big);
 }
 
+// Where two parameter vectors first differ: " (segment NAME, element i: x vs y)".
+std::string first_difference(const Plans& plans, const std::vector<float>& x, const std::vector<float>& y) {
+    for (const slay_param_segment_t& s : segments(plans.cpu))
+        for (int64_t i = s.offset; i < s.offset + count_of(s); ++i)
+            if (std::memcmp(&x[i], &y[i], 4) != 0)
+                return std::string(" (segment ") + s.name + ", element " + std::to_string(i - s.offset) + ": " +
+                       std::to_string(x[i]) + " vs " + std::to_string(y[i]) + ")";
+    return std::string();
+}
+
 TEST_CASE("sampling: deterministic, offset- and seed-dependent, stream-independent") {
     for (slay_attn_variant_t v : kWithParams) {
         const Case c = sample_case(v, 2, 16, 2, 4, 8);
@@ -200,10 +209,12 @@ TEST_CASE("sampling: deterministic, offset- and seed-dependent, stream-independe
         std::vector<float> a, b, other_offset, other_seed, null_stream;
         REQUIRE(device_sample(plans, 7, 3, env().stream, &a) == SLAY_STATUS_SUCCESS);
         REQUIRE(device_sample(plans, 7, 3, env().stream, &b) == SLAY_STATUS_SUCCESS);
-        CHECK_MESSAGE(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, "same seed and offset, different bits");
+        CHECK_MESSAGE(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, "same seed and offset, different bits",
+                      first_difference(plans, a, b));
         // NULL is cudaStreamPerThread on CUDA (and the only stream on the CPU).
         REQUIRE(device_sample(plans, 7, 3, nullptr, &null_stream) == SLAY_STATUS_SUCCESS);
-        CHECK_MESSAGE(std::memcmp(a.data(), null_stream.data(), a.size() * 4) == 0, "NULL stream differs");
+        CHECK_MESSAGE(std::memcmp(a.data(), null_stream.data(), a.size() * 4) == 0, "NULL stream differs",
+                      first_difference(plans, a, null_stream));
         REQUIRE(device_sample(plans, 7, 4, env().stream, &other_offset) == SLAY_STATUS_SUCCESS);
         REQUIRE(device_sample(plans, 8, 3, env().stream, &other_seed) == SLAY_STATUS_SUCCESS);
         // Every drawn segment changes (signs/hashes of a short segment could
