@@ -390,30 +390,27 @@ struct KronBlock {
         }
     }
 
+    // acc (16 x 16 as two n8 tiles) += rows [16 mt, 16 mt + 16) of xq times
+    // rows [16 j, 16 j + 16) of xk, transposed, over kSteps k16 column steps.
+    template <int kSteps>
+    __device__ void gram_tile(const __nv_bfloat16* xq, const __nv_bfloat16* xk, int ld, int mt, int j,
+                              float acc[2][4]) const {
+#pragma unroll
+        for (int k16 = 0; k16 < kSteps; ++k16) {
+            unsigned af[4], bf[4];
+            ldmatrix_x4(af, a_tile_addr(xq, ld, mt * 16, k16 * 16, lane));
+            ldmatrix_x4(bf, b_nk_addr(xk, ld, j * 16, k16 * 16, lane));
+            mma_16816<__nv_bfloat16>(acc[0], af, bf[0], bf[1]);
+            mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
+        }
+    }
+
     // Intra-chunk scores of query m-tile mt against key k16 block j, as an
     // A fragment (masked to j <= i), times vbar rows of block j, into acc.
     __device__ void intra_tile(int mt, int j, float acc[2][4]) const {
-        const __nv_bfloat16* polyq = at<__nv_bfloat16>(L.polyq);
-        const __nv_bfloat16* polyk = at<__nv_bfloat16>(L.polyk);
-        const __nv_bfloat16* pcatq = at<__nv_bfloat16>(L.pcatq);
-        const __nv_bfloat16* pcatk = at<__nv_bfloat16>(L.pcatk);
         float sp[2][4] = {}, sc[2][4] = {};
-#pragma unroll
-        for (int k16 = 0; k16 < kPolyPairs; ++k16) {
-            unsigned af[4], bf[4];
-            ldmatrix_x4(af, a_tile_addr(polyq, L.ldp, mt * 16, k16 * 16, lane));
-            ldmatrix_x4(bf, b_nk_addr(polyk, L.ldp, j * 16, k16 * 16, lane));
-            mma_16816<__nv_bfloat16>(sp[0], af, bf[0], bf[1]);
-            mma_16816<__nv_bfloat16>(sp[1], af, bf[2], bf[3]);
-        }
-#pragma unroll
-        for (int k16 = 0; k16 < kC16; ++k16) {
-            unsigned af[4], bf[4];
-            ldmatrix_x4(af, a_tile_addr(pcatq, L.ldc, mt * 16, k16 * 16, lane));
-            ldmatrix_x4(bf, b_nk_addr(pcatk, L.ldc, j * 16, k16 * 16, lane));
-            mma_16816<__nv_bfloat16>(sc[0], af, bf[0], bf[1]);
-            mma_16816<__nv_bfloat16>(sc[1], af, bf[2], bf[3]);
-        }
+        gram_tile<kPolyPairs>(at<__nv_bfloat16>(L.polyq), at<__nv_bfloat16>(L.polyk), L.ldp, mt, j, sp);
+        gram_tile<kC16>(at<__nv_bfloat16>(L.pcatq), at<__nv_bfloat16>(L.pcatk), L.ldc, mt, j, sc);
         float s[2][4];
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt)
