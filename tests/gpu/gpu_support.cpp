@@ -151,16 +151,6 @@ slay_tensor_t view4(const Buffer& buf, slay_dtype_t dtype, int64_t B, int64_t H,
     return t;
 }
 
-slay_tensor_t view1(const Buffer& buf, int64_t n) {
-    slay_tensor_t t;
-    std::memset(&t, 0, sizeof t);
-    t.data = buf.get();
-    t.dtype = SLAY_DTYPE_FLOAT32;
-    t.rank = 1;
-    t.shape[0] = n;
-    t.strides[0] = 1;
-    return t;
-}
 
 // A logical (B, H, T, C) tensor on a side: values encoded in the dtype and
 // laid out per the layout (encode) or read back as fp64 (decode).
@@ -222,6 +212,18 @@ void* stream_for(Side side) { return side == Side::Device ? g_env.stream : nullp
 bool has_state(const Plans& p) { return p.features > 0; }
 
 }  // namespace
+
+// A rank-1 fp32 view of n elements of buf (feature parameters).
+slay_tensor_t view1(const Buffer& buf, int64_t n) {
+    slay_tensor_t t;
+    std::memset(&t, 0, sizeof t);
+    t.data = buf.get();
+    t.dtype = SLAY_DTYPE_FLOAT32;
+    t.rank = 1;
+    t.shape[0] = n;
+    t.strides[0] = 1;
+    return t;
+}
 
 // ------------------------------------------------------------- environment
 

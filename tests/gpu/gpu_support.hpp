@@ -176,6 +176,9 @@ struct Made {
     bool ok() const { return status == SLAY_STATUS_SUCCESS; }
 };
 
+// A rank-1 fp32 view of n elements of buf (feature parameters).
+slay_tensor_t view1(const Buffer& buf, int64_t n);
+
 // One plan per backend from the same descriptor, the feature parameters
 // drawn on the CPU plan (Case::param_seed/param_offset) and the same bytes
 // uploaded to a device buffer.

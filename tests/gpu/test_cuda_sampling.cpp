@@ -76,51 +76,39 @@ int64_t count_of(const slay_param_segment_t& s) {
     return n;
 }
 
-// Samples on the device side into poisoned params with a poisoned
-// workspace; returns the status and the downloaded values.
-slay_status_t device_sample(const Plans& plans, uint64_t seed, uint64_t offset, void* stream,
-                            std::vector<float>* values) {
-    Buffer params(Side::Device, static_cast<size_t>(plans.param_count) * sizeof(float));
+// features_sample of (seed, offset) on one side of the plans into a fresh
+// poisoned parameter buffer with a fresh poisoned workspace; returns the
+// status and the downloaded values.
+slay_status_t sample_on(Side side, const Plans& plans, uint64_t seed, uint64_t offset, void* stream,
+                        std::vector<float>* values) {
+    Buffer params(side, static_cast<size_t>(plans.param_count) * sizeof(float));
     params.poison();
     size_t ws_bytes = 0;
-    REQUIRE(slay_attn_plan_get_workspace_size(plans.device, SLAY_PASS_SAMPLE, 0, 0, &ws_bytes) == SLAY_STATUS_SUCCESS);
-    Buffer ws(Side::Device, ws_bytes);
+    REQUIRE(slay_attn_plan_get_workspace_size(plans.on(side), SLAY_PASS_SAMPLE, 0, 0, &ws_bytes) ==
+            SLAY_STATUS_SUCCESS);
+    Buffer ws(side, ws_bytes);
     ws.poison();
-    slay_tensor_t t;
-    std::memset(&t, 0, sizeof t);
-    t.data = params.get();
-    t.dtype = SLAY_DTYPE_FLOAT32;
-    t.rank = 1;
-    t.shape[0] = plans.param_count;
-    t.strides[0] = 1;
-    const slay_status_t s = slay_attn_features_sample(plans.device, seed, offset, &t, ws.get(), ws.size(), stream);
+    const slay_tensor_t t = view1(params, plans.param_count);
+    const slay_status_t s = slay_attn_features_sample(plans.on(side), seed, offset, &t, ws.get(), ws.size(), stream);
     if (s != SLAY_STATUS_SUCCESS) return s;
     // The stream passed may be the per-thread default one, which the
     // harness's own stream does not wait for: wait for the whole device.
-    sync_whole_device();
+    if (side == Side::Device) sync_whole_device();
     values->assign(static_cast<size_t>(plans.param_count), 0.0f);
     params.download(values->data(), values->size() * sizeof(float));
     return s;
 }
 
+slay_status_t device_sample(const Plans& plans, uint64_t seed, uint64_t offset, void* stream,
+                            std::vector<float>* values) {
+    return sample_on(Side::Device, plans, seed, offset, stream, values);
+}
+
 // CPU parameters of (seed, offset) through a second CPU draw of the plans'
 // CPU side (make_plans drew Case::param_seed/param_offset).
 std::vector<float> cpu_sample(const Plans& plans, uint64_t seed, uint64_t offset) {
-    Buffer params(Side::Cpu, static_cast<size_t>(plans.param_count) * sizeof(float));
-    size_t ws_bytes = 0;
-    REQUIRE(slay_attn_plan_get_workspace_size(plans.cpu, SLAY_PASS_SAMPLE, 0, 0, &ws_bytes) == SLAY_STATUS_SUCCESS);
-    Buffer ws(Side::Cpu, ws_bytes);
-    slay_tensor_t t;
-    std::memset(&t, 0, sizeof t);
-    t.data = params.get();
-    t.dtype = SLAY_DTYPE_FLOAT32;
-    t.rank = 1;
-    t.shape[0] = plans.param_count;
-    t.strides[0] = 1;
-    REQUIRE(slay_attn_features_sample(plans.cpu, seed, offset, &t, ws.get(), ws.size(), nullptr) ==
-            SLAY_STATUS_SUCCESS);
-    std::vector<float> v(static_cast<size_t>(plans.param_count));
-    params.download(v.data(), v.size() * sizeof(float));
+    std::vector<float> v;
+    REQUIRE(sample_on(Side::Cpu, plans, seed, offset, nullptr, &v) == SLAY_STATUS_SUCCESS);
     return v;
 }
 
