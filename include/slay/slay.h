@@ -215,8 +215,10 @@ typedef enum slay_attr {
     SLAY_ATTR_NUM_QUAD_NODES = 6,   /* R, 1..16 (Gauss-Laguerre nodes)            */
     SLAY_ATTR_NUM_FEATURES = 7,     /* M, 1..4096: random features per node       */
     SLAY_ATTR_POLY_DIM = 8,         /* P, 1..1024: polynomial feature dim         */
-    SLAY_ATTR_CHUNK_SIZE = 9,       /* 1..4096: chunk of the chunked GPU scan
-                                       (results agree to rounding for any value) */
+    SLAY_ATTR_CHUNK_SIZE = 9,       /* 1..4096: a hint, the largest chunk the
+                                       fp32 GPU scan may use (the tensor-core
+                                       forward always uses 64); results agree
+                                       to rounding for any value            */
     SLAY_ATTR_STABILIZER_MODE = 10, /* slay_stabilizer_mode_t                     */
     SLAY_ATTR_COSFORMER_LENGTH = 11,/* L, 0..2^40: cosformer weights cos(pi i/2L);
                                        0 means L = T of each call                 */
