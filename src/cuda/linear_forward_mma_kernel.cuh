@@ -575,6 +575,7 @@ __global__ void __launch_bounds__(kThreads, 1) kron_forward_mma_kernel(ScanArgs 
     // One sweep over the chunks; the next chunk's rows are staged (cp.async)
     // while this one computes.
     auto sweep = [&](bool need_q, bool need_k, bool intra) {
+        if (chunks == 0) return;  // T = 0: nothing to stage (the state passes through)
         blk.stage_chunk(0, 0, need_q, need_k, async);
         for (int64_t ch = 0; ch < chunks; ++ch) {
             const int64_t t0 = ch * kTc;
