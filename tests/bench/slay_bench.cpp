@@ -482,15 +482,21 @@ Config budget_config(const Context& ctx, const std::string& v, int64_t R, int64_
     return ctx.config(v, R, M, P);
 }
 
-// yat_spherical's output on the same inputs (on the CPU if the backend lacks it).
-bool reference_output(Context& ctx, const Shape& s, std::vector<float>* out, Record* row) {
+// yat_spherical's output on the same inputs (on the CPU if the backend lacks
+// it). Its row is recorded (role reference) and its status reported as the
+// progress step `label` whether or not it ran, so a failed reference still
+// shows; false then, as there is nothing to compare the variants against.
+bool reference_output(Context& ctx, const Shape& s, Progress& progress, const std::string& label,
+                      std::vector<float>* out) {
     RunOptions r = ctx.run_options();
     r.keep_output = true, r.warmup = 0, r.repeats = 1;
     std::string backend;
     Config c = ctx.config("yat_spherical", 0, 0, 0);
     Measurement m = ctx.run_or_fallback(c, s, r, &backend);
-    *row = measurement_row(c, s, ctx.o.backward, m, backend);
-    row->set("role", "reference");
+    Record row = measurement_row(c, s, ctx.o.backward, m, backend);
+    row.set("role", "reference");
+    ctx.rows.push_back(row);
+    progress.step(label + ": " + row.str("status"));
     if (m.status != "ok") return false;
     *out = std::move(m.output);
     return true;
@@ -517,12 +523,9 @@ void quality(Context& ctx) {
         for (int64_t D : o.D) {
             Shape s{o.B, o.H, T, D};
             std::vector<float> ref;
-            Record ref_row;
-            bool have = reference_output(ctx, s, &ref, &ref_row);
-            ctx.rows.push_back(ref_row);
-            progress.step("yat_spherical T=" + std::to_string(T) + " D=" + std::to_string(D) + ": " +
-                          ref_row.str("status"));
-            if (!have) continue;
+            if (!reference_output(ctx, s, progress, "yat_spherical T=" + std::to_string(T) + " D=" + std::to_string(D),
+                                  &ref))
+                continue;
             for (const auto& rmp : o.rmp)
                 for (const auto& v : o.variants) {
                     std::string triple = std::to_string(rmp[0]) + "x" + std::to_string(rmp[1]) + "x" +
@@ -589,11 +592,7 @@ void budget(Context& ctx) {
         for (int64_t D : o.D) {
             Shape s{o.B, o.H, T, D};
             std::vector<float> ref;
-            Record ref_row;
-            bool have = reference_output(ctx, s, &ref, &ref_row);
-            ctx.rows.push_back(ref_row);
-            progress.step("yat_spherical T=" + std::to_string(T) + ": " + ref_row.str("status"));
-            if (!have) continue;
+            if (!reference_output(ctx, s, progress, "yat_spherical T=" + std::to_string(T), &ref)) continue;
             for (const auto& p : points) {
                 quality_row(ctx, ctx.config(p.v, p.R, p.M, p.P), s, ref, "");
                 const Record& r = ctx.rows.back();

@@ -164,6 +164,33 @@ void* aligned16(std::vector<unsigned char>& ws) {
     return reinterpret_cast<void*>((p + 15) / 16 * 16);
 }
 
+// Args of either pass with struct_size, q, k, v, out and params set and every
+// other field zero (no states, position 0): each test adds what it exercises.
+template <typename Args>
+Args attn_args(const slay_tensor_t* q, const slay_tensor_t* k, const slay_tensor_t* v, const slay_tensor_t* out,
+               const slay_tensor_t* params) {
+    Args a;
+    std::memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.out = out;
+    a.params = params;
+    return a;
+}
+
+// One call of a pass over T tokens, in a fresh workspace handed over 16-byte
+// aligned (with 16 bytes of slack kept out of the size given).
+void run_fwd(const TestPlan& tp, const slay_attn_fwd_args_t& a, int64_t T) {
+    std::vector<unsigned char> ws = tp.workspace(SLAY_PASS_FORWARD, T);
+    REQUIRE_OK(slay_attn_fwd(tp.plan, &a, aligned16(ws), ws.size() - 16, nullptr));
+}
+void run_bwd(const TestPlan& tp, const slay_attn_bwd_args_t& a, int64_t T) {
+    std::vector<unsigned char> ws = tp.workspace(SLAY_PASS_BACKWARD, T);
+    REQUIRE_OK(slay_attn_bwd(tp.plan, &a, aligned16(ws), ws.size() - 16, nullptr));
+}
+
 Buffer sampled_params(const TestPlan& tp) {
     int64_t count = 0;
     REQUIRE_OK(slay_attn_plan_get_param_count(tp.plan, &count));
@@ -211,28 +238,13 @@ void check_variant(slay_attn_variant_t variant, bool causal, slay_dtype_t dtype)
     slay_tensor_t tdsout = view4(dstate_out, kB, kH, F, kDv + 1, false), tdsin = view4(dstate_in, kB, kH, F, kDv + 1, false);
     slay_tensor_t tparams = view1(params);
 
-    slay_attn_fwd_args_t fa;
-    std::memset(&fa, 0, sizeof fa);
-    fa.struct_size = sizeof fa;
-    fa.q = &tq;
-    fa.k = &tk;
-    fa.v = &tv;
-    fa.params = params.size() ? &tparams : nullptr;
-    fa.out = &tout;
+    auto fa = attn_args<slay_attn_fwd_args_t>(&tq, &tk, &tv, &tout, params.size() ? &tparams : nullptr);
     fa.initial_state = linearized ? &tsin : nullptr;
     fa.final_state = linearized ? &tsout : nullptr;
     fa.position_offset = position_offset;
-    std::vector<unsigned char> fws = tp.workspace(SLAY_PASS_FORWARD, kT);
-    REQUIRE_OK(slay_attn_fwd(tp.plan, &fa, aligned16(fws), fws.size() - 16, nullptr));
+    run_fwd(tp, fa, kT);
 
-    slay_attn_bwd_args_t ba;
-    std::memset(&ba, 0, sizeof ba);
-    ba.struct_size = sizeof ba;
-    ba.q = &tq;
-    ba.k = &tk;
-    ba.v = &tv;
-    ba.params = fa.params;
-    ba.out = &tout;
+    auto ba = attn_args<slay_attn_bwd_args_t>(&tq, &tk, &tv, &tout, fa.params);
     ba.dout = &tdout;
     ba.dq = &tdq;
     ba.dk = &tdk;
@@ -241,8 +253,7 @@ void check_variant(slay_attn_variant_t variant, bool causal, slay_dtype_t dtype)
     ba.dfinal_state = linearized ? &tdsout : nullptr;
     ba.dinitial_state = linearized ? &tdsin : nullptr;
     ba.position_offset = position_offset;
-    std::vector<unsigned char> bws = tp.workspace(SLAY_PASS_BACKWARD, kT);
-    REQUIRE_OK(slay_attn_bwd(tp.plan, &ba, aligned16(bws), bws.size() - 16, nullptr));
+    run_bwd(tp, ba, kT);
 
     // The oracle, head by head, on the very same (rounded) inputs.
     const std::vector<double> p64 = params.values();
@@ -317,18 +328,10 @@ TEST_CASE("decoding token by token with the state updated in place equals one ca
         steps.poison();
         std::memset(state.data(), 0, state.bytes.size());
 
-        slay_attn_fwd_args_t a;
-        std::memset(&a, 0, sizeof a);
-        a.struct_size = sizeof a;
-        a.params = params.size() ? &tparams : nullptr;
         slay_tensor_t tq = view4(q, kB, kH, kT, kD, false), tk = view4(k, kB, kH, kT, kD, false);
         slay_tensor_t tv = view4(v, kB, kH, kT, kDv, false), tw = view4(whole, kB, kH, kT, kDv, false);
-        a.q = &tq;
-        a.k = &tk;
-        a.v = &tv;
-        a.out = &tw;
-        std::vector<unsigned char> ws = tp.workspace(SLAY_PASS_FORWARD, kT);
-        REQUIRE_OK(slay_attn_fwd(tp.plan, &a, aligned16(ws), ws.size() - 16, nullptr));
+        auto a = attn_args<slay_attn_fwd_args_t>(&tq, &tk, &tv, &tw, params.size() ? &tparams : nullptr);
+        run_fwd(tp, a, kT);
 
         // Token t as a T = 1 view into the same buffers; state read and
         // written in place (final_state aliases initial_state).
@@ -346,8 +349,7 @@ TEST_CASE("decoding token by token with the state updated in place equals one ca
             a.initial_state = &ts;
             a.final_state = &ts;
             a.position_offset = variant == SLAY_ATTN_COSFORMER ? t : 0;
-            std::vector<unsigned char> ws1 = tp.workspace(SLAY_PASS_FORWARD, 1);
-            REQUIRE_OK(slay_attn_fwd(tp.plan, &a, aligned16(ws1), ws1.size() - 16, nullptr));
+            run_fwd(tp, a, 1);
         }
         CHECK(rel_l2(steps.values(), whole.values()) <= 1e-6);
     }
@@ -365,17 +367,9 @@ TEST_CASE("T = 0 is an empty call: nothing to compute, final state = initial sta
     slay_tensor_t tq = view4(empty, kB, kH, 0, kD, false), tv = view4(empty, kB, kH, 0, kDv, false);
     slay_tensor_t tsin = view4(state_in, kB, kH, tp.features, kDv + 1, false);
     slay_tensor_t tsout = view4(state_out, kB, kH, tp.features, kDv + 1, false);
-    slay_attn_fwd_args_t a;
-    std::memset(&a, 0, sizeof a);
-    a.struct_size = sizeof a;
-    a.q = &tq;
-    a.k = &tq;
-    a.v = &tv;
-    a.out = &tv;
-    a.params = &tparams;
+    auto a = attn_args<slay_attn_fwd_args_t>(&tq, &tq, &tv, &tv, &tparams);
     a.initial_state = &tsin;
     a.final_state = &tsout;
-    std::vector<unsigned char> ws = tp.workspace(SLAY_PASS_FORWARD, 0);
-    REQUIRE_OK(slay_attn_fwd(tp.plan, &a, aligned16(ws), ws.size() - 16, nullptr));
+    run_fwd(tp, a, 0);
     CHECK(state_out.values() == state_in.values());
 }

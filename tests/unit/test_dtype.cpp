@@ -31,6 +31,23 @@ struct BitsCase {
     uint16_t bits;
 };
 
+// A 16-bit format's exact round trips: each listed value converts to its bits
+// and back, and every one of the 65536 bit patterns but NaNs survives
+// bits -> float -> bits unchanged.
+template <size_t N, typename ToBits, typename ToFloat, typename IsNan>
+void check_round_trips(const BitsCase (&cases)[N], ToBits to_bits, ToFloat to_float, IsNan is_nan) {
+    for (const BitsCase& c : cases) {
+        CAPTURE(c.value);
+        CHECK(to_bits(c.value) == c.bits);
+        CHECK(to_float(c.bits) == c.value);
+    }
+    for (uint32_t b = 0; b < 0x10000; ++b) {
+        const uint16_t bits = static_cast<uint16_t>(b);
+        if (is_nan(bits)) continue;
+        REQUIRE(to_bits(to_float(bits)) == bits);
+    }
+}
+
 }  // namespace
 
 TEST_SUITE("dtype") {
@@ -40,16 +57,7 @@ TEST_CASE("bf16: exactly representable values round trip bit for bit") {
                               {0.5f, 0x3f00}, {3.0f, 0x4040}, {1.0f / 128, 0x3c00},
                               {std::numeric_limits<float>::infinity(), 0x7f80},
                               {-std::numeric_limits<float>::infinity(), 0xff80}};
-    for (const BitsCase& c : cases) {
-        CAPTURE(c.value);
-        CHECK(float_to_bf16_bits(c.value) == c.bits);
-        CHECK(bf16_bits_to_float(c.bits) == c.value);
-    }
-    for (uint32_t b = 0; b < 0x10000; ++b) {  // every non-NaN bf16 value round trips
-        const uint16_t bits = static_cast<uint16_t>(b);
-        if (is_bf16_nan(bits)) continue;
-        REQUIRE(float_to_bf16_bits(bf16_bits_to_float(bits)) == bits);
-    }
+    check_round_trips(cases, float_to_bf16_bits, bf16_bits_to_float, is_bf16_nan);
 }
 
 TEST_CASE("bf16: ties round to even, other values to nearest") {
@@ -84,16 +92,7 @@ TEST_CASE("fp16: exactly representable values round trip bit for bit") {
                               {std::ldexp(1.0f, -24), 0x0001},  // smallest subnormal
                               {std::ldexp(1023.0f, -24), 0x03ff},  // largest subnormal
                               {std::numeric_limits<float>::infinity(), 0x7c00}};
-    for (const BitsCase& c : cases) {
-        CAPTURE(c.value);
-        CHECK(float_to_fp16_bits(c.value) == c.bits);
-        CHECK(fp16_bits_to_float(c.bits) == c.value);
-    }
-    for (uint32_t b = 0; b < 0x10000; ++b) {  // every non-NaN fp16 value round trips
-        const uint16_t bits = static_cast<uint16_t>(b);
-        if (is_fp16_nan(bits)) continue;
-        REQUIRE(float_to_fp16_bits(fp16_bits_to_float(bits)) == bits);
-    }
+    check_round_trips(cases, float_to_fp16_bits, fp16_bits_to_float, is_fp16_nan);
 }
 
 TEST_CASE("fp16: ties round to even, in the normal and the subnormal range") {
