@@ -170,29 +170,27 @@ struct Tensor4 {
     template <typename Real>
     void encode(const std::vector<Real>& logical) {
         std::vector<unsigned char> bytes(buf.size());
-        int64_t st[4];
-        strides_of(layout, H, T, C, st);
-        int64_t i = 0;
-        for (int64_t b = 0; b < B; ++b)
-            for (int64_t h = 0; h < H; ++h)
-                for (int64_t t = 0; t < T; ++t)
-                    for (int64_t c = 0; c < C; ++c, ++i)
-                        store(bytes.data(), dtype, b * st[0] + h * st[1] + t * st[2] + c,
-                              static_cast<float>(logical[static_cast<size_t>(i)]));
+        for_each_element([&](size_t i, int64_t at) { store(bytes.data(), dtype, at, static_cast<float>(logical[i])); });
         buf.upload(bytes.data(), bytes.size());
     }
     std::vector<double> decode() const {
         const std::vector<unsigned char> bytes = buf.bytes();
         std::vector<double> logical(static_cast<size_t>(numel()));
+        for_each_element([&](size_t i, int64_t at) { logical[i] = load(bytes.data(), dtype, at); });
+        return logical;
+    }
+
+    // Calls f(i, at) for every element in row-major logical order: i its
+    // logical index, at its element offset in memory under the layout.
+    template <typename F>
+    void for_each_element(const F& f) const {
         int64_t st[4];
         strides_of(layout, H, T, C, st);
-        int64_t i = 0;
+        size_t i = 0;
         for (int64_t b = 0; b < B; ++b)
             for (int64_t h = 0; h < H; ++h)
                 for (int64_t t = 0; t < T; ++t)
-                    for (int64_t c = 0; c < C; ++c, ++i)
-                        logical[static_cast<size_t>(i)] = load(bytes.data(), dtype, b * st[0] + h * st[1] + t * st[2] + c);
-        return logical;
+                    for (int64_t c = 0; c < C; ++c, ++i) f(i, b * st[0] + h * st[1] + t * st[2] + c);
     }
 };
 
@@ -315,27 +313,34 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     return *this;
 }
 
-void Buffer::upload(const void* host, size_t bytes) {
-    if (bytes > bytes_) throw std::runtime_error("Buffer::upload larger than the buffer");
+namespace {
+
+// A copy of `bytes` between host memory and a buffer of `capacity` bytes:
+// a memcpy for a CPU buffer, else a copy on the harness stream, which orders
+// it after the library's kernels on that stream, waited for so the host side
+// may be used (or freed) at once.
+void buffer_copy(void* dst, const void* src, size_t bytes, size_t capacity, bool device, cudaMemcpyKind kind,
+                 const char* too_large, const char* what) {
+    if (bytes > capacity) throw std::runtime_error(too_large);
     if (bytes == 0) return;
-    if (!device_) {
-        std::memcpy(ptr_, host, bytes);
+    if (!device) {
+        std::memcpy(dst, src, bytes);
         return;
     }
-    cuda_ok(cudaMemcpyAsync(ptr_, host, bytes, cudaMemcpyHostToDevice, device_stream()), "cudaMemcpyAsync(H2D)");
+    cuda_ok(cudaMemcpyAsync(dst, src, bytes, kind, device_stream()), what);
     cuda_ok(cudaStreamSynchronize(device_stream()), "cudaStreamSynchronize");
 }
 
+}  // namespace
+
+void Buffer::upload(const void* host, size_t bytes) {
+    buffer_copy(ptr_, host, bytes, bytes_, device_, cudaMemcpyHostToDevice, "Buffer::upload larger than the buffer",
+                "cudaMemcpyAsync(H2D)");
+}
+
 void Buffer::download(void* host, size_t bytes) const {
-    if (bytes > bytes_) throw std::runtime_error("Buffer::download larger than the buffer");
-    if (bytes == 0) return;
-    if (!device_) {
-        std::memcpy(host, ptr_, bytes);
-        return;
-    }
-    // The stream orders the copy after the library's kernels on it.
-    cuda_ok(cudaMemcpyAsync(host, ptr_, bytes, cudaMemcpyDeviceToHost, device_stream()), "cudaMemcpyAsync(D2H)");
-    cuda_ok(cudaStreamSynchronize(device_stream()), "cudaStreamSynchronize");
+    buffer_copy(host, ptr_, bytes, bytes_, device_, cudaMemcpyDeviceToHost, "Buffer::download larger than the buffer",
+                "cudaMemcpyAsync(D2H)");
 }
 
 std::vector<unsigned char> Buffer::bytes() const {
@@ -664,98 +669,120 @@ struct StateTensor {
     }
 };
 
-}  // namespace
+// What a forward and a backward call of a case both pass: q, k, v encoded
+// from the inputs, the initial state (uploaded when the case passes one and
+// the plan has a state), the parameter view, and the workspace that each
+// pass sizes with make_workspace. args() points into the members, so an
+// instance is used where it was made (never copied or moved).
+struct CallCommon {
+    Tensor4 q, k, v;
+    bool init;
+    StateTensor s_in;
+    slay_tensor_t params;
+    Buffer ws;
 
-CallStatus run_forward(Side side, const Plans& plans, const Case& c, const Inputs& in, Outputs* res) {
-    CallStatus st;
-    try {
-        const int64_t B = c.batch, H = c.heads, T = c.seq_len, D = c.head_dim, Dv = c.dv(), F = plans.features;
-        Tensor4 q(side, c.dtype, B, H, T, D, c.layout), k(side, c.dtype, B, H, T, D, c.layout),
-            v(side, c.dtype, B, H, T, Dv, c.layout), out(side, c.dtype, B, H, T, Dv, c.layout);
+    CallCommon(Side side, const Plans& plans, const Case& c, const Inputs& in)
+        : q(side, c.dtype, c.batch, c.heads, c.seq_len, c.head_dim, c.layout),
+          k(side, c.dtype, c.batch, c.heads, c.seq_len, c.head_dim, c.layout),
+          v(side, c.dtype, c.batch, c.heads, c.seq_len, c.dv(), c.layout),
+          init(c.initial_state && has_state(plans)),
+          s_in(side, c.batch, c.heads, init ? plans.features : 0, c.dv()),
+          params(view1(plans.params_on(side), plans.param_count)) {
         q.encode(in.q);
         k.encode(in.k);
         v.encode(in.v);
-        out.buf.poison();
-        const bool init = c.initial_state && has_state(plans), fin = c.final_state && has_state(plans);
-        StateTensor s_in(side, B, H, init ? F : 0, Dv), s_out(side, B, H, fin ? F : 0, Dv);
         if (init) s_in.buf.upload(in.initial_state.data(), s_in.buf.size());
-        s_out.buf.poison();
-        const slay_tensor_t params = view1(plans.params_on(side), plans.param_count);
-        Buffer ws;
-        st = make_workspace(side, plans, SLAY_PASS_FORWARD, B, T, &ws);
-        if (!st.ok()) return st;
+    }
 
-        slay_attn_fwd_args_t a;
+    // The fields the fwd and bwd args structs share (every other field zero).
+    template <typename Args>
+    Args args(const Plans& plans, const Case& c) const {
+        Args a;
         std::memset(&a, 0, sizeof a);
         a.struct_size = sizeof a;
-        a.q = &q.view, a.k = &k.view, a.v = &v.view, a.out = &out.view;
+        a.q = &q.view, a.k = &k.view, a.v = &v.view;
         a.params = plans.param_count ? &params : nullptr;
         a.initial_state = init ? &s_in.view : nullptr;
-        a.final_state = fin ? &s_out.view : nullptr;
         a.position_offset = c.position_offset;
-        st = status_of(slay_attn_fwd(plans.on(side), &a, ws.get(), ws.size(), stream_for(side)), "slay_attn_fwd");
+        return a;
+    }
+};
+
+// Runs a call's body with the harness's own failures (an allocation or copy
+// that throws) turned into an INTERNAL_ERROR status that names them, so the
+// case fails with that message instead of the exception ending the binary.
+template <typename Body>
+CallStatus harness_guarded(const Body& body) {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        CallStatus st;
+        st.status = SLAY_STATUS_INTERNAL_ERROR;
+        st.message = std::string("harness: ") + e.what();
+        return st;
+    }
+}
+
+}  // namespace
+
+CallStatus run_forward(Side side, const Plans& plans, const Case& c, const Inputs& in, Outputs* res) {
+    return harness_guarded([&] {
+        const int64_t B = c.batch, H = c.heads, T = c.seq_len, Dv = c.dv(), F = plans.features;
+        CallCommon cc(side, plans, c, in);
+        Tensor4 out(side, c.dtype, B, H, T, Dv, c.layout);
+        out.buf.poison();
+        const bool fin = c.final_state && has_state(plans);
+        StateTensor s_out(side, B, H, fin ? F : 0, Dv);
+        s_out.buf.poison();
+        CallStatus st = make_workspace(side, plans, SLAY_PASS_FORWARD, B, T, &cc.ws);
+        if (!st.ok()) return st;
+
+        slay_attn_fwd_args_t a = cc.args<slay_attn_fwd_args_t>(plans, c);
+        a.out = &out.view;
+        a.final_state = fin ? &s_out.view : nullptr;
+        st = status_of(slay_attn_fwd(plans.on(side), &a, cc.ws.get(), cc.ws.size(), stream_for(side)), "slay_attn_fwd");
         if (!st.ok()) return st;
         if (side == Side::Device) sync_device();
         res->out = out.decode();
         if (fin) res->final_state = decode_state(s_out.buf);
-    } catch (const std::exception& e) {
-        st.status = SLAY_STATUS_INTERNAL_ERROR;
-        st.message = std::string("harness: ") + e.what();
-    }
-    return st;
+        return st;
+    });
 }
 
 CallStatus run_backward(Side side, const Plans& plans, const Case& c, const Inputs& in,
                         const std::vector<double>& fwd_out, Outputs* res) {
-    CallStatus st;
-    try {
+    return harness_guarded([&] {
         const int64_t B = c.batch, H = c.heads, T = c.seq_len, D = c.head_dim, Dv = c.dv(), F = plans.features;
-        Tensor4 q(side, c.dtype, B, H, T, D, c.layout), k(side, c.dtype, B, H, T, D, c.layout),
-            v(side, c.dtype, B, H, T, Dv, c.layout), out(side, c.dtype, B, H, T, Dv, c.layout),
-            dout(side, c.dtype, B, H, T, Dv, c.layout), dq(side, c.dtype, B, H, T, D, c.layout),
-            dk(side, c.dtype, B, H, T, D, c.layout), dv(side, c.dtype, B, H, T, Dv, c.layout);
-        q.encode(in.q);
-        k.encode(in.k);
-        v.encode(in.v);
+        CallCommon cc(side, plans, c, in);
+        Tensor4 out(side, c.dtype, B, H, T, Dv, c.layout), dout(side, c.dtype, B, H, T, Dv, c.layout),
+            dq(side, c.dtype, B, H, T, D, c.layout), dk(side, c.dtype, B, H, T, D, c.layout),
+            dv(side, c.dtype, B, H, T, Dv, c.layout);
         out.encode(fwd_out);
         dout.encode(in.dout);
         dq.buf.poison();
         dk.buf.poison();
         dv.buf.poison();
-        const bool init = c.initial_state && has_state(plans), dfin = c.dfinal_state && has_state(plans),
-                   dinit = c.dinitial_state && has_state(plans);
-        StateTensor s_in(side, B, H, init ? F : 0, Dv), ds_out(side, B, H, dfin ? F : 0, Dv),
-            ds_in(side, B, H, dinit ? F : 0, Dv);
-        if (init) s_in.buf.upload(in.initial_state.data(), s_in.buf.size());
+        const bool dfin = c.dfinal_state && has_state(plans), dinit = c.dinitial_state && has_state(plans);
+        StateTensor ds_out(side, B, H, dfin ? F : 0, Dv), ds_in(side, B, H, dinit ? F : 0, Dv);
         if (dfin) ds_out.buf.upload(in.dfinal_state.data(), ds_out.buf.size());
         ds_in.buf.poison();
-        const slay_tensor_t params = view1(plans.params_on(side), plans.param_count);
-        Buffer ws;
-        st = make_workspace(side, plans, SLAY_PASS_BACKWARD, B, T, &ws);
+        CallStatus st = make_workspace(side, plans, SLAY_PASS_BACKWARD, B, T, &cc.ws);
         if (!st.ok()) return st;
 
-        slay_attn_bwd_args_t a;
-        std::memset(&a, 0, sizeof a);
-        a.struct_size = sizeof a;
-        a.q = &q.view, a.k = &k.view, a.v = &v.view, a.out = &out.view, a.dout = &dout.view;
+        slay_attn_bwd_args_t a = cc.args<slay_attn_bwd_args_t>(plans, c);
+        a.out = &out.view, a.dout = &dout.view;
         a.dq = &dq.view, a.dk = &dk.view, a.dv = &dv.view;
-        a.params = plans.param_count ? &params : nullptr;
-        a.initial_state = init ? &s_in.view : nullptr;
         a.dfinal_state = dfin ? &ds_out.view : nullptr;
         a.dinitial_state = dinit ? &ds_in.view : nullptr;
-        a.position_offset = c.position_offset;
-        st = status_of(slay_attn_bwd(plans.on(side), &a, ws.get(), ws.size(), stream_for(side)), "slay_attn_bwd");
+        st = status_of(slay_attn_bwd(plans.on(side), &a, cc.ws.get(), cc.ws.size(), stream_for(side)), "slay_attn_bwd");
         if (!st.ok()) return st;
         if (side == Side::Device) sync_device();
         res->dq = dq.decode();
         res->dk = dk.decode();
         res->dv = dv.decode();
         if (dinit) res->dinitial_state = decode_state(ds_in.buf);
-    } catch (const std::exception& e) {
-        st.status = SLAY_STATUS_INTERNAL_ERROR;
-        st.message = std::string("harness: ") + e.what();
-    }
-    return st;
+        return st;
+    });
 }
 
 // ------------------------------------------------------------- comparisons
