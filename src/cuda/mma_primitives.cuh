@@ -43,22 +43,18 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned r[4], const void* p) 
 // c += a b for one m16n8k16 tile (a row-major 16x16, b column-major 16x8).
 template <typename Elem>
 __device__ __forceinline__ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1);
-template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma_16816<__half>(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+// One specialization per operand type; only the PTX type name differs.
+#define SLAY_MMA_16816(ELEM, PTX_TYPE)                                                                        \
+    template <>                                                                                              \
+    __device__ __forceinline__ void mma_16816<ELEM>(float c[4], const unsigned a[4], unsigned b0, unsigned b1) { \
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE                         \
+                     ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                         \
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                          \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                         \
+    }
+SLAY_MMA_16816(__nv_bfloat16, "bf16")
+SLAY_MMA_16816(__half, "f16")
+#undef SLAY_MMA_16816
 
 // Two floats as one register of the input type (lo in the low half).
 template <typename Elem>
