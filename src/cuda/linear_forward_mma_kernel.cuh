@@ -60,7 +60,7 @@ constexpr int kRedLd = kSliceCols + 4;  // fp32 partial rows: float2 stores spre
 
 // Shared-memory layout in bytes (host and device agree).
 struct MmaLayout {
-    int D, Dv, P, RM, Pp16, RMp, poly_rows, pcat_row0, NW;
+    int D, Dv, P, RM, Pp16, RMp, NW;  // W rows: anchors [0, P), zeros to Pp16, omega [Pp16, Pp16 + RM)
     int ldx, ldv, ldp, ldc, ldy;
     int xq[2], xk[2], vst[2];  // staging buffers of chunks ch (even/odd)
     int w_hi, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
@@ -75,9 +75,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.RM = RM;
     L.Pp16 = (P + 15) / 16 * 16;
     L.RMp = (RM + 15) / 16 * 16;
-    L.poly_rows = P;
-    L.pcat_row0 = (L.poly_rows + 15) / 16 * 16;  // W rows in whole n16 pairs
-    L.NW = L.pcat_row0 + L.RMp;
+    L.NW = L.Pp16 + L.RMp;  // whole n16 pairs
     // Row pitches: 16-byte multiples that are not multiples of 128 bytes,
     // so the 8 rows of an ldmatrix phase hit distinct banks.
     L.ldx = D + 8;
@@ -191,7 +189,7 @@ struct KronBlock {
     }
 
     // W rows in shared memory: anchor rows (hi only), zero rows up to
-    // pcat_row0, then pcat rows c = r*M + m (omega of this head) as hi + lo,
+    // Pp16, then pcat rows c = r*M + m (omega of this head) as hi + lo,
     // zero past RM.
     __device__ void load_weights() const {
         const FeatureParams& fp = a.fp;
@@ -202,8 +200,8 @@ struct KronBlock {
             float w = 0.f;
             if (n < L.P) {
                 w = fp.rows_a[static_cast<int64_t>(n) * L.D + d];
-            } else if (n >= L.pcat_row0 && n - L.pcat_row0 < L.RM) {
-                const int c = n - L.pcat_row0, r = c / fp.M, m = c - r * fp.M;
+            } else if (n >= L.Pp16 && n - L.Pp16 < L.RM) {
+                const int c = n - L.Pp16, r = c / fp.M, m = c - r * fp.M;
                 w = fp.omega[((static_cast<int64_t>(r) * fp.H + h) * fp.D + d) * fp.M + m];
             }
             const Elem whi = from_float<Elem>(w);
@@ -372,7 +370,7 @@ struct KronBlock {
             __nv_bfloat16* out = is_poly ? at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk) + e
                                          : at<__nv_bfloat16>(side == 0 ? L.pcatq : L.pcatk) + c;
             const int ld = is_poly ? L.ldp : L.ldc;
-            const int ycol = is_poly ? e : L.pcat_row0 + c;
+            const int ycol = is_poly ? e : L.Pp16 + c;
             for (int t = walk.first; t < kTc; t += walk.step) {
                 const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + ycol);
                 const float inv_div = inv_divs[t];
