@@ -22,6 +22,8 @@
 
 #include <cstdint>
 
+#include "cuda/device_io.cuh"  // to_float / from_float
+
 namespace slay {
 namespace cuda {
 namespace exact {
@@ -32,21 +34,6 @@ constexpr int kLanes = 16;           // threads sharing one score row group
 constexpr int kRowsPerThread = kTile / kLanes;  // 4
 constexpr int kColsPerThread = kTile / kLanes;  // 4 score columns
 constexpr int kScoreLd = kTile + 1;  // padded row of a score tile in shared memory
-
-// ------------------------------------------------------------- conversions
-
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-
-template <typename Elem>
-__device__ __forceinline__ Elem from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
 
 // ------------------------------------------------------------ call arguments
 

@@ -1,7 +1,7 @@
-// linear_forward_mma.hpp -- host entry of the tensor-core forward of the
-// Kronecker SLAY variants (linear_forward_mma_kernel.cuh):
+// linear_forward_mma.hpp -- host entry of the tensor-core forward of
+// slay_anchor (linear_forward_mma_kernel.cuh):
 //   q, k (B, H, T, D); v, out (B, H, T, Dv) bf16/fp16; state (B, H, F, Dv+1) fp32.
-// kron_forward_mma launches it when the call fits its shapes and leaves
+// anchor_forward_mma launches it when the call fits its shapes and leaves
 // *launched false otherwise (the SIMT scan then runs).
 #pragma once
 
@@ -17,13 +17,8 @@ struct KronMmaShape {
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out
 };
 
-Status kron_forward_mma(const DeviceInfo& dev, MapKind kind, const KronMmaShape& shape, const ScanArgs& a,
-                        cudaStream_t stream, bool* launched);
-
-// Per-map instantiations (linear_forward_mma_<map>.cu).
-template <MapKind K>
-Status launch_kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a,
-                               cudaStream_t stream, bool* launched);
+Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, cudaStream_t stream,
+                          bool* launched);
 
 }  // namespace cuda
 }  // namespace slay

@@ -57,6 +57,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kSliceCols = 16;   // value columns of a slice + the ones column
 constexpr int kSliceValues = kSliceCols - 1;
 constexpr int kRedLd = kSliceCols + 4;  // fp32 partial rows: float2 stores spread over banks
+constexpr int kVbarLd = kSliceCols + 8;  // bf16 vbar rows: 48-byte pitch, conflict-free ldmatrix
 
 // Shared-memory layout in bytes (host and device agree).
 struct MmaLayout {
@@ -104,13 +105,12 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.polyk = take(kTc * L.ldp * 2);
     L.pcatq = take(kTc * L.ldc * 2);
     L.pcatk = take(kTc * L.ldc * 2);
-    L.vbar = take(kTc * 24 * 2);  // 16 columns, 48-byte pitch
+    L.vbar = take(kTc * kVbarLd * 2);
     L.red = take(kWarps * kTc * kRedLd * 4);
     L.total = at;
     return L;
 }
 
-constexpr int kVbarLd = 24;
 
 __device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
     __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
@@ -127,14 +127,6 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
     return *reinterpret_cast<unsigned*>(&r);
 }
 
-template <typename Elem>
-__device__ __forceinline__ Elem from_float(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-__device__ __forceinline__ float as_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float as_float(__half x) { return __half2float(x); }
 
 // ldmatrix lane addresses (see mma_primitives.cuh for the fragment layouts).
 // A 16x16 tile at (row0, col0) of a row-major matrix.
@@ -171,7 +163,7 @@ struct RowWalk {
     }
 };
 
-template <MapKind K, typename Elem, int kPPW, int kC16>
+template <typename Elem, int kPPW, int kC16>
 struct KronBlock {
     static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
     static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
@@ -206,7 +198,7 @@ struct KronBlock {
             }
             const Elem whi = from_float<Elem>(w);
             hi[n * L.ldx + d] = whi;
-            lo[n * L.ldx + d] = from_float<Elem>(w - as_float(whi));
+            lo[n * L.ldx + d] = from_float<Elem>(w - to_float(whi));
         }
     }
 
@@ -283,7 +275,7 @@ struct KronBlock {
             const int w = walk.slot;
             for (int t = walk.first; t < kTc; t += walk.step) {
                 float v = 0.f;
-                if (t < rows) v = w == kSliceValues ? 1.f : w < ncols ? as_float(vs[t * L.ldv + col0 + w]) : 0.f;
+                if (t < rows) v = w == kSliceValues ? 1.f : w < ncols ? to_float(vs[t * L.ldv + col0 + w]) : 0.f;
                 vb[t * kVbarLd + w] = __float2bfloat16_rn(v);
             }
         }
@@ -297,7 +289,7 @@ struct KronBlock {
             const uint4 raw = *reinterpret_cast<const uint4*>(x + d);
             const Elem* e = reinterpret_cast<const Elem*>(&raw);
 #pragma unroll
-            for (int i = 0; i < 8; ++i) ss = fmaf(as_float(e[i]), as_float(e[i]), ss);
+            for (int i = 0; i < 8; ++i) ss = fmaf(to_float(e[i]), to_float(e[i]), ss);
         }
         ss += __shfl_xor_sync(0xffffffffu, ss, 1);
         if (half == 0 && (query ? need_q : need_k))
@@ -545,13 +537,13 @@ struct KronBlock {
 
 // Grid (B*H, ceil(Dv / 15)), kThreads threads, mma_layout(...).total bytes;
 // async: q, k, v fit 16-byte cp.async copies (see the launcher).
-template <MapKind K, typename Elem, int kPPW, int kC16>
+template <typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, 1) kron_forward_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
     extern __shared__ float4 smem_f4[];
     const int lane = threadIdx.x % 32;
     const int col0 = static_cast<int>(blockIdx.y) * kSliceValues;
     const int ncols = a.Dv - col0 < kSliceValues ? a.Dv - col0 : kSliceValues;
-    const KronBlock<K, Elem, kPPW, kC16> blk{a,
+    const KronBlock<Elem, kPPW, kC16> blk{a,
                                              L,
                                              reinterpret_cast<unsigned char*>(smem_f4),
                                              static_cast<int64_t>(blockIdx.x) / a.H,

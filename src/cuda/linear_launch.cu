@@ -283,26 +283,16 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
 Status try_tensor_core_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, const ScanArgs& a,
                                cudaStream_t stream, bool* launched) {
     *launched = false;
-    const MapKind kind = map_kind(p.cfg.variant);
-    if (kind != MapKind::Anchor || !c.has_params) return Status();
+    if (p.cfg.variant != SLAY_ATTN_SLAY_ANCHOR || !c.has_params) return Status();
     KronMmaShape shape;
     shape.D = static_cast<int>(p.cfg.head_dim);
     shape.P = static_cast<int>(p.cfg.poly_dim);
     shape.RM = static_cast<int>(p.cfg.num_quad_nodes * p.cfg.num_features);
     shape.io_dtype = c.q.dtype;
-    return kron_forward_mma(dev, kind, shape, a, stream, launched);
+    return anchor_forward_mma(dev, shape, a, stream, launched);
 }
 
 }  // namespace
-
-Status kron_forward_mma(const DeviceInfo& dev, MapKind kind, const KronMmaShape& shape, const ScanArgs& a,
-                        cudaStream_t stream, bool* launched) {
-    *launched = false;
-    switch (kind) {
-        case MapKind::Anchor: return launch_kron_forward_mma<MapKind::Anchor>(dev, shape, a, stream, launched);
-        default: return Status();
-    }
-}
 
 CudaPlanResources::CudaPlanResources() = default;
 
