@@ -59,16 +59,24 @@ constexpr int kSliceValues = kSliceCols - 1;
 constexpr int kRedLd = kSliceCols + 4;  // fp32 partial rows: float2 stores spread over banks
 constexpr int kVbarLd = kSliceCols + 8;  // bf16 vbar rows: 48-byte pitch, conflict-free ldmatrix
 
-// Shared-memory layout in bytes (host and device agree).
+// Shared-memory layout in bytes (host and device agree). Fields of the
+// backward (linear_backward_mma_kernel.cuh) are -1 in a forward layout.
 struct MmaLayout {
     int D, Dv, P, RM, Pp16, RMp, NW;  // W rows: anchors [0, P), zeros to Pp16, omega [Pp16, Pp16 + RM)
     int ldx, ldv, ldp, ldc, ldy;
     int xq[2], xk[2], vst[2];  // staging buffers of chunks ch (even/odd)
     int w_hi, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
+    // Backward: dout staging, gs = [dout_slice / den | dZ share] (bf16, like
+    // vbar), 1 when |x| > eps per row (the normalization VJP), the factor
+    // gradients dpoly/dpcat (fp32), the VJP coefficients (bf16, 64 x NW).
+    // `red` also holds the bf16 state copy [p][w][c] (pitch ldsc) and the
+    // fp32 dx^ rows (pitch lddx), at different steps of a chunk.
+    int dost[2], gs, keepq, keepk, dpoly, dpcat, coef;
+    int ldsc, lddp, lddc, ldcoef, lddx;
     int total;
 };
 
-__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes) {
+__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, bool backward = false) {
     MmaLayout L{};
     L.D = D;
     L.Dv = Dv;
@@ -90,10 +98,17 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
         at += (bytes + 15) / 16 * 16;
         return here;
     };
+    L.ldsc = L.RMp + 8;
+    L.lddp = L.Pp16 + 4;
+    L.lddc = L.RMp + 4;
+    L.ldcoef = L.NW + 8;
+    L.lddx = D + 4;
+    L.dost[0] = L.dost[1] = L.gs = L.keepq = L.keepk = L.dpoly = L.dpcat = L.coef = -1;
     for (int buf = 0; buf < 2; ++buf) {
         L.xq[buf] = take(kTc * L.ldx * elem_bytes);
         L.xk[buf] = take(kTc * L.ldx * elem_bytes);
         L.vst[buf] = take(kTc * L.ldv * elem_bytes);
+        if (backward) L.dost[buf] = take(kTc * L.ldv * elem_bytes);
     }
     L.w_hi = take(L.NW * L.ldx * elem_bytes);
     L.w_lo = take(L.NW * L.ldx * elem_bytes);
@@ -106,7 +121,19 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.pcatq = take(kTc * L.ldc * 2);
     L.pcatk = take(kTc * L.ldc * 2);
     L.vbar = take(kTc * kVbarLd * 2);
-    L.red = take(kWarps * kTc * kRedLd * 4);
+    int red_bytes = kWarps * kTc * kRedLd * 4;
+    if (backward) {
+        L.gs = take(kTc * kVbarLd * 2);
+        L.keepq = take(kTc * 4);
+        L.keepk = take(kTc * 4);
+        L.dpoly = take(kTc * L.lddp * 4);
+        L.dpcat = take(kTc * L.lddc * 4);
+        L.coef = take(kTc * L.ldcoef * 2);
+        const int state_copy = L.P * kSliceCols * L.ldsc * 2, dx_rows = kTc * L.lddx * 4;
+        red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
+        red_bytes = red_bytes > dx_rows ? red_bytes : dx_rows;
+    }
+    L.red = take(red_bytes);
     L.total = at;
     return L;
 }
@@ -163,8 +190,21 @@ struct RowWalk {
     }
 };
 
+// One side of a chunk against the other, as the steps below read it (byte
+// offsets into the layout). Queries: pairs j <= i, own rows gs (the
+// backward's output gradients), other rows vbar. Keys: pairs i >= j, own
+// rows vbar, other rows gs. The forward uses the query side's intra term and
+// the key side's state update.
+struct ChunkSide {
+    int poly_self, pcat_self, poly_other, pcat_other;
+    int own_rows, other_rows;  // bf16 (64, 16), pitch kVbarLd
+    int x, inv_div, keep, y;   // staged inputs (set per buffer), 1/|x|, |x| > eps, Y = x W^T
+    bool lower;                // intra pairs (self row r, other row s) with s <= r; else s >= r
+};
+
 template <typename Elem, int kPPW, int kC16>
 struct KronBlock {
+    using Core = KronBlock;
     static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
     static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
     static constexpr int kPairs = kPolyPairs + kC16;        // n16 pairs of W
@@ -178,6 +218,13 @@ struct KronBlock {
     template <typename T>
     __device__ T* at(int offset) const {
         return reinterpret_cast<T*>(sm + offset);
+    }
+
+    __device__ ChunkSide query_side(int buf) const {
+        return {L.polyq, L.pcatq, L.polyk, L.pcatk, L.gs, L.vbar, L.xq[buf], L.inv_divq, L.keepq, L.yq, true};
+    }
+    __device__ ChunkSide key_side(int buf) const {
+        return {L.polyk, L.pcatk, L.polyq, L.pcatq, L.vbar, L.gs, L.xk[buf], L.inv_divk, L.keepk, L.yk, false};
     }
 
     // W rows in shared memory: anchor rows (hi only), zero rows up to
@@ -223,6 +270,17 @@ struct KronBlock {
                 }
     }
 
+    // State registers <- a (B, H, F, Dv+1) fp32 tensor (absent: left as
+    // they are). The z column: every slice reads a forward state's (each
+    // needs Z_i); a backward carry's z is split into per-slice shares, so
+    // only slice 0 reads its seed.
+    __device__ void load_state(float (&S)[kPPW][kTiles8][4], const DeviceTensor& t, bool z_in_every_slice) const {
+        if (!t.data) return;
+        for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
+            if (!z || z_in_every_slice || blockIdx.y == 0) S[pl][c8][e] = t.load(b, h, f, col);
+        });
+    }
+
     // 1a. Stages rows [t0, t0 + 64) of one tensor (`width` columns) into a
     // shared tile of pitch ld, zero past T: cp.async 16-byte copies.
     __device__ void stage_rows_async(const DeviceTensor& src, int64_t t0, int rows, int width, Elem* dst,
@@ -235,10 +293,19 @@ struct KronBlock {
         }
     }
 
-    // 1a. q, k and v (all Dv columns with cp.async, the slice's otherwise)
-    // of chunk t0 into staging buffer `buf`; plain loads when the launcher
-    // found the tensors unfit for 16-byte copies.
-    __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async) const {
+    // The slice's value columns of rows [t0, t0 + 64) with plain loads.
+    __device__ void stage_slice_columns(const DeviceTensor& src, int64_t t0, int rows, Elem* dst) const {
+        for (int idx = threadIdx.x; idx < kTc * kSliceValues; idx += kThreads) {
+            const int t = idx / kSliceValues, w = idx - t * kSliceValues;
+            if (w < ncols) dst[t * L.ldv + col0 + w] = from_float<Elem>(t < rows ? src.load(b, h, t0 + t, col0 + w) : 0.f);
+        }
+    }
+
+    // 1a. q, k and v (all Dv columns with cp.async, the slice's otherwise),
+    // and dout when need_g (backward), of chunk t0 into staging buffer
+    // `buf`; plain loads when the launcher found the tensors unfit for
+    // 16-byte copies.
+    __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async, bool need_g = false) const {
         const int rows = chunk_rows(a, kTc, t0);
         if (async) {
             if (need_q) stage_rows_async(a.q, t0, rows, L.D, at<Elem>(L.xq[buf]), L.ldx);
@@ -246,6 +313,7 @@ struct KronBlock {
                 stage_rows_async(a.k, t0, rows, L.D, at<Elem>(L.xk[buf]), L.ldx);
                 stage_rows_async(a.v, t0, rows, L.Dv, at<Elem>(L.vst[buf]), L.ldv);
             }
+            if (need_g) stage_rows_async(a.dout, t0, rows, L.Dv, at<Elem>(L.dost[buf]), L.ldv);
             cp_async_commit();
             return;
         }
@@ -255,18 +323,14 @@ struct KronBlock {
             if (need_q) at<Elem>(L.xq[buf])[t * L.ldx + d] = from_float<Elem>(valid ? a.q.load(b, h, t0 + t, d) : 0.f);
             if (need_k) at<Elem>(L.xk[buf])[t * L.ldx + d] = from_float<Elem>(valid ? a.k.load(b, h, t0 + t, d) : 0.f);
         }
-        if (need_k)
-            for (int idx = threadIdx.x; idx < kTc * kSliceValues; idx += kThreads) {
-                const int t = idx / kSliceValues, w = idx - t * kSliceValues;
-                if (w < ncols)
-                    at<Elem>(L.vst[buf])[t * L.ldv + col0 + w] =
-                        from_float<Elem>(t < rows ? a.v.load(b, h, t0 + t, col0 + w) : 0.f);
-            }
+        if (need_k) stage_slice_columns(a.v, t0, rows, at<Elem>(L.vst[buf]));
+        if (need_g) stage_slice_columns(a.dout, t0, rows, at<Elem>(L.dost[buf]));
     }
 
     // 1b. vbar = [v_slice | 1] (bf16, zero past `rows`) and 1 / max(|x|, eps)
     // of every row from the staged values (the ones the GEMM reads): two
-    // threads per row, 16-byte loads.
+    // threads per row, 16-byte loads. The backward also keeps whether
+    // |x| > eps (the normalization's VJP differs when it clamps).
     __device__ void prepare_chunk(int rows, int buf, bool need_q, bool need_k) const {
         if (need_k) {
             const Elem* vs = at<Elem>(L.vst[buf]);
@@ -292,8 +356,11 @@ struct KronBlock {
             for (int i = 0; i < 8; ++i) ss = fmaf(to_float(e[i]), to_float(e[i]), ss);
         }
         ss += __shfl_xor_sync(0xffffffffu, ss, 1);
-        if (half == 0 && (query ? need_q : need_k))
-            at<float>(query ? L.inv_divq : L.inv_divk)[t] = 1.f / fmaxf(sqrtf(ss), a.fp.norm_eps);
+        if (half == 0 && (query ? need_q : need_k)) {
+            const float norm = sqrtf(ss);
+            at<float>(query ? L.inv_divq : L.inv_divk)[t] = 1.f / fmaxf(norm, a.fp.norm_eps);
+            if (L.keepq >= 0) at<float>(query ? L.keepq : L.keepk)[t] = norm > a.fp.norm_eps ? 1.f : 0.f;
+        }
     }
 
     // 2. Y = x W^T (fp32): warp w takes side w / 4 and query/key m-tile w % 4
@@ -333,6 +400,27 @@ struct KronBlock {
             }
     }
 
+    // The PRF constants of pcat columns c, c + 1 (base 2): exponent
+    // scale * u - shift clamped to +-bound, times weight (0 past RM).
+    struct PrfPair {
+        float scale[2] = {0.f, 0.f}, shift[2] = {0.f, 0.f}, weight[2] = {0.f, 0.f}, bound = 0.f;
+    };
+    __device__ PrfPair prf_pair(int c) const {
+        constexpr float kLog2e = 1.4426950408889634f;
+        const FeatureParams& fp = a.fp;
+        PrfPair k;
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+            if (c + i < L.RM) {
+                const int r = (c + i) / fp.M;
+                k.scale[i] = fp.sqrt_2s[r] * kLog2e;
+                k.shift[i] = fp.s[r] * kLog2e;
+                k.weight[i] = fp.sqrt_w[r] * fp.inv_sqrt_m;
+            }
+        k.bound = fp.prf_clamp * kLog2e;
+        return k;
+    }
+
     // 3. poly (64, Pp16) and pcat (64, RMp) in bf16 from Y, two adjacent
     // columns per thread (a fixed column pair, so its constants are loaded
     // once).
@@ -342,18 +430,7 @@ struct KronBlock {
         const int e = 2 * walk.slot;
         const bool is_poly = e < L.Pp16;
         const int c = e - L.Pp16;
-        constexpr float kLog2e = 1.4426950408889634f;
-        float scale[2] = {0.f, 0.f}, shift[2] = {0.f, 0.f}, weight[2] = {0.f, 0.f};
-        if (!is_poly)
-#pragma unroll
-            for (int i = 0; i < 2; ++i)
-                if (c + i < L.RM) {
-                    const int r = (c + i) / fp.M;
-                    scale[i] = fp.sqrt_2s[r] * kLog2e;
-                    shift[i] = fp.s[r] * kLog2e;
-                    weight[i] = fp.sqrt_w[r] * fp.inv_sqrt_m;  // 0 past RM
-                }
-        const float bound = fp.prf_clamp * kLog2e;
+        const PrfPair k = is_poly ? PrfPair{} : prf_pair(c);
         const float poly_scale = e < L.P ? fp.inv_sqrt_p : 0.f;  // 0 on the padding past P (P % 8 == 0)
         for (int side = 0; side < 2; ++side) {
             if (side == 0 ? !need_q : !need_k) continue;
@@ -372,8 +449,8 @@ struct KronBlock {
                     v0 = u0 * u0 * poly_scale;  // (a_p . x^)^2 / sqrt(P)
                     v1 = u1 * u1 * poly_scale;
                 } else {  // sqrt(w_r) exp(clamp(sqrt(2 s_r) u - s_r)) / sqrt(M), in base 2
-                    v0 = weight[0] * fast_exp2(fminf(fmaxf(fmaf(scale[0], u0, -shift[0]), -bound), bound));
-                    v1 = weight[1] * fast_exp2(fminf(fmaxf(fmaf(scale[1], u1, -shift[1]), -bound), bound));
+                    v0 = k.weight[0] * fast_exp2(fminf(fmaxf(fmaf(k.scale[0], u0, -k.shift[0]), -k.bound), k.bound));
+                    v1 = k.weight[1] * fast_exp2(fminf(fmaxf(fmaf(k.scale[1], u1, -k.shift[1]), -k.bound), k.bound));
                 }
                 *reinterpret_cast<unsigned*>(out + t * ld) = pack2<__nv_bfloat16>(v0, v1);
             }
@@ -395,36 +472,53 @@ struct KronBlock {
         }
     }
 
-    // Intra-chunk scores of query m-tile mt against key k16 block j, as an
-    // A fragment (masked to j <= i), times vbar rows of block j, into acc.
-    __device__ void intra_tile(int mt, int j, float acc[2][4]) const {
-        float sp[2][4] = {}, sc[2][4] = {};
-        gram_tile<kPolyPairs>(at<__nv_bfloat16>(L.polyq), at<__nv_bfloat16>(L.polyk), L.ldp, mt, j, sp);
-        gram_tile<kC16>(at<__nv_bfloat16>(L.pcatq), at<__nv_bfloat16>(L.pcatk), L.ldc, mt, j, sc);
+    // Whether the intra pair (self m-tile mt, other block j) is visible, and
+    // which warp takes it (the visible pairs spread over the 8 warps).
+    __device__ static bool intra_pair(bool lower, int mt, int j) { return lower ? j <= mt : j >= mt; }
+    __device__ static int intra_owner(bool lower, int mt, int j) {
+        const int m = lower ? mt : 3 - mt, jj = lower ? j : 3 - j;
+        return (m * (m + 1) / 2 + jj) % kWarps;
+    }
+    // A fragment of a score tile (self rows mt, other rows j): sa o sb,
+    // masked to the visible pairs.
+    __device__ void masked_product(bool lower, int mt, int j, const float sa[2][4], const float sb[2][4],
+                                   unsigned af[4]) const {
         float s[2][4];
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int row = mt * 16 + g + (e >= 2 ? 8 : 0), col = j * 16 + nt * 8 + 2 * l + (e & 1);
-                s[nt][e] = col <= row ? sp[nt][e] * sc[nt][e] : 0.f;
+                s[nt][e] = (lower ? col <= row : col >= row) ? sa[nt][e] * sb[nt][e] : 0.f;
             }
-        const unsigned af[4] = {pack2<__nv_bfloat16>(s[0][0], s[0][1]), pack2<__nv_bfloat16>(s[0][2], s[0][3]),
-                                pack2<__nv_bfloat16>(s[1][0], s[1][1]), pack2<__nv_bfloat16>(s[1][2], s[1][3])};
-        unsigned bf[4];
-        ldmatrix_x4_trans(bf, b_kn_addr(at<__nv_bfloat16>(L.vbar), kVbarLd, j * 16, 0, lane));
+        af[0] = pack2<__nv_bfloat16>(s[0][0], s[0][1]);
+        af[1] = pack2<__nv_bfloat16>(s[0][2], s[0][3]);
+        af[2] = pack2<__nv_bfloat16>(s[1][0], s[1][1]);
+        af[3] = pack2<__nv_bfloat16>(s[1][2], s[1][3]);
+    }
+
+    // Intra-chunk scores of self m-tile mt against other block j, as an A
+    // fragment (masked), times the other side's rows of block j, into acc.
+    __device__ void intra_tile(const ChunkSide& sd, int mt, int j, float acc[2][4]) const {
+        float sp[2][4] = {}, sc[2][4] = {};
+        gram_tile<kPolyPairs>(at<__nv_bfloat16>(sd.poly_self), at<__nv_bfloat16>(sd.poly_other), L.ldp, mt, j, sp);
+        gram_tile<kC16>(at<__nv_bfloat16>(sd.pcat_self), at<__nv_bfloat16>(sd.pcat_other), L.ldc, mt, j, sc);
+        unsigned af[4], bf[4];
+        masked_product(sd.lower, mt, j, sp, sc, af);
+        ldmatrix_x4_trans(bf, b_kn_addr(at<__nv_bfloat16>(sd.other_rows), kVbarLd, j * 16, 0, lane));
         mma_16816<__nv_bfloat16>(acc[0], af, bf[0], bf[1]);
         mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
     }
 
-    // 4. This warp's partial [N | Z] of the chunk's 64 queries -> red[warp]:
-    // its features' share Phi_q S (the state registers packed to bf16 as B
-    // fragments, pcat_q fragments scaled by poly_q) and its share of the
-    // intra-chunk tiles. The 4 m-tiles run side by side (8 independent
-    // accumulator chains).
-    __device__ void query_partials(const float (&S)[kPPW][kTiles8][4], bool intra) const {
-        const __nv_bfloat16* polyq = at<__nv_bfloat16>(L.polyq);
-        const __nv_bfloat16* pcatq = at<__nv_bfloat16>(L.pcatq);
+    // 4. This warp's partial rows of the chunk -> red[warp]: its features'
+    // share of Phi_self S (the state registers packed to bf16 as B
+    // fragments, pcat fragments scaled by poly) and, with `intra`, its share
+    // of the intra-chunk tiles times the other side's rows. Forward (query
+    // side, S the state): [N | Z]; backward key side (S the carry U): dv.
+    // The 4 m-tiles run side by side (8 independent accumulator chains).
+    __device__ void state_partials(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd, bool intra) const {
+        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
+        const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
         float acc[4][2][4] = {};
 #pragma unroll
         for (int pl = 0; pl < kPPW; ++pl) {
@@ -432,8 +526,8 @@ struct KronBlock {
             unsigned s0[4], s1[4];
 #pragma unroll
             for (int mt = 0; mt < 4; ++mt) {
-                s0[mt] = bf16x2_splat(polyq[(mt * 16 + g) * L.ldp + p]);
-                s1[mt] = bf16x2_splat(polyq[(mt * 16 + g + 8) * L.ldp + p]);
+                s0[mt] = bf16x2_splat(poly[(mt * 16 + g) * L.ldp + p]);
+                s1[mt] = bf16x2_splat(poly[(mt * 16 + g + 8) * L.ldp + p]);
             }
 #pragma unroll
             for (int k16 = 0; k16 < kC16; ++k16) {
@@ -448,7 +542,7 @@ struct KronBlock {
 #pragma unroll
                 for (int mt = 0; mt < 4; ++mt) {
                     unsigned af[4];
-                    ldmatrix_x4(af, a_tile_addr(pcatq, L.ldc, mt * 16, k16 * 16, lane));
+                    ldmatrix_x4(af, a_tile_addr(pcat, L.ldc, mt * 16, k16 * 16, lane));
                     af[0] = bf16x2_mul(af[0], s0[mt]);
                     af[1] = bf16x2_mul(af[1], s1[mt]);
                     af[2] = bf16x2_mul(af[2], s0[mt]);
@@ -461,8 +555,9 @@ struct KronBlock {
         if (intra)
 #pragma unroll
             for (int mt = 0; mt < 4; ++mt)
-                for (int j = 0; j <= mt; ++j)
-                    if ((mt * (mt + 1) / 2 + j) % kWarps == warp) intra_tile(mt, j, acc[mt]);
+                for (int j = 0; j < 4; ++j)
+                    if (intra_pair(sd.lower, mt, j) && intra_owner(sd.lower, mt, j) == warp)
+                        intra_tile(sd, mt, j, acc[mt]);
         float* red = at<float>(L.red) + warp * kTc * kRedLd;
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt)
@@ -476,22 +571,24 @@ struct KronBlock {
             }
     }
 
-    // 5. S_p^T += vbar^T diag(poly_k[:, p]) Pcat_k over the chunk's key rows;
-    // the thread's A fragment columns are tokens k0 + 2l (+1) and k0 + 2l + 8 (+9).
-    __device__ void update_state(float (&S)[kPPW][kTiles8][4], int rows) const {
-        const __nv_bfloat16* vb = at<__nv_bfloat16>(L.vbar);
-        const __nv_bfloat16* pcatk = at<__nv_bfloat16>(L.pcatk);
-        const __nv_bfloat16* polyk = at<__nv_bfloat16>(L.polyk);
+    // 5. S_p^T += own_rows^T diag(poly_self[:, p]) Pcat_self for this warp's
+    // p over the chunk's rows (forward: key side, S += Phi_k^T vbar;
+    // backward: query side, U += Phi_q^T gs). The thread's A fragment
+    // columns are tokens k0 + 2l (+1) and k0 + 2l + 8 (+9).
+    __device__ void accumulate_state(float (&S)[kPPW][kTiles8][4], int rows, const ChunkSide& sd) const {
+        const __nv_bfloat16* vb = at<__nv_bfloat16>(sd.own_rows);
+        const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
+        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
         for (int k0 = 0; k0 < rows; k0 += 16) {
             unsigned af[4];
             ldmatrix_x4_trans(af, a_km_addr(vb, kVbarLd, k0, 0, lane));
-            unsigned bc[kC16][4];  // pcat_k B fragments: c8 tiles 2*k16 and 2*k16 + 1
+            unsigned bc[kC16][4];  // pcat B fragments: c8 tiles 2*k16 and 2*k16 + 1
 #pragma unroll
-            for (int k16 = 0; k16 < kC16; ++k16) ldmatrix_x4_trans(bc[k16], b_kn_addr(pcatk, L.ldc, k0, k16 * 16, lane));
-            const __nv_bfloat16* prow = polyk + (k0 + 2 * l) * L.ldp + warp * kPPW;
+            for (int k16 = 0; k16 < kC16; ++k16) ldmatrix_x4_trans(bc[k16], b_kn_addr(pcat, L.ldc, k0, k16 * 16, lane));
+            const __nv_bfloat16* prow = poly + (k0 + 2 * l) * L.ldp + warp * kPPW;
 #pragma unroll
             for (int pl = 0; pl < kPPW; ++pl) {
-                // A_p = vbar^T diag(poly_k[:, p]): the A fragment's columns are
+                // A_p = rows^T diag(poly[:, p]): the A fragment's columns are
                 // the thread's tokens, so one scaling serves every c tile.
                 __nv_bfloat162 p0{prow[pl], prow[L.ldp + pl]}, p1{prow[8 * L.ldp + pl], prow[9 * L.ldp + pl]};
                 const unsigned pp0 = *reinterpret_cast<unsigned*>(&p0), pp1 = *reinterpret_cast<unsigned*>(&p1);
@@ -506,12 +603,11 @@ struct KronBlock {
         }
     }
 
-    // 6. out = N / stabilized(Z) from the warps' partials: four threads per
-    // row, four columns each (float4 reads); Z comes from the row's fourth
-    // thread, whose last column is the ones column.
-    __device__ void store_outputs(int64_t t0, int rows) const {
+    // Row t's sums over the warps' partials in red, for the thread's
+    // quarter of the 16 slice columns (four threads per row, float4 reads).
+    // The row's fourth thread holds the ones/z column last.
+    __device__ float4 sum_partials(int t, int quarter) const {
         const float* red = at<float>(L.red);
-        const int t = threadIdx.x / 4, quarter = threadIdx.x % 4;
         static_assert(kThreads == 4 * kTc && kSliceCols == 16, "four threads per row, four columns each");
         float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
@@ -522,6 +618,14 @@ struct KronBlock {
             sum.z += part.z;
             sum.w += part.w;
         }
+        return sum;
+    }
+
+    // 6. out = N / stabilized(Z) from the warps' partials; Z comes from the
+    // row's fourth thread, whose last column is the ones column.
+    __device__ void store_outputs(int64_t t0, int rows) const {
+        const int t = threadIdx.x / 4, quarter = threadIdx.x % 4;
+        const float4 sum = sum_partials(t, quarter);
         const float z = __shfl_sync(0xffffffffu, sum.w, (lane & ~3) | 3);
         if (t >= rows) return;
         bool passes;
@@ -535,64 +639,96 @@ struct KronBlock {
     }
 };
 
+// The chunk loop shared by the tensor-core kernels: visits chunks in order
+// (or in reverse), staging the next one (cp.async) while `body(t0, rows,
+// buf)` computes this one. The body starts after a barrier that makes the
+// chunk's staged rows visible; it must not read buffer `buf` after its own
+// last barrier (the next iteration restages that buffer at once).
+template <typename Block, typename Body>
+__device__ void chunk_sweep(const Block& blk, bool reverse, bool need_q, bool need_k, bool need_g, bool async,
+                            Body body) {
+    const ScanArgs& a = blk.a;
+    const int64_t chunks = (a.T + kTc - 1) / kTc;
+    if (chunks == 0) return;  // T = 0: nothing to stage (the state passes through)
+    auto chunk_at = [&](int64_t i) { return reverse ? chunks - 1 - i : i; };
+    blk.stage_chunk(chunk_at(0) * kTc, 0, need_q, need_k, async, need_g);
+    for (int64_t i = 0; i < chunks; ++i) {
+        const int64_t t0 = chunk_at(i) * kTc;
+        const int buf = static_cast<int>(i & 1);
+        if (i + 1 < chunks) blk.stage_chunk(chunk_at(i + 1) * kTc, buf ^ 1, need_q, need_k, async, need_g);
+        if (async) {
+            if (i + 1 < chunks)
+                cp_async_wait<1>();
+            else
+                cp_async_wait<0>();
+        }
+        __syncthreads();
+        body(t0, chunk_rows(a, kTc, t0), buf);
+    }
+}
+
+// The block of this CTA: head blockIdx.x, value slice blockIdx.y (Block is
+// KronBlock or a type derived from it).
+template <typename Block>
+__device__ Block make_kron_block(const ScanArgs& a, const MmaLayout& L, unsigned char* sm) {
+    const int lane = threadIdx.x % 32;
+    const int col0 = static_cast<int>(blockIdx.y) * kSliceValues;
+    const int ncols = a.Dv - col0 < kSliceValues ? a.Dv - col0 : kSliceValues;
+    const typename Block::Core core{a,
+                                    L,
+                                    sm,
+                                    static_cast<int64_t>(blockIdx.x) / a.H,
+                                    static_cast<int64_t>(blockIdx.x) % a.H,
+                                    static_cast<int64_t>(blockIdx.x),
+                                    col0,
+                                    ncols,
+                                    static_cast<int>(threadIdx.x / 32),
+                                    lane,
+                                    lane / 4,
+                                    lane % 4};
+    return Block{core};
+}
+
+// S += own_rows^T Phi over every chunk of one side: the bidirectional
+// state (keys; own rows vbar) or carry (queries; own rows gs, which
+// `own_rows(t0, rows, buf)` writes before the features are mapped).
+template <typename Block, typename State, typename OwnRows>
+__device__ void accumulate_sweep(const Block& blk, State& S, bool queries, bool need_g, bool async, OwnRows own_rows) {
+    chunk_sweep(blk, false, queries, !queries, need_g, async, [&](int64_t t0, int rows, int buf) {
+        blk.prepare_chunk(rows, buf, queries, !queries);
+        blk.factor_gemm(buf, queries, !queries);
+        own_rows(t0, rows, buf);
+        __syncthreads();
+        blk.map_features(queries, !queries);
+        __syncthreads();
+        blk.accumulate_state(S, rows, queries ? blk.query_side(buf) : blk.key_side(buf));
+        __syncthreads();
+    });
+}
+
 // Grid (B*H, ceil(Dv / 15)), kThreads threads, mma_layout(...).total bytes;
 // async: q, k, v fit 16-byte cp.async copies (see the launcher).
 template <typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, 1) kron_forward_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
     extern __shared__ float4 smem_f4[];
-    const int lane = threadIdx.x % 32;
-    const int col0 = static_cast<int>(blockIdx.y) * kSliceValues;
-    const int ncols = a.Dv - col0 < kSliceValues ? a.Dv - col0 : kSliceValues;
-    const KronBlock<Elem, kPPW, kC16> blk{a,
-                                             L,
-                                             reinterpret_cast<unsigned char*>(smem_f4),
-                                             static_cast<int64_t>(blockIdx.x) / a.H,
-                                             static_cast<int64_t>(blockIdx.x) % a.H,
-                                             static_cast<int64_t>(blockIdx.x),
-                                             col0,
-                                             ncols,
-                                             static_cast<int>(threadIdx.x / 32),
-                                             lane,
-                                             lane / 4,
-                                             lane % 4};
+    const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     float S[kPPW][2 * kC16][4] = {};
-    if (a.state_in.data)
-        blk.for_each_state([&](int pl, int c8, int e, int f, int col, bool) {
-            S[pl][c8][e] = a.state_in.load(blk.b, blk.h, f, col);
-        });
+    blk.load_state(S, a.state_in, true);
     blk.load_weights();
-    const int64_t chunks = (a.T + kTc - 1) / kTc;
-    // One sweep over the chunks; the next chunk's rows are staged (cp.async)
-    // while this one computes.
-    auto sweep = [&](bool need_q, bool need_k, bool intra) {
-        if (chunks == 0) return;  // T = 0: nothing to stage (the state passes through)
-        blk.stage_chunk(0, 0, need_q, need_k, async);
-        for (int64_t ch = 0; ch < chunks; ++ch) {
-            const int64_t t0 = ch * kTc;
-            const int rows = chunk_rows(a, kTc, t0);
-            const int buf = static_cast<int>(ch & 1);
-            if (ch + 1 < chunks) blk.stage_chunk(t0 + kTc, buf ^ 1, need_q, need_k, async);
-            if (async) {
-                if (ch + 1 < chunks)
-                    cp_async_wait<1>();
-                else
-                    cp_async_wait<0>();
-            }
-            __syncthreads();
-            blk.prepare_chunk(rows, buf, need_q, need_k);
-            blk.factor_gemm(buf, need_q, need_k);
-            __syncthreads();
-            blk.map_features(need_q, need_k);
-            __syncthreads();
-            if (need_q) blk.query_partials(S, intra);
-            if (need_k) blk.update_state(S, rows);
-            __syncthreads();
-            if (need_q) blk.store_outputs(t0, rows);
-            // Buffer buf is restaged only after the next chunk's first barrier.
-        }
-    };
-    if (!a.causal) sweep(false, true, false);  // the full state first
-    sweep(true, a.causal, a.causal);
+    if (!a.causal) accumulate_sweep(blk, S, false, false, async, [](int64_t, int, int) {});  // the full state first
+    // Steps 1-6 per chunk.
+    const bool causal = a.causal;
+    chunk_sweep(blk, false, true, causal, false, async, [&](int64_t t0, int rows, int buf) {
+        blk.prepare_chunk(rows, buf, true, causal);
+        blk.factor_gemm(buf, true, causal);
+        __syncthreads();
+        blk.map_features(true, causal);
+        __syncthreads();
+        blk.state_partials(S, blk.query_side(buf), causal);
+        if (causal) blk.accumulate_state(S, rows, blk.key_side(buf));
+        __syncthreads();
+        blk.store_outputs(t0, rows);
+    });
     if (a.state_out.data)
         blk.for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
             if (!z || blockIdx.y == 0) a.state_out.store(blk.b, blk.h, f, col, S[pl][c8][e]);

@@ -18,7 +18,7 @@
 #include "core/scratch_carver.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
-#include "cuda/linear_forward_mma.hpp"
+#include "cuda/linear_mma.hpp"
 #include "cuda/linear_scan_launch.hpp"
 #include "cuda/tensorsketch_fft.hpp"
 
@@ -277,19 +277,16 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
     return res->sketch->poly_features(sketch_args(p, c, c.k), tokens, s.poly_k, s.fft, stream);
 }
 
-// The tensor-core forward when the call fits it (anchor map, bf16/fp16
+// Whether a call may take the tensor-core kernels (anchor map, bf16/fp16
 // inputs, parameters present; see linear_forward_mma_kernel.cuh for why the
-// signed maps stay on the fp32 kernels).
-Status try_tensor_core_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, const ScanArgs& a,
-                               cudaStream_t stream, bool* launched) {
-    *launched = false;
-    if (p.cfg.variant != SLAY_ATTN_SLAY_ANCHOR || !c.has_params) return Status();
-    KronMmaShape shape;
-    shape.D = static_cast<int>(p.cfg.head_dim);
-    shape.P = static_cast<int>(p.cfg.poly_dim);
-    shape.RM = static_cast<int>(p.cfg.num_quad_nodes * p.cfg.num_features);
-    shape.io_dtype = c.q.dtype;
-    return anchor_forward_mma(dev, shape, a, stream, launched);
+// signed maps stay on the fp32 kernels), and their shape.
+bool tensor_core_shape(const Plan& p, const CallInputs& c, KronMmaShape* shape) {
+    if (p.cfg.variant != SLAY_ATTN_SLAY_ANCHOR || !c.has_params) return false;
+    shape->D = static_cast<int>(p.cfg.head_dim);
+    shape->P = static_cast<int>(p.cfg.poly_dim);
+    shape->RM = static_cast<int>(p.cfg.num_quad_nodes * p.cfg.num_features);
+    shape->io_dtype = c.q.dtype;
+    return true;
 }
 
 }  // namespace
@@ -343,7 +340,8 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
         a.ts_poly_k = s.poly_k;
     }
     bool launched = false;
-    SLAY_TRY(try_tensor_core_forward(dev, p, c, a, stream, &launched));
+    KronMmaShape shape;
+    if (tensor_core_shape(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, stream, &launched));
     if (launched) return Status();
     return dispatch_scan(map_kind(p.cfg.variant), ScanPass::Forward, a, L, stream);
 }
@@ -384,15 +382,22 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
         a.ts_dpoly_q = s.dpoly_q;
         a.ts_dpoly_k = s.dpoly_k;
     }
-    const MapKind kind = map_kind(p.cfg.variant);
-    SLAY_TRY(dispatch_scan(kind, first, a, L, stream));
-    if (p.cfg.causal) {
-        ScanArgs ak = a;
-        ak.Tc = L_key.Tc;
-        SLAY_TRY(dispatch_scan(kind, ScanPass::BackwardKey, ak, L_key, stream));
+    // The tensor-core kernels split Dv into fewer slices than the SIMT ones
+    // (15 columns, not 8): the workspace's per-slice blocks fit both.
+    bool launched = false;
+    int slices = static_cast<int>((p.cfg.value_dim + kValueSlice - 1) / kValueSlice);
+    KronMmaShape shape;
+    if (tensor_core_shape(p, c, &shape)) SLAY_TRY(anchor_backward_mma(dev, shape, a, stream, &launched, &slices));
+    if (!launched) {
+        const MapKind kind = map_kind(p.cfg.variant);
+        SLAY_TRY(dispatch_scan(kind, first, a, L, stream));
+        if (p.cfg.causal) {
+            ScanArgs ak = a;
+            ak.Tc = L_key.Tc;
+            SLAY_TRY(dispatch_scan(kind, ScanPass::BackwardKey, ak, L_key, stream));
+        }
     }
     if (c.has_dinitial_state) {
-        const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
         const int64_t n = c.batch * p.cfg.num_heads * p.features;
         reduce_z_parts_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(s.dstate_z_parts, a.dstate_in, slices,
                                                                        p.cfg.num_heads, p.features,

@@ -1,52 +1,92 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), in one call: builds libslay for sm_90
-# with the carried doctest headers, runs the whole test suite (the GPU suite
-# included), a compute-sanitizer memcheck over the small cases named
-# *sanitizer* of each GPU doctest binary, the example and the benchmarks if
-# present. Logs go under $OUT (at most 8 files come back):
+# with the carried doctest headers in a FRESH build directory (ninja does not
+# rebuild .cu objects when an included .cuh changes), runs the test suite
+# (the GPU suite included), compute-sanitizer memcheck and racecheck over the
+# small cases named *sanitizer* of the GPU doctest binaries, the example and
+# the compare_torch benchmarks. Logs go under $OUT (at most 8 files come back):
 #   device.txt     GPU, driver, nvcc
-#   tests.log      run_tests.sh output (ends with "N passed, N failed, N skipped")
+#   tests.log      build + run_tests.sh output (ends with "N passed, N failed, N skipped"), then the example
 #   testlog.txt    meson's full test log (the GPU tables: lines starting with '|')
 #   gpu_tables.txt the table lines of the GPU suites, extracted from testlog.txt
-#   sanitizer.log  compute-sanitizer memcheck of the *sanitizer* cases
-#   example.log    the C example
-#   bench.log      quick benchmark: compare_torch.py, slay_anchor (R=2 M=16 P=32)
-#                  vs torch SDPA at B=4 H=12 D=64 causal, T 4096 and 32768,
-#                  bf16 and fp32, forward and forward+backward (when torch is there)
-#   carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
+#   sanitizer.log  compute-sanitizer memcheck and racecheck of the *sanitizer* cases
+#   bench.log      compare_torch.py output (slay_anchor vs torch SDPA, default and FLASH backends)
+#   bench.tar.gz   compare_torch JSON + Markdown of each benchmark shape
+# Phases (SLAY_DEVICE_PHASES, comma-separated; default all):
+#   build     configure + build
+#   suite     the whole meson test suite (run_tests.sh)
+#   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
+#   sanitize  memcheck + racecheck of the *sanitizer* cases
+#   bench     compare_torch.py at shape A (B4 H12 D64, T 4096 and 32768, bf16 and fp32) and the
+#             paper shape (B1 H8 D32 T 131072, bf16 and fp32), fwd and fwd+bwd, causal
+#   quickbench  the same shapes, bf16 only, fewer iterations (a smoke timing)
+# carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/slay-out}
+PHASES=${SLAY_DEVICE_PHASES:-build,suite,sanitize,bench}
+BUILD=build-gpu
 mkdir -p "$OUT"
 export PATH="/usr/local/cuda/bin:$PATH"
+has() { [[ ",$PHASES," == *",$1,"* ]]; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nvcc --version | tail -2; } \
   2>&1 | tee "$OUT/device.txt"
-SLAY_BUILD_DIR=build-gpu bash tests/run_tests.sh -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" \
-  2>&1 | tee "$OUT/tests.log"
-rc=${PIPESTATUS[0]}
-cp build-gpu/meson-logs/testlog.txt "$OUT/testlog.txt" 2>/dev/null
-grep -E '^\| ' build-gpu/meson-logs/testlog.txt > "$OUT/gpu_tables.txt" 2>/dev/null
+rc=0
+if has build; then
+  rm -rf "$BUILD"
+  { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
+    ninja -C "$BUILD"; } > "$OUT/tests.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
+  echo "build ok"
+fi
+if has suite; then
+  SLAY_BUILD_DIR=$BUILD bash tests/run_tests.sh 2>&1 | tee -a "$OUT/tests.log" | tail -40
+  rc=${PIPESTATUS[0]}
+fi
+if has linear; then
+  meson test -C "$BUILD" --print-errorlogs test_cuda_linear 2>&1 | tee -a "$OUT/tests.log" | tail -15
+  rc=${PIPESTATUS[0]}
+fi
+cp "$BUILD/meson-logs/testlog.txt" "$OUT/testlog.txt" 2>/dev/null
+grep -E '^\| ' "$BUILD/meson-logs/testlog.txt" > "$OUT/gpu_tables.txt" 2>/dev/null
+grep -E 'FAIL' "$OUT/gpu_tables.txt" | head -20
 
-# Memcheck over small cases only (the sanitizer slows kernels ~100x): every
-# GPU doctest binary runs its test cases named *sanitizer*.
-: > "$OUT/sanitizer.log"
-for t in build-gpu/tests/gpu/test_cuda_*; do
-  [ -x "$t" ] && [ -f "$t" ] || continue
-  case "$t" in *test_cuda_handle) continue ;; esac
-  echo "=== compute-sanitizer memcheck $t -tc=*sanitizer*" >> "$OUT/sanitizer.log"
-  timeout 600 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 99 \
-    "$t" -tc='*sanitizer*' >> "$OUT/sanitizer.log" 2>&1
-  echo "=== $t: rc=$? (0 clean, 99 memcheck errors, 77 no device)" >> "$OUT/sanitizer.log"
-done
-grep -E '^=== |ERROR SUMMARY' "$OUT/sanitizer.log"
+if has sanitize; then
+  # The sanitizers slow kernels ~100x: only the small *sanitizer* cases.
+  : > "$OUT/sanitizer.log"
+  for tool in memcheck racecheck; do
+    for t in "$BUILD"/tests/gpu/test_cuda_*; do
+      [ -x "$t" ] && [ -f "$t" ] || continue
+      case "$t" in *test_cuda_handle) continue ;; esac
+      [ "$tool" = racecheck ] && case "$t" in *test_cuda_linear) ;; *) continue ;; esac
+      extra=""; [ "$tool" = memcheck ] && extra="--leak-check no"
+      echo "=== compute-sanitizer $tool $t -tc=*sanitizer*" >> "$OUT/sanitizer.log"
+      timeout 400 compute-sanitizer --tool "$tool" $extra --error-exitcode 99 \
+        "$t" -tc='*sanitizer*' >> "$OUT/sanitizer.log" 2>&1
+      echo "=== $t: rc=$? (0 clean, 99 $tool errors, 77 no device)" >> "$OUT/sanitizer.log"
+    done
+  done
+  grep -E '^=== |ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log"
+fi
 
-[ -x build-gpu/examples/slay_example ] && build-gpu/examples/slay_example 1024 4 64 2>&1 | tee "$OUT/example.log"
-: > "$OUT/bench.log"
-if python3 -c 'import torch' 2>/dev/null; then
-  timeout 240 python3 tests/bench/compare_torch.py build-gpu/libslay.so --variants slay_anchor \
-    --B 4 --H 12 --D 64 --T 4096 32768 --dtypes bf16 fp32 --passes fwd fwdbwd --R 2 --M 16 --P 32 \
-    --causal --iters 5 --warmup 2 --slow-call-s 3 >> "$OUT/bench.log" 2>&1
-  echo "=== compare_torch rc=$?" >> "$OUT/bench.log"
-  tail -14 "$OUT/bench.log"
+[ -x "$BUILD/examples/slay_example" ] && "$BUILD/examples/slay_example" 1024 4 64 >> "$OUT/tests.log" 2>&1
+
+if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
+  : > "$OUT/bench.log"
+  mkdir -p "$OUT/bench"
+  dtypes="bf16 fp32"; iters=""
+  has quickbench && { dtypes="bf16"; iters="--iters 5 --warmup 2"; }
+  export PYTHONUNBUFFERED=1
+  timeout 300 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 4 --H 12 --D 64 --T 4096 32768 --dtypes $dtypes --passes fwd fwdbwd --R 2 --M 16 --P 32 \
+    --causal --slow-call-s 3 $iters --json "$OUT/bench/compare_A.json" --markdown "$OUT/bench/compare_A.md" \
+    >> "$OUT/bench.log" 2>&1
+  echo "=== compare_torch shape A rc=$?" >> "$OUT/bench.log"
+  timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes $dtypes --passes fwd fwdbwd --R 2 --M 8 --P 16 \
+    --causal --slow-call-s 3 $iters --json "$OUT/bench/compare_paper.json" \
+    --markdown "$OUT/bench/compare_paper.md" >> "$OUT/bench.log" 2>&1
+  echo "=== compare_torch paper shape rc=$?" >> "$OUT/bench.log"
+  tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"
+  grep -vE '^\s*$' "$OUT/bench.log" | tail -30
 fi
 exit $rc  # the test suite's status

@@ -1,0 +1,447 @@
+// linear_backward_mma_kernel.cuh -- the tensor-core backward of the SLAY
+// anchor variant for bf16/fp16 inputs:
+//   q, k (B, H, T, D); v, dout, dv (B, H, T, Dv); states (B, H, F, Dv+1) fp32;
+//   dq, dk accumulated in fp32 (B, H, T, D) workspace rows (the launcher
+//   converts them to the caller's dtype).
+// Same mathematics as the SIMT backward of linear_scan_kernel.cuh (SPEC C.3,
+// C.4, D.2) on the forward's tensor-core block (linear_forward_mma_kernel.cuh):
+// one CTA of 8 warps per (b*H + h, slice of 15 value columns + the z
+// column), the slice's state or carry (16, F) in registers (warp w owns
+// p in [w*kPPW, (w+1)*kPPW), all c), features recomputed, never stored.
+//
+// Per slice, with vbar = [v_slice | 1] and gs = [g_slice / den | dZ share]
+// (the shares of dZ_i = -(g_i . o_i) / den_i over the slices add up, and
+// everything dZ feeds is linear in it, so no CTA needs the whole row):
+//   query kernel (forward in time; S = prefix state):
+//     [N | Z] recomputed as in the forward -> den, dZ share, gs (saved: den
+//     and the dZ share per row for the key kernel);
+//     dphi_q = gs S^T + (dA o L) Phi_k, dA = gs vbar^T, in factored form:
+//       dpoly_q[i,p] = sum_c pcat_q[i,c] (gs_i . S_(p,c)) + ((dA o Bf o L) Poly_k)[i,p]
+//       dpcat_q[i,c] = sum_p poly_q[i,p] (gs_i . S_(p,c)) + ((dA o Bp o L) Pcat_k)[i,c]
+//     (Bf = Pcat_q Pcat_k^T, Bp = Poly_q Poly_k^T); then S += Phi_k^T vbar.
+//   key kernel (reverse; U = suffix carry sum_{later i} phi_q,i gs_i^T):
+//     dv = Phi_k U + (A o L)^T gs, A = Bp o Bf (the forward's step 4 with
+//     the roles of the sides swapped);
+//     dphi_k = vbar U^T + (dA o L)^T Phi_q, factored as above;
+//     then U += Phi_q^T gs; finally dinitial_state = U.
+//   Bidirectional: the query kernel first sums S over all keys and has no
+//   intra terms; the key kernel first sums U over all queries.
+// The gradient step reads the state from a bf16 copy in shared memory
+// ([p][w][c]), since a gradient row needs every p: warps 0-3 form dpoly of
+// one 16-row m-tile each (G_p = gs S_p^T on tensor cores, then the pcat-
+// weighted row sums), warps 4-7 dpcat (the gs fragments scaled by poly_p,
+// times S_p). The map's VJP then runs as one GEMM, coefficients (64, NW)
+// times W (NW, D) in bf16 (fp16 W fragments are converted in registers:
+// gradient coefficients can leave fp16's range), followed by the
+// normalization's VJP in fp32 and an fp32 atomic add into the dq/dk rows
+// (the slices of a head add their parts; the order of those adds is not
+// fixed, as in the SIMT kernels).
+//
+// Rounding: gs, vbar, features and the state copy are bf16 with fp32 sums
+// (the forward's budget); den, dZ, the coefficients' inputs and the
+// normalization VJP are fp32.
+#pragma once
+
+#include <type_traits>
+
+#include "cuda/linear_forward_mma_kernel.cuh"
+
+namespace slay {
+namespace cuda {
+namespace kron_mma {
+
+__device__ __forceinline__ unsigned half2_to_bf16x2(unsigned x) {
+    const float2 f = __half22float2(*reinterpret_cast<__half2*>(&x));
+    return pack2<__nv_bfloat16>(f.x, f.y);
+}
+
+template <typename Elem, int kPPW, int kC16>
+struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
+    using Base = KronBlock<Elem, kPPW, kC16>;
+    using Base::a;
+    using Base::b;
+    using Base::bh;
+    using Base::col0;
+    using Base::g;
+    using Base::h;
+    using Base::L;
+    using Base::l;
+    using Base::lane;
+    using Base::ncols;
+    using Base::warp;
+    using Base::kTiles8;
+    using Base::kPolyPairs;
+    template <typename T>
+    __device__ T* at(int offset) const {
+        return Base::template at<T>(offset);
+    }
+
+    // gs rows (bf16, zero past `rows`): four threads per row, four columns
+    // each. With `from_partials` (query kernel) den and this slice's dZ
+    // share come from the [N | Z] partials in red and are saved for the key
+    // kernel; otherwise they are read back.
+    __device__ void gradient_rows(int64_t t0, int rows, int buf, bool from_partials) const {
+        const int t = threadIdx.x / 4, quarter = threadIdx.x % 4;
+        const Elem* go = at<Elem>(L.dost[buf]) + t * L.ldv + col0;
+        float gv[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int w = quarter * 4 + i;
+            gv[i] = w < ncols && t < rows ? to_float(go[w]) : 0.f;
+        }
+        const int64_t row = bh * a.T + t0 + t;
+        const int64_t dz_row = (static_cast<int64_t>(blockIdx.y) * gridDim.x + bh) * a.T + t0 + t;
+        float den = 1.f, dz = 0.f;
+        if (from_partials) {
+            const float4 sum = Base::sum_partials(t, quarter);
+            const float z = __shfl_sync(0xffffffffu, sum.w, (lane & ~3) | 3);
+            bool passes;
+            den = stabilized(a, z, &passes);
+            // o = N / den over the slice's columns (gv is 0 elsewhere, z included).
+            float delta = (gv[0] * sum.x + gv[1] * sum.y + gv[2] * sum.z + gv[3] * sum.w) / den;
+            delta += __shfl_xor_sync(0xffffffffu, delta, 1);
+            delta += __shfl_xor_sync(0xffffffffu, delta, 2);
+            dz = passes ? -delta / den : 0.f;
+            if (t < rows && quarter == 0) {
+                if (blockIdx.y == 0) a.row_den[row] = den;
+                a.row_dz[dz_row] = dz;
+            }
+        } else if (t < rows) {
+            den = a.row_den[row];
+            dz = a.row_dz[dz_row];
+        }
+        float gsv[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int w = quarter * 4 + i;
+            gsv[i] = t >= rows ? 0.f : w == kSliceValues ? dz : gv[i] / den;
+        }
+        *reinterpret_cast<uint2*>(at<__nv_bfloat16>(L.gs) + t * kVbarLd + quarter * 4) =
+            make_uint2(pack2<__nv_bfloat16>(gsv[0], gsv[1]), pack2<__nv_bfloat16>(gsv[2], gsv[3]));
+    }
+
+    // dv rows of the slice from the key kernel's partials in red.
+    __device__ void store_values(int64_t t0, int rows) const {
+        const int t = threadIdx.x / 4, quarter = threadIdx.x % 4;
+        const float4 sum = Base::sum_partials(t, quarter);
+        if (t >= rows) return;
+        const float n[4] = {sum.x, sum.y, sum.z, sum.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int w = quarter * 4 + i;
+            if (w < ncols) a.dv.store(b, h, t0 + t, col0 + w, n[i]);
+        }
+    }
+
+    // The state registers as bf16 [p][w][c] (pitch ldsc) in red: for each p
+    // a (16 w x RMp c) matrix, read as mma B fragments (k = w, n = c).
+    __device__ void copy_state(const float (&S)[kPPW][kTiles8][4]) const {
+        __nv_bfloat16* sc = at<__nv_bfloat16>(L.red);
+#pragma unroll
+        for (int pl = 0; pl < kPPW; ++pl)
+#pragma unroll
+            for (int c8 = 0; c8 < kTiles8; ++c8) {
+                const int p = warp * kPPW + pl, c = 8 * c8 + 2 * l;
+                *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g) * L.ldsc + c) =
+                    pack2<__nv_bfloat16>(S[pl][c8][0], S[pl][c8][1]);
+                *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g + 8) * L.ldsc + c) =
+                    pack2<__nv_bfloat16>(S[pl][c8][2], S[pl][c8][3]);
+            }
+    }
+
+    // dA tile (self m-tile mt, other block j) = own_rows . other_rows^T.
+    __device__ void score_gradient_tile(const ChunkSide& sd, const unsigned lf[4], int j, float dA[2][4]) const {
+        unsigned bf[4];
+        ldmatrix_x4(bf, b_nk_addr(at<__nv_bfloat16>(sd.other_rows), kVbarLd, j * 16, 0, lane));
+        mma_16816<__nv_bfloat16>(dA[0], lf, bf[0], bf[1]);
+        mma_16816<__nv_bfloat16>(dA[1], lf, bf[2], bf[3]);
+    }
+
+    // The intra-chunk part of one factor gradient of self m-tile mt:
+    //   acc += sum over visible blocks j of (dA o Gram) rows_j,
+    // Gram = X_self X_other^T over the factor pair (gram_self, gram_other)
+    // (kGramSteps k16 steps, pitch gram_ld) and rows_j the other side's
+    // factor `out_other` (kOutPairs n16 pairs, pitch out_ld) of block j:
+    // Gram = Bf with Poly_other gives dpoly, Gram = Bp with Pcat_other dpcat.
+    template <int kGramSteps, int kOutPairs>
+    __device__ void intra_gradients(const ChunkSide& sd, const unsigned lf[4], int mt, int gram_self, int gram_other,
+                                    int gram_ld, int out_other, int out_ld, float (&acc)[2 * kOutPairs][4]) const {
+        for (int j = 0; j < 4; ++j) {
+            if (!Base::intra_pair(sd.lower, mt, j)) continue;
+            float dA[2][4] = {}, gram[2][4] = {};
+            score_gradient_tile(sd, lf, j, dA);
+            Base::template gram_tile<kGramSteps>(at<__nv_bfloat16>(gram_self), at<__nv_bfloat16>(gram_other), gram_ld,
+                                                 mt, j, gram);
+            unsigned af[4];
+            Base::masked_product(sd.lower, mt, j, dA, gram, af);
+#pragma unroll
+            for (int n16 = 0; n16 < kOutPairs; ++n16) {
+                unsigned bf[4];
+                ldmatrix_x4_trans(bf, b_kn_addr(at<__nv_bfloat16>(out_other), out_ld, j * 16, n16 * 16, lane));
+                mma_16816<__nv_bfloat16>(acc[2 * n16], af, bf[0], bf[1]);
+                mma_16816<__nv_bfloat16>(acc[2 * n16 + 1], af, bf[2], bf[3]);
+            }
+        }
+    }
+
+    // Factor gradients of the side's 64 rows -> dpoly (64, P), dpcat (64, RMp)
+    // fp32 (see the header): warp w takes m-tile w % 4; warps 0-3 dpoly,
+    // warps 4-7 dpcat. Reads the state copy of copy_state.
+    __device__ void factor_gradients(const ChunkSide& sd, bool intra) const {
+        const int mt = warp & 3;
+        const int r0 = mt * 16 + g, r1 = r0 + 8;
+        const __nv_bfloat16* sc = at<__nv_bfloat16>(L.red);
+        unsigned lf[4];
+        ldmatrix_x4(lf, a_tile_addr(at<__nv_bfloat16>(sd.own_rows), kVbarLd, mt * 16, 0, lane));
+        if (warp < 4) {
+            const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
+            float pc[kTiles8][4];
+#pragma unroll
+            for (int c8 = 0; c8 < kTiles8; ++c8) {
+                const int c = 8 * c8 + 2 * l;
+                const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r0 * L.ldc + c));
+                const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r1 * L.ldc + c));
+                pc[c8][0] = lo.x;
+                pc[c8][1] = lo.y;
+                pc[c8][2] = hi.x;
+                pc[c8][3] = hi.y;
+            }
+            float* dp = at<float>(L.dpoly);
+            for (int p = 0; p < L.P; ++p) {
+                float G[kTiles8][4] = {};
+                const __nv_bfloat16* sp = sc + p * kSliceCols * L.ldsc;
+#pragma unroll
+                for (int n16 = 0; n16 < kC16; ++n16) {
+                    unsigned bf[4];
+                    ldmatrix_x4_trans(bf, b_kn_addr(sp, L.ldsc, 0, n16 * 16, lane));
+                    mma_16816<__nv_bfloat16>(G[2 * n16], lf, bf[0], bf[1]);
+                    mma_16816<__nv_bfloat16>(G[2 * n16 + 1], lf, bf[2], bf[3]);
+                }
+                float lo = 0.f, hi = 0.f;
+#pragma unroll
+                for (int c8 = 0; c8 < kTiles8; ++c8) {
+                    lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
+                    hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
+                }
+                lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+                lo += __shfl_xor_sync(0xffffffffu, lo, 2);
+                hi += __shfl_xor_sync(0xffffffffu, hi, 1);
+                hi += __shfl_xor_sync(0xffffffffu, hi, 2);
+                if (l == 0) {
+                    dp[r0 * L.lddp + p] = lo;
+                    dp[r1 * L.lddp + p] = hi;
+                }
+            }
+            if (!intra) return;
+            float acc[2 * kPolyPairs][4] = {};
+            intra_gradients<kC16, kPolyPairs>(sd, lf, mt, sd.pcat_self, sd.pcat_other, L.ldc, sd.poly_other, L.ldp,
+                                              acc);
+            __syncwarp();  // this warp's inter values above are in place
+#pragma unroll
+            for (int t8 = 0; t8 < 2 * kPolyPairs; ++t8) {
+                const int col = 8 * t8 + 2 * l;
+                if (col >= L.P) continue;  // P % 8 == 0: col + 1 < P too
+                dp[r0 * L.lddp + col] += acc[t8][0];
+                dp[r0 * L.lddp + col + 1] += acc[t8][1];
+                dp[r1 * L.lddp + col] += acc[t8][2];
+                dp[r1 * L.lddp + col + 1] += acc[t8][3];
+            }
+            return;
+        }
+        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
+        float acc[kTiles8][4] = {};
+        for (int p = 0; p < L.P; ++p) {
+            const unsigned s0 = bf16x2_splat(poly[r0 * L.ldp + p]), s1 = bf16x2_splat(poly[r1 * L.ldp + p]);
+            const unsigned ap[4] = {bf16x2_mul(lf[0], s0), bf16x2_mul(lf[1], s1), bf16x2_mul(lf[2], s0),
+                                    bf16x2_mul(lf[3], s1)};
+            const __nv_bfloat16* sp = sc + p * kSliceCols * L.ldsc;
+#pragma unroll
+            for (int n16 = 0; n16 < kC16; ++n16) {
+                unsigned bf[4];
+                ldmatrix_x4_trans(bf, b_kn_addr(sp, L.ldsc, 0, n16 * 16, lane));
+                mma_16816<__nv_bfloat16>(acc[2 * n16], ap, bf[0], bf[1]);
+                mma_16816<__nv_bfloat16>(acc[2 * n16 + 1], ap, bf[2], bf[3]);
+            }
+        }
+        if (intra)
+            intra_gradients<kPolyPairs, kC16>(sd, lf, mt, sd.poly_self, sd.poly_other, L.ldp, sd.pcat_other, L.ldc,
+                                              acc);
+        float* dc = at<float>(L.dpcat);
+#pragma unroll
+        for (int c8 = 0; c8 < kTiles8; ++c8) {
+            const int c = 8 * c8 + 2 * l;
+            *reinterpret_cast<float2*>(dc + r0 * L.lddc + c) = make_float2(acc[c8][0], acc[c8][1]);
+            *reinterpret_cast<float2*>(dc + r1 * L.lddc + c) = make_float2(acc[c8][2], acc[c8][3]);
+        }
+    }
+
+    // The anchor map's VJP for the side's rows: dpoly, dpcat -> dx, added
+    // to dx_acc (fp32 rows (B*H*T, D)). Block-wide; starts after the
+    // barrier that follows factor_gradients.
+    //   coefficients: 2 dpoly[p] u_p / sqrt(P) on anchor row p (u_p = a_p . x^),
+    //                 dpcat[c] pcat[c] sqrt(2 s_r) on omega row c (0 where the clamp holds);
+    //   dx^ = coef W;  dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps when |x| <= eps).
+    __device__ void side_vjp(const ChunkSide& sd, int64_t t0, int rows, float* dx_acc) const {
+        const FeatureParams& fp = a.fp;
+        {
+            const RowWalk walk(L.NW / 2);
+            const int e = 2 * walk.slot;
+            const bool is_poly = e < L.Pp16;
+            const int c = e - L.Pp16;
+            const typename Base::PrfPair k = is_poly ? typename Base::PrfPair{} : Base::prf_pair(c);
+            float slope[2] = {0.f, 0.f};
+            if (!is_poly)
+#pragma unroll
+                for (int i = 0; i < 2; ++i)
+                    if (c + i < L.RM) slope[i] = fp.sqrt_2s[(c + i) / fp.M];
+            const float poly_coef = 2.f * fp.inv_sqrt_p;
+            const float* ys = at<float>(sd.y);
+            const float* inv_divs = at<float>(sd.inv_div);
+            const float* dpoly = at<float>(L.dpoly);
+            const float* dpcat = at<float>(L.dpcat);
+            __nv_bfloat16* coef = at<__nv_bfloat16>(L.coef);
+            for (int t = walk.first; t < kTc; t += walk.step) {
+                const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + e);
+                const float inv_div = inv_divs[t];
+                const float u0 = y.x * inv_div, u1 = y.y * inv_div;
+                float c0, c1;
+                if (is_poly) {  // dpoly is not written past P
+                    c0 = e < L.P ? poly_coef * u0 * dpoly[t * L.lddp + e] : 0.f;
+                    c1 = e < L.P ? poly_coef * u1 * dpoly[t * L.lddp + e + 1] : 0.f;
+                } else {
+                    const float x0 = fmaf(k.scale[0], u0, -k.shift[0]), x1 = fmaf(k.scale[1], u1, -k.shift[1]);
+                    const float2 d = *reinterpret_cast<const float2*>(dpcat + t * L.lddc + c);
+                    c0 = fabsf(x0) <= k.bound ? d.x * k.weight[0] * fast_exp2(x0) * slope[0] : 0.f;
+                    c1 = fabsf(x1) <= k.bound ? d.y * k.weight[1] * fast_exp2(x1) * slope[1] : 0.f;
+                }
+                *reinterpret_cast<unsigned*>(coef + t * L.ldcoef + e) = pack2<__nv_bfloat16>(c0, c1);
+            }
+        }
+        __syncthreads();
+        // dx^ (64, D) = coef (64, NW) W (NW, D): warp w takes m-tile w % 4 and
+        // every other n16 pair of D, into fp32 rows in red.
+        {
+            const int mt = warp & 3;
+            const __nv_bfloat16* coef = at<__nv_bfloat16>(L.coef);
+            const Elem* w = at<Elem>(L.w_hi);
+            float* dxh = at<float>(L.red);
+            for (int np = warp >> 2; np < L.D / 16; np += 2) {
+                float acc[2][4] = {};
+                for (int k0 = 0; k0 < L.NW; k0 += 16) {
+                    unsigned af[4], bf[4];
+                    ldmatrix_x4(af, a_tile_addr(coef, L.ldcoef, mt * 16, k0, lane));
+                    ldmatrix_x4_trans(bf, b_kn_addr(w, L.ldx, k0, np * 16, lane));
+                    if constexpr (std::is_same<Elem, __half>::value)
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) bf[i] = half2_to_bf16x2(bf[i]);
+                    mma_16816<__nv_bfloat16>(acc[0], af, bf[0], bf[1]);
+                    mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
+                }
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt) {
+                    const int col = np * 16 + nt * 8 + 2 * l;
+                    *reinterpret_cast<float2*>(dxh + (mt * 16 + g) * L.lddx + col) = make_float2(acc[nt][0], acc[nt][1]);
+                    *reinterpret_cast<float2*>(dxh + (mt * 16 + g + 8) * L.lddx + col) =
+                        make_float2(acc[nt][2], acc[nt][3]);
+                }
+            }
+        }
+        __syncthreads();
+        // Normalization VJP: four threads per row, D / 4 columns each.
+        const int t = threadIdx.x / 4, quarter = threadIdx.x % 4, width = L.D / 4, d0 = quarter * width;
+        const float* dxh = at<float>(L.red) + t * L.lddx;
+        const Elem* x = at<Elem>(sd.x) + t * L.ldx;
+        const float inv_div = at<float>(sd.inv_div)[t];
+        const bool keep = at<float>(sd.keep)[t] != 0.f;
+        float radial = 0.f;
+        for (int d = d0; d < d0 + width; ++d) radial = fmaf(dxh[d], to_float(x[d]) * inv_div, radial);
+        radial += __shfl_xor_sync(0xffffffffu, radial, 1);
+        radial += __shfl_xor_sync(0xffffffffu, radial, 2);
+        if (t >= rows) return;
+        float* out = dx_acc + (bh * a.T + t0 + t) * L.D;
+        for (int d = d0; d < d0 + width; ++d) {
+            const float xhat = to_float(x[d]) * inv_div;
+            atomicAdd(out + d, (keep ? dxh[d] - radial * xhat : dxh[d]) * inv_div);
+        }
+    }
+};
+
+// Query kernel: grid (B*H, ceil(Dv / 15)), kThreads threads, the backward
+// layout's bytes. den, the dZ shares (a.row_den, a.row_dz) and dq (added to
+// a.dq_acc, zeroed by the launcher).
+template <typename Elem, int kPPW, int kC16>
+__global__ void __launch_bounds__(kThreads, 1) kron_backward_query_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
+    extern __shared__ float4 smem_f4[];
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    float S[kPPW][2 * kC16][4] = {};
+    blk.load_state(S, a.state_in, true);
+    blk.load_weights();
+    if (!a.causal) accumulate_sweep(blk, S, false, false, async, [](int64_t, int, int) {});  // the full state first
+    const bool causal = a.causal;
+    chunk_sweep(blk, false, true, causal, true, async, [&](int64_t t0, int rows, int buf) {
+        const ChunkSide qs = blk.query_side(buf);
+        blk.prepare_chunk(rows, buf, true, causal);
+        blk.factor_gemm(buf, true, causal);
+        __syncthreads();
+        blk.map_features(true, causal);
+        __syncthreads();
+        blk.state_partials(S, qs, causal);
+        __syncthreads();
+        blk.gradient_rows(t0, rows, buf, true);
+        __syncthreads();
+        blk.copy_state(S);
+        __syncthreads();
+        blk.factor_gradients(qs, causal);
+        __syncthreads();
+        blk.side_vjp(qs, t0, rows, a.dq_acc);
+        if (causal) blk.accumulate_state(S, rows, blk.key_side(buf));
+        __syncthreads();
+    });
+}
+
+// Key kernel: same grid; dv, dk (added to a.dk_acc) and the carry's final
+// value: dinitial_state's value columns, and this slice's share of its z
+// column in a.dstate_z_parts (slices, B*H, F), summed by the launcher.
+template <typename Elem, int kPPW, int kC16>
+__global__ void __launch_bounds__(kThreads, 1) kron_backward_key_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
+    extern __shared__ float4 smem_f4[];
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    float U[kPPW][2 * kC16][4] = {};
+    blk.load_state(U, a.dstate_out, false);
+    blk.load_weights();
+    if (!a.causal)  // the full carry first
+        accumulate_sweep(blk, U, true, true, async,
+                         [&](int64_t t0, int rows, int buf) { blk.gradient_rows(t0, rows, buf, false); });
+    const bool causal = a.causal;
+    chunk_sweep(blk, causal, causal, true, causal, async, [&](int64_t t0, int rows, int buf) {
+        const ChunkSide ks = blk.key_side(buf);
+        blk.prepare_chunk(rows, buf, causal, true);
+        blk.factor_gemm(buf, causal, true);
+        if (causal) blk.gradient_rows(t0, rows, buf, false);
+        __syncthreads();
+        blk.map_features(causal, true);
+        __syncthreads();
+        blk.state_partials(U, ks, causal);
+        __syncthreads();
+        blk.store_values(t0, rows);
+        __syncthreads();
+        blk.copy_state(U);
+        __syncthreads();
+        blk.factor_gradients(ks, causal);
+        __syncthreads();
+        blk.side_vjp(ks, t0, rows, a.dk_acc);
+        if (causal) blk.accumulate_state(U, rows, blk.query_side(buf));
+        __syncthreads();
+    });
+    if (a.dstate_in.data)
+        blk.for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
+            if (z)
+                a.dstate_z_parts[(static_cast<int64_t>(blockIdx.y) * gridDim.x + blk.bh) * a.F + f] = U[pl][c8][e];
+            else
+                a.dstate_in.store(blk.b, blk.h, f, col, U[pl][c8][e]);
+        });
+}
+
+}  // namespace kron_mma
+}  // namespace cuda
+}  // namespace slay

@@ -1,0 +1,24 @@
+// linear_backward_mma_key.cu -- the key kernel of the tensor-core
+// slay_anchor backward (linear_backward_mma_kernel.cuh): dv, dk and
+// dinitial_state, launched by anchor_backward_mma after the query kernel.
+#include "cuda/linear_backward_mma_kernel.cuh"
+#include "cuda/linear_mma_launch.cuh"
+
+namespace slay {
+namespace cuda {
+namespace kron_mma {
+
+Status launch_kron_backward_key(const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream) {
+    bool instantiated = false;
+    SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
+        using I = decltype(inst);
+        return launch_kron_kernel(kron_backward_key_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
+                                  "linear attention tensor-core backward (key pass) launch");
+    }));
+    if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core key kernel for this shape");
+    return Status();
+}
+
+}  // namespace kron_mma
+}  // namespace cuda
+}  // namespace slay

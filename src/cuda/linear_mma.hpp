@@ -1,0 +1,33 @@
+// linear_mma.hpp -- host entries of the tensor-core kernels of slay_anchor:
+// the forward (linear_forward_mma_kernel.cuh) and the backward
+// (linear_backward_mma_kernel.cuh):
+//   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv) bf16/fp16;
+//   states (B, H, F, Dv+1) fp32.
+// Each launches when the call fits its shapes and leaves *launched false
+// otherwise (the SIMT scan then runs).
+#pragma once
+
+#include "core/status.hpp"
+#include "cuda/cuda_ops.hpp"
+#include "cuda/linear_scan_kernel.cuh"
+
+namespace slay {
+namespace cuda {
+
+struct KronMmaShape {
+    int D = 0, P = 0, RM = 0;
+    int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
+};
+
+Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, cudaStream_t stream,
+                          bool* launched);
+
+// The backward's two kernels on a.dq_acc, a.dk_acc (zeroed by the caller),
+// a.row_den, a.row_dz (slices x B*H*T), a.dstate_z_parts (slices x B*H*F),
+// with *slices the number of value slices it used (the z-part reduction's
+// count).
+Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, cudaStream_t stream,
+                           bool* launched, int* slices);
+
+}  // namespace cuda
+}  // namespace slay

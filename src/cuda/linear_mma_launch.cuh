@@ -1,0 +1,94 @@
+// linear_mma_launch.cuh -- what the tensor-core launchers of slay_anchor
+// (linear_forward_mma_anchor.cu, linear_backward_mma_anchor.cu) share:
+// whether a call fits the kernels, their grid (B*H, ceil(Dv / 15)) and
+// shared-memory layout, cp.async or plain staging, and the table of
+// (p per warp, c16 tiles) instantiations.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/cuda_check.hpp"
+#include "cuda/linear_forward_mma_kernel.cuh"
+#include "cuda/linear_mma.hpp"
+
+namespace slay {
+namespace cuda {
+namespace kron_mma {
+
+struct KronMmaLaunch {
+    MmaLayout L{};
+    dim3 grid;
+    bool bf16 = true, async = false;
+    int ppw = 0, c16 = 0;
+};
+
+// Whether the call fits (D % 16 == 0, D <= 128, P % 8 == 0, bf16/fp16
+// io, shared memory within the device's opt-in limit); fills *out. The
+// tensors in `staged` must allow 16-byte cp.async rows for async staging
+// (contiguous last dimension, 16-byte aligned bases, strides in multiples
+// of 8 elements), else the kernels use plain loads.
+inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool backward,
+                          std::initializer_list<const DeviceTensor*> staged, KronMmaLaunch* out) {
+    if (s.D % 16 != 0 || s.D > 128 || s.P % 8 != 0) return false;
+    out->bf16 = s.io_dtype == SLAY_DTYPE_BFLOAT16;
+    if (!out->bf16 && s.io_dtype != SLAY_DTYPE_FLOAT16) return false;
+    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, backward);
+    if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
+    auto aligned = [](const DeviceTensor& t) {
+        return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[3] == 1 && t.stride[0] % 8 == 0 &&
+               t.stride[1] % 8 == 0 && t.stride[2] % 8 == 0;
+    };
+    out->async = a.Dv % 8 == 0;
+    for (const DeviceTensor* t : staged) out->async = out->async && aligned(*t);
+    out->ppw = s.P / 8;
+    out->c16 = out->L.RMp / 16;
+    out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>((a.Dv + kSliceValues - 1) / kSliceValues));
+    return true;
+}
+
+// One kernel instantiation: io element type and (p per warp, c16 tiles).
+template <typename E, int PPW, int C16>
+struct KronInstance {
+    using Elem = E;
+    static constexpr int kPPW = PPW, kC16 = C16;
+};
+
+// Calls fn(KronInstance<...>{}) for the launch's instantiation and returns
+// its status; an (ppw, c16) pair without one returns OK and leaves
+// *instantiated false. Each has 2 * ppw * c16 accumulator tiles of state per
+// warp, at most 16.
+template <typename Fn>
+Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
+    *instantiated = true;
+#define SLAY_KRON_MMA_CASE(PPW, C16)                                                         \
+    if (k.ppw == PPW && k.c16 == C16)                                                        \
+        return k.bf16 ? fn(KronInstance<__nv_bfloat16, PPW, C16>{}) : fn(KronInstance<__half, PPW, C16>{});
+    SLAY_KRON_MMA_CASE(1, 1)
+    SLAY_KRON_MMA_CASE(1, 2)
+    SLAY_KRON_MMA_CASE(2, 1)
+    SLAY_KRON_MMA_CASE(2, 2)
+    SLAY_KRON_MMA_CASE(4, 1)
+    SLAY_KRON_MMA_CASE(4, 2)
+    SLAY_KRON_MMA_CASE(2, 4)
+    SLAY_KRON_MMA_CASE(8, 1)
+#undef SLAY_KRON_MMA_CASE
+    *instantiated = false;
+    return Status();
+}
+
+// Launches `kernel` with the plan's grid and shared memory on `stream`.
+template <typename Kernel>
+Status launch_kron_kernel(Kernel kernel, const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream,
+                          const char* what) {
+    SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, k.L.total));
+    kernel<<<k.grid, kThreads, static_cast<size_t>(k.L.total), stream>>>(a, k.L, k.async);
+    return cuda_check(cudaGetLastError(), what);
+}
+
+// The backward's key kernel for a launch whose query kernel ran
+// (linear_backward_mma_key.cu).
+Status launch_kron_backward_key(const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream);
+
+}  // namespace kron_mma
+}  // namespace cuda
+}  // namespace slay
