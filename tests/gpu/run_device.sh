@@ -43,7 +43,7 @@ if has suite; then
   rc=${PIPESTATUS[0]}
 fi
 if has linear; then
-  meson test -C "$BUILD" --print-errorlogs test_cuda_linear 2>&1 | tee -a "$OUT/tests.log" | tail -15
+  meson test -C "$BUILD" --print-errorlogs gpu_cuda_linear 2>&1 | tee -a "$OUT/tests.log" | tail -15
   rc=${PIPESTATUS[0]}
 fi
 cp "$BUILD/meson-logs/testlog.txt" "$OUT/testlog.txt" 2>/dev/null
