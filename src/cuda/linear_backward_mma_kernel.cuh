@@ -366,19 +366,41 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     }
 };
 
-// Query kernel: grid (B*H, ceil(Dv / 15)), kThreads threads, the backward
-// layout's bytes. den, the dZ shares (a.row_den, a.row_dz) and dq (added to
-// a.dq_acc, zeroed by the launcher).
-template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, 1) kron_backward_query_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
+// Segment sums (SegmentPlan): grid (B*H, ceil(Dv / 15), sp.count); CTA
+// (bh, slice, g) stores segment g's own sum from zero: keys, sum Phi_k^T vbar
+// (the state); queries, sum Phi_q^T gs (the backward carry; den and the dZ
+// shares from the query kernel).
+template <typename Elem, int kPPW, int kC16, bool kQueries>
+__global__ void __launch_bounds__(kThreads, 1)
+    kron_segment_sum_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     float S[kPPW][2 * kC16][4] = {};
-    blk.load_state(S, a.state_in, true);
     blk.load_weights();
-    if (!a.causal) accumulate_sweep(blk, S, false, false, async, [](int64_t, int, int) {});  // the full state first
+    accumulate_sweep(blk, S, segment_chunks(sp, a.T), kQueries, kQueries, async, [&](int64_t t0, int rows, int buf) {
+        if constexpr (kQueries) blk.gradient_rows(t0, rows, buf, false);
+    });
+    blk.store_segment_sum(S, sp, static_cast<int>(blockIdx.z));
+}
+
+// Query kernel: grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, the
+// backward layout's bytes. den, the dZ shares (a.row_den, a.row_dz) and dq
+// (added to a.dq_acc, zeroed by the launcher). sp.count > 1: the keys'
+// segment sums are in sp.sums.
+template <typename Elem, int kPPW, int kC16>
+__global__ void __launch_bounds__(kThreads, 1)
+    kron_backward_query_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
+    extern __shared__ float4 smem_f4[];
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
-    chunk_sweep(blk, false, true, causal, true, async, [&](int64_t t0, int rows, int buf) {
+    const int seg = static_cast<int>(blockIdx.z);
+    float S[kPPW][2 * kC16][4] = {};
+    blk.load_state(S, a.state_in, true);
+    if (sp.count > 1) blk.add_segment_sums(S, sp, 0, causal ? seg : sp.count);
+    blk.load_weights();
+    if (!causal && sp.count == 1)  // the full state first
+        accumulate_sweep(blk, S, all_chunks(a.T), false, false, async, [](int64_t, int, int) {});
+    chunk_sweep(blk, segment_chunks(sp, a.T), false, true, causal, true, async, [&](int64_t t0, int rows, int buf) {
         const ChunkSide qs = blk.query_side(buf);
         blk.prepare_chunk(rows, buf, true, causal);
         blk.factor_gemm(buf, true, causal);
@@ -402,38 +424,43 @@ __global__ void __launch_bounds__(kThreads, 1) kron_backward_query_mma_kernel(Sc
 // Key kernel: same grid; dv, dk (added to a.dk_acc) and the carry's final
 // value: dinitial_state's value columns, and this slice's share of its z
 // column in a.dstate_z_parts (slices, B*H, F), summed by the launcher.
+// sp.count > 1: the queries' segment sums (carries) are in sp.sums.
 template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, 1) kron_backward_key_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
+__global__ void __launch_bounds__(kThreads, 1)
+    kron_backward_key_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const bool causal = a.causal;
+    const int seg = static_cast<int>(blockIdx.z);
     float U[kPPW][2 * kC16][4] = {};
     blk.load_state(U, a.dstate_out, false);
+    if (sp.count > 1) blk.add_segment_sums(U, sp, causal ? seg + 1 : 0, sp.count);
     blk.load_weights();
-    if (!a.causal)  // the full carry first
-        accumulate_sweep(blk, U, true, true, async,
+    if (!causal && sp.count == 1)  // the full carry first
+        accumulate_sweep(blk, U, all_chunks(a.T), true, true, async,
                          [&](int64_t t0, int rows, int buf) { blk.gradient_rows(t0, rows, buf, false); });
-    const bool causal = a.causal;
-    chunk_sweep(blk, causal, causal, true, causal, async, [&](int64_t t0, int rows, int buf) {
-        const ChunkSide ks = blk.key_side(buf);
-        blk.prepare_chunk(rows, buf, causal, true);
-        blk.factor_gemm(buf, causal, true);
-        if (causal) blk.gradient_rows(t0, rows, buf, false);
-        __syncthreads();
-        blk.map_features(causal, true);
-        __syncthreads();
-        blk.state_partials(U, ks, causal);
-        __syncthreads();
-        blk.store_values(t0, rows);
-        __syncthreads();
-        blk.copy_state(U);
-        __syncthreads();
-        blk.factor_gradients(ks, causal);
-        __syncthreads();
-        blk.side_vjp(ks, t0, rows, a.dk_acc);
-        if (causal) blk.accumulate_state(U, rows, blk.query_side(buf));
-        __syncthreads();
-    });
-    if (a.dstate_in.data)
+    chunk_sweep(blk, segment_chunks(sp, a.T), causal, causal, true, causal, async,
+                [&](int64_t t0, int rows, int buf) {
+                    const ChunkSide ks = blk.key_side(buf);
+                    blk.prepare_chunk(rows, buf, causal, true);
+                    blk.factor_gemm(buf, causal, true);
+                    if (causal) blk.gradient_rows(t0, rows, buf, false);
+                    __syncthreads();
+                    blk.map_features(causal, true);
+                    __syncthreads();
+                    blk.state_partials(U, ks, causal);
+                    __syncthreads();
+                    blk.store_values(t0, rows);
+                    __syncthreads();
+                    blk.copy_state(U);
+                    __syncthreads();
+                    blk.factor_gradients(ks, causal);
+                    __syncthreads();
+                    blk.side_vjp(ks, t0, rows, a.dk_acc);
+                    if (causal) blk.accumulate_state(U, rows, blk.query_side(buf));
+                    __syncthreads();
+                });
+    if (a.dstate_in.data && seg == 0)  // segment 0's carry has every later query in it
         blk.for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
             if (z)
                 a.dstate_z_parts[(static_cast<int64_t>(blockIdx.y) * gridDim.x + blk.bh) * a.F + f] = U[pl][c8][e];

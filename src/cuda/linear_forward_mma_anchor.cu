@@ -1,20 +1,30 @@
 // linear_forward_mma_anchor.cu -- host side of the tensor-core slay_anchor
-// forward (linear_forward_mma_kernel.cuh): launches grid (B*H, ceil(Dv / 15))
-// when the call fits (linear_mma_launch.cuh).
+// forward (linear_forward_mma_kernel.cuh): launches grid (B*H, ceil(Dv / 15),
+// segments) when the call fits (linear_mma_launch.cuh), after the keys'
+// segment sums (linear_backward_mma_kernel.cuh) when the sequence is split.
+#include "cuda/linear_backward_mma_kernel.cuh"
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
 namespace cuda {
 
-Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, cudaStream_t stream,
-                          bool* launched) {
+int64_t anchor_mma_segment_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T) {
+    using namespace kron_mma;
+    return kron_segment_floats(kron_segment_plan(batch_heads, Dv, T, s.P, s.RM), batch_heads, Dv);
+}
+
+Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* segment_sums,
+                          cudaStream_t stream, bool* launched) {
     using namespace kron_mma;
     *launched = false;
     KronMmaLaunch k;
-    if (!plan_kron_mma(dev, s, a, false, {&a.q, &a.k, &a.v}, &k)) return Status();
+    if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k)) return Status();
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
+        if (k.sp.count > 1)
+            SLAY_TRY(launch_kron_kernel(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>, k, a,
+                                        stream, "linear attention tensor-core segment sums launch"));
         return launch_kron_kernel(kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
                                   "linear attention tensor-core kernel launch");
     }));

@@ -139,6 +139,31 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
 }
 
 
+// The sequence split of few-head calls (B*H*slices CTAs would leave SMs
+// idle): segment g = blockIdx.z of the main kernels covers chunks
+// [g * chunks, min((g + 1) * chunks, total)). A segment-sum kernel first
+// stores every segment's own state (or carry) sum; a segment then starts
+// from the initial state plus the sums of the segments before it (the
+// carry: after it), added in a fixed order (SPEC C.3: a state is never
+// rewound). count == 1: one segment, no sums.
+struct SegmentPlan {
+    int count = 1;
+    int64_t chunks = 0;     // chunks per segment
+    float* sums = nullptr;  // (count, B*H, slices, sum_floats) fp32, each CTA's registers in thread order
+    int64_t sum_floats = 0;  // 16 * P * RMp: one slice's (16, F) state
+};
+
+// Chunks [begin, end) of one sweep.
+struct ChunkRange {
+    int64_t begin, end;
+};
+
+__device__ inline ChunkRange all_chunks(int64_t T) { return {0, (T + kTc - 1) / kTc}; }
+__device__ inline ChunkRange segment_chunks(const SegmentPlan& sp, int64_t T) {
+    const int64_t total = (T + kTc - 1) / kTc, begin = blockIdx.z * sp.chunks;
+    return {begin < total ? begin : total, begin + sp.chunks < total ? begin + sp.chunks : total};
+}
+
 __device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
     __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
     return *reinterpret_cast<unsigned*>(&r);
@@ -268,6 +293,37 @@ struct KronBlock {
                     if (!z && w >= ncols) continue;
                     fn(pl, c8, e, f, z ? a.Dv : col0 + w, z);
                 }
+    }
+
+    // Segment sums (SegmentPlan): this CTA's slot of segment g, its thread's
+    // registers contiguous (float4 per accumulator tile).
+    __device__ float4* segment_slot(const SegmentPlan& sp, int g) const {
+        const int64_t cta = (static_cast<int64_t>(g) * gridDim.x + bh) * gridDim.y + blockIdx.y;
+        return reinterpret_cast<float4*>(sp.sums + cta * sp.sum_floats) + threadIdx.x * kPPW * kTiles8;
+    }
+    __device__ void store_segment_sum(const float (&S)[kPPW][kTiles8][4], const SegmentPlan& sp, int g) const {
+        float4* dst = segment_slot(sp, g);
+#pragma unroll
+        for (int pl = 0; pl < kPPW; ++pl)
+#pragma unroll
+            for (int c8 = 0; c8 < kTiles8; ++c8)
+                dst[pl * kTiles8 + c8] = make_float4(S[pl][c8][0], S[pl][c8][1], S[pl][c8][2], S[pl][c8][3]);
+    }
+    // S += the sums of segments [g0, g1), in order.
+    __device__ void add_segment_sums(float (&S)[kPPW][kTiles8][4], const SegmentPlan& sp, int g0, int g1) const {
+        for (int g = g0; g < g1; ++g) {
+            const float4* src = segment_slot(sp, g);
+#pragma unroll
+            for (int pl = 0; pl < kPPW; ++pl)
+#pragma unroll
+                for (int c8 = 0; c8 < kTiles8; ++c8) {
+                    const float4 v = src[pl * kTiles8 + c8];
+                    S[pl][c8][0] += v.x;
+                    S[pl][c8][1] += v.y;
+                    S[pl][c8][2] += v.z;
+                    S[pl][c8][3] += v.w;
+                }
+        }
     }
 
     // State registers <- a (B, H, F, Dv+1) fp32 tensor (absent: left as
@@ -639,18 +695,18 @@ struct KronBlock {
     }
 };
 
-// The chunk loop shared by the tensor-core kernels: visits chunks in order
-// (or in reverse), staging the next one (cp.async) while `body(t0, rows,
+// The chunk loop shared by the tensor-core kernels: visits the chunks of
+// `range` in order (or in reverse), staging the next one (cp.async) while `body(t0, rows,
 // buf)` computes this one. The body starts after a barrier that makes the
 // chunk's staged rows visible; it must not read buffer `buf` after its own
 // last barrier (the next iteration restages that buffer at once).
 template <typename Block, typename Body>
-__device__ void chunk_sweep(const Block& blk, bool reverse, bool need_q, bool need_k, bool need_g, bool async,
-                            Body body) {
+__device__ void chunk_sweep(const Block& blk, ChunkRange range, bool reverse, bool need_q, bool need_k, bool need_g,
+                            bool async, Body body) {
     const ScanArgs& a = blk.a;
-    const int64_t chunks = (a.T + kTc - 1) / kTc;
-    if (chunks == 0) return;  // T = 0: nothing to stage (the state passes through)
-    auto chunk_at = [&](int64_t i) { return reverse ? chunks - 1 - i : i; };
+    const int64_t chunks = range.end - range.begin;
+    if (chunks <= 0) return;  // T = 0 or an empty segment: nothing to stage (the state passes through)
+    auto chunk_at = [&](int64_t i) { return reverse ? range.end - 1 - i : range.begin + i; };
     blk.stage_chunk(chunk_at(0) * kTc, 0, need_q, need_k, async, need_g);
     for (int64_t i = 0; i < chunks; ++i) {
         const int64_t t0 = chunk_at(i) * kTc;
@@ -693,8 +749,9 @@ __device__ Block make_kron_block(const ScanArgs& a, const MmaLayout& L, unsigned
 // state (keys; own rows vbar) or carry (queries; own rows gs, which
 // `own_rows(t0, rows, buf)` writes before the features are mapped).
 template <typename Block, typename State, typename OwnRows>
-__device__ void accumulate_sweep(const Block& blk, State& S, bool queries, bool need_g, bool async, OwnRows own_rows) {
-    chunk_sweep(blk, false, queries, !queries, need_g, async, [&](int64_t t0, int rows, int buf) {
+__device__ void accumulate_sweep(const Block& blk, State& S, ChunkRange range, bool queries, bool need_g, bool async,
+                                 OwnRows own_rows) {
+    chunk_sweep(blk, range, false, queries, !queries, need_g, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, queries, !queries);
         blk.factor_gemm(buf, queries, !queries);
         own_rows(t0, rows, buf);
@@ -706,19 +763,24 @@ __device__ void accumulate_sweep(const Block& blk, State& S, bool queries, bool 
     });
 }
 
-// Grid (B*H, ceil(Dv / 15)), kThreads threads, mma_layout(...).total bytes;
-// async: q, k, v fit 16-byte cp.async copies (see the launcher).
+// Grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, mma_layout(...).total
+// bytes; async: q, k, v fit 16-byte cp.async copies (see the launcher).
+// sp.count > 1: the segment sums of the keys are in sp.sums.
 template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, 1) kron_forward_mma_kernel(ScanArgs a, MmaLayout L, bool async) {
+__global__ void __launch_bounds__(kThreads, 1)
+    kron_forward_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const bool causal = a.causal;
+    const int seg = static_cast<int>(blockIdx.z);
     float S[kPPW][2 * kC16][4] = {};
     blk.load_state(S, a.state_in, true);
+    if (sp.count > 1) blk.add_segment_sums(S, sp, 0, causal ? seg : sp.count);
     blk.load_weights();
-    if (!a.causal) accumulate_sweep(blk, S, false, false, async, [](int64_t, int, int) {});  // the full state first
-    // Steps 1-6 per chunk.
-    const bool causal = a.causal;
-    chunk_sweep(blk, false, true, causal, false, async, [&](int64_t t0, int rows, int buf) {
+    if (!causal && sp.count == 1)  // the full state first
+        accumulate_sweep(blk, S, all_chunks(a.T), false, false, async, [](int64_t, int, int) {});
+    // Steps 1-6 per chunk of the segment.
+    chunk_sweep(blk, segment_chunks(sp, a.T), false, true, causal, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, causal);
         blk.factor_gemm(buf, true, causal);
         __syncthreads();
@@ -729,7 +791,7 @@ __global__ void __launch_bounds__(kThreads, 1) kron_forward_mma_kernel(ScanArgs 
         __syncthreads();
         blk.store_outputs(t0, rows);
     });
-    if (a.state_out.data)
+    if (a.state_out.data && seg == sp.count - 1)
         blk.for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
             if (!z || blockIdx.y == 0) a.state_out.store(blk.b, blk.h, f, col, S[pl][c8][e]);
         });

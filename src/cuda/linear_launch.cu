@@ -3,6 +3,8 @@
 // and the launches of linear_scan_kernel.cuh.
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv); state (B, H, F, Dv+1) fp32.
 // Workspace (one layout function answers the size and carves the call):
+//   both:     [the tensor-core kernels' segment sums, anchor plans with
+//             bf16/fp16 io whose B*H leaves SMs idle (linear_mma.hpp)]
 //   forward:  [state copy when final_state overlaps initial_state]
 //             [TensorSketch poly_q, poly_k (B*H*T, P) + cuFFT scratch]
 //   backward: dq, dk accumulators (B, H, T, D) fp32, den and dZ per row
@@ -82,9 +84,22 @@ Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayou
                  dev.max_smem_per_block_optin / 1024, " KiB); reduce num_quad_nodes, num_features or poly_dim");
 }
 
+// The tensor-core kernels' shape for an anchor plan with bf16/fp16 io
+// (false otherwise; see linear_forward_mma_kernel.cuh for why the signed maps
+// stay on the fp32 kernels).
+bool tensor_core_shape(const AttnConfig& cfg, KronMmaShape* shape) {
+    if (cfg.variant != SLAY_ATTN_SLAY_ANCHOR || cfg.io_dtype == SLAY_DTYPE_FLOAT32) return false;
+    shape->D = static_cast<int>(cfg.head_dim);
+    shape->P = static_cast<int>(cfg.poly_dim);
+    shape->RM = static_cast<int>(cfg.num_quad_nodes * cfg.num_features);
+    shape->io_dtype = cfg.io_dtype;
+    return true;
+}
+
 // Workspace blocks of one call; fields a pass does not use stay null.
 struct LinearScratch {
     float* state_copy = nullptr;
+    float* segment_sums = nullptr;  // the tensor-core kernels' sequence split
     float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
     float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr, *dstate_z_parts = nullptr;
     SketchFft::Scratch fft{};
@@ -93,6 +108,11 @@ struct LinearScratch {
 LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T, ScratchCarver& w) {
     const int64_t H = p.cfg.num_heads, D = p.cfg.head_dim, rows = B * H * T;
     LinearScratch s;
+    KronMmaShape shape;
+    if (tensor_core_shape(p.cfg, &shape)) {
+        const int64_t n = anchor_mma_segment_floats(shape, B * H, p.cfg.value_dim, T);
+        if (n > 0) s.segment_sums = w.take<float>(n);
+    }
     if (pass == SLAY_PASS_FORWARD) {
         s.state_copy = w.take<float>(B * H * p.features, p.cfg.value_dim + 1);
     } else {
@@ -277,16 +297,10 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
     return res->sketch->poly_features(sketch_args(p, c, c.k), tokens, s.poly_k, s.fft, stream);
 }
 
-// Whether a call may take the tensor-core kernels (anchor map, bf16/fp16
-// inputs, parameters present; see linear_forward_mma_kernel.cuh for why the
-// signed maps stay on the fp32 kernels), and their shape.
-bool tensor_core_shape(const Plan& p, const CallInputs& c, KronMmaShape* shape) {
-    if (p.cfg.variant != SLAY_ATTN_SLAY_ANCHOR || !c.has_params) return false;
-    shape->D = static_cast<int>(p.cfg.head_dim);
-    shape->P = static_cast<int>(p.cfg.poly_dim);
-    shape->RM = static_cast<int>(p.cfg.num_quad_nodes * p.cfg.num_features);
-    shape->io_dtype = c.q.dtype;
-    return true;
+// Whether a call may take the tensor-core kernels: a tensor-core plan
+// (tensor_core_shape) whose call passes parameters in the plan's io dtype.
+bool tensor_core_call(const Plan& p, const CallInputs& c, KronMmaShape* shape) {
+    return tensor_core_shape(p.cfg, shape) && c.has_params && c.q.dtype == p.cfg.io_dtype;
 }
 
 }  // namespace
@@ -341,7 +355,7 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     }
     bool launched = false;
     KronMmaShape shape;
-    if (tensor_core_shape(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, stream, &launched));
+    if (tensor_core_call(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, s.segment_sums, stream, &launched));
     if (launched) return Status();
     return dispatch_scan(map_kind(p.cfg.variant), ScanPass::Forward, a, L, stream);
 }
@@ -387,7 +401,8 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     bool launched = false;
     int slices = static_cast<int>((p.cfg.value_dim + kValueSlice - 1) / kValueSlice);
     KronMmaShape shape;
-    if (tensor_core_shape(p, c, &shape)) SLAY_TRY(anchor_backward_mma(dev, shape, a, stream, &launched, &slices));
+    if (tensor_core_call(p, c, &shape))
+        SLAY_TRY(anchor_backward_mma(dev, shape, a, s.segment_sums, stream, &launched, &slices));
     if (!launched) {
         const MapKind kind = map_kind(p.cfg.variant);
         SLAY_TRY(dispatch_scan(kind, first, a, L, stream));

@@ -19,15 +19,23 @@ struct KronMmaShape {
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };
 
-Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, cudaStream_t stream,
-                          bool* launched);
+// Few-head calls split the sequence into segments (SegmentPlan in
+// linear_forward_mma_kernel.cuh); their sums need this many floats of
+// workspace (0: no split), the same for the forward and the backward.
+// Depends only on the shapes, not on the device.
+int64_t anchor_mma_segment_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T);
 
-// The backward's two kernels on a.dq_acc, a.dk_acc (zeroed by the caller),
+// segment_sums: anchor_mma_segment_floats(...) floats of workspace (null:
+// no sequence split).
+Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* segment_sums,
+                          cudaStream_t stream, bool* launched);
+
+// The backward's kernels on a.dq_acc, a.dk_acc (zeroed by the caller),
 // a.row_den, a.row_dz (slices x B*H*T), a.dstate_z_parts (slices x B*H*F),
 // with *slices the number of value slices it used (the z-part reduction's
 // count).
-Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, cudaStream_t stream,
-                           bool* launched, int* slices);
+Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* segment_sums,
+                           cudaStream_t stream, bool* launched, int* slices);
 
 }  // namespace cuda
 }  // namespace slay

@@ -17,18 +17,43 @@ namespace kron_mma {
 
 struct KronMmaLaunch {
     MmaLayout L{};
-    dim3 grid;
+    SegmentPlan sp{};
+    dim3 grid;  // (B*H, slices, sp.count)
     bool bf16 = true, async = false;
     int ppw = 0, c16 = 0;
 };
+
+// The sequence split: as many segments as fill one wave of 132 SMs (an
+// H100/H200; a constant, so that workspace sizes do not depend on the
+// device) with B*H*slices CTAs each, of at least kSegmentMinChunks chunks
+// (the segment sums cost about 40% of a forward over the same tokens).
+constexpr int64_t kSegmentTargetCtas = 132;
+constexpr int64_t kSegmentMinChunks = 8;
+
+inline SegmentPlan kron_segment_plan(int64_t batch_heads, int64_t Dv, int64_t T, int P, int RM) {
+    SegmentPlan sp;
+    const int64_t ctas = batch_heads * ((Dv + kSliceValues - 1) / kSliceValues), chunks = (T + kTc - 1) / kTc;
+    int64_t count = ctas > 0 ? kSegmentTargetCtas / ctas : 1;
+    count = count < chunks / kSegmentMinChunks ? count : chunks / kSegmentMinChunks;
+    if (count <= 1) return sp;
+    sp.chunks = (chunks + count - 1) / count;
+    sp.count = static_cast<int>((chunks + sp.chunks - 1) / sp.chunks);  // no empty segment
+    sp.sum_floats = int64_t{kSliceCols} * P * ((RM + 15) / 16 * 16);
+    return sp;
+}
+
+inline int64_t kron_segment_floats(const SegmentPlan& sp, int64_t batch_heads, int64_t Dv) {
+    return sp.count > 1 ? sp.count * batch_heads * ((Dv + kSliceValues - 1) / kSliceValues) * sp.sum_floats : 0;
+}
 
 // Whether the call fits (D % 16 == 0, D <= 128, P % 8 == 0, bf16/fp16
 // io, shared memory within the device's opt-in limit); fills *out. The
 // tensors in `staged` must allow 16-byte cp.async rows for async staging
 // (contiguous last dimension, 16-byte aligned bases, strides in multiples
 // of 8 elements), else the kernels use plain loads.
+// segment_sums: kron_segment_floats of workspace, or null (no split).
 inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool backward,
-                          std::initializer_list<const DeviceTensor*> staged, KronMmaLaunch* out) {
+                          float* segment_sums, std::initializer_list<const DeviceTensor*> staged, KronMmaLaunch* out) {
     if (s.D % 16 != 0 || s.D > 128 || s.P % 8 != 0) return false;
     out->bf16 = s.io_dtype == SLAY_DTYPE_BFLOAT16;
     if (!out->bf16 && s.io_dtype != SLAY_DTYPE_FLOAT16) return false;
@@ -42,7 +67,12 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     for (const DeviceTensor* t : staged) out->async = out->async && aligned(*t);
     out->ppw = s.P / 8;
     out->c16 = out->L.RMp / 16;
-    out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>((a.Dv + kSliceValues - 1) / kSliceValues));
+    if (segment_sums) {
+        out->sp = kron_segment_plan(a.B * a.H, a.Dv, a.T, s.P, s.RM);
+        out->sp.sums = segment_sums;
+    }
+    out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>((a.Dv + kSliceValues - 1) / kSliceValues),
+                     static_cast<unsigned>(out->sp.count));
     return true;
 }
 
@@ -81,12 +111,12 @@ template <typename Kernel>
 Status launch_kron_kernel(Kernel kernel, const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream,
                           const char* what) {
     SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, k.L.total));
-    kernel<<<k.grid, kThreads, static_cast<size_t>(k.L.total), stream>>>(a, k.L, k.async);
+    kernel<<<k.grid, kThreads, static_cast<size_t>(k.L.total), stream>>>(a, k.L, k.sp, k.async);
     return cuda_check(cudaGetLastError(), what);
 }
 
-// The backward's key kernel for a launch whose query kernel ran
-// (linear_backward_mma_key.cu).
+// The backward's key kernel for a launch whose query kernel ran, after the
+// queries' segment sums when k.sp.count > 1 (linear_backward_mma_key.cu).
 Status launch_kron_backward_key(const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream);
 
 }  // namespace kron_mma

@@ -419,6 +419,23 @@ TEST_CASE("linear: T = 4097 (B=1, H=2, small R/M/P)") {
     check_both(c);
 }
 
+TEST_CASE("linear: slay_anchor bf16 with the sequence split into segments (few heads, long T), states") {
+    // B*H*slices CTAs far below one wave and T = 4097 (65 chunks): the
+    // tensor-core kernels split the sequence into 8 segments (segment sums,
+    // then each segment from the sums before / after it), forward and
+    // backward, with initial/final states and their gradients.
+    for (bool causal : {true, false})
+        for (int64_t D : {16, 64}) {
+            Case c = base_case(SLAY_ATTN_SLAY_ANCHOR, 4097, causal, SLAY_DTYPE_BFLOAT16);
+            c.batch = 1;
+            c.head_dim = D;
+            c.value_dim = D == 16 ? 24 : 64;  // 2 slices (a partial one) or 5
+            if (D == 64) c.attrs = size_attrs(c.variant, 2, 16, 32);
+            with_states(c);
+            check_both(c);
+        }
+}
+
 TEST_CASE("linear: slay_anchor paper configuration R=2, M=16, P=32, D=64") {
     for (int64_t T : {63, 1000})
         for (bool causal : {true, false})
@@ -501,6 +518,14 @@ TEST_CASE("linear sanitizer: small cases of every variant with states, strided")
         check_both(c);
         c.causal = false;
         c.dtype = SLAY_DTYPE_FLOAT32;
+        check_both(c);
+    }
+    // The tensor-core kernels with the sequence split (2 segments of 9 chunks).
+    for (bool causal : {true, false}) {
+        Case c = base_case(SLAY_ATTN_SLAY_ANCHOR, 1100, causal, SLAY_DTYPE_BFLOAT16);
+        c.batch = 1;
+        c.value_dim = 8;
+        with_states(c);
         check_both(c);
     }
 }
