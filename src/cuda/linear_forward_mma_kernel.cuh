@@ -160,6 +160,7 @@ struct ChunkRange {
 
 __device__ inline ChunkRange all_chunks(int64_t T) { return {0, (T + kTc - 1) / kTc}; }
 __device__ inline ChunkRange segment_chunks(const SegmentPlan& sp, int64_t T) {
+    if (sp.count <= 1) return all_chunks(T);
     const int64_t total = (T + kTc - 1) / kTc, begin = blockIdx.z * sp.chunks;
     return {begin < total ? begin : total, begin + sp.chunks < total ? begin + sp.chunks : total};
 }
