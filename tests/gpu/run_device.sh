@@ -20,6 +20,8 @@
 #   bench     compare_torch.py at shape A (B4 H12 D64, T 4096 and 32768, bf16 and fp32) and the
 #             paper shape (B1 H8 D32 T 131072, bf16 and fp32), fwd and fwd+bwd, causal
 #   quickbench  the same shapes, bf16 only, fewer iterations (a smoke timing)
+#   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
+#             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
 # carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -69,6 +71,15 @@ if has sanitize; then
 fi
 
 [ -x "$BUILD/examples/slay_example" ] && "$BUILD/examples/slay_example" 1024 4 64 >> "$OUT/tests.log" 2>&1
+
+if has profile; then
+  timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
+    -k regex:kron -c 4 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 4 --H 12 --D 64 --T 8192 --dtypes bf16 --passes fwdbwd --R 2 --M 16 --P 32 --iters 1 --warmup 0 \
+    > "$OUT/profile.txt" 2>&1
+  echo "=== ncu rc=$?" >> "$OUT/profile.txt"
+  grep -E "kron_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|rc=" "$OUT/profile.txt" | head -60
+fi
 
 if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   : > "$OUT/bench.log"
