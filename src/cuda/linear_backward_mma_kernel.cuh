@@ -27,10 +27,11 @@
 //   Bidirectional: the query kernel first sums S over all keys and has no
 //   intra terms; the key kernel first sums U over all queries.
 // The gradient step reads the state from a bf16 copy in shared memory
-// ([p][w][c]), since a gradient row needs every p: warps 0-3 form dpoly of
-// one 16-row m-tile each (G_p = gs S_p^T on tensor cores, then the pcat-
-// weighted row sums), warps 4-7 dpcat (the gs fragments scaled by poly_p,
-// times S_p). The map's VJP then runs as one GEMM, coefficients (64, NW)
+// ([p][w][c]), since a gradient row needs every p: warp w forms, for its
+// 16-row m-tile and half of the p, G_p = gs S_p^T on tensor cores once and
+// contracts it in registers both ways (the pcat-weighted row sums give
+// dpoly, the poly-weighted sums over p a partial dpcat; the two halves'
+// partials meet in shared memory). The map's VJP then runs as one GEMM, coefficients (64, NW)
 // times W (NW, D) in bf16 (fp16 W fragments are converted in registers:
 // gradient coefficients can leave fp16's range), followed by the
 // normalization's VJP in fp32 and an fp32 atomic add into the dq/dk rows
@@ -53,6 +54,16 @@ namespace kron_mma {
 __device__ __forceinline__ unsigned half2_to_bf16x2(unsigned x) {
     const float2 f = __half22float2(*reinterpret_cast<__half2*>(&x));
     return pack2<__nv_bfloat16>(f.x, f.y);
+}
+
+// dst[0..3] += v (fp32, 16-byte aligned): one vector reduction on sm_90,
+// four scalar ones before.
+__device__ __forceinline__ void add_to_global4(float* dst, const float v[4]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float4*>(dst), make_float4(v[0], v[1], v[2], v[3]));
+#else
+    for (int i = 0; i < 4; ++i) atomicAdd(dst + i, v[i]);
+#endif
 }
 
 template <typename Elem, int kPPW, int kC16>
@@ -185,93 +196,103 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     }
 
     // Factor gradients of the side's 64 rows -> dpoly (64, P), dpcat (64, RMp)
-    // fp32 (see the header): warp w takes m-tile w % 4; warps 0-3 dpoly,
-    // warps 4-7 dpcat. Reads the state copy of copy_state.
+    // fp32 (see the header). Warp w takes m-tile w % 4 and half h = w / 4 of
+    // the p range: per p, G_p = own_rows S_p^T (16 x RMp, on tensor cores,
+    // from the state copy of copy_state) is contracted both ways in
+    // registers: dpoly[., p] = sum_c pcat o G_p (complete: stored), and
+    // dpcat += poly[., p] G_p (a partial over the half's p). Intra terms:
+    // half 0 the dpoly part, half 1 the dpcat part. Half 1 stores its dpcat;
+    // after a block barrier half 0 adds its own partial and the intra dpoly
+    // (so every thread must call this).
     __device__ void factor_gradients(const ChunkSide& sd, bool intra) const {
-        const int mt = warp & 3;
+        const int mt = warp & 3, half = warp >> 2;
         const int r0 = mt * 16 + g, r1 = r0 + 8;
         const __nv_bfloat16* sc = at<__nv_bfloat16>(L.red);
+        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
+        const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
+        float* dp = at<float>(L.dpoly);
+        float* dc = at<float>(L.dpcat);
         unsigned lf[4];
         ldmatrix_x4(lf, a_tile_addr(at<__nv_bfloat16>(sd.own_rows), kVbarLd, mt * 16, 0, lane));
-        if (warp < 4) {
-            const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
-            float pc[kTiles8][4];
+        float pc[kTiles8][4];  // pcat_self of rows r0, r1 in the accumulator layout
 #pragma unroll
-            for (int c8 = 0; c8 < kTiles8; ++c8) {
-                const int c = 8 * c8 + 2 * l;
-                const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r0 * L.ldc + c));
-                const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r1 * L.ldc + c));
-                pc[c8][0] = lo.x;
-                pc[c8][1] = lo.y;
-                pc[c8][2] = hi.x;
-                pc[c8][3] = hi.y;
-            }
-            float* dp = at<float>(L.dpoly);
-            for (int p = 0; p < L.P; ++p) {
-                float G[kTiles8][4] = {};
-                const __nv_bfloat16* sp = sc + p * kSliceCols * L.ldsc;
-#pragma unroll
-                for (int n16 = 0; n16 < kC16; ++n16) {
-                    unsigned bf[4];
-                    ldmatrix_x4_trans(bf, b_kn_addr(sp, L.ldsc, 0, n16 * 16, lane));
-                    mma_16816<__nv_bfloat16>(G[2 * n16], lf, bf[0], bf[1]);
-                    mma_16816<__nv_bfloat16>(G[2 * n16 + 1], lf, bf[2], bf[3]);
-                }
-                float lo = 0.f, hi = 0.f;
-#pragma unroll
-                for (int c8 = 0; c8 < kTiles8; ++c8) {
-                    lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
-                    hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
-                }
-                lo += __shfl_xor_sync(0xffffffffu, lo, 1);
-                lo += __shfl_xor_sync(0xffffffffu, lo, 2);
-                hi += __shfl_xor_sync(0xffffffffu, hi, 1);
-                hi += __shfl_xor_sync(0xffffffffu, hi, 2);
-                if (l == 0) {
-                    dp[r0 * L.lddp + p] = lo;
-                    dp[r1 * L.lddp + p] = hi;
-                }
-            }
-            if (!intra) return;
-            float acc[2 * kPolyPairs][4] = {};
-            intra_gradients<kC16, kPolyPairs>(sd, lf, mt, sd.pcat_self, sd.pcat_other, L.ldc, sd.poly_other, L.ldp,
-                                              acc);
-            __syncwarp();  // this warp's inter values above are in place
-#pragma unroll
-            for (int t8 = 0; t8 < 2 * kPolyPairs; ++t8) {
-                const int col = 8 * t8 + 2 * l;
-                if (col >= L.P) continue;  // P % 8 == 0: col + 1 < P too
-                dp[r0 * L.lddp + col] += acc[t8][0];
-                dp[r0 * L.lddp + col + 1] += acc[t8][1];
-                dp[r1 * L.lddp + col] += acc[t8][2];
-                dp[r1 * L.lddp + col + 1] += acc[t8][3];
-            }
-            return;
+        for (int c8 = 0; c8 < kTiles8; ++c8) {
+            const int c = 8 * c8 + 2 * l;
+            const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r0 * L.ldc + c));
+            const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r1 * L.ldc + c));
+            pc[c8][0] = lo.x;
+            pc[c8][1] = lo.y;
+            pc[c8][2] = hi.x;
+            pc[c8][3] = hi.y;
         }
-        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
-        float acc[kTiles8][4] = {};
-        for (int p = 0; p < L.P; ++p) {
-            const unsigned s0 = bf16x2_splat(poly[r0 * L.ldp + p]), s1 = bf16x2_splat(poly[r1 * L.ldp + p]);
-            const unsigned ap[4] = {bf16x2_mul(lf[0], s0), bf16x2_mul(lf[1], s1), bf16x2_mul(lf[2], s0),
-                                    bf16x2_mul(lf[3], s1)};
+        float dcat[kTiles8][4] = {};
+        const int p_half = L.P / 2;  // P % 8 == 0
+#pragma unroll 2
+        for (int p = half * p_half; p < (half + 1) * p_half; ++p) {
+            float G[kTiles8][4] = {};
             const __nv_bfloat16* sp = sc + p * kSliceCols * L.ldsc;
 #pragma unroll
             for (int n16 = 0; n16 < kC16; ++n16) {
                 unsigned bf[4];
                 ldmatrix_x4_trans(bf, b_kn_addr(sp, L.ldsc, 0, n16 * 16, lane));
-                mma_16816<__nv_bfloat16>(acc[2 * n16], ap, bf[0], bf[1]);
-                mma_16816<__nv_bfloat16>(acc[2 * n16 + 1], ap, bf[2], bf[3]);
+                mma_16816<__nv_bfloat16>(G[2 * n16], lf, bf[0], bf[1]);
+                mma_16816<__nv_bfloat16>(G[2 * n16 + 1], lf, bf[2], bf[3]);
+            }
+            const float w0 = __bfloat162float(poly[r0 * L.ldp + p]), w1 = __bfloat162float(poly[r1 * L.ldp + p]);
+            float lo = 0.f, hi = 0.f;
+#pragma unroll
+            for (int c8 = 0; c8 < kTiles8; ++c8) {
+                lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
+                hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
+                dcat[c8][0] = fmaf(w0, G[c8][0], dcat[c8][0]);
+                dcat[c8][1] = fmaf(w0, G[c8][1], dcat[c8][1]);
+                dcat[c8][2] = fmaf(w1, G[c8][2], dcat[c8][2]);
+                dcat[c8][3] = fmaf(w1, G[c8][3], dcat[c8][3]);
+            }
+            lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+            lo += __shfl_xor_sync(0xffffffffu, lo, 2);
+            hi += __shfl_xor_sync(0xffffffffu, hi, 1);
+            hi += __shfl_xor_sync(0xffffffffu, hi, 2);
+            if (l == 0) {
+                dp[r0 * L.lddp + p] = lo;
+                dp[r1 * L.lddp + p] = hi;
             }
         }
-        if (intra)
-            intra_gradients<kPolyPairs, kC16>(sd, lf, mt, sd.poly_self, sd.poly_other, L.ldp, sd.pcat_other, L.ldc,
-                                              acc);
-        float* dc = at<float>(L.dpcat);
+        float dpoly_intra[2 * kPolyPairs][4] = {};
+        if (intra) {
+            if (half == 0)
+                intra_gradients<kC16, kPolyPairs>(sd, lf, mt, sd.pcat_self, sd.pcat_other, L.ldc, sd.poly_other,
+                                                  L.ldp, dpoly_intra);
+            else
+                intra_gradients<kPolyPairs, kC16>(sd, lf, mt, sd.poly_self, sd.poly_other, L.ldp, sd.pcat_other,
+                                                  L.ldc, dcat);
+        }
+        if (half == 1)
+#pragma unroll
+            for (int c8 = 0; c8 < kTiles8; ++c8) {
+                const int c = 8 * c8 + 2 * l;
+                *reinterpret_cast<float2*>(dc + r0 * L.lddc + c) = make_float2(dcat[c8][0], dcat[c8][1]);
+                *reinterpret_cast<float2*>(dc + r1 * L.lddc + c) = make_float2(dcat[c8][2], dcat[c8][3]);
+            }
+        __syncthreads();  // half 1's dpcat and both halves' dpoly columns are in place
+        if (half == 1) return;
 #pragma unroll
         for (int c8 = 0; c8 < kTiles8; ++c8) {
             const int c = 8 * c8 + 2 * l;
-            *reinterpret_cast<float2*>(dc + r0 * L.lddc + c) = make_float2(acc[c8][0], acc[c8][1]);
-            *reinterpret_cast<float2*>(dc + r1 * L.lddc + c) = make_float2(acc[c8][2], acc[c8][3]);
+            float2* d0 = reinterpret_cast<float2*>(dc + r0 * L.lddc + c);
+            float2* d1 = reinterpret_cast<float2*>(dc + r1 * L.lddc + c);
+            *d0 = make_float2(d0->x + dcat[c8][0], d0->y + dcat[c8][1]);
+            *d1 = make_float2(d1->x + dcat[c8][2], d1->y + dcat[c8][3]);
+        }
+        if (!intra) return;
+#pragma unroll
+        for (int t8 = 0; t8 < 2 * kPolyPairs; ++t8) {
+            const int col = 8 * t8 + 2 * l;
+            if (col >= L.P) continue;  // P % 8 == 0: col + 1 < P too
+            dp[r0 * L.lddp + col] += dpoly_intra[t8][0];
+            dp[r0 * L.lddp + col + 1] += dpoly_intra[t8][1];
+            dp[r1 * L.lddp + col] += dpoly_intra[t8][2];
+            dp[r1 * L.lddp + col + 1] += dpoly_intra[t8][3];
         }
     }
 
@@ -359,9 +380,14 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         radial += __shfl_xor_sync(0xffffffffu, radial, 2);
         if (t >= rows) return;
         float* out = dx_acc + (bh * a.T + t0 + t) * L.D;
-        for (int d = d0; d < d0 + width; ++d) {
-            const float xhat = to_float(x[d]) * inv_div;
-            atomicAdd(out + d, (keep ? dxh[d] - radial * xhat : dxh[d]) * inv_div);
+        for (int d = d0; d < d0 + width; d += 4) {  // width % 4 == 0: 16-byte groups
+            float v[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float xhat = to_float(x[d + i]) * inv_div;
+                v[i] = (keep ? dxh[d + i] - radial * xhat : dxh[d + i]) * inv_div;
+            }
+            add_to_global4(out + d, v);
         }
     }
 };
