@@ -419,13 +419,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
-    const int seg = static_cast<int>(blockIdx.z);
     float S[kPPW][2 * kC16][4] = {};
-    blk.load_state(S, a.state_in, true);
-    if (sp.count > 1) blk.add_segment_sums(S, sp, 0, causal ? seg : sp.count);
-    blk.load_weights();
-    if (!causal && sp.count == 1)  // the full state first
-        accumulate_sweep(blk, S, all_chunks(a.T), false, false, async, [](int64_t, int, int) {});
+    start_sweep(blk, S, sp, false, async, [](int64_t, int, int) {});
     chunk_sweep(blk, segment_chunks(sp, a.T), false, true, causal, true, async, [&](int64_t t0, int rows, int buf) {
         const ChunkSide qs = blk.query_side(buf);
         blk.prepare_chunk(rows, buf, true, causal);
@@ -459,12 +454,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const bool causal = a.causal;
     const int seg = static_cast<int>(blockIdx.z);
     float U[kPPW][2 * kC16][4] = {};
-    blk.load_state(U, a.dstate_out, false);
-    if (sp.count > 1) blk.add_segment_sums(U, sp, causal ? seg + 1 : 0, sp.count);
-    blk.load_weights();
-    if (!causal && sp.count == 1)  // the full carry first
-        accumulate_sweep(blk, U, all_chunks(a.T), true, true, async,
-                         [&](int64_t t0, int rows, int buf) { blk.gradient_rows(t0, rows, buf, false); });
+    start_sweep(blk, U, sp, true, async,
+                [&](int64_t t0, int rows, int buf) { blk.gradient_rows(t0, rows, buf, false); });
     chunk_sweep(blk, segment_chunks(sp, a.T), causal, causal, true, causal, async,
                 [&](int64_t t0, int rows, int buf) {
                     const ChunkSide ks = blk.key_side(buf);

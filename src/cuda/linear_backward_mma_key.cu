@@ -12,11 +12,9 @@ Status launch_kron_backward_key(const KronMmaLaunch& k, const ScanArgs& a, cudaS
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
-        if (k.sp.count > 1)  // the carries, from the query kernel's den and dZ shares
-            SLAY_TRY(launch_kron_kernel(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, true>, k, a,
-                                        stream, "linear attention tensor-core segment sums launch"));
-        return launch_kron_kernel(kron_backward_key_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
-                                  "linear attention tensor-core backward (key pass) launch");
+        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, true>,
+                                      kron_backward_key_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
+                                      "linear attention tensor-core backward (key pass) launch");
     }));
     if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core key kernel for this shape");
     return Status();

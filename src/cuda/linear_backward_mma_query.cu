@@ -21,11 +21,9 @@ Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const S
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
-        if (k.sp.count > 1)
-            SLAY_TRY(launch_kron_kernel(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>, k, a,
-                                        stream, "linear attention tensor-core segment sums launch"));
-        return launch_kron_kernel(kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
-                                  "linear attention tensor-core backward (query pass) launch");
+        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
+                                      kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
+                                      "linear attention tensor-core backward (query pass) launch");
     }));
     if (!instantiated) return Status();
     SLAY_TRY(launch_kron_backward_key(k, a, stream));

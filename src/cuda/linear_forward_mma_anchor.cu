@@ -22,11 +22,9 @@ Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
-        if (k.sp.count > 1)
-            SLAY_TRY(launch_kron_kernel(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>, k, a,
-                                        stream, "linear attention tensor-core segment sums launch"));
-        return launch_kron_kernel(kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
-                                  "linear attention tensor-core kernel launch");
+        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
+                                      kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
+                                      "linear attention tensor-core kernel launch");
     }));
     *launched = instantiated;
     return Status();

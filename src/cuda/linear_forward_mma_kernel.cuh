@@ -764,6 +764,25 @@ __device__ void accumulate_sweep(const Block& blk, State& S, ChunkRange range, b
     });
 }
 
+// The registers a segment's sweep starts from, and W loaded:
+//   state (carry false): the initial state (z in every slice) plus the key
+//     sums of the segments before this one (causal) or of all (bidirectional);
+//   carry (backward key pass): dfinal_state (z in slice 0) plus the query
+//     sums of the segments after this one (causal) or of all.
+// An unsplit bidirectional call sums every chunk of its side first
+// (`own_rows` as in accumulate_sweep).
+template <typename Block, typename State, typename OwnRows>
+__device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, bool carry, bool async,
+                            OwnRows own_rows) {
+    const ScanArgs& a = blk.a;
+    const int seg = static_cast<int>(blockIdx.z);
+    blk.load_state(S, carry ? a.dstate_out : a.state_in, !carry);
+    if (sp.count > 1)
+        blk.add_segment_sums(S, sp, a.causal && carry ? seg + 1 : 0, a.causal && !carry ? seg : sp.count);
+    blk.load_weights();
+    if (!a.causal && sp.count == 1) accumulate_sweep(blk, S, all_chunks(a.T), carry, carry, async, own_rows);
+}
+
 // Grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, mma_layout(...).total
 // bytes; async: q, k, v fit 16-byte cp.async copies (see the launcher).
 // sp.count > 1: the segment sums of the keys are in sp.sums.
@@ -775,11 +794,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const bool causal = a.causal;
     const int seg = static_cast<int>(blockIdx.z);
     float S[kPPW][2 * kC16][4] = {};
-    blk.load_state(S, a.state_in, true);
-    if (sp.count > 1) blk.add_segment_sums(S, sp, 0, causal ? seg : sp.count);
-    blk.load_weights();
-    if (!causal && sp.count == 1)  // the full state first
-        accumulate_sweep(blk, S, all_chunks(a.T), false, false, async, [](int64_t, int, int) {});
+    start_sweep(blk, S, sp, false, async, [](int64_t, int, int) {});
     // Steps 1-6 per chunk of the segment.
     chunk_sweep(blk, segment_chunks(sp, a.T), false, true, causal, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, causal);

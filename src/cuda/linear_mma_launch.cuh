@@ -115,6 +115,15 @@ Status launch_kron_kernel(Kernel kernel, const KronMmaLaunch& k, const ScanArgs&
     return cuda_check(cudaGetLastError(), what);
 }
 
+// Launches `kernel` as launch_kron_kernel does, after `sums` (the segment
+// sums it starts from) when the sequence is split.
+template <typename SumsKernel, typename Kernel>
+Status launch_kron_after_sums(SumsKernel sums, Kernel kernel, const KronMmaLaunch& k, const ScanArgs& a,
+                              cudaStream_t stream, const char* what) {
+    if (k.sp.count > 1) SLAY_TRY(launch_kron_kernel(sums, k, a, stream, "linear attention tensor-core segment sums launch"));
+    return launch_kron_kernel(kernel, k, a, stream, what);
+}
+
 // The backward's key kernel for a launch whose query kernel ran, after the
 // queries' segment sums when k.sp.count > 1 (linear_backward_mma_key.cu).
 Status launch_kron_backward_key(const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream);
