@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command: installs the dependencies, builds and installs
 # libslay (to /usr/local as root, else ~/.local), then compiles the C example
-# against the INSTALLED library through pkg-config and runs it. The example
-# runs on the CPU backend when no GPU is present.
+# against the INSTALLED library through pkg-config (plus the CUDA runtime,
+# which the example uses to put its tensors on the GPU) and runs it. The
+# example runs on the CPU backend when no GPU is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/install_deps.sh
@@ -15,7 +16,9 @@ ninja -C "$builddir"
 meson install -C "$builddir" --quiet
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
 export LD_LIBRARY_PATH="$prefix/lib:${LD_LIBRARY_PATH:-}"
+cuda_root=$(dirname "$(dirname "$(command -v nvcc)")")
 out=$(mktemp -d)
 cc -std=c99 -D_POSIX_C_SOURCE=199309L examples/c/slay_example.c -o "$out/slay_example" \
-   $(pkg-config --cflags --libs libslay) -lm
+   $(pkg-config --cflags --libs libslay) \
+   -isystem "$cuda_root/include" -L"$cuda_root/lib64" -L"$cuda_root/lib" -lcudart -lm
 "$out/slay_example" "$@"
