@@ -22,7 +22,7 @@ sdpa_flash_ms, and its own time ratio against each, x_sdpa (vs the default
 backend, the one to beat) and x_flash (vs FLASH_ATTENTION); > 1 means slower.
 Also per row: useful FLOPs from the model below, TFLOP/s = FLOPs / median time,
 and pct_peak = that as a percentage of --peak-tflops (790, the measured H200
-bf16 GEMM rate of ../shared/PERF.md; fp32 rows are compared with it too);
+bf16 GEMM rate of PERF.md; fp32 rows are compared with it too);
 peak memory from torch.cuda.max_memory_allocated (reset before one call that
 allocates its own outputs, workspace and gradients; q, k, v, dout are included,
 and 'extra' is the part above them) and the workspace bytes. For `standard` the
@@ -80,7 +80,7 @@ import slay_ctypes as S  # noqa: E402  (shared bindings: tests/python/slay_ctype
 DTYPES = {"fp32": S.FLOAT32, "bf16": S.BFLOAT16, "fp16": S.FLOAT16}
 PASSES = ("fwd", "fwdbwd")
 FWDBWD_FLOP_FACTOR = 3.5  # exact attention: backward = 2.5 forwards (5 vs 2 T x T matmuls)
-PEAK_TFLOPS = 790.0  # measured H200 bf16 GEMM rate (../shared/PERF.md; datasheet 989)
+PEAK_TFLOPS = 790.0  # measured H200 bf16 GEMM rate (PERF.md; datasheet 989)
 MODEL_CHUNK = 64  # the chunk C of the linearized cost model (PERF.md section 1)
 MIN_ITERS = 20  # PERF.md milestone M0: >= 20 timed iterations after warm-up
 # (row variant, sdpa backend): torch's own choice, then FlashAttention forced.
@@ -173,7 +173,7 @@ def self_check():
         ("A SDPA default fwd at 14.2 ms", sdpa_fwd / 14.2e-3 / 1e12, 465.0, "TFLOP/s"),
         ("A SDPA default fwd+bwd at 52.4 ms", sdpa_fb / 52.4e-3 / 1e12, 441.0, "TFLOP/s"),
     ]
-    print("FLOP model self-check against ../shared/PERF.md (tolerance 5%)")
+    print("FLOP model self-check against PERF.md (tolerance 5%)")
     print(f"  A = B4 H12 D64 T32768 R2 M16 P32 causal ({n_a} token-heads); paper = B1 H8 D32 T131072 R2 M8 P16")
     print(f"  A fwd terms per token-head: {fwd_a['fwd_terms']}")
     print(f"  A bwd terms per token-head: {fb_a['bwd_terms']}")

@@ -12,8 +12,8 @@
 //                the Pareto fronts (error vs latency, error vs memory).
 //   max-context  per variant, the longest T whose run fits --budget-mb,
 //                found by doubling then bisection with real runs.
-// Output: Markdown tables on stdout (document 000: T rows x method columns;
-// 003: kernel/tier/.../avg_ms/std_ms/min_ms; 004: seq_len x d_model grids),
+// Output: Markdown tables on stdout (the paper's scaling format: T rows x method columns;
+// kernel/tier/.../avg_ms/std_ms/min_ms; seq_len x d_model grids),
 // JSON with every raw number (--json), progress on stderr. Memory is what the
 // bench allocates for the call (tensors, parameters, workspace: libslay never
 // allocates in a call), with cudaMemGetInfo's drop as a cross-check on CUDA.
@@ -59,7 +59,7 @@ const char* kUsage = R"(usage: slay-bench --mode scaling|quality|budget|max-cont
   --no-cpu-fallback      quality/budget: report NOT_SUPPORTED instead of computing that
                          variant on the CPU backend when the CUDA backend lacks it
   --json FILE --markdown FILE
-Defaults per mode (SPEC §E): scaling B=1 H=8 D=32 T=128:131072 (document 000);
+Defaults per mode (SPEC §E): scaling B=1 H=8 D=32 T=128:131072 (the paper's scaling setup);
 quality B=1 H=4 D=16 T=128,256,512, rmp 2x8x8,2x16x16,2x32x32 (§E.3a);
 budget B=4 H=4 D=16 T=256, R 1,2,4,8 x M 8,16,32,64 x P 8,16,32,64 (§E.4);
 max-context B=1 H=8 D=32, fwd, 8192 MB (§E.5).
