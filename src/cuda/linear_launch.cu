@@ -298,9 +298,10 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
 }
 
 // Whether a call may take the tensor-core kernels: a tensor-core plan
-// (tensor_core_shape) whose call passes parameters in the plan's io dtype.
+// (tensor_core_shape) whose call passes parameters (q, k, v are in the
+// plan's io dtype: the ABI layer checked that).
 bool tensor_core_call(const Plan& p, const CallInputs& c, KronMmaShape* shape) {
-    return tensor_core_shape(p.cfg, shape) && c.has_params && c.q.dtype == p.cfg.io_dtype;
+    return tensor_core_shape(p.cfg, shape) && c.has_params;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // linear_mma_launch.cuh -- what the tensor-core launchers of slay_anchor
-// (linear_forward_mma_anchor.cu, linear_backward_mma_anchor.cu) share:
-// whether a call fits the kernels, their grid (B*H, ceil(Dv / 15)) and
+// (linear_forward_mma_anchor.cu, linear_backward_mma_query.cu,
+// linear_backward_mma_key.cu) share:
+// whether a call fits the kernels, their grid (B*H, slices, segments) and
 // shared-memory layout, cp.async or plain staging, and the table of
 // (p per warp, c16 tiles) instantiations.
 #pragma once
@@ -30,9 +31,12 @@ struct KronMmaLaunch {
 constexpr int64_t kSegmentTargetCtas = 132;
 constexpr int64_t kSegmentMinChunks = 8;
 
+// Value slices of Dv columns: one CTA each per head (grid.y).
+inline int64_t kron_slices(int64_t Dv) { return (Dv + kSliceValues - 1) / kSliceValues; }
+
 inline SegmentPlan kron_segment_plan(int64_t batch_heads, int64_t Dv, int64_t T, int P, int RM) {
     SegmentPlan sp;
-    const int64_t ctas = batch_heads * ((Dv + kSliceValues - 1) / kSliceValues), chunks = (T + kTc - 1) / kTc;
+    const int64_t ctas = batch_heads * kron_slices(Dv), chunks = (T + kTc - 1) / kTc;
     int64_t count = ctas > 0 ? kSegmentTargetCtas / ctas : 1;
     count = count < chunks / kSegmentMinChunks ? count : chunks / kSegmentMinChunks;
     if (count <= 1) return sp;
@@ -43,7 +47,7 @@ inline SegmentPlan kron_segment_plan(int64_t batch_heads, int64_t Dv, int64_t T,
 }
 
 inline int64_t kron_segment_floats(const SegmentPlan& sp, int64_t batch_heads, int64_t Dv) {
-    return sp.count > 1 ? sp.count * batch_heads * ((Dv + kSliceValues - 1) / kSliceValues) * sp.sum_floats : 0;
+    return sp.count > 1 ? sp.count * batch_heads * kron_slices(Dv) * sp.sum_floats : 0;
 }
 
 // Whether the call fits (D % 16 == 0, D <= 128, P % 8 == 0, bf16/fp16
@@ -71,7 +75,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
         out->sp = kron_segment_plan(a.B * a.H, a.Dv, a.T, s.P, s.RM);
         out->sp.sums = segment_sums;
     }
-    out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>((a.Dv + kSliceValues - 1) / kSliceValues),
+    out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>(kron_slices(a.Dv)),
                      static_cast<unsigned>(out->sp.count));
     return true;
 }

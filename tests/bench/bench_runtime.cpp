@@ -6,6 +6,7 @@
 #include "bench_runtime.hpp"
 
 #include <cuda_runtime_api.h>
+#include <slay/slay.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -156,30 +157,6 @@ const std::vector<uint8_t>& input_pool(uint64_t seed, slay_dtype_t dtype) {
         }
     }
     return pool;
-}
-
-slay_tensor_t tensor4(void* data, slay_dtype_t dtype, const Shape& s) {
-    slay_tensor_t t;
-    std::memset(&t, 0, sizeof t);
-    t.data = data;
-    t.dtype = dtype;
-    t.rank = 4;
-    int64_t shape[4] = {s.B, s.H, s.T, s.D};
-    for (int i = 0; i < 4; ++i) t.shape[i] = shape[i];
-    t.strides[3] = 1;
-    for (int i = 2; i >= 0; --i) t.strides[i] = t.strides[i + 1] * t.shape[i + 1];
-    return t;
-}
-
-slay_tensor_t tensor1(void* data, int64_t n) {
-    slay_tensor_t t;
-    std::memset(&t, 0, sizeof t);
-    t.data = data;
-    t.dtype = SLAY_DTYPE_FLOAT32;
-    t.rank = 1;
-    t.shape[0] = n;
-    t.strides[0] = 1;
-    return t;
 }
 
 // Makes the plan; attributes the variant does not read are skipped.
@@ -374,7 +351,7 @@ Measurement Runner::run(const Config& c, const Shape& s, const RunOptions& o) {
 
         // Feature parameters: sampled on the run's backend, else on the CPU and copied.
         void* params = mem.get(static_cast<uint64_t>(m.param_count) * 4, "params");
-        slay_tensor_t params_t = tensor1(params, m.param_count);
+        slay_tensor_t params_t = slay::vector_tensor(static_cast<float*>(params), m.param_count);
         m.params_sampled_on = "none";
         if (m.param_count > 0) {
             size_t ws_bytes = 0;
@@ -390,7 +367,7 @@ Measurement Runner::run(const Config& c, const Shape& s, const RunOptions& o) {
                 check_slay(slay_attn_plan_get_workspace_size(cpu_plan.get(), SLAY_PASS_SAMPLE, 0, 0, &ws_bytes), "ws");
                 std::vector<uint8_t> cpu_ws(ws_bytes + 64);
                 void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(cpu_ws.data()) + 63) / 64 * 64);
-                slay_tensor_t host_t = tensor1(host.data(), m.param_count);
+                slay_tensor_t host_t = slay::vector_tensor(host.data(), m.param_count);
                 check_slay(slay_attn_features_sample(cpu_plan.get(), o.seed, 0, &host_t, aligned, ws_bytes, nullptr),
                            "slay_attn_features_sample (cpu)");
                 check_cuda(cudaMemcpy(params, host.data(), host.size() * 4, cudaMemcpyHostToDevice), "params copy");
@@ -436,7 +413,7 @@ Measurement Runner::run(const Config& c, const Shape& s, const RunOptions& o) {
         }
 
         slay_tensor_t t[8];
-        for (int i = 0; i < ntensors; ++i) t[i] = tensor4(buf[i], c.dtype, s);
+        for (int i = 0; i < ntensors; ++i) t[i] = slay::tensor_bhtd(buf[i], s.B, s.H, s.T, s.D, c.dtype);
         slay_attn_fwd_args_t fa;
         std::memset(&fa, 0, sizeof fa);
         fa.struct_size = sizeof fa;
