@@ -12,6 +12,9 @@ command -v c++ >/dev/null || need+=(g++)
 [ -f /usr/include/doctest/doctest.h ] || need+=(doctest-dev)
 command -v python3 >/dev/null || need+=(python3)
 command -v readelf >/dev/null || need+=(binutils)
+# Rust: cargo (and rustc) for the crate abi/rust and examples/rust; Debian's
+# rustc 1.63 is enough (std only, no crates.io). A rustup install also counts.
+command -v cargo >/dev/null || need+=(cargo)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

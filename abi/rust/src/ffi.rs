@@ -19,9 +19,10 @@ use std::os::raw::{c_char, c_int, c_void};
 
 /// Largest tensor rank (`SLAY_MAX_RANK`).
 pub const SLAY_MAX_RANK: usize = 4;
-/// The ABI version these bindings were written against; a library with a
-/// smaller `slay_get_abi_version()` lacks something declared here.
-pub const SLAY_ABI_VERSION: u32 = 1;
+/// The oldest library ABI version (`slay_get_abi_version()`) that has every
+/// function and struct field declared here (PLAN_IN_USE, added in ABI 2, is
+/// only a status value an older library never returns).
+pub const MIN_ABI_VERSION: u32 = 1;
 
 pub type slay_status_t = i32;
 pub const SLAY_STATUS_SUCCESS: slay_status_t = 0;
@@ -36,6 +37,7 @@ pub const SLAY_STATUS_ATTRIBUTE_NOT_APPLICABLE: slay_status_t = 107;
 pub const SLAY_STATUS_WORKSPACE_TOO_SMALL: slay_status_t = 108;
 pub const SLAY_STATUS_STRUCT_SIZE: slay_status_t = 109;
 pub const SLAY_STATUS_BACKEND_MISMATCH: slay_status_t = 110;
+pub const SLAY_STATUS_PLAN_IN_USE: slay_status_t = 111;
 pub const SLAY_STATUS_NOT_SUPPORTED: slay_status_t = 200;
 pub const SLAY_STATUS_NO_DEVICE: slay_status_t = 300;
 pub const SLAY_STATUS_CUDA_ERROR: slay_status_t = 301;

@@ -104,6 +104,8 @@ c_enum! {
         STRUCT_SIZE = SLAY_STATUS_STRUCT_SIZE,
         /// E.g. a stream given to the CPU backend, host memory to CUDA.
         BACKEND_MISMATCH = SLAY_STATUS_BACKEND_MISMATCH,
+        /// The plan is executing on another thread (ABI 2).
+        PLAN_IN_USE = SLAY_STATUS_PLAN_IN_USE,
         /// A valid request this build or variant does not support.
         NOT_SUPPORTED = SLAY_STATUS_NOT_SUPPORTED,
         /// No usable CUDA device or driver.
@@ -360,11 +362,11 @@ impl Library {
         let api = ffi::Api::load(&dl).map_err(not_loaded)?;
         let library = Library { api, path: path.to_string(), _dl: dl };
         let abi = library.abi_version();
-        if abi < ffi::SLAY_ABI_VERSION {
+        if abi < ffi::MIN_ABI_VERSION {
             return Err(not_loaded(format!(
                 "its ABI version is {}, these bindings need {} or newer",
                 abi,
-                ffi::SLAY_ABI_VERSION
+                ffi::MIN_ABI_VERSION
             )));
         }
         Ok(Arc::new(library))
