@@ -1,50 +1,31 @@
 #!/usr/bin/env python3
-"""test_ctypes.py -- libslay loaded with ctypes (as Python users do), checked
-against an independent pure-Python transcription of SPEC's forward formulas.
+"""test_reference.py -- the Python package (abi/python, numpy on the CPU
+backend) against an independent pure-Python transcription of SPEC's forward
+formulas.
 
 Per (b, h): q, k (T, D), v (T, Dv) -> out (T, Dv). Cases, fp32, causal:
   linear        o_i = sum_{j<=i} phi(q_i).phi(k_j) v_j / (sum phi.phi + 1e-6), phi = elu+1  (SPEC A.5)
   yat_spherical K_ij = x^2 / max(C - 2x, 1e-6), x = q^.k^, o = sum K v / (sum K + 1e-6)     (SPEC A.9)
-  slay_anchor   with caller-filled parameters (omega, anchors), R=2 Gauss-Laguerre nodes
-                from SPEC's table, o = N / (Z + 1e-6)                                        (SPEC A.1, A.13)
-plus one bad call (BAD_SHAPE, message set, output untouched).
-Usage: test_ctypes.py path/to/libslay.so
+  slay_anchor   with caller-filled parameters (omega, anchors, loaded with
+                FeatureParams.from_segments), R=2 Gauss-Laguerre nodes from
+                SPEC's table, o = N / (Z + 1e-6)                                             (SPEC A.1, A.13)
+plus one bad call through the raw ABI declarations (BAD_SHAPE, message set,
+output untouched) and the same call through slay.attention (SlayError).
+Run from the source tree: SLAY_LIBRARY=build/libslay.so PYTHONPATH=abi/python
+python3 tests/python/test_reference.py (exit 77, skipped, without numpy).
 """
 import ctypes as C
 import math
-import os
 import random
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import slay_ctypes as S  # noqa: E402  (the shared bindings live next to this file)
-
-lib = S.load(sys.argv[1])
-
-
-def tensor(values, shape):
-    """An fp32 host tensor holding values; returns (Tensor, buffer) so the buffer outlives the call."""
-    buf = (C.c_float * len(values))(*values)
-    return S.make_tensor(C.addressof(buf), S.FLOAT32, shape), buf
-
-
-def make_plan(handle, variant, ints, floats=()):
-    return lib.plan(handle, variant, dict(ints), dict(floats))
-
-
-def forward(plan, q, k, v, shape_qk, shape_v, params=None):
-    tq, bq = tensor(q, shape_qk)
-    tk, bk = tensor(k, shape_qk)
-    tv, bv = tensor(v, shape_v)
-    to, bo = tensor([float("nan")] * len(v), shape_v)  # poisoned: unwritten elements show
-    tp = None
-    if params is not None:
-        tp, bp = tensor(params, [len(params)])
-    size = lib.workspace_size(plan, S.PASS_FORWARD, shape_qk[0], shape_qk[2])
-    ws = C.create_string_buffer(size + 16)
-    addr = (C.addressof(ws) + 15) // 16 * 16
-    lib.fwd(plan, lib.fwd_args(tq, tk, tv, to, params=tp), addr, size)
-    return list(bo)
+try:
+    import numpy as np
+except ImportError:
+    print("skipped: numpy is not installed (the package needs it)")
+    sys.exit(77)
+import slay  # noqa: E402
+from slay import _abi, _core  # noqa: E402  (the raw layer, for the output-untouched check)
 
 
 def rows(x, T, W):
@@ -72,18 +53,17 @@ def linear_attention(phis_q, phis_k, vs, delta=1e-6):
 def max_rel_err(got, want):
     flat = [x for r in want for x in r]
     scale = max(abs(x) for x in flat)
-    return max(abs(g - w) for g, w in zip(got, flat)) / scale
+    return max(abs(g - w) for g, w in zip(got.reshape(-1).tolist(), flat)) / scale
 
 
 def main():
     random.seed(7)
-    handle = lib.handle(S.BACKEND_CPU)
     T, D, Dv = 5, 4, 3
     q = [random.gauss(0, 1) for _ in range(T * D)]
     k = [random.gauss(0, 1) for _ in range(T * D)]
     v = [random.gauss(0, 1) for _ in range(T * Dv)]
-    shape_qk, shape_v = [1, 1, T, D], [1, 1, T, Dv]
-    dims = [("head_dim", D), ("value_dim", Dv)]
+    aq, ak = (np.array(x, np.float32).reshape(1, 1, T, D) for x in (q, k))
+    av = np.array(v, np.float32).reshape(1, 1, T, Dv)
     failures = 0
 
     def report(name, err, tol):
@@ -93,14 +73,14 @@ def main():
         print(f"{'ok  ' if good else 'FAIL'} {name}: max relative error {err:.2e} (tolerance {tol:.0e})")
 
     # linear (ELU + 1)
-    elu1 = lambda u: [x + 1 if x > 0 else math.exp(x) for x in u]
-    got = forward(make_plan(handle, "linear", dims), q, k, v, shape_qk, shape_v)
+    elu1 = lambda u: [x + 1 if x > 0 else math.exp(x) for x in u]  # noqa: E731
+    got = slay.attention(aq, ak, av, "linear")
     want = linear_attention([elu1(r) for r in rows(q, T, D)], [elu1(r) for r in rows(k, T, D)], rows(v, T, Dv))
     report("linear vs SPEC A.5", max_rel_err(got, want), 1e-6)
 
     # yat_spherical, eps = 1e-2
     eps = 1e-2
-    got = forward(make_plan(handle, "yat_spherical", dims, [("epsilon", eps)]), q, k, v, shape_qk, shape_v)
+    got = slay.attention(aq, ak, av, "yat_spherical", epsilon=eps)
     qh, kh, vs = [unit(r) for r in rows(q, T, D)], [unit(r) for r in rows(k, T, D)], rows(v, T, Dv)
     want = []
     for i in range(T):
@@ -114,9 +94,11 @@ def main():
     anchors = []
     for _ in range(P):
         anchors += unit([random.gauss(0, 1) for _ in range(D)])
-    plan = make_plan(handle, "slay_anchor", dims + [("num_quad_nodes", R), ("num_features", M), ("poly_dim", P)],
-                     [("epsilon", eps)])
-    got = forward(plan, q, k, v, shape_qk, shape_v, params=omega + anchors)
+    attrs = dict(num_quad_nodes=R, num_features=M, poly_dim=P, epsilon=eps)
+    params = slay.FeatureParams.from_segments(
+        "slay_anchor", {"omega": np.array(omega).reshape(R, 1, D, M), "anchors": np.array(anchors).reshape(P, D)},
+        num_heads=1, head_dim=D, **attrs)
+    got = slay.attention(aq, ak, av, "slay_anchor", params=params, **attrs)
     Cc = 2 + eps
     t = [2 - math.sqrt(2), 2 + math.sqrt(2)]                   # SPEC A.1 table, R = 2
     alpha = [(2 + math.sqrt(2)) / 4, (2 - math.sqrt(2)) / 4]
@@ -137,17 +119,28 @@ def main():
     want = linear_attention([phi(r) for r in rows(q, T, D)], [phi(r) for r in rows(k, T, D)], rows(v, T, Dv))
     report("slay_anchor (loaded parameters) vs SPEC A.1/A.13", max_rel_err(got, want), 1e-5)
 
-    # A bad call: k with the wrong T -> BAD_SHAPE, a message, out untouched.
-    plan = make_plan(handle, "linear", dims)
-    tq, bq = tensor(q, shape_qk)
-    tk, bk = tensor(k[:(T - 1) * D], [1, 1, T - 1, D])
-    tv, bv = tensor(v, shape_v)
-    to, bo = tensor([123.0] * (T * Dv), shape_v)
-    status = lib.raw.slay_attn_fwd(plan, C.byref(lib.fwd_args(tq, tk, tv, to)), None, 0, None)
-    message = lib.raw.slay_last_error_message().decode()
-    good = status == S.BAD_SHAPE and "k.shape[2]" in message and all(x == 123.0 for x in bo)
+    # A bad call: k with the wrong T -> BAD_SHAPE, a message, out untouched (raw ABI layer).
+    plan = _core.get_plan(_abi.BACKEND_CPU, 0, _core.variant_value("linear"),
+                          _core.normalize_attributes(dict(head_dim=D, value_dim=Dv)))
+    short_k = np.ascontiguousarray(ak[:, :, :T - 1])
+    out = np.full((1, 1, T, Dv), 123.0, np.float32)
+    tensors = {name: _abi.make_tensor(x.ctypes.data, _abi.FLOAT32, list(x.shape))
+               for name, x in (("q", aq), ("k", short_k), ("v", av), ("out", out))}
+    status = _core.lib.slay_attn_fwd(plan.ptr, C.byref(_abi.fwd_args(**tensors)), None, 0, None)
+    message = _core.lib.slay_last_error_message().decode()
+    good = status == _abi.BAD_SHAPE and "k.shape[2]" in message and bool((out == 123.0).all())
     failures += 0 if good else 1
-    print(f"{'ok  ' if good else 'FAIL'} bad shape: status {status}, message '{message}'")
+    print(f"{'ok  ' if good else 'FAIL'} bad shape (raw): status {status}, message '{message}', out untouched")
+
+    # The same call through the package raises SlayError carrying the name and the message.
+    try:
+        slay.attention(aq, short_k, av, "linear")
+        good, text = False, "no exception"
+    except slay.SlayError as e:
+        good = e.status_name == "SLAY_STATUS_BAD_SHAPE" and "k.shape[2]" in e.message and "k.shape[2]" in str(e)
+        text = str(e)
+    failures += 0 if good else 1
+    print(f"{'ok  ' if good else 'FAIL'} bad shape (slay.attention): {text}")
     return 1 if failures else 0
 
 
