@@ -31,7 +31,22 @@
  *   - Threading: version, status-name and last-error calls are thread-safe
  *     at all times. Handles, descriptors and plans may be used from several
  *     threads, but one plan is executed (features_sample, fwd, bwd) by one
- *     host thread at a time. The last-error message is thread-local.
+ *     host thread at a time: a call arriving while another thread executes
+ *     the same plan returns SLAY_STATUS_PLAN_IN_USE at once, having done
+ *     nothing (and so does slay_attn_plan_destroy). Several plans on one
+ *     handle may run concurrently. The last-error message is thread-local.
+ *   - Enum arguments and fields are read as their 32-bit integer value; any
+ *     value not listed is rejected with a status (INVALID_ARGUMENT, BAD_DTYPE,
+ *     UNKNOWN_ATTRIBUTE) whose message prints it as a signed integer.
+ *   - Limits: B*H of a call is at most 2^31-1 (INVALID_VALUE beyond, on
+ *     every backend); struct_size is at most 1024 (STRUCT_SIZE).
+ *   - Memory: a tensor a call writes must not share any byte, between its
+ *     first and last element, with another tensor of the call or with the
+ *     workspace bytes the call uses (BAD_STRIDE); the only exception is
+ *     final_state passed as exactly initial_state (same data, shape and
+ *     strides). Tensors a call only reads may overlap each other.
+ *   - A call with no element to write (B = 0, or T = 0 without states)
+ *     returns SUCCESS after validation, without touching a device.
  *   - fwd and bwd never allocate device memory, never synchronize and never
  *     use the legacy default stream: on CUDA, stream is a cudaStream_t and
  *     NULL means cudaStreamPerThread. features_sample enqueues its work the
@@ -65,7 +80,7 @@ extern "C" {
 #define SLAY_VERSION (SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH)
 /* Incremented whenever a function, struct field or enum value is added.
  * Existing ones are never changed or renumbered (abi/POLICY.md). */
-#define SLAY_ABI_VERSION 1
+#define SLAY_ABI_VERSION 2
 
 /* The library's SLAY_VERSION, which may be newer than this header's. */
 SLAY_API uint32_t slay_get_version(void);
@@ -84,7 +99,9 @@ typedef enum slay_status {
     SLAY_STATUS_INVALID_VALUE = 101,       /* a value out of its range        */
     SLAY_STATUS_BAD_SHAPE = 102,           /* tensor shapes disagree          */
     SLAY_STATUS_BAD_STRIDE = 103,          /* innermost stride != 1, negative
-                                              stride, overlapping output      */
+                                              stride, an output overlapping
+                                              itself, another tensor of the
+                                              call or the workspace           */
     SLAY_STATUS_BAD_DTYPE = 104,           /* dtype not the one required      */
     SLAY_STATUS_UNKNOWN_ATTRIBUTE = 105,   /* not an attribute of this ABI    */
     SLAY_STATUS_ATTRIBUTE_TYPE = 106,      /* set_f64 on an integer attribute,
@@ -93,8 +110,11 @@ typedef enum slay_status {
                                                    variant                    */
     SLAY_STATUS_WORKSPACE_TOO_SMALL = 108,
     SLAY_STATUS_STRUCT_SIZE = 109,         /* struct_size smaller than the
-                                              smallest known layout           */
+                                              smallest known layout, or larger
+                                              than 1024 bytes                 */
     SLAY_STATUS_BACKEND_MISMATCH = 110,    /* stream given to CPU backend, ...*/
+    SLAY_STATUS_PLAN_IN_USE = 111,         /* the plan is executing on another
+                                              thread (ABI 2)                  */
 
     /* 200s: valid request this build or variant does not support. */
     SLAY_STATUS_NOT_SUPPORTED = 200,
@@ -334,7 +354,11 @@ SLAY_API slay_status_t slay_attn_plan_get_param_segment(slay_attn_plan_t plan, i
  * CUDA backend's Box-Muller normals may differ in the last bits). Derived
  * segments (nystrom_w) are computed from the drawn ones. A no-op for
  * param_count 0. Parameters made elsewhere can be loaded by writing the
- * tensor directly. params and workspace live in the handle's memory space:
+ * tensor directly. Parameter values are used as given, never checked, by
+ * both backends (on CUDA they live in device memory): a non-finite value
+ * gives non-finite outputs; a TensorSketch hash h selects the bucket
+ * min(max(trunc(h), 0), P-1), NaN selecting 0; signs multiply as given.
+ * params and workspace live in the handle's memory space:
  * host memory for CPU, device memory for CUDA (the work is enqueued on
  * stream; see the note on allocation at the top). */
 SLAY_API slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed,

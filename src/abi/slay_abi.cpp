@@ -7,9 +7,11 @@
 
 #include "core/attributes.hpp"
 #include "core/backend.hpp"
+#include "core/limits.hpp"
 #include "slay/slay.h"
 
 using slay::Status;
+using slay::enum_bits;
 using slay::error;
 
 namespace {
@@ -57,6 +59,7 @@ const StatusInfo kStatuses[] = {
     {SLAY_STATUS_WORKSPACE_TOO_SMALL, "SLAY_STATUS_WORKSPACE_TOO_SMALL", "workspace too small"},
     {SLAY_STATUS_STRUCT_SIZE, "SLAY_STATUS_STRUCT_SIZE", "struct_size too small"},
     {SLAY_STATUS_BACKEND_MISMATCH, "SLAY_STATUS_BACKEND_MISMATCH", "argument does not fit the backend"},
+    {SLAY_STATUS_PLAN_IN_USE, "SLAY_STATUS_PLAN_IN_USE", "plan is executing on another thread"},
     {SLAY_STATUS_NOT_SUPPORTED, "SLAY_STATUS_NOT_SUPPORTED", "not supported"},
     {SLAY_STATUS_NO_DEVICE, "SLAY_STATUS_NO_DEVICE", "no usable CUDA device"},
     {SLAY_STATUS_CUDA_ERROR, "SLAY_STATUS_CUDA_ERROR", "CUDA runtime error"},
@@ -66,13 +69,33 @@ const StatusInfo kStatuses[] = {
     {SLAY_STATUS_INTERNAL_ERROR, "SLAY_STATUS_INTERNAL_ERROR", "internal error in libslay"},
 };
 
-const StatusInfo* find_status(slay_status_t s) {
+const StatusInfo* find_status(int32_t bits) {
     for (const StatusInfo& i : kStatuses)
-        if (i.code == s) return &i;
+        if (i.code == bits) return &i;
     return nullptr;
 }
 
 Status check_plan(slay_attn_plan_t plan) { return require(plan, "plan"); }
+
+// Holds a plan's busy flag for one execution (features_sample, fwd, bwd);
+// a second thread finds it set and gets PLAN_IN_USE (slay.h, Threading).
+class PlanUse {
+public:
+    static Status enter(slay_attn_plan_t plan, PlanUse* use) {
+        SLAY_TRY(check_plan(plan));
+        if (plan->busy.exchange(true, std::memory_order_acquire))
+            return error(SLAY_STATUS_PLAN_IN_USE, "the plan is executing on another thread; "
+                         "one plan is executed by one host thread at a time (use a plan per thread)");
+        use->plan_ = plan;
+        return Status();
+    }
+    ~PlanUse() {
+        if (plan_) plan_->busy.store(false, std::memory_order_release);
+    }
+
+private:
+    slay_attn_plan_t plan_ = nullptr;
+};
 
 }  // namespace
 
@@ -82,12 +105,12 @@ uint32_t slay_get_version(void) { return SLAY_VERSION; }
 uint32_t slay_get_abi_version(void) { return SLAY_ABI_VERSION; }
 
 const char* slay_status_name(slay_status_t status) {
-    const StatusInfo* i = find_status(status);
+    const StatusInfo* i = find_status(enum_bits(status));
     return i ? i->name : "SLAY_STATUS_UNKNOWN";
 }
 
 const char* slay_status_string(slay_status_t status) {
-    const StatusInfo* i = find_status(status);
+    const StatusInfo* i = find_status(enum_bits(status));
     return i ? i->text : "unknown status";
 }
 
@@ -97,14 +120,14 @@ slay_status_t slay_handle_create(slay_handle_t* handle, slay_backend_t backend, 
     return guarded([&]() -> Status {
         SLAY_TRY(require(handle, "handle"));
         std::unique_ptr<slay_handle_s> h(new slay_handle_s);
-        if (backend == SLAY_BACKEND_CPU) {
+        const int32_t kind = enum_bits(backend);
+        if (kind == SLAY_BACKEND_CPU) {
             h->backend = slay::make_cpu_backend();
-        } else if (backend == SLAY_BACKEND_CUDA) {
+        } else if (kind == SLAY_BACKEND_CUDA) {
             SLAY_TRY(slay::make_cuda_backend(device, &h->backend));
             h->device = device;
         } else {
-            return error(SLAY_STATUS_INVALID_ARGUMENT, "backend=", static_cast<int64_t>(backend),
-                         " is not a slay_backend_t");
+            return error(SLAY_STATUS_INVALID_ARGUMENT, "backend=", kind, " is not a slay_backend_t");
         }
         *handle = h.release();
         return Status();
@@ -127,7 +150,7 @@ slay_status_t slay_handle_get_backend(slay_handle_t handle, slay_backend_t* back
     });
 }
 
-const char* slay_attn_variant_name(slay_attn_variant_t variant) { return slay::variant_name(variant); }
+const char* slay_attn_variant_name(slay_attn_variant_t variant) { return slay::variant_name(enum_bits(variant)); }
 
 slay_status_t slay_attn_variant_from_name(const char* name, slay_attn_variant_t* variant) {
     return guarded([&]() -> Status {
@@ -142,18 +165,18 @@ slay_status_t slay_attn_variant_from_name(const char* name, slay_attn_variant_t*
 }
 
 const char* slay_attr_name(slay_attr_t attr) {
-    const slay::AttrSpec* a = slay::find_attr(attr);
+    const slay::AttrSpec* a = slay::find_attr(enum_bits(attr));
     return a ? a->name : nullptr;
 }
 
 slay_status_t slay_attn_desc_create(slay_attn_desc_t* desc, slay_attn_variant_t variant) {
     return guarded([&]() -> Status {
         SLAY_TRY(require(desc, "desc"));
-        if (!slay::variant_name(variant))
-            return error(SLAY_STATUS_INVALID_ARGUMENT, "variant=", static_cast<int64_t>(variant),
-                         " is not a slay_attn_variant_t");
+        const int32_t bits = enum_bits(variant);
+        if (!slay::variant_name(bits))
+            return error(SLAY_STATUS_INVALID_ARGUMENT, "variant=", bits, " is not a slay_attn_variant_t");
         std::unique_ptr<slay_attn_desc_s> d(new slay_attn_desc_s);
-        d->raw = slay::default_config(variant);
+        d->raw = slay::default_config(static_cast<slay_attn_variant_t>(bits));
         d->raw.value_dim = 0;      // 0 = Dv equals D, resolved by the plan
         d->raw.softmax_scale = 0;  // 0 = 1/sqrt(D), resolved by the plan
         *desc = d.release();
@@ -171,14 +194,14 @@ slay_status_t slay_attn_desc_destroy(slay_attn_desc_t desc) {
 slay_status_t slay_attn_desc_set_i64(slay_attn_desc_t desc, slay_attr_t attr, int64_t value) {
     return guarded([&]() -> Status {
         SLAY_TRY(require(desc, "desc"));
-        return slay::set_attr_checked(desc->raw, attr, true, static_cast<double>(value));
+        return slay::set_attr_checked(desc->raw, enum_bits(attr), true, static_cast<double>(value));
     });
 }
 
 slay_status_t slay_attn_desc_set_f64(slay_attn_desc_t desc, slay_attr_t attr, double value) {
     return guarded([&]() -> Status {
         SLAY_TRY(require(desc, "desc"));
-        return slay::set_attr_checked(desc->raw, attr, false, value);
+        return slay::set_attr_checked(desc->raw, enum_bits(attr), false, value);
     });
 }
 
@@ -187,7 +210,7 @@ slay_status_t slay_attn_desc_get_i64(slay_attn_desc_t desc, slay_attr_t attr, in
         SLAY_TRY(require(desc, "desc"));
         SLAY_TRY(require(value, "value"));
         double x = 0;
-        SLAY_TRY(slay::get_attr_checked(desc->raw, attr, true, &x));
+        SLAY_TRY(slay::get_attr_checked(desc->raw, enum_bits(attr), true, &x));
         *value = static_cast<int64_t>(x);
         return Status();
     });
@@ -197,7 +220,7 @@ slay_status_t slay_attn_desc_get_f64(slay_attn_desc_t desc, slay_attr_t attr, do
     return guarded([&]() -> Status {
         SLAY_TRY(require(desc, "desc"));
         SLAY_TRY(require(value, "value"));
-        return slay::get_attr_checked(desc->raw, attr, false, value);
+        return slay::get_attr_checked(desc->raw, enum_bits(attr), false, value);
     });
 }
 
@@ -220,6 +243,8 @@ slay_status_t slay_attn_plan_create(slay_attn_plan_t* plan, slay_handle_t handle
 
 slay_status_t slay_attn_plan_destroy(slay_attn_plan_t plan) {
     return guarded([&]() -> Status {
+        if (plan && plan->busy.load(std::memory_order_acquire))
+            return error(SLAY_STATUS_PLAN_IN_USE, "the plan is executing on another thread and cannot be destroyed");
         delete plan;
         return Status();
     });
@@ -230,7 +255,7 @@ slay_status_t slay_attn_plan_get_i64(slay_attn_plan_t plan, slay_attr_t attr, in
         SLAY_TRY(check_plan(plan));
         SLAY_TRY(require(value, "value"));
         double x = 0;
-        SLAY_TRY(slay::get_attr_checked(plan->plan.cfg, attr, true, &x));
+        SLAY_TRY(slay::get_attr_checked(plan->plan.cfg, enum_bits(attr), true, &x));
         *value = static_cast<int64_t>(x);
         return Status();
     });
@@ -240,7 +265,7 @@ slay_status_t slay_attn_plan_get_f64(slay_attn_plan_t plan, slay_attr_t attr, do
     return guarded([&]() -> Status {
         SLAY_TRY(check_plan(plan));
         SLAY_TRY(require(value, "value"));
-        return slay::get_attr_checked(plan->plan.cfg, attr, false, value);
+        return slay::get_attr_checked(plan->plan.cfg, enum_bits(attr), false, value);
     });
 }
 
@@ -258,12 +283,14 @@ slay_status_t slay_attn_plan_get_workspace_size(slay_attn_plan_t plan, slay_pass
     return guarded([&]() -> Status {
         SLAY_TRY(check_plan(plan));
         SLAY_TRY(require(bytes, "bytes"));
-        if (pass != SLAY_PASS_FORWARD && pass != SLAY_PASS_BACKWARD && pass != SLAY_PASS_SAMPLE)
-            return error(SLAY_STATUS_INVALID_ARGUMENT, "pass=", static_cast<int64_t>(pass), " is not a slay_pass_t");
-        if (pass != SLAY_PASS_SAMPLE && (batch < 0 || seq_len < 0))
+        const int32_t bits = enum_bits(pass);
+        if (bits != SLAY_PASS_FORWARD && bits != SLAY_PASS_BACKWARD && bits != SLAY_PASS_SAMPLE)
+            return error(SLAY_STATUS_INVALID_ARGUMENT, "pass=", bits, " is not a slay_pass_t");
+        if (bits != SLAY_PASS_SAMPLE && (batch < 0 || seq_len < 0))
             return error(SLAY_STATUS_INVALID_VALUE, "batch=", batch, " and seq_len=", seq_len, " must be >= 0");
         size_t need = 0;
-        SLAY_TRY(plan->plan.backend->workspace_size(plan->plan, pass, batch, seq_len, &need));
+        SLAY_TRY(plan->plan.backend->workspace_size(plan->plan, static_cast<slay_pass_t>(bits), batch, seq_len,
+                                                    &need));
         *bytes = need;
         return Status();
     });
@@ -301,9 +328,7 @@ slay_status_t slay_attn_plan_get_param_segment(slay_attn_plan_t plan, int32_t in
     return guarded([&]() -> Status {
         SLAY_TRY(check_plan(plan));
         SLAY_TRY(require(segment, "segment"));
-        if (segment->struct_size < sizeof(slay_param_segment_t))
-            return error(SLAY_STATUS_STRUCT_SIZE, "segment->struct_size=", segment->struct_size,
-                         " but this library needs ", sizeof(slay_param_segment_t));
+        SLAY_TRY(slay::check_struct_size_range(segment->struct_size, sizeof(slay_param_segment_t), "segment"));
         const auto& segs = plan->plan.segments;
         if (index < 0 || static_cast<size_t>(index) >= segs.size())
             return error(SLAY_STATUS_INVALID_VALUE, "segment index ", index, " is out of range [0, ", segs.size(), ")");
@@ -323,14 +348,17 @@ slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed, ui
                                         const slay_tensor_t* params, void* workspace, size_t workspace_size,
                                         void* stream) {
     return guarded([&]() -> Status {
-        SLAY_TRY(check_plan(plan));
+        PlanUse use;
+        SLAY_TRY(PlanUse::enter(plan, &use));
         const slay::Plan& p = plan->plan;
         slay::TensorView view;
         bool present = false;
         SLAY_TRY(slay::validate_params_tensor(p, params, slay::Access::Write, &view, &present));
         SLAY_TRY(p.backend->check_stream(stream));
         if (!present) return Status();
-        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_SAMPLE, 0, 0, workspace, workspace_size));
+        size_t need = 0;
+        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_SAMPLE, 0, 0, workspace, workspace_size, &need));
+        SLAY_TRY(slay::check_sample_memory(view, workspace, need));
         return p.backend->sample(p, seed, offset, view, workspace, stream);
     });
 }
@@ -338,12 +366,17 @@ slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed, ui
 slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args, void* workspace,
                             size_t workspace_size, void* stream) {
     return guarded([&]() -> Status {
-        SLAY_TRY(check_plan(plan));
+        PlanUse use;
+        SLAY_TRY(PlanUse::enter(plan, &use));
         const slay::Plan& p = plan->plan;
         slay::FwdCall call;
         SLAY_TRY(slay::validate_fwd(p, args, &call));
         SLAY_TRY(p.backend->check_stream(stream));
-        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_FORWARD, call.batch, call.seq_len, workspace, workspace_size));
+        size_t need = 0;
+        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_FORWARD, call.batch, call.seq_len, workspace, workspace_size,
+                                       &need));
+        SLAY_TRY(slay::check_fwd_memory(call, workspace, need));
+        if (slay::writes_nothing(call)) return Status();
         return p.backend->forward(p, call, workspace, stream);
     });
 }
@@ -351,12 +384,17 @@ slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* a
 slay_status_t slay_attn_bwd(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args, void* workspace,
                             size_t workspace_size, void* stream) {
     return guarded([&]() -> Status {
-        SLAY_TRY(check_plan(plan));
+        PlanUse use;
+        SLAY_TRY(PlanUse::enter(plan, &use));
         const slay::Plan& p = plan->plan;
         slay::BwdCall call;
         SLAY_TRY(slay::validate_bwd(p, args, &call));
         SLAY_TRY(p.backend->check_stream(stream));
-        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_BACKWARD, call.batch, call.seq_len, workspace, workspace_size));
+        size_t need = 0;
+        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_BACKWARD, call.batch, call.seq_len, workspace, workspace_size,
+                                       &need));
+        SLAY_TRY(slay::check_bwd_memory(call, workspace, need));
+        if (slay::writes_nothing(call)) return Status();
         return p.backend->backward(p, call, workspace, stream);
     });
 }

@@ -74,7 +74,7 @@ constexpr int64_t kMaxFeatureDim = int64_t{1} << 20;
 
 }  // namespace
 
-const AttrSpec* find_attr(slay_attr_t id) {
+const AttrSpec* find_attr(int32_t id) {
     for (const AttrSpec& a : kAttrs)
         if (a.id == id) return &a;
     return nullptr;
@@ -134,36 +134,36 @@ void write_attr(AttnConfig& c, slay_attr_t id, double x) {
 }
 
 // Existence, type and applicability: shared by get and set.
-static Status check_attr_access(const AttnConfig& c, slay_attr_t id, bool as_integer,
+static Status check_attr_access(const AttnConfig& c, int32_t id, bool as_integer,
                                 const AttrSpec** spec) {
     const AttrSpec* a = find_attr(id);
-    if (!a) return error(SLAY_STATUS_UNKNOWN_ATTRIBUTE, "unknown attribute id ", static_cast<int64_t>(id));
+    if (!a) return error(SLAY_STATUS_UNKNOWN_ATTRIBUTE, "unknown attribute id ", id);
     if (a->is_integer != as_integer)
         return error(SLAY_STATUS_ATTRIBUTE_TYPE, "attribute ", a->name, " is ",
                      a->is_integer ? "an integer: use slay_attn_desc_set_i64/get_i64"
                                    : "a float: use slay_attn_desc_set_f64/get_f64");
-    if (!attribute_applies(c.variant, id))
+    if (!attribute_applies(c.variant, a->id))
         return error(SLAY_STATUS_ATTRIBUTE_NOT_APPLICABLE, "attribute ", a->name,
                      " does not apply to variant ", variant_name(c.variant));
     *spec = a;
     return Status();
 }
 
-Status set_attr_checked(AttnConfig& c, slay_attr_t id, bool as_integer, double value) {
+Status set_attr_checked(AttnConfig& c, int32_t id, bool as_integer, double value) {
     const AttrSpec* a = nullptr;
     SLAY_TRY(check_attr_access(c, id, as_integer, &a));
     const bool below = a->lo_open ? !(value > a->lo) : !(value >= a->lo);
     if (std::isnan(value) || below || value > a->hi)
         return error(SLAY_STATUS_INVALID_VALUE, "attribute ", a->name, "=", value, " is out of range ",
                      a->lo_open ? "(" : "[", a->lo, ", ", a->hi, "]");
-    write_attr(c, id, value);
+    write_attr(c, a->id, value);
     return Status();
 }
 
-Status get_attr_checked(const AttnConfig& c, slay_attr_t id, bool as_integer, double* value) {
+Status get_attr_checked(const AttnConfig& c, int32_t id, bool as_integer, double* value) {
     const AttrSpec* a = nullptr;
     SLAY_TRY(check_attr_access(c, id, as_integer, &a));
-    *value = read_attr(c, id);
+    *value = read_attr(c, a->id);
     return Status();
 }
 
@@ -180,7 +180,7 @@ Status resolve_config(const AttnConfig& raw, AttnConfig* resolved) {
     return Status();
 }
 
-const char* variant_name(slay_attn_variant_t v) {
+const char* variant_name(int32_t v) {
     for (const VariantName& n : kVariantNames)
         if (n.v == v) return n.name;
     return nullptr;

@@ -17,7 +17,9 @@ struct AttrSpec {
     bool lo_open;   // lo itself excluded (values must be > lo)
 };
 
-const AttrSpec* find_attr(slay_attr_t id);  // nullptr if unknown
+// Lookups by an enum's int32 bits (core/limits.hpp enum_bits): a value from
+// C outside the enum is answered "unknown" without undefined behaviour.
+const AttrSpec* find_attr(int32_t id);  // nullptr if unknown
 
 // Value of an attribute stored in a config (integers as exact doubles).
 double read_attr(const AttnConfig& c, slay_attr_t id);
@@ -25,15 +27,15 @@ void write_attr(AttnConfig& c, slay_attr_t id, double value);
 
 // Checks that `id` exists, has the given type, applies to the variant and
 // that value lies in range; then stores it.
-Status set_attr_checked(AttnConfig& c, slay_attr_t id, bool as_integer, double value);
-Status get_attr_checked(const AttnConfig& c, slay_attr_t id, bool as_integer, double* value);
+Status set_attr_checked(AttnConfig& c, int32_t id, bool as_integer, double value);
+Status get_attr_checked(const AttnConfig& c, int32_t id, bool as_integer, double* value);
 
 // A descriptor's raw config -> the plan's resolved config (Dv, softmax
 // scale), with cross-attribute checks.
 Status resolve_config(const AttnConfig& raw, AttnConfig* resolved);
 
 // Variant names: canonical "slay_anchor" and the reference registry keys.
-const char* variant_name(slay_attn_variant_t v);
+const char* variant_name(int32_t v);  // nullptr if unknown
 bool variant_from_name(const char* name, slay_attn_variant_t* v);
 
 }  // namespace slay

@@ -8,6 +8,7 @@
 //         state (B, H, F, Dv+1) fp32; params (param_count,) fp32.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -85,8 +86,22 @@ Status validate_fwd(const Plan& plan, const slay_attn_fwd_args_t* args, FwdCall*
 Status validate_bwd(const Plan& plan, const slay_attn_bwd_args_t* args, BwdCall* call);
 Status validate_params_tensor(const Plan& plan, const slay_tensor_t* params, Access access,
                               TensorView* view, bool* present);
+// Size, presence and alignment of the workspace; *need receives its size.
 Status check_workspace(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len,
-                       const void* workspace, size_t workspace_size);
+                       const void* workspace, size_t workspace_size, size_t* need);
+// No written tensor shares memory with another tensor of the call or with
+// the workspace's first `need` bytes (final_state may alias initial_state
+// exactly). Run after validation, before the backend.
+Status check_fwd_memory(const FwdCall& call, const void* workspace, size_t need);
+Status check_bwd_memory(const BwdCall& call, const void* workspace, size_t need);
+Status check_sample_memory(const TensorView& params, const void* workspace, size_t need);
+// True when a valid call has no element to write (B = 0, or T = 0 without
+// states): the ABI returns SUCCESS at once, without any backend work.
+bool writes_nothing(const FwdCall& call);
+bool writes_nothing(const BwdCall& call);
+// struct_size of a size-prefixed block: at least `known`, at most
+// kMaxStructSize (core/limits.hpp).
+Status check_struct_size_range(size_t given, size_t known, const char* name);
 
 }  // namespace slay
 
@@ -97,4 +112,10 @@ struct slay_handle_s {
 
 struct slay_attn_plan_s {
     slay::Plan plan;
+    // Set while features_sample, fwd or bwd runs on the plan: one plan is
+    // executed by one host thread at a time (slay.h), and a second thread
+    // arriving meanwhile gets SLAY_STATUS_PLAN_IN_USE instead of racing on
+    // the plan's resources (the CUDA backend's cuFFT handles are rebound to
+    // each call's stream and workspace).
+    std::atomic<bool> busy{false};
 };

@@ -7,7 +7,7 @@
 
 namespace slay {
 
-size_t dtype_size(slay_dtype_t t) {
+size_t dtype_size(int32_t t) {
     switch (t) {
         case SLAY_DTYPE_FLOAT32: return 4;
         case SLAY_DTYPE_BFLOAT16:
@@ -16,7 +16,7 @@ size_t dtype_size(slay_dtype_t t) {
     }
 }
 
-const char* dtype_name(slay_dtype_t t) {
+const char* dtype_name(int32_t t) {
     switch (t) {
         case SLAY_DTYPE_FLOAT32: return "float32";
         case SLAY_DTYPE_BFLOAT16: return "bfloat16";

@@ -10,8 +10,10 @@
 
 namespace slay {
 
-size_t dtype_size(slay_dtype_t t);        // 0 for an unknown dtype
-const char* dtype_name(slay_dtype_t t);   // "float32", ...; "unknown"
+// Both take the dtype's int32 bits (core/limits.hpp enum_bits), so a value
+// from C outside slay_dtype_t is answered without undefined behaviour.
+size_t dtype_size(int32_t t);        // 0 for an unknown dtype
+const char* dtype_name(int32_t t);   // "float32", ...; "unknown"
 
 float bf16_bits_to_float(uint16_t bits);
 uint16_t float_to_bf16_bits(float f);     // RNE; NaN stays NaN

@@ -7,6 +7,7 @@
 
 #include "attributes.hpp"
 #include "backend.hpp"
+#include "limits.hpp"
 
 namespace slay {
 
@@ -16,9 +17,7 @@ namespace {
 // when the fields this library does not know are all zero: silently
 // ignoring a request would be worse than refusing it.
 Status check_struct_size(const void* block, size_t given, size_t known, const char* name) {
-    if (given < known)
-        return error(SLAY_STATUS_STRUCT_SIZE, name, "->struct_size=", given, " but this library needs ",
-                     known, " (set it to the sizeof of its struct)");
+    SLAY_TRY(check_struct_size_range(given, known, name));
     const unsigned char* bytes = static_cast<const unsigned char*>(block);
     for (size_t i = known; i < given; ++i)
         if (bytes[i] != 0)
@@ -75,6 +74,11 @@ Status check_inputs(const Plan& p, const slay_tensor_t* q, const slay_tensor_t* 
     const AttnConfig& cf = p.cfg;
     SLAY_TRY(check_tensor_rank(q, "q", cf.io_dtype, 4, Access::Read, &c->q));
     const int64_t B = c->q.shape[0], T = c->q.shape[2];
+    // Checked first: with T = 0 the tensors hold no element, so nothing else
+    // bounds B, and a backend would otherwise walk B*H empty heads.
+    if (B > kMaxBatchHeads / cf.num_heads)
+        return error(SLAY_STATUS_INVALID_VALUE, "B*H = ", B, "*", cf.num_heads, " exceeds the limit of ",
+                     kMaxBatchHeads, " (2^31-1, CUDA's gridDim.x) on B*H");
     SLAY_TRY(check_tensor(q, "q", cf.io_dtype, {B, cf.num_heads, T, cf.head_dim}, "(B, H, T, D)", Access::Read, &c->q));
     SLAY_TRY(check_tensor(k, "k", cf.io_dtype, {B, cf.num_heads, T, cf.head_dim}, "(B, H, T, D)", Access::Read, &c->k));
     SLAY_TRY(check_tensor(v, "v", cf.io_dtype, {B, cf.num_heads, T, cf.value_dim}, "(B, H, T, Dv)", Access::Read, &c->v));
@@ -93,17 +97,121 @@ Status check_params_state_position(const Plan& p, const slay_tensor_t* params, c
     return Status();
 }
 
+// One tensor of a call for the overlap check; absent tensors touch no byte.
+struct CallTensor {
+    const char* name;
+    const TensorView* view;
+    bool written;
+};
+
+// Same data, dtype, shape and strides: the documented in-place state.
+bool same_view(const TensorView& a, const TensorView& b) {
+    if (a.data != b.data || a.dtype != b.dtype || a.rank != b.rank) return false;
+    for (int i = 0; i < a.rank; ++i)
+        if (a.shape[i] != b.shape[i] || a.strides[i] != b.strides[i]) return false;
+    return true;
+}
+
+// No tensor a call writes may share a byte with another tensor of the call
+// or with the workspace it uses (bytes [workspace, workspace + need)). The
+// test is on byte ranges [first element, last element], so interleaved
+// tensors that never share an element (dq, dk, dv in one packed buffer)
+// are rejected too: the rule stays one comparison, the same on every backend.
+// Inputs may overlap each other freely (q and k may be one tensor).
+Status check_disjoint(std::initializer_list<CallTensor> tensors, const void* workspace, size_t need,
+                      const CallTensor* allowed_alias = nullptr) {
+    const TensorView* alias_a = allowed_alias ? allowed_alias[0].view : nullptr;
+    const TensorView* alias_b = allowed_alias ? allowed_alias[1].view : nullptr;
+    const uintptr_t ws_first = reinterpret_cast<uintptr_t>(workspace), ws_end = ws_first + need;
+    for (auto a = tensors.begin(); a != tensors.end(); ++a) {
+        uintptr_t a0 = 0, a1 = 0;
+        if (!a->view->byte_range(&a0, &a1)) continue;
+        if (need > 0 && workspace && a0 < ws_end && ws_first < a1)
+            return error(SLAY_STATUS_BAD_STRIDE, a->name, " overlaps the workspace; the workspace must not "
+                         "share memory with a tensor of the call");
+        for (auto b = a + 1; b != tensors.end(); ++b) {
+            uintptr_t b0 = 0, b1 = 0;
+            if (!(a->written || b->written) || !b->view->byte_range(&b0, &b1)) continue;
+            if (a0 >= b1 || b0 >= a1) continue;
+            const bool in_place = ((a->view == alias_a && b->view == alias_b) ||
+                                   (a->view == alias_b && b->view == alias_a)) &&
+                                  same_view(*a->view, *b->view);
+            if (!in_place)
+                return error(SLAY_STATUS_BAD_STRIDE, a->name, " and ", b->name, " share memory, and ",
+                             a->written ? a->name : b->name,
+                             " is written; outputs must not overlap another tensor of the call",
+                             allowed_alias ? " (final_state may alias initial_state exactly)" : "");
+        }
+    }
+    return Status();
+}
+
 }  // namespace
+
+Status check_struct_size_range(size_t given, size_t known, const char* name) {
+    if (given < known)
+        return error(SLAY_STATUS_STRUCT_SIZE, name, "->struct_size=", given, " but this library needs ",
+                     known, " (set it to the sizeof of its struct)");
+    if (given > kMaxStructSize)
+        return error(SLAY_STATUS_STRUCT_SIZE, name, "->struct_size=", given, " exceeds the limit of ",
+                     kMaxStructSize, " bytes on struct_size (set it to the sizeof of its struct)");
+    return Status();
+}
+
+Status check_fwd_memory(const FwdCall& c, const void* workspace, size_t need) {
+    const CallTensor state_alias[2] = {{"initial_state", &c.initial_state, false},
+                                       {"final_state", &c.final_state, true}};
+    return check_disjoint({{"q", &c.q, false},
+                           {"k", &c.k, false},
+                           {"v", &c.v, false},
+                           {"params", &c.params, false},
+                           {"initial_state", &c.initial_state, false},
+                           {"out", &c.out, true},
+                           {"final_state", &c.final_state, true}},
+                          workspace, need, state_alias);
+}
+
+Status check_bwd_memory(const BwdCall& c, const void* workspace, size_t need) {
+    return check_disjoint({{"q", &c.q, false},
+                           {"k", &c.k, false},
+                           {"v", &c.v, false},
+                           {"params", &c.params, false},
+                           {"initial_state", &c.initial_state, false},
+                           {"out", &c.out, false},
+                           {"dout", &c.dout, false},
+                           {"dfinal_state", &c.dfinal_state, false},
+                           {"dq", &c.dq, true},
+                           {"dk", &c.dk, true},
+                           {"dv", &c.dv, true},
+                           {"dinitial_state", &c.dinitial_state, true}},
+                          workspace, need);
+}
+
+Status check_sample_memory(const TensorView& params, const void* workspace, size_t need) {
+    return check_disjoint({{"params", &params, true}}, workspace, need);
+}
+
+bool writes_nothing(const FwdCall& c) {
+    return c.out.numel() == 0 && (!c.has_final_state || c.final_state.numel() == 0);
+}
+
+bool writes_nothing(const BwdCall& c) {
+    return c.dq.numel() == 0 && c.dk.numel() == 0 && c.dv.numel() == 0 &&
+           (!c.has_dinitial_state || c.dinitial_state.numel() == 0);
+}
 
 Status validate_params_tensor(const Plan& p, const slay_tensor_t* params, Access access, TensorView* view,
                               bool* present) {
     *present = false;
     if (p.param_count == 0) {
         // Deterministic variants take no parameters: NULL or an empty vector.
-        if (params && !(params->rank == 1 && params->shape[0] == 0))
+        if (!params) return Status();
+        if (!(params->rank == 1 && params->shape[0] == 0))
             return error(SLAY_STATUS_BAD_SHAPE, "params given but variant ", variant_name(p.cfg.variant),
                          " has no feature parameters (pass NULL)");
-        return Status();
+        // An empty vector is still a tensor: its dtype and stride must be valid.
+        TensorView empty;
+        return check_tensor(params, "params", SLAY_DTYPE_FLOAT32, {0}, "(0,)", access, &empty);
     }
     if (!params)
         return error(SLAY_STATUS_INVALID_ARGUMENT, "params is NULL but variant ", variant_name(p.cfg.variant),
@@ -147,8 +255,9 @@ Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* a, BwdCall* call)
 }
 
 Status check_workspace(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len, const void* workspace,
-                       size_t workspace_size) {
-    size_t need = 0;
+                       size_t workspace_size, size_t* needed) {
+    size_t& need = *needed;
+    need = 0;
     SLAY_TRY(p.backend->workspace_size(p, pass, batch, seq_len, &need));
     if (workspace_size < need)
         return error(SLAY_STATUS_WORKSPACE_TOO_SMALL, "workspace_size=", workspace_size, " but this call needs ",

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "dtype.hpp"
+#include "limits.hpp"
 
 namespace slay {
 
@@ -11,6 +12,16 @@ int64_t TensorView::numel() const {
     int64_t n = 1;
     for (int i = 0; i < rank; ++i) n *= shape[i];
     return n;
+}
+
+bool TensorView::byte_range(uintptr_t* first, uintptr_t* end) const {
+    if (rank == 0 || !data || numel() == 0) return false;
+    int64_t last = 0;  // fits: check_tensor_rank bounded the largest byte offset
+    for (int i = 0; i < rank; ++i) last += strides[i] * (shape[i] - 1);
+    const int64_t size = static_cast<int64_t>(dtype_size(dtype));
+    *first = reinterpret_cast<uintptr_t>(data);
+    *end = *first + static_cast<uintptr_t>(last * size + size);
+    return true;
 }
 
 static std::string shape_text(const int64_t* shape, int rank) {
@@ -47,12 +58,13 @@ Status check_tensor_rank(const slay_tensor_t* t, const char* name, slay_dtype_t 
     if (!t) return error(SLAY_STATUS_INVALID_ARGUMENT, name, " is NULL");
     if (t->rank != rank)
         return error(SLAY_STATUS_BAD_SHAPE, name, ".rank=", t->rank, " but ", rank, " is required");
-    if (t->dtype != dtype)
-        return error(SLAY_STATUS_BAD_DTYPE, name, ".dtype=", dtype_name(t->dtype), " (",
-                     static_cast<int64_t>(t->dtype), ") but ", dtype_name(dtype), " is required");
+    const int32_t dtype_bits = enum_bits(t->dtype);  // any int32 may arrive from C
+    if (dtype_bits != dtype)
+        return error(SLAY_STATUS_BAD_DTYPE, name, ".dtype=", dtype_name(dtype_bits), " (", dtype_bits, ") but ",
+                     dtype_name(dtype), " is required");
     TensorView v;
     v.data = t->data;
-    v.dtype = t->dtype;
+    v.dtype = dtype;
     v.rank = t->rank;
     for (int i = 0; i < rank; ++i) {
         v.shape[i] = t->shape[i];

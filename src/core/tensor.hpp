@@ -20,6 +20,9 @@ struct TensorView {
     int64_t strides[SLAY_MAX_RANK] = {0, 0, 0, 0};
 
     int64_t numel() const;
+    // The bytes [first, end) the view can touch; false when it touches none
+    // (absent, or an extent of 0). Only for views check_tensor accepted.
+    bool byte_range(uintptr_t* first, uintptr_t* end) const;
     // Element offset of a rank-4 index (b, h, t, d).
     int64_t offset(int64_t i0, int64_t i1, int64_t i2, int64_t i3) const {
         return i0 * strides[0] + i1 * strides[1] + i2 * strides[2] + i3 * strides[3];

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/quadrature.hpp"
+#include "core/sketch_bucket.hpp"
 #include "cpu/vector_ops.hpp"
 
 namespace slay {
@@ -257,9 +258,9 @@ public:
     TensorSketchPoly(const std::vector<double>& h1, std::vector<double> s1, const std::vector<double>& h2,
                      std::vector<double> s2, int64_t P, int64_t D)
         : s1_(std::move(s1)), s2_(std::move(s2)), P_(P), D_(D), inv_sqrt_p_(1.0 / std::sqrt(double(P))) {
-        // validate_param_values guarantees integer hashes in [0, P).
-        for (double h : h1) h1_.push_back(static_cast<int64_t>(h));
-        for (double h : h2) h2_.push_back(static_cast<int64_t>(h));
+        // Any value maps to a bucket by the rule the CUDA backend uses too.
+        for (double h : h1) h1_.push_back(sketch_bucket_of(static_cast<float>(h), static_cast<int>(P)));
+        for (double h : h2) h2_.push_back(sketch_bucket_of(static_cast<float>(h), static_cast<int>(P)));
     }
     void apply(const double* xhat, double* poly) const override {
         std::vector<double> cs1, cs2;
@@ -540,29 +541,6 @@ std::unique_ptr<FeatureMap> make_feature_map(const AttnConfig& cfg, const double
         case SLAY_ATTN_RFF: return std::make_unique<RandomFourierMap>(cfg, params);
         default: return nullptr;
     }
-}
-
-Status validate_param_values(const AttnConfig& cfg, const float* params) {
-    const std::vector<ParamSegment> layout = param_layout(cfg);
-    if (layout.empty()) return Status();
-    if (params == nullptr) return error(SLAY_STATUS_INVALID_ARGUMENT, "params is null but the variant has ",
-                                        param_count(cfg), " parameters");
-    for (const ParamSegment& seg : layout) {
-        const std::string name = seg.name;
-        const bool is_hash = name == "ts_hash1" || name == "ts_hash2";
-        const bool is_sign = name == "ts_sign1" || name == "ts_sign2";
-        for (int64_t i = 0; i < seg.count(); ++i) {
-            const float value = params[seg.offset + i];
-            if (!std::isfinite(value))
-                return error(SLAY_STATUS_INVALID_VALUE, "params ", name, "[", i, "]=", value, " is not finite");
-            if (is_hash && (value != std::floor(value) || value < 0.0f || value >= float(cfg.poly_dim)))
-                return error(SLAY_STATUS_INVALID_VALUE, "params ", name, "[", i, "]=", value,
-                             " is not an integer in [0, ", cfg.poly_dim, ")");
-            if (is_sign && value != 1.0f && value != -1.0f)
-                return error(SLAY_STATUS_INVALID_VALUE, "params ", name, "[", i, "]=", value, " is not +1 or -1");
-        }
-    }
-    return Status();
 }
 
 }  // namespace cpu

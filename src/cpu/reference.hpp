@@ -73,11 +73,6 @@ private:
     std::unique_ptr<FeatureMap> map_;
 };
 
-// Checks parameter values that must hold for the math to be defined
-// (TensorSketch hashes are integers in [0, P) and signs are +-1; all values
-// finite). Run before any output is written.
-Status validate_param_values(const AttnConfig& cfg, const float* params);
-
 // The Nystrom matrix W = U diag(max(lambda_i, 1e-6)^{-1/2}) U^T of
 // K_AA = (A A^T)^{o2} + reg*I, A (P, D) = anchors (SPEC A.14), by Jacobi
 // eigen-decomposition in fp64. w_out is (P, P) row-major.

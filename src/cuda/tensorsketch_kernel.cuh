@@ -13,18 +13,15 @@
 
 #include <cstdint>
 
+#include "core/sketch_bucket.hpp"
 #include "cuda/tensorsketch_args.hpp"
 
 namespace slay {
 namespace cuda {
 
 
-__device__ inline int sketch_bucket(const float* hash, int d, int P) {
-    // Parameters on the device are not re-validated per call: clamp so a bad
-    // hash can never index outside the sketch.
-    const int h = static_cast<int>(__ldg(hash + d));
-    return h < 0 ? 0 : h >= P ? P - 1 : h;
-}
+// Bucket of feature d: the rule both backends share (core/sketch_bucket.hpp).
+__device__ inline int sketch_bucket(const float* hash, int d, int P) { return sketch_bucket_of(__ldg(hash + d), P); }
 
 // x^ of token n into a warp's registers: returns the divisor; x^_d for
 // d = lane + 32 k in xh[k].

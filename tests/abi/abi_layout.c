@@ -94,6 +94,7 @@ static void pin_status_values(void) {
     PIN(SLAY_STATUS_WORKSPACE_TOO_SMALL, 108);
     PIN(SLAY_STATUS_STRUCT_SIZE, 109);
     PIN(SLAY_STATUS_BACKEND_MISMATCH, 110);
+    PIN(SLAY_STATUS_PLAN_IN_USE, 111);
     PIN(SLAY_STATUS_NOT_SUPPORTED, 200);
     PIN(SLAY_STATUS_NO_DEVICE, 300);
     PIN(SLAY_STATUS_CUDA_ERROR, 301);
@@ -172,7 +173,7 @@ static void pin_versions(void) {
     PIN(SLAY_VERSION, SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH);
     PIN(slay_get_version(), SLAY_VERSION);
     PIN(slay_get_abi_version(), SLAY_ABI_VERSION);
-    PIN(SLAY_ABI_VERSION >= 1, 1);
+    PIN(SLAY_ABI_VERSION >= 2, 1);
 #ifdef SLAY_PROJECT_VERSION
     sprintf(header_version, "%d.%d.%d", SLAY_VERSION_MAJOR, SLAY_VERSION_MINOR, SLAY_VERSION_PATCH);
     if (strcmp(header_version, SLAY_PROJECT_VERSION) != 0) {

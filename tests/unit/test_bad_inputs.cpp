@@ -6,12 +6,18 @@
 // Cases expecting SUCCESS check instead that every output was written.
 // Also: the (B, T, H, D) layout given through strides gives the same result
 // as the contiguous (B, H, T, D) layout.
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "attn_call.hpp"
+#include "raw_enum_calls.h"
 
 using namespace slay_test;
 
@@ -43,6 +49,19 @@ void run_cases(const CallShape& shape, std::initializer_list<Pass> passes, const
 }
 
 void* shifted(void* p, long bytes) { return static_cast<char*>(p) + bytes; }
+
+// B sequences of length 0: every tensor of extent B over the batch and 0
+// over T, so none holds an element (data NULL when null_data).
+void empty_sequences(AttnCall& c, int64_t batch, bool null_data) {
+    for (slay_tensor_t* t : {&c.q, &c.k, &c.v, &c.out, &c.dout, &c.dq, &c.dk, &c.dv}) {
+        t->shape[0] = batch;
+        t->shape[2] = 0;
+        t->strides[0] = t->strides[1] = 0;  // as in the issue's report: (2^40, 1, 0, 4), strides (0, 0, 4, 1)
+        if (null_data) t->data = nullptr;
+    }
+}
+
+float* element(const slay_tensor_t& t, int64_t i) { return static_cast<float*>(t.data) + i; }
 
 // Cases of the fields fwd and bwd share, valid for any variant with params.
 std::vector<Case> shared_argument_cases() {
@@ -87,14 +106,13 @@ std::vector<Case> shared_argument_cases() {
         {"v negative innermost stride", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.v.strides[3] = -1; }},
         {"q is bf16 while the plan is fp32", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.q.dtype = SLAY_DTYPE_BFLOAT16; }},
         {"k is fp16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.k.dtype = SLAY_DTYPE_FLOAT16; }},
-        {"v has no valid dtype", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.v.dtype = static_cast<slay_dtype_t>(7); }},
+        {"v has no valid dtype", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { raw_set_dtype(&c.v, 7); }},
+        {"q.dtype is -1", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { raw_set_dtype(&c.q, -1); }},
         {"params are bf16", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) { c.params.dtype = SLAY_DTYPE_BFLOAT16; }},
         {"params one element short", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.params, 0, c.params.shape[0] - 1); }},
         {"params one element long", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { set_extent(c.params, 0, c.params.shape[0] + 1); }},
         {"params rank 2", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.params.rank = 2; c.params.shape[1] = 1; }},
         {"params stride 2", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.params.strides[0] = 2; }},
-        {"params hold a NaN", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("omega", 3, NAN); }},
-        {"params hold an infinity", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("omega", 0, -INFINITY); }},
         {"position_offset nonzero for a non-cosformer variant", SLAY_STATUS_INVALID_VALUE,
          [](AttnCall& c) { c.both_args([](auto& a) { a.position_offset = 3; }); }},
         {"position_offset negative", SLAY_STATUS_INVALID_VALUE,
@@ -113,6 +131,23 @@ std::vector<Case> shared_argument_cases() {
         {"workspace not 16-byte aligned", SLAY_STATUS_INVALID_ARGUMENT,
          [](AttnCall& c) { c.workspace = shifted(c.workspace, 8); }},
         {"a stream given to the CPU backend", SLAY_STATUS_BACKEND_MISMATCH, [](AttnCall& c) { c.stream = &c; }},
+        // Issue 14, 3: a garbage struct_size must not make the library read
+        // past the caller's block.
+        {"struct_size garbage (sizeof + 4096)", SLAY_STATUS_STRUCT_SIZE,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = sizeof(a) + 4096; }); }},
+        {"struct_size SIZE_MAX", SLAY_STATUS_STRUCT_SIZE,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = SIZE_MAX; }); }},
+        // Issue 14, 1 and 7: B*H beyond the limit, with T = 0 so that no
+        // tensor holds an element and nothing else bounds B.
+        {"B*H = 2^41 with T = 0 and NULL data", SLAY_STATUS_INVALID_VALUE,
+         [](AttnCall& c) { empty_sequences(c, int64_t{1} << 40, true); }},
+        {"B*H = 2^31 with T = 0", SLAY_STATUS_INVALID_VALUE,
+         [](AttnCall& c) { empty_sequences(c, int64_t{1} << 30, false); }},
+        {"B*H overflows int64 with T = 0", SLAY_STATUS_BAD_SHAPE,  // the element count overflows first
+         [](AttnCall& c) { empty_sequences(c, INT64_MAX, true); }},
+        // Issue 14, 2: overlaps between tensors of the call.
+        {"workspace overlaps q", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.workspace = c.q.data; }},
+        {"q and k are one tensor (inputs may overlap)", SLAY_STATUS_SUCCESS, [](AttnCall& c) { c.k = c.q; }},
     };
 }
 
@@ -138,6 +173,19 @@ std::vector<Case> forward_only_cases() {
          [](AttnCall& c) { c.attach_states(); c.fwd_args().final_state = &c.initial_state; }},
         {"final_state without initial_state", SLAY_STATUS_SUCCESS,
          [](AttnCall& c) { c.fwd_args().final_state = &c.final_state; }},
+        // Issue 14, 2: an output overlapping another tensor of the call.
+        {"out overlaps k", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.out.data = c.k.data; }},
+        {"out overlaps v by one element", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.out.data = element(c.v, 1); }},
+        {"final_state partially overlaps initial_state", SLAY_STATUS_BAD_STRIDE,
+         [](AttnCall& c) { c.attach_states(); c.final_state.data = element(c.initial_state, 1); }},
+        {"final_state aliases initial_state with other strides", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) {
+             c.attach_states();
+             c.final_state.data = c.initial_state.data;
+             std::swap(c.final_state.strides[0], c.final_state.strides[1]);  // B = H = 2: same bytes, other order
+         }},
+        {"final_state overlaps out", SLAY_STATUS_BAD_STRIDE,
+         [](AttnCall& c) { c.attach_states(); c.final_state.data = c.out.data; }},
+        {"out overlaps the workspace", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.out.data = c.workspace; }},
     };
 }
 
@@ -168,6 +216,12 @@ std::vector<Case> backward_only_cases() {
          [](AttnCall& c) { c.attach_states(); c.dfinal_state.dtype = SLAY_DTYPE_BFLOAT16; }},
         {"dfinal_state has Dv columns", SLAY_STATUS_BAD_SHAPE,
          [](AttnCall& c) { c.attach_states(); set_extent(c.dfinal_state, 3, c.dfinal_state.shape[3] - 1); }},
+        // Issue 14, 2: gradients overlapping each other or an input.
+        {"dq.data == dk.data", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.dk.data = c.dq.data; }},
+        {"dv overlaps dout", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.dv.data = element(c.dout, 2); }},
+        {"dk overlaps q", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) { c.dk.data = c.q.data; }},
+        {"dinitial_state overlaps dfinal_state", SLAY_STATUS_BAD_STRIDE,
+         [](AttnCall& c) { c.attach_states(); c.dinitial_state.data = c.dfinal_state.data; }},
     };
 }
 
@@ -235,6 +289,21 @@ TEST_CASE("parameters given to a variant without parameters are BAD_SHAPE; NULL 
               {{"empty params for linear", SLAY_STATUS_SUCCESS, [](AttnCall& c) {
                     c.params = contiguous_tensor(nullptr, SLAY_DTYPE_FLOAT32, {0});
                     c.both_args([&](auto& a) { a.params = &c.params; });
+                }},
+               // Issue 14, 5: an empty vector is still checked as a tensor.
+               {"empty bf16 params for linear", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) {
+                    c.params = contiguous_tensor(nullptr, SLAY_DTYPE_BFLOAT16, {0});
+                    c.both_args([&](auto& a) { a.params = &c.params; });
+                }},
+               {"empty params with a negative stride for linear", SLAY_STATUS_BAD_STRIDE, [](AttnCall& c) {
+                    c.params = contiguous_tensor(nullptr, SLAY_DTYPE_FLOAT32, {0});
+                    c.params.strides[0] = -1;
+                    c.both_args([&](auto& a) { a.params = &c.params; });
+                }},
+               {"empty params with dtype -1 for linear", SLAY_STATUS_BAD_DTYPE, [](AttnCall& c) {
+                    c.params = contiguous_tensor(nullptr, SLAY_DTYPE_FLOAT32, {0});
+                    raw_set_dtype(&c.params, -1);
+                    c.both_args([&](auto& a) { a.params = &c.params; });
                 }}});
 }
 
@@ -275,16 +344,93 @@ TEST_CASE("cosformer: states need cosformer_length > 0, positions must fit in it
                 [](AttnCall& c) { c.attach_states(); set_extent(c.initial_state, 2, c.initial_state.shape[2] / 2); }}});
 }
 
-TEST_CASE("TensorSketch hashes must be integers in [0, P) and signs +-1") {
-    const CallShape sketch = variant_shape(SLAY_ATTN_SLAY_TENSORSKETCH);  // P = 4
-    run_cases(sketch, {Pass::Forward, Pass::Backward},
-              {{"valid sketch", SLAY_STATUS_SUCCESS, [](AttnCall&) {}},
-               {"hash 7.5", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash1", 0, 7.5f); }},
-               {"hash 1.5", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash2", 2, 1.5f); }},
-               {"hash P", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash1", 1, 4.0f); }},
-               {"hash -1", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_hash2", 0, -1.0f); }},
-               {"sign 0.5", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_sign1", 0, 0.5f); }},
-               {"sign 0", SLAY_STATUS_INVALID_VALUE, [](AttnCall& c) { c.set_param("ts_sign2", 3, 0.0f); }}});
+TEST_CASE("parameter values are used as given: hashes map to buckets by trunc and clamp, NaN gives NaN") {
+    // Issue 14, 6: one rule on both backends (slay.h at features_sample),
+    // no value check. P = 4: hash 7.5 and 4 act as 3, -1 and NaN as 0.
+    const CallShape sketch = variant_shape(SLAY_ATTN_SLAY_TENSORSKETCH);
+    struct Same {
+        const char* bad;
+        float value;
+        float equivalent;
+    };
+    for (const Same& same : {Same{"hash 7.5", 7.5f, 3.0f}, Same{"hash P", 4.0f, 3.0f}, Same{"hash -1", -1.0f, 0.0f},
+                             Same{"hash NaN", NAN, 0.0f}, Same{"hash 2.5", 2.5f, 2.0f}}) {
+        CAPTURE(same.bad);
+        for (Pass pass : {Pass::Forward, Pass::Backward}) {
+            AttnCall bad(sketch), good(sketch);
+            bad.set_param("ts_hash1", 1, same.value);
+            good.set_param("ts_hash1", 1, same.equivalent);
+            REQUIRE(status_text(bad.run(pass)) == "SLAY_STATUS_SUCCESS");
+            REQUIRE(status_text(good.run(pass)) == "SLAY_STATUS_SUCCESS");
+            for (auto member : {&AttnCall::out, &AttnCall::dq, &AttnCall::dk, &AttnCall::dv})
+                CHECK(AttnCall::logical_values(bad.*member) == AttnCall::logical_values(good.*member));
+        }
+    }
+    AttnCall nan_omega(CallShape{});
+    nan_omega.set_param("omega", 3, NAN);
+    REQUIRE(status_text(nan_omega.run(Pass::Forward)) == "SLAY_STATUS_SUCCESS");
+    bool any_nan = false;
+    for (float x : AttnCall::logical_values(nan_omega.out)) any_nan = any_nan || std::isnan(x);
+    CHECK(any_nan);
+}
+
+TEST_CASE("a call with nothing to write returns SUCCESS at once, without visiting B*H empty heads") {
+    // Issue 14, 1: B*H = 2^31 - 2 heads of T = 0. Visiting them took minutes;
+    // the call must return at once (the bound leaves a slow machine room).
+    for (Pass pass : {Pass::Forward, Pass::Backward}) {
+        for (slay_attn_variant_t variant : {SLAY_ATTN_LINEAR, SLAY_ATTN_STANDARD}) {
+            AttnCall call(variant_shape(variant));
+            empty_sequences(call, (int64_t{1} << 30) - 1, true);
+            const auto start = std::chrono::steady_clock::now();
+            check_status(SLAY_STATUS_SUCCESS, [&] { return call.run(pass); });
+            CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+        }
+    }
+}
+
+TEST_CASE("enum values from C outside their enums are rejected; messages print them as int32") {
+    // Issue 14, 4 (the calls go through raw_enum_calls.c, as a C caller's would).
+    AttnCall call(CallShape{});
+    raw_set_dtype(&call.q, -1);
+    check_status(SLAY_STATUS_BAD_DTYPE, [&] { return call.run(Pass::Forward); });
+    CHECK(std::string(slay_last_error_message()) == "q.dtype=unknown (-1) but float32 is required");
+    size_t bytes = 0;
+    check_status(SLAY_STATUS_INVALID_ARGUMENT, [&] { return raw_plan_get_workspace_size(call.plan, -1, 1, 1, &bytes); });
+    CHECK(std::string(slay_last_error_message()) == "pass=-1 is not a slay_pass_t");
+    check_status(SLAY_STATUS_INVALID_ARGUMENT,
+                 [&] { return raw_plan_get_workspace_size(call.plan, INT32_MIN, 1, 1, &bytes); });
+    CHECK(std::string(slay_last_error_message()) == "pass=-2147483648 is not a slay_pass_t");
+}
+
+TEST_CASE("a plan executed by a second thread meanwhile is PLAN_IN_USE") {
+    // Issue 14, 8: one thread runs a long forward; another calls the same
+    // plan meanwhile (with NULL args: the busy check comes first) and must
+    // see PLAN_IN_USE; afterwards the plan works again.
+    CallShape shape = variant_shape(SLAY_ATTN_STANDARD);
+    shape.seq_len = 1500;
+    AttnCall call(shape);
+    std::atomic<bool> done{false};
+    slay_status_t long_status = SLAY_STATUS_INTERNAL_ERROR;
+    std::thread runner([&] {
+        // The probes below hold the flag for an instant too: retry past them.
+        do long_status = call.run(Pass::Forward);
+        while (long_status == SLAY_STATUS_PLAN_IN_USE);
+        done = true;
+    });
+    int in_use = 0;
+    std::string message;
+    while (!done) {
+        const slay_status_t s = slay_attn_fwd(call.plan, nullptr, nullptr, 0, nullptr);
+        if (s == SLAY_STATUS_PLAN_IN_USE) {
+            ++in_use;
+            message = slay_last_error_message();
+        }
+    }
+    runner.join();
+    CHECK(long_status == SLAY_STATUS_SUCCESS);
+    CHECK(in_use > 0);
+    CHECK(message.find("another thread") != std::string::npos);
+    CHECK(status_text(slay_attn_fwd(call.plan, nullptr, nullptr, 0, nullptr)) == "SLAY_STATUS_INVALID_ARGUMENT");
 }
 
 TEST_CASE("(B, T, H, D) memory passed through strides gives the (B, H, T, D) result") {

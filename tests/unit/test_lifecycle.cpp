@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "support.hpp"
+#include "raw_enum_calls.h"
 
 using namespace slay_test;
 
@@ -75,7 +76,8 @@ TEST_CASE("handle creation rejects a NULL out-pointer and unknown backends, leav
         const auto untouched = reinterpret_cast<slay_handle_t>(uintptr_t{0x9abc});
         slay_handle_t h = untouched;
         check_status(SLAY_STATUS_INVALID_ARGUMENT,
-                     [&] { return slay_handle_create(&h, static_cast<slay_backend_t>(raw), 0); });
+                     [&] { return raw_handle_create(&h, raw, 0); });
+        CHECK(std::string(slay_last_error_message()) == "backend=" + std::to_string(raw) + " is not a slay_backend_t");
         CHECK(h == untouched);
     }
 }
