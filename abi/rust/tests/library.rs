@@ -1,9 +1,10 @@
 //! Tests of the slay crate against the real libslay on the CPU backend.
 //!
 //! Shapes are (B, H, T, D). The library is found as `Library::open` finds it
-//! (SLAY_LIBRARY, else libslay.so.0.1); when it cannot be loaded every test
-//! prints why and returns early, so `cargo test` passes without it (the
-//! meson test sets SLAY_LIBRARY, so CI always runs them for real).
+//! (SLAY_LIBRARY, else libslay.so.0.1). When SLAY_LIBRARY is unset and the
+//! system loader cannot find the library, every test prints why and returns
+//! early, so `cargo test` passes on a machine without libslay; when
+//! SLAY_LIBRARY is set (as the meson test does) a load failure fails them.
 use std::sync::Arc;
 
 use slay::{
@@ -11,10 +12,13 @@ use slay::{
     Variant, Workspace,
 };
 
-/// The library, or None (with a note on stderr) when it cannot be loaded.
+/// The library; None (with a note on stderr) when it cannot be loaded and
+/// SLAY_LIBRARY does not name it (a named library must load).
 fn library() -> Option<Arc<Library>> {
+    let named = std::env::var_os(slay::LIBRARY_ENV_VAR).map_or(false, |v| !v.is_empty());
     match Library::open() {
         Ok(lib) => Some(lib),
+        Err(e) if named => panic!("{} is set but the library does not load: {}", slay::LIBRARY_ENV_VAR, e),
         Err(e) => {
             eprintln!("skipping: {}", e);
             None
