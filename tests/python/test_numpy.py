@@ -52,8 +52,10 @@ def finite_difference_check(name, variant, causal, params=None, with_state=False
     inputs = {"q": q, "k": k, "v": v}
     weights_state = None
     if with_state:
-        _, state = slay.attention(q, k, v, variant, causal, params=params, return_state=True, **attrs)
-        inputs["initial_state"] = (0.1 * randn(*state.shape)).astype(np.float32)
+        # A real state: the final state of an earlier piece (its z keeps denominators positive).
+        _, state = slay.attention(randn(B, H, 8, D), randn(B, H, 8, D), randn(B, H, 8, Dv), variant, causal,
+                                  params=params, return_state=True, **attrs)
+        inputs["initial_state"] = state
         weights_state = rng.standard_normal(state.shape)
 
     def loss(x):
