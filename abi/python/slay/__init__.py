@@ -13,6 +13,8 @@ optional: it is imported only when a tensor is passed or slay.nn is used.
 The library is loaded with ctypes at import (see _loader.py for the search
 order; SLAY_LIBRARY overrides it).
 """
+import importlib
+
 from ._abi import SlayError
 from ._api import attention, attention_backward
 from ._core import ATTRIBUTES, VARIANTS, library_path, variant_name, version
@@ -24,8 +26,9 @@ __all__ = ["attention", "attention_backward", "FeatureParams", "SlayError", "VAR
 
 
 def __getattr__(name):
-    # slay.SlayAttention without importing torch for numpy-only users.
-    if name == "SlayAttention":
-        from .nn import SlayAttention
-        return SlayAttention
+    # slay.nn and slay.SlayAttention import torch on first use only, so numpy
+    # users never need it.
+    if name in ("nn", "SlayAttention"):
+        nn = importlib.import_module(__name__ + ".nn")
+        return nn if name == "nn" else nn.SlayAttention
     raise AttributeError(f"module 'slay' has no attribute {name!r}")
