@@ -37,7 +37,9 @@ struct Buffer {
     int64_t size() const { return int64_t(bytes.size() / slay::dtype_size(dtype)); }
     double get(int64_t i) const { return slay::load_element(bytes.data(), dtype, i); }
     void set(int64_t i, double x) { slay::store_element(bytes.data(), dtype, i, x); }
-    void poison() { std::memset(bytes.data(), 0xff, bytes.size()); }  // NaN in every dtype
+    void poison() {  // NaN in every dtype; an empty vector's data() may be NULL, which memset must not get
+        if (!bytes.empty()) std::memset(bytes.data(), 0xff, bytes.size());
+    }
     std::vector<double> values() const {
         std::vector<double> v(static_cast<size_t>(size()));
         for (int64_t i = 0; i < size(); ++i) v[size_t(i)] = get(i);
