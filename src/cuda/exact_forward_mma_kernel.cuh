@@ -10,6 +10,10 @@
 // input type for the P V product, as FlashAttention does.
 // yat's row norms |q|^2, |k|^2 are fp32 sums over the same input values.
 //
+// kStatsOnly (the backward's statistics pass, exact_backward_mma_kernel.cuh):
+// the same sweep without P V; writes row_stat = the natural log-sum-exp of the
+// row's scores and row_delta = dout_i . out_i for rows < T instead of out.
+//
 // Requirements (checked by the launcher, else the SIMT kernel runs): D and Dv
 // multiples of 8, q/k/v base pointers 16-byte aligned and their batch, head
 // and token strides multiples of 8 elements (16-byte cp.async chunks).
@@ -65,7 +69,27 @@ __device__ __forceinline__ void tile_row_norms(const Elem* tile, float* norms) {
     }
 }
 
-template <typename Elem, typename Score, int kDim>
+// Delta_i = dout_i . out_i of rows r_lo and r_hi (fp32 sums of the stored
+// values); the 4 lanes of a row split its columns and meet by shuffles.
+template <typename Elem>
+__device__ __forceinline__ void row_output_dots(const ExactArgs& args, int64_t b, int64_t h, int64_t row0, int t4,
+                                                float dots[2]) {
+    const Elem* out = static_cast<const Elem*>(args.out) + args.out_s.row(b, h);
+    const Elem* dout = static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int64_t t = row0 + 8 * half;
+        float dot = 0.f;
+        if (t < args.seq_len)
+            for (int col = t4; col < args.value_dim; col += 4)
+                dot = fmaf(to_float(out[t * args.out_s.token + col]), to_float(dout[t * args.dout_s.token + col]), dot);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+        dots[half] = dot;
+    }
+}
+
+template <typename Elem, typename Score, int kDim, bool kStatsOnly = false>
 __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArgs args) {
     static_assert(Score::kSoftmax, "the mma forward serves the softmax family");
     constexpr int ld = MmaSmem<kDim>::ld;
@@ -97,7 +121,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
 
     load_tile_async<Elem, kDim>(q, args.q_s.token, q0, T, D, Qs);
     load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, Ks);
-    load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, Vs);
+    if (!kStatsOnly) load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, Vs);
     cp_async_commit();
 
     // Per thread: rows r_lo = warp*16 + g and r_hi = r_lo + 8 of the tile.
@@ -121,7 +145,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         if (k_tile + 1 < k_tiles) {
             const int nbuf = buf ^ 1;
             load_tile_async<Elem, kDim>(k, args.k_s.token, k0 + kTile, T, D, Ks + nbuf * MmaSmem<kDim>::tile_elems);
-            load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, Vs + nbuf * MmaSmem<kDim>::tile_elems);
+            if (!kStatsOnly)
+                load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, Vs + nbuf * MmaSmem<kDim>::tile_elems);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -203,7 +228,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
 
         // O += P V: the S accumulators are already the A fragments of P.
 #pragma unroll
-        for (int kc = 0; kc < kKeyBlocks / 2; ++kc) {
+        for (int kc = 0; kc < (kStatsOnly ? 0 : kKeyBlocks / 2); ++kc) {
             unsigned pa[4];
             pa[0] = pack2<Elem>(s[2 * kc][0], s[2 * kc][1]);
             pa[1] = pack2<Elem>(s[2 * kc][2], s[2 * kc][3]);
@@ -225,6 +250,20 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     for (int half = 0; half < 2; ++half) {
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
+    }
+    if (kStatsOnly) {
+        constexpr float kLn2 = 0.6931471805599453f;
+        float dots[2];
+        row_output_dots<Elem>(args, b, h, q0 + r_lo, t4, dots);
+        const int64_t stat_row = bh * T + q0;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int r = half ? r_hi : r_lo;
+            if (t4 != 0 || q0 + r >= T) continue;
+            args.row_stat[stat_row + r] = (row_max[half] + log2f(row_sum[half])) * kLn2;
+            args.row_delta[stat_row + r] = dots[half];
+        }
+        return;
     }
     Elem* out = static_cast<Elem*>(args.dst_out) + args.dst_out_s.row(b, h);
 #pragma unroll

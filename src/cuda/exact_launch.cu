@@ -9,7 +9,10 @@
 //                (spherical), and Delta_i = dout_i.out_i, into the workspace;
 //             2. dK/dV sweep over query tiles; 3. dQ sweep over key tiles.
 //             Workspace: 2 fp32 per (b, h, t) -- O(B H T), no T x T tensor.
-// The kernels are in exact_forward_kernel.cuh / exact_backward_kernel.cuh.
+//             Tensor cores (exact_backward_mma_kernel.cuh) under the same
+//             conditions as the forward's, dout laid out like q, k, v.
+// The kernels are in exact_forward_kernel.cuh / exact_backward_kernel.cuh
+// and their *_mma_kernel.cuh tensor-core counterparts.
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -18,6 +21,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
 #include "cuda/exact_backward_kernel.cuh"
+#include "cuda/exact_backward_mma_kernel.cuh"
 #include "cuda/exact_forward_kernel.cuh"
 #include "cuda/exact_forward_mma_kernel.cuh"
 
@@ -107,18 +111,28 @@ Status launch(const DeviceInfo& dev, Kernel kernel, unsigned blocks, size_t smem
     return cuda_check(cudaGetLastError(), what);
 }
 
-// The tensor-core forward reads q, k, v in 16-byte chunks: D and Dv
-// multiples of 8, base pointers 16-byte aligned, strides multiples of 8.
+// The tensor-core kernels read q, k, v (and dout in the backward) in 16-byte
+// chunks: D and Dv multiples of 8, base pointers 16-byte aligned, strides
+// multiples of 8 elements.
 bool mma_layout_ok(const ExactArgs& a) {
     auto aligned = [](const void* p, const exact::Strides& s) {
         return reinterpret_cast<uintptr_t>(p) % 16 == 0 && s.batch % 8 == 0 && s.head % 8 == 0 && s.token % 8 == 0;
     };
+    const bool dout_ok = a.dout == nullptr || aligned(a.dout, a.dout_s);
     return a.head_dim % 8 == 0 && a.value_dim % 8 == 0 && aligned(a.q, a.q_s) && aligned(a.k, a.k_s) &&
-           aligned(a.v, a.v_s);
+           aligned(a.v, a.v_s) && dout_ok;
 }
 
+// The tile width of the tensor-core kernels for this call's D and Dv.
+int mma_dim(const ExactArgs& a) {
+    const int dim = a.head_dim > a.value_dim ? a.head_dim : a.value_dim;
+    return dim <= 32 ? 32 : dim <= 64 ? 64 : 128;
+}
+
+// Whether the tensor-core kernels (forward and backward) serve this dtype and
+// score: bf16/fp16 inputs, softmax family (the spherical x needs fp32 accuracy).
 template <typename Elem, typename Score>
-constexpr bool kHasMmaForward = !std::is_same<Elem, float>::value && Score::kSoftmax;
+constexpr bool kHasMmaKernels = !std::is_same<Elem, float>::value && Score::kSoftmax;
 
 template <typename Elem, typename Score, int kDim>
 Status forward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
@@ -131,11 +145,11 @@ template <typename Elem, typename Score, int kMaxDim>
 Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
-    if constexpr (kHasMmaForward<Elem, Score>) {
+    if constexpr (kHasMmaKernels<Elem, Score>) {
         if (mma_layout_ok(a)) {
-            const int dim = a.head_dim > a.value_dim ? a.head_dim : a.value_dim;
-            if (dim <= 32) return forward_mma<Elem, Score, 32>(dev, blocks, a, stream);
-            if (dim <= 64) return forward_mma<Elem, Score, 64>(dev, blocks, a, stream);
+            const int dim = mma_dim(a);
+            if (dim == 32) return forward_mma<Elem, Score, 32>(dev, blocks, a, stream);
+            if (dim == 64) return forward_mma<Elem, Score, 64>(dev, blocks, a, stream);
             return forward_mma<Elem, Score, 128>(dev, blocks, a, stream);
         }
     }
@@ -144,10 +158,32 @@ Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cu
                   "exact forward kernel launch");
 }
 
+// The tensor-core backward: statistics (the mma forward without P V), then
+// the dK/dV and dQ sweeps.
+template <typename Elem, typename Score, int kDim>
+Status backward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
+    SLAY_TRY(launch(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim, true>, blocks,
+                    exact::MmaSmem<kDim>::bytes(sizeof(Elem)), a, stream,
+                    "exact tensor-core backward statistics kernel launch", exact::kMmaThreads));
+    const size_t smem = exact::BackwardMmaSmem<kDim>::bytes(sizeof(Elem));
+    SLAY_TRY(launch(dev, exact::exact_dkdv_mma_kernel<Elem, Score, kDim>, blocks, smem, a, stream,
+                    "exact tensor-core backward dK/dV kernel launch", exact::kMmaThreads));
+    return launch(dev, exact::exact_dq_mma_kernel<Elem, Score, kDim>, blocks, smem, a, stream,
+                  "exact tensor-core backward dQ kernel launch", exact::kMmaThreads);
+}
+
 template <typename Elem, typename Score, int kMaxDim>
 Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
+    if constexpr (kHasMmaKernels<Elem, Score>) {
+        if (mma_layout_ok(a)) {
+            const int dim = mma_dim(a);
+            if (dim == 32) return backward_mma<Elem, Score, 32>(dev, blocks, a, stream);
+            if (dim == 64) return backward_mma<Elem, Score, 64>(dev, blocks, a, stream);
+            return backward_mma<Elem, Score, 128>(dev, blocks, a, stream);
+        }
+    }
     const exact::ForwardSmem stats_smem(a.head_dim, a.value_dim, true);
     SLAY_TRY(launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, true>, blocks, stats_smem.bytes(), a,
                     stream, "exact backward statistics kernel launch"));

@@ -16,6 +16,13 @@
 #   build     configure + build
 #   suite     the whole meson test suite (run_tests.sh)
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
+#   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
+#   exactbench  compare_torch.py for standard and yat (B4 H12 D64 and D128, T 16384, bf16,
+#             fwd and fwd+bwd, causal) against both SDPA backends -> exact_*.json/md in bench.tar.gz
+#   python    the Python package on CUDA: tests/python/test_torch.py --cuda (CUDA vs the CPU
+#             backend for every variant, gradcheck, streams), then its CPU run and the Python
+#             example -> python.log
+#   arch80    compiles the library for sm_80 (A100) in build-sm80 (a build check; no A100 here)
 #   sanitize  memcheck + racecheck + synccheck of the *sanitizer* cases
 #   bench     compare_torch.py at shape A (B4 H12 D64, T 4096 and 32768, bf16 and fp32) and the
 #             paper shape (B1 H8 D32 T 131072, bf16), fwd and fwd+bwd, causal (builds the library
@@ -48,6 +55,24 @@ fi
 if has linear; then
   meson test -C "$BUILD" --print-errorlogs gpu_cuda_linear 2>&1 | tee -a "$OUT/tests.log" | tail -15
   rc=${PIPESTATUS[0]}
+fi
+if has exact; then
+  meson test -C "$BUILD" --print-errorlogs gpu_cuda_exact 2>&1 | tee -a "$OUT/tests.log" | tail -15
+  rc=${PIPESTATUS[0]}
+fi
+if has python; then
+  export SLAY_LIBRARY="$PWD/$BUILD/libslay.so" PYTHONPATH="$PWD/abi/python"
+  { python3 tests/python/test_torch.py --cuda; echo "=== test_torch --cuda rc=$?"
+    python3 tests/python/test_torch.py; echo "=== test_torch (CPU) rc=$?"
+    python3 examples/python/slay_example.py; echo "=== slay_example.py rc=$?"; } > "$OUT/python.log" 2>&1
+  grep -E "FAIL|^=== " "$OUT/python.log" | head -40
+fi
+if has arch80; then
+  rm -rf build-sm80
+  { meson setup build-sm80 -Dgpu_archs=80 -Dtests=false -Dexamples=false >/dev/null &&
+    ninja -C build-sm80; } > "$OUT/arch80.log" 2>&1
+  echo "=== sm_80 build rc=$?" | tee -a "$OUT/arch80.log"
+  tail -3 "$OUT/arch80.log"
 fi
 cp "$BUILD/meson-logs/testlog.txt" "$OUT/testlog.txt" 2>/dev/null
 grep -E '^\| ' "$BUILD/meson-logs/testlog.txt" > "$OUT/gpu_tables.txt" 2>/dev/null
@@ -85,6 +110,17 @@ if has profile; then
   grep -E "kron_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|rc=" "$OUT/profile.txt" | head -60
 fi
 
+if has exactbench && python3 -c 'import torch' 2>/dev/null; then
+  mkdir -p "$OUT/bench"
+  for D in 64 128; do
+    timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants standard yat \
+      --B 4 --H 12 --D $D --T 16384 --dtypes bf16 --passes fwd fwdbwd --causal --slow-call-s 3 \
+      --json "$OUT/bench/exact_D$D.json" --markdown "$OUT/bench/exact_D$D.md" >> "$OUT/exactbench.log" 2>&1
+    echo "=== compare_torch exact D=$D rc=$?" >> "$OUT/exactbench.log"
+  done
+  has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
+  grep -vE '^\s*$' "$OUT/exactbench.log" | tail -40
+fi
 if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   if [ ! -f "$BUILD/libslay.so" ]; then  # a bench-only call on a fresh machine
     { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&

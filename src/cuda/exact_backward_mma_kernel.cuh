@@ -1,0 +1,384 @@
+// exact_backward_mma_kernel.cuh -- the tensor-core backward of the softmax
+// family (standard, yat) for bf16/fp16 inputs, after the statistics pass
+// (exact_forward_mma_kernel with kStatsOnly: row_stat = log-sum-exp,
+// row_delta = Delta_i = g_i.o_i):
+//   q, k (B, H, T, D); v, dout (B, H, T, Dv); row_stat, row_delta (B, H, T)
+//   -> dk, dv (exact_dkdv_mma_kernel), dq (exact_dq_mma_kernel).
+// The math is exact_backward_kernel.cuh's (SPEC C.1):
+//   p_ij = exp(s_ij - lse_i),  dvalue_ij = p_ij (g_i.v_j - Delta_i),
+//   dv_j += p_ij g_i,  dq_i += cross_ij k_j + self_ij q_i,  dk_j += cross_ij q_i + self_ij k_j,
+// with (cross, self) the score policy's gradient of dvalue (self: yat only).
+// Layout as the mma forward (FlashAttention-2): 4 warps of 16 rows per CTA,
+// 64-row tiles streamed through double-buffered shared memory with cp.async,
+// every product on mma.sync m16n8k16 with fp32 accumulation. Scores and
+// g_i.v_j are exact products of the inputs summed in fp32; p and the cross
+// coefficients are rounded to the input type for the dV, dK and dQ products,
+// as FlashAttention does.
+// exact_dkdv_mma_kernel: one CTA per (b, h, 64-key tile), each warp owning 16
+//   keys; sweeps the query tiles (from the diagonal when causal) computing the
+//   transposed tiles S^T = K Q^T and dP^T = V dO^T, so that P^T and the cross
+//   coefficients are already A fragments of dV += P^T dO and dK += C^T Q.
+// exact_dq_mma_kernel: one CTA per (b, h, 64-query tile), each warp owning 16
+//   queries; sweeps the key tiles (up to the diagonal when causal):
+//   S = Q K^T, dP = dO V^T, dQ += C K.
+// Two sweeps instead of atomics: deterministic, no T x D fp32 accumulator.
+// Requirements as the mma forward (checked by the launcher), dout included.
+#pragma once
+
+#include "cuda/exact_forward_mma_kernel.cuh"
+
+namespace slay {
+namespace cuda {
+namespace exact {
+
+// Shared memory of both backward kernels: two resident tiles (the CTA's own
+// rows: K, V or Q, dO), two double-buffered streamed tiles, and fp32 per-row
+// vectors: norms of the resident rows (64), norms, log-sum-exp and Delta of
+// the streamed rows (2 x 64 each).
+template <int kDim>
+struct BackwardMmaSmem {
+    static constexpr int ld = MmaSmem<kDim>::ld;
+    static constexpr int tile_elems = MmaSmem<kDim>::tile_elems;
+    static constexpr size_t bytes(size_t elem_size) {
+        return elem_size * 6 * tile_elems + sizeof(float) * 7 * kTile;
+    }
+};
+
+// acc (16 x 64) = A B^T with A the warp's 16 rows of a resident 64 x kDim
+// shared tile and B a 64 x kDim shared tile: the 64 columns of acc are B's
+// rows. A's fragments are reloaded per call rather than held: at kDim = 128
+// two operands' fragments (64 registers) would push the gradient
+// accumulators into local memory.
+template <typename Elem, int kDim>
+__device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, int warp, int lane,
+                                                  float acc[8][4]) {
+    constexpr int ld = MmaSmem<kDim>::ld;
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nb][e] = 0.f;
+#pragma unroll
+    for (int kc = 0; kc < kDim / 16; ++kc) {
+        unsigned a[4];
+        ldmatrix_x4(a, A + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+            unsigned b[4];
+            ldmatrix_x4(b, B + (np * 16 + lane % 8 + (lane / 16) * 8) * ld + kc * 16 + ((lane / 8) % 2) * 8);
+            mma_16816<Elem>(acc[2 * np], a, b[0], b[1]);
+            mma_16816<Elem>(acc[2 * np + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// acc (16 x kDim) += C (16 x 64, accumulator layout, rounded to Elem) x B,
+// B a 64 x kDim shared tile (its rows are the contraction index).
+template <typename Elem, int kDim>
+__device__ __forceinline__ void accumulate_coef_times_tile(const float c[8][4], const Elem* B, int lane,
+                                                           float acc[][4]) {
+    constexpr int ld = MmaSmem<kDim>::ld;
+#pragma unroll
+    for (int kc = 0; kc < 4; ++kc) {
+        unsigned a[4];
+        a[0] = pack2<Elem>(c[2 * kc][0], c[2 * kc][1]);
+        a[1] = pack2<Elem>(c[2 * kc][2], c[2 * kc][3]);
+        a[2] = pack2<Elem>(c[2 * kc + 1][0], c[2 * kc + 1][1]);
+        a[3] = pack2<Elem>(c[2 * kc + 1][2], c[2 * kc + 1][3]);
+#pragma unroll
+        for (int np = 0; np < kDim / 16; ++np) {
+            unsigned b[4];
+            ldmatrix_x4_trans(b, B + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * ld + np * 16 + (lane / 16) * 8);
+            mma_16816<Elem>(acc[2 * np], a, b[0], b[1]);
+            mma_16816<Elem>(acc[2 * np + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// Per element (nb, e) of a 16 x 64 block of (query, key) pairs -- queries x
+// keys in dQ, keys x queries in dK/dV: on entry s = q.k and dp = g.v; on exit
+// s = p (0 where masked) and dp = the cross coefficient, while self_sum[e / 2]
+// gathers the self coefficients along this thread's two rows (the warp's own
+// rows are the ones the self term multiplies, in both kernels).
+// pair(nb, e, &lse, &delta, &qq, &kk) returns false for a masked pair, else
+// the query's log-sum-exp and Delta and the two squared norms (yat).
+template <typename Score, typename Pair>
+__device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float s[8][4], float dp[8][4],
+                                                float self_sum[2], Pair pair) {
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            float lse, delta, qq, kk;
+            if (!pair(nb, e, &lse, &delta, &qq, &kk)) {
+                s[nb][e] = dp[nb][e] = 0.f;
+                continue;
+            }
+            const float a = s[nb][e];
+            const float p = __expf(Score::value(sc, a, qq, kk) - lse);
+            float cross, self;
+            Score::gradient(sc, a, qq, kk, p * (dp[nb][e] - delta), &cross, &self);
+            s[nb][e] = p;
+            dp[nb][e] = cross;
+            self_sum[e / 2] += self;
+        }
+}
+
+// Adds self_r * x_r (x the fp32 value of the warp's own resident row) to the
+// gradient rows of this thread, after summing self over the row's 4 lanes.
+template <typename Elem, int kDim>
+__device__ __forceinline__ void add_self_term(float self_sum[2], const Elem* rows, int r_lo, int t4,
+                                              float grad[][4]) {
+    constexpr int ld = MmaSmem<kDim>::ld;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        self_sum[half] += __shfl_xor_sync(0xffffffffu, self_sum[half], 1);
+        self_sum[half] += __shfl_xor_sync(0xffffffffu, self_sum[half], 2);
+    }
+#pragma unroll
+    for (int nb = 0; nb < kDim / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int r = r_lo + (e / 2) * 8, col = nb * 8 + 2 * t4 + (e & 1);
+            grad[nb][e] = fmaf(self_sum[e / 2], to_float(rows[r * ld + col]), grad[nb][e]);
+        }
+}
+
+// Stores rows row0 + r_lo (+8) (those < T) and columns < width of a gradient
+// held in accumulator layout.
+template <typename Elem, int kDim>
+__device__ __forceinline__ void store_rows(void* dst, const Strides& s, int64_t b, int64_t h, int64_t row0, int r_lo,
+                                           int t4, int64_t seq_len, int width, const float grad[][4]) {
+    Elem* base = static_cast<Elem*>(dst) + s.row(b, h);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int64_t t = row0 + r_lo + 8 * half;
+        if (t >= seq_len) continue;
+        Elem* row = base + t * s.token;
+#pragma unroll
+        for (int nb = 0; nb < kDim / 8; ++nb)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int col = nb * 8 + 2 * t4 + e;
+                if (col < width) row[col] = from_float<Elem>(grad[nb][2 * half + e]);
+            }
+    }
+}
+
+// Whether a (query tile, key tile) block has masked pairs: the causal
+// diagonal and the tiles reaching past T. The others skip the 64-bit index
+// tests per element.
+__device__ __forceinline__ bool mask_needed(const ExactArgs& args, int64_t q_tile, int64_t k_tile) {
+    const int64_t T = args.seq_len;
+    return (args.causal && q_tile == k_tile) || (q_tile + 1) * kTile > T || (k_tile + 1) * kTile > T;
+}
+
+// Per-row statistics of rows row0 .. row0+63 into shared memory (0 past T;
+// those rows are masked); plain loads, visible after the next __syncthreads.
+__device__ __forceinline__ void stage_row_stats(const ExactArgs& args, int64_t bh, int64_t row0, float* lse,
+                                                 float* delta) {
+    const int r = threadIdx.x;
+    if (r < kTile) {
+        const int64_t t = row0 + r;
+        lse[r] = t < args.seq_len ? args.row_stat[bh * args.seq_len + t] : 0.f;
+        delta[r] = t < args.seq_len ? args.row_delta[bh * args.seq_len + t] : 0.f;
+    }
+}
+
+template <typename Elem, typename Score, int kDim>
+__global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs args) {
+    static_assert(Score::kSoftmax, "the mma backward serves the softmax family");
+    constexpr int kTileElems = BackwardMmaSmem<kDim>::tile_elems;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    Elem* Ks = reinterpret_cast<Elem*>(smem_raw);
+    Elem* Vs = Ks + kTileElems;
+    Elem* Qs = Vs + kTileElems;       // [2][64][ld]
+    Elem* dOs = Qs + 2 * kTileElems;  // [2][64][ld]
+    float* knorm = reinterpret_cast<float*>(dOs + 2 * kTileElems);
+    float* qnorm = knorm + kTile;  // [2][64]
+    float* lse = qnorm + 2 * kTile;
+    float* delta = lse + 2 * kTile;
+
+    const int64_t T = args.seq_len;
+    const int64_t num_tiles = (T + kTile - 1) / kTile;
+    const int64_t bh_count = gridDim.x / num_tiles;
+    const int64_t bh = blockIdx.x % bh_count;
+    const int64_t k_tile = blockIdx.x / bh_count;  // low key tiles (most work when causal) first
+    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const int64_t k0 = k_tile * kTile;
+    const int D = args.head_dim, Dv = args.value_dim;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    const int r_lo = warp * 16 + g;  // this thread's key rows: r_lo, r_lo + 8
+
+    const Elem* q = static_cast<const Elem*>(args.q) + args.q_s.row(b, h);
+    const Elem* dout = static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h);
+    const int64_t first_q_tile = args.causal ? k_tile : 0;
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.k) + args.k_s.row(b, h), args.k_s.token, k0, T, D, Ks);
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.v) + args.v_s.row(b, h), args.v_s.token, k0, T, Dv, Vs);
+    load_tile_async<Elem, kDim>(q, args.q_s.token, first_q_tile * kTile, T, D, Qs);
+    load_tile_async<Elem, kDim>(dout, args.dout_s.token, first_q_tile * kTile, T, Dv, dOs);
+    cp_async_commit();
+    stage_row_stats(args, bh, first_q_tile * kTile, lse, delta);
+
+    float dk[kDim / 8][4], dv[kDim / 8][4], self_sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nb = 0; nb < kDim / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dk[nb][e] = dv[nb][e] = 0.f;
+
+    for (int64_t q_tile = first_q_tile; q_tile < num_tiles; ++q_tile) {
+        const int buf = static_cast<int>((q_tile - first_q_tile) & 1);
+        const Elem* Qb = Qs + buf * kTileElems;
+        const Elem* dOb = dOs + buf * kTileElems;
+        const int64_t q0 = q_tile * kTile;
+        if (q_tile + 1 < num_tiles) {  // prefetch into the buffer freed by the last iteration
+            const int nbuf = buf ^ 1;
+            load_tile_async<Elem, kDim>(q, args.q_s.token, q0 + kTile, T, D, Qs + nbuf * kTileElems);
+            load_tile_async<Elem, kDim>(dout, args.dout_s.token, q0 + kTile, T, Dv, dOs + nbuf * kTileElems);
+            cp_async_commit();
+            stage_row_stats(args, bh, q0 + kTile, lse + nbuf * kTile, delta + nbuf * kTile);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (Score::kPrep == RowPrep::SquaredNorm) {
+            if (q_tile == first_q_tile) tile_row_norms<Elem, kDim>(Ks, knorm);
+            tile_row_norms<Elem, kDim>(Qb, qnorm + buf * kTile);
+            __syncthreads();
+        }
+
+        // Transposed tiles: rows are this warp's keys, columns the 64 queries.
+        float st[8][4], dpt[8][4];
+        rows_times_tile_t<Elem, kDim>(Ks, Qb, warp, lane, st);
+        rows_times_tile_t<Elem, kDim>(Vs, dOb, warp, lane, dpt);
+        const float* lse_b = lse + buf * kTile;
+        const float* delta_b = delta + buf * kTile;
+        const float* qnorm_b = qnorm + buf * kTile;
+        const bool needs_mask = mask_needed(args, q_tile, k_tile);
+        score_gradients<Score>(args.sc, st, dpt, self_sum,
+                               [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
+                                   const int key = r_lo + (e / 2) * 8, query = nb * 8 + 2 * t4 + (e & 1);
+                                   if (needs_mask && !pair_visible(q0 + query, k0 + key, T, args.causal))
+                                       return false;
+                                   *l = lse_b[query];
+                                   *dl = delta_b[query];
+                                   *qq = Score::kPrep == RowPrep::SquaredNorm ? qnorm_b[query] : 0.f;
+                                   *kk = Score::kPrep == RowPrep::SquaredNorm ? knorm[key] : 0.f;
+                                   return true;
+                               });
+        accumulate_coef_times_tile<Elem, kDim>(st, dOb, lane, dv);
+        accumulate_coef_times_tile<Elem, kDim>(dpt, Qb, lane, dk);
+        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+    }
+
+    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, Ks, r_lo, t4, dk);
+    store_rows<Elem, kDim>(args.dk, args.dk_s, b, h, k0, r_lo, t4, T, D, dk);
+    store_rows<Elem, kDim>(args.dv, args.dv_s, b, h, k0, r_lo, t4, T, Dv, dv);
+}
+
+// Three CTAs (12 warps) per SM at kDim <= 64: the sweep is latency-bound,
+// and 170 registers hold dQ and the two score blocks without spilling (the
+// dK/dV kernel's two accumulators need more: it runs two CTAs per SM).
+template <int kDim>
+constexpr int kDqMinBlocks = kDim <= 64 ? 3 : 1;
+
+template <typename Elem, typename Score, int kDim>
+__global__ void __launch_bounds__(kMmaThreads, kDqMinBlocks<kDim>) exact_dq_mma_kernel(ExactArgs args) {
+    static_assert(Score::kSoftmax, "the mma backward serves the softmax family");
+    constexpr int kTileElems = BackwardMmaSmem<kDim>::tile_elems;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    Elem* Qs = reinterpret_cast<Elem*>(smem_raw);
+    Elem* dOs = Qs + kTileElems;
+    Elem* Ks = dOs + kTileElems;      // [2][64][ld]
+    Elem* Vs = Ks + 2 * kTileElems;   // [2][64][ld]
+    float* qnorm = reinterpret_cast<float*>(Vs + 2 * kTileElems);
+    float* knorm = qnorm + kTile;  // [2][64]
+    float* lse = knorm + 2 * kTile;
+    float* delta = lse + kTile;
+
+    const int64_t T = args.seq_len;
+    const int64_t num_tiles = (T + kTile - 1) / kTile;
+    const int64_t bh_count = gridDim.x / num_tiles;
+    const int64_t bh = blockIdx.x % bh_count;
+    const int64_t q_tile = num_tiles - 1 - blockIdx.x / bh_count;  // heaviest first when causal
+    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const int64_t q0 = q_tile * kTile;
+    const int D = args.head_dim, Dv = args.value_dim;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    const int r_lo = warp * 16 + g;  // this thread's query rows: r_lo, r_lo + 8
+
+    const Elem* k = static_cast<const Elem*>(args.k) + args.k_s.row(b, h);
+    const Elem* v = static_cast<const Elem*>(args.v) + args.v_s.row(b, h);
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.q) + args.q_s.row(b, h), args.q_s.token, q0, T, D, Qs);
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h), args.dout_s.token, q0, T,
+                                Dv, dOs);
+    load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, Ks);
+    load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, Vs);
+    cp_async_commit();
+    stage_row_stats(args, bh, q0, lse, delta);
+
+    float dq[kDim / 8][4], self_sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nb = 0; nb < kDim / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dq[nb][e] = 0.f;
+    float row_lse[2], row_delta[2];
+
+    const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
+    for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
+        const int buf = static_cast<int>(k_tile & 1);
+        const Elem* Kb = Ks + buf * kTileElems;
+        const Elem* Vb = Vs + buf * kTileElems;
+        const int64_t k0 = k_tile * kTile;
+        if (k_tile + 1 < k_tiles) {
+            const int nbuf = buf ^ 1;
+            load_tile_async<Elem, kDim>(k, args.k_s.token, k0 + kTile, T, D, Ks + nbuf * kTileElems);
+            load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, Vs + nbuf * kTileElems);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (k_tile == 0) {
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                row_lse[half] = lse[r_lo + 8 * half];
+                row_delta[half] = delta[r_lo + 8 * half];
+            }
+        }
+        if (Score::kPrep == RowPrep::SquaredNorm) {
+            if (k_tile == 0) tile_row_norms<Elem, kDim>(Qs, qnorm);
+            tile_row_norms<Elem, kDim>(Kb, knorm + buf * kTile);
+            __syncthreads();
+        }
+
+        float s[8][4], dp[8][4];
+        rows_times_tile_t<Elem, kDim>(Qs, Kb, warp, lane, s);
+        rows_times_tile_t<Elem, kDim>(dOs, Vb, warp, lane, dp);
+        const float* knorm_b = knorm + buf * kTile;
+        const bool needs_mask = mask_needed(args, q_tile, k_tile);
+        score_gradients<Score>(args.sc, s, dp, self_sum,
+                               [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
+                                   const int query = r_lo + (e / 2) * 8, key = nb * 8 + 2 * t4 + (e & 1);
+                                   if (needs_mask && !pair_visible(q0 + query, k0 + key, T, args.causal))
+                                       return false;
+                                   *l = row_lse[e / 2];
+                                   *dl = row_delta[e / 2];
+                                   *qq = Score::kPrep == RowPrep::SquaredNorm ? qnorm[query] : 0.f;
+                                   *kk = Score::kPrep == RowPrep::SquaredNorm ? knorm_b[key] : 0.f;
+                                   return true;
+                               });
+        accumulate_coef_times_tile<Elem, kDim>(dp, Kb, lane, dq);
+        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+    }
+
+    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, Qs, r_lo, t4, dq);
+    store_rows<Elem, kDim>(args.dq, args.dq_s, b, h, q0, r_lo, t4, T, D, dq);
+}
+
+}  // namespace exact
+}  // namespace cuda
+}  // namespace slay
