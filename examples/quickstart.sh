@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: installs the dependencies, builds and installs
-# libslay (to /usr/local as root, else ~/.local), then compiles the C example
+# libslay (to /usr/local as root, else ~/.local) from build/, the build
+# directory the test command reuses, then compiles the C example
 # against the INSTALLED library through pkg-config (plus the CUDA runtime,
 # which the example uses to put its tensors on the GPU) and runs it. The
 # example runs on the CPU backend when no GPU is present.
@@ -10,8 +11,15 @@ bash .ci/install_deps.sh
 export PATH="/usr/local/cuda/bin:$PATH"
 prefix=/usr/local
 [ "$(id -u)" -ne 0 ] && prefix="$HOME/.local"
-builddir=build-install
-[ -f "$builddir/build.ninja" ] || meson setup "$builddir" --prefix "$prefix" --libdir lib -Dtests=false
+# The same build directory as tests/run_tests.sh (the README's second
+# command), tests included: the second command then only runs the tests
+# instead of compiling the CUDA code a second time.
+builddir=${SLAY_BUILD_DIR:-build}
+if [ -f "$builddir/build.ninja" ]; then
+  meson configure "$builddir" --prefix "$prefix" --libdir lib
+else
+  meson setup "$builddir" --prefix "$prefix" --libdir lib
+fi
 ninja -C "$builddir"
 meson install -C "$builddir" --quiet
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:${PKG_CONFIG_PATH:-}"

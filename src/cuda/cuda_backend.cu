@@ -8,6 +8,7 @@
 #include "core/backend.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
+#include "slay_build_config.h"  // SLAY_GPU_ARCHS
 
 namespace slay {
 namespace {
@@ -84,23 +85,65 @@ private:
     cuda::DeviceInfo info_;
 };
 
+// Explains a failed cudaGetDeviceCount. The runtime reports both "no driver
+// at all" and "driver older than this runtime" as cudaErrorInsufficientDriver;
+// cudaDriverGetVersion tells them apart (it reports 0 when no driver is
+// installed), so the user learns whether to install or to update the driver.
+Status no_device_error(cudaError_t e) {
+    int driver_version = 0, runtime_version = 0;
+    cudaDriverGetVersion(&driver_version);
+    cudaRuntimeGetVersion(&runtime_version);
+    cudaGetLastError();  // leave no error behind for later runtime calls
+    const auto major = [](int v) { return v / 1000; };
+    const auto minor = [](int v) { return (v % 1000) / 10; };
+    if (e == cudaErrorInsufficientDriver && driver_version == 0)
+        return error(SLAY_STATUS_NO_DEVICE,
+                     "no NVIDIA driver is installed (the CUDA driver library libcuda.so.1 could not be loaded)");
+    if (e == cudaErrorInsufficientDriver)
+        return error(SLAY_STATUS_NO_DEVICE, "the NVIDIA driver is too old: it supports CUDA ", major(driver_version),
+                     ".", minor(driver_version), ", libslay was built with the CUDA ", major(runtime_version), ".",
+                     minor(runtime_version), " runtime; update the driver");
+    if (e == cudaErrorNoDevice)
+        return error(SLAY_STATUS_NO_DEVICE, "the NVIDIA driver (CUDA ", major(driver_version), ".",
+                     minor(driver_version), ") found no CUDA device (check CUDA_VISIBLE_DEVICES)");
+    return error(SLAY_STATUS_NO_DEVICE, "no usable CUDA device: cudaGetDeviceCount failed: ", cudaGetErrorName(e),
+                 ": ", cudaGetErrorString(e));
+}
+
+// An empty kernel whose presence in the fat binary shows that this build has
+// code for the device: a device of another architecture gets
+// cudaErrorNoKernelImageForDevice here instead of at the first launch.
+__global__ void device_code_probe_kernel() {}
+
+Status check_device_has_code(int device, const cudaDeviceProp& prop) {
+    cudaFuncAttributes attributes;
+    const cudaError_t e = cudaFuncGetAttributes(&attributes, device_code_probe_kernel);
+    if (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction) {
+        cudaGetLastError();
+        return error(SLAY_STATUS_NOT_SUPPORTED, "libslay has no code for CUDA device ", device, " (", prop.name,
+                     ", sm_", prop.major, prop.minor, "): this build has code for ", SLAY_GPU_ARCHS,
+                     "; rebuild with meson setup -Dgpu_archs=", prop.major, prop.minor);
+    }
+    return cuda_check(e, "cudaFuncGetAttributes(device_code_probe_kernel)");
+}
+
 }  // namespace
 
 Status make_cuda_backend(int32_t device, std::unique_ptr<Backend>* out) {
     int count = 0;
     const cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess) {
-        // Clear the sticky-free error so later runtime calls start clean.
-        cudaGetLastError();
-        return error(SLAY_STATUS_NO_DEVICE, "no usable CUDA device: cudaGetDeviceCount failed: ",
-                     cudaGetErrorName(e), ": ", cudaGetErrorString(e));
-    }
+    if (e != cudaSuccess) return no_device_error(e);
     if (count == 0) return error(SLAY_STATUS_NO_DEVICE, "no CUDA device is visible (cudaGetDeviceCount = 0)");
     if (device < 0 || device >= count)
         return error(SLAY_STATUS_INVALID_VALUE, "CUDA device ", device, " does not exist (", count,
                      " visible device", count == 1 ? "" : "s", ")");
     cudaDeviceProp prop;
     SLAY_CUDA(cudaGetDeviceProperties(&prop, device));
+    {
+        DeviceGuard guard;
+        SLAY_TRY(DeviceGuard::enter(device, &guard));
+        SLAY_TRY(check_device_has_code(device, prop));
+    }
     cuda::DeviceInfo info;
     info.device = device;
     info.num_sms = prop.multiProcessorCount;

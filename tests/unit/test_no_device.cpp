@@ -5,6 +5,7 @@
 // once in the normal environment (NO_DEVICE asserted only where
 // /dev/nvidia0 does not exist; with a device, an out-of-range ordinal must
 // still be rejected without touching *handle).
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -23,12 +24,26 @@ bool cuda_hidden_by_environment() {
 
 bool nvidia_device_node_exists() { return access("/dev/nvidia0", F_OK) == 0; }
 
+// Whether the CUDA driver library (libcuda.so.1, part of the NVIDIA driver)
+// can be loaded; without it the runtime cannot reach any driver at all.
+bool driver_library_loads() {
+    void* library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (library) dlclose(library);
+    return library != nullptr;
+}
+
 void check_cuda_handle_is_no_device(int32_t device) {
     CAPTURE(device);
     const auto untouched = reinterpret_cast<slay_handle_t>(uintptr_t{0xdead0});
     slay_handle_t h = untouched;
     check_status(SLAY_STATUS_NO_DEVICE, [&] { return slay_handle_create(&h, SLAY_BACKEND_CUDA, device); });
     CHECK(h == untouched);
+    // The message says which case it is: no driver installed, a driver older
+    // than the runtime, or a driver that sees no device; each names the driver.
+    const std::string message = slay_last_error_message();
+    if (message == "libslay was built without the CUDA backend") return;  // a host-only build (-Dgpu=disabled)
+    CHECK_MESSAGE(message.find("driver") != std::string::npos, message);
+    if (!driver_library_loads()) CHECK_MESSAGE(message.find("no NVIDIA driver is installed") != std::string::npos, message);
 }
 
 }  // namespace
