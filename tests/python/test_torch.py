@@ -19,9 +19,9 @@ CPU backend (default; a meson test, skipped with exit 77 without torch):
     in float64 must match; FastAttention: proj_matrix -> performer_w).
 --cuda (the GPU machine; exit 77 without a CUDA device):
   - forward and backward on CUDA equal the CPU backend's (relative L2 <= 1e-5
-    in fp32, 3e-4 for the rounding-sensitive SENSITIVE variants, <= 2e-2 in
-    bf16) for every variant, causal and bidirectional, with states where the
-    variant has them;
+    in fp32, <= 2e-2 in bf16; the rounding-sensitive variants on conditioned
+    inputs, see SIGNED_MAPS) for every variant, causal and bidirectional, with
+    states where the variant has them;
   - gradcheck on CUDA in fp32 (atol 2e-3, rtol 2e-2, nondet_tol 1e-5: the
     CUDA backward may add partial gradients in any order);
   - a call on a side stream, SlayAttention on CUDA (fp32 and bf16), and no
@@ -63,17 +63,21 @@ CASES = {
     "yat": dict(epsilon=0.1),
     "standard": {},
 }
-# Signed features (denominators near zero on random inputs, SPEC F.2) and yat's
-# unbounded softmax logits amplify fp32 rounding: on random inputs their CUDA
-# results differ from the fp64 CPU backend's by up to ~1e-4 (H200 run), so
-# their fp32 bar is 3e-4 instead of 1e-5.
-SENSITIVE = {"rff", "slay_random_maclaurin", "slay_tensorsketch", "slay_nystrom", "yat"}
+# Signed feature maps (denominators near zero on random inputs, SPEC F.2) and
+# yat's unbounded softmax logits amplify fp32 rounding: on random q, k their
+# fp32 results move by ~1e-4 under one-ulp input changes, so a device cannot be
+# held to 1e-5 there. As in the C++ GPU suite (tests/gpu/test_cuda_linear.cpp,
+# clustered()), the CUDA-vs-CPU check gives them a conditioned setup instead of
+# a looser bar: q, k clustered around one direction per head (spread 0.1) for
+# the signed maps, with 16 features for rff (its estimate carries a cosine
+# term clustering does not make positive), and q, k ~ N(0, 1/4) for yat.
+SIGNED_MAPS = {"rff", "slay_random_maclaurin", "slay_tensorsketch", "slay_nystrom"}
 LINEARIZED_WITH_STATE = {"slay_anchor", "slay_hadamard", "slay_laplace", "slay_nystrom", "slay_random_maclaurin",
                          "slay_tensorsketch", "performer", "rff", "linear", "cosformer"}
 
 
-def params_for(variant, heads=H, head_dim=D):
-    attrs = CASES[variant]
+def params_for(variant, heads=H, head_dim=D, attrs=None):
+    attrs = CASES[variant] if attrs is None else attrs
     plan = slay._core.layout_plan(variant, num_heads=heads, head_dim=head_dim, **attrs)
     return slay.FeatureParams.sample(variant, heads, head_dim, seed=11, **attrs) if plan.param_count else None
 
@@ -228,20 +232,36 @@ def cpu_tests():
                  repr(fp))
 
 
+def conditioned_attrs(variant):
+    """The attributes of the CUDA-vs-CPU check (rff: 16 features, see SIGNED_MAPS)."""
+    return dict(CASES[variant], num_features=16) if variant == "rff" else CASES[variant]
+
+
+def conditioned_qkv(variant, B, T):
+    """q, k, v (B, H, T, D) float32 for the CUDA-vs-CPU check (see SIGNED_MAPS)."""
+    v = torch.randn(B, H, T, D)
+    if variant in SIGNED_MAPS:
+        center = torch.randn(1, H, 1, D)
+        return center + 0.1 * torch.randn(B, H, T, D), center + 0.1 * torch.randn(B, H, T, D), v
+    scale = 0.5 if variant == "yat" else 1.0
+    return scale * torch.randn(B, H, T, D), scale * torch.randn(B, H, T, D), v
+
+
 def cuda_tests():
     device = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(2)
     B, T = 2, 33
     for variant in CASES:
-        params, attrs = params_for(variant), CASES[variant]
+        attrs = conditioned_attrs(variant)
+        params = params_for(variant, attrs=attrs)
         with_state = variant in LINEARIZED_WITH_STATE
         for causal in (True, False):
             for dtype, bar in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
-                cpu = [torch.randn(B, H, T, D).to(dtype).requires_grad_() for _ in range(3)]
+                cpu = [x.to(dtype).requires_grad_() for x in conditioned_qkv(variant, B, T)]
                 gpu = [x.detach().to(device).requires_grad_() for x in cpu]
                 states = [None, None]
                 if with_state:  # the final state of an earlier piece
-                    _, s = slay.attention(*(torch.randn(B, H, 5, D) for _ in range(3)), variant, causal,
+                    _, s = slay.attention(*conditioned_qkv(variant, B, 5), variant, causal,
                                           params=params, return_state=True, **attrs)
                     states = [s.requires_grad_()]
                     states.append(states[0].detach().to(device).requires_grad_())
@@ -257,8 +277,6 @@ def cuda_tests():
                     grads = [x.grad for x in tensors] + ([state.grad] if state is not None else [])
                     results.append([out] + ([final] if final is not None else []) + grads)
                 errors = [rel_l2(g, c) for c, g in zip(*results)]
-                if dtype == torch.float32 and variant in SENSITIVE:
-                    bar = 3e-4
                 report.check(f"cuda vs cpu backend: {variant} {'causal' if causal else 'bidirectional'} "
                              f"{str(dtype)[6:]}", max(errors) <= bar,
                              "rel L2 of out, [final], dq, dk, dv, [dstate]: " + ", ".join(f"{e:.1e}" for e in errors))
