@@ -9,10 +9,14 @@
 
 namespace slay {
 
-// B*H of a call: the per-(b, h) CUDA kernels put B*H on gridDim.x, whose
-// maximum is 2^31 - 1; the CPU backend applies the same limit so that a call
+// CUDA's largest gridDim.x. Launchers that put more than B*H blocks on the x
+// axis (the exact family: B*H*ceil(T/64)) check their own count against it.
+constexpr int64_t kMaxGridX = (int64_t{1} << 31) - 1;
+
+// B*H of a call: the per-(b, h) CUDA kernels put B*H on gridDim.x, so it is
+// bounded by kMaxGridX; the CPU backend applies the same limit so that a call
 // gets one status on both backends (INVALID_VALUE beyond it).
-constexpr int64_t kMaxBatchHeads = (int64_t{1} << 31) - 1;
+constexpr int64_t kMaxBatchHeads = kMaxGridX;
 
 // struct_size of a size-prefixed block (fwd/bwd args, param segment). A
 // newer caller's block may be larger than this library's struct, but never

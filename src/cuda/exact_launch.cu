@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/limits.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
 #include "cuda/exact_backward_kernel.cuh"
@@ -93,8 +94,9 @@ ExactArgs base_args(const Plan& plan, const CallInputs& in) {
 Status tile_grid(int64_t batch, const ExactArgs& a, unsigned* blocks) {
     const int64_t tiles = (a.seq_len + kTile - 1) / kTile;
     const int64_t total = tiles * batch * a.heads;
-    if (total > INT32_MAX)
-        return error(SLAY_STATUS_NOT_SUPPORTED, "B*H*ceil(T/64) = ", total, " CTAs exceed the CUDA grid limit");
+    if (total > kMaxGridX)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "B*H*ceil(T/64) = ", total, " CTAs exceed the CUDA grid limit ",
+                     kMaxGridX);
     *blocks = static_cast<unsigned>(total);
     return Status();
 }

@@ -236,6 +236,27 @@ TEST_CASE("T = 65536 forward at small B*H") {
     }
 }
 
+// The subset run under compute-sanitizer (memcheck, racecheck, synccheck):
+// each kernel path once, small. bf16 standard and yat take the tensor-core
+// forward and backward (head dims 64 and 128: the two shared-memory
+// layouts), fp32 and yat_spherical the SIMT kernels; T = 70 covers a full
+// and a padded tile and the causal diagonal.
+TEST_CASE("exact sanitizer: every kernel path, small") {
+    for (slay_attn_variant_t v : kExact)
+        for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16})
+            for (bool causal : {true, false}) {
+                Case c = base_case(v, 70, causal, dt);
+                c.batch = c.heads = 1;
+                CAPTURE(c.label());
+                CHECK(check_both(c));
+            }
+    Case wide = base_case(SLAY_ATTN_STANDARD, 70, true, SLAY_DTYPE_BFLOAT16);
+    wide.batch = wide.heads = 1;
+    wide.head_dim = 128;
+    CAPTURE(wide.label());
+    CHECK(check_both(wide));
+}
+
 }  // TEST_SUITE
 
 int main(int argc, char** argv) { return slay_gpu::doctest_main(argc, argv); }
