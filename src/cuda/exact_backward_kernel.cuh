@@ -145,11 +145,8 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
     float* delta = smem + layout.delta;
 
     const int64_t T = args.seq_len;
-    const int64_t num_tiles = (T + kTile - 1) / kTile;
-    const int64_t bh_count = gridDim.x / num_tiles;
-    const int64_t bh = blockIdx.x % bh_count;
-    const int64_t k_tile = blockIdx.x / bh_count;  // low key tiles (most work when causal) first
-    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);  // key tile
+    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, k_tile = blk.tile;
     const int64_t k0 = k_tile * kTile;
     const int tx = thread_x(), ty = thread_y();
 
@@ -269,11 +266,8 @@ __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
     float* delta = smem + layout.delta;
 
     const int64_t T = args.seq_len;
-    const int64_t num_tiles = (T + kTile - 1) / kTile;
-    const int64_t bh_count = gridDim.x / num_tiles;
-    const int64_t bh = blockIdx.x % bh_count;
-    const int64_t q_tile = num_tiles - 1 - blockIdx.x / bh_count;  // heaviest first when causal
-    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
+    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int tx = thread_x(), ty = thread_y();
 

@@ -71,29 +71,6 @@ __device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, 
     }
 }
 
-// acc (16 x kDim) += C (16 x 64, accumulator layout, rounded to Elem) x B,
-// B a 64 x kDim shared tile (its rows are the contraction index).
-template <typename Elem, int kDim>
-__device__ __forceinline__ void accumulate_coef_times_tile(const float c[8][4], const Elem* B, int lane,
-                                                           float acc[][4]) {
-    constexpr int ld = MmaSmem<kDim>::ld;
-#pragma unroll
-    for (int kc = 0; kc < 4; ++kc) {
-        unsigned a[4];
-        a[0] = pack2<Elem>(c[2 * kc][0], c[2 * kc][1]);
-        a[1] = pack2<Elem>(c[2 * kc][2], c[2 * kc][3]);
-        a[2] = pack2<Elem>(c[2 * kc + 1][0], c[2 * kc + 1][1]);
-        a[3] = pack2<Elem>(c[2 * kc + 1][2], c[2 * kc + 1][3]);
-#pragma unroll
-        for (int np = 0; np < kDim / 16; ++np) {
-            unsigned b[4];
-            ldmatrix_x4_trans(b, B + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * ld + np * 16 + (lane / 16) * 8);
-            mma_16816<Elem>(acc[2 * np], a, b[0], b[1]);
-            mma_16816<Elem>(acc[2 * np + 1], a, b[2], b[3]);
-        }
-    }
-}
-
 // Per element (nb, e) of a 16 x 64 block of (query, key) pairs -- queries x
 // keys in dQ, keys x queries in dK/dV: on entry s = q.k and dp = g.v; on exit
 // s = p (0 where masked) and dp = the cross coefficient, while self_sum[e / 2]
@@ -199,11 +176,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
     float* delta = lse + 2 * kTile;
 
     const int64_t T = args.seq_len;
-    const int64_t num_tiles = (T + kTile - 1) / kTile;
-    const int64_t bh_count = gridDim.x / num_tiles;
-    const int64_t bh = blockIdx.x % bh_count;
-    const int64_t k_tile = blockIdx.x / bh_count;  // low key tiles (most work when causal) first
-    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);  // key tile
+    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, k_tile = blk.tile;
     const int64_t k0 = k_tile * kTile;
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -277,14 +251,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
     store_rows<Elem, kDim>(args.dv, args.dv_s, b, h, k0, r_lo, t4, T, Dv, dv);
 }
 
-// Three CTAs (12 warps) per SM at kDim <= 64: the sweep is latency-bound,
-// and 170 registers hold dQ and the two score blocks without spilling (the
-// dK/dV kernel's two accumulators need more: it runs two CTAs per SM).
-template <int kDim>
-constexpr int kDqMinBlocks = kDim <= 64 ? 3 : 1;
-
 template <typename Elem, typename Score, int kDim>
-__global__ void __launch_bounds__(kMmaThreads, kDqMinBlocks<kDim>) exact_dq_mma_kernel(ExactArgs args) {
+__global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs args) {
     static_assert(Score::kSoftmax, "the mma backward serves the softmax family");
     constexpr int kTileElems = BackwardMmaSmem<kDim>::tile_elems;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -298,11 +266,8 @@ __global__ void __launch_bounds__(kMmaThreads, kDqMinBlocks<kDim>) exact_dq_mma_
     float* delta = lse + kTile;
 
     const int64_t T = args.seq_len;
-    const int64_t num_tiles = (T + kTile - 1) / kTile;
-    const int64_t bh_count = gridDim.x / num_tiles;
-    const int64_t bh = blockIdx.x % bh_count;
-    const int64_t q_tile = num_tiles - 1 - blockIdx.x / bh_count;  // heaviest first when causal
-    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
+    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

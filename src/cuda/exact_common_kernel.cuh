@@ -231,6 +231,29 @@ __device__ __forceinline__ void tile_dot(const float* A, int lda, const float* B
     }
 }
 
+// The (b, h) head and the 64-row tile of this CTA. Grids hold B*H *
+// num_tiles CTAs with blockIdx.x = rank * B*H + bh, so the CTAs of one tile
+// rank run together across heads. Query-tile kernels take rank 0 as the LAST
+// tile (causal: the most keys, scheduled first); key-tile kernels as the
+// first (causal: the most queries).
+enum class TileOrder { LastFirst, FirstFirst };
+struct BlockTile {
+    int64_t bh, b, h;  // bh = b * H + h
+    int64_t tile;      // 64-row tile index in [0, num_tiles)
+    int64_t num_tiles;
+};
+__device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, TileOrder order) {
+    BlockTile t;
+    t.num_tiles = (args.seq_len + kTile - 1) / kTile;
+    const int64_t bh_count = gridDim.x / t.num_tiles;
+    t.bh = blockIdx.x % bh_count;
+    const int64_t rank = blockIdx.x / bh_count;
+    t.tile = order == TileOrder::LastFirst ? t.num_tiles - 1 - rank : rank;
+    t.b = t.bh / args.heads;
+    t.h = t.bh % args.heads;
+    return t;
+}
+
 // Whether key j is visible from query i: j < seq_len, and j <= i when
 // causal. The forward also runs padded query rows i >= seq_len (never
 // written): key 0 stays visible to them, so their softmax stays finite.

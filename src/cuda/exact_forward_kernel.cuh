@@ -50,11 +50,8 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
     float* kaux = smem + layout.kaux;
 
     const int64_t T = args.seq_len;
-    const int64_t bh_count = gridDim.x / ((T + kTile - 1) / kTile);
-    const int64_t num_tiles = (T + kTile - 1) / kTile;
-    const int64_t bh = blockIdx.x % bh_count;
-    const int64_t q_tile = num_tiles - 1 - blockIdx.x / bh_count;
-    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
+    const int64_t num_tiles = blk.num_tiles, b = blk.b, h = blk.h, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int tx = thread_x(), ty = thread_y();
 

@@ -69,6 +69,29 @@ __device__ __forceinline__ void tile_row_norms(const Elem* tile, float* norms) {
     }
 }
 
+// acc (16 x kDim) += C (16 x 64, accumulator layout, rounded to Elem) x B,
+// B a 64 x kDim shared tile (its rows are the contraction index).
+template <typename Elem, int kDim>
+__device__ __forceinline__ void accumulate_coef_times_tile(const float c[8][4], const Elem* B, int lane,
+                                                           float acc[][4]) {
+    constexpr int ld = MmaSmem<kDim>::ld;
+#pragma unroll
+    for (int kc = 0; kc < 4; ++kc) {
+        unsigned a[4];
+        a[0] = pack2<Elem>(c[2 * kc][0], c[2 * kc][1]);
+        a[1] = pack2<Elem>(c[2 * kc][2], c[2 * kc][3]);
+        a[2] = pack2<Elem>(c[2 * kc + 1][0], c[2 * kc + 1][1]);
+        a[3] = pack2<Elem>(c[2 * kc + 1][2], c[2 * kc + 1][3]);
+#pragma unroll
+        for (int np = 0; np < kDim / 16; ++np) {
+            unsigned b[4];
+            ldmatrix_x4_trans(b, B + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * ld + np * 16 + (lane / 16) * 8);
+            mma_16816<Elem>(acc[2 * np], a, b[0], b[1]);
+            mma_16816<Elem>(acc[2 * np + 1], a, b[2], b[3]);
+        }
+    }
+}
+
 // Delta_i = dout_i . out_i of rows r_lo and r_hi (fp32 sums of the stored
 // values); the 4 lanes of a row split its columns and meet by shuffles.
 template <typename Elem>
@@ -105,11 +128,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     float* knorm = qnorm + kTile;  // [2][64]
 
     const int64_t T = args.seq_len;
-    const int64_t num_tiles = (T + kTile - 1) / kTile;
-    const int64_t bh_count = gridDim.x / num_tiles;
-    const int64_t bh = blockIdx.x % bh_count;
-    const int64_t q_tile = num_tiles - 1 - blockIdx.x / bh_count;  // heaviest first when causal
-    const int64_t b = bh / args.heads, h = bh % args.heads;
+    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
+    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -227,21 +247,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         }
 
         // O += P V: the S accumulators are already the A fragments of P.
-#pragma unroll
-        for (int kc = 0; kc < (kStatsOnly ? 0 : kKeyBlocks / 2); ++kc) {
-            unsigned pa[4];
-            pa[0] = pack2<Elem>(s[2 * kc][0], s[2 * kc][1]);
-            pa[1] = pack2<Elem>(s[2 * kc][2], s[2 * kc][3]);
-            pa[2] = pack2<Elem>(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-            pa[3] = pack2<Elem>(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-#pragma unroll
-            for (int np = 0; np < kDimBlocks / 2; ++np) {
-                unsigned vb[4];
-                ldmatrix_x4_trans(vb, Vb + (kc * 16 + lane % 8 + ((lane / 8) % 2) * 8) * ld + np * 16 + (lane / 16) * 8);
-                mma_16816<Elem>(o[2 * np], pa, vb[0], vb[1]);
-                mma_16816<Elem>(o[2 * np + 1], pa, vb[2], vb[3]);
-            }
-        }
+        if (!kStatsOnly) accumulate_coef_times_tile<Elem, kDim>(s, Vb, lane, o);
         __syncthreads();  // this buffer is refilled by the next-but-one prefetch
     }
 

@@ -125,10 +125,14 @@ bool mma_layout_ok(const ExactArgs& a) {
            aligned(a.v, a.v_s) && dout_ok;
 }
 
-// The tile width of the tensor-core kernels for this call's D and Dv.
-int mma_dim(const ExactArgs& a) {
+// Calls fn(std::integral_constant<int, kDim>()) with the tile width of the
+// tensor-core kernels for this call's D and Dv (32, 64 or 128).
+template <typename Fn>
+Status with_mma_dim(const ExactArgs& a, Fn&& fn) {
     const int dim = a.head_dim > a.value_dim ? a.head_dim : a.value_dim;
-    return dim <= 32 ? 32 : dim <= 64 ? 64 : 128;
+    if (dim <= 32) return fn(std::integral_constant<int, 32>());
+    if (dim <= 64) return fn(std::integral_constant<int, 64>());
+    return fn(std::integral_constant<int, 128>());
 }
 
 // Whether the tensor-core kernels (forward and backward) serve this dtype and
@@ -148,12 +152,8 @@ Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cu
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
     if constexpr (kHasMmaKernels<Elem, Score>) {
-        if (mma_layout_ok(a)) {
-            const int dim = mma_dim(a);
-            if (dim == 32) return forward_mma<Elem, Score, 32>(dev, blocks, a, stream);
-            if (dim == 64) return forward_mma<Elem, Score, 64>(dev, blocks, a, stream);
-            return forward_mma<Elem, Score, 128>(dev, blocks, a, stream);
-        }
+        if (mma_layout_ok(a))
+            return with_mma_dim(a, [&](auto dim) { return forward_mma<Elem, Score, dim()>(dev, blocks, a, stream); });
     }
     const exact::ForwardSmem smem(a.head_dim, a.value_dim, false);
     return launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, false>, blocks, smem.bytes(), a, stream,
@@ -179,12 +179,8 @@ Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, c
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
     if constexpr (kHasMmaKernels<Elem, Score>) {
-        if (mma_layout_ok(a)) {
-            const int dim = mma_dim(a);
-            if (dim == 32) return backward_mma<Elem, Score, 32>(dev, blocks, a, stream);
-            if (dim == 64) return backward_mma<Elem, Score, 64>(dev, blocks, a, stream);
-            return backward_mma<Elem, Score, 128>(dev, blocks, a, stream);
-        }
+        if (mma_layout_ok(a))
+            return with_mma_dim(a, [&](auto dim) { return backward_mma<Elem, Score, dim()>(dev, blocks, a, stream); });
     }
     const exact::ForwardSmem stats_smem(a.head_dim, a.value_dim, true);
     SLAY_TRY(launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, true>, blocks, stats_smem.bytes(), a,
