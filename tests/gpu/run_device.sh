@@ -147,5 +147,16 @@ fi
 if has arch80; then
   wait "$arch80_pid"
   tail -3 "$OUT/arch80.log"
+  # This device is not sm_80: a CUDA handle from the sm_80-only build must fail
+  # at creation with NOT_SUPPORTED (200) and say why.
+  python3 - build-sm80/libslay.so <<'PY' 2>&1 | tee -a "$OUT/arch80.log"
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.slay_last_error_message.restype = ctypes.c_char_p
+handle = ctypes.c_void_p()
+status = lib.slay_handle_create(ctypes.byref(handle), 1, 0)  # SLAY_BACKEND_CUDA, device 0
+print(f"sm_80 build on this GPU: slay_handle_create -> {status} ({'ok' if status == 200 else 'UNEXPECTED'}): "
+      f"{lib.slay_last_error_message().decode()}")
+PY
 fi
 exit $rc  # the test suite's status
