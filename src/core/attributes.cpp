@@ -1,5 +1,5 @@
-// attributes.cpp -- attribute table, checked get/set, plan-time resolution,
-// and the variant name registry (SPEC 0.1).
+// attributes.cpp -- attribute table, checked get/set and plan-time
+// resolution (variant names live in the registry, variants.cpp).
 #include "attributes.hpp"
 
 #include <cmath>
@@ -30,42 +30,6 @@ const AttrSpec kAttrs[] = {
     {SLAY_ATTR_KERNEL_CLAMP, "kernel_clamp", false, 0, 1, true},
     {SLAY_ATTR_NYSTROM_REG, "nystrom_reg", false, 0, 1e3, false},
     {SLAY_ATTR_NORM_EPS, "norm_eps", false, 0, 1e-2, true},
-};
-
-struct VariantName {
-    slay_attn_variant_t v;
-    const char* name;
-};
-
-// Canonical names first (variant_name returns the first match), then the
-// reference registry keys and aliases.
-const VariantName kVariantNames[] = {
-    {SLAY_ATTN_STANDARD, "standard"},
-    {SLAY_ATTN_YAT, "yat"},
-    {SLAY_ATTN_YAT_SPHERICAL, "yat_spherical"},
-    {SLAY_ATTN_SLAY_ANCHOR, "slay_anchor"},
-    {SLAY_ATTN_SLAY_LAPLACE, "slay_laplace"},
-    {SLAY_ATTN_SLAY_HADAMARD, "slay_hadamard"},
-    {SLAY_ATTN_SLAY_TENSORSKETCH, "slay_tensorsketch"},
-    {SLAY_ATTN_SLAY_RANDOM_MACLAURIN, "slay_random_maclaurin"},
-    {SLAY_ATTN_SLAY_NYSTROM, "slay_nystrom"},
-    {SLAY_ATTN_PERFORMER, "performer"},
-    {SLAY_ATTN_LINEAR, "linear"},
-    {SLAY_ATTN_COSFORMER, "cosformer"},
-    {SLAY_ATTN_RFF, "rff"},
-    {SLAY_ATTN_YAT_SPHERICAL, "yat-spherical"},
-    {SLAY_ATTN_YAT_SPHERICAL, "yat-exact-spherical"},
-    {SLAY_ATTN_SLAY_HADAMARD, "yat-performer"},
-    {SLAY_ATTN_SLAY_HADAMARD, "yat-performer-hadamard"},
-    {SLAY_ATTN_SLAY_LAPLACE, "yat-performer-laplace"},
-    {SLAY_ATTN_SLAY_LAPLACE, "yat-performer-laplace-only"},
-    {SLAY_ATTN_SLAY_TENSORSKETCH, "yat-performer-tensor"},
-    {SLAY_ATTN_SLAY_TENSORSKETCH, "yat-performer-tensorsketch"},
-    {SLAY_ATTN_SLAY_RANDOM_MACLAURIN, "yat-performer-rm"},
-    {SLAY_ATTN_SLAY_RANDOM_MACLAURIN, "yat-performer-random-maclaurin"},
-    {SLAY_ATTN_SLAY_NYSTROM, "yat-performer-nystrom"},
-    {SLAY_ATTN_SLAY_ANCHOR, "yat-performer-anchors"},
-    {SLAY_ATTN_SLAY_ANCHOR, "yat-performer-anchor"},
 };
 
 // Largest feature dimension a plan accepts: the fp32 state F x (Dv+1) of
@@ -178,21 +142,6 @@ Status resolve_config(const AttnConfig& raw, AttnConfig* resolved) {
                      " (F = R*P*M for Kronecker variants)");
     *resolved = c;
     return Status();
-}
-
-const char* variant_name(int32_t v) {
-    for (const VariantName& n : kVariantNames)
-        if (n.v == v) return n.name;
-    return nullptr;
-}
-
-bool variant_from_name(const char* name, slay_attn_variant_t* v) {
-    for (const VariantName& n : kVariantNames)
-        if (std::strcmp(n.name, name) == 0) {
-            *v = n.v;
-            return true;
-        }
-    return false;
 }
 
 }  // namespace slay

@@ -6,6 +6,7 @@
 
 #include "config.hpp"
 #include "status.hpp"
+#include "variants.hpp"  // variant_name, variant_from_name
 
 namespace slay {
 
@@ -33,10 +34,6 @@ Status get_attr_checked(const AttnConfig& c, int32_t id, bool as_integer, double
 // A descriptor's raw config -> the plan's resolved config (Dv, softmax
 // scale), with cross-attribute checks.
 Status resolve_config(const AttnConfig& raw, AttnConfig* resolved);
-
-// Variant names: canonical "slay_anchor" and the reference registry keys.
-const char* variant_name(int32_t v);  // nullptr if unknown
-bool variant_from_name(const char* name, slay_attn_variant_t* v);
 
 }  // namespace slay
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "sampling_math.hpp"  // SegmentKind
 #include "slay/slay.h"
 
 namespace slay {
@@ -60,6 +61,7 @@ int64_t feature_dim(const AttnConfig& c);
 // One named block of the fp32 parameter vector, row-major and contiguous.
 struct ParamSegment {
     const char* name;
+    SegmentKind kind;  // its distribution (sampling_math.hpp)
     int64_t offset;
     int32_t rank;
     int64_t shape[4];

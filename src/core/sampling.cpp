@@ -1,21 +1,9 @@
 // sampling.cpp -- raw cuRAND draws -> feature-parameter values (see sampling.hpp).
 #include "sampling.hpp"
 
-#include <cstring>
-
 namespace slay {
 
-SegmentKind segment_kind(const ParamSegment& s) {
-    const char* n = s.name;
-    if (!std::strcmp(n, "performer_w") || !std::strcmp(n, "rm_r1") || !std::strcmp(n, "rm_r2"))
-        return SegmentKind::ScaledNormal;
-    if (!std::strcmp(n, "anchors")) return SegmentKind::UnitRows;
-    if (!std::strcmp(n, "ts_hash1") || !std::strcmp(n, "ts_hash2")) return SegmentKind::HashIndex;
-    if (!std::strcmp(n, "ts_sign1") || !std::strcmp(n, "ts_sign2")) return SegmentKind::Sign;
-    if (!std::strcmp(n, "rff_phase")) return SegmentKind::Phase;
-    if (!std::strcmp(n, "nystrom_w")) return SegmentKind::NystromMatrix;
-    return SegmentKind::StandardNormal;  // omega
-}
+SegmentKind segment_kind(const ParamSegment& s) { return s.kind; }
 
 RawDraw raw_draw(SegmentKind k) {
     switch (k) {
