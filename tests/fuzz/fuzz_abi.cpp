@@ -86,12 +86,14 @@ void violation(const char* what, slay_status_t s) {
 
 int64_t dtype_bytes(int32_t dtype) { return dtype == SLAY_DTYPE_FLOAT32 ? 4 : 2; }
 
-// Largest element offset of a view with non-negative strides (0 if empty).
+// Largest element offset of a view with non-negative strides, extents
+// below 2^20 and strides below 2^20 where the extent exceeds 1 (false if
+// empty). Extent-1 dimensions add nothing, whatever their stride.
 bool reach(const slay_tensor_t& t, int64_t* last) {
     *last = 0;
     for (int i = 0; i < t.rank; ++i) {
         if (t.shape[i] == 0) return false;  // no element
-        *last += t.strides[i] * (t.shape[i] - 1);
+        if (t.shape[i] > 1) *last += t.strides[i] * (t.shape[i] - 1);
     }
     return true;
 }
@@ -123,18 +125,26 @@ void make_tensor(Input& in, slay_tensor_t* t, int32_t dtype, std::initializer_li
     if (mutate & 32) t->strides[in.small(0, 3)] = (mutate & 64) ? in.i64() : in.small(-1, 40);
     const uint8_t where = in.byte();
     int64_t last = 0;
-    bool valid_rank = t->rank >= 1 && t->rank <= SLAY_MAX_RANK;
-    bool nonneg = valid_rank;
-    for (int d = 0; valid_rank && d < t->rank; ++d) nonneg = nonneg && t->shape[d] >= 0 && t->strides[d] >= 0 &&
-                                                             t->shape[d] < (1 << 20) && t->strides[d] < (1 << 20);
-    const bool has_elements = nonneg && reach(*t, &last);
+    // A view the library must reject (bad rank, a negative extent or stride)
+    // or one without elements may get a dangling pointer: the library must
+    // not dereference it. A valid view with elements gets pool memory when
+    // all it can reach fits in the pool, else NULL (never a dangling pointer:
+    // the library would rightly write through it). Strides of extent-1
+    // dimensions address nothing, so they do not count towards the span.
+    const bool valid_rank = t->rank >= 1 && t->rank <= SLAY_MAX_RANK;
+    bool nonneg = valid_rank, empty = false, fits = true;
+    for (int d = 0; valid_rank && d < t->rank; ++d) {
+        nonneg = nonneg && t->shape[d] >= 0 && t->strides[d] >= 0;
+        empty = empty || t->shape[d] == 0;
+        if (t->shape[d] > 1) fits = fits && t->shape[d] < (1 << 20) && t->strides[d] < (1 << 20);
+    }
+    const bool has_elements = nonneg && !empty && fits && reach(*t, &last);
     const int64_t span = has_elements ? (last + 1) * (dt == SLAY_DTYPE_FLOAT32 ? 4 : 2) : 0;
     if (where == 0xff) {
         t->data = nullptr;
-    } else if (!nonneg || !has_elements) {
-        // Nothing addressable: a dangling pointer the library must not use.
+    } else if (!nonneg || empty) {
         t->data = (where & 1) ? nullptr : reinterpret_cast<void*>(uintptr_t{0x1000});
-    } else if (span <= static_cast<int64_t>(kPool)) {
+    } else if (has_elements && span <= static_cast<int64_t>(kPool)) {
         const int64_t room = static_cast<int64_t>(kPool) - span;
         int64_t off = (static_cast<int64_t>(in.byte()) << 8 | in.byte()) % (room + 1);
         if (!(where & 2)) off -= off % 4;  // mostly aligned
