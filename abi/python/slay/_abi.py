@@ -157,21 +157,21 @@ def pointer_or_null(tensor):
     return C.pointer(tensor) if tensor is not None else None
 
 
-def fwd_args(**tensors):
-    """slay_attn_fwd_args_t from Tensor keyword arguments (missing ones are NULL)
-    and position_offset."""
+def _call_args(block, names, what, tensors):
+    """One size-prefixed argument block: the Tensor pointers in `names` order
+    (missing ones are NULL), then position_offset."""
     offset = tensors.pop("position_offset", 0)
-    unknown = set(tensors) - set(FWD_TENSORS)
+    unknown = set(tensors) - set(names)
     if unknown:
-        raise TypeError(f"not forward arguments: {sorted(unknown)}")
-    return FwdArgs(C.sizeof(FwdArgs), *(pointer_or_null(tensors.get(n)) for n in FWD_TENSORS), offset)
+        raise TypeError(f"not {what} arguments: {sorted(unknown)}")
+    return block(C.sizeof(block), *(pointer_or_null(tensors.get(n)) for n in names), offset)
+
+
+def fwd_args(**tensors):
+    """slay_attn_fwd_args_t from Tensor keyword arguments and position_offset."""
+    return _call_args(FwdArgs, FWD_TENSORS, "forward", tensors)
 
 
 def bwd_args(**tensors):
-    """slay_attn_bwd_args_t from Tensor keyword arguments (missing ones are NULL)
-    and position_offset."""
-    offset = tensors.pop("position_offset", 0)
-    unknown = set(tensors) - set(BWD_TENSORS)
-    if unknown:
-        raise TypeError(f"not backward arguments: {sorted(unknown)}")
-    return BwdArgs(C.sizeof(BwdArgs), *(pointer_or_null(tensors.get(n)) for n in BWD_TENSORS), offset)
+    """slay_attn_bwd_args_t from Tensor keyword arguments and position_offset."""
+    return _call_args(BwdArgs, BWD_TENSORS, "backward", tensors)
