@@ -95,7 +95,8 @@ const SLAY_ATTN_PERFORMER = Int32(9)
 const SLAY_ATTN_LINEAR = Int32(10)
 const SLAY_ATTN_COSFORMER = Int32(11)
 const SLAY_ATTN_RFF = Int32(12)
-const SLAY_ATTN_VARIANT_COUNT_ = Int32(13)
+const SLAY_ATTN_SLAY_POLY2 = Int32(13)
+const SLAY_ATTN_VARIANT_COUNT_ = Int32(14)
 
 const slay_attr_t = Cint
 const SLAY_ATTR_NUM_HEADS = Int32(0)
@@ -118,6 +119,7 @@ const SLAY_ATTR_PRF_CLAMP = Int32(36)
 const SLAY_ATTR_KERNEL_CLAMP = Int32(37)
 const SLAY_ATTR_NYSTROM_REG = Int32(38)
 const SLAY_ATTR_NORM_EPS = Int32(39)
+const SLAY_ATTR_POLY2_GAMMA = Int32(40)
 
 const slay_stabilizer_mode_t = Cint
 const SLAY_STABILIZER_ADD = Int32(0)

@@ -80,7 +80,7 @@ extern "C" {
 #define SLAY_VERSION (SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH)
 /* Incremented whenever a function, struct field or enum value is added.
  * Existing ones are never changed or renumbered (abi/POLICY.md). */
-#define SLAY_ABI_VERSION 2
+#define SLAY_ABI_VERSION 3
 
 /* The library's SLAY_VERSION, which may be newer than this header's. */
 SLAY_API uint32_t slay_get_version(void);
@@ -205,7 +205,9 @@ typedef enum slay_attn_variant {
     SLAY_ATTN_LINEAR = 10,           /* elu(x)+1                                  */
     SLAY_ATTN_COSFORMER = 11,        /* relu with cos/sin position reweighting    */
     SLAY_ATTN_RFF = 12,              /* random Fourier features                   */
-    SLAY_ATTN_VARIANT_COUNT_ = 13,   /* not a variant; may grow                   */
+    SLAY_ATTN_SLAY_POLY2 = 13,       /* exact degree-2 features (q^.k^)^2 on a
+                                        random orthonormal frame (ABI 3)          */
+    SLAY_ATTN_VARIANT_COUNT_ = 14,   /* not a variant; may grow                   */
     SLAY_ATTN_VARIANT_FORCE_32BIT_ = 0x7fffffff
 } slay_attn_variant_t;
 
@@ -233,7 +235,8 @@ typedef enum slay_attr {
                                        TF32 only when set                         */
     /* i64, variant-specific */
     SLAY_ATTR_NUM_QUAD_NODES = 6,   /* R, 1..16 (Gauss-Laguerre nodes)            */
-    SLAY_ATTR_NUM_FEATURES = 7,     /* M, 1..4096: random features per node       */
+    SLAY_ATTR_NUM_FEATURES = 7,     /* M, 1..4096: random features per node;
+                                       slay_poly2: the feature budget F           */
     SLAY_ATTR_POLY_DIM = 8,         /* P, 1..1024: polynomial feature dim         */
     SLAY_ATTR_CHUNK_SIZE = 9,       /* 1..4096: a hint, the largest chunk the
                                        fp32 GPU scan may use (the tensor-core
@@ -256,6 +259,10 @@ typedef enum slay_attr {
                                        default 1e-3                               */
     SLAY_ATTR_NORM_EPS = 39,        /* normalisation x/max(|x|, eps), (0, 1e-2],
                                        default 1e-12                              */
+    SLAY_ATTR_POLY2_GAMMA = 40,     /* slay_poly2: gamma of the constant feature
+                                       sqrt(gamma/D), [-1, 1e3]; negative (default
+                                       -1) means auto: 0.5 when D(D+1)/2 >
+                                       num_features, else 0 (ABI 3)               */
     SLAY_ATTR_FORCE_32BIT_ = 0x7fffffff
 } slay_attr_t;
 

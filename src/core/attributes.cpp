@@ -30,6 +30,7 @@ const AttrSpec kAttrs[] = {
     {SLAY_ATTR_KERNEL_CLAMP, "kernel_clamp", false, 0, 1, true},
     {SLAY_ATTR_NYSTROM_REG, "nystrom_reg", false, 0, 1e3, false},
     {SLAY_ATTR_NORM_EPS, "norm_eps", false, 0, 1e-2, true},
+    {SLAY_ATTR_POLY2_GAMMA, "poly2_gamma", false, -1, 1e3, false},  // negative: auto
 };
 
 // Largest feature dimension a plan accepts: the fp32 state F x (Dv+1) of
@@ -66,6 +67,7 @@ double read_attr(const AttnConfig& c, slay_attr_t id) {
         case SLAY_ATTR_KERNEL_CLAMP: return c.kernel_clamp;
         case SLAY_ATTR_NYSTROM_REG: return c.nystrom_reg;
         case SLAY_ATTR_NORM_EPS: return c.norm_eps;
+        case SLAY_ATTR_POLY2_GAMMA: return c.poly2_gamma;
         default: return NAN;
     }
 }
@@ -93,6 +95,7 @@ void write_attr(AttnConfig& c, slay_attr_t id, double x) {
         case SLAY_ATTR_KERNEL_CLAMP: c.kernel_clamp = x; break;
         case SLAY_ATTR_NYSTROM_REG: c.nystrom_reg = x; break;
         case SLAY_ATTR_NORM_EPS: c.norm_eps = x; break;
+        case SLAY_ATTR_POLY2_GAMMA: c.poly2_gamma = x; break;
         default: break;
     }
 }
@@ -135,6 +138,10 @@ Status resolve_config(const AttnConfig& raw, AttnConfig* resolved) {
     AttnConfig c = raw;
     if (c.value_dim == 0) c.value_dim = c.head_dim;
     if (c.softmax_scale == 0) c.softmax_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    if (variant_info(c.variant).feature_dim == FeatureDimRule::Poly2 && poly2_shape(c).frame_dim == 0)
+        return error(SLAY_STATUS_INVALID_VALUE, "num_features=", c.num_features, " leaves ", variant_name(c.variant),
+                     " no frame dimension: d(d+1)/2 + 1 (the constant feature of gamma > 0) <= num_features needs "
+                     "num_features >= 2, or set poly2_gamma to 0");
     const int64_t F = feature_dim(c);
     if (F > kMaxFeatureDim)
         return error(SLAY_STATUS_INVALID_VALUE, "feature dimension F=", F, " of variant ",

@@ -33,6 +33,18 @@ bool is_kronecker_variant(slay_attn_variant_t v) { return variant_info(v).kronec
 
 bool uses_prf(slay_attn_variant_t v) { return variant_info(v).prf; }
 
+Poly2Shape poly2_shape(const AttnConfig& c) {
+    const int64_t M = c.num_features, D = c.head_dim;
+    Poly2Shape s;
+    s.gamma = c.poly2_gamma >= 0 ? c.poly2_gamma : (D * (D + 1) / 2 > M ? 0.5 : 0.0);
+    s.constant = s.gamma > 0;
+    const int64_t extra = s.constant ? 1 : 0;
+    s.frame_dim = 0;
+    while (s.frame_dim < D && (s.frame_dim + 1) * (s.frame_dim + 2) / 2 + extra <= M) ++s.frame_dim;
+    s.features = s.frame_dim * (s.frame_dim + 1) / 2 + extra;
+    return s;
+}
+
 int64_t feature_dim(const AttnConfig& c) {
     const int64_t R = c.num_quad_nodes, M = c.num_features, P = c.poly_dim, D = c.head_dim;
     switch (variant_info(c.variant).feature_dim) {
@@ -41,6 +53,7 @@ int64_t feature_dim(const AttnConfig& c) {
         case FeatureDimRule::M: return M;
         case FeatureDimRule::D: return D;
         case FeatureDimRule::TwiceD: return 2 * D;
+        case FeatureDimRule::Poly2: return poly2_shape(c).features;
         case FeatureDimRule::None: break;
     }
     return 0;
@@ -71,6 +84,7 @@ std::vector<ParamSegment> param_layout(const AttnConfig& c) {
             case SegmentShape::P_D: set_shape({P, D}); break;
             case SegmentShape::P_P: set_shape({P, P}); break;
             case SegmentShape::D: set_shape({D}); break;
+            case SegmentShape::H_D_Frame: set_shape({H, D, poly2_shape(c).frame_dim}); break;
         }
         offset += s.count();
         segs.push_back(s);

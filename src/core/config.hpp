@@ -39,6 +39,7 @@ struct AttnConfig {
     double kernel_clamp = 1e-6;
     double nystrom_reg = 1e-3;
     double norm_eps = 1e-12;
+    double poly2_gamma = -1.0;     // slay_poly2; negative = auto (poly2_shape)
 };
 
 // The variant's SPEC defaults (README "Attributes"), resolved for H = 1,
@@ -53,9 +54,25 @@ bool is_exact_variant(slay_attn_variant_t v);  // standard, yat, yat_spherical
 bool is_kronecker_variant(slay_attn_variant_t v);  // poly (x) pcat
 bool uses_prf(slay_attn_variant_t v);  // anchor, laplace, hadamard, tensorsketch, rm, nystrom
 
+// slay_poly2's shape from its budget M = num_features and head dim D:
+//   gamma = poly2_gamma, or when negative (auto) 0.5 if D(D+1)/2 > M else 0
+//     (a constant feature only where the frame cannot span all of R^D);
+//   d = the largest value <= D with d(d+1)/2 + [gamma > 0] <= M (0 if none:
+//     a plan rejects it);
+//   F = d(d+1)/2 + [gamma > 0]: the pairs a <= b of u in the order
+//     f = b(b+1)/2 + a, then the constant sqrt(gamma/D) last.
+struct Poly2Shape {
+    int64_t frame_dim;  // d
+    double gamma;
+    bool constant;      // gamma > 0: feature F-1 is sqrt(gamma/D)
+    int64_t features;   // F
+};
+Poly2Shape poly2_shape(const AttnConfig& c);
+
 // Feature dimension F (0 for exact variants). Index order of the Kronecker
 // variants: f = r*P*M + p*M + m. Laplace/Hadamard: f = r*M + m. Performer,
-// rff: M. Linear: D. Cosformer: 2D (cos stream then sin stream).
+// rff: M. Linear: D. Cosformer: 2D (cos stream then sin stream). slay_poly2:
+// poly2_shape's F.
 int64_t feature_dim(const AttnConfig& c);
 
 // One named block of the fp32 parameter vector, row-major and contiguous.
@@ -77,6 +94,7 @@ struct ParamSegment {
 //                              ts_hash2 (D,), ts_sign2 (D,)  hashes in [0,P), signs +-1
 //   performer:                 performer_w (H, D, M) ~ N(0, 1/D)
 //   rff:                       omega (H, D, M) ~ N(0,1); rff_phase (H, M) ~ U[0, 2pi)
+//   slay_poly2:                poly2_frame (H, D, d), orthonormal columns per head
 //   others:                    none
 std::vector<ParamSegment> param_layout(const AttnConfig& c);
 int64_t param_count(const AttnConfig& c);

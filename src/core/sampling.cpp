@@ -1,6 +1,8 @@
 // sampling.cpp -- raw cuRAND draws -> feature-parameter values (see sampling.hpp).
 #include "sampling.hpp"
 
+#include <vector>
+
 namespace slay {
 
 SegmentKind segment_kind(const ParamSegment& s) { return s.kind; }
@@ -9,7 +11,8 @@ RawDraw raw_draw(SegmentKind k) {
     switch (k) {
         case SegmentKind::StandardNormal:
         case SegmentKind::ScaledNormal:
-        case SegmentKind::UnitRows: return RawDraw::Normal;
+        case SegmentKind::UnitRows:
+        case SegmentKind::OrthonormalFrame: return RawDraw::Normal;
         case SegmentKind::NystromMatrix: return RawDraw::Derived;
         default: return RawDraw::Uniform;
     }
@@ -26,6 +29,13 @@ void finish_segment(const AttnConfig& c, const ParamSegment& s, float* x) {
                 const double inv = sampling::row_inv_norm(x + p * D, D);
                 for (int64_t d = 0; d < D; ++d) x[p * D + d] = sampling::unit_row_element(x[p * D + d], inv);
             }
+            break;
+        }
+        case SegmentKind::OrthonormalFrame: {  // (H, D, d): one (D, d) block per head
+            const int64_t heads = s.shape[0], D = s.shape[1], d = s.shape[2];
+            std::vector<double> work(static_cast<size_t>(D * d));
+            for (int64_t h = 0; h < heads; ++h)
+                sampling::orthonormal_columns(x + h * D * d, D, d, work.data(), x + h * D * d);
             break;
         }
         default: {

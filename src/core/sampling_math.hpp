@@ -6,7 +6,8 @@
 // Raw draws are fp32: standard normals (curandGenerateNormal) or uniforms in
 // (0, 1] (curandGenerateUniform). Segments: omega (R, H, D, M), anchors
 // (P, D), rm_r1/rm_r2 (P, D), performer_w (H, D, M), ts_hash*/ts_sign* (D,),
-// rff_phase (H, M); nystrom_w (P, P) is derived, not finished here.
+// rff_phase (H, M), poly2_frame (H, D, d); nystrom_w (P, P) is derived, not
+// finished here.
 //
 // Compiles with g++ (no CUDA) and nvcc (__host__ __device__). Arithmetic is
 // written so that host and device round identically: fp64 products and sums
@@ -37,6 +38,8 @@ enum class SegmentKind {
     Sign,            // ts_sign* (D,): -1 if u <= 1/2 else +1
     Phase,           // rff_phase (H, M): 2 pi (1 - u), in [0, 2 pi)
     NystromMatrix,   // nystrom_w (P, P): derived from anchors
+    OrthonormalFrame,  // poly2_frame (H, D, d): per head, the Gaussian (D, d) block's
+                       // columns orthonormalized (orthonormal_columns)
 };
 
 namespace sampling {
@@ -91,6 +94,30 @@ SLAY_HD inline double row_inv_norm(const float* row, int64_t D) {
 
 // One element of a unit row: x / |row|.
 SLAY_HD inline float unit_row_element(float x, double inv_norm) { return static_cast<float>(mul_rn(x, inv_norm)); }
+
+// The (D, d) row-major block a of raw normals (one head of poly2_frame,
+// d <= D) -> fp32 columns that are orthonormal to fp64 rounding, by modified
+// Gram-Schmidt in fp64 in `work` (D * d doubles): column j loses its
+// projections on the finished columns 0..j-1 one after the other, then is
+// scaled to unit length. The same sequence of rounded operations on host and
+// device, so both backends produce the same bits. Gaussian columns are
+// linearly independent with probability 1; a column that cancels to zero
+// stays zero (no NaN), like row_inv_norm's guard.
+SLAY_HD inline void orthonormal_columns(const float* a, int64_t D, int64_t d, double* work, float* out) {
+    for (int64_t e = 0; e < D * d; ++e) work[e] = a[e];
+    for (int64_t j = 0; j < d; ++j) {
+        for (int64_t i = 0; i < j; ++i) {
+            double r = 0;
+            for (int64_t k = 0; k < D; ++k) r = add_rn(r, mul_rn(work[k * d + i], work[k * d + j]));
+            for (int64_t k = 0; k < D; ++k) work[k * d + j] = add_rn(work[k * d + j], -mul_rn(r, work[k * d + i]));
+        }
+        double norm2 = 0;
+        for (int64_t k = 0; k < D; ++k) norm2 = add_rn(norm2, mul_rn(work[k * d + j], work[k * d + j]));
+        const double inv = norm2 > 0 ? 1.0 / sqrt(norm2) : 0.0;
+        for (int64_t k = 0; k < D; ++k) work[k * d + j] = mul_rn(work[k * d + j], inv);
+    }
+    for (int64_t e = 0; e < D * d; ++e) out[e] = static_cast<float>(work[e]);
+}
 
 }  // namespace sampling
 }  // namespace slay

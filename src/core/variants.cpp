@@ -71,6 +71,13 @@ constexpr VariantInfo kVariants[] = {
      kLinearized | attr_bit(SLAY_ATTR_NUM_FEATURES), 1, 64, 64, 128, kAdd, 1e-6, 2,
      {{"omega", SegmentShape::H_D_M, SegmentKind::StandardNormal},
       {"rff_phase", SegmentShape::H_M, SegmentKind::Phase}}},
+    // Issue 17: phi = the degree-2 monomials of u = sqrt(D/d) S_h^T x^ (+ a
+    // constant), S_h (D, d) orthonormal columns per head. M is the feature
+    // budget (default 1024, the budget of the issue's comparison), gamma the
+    // constant feature's weight. The kernel is a sum of squares, so ADD.
+    {SLAY_ATTN_SLAY_POLY2, "slay_poly2", {"yat-poly2", nullptr}, false, false, false, FeatureDimRule::Poly2,
+     kLinearized | attr_bit(SLAY_ATTR_NUM_FEATURES) | attr_bit(SLAY_ATTR_NORM_EPS) | attr_bit(SLAY_ATTR_POLY2_GAMMA),
+     1, 1024, 64, 128, kAdd, 1e-6, 1, {{"poly2_frame", SegmentShape::H_D_Frame, SegmentKind::OrthonormalFrame}}},
 };
 
 // Rows are in enum order, one per enumerator of slay_attn_variant_t, so a

@@ -28,10 +28,12 @@ enum class FeatureDimRule : uint8_t {
     M,          // performer, rff
     D,          // linear
     TwiceD,     // cosformer: the cos stream, then the sin stream
+    Poly2,      // slay_poly2: d(d+1)/2 (+1 with gamma > 0), d from the budget M (poly2_shape)
 };
 
 // The shape of a parameter segment, row-major.
-enum class SegmentShape : uint8_t { R_H_D_M, H_D_M, H_M, P_D, P_P, D };
+// H_D_Frame: (H, D, d), d the poly2 frame dimension (config.hpp poly2_shape).
+enum class SegmentShape : uint8_t { R_H_D_M, H_D_M, H_M, P_D, P_P, D, H_D_Frame };
 
 struct SegmentSpec {
     const char* name;  // the authors' buffer name (slay_param_segment_t.name)

@@ -1,8 +1,9 @@
-// feature_maps.cpp -- phi(x) and its VJP for the ten linearized variants
+// feature_maps.cpp -- phi(x) and its VJP for the eleven linearized variants
 // (SPEC A.4-A.14, C.3 step 2), fp64, one token x (D) of one head at a time.
 // Parameter segments are read in param_layout order: omega (R,H,D,M),
 // anchors / rm_r1 / rm_r2 (P,D), nystrom_w (P,P), ts_* (D), performer_w (H,D,M),
-// rff omega (H,D,M), rff_phase (H,M). Only the per-head segments are indexed by head.
+// rff omega (H,D,M), rff_phase (H,M), poly2_frame (H,D,d). Only the per-head
+// segments are indexed by head.
 #include "cpu/feature_maps.hpp"
 
 #include <algorithm>
@@ -496,6 +497,58 @@ private:
     double scale_;
 };
 
+// slay_poly2 (issue 17): u = sqrt(D/d) S_h^T x^ with S_h (D, d) the head's
+// orthonormal frame (poly2_frame (H, D, d)); phi[b(b+1)/2 + a] = w_ab u_a u_b
+// for a <= b, w_aa = 1 and w_ab = sqrt(2), so sum_f phi(q)_f phi(k)_f =
+// (u_q . u_k)^2; with gamma > 0 a last feature sqrt(gamma/D) adds gamma/D.
+class Poly2Map : public NormalizedFeatureMap {
+public:
+    Poly2Map(const AttnConfig& cfg, const double* params)
+        : NormalizedFeatureMap(cfg.head_dim, cfg.norm_eps), shape_(poly2_shape(cfg)), d_(shape_.frame_dim),
+          scale_(std::sqrt(double(cfg.head_dim) / double(shape_.frame_dim))),
+          constant_(std::sqrt(shape_.gamma / double(cfg.head_dim))), frame_(segment(cfg, params, "poly2_frame")) {}
+    int64_t dim() const override { return shape_.features; }
+
+protected:
+    void apply_unit(int64_t head, const double* xhat, double* phi) const override {
+        std::vector<double> u(d_);
+        project(head, xhat, u.data());
+        for (int64_t b = 0; b < d_; ++b)
+            for (int64_t a = 0; a <= b; ++a) phi[b * (b + 1) / 2 + a] = weight(a, b) * u[a] * u[b];
+        if (shape_.constant) phi[shape_.features - 1] = constant_;
+    }
+    void vjp_unit_add(int64_t head, const double* xhat, const double* dphi, double* dxhat) const override {
+        std::vector<double> u(d_), du(d_, 0.0);
+        project(head, xhat, u.data());
+        for (int64_t b = 0; b < d_; ++b)
+            for (int64_t a = 0; a <= b; ++a) {
+                const double g = dphi[b * (b + 1) / 2 + a] * weight(a, b);
+                du[a] += g * u[b];
+                du[b] += g * u[a];
+            }
+        // dxhat += sqrt(D/d) S_h du (the constant feature has no gradient).
+        const double* s = frame_.data() + head * D_ * d_;
+        for (int64_t k = 0; k < D_; ++k) dxhat[k] += scale_ * dot(s + k * d_, du.data(), d_);
+    }
+
+private:
+    static double weight(int64_t a, int64_t b) { return a == b ? 1.0 : std::sqrt(2.0); }
+    // u[a] = sqrt(D/d) sum_k S_h[k][a] x^_k
+    void project(int64_t head, const double* xhat, double* u) const {
+        const double* s = frame_.data() + head * D_ * d_;
+        for (int64_t a = 0; a < d_; ++a) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < D_; ++k) acc += s[k * d_ + a] * xhat[k];
+            u[a] = scale_ * acc;
+        }
+    }
+
+    Poly2Shape shape_;
+    int64_t d_;
+    double scale_, constant_;
+    std::vector<double> frame_;
+};
+
 }  // namespace
 
 double normalize_vector(const double* x, int64_t D, double eps, double* xhat) {
@@ -539,6 +592,7 @@ std::unique_ptr<FeatureMap> make_feature_map(const AttnConfig& cfg, const double
         case SLAY_ATTN_LINEAR: return std::make_unique<EluMap>(cfg);
         case SLAY_ATTN_COSFORMER: return std::make_unique<CosformerMap>(cfg);
         case SLAY_ATTN_RFF: return std::make_unique<RandomFourierMap>(cfg, params);
+        case SLAY_ATTN_SLAY_POLY2: return std::make_unique<Poly2Map>(cfg, params);
         default: return nullptr;
     }
 }

@@ -1,4 +1,4 @@
-// feature_maps.hpp -- the feature maps phi: R^D -> R^F of the ten linearized
+// feature_maps.hpp -- the feature maps phi: R^D -> R^F of the eleven linearized
 // variants (SPEC A.4-A.14) and their vector-Jacobian products (SPEC C.3 step 2),
 // in fp64, one token at a time.
 //
@@ -9,6 +9,8 @@
 //   Hadamard:  phi[r*M + m] = sqrt(w_r) * u_{rm}^2/sqrt(M) * prf_{r,m}(x^) F = R*M
 //   performer: relu(x^T W_h) (F = M); linear: elu(x)+1 (F = D);
 //   cosformer: [c_i relu(x), s_i relu(x)] (F = 2D); rff: sqrt(2/M) cos(x^T omega_h + b_h) (F = M)
+//   slay_poly2: w_ab u_a u_b at b(b+1)/2 + a for a <= b (w = 1 on the diagonal, sqrt(2) off it),
+//              u = sqrt(D/d) S_h^T x^, then sqrt(gamma/D) if gamma > 0   (F = d(d+1)/2 [+1])
 // where x^ = x / max(|x|, norm_eps) and prf_{r,m}(x^) = exp(clamp(sqrt(2 s_r) omega_{r,h,:,m}.x^ - s_r))/sqrt(M).
 #pragma once
 

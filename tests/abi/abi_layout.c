@@ -139,8 +139,9 @@ static void pin_variant_values(void) {
     PIN(SLAY_ATTN_LINEAR, 10);
     PIN(SLAY_ATTN_COSFORMER, 11);
     PIN(SLAY_ATTN_RFF, 12);
+    PIN(SLAY_ATTN_SLAY_POLY2, 13); /* ABI 3 */
     /* May grow (POLICY.md) but never shrink. */
-    if (SLAY_ATTN_VARIANT_COUNT_ < 13) expect_eq("SLAY_ATTN_VARIANT_COUNT_ >= 13", SLAY_ATTN_VARIANT_COUNT_, 13);
+    if (SLAY_ATTN_VARIANT_COUNT_ < 14) expect_eq("SLAY_ATTN_VARIANT_COUNT_ >= 14", SLAY_ATTN_VARIANT_COUNT_, 14);
     PIN(SLAY_ATTN_VARIANT_FORCE_32BIT_, 0x7fffffff);
 }
 
@@ -165,6 +166,7 @@ static void pin_attr_values(void) {
     PIN(SLAY_ATTR_KERNEL_CLAMP, 37);
     PIN(SLAY_ATTR_NYSTROM_REG, 38);
     PIN(SLAY_ATTR_NORM_EPS, 39);
+    PIN(SLAY_ATTR_POLY2_GAMMA, 40); /* ABI 3 */
     PIN(SLAY_ATTR_FORCE_32BIT_, 0x7fffffff);
 }
 

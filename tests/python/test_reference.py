@@ -9,6 +9,8 @@ Per (b, h): q, k (T, D), v (T, Dv) -> out (T, Dv). Cases, fp32, causal:
   slay_anchor   with caller-filled parameters (omega, anchors, loaded with
                 FeatureParams.from_segments), R=2 Gauss-Laguerre nodes from
                 SPEC's table, o = N / (Z + 1e-6)                                             (SPEC A.1, A.13)
+  slay_poly2    with the library's sampled frame S (D, d): u = sqrt(D/d) S^T q^,
+                phi = (w_ab u_a u_b, a <= b) + sqrt(gamma/D), o = N / (Z + 1e-6)            (issue 17)
 plus one bad call through the raw ABI declarations (BAD_SHAPE, message set,
 output untouched) and the same call through slay.attention (SlayError).
 Run from the source tree: SLAY_LIBRARY=build/libslay.so PYTHONPATH=abi/python
@@ -118,6 +120,25 @@ def main():
 
     want = linear_attention([phi(r) for r in rows(q, T, D)], [phi(r) for r in rows(k, T, D)], rows(v, T, Dv))
     report("slay_anchor (loaded parameters) vs SPEC A.1/A.13", max_rel_err(got, want), 1e-5)
+
+    # slay_poly2, budget 7 with gamma 0.5: d = 3 < D (6 pairs + the constant), the frame sampled by the library
+    attrs = dict(num_features=7, poly2_gamma=0.5)
+    params = slay.FeatureParams.sample("slay_poly2", num_heads=1, head_dim=D, seed=5, **attrs)
+    frame = params.segment("poly2_frame").reshape(-1).tolist()  # (H=1, D, d)
+    d = len(frame) // D
+    gram = max(abs(sum(frame[i * d + a] * frame[i * d + b] for i in range(D)) - (a == b))
+               for a in range(d) for b in range(d))
+    report("slay_poly2 frame: orthonormal columns", gram, 1e-6)
+    got = slay.attention(aq, ak, av, "slay_poly2", params=params, **attrs)
+
+    def phi2(x):
+        x = unit(x)
+        u = [math.sqrt(D / d) * sum(frame[i * d + a] * x[i] for i in range(D)) for a in range(d)]
+        return [(1 if a == b else math.sqrt(2)) * u[a] * u[b] for b in range(d) for a in range(b + 1)] + \
+            [math.sqrt(0.5 / D)]
+
+    want = linear_attention([phi2(r) for r in rows(q, T, D)], [phi2(r) for r in rows(k, T, D)], rows(v, T, Dv))
+    report("slay_poly2 (sampled frame) vs (u_q.u_k)^2 + gamma/D", max_rel_err(got, want), 1e-5)
 
     # A bad call: k with the wrong T -> BAD_SHAPE, a message, out untouched (raw ABI layer).
     plan = _core.get_plan(_abi.BACKEND_CPU, 0, _core.variant_value("linear"),

@@ -63,6 +63,7 @@ CASES = {
     "yat_spherical": dict(epsilon=0.1),
     "yat": dict(epsilon=0.1),
     "standard": {},
+    "slay_poly2": dict(num_features=5, poly2_gamma=0.5),  # d = 2 < D plus the constant feature
 }
 # Signed feature maps (denominators near zero on random inputs, SPEC F.2) and
 # yat's unbounded softmax logits amplify fp32 rounding: on random q, k their
@@ -72,9 +73,9 @@ CASES = {
 # a looser bar: q, k clustered around one direction per head (spread 0.1) for
 # the signed maps, with 16 features for rff (its estimate carries a cosine
 # term clustering does not make positive), and q, k ~ N(0, 1/4) for yat.
-SIGNED_MAPS = {"rff", "slay_random_maclaurin", "slay_tensorsketch", "slay_nystrom"}
+SIGNED_MAPS = {"rff", "slay_random_maclaurin", "slay_tensorsketch", "slay_nystrom", "slay_poly2"}
 LINEARIZED_WITH_STATE = {"slay_anchor", "slay_hadamard", "slay_laplace", "slay_nystrom", "slay_random_maclaurin",
-                         "slay_tensorsketch", "performer", "rff", "linear", "cosformer"}
+                         "slay_tensorsketch", "performer", "rff", "linear", "cosformer", "slay_poly2"}
 
 
 def params_for(variant, heads=H, head_dim=D, attrs=None):

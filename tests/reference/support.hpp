@@ -12,6 +12,7 @@
 
 #include "core/attributes.hpp"
 #include "core/config.hpp"
+#include "core/sampling_math.hpp"
 #include "cpu/reference.hpp"
 
 namespace slay_test {
@@ -58,7 +59,9 @@ inline std::vector<double> gaussian(std::mt19937_64& rng, int64_t n, double sd =
 
 // A fresh draw of every parameter segment (SPEC A): Gaussian omega, unit-norm
 // anchors, RM N(0, 1/D), Nystrom W from the anchors, integer TensorSketch
-// hashes in [0, P) and +-1 signs, performer N(0, 1/D), rff phases in [0, 2 pi).
+// hashes in [0, P) and +-1 signs, performer N(0, 1/D), rff phases in [0, 2 pi),
+// poly2 frames with orthonormal columns (the library's own orthonormalization
+// of Gaussian blocks).
 inline std::vector<double> random_params(const AttnConfig& c, std::mt19937_64& rng) {
     std::vector<double> params(slay::param_count(c));
     std::normal_distribution<double> normal(0.0, 1.0);
@@ -83,6 +86,16 @@ inline std::vector<double> random_params(const AttnConfig& c, std::mt19937_64& r
                 double n2 = 0.0;
                 for (int64_t d = 0; d < D; ++d) n2 += seg[p * D + d] * seg[p * D + d];
                 for (int64_t d = 0; d < D; ++d) seg[p * D + d] /= std::sqrt(n2);
+            }
+        }
+        if (name == "poly2_frame") {
+            const int64_t heads = s.shape[0], d = s.shape[2];
+            std::vector<float> block(D * d);
+            std::vector<double> work(D * d);
+            for (int64_t h = 0; h < heads; ++h) {
+                for (float& e : block) e = static_cast<float>(normal(rng));
+                slay::sampling::orthonormal_columns(block.data(), D, d, work.data(), block.data());
+                for (int64_t i = 0; i < D * d; ++i) seg[h * D * d + i] = block[i];
             }
         }
         if (name == "nystrom_w")

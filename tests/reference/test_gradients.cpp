@@ -165,6 +165,16 @@ TEST_SUITE("fd") {
         for (slay_attn_variant_t v : all_variants()) check_gradients(v, false);
     }
 
+    // slay_poly2 at the small configuration's budget M = 3 has a frame of
+    // d = 1; these budgets give a partial frame with the constant feature
+    // (d = 3 < D, 6 + 1 = 7) and a full frame without it (d = D = 4, 10).
+    TEST_CASE("finite-difference gradients of slay_poly2: partial frame + constant, full frame") {
+        for (bool causal : {true, false}) {
+            check_gradients(SLAY_ATTN_SLAY_POLY2, causal, [](AttnConfig& c) { c.num_features = 7; c.poly2_gamma = 0.5; });
+            check_gradients(SLAY_ATTN_SLAY_POLY2, causal, [](AttnConfig& c) { c.num_features = 10; c.poly2_gamma = 0; });
+        }
+    }
+
     // The clamp and small-norm branches (SPEC C.1, C.2, F.9), each forced on
     // part of the data; random inputs keep every value away from the kinks.
     TEST_CASE("finite differences through the clamp and small-norm branches") {
@@ -177,7 +187,8 @@ TEST_SUITE("fd") {
         };
         for (bool causal : {true, false}) {
             SUBCASE("PRF exponent clamp and normalisation eps") {
-                for (slay_attn_variant_t v : {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_HADAMARD, SLAY_ATTN_SLAY_LAPLACE})
+                for (slay_attn_variant_t v :
+                     {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_HADAMARD, SLAY_ATTN_SLAY_LAPLACE, SLAY_ATTN_SLAY_POLY2})
                     check_gradients(v, causal, [](AttnConfig& c) { c.prf_clamp = 0.3; c.norm_eps = 1.0; }, shrink);
             }
             SUBCASE("stabilizer clamp: den = max(Z, delta) held at delta on about half the rows") {

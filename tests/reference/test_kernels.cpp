@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <functional>
+#include <numeric>
 
 #include "core/quadrature.hpp"
 #include "cpu/feature_maps.hpp"
@@ -113,6 +114,80 @@ TEST_SUITE("mc") {
         }
         target /= double(cfg.num_features);
         check_estimate("Hadamard", monte_carlo(cfg, kX, kDraws, 15), target);
+    }
+}
+
+// slay_poly2 is exact, not a Monte Carlo estimator: for its (fixed) frame,
+// phi(q).phi(k) = (u_q.u_k)^2 + gamma/D with u = sqrt(D/d) S_h^T x^, checked
+// against that formula written out in fp64 on random tokens, for a partial
+// frame (d < D, with the constant) and a full one (d = D: u_q.u_k = q^.k^).
+TEST_SUITE("poly2") {
+    TEST_CASE("phi(q).phi(k) = (u_q.u_k)^2 + gamma/D, brute force") {
+        struct Shape {
+            int64_t D, budget;
+            double gamma;
+            int64_t d;  // expected frame dimension
+        };
+        for (const Shape& sh : {Shape{8, 20, 0.5, 5}, Shape{8, 36, 0.0, 8}, Shape{6, 40, 0.25, 6}}) {
+            AttnConfig cfg = small_config(SLAY_ATTN_SLAY_POLY2, true, 1, 1, 1, sh.D, 3, 2);
+            cfg.num_features = sh.budget;
+            cfg.poly2_gamma = sh.gamma;
+            const slay::Poly2Shape shape = slay::poly2_shape(cfg);
+            CAPTURE(sh.D);
+            CAPTURE(sh.budget);
+            REQUIRE(shape.frame_dim == sh.d);
+            REQUIRE(slay::feature_dim(cfg) == sh.d * (sh.d + 1) / 2 + (sh.gamma > 0 ? 1 : 0));
+            std::mt19937_64 rng(21 + sh.D);
+            const std::vector<double> params = random_params(cfg, rng);
+            const auto map = slay::cpu::make_feature_map(cfg, params.data());
+            const int64_t F = map->dim(), D = sh.D, d = sh.d;
+            double worst = 0;
+            for (int trial = 0; trial < 20; ++trial) {
+                const int64_t head = trial % 2;
+                const std::vector<double> q = gaussian(rng, D), k = gaussian(rng, D);
+                std::vector<double> pq(F), pk(F);
+                map->apply(head, 0, 1, q.data(), pq.data());
+                map->apply(head, 0, 1, k.data(), pk.data());
+                double dot_phi = 0;
+                for (int64_t f = 0; f < F; ++f) dot_phi += pq[f] * pk[f];
+                const double nq = std::sqrt(std::inner_product(q.begin(), q.end(), q.begin(), 0.0));
+                const double nk = std::sqrt(std::inner_product(k.begin(), k.end(), k.begin(), 0.0));
+                const double* S = params.data() + head * D * d;  // poly2_frame is the only segment
+                double uu = 0, x = 0;
+                for (int64_t a = 0; a < d; ++a) {
+                    double uq = 0, uk = 0;
+                    for (int64_t i = 0; i < D; ++i) {
+                        uq += S[i * d + a] * q[i] / nq;
+                        uk += S[i * d + a] * k[i] / nk;
+                    }
+                    uu += (double(D) / double(d)) * uq * uk;
+                }
+                for (int64_t i = 0; i < D; ++i) x += q[i] * k[i] / (nq * nk);
+                const double expected = uu * uu + sh.gamma / double(D);
+                worst = std::max(worst, std::fabs(dot_phi - expected) / std::max(1.0, std::fabs(expected)));
+                // A full frame is a rotation: u_q.u_k = q^.k^, the kernel x^2 (+ gamma/D).
+                if (d == D) CHECK(std::fabs(uu - x) < 1e-6);  // the frame is fp32-rounded
+            }
+            MESSAGE("poly2 D=", sh.D, " budget=", sh.budget, " d=", d, ": worst relative error ", worst);
+            CHECK(worst < 1e-12);
+        }
+    }
+    TEST_CASE("frame dimension and gamma from the budget (auto gamma)") {
+        AttnConfig cfg = slay::default_config(SLAY_ATTN_SLAY_POLY2);  // budget 1024, gamma auto
+        cfg.head_dim = 64;  // 2080 > 1024: gamma 0.5, d = 44 (990 + 1 <= 1024)
+        slay::Poly2Shape s = slay::poly2_shape(cfg);
+        CHECK(s.gamma == 0.5);
+        CHECK(s.frame_dim == 44);
+        CHECK(s.features == 991);
+        cfg.head_dim = 32;  // 528 <= 1024: gamma 0, d = D
+        s = slay::poly2_shape(cfg);
+        CHECK(s.gamma == 0.0);
+        CHECK(s.frame_dim == 32);
+        CHECK(s.features == 528);
+        cfg.num_features = 256;  // 528 > 256: gamma 0.5, d = 22 (253 + 1 <= 256)
+        s = slay::poly2_shape(cfg);
+        CHECK(s.frame_dim == 22);
+        CHECK(s.features == 254);
     }
 }
 

@@ -21,7 +21,7 @@ const slay_attn_variant_t kAllVariants[] = {
     SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL, SLAY_ATTN_SLAY_ANCHOR,
     SLAY_ATTN_SLAY_LAPLACE, SLAY_ATTN_SLAY_HADAMARD, SLAY_ATTN_SLAY_TENSORSKETCH,
     SLAY_ATTN_SLAY_RANDOM_MACLAURIN, SLAY_ATTN_SLAY_NYSTROM, SLAY_ATTN_PERFORMER,
-    SLAY_ATTN_LINEAR, SLAY_ATTN_COSFORMER, SLAY_ATTN_RFF,
+    SLAY_ATTN_LINEAR, SLAY_ATTN_COSFORMER, SLAY_ATTN_RFF, SLAY_ATTN_SLAY_POLY2,
 };
 
 struct AttrInfo {
@@ -52,6 +52,7 @@ const AttrInfo kAllAttrs[] = {
     {SLAY_ATTR_KERNEL_CLAMP, "kernel_clamp", false, 1.0},
     {SLAY_ATTR_NYSTROM_REG, "nystrom_reg", false, 0.0},
     {SLAY_ATTR_NORM_EPS, "norm_eps", false, 1e-2},
+    {SLAY_ATTR_POLY2_GAMMA, "poly2_gamma", false, 0.0},
 };
 
 // Reads an attribute through the getter of its type; false if not readable.
@@ -144,6 +145,12 @@ TEST_CASE("per-variant SPEC defaults") {
     check_defaults(SLAY_ATTN_STANDARD, {{SLAY_ATTR_SOFTMAX_SCALE, 0}});  // 0 = 1/sqrt(D) at plan time
     check_defaults(SLAY_ATTN_COSFORMER, {{SLAY_ATTR_COSFORMER_LENGTH, 0}, {SLAY_ATTR_CHUNK_SIZE, 128}});
     check_defaults(SLAY_ATTN_LINEAR, {{SLAY_ATTR_CHUNK_SIZE, 128}});
+    check_defaults(SLAY_ATTN_SLAY_POLY2, {{SLAY_ATTR_NUM_FEATURES, 1024},  // the feature budget
+                                          {SLAY_ATTR_CHUNK_SIZE, 128},
+                                          {SLAY_ATTR_STABILIZER_MODE, SLAY_STABILIZER_ADD},
+                                          {SLAY_ATTR_STABILIZER, 1e-6},
+                                          {SLAY_ATTR_NORM_EPS, 1e-12},
+                                          {SLAY_ATTR_POLY2_GAMMA, -1}});  // auto
 }
 
 TEST_CASE("attributes a variant does not use are ATTRIBUTE_NOT_APPLICABLE for get and set") {
@@ -159,6 +166,8 @@ TEST_CASE("attributes a variant does not use are ATTRIBUTE_NOT_APPLICABLE for ge
         {SLAY_ATTN_PERFORMER, SLAY_ATTR_NUM_QUAD_NODES},  {SLAY_ATTN_LINEAR, SLAY_ATTR_NUM_FEATURES},
         {SLAY_ATTN_LINEAR, SLAY_ATTR_COSFORMER_LENGTH},   {SLAY_ATTN_COSFORMER, SLAY_ATTR_EPSILON},
         {SLAY_ATTN_RFF, SLAY_ATTR_PRF_CLAMP},             {SLAY_ATTN_YAT_SPHERICAL, SLAY_ATTR_POLY_DIM},
+        {SLAY_ATTN_SLAY_POLY2, SLAY_ATTR_EPSILON},        {SLAY_ATTN_SLAY_POLY2, SLAY_ATTR_POLY_DIM},
+        {SLAY_ATTN_SLAY_POLY2, SLAY_ATTR_PRF_CLAMP},      {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTR_POLY2_GAMMA},
     };
     for (const NotApplicable& c : cases) {
         const AttrInfo& a = info(c.attr);
@@ -207,7 +216,7 @@ TEST_CASE("every applicable attribute round-trips through set and get, on every 
 
 TEST_CASE("unknown attribute ids are UNKNOWN_ATTRIBUTE") {
     Desc d = make_desc(SLAY_ATTN_SLAY_ANCHOR);
-    for (int raw : {12, 31, 40, 1000, -1}) {
+    for (int raw : {13, 31, 41, 1000, -1}) {
         CAPTURE(raw);
         // Through C (raw_enum_calls.c): -1 is no slay_attr_t value in C++.
         int64_t i = 0;
@@ -270,6 +279,7 @@ TEST_CASE("out-of-range values are INVALID_VALUE and leave the stored value unch
         {SLAY_ATTN_YAT_SPHERICAL, SLAY_ATTR_KERNEL_CLAMP, {0, 1.5, kNaN}},
         {SLAY_ATTN_SLAY_NYSTROM, SLAY_ATTR_NYSTROM_REG, {-1e-3, 1001, kNaN}},
         {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTR_NORM_EPS, {0, 0.02, kNaN}},
+        {SLAY_ATTN_SLAY_POLY2, SLAY_ATTR_POLY2_GAMMA, {-1.5, 1000.5, kNaN, kInf}},
     };
     for (const OutOfRange& c : cases) {
         const AttrInfo& a = info(c.attr);
@@ -302,7 +312,7 @@ TEST_CASE("NULL descriptor and NULL out-pointers are INVALID_ARGUMENT") {
 }
 
 TEST_CASE("creating a descriptor of an unknown variant fails and leaves the out-pointer untouched") {
-    for (int raw : {13, -1, 1000}) {
+    for (int raw : {14, -1, 1000}) {
         CAPTURE(raw);
         const auto untouched = reinterpret_cast<slay_attn_desc_t>(uintptr_t{0x1234});
         slay_attn_desc_t d = untouched;
@@ -322,7 +332,7 @@ TEST_CASE("canonical variant names round trip") {
                                  "slay_anchor",       "slay_laplace",  "slay_hadamard",
                                  "slay_tensorsketch", "slay_random_maclaurin", "slay_nystrom",
                                  "performer",         "linear",        "cosformer",
-                                 "rff"};
+                                 "rff",               "slay_poly2"};
     for (slay_attn_variant_t v : kAllVariants) {
         const char* name = slay_attn_variant_name(v);
         REQUIRE(name != nullptr);
@@ -354,6 +364,7 @@ TEST_CASE("reference registry keys parse to their variants") {
         {"yat-performer-rm", SLAY_ATTN_SLAY_RANDOM_MACLAURIN},
         {"yat-performer-random-maclaurin", SLAY_ATTN_SLAY_RANDOM_MACLAURIN},
         {"yat-performer-nystrom", SLAY_ATTN_SLAY_NYSTROM},
+        {"yat-poly2", SLAY_ATTN_SLAY_POLY2},
     };
     for (const Alias& a : aliases) {
         const std::string key = a.key;

@@ -68,6 +68,8 @@ std::vector<ExpectedLayout> documented_layouts() {
         {SLAY_ATTN_LINEAR, D, 0, {}},
         {SLAY_ATTN_COSFORMER, 2 * D, 0, {}},
         {SLAY_ATTN_RFF, M, H * D * M + H * M, {{"omega", 0, {H, D, M}}, {"rff_phase", H * D * M, {H, M}}}},
+        // Budget M = 4 < D(D+1)/2: gamma 0.5, frame d = 2 (3 pairs + the constant = 4 features).
+        {SLAY_ATTN_SLAY_POLY2, 4, H * D * 2, {{"poly2_frame", 0, {H, D, 2}}}},
     };
 }
 
@@ -252,6 +254,22 @@ TEST_CASE("a feature dimension beyond the limit is INVALID_VALUE at plan creatio
     slay_attn_plan_t plan = untouched;
     check_status(SLAY_STATUS_INVALID_VALUE, [&] { return slay_attn_plan_create(&plan, cpu, huge); });
     CHECK(plan == untouched);
+}
+
+TEST_CASE("a slay_poly2 budget that leaves no frame dimension is INVALID_VALUE at plan creation") {
+    Handle cpu = make_cpu_handle();
+    // Budget 1 with the (auto) constant feature leaves d = 0; with gamma = 0 it is d = 1.
+    Desc none = make_desc(SLAY_ATTN_SLAY_POLY2, {{SLAY_ATTR_NUM_FEATURES, 1}});
+    const auto untouched = reinterpret_cast<slay_attn_plan_t>(uintptr_t{0x5678});
+    slay_attn_plan_t plan = untouched;
+    check_status(SLAY_STATUS_INVALID_VALUE, [&] { return slay_attn_plan_create(&plan, cpu, none); });
+    CHECK(std::string(slay_last_error_message()).find("num_features=1") != std::string::npos);
+    CHECK(plan == untouched);
+    REQUIRE(slay_attn_desc_set_f64(none, SLAY_ATTR_POLY2_GAMMA, 0.0) == SLAY_STATUS_SUCCESS);
+    Plan one = make_plan(cpu, none);
+    int64_t features = 0;
+    REQUIRE(slay_attn_plan_get_feature_dim(one, &features) == SLAY_STATUS_SUCCESS);
+    CHECK(features == 1);
 }
 
 TEST_CASE("plan creation rejects NULL arguments") {

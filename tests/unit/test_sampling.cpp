@@ -3,7 +3,8 @@
 // -> different), and the distribution of every segment kind: unit-norm
 // anchors, TensorSketch hashes in [0, P) and signs +-1, RFF phases in
 // [0, 2 pi), performer_w with std ~ 1/sqrt(D), omega ~ N(0, 1), a finite
-// symmetric Nystrom matrix. A variant without parameters samples nothing.
+// symmetric Nystrom matrix, orthonormal slay_poly2 frames. A variant without
+// parameters samples nothing.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -163,6 +164,28 @@ TEST_CASE("the Nystrom matrix is finite and symmetric") {
     for (int64_t r = 0; r < w.rows; ++r)
         for (int64_t c = r + 1; c < w.cols; ++c)
             CHECK(std::fabs(w.data[r * w.cols + c] - w.data[c * w.cols + r]) <= 1e-5 * largest);
+}
+
+TEST_CASE("slay_poly2 frames: (H, D, d) with orthonormal columns per head, heads distinct") {
+    // D = 16, budget 100: gamma auto = 0.5 (136 > 100), d = 13 (91 + 1 <= 100).
+    const int64_t H = 3, D = 16, d = 13;
+    const SampledParams p(SLAY_ATTN_SLAY_POLY2,
+                          {{SLAY_ATTR_NUM_HEADS, H}, {SLAY_ATTR_HEAD_DIM, D}, {SLAY_ATTR_NUM_FEATURES, 100}}, 17, 0);
+    const auto s = p.segment("poly2_frame");
+    REQUIRE(s.count == H * D * d);
+    REQUIRE(s.cols == d);
+    double worst = 0;  // max |S_h^T S_h - I| over heads (fp32 rounding of an fp64-orthonormal block)
+    for (int64_t h = 0; h < H; ++h) {
+        const float* S = s.data + h * D * d;
+        for (int64_t a = 0; a < d; ++a)
+            for (int64_t b = 0; b < d; ++b) {
+                double g = 0;
+                for (int64_t k = 0; k < D; ++k) g += double(S[k * d + a]) * S[k * d + b];
+                worst = std::fmax(worst, std::fabs(g - (a == b ? 1.0 : 0.0)));
+            }
+    }
+    CHECK(worst < 1e-6);
+    CHECK(s.data[0] != s.data[D * d]);  // every head draws its own frame
 }
 
 TEST_CASE("a variant without parameters samples nothing and succeeds with NULL params") {

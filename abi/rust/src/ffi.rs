@@ -71,7 +71,8 @@ pub const SLAY_ATTN_PERFORMER: slay_attn_variant_t = 9;
 pub const SLAY_ATTN_LINEAR: slay_attn_variant_t = 10;
 pub const SLAY_ATTN_COSFORMER: slay_attn_variant_t = 11;
 pub const SLAY_ATTN_RFF: slay_attn_variant_t = 12;
-pub const SLAY_ATTN_VARIANT_COUNT_: slay_attn_variant_t = 13;
+pub const SLAY_ATTN_SLAY_POLY2: slay_attn_variant_t = 13;
+pub const SLAY_ATTN_VARIANT_COUNT_: slay_attn_variant_t = 14;
 
 pub type slay_attr_t = i32;
 pub const SLAY_ATTR_NUM_HEADS: slay_attr_t = 0;
@@ -94,6 +95,7 @@ pub const SLAY_ATTR_PRF_CLAMP: slay_attr_t = 36;
 pub const SLAY_ATTR_KERNEL_CLAMP: slay_attr_t = 37;
 pub const SLAY_ATTR_NYSTROM_REG: slay_attr_t = 38;
 pub const SLAY_ATTR_NORM_EPS: slay_attr_t = 39;
+pub const SLAY_ATTR_POLY2_GAMMA: slay_attr_t = 40;
 
 pub type slay_stabilizer_mode_t = i32;
 pub const SLAY_STABILIZER_ADD: slay_stabilizer_mode_t = 0;

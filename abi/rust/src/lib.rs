@@ -180,6 +180,8 @@ c_enum! {
         COSFORMER = SLAY_ATTN_COSFORMER,
         /// Random Fourier features.
         RFF = SLAY_ATTN_RFF,
+        /// Exact degree-2 features (q^.k^)^2 on a random orthonormal frame (ABI 3).
+        SLAY_POLY2 = SLAY_ATTN_SLAY_POLY2,
     }
 }
 
@@ -232,6 +234,8 @@ c_enum! {
         NYSTROM_REG = SLAY_ATTR_NYSTROM_REG,
         /// eps of x / max(|x|, eps) (f64).
         NORM_EPS = SLAY_ATTR_NORM_EPS,
+        /// slay_poly2: gamma of the constant feature; negative means auto (f64, ABI 3).
+        POLY2_GAMMA = SLAY_ATTR_POLY2_GAMMA,
     }
 }
 
