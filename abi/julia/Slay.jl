@@ -1,12 +1,14 @@
 # Slay.jl -- Julia bindings for libslay (SLAY attention: Spherical Linearized
 # Attention with Yat kernels, and the variants it is compared with).
 #
-# Shapes use libslay's (B, H, T, D) notation, row-major: q, k (B, H, T, D),
-# v and out (B, H, T, Dv), the linear-attention state (B, H, F, Dv+1) fp32,
-# the feature parameters (N,) fp32. Julia arrays are column-major, so a
-# (B, H, T, D) tensor is a Julia array of size (D, T, H, B): `tensor(x)` takes
-# the logical shape and strides as the reverse of size(x) and strides(x), and
-# the memory is the same as C's.
+# Shapes use libslay's (B, H, T, D) notation, row-major: q (B, H, T, D),
+# k (B, H_kv, T, D) and v (B, H_kv, T, Dv) (H_kv = H unless the plan sets
+# num_kv_heads: grouped-query heads), out (B, H, T, Dv), the linear-attention
+# state (B, H, F, Dv+1) fp32, the feature parameters (N,) fp32; a packed call
+# (seq_offsets, N+1 Int32/Int64 offsets) has B = 1 and N state rows. Julia
+# arrays are column-major, so a (B, H, T, D) tensor is a Julia array of size
+# (D, T, H, B): `tensor(x)` takes the logical shape and strides as the
+# reverse of size(x) and strides(x), and the memory is the same as C's.
 #
 # Layers:
 #   - slay_* functions: one @ccall per exported C function, same name and
@@ -76,6 +78,8 @@ const slay_dtype_t = Cint
 const SLAY_DTYPE_FLOAT32 = Int32(0)
 const SLAY_DTYPE_BFLOAT16 = Int32(1)
 const SLAY_DTYPE_FLOAT16 = Int32(2)
+const SLAY_DTYPE_INT32 = Int32(3)
+const SLAY_DTYPE_INT64 = Int32(4)
 
 const slay_backend_t = Cint
 const SLAY_BACKEND_CPU = Int32(0)
@@ -111,6 +115,7 @@ const SLAY_ATTR_POLY_DIM = Int32(8)
 const SLAY_ATTR_CHUNK_SIZE = Int32(9)
 const SLAY_ATTR_STABILIZER_MODE = Int32(10)
 const SLAY_ATTR_COSFORMER_LENGTH = Int32(11)
+const SLAY_ATTR_NUM_KV_HEADS = Int32(12)
 const SLAY_ATTR_EPSILON = Int32(32)
 const SLAY_ATTR_STABILIZER = Int32(33)
 const SLAY_ATTR_SCORE_SCALE = Int32(34)
@@ -164,6 +169,7 @@ struct SlayAttnFwdArgs
     initial_state::Ptr{SlayTensor}
     final_state::Ptr{SlayTensor}
     position_offset::Int64
+    seq_offsets::Ptr{SlayTensor}   # ABI 3; NULL: not packed
 end
 
 # slay_attn_bwd_args_t (size-prefixed; optional tensors may be NULL).
@@ -182,6 +188,7 @@ struct SlayAttnBwdArgs
     dfinal_state::Ptr{SlayTensor}
     dinitial_state::Ptr{SlayTensor}
     position_offset::Int64
+    seq_offsets::Ptr{SlayTensor}   # ABI 3; NULL: not packed
 end
 
 # One method per exported function, in slay.h's order. Strings returned by
@@ -516,6 +523,8 @@ end
 
 dtype_of(::Type{Float32}) = SLAY_DTYPE_FLOAT32
 dtype_of(::Type{Float16}) = SLAY_DTYPE_FLOAT16
+dtype_of(::Type{Int32}) = SLAY_DTYPE_INT32   # seq_offsets only
+dtype_of(::Type{Int64}) = SLAY_DTYPE_INT64
 dtype_of(::Type{T}) where {T} =
     throw(wrapper_error(SLAY_STATUS_BAD_DTYPE, "no libslay dtype for element type $T; UInt16 arrays " *
                                                "holding bf16 bits need tensor(x; dtype=SLAY_DTYPE_BFLOAT16)"))
@@ -572,6 +581,21 @@ function batch_and_length(x)
     return (t.shape[1], t.shape[3])
 end
 
+# (batch, length) a call's workspace is sized for: q's (B, T), or for a packed
+# call (N, longest sequence) of its host offsets. Bad offsets give a size the
+# call then rejects with the library's message. Offsets given as a SlayTensor
+# (device memory) are not read here: such a call passes its own workspace.
+function batch_and_length(q, seq_offsets)
+    dense = batch_and_length(q)
+    seq_offsets === nothing && return dense
+    seq_offsets isa AbstractVector ||
+        throw(wrapper_error(SLAY_STATUS_INVALID_ARGUMENT, "seq_offsets is a SlayTensor: pass a workspace of " *
+                                                          "workspace_size(plan, pass, N, longest sequence) bytes"))
+    n = length(seq_offsets) - 1
+    longest = n >= 1 ? maximum(Int64(seq_offsets[i+1]) - Int64(seq_offsets[i]) for i in 1:n) : Int64(0)
+    return (Int64(max(n, 0)), max(longest, Int64(0)))
+end
+
 # A workspace: a host Vector{UInt8} (Julia aligns array data to at least 16
 # bytes, as slay.h requires), (device pointer, bytes), or nothing: then one
 # of the size the plan asks for is allocated on the host.
@@ -601,24 +625,29 @@ end
 
 """
     forward!(plan, out, q, k, v; params=nothing, initial_state=nothing,
-             final_state=nothing, position_offset=0, workspace=nothing, stream=C_NULL)
+             final_state=nothing, position_offset=0, seq_offsets=nothing, workspace=nothing, stream=C_NULL)
 
-out = attention(q, k, v): q, k (B, H, T, D), v and out (B, H, T, Dv), i.e.
-Julia arrays of size (D, T, H, B) and (Dv, T, H, B) in the plan's io dtype.
-`params` (param_count,) fp32 for the random-feature variants; the states
-(B, H, F, Dv+1) fp32 carry a linear-attention prefix in and out. Returns out.
+out = attention(q, k, v): q (B, H, T, D), k (B, H_kv, T, D), v (B, H_kv, T, Dv)
+and out (B, H, T, Dv), i.e. Julia arrays of size (D, T, H, B), ... in the
+plan's io dtype. `params` (param_count,) fp32 for the random-feature variants;
+the states (B, H, F, Dv+1) fp32 carry a linear-attention prefix in and out.
+`seq_offsets` (a Vector{Int32} or Vector{Int64} of N+1 offsets) makes it a
+packed call of N sequences: B = 1, sequence i holding the (0-based) tokens
+seq_offsets[i] to seq_offsets[i+1]-1, states with N rows.
+Returns out.
 """
 function forward!(plan::Plan, out::TensorArg, q::TensorArg, k::TensorArg, v::TensorArg;
                   params::TensorArg=nothing, initial_state::TensorArg=nothing, final_state::TensorArg=nothing,
-                  position_offset::Integer=0, workspace=nothing, stream::Ptr=C_NULL)
-    B, T = batch_and_length(q)
+                  position_offset::Integer=0, seq_offsets::TensorArg=nothing, workspace=nothing,
+                  stream::Ptr=C_NULL)
+    B, T = batch_and_length(q, seq_offsets)
     ws = workspace === nothing ? Vector{UInt8}(undef, workspace_size(plan, SLAY_PASS_FORWARD, B, T)) : workspace
     rq, rk, rv, rp, ro = tensor_ref(q), tensor_ref(k), tensor_ref(v), tensor_ref(params), tensor_ref(out)
-    ri, rf = tensor_ref(initial_state), tensor_ref(final_state)
-    GC.@preserve out q k v params initial_state final_state ws rq rk rv rp ro ri rf begin
+    ri, rf, rs = tensor_ref(initial_state), tensor_ref(final_state), tensor_ref(seq_offsets)
+    GC.@preserve out q k v params initial_state final_state seq_offsets ws rq rk rv rp ro ri rf rs begin
         args = Ref(SlayAttnFwdArgs(sizeof(SlayAttnFwdArgs), tensor_ptr(rq), tensor_ptr(rk), tensor_ptr(rv),
                                    tensor_ptr(rp), tensor_ptr(ro), tensor_ptr(ri), tensor_ptr(rf),
-                                   position_offset))
+                                   position_offset, tensor_ptr(rs)))
         ws_ptr, ws_bytes = workspace_ptr(ws)
         check(slay_attn_fwd(live(plan), args, ws_ptr, ws_bytes, stream), "slay_attn_fwd")
     end
@@ -628,29 +657,31 @@ end
 """
     backward!(plan, dq, dk, dv, q, k, v, out, dout; params=nothing, initial_state=nothing,
               dfinal_state=nothing, dinitial_state=nothing, position_offset=0,
-              workspace=nothing, stream=C_NULL)
+              seq_offsets=nothing, workspace=nothing, stream=C_NULL)
 
 Gradients of L with respect to q, k, v (written into dq, dk, dv, shaped like
-q, k, v) given out (the forward's output) and dout = dL/dout; with states,
-dinitial_state receives dL/dinitial_state given dfinal_state. Returns
+q, k, v; grouped k, v get their group's summed gradient) given out (the
+forward's output) and dout = dL/dout; with states, dinitial_state receives
+dL/dinitial_state given dfinal_state. `seq_offsets` as in forward!. Returns
 (dq, dk, dv).
 """
 function backward!(plan::Plan, dq::TensorArg, dk::TensorArg, dv::TensorArg, q::TensorArg, k::TensorArg,
                    v::TensorArg, out::TensorArg, dout::TensorArg; params::TensorArg=nothing,
                    initial_state::TensorArg=nothing, dfinal_state::TensorArg=nothing,
-                   dinitial_state::TensorArg=nothing, position_offset::Integer=0, workspace=nothing,
-                   stream::Ptr=C_NULL)
-    B, T = batch_and_length(q)
+                   dinitial_state::TensorArg=nothing, position_offset::Integer=0, seq_offsets::TensorArg=nothing,
+                   workspace=nothing, stream::Ptr=C_NULL)
+    B, T = batch_and_length(q, seq_offsets)
     ws = workspace === nothing ? Vector{UInt8}(undef, workspace_size(plan, SLAY_PASS_BACKWARD, B, T)) : workspace
     rq, rk, rv, rp, ro, rdo = tensor_ref(q), tensor_ref(k), tensor_ref(v), tensor_ref(params), tensor_ref(out),
                               tensor_ref(dout)
     rdq, rdk, rdv = tensor_ref(dq), tensor_ref(dk), tensor_ref(dv)
     ri, rdf, rdi = tensor_ref(initial_state), tensor_ref(dfinal_state), tensor_ref(dinitial_state)
-    GC.@preserve dq dk dv q k v out dout params initial_state dfinal_state dinitial_state ws rq rk rv rp ro rdo rdq rdk rdv ri rdf rdi begin
+    rs = tensor_ref(seq_offsets)
+    GC.@preserve dq dk dv q k v out dout params initial_state dfinal_state dinitial_state seq_offsets ws rq rk rv rp ro rdo rdq rdk rdv ri rdf rdi rs begin
         args = Ref(SlayAttnBwdArgs(sizeof(SlayAttnBwdArgs), tensor_ptr(rq), tensor_ptr(rk), tensor_ptr(rv),
                                    tensor_ptr(rp), tensor_ptr(ro), tensor_ptr(rdo), tensor_ptr(rdq),
                                    tensor_ptr(rdk), tensor_ptr(rdv), tensor_ptr(ri), tensor_ptr(rdf),
-                                   tensor_ptr(rdi), position_offset))
+                                   tensor_ptr(rdi), position_offset, tensor_ptr(rs)))
         ws_ptr, ws_bytes = workspace_ptr(ws)
         check(slay_attn_bwd(live(plan), args, ws_ptr, ws_bytes, stream), "slay_attn_bwd")
     end

@@ -6,7 +6,9 @@ random features, R = 2 quadrature nodes, M = 16, P = 32, epsilon 1e-6) on
 random q, k (B, H, T, D) and v (B, H, T, D) and prints the relative L2 error
 of its output against exact yat_spherical attention (the kernel SLAY
 linearizes) and the time each took:
-  - with numpy on the CPU backend (always);
+  - with numpy on the CPU backend (always), then a packed batch of two
+    sequences (seq_offsets) with one shared key/value head (multi-query,
+    num_kv_heads = 1) against one call per sequence;
   - with torch on CUDA device 0 when torch and a GPU are there (unless --cpu),
     including a backward through autograd (q.grad, k.grad, v.grad) and the
     drop-in layer slay.nn.SlayAttention.
@@ -61,6 +63,20 @@ def numpy_cpu(T, H, D):
     print(f"numpy, CPU backend: slay_anchor {ms:.1f} ms, yat_spherical {exact_ms:.1f} ms (B=1 H={H} T={T} D={D})")
     check("slay_anchor output", out, exact)
     check("yat_spherical output", exact)
+
+    # Two sequences packed back to back (lengths T/3 and T - T/3) sharing one
+    # key/value head: q (1, H, T, D), k, v (1, 1, T, D); each sequence is
+    # computed as a call of its own.
+    offsets = np.array([0, T // 3, T], np.int64)
+    k1, v1 = k[:, :1], v[:, :1]
+    packed = slay.attention(q, k1, v1, "slay_anchor", params=params, seq_offsets=offsets, **ATTRS)
+    pieces = [slay.attention(q[:, :, a:b], k1[:, :, a:b], v1[:, :, a:b], "slay_anchor", params=params, **ATTRS)
+              for a, b in zip(offsets[:-1], offsets[1:])]
+    diff = float(np.abs(packed - np.concatenate(pieces, axis=2)).max())
+    print(f"  packed batch of 2 sequences, 1 key/value head: max difference to per-sequence calls {diff:.1e}")
+    check("packed multi-query output", packed)
+    if diff != 0.0:
+        failures.append(f"packed output differs from the per-sequence calls by {diff:.3g}")
 
 
 def torch_cuda(T, H, D):

@@ -19,7 +19,13 @@ Checks:
   - bad input raises with the library's status name and message (bad shape,
     mixed dtypes, out-of-range and not-applicable attributes, unknown variant)
     or a clear TypeError/ValueError (float64, 3-D input, unknown attribute,
-    missing or mismatched parameters, state of an exact variant).
+    missing or mismatched parameters, state of an exact variant);
+  - a packed call (seq_offsets, int32 and int64, one sequence empty) with
+    grouped-query heads (H = 4, H_kv = 2) equals one call per sequence
+    bit for bit: outputs, final states and every gradient; grouped-query
+    heads equal k, v repeated per group (np.repeat) with dk, dv the group sums
+    (slay_anchor with states, standard, causal and bidirectional); bad
+    offsets, state counts and head counts raise with the library's message.
 Exit 77 (skipped) without numpy.
 """
 import os
@@ -85,6 +91,101 @@ def finite_difference_check(name, variant, causal, params=None, with_state=False
         scale = max(scale, float(np.abs(numeric).max()))
     report.check(f"backward vs finite differences: {name}", worst <= 1e-3 * max(scale, 1.0),
                  f"max abs error {worst:.2e}, largest gradient {scale:.2e}, inputs {list(inputs)}")
+
+
+def packed_and_grouped_checks():
+    H, H_kv, D, Dv = 4, 2, 3, 2
+    lengths = [5, 0, 7, 1]
+    offsets = np.cumsum([0] + lengths)
+    N, total = len(lengths), int(offsets[-1])
+    anchor_attrs = dict(num_quad_nodes=2, num_features=2, poly_dim=2)
+    cases = (("slay_anchor", True, anchor_attrs, np.int32), ("slay_anchor", False, anchor_attrs, np.int64),
+             ("standard", True, {}, np.int64), ("standard", False, {}, np.int32))
+    for variant, causal, attrs, offset_dtype in cases:
+        name = f"{variant} {'causal' if causal else 'bidirectional'}, {np.dtype(offset_dtype).name} offsets"
+        params = slay.FeatureParams.sample(variant, H, D, seed=4, **attrs) if attrs else None
+        kw = dict(variant=variant, causal=causal, params=params, **attrs)
+        q, k, v = randn(1, H, total, D), randn(1, H_kv, total, D), randn(1, H_kv, total, Dv)
+        dout = randn(1, H, total, Dv)
+        state = dstate = None
+        if attrs:  # the final states of an earlier piece of each sequence (N rows)
+            _, state = slay.attention(randn(N, H, 4, D), randn(N, H_kv, 4, D), randn(N, H_kv, 4, Dv),
+                                      return_state=True, **kw)
+            dstate = randn(*state.shape)
+        with_state = state is not None
+
+        # Packed == one call per sequence, bit for bit.
+        result = slay.attention(q, k, v, initial_state=state, return_state=with_state,
+                                seq_offsets=offsets.astype(offset_dtype), **kw)
+        out, final = result if with_state else (result, None)
+        grads = slay.attention_backward(dout, q, k, v, initial_state=state, dfinal_state=dstate,
+                                        seq_offsets=offsets.astype(offset_dtype), **kw)
+        equal = True
+        for n in range(N):
+            t = slice(offsets[n], offsets[n + 1])
+            row = slice(n, n + 1)
+            one = slay.attention(q[:, :, t], k[:, :, t], v[:, :, t], initial_state=state[row] if with_state else None,
+                                 return_state=with_state, **kw)
+            one_out, one_final = one if with_state else (one, None)
+            one_grads = slay.attention_backward(dout[:, :, t], q[:, :, t], k[:, :, t], v[:, :, t],
+                                                initial_state=state[row] if with_state else None,
+                                                dfinal_state=dstate[row] if with_state else None, **kw)
+            pairs = [(out[:, :, t], one_out)] + [(g[:, :, t], o) for g, o in zip(grads[:3], one_grads[:3])]
+            if with_state:
+                pairs += [(final[row], one_final), (grads[3][row], one_grads[3])]
+            equal = equal and all(a.shape == b.shape and np.array_equal(a, b) for a, b in pairs)
+        report.check(f"packed (lengths {lengths}) == one call per sequence, H={H} H_kv={H_kv}: {name}", equal,
+                     "out, dq, dk, dv" + (", final state, dinitial_state" if with_state else ""))
+
+        # Grouped heads == k, v repeated per group, dk and dv summed over each
+        # group (one unpacked sequence of total tokens: one state row).
+        G = H // H_kv
+        if with_state:
+            state, dstate = state[:1], dstate[:1]
+        grouped = slay.attention_backward(dout, q, k, v, initial_state=state, dfinal_state=dstate, **kw)
+        repeated = slay.attention_backward(dout, q, np.repeat(k, G, axis=1), np.repeat(v, G, axis=1),
+                                           initial_state=state, dfinal_state=dstate, **kw)
+        out_grouped = slay.attention(q, k, v, initial_state=state, **kw)
+        out_repeated = slay.attention(q, np.repeat(k, G, axis=1), np.repeat(v, G, axis=1), initial_state=state,
+                                      **kw)
+        errors = []
+        for g, r in zip(grouped[1:3], repeated[1:3]):
+            summed = r.astype(np.float64).reshape(r.shape[0], H_kv, G, *r.shape[2:]).sum(axis=2)
+            errors.append(float(np.linalg.norm(g - summed) / np.linalg.norm(summed)))
+        same = np.array_equal(out_grouped, out_repeated) and np.array_equal(grouped[0], repeated[0]) and (
+            not with_state or np.array_equal(grouped[3], repeated[3]))
+        report.check(f"grouped-query (H={H}, H_kv={H_kv}) == k, v repeated, dk, dv summed: {name}",
+                     same and max(errors) <= 1e-6, f"out, dq{', dinitial_state' if with_state else ''} equal; "
+                     f"rel L2 of dk, dv {errors[0]:.1e}, {errors[1]:.1e}")
+
+    # Bad packed and grouped calls.
+    q, k, v = randn(1, H, total, D), randn(1, H_kv, total, D), randn(1, H_kv, total, Dv)
+    report.raises("float offsets -> TypeError", TypeError,
+                  lambda: slay.attention(q, k, v, "standard", seq_offsets=offsets.astype(np.float32)),
+                  ["int32 or int64"])
+    report.raises("2-D offsets -> ValueError", ValueError,
+                  lambda: slay.attention(q, k, v, "standard", seq_offsets=offsets[None]), ["1-D"])
+    report.raises("decreasing offsets -> SlayError INVALID_VALUE", slay.SlayError,
+                  lambda: slay.attention(q, k, v, "standard", seq_offsets=[0, 6, 5, total]),
+                  ["SLAY_STATUS_INVALID_VALUE", "seq_offsets[2]"])
+    report.raises("last offset != T_total -> SlayError INVALID_VALUE", slay.SlayError,
+                  lambda: slay.attention(q, k, v, "standard", seq_offsets=[0, 5, total - 1]),
+                  ["SLAY_STATUS_INVALID_VALUE", "token extent"])
+    report.raises("packed q with batch 2 -> SlayError BAD_SHAPE", slay.SlayError,
+                  lambda: slay.attention(*(np.concatenate([x, x]) for x in (q, k, v)), "standard",
+                                         seq_offsets=offsets), ["SLAY_STATUS_BAD_SHAPE", "q.shape[0]=2"])
+    params = slay.FeatureParams.sample("slay_anchor", H, D, seed=4, **anchor_attrs)
+    state = np.zeros((1, H, 2 * 2 * 2, Dv + 1), np.float32)
+    report.raises("one state row for N sequences -> SlayError BAD_SHAPE", slay.SlayError,
+                  lambda: slay.attention(q, k, v, params=params, initial_state=state, seq_offsets=offsets,
+                                         **anchor_attrs), ["SLAY_STATUS_BAD_SHAPE", "initial_state"])
+    report.raises("H not a multiple of H_kv -> SlayError INVALID_VALUE", slay.SlayError,
+                  lambda: slay.attention(q, randn(1, 3, total, D), randn(1, 3, total, Dv), "standard"),
+                  ["SLAY_STATUS_INVALID_VALUE", "num_kv_heads=3"])
+    report.raises("v with other heads than k -> SlayError BAD_SHAPE", slay.SlayError,
+                  lambda: slay.attention(q, k, randn(1, H, total, Dv), "standard"), ["SLAY_STATUS_BAD_SHAPE", "v"])
+    report.raises("num_kv_heads as keyword -> TypeError (it comes from k)", TypeError,
+                  lambda: slay.attention(q, k, v, "standard", num_kv_heads=2), ["k.shape[1]"])
 
 
 def main():
@@ -177,6 +278,7 @@ def main():
                   lambda: slay.attention(q, k, v, "standard", return_state=True), ["exact"])
     report.raises("a list instead of an array -> TypeError", TypeError,
                   lambda: slay.attention(q, k.tolist(), v, "linear"), ["numpy array"])
+    packed_and_grouped_checks()
     return report.exit_code()
 
 

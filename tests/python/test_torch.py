@@ -17,14 +17,27 @@ CPU backend (default; a meson test, skipped with exit 77 without torch):
   - SlayAttention: forward/backward, parameters stay float32 under
     .to(bfloat16), state_dict round trip, and from_module on stand-ins of the
     authors' modules (anchor: its forward transcribed from SPEC A.1/A.13/A.14
-    in float64 must match; FastAttention: proj_matrix -> performer_w).
+    in float64 must match; FastAttention: proj_matrix -> performer_w);
+  - packed calls (seq_offsets, lengths PACKED_LENGTHS with an empty one)
+    and grouped-query heads (H_kv = 1 of H = 2) through autograd: gradcheck
+    as above; a packed grouped call equals one call per sequence (outputs,
+    final states, every gradient) bit for bit; grouped heads equal k, v
+    repeated per group (repeat_interleave, whose backward sums the group)
+    to 1e-6 in dk, dv and exactly elsewhere; SlayAttention with
+    num_kv_heads and seq_offsets equals its per-sequence calls (to 1e-6:
+    its projections' GEMMs round by shape).
 --cuda (the GPU machine; exit 77 without a CUDA device):
   - forward and backward on CUDA equal the CPU backend's (relative L2 <= 1e-5
     in fp32, <= 2e-2 in bf16; the rounding-sensitive variants on conditioned
     inputs, see SIGNED_MAPS) for every variant, causal and bidirectional, with
     states where the variant has them;
+  - a packed call with grouped-query heads (offsets on the device) equals
+    the CPU backend's, forward and backward, for every variant, causal and
+    bidirectional, fp32 and bf16, with the same bars and inputs; offsets on
+    the host with CUDA tensors raise ValueError;
   - gradcheck on CUDA in fp32 (atol 2e-3, rtol 2e-2, nondet_tol 1e-5: the
-    CUDA backward may add partial gradients in any order);
+    CUDA backward may add partial gradients in any order), also packed and
+    grouped;
   - a call on a side stream, SlayAttention on CUDA (fp32 and bf16), and no
     device memory kept after the calls (workspace comes from torch's allocator).
 Usage: test_torch.py [--cuda]   (SLAY_LIBRARY and PYTHONPATH=abi/python as for the other tests)
@@ -89,18 +102,27 @@ def fp32_exact(*shape, device="cpu", scale=1.0):
     return (scale * torch.randn(*shape, dtype=torch.float64)).float().double().to(device).requires_grad_()
 
 
-def gradcheck_case(variant, causal, with_state, device="cpu", atol=3e-4, rtol=3e-3, nondet_tol=0.0, T=5):
+def gradcheck_case(variant, causal, with_state, device="cpu", atol=3e-4, rtol=3e-3, nondet_tol=0.0, T=5,
+                   kv_heads=H, lengths=None):
+    """gradcheck of one call; kv_heads < H: grouped-query heads; lengths: a
+    packed call of those sequences (q (1, H, sum, D), one state row each)."""
     params, attrs = params_for(variant), CASES[variant]
-    q, k, v = (fp32_exact(1, H, T, D, device=device) for _ in range(3))
+    rows, offsets = 1, None
+    if lengths is not None:
+        rows, T = len(lengths), sum(lengths)
+        offsets = torch.tensor([0] + list(lengths), device=device).cumsum(0)
+    q, k, v = fp32_exact(1, H, T, D, device=device), *(fp32_exact(1, kv_heads, T, D, device=device) for _ in range(2))
     inputs = [q, k, v]
     if with_state:  # a real state: the final state of an earlier piece (its z keeps denominators positive)
-        _, state = slay.attention(*(torch.randn(1, H, 8, D, device=device) for _ in range(3)), variant, causal,
-                                  params=params, return_state=True, **attrs)
+        _, state = slay.attention(torch.randn(rows, H, 8, D, device=device),
+                                  *(torch.randn(rows, kv_heads, 8, D, device=device) for _ in range(2)), variant,
+                                  causal, params=params, return_state=True, **attrs)
         inputs.append(state.double().requires_grad_())
 
     def run(q, k, v, *state):
         return slay.attention(q.float(), k.float(), v.float(), variant, causal, params=params,
-                              initial_state=state[0].float() if state else None, return_state=with_state, **attrs)
+                              initial_state=state[0].float() if state else None, return_state=with_state,
+                              seq_offsets=offsets, **attrs)
 
     # The final state is checked scaled to magnitude <= 1: its fp32 rounding,
     # relative to its own size, is then as small as the output's.
@@ -110,7 +132,8 @@ def gradcheck_case(variant, causal, with_state, device="cpu", atol=3e-4, rtol=3e
         result = run(*args)
         return (result[0].double(), state_scale * result[1].double()) if with_state else result.double()
 
-    name = f"gradcheck {device} {variant} {'causal' if causal else 'bidirectional'}{' + states' if with_state else ''}"
+    name = (f"gradcheck {device} {variant} {'causal' if causal else 'bidirectional'}{' + states' if with_state else ''}"
+            f"{f', H_kv={kv_heads}' if kv_heads != H else ''}{f', packed {list(lengths)}' if lengths else ''}")
     try:
         good = torch.autograd.gradcheck(fn, inputs, eps=STEP, atol=atol, rtol=rtol, nondet_tol=nondet_tol)
         report.check(name, good, f"atol {atol:g}, rtol {rtol:g}")
@@ -121,6 +144,91 @@ def gradcheck_case(variant, causal, with_state, device="cpu", atol=3e-4, rtol=3e
 def rel_l2(a, b):
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def outputs_and_grads(variant, causal, q, k, v, state, params, attrs, seq_offsets=None):
+    """[out, final_state, dq, dk, dv, dstate] (the state entries only with a
+    state) of L = sum(out * ramp over Dv) + 1e-2 sum(final_state) through
+    slay.attention's autograd, on fresh leaves made from q, k, v, state."""
+    leaves = [x.detach().requires_grad_() for x in (q, k, v) + ((state,) if state is not None else ())]
+    with_state = state is not None
+    r = slay.attention(*leaves[:3], variant, causal, params=params, initial_state=leaves[3] if with_state else None,
+                       return_state=with_state, seq_offsets=seq_offsets, **attrs)
+    out, final = r if with_state else (r, None)
+    loss = (out.float() * torch.linspace(-1, 1, out.shape[-1], device=out.device)).sum()
+    if final is not None:
+        loss = loss + final.sum() * 1e-2
+    loss.backward()
+    return [out] + ([final] if with_state else []) + [x.grad for x in leaves]
+
+
+PACKED_LENGTHS = (5, 0, 9, 1)
+
+
+def packed_inputs(variant, causal, params, attrs, kv_heads, qkv, lengths=PACKED_LENGTHS):
+    """q (1, H, T_total, D), k, v (1, kv_heads, T_total, D) from qkv(B, T, kv_heads)
+    (a function giving (B, H, T, D), (B, kv_heads, T, D) twice), int32 offsets
+    (N+1,), and the initial state (N, H, F, D+1) of a linearized variant (the
+    final states of an earlier piece per sequence) or None."""
+    offsets = torch.tensor((0,) + tuple(lengths), dtype=torch.int32).cumsum(0, dtype=torch.int32)
+    q, k, v = qkv(1, int(offsets[-1]), kv_heads)
+    state = None
+    if variant in LINEARIZED_WITH_STATE:
+        _, state = slay.attention(*qkv(len(lengths), 5, kv_heads), variant, causal, params=params,
+                                  return_state=True, **attrs)
+    return q, k, v, offsets, state
+
+
+def packed_and_grouped_tests():
+    """Packed and grouped calls through autograd on the CPU backend (see the module docstring)."""
+    for variant, causal, with_state in (("slay_anchor", True, True), ("standard", False, False)):
+        gradcheck_case(variant, causal, with_state, kv_heads=1)
+        gradcheck_case(variant, causal, with_state, kv_heads=1, lengths=(3, 0, 4))
+    for variant in ("slay_anchor", "slay_hadamard", "performer", "linear", "cosformer", "yat_spherical", "standard"):
+        params, attrs = params_for(variant), CASES[variant]
+        for causal in (True, False):
+            label = f"{variant} {'causal' if causal else 'bidirectional'}"
+            q, k, v, offsets, state = packed_inputs(variant, causal, params, attrs, 1, conditioned_qkv(variant))
+            packed = outputs_and_grads(variant, causal, q, k, v, state, params, attrs, offsets)
+            equal = True
+            for n in range(len(PACKED_LENGTHS)):
+                t, row = slice(int(offsets[n]), int(offsets[n + 1])), slice(n, n + 1)
+                one = outputs_and_grads(variant, causal, q[:, :, t], k[:, :, t], v[:, :, t],
+                                        state[row] if state is not None else None, params, attrs)
+                cut = [x[row] if x.shape[0] == len(PACKED_LENGTHS) else x[:, :, t] for x in packed]
+                equal = equal and all(torch.equal(a, b) for a, b in zip(cut, one))
+            report.check(f"packed {list(PACKED_LENGTHS)} with H_kv=1 == one call per sequence: {label}", equal,
+                         "out, dq, dk, dv" + (", final state, dinitial_state" if state is not None else ""))
+
+            grouped = outputs_and_grads(variant, causal, q[:, :, :8], k[:, :, :8], v[:, :, :8],
+                                        state[:1] if state is not None else None, params, attrs)
+            repeated = outputs_and_grads(variant, causal, q[:, :, :8], k[:, :, :8].repeat_interleave(H, 1),
+                                         v[:, :, :8].repeat_interleave(H, 1),
+                                         state[:1] if state is not None else None, params, attrs)
+            n_out = 2 if state is not None else 1
+            dk_dv = [x.view(1, 1, H, *x.shape[2:]).double().sum(2) for x in repeated[n_out + 1:n_out + 3]]
+            errors = [rel_l2(g, r) for g, r in zip(grouped[n_out + 1:n_out + 3], dk_dv)]
+            same = all(torch.equal(g, r) for i, (g, r) in enumerate(zip(grouped, repeated))
+                       if i not in (n_out + 1, n_out + 2))
+            report.check(f"grouped (H={H}, H_kv=1) == k, v repeated, dk, dv summed: {label}",
+                         same and max(errors) <= 1e-6, f"rel L2 of dk, dv {errors[0]:.1e}, {errors[1]:.1e}")
+
+    # SlayAttention with grouped heads, over a packed batch.
+    torch.manual_seed(3)
+    layer = slay.nn.SlayAttention(8, 4, "slay_anchor", num_kv_heads=2, num_quad_nodes=2, num_features=4, poly_dim=4)
+    lengths = (6, 3, 0, 2)
+    offsets = torch.tensor((0,) + lengths).cumsum(0)
+    x = torch.randn(1, sum(lengths), 8)
+    y, state = layer(x, return_state=True, seq_offsets=offsets)  # qkv (H + 2 H_kv) D = 16 outputs
+    # The projections' GEMMs round differently on the packed and the cut x: not bit for bit.
+    pieces = [layer(x[:, int(offsets[n]):int(offsets[n + 1])], return_state=True) for n in range(len(lengths))]
+    err = max(rel_l2(y, torch.cat([p[0] for p in pieces], 1)), rel_l2(state, torch.cat([p[1] for p in pieces])))
+    report.check("SlayAttention(num_kv_heads=2) over a packed batch == its per-sequence calls",
+                 layer.qkv.weight.shape == (16, 8) and state.shape[0] == len(lengths) and err <= 1e-6,
+                 f"qkv weight {tuple(layer.qkv.weight.shape)}, state {tuple(state.shape)}, rel L2 {err:.1e}; "
+                 f"{layer.extra_repr()}")
+    report.raises("SlayAttention with num_heads not a multiple of num_kv_heads -> ValueError", ValueError,
+                  lambda: slay.nn.SlayAttention(12, 4, "linear", num_kv_heads=3), ["num_kv_heads 3"])
 
 
 # ------------------------------------------------------------ authors' modules
@@ -182,6 +290,7 @@ def cpu_tests():
                                         ("linear", False, False), ("cosformer", True, True),
                                         ("yat_spherical", True, False), ("standard", False, False)):
         gradcheck_case(variant, causal, with_state)
+    packed_and_grouped_tests()
 
     # torch CPU == numpy; strided views; an expanded dout.
     B, T = 2, 6
@@ -239,14 +348,19 @@ def conditioned_attrs(variant):
     return dict(CASES[variant], num_features=16) if variant == "rff" else CASES[variant]
 
 
-def conditioned_qkv(variant, B, T):
-    """q, k, v (B, H, T, D) float32 for the CUDA-vs-CPU check (see SIGNED_MAPS)."""
-    v = torch.randn(B, H, T, D)
-    if variant in SIGNED_MAPS:
-        center = torch.randn(1, H, 1, D)
-        return center + 0.1 * torch.randn(B, H, T, D), center + 0.1 * torch.randn(B, H, T, D), v
-    scale = 0.5 if variant == "yat" else 1.0
-    return scale * torch.randn(B, H, T, D), scale * torch.randn(B, H, T, D), v
+def conditioned_qkv(variant):
+    """A function (B, T, kv_heads=H) -> q (B, H, T, D), k, v (B, kv_heads,
+    T, D) float32 for the CUDA-vs-CPU check (see SIGNED_MAPS; grouped query
+    heads cluster around their key/value head's direction)."""
+    def qkv(B, T, kv_heads=H):
+        v = torch.randn(B, kv_heads, T, D)
+        if variant in SIGNED_MAPS:
+            center = torch.randn(1, kv_heads, 1, D)
+            return (center.repeat_interleave(H // kv_heads, 1) + 0.1 * torch.randn(B, H, T, D),
+                    center + 0.1 * torch.randn(B, kv_heads, T, D), v)
+        scale = 0.5 if variant == "yat" else 1.0
+        return scale * torch.randn(B, H, T, D), scale * torch.randn(B, kv_heads, T, D), v
+    return qkv
 
 
 def cuda_tests():
@@ -257,35 +371,42 @@ def cuda_tests():
         attrs = conditioned_attrs(variant)
         params = params_for(variant, attrs=attrs)
         with_state = variant in LINEARIZED_WITH_STATE
+        qkv = conditioned_qkv(variant)
         for causal in (True, False):
             for dtype, bar in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
-                cpu = [x.to(dtype).requires_grad_() for x in conditioned_qkv(variant, B, T)]
-                gpu = [x.detach().to(device).requires_grad_() for x in cpu]
-                states = [None, None]
+                q, k, v = (x.to(dtype) for x in qkv(B, T))
+                state = None
                 if with_state:  # the final state of an earlier piece
-                    _, s = slay.attention(*conditioned_qkv(variant, B, 5), variant, causal,
-                                          params=params, return_state=True, **attrs)
-                    states = [s.requires_grad_()]
-                    states.append(states[0].detach().to(device).requires_grad_())
-                results = []
-                for tensors, state in ((cpu, states[0]), (gpu, states[1])):
-                    r = slay.attention(*tensors, variant, causal, params=params, initial_state=state,
-                                       return_state=with_state, **attrs)
-                    out, final = r if with_state else (r, None)
-                    loss = (out.float() * torch.linspace(-1, 1, out.shape[-1], device=out.device)).sum()
-                    if final is not None:
-                        loss = loss + final.sum() * 1e-2
-                    loss.backward()
-                    grads = [x.grad for x in tensors] + ([state.grad] if state is not None else [])
-                    results.append([out] + ([final] if final is not None else []) + grads)
-                errors = [rel_l2(g, c) for c, g in zip(*results)]
+                    _, state = slay.attention(*qkv(B, 5), variant, causal, params=params, return_state=True, **attrs)
+                cpu = outputs_and_grads(variant, causal, q, k, v, state, params, attrs)
+                gpu = outputs_and_grads(variant, causal, *(x.to(device) if x is not None else None
+                                                           for x in (q, k, v, state)), params, attrs)
+                errors = [rel_l2(g, c) for c, g in zip(cpu, gpu)]
                 report.check(f"cuda vs cpu backend: {variant} {'causal' if causal else 'bidirectional'} "
                              f"{str(dtype)[6:]}", max(errors) <= bar,
+                             "rel L2 of out, [final], dq, dk, dv, [dstate]: " + ", ".join(f"{e:.1e}" for e in errors))
+
+                # A packed call with grouped heads (H_kv = 1), offsets on the device.
+                q, k, v, offsets, state = packed_inputs(variant, causal, params, attrs, 1, qkv)
+                q, k, v = (x.to(dtype) for x in (q, k, v))
+                cpu = outputs_and_grads(variant, causal, q, k, v, state, params, attrs, offsets)
+                gpu = outputs_and_grads(variant, causal, *(x.to(device) if x is not None else None
+                                                           for x in (q, k, v, state)), params, attrs,
+                                        offsets.to(device))
+                errors = [rel_l2(g, c) for c, g in zip(cpu, gpu)]
+                report.check(f"cuda vs cpu backend, packed {list(PACKED_LENGTHS)}, H_kv=1: {variant} "
+                             f"{'causal' if causal else 'bidirectional'} {str(dtype)[6:]}", max(errors) <= bar,
                              "rel L2 of out, [final], dq, dk, dv, [dstate]: " + ", ".join(f"{e:.1e}" for e in errors))
 
     for variant, causal, with_state in (("slay_anchor", True, True), ("yat_spherical", True, False),
                                         ("standard", False, False), ("performer", True, True)):
         gradcheck_case(variant, causal, with_state, device=device, atol=2e-3, rtol=2e-2, nondet_tol=1e-5)
+    for variant, causal, with_state in (("slay_anchor", True, True), ("standard", False, False)):
+        gradcheck_case(variant, causal, with_state, device=device, atol=2e-3, rtol=2e-2, nondet_tol=1e-5,
+                       kv_heads=1, lengths=(3, 0, 4))
+    q, k, v = (torch.randn(1, H, 7, D, device=device) for _ in range(3))
+    report.raises("host offsets with CUDA tensors -> ValueError", ValueError,
+                  lambda: slay.attention(q, k, v, "standard", seq_offsets=torch.tensor([0, 3, 7])), ["cpu", "cuda"])
 
     params, attrs = params_for("slay_anchor"), CASES["slay_anchor"]
     q, k, v = (torch.randn(B, H, 257, D, device=device) for _ in range(3))

@@ -2,8 +2,11 @@
 cached handles and plans, and one forward and one backward driver that the
 numpy and torch front ends share.
 
-Shapes are (B, H, T, D): q, k (B, H, T, D); v, out, dout (B, H, T, Dv);
-states (B, H, F, Dv+1) fp32; params (N,) fp32. An "array kind" (ArrayKind
+Shapes are (B, H, T, D): q (B, H, T, D); k (B, H_kv, T, D) and v
+(B, H_kv, T, Dv) with H_kv = H or grouped-query heads; out, dout
+(B, H, T, Dv); states (B, H, F, Dv+1) fp32; params (N,) fp32. A packed call
+has B = 1, N sequences back to back on the token axis given by (N+1,) int
+offsets, and N state rows. An "array kind" (ArrayKind
 below; numpy in _numpy.py, torch in _torch.py) turns its arrays into
 slay_tensor_t views and allocates outputs and workspace in the memory of the
 backend it runs on; the drivers here never copy inputs.
@@ -78,8 +81,9 @@ STABILIZER_MODES = {"add": 0, "clamp": 1}  # slay_stabilizer_mode_t
 
 # Attributes attention() takes from the tensors and its own arguments; users
 # cannot set them as keywords (a second source of truth would disagree).
-DERIVED_ATTRIBUTES = {"num_heads": "q.shape[1]", "head_dim": "q.shape[3]", "value_dim": "v.shape[3]",
-                      "io_dtype": "the dtype of q, k, v", "causal": "the causal argument"}
+DERIVED_ATTRIBUTES = {"num_heads": "q.shape[1]", "num_kv_heads": "k.shape[1]", "head_dim": "q.shape[3]",
+                      "value_dim": "v.shape[3]", "io_dtype": "the dtype of q, k, v",
+                      "causal": "the causal argument"}
 
 
 def normalize_attributes(attributes):
@@ -242,7 +246,10 @@ class ArrayKind:
                         stride 1, non-negative element strides, this device),
                         else a compatible copy; TypeError/ValueError for arrays
                         of another library or device
-    describe(x)         the slay_tensor_t view of x
+    prepare_offsets(x)  seq_offsets as a 1-D int32/int64 array libslay can
+                        read on this device (a sequence of ints becomes int64);
+                        TypeError/ValueError otherwise
+    describe(x)         the slay_tensor_t view of x (io dtypes, fp32, int offsets)
     empty(shape, dtype_code, like=None)
                         a new array; when like is given, its dimensions are laid
                         out in memory in like's order (so a (B, T, H, D) view
@@ -255,7 +262,10 @@ class ArrayKind:
 
 
 def call_attributes(q, k, v, causal, dtype_code, attributes):
-    """The plan attributes of an attention call on q (B, H, T, D), v (B, H, T, Dv)."""
+    """The plan attributes of an attention call on q (B, H, T, D), k
+    (B, H_kv, T, D), v (B, H_kv, T, Dv). num_kv_heads is set only when
+    H_kv != H, so multi-head calls make the same plans as before ABI 3 (and
+    still run on an older library, which does not know the attribute)."""
     for name, x in (("q", q), ("k", k), ("v", v)):
         if len(x.shape) != 4:
             raise ValueError(f"{name} must be 4-D (B, H, T, D), got shape {tuple(x.shape)}")
@@ -264,32 +274,71 @@ def call_attributes(q, k, v, causal, dtype_code, attributes):
             raise TypeError(f"{name} is not a keyword of attention(): it is {DERIVED_ATTRIBUTES[name]}")
     full = dict(attributes, num_heads=int(q.shape[1]), head_dim=int(q.shape[3]), value_dim=int(v.shape[3]),
                 causal=int(bool(causal)), io_dtype=dtype_code)
+    if k.shape[1] != q.shape[1]:
+        full["num_kv_heads"] = int(k.shape[1])  # libslay checks H % H_kv and v's heads
     return normalize_attributes(full)
 
 
-def state_shape(plan, q, v):
-    """(B, H, F, Dv+1) of the linearized family; ValueError for exact variants."""
+class Packing(collections.namedtuple("Packing", "offsets count longest")):
+    """A packed call: its (N+1,) offsets as libslay reads them (this kind's
+    array on the call's device), the sequence count N and the longest
+    sequence's length; (N, longest) sizes the workspace, N the state rows."""
+    __slots__ = ()
+
+
+def packing(kind, seq_offsets):
+    """The Packing of a call's seq_offsets, or None for an unpacked call.
+    The values are read on the host for the workspace size (on CUDA a small
+    copy that waits for the stream, as libslay's own check of them does);
+    libslay validates them (0 first, never decreasing, last = token extent)."""
+    if seq_offsets is None:
+        return None
+    offsets = kind.prepare_offsets(seq_offsets)
+    values = offsets.tolist()
+    longest = max((b - a for a, b in zip(values, values[1:])), default=0)
+    # Bad offsets get libslay's message from the call, not a workspace error here.
+    return Packing(offsets, max(len(values) - 1, 0), max(longest, 0))
+
+
+def call_rows(q, packing):
+    """(batch rows, sequence length) of a call: what sizes its workspace and
+    its states; a packed call's are (N, longest sequence)."""
+    if packing is not None:
+        return packing.count, packing.longest
+    return int(q.shape[0]), int(q.shape[2])
+
+
+def state_shape(plan, q, v, rows):
+    """(rows, H, F, Dv+1) of the linearized family; ValueError for exact variants."""
     if plan.feature_dim == 0:
         raise ValueError(f"variant {VARIANT_NAMES[plan.variant]} is exact: it carries no state "
                          "(initial_state, final states and return_state need a linearized variant)")
-    return (int(q.shape[0]), int(q.shape[1]), plan.feature_dim, int(v.shape[3]) + 1)
+    return (rows, int(q.shape[1]), plan.feature_dim, int(v.shape[3]) + 1)
 
 
 def _tensor(kind, x):
     return kind.describe(x) if x is not None else None
 
 
-def run_forward(kind, plan, q, k, v, params=None, initial_state=None, return_state=False, position_offset=0):
-    """out (B, H, T, Dv) in q's dtype, and the final state (B, H, F, Dv+1) fp32
-    if return_state (else None). Inputs must have passed kind.prepare."""
-    B, T = int(q.shape[0]), int(q.shape[2])
-    out = kind.empty(tuple(v.shape), kind.dtype_code(v), like=v)
-    final_state = kind.empty(state_shape(plan, q, v), _abi.FLOAT32) if return_state else None
-    size = plan.workspace_size(_abi.PASS_FORWARD, B, T)
+def _offsets_tensor(kind, packing):
+    return kind.describe(packing.offsets) if packing is not None else None
+
+
+def run_forward(kind, plan, q, k, v, params=None, initial_state=None, return_state=False, position_offset=0,
+                packing=None):
+    """out (B, H, T, Dv) in q's dtype, and the final state (B or N, H, F, Dv+1)
+    fp32 if return_state (else None). Inputs must have passed kind.prepare;
+    packing is packing()'s result or None."""
+    rows, T = call_rows(q, packing)
+    # out has q's heads and v's width, laid out in memory like v.
+    out = kind.empty(tuple(q.shape[:3]) + (v.shape[3],), kind.dtype_code(v), like=v)
+    final_state = kind.empty(state_shape(plan, q, v, rows), _abi.FLOAT32) if return_state else None
+    size = plan.workspace_size(_abi.PASS_FORWARD, rows, T)
     owner, address = kind.workspace(size)
     args = _abi.fwd_args(q=kind.describe(q), k=kind.describe(k), v=kind.describe(v), params=_tensor(kind, params),
                          out=kind.describe(out), initial_state=_tensor(kind, initial_state),
-                         final_state=_tensor(kind, final_state), position_offset=position_offset)
+                         final_state=_tensor(kind, final_state), position_offset=position_offset,
+                         seq_offsets=_offsets_tensor(kind, packing))
     with kind.active(), plan.lock:
         check(lib.slay_attn_fwd(plan.ptr, C.byref(args), address, size, kind.stream()))
     del owner  # the call was enqueued on kind.stream(); stream-ordered allocators may reuse it after
@@ -297,25 +346,26 @@ def run_forward(kind, plan, q, k, v, params=None, initial_state=None, return_sta
 
 
 def run_backward(kind, plan, q, k, v, out, dout, params=None, initial_state=None, dfinal_state=None,
-                 want_dinitial_state=True, position_offset=0):
+                 want_dinitial_state=True, position_offset=0, packing=None):
     """(dq, dk, dv, dinitial_state) of L given dout = dL/dout (B, H, T, Dv) and
-    optionally dfinal_state = dL/dfinal_state. dinitial_state is None unless
-    initial_state is given and want_dinitial_state. Inputs must have passed
-    kind.prepare; out is the forward's output."""
-    B, T = int(q.shape[0]), int(q.shape[2])
+    optionally dfinal_state = dL/dfinal_state. dk, dv are shaped like k, v
+    (grouped heads get their group's summed gradient). dinitial_state is None
+    unless initial_state is given and want_dinitial_state. Inputs must have
+    passed kind.prepare; out is the forward's output."""
+    rows, T = call_rows(q, packing)
     dq = kind.empty(tuple(q.shape), kind.dtype_code(q), like=q)
     dk = kind.empty(tuple(k.shape), kind.dtype_code(k), like=k)
     dv = kind.empty(tuple(v.shape), kind.dtype_code(v), like=v)
     dinitial_state = None
     if initial_state is not None and want_dinitial_state:
         dinitial_state = kind.empty(tuple(initial_state.shape), _abi.FLOAT32)
-    size = plan.workspace_size(_abi.PASS_BACKWARD, B, T)
+    size = plan.workspace_size(_abi.PASS_BACKWARD, rows, T)
     owner, address = kind.workspace(size)
     args = _abi.bwd_args(q=kind.describe(q), k=kind.describe(k), v=kind.describe(v), params=_tensor(kind, params),
                          out=kind.describe(out), dout=kind.describe(dout), dq=kind.describe(dq),
                          dk=kind.describe(dk), dv=kind.describe(dv), initial_state=_tensor(kind, initial_state),
                          dfinal_state=_tensor(kind, dfinal_state), dinitial_state=_tensor(kind, dinitial_state),
-                         position_offset=position_offset)
+                         position_offset=position_offset, seq_offsets=_offsets_tensor(kind, packing))
     with kind.active(), plan.lock:
         check(lib.slay_attn_bwd(plan.ptr, C.byref(args), address, size, kind.stream()))
     del owner

@@ -1,10 +1,11 @@
 """_numpy.py -- numpy arrays on libslay's CPU backend (forward and backward).
 
-q, k (B, H, T, D) and v (B, H, T, Dv) are float32 or float16 arrays (bfloat16
-too, as ml_dtypes' dtype, when installed); any strides whose innermost one is
-the element size (or whose last extent is 1) are passed through unchanged, so
-a (B, T, H, D) buffer transposed to (B, H, T, D) is not copied. States are
-(B, H, F, Dv+1) float32, parameters (N,) float32.
+q (B, H, T, D), k (B, H_kv, T, D) and v (B, H_kv, T, Dv) are float32 or
+float16 arrays (bfloat16 too, as ml_dtypes' dtype, when installed); any
+strides whose innermost one is the element size (or whose last extent is 1)
+are passed through unchanged, so a (B, T, H, D) buffer transposed to
+(B, H, T, D) is not copied. States are (B, H, F, Dv+1) float32, parameters
+(N,) float32, a packed call's seq_offsets (N+1,) int32 or int64.
 """
 import contextlib
 
@@ -13,6 +14,7 @@ import numpy as np
 from . import _abi, _core
 
 _DTYPES = {"float32": _abi.FLOAT32, "float16": _abi.FLOAT16, "bfloat16": _abi.BFLOAT16}
+_OFFSET_DTYPES = {"int32": _abi.INT32, "int64": _abi.INT64}
 _WORKSPACE_ALIGNMENT = 16  # slay_attn_plan_get_workspace_size's contract
 
 
@@ -52,9 +54,24 @@ class NumpyArrays(_core.ArrayKind):
                     and (x.ndim == 0 or x.shape[-1] <= 1 or x.strides[-1] == item))
         return x if readable else np.ascontiguousarray(x)
 
+    @staticmethod
+    def prepare_offsets(x):
+        if isinstance(x, (list, tuple)):
+            x = np.asarray(x, dtype=np.int64)
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"seq_offsets must be a numpy array (or a list of ints) like q, got {type(x).__name__}")
+        if x.dtype.name not in _OFFSET_DTYPES:
+            raise TypeError(f"seq_offsets must be int32 or int64, got {x.dtype}")
+        if x.ndim != 1:
+            raise ValueError(f"seq_offsets must be 1-D (N+1 offsets of N packed sequences), got shape {x.shape}")
+        return np.ascontiguousarray(x)  # stride 1; a no-op for the usual array
+
     def describe(self, x):
-        strides = [s // x.itemsize for s in x.strides]
-        return _abi.make_tensor(x.ctypes.data, self.dtype_code(x), list(x.shape), strides)
+        # numpy may give an array without elements zero strides, which libslay
+        # rejects (innermost stride 1); no element is addressed, so any do.
+        strides = [s // x.itemsize for s in x.strides] if x.size else None
+        code = _OFFSET_DTYPES.get(x.dtype.name)
+        return _abi.make_tensor(x.ctypes.data, self.dtype_code(x) if code is None else code, list(x.shape), strides)
 
     def empty(self, shape, dtype_code, like=None):
         dtype = _numpy_dtype(dtype_code)

@@ -1,8 +1,9 @@
 """_torch.py -- torch tensors on libslay's CPU or CUDA backend, and the
 torch.autograd.Function behind slay.attention on tensors.
 
-q, k (B, H, T, D), v (B, H, T, Dv) in float32, bfloat16 or float16 on one
-device; states (B, H, F, Dv+1) float32; params (N,) float32 on that device.
+q (B, H, T, D), k (B, H_kv, T, D), v (B, H_kv, T, Dv) in float32, bfloat16
+or float16 on one device; states (B, H, F, Dv+1) float32; params (N,)
+float32 and a packed call's seq_offsets (N+1,) int32/int64 on that device.
 CUDA calls use a libslay handle on the tensors' device, enqueue on torch's
 current stream of that device, and take their workspace from torch's caching
 allocator (stream-ordered, so it is reused only after the call on that stream).
@@ -19,6 +20,7 @@ from . import _abi, _core
 
 _DTYPES = {torch.float32: _abi.FLOAT32, torch.bfloat16: _abi.BFLOAT16, torch.float16: _abi.FLOAT16}
 _TORCH_DTYPES = {code: dtype for dtype, code in _DTYPES.items()}
+_OFFSET_DTYPES = {torch.int32: _abi.INT32, torch.int64: _abi.INT64}
 
 
 class TorchArrays(_core.ArrayKind):
@@ -53,8 +55,25 @@ class TorchArrays(_core.ArrayKind):
             x = x.contiguous()
         return x
 
+    def prepare_offsets(self, x):
+        if isinstance(x, (list, tuple)):
+            x = torch.tensor(x, dtype=torch.int64, device=self.torch_device)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"seq_offsets must be a torch tensor (or a list of ints) like q, got {type(x).__name__}")
+        if x.dtype not in _OFFSET_DTYPES:
+            raise TypeError(f"seq_offsets must be int32 or int64, got {x.dtype}")
+        if x.dim() != 1:
+            raise ValueError(f"seq_offsets must be 1-D (N+1 offsets of N packed sequences), got shape "
+                             f"{tuple(x.shape)}")
+        if x.device != self.torch_device:  # libslay reads them in the handle's memory
+            raise ValueError(f"seq_offsets is on {x.device} but q is on {self.torch_device}; "
+                             f"move it with .to(q.device)")
+        return x.contiguous()
+
     def describe(self, x):
-        return _abi.make_tensor(x.data_ptr(), self.dtype_code(x), list(x.shape), list(x.stride()))
+        code = _OFFSET_DTYPES.get(x.dtype)
+        return _abi.make_tensor(x.data_ptr(), self.dtype_code(x) if code is None else code, list(x.shape),
+                                list(x.stride()))
 
     def empty(self, shape, dtype_code, like=None):
         dtype = _TORCH_DTYPES[dtype_code]
@@ -108,15 +127,18 @@ def arrays_for(x):
 class AttentionFunction(torch.autograd.Function):
     """(out, final_state) = attention(q, k, v, initial_state) with libslay's
     backward: gradients for q, k, v and initial_state (params get none, as
-    in the reference, whose random features are fixed buffers). final_state is
+    in the reference, whose random features are fixed buffers; grouped k, v
+    get their group's summed gradient; a packed call's offsets ride in
+    `call`). final_state is
     None unless return_state; its gradient, when it is used, flows into the
     backward as dfinal_state."""
 
     @staticmethod
     def forward(ctx, q, k, v, initial_state, params, call, return_state):
         out, final_state = _core.run_forward(call.kind, call.plan, q, k, v, params, initial_state, return_state,
-                                             call.position_offset)
+                                             call.position_offset, call.packing)
         ctx.kind, ctx.plan, ctx.position_offset = call.kind, call.plan, call.position_offset
+        ctx.packing = call.packing  # the integer offsets get no gradient: kept as is, not saved for backward
         ctx.save_for_backward(q, k, v, initial_state, params, out)
         ctx.set_materialize_grads(False)  # an unused output gets None, not a tensor of zeros
         return out, final_state
@@ -130,7 +152,7 @@ class AttentionFunction(torch.autograd.Function):
             dout = kind.zeros(tuple(out.shape), kind.dtype_code(out))
         dq, dk, dv, dinitial_state = _core.run_backward(
             kind, ctx.plan, q, k, v, out, kind.prepare(dout, "dout"), params, initial_state,
-            kind.prepare(dfinal_state, "dfinal_state"), ctx.needs_input_grad[3], ctx.position_offset)
+            kind.prepare(dfinal_state, "dfinal_state"), ctx.needs_input_grad[3], ctx.position_offset, ctx.packing)
         need = ctx.needs_input_grad
         return (dq if need[0] else None, dk if need[1] else None, dv if need[2] else None,
                 dinitial_state if need[3] else None, None, None, None)

@@ -1,6 +1,8 @@
 """nn.py -- slay.nn.SlayAttention, a drop-in multi-head attention layer:
-x (B, T, C) -> qkv = x W_qkv -> q, k, v (B, H, T, D) with D = C / H ->
-slay.attention -> heads concatenated (B, T, C) -> out projection.
+x (B, T, C) -> qkv = x W_qkv -> q (B, H, T, D), k, v (B, H_kv, T, D) with
+D = C / H (H_kv = H, or fewer grouped-query heads) -> slay.attention -> heads
+concatenated (B, T, C) -> out projection. A packed batch is x (1, T_total, C)
+with seq_offsets.
 
 It mirrors the authors' modules (SPEC.md §0 "Module wrapper"): projections
 named qkv (C -> 3C) and out (C -> C), without bias by default, and the random
@@ -20,6 +22,9 @@ class SlayAttention(nn.Module):
     """Multi-head attention of `variant` with libslay kernels.
 
     embed_dim, num_heads  C and H (C divisible by H)
+    num_kv_heads          H_kv key/value heads (grouped-query attention; H a
+                          multiple of H_kv); None: H. qkv then maps C to
+                          (H + 2 H_kv) D: q's H heads, then k's, then v's
     variant               any name slay.attention accepts; default the paper's SLAY
     causal                key j visible to query i iff j <= i
     seed                  draws the feature parameters (FeatureParams.sample)
@@ -28,18 +33,25 @@ class SlayAttention(nn.Module):
     bias                  biased projections (the reference before 2026-01-28, and JAX)
     attributes            libslay attributes (num_quad_nodes=2, num_features=16, ...)
 
-    forward(x, initial_state=None, return_state=False, position_offset=0)
-    returns y (B, T, C), or (y, final_state (B, H, F, D+1)) for return_state.
+    forward(x, initial_state=None, return_state=False, position_offset=0, seq_offsets=None)
+    returns y (B, T, C), or (y, final_state (B, H, F, D+1)) for return_state;
+    with seq_offsets (N+1 offsets, see slay.attention) x is (1, T_total, C)
+    holding N sequences and the states have N rows.
     """
 
     def __init__(self, embed_dim, num_heads, variant="slay_anchor", causal=True, seed=0, params=None, bias=False,
-                 device=None, dtype=None, **attributes):
+                 device=None, dtype=None, num_kv_heads=None, **attributes):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_kv_heads < 1 or num_heads % num_kv_heads:
+            raise ValueError(f"num_heads {num_heads} is not a multiple of num_kv_heads {num_kv_heads}")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.num_kv_heads = num_kv_heads
         self.variant, self.causal, self.attributes = _core.variant_name(variant), causal, dict(attributes)
-        self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias, device=device, dtype=dtype)
+        self.qkv = nn.Linear(embed_dim, (num_heads + 2 * num_kv_heads) * self.head_dim, bias=bias, device=device,
+                             dtype=dtype)
         self.out = nn.Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
         if params is None and _core.layout_plan(self.variant, num_heads=num_heads, head_dim=self.head_dim,
                                                 **attributes).param_count:
@@ -76,12 +88,16 @@ class SlayAttention(nn.Module):
         layer.out.load_state_dict(module.out.state_dict())
         return layer
 
-    def forward(self, x, initial_state=None, return_state=False, position_offset=0):
+    def forward(self, x, initial_state=None, return_state=False, position_offset=0, seq_offsets=None):
         B, T, C = x.shape
-        # (B, T, 3, H, D) -> three (B, H, T, D) strided views of qkv: no copies.
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # (B, T, H + 2 H_kv, D) -> (B, H, T, D) and two (B, H_kv, T, D) strided
+        # views of qkv: no copies (for H_kv = H the authors' (B, T, 3, H, D) split).
+        heads = (self.num_heads, self.num_kv_heads, self.num_kv_heads)
+        q, k, v = (part.transpose(1, 2) for part in
+                   self.qkv(x).view(B, T, sum(heads), self.head_dim).split(heads, dim=2))
         result = attention(q, k, v, self.variant, self.causal, params=self.params, initial_state=initial_state,
-                           return_state=return_state, position_offset=position_offset, **self.attributes)
+                           return_state=return_state, position_offset=position_offset, seq_offsets=seq_offsets,
+                           **self.attributes)
         out, state = result if return_state else (result, None)
         # out is laid out like v, i.e. (B, T, H, D) in memory: this reshape is a view.
         y = self.out(out.transpose(1, 2).reshape(B, T, C))
@@ -89,5 +105,7 @@ class SlayAttention(nn.Module):
 
     def extra_repr(self):
         extra = "".join(f", {k}={v}" for k, v in self.attributes.items())
+        if self.num_kv_heads != self.num_heads:
+            extra = f", num_kv_heads={self.num_kv_heads}" + extra
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, variant={self.variant!r}, "
                 f"causal={self.causal}{extra}")

@@ -1,8 +1,9 @@
 //! The raw C ABI of libslay (`include/slay/slay.h`), mirrored one to one, and
 //! the run-time loader that resolves it with `dlopen`/`dlsym`.
 //!
-//! Shapes follow the header's (B, H, T, D) notation: q, k (B, H, T, D),
-//! v and out (B, H, T, Dv), state (B, H, F, Dv+1) fp32, params (N,) fp32.
+//! Shapes follow the header's (B, H, T, D) notation: q (B, H, T, D), k
+//! (B, H_kv, T, D), v (B, H_kv, T, Dv), out (B, H, T, Dv), state
+//! (B, H, F, Dv+1) fp32, params (N,) fp32, seq_offsets (N+1,) int32/int64.
 //!
 //! Everything here keeps the header's names so that a reader can grep one
 //! against the other, and so that `abi/rust/check_signatures.py` (a CI test)
@@ -21,7 +22,10 @@ use std::os::raw::{c_char, c_int, c_void};
 pub const SLAY_MAX_RANK: usize = 4;
 /// The oldest library ABI version (`slay_get_abi_version()`) that has every
 /// function and struct field declared here (PLAN_IN_USE, added in ABI 2, is
-/// only a status value an older library never returns).
+/// only a status value an older library never returns; the ABI 3 tail field
+/// seq_offsets is accepted as NULL by older libraries, which reject a
+/// non-NULL one with NOT_SUPPORTED, and so is the NUM_KV_HEADS attribute
+/// with UNKNOWN_ATTRIBUTE).
 pub const MIN_ABI_VERSION: u32 = 1;
 
 pub type slay_status_t = i32;
@@ -50,6 +54,8 @@ pub type slay_dtype_t = i32;
 pub const SLAY_DTYPE_FLOAT32: slay_dtype_t = 0;
 pub const SLAY_DTYPE_BFLOAT16: slay_dtype_t = 1;
 pub const SLAY_DTYPE_FLOAT16: slay_dtype_t = 2;
+pub const SLAY_DTYPE_INT32: slay_dtype_t = 3;
+pub const SLAY_DTYPE_INT64: slay_dtype_t = 4;
 
 pub type slay_backend_t = i32;
 pub const SLAY_BACKEND_CPU: slay_backend_t = 0;
@@ -87,6 +93,7 @@ pub const SLAY_ATTR_POLY_DIM: slay_attr_t = 8;
 pub const SLAY_ATTR_CHUNK_SIZE: slay_attr_t = 9;
 pub const SLAY_ATTR_STABILIZER_MODE: slay_attr_t = 10;
 pub const SLAY_ATTR_COSFORMER_LENGTH: slay_attr_t = 11;
+pub const SLAY_ATTR_NUM_KV_HEADS: slay_attr_t = 12;
 pub const SLAY_ATTR_EPSILON: slay_attr_t = 32;
 pub const SLAY_ATTR_STABILIZER: slay_attr_t = 33;
 pub const SLAY_ATTR_SCORE_SCALE: slay_attr_t = 34;
@@ -144,6 +151,7 @@ pub struct slay_attn_fwd_args_t {
     pub initial_state: *const slay_tensor_t,
     pub final_state: *const slay_tensor_t,
     pub position_offset: i64,
+    pub seq_offsets: *const slay_tensor_t,
 }
 
 /// Backward argument block (size-prefixed; optional tensors may be NULL).
@@ -164,6 +172,7 @@ pub struct slay_attn_bwd_args_t {
     pub dfinal_state: *const slay_tensor_t,
     pub dinitial_state: *const slay_tensor_t,
     pub position_offset: i64,
+    pub seq_offsets: *const slay_tensor_t,
 }
 
 // The dynamic loader (glibc; in libdl before glibc 2.34, in libc after, and

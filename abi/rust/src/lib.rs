@@ -3,8 +3,11 @@
 //! libslay computes attention for the SLAY family (Spherical Linearized
 //! Attention with Yat kernels) and the variants it is compared with, on a CPU
 //! reference backend or a CUDA device. Shapes use (B, H, T, D) notation:
-//! q, k are (B, H, T, D), v and out (B, H, T, Dv), the linear-attention state
-//! (B, H, F, Dv+1) fp32, the feature parameters (N,) fp32. Strides are in
+//! q is (B, H, T, D), k (B, H_kv, T, D), v (B, H_kv, T, Dv) (H_kv = H unless
+//! [`Attr::NUM_KV_HEADS`] sets grouped-query heads), out (B, H, T, Dv), the
+//! linear-attention state (B, H, F, Dv+1) fp32, the feature parameters (N,)
+//! fp32. A packed call ([`ForwardArgs::with_seq_offsets`]) has B = 1, N
+//! sequences back to back on the token axis and N state rows. Strides are in
 //! elements; the innermost must be 1.
 //!
 //! This crate uses std only. [`Library::open`] finds the library through the
@@ -138,6 +141,10 @@ c_enum! {
         BFLOAT16 = SLAY_DTYPE_BFLOAT16,
         /// IEEE fp16, passed as its bits (`&[u16]`).
         FLOAT16 = SLAY_DTYPE_FLOAT16,
+        /// int32 sequence offsets (`&[i32]`; ABI 3).
+        INT32 = SLAY_DTYPE_INT32,
+        /// int64 sequence offsets (`&[i64]`; ABI 3).
+        INT64 = SLAY_DTYPE_INT64,
     }
 }
 
@@ -218,6 +225,8 @@ c_enum! {
         STABILIZER_MODE = SLAY_ATTR_STABILIZER_MODE,
         /// L of cosformer; 0 means T of each call (i64).
         COSFORMER_LENGTH = SLAY_ATTR_COSFORMER_LENGTH,
+        /// H_kv key/value heads, H a multiple of it; 0 means H (i64, ABI 3).
+        NUM_KV_HEADS = SLAY_ATTR_NUM_KV_HEADS,
         /// eps of the Yat kernel, C = 2 + eps (f64).
         EPSILON = SLAY_ATTR_EPSILON,
         /// delta of the denominator (f64).
@@ -783,6 +792,28 @@ macro_rules! tensor_impl {
 tensor_impl!(Tensor, &'a [f32], &'a [u16], *const c_void, as_ptr);
 tensor_impl!(TensorMut, &'a mut [f32], &'a mut [u16], *mut c_void, as_mut_ptr);
 
+impl<'a> Tensor<'a> {
+    /// The (N+1,) int64 offsets of a packed call of N sequences (ABI 3).
+    pub fn offsets_i64(data: &'a [i64]) -> Result<Tensor<'a>> {
+        let raw = make_view(data.as_ptr() as *mut c_void, Dtype::INT64, &[data.len() as i64], &[1], Some(data.len()))?;
+        Ok(Tensor { raw, memory: Memory::Host, _data: PhantomData })
+    }
+
+    /// The (N+1,) int32 offsets of a packed call of N sequences (ABI 3).
+    pub fn offsets_i32(data: &'a [i32]) -> Result<Tensor<'a>> {
+        let raw = make_view(data.as_ptr() as *mut c_void, Dtype::INT32, &[data.len() as i64], &[1], Some(data.len()))?;
+        Ok(Tensor { raw, memory: Memory::Host, _data: PhantomData })
+    }
+}
+
+/// (N, longest sequence) of a packed call's offsets: the batch and sequence
+/// length [`Plan::workspace_size`] takes for it. Bad offsets give a size the
+/// call then rejects with the library's message.
+pub fn packed_batch_and_length(offsets: &[i64]) -> (i64, i64) {
+    let longest = offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    (offsets.len().saturating_sub(1) as i64, longest.max(0))
+}
+
 /// A C pointer to an optional view (NULL for None).
 fn optional<T>(view: Option<&T>, raw: fn(&T) -> &ffi::slay_tensor_t) -> *const ffi::slay_tensor_t {
     view.map_or(ptr::null(), |v| raw(v) as *const _)
@@ -839,9 +870,9 @@ impl Workspace {
 pub struct ForwardArgs<'a> {
     /// (B, H, T, D), the plan's io dtype.
     pub q: Tensor<'a>,
-    /// (B, H, T, D).
+    /// (B, H_kv, T, D).
     pub k: Tensor<'a>,
-    /// (B, H, T, Dv).
+    /// (B, H_kv, T, Dv).
     pub v: Tensor<'a>,
     /// (param_count,) fp32; None when the plan's param_count is 0.
     pub params: Option<Tensor<'a>>,
@@ -853,17 +884,37 @@ pub struct ForwardArgs<'a> {
     pub final_state: Option<TensorMut<'a>>,
     /// cosformer: global position of token 0 of this call.
     pub position_offset: i64,
+    /// Optional (N+1,) int32/int64 offsets: a packed call of N sequences
+    /// (q, k, v, out with B = 1; states with N rows). ABI 3.
+    pub seq_offsets: Option<Tensor<'a>>,
 }
 
 impl<'a> ForwardArgs<'a> {
     /// The required tensors; the optional ones None, position_offset 0.
     pub fn new(q: Tensor<'a>, k: Tensor<'a>, v: Tensor<'a>, out: TensorMut<'a>) -> ForwardArgs<'a> {
-        ForwardArgs { q, k, v, params: None, out, initial_state: None, final_state: None, position_offset: 0 }
+        ForwardArgs {
+            q,
+            k,
+            v,
+            params: None,
+            out,
+            initial_state: None,
+            final_state: None,
+            position_offset: 0,
+            seq_offsets: None,
+        }
     }
 
     /// Sets the feature parameters.
     pub fn with_params(mut self, params: Tensor<'a>) -> ForwardArgs<'a> {
         self.params = Some(params);
+        self
+    }
+
+    /// Makes this a packed call ([`Tensor::offsets_i64`], [`Tensor::offsets_i32`]);
+    /// its workspace is sized by [`packed_batch_and_length`].
+    pub fn with_seq_offsets(mut self, offsets: Tensor<'a>) -> ForwardArgs<'a> {
+        self.seq_offsets = Some(offsets);
         self
     }
 
@@ -878,12 +929,13 @@ impl<'a> ForwardArgs<'a> {
             initial_state: optional(self.initial_state.as_ref(), Tensor::as_raw),
             final_state: optional(self.final_state.as_ref(), TensorMut::as_raw),
             position_offset: self.position_offset,
+            seq_offsets: optional(self.seq_offsets.as_ref(), Tensor::as_raw),
         }
     }
 
     fn memories(&self) -> Vec<Memory> {
         let mut m = vec![self.q.memory, self.k.memory, self.v.memory, self.out.memory];
-        m.extend(self.params.iter().chain(self.initial_state.iter()).map(|t| t.memory));
+        m.extend(self.params.iter().chain(self.initial_state.iter()).chain(self.seq_offsets.iter()).map(|t| t.memory));
         m.extend(self.final_state.iter().map(|t| t.memory));
         m
     }
@@ -895,9 +947,9 @@ impl<'a> ForwardArgs<'a> {
 pub struct BackwardArgs<'a> {
     /// (B, H, T, D).
     pub q: Tensor<'a>,
-    /// (B, H, T, D).
+    /// (B, H_kv, T, D).
     pub k: Tensor<'a>,
-    /// (B, H, T, Dv).
+    /// (B, H_kv, T, Dv).
     pub v: Tensor<'a>,
     /// (param_count,) fp32; None when the plan's param_count is 0.
     pub params: Option<Tensor<'a>>,
@@ -907,9 +959,9 @@ pub struct BackwardArgs<'a> {
     pub dout: Tensor<'a>,
     /// Written (B, H, T, D).
     pub dq: TensorMut<'a>,
-    /// Written (B, H, T, D).
+    /// Written (B, H_kv, T, D): summed over each group of query heads.
     pub dk: TensorMut<'a>,
-    /// Written (B, H, T, Dv).
+    /// Written (B, H_kv, T, Dv).
     pub dv: TensorMut<'a>,
     /// Optional (B, H, F, Dv+1), as in the forward.
     pub initial_state: Option<Tensor<'a>>,
@@ -919,6 +971,8 @@ pub struct BackwardArgs<'a> {
     pub dinitial_state: Option<TensorMut<'a>>,
     /// As in the forward.
     pub position_offset: i64,
+    /// Optional, as in the forward (ABI 3).
+    pub seq_offsets: Option<Tensor<'a>>,
 }
 
 impl<'a> BackwardArgs<'a> {
@@ -948,12 +1002,19 @@ impl<'a> BackwardArgs<'a> {
             dfinal_state: None,
             dinitial_state: None,
             position_offset: 0,
+            seq_offsets: None,
         }
     }
 
     /// Sets the feature parameters.
     pub fn with_params(mut self, params: Tensor<'a>) -> BackwardArgs<'a> {
         self.params = Some(params);
+        self
+    }
+
+    /// Makes this a packed call, as [`ForwardArgs::with_seq_offsets`].
+    pub fn with_seq_offsets(mut self, offsets: Tensor<'a>) -> BackwardArgs<'a> {
+        self.seq_offsets = Some(offsets);
         self
     }
 
@@ -973,6 +1034,7 @@ impl<'a> BackwardArgs<'a> {
             dfinal_state: optional(self.dfinal_state.as_ref(), Tensor::as_raw),
             dinitial_state: optional(self.dinitial_state.as_ref(), TensorMut::as_raw),
             position_offset: self.position_offset,
+            seq_offsets: optional(self.seq_offsets.as_ref(), Tensor::as_raw),
         }
     }
 
@@ -980,7 +1042,8 @@ impl<'a> BackwardArgs<'a> {
         let inputs = [&self.q, &self.k, &self.v, &self.out, &self.dout];
         let mut m: Vec<Memory> = inputs.iter().map(|t| t.memory).collect();
         m.extend([&self.dq, &self.dk, &self.dv].iter().map(|t| t.memory));
-        m.extend(self.params.iter().chain(self.initial_state.iter()).chain(self.dfinal_state.iter()).map(|t| t.memory));
+        let optional_inputs = self.params.iter().chain(self.initial_state.iter()).chain(self.dfinal_state.iter());
+        m.extend(optional_inputs.chain(self.seq_offsets.iter()).map(|t| t.memory));
         m.extend(self.dinitial_state.iter().map(|t| t.memory));
         m
     }
@@ -1183,7 +1246,8 @@ impl<'h> Plan<'h> {
     }
 
     /// `slay_attn_fwd` on the CPU backend with host tensors. The workspace
-    /// must hold [`Plan::workspace_size`]`(Pass::FORWARD, B, T)` bytes.
+    /// must hold [`Plan::workspace_size`]`(Pass::FORWARD, B, T)` bytes
+    /// (packed: B, T from [`packed_batch_and_length`]).
     pub fn forward(&self, args: &mut ForwardArgs<'_>, workspace: &mut Workspace) -> Result<()> {
         self.require_host("forward", &args.memories())?;
         // SAFETY: as in sample_features.

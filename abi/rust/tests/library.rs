@@ -321,3 +321,70 @@ fn bad_input_fails_with_the_library_message() {
     assert_eq!((e.status(), e.name()), (Status::BAD_DTYPE, "SLAY_STATUS_BAD_DTYPE"));
     assert_eq!(lib.status_name(e.status()), e.name());
 }
+
+/// Tokens [a, b) of every head of a contiguous (1, heads, total, d) buffer,
+/// as a contiguous (1, heads, b - a, d) buffer.
+fn cut(x: &[f32], heads: i64, total: i64, d: i64, a: i64, b: i64) -> Vec<f32> {
+    let mut part = Vec::new();
+    for h in 0..heads {
+        part.extend_from_slice(&x[((h * total + a) * d) as usize..((h * total + b) * d) as usize]);
+    }
+    part
+}
+
+/// out of a forward of q (1, H, T, D), k and v (1, H_kv, T, D); packed when offsets are given.
+fn grouped_forward(plan: &Plan, q: &[f32], k: &[f32], v: &[f32], hkv: i64, offsets: Option<&[i32]>) -> slay::Result<Vec<f32>> {
+    let (h, d) = (plan.get_i64(Attr::NUM_HEADS)?, plan.get_i64(Attr::HEAD_DIM)?);
+    let t = q.len() as i64 / (h * d);
+    let (batch, length) = match offsets {
+        Some(o) => slay::packed_batch_and_length(&o.iter().map(|&x| x as i64).collect::<Vec<i64>>()),
+        None => (1, t),
+    };
+    let mut out = vec![0f32; q.len()];
+    let mut ws = Workspace::new(plan.workspace_size(Pass::FORWARD, batch, length)?);
+    let mut args = ForwardArgs::new(
+        Tensor::new(q, &[1, h, t, d])?,
+        Tensor::new(k, &[1, hkv, t, d])?,
+        Tensor::new(v, &[1, hkv, t, d])?,
+        TensorMut::new(&mut out, &[1, h, t, d])?,
+    );
+    if let Some(o) = offsets {
+        args = args.with_seq_offsets(Tensor::offsets_i32(o)?);
+    }
+    plan.forward(&mut args, &mut ws)?;
+    drop(args);
+    Ok(out)
+}
+
+#[test]
+fn packed_grouped_call_equals_one_call_per_sequence() {
+    let lib = match library() {
+        Some(l) => l,
+        None => return,
+    };
+    let handle = Handle::cpu(&lib).unwrap();
+    let (h, hkv, d) = (2i64, 1i64, 4i64);
+    let mut desc = Descriptor::new(&lib, Variant::STANDARD).unwrap();
+    desc.set_i64(Attr::NUM_HEADS, h).unwrap().set_i64(Attr::NUM_KV_HEADS, hkv).unwrap().set_i64(Attr::HEAD_DIM, d).unwrap();
+    let plan = Plan::new(&handle, &desc).unwrap();
+    let offsets = [0i32, 3, 3, 8]; // three sequences, the second empty
+    let total = 8i64;
+    let q = values((h * total * d) as usize, 21);
+    let k = values((hkv * total * d) as usize, 22);
+    let v = values((hkv * total * d) as usize, 23);
+    let packed = grouped_forward(&plan, &q, &k, &v, hkv, Some(&offsets)).unwrap();
+    for w in offsets.windows(2) {
+        let (a, b) = (w[0] as i64, w[1] as i64);
+        let one = grouped_forward(&plan, &cut(&q, h, total, d, a, b), &cut(&k, hkv, total, d, a, b),
+                                  &cut(&v, hkv, total, d, a, b), hkv, None)
+            .unwrap();
+        assert_eq!(cut(&packed, h, total, d, a, b), one, "sequence [{}, {})", a, b);
+    }
+    assert_eq!(slay::packed_batch_and_length(&[0, 3, 3, 8]), (3, 5));
+
+    // Decreasing offsets are the library's INVALID_VALUE, with its message.
+    let bad = [0i32, 5, 3, 8];
+    let err = grouped_forward(&plan, &q, &k, &v, hkv, Some(&bad)).unwrap_err();
+    assert_eq!(err.status(), Status::INVALID_VALUE);
+    assert!(err.message().contains("seq_offsets"), "{}", err);
+}
