@@ -146,6 +146,8 @@ typedef enum slay_dtype {
     SLAY_DTYPE_FLOAT32 = 0,
     SLAY_DTYPE_BFLOAT16 = 1,
     SLAY_DTYPE_FLOAT16 = 2,
+    SLAY_DTYPE_INT32 = 3,   /* only for seq_offsets (ABI 3)                */
+    SLAY_DTYPE_INT64 = 4,   /* only for seq_offsets (ABI 3)                */
     SLAY_DTYPE_FORCE_32BIT_ = 0x7fffffff
 } slay_dtype_t;
 
@@ -244,7 +246,13 @@ typedef enum slay_attr {
                                        to rounding for any value            */
     SLAY_ATTR_STABILIZER_MODE = 10, /* slay_stabilizer_mode_t                     */
     SLAY_ATTR_COSFORMER_LENGTH = 11,/* L, 0..2^40: cosformer weights cos(pi i/2L);
-                                       0 means L = T of each call                 */
+                                       0 means L = T of each call (of each
+                                       sequence of a packed call)                 */
+    SLAY_ATTR_NUM_KV_HEADS = 12,    /* H_kv, 0..65536, default 0 meaning H (ABI 3):
+                                       grouped-query attention, k, v, dk, dv
+                                       have H_kv heads, H a multiple of H_kv;
+                                       query head h reads key/value head
+                                       h / (H / H_kv). All variants.            */
     /* f64 */
     SLAY_ATTR_EPSILON = 32,         /* eps of the Yat kernel, C = 2 + eps, (0,1e3] */
     SLAY_ATTR_STABILIZER = 33,      /* delta of the denominator, (0, 1]           */
@@ -387,7 +395,32 @@ typedef struct slay_attn_fwd_args {
     const slay_tensor_t* final_state;   /* optional (B, H, F, Dv+1) fp32, written  */
     int64_t position_offset;            /* cosformer: global position of token 0
                                            of this call; 0 otherwise              */
+    /* ABI 3 (size-prefixed addition; zero/NULL keeps the behaviour above): */
+    const slay_tensor_t* seq_offsets;   /* optional (N+1,) int32 or int64: a packed
+                                           call of N sequences (see below)        */
 } slay_attn_fwd_args_t;
+
+/* Packed variable-length calls (ABI 3). With seq_offsets given, the batch
+ * axis of q, k, v, out (and dout, dq, dk, dv) has extent 1 and the token
+ * axis holds N sequences back to back: sequence n is tokens
+ * [seq_offsets[n], seq_offsets[n+1]), seq_offsets[0] = 0, the offsets never
+ * decrease and seq_offsets[N] = T_total (the token extent); empty sequences
+ * are allowed. States have N rows: (N, H, F, Dv+1). Every sequence is
+ * computed exactly as a call of its own with the same arguments (causal
+ * within itself, starting from its own initial state, returning its own
+ * final state; position_offset and cosformer_length apply to each).
+ * seq_offsets lives in the handle's memory space (host memory for CPU,
+ * device memory of the handle's device for CUDA). On CUDA the call copies
+ * the N+1 offsets to the host and waits for the stream to finish that copy,
+ * to validate them and size the launch: the one synchronization of fwd and
+ * bwd. Workspace: slay_attn_plan_get_workspace_size(plan, pass, N, T_max)
+ * with T_max the longest sequence's length.
+ *
+ * Grouped-query heads (attribute NUM_KV_HEADS = H_kv < H): k, v, dk, dv are
+ * (B, H_kv, T, .); query head h uses key/value head h / (H / H_kv), and dk,
+ * dv are the sums over each group's query heads, in a fixed order
+ * (deterministic). The linearized family applies query head h's feature map
+ * (its parameters) to the shared keys; states stay per query head. */
 
 /* out = attention(q, k, v). For the linearized family, initial_state (if
  * given) is added to the prefix sums, and final_state (if given) receives
@@ -413,6 +446,8 @@ typedef struct slay_attn_bwd_args {
     const slay_tensor_t* dfinal_state;   /* optional dL/dfinal_state (B,H,F,Dv+1)  */
     const slay_tensor_t* dinitial_state; /* optional, written dL/dinitial_state     */
     int64_t position_offset;
+    /* ABI 3: */
+    const slay_tensor_t* seq_offsets;    /* optional, as in the forward             */
 } slay_attn_bwd_args_t;
 
 /* Gradients of L with respect to q, k, v (and initial_state) given dout and

@@ -370,7 +370,7 @@ slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* a
         SLAY_TRY(PlanUse::enter(plan, &use));
         const slay::Plan& p = plan->plan;
         slay::FwdCall call;
-        SLAY_TRY(slay::validate_fwd(p, args, &call));
+        SLAY_TRY(slay::validate_fwd(p, args, stream, &call));
         SLAY_TRY(p.backend->check_stream(stream));
         size_t need = 0;
         SLAY_TRY(slay::check_workspace(p, SLAY_PASS_FORWARD, call.batch, call.seq_len, workspace, workspace_size,
@@ -388,7 +388,7 @@ slay_status_t slay_attn_bwd(slay_attn_plan_t plan, const slay_attn_bwd_args_t* a
         SLAY_TRY(PlanUse::enter(plan, &use));
         const slay::Plan& p = plan->plan;
         slay::BwdCall call;
-        SLAY_TRY(slay::validate_bwd(p, args, &call));
+        SLAY_TRY(slay::validate_bwd(p, args, stream, &call));
         SLAY_TRY(p.backend->check_stream(stream));
         size_t need = 0;
         SLAY_TRY(slay::check_workspace(p, SLAY_PASS_BACKWARD, call.batch, call.seq_len, workspace, workspace_size,

@@ -22,6 +22,7 @@ const AttrSpec kAttrs[] = {
     {SLAY_ATTR_CHUNK_SIZE, "chunk_size", true, 1, 4096, false},
     {SLAY_ATTR_STABILIZER_MODE, "stabilizer_mode", true, 0, 1, false},
     {SLAY_ATTR_COSFORMER_LENGTH, "cosformer_length", true, 0, 1099511627776.0, false},
+    {SLAY_ATTR_NUM_KV_HEADS, "num_kv_heads", true, 0, 65536, false},
     {SLAY_ATTR_EPSILON, "epsilon", false, 0, 1e3, true},
     {SLAY_ATTR_STABILIZER, "stabilizer", false, 0, 1, true},
     {SLAY_ATTR_SCORE_SCALE, "score_scale", false, 0, 1e6, true},
@@ -59,6 +60,7 @@ double read_attr(const AttnConfig& c, slay_attr_t id) {
         case SLAY_ATTR_CHUNK_SIZE: return static_cast<double>(c.chunk_size);
         case SLAY_ATTR_STABILIZER_MODE: return c.stabilizer_mode;
         case SLAY_ATTR_COSFORMER_LENGTH: return static_cast<double>(c.cosformer_length);
+        case SLAY_ATTR_NUM_KV_HEADS: return static_cast<double>(c.num_kv_heads);
         case SLAY_ATTR_EPSILON: return c.epsilon;
         case SLAY_ATTR_STABILIZER: return c.stabilizer;
         case SLAY_ATTR_SCORE_SCALE: return c.score_scale;
@@ -87,6 +89,7 @@ void write_attr(AttnConfig& c, slay_attr_t id, double x) {
         case SLAY_ATTR_CHUNK_SIZE: c.chunk_size = i; break;
         case SLAY_ATTR_STABILIZER_MODE: c.stabilizer_mode = static_cast<slay_stabilizer_mode_t>(i); break;
         case SLAY_ATTR_COSFORMER_LENGTH: c.cosformer_length = i; break;
+        case SLAY_ATTR_NUM_KV_HEADS: c.num_kv_heads = i; break;
         case SLAY_ATTR_EPSILON: c.epsilon = x; break;
         case SLAY_ATTR_STABILIZER: c.stabilizer = x; break;
         case SLAY_ATTR_SCORE_SCALE: c.score_scale = x; break;
@@ -138,6 +141,11 @@ Status resolve_config(const AttnConfig& raw, AttnConfig* resolved) {
     AttnConfig c = raw;
     if (c.value_dim == 0) c.value_dim = c.head_dim;
     if (c.softmax_scale == 0) c.softmax_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    if (c.num_kv_heads == 0) c.num_kv_heads = c.num_heads;
+    if (c.num_heads % c.num_kv_heads != 0)
+        return error(SLAY_STATUS_INVALID_VALUE, "num_heads=", c.num_heads, " is not a multiple of num_kv_heads=",
+                     c.num_kv_heads, " (grouped-query attention shares each key/value head among H/H_kv "
+                     "query heads)");
     if (variant_info(c.variant).feature_dim == FeatureDimRule::Poly2 && poly2_shape(c).frame_dim == 0)
         return error(SLAY_STATUS_INVALID_VALUE, "num_features=", c.num_features, " leaves ", variant_name(c.variant),
                      " no frame dimension: d(d+1)/2 + 1 (the constant feature of gamma > 0) <= num_features needs "

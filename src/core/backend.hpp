@@ -23,10 +23,25 @@ namespace slay {
 struct Plan;
 
 // What the forward and the backward both read.
+//   Dense calls: batch = B sequences of seq_len = T tokens each.
+//   Packed calls (seq_offsets given): the tensors have batch extent 1 and
+//   total_tokens tokens; batch = N sequences, sequence n is tokens
+//   [seq_starts[n], seq_starts[n+1]) (validated host copy of the offsets),
+//   and seq_len = the longest sequence (what the workspace is sized for).
+// k, v (and dk, dv) have num_kv_heads heads; q h uses kv head h / group.
 struct CallInputs {
     int64_t batch = 0, seq_len = 0, position_offset = 0;
     TensorView q, k, v, params, initial_state;
     bool has_params = false, has_initial_state = false;
+    bool packed = false;
+    int64_t total_tokens = 0;
+    TensorView seq_offsets;           // packed: (N+1,) int32/int64, the caller's (device) tensor
+    std::vector<int64_t> seq_starts;  // packed: the offsets, read back and validated
+
+    // Sequence n as (tensor batch index, first token, length).
+    int64_t tensor_batch(int64_t n) const { return packed ? 0 : n; }
+    int64_t first_token(int64_t n) const { return packed ? seq_starts[n] : 0; }
+    int64_t length(int64_t n) const { return packed ? seq_starts[n + 1] - seq_starts[n] : seq_len; }
 };
 
 struct FwdCall : CallInputs {
@@ -66,6 +81,9 @@ public:
                             void* stream) = 0;
     virtual Status sample(const Plan& plan, uint64_t seed, uint64_t offset,
                           const TensorView& params, void* workspace, void* stream) = 0;
+    // Copies the n values of a validated int32/int64 offsets tensor (in the
+    // backend's memory space) into `out`; CUDA waits for `stream` to do so.
+    virtual Status read_offsets(const TensorView& offsets, void* stream, std::vector<int64_t>* out) const = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
@@ -82,8 +100,10 @@ struct Plan {
 };
 
 // Validates an argument block against the plan; fills the call on success.
-Status validate_fwd(const Plan& plan, const slay_attn_fwd_args_t* args, FwdCall* call);
-Status validate_bwd(const Plan& plan, const slay_attn_bwd_args_t* args, BwdCall* call);
+// A packed call's offset values are read through the backend (on `stream`,
+// after the stream check) and validated before anything is written.
+Status validate_fwd(const Plan& plan, const slay_attn_fwd_args_t* args, void* stream, FwdCall* call);
+Status validate_bwd(const Plan& plan, const slay_attn_bwd_args_t* args, void* stream, BwdCall* call);
 Status validate_params_tensor(const Plan& plan, const slay_tensor_t* params, Access access,
                               TensorView* view, bool* present);
 // Size, presence and alignment of the workspace; *need receives its size.

@@ -16,10 +16,12 @@
 namespace slay {
 
 // Every attribute of slay_attr_t, resolved (no "0 means default" left except
-// cosformer_length, whose 0 means "T of the call").
+// cosformer_length, whose 0 means "T of the call"; descriptors hold the raw
+// values, plans the resolved ones).
 struct AttnConfig {
     slay_attn_variant_t variant = SLAY_ATTN_STANDARD;
     int64_t num_heads = 1;
+    int64_t num_kv_heads = 0;  // H_kv; 0 = H (resolved plans hold H_kv, a divisor of H)
     int64_t head_dim = 64;
     int64_t value_dim = 64;  // resolved Dv
     bool causal = true;

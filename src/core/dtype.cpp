@@ -12,6 +12,8 @@ size_t dtype_size(int32_t t) {
         case SLAY_DTYPE_FLOAT32: return 4;
         case SLAY_DTYPE_BFLOAT16:
         case SLAY_DTYPE_FLOAT16: return 2;
+        case SLAY_DTYPE_INT32: return 4;
+        case SLAY_DTYPE_INT64: return 8;
         default: return 0;
     }
 }
@@ -21,6 +23,8 @@ const char* dtype_name(int32_t t) {
         case SLAY_DTYPE_FLOAT32: return "float32";
         case SLAY_DTYPE_BFLOAT16: return "bfloat16";
         case SLAY_DTYPE_FLOAT16: return "float16";
+        case SLAY_DTYPE_INT32: return "int32";
+        case SLAY_DTYPE_INT64: return "int64";
         default: return "unknown";
     }
 }

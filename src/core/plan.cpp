@@ -3,6 +3,8 @@
 // written, so a failing call leaves all outputs untouched.
 //
 // Shapes: q, k (B, H, T, D); v, out, dout (B, H, T, Dv); state (B, H, F, Dv+1).
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "attributes.hpp"
@@ -67,23 +69,69 @@ Status check_state(const Plan& p, const slay_tensor_t* t, const char* name, int6
                         view);
 }
 
-// q defines B and T; k, v, out and the gradients must agree with it. Checks
-// the inputs forward and backward share, in argument order.
+// Offsets of a packed call: rank 1, int32 or int64, N+1 >= 1 entries.
+Status check_offsets_tensor(const slay_tensor_t* t, TensorView* view) {
+    if (t && t->rank == 1 && enum_bits(t->dtype) == SLAY_DTYPE_INT32)
+        return check_tensor_rank(t, "seq_offsets", SLAY_DTYPE_INT32, 1, Access::Read, view);
+    SLAY_TRY(check_tensor_rank(t, "seq_offsets", SLAY_DTYPE_INT64, 1, Access::Read, view));
+    if (view->shape[0] < 1)
+        return error(SLAY_STATUS_BAD_SHAPE, "seq_offsets has 0 entries; a packed call of N sequences needs N+1");
+    return Status();
+}
+
+// The offsets' values (read through the backend): 0 first, never
+// decreasing, T_total last. Sets the sequence count and the longest length.
+Status check_offset_values(const Plan& p, void* stream, int64_t total_tokens, CallInputs* c) {
+    SLAY_TRY(p.backend->check_stream(stream));
+    SLAY_TRY(p.backend->read_offsets(c->seq_offsets, stream, &c->seq_starts));
+    const std::vector<int64_t>& o = c->seq_starts;
+    const int64_t n = static_cast<int64_t>(o.size()) - 1;
+    if (o[0] != 0) return error(SLAY_STATUS_INVALID_VALUE, "seq_offsets[0]=", o[0], " but it must be 0");
+    int64_t longest = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        if (o[i + 1] < o[i])
+            return error(SLAY_STATUS_INVALID_VALUE, "seq_offsets[", i + 1, "]=", o[i + 1], " < seq_offsets[", i,
+                         "]=", o[i], "; offsets must not decrease");
+        longest = std::max(longest, o[i + 1] - o[i]);
+    }
+    if (o[n] != total_tokens)
+        return error(SLAY_STATUS_INVALID_VALUE, "seq_offsets[", n, "]=", o[n], " but q holds ", total_tokens,
+                     " tokens; the last offset must equal the token extent");
+    c->batch = n;
+    c->seq_len = longest;
+    return Status();
+}
+
+// q defines the batch and token extents; k, v (H_kv heads), out and the
+// gradients must agree with it. A packed call (offsets given) has batch
+// extent 1 and takes B and T from the offsets. Checks the inputs forward
+// and backward share, in argument order.
 Status check_inputs(const Plan& p, const slay_tensor_t* q, const slay_tensor_t* k, const slay_tensor_t* v,
-                    CallInputs* c) {
+                    const slay_tensor_t* offsets, void* stream, CallInputs* c) {
     const AttnConfig& cf = p.cfg;
     SLAY_TRY(check_tensor_rank(q, "q", cf.io_dtype, 4, Access::Read, &c->q));
     const int64_t B = c->q.shape[0], T = c->q.shape[2];
+    c->packed = offsets != nullptr;
+    if (c->packed) {
+        SLAY_TRY(check_offsets_tensor(offsets, &c->seq_offsets));
+        if (B != 1)
+            return error(SLAY_STATUS_BAD_SHAPE, "q.shape[0]=", B, " but a packed call (seq_offsets given) has "
+                         "batch extent 1, the sequences lying back to back on the token axis");
+    }
     // Checked first: with T = 0 the tensors hold no element, so nothing else
     // bounds B, and a backend would otherwise walk B*H empty heads.
-    if (B > kMaxBatchHeads / cf.num_heads)
-        return error(SLAY_STATUS_INVALID_VALUE, "B*H = ", B, "*", cf.num_heads, " exceeds the limit of ",
-                     kMaxBatchHeads, " (2^31-1, CUDA's gridDim.x) on B*H");
+    const int64_t sequences = c->packed ? c->seq_offsets.shape[0] - 1 : B;
+    if (sequences > kMaxBatchHeads / cf.num_heads)
+        return error(SLAY_STATUS_INVALID_VALUE, "B*H = ", sequences, "*", cf.num_heads, " exceeds the limit of ",
+                     kMaxBatchHeads, " (2^31-1, CUDA's gridDim.x) on B*H", c->packed ? " (B = sequences)" : "");
+    const int64_t Hkv = cf.num_kv_heads;
     SLAY_TRY(check_tensor(q, "q", cf.io_dtype, {B, cf.num_heads, T, cf.head_dim}, "(B, H, T, D)", Access::Read, &c->q));
-    SLAY_TRY(check_tensor(k, "k", cf.io_dtype, {B, cf.num_heads, T, cf.head_dim}, "(B, H, T, D)", Access::Read, &c->k));
-    SLAY_TRY(check_tensor(v, "v", cf.io_dtype, {B, cf.num_heads, T, cf.value_dim}, "(B, H, T, Dv)", Access::Read, &c->v));
+    SLAY_TRY(check_tensor(k, "k", cf.io_dtype, {B, Hkv, T, cf.head_dim}, "(B, H_kv, T, D)", Access::Read, &c->k));
+    SLAY_TRY(check_tensor(v, "v", cf.io_dtype, {B, Hkv, T, cf.value_dim}, "(B, H_kv, T, Dv)", Access::Read, &c->v));
     c->batch = B;
     c->seq_len = T;
+    c->total_tokens = B * T;
+    if (c->packed) SLAY_TRY(check_offset_values(p, stream, T, c));
     return Status();
 }
 
@@ -93,6 +141,11 @@ Status check_params_state_position(const Plan& p, const slay_tensor_t* params, c
     SLAY_TRY(check_state(p, initial_state, "initial_state", c->batch, Access::Read, &c->initial_state,
                          &c->has_initial_state));
     SLAY_TRY(check_position_offset(p, position_offset, c->seq_len));
+    // With length 0 each sequence's weights would depend on its own T; like
+    // states, packing needs one fixed length.
+    if (c->packed && p.cfg.variant == SLAY_ATTN_COSFORMER && p.cfg.cosformer_length == 0)
+        return error(SLAY_STATUS_NOT_SUPPORTED,
+                     "a packed cosformer call (seq_offsets given) needs attribute cosformer_length > 0");
     c->position_offset = position_offset;
     return Status();
 }
@@ -165,6 +218,7 @@ Status check_fwd_memory(const FwdCall& c, const void* workspace, size_t need) {
                            {"k", &c.k, false},
                            {"v", &c.v, false},
                            {"params", &c.params, false},
+                           {"seq_offsets", &c.seq_offsets, false},
                            {"initial_state", &c.initial_state, false},
                            {"out", &c.out, true},
                            {"final_state", &c.final_state, true}},
@@ -176,6 +230,7 @@ Status check_bwd_memory(const BwdCall& c, const void* workspace, size_t need) {
                            {"k", &c.k, false},
                            {"v", &c.v, false},
                            {"params", &c.params, false},
+                           {"seq_offsets", &c.seq_offsets, false},
                            {"initial_state", &c.initial_state, false},
                            {"out", &c.out, false},
                            {"dout", &c.dout, false},
@@ -221,34 +276,66 @@ Status validate_params_tensor(const Plan& p, const slay_tensor_t* params, Access
     return Status();
 }
 
-Status validate_fwd(const Plan& p, const slay_attn_fwd_args_t* a, FwdCall* call) {
-    if (!a) return error(SLAY_STATUS_INVALID_ARGUMENT, "args is NULL");
-    SLAY_TRY(check_struct_size(a, a->struct_size, sizeof(slay_attn_fwd_args_t), "args"));
+namespace {
+
+// A caller built against ABI 2 passes the block without the ABI 3 fields:
+// copy what was given into a zeroed block of this library's size, so
+// absent fields read as zero / NULL.
+// A size between the two layouts must not cover part of an ABI 3 field
+// with anything but zeros.
+template <typename Args>
+Status read_args_block(const Args* given, size_t abi2_size, Args* block) {
+    if (!given) return error(SLAY_STATUS_INVALID_ARGUMENT, "args is NULL");
+    const size_t size = given->struct_size;
+    if (size >= sizeof(Args)) {
+        SLAY_TRY(check_struct_size(given, size, sizeof(Args), "args"));
+        std::memcpy(static_cast<void*>(block), given, sizeof(Args));
+        return Status();
+    }
+    SLAY_TRY(check_struct_size_range(size, abi2_size, "args"));
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(given);
+    for (size_t i = abi2_size; i < size; ++i)
+        if (bytes[i] != 0)
+            return error(SLAY_STATUS_STRUCT_SIZE, "args->struct_size=", size, " covers part of a field; pass ",
+                         abi2_size, " (ABI 2 layout) or ", sizeof(Args), " (this library's layout)");
+    std::memset(static_cast<void*>(block), 0, sizeof(Args));
+    std::memcpy(static_cast<void*>(block), given, abi2_size);
+    return Status();
+}
+
+}  // namespace
+
+Status validate_fwd(const Plan& p, const slay_attn_fwd_args_t* given, void* stream, FwdCall* call) {
+    slay_attn_fwd_args_t a;
+    SLAY_TRY(read_args_block(given, offsetof(slay_attn_fwd_args_t, seq_offsets), &a));
     FwdCall c;
-    SLAY_TRY(check_inputs(p, a->q, a->k, a->v, &c));
-    const int64_t B = c.batch, T = c.seq_len, H = p.cfg.num_heads, Dv = p.cfg.value_dim;
-    SLAY_TRY(check_tensor(a->out, "out", p.cfg.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Write, &c.out));
-    SLAY_TRY(check_params_state_position(p, a->params, a->initial_state, a->position_offset, &c));
-    SLAY_TRY(check_state(p, a->final_state, "final_state", B, Access::Write, &c.final_state, &c.has_final_state));
+    SLAY_TRY(check_inputs(p, a.q, a.k, a.v, a.seq_offsets, stream, &c));
+    const int64_t B = c.q.shape[0], T = c.q.shape[2], H = p.cfg.num_heads, Dv = p.cfg.value_dim;
+    SLAY_TRY(check_tensor(a.out, "out", p.cfg.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Write, &c.out));
+    SLAY_TRY(check_params_state_position(p, a.params, a.initial_state, a.position_offset, &c));
+    SLAY_TRY(check_state(p, a.final_state, "final_state", c.batch, Access::Write, &c.final_state,
+                         &c.has_final_state));
     *call = c;
     return Status();
 }
 
-Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* a, BwdCall* call) {
-    if (!a) return error(SLAY_STATUS_INVALID_ARGUMENT, "args is NULL");
-    SLAY_TRY(check_struct_size(a, a->struct_size, sizeof(slay_attn_bwd_args_t), "args"));
+Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* given, void* stream, BwdCall* call) {
+    slay_attn_bwd_args_t a;
+    SLAY_TRY(read_args_block(given, offsetof(slay_attn_bwd_args_t, seq_offsets), &a));
     BwdCall c;
-    SLAY_TRY(check_inputs(p, a->q, a->k, a->v, &c));
+    SLAY_TRY(check_inputs(p, a.q, a.k, a.v, a.seq_offsets, stream, &c));
     const AttnConfig& cf = p.cfg;
-    const int64_t B = c.batch, T = c.seq_len, H = cf.num_heads, D = cf.head_dim, Dv = cf.value_dim;
-    SLAY_TRY(check_tensor(a->out, "out", cf.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Read, &c.out));
-    SLAY_TRY(check_tensor(a->dout, "dout", cf.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Read, &c.dout));
-    SLAY_TRY(check_tensor(a->dq, "dq", cf.io_dtype, {B, H, T, D}, "(B, H, T, D)", Access::Write, &c.dq));
-    SLAY_TRY(check_tensor(a->dk, "dk", cf.io_dtype, {B, H, T, D}, "(B, H, T, D)", Access::Write, &c.dk));
-    SLAY_TRY(check_tensor(a->dv, "dv", cf.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Write, &c.dv));
-    SLAY_TRY(check_params_state_position(p, a->params, a->initial_state, a->position_offset, &c));
-    SLAY_TRY(check_state(p, a->dfinal_state, "dfinal_state", B, Access::Read, &c.dfinal_state, &c.has_dfinal_state));
-    SLAY_TRY(check_state(p, a->dinitial_state, "dinitial_state", B, Access::Write, &c.dinitial_state,
+    const int64_t B = c.q.shape[0], T = c.q.shape[2], H = cf.num_heads, Hkv = cf.num_kv_heads, D = cf.head_dim,
+                  Dv = cf.value_dim;
+    SLAY_TRY(check_tensor(a.out, "out", cf.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Read, &c.out));
+    SLAY_TRY(check_tensor(a.dout, "dout", cf.io_dtype, {B, H, T, Dv}, "(B, H, T, Dv)", Access::Read, &c.dout));
+    SLAY_TRY(check_tensor(a.dq, "dq", cf.io_dtype, {B, H, T, D}, "(B, H, T, D)", Access::Write, &c.dq));
+    SLAY_TRY(check_tensor(a.dk, "dk", cf.io_dtype, {B, Hkv, T, D}, "(B, H_kv, T, D)", Access::Write, &c.dk));
+    SLAY_TRY(check_tensor(a.dv, "dv", cf.io_dtype, {B, Hkv, T, Dv}, "(B, H_kv, T, Dv)", Access::Write, &c.dv));
+    SLAY_TRY(check_params_state_position(p, a.params, a.initial_state, a.position_offset, &c));
+    SLAY_TRY(check_state(p, a.dfinal_state, "dfinal_state", c.batch, Access::Read, &c.dfinal_state,
+                         &c.has_dfinal_state));
+    SLAY_TRY(check_state(p, a.dinitial_state, "dinitial_state", c.batch, Access::Write, &c.dinitial_state,
                          &c.has_dinitial_state));
     *call = c;
     return Status();

@@ -47,7 +47,8 @@ constexpr uint64_t attr_bit(slay_attr_t a) { return uint64_t{1} << static_cast<i
 // Attributes every variant reads.
 constexpr uint64_t kCommonAttributes = attr_bit(SLAY_ATTR_NUM_HEADS) | attr_bit(SLAY_ATTR_HEAD_DIM) |
                                        attr_bit(SLAY_ATTR_VALUE_DIM) | attr_bit(SLAY_ATTR_CAUSAL) |
-                                       attr_bit(SLAY_ATTR_IO_DTYPE) | attr_bit(SLAY_ATTR_ALLOW_TF32);
+                                       attr_bit(SLAY_ATTR_IO_DTYPE) | attr_bit(SLAY_ATTR_ALLOW_TF32) |
+                                       attr_bit(SLAY_ATTR_NUM_KV_HEADS);
 
 constexpr int kMaxSegments = 5;
 constexpr int kMaxAliases = 2;

@@ -1,7 +1,10 @@
-// cpu_backend.cpp -- the CPU reference backend: for every (b, h) it gathers
-// the head's slices of q, k (T, D), v (T, Dv) and the state (F, Dv+1) from
-// the caller's strided tensors into fp64 rows, runs the fp64 Reference, and
-// scatters out (T, Dv) / gradients / states back in the caller's dtype.
+// cpu_backend.cpp -- the CPU reference backend: for every (sequence b, query
+// head h) it gathers the head's slices of q, k (T, D), v (T, Dv) and the
+// state (F, Dv+1) from the caller's strided tensors into fp64 rows, runs the
+// fp64 Reference, and scatters out (T, Dv) / gradients / states back in the
+// caller's dtype. Packed calls walk their sequences (tokens [start, start+T)
+// of batch row 0); grouped-query plans read k, v of head h / group and sum
+// dk, dv over each group's query heads in fp64, in head order.
 // Feature parameters are drawn with cuRAND's host generator (Philox4x32-10),
 // the same generator the CUDA backend runs on the device.
 //
@@ -27,6 +30,7 @@ struct HeadScratch {
     double *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
     double *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
     double *state_in = nullptr, *state_out = nullptr, *dstate_out = nullptr, *dstate_in = nullptr;
+    double *dk_group = nullptr, *dv_group = nullptr;  // grouped-query plans: sums over the group
 };
 
 HeadScratch carve_head_scratch(const Plan& p, slay_pass_t pass, int64_t T, ScratchCarver& w) {
@@ -46,6 +50,10 @@ HeadScratch carve_head_scratch(const Plan& p, slay_pass_t pass, int64_t T, Scrat
         s.dv = w.take<double>(T, Dv);
         s.dstate_out = w.take<double>(S);
         s.dstate_in = w.take<double>(S);
+        if (p.cfg.num_kv_heads != p.cfg.num_heads) {
+            s.dk_group = w.take<double>(T, D);
+            s.dv_group = w.take<double>(T, Dv);
+        }
     }
     return s;
 }
@@ -69,16 +77,27 @@ SampleScratch carve_sample_scratch(const Plan& p, ScratchCarver& w) {
     return s;
 }
 
-// (rows, cols) slice of head (b, h) of a rank-4 tensor <-> fp64 row-major.
-void gather(const TensorView& t, int64_t b, int64_t h, int64_t rows, int64_t cols, double* dst) {
+// Rows [row0, row0 + rows) x cols of head (b, h) of a rank-4 tensor <->
+// fp64 row-major.
+void gather(const TensorView& t, int64_t b, int64_t h, int64_t row0, int64_t rows, int64_t cols, double* dst) {
     for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < cols; ++j) dst[i * cols + j] = load_element(t.data, t.dtype, t.offset(b, h, i, j));
+        for (int64_t j = 0; j < cols; ++j)
+            dst[i * cols + j] = load_element(t.data, t.dtype, t.offset(b, h, row0 + i, j));
 }
 
-void scatter(const double* src, int64_t b, int64_t h, int64_t rows, int64_t cols, const TensorView& t) {
+void scatter(const double* src, int64_t b, int64_t h, int64_t row0, int64_t rows, int64_t cols,
+             const TensorView& t) {
     for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < cols; ++j) store_element(t.data, t.dtype, t.offset(b, h, i, j), src[i * cols + j]);
+        for (int64_t j = 0; j < cols; ++j)
+            store_element(t.data, t.dtype, t.offset(b, h, row0 + i, j), src[i * cols + j]);
 }
+
+// Where one (sequence, query head) lives in the call's tensors.
+struct HeadPlace {
+    int64_t seq, h, kv_head;  // states use (seq, h); k, v, dk, dv use kv_head
+    int64_t batch, first, T;  // tensor batch row, first token, length
+    bool group_start, group_end;  // first / last query head of its kv head's group
+};
 
 // Widens the parameter vector. Values are used as given, never checked, the
 // same rule as on CUDA (slay.h at slay_attn_features_sample).
@@ -113,32 +132,54 @@ public:
     }
 
     Status forward(const Plan& p, const FwdCall& c, void* workspace, void*) override {
-        const int64_t T = c.seq_len, Dv = p.cfg.value_dim, F = p.features;
+        const int64_t Dv = p.cfg.value_dim, F = p.features;
         return for_each_head(p, c, SLAY_PASS_FORWARD, workspace,
-                             [&](const cpu::Reference& ref, const HeadScratch& s, int64_t b, int64_t h) {
-                                 const cpu::HeadSlice slice{T, h, c.position_offset, s.q, s.k, s.v};
+                             [&](const cpu::Reference& ref, const HeadScratch& s, const HeadPlace& at) {
+                                 const cpu::HeadSlice slice{at.T, at.h, c.position_offset, s.q, s.k, s.v};
                                  ref.forward(slice, c.has_initial_state ? s.state_in : nullptr, s.out,
                                              c.has_final_state ? s.state_out : nullptr);
-                                 scatter(s.out, b, h, T, Dv, c.out);
-                                 if (c.has_final_state) scatter(s.state_out, b, h, F, Dv + 1, c.final_state);
+                                 scatter(s.out, at.batch, at.h, at.first, at.T, Dv, c.out);
+                                 if (c.has_final_state)
+                                     scatter(s.state_out, at.seq, at.h, 0, F, Dv + 1, c.final_state);
                              });
     }
 
     Status backward(const Plan& p, const BwdCall& c, void* workspace, void*) override {
-        const int64_t T = c.seq_len, D = p.cfg.head_dim, Dv = p.cfg.value_dim, F = p.features;
+        const int64_t D = p.cfg.head_dim, Dv = p.cfg.value_dim, F = p.features;
         return for_each_head(p, c, SLAY_PASS_BACKWARD, workspace,
-                             [&](const cpu::Reference& ref, const HeadScratch& s, int64_t b, int64_t h) {
-                                 gather(c.dout, b, h, T, Dv, s.dout);
-                                 if (c.has_dfinal_state) gather(c.dfinal_state, b, h, F, Dv + 1, s.dstate_out);
-                                 const cpu::HeadSlice slice{T, h, c.position_offset, s.q, s.k, s.v};
+                             [&](const cpu::Reference& ref, const HeadScratch& s, const HeadPlace& at) {
+                                 gather(c.dout, at.batch, at.h, at.first, at.T, Dv, s.dout);
+                                 if (c.has_dfinal_state)
+                                     gather(c.dfinal_state, at.seq, at.h, 0, F, Dv + 1, s.dstate_out);
+                                 const cpu::HeadSlice slice{at.T, at.h, c.position_offset, s.q, s.k, s.v};
                                  ref.backward(slice, c.has_initial_state ? s.state_in : nullptr, s.dout,
                                               c.has_dfinal_state ? s.dstate_out : nullptr, s.dq, s.dk, s.dv,
                                               c.has_dinitial_state ? s.dstate_in : nullptr);
-                                 scatter(s.dq, b, h, T, D, c.dq);
-                                 scatter(s.dk, b, h, T, D, c.dk);
-                                 scatter(s.dv, b, h, T, Dv, c.dv);
-                                 if (c.has_dinitial_state) scatter(s.dstate_in, b, h, F, Dv + 1, c.dinitial_state);
+                                 scatter(s.dq, at.batch, at.h, at.first, at.T, D, c.dq);
+                                 if (c.has_dinitial_state)
+                                     scatter(s.dstate_in, at.seq, at.h, 0, F, Dv + 1, c.dinitial_state);
+                                 if (!s.dk_group) {
+                                     scatter(s.dk, at.batch, at.kv_head, at.first, at.T, D, c.dk);
+                                     scatter(s.dv, at.batch, at.kv_head, at.first, at.T, Dv, c.dv);
+                                     return;
+                                 }
+                                 add_to_group(s.dk, at.T * D, at.group_start, s.dk_group);
+                                 add_to_group(s.dv, at.T * Dv, at.group_start, s.dv_group);
+                                 if (at.group_end) {
+                                     scatter(s.dk_group, at.batch, at.kv_head, at.first, at.T, D, c.dk);
+                                     scatter(s.dv_group, at.batch, at.kv_head, at.first, at.T, Dv, c.dv);
+                                 }
                              });
+    }
+
+    Status read_offsets(const TensorView& o, void*, std::vector<int64_t>* out) const override {
+        out->resize(static_cast<size_t>(o.shape[0]));
+        for (int64_t i = 0; i < o.shape[0]; ++i) {
+            const int64_t at = i * o.strides[0];
+            (*out)[i] = o.dtype == SLAY_DTYPE_INT32 ? static_cast<const int32_t*>(o.data)[at]
+                                                    : static_cast<const int64_t*>(o.data)[at];
+        }
+        return Status();
     }
 
     Status sample(const Plan& p, uint64_t seed, uint64_t offset, const TensorView& params, void* workspace,
@@ -172,9 +213,14 @@ public:
     }
 
 private:
-    // Widens the parameters, builds the
-    // Reference, then for every (b, h) gathers q, k, v and the initial state
-    // into the scratch and runs pass_body(ref, scratch, b, h). A head's input
+    // group += x (group = x for the group's first head).
+    static void add_to_group(const double* x, int64_t n, bool first, double* group) {
+        for (int64_t i = 0; i < n; ++i) group[i] = first ? x[i] : group[i] + x[i];
+    }
+
+    // Widens the parameters, builds the Reference, then for every (sequence,
+    // query head), heads in order, gathers q, k, v and the initial state into
+    // the scratch and runs pass_body(ref, scratch, place). A head's input
     // state is read completely before its body writes anything, so
     // final_state may alias initial_state.
     template <typename PassBody>
@@ -185,14 +231,17 @@ private:
         const cpu::Reference ref(p.cfg, params.empty() ? nullptr : params.data());
         ScratchCarver carver(workspace);
         const HeadScratch s = carve_head_scratch(p, pass, c.seq_len, carver);
-        const int64_t T = c.seq_len, D = p.cfg.head_dim, Dv = p.cfg.value_dim, F = p.features;
-        for (int64_t b = 0; b < c.batch; ++b)
+        const int64_t D = p.cfg.head_dim, Dv = p.cfg.value_dim, F = p.features;
+        const int64_t group = p.cfg.num_heads / p.cfg.num_kv_heads;
+        for (int64_t n = 0; n < c.batch; ++n)
             for (int64_t h = 0; h < p.cfg.num_heads; ++h) {
-                gather(c.q, b, h, T, D, s.q);
-                gather(c.k, b, h, T, D, s.k);
-                gather(c.v, b, h, T, Dv, s.v);
-                if (c.has_initial_state) gather(c.initial_state, b, h, F, Dv + 1, s.state_in);
-                pass_body(ref, s, b, h);
+                const HeadPlace at{n,        h,           h / group,        c.tensor_batch(n), c.first_token(n),
+                                   c.length(n), h % group == 0, h % group == group - 1};
+                gather(c.q, at.batch, h, at.first, at.T, D, s.q);
+                gather(c.k, at.batch, at.kv_head, at.first, at.T, D, s.k);
+                gather(c.v, at.batch, at.kv_head, at.first, at.T, Dv, s.v);
+                if (c.has_initial_state) gather(c.initial_state, n, h, 0, F, Dv + 1, s.state_in);
+                pass_body(ref, s, at);
             }
         return Status();
     }

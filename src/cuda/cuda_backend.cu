@@ -5,6 +5,9 @@
 // cuda_ops.hpp (exact: standard, yat, yat_spherical; linearized: the rest).
 #include <cuda_runtime_api.h>
 
+#include <cstring>
+#include <vector>
+
 #include "core/backend.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
@@ -79,6 +82,41 @@ public:
         DeviceGuard guard;
         SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
         return cuda::sample_features(info_, p, seed, offset, params, workspace, call_stream(stream));
+    }
+
+    // The offsets must be device memory of this device (kernels read them):
+    // host or other-device pointers get INVALID_ARGUMENT before any copy.
+    Status read_offsets(const TensorView& o, void* stream, std::vector<int64_t>* out) const override {
+        DeviceGuard guard;
+        SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
+        cudaPointerAttributes attr;
+        SLAY_CUDA(cudaPointerGetAttributes(&attr, o.data));
+        const bool on_device = (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged) &&
+                               attr.device == info_.device;
+        if (!on_device)
+            return error(SLAY_STATUS_INVALID_ARGUMENT, "seq_offsets.data is not device memory of CUDA device ",
+                         info_.device, "; packed calls read the offsets on the device");
+        const int64_t n = o.shape[0];
+        const size_t elem = o.dtype == SLAY_DTYPE_INT32 ? 4 : 8;
+        // A stride of 0 repeats one element; otherwise one 2-D copy gathers
+        // the strided vector (pitch = stride bytes).
+        const int64_t distinct = o.strides[0] == 0 ? 1 : n;
+        std::vector<unsigned char> raw(static_cast<size_t>(distinct) * elem);
+        SLAY_CUDA(cudaMemcpy2DAsync(raw.data(), elem, o.data, static_cast<size_t>(o.strides[0]) * elem + (distinct == 1 ? elem : 0),
+                                    elem, static_cast<size_t>(distinct), cudaMemcpyDeviceToHost, call_stream(stream)));
+        SLAY_CUDA(cudaStreamSynchronize(call_stream(stream)));
+        out->resize(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t at = distinct == 1 ? 0 : i;
+            if (elem == 4) {
+                int32_t x;
+                std::memcpy(&x, raw.data() + at * elem, 4);
+                (*out)[i] = x;
+            } else {
+                std::memcpy(&(*out)[i], raw.data() + at * elem, 8);
+            }
+        }
+        return Status();
     }
 
 private:

@@ -47,20 +47,20 @@ struct BackwardSmem {
 
 // The row statistics of query rows q0 .. q0+63 into shared memory (0 for
 // padded rows, which pair_visible masks anyway).
-__device__ __forceinline__ void load_row_stats(const ExactArgs& args, int64_t bh, int64_t q0, float* stat,
+__device__ __forceinline__ void load_row_stats(const ExactArgs& args, const BlockTile& blk, int64_t q0, float* stat,
                                                float* delta) {
     const int r = threadIdx.x;
     if (r < kTile) {
-        const int64_t t = q0 + r, row = bh * args.seq_len + t;
-        stat[r] = t < args.seq_len ? args.row_stat[row] : 0.f;
-        delta[r] = t < args.seq_len ? args.row_delta[row] : 0.f;
+        const int64_t t = q0 + r, row = blk.stat_row(args, t);
+        stat[r] = t < blk.T ? args.row_stat[row] : 0.f;
+        delta[r] = t < blk.T ? args.row_delta[row] : 0.f;
     }
 }
 
 // On entry a = q.k and gv = g.v of this thread's 4 x 4 (query, key) block;
 // on exit a = w and cross/self the gradient coefficients (0 where masked).
 template <typename Score>
-__device__ __forceinline__ void pair_gradients(const ExactArgs& args, int64_t q0, int64_t k0, const float* qaux,
+__device__ __forceinline__ void pair_gradients(const ExactArgs& args, int64_t T, int64_t q0, int64_t k0, const float* qaux,
                                                const float* kaux, const float* stat, const float* delta,
                                                float a[kRowsPerThread][kColsPerThread],
                                                const float gv[kRowsPerThread][kColsPerThread],
@@ -73,7 +73,7 @@ __device__ __forceinline__ void pair_gradients(const ExactArgs& args, int64_t q0
 #pragma unroll
         for (int c = 0; c < kColsPerThread; ++c) {
             const int col = tx + kLanes * c;
-            if (!pair_visible(q0 + r, k0 + col, args.seq_len, args.causal)) {
+            if (!pair_visible(q0 + r, k0 + col, T, args.causal)) {
                 a[i][c] = cross[i][c] = self[i][c] = 0.f;
                 continue;
             }
@@ -116,9 +116,9 @@ __device__ __forceinline__ void normalize_vjp_row(float grad[kCols], const float
 
 // Writes this thread's columns of one row of a (B, H, T, X) gradient.
 template <typename Elem, int kCols>
-__device__ __forceinline__ void store_row(void* dst, const Strides& s, int64_t b, int64_t h, int64_t t, int width,
+__device__ __forceinline__ void store_row(void* dst, const Strides& s, const BlockTile& blk, int64_t t, int width,
                                           const float vals[kCols]) {
-    Elem* row = static_cast<Elem*>(dst) + s.row(b, h) + t * s.token;
+    Elem* row = static_cast<Elem*>(dst) + blk.row(s) + t * s.token;
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
         const int col = thread_x() + kLanes * c;
@@ -144,16 +144,17 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
     float* stat = smem + layout.stat;
     float* delta = smem + layout.delta;
 
-    const int64_t T = args.seq_len;
-    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);  // key tile
-    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, k_tile = blk.tile;
+    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);
+    if (blk.idle) return;
+    const int64_t T = blk.T;  // key tile
+    const int64_t num_tiles = blk.num_tiles, k_tile = blk.tile;
     const int64_t k0 = k_tile * kTile;
     const int tx = thread_x(), ty = thread_y();
 
-    const Elem* q = static_cast<const Elem*>(args.q) + args.q_s.row(b, h);
-    const Elem* g = static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h);
-    load_rows(static_cast<const Elem*>(args.k) + args.k_s.row(b, h), args.k_s.token, k0, T, D, Ks, ldq);
-    load_rows(static_cast<const Elem*>(args.v) + args.v_s.row(b, h), args.v_s.token, k0, T, Dv, Vs, ldv);
+    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
+    const Elem* g = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s);
+    load_rows(static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s), args.k_s.token, k0, T, D, Ks, ldq);
+    load_rows(static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s), args.v_s.token, k0, T, Dv, Vs, ldv);
     __syncthreads();
     prepare_rows<Score>(args.sc, Ks, ldq, D, kaux);
 
@@ -170,7 +171,7 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
         __syncthreads();  // the previous tile's Qs, dOs, Ws, Gs are consumed
         load_rows(q, args.q_s.token, q0, T, D, Qs, ldq);
         load_rows(g, args.dout_s.token, q0, T, Dv, dOs, ldv);
-        load_row_stats(args, bh, q0, stat, delta);
+        load_row_stats(args, blk, q0, stat, delta);
         __syncthreads();
         prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
         __syncthreads();
@@ -179,7 +180,7 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
         float cross[kRowsPerThread][kColsPerThread], self[kRowsPerThread][kColsPerThread];
         tile_dot(Qs, ldq, Ks, ldq, D, a);
         tile_dot(dOs, ldv, Vs, ldv, Dv, gv);
-        pair_gradients<Score>(args, q0, k0, qaux, kaux, stat, delta, a, gv, cross, self);
+        pair_gradients<Score>(args, T, q0, k0, qaux, kaux, stat, delta, a, gv, cross, self);
 #pragma unroll
         for (int i = 0; i < kRowsPerThread; ++i) {
             const int r = ty * kRowsPerThread + i;
@@ -243,8 +244,8 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
             normalize_vjp_row<kCols>(dk[rr], Ks + r * ldq, kaux[r], args.sc.norm_eps, D);
         const int64_t t = k0 + r;
         if (t >= T) continue;
-        store_row<Elem, kCols>(args.dk, args.dk_s, b, h, t, D, dk[rr]);
-        store_row<Elem, kCols>(args.dv, args.dv_s, b, h, t, Dv, dv[rr]);
+        store_row<Elem, kCols>(args.dk, args.dk_s, blk, t, D, dk[rr]);
+        store_row<Elem, kCols>(args.dv, args.dv_s, blk, t, Dv, dv[rr]);
     }
 }
 
@@ -265,17 +266,18 @@ __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
     float* stat = smem + layout.stat;
     float* delta = smem + layout.delta;
 
-    const int64_t T = args.seq_len;
-    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
-    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, q_tile = blk.tile;
+    const BlockTile blk = block_tile(args, TileOrder::LastFirst);
+    if (blk.idle) return;
+    const int64_t T = blk.T;  // query tile
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int tx = thread_x(), ty = thread_y();
 
-    const Elem* k = static_cast<const Elem*>(args.k) + args.k_s.row(b, h);
-    const Elem* v = static_cast<const Elem*>(args.v) + args.v_s.row(b, h);
-    load_rows(static_cast<const Elem*>(args.q) + args.q_s.row(b, h), args.q_s.token, q0, T, D, Qs, ldq);
-    load_rows(static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h), args.dout_s.token, q0, T, Dv, dOs, ldv);
-    load_row_stats(args, bh, q0, stat, delta);
+    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
+    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
+    load_rows(static_cast<const Elem*>(args.q) + blk.row(args.q_s), args.q_s.token, q0, T, D, Qs, ldq);
+    load_rows(static_cast<const Elem*>(args.dout) + blk.row(args.dout_s), args.dout_s.token, q0, T, Dv, dOs, ldv);
+    load_row_stats(args, blk, q0, stat, delta);
     __syncthreads();
     prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
 
@@ -301,7 +303,7 @@ __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
         float cross[kRowsPerThread][kColsPerThread], self[kRowsPerThread][kColsPerThread];
         tile_dot(Qs, ldq, Ks, ldq, D, a);
         tile_dot(dOs, ldv, Vs, ldv, Dv, gv);
-        pair_gradients<Score>(args, q0, k0, qaux, kaux, stat, delta, a, gv, cross, self);
+        pair_gradients<Score>(args, T, q0, k0, qaux, kaux, stat, delta, a, gv, cross, self);
 #pragma unroll
         for (int i = 0; i < kRowsPerThread; ++i) {
             const int r = ty * kRowsPerThread + i;
@@ -344,7 +346,7 @@ __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
             normalize_vjp_row<kCols>(dq[rr], Qs + r * ldq, qaux[r], args.sc.norm_eps, D);
         const int64_t t = q0 + r;
         if (t >= T) continue;
-        store_row<Elem, kCols>(args.dq, args.dq_s, b, h, t, D, dq[rr]);
+        store_row<Elem, kCols>(args.dq, args.dq_s, blk, t, D, dq[rr]);
     }
 }
 

@@ -123,9 +123,9 @@ __device__ __forceinline__ void add_self_term(float self_sum[2], const Elem* row
 // Stores rows row0 + r_lo (+8) (those < T) and columns < width of a gradient
 // held in accumulator layout.
 template <typename Elem, int kDim>
-__device__ __forceinline__ void store_rows(void* dst, const Strides& s, int64_t b, int64_t h, int64_t row0, int r_lo,
+__device__ __forceinline__ void store_rows(void* dst, const Strides& s, const BlockTile& blk, int64_t row0, int r_lo,
                                            int t4, int64_t seq_len, int width, const float grad[][4]) {
-    Elem* base = static_cast<Elem*>(dst) + s.row(b, h);
+    Elem* base = static_cast<Elem*>(dst) + blk.row(s);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int64_t t = row0 + r_lo + 8 * half;
@@ -144,20 +144,19 @@ __device__ __forceinline__ void store_rows(void* dst, const Strides& s, int64_t 
 // Whether a (query tile, key tile) block has masked pairs: the causal
 // diagonal and the tiles reaching past T. The others skip the 64-bit index
 // tests per element.
-__device__ __forceinline__ bool mask_needed(const ExactArgs& args, int64_t q_tile, int64_t k_tile) {
-    const int64_t T = args.seq_len;
+__device__ __forceinline__ bool mask_needed(const ExactArgs& args, int64_t T, int64_t q_tile, int64_t k_tile) {
     return (args.causal && q_tile == k_tile) || (q_tile + 1) * kTile > T || (k_tile + 1) * kTile > T;
 }
 
 // Per-row statistics of rows row0 .. row0+63 into shared memory (0 past T;
 // those rows are masked); plain loads, visible after the next __syncthreads.
-__device__ __forceinline__ void stage_row_stats(const ExactArgs& args, int64_t bh, int64_t row0, float* lse,
+__device__ __forceinline__ void stage_row_stats(const ExactArgs& args, const BlockTile& blk, int64_t row0, float* lse,
                                                  float* delta) {
     const int r = threadIdx.x;
     if (r < kTile) {
         const int64_t t = row0 + r;
-        lse[r] = t < args.seq_len ? args.row_stat[bh * args.seq_len + t] : 0.f;
-        delta[r] = t < args.seq_len ? args.row_delta[bh * args.seq_len + t] : 0.f;
+        lse[r] = t < blk.T ? args.row_stat[blk.stat_row(args, t)] : 0.f;
+        delta[r] = t < blk.T ? args.row_delta[blk.stat_row(args, t)] : 0.f;
     }
 }
 
@@ -175,24 +174,25 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
     float* lse = qnorm + 2 * kTile;
     float* delta = lse + 2 * kTile;
 
-    const int64_t T = args.seq_len;
-    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);  // key tile
-    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, k_tile = blk.tile;
+    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);
+    if (blk.idle) return;
+    const int64_t T = blk.T;  // key tile
+    const int64_t num_tiles = blk.num_tiles, k_tile = blk.tile;
     const int64_t k0 = k_tile * kTile;
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int r_lo = warp * 16 + g;  // this thread's key rows: r_lo, r_lo + 8
 
-    const Elem* q = static_cast<const Elem*>(args.q) + args.q_s.row(b, h);
-    const Elem* dout = static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h);
+    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
+    const Elem* dout = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s);
     const int64_t first_q_tile = args.causal ? k_tile : 0;
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.k) + args.k_s.row(b, h), args.k_s.token, k0, T, D, Ks);
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.v) + args.v_s.row(b, h), args.v_s.token, k0, T, Dv, Vs);
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s), args.k_s.token, k0, T, D, Ks);
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s), args.v_s.token, k0, T, Dv, Vs);
     load_tile_async<Elem, kDim>(q, args.q_s.token, first_q_tile * kTile, T, D, Qs);
     load_tile_async<Elem, kDim>(dout, args.dout_s.token, first_q_tile * kTile, T, Dv, dOs);
     cp_async_commit();
-    stage_row_stats(args, bh, first_q_tile * kTile, lse, delta);
+    stage_row_stats(args, blk, first_q_tile * kTile, lse, delta);
 
     float dk[kDim / 8][4], dv[kDim / 8][4], self_sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
             load_tile_async<Elem, kDim>(q, args.q_s.token, q0 + kTile, T, D, Qs + nbuf * kTileElems);
             load_tile_async<Elem, kDim>(dout, args.dout_s.token, q0 + kTile, T, Dv, dOs + nbuf * kTileElems);
             cp_async_commit();
-            stage_row_stats(args, bh, q0 + kTile, lse + nbuf * kTile, delta + nbuf * kTile);
+            stage_row_stats(args, blk, q0 + kTile, lse + nbuf * kTile, delta + nbuf * kTile);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
         const float* lse_b = lse + buf * kTile;
         const float* delta_b = delta + buf * kTile;
         const float* qnorm_b = qnorm + buf * kTile;
-        const bool needs_mask = mask_needed(args, q_tile, k_tile);
+        const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
         score_gradients<Score>(args.sc, st, dpt, self_sum,
                                [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
                                    const int key = r_lo + (e / 2) * 8, query = nb * 8 + 2 * t4 + (e & 1);
@@ -247,8 +247,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
     }
 
     if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, Ks, r_lo, t4, dk);
-    store_rows<Elem, kDim>(args.dk, args.dk_s, b, h, k0, r_lo, t4, T, D, dk);
-    store_rows<Elem, kDim>(args.dv, args.dv_s, b, h, k0, r_lo, t4, T, Dv, dv);
+    store_rows<Elem, kDim>(args.dk, args.dk_s, blk, k0, r_lo, t4, T, D, dk);
+    store_rows<Elem, kDim>(args.dv, args.dv_s, blk, k0, r_lo, t4, T, Dv, dv);
 }
 
 template <typename Elem, typename Score, int kDim>
@@ -265,24 +265,25 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
     float* lse = knorm + 2 * kTile;
     float* delta = lse + kTile;
 
-    const int64_t T = args.seq_len;
-    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
-    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, q_tile = blk.tile;
+    const BlockTile blk = block_tile(args, TileOrder::LastFirst);
+    if (blk.idle) return;
+    const int64_t T = blk.T;  // query tile
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int r_lo = warp * 16 + g;  // this thread's query rows: r_lo, r_lo + 8
 
-    const Elem* k = static_cast<const Elem*>(args.k) + args.k_s.row(b, h);
-    const Elem* v = static_cast<const Elem*>(args.v) + args.v_s.row(b, h);
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.q) + args.q_s.row(b, h), args.q_s.token, q0, T, D, Qs);
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h), args.dout_s.token, q0, T,
+    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
+    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.q) + blk.row(args.q_s), args.q_s.token, q0, T, D, Qs);
+    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.dout) + blk.row(args.dout_s), args.dout_s.token, q0, T,
                                 Dv, dOs);
     load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, Ks);
     load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, Vs);
     cp_async_commit();
-    stage_row_stats(args, bh, q0, lse, delta);
+    stage_row_stats(args, blk, q0, lse, delta);
 
     float dq[kDim / 8][4], self_sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -324,7 +325,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
         rows_times_tile_t<Elem, kDim>(Qs, Kb, warp, lane, s);
         rows_times_tile_t<Elem, kDim>(dOs, Vb, warp, lane, dp);
         const float* knorm_b = knorm + buf * kTile;
-        const bool needs_mask = mask_needed(args, q_tile, k_tile);
+        const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
         score_gradients<Score>(args.sc, s, dp, self_sum,
                                [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
                                    const int query = r_lo + (e / 2) * 8, key = nb * 8 + 2 * t4 + (e & 1);
@@ -341,7 +342,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
     }
 
     if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, Qs, r_lo, t4, dq);
-    store_rows<Elem, kDim>(args.dq, args.dq_s, b, h, q0, r_lo, t4, T, D, dq);
+    store_rows<Elem, kDim>(args.dq, args.dq_s, blk, q0, r_lo, t4, T, D, dq);
 }
 
 }  // namespace exact

@@ -40,7 +40,6 @@ constexpr int kScoreLd = kTile + 1;  // padded row of a score tile in shared mem
 // Element strides of one (B, H, T, X) tensor; the innermost stride is 1.
 struct Strides {
     int64_t batch, head, token;
-    __device__ __forceinline__ int64_t row(int64_t b, int64_t h) const { return b * batch + h * head; }
 };
 
 // The resolved constants of the score function and of the denominator.
@@ -67,7 +66,12 @@ struct ExactArgs {
     void* dk;
     void* dv;
     Strides q_s, k_s, v_s, out_s, dout_s, dst_out_s, dq_s, dk_s, dv_s;
+    // seq_len: the dense T, or a packed call's longest sequence (the row
+    // stride of row_stat / row_delta); `sequences` says where each lies.
     int64_t heads, seq_len;
+    Sequences sequences;
+    int kv_group;  // query heads per key/value head: k, v use head h / kv_group
+                   // (dk, dv are written per query head: into expanded buffers when > 1)
     int head_dim, value_dim;
     bool causal;
     // Backward row statistics (B*H*T each), written by the stats pass:
@@ -231,26 +235,51 @@ __device__ __forceinline__ void tile_dot(const float* A, int lda, const float* B
     }
 }
 
-// The (b, h) head and the 64-row tile of this CTA. Grids hold B*H *
-// num_tiles CTAs with blockIdx.x = rank * B*H + bh, so the CTAs of one tile
-// rank run together across heads. Query-tile kernels take rank 0 as the LAST
-// tile (causal: the most keys, scheduled first); key-tile kernels as the
-// first (causal: the most queries).
+// The (sequence b, query head h) and the 64-row tile of this CTA, and where
+// that head's rows lie. Grids hold B*H * ceil(seq_len / 64) CTAs with
+// blockIdx.x = rank * B*H + bh, so the CTAs of one tile rank run together
+// across heads. Query-tile kernels take rank 0 as the LAST tile of the
+// sequence (causal: the most keys, scheduled first); key-tile kernels as
+// the first (causal: the most queries). In a packed call a CTA whose rank
+// is past its (shorter) sequence's tiles is idle and returns at once.
 enum class TileOrder { LastFirst, FirstFirst };
 struct BlockTile {
     int64_t bh, b, h;  // bh = b * H + h
     int64_t tile;      // 64-row tile index in [0, num_tiles)
-    int64_t num_tiles;
+    int64_t num_tiles; // tiles of this sequence
+    int64_t T;         // tokens of this sequence
+    int64_t batch_row, first_token;  // where the sequence lies in the tensors
+    int kv_head;
+    bool idle;
+
+    // Element offset of token 0 of this (sequence, query head) / of its
+    // key/value head in a tensor with strides s.
+    __device__ __forceinline__ int64_t row(const Strides& s) const {
+        return batch_row * s.batch + h * s.head + first_token * s.token;
+    }
+    __device__ __forceinline__ int64_t kv_row(const Strides& s) const {
+        return batch_row * s.batch + kv_head * s.head + first_token * s.token;
+    }
+    // Index of row t's statistics (row_stat, row_delta: (B*H, seq_len)).
+    __device__ __forceinline__ int64_t stat_row(const ExactArgs& args, int64_t t) const {
+        return bh * args.seq_len + t;
+    }
 };
 __device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, TileOrder order) {
     BlockTile t;
-    t.num_tiles = (args.seq_len + kTile - 1) / kTile;
-    const int64_t bh_count = gridDim.x / t.num_tiles;
+    const int64_t grid_tiles = (args.seq_len + kTile - 1) / kTile;
+    const int64_t bh_count = gridDim.x / grid_tiles;
     t.bh = blockIdx.x % bh_count;
     const int64_t rank = blockIdx.x / bh_count;
-    t.tile = order == TileOrder::LastFirst ? t.num_tiles - 1 - rank : rank;
     t.b = t.bh / args.heads;
     t.h = t.bh % args.heads;
+    t.kv_head = t.h / args.kv_group;
+    t.T = args.sequences.length(t.b, args.seq_len);
+    t.batch_row = args.sequences.packed() ? 0 : t.b;
+    t.first_token = args.sequences.packed() ? args.sequences.start(t.b) : 0;
+    t.num_tiles = (t.T + kTile - 1) / kTile;
+    t.idle = rank >= t.num_tiles;
+    t.tile = order == TileOrder::LastFirst ? t.num_tiles - 1 - rank : rank;
     return t;
 }
 

@@ -49,15 +49,16 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
     float* qaux = smem + layout.qaux;
     float* kaux = smem + layout.kaux;
 
-    const int64_t T = args.seq_len;
     const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
-    const int64_t num_tiles = blk.num_tiles, b = blk.b, h = blk.h, q_tile = blk.tile;
+    if (blk.idle) return;
+    const int64_t T = blk.T;
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int tx = thread_x(), ty = thread_y();
 
-    const Elem* q = static_cast<const Elem*>(args.q) + args.q_s.row(b, h);
-    const Elem* k = static_cast<const Elem*>(args.k) + args.k_s.row(b, h);
-    const Elem* v = static_cast<const Elem*>(args.v) + args.v_s.row(b, h);
+    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
+    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
+    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
 
     load_rows(q, args.q_s.token, q0, T, D, Qs, ldq);
     __syncthreads();
@@ -160,7 +161,7 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
         }
         if (!kStatsOnly) {
             if (!real_row) continue;
-            Elem* o = static_cast<Elem*>(args.dst_out) + args.dst_out_s.row(b, h) + t * args.dst_out_s.token;
+            Elem* o = static_cast<Elem*>(args.dst_out) + blk.row(args.dst_out_s) + t * args.dst_out_s.token;
 #pragma unroll
             for (int c = 0; c < kValueCols; ++c) {
                 const int col = tx + kLanes * c;
@@ -170,13 +171,13 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
             // Delta_i = g_i . o_i from the caller's out (SPEC C.1).
             float part = 0.f;
             if (real_row) {
-                const Elem* o = static_cast<const Elem*>(args.out) + args.out_s.row(b, h) + t * args.out_s.token;
-                const Elem* g = static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h) + t * args.dout_s.token;
+                const Elem* o = static_cast<const Elem*>(args.out) + blk.row(args.out_s) + t * args.out_s.token;
+                const Elem* g = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s) + t * args.dout_s.token;
                 for (int col = tx; col < Dv; col += kLanes) part += to_float(g[col]) * to_float(o[col]);
             }
             const float delta = row_group_sum(part);
             if (real_row && tx == 0) {
-                const int64_t row = (b * args.heads + h) * T + t;
+                const int64_t row = blk.stat_row(args, t);
                 if (Score::kSoftmax) {
                     args.row_stat[row] = row_max[i] + logf(row_sum[i]);
                     args.row_delta[row] = delta;

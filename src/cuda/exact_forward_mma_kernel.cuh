@@ -95,15 +95,15 @@ __device__ __forceinline__ void accumulate_coef_times_tile(const float c[8][4], 
 // Delta_i = dout_i . out_i of rows r_lo and r_hi (fp32 sums of the stored
 // values); the 4 lanes of a row split its columns and meet by shuffles.
 template <typename Elem>
-__device__ __forceinline__ void row_output_dots(const ExactArgs& args, int64_t b, int64_t h, int64_t row0, int t4,
+__device__ __forceinline__ void row_output_dots(const ExactArgs& args, const BlockTile& blk, int64_t row0, int t4,
                                                 float dots[2]) {
-    const Elem* out = static_cast<const Elem*>(args.out) + args.out_s.row(b, h);
-    const Elem* dout = static_cast<const Elem*>(args.dout) + args.dout_s.row(b, h);
+    const Elem* out = static_cast<const Elem*>(args.out) + blk.row(args.out_s);
+    const Elem* dout = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int64_t t = row0 + 8 * half;
         float dot = 0.f;
-        if (t < args.seq_len)
+        if (t < blk.T)
             for (int col = t4; col < args.value_dim; col += 4)
                 dot = fmaf(to_float(out[t * args.out_s.token + col]), to_float(dout[t * args.dout_s.token + col]), dot);
         dot += __shfl_xor_sync(0xffffffffu, dot, 1);
@@ -127,17 +127,18 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     float* qnorm = reinterpret_cast<float*>(Vs + 2 * MmaSmem<kDim>::tile_elems);
     float* knorm = qnorm + kTile;  // [2][64]
 
-    const int64_t T = args.seq_len;
     const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
-    const int64_t num_tiles = blk.num_tiles, bh = blk.bh, b = blk.b, h = blk.h, q_tile = blk.tile;
+    if (blk.idle) return;
+    const int64_t T = blk.T;
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
     const int64_t q0 = q_tile * kTile;
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;  // mma fragment coordinates
 
-    const Elem* q = static_cast<const Elem*>(args.q) + args.q_s.row(b, h);
-    const Elem* k = static_cast<const Elem*>(args.k) + args.k_s.row(b, h);
-    const Elem* v = static_cast<const Elem*>(args.v) + args.v_s.row(b, h);
+    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
+    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
+    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
 
     load_tile_async<Elem, kDim>(q, args.q_s.token, q0, T, D, Qs);
     load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, Ks);
@@ -260,8 +261,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     if (kStatsOnly) {
         constexpr float kLn2 = 0.6931471805599453f;
         float dots[2];
-        row_output_dots<Elem>(args, b, h, q0 + r_lo, t4, dots);
-        const int64_t stat_row = bh * T + q0;
+        row_output_dots<Elem>(args, blk, q0 + r_lo, t4, dots);
+        const int64_t stat_row = blk.stat_row(args, q0);
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
             const int r = half ? r_hi : r_lo;
@@ -271,7 +272,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         }
         return;
     }
-    Elem* out = static_cast<Elem*>(args.dst_out) + args.dst_out_s.row(b, h);
+    Elem* out = static_cast<Elem*>(args.dst_out) + blk.row(args.dst_out_s);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int64_t t = q0 + (half ? r_hi : r_lo);

@@ -8,7 +8,11 @@
 //             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
 //                (spherical), and Delta_i = dout_i.out_i, into the workspace;
 //             2. dK/dV sweep over query tiles; 3. dQ sweep over key tiles.
-//             Workspace: 2 fp32 per (b, h, t) -- O(B H T), no T x T tensor.
+//             Workspace: 2 fp32 per (b, h, t) -- O(B H T), no T x T tensor;
+//             grouped-query plans add dk, dv per query head (grouped_heads.hpp)
+//             summed into the caller's dk, dv after the sweeps.
+// Packed calls: the kernels' CTAs map to (sequence, head, tile) over the
+// longest sequence's tiles; those past a shorter sequence return at once.
 //             Tensor cores (exact_backward_mma_kernel.cuh) under the same
 //             conditions as the forward's, dout laid out like q, k, v.
 // The kernels are in exact_forward_kernel.cuh / exact_backward_kernel.cuh
@@ -25,6 +29,7 @@
 #include "cuda/exact_backward_mma_kernel.cuh"
 #include "cuda/exact_forward_kernel.cuh"
 #include "cuda/exact_forward_mma_kernel.cuh"
+#include "cuda/grouped_heads.hpp"
 
 namespace slay {
 namespace cuda {
@@ -83,6 +88,8 @@ ExactArgs base_args(const Plan& plan, const CallInputs& in) {
     a.v_s = strides_of(in.v);
     a.heads = plan.cfg.num_heads;
     a.seq_len = in.seq_len;
+    a.sequences = call_sequences(in);
+    a.kv_group = kv_group(plan);
     a.head_dim = static_cast<int>(plan.cfg.head_dim);
     a.value_dim = static_cast<int>(plan.cfg.value_dim);
     a.causal = plan.cfg.causal;
@@ -246,10 +253,12 @@ Status exact_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, i
         return error(SLAY_STATUS_INVALID_VALUE, "the exact backward workspace for batch=", batch,
                      ", seq_len=", seq_len, " overflows size_t");
     const BackwardWorkspace ws(rows);
-    if (ws.overflow)
+    ScratchCarver expanded(nullptr);
+    ExpandedGrad dk, dv;
+    carve_expanded_grads(plan, batch, seq_len, expanded, &dk, &dv);
+    if (ws.overflow || expanded.overflowed() || __builtin_add_overflow(ws.total, expanded.used(), bytes))
         return error(SLAY_STATUS_INVALID_VALUE, "the exact backward workspace for batch=", batch,
                      ", seq_len=", seq_len, " overflows size_t");
-    *bytes = ws.total;
     return Status();
 }
 
@@ -268,17 +277,28 @@ Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& ca
     a.out = call.out.data;
     a.dout = call.dout.data;
     a.dq = call.dq.data;
-    a.dk = call.dk.data;
-    a.dv = call.dv.data;
     a.out_s = strides_of(call.out);
     a.dout_s = strides_of(call.dout);
     a.dq_s = strides_of(call.dq);
-    a.dk_s = strides_of(call.dk);
-    a.dv_s = strides_of(call.dv);
     const BackwardWorkspace ws(call.batch * plan.cfg.num_heads * call.seq_len);
     a.row_stat = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.stat_offset);
     a.row_delta = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.delta_offset);
-    return dispatch<RunBackward>(plan.cfg, dev, call.batch, a, stream);
+    // Grouped-query plans: dk, dv per query head, then the group sums.
+    ScratchCarver expanded(static_cast<char*>(workspace) + ws.total);
+    ExpandedGrad dk, dv;
+    carve_expanded_grads(plan, call.batch, call.seq_len, expanded, &dk, &dv);
+    const bool grouped = dk.data != nullptr;
+    auto target = [&](const TensorView& t, const ExpandedGrad& e, void** data, exact::Strides* s) {
+        const DeviceTensor view = grouped ? expanded_view(e, plan, call) : device_tensor(t);
+        *data = grouped ? e.data : t.data;
+        *s = {view.stride[0], view.stride[1], view.stride[2]};
+    };
+    target(call.dk, dk, &a.dk, &a.dk_s);
+    target(call.dv, dv, &a.dv, &a.dv_s);
+    SLAY_TRY(dispatch<RunBackward>(plan.cfg, dev, call.batch, a, stream));
+    if (!grouped) return Status();
+    SLAY_TRY(sum_head_groups(dk, plan, call, call.dk, stream));
+    return sum_head_groups(dv, plan, call, call.dv, stream);
 }
 
 }  // namespace cuda

@@ -403,7 +403,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     float S[kPPW][2 * kC16][4] = {};
     blk.load_weights();
-    accumulate_sweep(blk, S, segment_chunks(sp, a.T), kQueries, kQueries, async, [&](int64_t t0, int rows, int buf) {
+    accumulate_sweep(blk, S, segment_chunks(sp, blk.T), kQueries, kQueries, async, [&](int64_t t0, int rows, int buf) {
         if constexpr (kQueries) blk.gradient_rows(t0, rows, buf, false);
     });
     blk.store_segment_sum(S, sp, static_cast<int>(blockIdx.z));
@@ -421,7 +421,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const bool causal = a.causal;
     float S[kPPW][2 * kC16][4] = {};
     start_sweep(blk, S, sp, false, async, [](int64_t, int, int) {});
-    chunk_sweep(blk, segment_chunks(sp, a.T), false, true, causal, true, async, [&](int64_t t0, int rows, int buf) {
+    chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, causal, true, async, [&](int64_t t0, int rows, int buf) {
         const ChunkSide qs = blk.query_side(buf);
         blk.prepare_chunk(rows, buf, true, causal);
         blk.factor_gemm(buf, true, causal);
@@ -456,7 +456,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     float U[kPPW][2 * kC16][4] = {};
     start_sweep(blk, U, sp, true, async,
                 [&](int64_t t0, int rows, int buf) { blk.gradient_rows(t0, rows, buf, false); });
-    chunk_sweep(blk, segment_chunks(sp, a.T), causal, causal, true, causal, async,
+    chunk_sweep(blk, segment_chunks(sp, blk.T), causal, causal, true, causal, async,
                 [&](int64_t t0, int rows, int buf) {
                     const ChunkSide ks = blk.key_side(buf);
                     blk.prepare_chunk(rows, buf, causal, true);

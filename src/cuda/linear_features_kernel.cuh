@@ -1,10 +1,12 @@
-// linear_features_kernel.cuh -- the feature maps of the ten linearized
+// linear_features_kernel.cuh -- the feature maps of the eleven linearized
 // variants on the device, in factored form (SPEC A.1, A.4-A.14, C.3 step 2).
 //
 // Every map is written as phi(x) = poly(x) (x) pcat(x) with
 //   Kronecker variants (anchor, Nystrom, random Maclaurin, TensorSketch):
 //     poly (P), pcat = concat_r sqrt(w_r) prf_r (C = R*M), feature index
 //     f = (r*P + p)*M + m  <->  (p, c = r*M + m)       (the CPU backend's order)
+//   slay_poly2: poly = pcat = u (P = C = d), features the pairs p <= c,
+//     f = c(c+1)/2 + p, weight 1 or sqrt(2), then the constant (see MapTraits)
 //   plain maps (Laplace, Hadamard, performer, rff, linear, cosformer):
 //     poly = 1 (P = 1), pcat = phi (C = F), f = c.
 // For one chunk of Tc tokens of one (b, h), a block computes the factors
@@ -35,13 +37,19 @@ enum class MapKind : int {
     Linear,
     Cosformer,
     RandomFourier,
+    Poly2,
 };
 
+// slay_poly2 takes the Kronecker path with poly = pcat = u (P = C = d, the
+// frame dimension): the scan's intra scores Bp * Bf are then (u_q . u_k)^2,
+// and FeatureCursor enumerates only the d(d+1)/2 pairs p <= c of its
+// triangular features (weight 1 on the diagonal, sqrt(2) off it) plus the
+// constant feature, instead of the full P x C grid.
 template <MapKind K>
 struct MapTraits {
-    static constexpr bool kronecker =
-        K == MapKind::Anchor || K == MapKind::Nystrom || K == MapKind::Maclaurin || K == MapKind::TensorSketch;
-    // PRF variants act on x^ = x / max(|x|, norm_eps).
+    static constexpr bool kronecker = K == MapKind::Anchor || K == MapKind::Nystrom || K == MapKind::Maclaurin ||
+                                      K == MapKind::TensorSketch || K == MapKind::Poly2;
+    // PRF variants and poly2 act on x^ = x / max(|x|, norm_eps).
     static constexpr bool normalized = kronecker || K == MapKind::Laplace || K == MapKind::Hadamard;
     static constexpr bool prf_pcat = kronecker || K == MapKind::Laplace;
 };
@@ -51,7 +59,7 @@ constexpr int kMaxQuadNodes = 16;  // the attribute range of R
 // Everything the maps read, by value in kernel arguments. Parameter pointers
 // are device memory in the layout of param_layout (config.hpp).
 struct FeatureParams {
-    const float* omega = nullptr;   // (R, H, D, M) PRF; performer_w / rff omega (H, D, M)
+    const float* omega = nullptr;   // (R, H, D, M) PRF; performer_w / rff omega (H, D, M); poly2_frame (H, D, d)
     const float* rows_a = nullptr;  // anchors or rm_r1 (P, D)
     const float* rows_b = nullptr;  // rm_r2 (P, D) or nystrom_w (P, P)
     const float* phase = nullptr;   // rff (H, M)
@@ -60,6 +68,13 @@ struct FeatureParams {
     float inv_sqrt_m = 1.f, inv_sqrt_p = 1.f, inv_m = 1.f, rff_scale = 1.f;
     int R = 1, M = 1, P = 1, C = 1, D = 1, H = 1;
     int64_t cos_length = 1;  // cosformer L (resolved: attribute or T of the call)
+    // slay_poly2 (M = P = C = d, R = 1): u = frame_scale * S_h^T x^ with
+    // frame_scale = sqrt(D/d); features f < d(d+1)/2 are the pairs
+    // (p <= c, f = c(c+1)/2 + p) when `triangular`; with gamma > 0 one more
+    // feature, the constant `constant_feature` = sqrt(gamma/D), whose score
+    // gamma/D is `intra_bias` (0 for every other map).
+    bool triangular = false;
+    float frame_scale = 1.f, constant_feature = 0.f, intra_bias = 0.f;
 };
 
 // Shared-memory tiles of one side (queries or keys) of a chunk.
@@ -148,6 +163,8 @@ __device__ void compute_pcat(const FeatureParams& fp, int head, int64_t pos0, co
         } else if constexpr (K == MapKind::Linear) {
             const float x = xrow[c];
             value = x > 0.f ? x + 1.f : expf(x);
+        } else if constexpr (K == MapKind::Poly2) {
+            value = fp.frame_scale * project<K>(fp, head, xrow, c);  // u_c
         } else {  // Cosformer: [cos_i relu(x), sin_i relu(x)]
             float cw, sw;
             cosformer_weights(pos0 + t, fp.cos_length, &cw, &sw);
@@ -162,8 +179,8 @@ __device__ void compute_pcat(const FeatureParams& fp, int head, int64_t pos0, co
 // ts_poly: the TensorSketch polynomial features of these rows, precomputed
 // with cuFFT ((rows, P) fp32, row-major), null for the other maps.
 template <MapKind K>
-__device__ void compute_poly(const FeatureParams& fp, const SideTile& tile, int rows, int poly_stride, float* scratch,
-                             const float* ts_poly) {
+__device__ void compute_poly(const FeatureParams& fp, int head, const SideTile& tile, int rows, int poly_stride,
+                             float* scratch, const float* ts_poly) {
     const int P = fp.P, D = fp.D;
     if constexpr (!MapTraits<K>::kronecker) {
         for (int t = threadIdx.x; t < rows; t += blockDim.x) tile.poly[t * poly_stride] = 1.f;
@@ -193,6 +210,8 @@ __device__ void compute_poly(const FeatureParams& fp, const SideTile& tile, int 
             } else if constexpr (K == MapKind::Maclaurin) {
                 value = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D) *
                         dot_row(xrow, fp.rows_b + static_cast<int64_t>(p) * D, D) * fp.inv_sqrt_p;
+            } else if constexpr (K == MapKind::Poly2) {
+                value = fp.frame_scale * project<K>(fp, head, xrow, p);  // u_p: poly = pcat
             } else {  // TensorSketch
                 value = ts_poly[static_cast<int64_t>(t) * P + p];
             }
@@ -210,7 +229,7 @@ __device__ void compute_factors(const FeatureParams& fp, int head, int64_t pos0,
         __syncthreads();
     }
     compute_pcat<K>(fp, head, pos0, tile, rows, st.pcat);
-    compute_poly<K>(fp, tile, rows, st.poly, scratch, ts_poly);
+    compute_poly<K>(fp, head, tile, rows, st.poly, scratch, ts_poly);
     __syncthreads();
 }
 
@@ -243,6 +262,10 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
             if (project<K>(fp, head, xrow, c) <= 0.f) g = 0.f;  // relu'(t) = 0 for t <= 0 (torch)
         } else if constexpr (K == MapKind::RandomFourier) {
             g = -g * fp.rff_scale * sinf(project<K>(fp, head, xrow, c) + __ldg(fp.phase + head * fp.M + c));
+        } else if constexpr (K == MapKind::Poly2) {
+            // poly and pcat are both u: du_c = dpoly[c] + dpcat[c], and
+            // dx^ = frame_scale * S_h du (step 2's projection rows).
+            g = (g + dpoly[t * st.poly + c]) * fp.frame_scale;
         }
         // Linear and cosformer are elementwise: handled in step 2.
     }

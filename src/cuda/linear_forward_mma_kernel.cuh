@@ -237,7 +237,8 @@ struct KronBlock {
     const ScanArgs& a;
     const MmaLayout& L;
     unsigned char* sm;
-    int64_t b, h, bh;
+    int64_t b, h, bh;  // sequence, query head, b * H + h
+    int64_t T;         // this sequence's length (a.T: the longest, the row stride of row buffers)
     int col0, ncols;  // the slice's value columns [col0, col0 + ncols)
     int warp, lane, g, l;
 
@@ -363,7 +364,7 @@ struct KronBlock {
     // `buf`; plain loads when the launcher found the tensors unfit for
     // 16-byte copies.
     __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async, bool need_g = false) const {
-        const int rows = chunk_rows(a, kTc, t0);
+        const int rows = chunk_rows(T, kTc, t0);
         if (async) {
             if (need_q) stage_rows_async(a.q, t0, rows, L.D, at<Elem>(L.xq[buf]), L.ldx);
             if (need_k) {
@@ -720,7 +721,7 @@ __device__ void chunk_sweep(const Block& blk, ChunkRange range, bool reverse, bo
                 cp_async_wait<0>();
         }
         __syncthreads();
-        body(t0, chunk_rows(a, kTc, t0), buf);
+        body(t0, chunk_rows(blk.T, kTc, t0), buf);
     }
 }
 
@@ -737,6 +738,7 @@ __device__ Block make_kron_block(const ScanArgs& a, const MmaLayout& L, unsigned
                                     static_cast<int64_t>(blockIdx.x) / a.H,
                                     static_cast<int64_t>(blockIdx.x) % a.H,
                                     static_cast<int64_t>(blockIdx.x),
+                                    a.q.seq.length(static_cast<int64_t>(blockIdx.x) / a.H, a.T),
                                     col0,
                                     ncols,
                                     static_cast<int>(threadIdx.x / 32),
@@ -780,7 +782,7 @@ __device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, b
     if (sp.count > 1)
         blk.add_segment_sums(S, sp, a.causal && carry ? seg + 1 : 0, a.causal && !carry ? seg : sp.count);
     blk.load_weights();
-    if (!a.causal && sp.count == 1) accumulate_sweep(blk, S, all_chunks(a.T), carry, carry, async, own_rows);
+    if (!a.causal && sp.count == 1) accumulate_sweep(blk, S, all_chunks(blk.T), carry, carry, async, own_rows);
 }
 
 // Grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, mma_layout(...).total
@@ -796,7 +798,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     float S[kPPW][2 * kC16][4] = {};
     start_sweep(blk, S, sp, false, async, [](int64_t, int, int) {});
     // Steps 1-6 per chunk of the segment.
-    chunk_sweep(blk, segment_chunks(sp, a.T), false, true, causal, false, async, [&](int64_t t0, int rows, int buf) {
+    chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, causal, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, causal);
         blk.factor_gemm(buf, true, causal);
         __syncthreads();

@@ -20,6 +20,7 @@
 #include "core/scratch_carver.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
+#include "cuda/grouped_heads.hpp"
 #include "cuda/linear_mma.hpp"
 #include "cuda/linear_scan_launch.hpp"
 #include "cuda/tensorsketch_fft.hpp"
@@ -43,6 +44,7 @@ MapKind map_kind(slay_attn_variant_t v) {
         case SLAY_ATTN_PERFORMER: return MapKind::Performer;
         case SLAY_ATTN_LINEAR: return MapKind::Linear;
         case SLAY_ATTN_COSFORMER: return MapKind::Cosformer;
+        case SLAY_ATTN_SLAY_POLY2: return MapKind::Poly2;
         default: return MapKind::RandomFourier;
     }
 }
@@ -59,6 +61,7 @@ void factor_widths(const AttnConfig& c, int* P, int* C) {
         case SLAY_ATTN_RFF: *C = M; break;
         case SLAY_ATTN_LINEAR: *C = D; break;
         case SLAY_ATTN_COSFORMER: *C = 2 * D; break;
+        case SLAY_ATTN_SLAY_POLY2: *P = *C = static_cast<int>(poly2_shape(c).frame_dim); break;  // poly = pcat = u
         default: *C = R * M; break;  // PRF maps
     }
 }
@@ -102,6 +105,7 @@ struct LinearScratch {
     float* segment_sums = nullptr;  // the tensor-core kernels' sequence split
     float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
     float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr, *dstate_z_parts = nullptr;
+    ExpandedGrad dv_expanded;  // grouped-query plans: dv per query head
     SketchFft::Scratch fft{};
 };
 
@@ -122,6 +126,7 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
         s.row_den = w.take<float>(rows);
         s.row_dz = w.take<float>(slices * rows);
         s.dstate_z_parts = w.take<float>(slices * B * H, p.features);
+        carve_expanded_grads(p, B, T, w, nullptr, &s.dv_expanded);
     }
     if (is_sketch(p)) {
         const int64_t P = p.cfg.poly_dim;
@@ -169,9 +174,18 @@ FeatureParams feature_params(const Plan& p, const CallInputs& c) {
             fp.sqrt_w[r] = static_cast<float>(std::sqrt(std::max(quad.w[r], 0.0)));
         }
     }
+    if (cfg.variant == SLAY_ATTN_SLAY_POLY2) {  // linear_features_kernel.cuh FeatureParams
+        const Poly2Shape shape = poly2_shape(cfg);
+        fp.M = C;  // the frame (H, D, d) read as omega with R = 1, M = d
+        fp.triangular = true;
+        fp.frame_scale = static_cast<float>(std::sqrt(double(cfg.head_dim) / double(shape.frame_dim)));
+        fp.constant_feature = static_cast<float>(std::sqrt(shape.gamma / double(cfg.head_dim)));
+        fp.intra_bias = static_cast<float>(shape.gamma / double(cfg.head_dim));
+    }
     if (!c.has_params) return fp;
     switch (cfg.variant) {
         case SLAY_ATTN_PERFORMER: fp.omega = segment_data(p, c.params, "performer_w"); break;
+        case SLAY_ATTN_SLAY_POLY2: fp.omega = segment_data(p, c.params, "poly2_frame"); break;
         case SLAY_ATTN_RFF:
             fp.omega = segment_data(p, c.params, "omega");
             fp.phase = segment_data(p, c.params, "rff_phase");
@@ -200,22 +214,23 @@ ScanArgs scan_args(const Plan& p, const CallInputs& c, const ScanLayout& L) {
     a.F = static_cast<int>(p.features);
     a.Tc = L.Tc;
     const bool kron = is_kronecker_variant(p.cfg.variant);
-    a.idx_P = kron ? static_cast<int>(p.cfg.poly_dim) : 1;
+    a.idx_P = L.P;  // poly_dim (Kronecker), d (poly2), 1
     a.idx_M = kron ? static_cast<int>(p.cfg.num_features) : L.C;
     a.causal = p.cfg.causal;
     a.clamp_stabilizer = p.cfg.stabilizer_mode == SLAY_STABILIZER_CLAMP;
     a.stabilizer = static_cast<float>(p.cfg.stabilizer);
-    a.q = device_tensor(c.q);
-    a.k = device_tensor(c.k);
-    a.v = device_tensor(c.v);
+    a.q = token_tensor(c.q, c);
+    a.k = token_tensor(c.k, c, kv_group(p));
+    a.v = token_tensor(c.v, c, kv_group(p));
     if (c.has_initial_state) a.state_in = device_tensor(c.initial_state);
     a.fp = feature_params(p, c);
     return a;
 }
 
-SketchArgs sketch_args(const Plan& p, const CallInputs& c, const TensorView& x) {
+// x is q (kv_group 1) or k (kv_group of the plan).
+SketchArgs sketch_args(const Plan& p, const CallInputs& c, const TensorView& x, int x_group) {
     SketchArgs s;
-    s.x = device_tensor(x);
+    s.x = token_tensor(x, c, x_group);
     s.H = p.cfg.num_heads;
     s.T = c.seq_len;
     s.D = static_cast<int>(p.cfg.head_dim);
@@ -251,15 +266,6 @@ __global__ void copy_state_kernel(DeviceTensor src, float* dst, int64_t H, int64
     dst[i] = src.load(bh / H, bh % H, f, w);
 }
 
-// dst (B, H, T, D) in the caller's dtype and strides = acc (B*H*T, D) fp32.
-__global__ void store_accumulator_kernel(const float* acc, DeviceTensor dst, int64_t H, int64_t T, int64_t D,
-                                         int64_t n) {
-    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const int64_t d = i % D, t = (i / D) % T, bh = i / (D * T);
-    dst.store(bh / H, bh % H, t, d, acc[i]);
-}
-
 // dinitial_state[b, h, f, Dv] = sum over value slices of their z shares.
 __global__ void reduce_z_parts_kernel(const float* parts, DeviceTensor dst, int64_t slices, int64_t H, int64_t F,
                                       int64_t Dv, int64_t n) {
@@ -284,6 +290,7 @@ Status dispatch_scan(MapKind kind, ScanPass pass, const ScanArgs& a, const ScanL
         case MapKind::Performer: return launch_scan<MapKind::Performer>(pass, a, L, stream);
         case MapKind::Linear: return launch_scan<MapKind::Linear>(pass, a, L, stream);
         case MapKind::Cosformer: return launch_scan<MapKind::Cosformer>(pass, a, L, stream);
+        case MapKind::Poly2: return launch_scan<MapKind::Poly2>(pass, a, L, stream);
         default: return launch_scan<MapKind::RandomFourier>(pass, a, L, stream);
     }
 }
@@ -293,8 +300,8 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
     const CudaPlanResources* res = plan_resources(p);
     if (!res || !res->sketch) return error(SLAY_STATUS_INTERNAL_ERROR, "TensorSketch plan has no cuFFT resources");
     const int64_t tokens = c.batch * p.cfg.num_heads * c.seq_len;
-    SLAY_TRY(res->sketch->poly_features(sketch_args(p, c, c.q), tokens, s.poly_q, s.fft, stream));
-    return res->sketch->poly_features(sketch_args(p, c, c.k), tokens, s.poly_k, s.fft, stream);
+    SLAY_TRY(res->sketch->poly_features(sketch_args(p, c, c.q, 1), tokens, s.poly_q, s.fft, stream));
+    return res->sketch->poly_features(sketch_args(p, c, c.k, kv_group(p)), tokens, s.poly_k, s.fft, stream);
 }
 
 // Whether a call may take the tensor-core kernels: a tensor-core plan
@@ -333,7 +340,7 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     ScratchCarver carver(workspace);
     const LinearScratch s = carve_linear(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, carver);
     ScanArgs a = scan_args(p, c, L);
-    a.out = device_tensor(c.out);
+    a.out = token_tensor(c.out, c);
     if (c.has_final_state) a.state_out = device_tensor(c.final_state);
     if (c.has_initial_state && c.has_final_state && overlaps(c.initial_state, c.final_state)) {
         // Blocks of other slices still read z of the initial state after
@@ -371,9 +378,9 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     const LinearScratch s = carve_linear(p, SLAY_PASS_BACKWARD, c.batch, c.seq_len, carver);
     const int64_t rows = c.batch * p.cfg.num_heads * c.seq_len, D = p.cfg.head_dim;
     ScanArgs a = scan_args(p, c, L);
-    a.out = device_tensor(c.out);
-    a.dout = device_tensor(c.dout);
-    a.dv = device_tensor(c.dv);
+    a.out = token_tensor(c.out, c);
+    a.dout = token_tensor(c.dout, c);
+    a.dv = s.dv_expanded.data ? expanded_view(s.dv_expanded, p, c) : token_tensor(c.dv, c);
     if (c.has_dfinal_state) a.dstate_out = device_tensor(c.dfinal_state);
     if (c.has_dinitial_state) a.dstate_in = device_tensor(c.dinitial_state);
     a.dq_acc = s.dq_acc;
@@ -422,18 +429,12 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     }
     if (is_sketch(p) && rows > 0) {
         const SketchFft& sketch = *plan_resources(p)->sketch;  // checked by sketch_features above
-        SLAY_TRY(sketch.backward(sketch_args(p, c, c.q), rows, s.dpoly_q, s.dq_acc, s.fft, stream));
-        SLAY_TRY(sketch.backward(sketch_args(p, c, c.k), rows, s.dpoly_k, s.dk_acc, s.fft, stream));
+        SLAY_TRY(sketch.backward(sketch_args(p, c, c.q, 1), rows, s.dpoly_q, s.dq_acc, s.fft, stream));
+        SLAY_TRY(sketch.backward(sketch_args(p, c, c.k, kv_group(p)), rows, s.dpoly_k, s.dk_acc, s.fft, stream));
     }
-    if (rows > 0) {
-        const int64_t n = rows * D;
-        store_accumulator_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(s.dq_acc, device_tensor(c.dq),
-                                                                          p.cfg.num_heads, c.seq_len, D, n);
-        SLAY_CUDA(cudaGetLastError());
-        store_accumulator_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(s.dk_acc, device_tensor(c.dk),
-                                                                          p.cfg.num_heads, c.seq_len, D, n);
-        SLAY_CUDA(cudaGetLastError());
-    }
+    SLAY_TRY(store_accumulator(s.dq_acc, p, c, c.dq, p.cfg.num_heads, stream));
+    SLAY_TRY(store_accumulator(s.dk_acc, p, c, c.dk, p.cfg.num_kv_heads, stream));
+    if (s.dv_expanded.data) SLAY_TRY(sum_head_groups(s.dv_expanded, p, c, c.dv, stream));
     return Status();
 }
 

@@ -71,7 +71,9 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     for (const DeviceTensor* t : staged) out->async = out->async && aligned(*t);
     out->ppw = s.P / 8;
     out->c16 = out->L.RMp / 16;
-    if (segment_sums) {
+    // Packed calls run without the split: their sequences differ in length,
+    // and a segment plan is one for the whole grid.
+    if (segment_sums && !a.q.seq.packed()) {
         out->sp = kron_segment_plan(a.B * a.H, a.Dv, a.T, s.P, s.RM);
         out->sp.sums = segment_sums;
     }

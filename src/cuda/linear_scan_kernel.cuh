@@ -118,8 +118,9 @@ struct ScanBlock {
     const ScanArgs& a;
     const ScanLayout& L;
     float* sm;
-    int64_t b, h, bh;
+    int64_t b, h, bh;  // sequence, query head, b * H + h
     int slice;
+    int64_t T;  // this sequence's length (a.T is the longest: the row stride of the row buffers)
 
     __device__ SideTile qside() const { return {sm + L.xq, sm + L.divq, sm + L.polyq, sm + L.pcatq, L.x_stride}; }
     __device__ SideTile kside() const { return {sm + L.xk, sm + L.divk, sm + L.polyk, sm + L.pcatk, L.x_stride}; }
@@ -145,16 +146,48 @@ __device__ inline void load_vbar(const ScanBlock& blk, int64_t t0, int rows, flo
     }
 }
 
-// Feature index f -> (p, c) for f = (r*P + p)*M + m, c = r*M + m.
+constexpr float kSqrt2 = 1.41421356237309505f;
+
+// Feature index f -> (p, c) for f = (r*P + p)*M + m, c = r*M + m, weight 1;
+// or, `triangular` (slay_poly2, P = M = d), f = c(c+1)/2 + p for p <= c with
+// weight sqrt(2) off the diagonal, and f = d(d+1)/2 the constant feature.
 struct FeatureCursor {
     int p, c, m, P, M;
-    __device__ FeatureCursor(int f, int P_, int M_) : P(P_), M(M_) {
+    bool tri, constant = false;
+    float weight = 1.f;
+    __device__ FeatureCursor(int f, int P_, int M_, bool triangular) : P(P_), M(M_), tri(triangular) {
+        if (tri) {
+            c = static_cast<int>((sqrtf(8.f * f + 1.f) - 1.f) * 0.5f);  // then exact in integers
+            while (c > 0 && c * (c + 1) / 2 > f) --c;
+            while ((c + 1) * (c + 2) / 2 <= f) ++c;
+            p = f - c * (c + 1) / 2;
+            set_pair();
+            return;
+        }
         const int r = f / (P * M), rem = f - r * P * M;
         p = rem / M;
         m = rem - p * M;
         c = r * M + m;
     }
+    // phi of a token from its factor rows (constant_feature: FeatureParams').
+    __device__ float phi(const float* poly, const float* pcat, float constant_feature) const {
+        return constant ? constant_feature : weight * poly[p] * pcat[c];
+    }
+    __device__ void set_pair() {
+        constant = c >= P;
+        if (constant) p = c = 0;  // nothing is read for it
+        m = c;
+        weight = p == c ? 1.f : kSqrt2;
+    }
     __device__ void advance() {
+        if (tri) {
+            if (++p > c) {
+                p = 0;
+                ++c;
+            }
+            set_pair();
+            return;
+        }
         ++m;
         ++c;
         if (m == M) {
@@ -189,7 +222,7 @@ __device__ void intra_scores(const ScanBlock& blk, int rows, bool product) {
             for (int p = 0; p < L.P; ++p) bp = fmaf(q.poly[i * L.poly_stride + p], k.poly[j * L.poly_stride + p], bp);
         }
         if (product) {
-            A[i * L.mat_stride + j] = bp * bf;
+            A[i * L.mat_stride + j] = fmaf(bp, bf, blk.a.fp.intra_bias);  // poly2's constant feature: + gamma/D
         } else {
             A[i * L.mat_stride + j] = bf;
             Bp[i * L.mat_stride + j] = bp;
@@ -219,18 +252,18 @@ __device__ void contract_rows(const ScanBlock& blk, const SideTile& self, int ro
             for (int s = part; s < rows; s += parts) {
                 if (transpose ? s < i : s > i) continue;
                 const int at = transpose ? s * L.mat_stride + i : i * L.mat_stride + s;
-                const float m = kTwoMats ? Ma[at] * Mb[at] : Ma[at];
+                const float m = kTwoMats ? fmaf(Ma[at], Mb[at], blk.a.fp.intra_bias) : Ma[at];
 #pragma unroll
                 for (int w = 0; w < kSliceWidth; ++w) acc[w] = fmaf(m, R[s * kSliceWidth + w], acc[w]);
             }
         }
         const int f0 = static_cast<int>(static_cast<int64_t>(L.F) * part / parts);
         const int f1 = static_cast<int>(static_cast<int64_t>(L.F) * (part + 1) / parts);
-        FeatureCursor cur(f0, blk.a.idx_P, blk.a.idx_M);
+        FeatureCursor cur(f0, blk.a.idx_P, blk.a.idx_M, blk.a.fp.triangular);
         const float* poly = self.poly + i * L.poly_stride;
         const float* pcat = self.pcat + i * L.pcat_stride;
         for (int f = f0; f < f1; ++f, cur.advance()) {
-            const float phi = poly[cur.p] * pcat[cur.c];
+            const float phi = cur.phi(poly, pcat, blk.a.fp.constant_feature);
             const float* srow = St + f * kSliceWidth;
 #pragma unroll
             for (int w = 0; w < kSliceWidth; ++w) acc[w] = fmaf(phi, srow[w], acc[w]);
@@ -257,12 +290,13 @@ __device__ inline void accumulate_state(const ScanBlock& blk, const SideTile& si
     const ScanLayout& L = blk.L;
     float* lo = St + L.F * kSliceWidth;
     for (int f = threadIdx.x; f < L.F; f += blockDim.x) {
-        const FeatureCursor cur(f, blk.a.idx_P, blk.a.idx_M);
+        const FeatureCursor cur(f, blk.a.idx_P, blk.a.idx_M, blk.a.fp.triangular);
         float acc[kSliceWidth];
 #pragma unroll
         for (int w = 0; w < kSliceWidth; ++w) acc[w] = 0.f;
         for (int t = 0; t < rows; ++t) {
-            const float phi = side.poly[t * L.poly_stride + cur.p] * side.pcat[t * L.pcat_stride + cur.c];
+            const float phi = cur.phi(side.poly + t * L.poly_stride, side.pcat + t * L.pcat_stride,
+                                      blk.a.fp.constant_feature);
 #pragma unroll
             for (int w = 0; w < kSliceWidth; ++w) acc[w] = fmaf(phi, R[t * kSliceWidth + w], acc[w]);
         }
@@ -280,6 +314,8 @@ __device__ inline void accumulate_state(const ScanBlock& blk, const SideTile& si
 
 // Factor gradients of side `self` (SPEC C.4), written to dpoly/dpcat:
 //   inter: G(i, f) = St[f] . R[i];  dpoly[i][p] = sum_c pcat[i][c] G,  dpcat[i][c] = sum_p poly[i][p] G
+//   (triangular features: only the pairs p <= c, G times their weight; poly2's
+//   poly and pcat are the same u, so its VJP adds the two)
 //   intra (when `intra`): with the other side's factors and M(i, s) = dA (x) Bf or Bp as in
 //   contract_rows:  dpoly[i][p] += sum_s dA Bf poly_o[s][p],  dpcat[i][c] += sum_s dA Bp pcat_o[s][c].
 template <bool kKronecker>
@@ -288,6 +324,7 @@ __device__ void factor_gradients(const ScanBlock& blk, const SideTile& self, con
                                  float* dpcat) {
     const ScanLayout& L = blk.L;
     const int Tc = L.Tc, P = blk.a.idx_P, M = blk.a.idx_M;
+    const bool tri = blk.a.fp.triangular;
     const float* Bf = blk.sm + L.mat_a;
     const float* Bp = blk.sm + L.mat_b;
     const float* dA = blk.sm + L.mat_d;
@@ -300,12 +337,13 @@ __device__ void factor_gradients(const ScanBlock& blk, const SideTile& self, con
         float acc = 0.f;
         if (e < L.C) {  // dpcat[i][c]: loop over p
             const int c = e, rr = c / M, m = c - rr * M;
-            for (int p = 0; p < P; ++p) {
-                const float* srow = St + ((rr * P + p) * M + m) * kSliceWidth;
+            for (int p = 0; p < (tri ? c + 1 : P); ++p) {
+                const int f = tri ? c * (c + 1) / 2 + p : (rr * P + p) * M + m;
+                const float* srow = St + f * kSliceWidth;
                 float g = 0.f;
 #pragma unroll
                 for (int w = 0; w < kSliceWidth; ++w) g = fmaf(srow[w], r[w], g);
-                acc = fmaf(self.poly[i * L.poly_stride + p], g, acc);
+                acc = fmaf((tri && p != c ? kSqrt2 : 1.f) * self.poly[i * L.poly_stride + p], g, acc);
             }
             if (intra)
                 for (int s = 0; s < rows; ++s) {
@@ -317,13 +355,14 @@ __device__ void factor_gradients(const ScanBlock& blk, const SideTile& self, con
             dpcat[i * L.pcat_stride + c] = acc;
         } else {  // dpoly[i][p]: loop over c
             const int p = e - L.C;
-            for (int c = 0; c < L.C; ++c) {
+            for (int c = tri ? p : 0; c < L.C; ++c) {
                 const int rr = c / M, m = c - rr * M;
-                const float* srow = St + ((rr * P + p) * M + m) * kSliceWidth;
+                const int f = tri ? c * (c + 1) / 2 + p : (rr * P + p) * M + m;
+                const float* srow = St + f * kSliceWidth;
                 float g = 0.f;
 #pragma unroll
                 for (int w = 0; w < kSliceWidth; ++w) g = fmaf(srow[w], r[w], g);
-                acc = fmaf(self.pcat[i * L.pcat_stride + c], g, acc);
+                acc = fmaf((tri && p != c ? kSqrt2 : 1.f) * self.pcat[i * L.pcat_stride + c], g, acc);
             }
             if (intra)
                 for (int s = 0; s < rows; ++s) {
@@ -499,8 +538,9 @@ __device__ void side_vjp(const ScanBlock& blk, bool query, int64_t t0, int rows)
     __syncthreads();
 }
 
-__device__ inline int chunk_rows(const ScanArgs& a, int Tc, int64_t t0) {
-    const int64_t left = a.T - t0;
+// Rows of the chunk at t0 of a sequence of T tokens.
+__device__ inline int chunk_rows(int64_t T, int Tc, int64_t t0) {
+    const int64_t left = T - t0;
     return left < Tc ? static_cast<int>(left) : Tc;
 }
 
@@ -510,10 +550,10 @@ __device__ void accumulate_all_keys(const ScanBlock& blk, float* St) {
     const ScanArgs& a = blk.a;
     const ScanLayout& L = blk.L;
     float* vbar = blk.sm + L.vbar;
-    const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
+    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
-        const int rows = chunk_rows(a, L.Tc, t0);
+        const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, false, t0, rows);
         load_vbar(blk, t0, rows, vbar);
         __syncthreads();
@@ -523,9 +563,14 @@ __device__ void accumulate_all_keys(const ScanBlock& blk, float* St) {
 
 #define SLAY_SCAN_BLOCK(a, L)                                                                                 \
     extern __shared__ float4 smem_f4[];                                                                       \
-    const ScanBlock blk{a, L, reinterpret_cast<float*>(smem_f4), static_cast<int64_t>(blockIdx.x) / (a).H, \
-                        static_cast<int64_t>(blockIdx.x) % (a).H, static_cast<int64_t>(blockIdx.x),           \
-                        static_cast<int>(blockIdx.y)}
+    const ScanBlock blk{a,                                                                                    \
+                        L,                                                                                    \
+                        reinterpret_cast<float*>(smem_f4),                                                    \
+                        static_cast<int64_t>(blockIdx.x) / (a).H,                                             \
+                        static_cast<int64_t>(blockIdx.x) % (a).H,                                             \
+                        static_cast<int64_t>(blockIdx.x),                                                     \
+                        static_cast<int>(blockIdx.y),                                                         \
+                        (a).q.seq.length(static_cast<int64_t>(blockIdx.x) / (a).H, (a).T)}
 
 // ---------------------------------------------------------------------------
 // Kernels: grid (B*H, slices), kScanThreads threads, L.total floats of shared
@@ -540,11 +585,11 @@ __global__ void __launch_bounds__(kScanThreads) linear_forward_kernel(ScanArgs a
     float* vbar = blk.sm + L.vbar;
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.state_in, St, true);
-    const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
+    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
     if (!a.causal) accumulate_all_keys<K>(blk, St);  // the full state first
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
-        const int rows = chunk_rows(a, L.Tc, t0);
+        const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, true, t0, rows);
         if (a.causal) {
             load_side<K>(blk, false, t0, rows);
@@ -570,10 +615,10 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_query_kernel(Sca
     float* vbar = blk.sm + L.vbar;
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.state_in, St, true);
-    const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
+    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
-        const int rows = chunk_rows(a, L.Tc, t0);
+        const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, true, t0, rows);
         load_side<K>(blk, false, t0, rows);
         load_vbar(blk, t0, rows, vbar);
@@ -601,10 +646,10 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_key_kernel(ScanA
     float* gs = blk.sm + L.gs;
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.dstate_out, U, false);
-    const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
+    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
     for (int64_t ch = chunks - 1; ch >= 0; --ch) {
         const int64_t t0 = ch * L.Tc;
-        const int rows = chunk_rows(a, L.Tc, t0);
+        const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, true, t0, rows);
         load_side<K>(blk, false, t0, rows);
         load_vbar(blk, t0, rows, vbar);
@@ -635,11 +680,11 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_bidirectional_ke
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.state_in, St, true);
     load_state(blk, a.dstate_out, U, false);
-    const int64_t chunks = (a.T + L.Tc - 1) / L.Tc;
+    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
     accumulate_all_keys<K>(blk, St);
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
-        const int rows = chunk_rows(a, L.Tc, t0);
+        const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, true, t0, rows);
         contract_rows<false>(blk, blk.qside(), rows, St, false, false, nullptr, NZ);
         row_statistics(blk, t0, rows, NZ, false);
@@ -651,7 +696,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_bidirectional_ke
     }
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t t0 = ch * L.Tc;
-        const int rows = chunk_rows(a, L.Tc, t0);
+        const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, false, t0, rows);
         load_vbar(blk, t0, rows, vbar);
         __syncthreads();

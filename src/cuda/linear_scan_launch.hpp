@@ -17,7 +17,7 @@ Status launch_scan(ScanPass pass, const ScanArgs& a, const ScanLayout& L, cudaSt
 
 #define SLAY_FOR_EACH_MAP_KIND(X) \
     X(Anchor) X(Nystrom) X(Maclaurin) X(TensorSketch) X(Laplace) X(Hadamard) X(Performer) X(Linear) X(Cosformer) \
-        X(RandomFourier)
+        X(RandomFourier) X(Poly2)
 
 #define SLAY_DECLARE_LAUNCH_SCAN(kind)                                                                  \
     extern template Status launch_scan<MapKind::kind>(ScanPass, const ScanArgs&, const ScanLayout&, \

@@ -8,6 +8,8 @@
 //   jacobi_eigen      K = U diag(lambda) U^T in place (one CTA), fp64, U^T kept;
 //                     scale_e = max(lambda_e, 1e-6)^{-1/2}
 //   nystrom_w         W = U diag(scale) U^T  (P, P) -> fp32 parameters
+//   orthonormal_frames raw (H, D, d) normals -> poly2_frame, each head's
+//                     columns orthonormalized in fp64 (H, D, d) work
 // The per-element math is sampling_math.hpp, the same code the CPU backend
 // runs, so both backends give the same parameters from the same draws.
 #pragma once
@@ -39,6 +41,18 @@ __global__ void unit_rows(const float* __restrict__ raw, float* __restrict__ out
     if (p >= rows) return;
     const double inv = sampling::row_inv_norm(raw + p * D, D);
     for (int64_t d = 0; d < D; ++d) out[p * D + d] = sampling::unit_row_element(raw[p * D + d], inv);
+}
+
+// One thread per head runs the CPU's modified Gram-Schmidt
+// (orthonormal_columns) on its (D, d) block, so both backends give the same
+// bits; it is sequential per head, O(D d^2) (d <= 90 for budgets <= 4096),
+// and sampling is not a hot path.
+__global__ void orthonormal_frames(const float* __restrict__ raw, float* __restrict__ out, double* __restrict__ work,
+                                   int64_t heads, int64_t D, int64_t d) {
+    const int64_t h = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+    if (h >= heads) return;
+    const int64_t n = D * d;
+    sampling::orthonormal_columns(raw + h * n, D, d, work + h * n, out + h * n);
 }
 
 // k[i][j] = (a_i . a_j)^2 + reg [i == j], fp64 from the fp32 anchors.

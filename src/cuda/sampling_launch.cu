@@ -13,12 +13,15 @@
 //      functions shared with the CPU: scaled normals, unit rows, hash
 //      indices, signs, phases;
 //   3. nystrom_w (P, P) derived from the anchors just written: fp64 Gram
-//      matrix, one-CTA parallel Jacobi, W = U diag(max(lambda,1e-6)^-1/2) U^T.
+//      matrix, one-CTA parallel Jacobi, W = U diag(max(lambda,1e-6)^-1/2) U^T;
+//      poly2_frame (H, D, d): each head's block orthonormalized (one thread
+//      per head, the CPU's fp64 Gram-Schmidt).
 // Everything is enqueued on `stream`; nothing is synchronized here.
 //
 // Workspace (carved by carve() with ScratchCarver, so the size answered and the layout
 // used are one code): raw draws (largest segment + 1 floats) and, for
-// slay_nystrom, K/eigenvalues (P, P) fp64, U^T (P, P) fp64 and scale (P,) fp64.
+// slay_nystrom, K/eigenvalues (P, P) fp64, U^T (P, P) fp64 and scale (P,) fp64;
+// for slay_poly2, the frame's fp64 Gram-Schmidt work (H, D, d).
 //
 // The generator is created and destroyed per call: cuRAND may allocate (and
 // free) a little device memory for it, which can synchronize the device.
@@ -43,6 +46,7 @@ namespace {
 struct SampleLayout {
     float* raw = nullptr;  // largest segment's raw draws (+1: normals come in pairs)
     double *gram = nullptr, *eigvec = nullptr, *scale = nullptr;  // slay_nystrom only; eigvec = U^T
+    double* frame_work = nullptr;  // slay_poly2 only
 };
 
 SampleLayout carve(const Plan& p, ScratchCarver& w) {
@@ -55,6 +59,8 @@ SampleLayout carve(const Plan& p, ScratchCarver& w) {
         l.eigvec = w.take<double>(p.cfg.poly_dim, p.cfg.poly_dim);
         l.scale = w.take<double>(p.cfg.poly_dim);
     }
+    for (const ParamSegment& s : p.segments)
+        if (s.kind == SegmentKind::OrthonormalFrame) l.frame_work = w.take<double>(s.count());
     return l;
 }
 
@@ -131,6 +137,10 @@ Status sample_features(const DeviceInfo& dev, const Plan& p, uint64_t seed, uint
             const int64_t rows = seg.shape[0];
             sampling_kernels::unit_rows<<<static_cast<unsigned>((rows + 127) / 128), 128, 0, stream>>>(
                 l.raw, out + seg.offset, rows, seg.shape[1]);
+        } else if (kind == SegmentKind::OrthonormalFrame) {
+            const int64_t heads = seg.shape[0];
+            sampling_kernels::orthonormal_frames<<<static_cast<unsigned>((heads + 63) / 64), 64, 0, stream>>>(
+                l.raw, out + seg.offset, l.frame_work, heads, seg.shape[1], seg.shape[2]);
         } else {
             sampling_kernels::finish_elements<<<grid_for(n, dev), 256, 0, stream>>>(kind, l.raw, out + seg.offset, n,
                                                                                     scale, p.cfg.poly_dim);

@@ -29,10 +29,11 @@ __device__ inline float load_unit_row(const SketchArgs& s, int64_t n, float* xh)
     const int lane = threadIdx.x % 32;
     const int64_t bh = n / s.T, t = n - bh * s.T;
     const int64_t b = bh / s.H, h = bh - b * s.H;
+    const bool inside = t < s.x.seq.length(b, s.T);  // packed: rows past the sequence are padding
     float ss = 0.f;
     for (int k = 0; k < 8; ++k) {
         const int d = lane + 32 * k;
-        xh[k] = d < s.D ? s.x.load(b, h, t, d) : 0.f;
+        xh[k] = inside && d < s.D ? s.x.load(b, h, t, d) : 0.f;
         ss += xh[k] * xh[k];
     }
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);

@@ -31,7 +31,7 @@ static void pin_struct_layouts(void) {
     PIN_FIELD(slay_tensor_t, shape, 16);
     PIN_FIELD(slay_tensor_t, strides, 48);
 
-    PIN(sizeof(slay_attn_fwd_args_t), 72);
+    PIN(sizeof(slay_attn_fwd_args_t), 80);
     PIN_FIELD(slay_attn_fwd_args_t, struct_size, 0);
     PIN_FIELD(slay_attn_fwd_args_t, q, 8);
     PIN_FIELD(slay_attn_fwd_args_t, k, 16);
@@ -41,8 +41,9 @@ static void pin_struct_layouts(void) {
     PIN_FIELD(slay_attn_fwd_args_t, initial_state, 48);
     PIN_FIELD(slay_attn_fwd_args_t, final_state, 56);
     PIN_FIELD(slay_attn_fwd_args_t, position_offset, 64);
+    PIN_FIELD(slay_attn_fwd_args_t, seq_offsets, 72); /* ABI 3 */
 
-    PIN(sizeof(slay_attn_bwd_args_t), 112);
+    PIN(sizeof(slay_attn_bwd_args_t), 120);
     PIN_FIELD(slay_attn_bwd_args_t, struct_size, 0);
     PIN_FIELD(slay_attn_bwd_args_t, q, 8);
     PIN_FIELD(slay_attn_bwd_args_t, k, 16);
@@ -57,6 +58,7 @@ static void pin_struct_layouts(void) {
     PIN_FIELD(slay_attn_bwd_args_t, dfinal_state, 88);
     PIN_FIELD(slay_attn_bwd_args_t, dinitial_state, 96);
     PIN_FIELD(slay_attn_bwd_args_t, position_offset, 104);
+    PIN_FIELD(slay_attn_bwd_args_t, seq_offsets, 112); /* ABI 3 */
 
     PIN(sizeof(slay_param_segment_t), 64);
     PIN_FIELD(slay_param_segment_t, struct_size, 0);
@@ -109,6 +111,8 @@ static void pin_small_enum_values(void) {
     PIN(SLAY_DTYPE_FLOAT32, 0);
     PIN(SLAY_DTYPE_BFLOAT16, 1);
     PIN(SLAY_DTYPE_FLOAT16, 2);
+    PIN(SLAY_DTYPE_INT32, 3);
+    PIN(SLAY_DTYPE_INT64, 4);
     PIN(SLAY_DTYPE_FORCE_32BIT_, 0x7fffffff);
 
     PIN(SLAY_BACKEND_CPU, 0);
@@ -158,6 +162,7 @@ static void pin_attr_values(void) {
     PIN(SLAY_ATTR_CHUNK_SIZE, 9);
     PIN(SLAY_ATTR_STABILIZER_MODE, 10);
     PIN(SLAY_ATTR_COSFORMER_LENGTH, 11);
+    PIN(SLAY_ATTR_NUM_KV_HEADS, 12);
     PIN(SLAY_ATTR_EPSILON, 32);
     PIN(SLAY_ATTR_STABILIZER, 33);
     PIN(SLAY_ATTR_SCORE_SCALE, 34);
@@ -175,7 +180,7 @@ static void pin_versions(void) {
     PIN(SLAY_VERSION, SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH);
     PIN(slay_get_version(), SLAY_VERSION);
     PIN(slay_get_abi_version(), SLAY_ABI_VERSION);
-    PIN(SLAY_ABI_VERSION >= 2, 1);
+    PIN(SLAY_ABI_VERSION >= 3, 1);
 #ifdef SLAY_PROJECT_VERSION
     sprintf(header_version, "%d.%d.%d", SLAY_VERSION_MAJOR, SLAY_VERSION_MINOR, SLAY_VERSION_PATCH);
     if (strcmp(header_version, SLAY_PROJECT_VERSION) != 0) {

@@ -403,6 +403,24 @@ Case base_case(slay_attn_variant_t v, int64_t T, bool causal, slay_dtype_t dtype
     return c;
 }
 
+int64_t Case::tokens() const {
+    int64_t n = 0;
+    for (int64_t t : seq_lengths) n += t;
+    return packed() ? n : seq_len;
+}
+
+int64_t Case::longest() const {
+    int64_t n = 0;
+    for (int64_t t : seq_lengths) n = std::max(n, t);
+    return packed() ? n : seq_len;
+}
+
+std::vector<int64_t> Case::offsets() const {
+    std::vector<int64_t> o(1, 0);
+    for (int64_t t : seq_lengths) o.push_back(o.back() + t);
+    return o;
+}
+
 std::string Case::label() const {
     std::ostringstream s;
     s << slay_attn_variant_name(variant) << (causal ? " causal " : " bidir ") << dtype_label(dtype)
@@ -421,6 +439,12 @@ std::string Case::label() const {
     if (dinitial_state) s << " +dinit";
     if (position_offset) s << " pos=" << position_offset;
     if (cluster_noise > 0) s << " clustered(noise=" << cluster_noise << ")";
+    if (kv_heads) s << " H_kv=" << kv_heads;
+    if (packed()) {
+        s << " packed" << (offsets_int32 ? "(int32)" : "(int64)") << "[";
+        for (size_t i = 0; i < seq_lengths.size(); ++i) s << (i ? "," : "") << seq_lengths[i];
+        s << "]";
+    }
     return s.str();
 }
 
@@ -439,6 +463,7 @@ Made make_desc(const Case& c, slay_test::Desc* desc) {
                          attr_i64(SLAY_ATTR_VALUE_DIM, c.value_dim), attr_i64(SLAY_ATTR_CAUSAL, c.causal ? 1 : 0),
                          attr_i64(SLAY_ATTR_IO_DTYPE, c.dtype)};
     std::vector<Attr> all(base, base + 5);
+    if (c.kv_heads) all.push_back(attr_i64(SLAY_ATTR_NUM_KV_HEADS, c.kv_heads));
     all.insert(all.end(), c.attrs.begin(), c.attrs.end());
     for (const Attr& a : all) {
         s = a.is_f64 ? slay_attn_desc_set_f64(d, a.attr, a.f) : slay_attn_desc_set_i64(d, a.attr, a.i);
@@ -491,7 +516,7 @@ Made make_plans(const Case& c, Plans* p) {
 Inputs make_inputs(const Case& c, int64_t F) {
     std::mt19937_64 rng(c.input_seed * 0x9E3779B97F4A7C15ull + 17);
     std::normal_distribution<double> normal(0.0, 1.0);
-    const int64_t B = c.batch, H = c.heads, T = c.seq_len, D = c.head_dim, Dv = c.dv();
+    const int64_t B = c.tensor_batch(), H = c.heads, Hkv = c.kvh(), T = c.tokens(), D = c.head_dim, Dv = c.dv();
     // Never zeros: a draw that rounds to 0 in the dtype is redrawn, so an
     // output wrongly left at zero can not pass by accident.
     auto draw = [&](int64_t n, double sd) {
@@ -504,30 +529,34 @@ Inputs make_inputs(const Case& c, int64_t F) {
     };
     Inputs in;
     if (c.cluster_noise > 0) {
-        // One centre mu per (b, h) head; q and k tokens scattered around it.
-        const std::vector<float> mu = draw(B * H * D, c.input_scale);
-        auto around = [&]() {
-            std::vector<float> x(static_cast<size_t>(B * H * T * D));
-            for (int64_t bh = 0; bh < B * H; ++bh)
+        // One centre mu per (b, key/value head), shared by the query heads
+        // of its group (without grouped heads: one per (b, h)); q and k
+        // tokens scattered around their head's centre.
+        const std::vector<float> mu = draw(B * Hkv * D, c.input_scale);
+        auto around = [&](int64_t heads) {
+            const int64_t per_centre = heads / Hkv;  // q: the group size G; k: 1
+            std::vector<float> x(static_cast<size_t>(B * heads * T * D));
+            for (int64_t bh = 0; bh < B * heads; ++bh)
                 for (int64_t t = 0; t < T; ++t)
                     for (int64_t d = 0; d < D; ++d) {
+                        const int64_t centre = (bh / heads) * Hkv + (bh % heads) / per_centre;
                         float& e = x[static_cast<size_t>((bh * T + t) * D + d)];
-                        do e = round_to(c.dtype, static_cast<float>(mu[static_cast<size_t>(bh * D + d)] +
+                        do e = round_to(c.dtype, static_cast<float>(mu[static_cast<size_t>(centre * D + d)] +
                                                                     c.cluster_noise * c.input_scale * normal(rng)));
                         while (e == 0.0f);
                     }
             return x;
         };
-        in.q = around();
-        in.k = around();
+        in.q = around(H);
+        in.k = around(Hkv);
     } else {
         in.q = draw(B * H * T * D, c.input_scale);
-        in.k = draw(B * H * T * D, c.input_scale);
+        in.k = draw(B * Hkv * T * D, c.input_scale);
     }
-    in.v = draw(B * H * T * Dv, 1.0);
+    in.v = draw(B * Hkv * T * Dv, 1.0);
     in.dout = draw(B * H * T * Dv, 1.0);
     if (F > 0) {
-        const int64_t S = B * H * F * (Dv + 1);
+        const int64_t S = c.sequences() * H * F * (Dv + 1);
         in.initial_state.resize(static_cast<size_t>(S));
         in.dfinal_state.resize(static_cast<size_t>(S));
         for (int64_t i = 0; i < S; ++i) {
@@ -560,16 +589,17 @@ slay_param_segment_t find_segment(slay_attn_plan_t plan, const char* name) {
 }
 
 // Redraws (N(0, scale^2) per element, rounded to the dtype, never 0) every
-// token of x (B*H rows of T tokens of D) that lies within 1e-4 |w_m| |x| of
-// a relu kink w_m . x = 0 of its head's performer_w (H, D, M); returns how
-// many tokens were redrawn.
+// token of x (B*x_heads rows of T tokens of D) that lies within
+// 1e-4 |w_m| |x| of a relu kink w_m . x = 0 of the performer_w (H, D, M) of
+// a query head that reads it (x_heads < H: a key head serves a group);
+// returns how many tokens were redrawn.
 int64_t avoid_relu_kinks(const Case& c, const std::vector<float>& params, const slay_param_segment_t& w_seg,
-                         std::mt19937_64& rng, std::vector<float>* x) {
-    const int64_t H = c.heads, T = c.seq_len, D = c.head_dim, M = w_seg.shape[2];
+                         std::mt19937_64& rng, int64_t x_heads, std::vector<float>* x) {
+    const int64_t T = c.tokens(), D = c.head_dim, M = w_seg.shape[2], group = c.heads / x_heads;
     std::normal_distribution<double> normal(0.0, 1.0);
     const float* W = params.data() + w_seg.offset;
     int64_t redrawn = 0;
-    auto near_kink = [&](const float* tok, int64_t h) {
+    auto near_kink_of = [&](const float* tok, int64_t h) {
         double xx = 0;
         for (int64_t d = 0; d < D; ++d) xx += double(tok[d]) * tok[d];
         for (int64_t m = 0; m < M; ++m) {
@@ -583,12 +613,17 @@ int64_t avoid_relu_kinks(const Case& c, const std::vector<float>& params, const 
         }
         return false;
     };
-    for (int64_t bh = 0; bh < c.batch * H; ++bh)
+    auto near_kink = [&](const float* tok, int64_t x_head) {
+        for (int64_t g = 0; g < group; ++g)
+            if (near_kink_of(tok, x_head * group + g)) return true;
+        return false;
+    };
+    for (int64_t bh = 0; bh < c.tensor_batch() * x_heads; ++bh)
         for (int64_t t = 0; t < T; ++t) {
             float* tok = x->data() + (bh * T + t) * D;
-            bool redraw = near_kink(tok, bh % H);
+            bool redraw = near_kink(tok, bh % x_heads);
             redrawn += redraw ? 1 : 0;
-            for (; redraw; redraw = near_kink(tok, bh % H))
+            for (; redraw; redraw = near_kink(tok, bh % x_heads))
                 for (int64_t d = 0; d < D; ++d) {
                     do tok[d] = round_to(c.dtype, static_cast<float>(c.input_scale * normal(rng)));
                     while (tok[d] == 0.0f);
@@ -601,7 +636,20 @@ int64_t avoid_relu_kinks(const Case& c, const std::vector<float>& params, const 
 
 Inputs make_case_inputs(const Case& c, const Plans& plans) {
     Inputs in;
-    if (c.cluster_noise > 0 && c.initial_state && plans.features > 0) {
+    if (c.cluster_noise > 0 && c.initial_state && plans.features > 0 && c.packed()) {
+        // As below, per sequence: the final states of a packed call of
+        // 16-token prefixes around the same centres (the same seed draws the
+        // same mu first) start the sequences.
+        Case pre = c;
+        pre.seq_lengths.assign(c.seq_lengths.size(), 16);
+        pre.initial_state = false;
+        pre.final_state = true;
+        Outputs po;
+        const CallStatus s = run_forward(Side::Cpu, plans, pre, make_inputs(pre, plans.features), &po);
+        if (!s.ok()) throw std::runtime_error("make_case_inputs: clustered prefix states: " + s.message);
+        in = make_inputs(c, plans.features);
+        in.initial_state.assign(po.final_state.begin(), po.final_state.end());
+    } else if (c.cluster_noise > 0 && c.initial_state && plans.features > 0) {
         // A random initial state would add phi(q_i).z0 of either sign to
         // every Z_i of a signed map; the state of a clustered prefix of the
         // same sequence (same mu) keeps Z_i positive.
@@ -625,15 +673,17 @@ Inputs make_case_inputs(const Case& c, const Plans& plans) {
         const slay_param_segment_t w = find_segment(plans.cpu, "performer_w");
         if (w.offset < 0 || w.rank != 3) throw std::runtime_error("performer plan without an (H, D, M) performer_w");
         std::mt19937_64 rng(c.input_seed * 0x2545F4914F6CDD1Dull + 29);
-        avoid_relu_kinks(c, plans.params, w, rng, &in.q);
-        avoid_relu_kinks(c, plans.params, w, rng, &in.k);
+        avoid_relu_kinks(c, plans.params, w, rng, c.heads, &in.q);
+        avoid_relu_kinks(c, plans.params, w, rng, c.kvh(), &in.k);
     }
     return in;
 }
 
 Inputs slice_time(const Inputs& in, const Case& c, int64_t t0, int64_t t1) {
-    const int64_t BH = c.batch * c.heads, T = c.seq_len, n = t1 - t0;
+    if (c.packed()) throw std::runtime_error("slice_time: a packed case has no common time axis");
+    const int64_t T = c.seq_len, n = t1 - t0;
     auto cut = [&](const std::vector<float>& x, int64_t C) {
+        const int64_t BH = T * C > 0 ? static_cast<int64_t>(x.size()) / (T * C) : 0;  // q: B*H rows; k, v: B*H_kv
         std::vector<float> y(static_cast<size_t>(BH * n * C));
         for (int64_t bh = 0; bh < BH; ++bh)
             std::copy(x.begin() + (bh * T + t0) * C, x.begin() + (bh * T + t1) * C, y.begin() + bh * n * C);
@@ -679,19 +729,35 @@ struct CallCommon {
     bool init;
     StateTensor s_in;
     slay_tensor_t params;
+    Buffer offsets;  // a packed case's offsets on the side (int32 or int64)
+    slay_tensor_t offsets_view;
     Buffer ws;
 
     CallCommon(Side side, const Plans& plans, const Case& c, const Inputs& in)
-        : q(side, c.dtype, c.batch, c.heads, c.seq_len, c.head_dim, c.layout),
-          k(side, c.dtype, c.batch, c.heads, c.seq_len, c.head_dim, c.layout),
-          v(side, c.dtype, c.batch, c.heads, c.seq_len, c.dv(), c.layout),
+        : q(side, c.dtype, c.tensor_batch(), c.heads, c.tokens(), c.head_dim, c.layout),
+          k(side, c.dtype, c.tensor_batch(), c.kvh(), c.tokens(), c.head_dim, c.layout),
+          v(side, c.dtype, c.tensor_batch(), c.kvh(), c.tokens(), c.dv(), c.layout),
           init(c.initial_state && has_state(plans)),
-          s_in(side, c.batch, c.heads, init ? plans.features : 0, c.dv()),
+          s_in(side, c.sequences(), c.heads, init ? plans.features : 0, c.dv()),
           params(view1(plans.params_on(side), plans.param_count)) {
         q.encode(in.q);
         k.encode(in.k);
         v.encode(in.v);
         if (init) s_in.buf.upload(in.initial_state.data(), s_in.buf.size());
+        std::memset(&offsets_view, 0, sizeof offsets_view);
+        if (c.packed()) {
+            const std::vector<int64_t> o64 = c.offsets();
+            const std::vector<int32_t> o32(o64.begin(), o64.end());
+            const size_t elem = c.offsets_int32 ? 4 : 8;
+            offsets = Buffer(side, o64.size() * elem);
+            offsets.upload(c.offsets_int32 ? static_cast<const void*>(o32.data()) : static_cast<const void*>(o64.data()),
+                           o64.size() * elem);
+            offsets_view.data = offsets.get();
+            offsets_view.dtype = c.offsets_int32 ? SLAY_DTYPE_INT32 : SLAY_DTYPE_INT64;
+            offsets_view.rank = 1;
+            offsets_view.shape[0] = static_cast<int64_t>(o64.size());
+            offsets_view.strides[0] = 1;
+        }
     }
 
     // The fields the fwd and bwd args structs share (every other field zero).
@@ -704,6 +770,7 @@ struct CallCommon {
         a.params = plans.param_count ? &params : nullptr;
         a.initial_state = init ? &s_in.view : nullptr;
         a.position_offset = c.position_offset;
+        a.seq_offsets = c.packed() ? &offsets_view : nullptr;
         return a;
     }
 };
@@ -727,14 +794,14 @@ CallStatus harness_guarded(const Body& body) {
 
 CallStatus run_forward(Side side, const Plans& plans, const Case& c, const Inputs& in, Outputs* res) {
     return harness_guarded([&] {
-        const int64_t B = c.batch, H = c.heads, T = c.seq_len, Dv = c.dv(), F = plans.features;
+        const int64_t B = c.tensor_batch(), H = c.heads, T = c.tokens(), Dv = c.dv(), F = plans.features;
         CallCommon cc(side, plans, c, in);
         Tensor4 out(side, c.dtype, B, H, T, Dv, c.layout);
         out.buf.poison();
         const bool fin = c.final_state && has_state(plans);
-        StateTensor s_out(side, B, H, fin ? F : 0, Dv);
+        StateTensor s_out(side, c.sequences(), H, fin ? F : 0, Dv);
         s_out.buf.poison();
-        CallStatus st = make_workspace(side, plans, SLAY_PASS_FORWARD, B, T, &cc.ws);
+        CallStatus st = make_workspace(side, plans, SLAY_PASS_FORWARD, c.sequences(), c.longest(), &cc.ws);
         if (!st.ok()) return st;
 
         slay_attn_fwd_args_t a = cc.args<slay_attn_fwd_args_t>(plans, c);
@@ -752,21 +819,22 @@ CallStatus run_forward(Side side, const Plans& plans, const Case& c, const Input
 CallStatus run_backward(Side side, const Plans& plans, const Case& c, const Inputs& in,
                         const std::vector<double>& fwd_out, Outputs* res) {
     return harness_guarded([&] {
-        const int64_t B = c.batch, H = c.heads, T = c.seq_len, D = c.head_dim, Dv = c.dv(), F = plans.features;
+        const int64_t B = c.tensor_batch(), H = c.heads, Hkv = c.kvh(), T = c.tokens(), D = c.head_dim, Dv = c.dv(),
+                      F = plans.features, N = c.sequences();
         CallCommon cc(side, plans, c, in);
         Tensor4 out(side, c.dtype, B, H, T, Dv, c.layout), dout(side, c.dtype, B, H, T, Dv, c.layout),
-            dq(side, c.dtype, B, H, T, D, c.layout), dk(side, c.dtype, B, H, T, D, c.layout),
-            dv(side, c.dtype, B, H, T, Dv, c.layout);
+            dq(side, c.dtype, B, H, T, D, c.layout), dk(side, c.dtype, B, Hkv, T, D, c.layout),
+            dv(side, c.dtype, B, Hkv, T, Dv, c.layout);
         out.encode(fwd_out);
         dout.encode(in.dout);
         dq.buf.poison();
         dk.buf.poison();
         dv.buf.poison();
         const bool dfin = c.dfinal_state && has_state(plans), dinit = c.dinitial_state && has_state(plans);
-        StateTensor ds_out(side, B, H, dfin ? F : 0, Dv), ds_in(side, B, H, dinit ? F : 0, Dv);
+        StateTensor ds_out(side, N, H, dfin ? F : 0, Dv), ds_in(side, N, H, dinit ? F : 0, Dv);
         if (dfin) ds_out.buf.upload(in.dfinal_state.data(), ds_out.buf.size());
         ds_in.buf.poison();
-        CallStatus st = make_workspace(side, plans, SLAY_PASS_BACKWARD, B, T, &cc.ws);
+        CallStatus st = make_workspace(side, plans, SLAY_PASS_BACKWARD, N, c.longest(), &cc.ws);
         if (!st.ok()) return st;
 
         slay_attn_bwd_args_t a = cc.args<slay_attn_bwd_args_t>(plans, c);
@@ -949,6 +1017,8 @@ std::string table_row(const Case& c, const char* pass, const Outcome& o, double 
                   static_cast<long long>(c.batch), static_cast<long long>(c.heads),
                   static_cast<long long>(c.head_dim), static_cast<long long>(c.dv()));
     std::string row = head;
+    if (c.kv_heads) row += "H_kv=" + std::to_string(c.kv_heads) + " | ";
+    if (c.packed()) row += "packed N=" + std::to_string(c.sequences()) + " total=" + std::to_string(c.tokens()) + " | ";
     char tail[96];
     if (o.ran()) {
         std::snprintf(tail, sizeof tail, "max %.2e (tol %.0e) | %s | ", o.err.max(), tol, o.pass(tol) ? "PASS" : "FAIL");

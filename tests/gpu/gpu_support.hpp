@@ -147,14 +147,29 @@ struct Case {
     uint64_t input_seed = 1;      // q, k, v, dout, states
     uint64_t param_seed = 1234, param_offset = 0;
     double input_scale = 1.0;  // q, k ~ N(0, scale^2); v, dout ~ N(0, 1)
-    // > 0: q and k clustered around one random direction per (b, h) head,
+    // > 0: q and k clustered around one random direction per (b, key/value
+    // head) (shared by the query heads of its group),
     // q_t, k_t = mu + cluster_noise * N(0, scale^2) with mu ~ N(0, scale^2),
     // so every kernel value k(q_i, k_j) is near k(mu, mu) > 0 and the
     // denominators Z_i grow like i (bidirectional: like T) for every feature
     // map, signed ones included (make_inputs).
     double cluster_noise = 0.0;
+    // Grouped-query heads: k, v, dk, dv have kv_heads heads (0: heads).
+    int64_t kv_heads = 0;
+    // Packed call (non-empty): sequences of these lengths back to back on
+    // the token axis of batch row 0 (batch and seq_len are then ignored),
+    // offsets passed as int32 when offsets_int32, else int64.
+    std::vector<int64_t> seq_lengths;
+    bool offsets_int32 = false;
 
     int64_t dv() const { return value_dim ? value_dim : head_dim; }
+    int64_t kvh() const { return kv_heads ? kv_heads : heads; }
+    bool packed() const { return !seq_lengths.empty(); }
+    int64_t tensor_batch() const { return packed() ? 1 : batch; }  // batch extent of q, k, v, ...
+    int64_t tokens() const;                                         // token extent (packed: the sum)
+    int64_t sequences() const { return packed() ? static_cast<int64_t>(seq_lengths.size()) : batch; }
+    int64_t longest() const;  // seq_len, or the longest packed sequence
+    std::vector<int64_t> offsets() const;  // 0, then the running sums of seq_lengths
     // "slay_anchor causal fp32 BTHD B=1 H=2 T=63 D=16 Dv=16"
     std::string label() const;
 };
@@ -199,7 +214,9 @@ Made make_plans(const Case& c, Plans* plans);
 // ------------------------------------------------------------------ inputs
 
 // Logical (B, H, T, C) values in row-major order, already representable in
-// the case's dtype (so every backend reads exactly these numbers).
+// the case's dtype (so every backend reads exactly these numbers); k and v
+// have the case's kv heads, states its sequences as rows, and a packed case
+// has B = 1 and T = the total tokens.
 struct Inputs {
     std::vector<float> q, k, v, dout;
     std::vector<float> initial_state, dfinal_state;  // (B, H, F, Dv+1); empty if unused

@@ -28,6 +28,10 @@
 #             paper shape (B1 H8 D32 T 131072, bf16), fwd and fwd+bwd, causal (builds the library
 #             first when the call starts on a fresh machine)
 #   quickbench  the same shapes, bf16 only, fewer iterations (a smoke timing)
+#   varlen    compare_varlen.py: a packed batch of 64 sequences (1k-32k tokens) against the
+#             padded batch, one call per sequence and torch's FlashAttention varlen, standard
+#             and slay_anchor bf16 (geometric and linear length spacing; grouped heads H/H_kv = 4)
+#             -> varlen*.json/md in varlen.tar.gz
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
 # carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
@@ -141,6 +145,20 @@ if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   echo "=== compare_torch paper shape rc=$?" >> "$OUT/bench.log"
   tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"
   grep -vE '^\s*$' "$OUT/bench.log" | tail -30
+fi
+if has varlen && python3 -c 'import torch' 2>/dev/null; then
+  mkdir -p "$OUT/varlen"
+  export PYTHONUNBUFFERED=1
+  for spec in "geometric 0" "linear 0" "geometric 2"; do
+    set -- $spec
+    name="varlen_$1_kv$2"
+    timeout 240 python3 tests/bench/compare_varlen.py "$BUILD/libslay.so" --variants standard slay_anchor \
+      --N 64 --min-len 1024 --max-len 32768 --H 8 --kv-heads $2 --D 64 --spacing $1 \
+      --json "$OUT/varlen/$name.json" --markdown "$OUT/varlen/$name.md" >> "$OUT/varlen.log" 2>&1
+    echo "=== compare_varlen $name rc=$?" >> "$OUT/varlen.log"
+  done
+  tar -czf "$OUT/varlen.tar.gz" -C "$OUT" varlen && rm -rf "$OUT/varlen"
+  grep -E '^\| |^=== ' "$OUT/varlen.log" | tail -40
 fi
 if has arch80; then
   wait "$arch80_pid"

@@ -241,6 +241,39 @@ TEST_CASE("T = 65536 forward at small B*H") {
 // forward and backward (head dims 64 and 128: the two shared-memory
 // layouts), fp32 and yat_spherical the SIMT kernels; T = 70 covers a full
 // and a padded tile and the causal diagonal.
+TEST_CASE("packed variable-length batches with grouped-query heads") {
+    // Sequences of mixed lengths (empty, one token, one past a tile, whole
+    // tiles) with H = 4 query heads on H_kv = 2 (and 1) key/value heads:
+    // SIMT (fp32, yat_spherical) and tensor-core (bf16, D = 64 and 128) paths.
+    for (slay_attn_variant_t v : kExact)
+        for (bool causal : {true, false})
+            for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16})
+                for (int64_t D : {16, 64}) {
+                    Case c = base_case(v, 200, causal, dt);
+                    c.heads = 4;
+                    c.kv_heads = D == 16 ? 2 : 1;
+                    c.head_dim = D;
+                    c.seq_lengths = {65, 0, 1, 200, 128};
+                    c.offsets_int32 = causal;
+                    CAPTURE(c.label());
+                    CHECK(check_both(c));
+                }
+    Case wide = base_case(SLAY_ATTN_STANDARD, 300, true, SLAY_DTYPE_BFLOAT16);
+    wide.heads = 4;
+    wide.kv_heads = 2;
+    wide.head_dim = 128;
+    wide.seq_lengths = {300, 17, 64};
+    CAPTURE(wide.label());
+    CHECK(check_both(wide));
+    // Dense grouped heads.
+    Case dense = base_case(SLAY_ATTN_YAT, 333, true, SLAY_DTYPE_BFLOAT16);
+    dense.heads = 6;
+    dense.kv_heads = 3;
+    dense.head_dim = 64;
+    CAPTURE(dense.label());
+    CHECK(check_both(dense));
+}
+
 TEST_CASE("exact sanitizer: every kernel path, small") {
     for (slay_attn_variant_t v : kExact)
         for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16})
@@ -255,6 +288,16 @@ TEST_CASE("exact sanitizer: every kernel path, small") {
     wide.head_dim = 128;
     CAPTURE(wide.label());
     CHECK(check_both(wide));
+    // Packed sequences with grouped heads on both kinds of kernels.
+    for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) {
+        Case c = base_case(SLAY_ATTN_YAT, 70, true, dt);
+        c.heads = 2;
+        c.kv_heads = 1;
+        c.head_dim = 64;
+        c.seq_lengths = {70, 0, 3};
+        CAPTURE(c.label());
+        CHECK(check_both(c));
+    }
 }
 
 }  // TEST_SUITE

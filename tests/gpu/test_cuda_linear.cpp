@@ -46,7 +46,7 @@ using namespace slay_gpu;
 const slay_attn_variant_t kLinear[] = {
     SLAY_ATTN_SLAY_ANCHOR,    SLAY_ATTN_SLAY_LAPLACE,        SLAY_ATTN_SLAY_HADAMARD, SLAY_ATTN_SLAY_TENSORSKETCH,
     SLAY_ATTN_SLAY_RANDOM_MACLAURIN, SLAY_ATTN_SLAY_NYSTROM, SLAY_ATTN_PERFORMER,     SLAY_ATTN_LINEAR,
-    SLAY_ATTN_COSFORMER,      SLAY_ATTN_RFF};
+    SLAY_ATTN_COSFORMER,      SLAY_ATTN_RFF,                 SLAY_ATTN_SLAY_POLY2};
 
 // Feature maps with negative entries: their kernel estimates, and so the
 // denominators Z_i, can be near zero or negative on random inputs.
@@ -76,6 +76,9 @@ std::vector<Attr> size_attrs(slay_attn_variant_t v, int64_t R = 2, int64_t M = 4
     if (prf) a.push_back(attr_i64(SLAY_ATTR_NUM_QUAD_NODES, R));
     if (prf || has(v, {SLAY_ATTN_PERFORMER, SLAY_ATTN_RFF})) a.push_back(attr_i64(SLAY_ATTR_NUM_FEATURES, M));
     if (kron) a.push_back(attr_i64(SLAY_ATTR_POLY_DIM, P));
+    // slay_poly2: the Kronecker maps' F as its budget (64 at D = 16: a frame
+    // of d = 10 < D plus the constant feature, 56 features).
+    if (v == SLAY_ATTN_SLAY_POLY2) a.push_back(attr_i64(SLAY_ATTR_NUM_FEATURES, R * P * M));
     return a;
 }
 
@@ -509,6 +512,40 @@ TEST_CASE("linear: T = 65536") {
     check_pieces(c, 40000, Side::Device);
 }
 
+// Packed sequences of mixed lengths (an empty one, one token, partial and
+// whole chunks) with grouped-query heads (H = 4, H_kv = 2), states for
+// each sequence, int32 and int64 offsets; the longest is 130 tokens.
+Case packed_case(slay_attn_variant_t v, bool causal, slay_dtype_t dt) {
+    Case c = base_case(v, 130, causal, dt);
+    c.heads = 4;
+    c.kv_heads = 2;
+    c.seq_lengths = {70, 0, 1, 130, 64};
+    c.offsets_int32 = v % 2 == 0;
+    with_states(c);
+    return c;
+}
+
+TEST_CASE("linear: packed variable-length batches with grouped-query heads and states") {
+    for (slay_attn_variant_t v : kLinear)
+        for (bool causal : {true, false})
+            for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) check_both(packed_case(v, causal, dt));
+    // The tensor-core kernels (slay_anchor bf16, paper R/M/P, D = 64):
+    // packed (no sequence split) and dense multi-query (H_kv = 1) with the split.
+    for (bool causal : {true, false}) {
+        Case c = packed_case(SLAY_ATTN_SLAY_ANCHOR, causal, SLAY_DTYPE_BFLOAT16);
+        c.head_dim = 64;
+        c.attrs = size_attrs(c.variant, 2, 16, 32);
+        c.seq_lengths = {1000, 37, 0, 300};
+        check_both(c);
+        Case mqa = base_case(SLAY_ATTN_SLAY_ANCHOR, 4097, causal, SLAY_DTYPE_BFLOAT16);
+        mqa.batch = 1;
+        mqa.heads = 2;
+        mqa.kv_heads = 1;
+        with_states(mqa);
+        check_both(mqa);
+    }
+}
+
 TEST_CASE("linear sanitizer: small cases of every variant with states, strided") {
     for (slay_attn_variant_t v : kLinear) {
         Case c = base_case(v, 70, true, SLAY_DTYPE_BFLOAT16);
@@ -526,6 +563,12 @@ TEST_CASE("linear sanitizer: small cases of every variant with states, strided")
         c.batch = 1;
         c.value_dim = 8;
         with_states(c);
+        check_both(c);
+    }
+    // Packed sequences with grouped heads: SIMT (fp32) and tensor-core (bf16) paths.
+    for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) {
+        Case c = packed_case(SLAY_ATTN_SLAY_ANCHOR, true, dt);
+        c.seq_lengths = {70, 0, 5};
         check_both(c);
     }
 }

@@ -35,7 +35,8 @@ using namespace slay_gpu;
 const slay_attn_variant_t kWithParams[] = {SLAY_ATTN_SLAY_ANCHOR,       SLAY_ATTN_SLAY_LAPLACE,
                                            SLAY_ATTN_SLAY_HADAMARD,     SLAY_ATTN_SLAY_TENSORSKETCH,
                                            SLAY_ATTN_SLAY_RANDOM_MACLAURIN, SLAY_ATTN_SLAY_NYSTROM,
-                                           SLAY_ATTN_PERFORMER,         SLAY_ATTN_RFF};
+                                           SLAY_ATTN_PERFORMER,         SLAY_ATTN_RFF,
+                                           SLAY_ATTN_SLAY_POLY2};
 
 bool has(slay_attn_variant_t v, std::initializer_list<slay_attn_variant_t> set) {
     for (slay_attn_variant_t x : set)
@@ -56,6 +57,9 @@ Case sample_case(slay_attn_variant_t v, int64_t H, int64_t D, int64_t R, int64_t
     if (prf) c.attrs.push_back(attr_i64(SLAY_ATTR_NUM_QUAD_NODES, R));
     if (prf || has(v, {SLAY_ATTN_PERFORMER, SLAY_ATTN_RFF})) c.attrs.push_back(attr_i64(SLAY_ATTR_NUM_FEATURES, M));
     if (kron) c.attrs.push_back(attr_i64(SLAY_ATTR_POLY_DIM, P));
+    // slay_poly2's budget M * P: partial frames with the constant feature
+    // (D = 16: d = 7; D = 64: d = 31; D = 8: d = 4) and a full one (D = 7, 165).
+    if (v == SLAY_ATTN_SLAY_POLY2) c.attrs.push_back(attr_i64(SLAY_ATTR_NUM_FEATURES, M * P));
     return c;
 }
 

@@ -109,16 +109,18 @@ class Library:
                                                       workspace_size, stream))
 
     @staticmethod
-    def fwd_args(q, k, v, out, params=None, initial_state=None, final_state=None, position_offset=0):
+    def fwd_args(q, k, v, out, params=None, initial_state=None, final_state=None, position_offset=0,
+                 seq_offsets=None):
         return _abi.fwd_args(q=q, k=k, v=v, out=out, params=params, initial_state=initial_state,
-                             final_state=final_state, position_offset=position_offset)
+                             final_state=final_state, position_offset=position_offset, seq_offsets=seq_offsets)
 
     @staticmethod
     def bwd_args(q, k, v, out, dout, dq, dk, dv, params=None, initial_state=None, dfinal_state=None,
-                 dinitial_state=None, position_offset=0):
+                 dinitial_state=None, position_offset=0, seq_offsets=None):
         return _abi.bwd_args(q=q, k=k, v=v, out=out, dout=dout, dq=dq, dk=dk, dv=dv, params=params,
                              initial_state=initial_state, dfinal_state=dfinal_state,
-                             dinitial_state=dinitial_state, position_offset=position_offset)
+                             dinitial_state=dinitial_state, position_offset=position_offset,
+                             seq_offsets=seq_offsets)
 
     def fwd(self, plan, args, workspace, workspace_size, stream=None):
         self.check(self.raw.slay_attn_fwd(plan, C.byref(args), workspace, workspace_size, stream))

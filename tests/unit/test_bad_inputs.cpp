@@ -9,8 +9,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <string>
 #include <thread>
 #include <utility>
@@ -81,8 +83,10 @@ std::vector<Case> shared_argument_cases() {
         {"params.data is NULL", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.params.data = nullptr; }},
         {"q.data misaligned for fp32", SLAY_STATUS_INVALID_ARGUMENT, [](AttnCall& c) { c.q.data = shifted(c.q.data, 2); }},
         {"struct_size is 0", SLAY_STATUS_STRUCT_SIZE, [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = 0; }); }},
-        {"struct_size one field short", SLAY_STATUS_STRUCT_SIZE,
-         [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = sizeof(a) - 8; }); }},
+        {"struct_size one field short of the ABI 2 layout", SLAY_STATUS_STRUCT_SIZE,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = offsetof(std::decay_t<decltype(a)>, seq_offsets) - 8; }); }},
+        {"struct_size of the ABI 2 layout (no seq_offsets)", SLAY_STATUS_SUCCESS,
+         [](AttnCall& c) { c.both_args([](auto& a) { a.struct_size = offsetof(std::decay_t<decltype(a)>, seq_offsets); }); }},
         {"struct_size larger, nonzero unknown tail", SLAY_STATUS_NOT_SUPPORTED, [](AttnCall& c) { c.grow_args(16, true); }},
         {"struct_size larger, zero tail", SLAY_STATUS_SUCCESS, [](AttnCall& c) { c.grow_args(16, false); }},
         {"q rank 3", SLAY_STATUS_BAD_SHAPE, [](AttnCall& c) { c.q.rank = 3; }},

@@ -19,8 +19,8 @@ WORKSPACE_TOO_SMALL, BACKEND_MISMATCH = 108, 110
 NOT_SUPPORTED = 200
 NO_DEVICE, CUDA_ERROR, OUT_OF_MEMORY = 300, 301, 304
 
-# slay_dtype_t, slay_backend_t, slay_pass_t
-FLOAT32, BFLOAT16, FLOAT16 = 0, 1, 2
+# slay_dtype_t (INT32/INT64: seq_offsets only, ABI 3), slay_backend_t, slay_pass_t
+FLOAT32, BFLOAT16, FLOAT16, INT32, INT64 = 0, 1, 2, 3, 4
 BACKEND_CPU, BACKEND_CUDA = 0, 1
 PASS_FORWARD, PASS_BACKWARD, PASS_SAMPLE = 0, 1, 2
 
@@ -46,13 +46,15 @@ BWD_TENSORS = ("q", "k", "v", "params", "out", "dout", "dq", "dk", "dv", "initia
 
 
 class FwdArgs(C.Structure):
-    """slay_attn_fwd_args_t (size-prefixed; optional tensors are NULL)."""
-    _fields_ = [("struct_size", C.c_size_t)] + [(n, _T) for n in FWD_TENSORS] + [("position_offset", C.c_int64)]
+    """slay_attn_fwd_args_t (size-prefixed; optional tensors are NULL; seq_offsets: ABI 3)."""
+    _fields_ = ([("struct_size", C.c_size_t)] + [(n, _T) for n in FWD_TENSORS] +
+                [("position_offset", C.c_int64), ("seq_offsets", _T)])
 
 
 class BwdArgs(C.Structure):
-    """slay_attn_bwd_args_t (size-prefixed; optional tensors are NULL)."""
-    _fields_ = [("struct_size", C.c_size_t)] + [(n, _T) for n in BWD_TENSORS] + [("position_offset", C.c_int64)]
+    """slay_attn_bwd_args_t (size-prefixed; optional tensors are NULL; seq_offsets: ABI 3)."""
+    _fields_ = ([("struct_size", C.c_size_t)] + [(n, _T) for n in BWD_TENSORS] +
+                [("position_offset", C.c_int64), ("seq_offsets", _T)])
 
 
 class ParamSegment(C.Structure):
@@ -159,12 +161,15 @@ def pointer_or_null(tensor):
 
 def _call_args(block, names, what, tensors):
     """One size-prefixed argument block: the Tensor pointers in `names` order
-    (missing ones are NULL), then position_offset."""
+    (missing ones are NULL), then position_offset and seq_offsets (a packed
+    call's (N+1,) int32/int64 offsets Tensor, or None)."""
     offset = tensors.pop("position_offset", 0)
+    seq_offsets = tensors.pop("seq_offsets", None)
     unknown = set(tensors) - set(names)
     if unknown:
         raise TypeError(f"not {what} arguments: {sorted(unknown)}")
-    return block(C.sizeof(block), *(pointer_or_null(tensors.get(n)) for n in names), offset)
+    return block(C.sizeof(block), *(pointer_or_null(tensors.get(n)) for n in names), offset,
+                 pointer_or_null(seq_offsets))
 
 
 def fwd_args(**tensors):
