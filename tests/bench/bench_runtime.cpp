@@ -159,6 +159,53 @@ const std::vector<uint8_t>& input_pool(uint64_t seed, slay_dtype_t dtype) {
     return pool;
 }
 
+// q or k (B, H, T, D) clustered: row x = sqrt(D) (c mu + sqrt(1 - c^2) g~),
+// mu a unit direction per (b, h) shared by q and k (drawn from `seed`), g~
+// the pool's Gaussian row (at `start`) with its mu component removed,
+// normalized; so every row has norm sqrt(D), like a N(0, I) row on average,
+// and cosine exactly c to mu. In the call's dtype, host memory.
+std::vector<uint8_t> clustered_rows(const Shape& s, slay_dtype_t dtype, uint64_t seed, double c, size_t start) {
+    const auto& pool = input_pool(seed, SLAY_DTYPE_FLOAT32);
+    const float* g = reinterpret_cast<const float*>(pool.data());
+    std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const size_t D = static_cast<size_t>(s.D), esz = dtype_size(dtype);
+    std::vector<uint8_t> out(static_cast<size_t>(s.B * s.H * s.T) * D * esz);
+    std::vector<double> mu(D), row(D);
+    size_t at = start;
+    for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
+        double n2 = 0;
+        for (double& e : mu) {
+            e = normal(rng);
+            n2 += e * e;
+        }
+        for (double& e : mu) e /= std::sqrt(n2);
+        for (int64_t t = 0; t < s.T; ++t) {
+            double along = 0, perp2 = 0;
+            for (size_t d = 0; d < D; ++d, at = (at + 1) % kPoolElements) {
+                row[d] = g[at];
+                along += row[d] * mu[d];
+            }
+            for (size_t d = 0; d < D; ++d) {
+                row[d] -= along * mu[d];
+                perp2 += row[d] * row[d];
+            }
+            const double a = std::sqrt(double(D)) * c, b = std::sqrt(double(D) * (1 - c * c) / perp2);
+            for (size_t d = 0; d < D; ++d) {
+                const float x = static_cast<float>(a * mu[d] + b * row[d]);
+                uint8_t* dst = out.data() + ((static_cast<size_t>(bh * s.T + t)) * D + d) * esz;
+                if (dtype == SLAY_DTYPE_FLOAT32) {
+                    std::memcpy(dst, &x, 4);
+                } else {
+                    const uint16_t h = dtype == SLAY_DTYPE_BFLOAT16 ? float_to_bf16(x) : float_to_half(x);
+                    std::memcpy(dst, &h, 2);
+                }
+            }
+        }
+    }
+    return out;
+}
+
 // Makes the plan; attributes the variant does not read are skipped.
 slay_attn_plan_t make_plan(slay_handle_t handle, const Config& c, const Shape& s) {
     slay_attn_variant_t variant;
@@ -400,6 +447,14 @@ Measurement Runner::run(const Config& c, const Shape& s, const RunOptions& o) {
         for (int i : {0, 1, 2, 4}) {  // q, k, v, dout: different starting points in the pool
             if (i >= ntensors) continue;
             size_t start = (static_cast<size_t>(i) * 1000003u) % kPoolElements;
+            if (o.cluster_cos > 0 && i < 2) {
+                const std::vector<uint8_t> rows = clustered_rows(s, c.dtype, o.seed, o.cluster_cos, start);
+                if (cuda)
+                    check_cuda(cudaMemcpy(buf[i], rows.data(), rows.size(), cudaMemcpyHostToDevice), "fill");
+                else
+                    std::memcpy(buf[i], rows.data(), rows.size());
+                continue;
+            }
             for (uint64_t done = 0; done < elems;) {
                 size_t n = std::min<uint64_t>(elems - done, kPoolElements - start);
                 uint8_t* dst = static_cast<uint8_t*>(buf[i]) + done * esz;

@@ -35,6 +35,9 @@ struct RunOptions {
     int repeats = 5;            // timed calls
     bool keep_output = false;   // copy the forward output back (as fp32)
     uint64_t seed = 42;         // inputs and feature parameters
+    // q, k: N(0, I) rows (0), or rows of norm sqrt(D) at exactly this cosine
+    // to one shared direction per (b, h) (quality mode's clustered inputs).
+    double cluster_cos = 0;
     uint64_t memory_limit = 0;  // bytes the bench may allocate (0: no limit)
 };
 

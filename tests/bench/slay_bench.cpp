@@ -52,6 +52,10 @@ const char* kUsage = R"(usage: slay-bench --mode scaling|quality|budget|max-cont
                          budget sweeps all)      --rmp RxMxP,...  quality triples
   --chunk N --epsilon X  --allow-tf32
   --warmup N --repeats N --seed N
+  --seeds N              quality: seeds seed..seed+N-1 (inputs and parameters); the table gives
+                         the mean (and min..max) over them (default 1)
+  --inputs a,b,...       quality: q, k distributions, gaussian (N(0, I) rows) or clustered:C
+                         (norm sqrt(D), cosine C to one shared direction per head); default gaussian
   --max-call-s X         scaling/max-context: stop growing T for a variant after a slower call (default 60)
   --time-limit-s X       stop starting runs after X seconds; the rest are marked SKIPPED (default: none)
   --budget-mb X          max-context memory budget (default 8192)
@@ -67,7 +71,7 @@ max-context B=1 H=8 D=32, fwd, 8192 MB (§E.5).
 
 const std::vector<std::string> kLinearized = {"slay_anchor", "slay_laplace", "slay_hadamard", "slay_tensorsketch",
                                               "slay_random_maclaurin", "slay_nystrom", "performer", "linear",
-                                              "cosformer", "rff"};
+                                              "cosformer", "rff", "slay_poly2"};
 const std::vector<std::string> kScalingDefault = {"standard", "yat_spherical", "slay_anchor", "slay_laplace",
                                                   "performer", "linear", "cosformer"};
 
@@ -84,6 +88,9 @@ struct Options {
     double epsilon = 1e-6, max_call_s = 60, budget_mb = 8192, time_limit_s = 0;
     int warmup = 3, repeats = 10;
     uint64_t seed = 42;
+    int64_t seeds = 1;
+    std::vector<std::string> inputs;  // quality: "gaussian" or "clustered:C"
+    double cluster_cos = 0;           // quality: the entry being run (cluster_cos_of)
     std::string command;
 };
 
@@ -112,6 +119,18 @@ std::vector<int64_t> int_list(const std::string& s) {
     }
     for (const auto& item : split(s, ',')) out.push_back(to_int(item));
     return out;
+}
+
+// RunOptions::cluster_cos of an --inputs entry: 0 for "gaussian", C for
+// "clustered:C" with 0 < C < 1.
+double cluster_cos_of(const std::string& inputs) {
+    if (inputs == "gaussian") return 0;
+    const std::string prefix = "clustered:";
+    if (inputs.rfind(prefix, 0) == 0) {
+        const double c = std::stod(inputs.substr(prefix.size()));
+        if (c > 0 && c < 1) return c;
+    }
+    throw std::invalid_argument("--inputs entries are gaussian or clustered:C with 0 < C < 1, got '" + inputs + "'");
 }
 
 Options parse(int argc, char** argv) {
@@ -171,6 +190,10 @@ Options parse(int argc, char** argv) {
     if (auto v = take("warmup")) o.warmup = static_cast<int>(to_int(*v));
     if (auto v = take("repeats")) o.repeats = static_cast<int>(to_int(*v));
     if (auto v = take("seed")) o.seed = static_cast<uint64_t>(to_int(*v));
+    if (auto v = take("seeds")) o.seeds = to_int(*v);
+    if (auto v = take("inputs")) o.inputs = split(*v, ',');
+    if (o.seeds < 1) throw std::invalid_argument("--seeds wants N >= 1");
+    for (const auto& in : o.inputs) cluster_cos_of(in);  // throws for a malformed one
     if (auto v = take("max-call-s")) o.max_call_s = std::stod(*v);
     if (auto v = take("budget-mb")) o.budget_mb = std::stod(*v);
     if (auto v = take("time-limit-s")) o.time_limit_s = std::stod(*v);
@@ -197,6 +220,7 @@ Options parse(int argc, char** argv) {
         dflt_int(o.B, 1), dflt_int(o.H, 4), dflt(o.D, std::vector<int64_t>{16});
         dflt(o.T, std::vector<int64_t>{128, 256, 512});
         dflt(o.rmp, std::vector<std::array<int64_t, 3>>{{2, 8, 8}, {2, 16, 16}, {2, 32, 32}});
+        dflt(o.inputs, std::vector<std::string>{"gaussian"});
     } else if (o.mode == "budget") {
         dflt(o.variants, std::vector<std::string>{"slay_anchor"});
         dflt_int(o.B, 4), dflt_int(o.H, 4), dflt(o.D, std::vector<int64_t>{16});
@@ -280,6 +304,12 @@ std::string iso_now() {
     return buf;
 }
 
+std::string joined(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+    return s;
+}
+
 std::string join(const std::vector<int64_t>& v) {
     std::string s;
     for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
@@ -299,7 +329,7 @@ Record meta_record(const Options& o, const DeviceInfo& d) {
         .set("B", o.B).set("H", o.H).set("T", join(o.T)).set("D", join(o.D))
         .set("R", join(o.R)).set("M", join(o.M)).set("P", join(o.P)).set("chunk", o.chunk).set("epsilon", o.epsilon)
         .set("allow_tf32", o.allow_tf32).set("warmup", o.warmup).set("repeats", o.repeats)
-        .set("seed", static_cast<int64_t>(o.seed))
+        .set("seed", static_cast<int64_t>(o.seed)).set("seeds", o.seeds).set("inputs", joined(o.inputs))
         .set("timing", d.backend == "cuda" ? "CUDA events on a non-blocking stream, per repeat"
                                            : "std::chrono::steady_clock, per repeat")
         .set("memory", "bytes the bench allocates for the call: q, k, v, out (+dout, dq, dk, dv), parameters, "
@@ -356,6 +386,7 @@ struct Context {
     RunOptions run_options() const {
         RunOptions r;
         r.backward = o.backward, r.warmup = o.warmup, r.repeats = o.repeats, r.seed = o.seed;
+        r.cluster_cos = o.cluster_cos;
         return r;
     }
     const char* backend_name() const { return runner.backend() == SLAY_BACKEND_CUDA ? "cuda" : "cpu"; }
@@ -475,10 +506,12 @@ ErrorMetrics compare(const std::vector<float>& y, const std::vector<float>& ref)
 
 // The feature budget a variant gets for a (R, M, P) triple: Laplace/Hadamard
 // get M*P features per node and performer/rff R*M*P (capped at 4096), so their
-// feature dimension matches the Kronecker variants' R*P*M (SPEC §E.3a).
+// feature dimension matches the Kronecker variants' R*P*M (SPEC §E.3a);
+// slay_poly2 gets R*M*P as its budget (its F is at most that).
 Config budget_config(const Context& ctx, const std::string& v, int64_t R, int64_t M, int64_t P) {
     if (v == "slay_laplace" || v == "slay_hadamard") return ctx.config(v, R, std::min<int64_t>(M * P, 4096), P);
-    if (v == "performer" || v == "rff") return ctx.config(v, R, std::min<int64_t>(R * M * P, 4096), P);
+    if (v == "performer" || v == "rff" || v == "slay_poly2")
+        return ctx.config(v, R, std::min<int64_t>(R * M * P, 4096), P);
     return ctx.config(v, R, M, P);
 }
 
@@ -516,46 +549,87 @@ void quality_row(Context& ctx, const Config& c, const Shape& s, const std::vecto
     ctx.rows.push_back(row);
 }
 
+// Every (inputs, seed, T, D): yat_spherical's output, then each variant at
+// each budget; rows carry "inputs" and "seed". The table gives per (inputs,
+// T, D, budget, variant) the mean rel L2 (and its min..max) over the seeds.
 void quality(Context& ctx) {
-    const Options& o = ctx.o;
-    Progress progress("quality", o.T.size() * o.D.size() * (1 + o.rmp.size() * o.variants.size()));
-    for (int64_t T : o.T)
-        for (int64_t D : o.D) {
-            Shape s{o.B, o.H, T, D};
-            std::vector<float> ref;
-            if (!reference_output(ctx, s, progress, "yat_spherical T=" + std::to_string(T) + " D=" + std::to_string(D),
-                                  &ref))
-                continue;
-            for (const auto& rmp : o.rmp)
-                for (const auto& v : o.variants) {
-                    std::string triple = std::to_string(rmp[0]) + "x" + std::to_string(rmp[1]) + "x" +
-                                         std::to_string(rmp[2]);
-                    bool uses_budget = variant_uses(v, SLAY_ATTR_NUM_FEATURES) || variant_uses(v, SLAY_ATTR_POLY_DIM);
-                    if (!uses_budget && &rmp != &o.rmp.front()) {  // linear/cosformer: once per (T, D)
-                        progress.step(v + " (no feature budget, measured once)");
-                        continue;
-                    }
-                    quality_row(ctx, budget_config(ctx, v, rmp[0], rmp[1], rmp[2]), s, ref, uses_budget ? triple : "");
-                    const Record& r = ctx.rows.back();
-                    progress.step(v + " T=" + std::to_string(T) + " D=" + std::to_string(D) + " " + triple + ": " +
-                                  (r.str("status") == "ok" ? "rel L2 " + sig3(r.num("rel_l2")) : r.str("status")));
+    const Options o = ctx.o;  // a copy: the loop below sets ctx.o's seed and inputs
+    Progress progress("quality", o.inputs.size() * o.seeds * o.T.size() * o.D.size() *
+                                     (1 + o.rmp.size() * o.variants.size()));
+    for (const auto& inputs : o.inputs)
+        for (int64_t k = 0; k < o.seeds; ++k)
+            for (int64_t T : o.T)
+                for (int64_t D : o.D) {
+                    ctx.o.cluster_cos = cluster_cos_of(inputs);
+                    ctx.o.seed = o.seed + static_cast<uint64_t>(k);
+                    const std::string where = " " + inputs + " seed=" + std::to_string(ctx.o.seed) +
+                                              " T=" + std::to_string(T) + " D=" + std::to_string(D);
+                    const size_t first_row = ctx.rows.size();
+                    Shape s{o.B, o.H, T, D};
+                    std::vector<float> ref;
+                    if (reference_output(ctx, s, progress, "yat_spherical" + where, &ref))
+                        for (const auto& rmp : o.rmp)
+                            for (const auto& v : o.variants) {
+                                std::string triple = std::to_string(rmp[0]) + "x" + std::to_string(rmp[1]) + "x" +
+                                                     std::to_string(rmp[2]);
+                                bool uses_budget =
+                                    variant_uses(v, SLAY_ATTR_NUM_FEATURES) || variant_uses(v, SLAY_ATTR_POLY_DIM);
+                                if (!uses_budget && &rmp != &o.rmp.front()) {  // linear/cosformer: once per (T, D)
+                                    progress.step(v + " (no feature budget, measured once)");
+                                    continue;
+                                }
+                                quality_row(ctx, budget_config(ctx, v, rmp[0], rmp[1], rmp[2]), s, ref,
+                                            uses_budget ? triple : "");
+                                const Record& r = ctx.rows.back();
+                                progress.step(v + where + " " + triple + ": " +
+                                              (r.str("status") == "ok" ? "rel L2 " + sig3(r.num("rel_l2"))
+                                                                       : r.str("status")));
+                            }
+                    for (size_t i = first_row; i < ctx.rows.size(); ++i)
+                        ctx.rows[i].set("inputs", inputs).set("seed", static_cast<int64_t>(ctx.o.seed));
                 }
-        }
-    std::vector<std::vector<std::string>> rows;
+    ctx.o = o;
+    // Per (inputs, T, D, budget, variant), in first-seen order: the seeds' rows.
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<const Record*>> groups;
     for (const auto& r : ctx.rows) {
         if (r.str("role") == "reference") continue;
-        bool ok = r.str("status") == "ok";
-        std::string st = ok ? "" : r.str("status");
-        rows.push_back({std::to_string(static_cast<int64_t>(r.num("T"))), std::to_string(static_cast<int64_t>(r.num("D"))),
-                        r.str("triple").empty() ? "—" : r.str("triple"), r.str("variant"),
-                        std::to_string(static_cast<int64_t>(r.num("feature_dim"))),
-                        ok ? sig3(r.num("rel_l2")) : st, ok ? fixed(r.num("cos"), 4) : st, ok ? sig3(r.num("mse")) : st,
-                        ok ? fixed(r.num("ms"), 3) : st, r.str("backend")});
+        const std::string key = r.str("inputs") + "|" + std::to_string(static_cast<int64_t>(r.num("T"))) + "|" +
+                                std::to_string(static_cast<int64_t>(r.num("D"))) + "|" + r.str("triple") + "|" +
+                                r.str("variant");
+        if (!groups.count(key)) order.push_back(key);
+        groups[key].push_back(&r);
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& key : order) {
+        const auto& g = groups[key];
+        const Record& first = *g.front();
+        double sum = 0, cos = 0, mse = 0, ms = 0, lo = INFINITY, hi = -INFINITY;
+        std::string failed;
+        for (const Record* r : g) {
+            if (r->str("status") != "ok") {
+                failed = r->str("status");
+                continue;
+            }
+            sum += r->num("rel_l2"), cos += r->num("cos"), mse += r->num("mse"), ms += r->num("ms");
+            lo = std::min(lo, r->num("rel_l2")), hi = std::max(hi, r->num("rel_l2"));
+        }
+        const double n = static_cast<double>(g.size());
+        const bool ok = failed.empty();
+        rows.push_back({first.str("inputs"), std::to_string(static_cast<int64_t>(first.num("T"))),
+                        std::to_string(static_cast<int64_t>(first.num("D"))),
+                        first.str("triple").empty() ? "—" : first.str("triple"), first.str("variant"),
+                        std::to_string(static_cast<int64_t>(first.num("feature_dim"))),
+                        ok ? sig3(sum / n) : failed, ok ? sig3(lo) + ".." + sig3(hi) : failed,
+                        ok ? fixed(cos / n, 4) : failed, ok ? sig3(mse / n) : failed, ok ? fixed(ms / n, 3) : failed,
+                        std::to_string(g.size()), first.str("backend")});
     }
     ctx.markdown += "### Approximation quality against yat_spherical (B=" + std::to_string(o.B) + ", H=" +
                     std::to_string(o.H) + "; R x M x P; Laplace/Hadamard get M*P features per node, "
-                    "performer/rff R*M*P)\n\n" +
-                    markdown_table({"T", "D", "R x M x P", "method", "F", "rel L2", "cos", "MSE", "ms", "ran on"}, rows) +
+                    "performer/rff R*M*P, slay_poly2 a budget of R*M*P; means over the seeds)\n\n" +
+                    markdown_table({"inputs", "T", "D", "R x M x P", "method", "F", "rel L2", "rel L2 min..max", "cos",
+                                    "MSE", "ms", "seeds", "ran on"},
+                                   rows) +
                     "\n";
 }
 
