@@ -238,10 +238,13 @@ __device__ __forceinline__ void tile_dot(const float* A, int lda, const float* B
 // The (sequence b, query head h) and the 64-row tile of this CTA, and where
 // that head's rows lie. Grids hold B*H * ceil(seq_len / 64) CTAs with
 // blockIdx.x = rank * B*H + bh, so the CTAs of one tile rank run together
-// across heads. Query-tile kernels take rank 0 as the LAST tile of the
-// sequence (causal: the most keys, scheduled first); key-tile kernels as
-// the first (causal: the most queries). In a packed call a CTA whose rank
-// is past its (shorter) sequence's tiles is idle and returns at once.
+// across heads, and lower ranks carry more causal work (longest first):
+// query-tile kernels give rank r the query tile ceil(seq_len/64) - 1 - r
+// (its keys: that many tiles and one), key-tile kernels the key tile with
+// ceil(seq_len/64) - r query tiles after it. In a packed call a sequence
+// shorter than seq_len has no such tile for its lowest ranks: those CTAs
+// are idle and return at once. (Dense calls: rank r is the last tile - r,
+// or tile r.)
 enum class TileOrder { LastFirst, FirstFirst };
 struct BlockTile {
     int64_t bh, b, h;  // bh = b * H + h
@@ -278,8 +281,8 @@ __device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, TileOrder
     t.batch_row = args.sequences.packed() ? 0 : t.b;
     t.first_token = args.sequences.packed() ? args.sequences.start(t.b) : 0;
     t.num_tiles = (t.T + kTile - 1) / kTile;
-    t.idle = rank >= t.num_tiles;
-    t.tile = order == TileOrder::LastFirst ? t.num_tiles - 1 - rank : rank;
+    t.tile = order == TileOrder::LastFirst ? grid_tiles - 1 - rank : t.num_tiles - grid_tiles + rank;
+    t.idle = t.tile < 0 || t.tile >= t.num_tiles;
     return t;
 }
 

@@ -258,7 +258,8 @@ class Bench:
         return self.torch.cuda.current_stream().cuda_stream
 
     def slay_tensor(self, t):
-        dtype = {self.torch.float32: S.FLOAT32, self.torch.bfloat16: S.BFLOAT16, self.torch.float16: S.FLOAT16}
+        dtype = {self.torch.float32: S.FLOAT32, self.torch.bfloat16: S.BFLOAT16, self.torch.float16: S.FLOAT16,
+                 self.torch.int32: S.INT32, self.torch.int64: S.INT64}
         return S.make_tensor(t.data_ptr(), dtype[t.dtype], list(t.shape), list(t.stride()))
 
     def inputs(self, T, dtype, with_dout):

@@ -5,7 +5,9 @@
 // and shape (B, H, T, D) / (B, H, T, Dv) / states (B, H, F, Dv+1) perturbed
 // field by field: dtype as any int32, shapes, strides, struct_size, data
 // pointers placed anywhere in one shared pool (so tensors can overlap), NULL,
-// misaligned, workspace size and offset. Invariants checked after every call:
+// misaligned, workspace size and offset; plans with grouped-query heads
+// (k, v with H_kv = 1 heads) and packed calls (seq_offsets of int32/int64
+// pool bytes). Invariants checked after every call:
 //   1. the status is one slay.h documents (none in the 900s);
 //   2. a failing call set a non-empty message;
 //   3. a failing call left every caller byte unchanged (pool and workspace);
@@ -84,7 +86,17 @@ void violation(const char* what, slay_status_t s) {
     std::abort();
 }
 
-int64_t dtype_bytes(int32_t dtype) { return dtype == SLAY_DTYPE_FLOAT32 ? 4 : 2; }
+// Element size of a dtype; 8 (the largest) for values that are no dtype, so
+// a view's span is never underestimated.
+int64_t dtype_bytes(int32_t dtype) {
+    switch (dtype) {
+        case SLAY_DTYPE_BFLOAT16:
+        case SLAY_DTYPE_FLOAT16: return 2;
+        case SLAY_DTYPE_FLOAT32:
+        case SLAY_DTYPE_INT32: return 4;
+        default: return 8;
+    }
+}
 
 // Largest element offset of a view with non-negative strides, extents
 // below 2^20 and strides below 2^20 where the extent exceeds 1 (false if
@@ -139,7 +151,7 @@ void make_tensor(Input& in, slay_tensor_t* t, int32_t dtype, std::initializer_li
         if (t->shape[d] > 1) fits = fits && t->shape[d] < (1 << 20) && t->strides[d] < (1 << 20);
     }
     const bool has_elements = nonneg && !empty && fits && reach(*t, &last);
-    const int64_t span = has_elements ? (last + 1) * (dt == SLAY_DTYPE_FLOAT32 ? 4 : 2) : 0;
+    const int64_t span = has_elements ? (last + 1) * dtype_bytes(dt) : 0;
     if (where == 0xff) {
         t->data = nullptr;
     } else if (!nonneg || empty) {
@@ -152,13 +164,21 @@ void make_tensor(Input& in, slay_tensor_t* t, int32_t dtype, std::initializer_li
     } else {
         t->data = nullptr;
     }
-    (void)dtype_bytes;
 }
 
 const slay_attn_variant_t kVariants[] = {SLAY_ATTN_STANDARD,     SLAY_ATTN_YAT_SPHERICAL, SLAY_ATTN_SLAY_ANCHOR,
                                          SLAY_ATTN_SLAY_LAPLACE, SLAY_ATTN_SLAY_TENSORSKETCH,
                                          SLAY_ATTN_SLAY_NYSTROM, SLAY_ATTN_LINEAR,        SLAY_ATTN_COSFORMER,
                                          SLAY_ATTN_RFF};
+
+// A packed call's offsets (int32 or int64, 1..5 entries of pool bytes, so
+// mostly invalid values), or NULL (a dense call) when the input says so.
+const slay_tensor_t* packed_offsets(Input& in, slay_tensor_t* t) {
+    const uint8_t kind = in.byte();
+    if (!(kind & 1)) return nullptr;
+    make_tensor(in, t, (kind & 2) ? SLAY_DTYPE_INT32 : SLAY_DTYPE_INT64, {in.small(1, 5)});
+    return t;
+}
 
 }  // namespace
 
@@ -175,8 +195,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     State& st = state();
     Input in(data, size);
     // The plan: small sizes keep each call fast.
-    const slay_attn_variant_t variant = kVariants[in.byte() % (sizeof kVariants / sizeof kVariants[0])];
+    const uint8_t variant_byte = in.byte();
+    const slay_attn_variant_t variant = kVariants[variant_byte % (sizeof kVariants / sizeof kVariants[0])];
     const int64_t H = in.small(1, 2), D = in.small(1, 4), Dv = in.small(0, 3);
+    const int64_t Hkv = (variant_byte & 0x80) ? 1 : H;  // grouped-query (multi-query) plans too
     const int32_t io = static_cast<int32_t>(in.small(0, 2));
     slay_attn_desc_t desc = nullptr;
     if (slay_attn_desc_create(&desc, variant) != SLAY_STATUS_SUCCESS) std::abort();
@@ -189,6 +211,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     slay_attn_desc_set_i64(desc, SLAY_ATTR_POLY_DIM, in.small(1, 4));
     slay_attn_desc_set_i64(desc, SLAY_ATTR_NUM_QUAD_NODES, in.small(1, 2));
     slay_attn_desc_set_i64(desc, SLAY_ATTR_COSFORMER_LENGTH, in.small(0, 12));
+    slay_attn_desc_set_i64(desc, SLAY_ATTR_NUM_KV_HEADS, Hkv);
     slay_attn_plan_t plan = nullptr;
     if (slay_attn_plan_create(&plan, st.handle, desc) != SLAY_STATUS_SUCCESS) std::abort();
     slay_attn_desc_destroy(desc);
@@ -204,13 +227,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (shape_kind == 0xfe) B = in.i64(), T = 0;
     slay_tensor_t q, k, v, out, dout, dq, dk, dv_t, params, s0, s1, s2, s3;
     make_tensor(in, &q, io, {B, H, T, D});
-    make_tensor(in, &k, io, {B, H, T, D});
-    make_tensor(in, &v, io, {B, H, T, dv});
+    make_tensor(in, &k, io, {B, Hkv, T, D});
+    make_tensor(in, &v, io, {B, Hkv, T, dv});
     make_tensor(in, &out, io, {B, H, T, dv});
     make_tensor(in, &dout, io, {B, H, T, dv});
     make_tensor(in, &dq, io, {B, H, T, D});
-    make_tensor(in, &dk, io, {B, H, T, D});
-    make_tensor(in, &dv_t, io, {B, H, T, dv});
+    make_tensor(in, &dk, io, {B, Hkv, T, D});
+    make_tensor(in, &dv_t, io, {B, Hkv, T, dv});
     make_tensor(in, &params, SLAY_DTYPE_FLOAT32, {P});
     make_tensor(in, &s0, SLAY_DTYPE_FLOAT32, {B, H, F, dv + 1});
     make_tensor(in, &s1, SLAY_DTYPE_FLOAT32, {B, H, F, dv + 1});
@@ -239,6 +262,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     void* stream = (ws_kind & 0x80) && (ws_kind & 0x40) ? &st : nullptr;
 
     const std::vector<unsigned char> pool_before = st.pool, ws_before = st.workspace;
+    slay_tensor_t offsets;
     slay_status_t s;
     if (pass == SLAY_PASS_FORWARD) {
         struct {
@@ -251,7 +275,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t sz = in.byte();
         if (sz == 1) block.a.struct_size = sizeof block.a + in.small(0, 64), block.tail[in.small(0, 63)] = in.byte();
         if (sz == 2) block.a.struct_size = static_cast<size_t>(in.i64());  // garbage: must not be followed
-        if (sz == 3) block.a.struct_size = sizeof block.a - 8;
+        if (sz == 3) block.a.struct_size = sizeof block.a - 8;  // the ABI 2 layout
+        block.a.seq_offsets = packed_offsets(in, &offsets);
         s = slay_attn_fwd(plan, &block.a, ws, ws_size, stream);
     } else if (pass == SLAY_PASS_BACKWARD) {
         struct {
@@ -265,6 +290,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t sz = in.byte();
         if (sz == 1) block.a.struct_size = sizeof block.a + in.small(0, 64), block.tail[in.small(0, 63)] = in.byte();
         if (sz == 2) block.a.struct_size = static_cast<size_t>(in.i64());
+        block.a.seq_offsets = packed_offsets(in, &offsets);
         s = slay_attn_bwd(plan, &block.a, ws, ws_size, stream);
     } else {
         s = slay_attn_features_sample(plan, static_cast<uint64_t>(in.i64()), in.byte(), pp, ws, ws_size, stream);

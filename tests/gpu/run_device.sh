@@ -123,11 +123,12 @@ if has exactbench && python3 -c 'import torch' 2>/dev/null; then
   has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -vE '^\s*$' "$OUT/exactbench.log" | tail -40
 fi
+if (has bench || has quickbench || has varlen) && [ ! -f "$BUILD/libslay.so" ]; then
+  # a bench-only call on a fresh machine: the library alone
+  { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
+    ninja -C "$BUILD" libslay.so; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
+fi
 if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
-  if [ ! -f "$BUILD/libslay.so" ]; then  # a bench-only call on a fresh machine
-    { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
-      ninja -C "$BUILD" libslay.so; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
-  fi
   : > "$OUT/bench.log"
   mkdir -p "$OUT/bench"
   dtypes="bf16 fp32"; iters=""

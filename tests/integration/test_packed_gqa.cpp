@@ -148,6 +148,24 @@ struct TestPlan {
     }
 };
 
+// A forward argument block over the given views (null: absent).
+slay_attn_fwd_args_t fwd_block(const slay_tensor_t* q, const slay_tensor_t* k, const slay_tensor_t* v,
+                               const slay_tensor_t* out, const slay_tensor_t* params, const slay_tensor_t* s0,
+                               const slay_tensor_t* s1, const slay_tensor_t* offsets) {
+    slay_attn_fwd_args_t f;
+    std::memset(&f, 0, sizeof f);
+    f.struct_size = sizeof f;
+    f.q = q;
+    f.k = k;
+    f.v = v;
+    f.out = out;
+    f.params = params;
+    f.initial_state = s0;
+    f.final_state = s1;
+    f.seq_offsets = offsets;
+    return f;
+}
+
 // Inputs and outputs of one call (B batch rows of T tokens; `states` rows
 // of state). Outputs start as NaN.
 struct Call {
@@ -181,17 +199,8 @@ struct Call {
         slay_tensor_t toff{};
         if (offsets) toff = offsets->view();
         const bool st = p.stateful();
-        slay_attn_fwd_args_t f;
-        std::memset(&f, 0, sizeof f);
-        f.struct_size = sizeof f;
-        f.q = &tq;
-        f.k = &tk;
-        f.v = &tv;
-        f.out = &to;
-        f.params = p.params.empty() ? nullptr : &tp;
-        f.initial_state = st ? &ts0 : nullptr;
-        f.final_state = st ? &ts1 : nullptr;
-        f.seq_offsets = offsets ? &toff : nullptr;
+        const slay_attn_fwd_args_t f = fwd_block(&tq, &tk, &tv, &to, p.params.empty() ? nullptr : &tp,
+                                                 st ? &ts0 : nullptr, st ? &ts1 : nullptr, offsets ? &toff : nullptr);
         size_t bytes = 0;
         std::vector<unsigned char> ws = p.workspace(SLAY_PASS_FORWARD, batch, seq_len, &bytes);
         REQUIRE_OK(slay_attn_fwd(p.plan, &f, TestPlan::align(ws), bytes, nullptr));
@@ -413,17 +422,9 @@ TEST_CASE("malformed packed and grouped calls fail with a status and a message, 
         Offsets off(c.offsets, c.dtype == SLAY_DTYPE_FLOAT32 ? SLAY_DTYPE_INT64 : c.dtype);
         slay_tensor_t toff = off.view();
         if (c.dtype == SLAY_DTYPE_FLOAT32) toff.dtype = SLAY_DTYPE_FLOAT32;
-        slay_attn_fwd_args_t f;
-        std::memset(&f, 0, sizeof f);
-        f.struct_size = sizeof f;
-        f.q = &tq;
-        f.k = &tk;
-        f.v = &tv;
-        f.out = &to;
-        f.params = p.params.empty() ? nullptr : &tp;
-        f.initial_state = p.stateful() ? &ts0 : nullptr;
-        f.final_state = p.stateful() ? &ts1 : nullptr;
-        f.seq_offsets = &toff;
+        const slay_attn_fwd_args_t f =
+            fwd_block(&tq, &tk, &tv, &to, p.params.empty() ? nullptr : &tp, p.stateful() ? &ts0 : nullptr,
+                      p.stateful() ? &ts1 : nullptr, &toff);
         std::vector<unsigned char> ws(1 << 20);
         slay_attn_variant_t name_probe;
         slay_attn_variant_from_name("sentinel-that-is-no-variant", &name_probe);  // a stale message

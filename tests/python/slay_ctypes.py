@@ -34,7 +34,7 @@ def _load_abi():
 _abi = _load_abi()
 from slay._abi import (  # noqa: E402,F401  (re-exported names the benchmark uses)
     ATTRIBUTE_NOT_APPLICABLE, BACKEND_CPU, BACKEND_CUDA, BAD_DTYPE, BAD_SHAPE, BAD_STRIDE, BFLOAT16, CUDA_ERROR,
-    FLOAT16, FLOAT32, INVALID_ARGUMENT, INVALID_VALUE, NO_DEVICE, NOT_SUPPORTED, OUT_OF_MEMORY, PASS_BACKWARD,
+    FLOAT16, FLOAT32, INT32, INT64, INVALID_ARGUMENT, INVALID_VALUE, NO_DEVICE, NOT_SUPPORTED, OUT_OF_MEMORY, PASS_BACKWARD,
     PASS_FORWARD, PASS_SAMPLE, SUCCESS, SlayError, Tensor, contiguous_strides, make_tensor)
 
 # The exact (O(T^2)) variants; every other variant is linearized.
