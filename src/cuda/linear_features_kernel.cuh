@@ -51,7 +51,8 @@ struct MapTraits {
                                       K == MapKind::TensorSketch || K == MapKind::Poly2;
     // PRF variants and poly2 act on x^ = x / max(|x|, norm_eps).
     static constexpr bool normalized = kronecker || K == MapKind::Laplace || K == MapKind::Hadamard;
-    static constexpr bool prf_pcat = kronecker || K == MapKind::Laplace;
+    // pcat = concat_r sqrt(w_r) prf_r: the PRF Kronecker maps and Laplace (not poly2, whose pcat is u).
+    static constexpr bool prf_pcat = (kronecker && K != MapKind::Poly2) || K == MapKind::Laplace;
 };
 
 constexpr int kMaxQuadNodes = 16;  // the attribute range of R
