@@ -45,18 +45,27 @@ Poly2Shape poly2_shape(const AttnConfig& c) {
     return s;
 }
 
-int64_t feature_dim(const AttnConfig& c) {
-    const int64_t R = c.num_quad_nodes, M = c.num_features, P = c.poly_dim, D = c.head_dim;
+FactorWidths factor_widths(const AttnConfig& c) {
+    const int64_t R = c.num_quad_nodes, M = c.num_features, D = c.head_dim;
     switch (variant_info(c.variant).feature_dim) {
-        case FeatureDimRule::RPM: return R * P * M;
-        case FeatureDimRule::RM: return R * M;
-        case FeatureDimRule::M: return M;
-        case FeatureDimRule::D: return D;
-        case FeatureDimRule::TwiceD: return 2 * D;
-        case FeatureDimRule::Poly2: return poly2_shape(c).features;
+        case FeatureDimRule::RPM: return {c.poly_dim, R * M};
+        case FeatureDimRule::RM: return {1, R * M};
+        case FeatureDimRule::M: return {1, M};
+        case FeatureDimRule::D: return {1, D};
+        case FeatureDimRule::TwiceD: return {1, 2 * D};
+        case FeatureDimRule::Poly2: {
+            const int64_t d = poly2_shape(c).frame_dim;
+            return {d, d};
+        }
         case FeatureDimRule::None: break;
     }
-    return 0;
+    return {};
+}
+
+int64_t feature_dim(const AttnConfig& c) {
+    if (variant_info(c.variant).feature_dim == FeatureDimRule::Poly2) return poly2_shape(c).features;
+    const FactorWidths w = factor_widths(c);
+    return w.P * w.C;
 }
 
 int64_t ParamSegment::count() const {
@@ -73,7 +82,7 @@ std::vector<ParamSegment> param_layout(const AttnConfig& c) {
     int64_t offset = 0;
     for (int i = 0; i < row.segment_count; ++i) {
         const SegmentSpec& spec = row.segments[i];
-        ParamSegment s{spec.name, spec.kind, offset, 0, {1, 1, 1, 1}};
+        ParamSegment s{spec.name, spec.kind, spec.role, offset, 0, {1, 1, 1, 1}};
         auto set_shape = [&s](std::initializer_list<int64_t> shape) {
             for (int64_t e : shape) s.shape[s.rank++] = e;
         };

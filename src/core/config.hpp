@@ -12,6 +12,7 @@
 
 #include "sampling_math.hpp"  // SegmentKind
 #include "slay/slay.h"
+#include "variants.hpp"  // SegmentRole
 
 namespace slay {
 
@@ -77,10 +78,21 @@ Poly2Shape poly2_shape(const AttnConfig& c);
 // poly2_shape's F.
 int64_t feature_dim(const AttnConfig& c);
 
+// The factored form phi(x) = poly(x) (x) pcat(x) of a linearized map (SPEC
+// C.4), which both backends contract without forming phi: the widths P of
+// poly and C of pcat. Kronecker: P = poly_dim, C = R*M (F = P*C); slay_poly2:
+// P = C = d, its frame dimension (F = its d(d+1)/2 pairs, plus the constant);
+// plain maps: P = 1, C = F. Exact variants: 0, 0.
+struct FactorWidths {
+    int64_t P = 0, C = 0;
+};
+FactorWidths factor_widths(const AttnConfig& c);
+
 // One named block of the fp32 parameter vector, row-major and contiguous.
 struct ParamSegment {
     const char* name;
     SegmentKind kind;  // its distribution (sampling_math.hpp)
+    SegmentRole role;  // what the map reads it as (variants.hpp)
     int64_t offset;
     int32_t rank;
     int64_t shape[4];

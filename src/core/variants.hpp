@@ -31,6 +31,38 @@ enum class FeatureDimRule : uint8_t {
     Poly2,      // slay_poly2: d(d+1)/2 (+1 with gamma > 0), d from the budget M (poly2_shape)
 };
 
+// The feature map of a linearized variant: each backend implements every
+// kind once (CPU: make_feature_map in cpu/feature_maps.cpp; CUDA: the map
+// policies of cuda/linear_features_kernel.cuh, dispatched by
+// SLAY_FOR_EACH_MAP_KIND). None for the exact family.
+enum class MapKind : uint8_t {
+    None,
+    Anchor,
+    Nystrom,
+    Maclaurin,
+    TensorSketch,
+    Laplace,
+    Hadamard,
+    Performer,
+    Linear,
+    Cosformer,
+    RandomFourier,
+    Poly2,
+};
+
+// The score of an exact variant (SPEC A.3, A.8, A.9); None for the linearized family.
+enum class ExactScore : uint8_t { None, Softmax, Yat, Spherical };
+
+// What a parameter segment is to the map that reads it (backends find the
+// segments by role, never by name).
+enum class SegmentRole : uint8_t {
+    Omega,      // PRF omega (R, H, D, M); performer_w / rff omega (H, D, M); poly2 frame (H, D, d)
+    RowsA,      // anchors or rm_r1 (P, D)
+    RowsB,      // rm_r2 (P, D) or nystrom_w (P, P)
+    Phase,      // rff phases (H, M)
+    SketchHash1, SketchSign1, SketchHash2, SketchSign2,  // TensorSketch (D,)
+};
+
 // The shape of a parameter segment, row-major.
 // H_D_Frame: (H, D, d), d the poly2 frame dimension (config.hpp poly2_shape).
 enum class SegmentShape : uint8_t { R_H_D_M, H_D_M, H_M, P_D, P_P, D, H_D_Frame };
@@ -39,6 +71,7 @@ struct SegmentSpec {
     const char* name;  // the authors' buffer name (slay_param_segment_t.name)
     SegmentShape shape;
     SegmentKind kind;  // how sampling draws it (sampling_math.hpp)
+    SegmentRole role;  // what the map reads it as
 };
 
 // Bit of one attribute in VariantInfo::attributes (attribute ids are < 64).
@@ -68,6 +101,8 @@ struct VariantInfo {
     double epsilon;
     int segment_count;
     SegmentSpec segments[kMaxSegments];
+    MapKind map;       // linearized: its feature map
+    ExactScore score;  // exact: its score
 };
 
 // The registry row of a variant given as its int32 bits (an enum value read

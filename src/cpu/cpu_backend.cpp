@@ -70,7 +70,7 @@ SampleScratch carve_sample_scratch(const Plan& p, ScratchCarver& w) {
     for (const ParamSegment& s : p.segments) largest = s.count() > largest ? s.count() : largest;
     SampleScratch s;
     s.raw = w.take<float>(largest + 1);  // normals are drawn in pairs (Box-Muller)
-    if (p.cfg.variant == SLAY_ATTN_SLAY_NYSTROM) {
+    if (variant_info(p.cfg.variant).map == MapKind::Nystrom) {  // W is derived from the anchors in fp64
         s.anchors = w.take<double>(p.cfg.poly_dim, p.cfg.head_dim);
         s.nystrom_w = w.take<double>(p.cfg.poly_dim, p.cfg.poly_dim);
     }

@@ -25,8 +25,9 @@ namespace {
 // For yat_spherical the inputs are the normalised q^, k^ and the score is K_ij.
 class PairScore {
 public:
-    PairScore(const AttnConfig& cfg, const HeadSlice& s) : cfg_(cfg), T_(s.T), D_(cfg.head_dim) {
-        if (cfg.variant == SLAY_ATTN_YAT_SPHERICAL) {
+    PairScore(const AttnConfig& cfg, const HeadSlice& s)
+        : cfg_(cfg), score_(variant_info(cfg.variant).score), T_(s.T), D_(cfg.head_dim) {
+        if (score_ == ExactScore::Spherical) {
             // Normalise once; the backward maps dq^, dk^ back through the VJP.
             qn_.resize(T_ * D_);
             kn_.resize(T_ * D_);
@@ -42,7 +43,7 @@ public:
         }
     }
 
-    bool softmax() const { return cfg_.variant != SLAY_ATTN_YAT_SPHERICAL; }
+    bool softmax() const { return score_ != ExactScore::Spherical; }
     const double* q(int64_t i) const { return q_ + i * D_; }
     const double* k(int64_t j) const { return k_ + j * D_; }
 
@@ -50,14 +51,14 @@ public:
     // standard and yat_spherical (through x), unused for yat.
     double value(int64_t i, int64_t j, double* slope) const {
         const double a = dot(q(i), k(j), D_);
-        switch (cfg_.variant) {
-            case SLAY_ATTN_STANDARD: *slope = cfg_.softmax_scale; return cfg_.softmax_scale * a;
-            case SLAY_ATTN_YAT: {
+        switch (score_) {
+            case ExactScore::Softmax: *slope = cfg_.softmax_scale; return cfg_.softmax_scale * a;
+            case ExactScore::Yat: {
                 *slope = 0.0;
                 const double b = yat_distance(i, j, a);
                 return cfg_.score_scale * a * a / b;
             }
-            default: {  // yat_spherical, a = x
+            default: {  // ExactScore::Spherical, a = x
                 const double C = 2.0 + cfg_.epsilon, t = C - 2.0 * a;
                 if (t < cfg_.kernel_clamp) {  // clamped: K = x^2/tau, dK/dx = 2x/tau
                     *slope = cfg_.score_scale * 2.0 * a / cfg_.kernel_clamp;
@@ -75,7 +76,7 @@ public:
         const double* kj = k(j);
         double slope = 0.0;
         value(i, j, &slope);
-        if (cfg_.variant == SLAY_ATTN_YAT) {
+        if (score_ == ExactScore::Yat) {
             // s = c a^2/b, b = |q|^2 + |k|^2 - 2a + eps:
             // ds/dq = c (2a k/b - a^2 (2q - 2k)/b^2), symmetric for k.
             const double a = dot(qi, kj, D_), b = yat_distance(i, j, a), c = cfg_.score_scale * dvalue;
@@ -111,6 +112,7 @@ private:
     }
 
     const AttnConfig& cfg_;
+    ExactScore score_;  // the registry's score of the variant
     int64_t T_, D_;
     const double* q_;
     const double* k_;

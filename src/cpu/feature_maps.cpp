@@ -23,9 +23,9 @@ namespace {
 const double kPi = 3.14159265358979323846;
 
 // A copy of the named segment of the parameter vector.
-std::vector<double> segment(const AttnConfig& cfg, const double* params, const char* name) {
+std::vector<double> segment(const AttnConfig& cfg, const double* params, SegmentRole role) {
     for (const ParamSegment& s : param_layout(cfg)) {
-        if (std::string(s.name) == name) return std::vector<double>(params + s.offset, params + s.offset + s.count());
+        if (s.role == role) return std::vector<double>(params + s.offset, params + s.offset + s.count());
     }
     return {};  // unreachable for a consistent (cfg, variant) pair
 }
@@ -49,7 +49,7 @@ class PositiveRandomFeatures {
 public:
     PositiveRandomFeatures(const AttnConfig& cfg, const double* params)
         : R_(cfg.num_quad_nodes), H_(cfg.num_heads), D_(cfg.head_dim), M_(cfg.num_features),
-          clamp_(cfg.prf_clamp), omega_(segment(cfg, params, "omega")) {
+          clamp_(cfg.prf_clamp), omega_(segment(cfg, params, SegmentRole::Omega)) {
         const PrfQuadrature quad = prf_quadrature(cfg);
         for (int64_t r = 0; r < R_; ++r) {
             s_.push_back(quad.s[r]);
@@ -400,7 +400,7 @@ private:
 class PerformerMap : public FeatureMap {
 public:
     PerformerMap(const AttnConfig& cfg, const double* params)
-        : H_(cfg.num_heads), D_(cfg.head_dim), M_(cfg.num_features), w_(segment(cfg, params, "performer_w")) {}
+        : D_(cfg.head_dim), M_(cfg.num_features), w_(segment(cfg, params, SegmentRole::Omega)) {}
     int64_t dim() const override { return M_; }
     void apply(int64_t head, int64_t, int64_t, const double* x, double* phi) const override {
         for (int64_t m = 0; m < M_; ++m) phi[m] = std::max(pre(head, x, m), 0.0);
@@ -421,7 +421,7 @@ private:
         for (int64_t d = 0; d < D_; ++d) acc += x[d] * w[d * M_ + m];
         return acc;
     }
-    int64_t H_, D_, M_;
+    int64_t D_, M_;
     std::vector<double> w_;
 };
 
@@ -470,8 +470,8 @@ private:
 class RandomFourierMap : public FeatureMap {
 public:
     RandomFourierMap(const AttnConfig& cfg, const double* params)
-        : H_(cfg.num_heads), D_(cfg.head_dim), M_(cfg.num_features), omega_(segment(cfg, params, "omega")),
-          phase_(segment(cfg, params, "rff_phase")), scale_(std::sqrt(2.0 / double(cfg.num_features))) {}
+        : D_(cfg.head_dim), M_(cfg.num_features), omega_(segment(cfg, params, SegmentRole::Omega)),
+          phase_(segment(cfg, params, SegmentRole::Phase)), scale_(std::sqrt(2.0 / double(cfg.num_features))) {}
     int64_t dim() const override { return M_; }
     void apply(int64_t head, int64_t, int64_t, const double* x, double* phi) const override {
         for (int64_t m = 0; m < M_; ++m) phi[m] = scale_ * std::cos(angle(head, x, m));
@@ -492,7 +492,7 @@ private:
         for (int64_t d = 0; d < D_; ++d) acc += x[d] * om[d * M_ + m];
         return acc;
     }
-    int64_t H_, D_, M_;
+    int64_t D_, M_;
     std::vector<double> omega_, phase_;
     double scale_;
 };
@@ -506,7 +506,7 @@ public:
     Poly2Map(const AttnConfig& cfg, const double* params)
         : NormalizedFeatureMap(cfg.head_dim, cfg.norm_eps), shape_(poly2_shape(cfg)), d_(shape_.frame_dim),
           scale_(std::sqrt(double(cfg.head_dim) / double(shape_.frame_dim))),
-          constant_(std::sqrt(shape_.gamma / double(cfg.head_dim))), frame_(segment(cfg, params, "poly2_frame")) {}
+          constant_(std::sqrt(shape_.gamma / double(cfg.head_dim))), frame_(segment(cfg, params, SegmentRole::Omega)) {}
     int64_t dim() const override { return shape_.features; }
 
 protected:
@@ -568,33 +568,34 @@ void normalize_vjp(const double* xhat, double divisor, double eps, const double*
 
 std::unique_ptr<FeatureMap> make_feature_map(const AttnConfig& cfg, const double* params) {
     const int64_t P = cfg.poly_dim, D = cfg.head_dim;
-    switch (cfg.variant) {
-        case SLAY_ATTN_SLAY_ANCHOR:
+    switch (variant_info(cfg.variant).map) {
+        case MapKind::Anchor:
             return std::make_unique<KroneckerMap>(
-                cfg, params, std::make_unique<AnchorPoly>(segment(cfg, params, "anchors"), P, D));
-        case SLAY_ATTN_SLAY_NYSTROM:
-            return std::make_unique<KroneckerMap>(
-                cfg, params,
-                std::make_unique<NystromPoly>(segment(cfg, params, "anchors"), segment(cfg, params, "nystrom_w"), P, D));
-        case SLAY_ATTN_SLAY_RANDOM_MACLAURIN:
+                cfg, params, std::make_unique<AnchorPoly>(segment(cfg, params, SegmentRole::RowsA), P, D));
+        case MapKind::Nystrom:
             return std::make_unique<KroneckerMap>(
                 cfg, params,
-                std::make_unique<MaclaurinPoly>(segment(cfg, params, "rm_r1"), segment(cfg, params, "rm_r2"), P, D));
-        case SLAY_ATTN_SLAY_TENSORSKETCH:
+                std::make_unique<NystromPoly>(segment(cfg, params, SegmentRole::RowsA), segment(cfg, params, SegmentRole::RowsB), P, D));
+        case MapKind::Maclaurin:
             return std::make_unique<KroneckerMap>(
                 cfg, params,
-                std::make_unique<TensorSketchPoly>(segment(cfg, params, "ts_hash1"), segment(cfg, params, "ts_sign1"),
-                                                   segment(cfg, params, "ts_hash2"), segment(cfg, params, "ts_sign2"), P,
+                std::make_unique<MaclaurinPoly>(segment(cfg, params, SegmentRole::RowsA), segment(cfg, params, SegmentRole::RowsB), P, D));
+        case MapKind::TensorSketch:
+            return std::make_unique<KroneckerMap>(
+                cfg, params,
+                std::make_unique<TensorSketchPoly>(segment(cfg, params, SegmentRole::SketchHash1), segment(cfg, params, SegmentRole::SketchSign1),
+                                                   segment(cfg, params, SegmentRole::SketchHash2), segment(cfg, params, SegmentRole::SketchSign2), P,
                                                    D));
-        case SLAY_ATTN_SLAY_LAPLACE: return std::make_unique<LaplaceMap>(cfg, params);
-        case SLAY_ATTN_SLAY_HADAMARD: return std::make_unique<HadamardMap>(cfg, params);
-        case SLAY_ATTN_PERFORMER: return std::make_unique<PerformerMap>(cfg, params);
-        case SLAY_ATTN_LINEAR: return std::make_unique<EluMap>(cfg);
-        case SLAY_ATTN_COSFORMER: return std::make_unique<CosformerMap>(cfg);
-        case SLAY_ATTN_RFF: return std::make_unique<RandomFourierMap>(cfg, params);
-        case SLAY_ATTN_SLAY_POLY2: return std::make_unique<Poly2Map>(cfg, params);
-        default: return nullptr;
+        case MapKind::Laplace: return std::make_unique<LaplaceMap>(cfg, params);
+        case MapKind::Hadamard: return std::make_unique<HadamardMap>(cfg, params);
+        case MapKind::Performer: return std::make_unique<PerformerMap>(cfg, params);
+        case MapKind::Linear: return std::make_unique<EluMap>(cfg);
+        case MapKind::Cosformer: return std::make_unique<CosformerMap>(cfg);
+        case MapKind::RandomFourier: return std::make_unique<RandomFourierMap>(cfg, params);
+        case MapKind::Poly2: return std::make_unique<Poly2Map>(cfg, params);
+        case MapKind::None: break;
     }
+    return nullptr;
 }
 
 }  // namespace cpu

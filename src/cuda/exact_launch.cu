@@ -207,19 +207,18 @@ Status dispatch(const AttnConfig& cfg, Args&&... args) {
     const bool small = cfg.head_dim <= 64 && cfg.value_dim <= 64;
     auto by_score = [&](auto elem_tag) -> Status {
         using Elem = decltype(elem_tag);
-        switch (cfg.variant) {
-            case SLAY_ATTN_STANDARD:
+        switch (variant_info(cfg.variant).score) {
+            case ExactScore::Softmax:
                 return small ? Fn<Elem, exact::StandardScore, 64>::run(args...)
                              : Fn<Elem, exact::StandardScore, 128>::run(args...);
-            case SLAY_ATTN_YAT:
+            case ExactScore::Yat:
                 return small ? Fn<Elem, exact::YatScore, 64>::run(args...) : Fn<Elem, exact::YatScore, 128>::run(args...);
-            case SLAY_ATTN_YAT_SPHERICAL:
+            case ExactScore::Spherical:
                 return small ? Fn<Elem, exact::SphericalScore, 64>::run(args...)
                              : Fn<Elem, exact::SphericalScore, 128>::run(args...);
-            default:
-                return error(SLAY_STATUS_INTERNAL_ERROR, "variant ", static_cast<int>(cfg.variant),
-                             " is not an exact variant");
+            case ExactScore::None: break;
         }
+        return error(SLAY_STATUS_INTERNAL_ERROR, "variant ", static_cast<int>(cfg.variant), " is not an exact variant");
     };
     switch (cfg.io_dtype) {
         case SLAY_DTYPE_FLOAT32: return by_score(float());

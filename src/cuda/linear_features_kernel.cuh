@@ -23,22 +23,12 @@
 
 #include <cstdint>
 
+#include "core/variants.hpp"  // MapKind
+
 namespace slay {
 namespace cuda {
 
-enum class MapKind : int {
-    Anchor,
-    Nystrom,
-    Maclaurin,
-    TensorSketch,
-    Laplace,
-    Hadamard,
-    Performer,
-    Linear,
-    Cosformer,
-    RandomFourier,
-    Poly2,
-};
+// The maps are the registry's MapKind (core/variants.hpp).
 
 // slay_poly2 takes the Kronecker path with poly = pcat = u (P = C = d, the
 // frame dimension): the scan's intra scores Bp * Bf are then (u_q . u_k)^2,

@@ -33,50 +33,21 @@ namespace {
 constexpr int kSketchBlockTokens = 4096;
 constexpr int kMaxHeadDim = 256;  // the VJP keeps 8 columns per lane
 
-MapKind map_kind(slay_attn_variant_t v) {
-    switch (v) {
-        case SLAY_ATTN_SLAY_ANCHOR: return MapKind::Anchor;
-        case SLAY_ATTN_SLAY_NYSTROM: return MapKind::Nystrom;
-        case SLAY_ATTN_SLAY_RANDOM_MACLAURIN: return MapKind::Maclaurin;
-        case SLAY_ATTN_SLAY_TENSORSKETCH: return MapKind::TensorSketch;
-        case SLAY_ATTN_SLAY_LAPLACE: return MapKind::Laplace;
-        case SLAY_ATTN_SLAY_HADAMARD: return MapKind::Hadamard;
-        case SLAY_ATTN_PERFORMER: return MapKind::Performer;
-        case SLAY_ATTN_LINEAR: return MapKind::Linear;
-        case SLAY_ATTN_COSFORMER: return MapKind::Cosformer;
-        case SLAY_ATTN_SLAY_POLY2: return MapKind::Poly2;
-        default: return MapKind::RandomFourier;
-    }
-}
+MapKind map_of(const Plan& p) { return variant_info(p.cfg.variant).map; }
 
-bool is_sketch(const Plan& p) { return p.cfg.variant == SLAY_ATTN_SLAY_TENSORSKETCH; }
-
-// Width of pcat (C) and of poly (P) in the factored form of the map.
-void factor_widths(const AttnConfig& c, int* P, int* C) {
-    const int R = static_cast<int>(c.num_quad_nodes), M = static_cast<int>(c.num_features);
-    const int D = static_cast<int>(c.head_dim);
-    *P = is_kronecker_variant(c.variant) ? static_cast<int>(c.poly_dim) : 1;
-    switch (c.variant) {
-        case SLAY_ATTN_PERFORMER:
-        case SLAY_ATTN_RFF: *C = M; break;
-        case SLAY_ATTN_LINEAR: *C = D; break;
-        case SLAY_ATTN_COSFORMER: *C = 2 * D; break;
-        case SLAY_ATTN_SLAY_POLY2: *P = *C = static_cast<int>(poly2_shape(c).frame_dim); break;  // poly = pcat = u
-        default: *C = R * M; break;  // PRF maps
-    }
-}
+bool is_sketch(const Plan& p) { return map_of(p) == MapKind::TensorSketch; }
 
 // The largest chunk (64, then 32) whose shared-memory layout fits the device.
 Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayout* out) {
     if (p.cfg.head_dim > kMaxHeadDim)
         return error(SLAY_STATUS_NOT_SUPPORTED, "the CUDA backend supports head_dim <= ", kMaxHeadDim,
                      " for linearized variants (got ", p.cfg.head_dim, ")");
-    int P = 1, C = 1;
-    factor_widths(p.cfg, &P, &C);
+    const FactorWidths w = factor_widths(p.cfg);
     const int64_t F = p.features;
     for (int Tc : {64, 32}) {
         if (Tc > p.cfg.chunk_size && Tc != 32) continue;
-        const ScanLayout L = scan_layout(Tc, static_cast<int>(p.cfg.head_dim), P, C, static_cast<int>(F), pass);
+        const ScanLayout L = scan_layout(Tc, static_cast<int>(p.cfg.head_dim), static_cast<int>(w.P),
+                                         static_cast<int>(w.C), static_cast<int>(F), pass);
         if (F < (int64_t{1} << 24) && static_cast<size_t>(L.total) * sizeof(float) <= dev.max_smem_per_block_optin) {
             *out = L;
             return Status();
@@ -91,7 +62,7 @@ Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayou
 // (false otherwise; see linear_forward_mma_kernel.cuh for why the signed maps
 // stay on the fp32 kernels).
 bool tensor_core_shape(const AttnConfig& cfg, KronMmaShape* shape) {
-    if (cfg.variant != SLAY_ATTN_SLAY_ANCHOR || cfg.io_dtype == SLAY_DTYPE_FLOAT32) return false;
+    if (variant_info(cfg.variant).map != MapKind::Anchor || cfg.io_dtype == SLAY_DTYPE_FLOAT32) return false;
     shape->D = static_cast<int>(cfg.head_dim);
     shape->P = static_cast<int>(cfg.poly_dim);
     shape->RM = static_cast<int>(cfg.num_quad_nodes * cfg.num_features);
@@ -142,19 +113,19 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
     return s;
 }
 
-const float* segment_data(const Plan& p, const TensorView& params, const char* name) {
+// The device data of the plan's segment with a role; null if it has none.
+const float* segment_data(const Plan& p, const TensorView& params, SegmentRole role) {
     for (const ParamSegment& s : p.segments)
-        if (!std::strcmp(s.name, name)) return static_cast<const float*>(params.data) + s.offset;
+        if (s.role == role) return static_cast<const float*>(params.data) + s.offset;
     return nullptr;
 }
 
 FeatureParams feature_params(const Plan& p, const CallInputs& c) {
     const AttnConfig& cfg = p.cfg;
     FeatureParams fp;
-    int P = 1, C = 1;
-    factor_widths(cfg, &P, &C);
-    fp.P = P;
-    fp.C = C;
+    const FactorWidths w = factor_widths(cfg);
+    fp.P = static_cast<int>(w.P);
+    fp.C = static_cast<int>(w.C);
     fp.R = static_cast<int>(cfg.num_quad_nodes);
     fp.M = static_cast<int>(cfg.num_features);
     fp.D = static_cast<int>(cfg.head_dim);
@@ -174,32 +145,19 @@ FeatureParams feature_params(const Plan& p, const CallInputs& c) {
             fp.sqrt_w[r] = static_cast<float>(std::sqrt(std::max(quad.w[r], 0.0)));
         }
     }
-    if (cfg.variant == SLAY_ATTN_SLAY_POLY2) {  // linear_features_kernel.cuh FeatureParams
+    if (map_of(p) == MapKind::Poly2) {  // linear_features_kernel.cuh FeatureParams
         const Poly2Shape shape = poly2_shape(cfg);
-        fp.M = C;  // the frame (H, D, d) read as omega with R = 1, M = d
+        fp.M = fp.C;  // the frame (H, D, d) read as omega with R = 1, M = d
         fp.triangular = true;
         fp.frame_scale = static_cast<float>(std::sqrt(double(cfg.head_dim) / double(shape.frame_dim)));
         fp.constant_feature = static_cast<float>(std::sqrt(shape.gamma / double(cfg.head_dim)));
         fp.intra_bias = static_cast<float>(shape.gamma / double(cfg.head_dim));
     }
     if (!c.has_params) return fp;
-    switch (cfg.variant) {
-        case SLAY_ATTN_PERFORMER: fp.omega = segment_data(p, c.params, "performer_w"); break;
-        case SLAY_ATTN_SLAY_POLY2: fp.omega = segment_data(p, c.params, "poly2_frame"); break;
-        case SLAY_ATTN_RFF:
-            fp.omega = segment_data(p, c.params, "omega");
-            fp.phase = segment_data(p, c.params, "rff_phase");
-            break;
-        default:
-            fp.omega = segment_data(p, c.params, "omega");
-            if (cfg.variant == SLAY_ATTN_SLAY_RANDOM_MACLAURIN) {
-                fp.rows_a = segment_data(p, c.params, "rm_r1");
-                fp.rows_b = segment_data(p, c.params, "rm_r2");
-            } else {
-                fp.rows_a = segment_data(p, c.params, "anchors");
-                fp.rows_b = segment_data(p, c.params, "nystrom_w");
-            }
-    }
+    fp.omega = segment_data(p, c.params, SegmentRole::Omega);
+    fp.rows_a = segment_data(p, c.params, SegmentRole::RowsA);
+    fp.rows_b = segment_data(p, c.params, SegmentRole::RowsB);
+    fp.phase = segment_data(p, c.params, SegmentRole::Phase);
     return fp;
 }
 
@@ -236,10 +194,10 @@ SketchArgs sketch_args(const Plan& p, const CallInputs& c, const TensorView& x, 
     s.D = static_cast<int>(p.cfg.head_dim);
     s.P = static_cast<int>(p.cfg.poly_dim);
     s.norm_eps = static_cast<float>(p.cfg.norm_eps);
-    s.hash1 = segment_data(p, c.params, "ts_hash1");
-    s.sign1 = segment_data(p, c.params, "ts_sign1");
-    s.hash2 = segment_data(p, c.params, "ts_hash2");
-    s.sign2 = segment_data(p, c.params, "ts_sign2");
+    s.hash1 = segment_data(p, c.params, SegmentRole::SketchHash1);
+    s.sign1 = segment_data(p, c.params, SegmentRole::SketchSign1);
+    s.hash2 = segment_data(p, c.params, SegmentRole::SketchHash2);
+    s.sign2 = segment_data(p, c.params, SegmentRole::SketchSign2);
     return s;
 }
 
@@ -279,20 +237,14 @@ __global__ void reduce_z_parts_kernel(const float* parts, DeviceTensor dst, int6
 
 unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
+// The scan of the plan's map: one case per instantiated kind (the list of
+// linear_scan_launch.hpp).
 Status dispatch_scan(MapKind kind, ScanPass pass, const ScanArgs& a, const ScanLayout& L, cudaStream_t stream) {
-    switch (kind) {
-        case MapKind::Anchor: return launch_scan<MapKind::Anchor>(pass, a, L, stream);
-        case MapKind::Nystrom: return launch_scan<MapKind::Nystrom>(pass, a, L, stream);
-        case MapKind::Maclaurin: return launch_scan<MapKind::Maclaurin>(pass, a, L, stream);
-        case MapKind::TensorSketch: return launch_scan<MapKind::TensorSketch>(pass, a, L, stream);
-        case MapKind::Laplace: return launch_scan<MapKind::Laplace>(pass, a, L, stream);
-        case MapKind::Hadamard: return launch_scan<MapKind::Hadamard>(pass, a, L, stream);
-        case MapKind::Performer: return launch_scan<MapKind::Performer>(pass, a, L, stream);
-        case MapKind::Linear: return launch_scan<MapKind::Linear>(pass, a, L, stream);
-        case MapKind::Cosformer: return launch_scan<MapKind::Cosformer>(pass, a, L, stream);
-        case MapKind::Poly2: return launch_scan<MapKind::Poly2>(pass, a, L, stream);
-        default: return launch_scan<MapKind::RandomFourier>(pass, a, L, stream);
-    }
+#define SLAY_LAUNCH_SCAN_CASE(K) \
+    if (kind == MapKind::K) return launch_scan<MapKind::K>(pass, a, L, stream);
+    SLAY_FOR_EACH_MAP_KIND(SLAY_LAUNCH_SCAN_CASE)
+#undef SLAY_LAUNCH_SCAN_CASE
+    return error(SLAY_STATUS_INTERNAL_ERROR, "no fp32 scan for map kind ", static_cast<int>(kind));
 }
 
 // TensorSketch: the poly features of q and k for the whole call.
@@ -365,7 +317,7 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     KronMmaShape shape;
     if (tensor_core_call(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, s.segment_sums, stream, &launched));
     if (launched) return Status();
-    return dispatch_scan(map_kind(p.cfg.variant), ScanPass::Forward, a, L, stream);
+    return dispatch_scan(map_of(p), ScanPass::Forward, a, L, stream);
 }
 
 Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, void* workspace, cudaStream_t stream) {
@@ -412,7 +364,7 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     if (tensor_core_call(p, c, &shape))
         SLAY_TRY(anchor_backward_mma(dev, shape, a, s.segment_sums, stream, &launched, &slices));
     if (!launched) {
-        const MapKind kind = map_kind(p.cfg.variant);
+        const MapKind kind = map_of(p);
         SLAY_TRY(dispatch_scan(kind, first, a, L, stream));
         if (p.cfg.causal) {
             ScanArgs ak = a;

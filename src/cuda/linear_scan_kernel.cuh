@@ -547,7 +547,6 @@ __device__ inline int chunk_rows(int64_t T, int Tc, int64_t t0) {
 // St += Phi_k^T vbar over every chunk of the sequence (the bidirectional state).
 template <MapKind K>
 __device__ void accumulate_all_keys(const ScanBlock& blk, float* St) {
-    const ScanArgs& a = blk.a;
     const ScanLayout& L = blk.L;
     float* vbar = blk.sm + L.vbar;
     const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;

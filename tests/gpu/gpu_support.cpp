@@ -266,6 +266,34 @@ int open_env(std::string* why) {
     return g_env_state;
 }
 
+namespace {
+
+std::vector<slay_attn_variant_t> variants_of_family(bool exact) {
+    slay_handle_t cpu = nullptr;
+    if (slay_handle_create(&cpu, SLAY_BACKEND_CPU, 0) != SLAY_STATUS_SUCCESS)
+        throw std::runtime_error("variants_of_family: no CPU handle");
+    std::vector<slay_attn_variant_t> out;
+    for (int v = 0; v < SLAY_ATTN_VARIANT_COUNT_; ++v) {
+        slay_attn_desc_t desc = nullptr;
+        slay_attn_plan_t plan = nullptr;
+        int64_t F = -1;
+        if (slay_attn_desc_create(&desc, static_cast<slay_attn_variant_t>(v)) == SLAY_STATUS_SUCCESS &&
+            slay_attn_plan_create(&plan, cpu, desc) == SLAY_STATUS_SUCCESS)
+            slay_attn_plan_get_feature_dim(plan, &F);
+        slay_attn_plan_destroy(plan);
+        slay_attn_desc_destroy(desc);
+        if (F < 0) throw std::runtime_error("variants_of_family: no default plan of variant " + std::to_string(v));
+        if ((F == 0) == exact) out.push_back(static_cast<slay_attn_variant_t>(v));
+    }
+    slay_handle_destroy(cpu);
+    return out;
+}
+
+}  // namespace
+
+std::vector<slay_attn_variant_t> exact_variants() { return variants_of_family(true); }
+std::vector<slay_attn_variant_t> linearized_variants() { return variants_of_family(false); }
+
 Env& env() {
     if (g_env_state != 0) throw std::runtime_error("slay_gpu::env() used before open_env succeeded");
     return g_env;

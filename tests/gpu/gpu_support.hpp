@@ -67,6 +67,12 @@ Env& env();
 
 // A doctest main helper lives in gpu_doctest_main.hpp.
 
+// The variants of one family, in enum order, as the library's registry
+// defines them (through the ABI: a variant is linearized when its plan has
+// a feature dimension F > 0), so a new variant is in the suites at once.
+std::vector<slay_attn_variant_t> exact_variants();
+std::vector<slay_attn_variant_t> linearized_variants();
+
 // ----------------------------------------------------------- device memory
 
 // Where a buffer lives: the CPU side (host memory) or the device side (CUDA

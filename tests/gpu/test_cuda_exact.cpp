@@ -28,7 +28,7 @@ namespace {
 
 using namespace slay_gpu;
 
-const slay_attn_variant_t kExact[] = {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL};
+const std::vector<slay_attn_variant_t> kExact = exact_variants();
 
 // The harness's base case (B = H = 2) at D = 64 with q, k ~ N(0, 1/4):
 // standard logits of order 1, yat scores not saturated.

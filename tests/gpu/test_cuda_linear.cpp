@@ -43,10 +43,7 @@ namespace {
 
 using namespace slay_gpu;
 
-const slay_attn_variant_t kLinear[] = {
-    SLAY_ATTN_SLAY_ANCHOR,    SLAY_ATTN_SLAY_LAPLACE,        SLAY_ATTN_SLAY_HADAMARD, SLAY_ATTN_SLAY_TENSORSKETCH,
-    SLAY_ATTN_SLAY_RANDOM_MACLAURIN, SLAY_ATTN_SLAY_NYSTROM, SLAY_ATTN_PERFORMER,     SLAY_ATTN_LINEAR,
-    SLAY_ATTN_COSFORMER,      SLAY_ATTN_RFF,                 SLAY_ATTN_SLAY_POLY2};
+const std::vector<slay_attn_variant_t> kLinear = linearized_variants();
 
 // Feature maps with negative entries: their kernel estimates, and so the
 // denominators Z_i, can be near zero or negative on random inputs.
