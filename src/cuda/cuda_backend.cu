@@ -50,7 +50,10 @@ public:
         DeviceGuard guard;
         SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
         std::unique_ptr<cuda::CudaPlanResources> res(new cuda::CudaPlanResources);
-        if (!is_exact_variant(plan->cfg.variant)) SLAY_TRY(cuda::linear_prepare(info_, *plan, res.get()));
+        if (is_exact_variant(plan->cfg.variant))
+            SLAY_TRY(cuda::exact_prepare(*plan));
+        else
+            SLAY_TRY(cuda::linear_prepare(info_, *plan, res.get()));
         plan->resources = std::move(res);
         return Status();
     }

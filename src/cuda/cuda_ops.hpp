@@ -48,15 +48,17 @@ struct DeviceInfo {
     size_t max_smem_per_block_optin = 48 * 1024;
 };
 
-// Exact family.
+// Exact family. exact_prepare checks the plan's head dims against the
+// kernels' limits, once, at plan creation.
+Status exact_prepare(const Plan& plan);
 Status exact_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes);
 Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void* workspace,
                      cudaStream_t stream);
 Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, void* workspace,
                       cudaStream_t stream);
 
-// Linearized family. linear_prepare makes the cuFFT plans of the
-// TensorSketch variant, once, at plan creation.
+// Linearized family. linear_prepare checks the forward's device limits and
+// makes the cuFFT plans of the TensorSketch variant, once, at plan creation.
 Status linear_prepare(const DeviceInfo& dev, const Plan& plan, CudaPlanResources* res);
 Status linear_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes);
 Status linear_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void* workspace,

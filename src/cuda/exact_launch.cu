@@ -244,6 +244,8 @@ struct RunBackward {
 
 }  // namespace
 
+Status exact_prepare(const Plan& plan) { return check_dims(plan.cfg); }
+
 Status exact_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes) {
     *bytes = 0;
     if (pass != SLAY_PASS_BACKWARD) return Status();

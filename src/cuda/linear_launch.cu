@@ -269,7 +269,13 @@ CudaPlanResources::CudaPlanResources() = default;
 
 CudaPlanResources::~CudaPlanResources() = default;
 
-Status linear_prepare(const DeviceInfo&, const Plan& plan, CudaPlanResources* res) {
+Status linear_prepare(const DeviceInfo& dev, const Plan& plan, CudaPlanResources* res) {
+    // The device limits of the forward (head dim, the state in one block's
+    // shared memory) are the plan's: a plan the forward cannot run fails
+    // here. (The backward needs more shared memory; a plan whose backward
+    // does not fit still runs its forward, and bwd says why it cannot.)
+    ScanLayout forward;
+    SLAY_TRY(plan_tiles(dev, plan, ScanPass::Forward, &forward));
     if (!is_sketch(plan)) return Status();
     res->sketch.reset(new SketchFft);
     return res->sketch->make(static_cast<int>(plan.cfg.poly_dim), kSketchBlockTokens);

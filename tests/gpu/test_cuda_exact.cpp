@@ -241,6 +241,31 @@ TEST_CASE("T = 65536 forward at small B*H") {
 // forward and backward (head dims 64 and 128: the two shared-memory
 // layouts), fp32 and yat_spherical the SIMT kernels; T = 70 covers a full
 // and a padded tile and the causal diagonal.
+TEST_CASE("plans beyond the device kernels' limits fail at plan creation, with the limit named") {
+    struct Limit {
+        slay_attn_variant_t v;
+        int64_t head_dim;
+        const char* named;  // in the message
+    };
+    for (Limit l : {Limit{SLAY_ATTN_STANDARD, 256, "up to 128"}, Limit{SLAY_ATTN_YAT_SPHERICAL, 129, "up to 128"},
+                    Limit{SLAY_ATTN_SLAY_LAPLACE, 512, "head_dim <= 256"}}) {
+        Case c = base_case(l.v, 64, true, SLAY_DTYPE_FLOAT32);
+        c.head_dim = l.head_dim;
+        slay_test::Desc desc;
+        REQUIRE(make_desc(c, &desc).ok());
+        slay_attn_plan_t plan = nullptr;
+        const slay_status_t s = slay_attn_plan_create(&plan, env().device, desc);
+        const std::string message = slay_last_error_message();
+        slay_attn_plan_destroy(plan);
+        CAPTURE(c.label());
+        CAPTURE(message);
+        if (env().emulated) continue;  // the CPU backend has no such limits
+        CHECK(s == SLAY_STATUS_NOT_SUPPORTED);
+        CHECK(plan == nullptr);
+        CHECK(message.find(l.named) != std::string::npos);
+    }
+}
+
 TEST_CASE("packed variable-length batches with grouped-query heads") {
     // Sequences of mixed lengths (empty, one token, one past a tile, whole
     // tiles) with H = 4 query heads on H_kv = 2 (and 1) key/value heads:
