@@ -317,9 +317,13 @@ typedef enum slay_pass {
 } slay_pass_t;
 
 /* Resolves the descriptor (Dv = D when VALUE_DIM is 0, softmax scale
- * 1/sqrt(D) when SOFTMAX_SCALE is 0), checks constraints across attributes
- * (the feature dimension F must not exceed 2^20: INVALID_VALUE) and binds
- * the plan to the handle. */
+ * 1/sqrt(D) when SOFTMAX_SCALE is 0, NUM_KV_HEADS 0 to H), checks
+ * constraints across attributes (the feature dimension F must not exceed
+ * 2^20, H must be a multiple of H_kv: INVALID_VALUE) and binds the plan to
+ * the handle. On CUDA a plan the device kernels cannot run (exact family:
+ * head dims above 128; linearized forward: head dim above 256 or a state
+ * beyond one block's shared memory) fails here with NOT_SUPPORTED, the
+ * limit named in the message. */
 SLAY_API slay_status_t slay_attn_plan_create(slay_attn_plan_t* plan, slay_handle_t handle,
                                              slay_attn_desc_t desc);
 SLAY_API slay_status_t slay_attn_plan_destroy(slay_attn_plan_t plan);
