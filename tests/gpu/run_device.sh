@@ -17,6 +17,7 @@
 #   suite     the whole meson test suite (run_tests.sh)
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
 #   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
+#   sampling  only the GPU sampling suite (test_cuda_sampling)
 #   exactbench  compare_torch.py for standard and yat (B4 H12 D64 and D128, T 16384, bf16,
 #             fwd and fwd+bwd, causal) against both SDPA backends -> exact_*.json/md in bench.tar.gz
 #   python    the Python package on CUDA: tests/python/test_torch.py --cuda (CUDA vs the CPU
@@ -30,7 +31,8 @@
 #   quickbench  the same shapes, bf16 only, fewer iterations (a smoke timing)
 #   varlen    compare_varlen.py: a packed batch of 64 sequences (1k-32k tokens) against the
 #             padded batch, one call per sequence and torch's FlashAttention varlen, standard
-#             and slay_anchor bf16 (geometric and linear length spacing; grouped heads H/H_kv = 4)
+#             and slay_anchor bf16 (geometric and linear length spacing; grouped heads H/H_kv = 4;
+#             SLAY_VARLEN_SPECS picks the configurations)
 #             -> varlen*.json/md in varlen.tar.gz
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
@@ -63,7 +65,7 @@ if has suite; then
   SLAY_BUILD_DIR=$BUILD bash tests/run_tests.sh 2>&1 | tee -a "$OUT/tests.log" | tail -40
   rc=${PIPESTATUS[0]}
 fi
-for family in linear exact; do  # one GPU suite alone; a failure of either is kept
+for family in linear exact sampling; do  # one GPU suite alone; a failure of any is kept
   if has $family; then
     meson test -C "$BUILD" --print-errorlogs gpu_cuda_$family 2>&1 | tee -a "$OUT/tests.log" | tail -15
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
@@ -150,7 +152,9 @@ fi
 if has varlen && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/varlen"
   export PYTHONUNBUFFERED=1
-  for spec in "geometric 0" "linear 0" "geometric 2"; do
+  # SLAY_VARLEN_SPECS: "spacing kv_heads" pairs separated by ';'
+  IFS=';' read -ra specs <<< "${SLAY_VARLEN_SPECS:-geometric 0;linear 0;geometric 2}"
+  for spec in "${specs[@]}"; do
     set -- $spec
     name="varlen_$1_kv$2"
     timeout 240 python3 tests/bench/compare_varlen.py "$BUILD/libslay.so" --variants standard slay_anchor \
