@@ -350,13 +350,19 @@ def conditioned_attrs(variant):
 
 def conditioned_qkv(variant):
     """A function (B, T, kv_heads=H) -> q (B, H, T, D), k, v (B, kv_heads,
-    T, D) float32 for the CUDA-vs-CPU check (see SIGNED_MAPS; grouped query
-    heads cluster around their key/value head's direction)."""
+    T, D) float32 for the CUDA-vs-CPU check (see SIGNED_MAPS). For signed maps
+    q and k cluster around one direction per head, drawn once here, so that
+    every call of the function (an earlier piece whose final state starts a
+    later call, too) shares it and the denominators stay positive; grouped
+    query heads take their key/value head's direction."""
+    centers = torch.randn(1, H, 1, D)
+
     def qkv(B, T, kv_heads=H):
         v = torch.randn(B, kv_heads, T, D)
         if variant in SIGNED_MAPS:
-            center = torch.randn(1, kv_heads, 1, D)
-            return (center.repeat_interleave(H // kv_heads, 1) + 0.1 * torch.randn(B, H, T, D),
+            group = H // kv_heads
+            center = centers[:, ::group]  # (1, kv_heads, 1, D): one per group
+            return (center.repeat_interleave(group, 1) + 0.1 * torch.randn(B, H, T, D),
                     center + 0.1 * torch.randn(B, kv_heads, T, D), v)
         scale = 0.5 if variant == "yat" else 1.0
         return scale * torch.randn(B, H, T, D), scale * torch.randn(B, kv_heads, T, D), v
