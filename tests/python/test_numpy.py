@@ -25,7 +25,10 @@ Checks:
     bit for bit: outputs, final states and every gradient; grouped-query
     heads equal k, v repeated per group (np.repeat) with dk, dv the group sums
     (slay_anchor with states, standard, causal and bidirectional); bad
-    offsets, state counts and head counts raise with the library's message.
+    offsets, state counts and head counts raise with the library's message;
+  - FeatureParams.fit_poly2_frame: orthonormal frames, and on data whose
+    directions span a d-dimensional subspace slay_poly2 with the fitted frame
+    equals attention with weights ((D/d) q^.k^)^2 (a random frame does not).
 Exit 77 (skipped) without numpy.
 """
 import os
@@ -49,6 +52,11 @@ STEP = 2.0 ** -8  # exact in fp32 for every |x| < 2^15
 
 def randn(*shape):
     return rng.standard_normal(shape).astype(np.float32)
+
+
+def rel(got, want):
+    """Relative L2 error of got against want (fp64)."""
+    return float(np.linalg.norm(np.asarray(got, np.float64) - want) / np.linalg.norm(want))
 
 
 def finite_difference_check(name, variant, causal, params=None, with_state=False, B=1, H=2, T=4, D=3, Dv=2,
@@ -188,7 +196,36 @@ def packed_and_grouped_checks():
                   lambda: slay.attention(q, k, v, "standard", num_kv_heads=2), ["k.shape[1]"])
 
 
+def poly2_frame_fit_checks():
+    """FeatureParams.fit_poly2_frame: on q, k whose directions span a 3-D
+    subspace of R^8, the fitted frame (d = 3) spans it, so slay_poly2 equals
+    attention with weights ((D/d) q^.k^)^2 computed here in fp64; a random
+    frame does not (the check is not vacuous)."""
+    rng = np.random.default_rng(11)
+    B, H, T, D, d = 2, 2, 40, 8, 3
+    attrs = dict(num_features=6, poly2_gamma=0.0)  # budget 6: d = 3 (3*4/2 = 6), no constant feature
+    basis = np.linalg.qr(rng.standard_normal((H, D, D)))[0][:, :, :d]  # (H, D, d) orthonormal per head
+    q, k = (np.einsum("hdc,bhtc->bhtd", basis, rng.standard_normal((B, H, T, d))).astype(np.float32)
+            for _ in range(2))
+    v = rng.standard_normal((B, H, T, D)).astype(np.float32)
+    fitted = slay.FeatureParams.fit_poly2_frame(q, k, **attrs)
+    frame = fitted.segment("poly2_frame")
+    report.check("fit_poly2_frame: orthonormal columns (H, D, d)", frame.shape == (H, D, d) and all(
+        np.allclose(frame[h].T @ frame[h], np.eye(d), atol=1e-6) for h in range(H)))
+    qh, kh = (x / np.linalg.norm(x, axis=-1, keepdims=True) for x in (q.astype(np.float64), k.astype(np.float64)))
+    w = np.tril(((D / d) * np.einsum("bhid,bhjd->bhij", qh, kh)) ** 2)
+    want = (w @ v.astype(np.float64)) / (w.sum(-1, keepdims=True) + 1e-6)  # the default stabilizer, ADD
+    err = rel(slay.attention(q, k, v, "slay_poly2", params=fitted, **attrs), want)
+    random_frame = slay.FeatureParams.sample("slay_poly2", H, D, seed=3, **attrs)
+    err_random = rel(slay.attention(q, k, v, "slay_poly2", params=random_frame, **attrs), want)
+    report.check("slay_poly2 with the fitted frame == exact (q^.k^)^2 attention on data in its subspace",
+                 err < 1e-5 and err_random > 1e-2, f"rel L2 {err:.1e} (random frame {err_random:.1e})")
+    report.raises("fit_poly2_frame: 3-D input -> ValueError", ValueError,
+                  lambda: slay.FeatureParams.fit_poly2_frame(q[0], k[0], **attrs))
+
+
 def main():
+    poly2_frame_fit_checks()
     anchor_attrs = dict(num_quad_nodes=2, num_features=2, poly_dim=2)
     anchor = slay.FeatureParams.sample("slay_anchor", num_heads=2, head_dim=3, seed=5, **anchor_attrs)
     laplace_attrs = dict(num_features=4)

@@ -123,6 +123,45 @@ class FeatureParams:
                                  f"(looked for {(s.name,) + AUTHOR_BUFFER_NAMES.get(s.name, ())})")
         return cls.from_segments(variant, segments, **attributes)
 
+    @classmethod
+    def fit_poly2_frame(cls, q, k, norm_eps=1e-12, **attributes):
+        """slay_poly2 parameters whose frame is FITTED TO DATA (data-dependent:
+        the approximation then depends on how well the calibration batch
+        represents later inputs; FeatureParams.sample draws the data-blind
+        random frame of the paper's comparison).
+
+        q, k   a calibration batch, arrays or tensors (B, H, T, D) (k may have
+               H_kv heads; each key head counts for the query heads of its group)
+        attributes  the plan's slay_poly2 attributes (num_features = the
+               budget, poly2_gamma, ...); num_heads and head_dim come from q
+
+        Per head h the frame S_h (D, d) is the top-d eigenvectors of the
+        uncentred second moment of the unit rows q^ = q/max(|q|, eps) and k^
+        of that head (the principal directions of the directions attention
+        compares): if q^ and k^ lie in a d-dimensional subspace, S_h spans it
+        and u_q . u_k = (D/d) q^ . k^ exactly, so slay_poly2 computes the
+        kernel (q^ . k^)^2 (+ gamma/D) without approximation. Columns come in
+        decreasing eigenvalue order, each with its largest-magnitude entry
+        positive (deterministic)."""
+        qn, kn = _to_numpy(q).astype(np.float64), _to_numpy(k).astype(np.float64)
+        if qn.ndim != 4 or kn.ndim != 4 or qn.shape[3] != kn.shape[3] or qn.shape[1] % kn.shape[1]:
+            raise ValueError(f"fit_poly2_frame needs q (B, H, T, D) and k (B, H_kv, T, D) with H a multiple of "
+                             f"H_kv, got {qn.shape} and {kn.shape}")
+        H, D = qn.shape[1], qn.shape[3]
+        kn = np.repeat(kn, H // kn.shape[1], axis=1)
+        plan = _core.layout_plan("slay_poly2", num_heads=H, head_dim=D, **attributes)
+        (frame_segment,) = plan.segments
+        d = frame_segment.shape[2]
+        frame = np.empty((H, D, d), np.float32)
+        for h in range(H):
+            rows = np.concatenate([qn[:, h].reshape(-1, D), kn[:, h].reshape(-1, D)])
+            rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), norm_eps)
+            _, vectors = np.linalg.eigh(rows.T @ rows)   # ascending eigenvalues
+            top = vectors[:, ::-1][:, :d]
+            signs = np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(d)])
+            frame[h] = (top * np.where(signs == 0, 1.0, signs)).astype(np.float32)
+        return cls.from_segments("slay_poly2", {frame_segment.name: frame}, num_heads=H, head_dim=D, **attributes)
+
     # ----------------------------------------------------------------- access
     @property
     def param_count(self):
