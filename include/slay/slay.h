@@ -47,9 +47,10 @@
  *     strides). Tensors a call only reads may overlap each other.
  *   - A call with no element to write (B = 0, or T = 0 without states)
  *     returns SUCCESS after validation, without touching a device.
- *   - fwd and bwd never allocate device memory, never synchronize and never
- *     use the legacy default stream: on CUDA, stream is a cudaStream_t and
- *     NULL means cudaStreamPerThread. features_sample enqueues its work the
+ *   - fwd and bwd never allocate device memory, never synchronize (except
+ *     to read a packed call's seq_offsets, see below) and never use the
+ *     legacy default stream: on CUDA, stream is a cudaStream_t and NULL
+ *     means cudaStreamPerThread. features_sample enqueues its work the
  *     same way, but on CUDA it creates and destroys a cuRAND generator per
  *     call, which may allocate a little device memory and synchronize. On the CPU backend
  *     stream must be NULL (else BACKEND_MISMATCH) and calls complete before
