@@ -12,7 +12,6 @@
 //             dinitial_state's z column (slices, B, H, F), [TensorSketch poly and dpoly of q and k + cuFFT scratch]
 // Never allocates or synchronizes; everything runs on the caller's stream.
 #include <cmath>
-#include <cstring>
 #include <memory>
 
 #include "core/attributes.hpp"

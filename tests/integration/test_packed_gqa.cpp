@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <numeric>
 #include <random>
 #include <string>
@@ -233,6 +234,17 @@ void copy_tokens(const Tensor4& src, int64_t sb, int64_t t0, Tensor4& dst, int64
             for (int64_t c = 0; c < src.C; ++c) dst.at(db, h, d0 + t, c) = src.at(sb, h, t0 + t, c);
 }
 
+// Sequence n of a packed call (tokens [t0, t0 + T) of batch row 0, state
+// row n of F features) copied into the one-sequence call `one`: the token
+// tensors and state tensors named.
+void cut_sequence(const Call& packed, int64_t n, int64_t t0, int64_t T, int64_t F,
+                  std::initializer_list<Tensor4 Call::*> tokens, std::initializer_list<Tensor4 Call::*> states,
+                  Call& one) {
+    for (Tensor4 Call::*t : tokens) copy_tokens(packed.*t, 0, t0, one.*t, 0, 0, T);
+    if (F > 0)
+        for (Tensor4 Call::*s : states) copy_tokens(packed.*s, n, 0, one.*s, 0, 0, F);
+}
+
 // Relative L2 of got against want; any non-finite value fails.
 double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
     double num = 0, den = 0;
@@ -271,24 +283,15 @@ TEST_CASE("a packed call equals one call per sequence: outputs, states and gradi
                     for (int64_t n = 0; n < N; ++n) {
                         CAPTURE(n);
                         const int64_t T = lengths[size_t(n)], t0 = offsets[size_t(n)];
+                        // Sequence n's inputs as a call of its own...
                         Call one(p, 1, T, 1);
-                        for (auto pair : {std::make_pair(&packed.q, &one.q), std::make_pair(&packed.k, &one.k),
-                                          std::make_pair(&packed.v, &one.v), std::make_pair(&packed.dout, &one.dout)})
-                            copy_tokens(*pair.first, 0, t0, *pair.second, 0, 0, T);
-                        if (p.stateful()) {
-                            copy_tokens(packed.s0, n, 0, one.s0, 0, 0, p.features);
-                            copy_tokens(packed.ds1, n, 0, one.ds1, 0, 0, p.features);
-                        }
+                        cut_sequence(packed, n, t0, T, p.features, {&Call::q, &Call::k, &Call::v, &Call::dout},
+                                     {&Call::s0, &Call::ds1}, one);
                         one.run(p, 1, T, nullptr);
-                        // The packed outputs of sequence n, cut out as a call of its own.
+                        // ... and the packed call's outputs of sequence n, cut out the same way.
                         Call cut(p, 1, T, 1);
-                        for (auto pair : {std::make_pair(&packed.out, &cut.out), std::make_pair(&packed.dq, &cut.dq),
-                                          std::make_pair(&packed.dk, &cut.dk), std::make_pair(&packed.dv, &cut.dv)})
-                            copy_tokens(*pair.first, 0, t0, *pair.second, 0, 0, T);
-                        if (p.stateful()) {
-                            copy_tokens(packed.s1, n, 0, cut.s1, 0, 0, p.features);
-                            copy_tokens(packed.ds0, n, 0, cut.ds0, 0, 0, p.features);
-                        }
+                        cut_sequence(packed, n, t0, T, p.features, {&Call::out, &Call::dq, &Call::dk, &Call::dv},
+                                     {&Call::s1, &Call::ds0}, cut);
                         // Each sequence is computed exactly as its own call: equal bits.
                         CHECK(rel_l2(cut.out.data, one.out.data) == 0.0);
                         CHECK(rel_l2(cut.dq.data, one.dq.data) == 0.0);
