@@ -51,11 +51,6 @@ namespace slay {
 namespace cuda {
 namespace kron_mma {
 
-__device__ __forceinline__ unsigned half2_to_bf16x2(unsigned x) {
-    const float2 f = __half22float2(*reinterpret_cast<__half2*>(&x));
-    return pack2<__nv_bfloat16>(f.x, f.y);
-}
-
 // dst[0..3] += v (fp32, 16-byte aligned): one vector reduction on sm_90,
 // four scalar ones before.
 __device__ __forceinline__ void add_to_global4(float* dst, const float v[4]) {

@@ -105,12 +105,20 @@ __device__ inline ClampedExp clamped_exp(float a, float bound) {
     return {expf(fminf(fmaxf(a, -bound), bound)), -bound <= a && a <= bound};
 }
 
+// Projection row c of a map with projections (PRF maps: c = r*M + m of
+// omega (R, H, D, M); performer_w, rff omega and poly2's frame: (H, D, M),
+// r = 0): its weight at column d is w[d * fp.M].
+template <MapKind K>
+__device__ inline const float* projection_column(const FeatureParams& fp, int head, int c) {
+    const int r = MapTraits<K>::normalized ? c / fp.M : 0;
+    const int m = c - r * fp.M;
+    return fp.omega + (static_cast<int64_t>(r) * fp.H + head) * fp.D * fp.M + m;
+}
+
 // omega_{r,h,:,m} . x for pcat index c = r*M + m (PRF maps) or m (performer, rff).
 template <MapKind K>
 __device__ inline float project(const FeatureParams& fp, int head, const float* xrow, int c) {
-    const int r = MapTraits<K>::normalized ? c / fp.M : 0;
-    const int m = c - r * fp.M;
-    const float* w = fp.omega + (static_cast<int64_t>(r) * fp.H + head) * fp.D * fp.M + m;
+    const float* w = projection_column<K>(fp, head, c);
     float acc = 0.f;
     for (int d = 0; d < fp.D; ++d) acc = fmaf(xrow[d], __ldg(w + static_cast<int64_t>(d) * fp.M), acc);
     return acc;
@@ -130,39 +138,84 @@ __device__ inline void cosformer_weights(int64_t pos, int64_t length, float* c, 
     *s = static_cast<float>(sd);
 }
 
+// pcat[c] of one token (SPEC A.4-A.14): from its projection u = omega_c . x
+// (x^ for normalized maps) for the maps with projections, from x_e =
+// x[c mod D] and the position weights cw, sw (cosformer) for the
+// elementwise maps. One definition for the fp32 scans and the tensor-core
+// engine (linear_dense_mma_kernel.cuh).
+template <MapKind K>
+__device__ inline float pcat_value(const FeatureParams& fp, int head, int c, float u, float x_e, float cw, float sw) {
+    if constexpr (MapTraits<K>::prf_pcat) {
+        const int r = c / fp.M;
+        return fp.sqrt_w[r] * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_sqrt_m;
+    } else if constexpr (K == MapKind::Hadamard) {
+        const int r = c / fp.M;
+        return fp.sqrt_w[r] * u * u * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_m;
+    } else if constexpr (K == MapKind::Performer) {
+        return fmaxf(u, 0.f);
+    } else if constexpr (K == MapKind::RandomFourier) {
+        return fp.rff_scale * cosf(u + __ldg(fp.phase + head * fp.M + c));
+    } else if constexpr (K == MapKind::Linear) {
+        return x_e > 0.f ? x_e + 1.f : expf(x_e);
+    } else if constexpr (K == MapKind::Poly2) {
+        return fp.frame_scale * u;  // u_c
+    } else {  // Cosformer: [cos_i relu(x), sin_i relu(x)]
+        return (c < fp.D ? cw : sw) * fmaxf(x_e, 0.f);
+    }
+}
+
+// The VJP through pcat[c] of a map with projections: the coefficient of
+// projection row c in dx (dx^ for normalized maps) given g = dL/dpcat[c].
+// (Poly2's coefficient also takes dpoly: factor_vjp has it.)
+template <MapKind K>
+__device__ inline float pcat_coefficient(const FeatureParams& fp, int head, int c, float u, float g) {
+    if constexpr (MapTraits<K>::prf_pcat || K == MapKind::Hadamard) {
+        const int r = c / fp.M;
+        const ClampedExp e = clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp);
+        if constexpr (K == MapKind::Hadamard) {
+            const float de = e.passes ? e.value * fp.sqrt_2s[r] : 0.f;
+            return g * fp.sqrt_w[r] * fp.inv_m * (2.f * u * e.value + u * u * de);
+        } else {
+            return e.passes ? g * fp.sqrt_w[r] * e.value * fp.inv_sqrt_m * fp.sqrt_2s[r] : 0.f;
+        }
+    } else if constexpr (K == MapKind::Performer) {
+        return u <= 0.f ? 0.f : g;  // relu'(t) = 0 for t <= 0 (torch)
+    } else if constexpr (K == MapKind::RandomFourier) {
+        return -g * fp.rff_scale * sinf(u + __ldg(fp.phase + head * fp.M + c));
+    } else {
+        return g;
+    }
+}
+
+// dx[d] of an elementwise map (linear, cosformer) from g = dL/dpcat:
+// g_lo = g[d], g_hi = g[D + d] (cosformer's sine half).
+template <MapKind K>
+__device__ inline float elementwise_dx(float x, float g_lo, float g_hi, float cw, float sw) {
+    if constexpr (K == MapKind::Linear) return g_lo * (x > 0.f ? 1.f : expf(x));
+    return x > 0.f ? cw * g_lo + sw * g_hi : 0.f;
+}
+
+// The anchor map's poly[p] from u = a_p . x^, and the coefficient of anchor
+// row p in dx^ given g = dL/dpoly[p].
+__device__ inline float anchor_poly(const FeatureParams& fp, float u) { return u * u * fp.inv_sqrt_p; }
+__device__ inline float anchor_poly_coefficient(const FeatureParams& fp, float u, float g) {
+    return 2.f * g * fp.inv_sqrt_p * u;
+}
+
 // pcat (Tc, C) of `rows` tokens whose global positions start at pos0.
 template <MapKind K>
 __device__ void compute_pcat(const FeatureParams& fp, int head, int64_t pos0, const SideTile& tile, int rows,
                              int pcat_stride) {
+    constexpr bool kProjected = !(K == MapKind::Linear || K == MapKind::Cosformer);
     const int C = fp.C, D = fp.D;
     for (int idx = threadIdx.x; idx < rows * C; idx += blockDim.x) {
         const int t = idx / C, c = idx - t * C;
         const float* xrow = tile.x + t * tile.x_stride;
-        float value;
-        if constexpr (MapTraits<K>::prf_pcat) {
-            const int r = c / fp.M;
-            const float u = project<K>(fp, head, xrow, c);
-            value = fp.sqrt_w[r] * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_sqrt_m;
-        } else if constexpr (K == MapKind::Hadamard) {
-            const int r = c / fp.M;
-            const float u = project<K>(fp, head, xrow, c);
-            value = fp.sqrt_w[r] * u * u * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_m;
-        } else if constexpr (K == MapKind::Performer) {
-            value = fmaxf(project<K>(fp, head, xrow, c), 0.f);
-        } else if constexpr (K == MapKind::RandomFourier) {
-            value = fp.rff_scale * cosf(project<K>(fp, head, xrow, c) + __ldg(fp.phase + head * fp.M + c));
-        } else if constexpr (K == MapKind::Linear) {
-            const float x = xrow[c];
-            value = x > 0.f ? x + 1.f : expf(x);
-        } else if constexpr (K == MapKind::Poly2) {
-            value = fp.frame_scale * project<K>(fp, head, xrow, c);  // u_c
-        } else {  // Cosformer: [cos_i relu(x), sin_i relu(x)]
-            float cw, sw;
-            cosformer_weights(pos0 + t, fp.cos_length, &cw, &sw);
-            const float x = xrow[c < D ? c : c - D];
-            value = (c < D ? cw : sw) * fmaxf(x, 0.f);
-        }
-        tile.pcat[t * pcat_stride + c] = value;
+        float cw = 1.f, sw = 0.f;
+        if constexpr (K == MapKind::Cosformer) cosformer_weights(pos0 + t, fp.cos_length, &cw, &sw);
+        const float u = kProjected ? project<K>(fp, head, xrow, c) : 0.f;
+        const float x_e = kProjected ? 0.f : xrow[c < D ? c : c - D];
+        tile.pcat[t * pcat_stride + c] = pcat_value<K>(fp, head, c, u, x_e, cw, sw);
     }
 }
 
@@ -196,8 +249,7 @@ __device__ void compute_poly(const FeatureParams& fp, int head, const SideTile& 
             const float* xrow = tile.x + t * tile.x_stride;
             float value;
             if constexpr (K == MapKind::Anchor) {
-                const float a = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D);
-                value = a * a * fp.inv_sqrt_p;
+                value = anchor_poly(fp, dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D));
             } else if constexpr (K == MapKind::Maclaurin) {
                 value = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D) *
                         dot_row(xrow, fp.rows_b + static_cast<int64_t>(p) * D, D) * fp.inv_sqrt_p;
@@ -239,24 +291,12 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
         const int t = idx / C, c = idx - t * C;
         const float* xrow = tile.x + t * tile.x_stride;
         float& g = dpcat[t * st.pcat + c];
-        if constexpr (MapTraits<K>::prf_pcat || K == MapKind::Hadamard) {
-            const int r = c / fp.M;
-            const float u = project<K>(fp, head, xrow, c);
-            const ClampedExp e = clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp);
-            if constexpr (K == MapKind::Hadamard) {
-                const float de = e.passes ? e.value * fp.sqrt_2s[r] : 0.f;
-                g = g * fp.sqrt_w[r] * fp.inv_m * (2.f * u * e.value + u * u * de);
-            } else {
-                g = e.passes ? g * fp.sqrt_w[r] * e.value * fp.inv_sqrt_m * fp.sqrt_2s[r] : 0.f;
-            }
-        } else if constexpr (K == MapKind::Performer) {
-            if (project<K>(fp, head, xrow, c) <= 0.f) g = 0.f;  // relu'(t) = 0 for t <= 0 (torch)
-        } else if constexpr (K == MapKind::RandomFourier) {
-            g = -g * fp.rff_scale * sinf(project<K>(fp, head, xrow, c) + __ldg(fp.phase + head * fp.M + c));
-        } else if constexpr (K == MapKind::Poly2) {
+        if constexpr (K == MapKind::Poly2) {
             // poly and pcat are both u: du_c = dpoly[c] + dpcat[c], and
             // dx^ = frame_scale * S_h du (step 2's projection rows).
             g = (g + dpoly[t * st.poly + c]) * fp.frame_scale;
+        } else if constexpr (K != MapKind::Linear && K != MapKind::Cosformer) {
+            g = pcat_coefficient<K>(fp, head, c, project<K>(fp, head, xrow, c), g);
         }
         // Linear and cosformer are elementwise: handled in step 2.
     }
@@ -272,7 +312,7 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
             const float g = dpoly[t * st.poly + p] * fp.inv_sqrt_p;
             const float ua = dot_row(xrow, fp.rows_a + static_cast<int64_t>(p) * D, D);
             if constexpr (K == MapKind::Anchor) {
-                coef[t * 2 * P + p] = 2.f * g * ua;
+                coef[t * 2 * P + p] = anchor_poly_coefficient(fp, ua, dpoly[t * st.poly + p]);
             } else {
                 const float ub = dot_row(xrow, fp.rows_b + static_cast<int64_t>(p) * D, D);
                 coef[t * 2 * P + p] = g * ub;      // on r1_p
@@ -306,21 +346,14 @@ __device__ void factor_vjp(const FeatureParams& fp, int head, int64_t pos0, cons
             const int d = lane + 32 * k;
             float acc = 0.f;
             if (d < D) {
-                if constexpr (K == MapKind::Linear) {
-                    const float x = xrow[d];
-                    acc = g[d] * (x > 0.f ? 1.f : expf(x));
-                } else if constexpr (K == MapKind::Cosformer) {
-                    float cw, sw;
-                    cosformer_weights(pos0 + t, fp.cos_length, &cw, &sw);
-                    acc = xrow[d] > 0.f ? cw * g[d] + sw * g[D + d] : 0.f;
+                if constexpr (K == MapKind::Linear || K == MapKind::Cosformer) {
+                    float cw = 1.f, sw = 0.f;
+                    if constexpr (K == MapKind::Cosformer) cosformer_weights(pos0 + t, fp.cos_length, &cw, &sw);
+                    acc = elementwise_dx<K>(xrow[d], g[d], K == MapKind::Cosformer ? g[D + d] : 0.f, cw, sw);
                 } else {
                     // Projection rows: omega_{r,h,d,m} for c = r*M + m.
-                    for (int c = 0; c < C; ++c) {
-                        const int r = MapTraits<K>::normalized ? c / fp.M : 0;
-                        const int m = c - r * fp.M;
-                        acc = fmaf(g[c], __ldg(fp.omega + ((static_cast<int64_t>(r) * fp.H + head) * D + d) * fp.M + m),
-                                   acc);
-                    }
+                    for (int c = 0; c < C; ++c)
+                        acc = fmaf(g[c], __ldg(projection_column<K>(fp, head, c) + static_cast<int64_t>(d) * fp.M), acc);
                     if constexpr (K == MapKind::Anchor || K == MapKind::Nystrom) {
                         for (int p = 0; p < P; ++p)
                             acc = fmaf(cp[p], __ldg(fp.rows_a + static_cast<int64_t>(p) * D + d), acc);

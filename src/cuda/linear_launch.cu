@@ -2,15 +2,21 @@
 // resources (cuFFT plans of TensorSketch), workspace layout, tile planning
 // and the launches of linear_scan_kernel.cuh.
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv); state (B, H, F, Dv+1) fp32.
+// Kernels, first that fits: the Kronecker tensor-core kernels (slay_anchor,
+// bf16/fp16 io: linear_mma.hpp; faster than the dense engine for it at the
+// paper shape: 3.6 vs 4.2 ms forward on an H200), the dense tensor-core
+// engine (positive maps, bf16/fp16 io, F <= 256: linear_dense_mma.hpp),
+// the fp32 scans.
 // Workspace (one layout function answers the size and carves the call):
-//   both:     [the tensor-core kernels' segment sums, anchor plans with
-//             bf16/fp16 io whose B*H leaves SMs idle (linear_mma.hpp)]
+//   both:     [the tensor-core kernels' segment sums, bf16/fp16 plans whose
+//             B*H leaves SMs idle (the larger of the two engines' needs)]
 //   forward:  [state copy when final_state overlaps initial_state]
 //             [TensorSketch poly_q, poly_k (B*H*T, P) + cuFFT scratch]
 //   backward: dq, dk accumulators (B, H, T, D) fp32, den and dZ per row
 //             (B, H, T), each value slice's share of dZ (slices, B, H, T) and of
 //             dinitial_state's z column (slices, B, H, F), [TensorSketch poly and dpoly of q and k + cuFFT scratch]
 // Never allocates or synchronizes; everything runs on the caller's stream.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -20,6 +26,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
 #include "cuda/grouped_heads.hpp"
+#include "cuda/linear_dense_mma.hpp"
 #include "cuda/linear_mma.hpp"
 #include "cuda/linear_scan_launch.hpp"
 #include "cuda/tensorsketch_fft.hpp"
@@ -69,6 +76,23 @@ bool tensor_core_shape(const AttnConfig& cfg, KronMmaShape* shape) {
     return true;
 }
 
+// The dense tensor-core engine's shape for a plan with bf16/fp16 io (false
+// for fp32 io and for the maps it does not run; whether the shape fits is
+// the engine's question, dense_mma_fits).
+bool dense_shape(const Plan& p, DenseMmaShape* shape) {
+    const AttnConfig& cfg = p.cfg;
+    if (cfg.io_dtype == SLAY_DTYPE_FLOAT32) return false;
+    const FactorWidths w = factor_widths(cfg);
+    shape->kind = map_of(p);
+    shape->D = static_cast<int>(cfg.head_dim);
+    shape->Dv = static_cast<int>(cfg.value_dim);
+    shape->F = p.features > (int64_t{1} << 20) ? 0 : static_cast<int>(p.features);
+    shape->P = static_cast<int>(w.P);
+    shape->C = static_cast<int>(w.C);
+    shape->io_dtype = cfg.io_dtype;
+    return true;
+}
+
 // Workspace blocks of one call; fields a pass does not use stay null.
 struct LinearScratch {
     float* state_copy = nullptr;
@@ -83,10 +107,11 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
     const int64_t H = p.cfg.num_heads, D = p.cfg.head_dim, rows = B * H * T;
     LinearScratch s;
     KronMmaShape shape;
-    if (tensor_core_shape(p.cfg, &shape)) {
-        const int64_t n = anchor_mma_segment_floats(shape, B * H, p.cfg.value_dim, T);
-        if (n > 0) s.segment_sums = w.take<float>(n);
-    }
+    DenseMmaShape dense;
+    int64_t sums = 0;
+    if (tensor_core_shape(p.cfg, &shape)) sums = anchor_mma_segment_floats(shape, B * H, p.cfg.value_dim, T);
+    if (dense_shape(p, &dense)) sums = std::max(sums, dense_mma_segment_floats(dense, B * H, T));
+    if (sums > 0) s.segment_sums = w.take<float>(sums);
     if (pass == SLAY_PASS_FORWARD) {
         s.state_copy = w.take<float>(B * H * p.features, p.cfg.value_dim + 1);
     } else {
@@ -261,6 +286,9 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
 bool tensor_core_call(const Plan& p, const CallInputs& c, KronMmaShape* shape) {
     return tensor_core_shape(p.cfg, shape) && c.has_params;
 }
+bool dense_call(const Plan& p, const CallInputs& c, DenseMmaShape* shape) {
+    return dense_shape(p, shape) && (c.has_params || p.segments.empty());
+}
 
 }  // namespace
 
@@ -322,6 +350,9 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     KronMmaShape shape;
     if (tensor_core_call(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, s.segment_sums, stream, &launched));
     if (launched) return Status();
+    DenseMmaShape dense;
+    if (dense_call(p, c, &dense)) SLAY_TRY(dense_forward_mma(dev, dense, a, s.segment_sums, stream, &launched));
+    if (launched) return Status();
     return dispatch_scan(map_of(p), ScanPass::Forward, a, L, stream);
 }
 
@@ -368,6 +399,11 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     KronMmaShape shape;
     if (tensor_core_call(p, c, &shape))
         SLAY_TRY(anchor_backward_mma(dev, shape, a, s.segment_sums, stream, &launched, &slices));
+    DenseMmaShape dense;
+    if (!launched && dense_call(p, c, &dense)) {
+        SLAY_TRY(dense_backward_mma(dev, dense, a, s.segment_sums, stream, &launched));
+        if (launched) slices = 1;
+    }
     if (!launched) {
         const MapKind kind = map_of(p);
         SLAY_TRY(dispatch_scan(kind, first, a, L, stream));

@@ -70,5 +70,12 @@ __device__ __forceinline__ unsigned pack2<__half>(float lo, float hi) {
     return *reinterpret_cast<unsigned*>(&v);
 }
 
+// A register of two fp16 values as two bf16 values (B fragments of fp16
+// weights against bf16 operands that may leave fp16's range).
+__device__ __forceinline__ unsigned half2_to_bf16x2(unsigned x) {
+    const float2 f = __half22float2(*reinterpret_cast<__half2*>(&x));
+    return pack2<__nv_bfloat16>(f.x, f.y);
+}
+
 }  // namespace cuda
 }  // namespace slay

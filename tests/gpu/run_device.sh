@@ -29,11 +29,18 @@
 #             paper shape (B1 H8 D32 T 131072, bf16), fwd and fwd+bwd, causal (builds the library
 #             first when the call starts on a fresh machine)
 #   quickbench  the same shapes, bf16 only, fewer iterations (a smoke timing)
+#   densebench  compare_torch.py at the paper shape (B1 H8 D32 T 131072, bf16, causal, fwd and
+#             fwd+bwd) for the positive maps of the dense tensor-core engine: the paper's
+#             R=2 M=8 P=16 (slay_anchor F=256), then M=32 (slay_laplace, slay_hadamard F=64,
+#             performer F=32: their registry defaults' R, M) -> dense_*.json/md in bench.tar.gz
 #   varlen    compare_varlen.py: a packed batch of 64 sequences (1k-32k tokens) against the
 #             padded batch, one call per sequence and torch's FlashAttention varlen, standard
 #             and slay_anchor bf16 (geometric and linear length spacing; grouped heads H/H_kv = 4;
 #             SLAY_VARLEN_SPECS picks the configurations)
 #             -> varlen*.json/md in varlen.tar.gz
+#   densebench_quick  the first densebench shape only, fewer iterations
+#   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_anchor and
+#             linear fwd+bwd at the paper shape -> densepro.txt
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
 # carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
@@ -125,7 +132,7 @@ if has exactbench && python3 -c 'import torch' 2>/dev/null; then
   has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -vE '^\s*$' "$OUT/exactbench.log" | tail -40
 fi
-if (has bench || has quickbench || has varlen) && [ ! -f "$BUILD/libslay.so" ]; then
+if (has bench || has quickbench || has varlen || has densebench) && [ ! -f "$BUILD/libslay.so" ]; then
   # a bench-only call on a fresh machine: the library alone
   { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
     ninja -C "$BUILD" libslay.so; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
@@ -148,6 +155,37 @@ if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   echo "=== compare_torch paper shape rc=$?" >> "$OUT/bench.log"
   tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"
   grep -vE '^\s*$' "$OUT/bench.log" | tail -30
+fi
+if has densepro; then
+  for v in slay_anchor linear; do
+    timeout 150 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
+      -k regex:dense_ -c 6 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants $v \
+      --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 --iters 1 --warmup 0 \
+      >> "$OUT/densepro.txt" 2>&1
+    echo "=== ncu $v rc=$?" >> "$OUT/densepro.txt"
+  done
+  grep -E "dense_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" "$OUT/densepro.txt" | cut -c1-150 | head -70
+fi
+if (has densebench || has densebench_quick) && python3 -c 'import torch' 2>/dev/null; then
+  mkdir -p "$OUT/bench"
+  export PYTHONUNBUFFERED=1
+  iters=""; has densebench_quick && iters="--iters 5 --warmup 2"
+  timeout 240 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+    --variants slay_anchor slay_laplace slay_hadamard performer linear cosformer \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
+    --causal --slow-call-s 3 $iters --json "$OUT/bench/dense_paper_M8.json" \
+    --markdown "$OUT/bench/dense_paper_M8.md" >> "$OUT/densebench.log" 2>&1
+  echo "=== compare_torch dense paper M=8 rc=$?" >> "$OUT/densebench.log"
+fi
+if has densebench && python3 -c 'import torch' 2>/dev/null; then
+  timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+    --variants slay_laplace slay_hadamard performer \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 32 --P 16 \
+    --causal --slow-call-s 3 --json "$OUT/bench/dense_paper_M32.json" \
+    --markdown "$OUT/bench/dense_paper_M32.md" >> "$OUT/densebench.log" 2>&1
+  echo "=== compare_torch dense paper M=32 rc=$?" >> "$OUT/densebench.log"
+  has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
+  grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/densebench.log" | cut -c1-200 | tail -40
 fi
 if has varlen && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/varlen"

@@ -436,6 +436,42 @@ TEST_CASE("linear: slay_anchor bf16 with the sequence split into segments (few h
         }
 }
 
+TEST_CASE("linear: the dense tensor-core engine at its limits (F = 128, 256; Dv = 32, 64; segments, states)") {
+    // The positive maps with bf16/fp16 io and F <= 256 run on the dense
+    // engine (linear_dense_mma_kernel.cuh): up to 128 and 256 features (one
+    // and two feature tiles per warp), Dv + 1 up to 48 and 80 (its two value
+    // widths), and B*H = 2 at T = 4097, so the sequence is split into 8
+    // segments (segment sums, then each segment from the sums before or
+    // after it), with initial/final states and their gradients.
+    struct Shape {
+        slay_attn_variant_t v;
+        int64_t R, M, P, D, Dv;
+    };
+    const Shape shapes[] = {
+        // slay_anchor takes the Kronecker kernels when P % 8 == 0: these
+        // P leave it to the dense engine.
+        {SLAY_ATTN_SLAY_ANCHOR, 2, 8, 12, 32, 32},     // F = 192
+        {SLAY_ATTN_SLAY_ANCHOR, 2, 16, 4, 64, 64},     // F = 128, Dv = 64
+        {SLAY_ATTN_SLAY_LAPLACE, 2, 128, 1, 32, 47},   // F = 256, Dv + 1 = 48
+        {SLAY_ATTN_SLAY_HADAMARD, 2, 64, 1, 64, 79},   // F = 128, Dv + 1 = 80
+        {SLAY_ATTN_PERFORMER, 1, 256, 1, 32, 32},      // F = 256
+        {SLAY_ATTN_COSFORMER, 1, 1, 1, 128, 64},       // F = 2D = 256
+        {SLAY_ATTN_LINEAR, 1, 1, 1, 128, 16},          // F = D = 128
+    };
+    for (const Shape& s : shapes)
+        for (bool causal : {true, false})
+            for (slay_dtype_t dt : {SLAY_DTYPE_BFLOAT16, SLAY_DTYPE_FLOAT16}) {
+                Case c = base_case(s.v, 4097, causal, dt);
+                c.batch = 1;
+                c.head_dim = s.D;
+                c.value_dim = s.Dv;
+                c.attrs = size_attrs(s.v, s.R, s.M, s.P);
+                if (s.v == SLAY_ATTN_COSFORMER) c.position_offset = 11;
+                with_states(c);
+                check_both(c);
+            }
+}
+
 TEST_CASE("linear: slay_anchor paper configuration R=2, M=16, P=32, D=64") {
     for (int64_t T : {63, 1000})
         for (bool causal : {true, false})
