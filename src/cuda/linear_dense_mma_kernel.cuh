@@ -340,10 +340,9 @@ struct DenseBlock {
             dst[t * ld + d] = from_float<Elem>(t < rows ? src.load(b, h, t0 + t, d) : 0.f);
         }
     }
-    // q, k (need_q, need_k), v (need_v) and dout (need_g) of chunk t0 into
-    // staging buffer `buf`.
-    __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool need_v, bool need_g,
-                                bool async) const {
+    // q (need_q), k and v (need_k) and dout (need_g) of chunk t0 into
+    // staging buffer `buf` (kron_mma::chunk_sweep's staging interface).
+    __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async, bool need_g) const {
         const int rows = chunk_rows(T, kTc, t0);
         auto stage = [&](const DeviceTensor& src, int width, int dst, int ld) {
             if (async)
@@ -353,7 +352,7 @@ struct DenseBlock {
         };
         if (need_q) stage(a.q, L.D, L.xq[buf], L.ldx);
         if (need_k) stage(a.k, L.D, L.xk[buf], L.ldx);
-        if (need_v) stage(a.v, L.Dv, L.vst[buf], L.ldv);
+        if (need_k) stage(a.v, L.Dv, L.vst[buf], L.ldv);
         if (need_g) stage(a.dout, L.Dv, L.dost[buf], L.ldv);
         if (async) cp_async_commit();
     }
@@ -893,31 +892,9 @@ struct DenseBlock {
     }
 };
 
-// The chunk loop: visits `range` in order (or reverse), staging the next
-// chunk while `body(t0, rows, buf)` computes this one. The body starts after
-// a barrier that makes its staged rows visible and must end with a barrier
-// after its last read of buffer `buf`.
-template <typename Block, typename Body>
-__device__ void dense_sweep(const Block& blk, ChunkRange range, bool reverse, bool need_q, bool need_k, bool need_v,
-                            bool need_g, bool async, Body body) {
-    const int64_t chunks = range.end - range.begin;
-    if (chunks <= 0) return;
-    auto chunk_at = [&](int64_t i) { return reverse ? range.end - 1 - i : range.begin + i; };
-    blk.stage_chunk(chunk_at(0) * kTc, 0, need_q, need_k, need_v, need_g, async);
-    for (int64_t i = 0; i < chunks; ++i) {
-        const int64_t t0 = chunk_at(i) * kTc;
-        const int buf = static_cast<int>(i & 1);
-        if (i + 1 < chunks) blk.stage_chunk(chunk_at(i + 1) * kTc, buf ^ 1, need_q, need_k, need_v, need_g, async);
-        if (async) {
-            if (i + 1 < chunks)
-                cp_async_wait<1>();
-            else
-                cp_async_wait<0>();
-        }
-        __syncthreads();
-        body(t0, chunk_rows(blk.T, kTc, t0), buf);
-    }
-}
+// The chunk loop is kron_mma::chunk_sweep (staging one chunk ahead; the
+// body starts after the barrier that makes its rows visible).
+using kron_mma::chunk_sweep;
 
 template <typename Block>
 __device__ Block make_dense_block(const ScanArgs& a, const DenseLayout& L, MapKind kind, unsigned char* sm) {
@@ -934,7 +911,7 @@ template <typename Block, typename State>
 __device__ void sum_sweep(const Block& blk, State& S, ChunkRange range, bool queries, bool async) {
     const int side = queries ? 0 : 1;
     const DenseLayout& L = blk.L;
-    dense_sweep(blk, range, false, queries, !queries, !queries, queries, async, [&](int64_t t0, int rows, int buf) {
+    chunk_sweep(blk, range, false, queries, !queries, queries, async, [&](int64_t t0, int rows, int buf) {
         blk.row_norms(t0, buf, queries, !queries);
         if (queries)
             blk.saved_gs(t0, buf, rows, L.gs_lo[1]);  // the keys' U is free
@@ -989,7 +966,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const bool causal = a.causal;
     float S[kFT][kNT][4] = {};
     dense_start(blk, S, sp, false, async);
-    dense_sweep(blk, dense_segment(sp, blk.T), false, true, causal, causal, false, async,
+    chunk_sweep(blk, dense_segment(sp, blk.T), false, true, causal, false, async,
                 [&](int64_t t0, int rows, int buf) {
                     blk.row_norms(t0, buf, true, causal);
                     if (causal) blk.make_vbar(buf, rows);
@@ -1016,7 +993,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const bool causal = a.causal;
     float S[kFT][kNT][4] = {};
     dense_start(blk, S, sp, false, async);
-    dense_sweep(blk, dense_segment(sp, blk.T), false, true, causal, causal, true, async,
+    chunk_sweep(blk, dense_segment(sp, blk.T), false, true, causal, true, async,
                 [&](int64_t t0, int rows, int buf) {
                     blk.row_norms(t0, buf, true, causal);
                     if (causal) blk.make_vbar(buf, rows);
@@ -1048,7 +1025,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const bool causal = a.causal;
     float U[kFT][kNT][4] = {};
     dense_start(blk, U, sp, true, async);
-    dense_sweep(blk, dense_segment(sp, blk.T), causal, causal, true, true, causal, async,
+    chunk_sweep(blk, dense_segment(sp, blk.T), causal, causal, true, causal, async,
                 [&](int64_t t0, int rows, int buf) {
                     blk.row_norms(t0, buf, causal, true);
                     blk.make_vbar(buf, rows);
