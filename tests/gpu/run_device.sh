@@ -39,8 +39,8 @@
 #             SLAY_VARLEN_SPECS picks the configurations)
 #             -> varlen*.json/md in varlen.tar.gz
 #   densebench_quick  the first densebench shape only, fewer iterations
-#   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_anchor and
-#             linear fwd+bwd at the paper shape -> densepro.txt
+#   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
+#             cosformer fwd+bwd at the paper shape -> densepro.txt
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
 # carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
@@ -157,7 +157,7 @@ if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   grep -vE '^\s*$' "$OUT/bench.log" | tail -30
 fi
 if has densepro; then
-  for v in slay_anchor linear; do
+  for v in slay_laplace cosformer; do
     timeout 150 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
       -k regex:dense_ -c 6 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants $v \
       --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 --iters 1 --warmup 0 \
