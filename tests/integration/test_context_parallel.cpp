@@ -24,71 +24,15 @@
 #include <vector>
 
 #include "../reference/support.hpp"  // linearized_variants
+#include "thread_group.hpp"
 #include "slay/context_parallel.hpp"
 
 namespace {
 
+using slay_test::ThreadComm;
+using slay_test::ThreadGroup;
+
 constexpr int64_t kB = 2, kH = 2, kD = 8, kDv = 6, kT = 97;
-
-// Shared memory of a group of threads: a reusable barrier and each rank's
-// send buffer of the current reduction. A rank that fails aborts the group:
-// the others leave their barrier with an exception instead of waiting.
-class ThreadGroup {
-public:
-    explicit ThreadGroup(int n) : n_(n), sends_(static_cast<size_t>(n)) {}
-    int size() const { return n_; }
-    void barrier() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        const long generation = generation_;
-        if (++waiting_ == n_) {
-            waiting_ = 0;
-            ++generation_;
-            cv_.notify_all();
-        } else {
-            cv_.wait(lock, [&] { return generation_ != generation || aborted_; });
-        }
-        if (aborted_) throw std::runtime_error("another rank failed");
-    }
-    void abort() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        aborted_ = true;
-        cv_.notify_all();
-    }
-    std::vector<const float*>& sends() { return sends_; }
-
-private:
-    int n_, waiting_ = 0;
-    long generation_ = 0;
-    bool aborted_ = false;
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    std::vector<const float*> sends_;
-};
-
-// The Communicator of one thread: the root sums the ranks' buffers in rank
-// order (deterministic), between two barriers.
-class ThreadComm : public slay::cp::Communicator {
-public:
-    ThreadComm(ThreadGroup& group, int rank) : group_(group), rank_(rank) {}
-    int rank() const override { return rank_; }
-    int size() const override { return group_.size(); }
-    void reduce_sum(const float* send, float* recv, size_t count, int root, void* stream) override {
-        if (stream != nullptr) throw std::runtime_error("a host-memory group takes no stream");
-        group_.sends()[static_cast<size_t>(rank_)] = send;
-        group_.barrier();
-        if (rank_ == root) {
-            std::fill(recv, recv + count, 0.f);
-            for (const float* s : group_.sends())
-                if (s != nullptr)
-                    for (size_t i = 0; i < count; ++i) recv[i] += s[i];
-        }
-        group_.barrier();
-    }
-
-private:
-    ThreadGroup& group_;
-    int rank_;
-};
 
 // A CPU plan of a variant at the test size, with sampled parameters.
 struct CpuPlan {

@@ -1,0 +1,79 @@
+// thread_group.hpp -- ranks as threads of one process for the tests of
+// include/slay/context_parallel.hpp: a reusable barrier that a failing rank
+// can abort, the ranks' send buffers of the current reduction, and the
+// Communicator over host memory (the root sums the ranks' buffers in rank
+// order, between two barriers: deterministic).
+#pragma once
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include "slay/context_parallel.hpp"
+
+namespace slay_test {
+
+// Shared memory of a group of threads: a reusable barrier and each rank's
+// send buffer of the current reduction. A rank that fails aborts the group:
+// the others leave their barrier with an exception instead of waiting.
+class ThreadGroup {
+public:
+    explicit ThreadGroup(int n) : n_(n), sends_(static_cast<std::size_t>(n)) {}
+    int size() const { return n_; }
+    void barrier() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        const long generation = generation_;
+        if (++waiting_ == n_) {
+            waiting_ = 0;
+            ++generation_;
+            cv_.notify_all();
+        } else {
+            cv_.wait(lock, [&] { return generation_ != generation || aborted_; });
+        }
+        if (aborted_) throw std::runtime_error("another rank failed");
+    }
+    void abort() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        aborted_ = true;
+        cv_.notify_all();
+    }
+    std::vector<const float*>& sends() { return sends_; }
+
+private:
+    int n_, waiting_ = 0;
+    long generation_ = 0;
+    bool aborted_ = false;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<const float*> sends_;
+};
+
+// The Communicator of one thread: the root sums the ranks' buffers in rank
+// order (deterministic), between two barriers.
+class ThreadComm : public slay::cp::Communicator {
+public:
+    ThreadComm(ThreadGroup& group, int rank) : group_(group), rank_(rank) {}
+    int rank() const override { return rank_; }
+    int size() const override { return group_.size(); }
+    void reduce_sum(const float* send, float* recv, std::size_t count, int root, void* stream) override {
+        if (stream != nullptr) throw std::runtime_error("a host-memory group takes no stream");
+        group_.sends()[static_cast<std::size_t>(rank_)] = send;
+        group_.barrier();
+        if (rank_ == root) {
+            std::fill(recv, recv + count, 0.f);
+            for (const float* s : group_.sends())
+                if (s != nullptr)
+                    for (std::size_t i = 0; i < count; ++i) recv[i] += s[i];
+        }
+        group_.barrier();
+    }
+
+private:
+    ThreadGroup& group_;
+    int rank_;
+};
+
+}  // namespace slay_test
