@@ -18,6 +18,7 @@
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
 #   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
 #   sampling  only the GPU sampling suite (test_cuda_sampling)
+#   context_parallel  only gpu_cuda_context_parallel (ranks as threads on one device)
 #   exactbench  compare_torch.py for standard and yat (B4 H12 D64 and D128, T 16384, bf16,
 #             fwd and fwd+bwd, causal) against both SDPA backends -> exact_*.json/md in bench.tar.gz
 #   python    the Python package on CUDA: tests/python/test_torch.py --cuda (CUDA vs the CPU
@@ -72,7 +73,7 @@ if has suite; then
   SLAY_BUILD_DIR=$BUILD bash tests/run_tests.sh 2>&1 | tee -a "$OUT/tests.log" | tail -40
   rc=${PIPESTATUS[0]}
 fi
-for family in linear exact sampling; do  # one GPU suite alone; a failure of any is kept
+for family in linear exact sampling context_parallel; do  # one GPU suite alone; a failure of any is kept
   if has $family; then
     meson test -C "$BUILD" --print-errorlogs gpu_cuda_$family 2>&1 | tee -a "$OUT/tests.log" | tail -15
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
