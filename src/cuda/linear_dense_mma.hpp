@@ -21,10 +21,6 @@ struct DenseMmaShape {
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };
 
-// Whether a plan's shape is one the engine runs on a device with this much
-// shared memory per block (independent of the call).
-bool dense_mma_fits(const DenseMmaShape& shape, size_t max_smem_per_block);
-
 // Floats of workspace for the sequence split of few-head calls (0: none);
 // depends only on the shapes.
 int64_t dense_mma_segment_floats(const DenseMmaShape& shape, int64_t batch_heads, int64_t T);

@@ -1,5 +1,5 @@
 // linear_dense_mma_forward.cu -- the host entries of the dense tensor-core
-// engine (linear_dense_mma.hpp): the shape queries, the forward's launches
+// engine (linear_dense_mma.hpp): the workspace query, the forward's launches
 // (linear_dense_mma_kernel.cuh; q, k (B, H, T, D), v, out (B, H, T, Dv),
 // states (B, H, F, Dv+1); the keys' segment sums first when the sequence is
 // split) and the backward's planning (its launches: linear_dense_mma_backward.cuh).
@@ -9,10 +9,6 @@ namespace slay {
 namespace cuda {
 
 using namespace dense_mma;
-
-bool dense_mma_fits(const DenseMmaShape& shape, size_t max_smem_per_block) {
-    return dense_shape_ok(shape) && static_cast<size_t>(layout_of(shape, true).total) <= max_smem_per_block;
-}
 
 int64_t dense_mma_segment_floats(const DenseMmaShape& shape, int64_t batch_heads, int64_t T) {
     const SegmentPlan sp = dense_segment_plan(shape, batch_heads, T);

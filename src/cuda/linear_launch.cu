@@ -3,8 +3,9 @@
 // and the launches of linear_scan_kernel.cuh.
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv); state (B, H, F, Dv+1) fp32.
 // Kernels, first that fits: the Kronecker tensor-core kernels (slay_anchor,
-// bf16/fp16 io: linear_mma.hpp; faster than the dense engine for it at the
-// paper shape: 3.6 vs 4.2 ms forward on an H200), the dense tensor-core
+// bf16/fp16 io: linear_mma.hpp; at the paper shape on an H200 its
+// forward+backward took 18.4 ms against the dense engine's 19.3-20.2 ms,
+// the forwards within run-to-run spread), the dense tensor-core
 // engine (positive maps, bf16/fp16 io, F <= 256: linear_dense_mma.hpp),
 // the fp32 scans.
 // Workspace (one layout function answers the size and carves the call):
@@ -77,8 +78,8 @@ bool tensor_core_shape(const AttnConfig& cfg, KronMmaShape* shape) {
 }
 
 // The dense tensor-core engine's shape for a plan with bf16/fp16 io (false
-// for fp32 io and for the maps it does not run; whether the shape fits is
-// the engine's question, dense_mma_fits).
+// for fp32 io; whether the map and shape fit is the engine's question,
+// answered when it plans a call).
 bool dense_shape(const Plan& p, DenseMmaShape* shape) {
     const AttnConfig& cfg = p.cfg;
     if (cfg.io_dtype == SLAY_DTYPE_FLOAT32) return false;

@@ -123,15 +123,7 @@ struct CudaPlan {
     }
 };
 
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-        den += double(want[i]) * want[i];
-    }
-    return std::sqrt(num / (den > 0 ? den : 1));
-}
+using slay_test::rel_l2;
 
 struct Host {
     std::vector<float> q, k, v, dout, s0, dsT;

@@ -29,6 +29,7 @@
 
 namespace {
 
+using slay_test::rel_l2;
 using slay_test::ThreadComm;
 using slay_test::ThreadGroup;
 
@@ -89,16 +90,6 @@ struct Rows {
 void fill(std::vector<float>& v, std::mt19937_64& rng, float sd) {
     std::normal_distribution<float> n(0.f, sd);
     for (float& x : v) x = n(rng);
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        if (!std::isfinite(got[i])) return INFINITY;
-        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-        den += double(want[i]) * want[i];
-    }
-    return std::sqrt(num / std::max(den, 1e-300));
 }
 
 // A (B, H, F, Dv+1) state view of a host vector.

@@ -1,11 +1,13 @@
-// thread_group.hpp -- ranks as threads of one process for the tests of
-// include/slay/context_parallel.hpp: a reusable barrier that a failing rank
-// can abort, the ranks' send buffers of the current reduction, and the
-// Communicator over host memory (the root sums the ranks' buffers in rank
-// order, between two barriers: deterministic).
+// thread_group.hpp -- what the tests of include/slay/context_parallel.hpp
+// share: ranks as threads of one process (a reusable barrier that a failing
+// rank can abort, the ranks' send buffers of the current reduction, and the
+// Communicator over host memory: the root sums the ranks' buffers in rank
+// order, between two barriers, deterministic) and the relative L2 error of
+// their comparisons.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -75,5 +77,16 @@ private:
     ThreadGroup& group_;
     int rank_;
 };
+
+// ||got - want|| / ||want|| in fp64; infinite when got has a NaN or Inf.
+inline double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        if (!std::isfinite(got[i])) return INFINITY;
+        num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+        den += double(want[i]) * want[i];
+    }
+    return std::sqrt(num / std::max(den, 1e-300));
+}
 
 }  // namespace slay_test
