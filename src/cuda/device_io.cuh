@@ -64,14 +64,18 @@ struct DeviceTensor {
         if (seq.packed()) return head * stride[1] + (seq.start(b) + t) * stride[2] + d * stride[3];
         return b * stride[0] + head * stride[1] + t * stride[2] + d * stride[3];
     }
-    __device__ float load(int64_t b, int64_t h, int64_t t, int64_t d) const {
-        const int64_t i = offset(b, h, t, d);
+    __device__ float load(int64_t b, int64_t h, int64_t t, int64_t d) const { return load_at(offset(b, h, t, d)); }
+    __device__ void store(int64_t b, int64_t h, int64_t t, int64_t d, float value) const {
+        store_at(offset(b, h, t, d), value);
+    }
+    // Element i (an offset(...) value): kernels that walk a row compute its
+    // offset once and step by stride[3].
+    __device__ float load_at(int64_t i) const {
         if (dtype == SLAY_DTYPE_BFLOAT16) return __bfloat162float(static_cast<const __nv_bfloat16*>(data)[i]);
         if (dtype == SLAY_DTYPE_FLOAT16) return __half2float(static_cast<const __half*>(data)[i]);
         return static_cast<const float*>(data)[i];
     }
-    __device__ void store(int64_t b, int64_t h, int64_t t, int64_t d, float value) const {
-        const int64_t i = offset(b, h, t, d);
+    __device__ void store_at(int64_t i, float value) const {
         if (dtype == SLAY_DTYPE_BFLOAT16)
             static_cast<__nv_bfloat16*>(data)[i] = __float2bfloat16_rn(value);
         else if (dtype == SLAY_DTYPE_FLOAT16)

@@ -18,10 +18,11 @@
 //      need every feature row.
 //   2. features (the map's policy, linear_features_kernel.cuh's formulas):
 //      projections U = x W^T on tensor cores (W rows split hi + lo, so the
-//      exponents are fp32-accurate projections of the exact inputs), the
-//      factors poly (64, P), pcat (64, C) in fp32, then
-//      phi[t][f] = poly[t][p(f)] pcat[t][c(f)] in bf16 (f in the CPU
-//      backend's order, so states need no permutation).
+//      exponents are fp32-accurate projections of the exact inputs); the
+//      plain maps (phi = pcat) write phi (64, Fk) in bf16 straight from U;
+//      slay_anchor forms its factors poly (64, P), pcat (64, C) in fp32,
+//      then phi[t][f] = poly[t][p(f)] pcat[t][c(f)] (f in the CPU backend's
+//      order, so states need no permutation).
 //   3. [N | Z] (64, NV): warps 0-3 the inter term phi_q S (m-tile w),
 //      warps 4-7 the intra term (phi_q phi_k^T o L) vbar (m-tile w - 4);
 //      every warp adds phi_k^T vbar to its state rows.
@@ -38,6 +39,11 @@
 // Bidirectional: the state (carry) over the whole sequence first, no intra
 // terms. Few heads: the sequence is split into segments (SegmentPlan) whose
 // own sums a first kernel stores.
+//
+// Feature loops stop at Fk = F rounded up to 16 (phi is zero in [F, Fk));
+// the register state keeps Fp = 128 * kFT rows, those past Fk stay zero and
+// their warps skip the products. Element loops keep a fixed column per
+// thread (for_each_cell): no division per element.
 //
 // Rounding: features, vbar, gs, dphi, the state copy and the VJP
 // coefficients are bf16 with fp32 sums (the bf16 path's 2e-2 budget); the
@@ -92,6 +98,7 @@ __host__ __device__ inline MapShape map_shape(MapKind k, int P, int C) {
 // 128 bytes, so the rows of an ldmatrix phase hit distinct banks.
 struct DenseLayout {
     int D, Dv, F, Fp, NV, P, C;  // Fp = 128 * kFT; NV = 16 * (kNT / 2)
+    int Fk;                      // F rounded up to 16: the feature columns the products read
     int Pw, NW;                  // W: poly rows padded to Pw (16s), pcat rows to NW
     int ldx, ldv, ldb, ldphi, ldu, ldpoly, ldpcat, ldr, ldcoef, lddx;
     int xq[2], xk[2], vst[2], dost[2];  // staging (input type) of chunks ch (even/odd)
@@ -121,6 +128,7 @@ __host__ __device__ inline DenseLayout dense_layout(MapKind kind, int D, int Dv,
     L.Dv = Dv;
     L.F = F;
     L.Fp = Fp;
+    L.Fk = (F + 15) / 16 * 16;
     L.NV = NV;
     L.P = P;
     L.C = C;
@@ -221,6 +229,19 @@ __device__ __forceinline__ void with_dense_policy(MapKind kind, Fn&& fn) {
     }
 }
 
+// fn(t, j) for every cell of a (64, width) tile this thread owns: a fixed
+// column j per thread when width <= kThreads (so what depends on the column
+// alone is computed once), else a plain walk.
+template <typename Fn>
+__device__ __forceinline__ void for_each_cell(int width, Fn fn) {
+    if (width <= kThreads) {
+        const RowWalk walk(width);
+        for (int t = walk.first; t < kTc; t += walk.step) fn(t, walk.slot);
+    } else {
+        for (int idx = threadIdx.x; idx < kTc * width; idx += kThreads) fn(idx / width, idx % width);
+    }
+}
+
 // Whether key column `col` is visible from row `row` (lower: the query
 // side, col <= row; else the key side, col >= row).
 __device__ __forceinline__ bool visible(bool lower, int row, int col) { return lower ? col <= row : col >= row; }
@@ -237,6 +258,7 @@ struct DenseBlock {
     int64_t b, h, bh;  // sequence, query head, b * H + h
     int64_t T;         // this sequence's length (a.T: the row stride of row buffers)
     int warp, lane, g, l;
+    RowWalk x_walk, v_walk;  // 16-byte copies of a q/k row (D / 8 per row) and of a v/dout row (Dv / 8)
 
     template <typename T>
     __device__ T* at(int offset) const {
@@ -297,7 +319,8 @@ struct DenseBlock {
         __nv_bfloat16* sc = at<__nv_bfloat16>(lo ? L.scratch : L.sbf);
         auto part = [lo](float x) { return lo ? x - __bfloat162float(__float2bfloat16_rn(x)) : x; };
 #pragma unroll
-        for (int ft = 0; ft < kFT; ++ft)
+        for (int ft = 0; ft < kFT; ++ft) {
+            if (warp * kFRows + 16 * ft >= L.Fk) continue;  // rows the products never read
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt) {
                 const int f = warp * kFRows + 16 * ft + g, n = 8 * nt + 2 * l;
@@ -306,6 +329,7 @@ struct DenseBlock {
                 *reinterpret_cast<unsigned*>(sc + (f + 8) * L.ldb + n) =
                     pack2<__nv_bfloat16>(part(S[ft][nt][2]), part(S[ft][nt][3]));
             }
+        }
     }
 
     // ---- staging -----------------------------------------------------------
@@ -324,9 +348,8 @@ struct DenseBlock {
         });
     }
 
-    __device__ void stage_rows_async(const DeviceTensor& src, int64_t t0, int rows, int width, Elem* dst,
+    __device__ void stage_rows_async(const DeviceTensor& src, int64_t t0, int rows, const RowWalk& walk, Elem* dst,
                                      int ld) const {
-        const RowWalk walk(width / 8);
         const Elem* base = static_cast<const Elem*>(src.data) + src.offset(b, h, t0, 0) + walk.slot * 8;
         for (int t = walk.first; t < kTc; t += walk.step) {
             const bool valid = t < rows;
@@ -344,16 +367,16 @@ struct DenseBlock {
     // staging buffer `buf` (kron_mma::chunk_sweep's staging interface).
     __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async, bool need_g) const {
         const int rows = chunk_rows(T, kTc, t0);
-        auto stage = [&](const DeviceTensor& src, int width, int dst, int ld) {
+        auto stage = [&](const DeviceTensor& src, int width, const RowWalk& walk, int dst, int ld) {
             if (async)
-                stage_rows_async(src, t0, rows, width, at<Elem>(dst), ld);
+                stage_rows_async(src, t0, rows, walk, at<Elem>(dst), ld);
             else
                 stage_rows_plain(src, t0, rows, width, at<Elem>(dst), ld);
         };
-        if (need_q) stage(a.q, L.D, L.xq[buf], L.ldx);
-        if (need_k) stage(a.k, L.D, L.xk[buf], L.ldx);
-        if (need_k) stage(a.v, L.Dv, L.vst[buf], L.ldv);
-        if (need_g) stage(a.dout, L.Dv, L.dost[buf], L.ldv);
+        if (need_q) stage(a.q, L.D, x_walk, L.xq[buf], L.ldx);
+        if (need_k) stage(a.k, L.D, x_walk, L.xk[buf], L.ldx);
+        if (need_k) stage(a.v, L.Dv, v_walk, L.vst[buf], L.ldv);
+        if (need_g) stage(a.dout, L.Dv, v_walk, L.dost[buf], L.ldv);
         if (async) cp_async_commit();
     }
 
@@ -382,40 +405,51 @@ struct DenseBlock {
         }
     }
 
-    // vbar = [v | 1 | 0] (bf16), zero rows past `rows`.
+    // vbar = [v | 1 | 0] (bf16), zero rows past `rows`; a column pair per
+    // thread (NV is even, so is Dv + 1's column when the pair starts below Dv).
     __device__ void make_vbar(int buf, int rows) const {
         const Elem* vs = at<Elem>(L.vst[buf]);
         __nv_bfloat16* vb = at<__nv_bfloat16>(L.vbar);
-        for (int idx = threadIdx.x; idx < kTc * L.NV; idx += kThreads) {
-            const int t = idx / L.NV, n = idx - t * L.NV;
-            float v = 0.f;
-            if (t < rows) v = n < L.Dv ? to_float(vs[t * L.ldv + n]) : n == L.Dv ? 1.f : 0.f;
-            vb[t * L.ldb + n] = __float2bfloat16_rn(v);
-        }
+        for_each_cell(L.NV / 2, [&](int t, int j) {
+            float v[2] = {0.f, 0.f};
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int n = 2 * j + i;
+                if (t < rows) v[i] = n < L.Dv ? to_float(vs[t * L.ldv + n]) : n == L.Dv ? 1.f : 0.f;
+            }
+            *reinterpret_cast<unsigned*>(vb + t * L.ldb + 2 * j) = pack2<__nv_bfloat16>(v[0], v[1]);
+        });
     }
 
-    // gs[t][n] = v as bf16 hi (L.gs) + lo (lo_off) parts: the gradient
-    // products cancel (a row's dphi is 0 when it scales its features), so
-    // they take gs to 16 bits.
-    __device__ void put_gs(int t, int n, float v, int lo_off) const {
-        const __nv_bfloat16 hi = __float2bfloat16_rn(v);
-        at<__nv_bfloat16>(L.gs)[t * L.ldb + n] = hi;
-        at<__nv_bfloat16>(lo_off)[t * L.ldb + n] = __float2bfloat16_rn(v - __bfloat162float(hi));
+    // gs[t][n, n + 1] = v0, v1 as bf16 hi (L.gs) + lo (lo_off) parts: the
+    // gradient products cancel (a row's dphi is 0 when it scales its
+    // features), so they take gs to 16 bits.
+    __device__ void put_gs(int t, int n, float v0, float v1, int lo_off) const {
+        const __nv_bfloat16 h0 = __float2bfloat16_rn(v0), h1 = __float2bfloat16_rn(v1);
+        *reinterpret_cast<__nv_bfloat162*>(at<__nv_bfloat16>(L.gs) + t * L.ldb + n) = __halves2bfloat162(h0, h1);
+        *reinterpret_cast<unsigned*>(at<__nv_bfloat16>(lo_off) + t * L.ldb + n) =
+            pack2<__nv_bfloat16>(v0 - __bfloat162float(h0), v1 - __bfloat162float(h1));
+    }
+    // Columns n, n + 1 of gs = [dout / den | dZ | 0] of staged dout row `go`.
+    __device__ void gs_pair(int t, int n, const Elem* go, float inv_den, float dz, int lo_off) const {
+        float v[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) v[i] = n + i < L.Dv ? to_float(go[n + i]) * inv_den : n + i == L.Dv ? dz : 0.f;
+        put_gs(t, n, v[0], v[1], lo_off);
     }
 
-    // gs = [dout / den | dZ | 0] from den, dZ saved by the query kernel
-    // (key kernel and the queries' segment sums).
+    // gs from den, dZ saved by the query kernel (key kernel and the queries'
+    // segment sums).
     __device__ void saved_gs(int64_t t0, int buf, int rows, int lo_off) const {
         const Elem* go = at<Elem>(L.dost[buf]);
-        for (int idx = threadIdx.x; idx < kTc * L.NV; idx += kThreads) {
-            const int t = idx / L.NV, n = idx - t * L.NV;
-            float v = 0.f;
-            if (t < rows) {
-                const int64_t row = bh * a.T + t0 + t;
-                v = n < L.Dv ? to_float(go[t * L.ldv + n]) / a.row_den[row] : n == L.Dv ? a.row_dz[row] : 0.f;
+        for_each_cell(L.NV / 2, [&](int t, int j) {
+            if (t >= rows) {
+                put_gs(t, 2 * j, 0.f, 0.f, lo_off);
+                return;
             }
-            put_gs(t, n, v, lo_off);
-        }
+            const int64_t row = bh * a.T + t0 + t;
+            gs_pair(t, 2 * j, go + t * L.ldv, 1.f / a.row_den[row], a.row_dz[row], lo_off);
+        });
     }
 
     // ---- features ----------------------------------------------------------
@@ -456,26 +490,20 @@ struct DenseBlock {
         return Policy::kNormalized ? u * at<float>(L.inv_div[side])[t] : u;
     }
 
-    // poly (64, P) and pcat (64, C) fp32 of the side(s).
+    // The side(s)' features after project(): the plain maps write phi (64,
+    // Fk) bf16 directly (a column pair per thread, zero past F); slay_anchor
+    // forms poly (64, P) and pcat (64, C) in fp32 for combine().
     __device__ void factors(int buf, bool need_q, bool need_k) const {
         with_dense_policy(kind, [&](auto policy) {
             using Policy = decltype(policy);
             constexpr MapKind K = Policy::kKind;
             const FeatureParams& fp = a.fp;
-            const int per_row = L.P + L.C;
+            const int hh = static_cast<int>(h);
             for (int side = 0; side < 2; ++side) {
                 if (side == 0 ? !need_q : !need_k) continue;
                 const Elem* x = x_tile(side, buf);
-                float* poly = at<float>(L.poly[side]);
-                float* pcat = at<float>(L.pcat[side]);
-                for (int idx = threadIdx.x; idx < kTc * per_row; idx += kThreads) {
-                    const int t = idx / per_row, j = idx - t * per_row;
-                    if (j < L.P) {
-                        poly[t * L.ldpoly + j] =
-                            K == MapKind::Anchor ? Policy::poly(fp, projection<Policy>(side, t, j)) : 1.f;
-                        continue;
-                    }
-                    const int c = j - L.P;
+                // pcat[t][c] of this side (c < C).
+                auto pcat_at = [&](int t, int c) {
                     float cw = 1.f, sw = 0.f;
                     if constexpr (K == MapKind::Cosformer) {
                         cw = at<float>(L.cos_w[side])[t];
@@ -483,16 +511,34 @@ struct DenseBlock {
                     }
                     const float u = Policy::kProjected ? projection<Policy>(side, t, L.Pw + c) : 0.f;
                     const float x_e = Policy::kProjected ? 0.f : to_float(x[t * L.ldx + (c < L.D ? c : c - L.D)]);
-                    pcat[t * L.ldpcat + c] = pcat_value<K>(fp, static_cast<int>(h), c, u, x_e, cw, sw);
+                    return pcat_value<K>(fp, hh, c, u, x_e, cw, sw);
+                };
+                if constexpr (K != MapKind::Anchor) {  // phi = pcat, F = C
+                    __nv_bfloat16* phi = at<__nv_bfloat16>(L.phi[side]);
+                    for_each_cell(L.Fk / 2, [&](int t, int j) {
+                        const int c = 2 * j;
+                        const float v0 = c < L.C ? pcat_at(t, c) : 0.f;
+                        const float v1 = c + 1 < L.C ? pcat_at(t, c + 1) : 0.f;
+                        *reinterpret_cast<unsigned*>(phi + t * L.ldphi + c) = pack2<__nv_bfloat16>(v0, v1);
+                    });
+                } else {
+                    float* poly = at<float>(L.poly[side]);
+                    float* pcat = at<float>(L.pcat[side]);
+                    for_each_cell(L.P + L.C, [&](int t, int j) {
+                        if (j < L.P)
+                            poly[t * L.ldpoly + j] = Policy::poly(fp, projection<Policy>(side, t, j));
+                        else
+                            pcat[t * L.ldpcat + j - L.P] = pcat_at(t, j - L.P);
+                    });
                 }
             }
         });
     }
-    // phi (64, Fp) bf16 of the side(s): f = (r*P + p)*M + m <-> (p, c = r*M + m)
-    // (plain maps: P = 1, f = c); zero past F. A thread keeps its feature
-    // columns and walks rows.
+    // slay_anchor's phi (64, Fk) bf16 of the side(s): f = (r*P + p)*M + m
+    // <-> (p, c = r*M + m); zero past F. A thread keeps its feature columns
+    // and walks rows.
     __device__ void combine(bool need_q, bool need_k) const {
-        const RowWalk walk(L.Fp / 2);
+        const RowWalk walk(L.Fk / 2);
         const int f0 = 2 * walk.slot;
         int p[2] = {0, 0}, c[2] = {0, 0};
         bool live[2];
@@ -501,8 +547,8 @@ struct DenseBlock {
             live[i] = f0 + i < L.F;
             if (live[i]) {
                 const FeatureCursor cur(f0 + i, L.P, a.fp.M, false);
-                p[i] = L.P == 1 ? 0 : cur.p;
-                c[i] = L.P == 1 ? f0 + i : cur.c;
+                p[i] = cur.p;
+                c[i] = cur.c;
             }
         }
         for (int side = 0; side < 2; ++side) {
@@ -526,14 +572,17 @@ struct DenseBlock {
         __syncthreads();
         factors(buf, need_q, need_k);
         __syncthreads();
-        combine(need_q, need_k);
-        __syncthreads();
+        if (kind == MapKind::Anchor) {
+            combine(need_q, need_k);
+            __syncthreads();
+        }
     }
 
     // ---- products ----------------------------------------------------------
     // S (own feature rows) += phi^T rows over the chunk (rows bf16 [t][n],
     // plus their lo parts when lo_off >= 0).
     __device__ void accumulate(State& S, int phi_off, int rows_off, int rows, int lo_off = -1) const {
+        if (warp * kFRows >= L.Fk) return;
         const __nv_bfloat16* phi = at<__nv_bfloat16>(phi_off);
         for (int part = 0; part < (lo_off >= 0 ? 2 : 1); ++part) {
             const __nv_bfloat16* vb = at<__nv_bfloat16>(part == 0 ? rows_off : lo_off);
@@ -544,6 +593,7 @@ struct DenseBlock {
                     ldmatrix_x4_trans(bv[np], b_kn_addr(vb, L.ldb, k0, np * 16, lane));
 #pragma unroll
                 for (int ft = 0; ft < kFT; ++ft) {
+                    if (warp * kFRows + 16 * ft >= L.Fk) continue;  // zero features: the rows stay zero
                     unsigned af[4];
                     ldmatrix_x4_trans(af, a_km_addr(phi, L.ldphi, k0, warp * kFRows + 16 * ft, lane));
 #pragma unroll
@@ -599,7 +649,7 @@ struct DenseBlock {
         if (warp < 4) {
             for (int part = 0; part < (state_lo ? 2 : 1); ++part) {
                 const __nv_bfloat16* sc = at<__nv_bfloat16>(part == 0 ? L.sbf : L.scratch);
-                for (int k16 = 0; k16 < L.Fp / 16; ++k16) {
+                for (int k16 = 0; k16 < L.Fk / 16; ++k16) {
                     unsigned af[4];
                     ldmatrix_x4(af, a_tile_addr(phis, L.ldphi, mt * 16, k16 * 16, lane));
 #pragma unroll
@@ -617,7 +667,7 @@ struct DenseBlock {
             for (int j = 0; j < 4; ++j) {
                 if (!(lower ? j <= mt : j >= mt)) continue;
                 float s[2][4] = {};
-                for (int k16 = 0; k16 < L.Fp / 16; ++k16) {
+                for (int k16 = 0; k16 < L.Fk / 16; ++k16) {
                     unsigned af[4], bf[4];
                     ldmatrix_x4(af, a_tile_addr(phis, L.ldphi, mt * 16, k16 * 16, lane));
                     ldmatrix_x4(bf, b_nk_addr(phio, L.ldphi, j * 16, k16 * 16, lane));
@@ -649,7 +699,8 @@ struct DenseBlock {
         for (int t = warp; t < rows; t += kWarps) {
             bool passes;
             const float inv_den = 1.f / stabilized(a, row_sum(t, L.Dv), &passes);
-            for (int n = lane; n < L.Dv; n += 32) a.out.store(b, h, t0 + t, n, row_sum(t, n) * inv_den);
+            const int64_t row = a.out.offset(b, h, t0 + t, 0);
+            for (int n = lane; n < L.Dv; n += 32) a.out.store_at(row + n * a.out.stride[3], row_sum(t, n) * inv_den);
         }
     }
 
@@ -659,7 +710,7 @@ struct DenseBlock {
         const Elem* go = at<Elem>(L.dost[buf]);
         for (int t = warp; t < kTc; t += kWarps) {
             if (t >= rows) {
-                for (int n = lane; n < L.NV; n += 32) put_gs(t, n, 0.f, lo_off);
+                for (int j = lane; j < L.NV / 2; j += 32) put_gs(t, 2 * j, 0.f, 0.f, lo_off);
                 continue;
             }
             bool passes;
@@ -668,9 +719,9 @@ struct DenseBlock {
             for (int n = lane; n < L.Dv; n += 32) delta = fmaf(to_float(go[t * L.ldv + n]), row_sum(t, n), delta);
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) delta += __shfl_xor_sync(0xffffffffu, delta, o);
-            const float dz = passes ? -delta / (den * den) : 0.f;
-            for (int n = lane; n < L.NV; n += 32)
-                put_gs(t, n, n < L.Dv ? to_float(go[t * L.ldv + n]) / den : n == L.Dv ? dz : 0.f, lo_off);
+            const float inv_den = 1.f / den;
+            const float dz = passes ? -delta * inv_den * inv_den : 0.f;
+            for (int j = lane; j < L.NV / 2; j += 32) gs_pair(t, 2 * j, go + t * L.ldv, inv_den, dz, lo_off);
             if (lane == 0) {
                 const int64_t row = bh * a.T + t0 + t;
                 a.row_den[row] = den;
@@ -681,8 +732,10 @@ struct DenseBlock {
 
     // Key kernel: dv = the value columns of the summed partials.
     __device__ void store_values(int64_t t0, int rows) const {
-        for (int t = warp; t < rows; t += kWarps)
-            for (int n = lane; n < L.Dv; n += 32) a.dv.store(b, h, t0 + t, n, row_sum(t, n));
+        for (int t = warp; t < rows; t += kWarps) {
+            const int64_t row = a.dv.offset(b, h, t0 + t, 0);
+            for (int n = lane; n < L.Dv; n += 32) a.dv.store_at(row + n * a.dv.stride[3], row_sum(t, n));
+        }
     }
 
     // dphi_self (64, Fp) = own_rows S^T + ((own_rows other_rows^T) o mask) phi_other
@@ -727,8 +780,9 @@ struct DenseBlock {
                         }
                 masked_fragment(lower, mt, j, s, da[j]);
             }
-        const int fhalf = L.Fp / 2;
-        for (int fb = half * fhalf; fb < (half + 1) * fhalf; fb += 64) {
+        // Feature blocks of 64, alternating between the two warp halves; n16
+        // tiles past Fk skipped.
+        for (int fb = half * 64; fb < L.Fk; fb += 128) {
             float acc[8][4] = {};
             for (int k16 = 0; k16 < L.NV / 16; ++k16)
                 for (int pa = 0; pa < own_parts; ++pa)
@@ -738,6 +792,7 @@ struct DenseBlock {
                         ldmatrix_x4(af, a_tile_addr(own_part(pa), L.ldb, mt * 16, k16 * 16, lane));
 #pragma unroll
                         for (int np = 0; np < 4; ++np) {
+                            if (fb + np * 16 >= L.Fk) continue;
                             unsigned bf[4];
                             ldmatrix_x4(bf, b_nk_addr(ps == 0 ? s_hi : s_lo, L.ldb, fb + np * 16, k16 * 16, lane));
                             mma_16816<__nv_bfloat16>(acc[2 * np], af, bf[0], bf[1]);
@@ -749,6 +804,7 @@ struct DenseBlock {
                     if (!(lower ? j <= mt : j >= mt)) continue;
 #pragma unroll
                     for (int np = 0; np < 4; ++np) {
+                        if (fb + np * 16 >= L.Fk) continue;
                         unsigned bf[4];
                         ldmatrix_x4_trans(bf, b_kn_addr(phio, L.ldphi, j * 16, fb + np * 16, lane));
                         mma_16816<__nv_bfloat16>(acc[2 * np], da[j], bf[0], bf[1]);
@@ -758,6 +814,7 @@ struct DenseBlock {
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
                 const int col = fb + nt * 8 + 2 * l;
+                if (col >= L.Fk) continue;
                 *reinterpret_cast<unsigned*>(dphi + (mt * 16 + g) * L.ldphi + col) =
                     pack2<__nv_bfloat16>(acc[nt][0], acc[nt][1]);
                 *reinterpret_cast<unsigned*>(dphi + (mt * 16 + g + 8) * L.ldphi + col) =
@@ -781,18 +838,13 @@ struct DenseBlock {
         const float* pcat = at<float>(L.pcat[side]);
         const Elem* x = x_tile(side, buf);
         const FeatureParams& fp = a.fp;
-        // 1. dpoly[t][p] = sum_c dphi[t][f(p, c)] pcat[t][c] and
-        //    dpcat[t][c] = sum_p dphi[t][f(p, c)] poly[t][p] (plain maps: dphi).
-        {
-            const int per_row = L.P + L.C;
+        // 1. slay_anchor: dpoly[t][p] = sum_c dphi[t][f(p, c)] pcat[t][c] and
+        //    dpcat[t][c] = sum_p dphi[t][f(p, c)] poly[t][p]. The plain maps'
+        //    dpcat is dphi itself (dpcat_at).
+        if (kind == MapKind::Anchor) {
             const int M = fp.M, P = L.P;
-            for (int idx = threadIdx.x; idx < kTc * per_row; idx += kThreads) {
-                const int t = idx / per_row, j = idx - t * per_row;
+            for_each_cell(P + L.C, [&](int t, int j) {
                 const __nv_bfloat16* drow = dphi + t * L.ldphi;
-                if (P == 1) {
-                    if (j >= 1) dpcat[t * L.ldpcat + j - 1] = __bfloat162float(drow[j - 1]);
-                    continue;
-                }
                 float acc = 0.f;
                 if (j < P) {
                     for (int c = 0; c < L.C; ++c) {
@@ -806,17 +858,19 @@ struct DenseBlock {
                         acc = fmaf(__bfloat162float(drow[(r * P + p) * M + m]), poly[t * L.ldpoly + p], acc);
                     dpcat[t * L.ldpcat + c] = acc;
                 }
-            }
+            });
+            __syncthreads();
         }
-        __syncthreads();
+        auto dpcat_at = [&](int t, int c) {
+            return kind == MapKind::Anchor ? dpcat[t * L.ldpcat + c] : __bfloat162float(dphi[t * L.ldphi + c]);
+        };
         float* dxh = at<float>(L.scratch);  // the state's lo part is dead
         with_dense_policy(kind, [&](auto policy) {
             using Policy = decltype(policy);
             constexpr MapKind K = Policy::kKind;
             if constexpr (Policy::kProjected) {
                 // 2. Coefficients of the W rows (bf16).
-                for (int idx = threadIdx.x; idx < kTc * L.NW; idx += kThreads) {
-                    const int t = idx / L.NW, n = idx - t * L.NW;
+                for_each_cell(L.NW, [&](int t, int n) {
                     float cf = 0.f;
                     if (n < L.Pw) {
                         if (K == MapKind::Anchor && n < L.P)
@@ -824,10 +878,10 @@ struct DenseBlock {
                     } else if (n - L.Pw < L.C) {
                         const int c = n - L.Pw;
                         cf = pcat_coefficient<K>(fp, static_cast<int>(h), c, projection<Policy>(side, t, n),
-                                                 dpcat[t * L.ldpcat + c]);
+                                                 dpcat_at(t, c));
                     }
                     coef[t * L.ldcoef + n] = __float2bfloat16_rn(cf);
-                }
+                });
                 __syncthreads();
                 // 3. dx^ (64, D) = coef W: warp w takes m-tile w % 4 and
                 //    every other n16 pair of D.
@@ -856,17 +910,15 @@ struct DenseBlock {
                 }
             } else {
                 // Elementwise maps: dx directly.
-                for (int idx = threadIdx.x; idx < kTc * L.D; idx += kThreads) {
-                    const int t = idx / L.D, d = idx - t * L.D;
+                for_each_cell(L.D, [&](int t, int d) {
                     float cw = 1.f, sw = 0.f;
                     if constexpr (K == MapKind::Cosformer) {
                         cw = at<float>(L.cos_w[side])[t];
                         sw = at<float>(L.sin_w[side])[t];
                     }
-                    const float g_hi = K == MapKind::Cosformer ? dpcat[t * L.ldpcat + L.D + d] : 0.f;
-                    dxh[t * L.lddx + d] =
-                        elementwise_dx<K>(to_float(x[t * L.ldx + d]), dpcat[t * L.ldpcat + d], g_hi, cw, sw);
-                }
+                    const float g_hi = K == MapKind::Cosformer ? dpcat_at(t, L.D + d) : 0.f;
+                    dxh[t * L.lddx + d] = elementwise_dx<K>(to_float(x[t * L.ldx + d]), dpcat_at(t, d), g_hi, cw, sw);
+                });
             }
             __syncthreads();
             // 4. The normalization's VJP (normalized maps) and the store:
@@ -900,8 +952,20 @@ template <typename Block>
 __device__ Block make_dense_block(const ScanArgs& a, const DenseLayout& L, MapKind kind, unsigned char* sm) {
     const int lane = threadIdx.x % 32;
     const int64_t bh = blockIdx.x;
-    return Block{a,        L,    sm, kind, bh / a.H, bh % a.H, bh, a.q.seq.length(bh / a.H, a.T),
-                 static_cast<int>(threadIdx.x / 32), lane, lane / 4, lane % 4};
+    return Block{a,
+                 L,
+                 sm,
+                 kind,
+                 bh / a.H,
+                 bh % a.H,
+                 bh,
+                 a.q.seq.length(bh / a.H, a.T),
+                 static_cast<int>(threadIdx.x / 32),
+                 lane,
+                 lane / 4,
+                 lane % 4,
+                 RowWalk(L.D / 8),
+                 RowWalk(L.Dv >= 8 ? L.Dv / 8 : 1)};
 }
 
 // S += own_rows^T phi over the chunks of `range` for one side: keys (own rows

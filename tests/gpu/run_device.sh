@@ -42,6 +42,9 @@
 #   densebench_quick  the first densebench shape only, fewer iterations
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
+#   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page
+#             (stall samples per CUDA line and per SASS instruction) of the dense forward and
+#             backward query kernels, slay_laplace at the paper shape -> densesrc_*.csv, densesrc.ncu-rep
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
 # carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
@@ -136,7 +139,7 @@ fi
 if (has bench || has quickbench || has varlen || has densebench) && [ ! -f "$BUILD/libslay.so" ]; then
   # a bench-only call on a fresh machine: the library alone
   { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
-    ninja -C "$BUILD" libslay.so; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
+    ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
 fi
 if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   : > "$OUT/bench.log"
@@ -166,6 +169,21 @@ if has densepro; then
     echo "=== ncu $v rc=$?" >> "$OUT/densepro.txt"
   done
   grep -E "dense_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" "$OUT/densepro.txt" | cut -c1-150 | head -70
+fi
+if has densesrc; then
+  { meson setup build-lineinfo -Dgpu_archs=90 -Dtests=false -Dexamples=false -Dcuda_args=-lineinfo >/dev/null &&
+    ninja -C build-lineinfo; } > "$OUT/densesrc_build.log" 2>&1 || { echo "LINEINFO BUILD FAILED"; tail -20 "$OUT/densesrc_build.log"; }
+  timeout 300 ncu --section SourceCounters --section WarpStateStats --section InstructionStats \
+    -k regex:"dense_(forward|backward_query)_kernel" -c 2 -o "$OUT/densesrc" -f \
+    python3 tests/bench/compare_torch.py build-lineinfo/libslay.so --variants slay_laplace \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 --iters 1 --warmup 0 \
+    > "$OUT/densesrc_ncu.log" 2>&1
+  echo "=== ncu rc=$?" >> "$OUT/densesrc_ncu.log"
+  for view in cuda sass; do
+    ncu -i "$OUT/densesrc.ncu-rep" --page source --print-source $view --csv > "$OUT/densesrc_$view.csv" 2>&1
+    echo "=== source $view rc=$? $(wc -c < "$OUT/densesrc_$view.csv") bytes"
+  done
+  gzip -f "$OUT"/densesrc_*.csv
 fi
 if (has densebench || has densebench_quick) && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
