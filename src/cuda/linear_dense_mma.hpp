@@ -21,9 +21,10 @@ struct DenseMmaShape {
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };
 
-// Floats of workspace for the sequence split of few-head calls (0: none);
+// Floats of workspace for the sequence split of few-head calls (0: none;
+// the backward's twice the forward's: the keys' and the queries' sums);
 // depends only on the shapes.
-int64_t dense_mma_segment_floats(const DenseMmaShape& shape, int64_t batch_heads, int64_t T);
+int64_t dense_mma_segment_floats(const DenseMmaShape& shape, int64_t batch_heads, int64_t T, bool backward);
 
 Status dense_forward_mma(const DeviceInfo& dev, const DenseMmaShape& shape, const ScanArgs& a, float* segment_sums,
                          cudaStream_t stream, bool* launched);

@@ -1,7 +1,7 @@
 // linear_dense_mma_backward.cuh -- the dense tensor-core engine's backward
 // launches (linear_dense_mma_kernel.cuh) for one io type: the query kernel
-// (den, dZ, dq rows), the queries' segment sums when the sequence is split,
-// then the key kernel (dv, dk rows, dinitial_state). Included by one
+// (den, dZ, dq rows), the queries' segment sums when the sequence is split
+// (by the query kernel itself where query_kernel_sums_carry), then the key kernel (dv, dk rows, dinitial_state). Included by one
 // translation unit per io type.
 #pragma once
 
@@ -21,7 +21,7 @@ Status dense_backward_launch(const DenseLaunch& k, MapKind kind, const ScanArgs&
                                   "dense tensor-core segment sums launch"));
         SLAY_TRY(launch_dense(dense_backward_query_kernel<Elem, I::kFT, I::kNT>, k, a, kind, stream,
                               "dense tensor-core backward (queries) launch"));
-        if (split)
+        if (split && !query_kernel_sums_carry(I::kFT))
             SLAY_TRY(launch_dense(dense_segment_sum_kernel<Elem, I::kFT, I::kNT, true>, k, a, kind, stream,
                                   "dense tensor-core segment sums launch"));
         return launch_dense(dense_backward_key_kernel<Elem, I::kFT, I::kNT>, k, a, kind, stream,

@@ -10,9 +10,9 @@ namespace cuda {
 
 using namespace dense_mma;
 
-int64_t dense_mma_segment_floats(const DenseMmaShape& shape, int64_t batch_heads, int64_t T) {
+int64_t dense_mma_segment_floats(const DenseMmaShape& shape, int64_t batch_heads, int64_t T, bool backward) {
     const SegmentPlan sp = dense_segment_plan(shape, batch_heads, T);
-    return sp.count > 1 ? sp.count * batch_heads * sp.sum_floats : 0;
+    return sp.count > 1 ? (backward ? 2 : 1) * sp.count * batch_heads * sp.sum_floats : 0;
 }
 
 Status dense_forward_mma(const DeviceInfo& dev, const DenseMmaShape& shape, const ScanArgs& a, float* segment_sums,

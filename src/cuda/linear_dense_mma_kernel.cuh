@@ -285,22 +285,24 @@ struct DenseBlock {
         if (!t.data) return;
         for_each_state([&](int ft, int nt, int e, int f, int n) { S[ft][nt][e] = t.load(b, h, f, n); });
     }
-    // Segment sums: this CTA's slot of segment s, its registers contiguous.
-    __device__ float4* segment_slot(const SegmentPlan& sp, int s) const {
+    // Segment sums: this CTA's slot of segment s, its registers contiguous;
+    // the keys' sums (the state) or, carry, the queries' (sp.carry_sums).
+    __device__ float4* segment_slot(const SegmentPlan& sp, int s, bool carry) const {
         const int64_t cta = static_cast<int64_t>(s) * gridDim.x + bh;
-        return reinterpret_cast<float4*>(sp.sums + cta * sp.sum_floats) + threadIdx.x * kFT * kNT;
+        return reinterpret_cast<float4*>((carry ? sp.carry_sums : sp.sums) + cta * sp.sum_floats) +
+               threadIdx.x * kFT * kNT;
     }
-    __device__ void store_segment_sum(const State& S, const SegmentPlan& sp, int s) const {
-        float4* dst = segment_slot(sp, s);
+    __device__ void store_segment_sum(const State& S, const SegmentPlan& sp, int s, bool carry) const {
+        float4* dst = segment_slot(sp, s, carry);
 #pragma unroll
         for (int ft = 0; ft < kFT; ++ft)
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt)
                 dst[ft * kNT + nt] = make_float4(S[ft][nt][0], S[ft][nt][1], S[ft][nt][2], S[ft][nt][3]);
     }
-    __device__ void add_segment_sums(State& S, const SegmentPlan& sp, int s0, int s1) const {
+    __device__ void add_segment_sums(State& S, const SegmentPlan& sp, int s0, int s1, bool carry) const {
         for (int s = s0; s < s1; ++s) {
-            const float4* src = segment_slot(sp, s);
+            const float4* src = segment_slot(sp, s, carry);
 #pragma unroll
             for (int ft = 0; ft < kFT; ++ft)
 #pragma unroll
@@ -997,7 +999,7 @@ __device__ void dense_start(const Block& blk, State& S, const SegmentPlan& sp, b
     const int seg = static_cast<int>(blockIdx.z);
     blk.load_state(S, carry ? a.dstate_out : a.state_in);
     if (sp.count > 1)
-        blk.add_segment_sums(S, sp, a.causal && carry ? seg + 1 : 0, a.causal && !carry ? seg : sp.count);
+        blk.add_segment_sums(S, sp, a.causal && carry ? seg + 1 : 0, a.causal && !carry ? seg : sp.count, carry);
     blk.load_weights();
     __syncthreads();
     if (!a.causal && sp.count == 1) sum_sweep(blk, S, kron_mma::all_chunks(blk.T), carry, async);
@@ -1017,7 +1019,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     blk.load_weights();
     __syncthreads();
     sum_sweep(blk, S, dense_segment(sp, blk.T), kQueries, async);
-    blk.store_segment_sum(S, sp, static_cast<int>(blockIdx.z));
+    blk.store_segment_sum(S, sp, static_cast<int>(blockIdx.z), kQueries);
 }
 
 // Forward: grid (B*H, 1, sp.count).
@@ -1046,8 +1048,15 @@ __global__ void __launch_bounds__(kThreads, 1)
             [&](int ft, int nt, int e, int f, int n) { a.state_out.store(blk.b, blk.h, f, n, S[ft][nt][e]); });
 }
 
+// Whether the query kernel also sums its segment's phi_q^T gs (the key
+// kernel's carry) when the sequence is split, in place of a second
+// segment-sum kernel: one more state in registers, so only for one feature
+// tile per warp.
+__host__ __device__ constexpr bool query_kernel_sums_carry(int kFT) { return kFT == 1; }
+
 // Backward query kernel: grid (B*H, 1, sp.count); den, dZ (a.row_den,
-// a.row_dz) and dq rows (a.dq_acc).
+// a.row_dz) and dq rows (a.dq_acc); split (and query_kernel_sums_carry):
+// the segment's carry sum too.
 template <typename Elem, int kFT, int kNT>
 __global__ void __launch_bounds__(kThreads, 1)
     dense_backward_query_kernel(ScanArgs a, DenseLayout L, MapKind kind, SegmentPlan sp, bool async) {
@@ -1055,7 +1064,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Block = DenseBlock<Elem, kFT, kNT>;
     const Block blk = make_dense_block<Block>(a, L, kind, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
+    constexpr bool kSumsCarry = query_kernel_sums_carry(kFT);
+    const bool sums_carry = kSumsCarry && sp.count > 1;
     float S[kFT][kNT][4] = {};
+    float U[kSumsCarry ? kFT : 1][kSumsCarry ? kNT : 1][4] = {};
     dense_start(blk, S, sp, false, async);
     chunk_sweep(blk, dense_segment(sp, blk.T), false, true, causal, true, async,
                 [&](int64_t t0, int rows, int buf) {
@@ -1067,8 +1079,10 @@ __global__ void __launch_bounds__(kThreads, 1)
                     blk.row_products(L.phi[0], L.phi[1], L.vbar, true, causal, true);
                     __syncthreads();
                     blk.query_gs(t0, buf, rows, L.gs_lo[1]);  // the keys' U is free
-                    __syncthreads();                           // the partials are read
+                    __syncthreads();                           // the partials are read, gs written
                     blk.copy_state(S, true);                   // the lo part again (S not yet updated)
+                    if constexpr (kSumsCarry)                  // before dphi_q takes phi_q's place
+                        if (sums_carry) blk.accumulate(U, L.phi[0], L.gs, rows, L.gs_lo[1]);
                     __syncthreads();
                     blk.feature_gradients(L.gs, L.gs_lo[1], L.vbar, -1, L.phi[1], L.phi[0], true, true, causal);
                     if (causal) blk.accumulate(S, L.phi[1], L.vbar, rows);
@@ -1076,6 +1090,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                     blk.side_vjp(0, buf, t0, rows, a.dq_acc);
                     __syncthreads();
                 });
+    if constexpr (kSumsCarry)
+        if (sums_carry) blk.store_segment_sum(U, sp, static_cast<int>(blockIdx.z), true);
 }
 
 // Backward key kernel: grid (B*H, 1, sp.count); dv, dk rows (a.dk_acc) and

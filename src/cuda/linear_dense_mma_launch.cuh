@@ -70,6 +70,7 @@ inline bool plan_dense(const DeviceInfo& dev, const DenseMmaShape& s, const Scan
     if (segment_sums && !a.q.seq.packed()) {
         out->sp = dense_segment_plan(s, a.B * a.H, a.T);
         out->sp.sums = segment_sums;
+        if (backward) out->sp.carry_sums = segment_sums + out->sp.count * a.B * a.H * out->sp.sum_floats;
     }
     out->grid = dim3(static_cast<unsigned>(a.B * a.H), 1, static_cast<unsigned>(out->sp.count));
     return true;

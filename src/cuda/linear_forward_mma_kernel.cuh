@@ -151,6 +151,9 @@ struct SegmentPlan {
     int64_t chunks = 0;     // chunks per segment
     float* sums = nullptr;  // (count, B*H, slices, sum_floats) fp32, each CTA's registers in thread order
     int64_t sum_floats = 0;  // 16 * P * RMp: one slice's (16, F) state
+    // The dense engine's backward: the queries' sums (the key kernel's
+    // carry), apart from the keys' sums that the query kernel still reads.
+    float* carry_sums = nullptr;
 };
 
 // Chunks [begin, end) of one sweep.
