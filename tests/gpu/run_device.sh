@@ -40,6 +40,7 @@
 #             SLAY_VARLEN_SPECS picks the configurations)
 #             -> varlen*.json/md in varlen.tar.gz
 #   densebench_quick  the first densebench shape only, fewer iterations
+#   densebench_m8  the first densebench shape only (R=2 M=8 P=16), the default iterations
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
 #   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page
@@ -136,7 +137,7 @@ if has exactbench && python3 -c 'import torch' 2>/dev/null; then
   has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -vE '^\s*$' "$OUT/exactbench.log" | tail -40
 fi
-if (has bench || has quickbench || has varlen || has densebench) && [ ! -f "$BUILD/libslay.so" ]; then
+if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8) && [ ! -f "$BUILD/libslay.so" ]; then
   # a bench-only call on a fresh machine: the library alone
   { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
     ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
@@ -185,7 +186,7 @@ if has densesrc; then
   done
   gzip -f "$OUT"/densesrc_*.csv
 fi
-if (has densebench || has densebench_quick) && python3 -c 'import torch' 2>/dev/null; then
+if (has densebench || has densebench_quick || has densebench_m8) && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
   export PYTHONUNBUFFERED=1
   iters=""; has densebench_quick && iters="--iters 5 --warmup 2"
