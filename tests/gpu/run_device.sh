@@ -41,6 +41,9 @@
 #             -> varlen*.json/md in varlen.tar.gz
 #   densebench_quick  the first densebench shape only, fewer iterations
 #   densebench_m8  the first densebench shape only (R=2 M=8 P=16), the default iterations
+#   mapsbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the maps off the two tensor-core
+#             engines' common path: slay_anchor at P=12 (F=192: the dense engine, as P % 8 != 0)
+#             and the signed maps (fp32 scans) at R=2 M=8 P=16 -> maps_*.json/md in bench/
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
 #   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page
@@ -137,9 +140,9 @@ if has exactbench && python3 -c 'import torch' 2>/dev/null; then
   has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -vE '^\s*$' "$OUT/exactbench.log" | tail -40
 fi
-if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8) && [ ! -f "$BUILD/libslay.so" ]; then
+if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench) && [ ! -f "$BUILD/libslay.so" ]; then
   # a bench-only call on a fresh machine: the library alone
-  { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
+  { meson setup "$BUILD" -Dgpu_archs=90 -Dtests=false -Dexamples=false >/dev/null &&
     ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
 fi
 if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
@@ -206,6 +209,22 @@ if has densebench && python3 -c 'import torch' 2>/dev/null; then
   echo "=== compare_torch dense paper M=32 rc=$?" >> "$OUT/densebench.log"
   has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/densebench.log" | cut -c1-200 | tail -40
+fi
+if has mapsbench && python3 -c 'import torch' 2>/dev/null; then
+  mkdir -p "$OUT/bench"
+  export PYTHONUNBUFFERED=1
+  timeout 120 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 12 \
+    --causal --slow-call-s 3 --json "$OUT/bench/maps_anchor_P12.json" \
+    --markdown "$OUT/bench/maps_anchor_P12.md" >> "$OUT/mapsbench.log" 2>&1
+  echo "=== compare_torch anchor P=12 rc=$?" >> "$OUT/mapsbench.log"
+  timeout 240 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+    --variants slay_random_maclaurin slay_nystrom slay_tensorsketch rff slay_poly2 \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
+    --causal --slow-call-s 1 --iters 5 --warmup 2 --json "$OUT/bench/maps_signed.json" \
+    --markdown "$OUT/bench/maps_signed.md" >> "$OUT/mapsbench.log" 2>&1
+  echo "=== compare_torch signed maps rc=$?" >> "$OUT/mapsbench.log"
+  grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/mapsbench.log" | cut -c1-200 | tail -30
 fi
 if has varlen && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/varlen"
