@@ -81,7 +81,7 @@ extern "C" {
 #define SLAY_VERSION (SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH)
 /* Incremented whenever a function, struct field or enum value is added.
  * Existing ones are never changed or renumbered (abi/POLICY.md). */
-#define SLAY_ABI_VERSION 3
+#define SLAY_ABI_VERSION 4
 
 /* The library's SLAY_VERSION, which may be newer than this header's. */
 SLAY_API uint32_t slay_get_version(void);
@@ -403,7 +403,31 @@ typedef struct slay_attn_fwd_args {
     /* ABI 3 (size-prefixed addition; zero/NULL keeps the behaviour above): */
     const slay_tensor_t* seq_offsets;   /* optional (N+1,) int32 or int64: a packed
                                            call of N sequences (see below)        */
+    /* ABI 4 (size-prefixed addition; NULL/0 keeps the behaviour above): */
+    const slay_tensor_t* row_stats;     /* optional (B, H, T) fp32, exact variants:
+                                           each query row's statistic (see below),
+                                           written                                */
+    int64_t merge;                      /* 0, or 1 (with row_stats): out and
+                                           row_stats hold a result over other keys;
+                                           merge this call's keys into them       */
 } slay_attn_fwd_args_t;
+
+/* Row statistics (ABI 4): results of the same queries over disjoint key
+ * sets combine exactly (ring attention: include/slay/context_parallel.hpp).
+ * With row_stats given, the forward of an exact variant also writes, per
+ * query row i (over this call's visible keys j):
+ *   standard, yat:  l_i = log sum_j exp(s_ij), s the scaled score (the
+ *                   softmax's logits), natural logarithm;
+ *   yat_spherical:  Z_i = sum_j K_ij, before the stabilizer (out = N / den(Z)).
+ * With merge = 1, out and row_stats hold on entry a result and statistics of
+ * the same queries over other keys (a call with row_stats); the call writes
+ * the combined result:
+ *   softmax:    l = log(e^l_a + e^l_b), out = (e^(l_a - l) out_a + e^(l_b - l) out_b);
+ *   spherical:  Z = Z_a + Z_b, out = (den(Z_a) out_a + den(Z_b) out_b) / den(Z).
+ * The combination reads out in the io dtype (a chain of merges rounds each
+ * step to it).
+ * row_stats is NOT_SUPPORTED for the linearized family and, in this release,
+ * on the CUDA backend (the CPU backend computes it). */
 
 /* Packed variable-length calls (ABI 3). With seq_offsets given, the batch
  * axis of q, k, v, out (and dout, dq, dk, dv) has extent 1 and the token

@@ -47,6 +47,9 @@ struct CallInputs {
 struct FwdCall : CallInputs {
     TensorView out, final_state;
     bool has_final_state = false;
+    TensorView row_stats;  // (B, H, T) fp32, exact variants (ABI 4)
+    bool has_row_stats = false;
+    bool merge = false;  // out and row_stats hold a result over other keys (slay.h)
 };
 
 struct BwdCall : CallInputs {

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <initializer_list>
+#include <string>
 
 #include "attributes.hpp"
 #include "backend.hpp"
@@ -221,7 +223,8 @@ Status check_fwd_memory(const FwdCall& c, const void* workspace, size_t need) {
                            {"seq_offsets", &c.seq_offsets, false},
                            {"initial_state", &c.initial_state, false},
                            {"out", &c.out, true},
-                           {"final_state", &c.final_state, true}},
+                           {"final_state", &c.final_state, true},
+                           {"row_stats", &c.row_stats, true}},
                           workspace, need, state_alias);
 }
 
@@ -278,13 +281,13 @@ Status validate_params_tensor(const Plan& p, const slay_tensor_t* params, Access
 
 namespace {
 
-// A caller built against ABI 2 passes the block without the ABI 3 fields:
-// copy what was given into a zeroed block of this library's size, so
-// absent fields read as zero / NULL.
-// A size between the two layouts must not cover part of an ABI 3 field
-// with anything but zeros.
+// A caller built against an older ABI passes the block of that ABI's layout
+// (`layouts`: the sizes of the older layouts, ascending; the oldest is the
+// least accepted): copy what was given into a zeroed block of this
+// library's size, so absent fields read as zero / NULL. A size between two
+// layouts must not cover part of a field with anything but zeros.
 template <typename Args>
-Status read_args_block(const Args* given, size_t abi2_size, Args* block) {
+Status read_args_block(const Args* given, std::initializer_list<size_t> layouts, Args* block) {
     if (!given) return error(SLAY_STATUS_INVALID_ARGUMENT, "args is NULL");
     const size_t size = given->struct_size;
     if (size >= sizeof(Args)) {
@@ -292,14 +295,44 @@ Status read_args_block(const Args* given, size_t abi2_size, Args* block) {
         std::memcpy(static_cast<void*>(block), given, sizeof(Args));
         return Status();
     }
-    SLAY_TRY(check_struct_size_range(size, abi2_size, "args"));
+    SLAY_TRY(check_struct_size_range(size, *layouts.begin(), "args"));
+    size_t known = *layouts.begin();  // the largest layout within `size`
+    for (size_t l : layouts)
+        if (l <= size) known = l;
     const unsigned char* bytes = reinterpret_cast<const unsigned char*>(given);
-    for (size_t i = abi2_size; i < size; ++i)
-        if (bytes[i] != 0)
-            return error(SLAY_STATUS_STRUCT_SIZE, "args->struct_size=", size, " covers part of a field; pass ",
-                         abi2_size, " (ABI 2 layout) or ", sizeof(Args), " (this library's layout)");
+    for (size_t i = known; i < size; ++i)
+        if (bytes[i] != 0) {
+            std::string sizes;
+            for (size_t l : layouts) sizes += std::to_string(l) + ", ";
+            return error(SLAY_STATUS_STRUCT_SIZE, "args->struct_size=", size,
+                         " covers part of a field; pass the size of a layout (", sizes, "or ", sizeof(Args),
+                         ": this library's)");
+        }
     std::memset(static_cast<void*>(block), 0, sizeof(Args));
-    std::memcpy(static_cast<void*>(block), given, abi2_size);
+    std::memcpy(static_cast<void*>(block), given, known);
+    return Status();
+}
+
+// The forward's row statistics (ABI 4): exact variants, (B, H, T) fp32;
+// merge is 0 or 1 and needs them.
+Status check_row_stats(const Plan& p, const slay_attn_fwd_args_t& a, FwdCall* c) {
+    if (a.merge != 0 && a.merge != 1)
+        return error(SLAY_STATUS_INVALID_VALUE, "merge=", a.merge, " but it must be 0 or 1");
+    if (!a.row_stats) {
+        if (a.merge)
+            return error(SLAY_STATUS_INVALID_ARGUMENT,
+                         "merge=1 but row_stats is NULL (a merge reads the statistics of the result in out)");
+        return Status();
+    }
+    if (p.features > 0)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "row_stats given but variant ", variant_name(p.cfg.variant),
+                     " is linearized (row statistics are the exact variants'; the linearized family combines "
+                     "pieces through its states)");
+    const int64_t B = c->q.shape[0], T = c->q.shape[2], H = p.cfg.num_heads;
+    SLAY_TRY(check_tensor(a.row_stats, "row_stats", SLAY_DTYPE_FLOAT32, {B, H, T}, "(B, H, T)", Access::Write,
+                          &c->row_stats));
+    c->has_row_stats = true;
+    c->merge = a.merge == 1;
     return Status();
 }
 
@@ -307,7 +340,8 @@ Status read_args_block(const Args* given, size_t abi2_size, Args* block) {
 
 Status validate_fwd(const Plan& p, const slay_attn_fwd_args_t* given, void* stream, FwdCall* call) {
     slay_attn_fwd_args_t a;
-    SLAY_TRY(read_args_block(given, offsetof(slay_attn_fwd_args_t, seq_offsets), &a));
+    SLAY_TRY(read_args_block(
+        given, {offsetof(slay_attn_fwd_args_t, seq_offsets), offsetof(slay_attn_fwd_args_t, row_stats)}, &a));
     FwdCall c;
     SLAY_TRY(check_inputs(p, a.q, a.k, a.v, a.seq_offsets, stream, &c));
     const int64_t B = c.q.shape[0], T = c.q.shape[2], H = p.cfg.num_heads, Dv = p.cfg.value_dim;
@@ -315,13 +349,14 @@ Status validate_fwd(const Plan& p, const slay_attn_fwd_args_t* given, void* stre
     SLAY_TRY(check_params_state_position(p, a.params, a.initial_state, a.position_offset, &c));
     SLAY_TRY(check_state(p, a.final_state, "final_state", c.batch, Access::Write, &c.final_state,
                          &c.has_final_state));
+    SLAY_TRY(check_row_stats(p, a, &c));
     *call = c;
     return Status();
 }
 
 Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* given, void* stream, BwdCall* call) {
     slay_attn_bwd_args_t a;
-    SLAY_TRY(read_args_block(given, offsetof(slay_attn_bwd_args_t, seq_offsets), &a));
+    SLAY_TRY(read_args_block(given, {offsetof(slay_attn_bwd_args_t, seq_offsets)}, &a));
     BwdCall c;
     SLAY_TRY(check_inputs(p, a.q, a.k, a.v, a.seq_offsets, stream, &c));
     const AttnConfig& cf = p.cfg;

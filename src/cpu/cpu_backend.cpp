@@ -20,6 +20,7 @@
 #include "core/curand_check.hpp"
 #include "core/dtype.hpp"
 #include "core/sampling.hpp"
+#include "cpu/exact.hpp"
 #include "cpu/reference.hpp"
 
 namespace slay {
@@ -28,6 +29,8 @@ namespace {
 // Per-head fp64 slices of one call. Fields a pass does not use stay null.
 struct HeadScratch {
     double *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
+    // Exact forward: row statistics (T), and the result merged into (T, Dv), (T).
+    double *row_stats = nullptr, *out_prev = nullptr, *row_stats_prev = nullptr;
     double *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
     double *state_in = nullptr, *state_out = nullptr, *dstate_out = nullptr, *dstate_in = nullptr;
     double *dk_group = nullptr, *dv_group = nullptr;  // grouped-query plans: sums over the group
@@ -43,6 +46,11 @@ HeadScratch carve_head_scratch(const Plan& p, slay_pass_t pass, int64_t T, Scrat
     if (pass == SLAY_PASS_FORWARD) {
         s.out = w.take<double>(T, Dv);
         s.state_out = w.take<double>(S);
+        if (p.features == 0) {
+            s.row_stats = w.take<double>(T);
+            s.out_prev = w.take<double>(T, Dv);
+            s.row_stats_prev = w.take<double>(T);
+        }
     } else {
         s.dout = w.take<double>(T, Dv);
         s.dq = w.take<double>(T, D);
@@ -137,8 +145,17 @@ public:
                              [&](const cpu::Reference& ref, const HeadScratch& s, const HeadPlace& at) {
                                  const cpu::HeadSlice slice{at.T, at.h, c.position_offset, s.q, s.k, s.v};
                                  ref.forward(slice, c.has_initial_state ? s.state_in : nullptr, s.out,
-                                             c.has_final_state ? s.state_out : nullptr);
+                                             c.has_final_state ? s.state_out : nullptr,
+                                             c.has_row_stats ? s.row_stats : nullptr);
+                                 if (c.merge) {
+                                     gather(c.out, at.batch, at.h, at.first, at.T, Dv, s.out_prev);
+                                     gather(c.row_stats, at.batch, at.h, at.first, at.T, 1, s.row_stats_prev);
+                                     cpu::merge_exact_rows(p.cfg, at.T, s.out_prev, s.row_stats_prev, s.out,
+                                                           s.row_stats);
+                                 }
                                  scatter(s.out, at.batch, at.h, at.first, at.T, Dv, c.out);
+                                 if (c.has_row_stats)  // (B, H, T): the 4th index is 0
+                                     scatter(s.row_stats, at.batch, at.h, at.first, at.T, 1, c.row_stats);
                                  if (c.has_final_state)
                                      scatter(s.state_out, at.seq, at.h, 0, F, Dv + 1, c.final_state);
                              });

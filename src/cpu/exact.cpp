@@ -120,10 +120,12 @@ private:
 };
 
 // Row i's weights A_ij over the visible keys j < count, its den and whether
-// den passes gradient to Z.
+// den passes gradient to Z, and its statistic (the log-sum-exp of the
+// scores, or Z).
 struct RowWeights {
     std::vector<double> a;
     Denominator den{1.0, true};
+    double stat = 0.0;
 };
 
 void row_weights(const PairScore& score, const AttnConfig& cfg, int64_t i, int64_t count, RowWeights* row) {
@@ -136,10 +138,12 @@ void row_weights(const PairScore& score, const AttnConfig& cfg, int64_t i, int64
         for (double& x : row->a) total += (x = std::exp(x - mx));
         for (double& x : row->a) x /= total;
         row->den = {1.0, true};
+        row->stat = mx + std::log(total);
     } else {
         double Z = 0.0;
         for (double x : row->a) Z += x;
         row->den = stabilized_denominator(Z, cfg);
+        row->stat = Z;
     }
 }
 
@@ -154,12 +158,38 @@ void row_output(const RowWeights& row, const double* v, int64_t Dv, double* o) {
 
 }  // namespace
 
-void exact_attention_forward(const AttnConfig& cfg, const HeadSlice& s, double* out) {
+void exact_attention_forward(const AttnConfig& cfg, const HeadSlice& s, double* out, double* row_stats) {
     const PairScore score(cfg, s);
     RowWeights row;
     for (int64_t i = 0; i < s.T; ++i) {
         row_weights(score, cfg, i, visible_keys(cfg, s.T, i), &row);
         row_output(row, s.v, cfg.value_dim, out + i * cfg.value_dim);
+        if (row_stats) row_stats[i] = row.stat;
+    }
+}
+
+void merge_exact_rows(const AttnConfig& cfg, int64_t T, const double* out_a, const double* stats_a, double* out_b,
+                      double* stats_b) {
+    const int64_t Dv = cfg.value_dim;
+    const bool softmax = variant_info(cfg.variant).score != ExactScore::Spherical;
+    for (int64_t i = 0; i < T; ++i) {
+        double wa, wb;  // the weights of out_a and out_b in the combined row
+        if (softmax) {
+            const double la = stats_a[i], lb = stats_b[i];
+            const double m = std::max(la, lb);
+            if (m == -HUGE_VAL) continue;  // neither side has a key: nothing to combine
+            const double l = m + std::log(std::exp(la - m) + std::exp(lb - m));
+            wa = std::exp(la - l);
+            wb = std::exp(lb - l);
+            stats_b[i] = l;
+        } else {
+            const double za = stats_a[i], zb = stats_b[i];
+            const double den = stabilized_denominator(za + zb, cfg).value;
+            wa = stabilized_denominator(za, cfg).value / den;
+            wb = stabilized_denominator(zb, cfg).value / den;
+            stats_b[i] = za + zb;
+        }
+        for (int64_t e = 0; e < Dv; ++e) out_b[i * Dv + e] = wa * out_a[i * Dv + e] + wb * out_b[i * Dv + e];
     }
 }
 

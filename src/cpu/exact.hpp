@@ -13,7 +13,15 @@
 namespace slay {
 namespace cpu {
 
-void exact_attention_forward(const AttnConfig& cfg, const HeadSlice& s, double* out);
+// row_stats (T), when non-null: each row's statistic (slay.h, ABI 4): the
+// log-sum-exp of its scores (softmax family) or Z = sum_j K_ij (yat_spherical).
+void exact_attention_forward(const AttnConfig& cfg, const HeadSlice& s, double* out, double* row_stats = nullptr);
+
+// Combines a result over other keys (out_a (T, Dv), stats_a (T)) into this
+// call's (out_b, stats_b), in place: the softmax family by log-sum-exp,
+// yat_spherical by den(Z) (slay.h, row statistics).
+void merge_exact_rows(const AttnConfig& cfg, int64_t T, const double* out_a, const double* stats_a, double* out_b,
+                      double* stats_b);
 
 // dq, dk (T, D) and dv (T, Dv) overwritten.
 void exact_attention_backward(const AttnConfig& cfg, const HeadSlice& s, const double* dout, double* dq, double* dk,

@@ -22,11 +22,12 @@ Reference::Reference(const AttnConfig& cfg, const double* params) : cfg_(cfg) {
 
 Reference::~Reference() = default;
 
-void Reference::forward(const HeadSlice& s, const double* state_in, double* out, double* state_out) const {
+void Reference::forward(const HeadSlice& s, const double* state_in, double* out, double* state_out,
+                        double* row_stats) const {
     if (map_) {
         linear_attention_forward(*map_, cfg_, s, state_in, out, state_out);
     } else {
-        exact_attention_forward(cfg_, s, out);  // exact variants carry no state
+        exact_attention_forward(cfg_, s, out, row_stats);  // exact variants carry no state
     }
 }
 

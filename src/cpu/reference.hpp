@@ -53,8 +53,9 @@ public:
 
     // out (T, Dv). state_in / state_out (F, Dv+1) may be null; only the
     // linearized family accepts them. state_out may alias state_in.
+    // row_stats (T) may be non-null for the exact family only (exact.hpp).
     void forward(const HeadSlice& s, const double* state_in, double* out,
-                 double* state_out) const;
+                 double* state_out, double* row_stats = nullptr) const;
 
     // Gradients given dout (T, Dv) and optionally dstate_out (F, Dv+1).
     // dq, dk (T, D), dv (T, Dv) overwritten; dstate_in (F, Dv+1) overwritten
