@@ -66,6 +66,8 @@ AttnCall::AttnCall(const CallShape& s) : shape_(s), handle_(make_cpu_handle()) {
         rng.fill(o.storage->as<float>(), static_cast<size_t>(numel(*o.tensor)), o.lo, o.hi);
     }
     params = make_fp32(params_, {param_count});
+    row_stats = make_fp32(row_stats_, {B, H, T});
+    rng.fill(row_stats_.as<float>(), static_cast<size_t>(numel(row_stats)), -1, 1);
 
     size_t largest = 0;
     for (Pass p : {Pass::Forward, Pass::Backward, Pass::Sample})
@@ -173,20 +175,20 @@ slay_status_t AttnCall::run(Pass pass) {
 
 std::vector<Buffer*> AttnCall::all_buffers() {
     return {&q_, &k_, &v_, &out_, &dout_, &dq_, &dk_, &dv_, &params_,
-            &initial_state_, &final_state_, &dfinal_state_, &dinitial_state_};
+            &initial_state_, &final_state_, &dfinal_state_, &dinitial_state_, &row_stats_};
 }
 
 std::vector<slay_tensor_t*> AttnCall::outputs(Pass pass) {
     switch (pass) {
-        case Pass::Forward: return {&out, &final_state};
+        case Pass::Forward: return {&out, &final_state, &row_stats};
         case Pass::Backward: return {&dq, &dk, &dv, &dinitial_state};
         default: return {&params};
     }
 }
 
 void AttnCall::poison_outputs(Pass pass) {
-    Buffer* owners[] = {&out_, &final_state_, &dq_, &dk_, &dv_, &dinitial_state_, &params_};
-    slay_tensor_t* tensors[] = {&out, &final_state, &dq, &dk, &dv, &dinitial_state, &params};
+    Buffer* owners[] = {&out_, &final_state_, &row_stats_, &dq_, &dk_, &dv_, &dinitial_state_, &params_};
+    slay_tensor_t* tensors[] = {&out, &final_state, &row_stats, &dq, &dk, &dv, &dinitial_state, &params};
     for (slay_tensor_t* t : outputs(pass))
         for (size_t i = 0; i < std::size(tensors); ++i)
             if (tensors[i] == t) owners[i]->fill_bytes(kPoisonByte);
@@ -203,7 +205,7 @@ bool AttnCall::outputs_fully_written(Pass pass) {
     std::memset(&poison, kPoisonByte, sizeof(poison));
     // The outputs the argument blocks actually point at.
     std::vector<const slay_tensor_t*> written;
-    if (pass == Pass::Forward) written = {fwd_args().out, fwd_args().final_state};
+    if (pass == Pass::Forward) written = {fwd_args().out, fwd_args().final_state, fwd_args().row_stats};
     if (pass == Pass::Backward) written = {bwd_args().dq, bwd_args().dk, bwd_args().dv, bwd_args().dinitial_state};
     if (pass == Pass::Sample) written = {sample_params};
     for (const slay_tensor_t* t : written) {

@@ -36,6 +36,7 @@ public:
     // Tensors of the call; the argument blocks point at these.
     slay_tensor_t q{}, k{}, v{}, out{}, dout{}, dq{}, dk{}, dv{}, params{};
     slay_tensor_t initial_state{}, final_state{}, dfinal_state{}, dinitial_state{};
+    slay_tensor_t row_stats{};  // (B, H, T) fp32 (ABI 4; not attached by default)
 
     slay_attn_fwd_args_t& fwd_args() { return fwd_block_.args; }
     slay_attn_bwd_args_t& bwd_args() { return bwd_block_.args; }
@@ -93,7 +94,7 @@ private:
     Handle handle_;
     Plan plan_;
     Buffer q_, k_, v_, out_, dout_, dq_, dk_, dv_, params_;
-    Buffer initial_state_, final_state_, dfinal_state_, dinitial_state_;
+    Buffer initial_state_, final_state_, dfinal_state_, dinitial_state_, row_stats_;
     Buffer workspace_;
     FwdBlock fwd_block_{};
     BwdBlock bwd_block_{};
