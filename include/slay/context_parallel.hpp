@@ -1,7 +1,9 @@
 /*
- * context_parallel.hpp -- context parallelism for the linearized family: one
- * causal sequence split into contiguous pieces over the ranks of a group (one
- * GPU each), header-only C++17 over slay.h / slay.hpp.
+ * context_parallel.hpp -- context parallelism: one sequence split into
+ * contiguous pieces over the ranks of a group (one GPU each), header-only
+ * C++17 over slay.h / slay.hpp. The linearized family exchanges states
+ * (forward, backward below); the exact family passes key/value pieces around
+ * a ring (ring_forward, at the end).
  *
  * Rank r of N holds tokens [t_r, t_{r+1}) of the sequence: its piece's q, k
  * (B, H, T_r, D), v, out, dout (B, H, T_r, Dv) and dq, dk, dv. A linearized
@@ -38,10 +40,9 @@
  * Scope: causal plans of the linearized family, dense batches (no
  * seq_offsets; a packed call's sequences are independent anyway), the same
  * plan attributes on every rank (cosformer: set COSFORMER_LENGTH, and pass
- * each piece's global position_offset). The exact family (ring attention
- * needs the kernels' row statistics, which the ABI does not expose yet) and
- * bidirectional plans (every rank would need all the others' states) throw
- * NOT_SUPPORTED.
+ * each piece's global position_offset). Exact plans (ring_forward instead)
+ * and bidirectional plans (every rank would need all the others' states)
+ * throw NOT_SUPPORTED.
  *
  * Memory: two states of scratch per rank in the handle's memory space,
  * `exchange` (used within one call) and `prefix` (P_r: written by forward,
@@ -62,15 +63,18 @@ namespace cp {
 
 /* A rank's view of its group. reduce_sum: recv (significant on root only) =
  * the sum over the group's ranks of their send buffers (count fp32 values;
- * a null send contributes zeros), enqueued on `stream` (a cudaStream_t for
- * device memory; null for host memory). Collective: every rank calls it
- * with the same count and root, in the same order. */
+ * a null send contributes zeros). sendrecv: sends `bytes` bytes of `send`
+ * to rank `to` and receives as many from rank `from` into `recv` (ring
+ * attention's step; send and recv do not overlap). Both are enqueued on
+ * `stream` (a cudaStream_t for device memory; null for host memory) and are
+ * collective: every rank calls them with the same sizes, in the same order. */
 class Communicator {
 public:
     virtual ~Communicator() = default;
     virtual int rank() const = 0;
     virtual int size() const = 0;
     virtual void reduce_sum(const float* send, float* recv, std::size_t count, int root, void* stream) = 0;
+    virtual void sendrecv(const void* send, void* recv, std::size_t bytes, int to, int from, void* stream) = 0;
 };
 
 namespace detail {
@@ -197,6 +201,116 @@ inline void backward(Communicator& comm, slay_attn_plan_t plan, const slay_attn_
         args.dfinal_state = &rp.exchange;
         args.dinitial_state = rank == 0 ? piece.dinitial_state : nullptr;
         check(slay_attn_bwd(plan, &args, workspace, workspace_size, stream), "context parallel: backward pass 2");
+    }
+}
+
+/* ------------------------------------------------------------ ring attention
+ * The exact family (standard, yat, yat_spherical), forward. Rank r of N
+ * holds tokens [r T, (r+1) T) of the sequence (every piece the same length
+ * T): q, k (B, H, T, D), v (B, H, T, Dv), contiguous. Its output is its
+ * queries' attention over the keys of pieces 0..r (causal plan: its own
+ * piece causally, the earlier ones whole) or of every piece (bidirectional
+ * plan). Step 0 computes the own piece with row statistics; in each of the
+ * N-1 ring steps every rank sends the key/value piece it holds to rank r+1,
+ * receives one from rank r-1 (so at step s it holds piece r-s mod N) and,
+ * when its queries see that piece, merges it into out (slay.h, row
+ * statistics: merge = 1). The pieces travel whole, so each rank receives
+ * N-1 of them (a causal ring would need only r; the uniform schedule keeps
+ * the calls collective and simple).
+ *
+ *   plan       the exact plan (causal or bidirectional)
+ *   full_plan  the same attributes with causal = 0, for the earlier pieces
+ *              of a causal ring (a bidirectional plan may pass itself)
+ *   piece      q, k, v, out (written), row_stats (B, H, T) fp32 (written: the
+ *              statistics of the final out); seq_offsets, merge unused (0)
+ *   ring       ring_bytes(plan, B, T) bytes of scratch in the handle's
+ *              memory space: two key/value pieces in flight
+ *   workspace  as for slay_attn_fwd of the piece (both plans)
+ * out accumulates in the io dtype: fp32 io keeps the result within fp32
+ * rounding of one call; bf16/fp16 io rounds at every merge. The row
+ * statistics need a backend that computes them (the CPU backend in this
+ * release). Throws slay::Error. */
+namespace detail {
+
+inline std::size_t dtype_bytes(std::int64_t dtype) { return dtype == SLAY_DTYPE_FLOAT32 ? 4 : 2; }
+
+/* Bytes of one key/value piece (k then v) of a plan for batch B, T tokens. */
+struct KvPiece {
+    std::size_t k_bytes, v_bytes;
+    std::size_t bytes() const { return k_bytes + v_bytes; }
+};
+
+inline KvPiece kv_piece(slay_attn_plan_t plan, std::int64_t batch, std::int64_t tokens) {
+    std::int64_t features = 0;
+    check(slay_attn_plan_get_feature_dim(plan, &features), "ring attention: slay_attn_plan_get_feature_dim");
+    if (features != 0)
+        throw Error(SLAY_STATUS_NOT_SUPPORTED,
+                    "ring attention: only the exact family (the linearized family exchanges states: cp::forward)");
+    const std::int64_t heads = plan_i64(plan, SLAY_ATTR_NUM_KV_HEADS) > 0 ? plan_i64(plan, SLAY_ATTR_NUM_KV_HEADS)
+                                                                          : plan_i64(plan, SLAY_ATTR_NUM_HEADS);
+    const std::int64_t d = plan_i64(plan, SLAY_ATTR_HEAD_DIM);
+    const std::int64_t dv = plan_i64(plan, SLAY_ATTR_VALUE_DIM) > 0 ? plan_i64(plan, SLAY_ATTR_VALUE_DIM) : d;
+    const std::size_t elem = dtype_bytes(plan_i64(plan, SLAY_ATTR_IO_DTYPE));
+    const std::size_t rows = static_cast<std::size_t>(batch * heads * tokens);
+    return {rows * static_cast<std::size_t>(d) * elem, rows * static_cast<std::size_t>(dv) * elem};
+}
+
+/* Whether a (B, H, T, X) tensor is contiguous (the ring sends its bytes). */
+inline bool contiguous(const slay_tensor_t& t) {
+    return t.rank == 4 && t.strides[3] == 1 && t.strides[2] == t.shape[3] && t.strides[1] == t.shape[2] * t.shape[3] &&
+           t.strides[0] == t.shape[1] * t.shape[2] * t.shape[3];
+}
+
+}  // namespace detail
+
+/* Scratch bytes of ring_forward for batch B and T tokens per piece. */
+inline std::size_t ring_bytes(slay_attn_plan_t plan, std::int64_t batch, std::int64_t tokens) {
+    return 2 * detail::kv_piece(plan, batch, tokens).bytes();
+}
+
+inline void ring_forward(Communicator& comm, slay_attn_plan_t plan, slay_attn_plan_t full_plan,
+                         const slay_attn_fwd_args_t& piece, void* ring, void* workspace, std::size_t workspace_size,
+                         void* stream) {
+    const int rank = comm.rank(), n = comm.size();
+    if (n < 1 || rank < 0 || rank >= n)
+        throw Error(SLAY_STATUS_INVALID_VALUE,
+                    "ring attention: rank " + std::to_string(rank) + " of a group of " + std::to_string(n));
+    if (piece.q == nullptr || piece.k == nullptr || piece.v == nullptr || piece.q->rank != 4)
+        throw Error(SLAY_STATUS_INVALID_VALUE, "ring attention: q, k, v must be rank-4 (B, H, T, X) tensors");
+    if (piece.row_stats == nullptr)
+        throw Error(SLAY_STATUS_INVALID_ARGUMENT, "ring attention: row_stats (B, H, T) fp32 is required");
+    if (piece.seq_offsets != nullptr || piece.merge != 0)
+        throw Error(SLAY_STATUS_NOT_SUPPORTED, "ring attention: packed calls and merge are not supported");
+    if (!detail::contiguous(*piece.k) || !detail::contiguous(*piece.v))
+        throw Error(SLAY_STATUS_BAD_STRIDE, "ring attention: k and v must be contiguous (their bytes travel)");
+    const bool causal = detail::plan_i64(plan, SLAY_ATTR_CAUSAL) != 0;
+    if (causal && detail::plan_i64(full_plan, SLAY_ATTR_CAUSAL) != 0)
+        throw Error(SLAY_STATUS_INVALID_VALUE, "ring attention: full_plan must be bidirectional (causal = 0)");
+    const detail::KvPiece kv = detail::kv_piece(plan, piece.q->shape[0], piece.q->shape[2]);
+    if (static_cast<std::size_t>(detail::dtype_bytes(piece.k->dtype)) * static_cast<std::size_t>(piece.k->shape[0] *
+            piece.k->shape[1] * piece.k->shape[2] * piece.k->shape[3]) != kv.k_bytes)
+        throw Error(SLAY_STATUS_BAD_SHAPE, "ring attention: k is not the plan's (B, H_kv, T, D) piece");
+
+    slay_attn_fwd_args_t args = piece;
+    args.struct_size = sizeof args;
+    args.merge = 0;  // step 0: the own piece
+    check(slay_attn_fwd(plan, &args, workspace, workspace_size, stream), "ring attention: own piece");
+    slay_tensor_t k = *piece.k, v = *piece.v;  // the piece held: first the own, then ring slots
+    unsigned char* slots = static_cast<unsigned char*>(ring);
+    for (int step = 1; step < n; ++step) {
+        unsigned char* slot = slots + static_cast<std::size_t>(step % 2) * kv.bytes();
+        // Rank r - 1's k, v (send and recv slots differ: the one sent is the
+        // caller's k, v or the other slot).
+        comm.sendrecv(k.data, slot, kv.k_bytes, (rank + 1) % n, (rank + n - 1) % n, stream);
+        comm.sendrecv(v.data, slot + kv.k_bytes, kv.v_bytes, (rank + 1) % n, (rank + n - 1) % n, stream);
+        k.data = slot;
+        v.data = slot + kv.k_bytes;
+        const int source = (rank + n - step) % n;  // whose piece this is
+        if (causal && source > rank) continue;       // a later piece: not seen by these queries
+        args.k = &k;
+        args.v = &v;
+        args.merge = 1;
+        check(slay_attn_fwd(full_plan, &args, workspace, workspace_size, stream), "ring attention: merged piece");
     }
 }
 

@@ -1,7 +1,8 @@
 /*
  * context_parallel_nccl.hpp -- the NCCL Communicator of context_parallel.hpp:
- * reduce_sum is one ncclReduce (fp32 sum) on the caller's CUDA stream, so
- * the context-parallel forward and backward never synchronize the host.
+ * reduce_sum is one ncclReduce (fp32 sum) and sendrecv one grouped
+ * ncclSend/ncclRecv on the caller's CUDA stream, so the context-parallel
+ * calls never synchronize the host.
  * Needs nccl.h and libnccl (e.g. the NVIDIA NCCL wheel from PyPI,
  * nvidia-nccl-cu13, which ships both) and the CUDA runtime; libslay itself
  * does not link NCCL. Set NCCL_NVLS_ENABLE=0 on machines where NVLink
@@ -57,6 +58,18 @@ public:
         nccl_check(ncclReduce(send ? static_cast<const void*>(send) : zeros_, recv, count, ncclFloat32, ncclSum,
                               root, comm_, static_cast<cudaStream_t>(stream)),
                    "ncclReduce");
+    }
+
+    /* ncclSend + ncclRecv in one group (a ring step needs both at once, or
+     * the ranks would wait for each other's sends). */
+    void sendrecv(const void* send, void* recv, std::size_t bytes, int to, int from, void* stream) override {
+        const cudaStream_t s = static_cast<cudaStream_t>(stream);
+        nccl_check(ncclGroupStart(), "ncclGroupStart");
+        const ncclResult_t sent = ncclSend(send, bytes, ncclUint8, to, comm_, s);
+        const ncclResult_t received = ncclRecv(recv, bytes, ncclUint8, from, comm_, s);
+        nccl_check(ncclGroupEnd(), "ncclGroupEnd");  // closes the group whatever the two returned
+        nccl_check(sent, "ncclSend");
+        nccl_check(received, "ncclRecv");
     }
 
 private:

@@ -94,10 +94,21 @@ public:
         host_.reduce_sum(send ? send_.data() : nullptr, recv_.data(), count, root, nullptr);
         if (rank() == root) cuda_ok(cudaMemcpy(recv, recv_.data(), count * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
     }
+    // Ring attention's step (the exact family's row statistics are not
+    // computed on CUDA yet, so no test here reaches it).
+    void sendrecv(const void* send, void* recv, size_t bytes, int to, int from, void* stream) override {
+        cuda_ok(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
+        bytes_out_.resize(bytes);
+        bytes_in_.resize(bytes);
+        cuda_ok(cudaMemcpy(bytes_out_.data(), send, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+        host_.sendrecv(bytes_out_.data(), bytes_in_.data(), bytes, to, from, nullptr);
+        cuda_ok(cudaMemcpy(recv, bytes_in_.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+    }
 
 private:
     slay_test::ThreadComm host_;
     std::vector<float> send_, recv_;
+    std::vector<unsigned char> bytes_out_, bytes_in_;
 };
 
 // A CUDA plan with parameters sampled on the device from a fixed seed (the

@@ -8,6 +8,10 @@
 //   and dinitial_state within 1e-5 relative L2 of the single call (the
 //   difference is the order of fp32 sums). Also: the plans the layer does not
 //   run (exact, bidirectional, packed) throw NOT_SUPPORTED.
+// The exact family: row statistics (slay.h, ABI 4) merge results over two
+// key sets into the one over both (standard, yat, yat_spherical with both
+// stabilizer modes), and ring_forward over N in 1..4 equal pieces equals one
+// call, causal and bidirectional (out and row_stats within 1e-5).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -273,4 +277,164 @@ TEST_CASE("context parallel: exact, bidirectional and packed calls are NOT_SUPPO
     int64_t offsets[2] = {0, 4};
     const slay_tensor_t to = slay::make_tensor(offsets, SLAY_DTYPE_INT64, {2});
     CHECK(status_of(SLAY_ATTN_SLAY_ANCHOR, true, &to) == SLAY_STATUS_NOT_SUPPORTED);
+}
+
+// ---------------------------------------------------------------- exact family
+namespace {
+
+const slay_attn_variant_t kExact[] = {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL};
+
+// (B, H, T) fp32 row statistics.
+struct Stats {
+    std::vector<float> data;
+    int64_t T;
+    explicit Stats(int64_t t) : data(static_cast<size_t>(kB * kH * t), NAN), T(t) {}
+    slay_tensor_t view() { return slay::make_tensor(data.data(), SLAY_DTYPE_FLOAT32, {kB, kH, T}); }
+    std::vector<float> rows(int64_t t0, int64_t n) const {  // tokens [t0, t0 + n) of every (b, h)
+        std::vector<float> r;
+        for (int64_t bh = 0; bh < kB * kH; ++bh)
+            for (int64_t t = t0; t < t0 + n; ++t) r.push_back(data[static_cast<size_t>(bh * T + t)]);
+        return r;
+    }
+};
+
+// out and row statistics of one forward (merge: into what out, stats hold).
+void exact_forward(CpuPlan& p, Rows& q, Rows& k, Rows& v, Rows& out, Stats& stats, bool merge) {
+    const slay_tensor_t tq = q.view(), tk = k.view(), tv = v.view(), to = out.view(), ts = stats.view();
+    slay_attn_fwd_args_t f = slay::fwd_args();
+    f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts, f.merge = merge ? 1 : 0;
+    std::vector<unsigned char> ws(p.plan.workspace_size(SLAY_PASS_FORWARD, kB, q.T) + 64);
+    p.plan.fwd(f, ws.data(), ws.size());
+}
+
+Inputs random_inputs(std::mt19937_64& rng, int64_t T) {
+    Inputs in;
+    in.q = Rows(T, kD), in.k = Rows(T, kD), in.v = Rows(T, kDv);
+    fill(in.q.data, rng, 0.7f), fill(in.k.data, rng, 0.7f), fill(in.v.data, rng, 1.f);
+    return in;
+}
+
+// Ring attention over pieces of `piece` tokens, one thread per rank.
+void ring(slay_attn_variant_t v, bool causal, Inputs& in, int N, int64_t piece, Rows& out, Stats& stats) {
+    ThreadGroup group(N);
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(N));
+    std::mutex paste;
+    int first_failure = -1;
+    auto rank_main = [&](int r) {
+        try {
+            CpuPlan p(v, causal), full(v, false);
+            const int64_t t0 = r * piece;
+            Rows q = in.q.slice(t0, piece), k = in.k.slice(t0, piece), vv = in.v.slice(t0, piece), o(piece, kDv);
+            Stats s(piece);
+            const slay_tensor_t tq = q.view(), tk = k.view(), tv = vv.view(), to = o.view(), ts = s.view();
+            slay_attn_fwd_args_t f = slay::fwd_args();
+            f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
+            std::vector<unsigned char> ring_scratch(slay::cp::ring_bytes(p.plan.get(), kB, piece), 0xff);
+            std::vector<unsigned char> ws(p.plan.workspace_size(SLAY_PASS_FORWARD, kB, piece) + 64);
+            ThreadComm comm(group, r);
+            slay::cp::ring_forward(comm, p.plan.get(), full.plan.get(), f, ring_scratch.data(), ws.data(), ws.size(),
+                                   nullptr);
+            std::lock_guard<std::mutex> lock(paste);
+            out.paste(o, t0);
+            for (int64_t bh = 0; bh < kB * kH; ++bh)
+                for (int64_t t = 0; t < piece; ++t)
+                    stats.data[static_cast<size_t>(bh * stats.T + t0 + t)] = s.data[static_cast<size_t>(bh * piece + t)];
+        } catch (...) {
+            {
+                std::lock_guard<std::mutex> lock(paste);
+                if (first_failure < 0) first_failure = r;
+            }
+            errors[size_t(r)] = std::current_exception();
+            group.abort();
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int r = 0; r < N; ++r) threads.emplace_back(rank_main, r);
+    for (std::thread& t : threads) t.join();
+    if (first_failure >= 0) std::rethrow_exception(errors[size_t(first_failure)]);
+}
+
+}  // namespace
+
+TEST_CASE("row statistics: results over two key sets merge into the result over both (exact family)") {
+    // Queries Q over keys [K_a; K_b]: a bidirectional call with q = [Q; Q]
+    // (2T rows) gives the reference in its first T rows; the pieces are
+    // (Q, K_a) with row_stats, then (Q, K_b) merged into it.
+    constexpr int64_t T = 37;
+    for (slay_attn_variant_t v : kExact)
+        for (bool clamp : {false, true}) {
+            if (clamp && v != SLAY_ATTN_YAT_SPHERICAL) continue;  // the stabilizer is the kernel family's
+            CpuPlan p(v, false);
+            if (clamp) {
+                slay::Descriptor desc(v);
+                desc.set_i64(SLAY_ATTR_NUM_HEADS, kH).set_i64(SLAY_ATTR_HEAD_DIM, kD).set_i64(SLAY_ATTR_VALUE_DIM, kDv);
+                desc.set_i64(SLAY_ATTR_CAUSAL, 0).set_i64(SLAY_ATTR_STABILIZER_MODE, SLAY_STABILIZER_CLAMP);
+                p.plan = slay::Plan(p.handle, desc);
+            }
+            std::mt19937_64 rng(77 + static_cast<uint64_t>(v));
+            Inputs a = random_inputs(rng, T), b = random_inputs(rng, T);
+            Rows q2(2 * T, kD), k2(2 * T, kD), v2(2 * T, kDv), out2(2 * T, kDv);
+            q2.paste(a.q, 0), q2.paste(a.q, T), k2.paste(a.k, 0), k2.paste(b.k, T), v2.paste(a.v, 0), v2.paste(b.v, T);
+            Stats stats2(2 * T);
+            exact_forward(p, q2, k2, v2, out2, stats2, false);
+            Rows out(T, kDv);
+            Stats stats(T);
+            exact_forward(p, a.q, a.k, a.v, out, stats, false);
+            exact_forward(p, a.q, b.k, b.v, out, stats, true);
+            const std::string what = std::string(slay_attn_variant_name(v)) + (clamp ? " (clamp)" : "");
+            CHECK_MESSAGE(rel_l2(out.data, out2.slice(0, T).data) <= 1e-5, what, ": out");
+            CHECK_MESSAGE(rel_l2(stats.data, stats2.rows(0, T)) <= 1e-5, what, ": row_stats");
+        }
+}
+
+TEST_CASE("ring attention: N ranks equal one call (exact family, causal and bidirectional)") {
+    constexpr int64_t kPiece = 23;
+    for (slay_attn_variant_t v : kExact)
+        for (bool causal : {true, false})
+            for (int N : {1, 2, 3, 4}) {
+                const int64_t T = N * kPiece;
+                std::mt19937_64 rng(500 + static_cast<uint64_t>(v) * 8 + static_cast<uint64_t>(N));
+                Inputs in = random_inputs(rng, T);
+                CpuPlan p(v, causal);
+                Rows want(T, kDv), got(T, kDv);
+                Stats want_stats(T), got_stats(T);
+                exact_forward(p, in.q, in.k, in.v, want, want_stats, false);
+                ring(v, causal, in, N, kPiece, got, got_stats);
+                const std::string what = std::string(slay_attn_variant_name(v)) + (causal ? " causal, " : " bidirectional, ") +
+                                         std::to_string(N) + " ranks";
+                CHECK_MESSAGE(rel_l2(got.data, want.data) <= 1e-5, what, ": out");
+                CHECK_MESSAGE(rel_l2(got_stats.data, want_stats.data) <= 1e-5, what, ": row_stats");
+            }
+}
+
+TEST_CASE("ring attention: what it refuses") {
+    ThreadGroup group(1);
+    ThreadComm comm(group, 0);
+    Rows q(4, kD), k(4, kD), v(4, kDv), out(4, kDv);
+    Stats stats(4);
+    slay_tensor_t tq = q.view(), tk = k.view(), tv = v.view(), to = out.view(), ts = stats.view();
+    std::vector<unsigned char> ring_scratch(4096), ws(1 << 16);
+    auto status_of = [&](slay_attn_variant_t variant, bool causal, const slay_attn_fwd_args_t& f) {
+        CpuPlan p(variant, causal), full(variant, false);
+        try {
+            slay::cp::ring_forward(comm, p.plan.get(), full.plan.get(), f, ring_scratch.data(), ws.data(), ws.size(),
+                                   nullptr);
+        } catch (const slay::Error& e) {
+            return e.status();
+        }
+        return SLAY_STATUS_SUCCESS;
+    };
+    slay_attn_fwd_args_t f = slay::fwd_args();
+    f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
+    CHECK(status_of(SLAY_ATTN_STANDARD, true, f) == SLAY_STATUS_SUCCESS);
+    CHECK(status_of(SLAY_ATTN_SLAY_ANCHOR, true, f) == SLAY_STATUS_NOT_SUPPORTED);  // linearized: cp::forward
+    slay_attn_fwd_args_t no_stats = f;
+    no_stats.row_stats = nullptr;
+    CHECK(status_of(SLAY_ATTN_STANDARD, true, no_stats) == SLAY_STATUS_INVALID_ARGUMENT);
+    slay_attn_fwd_args_t strided = f;
+    slay_tensor_t tk_strided = tk;
+    tk_strided.shape[2] = 2;
+    tk_strided.strides[2] = 2 * kD;  // every other token
+    strided.k = &tk_strided;
+    CHECK(status_of(SLAY_ATTN_STANDARD, true, strided) == SLAY_STATUS_BAD_STRIDE);
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstddef>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
@@ -23,7 +24,8 @@ namespace slay_test {
 // the others leave their barrier with an exception instead of waiting.
 class ThreadGroup {
 public:
-    explicit ThreadGroup(int n) : n_(n), sends_(static_cast<std::size_t>(n)) {}
+    explicit ThreadGroup(int n)
+        : n_(n), sends_(static_cast<std::size_t>(n)), byte_sends_(static_cast<std::size_t>(n)) {}
     int size() const { return n_; }
     void barrier() {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -43,6 +45,7 @@ public:
         cv_.notify_all();
     }
     std::vector<const float*>& sends() { return sends_; }
+    std::vector<const void*>& byte_sends() { return byte_sends_; }
 
 private:
     int n_, waiting_ = 0;
@@ -51,6 +54,7 @@ private:
     std::mutex mutex_;
     std::condition_variable cv_;
     std::vector<const float*> sends_;
+    std::vector<const void*> byte_sends_;
 };
 
 // The Communicator of one thread: the root sums the ranks' buffers in rank
@@ -70,6 +74,14 @@ public:
                 if (s != nullptr)
                     for (std::size_t i = 0; i < count; ++i) recv[i] += s[i];
         }
+        group_.barrier();
+    }
+    void sendrecv(const void* send, void* recv, std::size_t bytes, int to, int from, void* stream) override {
+        if (stream != nullptr) throw std::runtime_error("a host-memory group takes no stream");
+        (void)to;  // every rank reads what `from` published: the ring's pairs match by construction
+        group_.byte_sends()[static_cast<std::size_t>(rank_)] = send;
+        group_.barrier();
+        std::memcpy(recv, group_.byte_sends()[static_cast<std::size_t>(from)], bytes);
         group_.barrier();
     }
 
