@@ -231,30 +231,14 @@ void check_case(slay_attn_variant_t v, slay_dtype_t dt, int64_t R, int64_t M, in
     slay_test::ThreadGroup group(N);
     std::vector<Outputs> pieces(N);
     std::vector<float> got_sT, got_ds0;
-    std::vector<std::exception_ptr> errors(N);
-    std::mutex first_lock;
-    int first = -1;
-    std::vector<std::thread> threads;
-    for (int r = 0; r < N; ++r)
-        threads.emplace_back([&, r] {
-            try {
-                cuda_ok(cudaSetDevice(0), "cudaSetDevice");
-                CudaPlan p(v, dt, R, M, P);
-                Stream stream;
-                DeviceThreadComm comm(group, r);
-                pieces[size_t(r)] = run_piece(p, h, dt, F, starts[r], starts[r + 1] - starts[r], &comm, stream.s,
-                                              &got_sT, &got_ds0);
-            } catch (...) {
-                {
-                    std::lock_guard<std::mutex> lock(first_lock);
-                    if (first < 0) first = r;
-                }
-                errors[size_t(r)] = std::current_exception();
-                group.abort();
-            }
-        });
-    for (std::thread& t : threads) t.join();
-    if (first >= 0) std::rethrow_exception(errors[size_t(first)]);
+    slay_test::run_ranks(group, [&](int r) {
+        cuda_ok(cudaSetDevice(0), "cudaSetDevice");
+        CudaPlan p(v, dt, R, M, P);
+        Stream stream;
+        DeviceThreadComm comm(group, r);
+        pieces[size_t(r)] =
+            run_piece(p, h, dt, F, starts[r], starts[r + 1] - starts[r], &comm, stream.s, &got_sT, &got_ds0);
+    });
     // Reassemble the pieces' rows in sequence order.
     auto join_rows = [&](std::vector<float> Outputs::*field, int64_t C) {
         std::vector<float> all(static_cast<size_t>(kB * kH * kT * C));

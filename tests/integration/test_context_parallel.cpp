@@ -145,50 +145,35 @@ Results context_parallel(slay_attn_variant_t v, Inputs& in, int64_t F, const std
     const size_t state = static_cast<size_t>(kB * kH * F * (kDv + 1));
     std::vector<float> sT(state, NAN), ds0(state, NAN);
     ThreadGroup group(N);
-    std::vector<std::exception_ptr> errors(static_cast<size_t>(N));
     std::mutex paste;
-    int first_failure = -1;
-    auto rank_main = [&](int r) {
-        try {
-            CpuPlan p(v, true);
-            const int64_t t0 = starts[size_t(r)], n = starts[size_t(r) + 1] - t0;
-            Rows q = in.q.slice(t0, n), k = in.k.slice(t0, n), vv = in.v.slice(t0, n), g = in.dout.slice(t0, n);
-            Rows o(n, kDv), gq(n, kD), gk(n, kD), gv(n, kDv);
-            // Poisoned: every value the layer reads must have been written.
-            std::vector<float> exchange(slay::cp::state_floats(p.plan.get(), kB), NAN), prefix(exchange.size(), NAN);
-            const slay_tensor_t tq = q.view(), tk = k.view(), tv = vv.view(), to = o.view(), tg = g.view();
-            const slay_tensor_t tgq = gq.view(), tgk = gk.view(), tgv = gv.view();
-            const slay_tensor_t tp = slay::vector_tensor(p.params.data(), static_cast<int64_t>(p.params.size()));
-            const slay_tensor_t ts0 = state_tensor(in.s0, F), tsT = state_tensor(sT, F);
-            const slay_tensor_t tdsT = state_tensor(in.dsT, F), tds0 = state_tensor(ds0, F);
-            slay_attn_fwd_args_t f = slay::fwd_args();
-            f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.params = p.params.empty() ? nullptr : &tp;
-            f.initial_state = &ts0, f.final_state = &tsT;  // read / written only where the layer says
-            f.position_offset = v == SLAY_ATTN_COSFORMER ? t0 : 0;  // the piece's global position
-            std::vector<unsigned char> ws(std::max(p.plan.workspace_size(SLAY_PASS_FORWARD, kB, n),
-                                                   p.plan.workspace_size(SLAY_PASS_BACKWARD, kB, n)) + 64);
-            ThreadComm comm(group, r);
-            slay::cp::forward(comm, p.plan.get(), f, exchange.data(), prefix.data(), ws.data(), ws.size(), nullptr);
-            slay_attn_bwd_args_t b = slay::bwd_args();
-            b.q = &tq, b.k = &tk, b.v = &tv, b.out = &to, b.dout = &tg, b.params = f.params;
-            b.dq = &tgq, b.dk = &tgk, b.dv = &tgv, b.initial_state = &ts0, b.dfinal_state = &tdsT;
-            b.dinitial_state = &tds0, b.position_offset = f.position_offset;
-            slay::cp::backward(comm, p.plan.get(), b, exchange.data(), prefix.data(), ws.data(), ws.size(), nullptr);
-            std::lock_guard<std::mutex> lock(paste);
-            out.paste(o, t0), dq.paste(gq, t0), dk.paste(gk, t0), dv.paste(gv, t0);
-        } catch (...) {
-            {
-                std::lock_guard<std::mutex> lock(paste);
-                if (first_failure < 0) first_failure = r;  // the others fail because of it
-            }
-            errors[size_t(r)] = std::current_exception();
-            group.abort();
-        }
-    };
-    std::vector<std::thread> threads;
-    for (int r = 0; r < N; ++r) threads.emplace_back(rank_main, r);
-    for (std::thread& t : threads) t.join();
-    if (first_failure >= 0) std::rethrow_exception(errors[size_t(first_failure)]);
+    slay_test::run_ranks(group, [&](int r) {
+        CpuPlan p(v, true);
+        const int64_t t0 = starts[size_t(r)], n = starts[size_t(r) + 1] - t0;
+        Rows q = in.q.slice(t0, n), k = in.k.slice(t0, n), vv = in.v.slice(t0, n), g = in.dout.slice(t0, n);
+        Rows o(n, kDv), gq(n, kD), gk(n, kD), gv(n, kDv);
+        // Poisoned: every value the layer reads must have been written.
+        std::vector<float> exchange(slay::cp::state_floats(p.plan.get(), kB), NAN), prefix(exchange.size(), NAN);
+        const slay_tensor_t tq = q.view(), tk = k.view(), tv = vv.view(), to = o.view(), tg = g.view();
+        const slay_tensor_t tgq = gq.view(), tgk = gk.view(), tgv = gv.view();
+        const slay_tensor_t tp = slay::vector_tensor(p.params.data(), static_cast<int64_t>(p.params.size()));
+        const slay_tensor_t ts0 = state_tensor(in.s0, F), tsT = state_tensor(sT, F);
+        const slay_tensor_t tdsT = state_tensor(in.dsT, F), tds0 = state_tensor(ds0, F);
+        slay_attn_fwd_args_t f = slay::fwd_args();
+        f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.params = p.params.empty() ? nullptr : &tp;
+        f.initial_state = &ts0, f.final_state = &tsT;  // read / written only where the layer says
+        f.position_offset = v == SLAY_ATTN_COSFORMER ? t0 : 0;  // the piece's global position
+        std::vector<unsigned char> ws(std::max(p.plan.workspace_size(SLAY_PASS_FORWARD, kB, n),
+                                               p.plan.workspace_size(SLAY_PASS_BACKWARD, kB, n)) + 64);
+        ThreadComm comm(group, r);
+        slay::cp::forward(comm, p.plan.get(), f, exchange.data(), prefix.data(), ws.data(), ws.size(), nullptr);
+        slay_attn_bwd_args_t b = slay::bwd_args();
+        b.q = &tq, b.k = &tk, b.v = &tv, b.out = &to, b.dout = &tg, b.params = f.params;
+        b.dq = &tgq, b.dk = &tgk, b.dv = &tgv, b.initial_state = &ts0, b.dfinal_state = &tdsT;
+        b.dinitial_state = &tds0, b.position_offset = f.position_offset;
+        slay::cp::backward(comm, p.plan.get(), b, exchange.data(), prefix.data(), ws.data(), ws.size(), nullptr);
+        std::lock_guard<std::mutex> lock(paste);
+        out.paste(o, t0), dq.paste(gq, t0), dk.paste(gk, t0), dv.paste(gv, t0);
+    });
     Results res;
     res.out = out.data, res.final_state = sT, res.dq = dq.data, res.dk = dk.data, res.dv = dv.data,
     res.dinitial = ds0;
@@ -317,41 +302,26 @@ Inputs random_inputs(std::mt19937_64& rng, int64_t T) {
 // Ring attention over pieces of `piece` tokens, one thread per rank.
 void ring(slay_attn_variant_t v, bool causal, Inputs& in, int N, int64_t piece, Rows& out, Stats& stats) {
     ThreadGroup group(N);
-    std::vector<std::exception_ptr> errors(static_cast<size_t>(N));
     std::mutex paste;
-    int first_failure = -1;
-    auto rank_main = [&](int r) {
-        try {
-            CpuPlan p(v, causal), full(v, false);
-            const int64_t t0 = r * piece;
-            Rows q = in.q.slice(t0, piece), k = in.k.slice(t0, piece), vv = in.v.slice(t0, piece), o(piece, kDv);
-            Stats s(piece);
-            const slay_tensor_t tq = q.view(), tk = k.view(), tv = vv.view(), to = o.view(), ts = s.view();
-            slay_attn_fwd_args_t f = slay::fwd_args();
-            f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
-            std::vector<unsigned char> ring_scratch(slay::cp::ring_bytes(p.plan.get(), kB, piece), 0xff);
-            std::vector<unsigned char> ws(p.plan.workspace_size(SLAY_PASS_FORWARD, kB, piece) + 64);
-            ThreadComm comm(group, r);
-            slay::cp::ring_forward(comm, p.plan.get(), full.plan.get(), f, ring_scratch.data(), ws.data(), ws.size(),
-                                   nullptr);
-            std::lock_guard<std::mutex> lock(paste);
-            out.paste(o, t0);
-            for (int64_t bh = 0; bh < kB * kH; ++bh)
-                for (int64_t t = 0; t < piece; ++t)
-                    stats.data[static_cast<size_t>(bh * stats.T + t0 + t)] = s.data[static_cast<size_t>(bh * piece + t)];
-        } catch (...) {
-            {
-                std::lock_guard<std::mutex> lock(paste);
-                if (first_failure < 0) first_failure = r;
-            }
-            errors[size_t(r)] = std::current_exception();
-            group.abort();
-        }
-    };
-    std::vector<std::thread> threads;
-    for (int r = 0; r < N; ++r) threads.emplace_back(rank_main, r);
-    for (std::thread& t : threads) t.join();
-    if (first_failure >= 0) std::rethrow_exception(errors[size_t(first_failure)]);
+    slay_test::run_ranks(group, [&](int r) {
+        CpuPlan p(v, causal), full(v, false);
+        const int64_t t0 = r * piece;
+        Rows q = in.q.slice(t0, piece), k = in.k.slice(t0, piece), vv = in.v.slice(t0, piece), o(piece, kDv);
+        Stats s(piece);
+        const slay_tensor_t tq = q.view(), tk = k.view(), tv = vv.view(), to = o.view(), ts = s.view();
+        slay_attn_fwd_args_t f = slay::fwd_args();
+        f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
+        std::vector<unsigned char> ring_scratch(slay::cp::ring_bytes(p.plan.get(), kB, piece), 0xff);
+        std::vector<unsigned char> ws(p.plan.workspace_size(SLAY_PASS_FORWARD, kB, piece) + 64);
+        ThreadComm comm(group, r);
+        slay::cp::ring_forward(comm, p.plan.get(), full.plan.get(), f, ring_scratch.data(), ws.data(), ws.size(),
+                               nullptr);
+        std::lock_guard<std::mutex> lock(paste);
+        out.paste(o, t0);
+        for (int64_t bh = 0; bh < kB * kH; ++bh)
+            for (int64_t t = 0; t < piece; ++t)
+                stats.data[static_cast<size_t>(bh * stats.T + t0 + t)] = s.data[static_cast<size_t>(bh * piece + t)];
+    });
 }
 
 }  // namespace

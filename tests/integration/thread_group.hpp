@@ -11,8 +11,10 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "slay/context_parallel.hpp"
@@ -89,6 +91,33 @@ private:
     ThreadGroup& group_;
     int rank_;
 };
+
+// Runs rank_main(r) for r in [0, group.size()) on one thread each and
+// rethrows the first rank's failure once all have joined (a failing rank
+// aborts the group, so the others then fail too, because of it).
+template <typename RankMain>
+void run_ranks(ThreadGroup& group, RankMain rank_main) {
+    const int n = group.size();
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
+    std::mutex first_lock;
+    int first = -1;
+    std::vector<std::thread> threads;
+    for (int r = 0; r < n; ++r)
+        threads.emplace_back([&, r] {
+            try {
+                rank_main(r);
+            } catch (...) {
+                {
+                    std::lock_guard<std::mutex> lock(first_lock);
+                    if (first < 0) first = r;
+                }
+                errors[static_cast<std::size_t>(r)] = std::current_exception();
+                group.abort();
+            }
+        });
+    for (std::thread& t : threads) t.join();
+    if (first >= 0) std::rethrow_exception(errors[static_cast<std::size_t>(first)]);
+}
 
 // ||got - want|| / ||want|| in fp64; infinite when got has a NaN or Inf.
 inline double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
