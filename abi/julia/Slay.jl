@@ -170,6 +170,8 @@ struct SlayAttnFwdArgs
     final_state::Ptr{SlayTensor}
     position_offset::Int64
     seq_offsets::Ptr{SlayTensor}   # ABI 3; NULL: not packed
+    row_stats::Ptr{SlayTensor}     # ABI 4; NULL: none (exact family's row statistics)
+    merge::Int64                   # ABI 4; 0
 end
 
 # slay_attn_bwd_args_t (size-prefixed; optional tensors may be NULL).
@@ -647,7 +649,7 @@ function forward!(plan::Plan, out::TensorArg, q::TensorArg, k::TensorArg, v::Ten
     GC.@preserve out q k v params initial_state final_state seq_offsets ws rq rk rv rp ro ri rf rs begin
         args = Ref(SlayAttnFwdArgs(sizeof(SlayAttnFwdArgs), tensor_ptr(rq), tensor_ptr(rk), tensor_ptr(rv),
                                    tensor_ptr(rp), tensor_ptr(ro), tensor_ptr(ri), tensor_ptr(rf),
-                                   position_offset, tensor_ptr(rs)))
+                                   position_offset, tensor_ptr(rs), Ptr{SlayTensor}(C_NULL), Int64(0)))
         ws_ptr, ws_bytes = workspace_ptr(ws)
         check(slay_attn_fwd(live(plan), args, ws_ptr, ws_bytes, stream), "slay_attn_fwd")
     end

@@ -46,9 +46,10 @@ BWD_TENSORS = ("q", "k", "v", "params", "out", "dout", "dq", "dk", "dv", "initia
 
 
 class FwdArgs(C.Structure):
-    """slay_attn_fwd_args_t (size-prefixed; optional tensors are NULL; seq_offsets: ABI 3)."""
+    """slay_attn_fwd_args_t (size-prefixed; optional tensors are NULL; seq_offsets: ABI 3;
+    row_stats, merge: ABI 4, the exact family's row statistics)."""
     _fields_ = ([("struct_size", C.c_size_t)] + [(n, _T) for n in FWD_TENSORS] +
-                [("position_offset", C.c_int64), ("seq_offsets", _T)])
+                [("position_offset", C.c_int64), ("seq_offsets", _T), ("row_stats", _T), ("merge", C.c_int64)])
 
 
 class BwdArgs(C.Structure):

@@ -25,7 +25,8 @@ pub const SLAY_MAX_RANK: usize = 4;
 /// only a status value an older library never returns; the ABI 3 tail field
 /// seq_offsets is accepted as NULL by older libraries, which reject a
 /// non-NULL one with NOT_SUPPORTED, and so is the NUM_KV_HEADS attribute
-/// with UNKNOWN_ATTRIBUTE).
+/// with UNKNOWN_ATTRIBUTE; likewise the ABI 4 tail fields row_stats and
+/// merge, which this crate always passes as NULL / 0).
 pub const MIN_ABI_VERSION: u32 = 1;
 
 pub type slay_status_t = i32;
@@ -152,6 +153,8 @@ pub struct slay_attn_fwd_args_t {
     pub final_state: *const slay_tensor_t,
     pub position_offset: i64,
     pub seq_offsets: *const slay_tensor_t,
+    pub row_stats: *const slay_tensor_t,
+    pub merge: i64,
 }
 
 /// Backward argument block (size-prefixed; optional tensors may be NULL).

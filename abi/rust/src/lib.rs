@@ -930,6 +930,8 @@ impl<'a> ForwardArgs<'a> {
             final_state: optional(self.final_state.as_ref(), TensorMut::as_raw),
             position_offset: self.position_offset,
             seq_offsets: optional(self.seq_offsets.as_ref(), Tensor::as_raw),
+            row_stats: std::ptr::null(),
+            merge: 0,
         }
     }
 
