@@ -112,6 +112,13 @@ inline slay_tensor_t state_view(float* data, const StateShape& s) {
     return make_tensor(data, SLAY_DTYPE_FLOAT32, {s.B, s.H, s.F, s.W});
 }
 
+/* This rank's place in its group (ranks 0..size-1), checked. */
+inline void check_rank(const Communicator& comm, const char* who) {
+    if (comm.size() < 1 || comm.rank() < 0 || comm.rank() >= comm.size())
+        throw Error(SLAY_STATUS_INVALID_VALUE, std::string(who) + ": rank " + std::to_string(comm.rank()) +
+                                                   " of a group of " + std::to_string(comm.size()));
+}
+
 /* What forward and backward check and set up first: the rank in its group,
  * the plan and call this layer runs, the two scratch states as tensors. */
 struct RankPiece {
@@ -121,9 +128,7 @@ struct RankPiece {
     RankPiece(const Communicator& comm, slay_attn_plan_t plan, const slay_tensor_t* seq_offsets,
               const slay_tensor_t* q, float* exchange_data, float* prefix_data)
         : rank(comm.rank()), last(comm.size() - 1) {
-        if (comm.size() < 1 || rank < 0 || rank > last)
-            throw Error(SLAY_STATUS_INVALID_VALUE, "context parallel: rank " + std::to_string(rank) +
-                                                       " of a group of " + std::to_string(comm.size()));
+        check_rank(comm, "context parallel");
         if (seq_offsets != nullptr)
             throw Error(SLAY_STATUS_NOT_SUPPORTED, "context parallel: packed calls (seq_offsets) are not supported");
         if (q == nullptr || q->rank != 4)
@@ -271,10 +276,8 @@ inline std::size_t ring_bytes(slay_attn_plan_t plan, std::int64_t batch, std::in
 inline void ring_forward(Communicator& comm, slay_attn_plan_t plan, slay_attn_plan_t full_plan,
                          const slay_attn_fwd_args_t& piece, void* ring, void* workspace, std::size_t workspace_size,
                          void* stream) {
+    detail::check_rank(comm, "ring attention");
     const int rank = comm.rank(), n = comm.size();
-    if (n < 1 || rank < 0 || rank >= n)
-        throw Error(SLAY_STATUS_INVALID_VALUE,
-                    "ring attention: rank " + std::to_string(rank) + " of a group of " + std::to_string(n));
     if (piece.q == nullptr || piece.k == nullptr || piece.v == nullptr || piece.q->rank != 4)
         throw Error(SLAY_STATUS_INVALID_VALUE, "ring attention: q, k, v must be rank-4 (B, H, T, X) tensors");
     if (piece.row_stats == nullptr)
@@ -287,13 +290,13 @@ inline void ring_forward(Communicator& comm, slay_attn_plan_t plan, slay_attn_pl
     if (causal && detail::plan_i64(full_plan, SLAY_ATTR_CAUSAL) != 0)
         throw Error(SLAY_STATUS_INVALID_VALUE, "ring attention: full_plan must be bidirectional (causal = 0)");
     const detail::KvPiece kv = detail::kv_piece(plan, piece.q->shape[0], piece.q->shape[2]);
-    if (static_cast<std::size_t>(detail::dtype_bytes(piece.k->dtype)) * static_cast<std::size_t>(piece.k->shape[0] *
-            piece.k->shape[1] * piece.k->shape[2] * piece.k->shape[3]) != kv.k_bytes)
-        throw Error(SLAY_STATUS_BAD_SHAPE, "ring attention: k is not the plan's (B, H_kv, T, D) piece");
 
+    // Step 0, the own piece: the library validates q, k, v (the plan's
+    // shapes and io dtype, so k and v hold kv.k_bytes and kv.v_bytes) before
+    // any byte travels.
     slay_attn_fwd_args_t args = piece;
     args.struct_size = sizeof args;
-    args.merge = 0;  // step 0: the own piece
+    args.merge = 0;
     check(slay_attn_fwd(plan, &args, workspace, workspace_size, stream), "ring attention: own piece");
     slay_tensor_t k = *piece.k, v = *piece.v;  // the piece held: first the own, then ring slots
     unsigned char* slots = static_cast<unsigned char*>(ring);

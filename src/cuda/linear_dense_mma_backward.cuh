@@ -1,8 +1,9 @@
 // linear_dense_mma_backward.cuh -- the dense tensor-core engine's backward
 // launches (linear_dense_mma_kernel.cuh) for one io type: the query kernel
 // (den, dZ, dq rows), the queries' segment sums when the sequence is split
-// (by the query kernel itself where query_kernel_sums_carry), then the key kernel (dv, dk rows, dinitial_state). Included by one
-// translation unit per io type.
+// (by the query kernel itself where query_kernel_sums_carry), then the key
+// kernel (dv, dk rows, dinitial_state). Included by one translation unit per
+// io type.
 #pragma once
 
 #include "cuda/linear_dense_mma_launch.cuh"
