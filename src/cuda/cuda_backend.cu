@@ -66,12 +66,6 @@ public:
     }
 
     Status forward(const Plan& p, const FwdCall& c, void* workspace, void* stream) override {
-        // The exact kernels do not write their row statistics yet (the CPU
-        // backend does): refuse before anything is written.
-        if (c.has_row_stats)
-            return error(SLAY_STATUS_NOT_SUPPORTED,
-                         "row_stats (ABI 4) is not supported by the CUDA backend in this release; the CPU backend "
-                         "computes it");
         DeviceGuard guard;
         SLAY_TRY(DeviceGuard::enter(info_.device, &guard));
         if (is_exact_variant(p.cfg.variant)) return cuda::exact_forward(info_, p, c, workspace, call_stream(stream));

@@ -80,7 +80,34 @@ struct ExactArgs {
     float* row_stat;
     float* row_delta;
     ScoreConsts sc;
+    // Forward, the caller's row statistics (slay.h, ABI 4): (B, H, T) fp32
+    // (null: none); merge: out and them hold a result over other keys, which
+    // the epilogue combines with this call's (merge_rows).
+    float* user_stats;
+    Strides user_stats_s;
+    bool merge;
 };
+
+// The row statistic of a forward row (slay.h): the natural log-sum-exp of
+// its scores (softmax family) or Z = its kernel sum (spherical).
+// merge_rows: the weights of the previous result (stat_prev) and of this
+// call's (stat_new) in the combined row, and its statistic.
+struct MergedRow {
+    float w_prev, w_new, stat;
+};
+__device__ __forceinline__ float stabilized_den(const ScoreConsts& c, float Z) {
+    return c.clamp_den ? fmaxf(Z, c.stabilizer) : Z + c.stabilizer;
+}
+__device__ __forceinline__ MergedRow merge_rows(const ScoreConsts& c, bool softmax, float stat_prev, float stat_new) {
+    if (softmax) {
+        const float m = fmaxf(stat_prev, stat_new);
+        if (m == -INFINITY) return {0.f, 1.f, stat_new};  // neither side has a key
+        const float l = m + logf(expf(stat_prev - m) + expf(stat_new - m));
+        return {expf(stat_prev - l), expf(stat_new - l), l};
+    }
+    const float inv = 1.f / stabilized_den(c, stat_prev + stat_new);
+    return {stabilized_den(c, stat_prev) * inv, stabilized_den(c, stat_new) * inv, stat_prev + stat_new};
+}
 
 // ------------------------------------------------------------ score policies
 

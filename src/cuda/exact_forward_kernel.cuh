@@ -160,13 +160,25 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
             inv_den = 1.f / (row_sum[i] + args.sc.stabilizer);
         }
         if (!kStatsOnly) {
+            // The caller's row statistics (and, merge, the ones of the result
+            // in out: read by lane 0 of the row and shared through the row
+            // group's sum, which every lane runs, before anyone writes).
+            float* stat = args.user_stats && real_row
+                              ? args.user_stats + blk.row(args.user_stats_s) + t * args.user_stats_s.token
+                              : nullptr;
+            const float prev = args.merge ? row_group_sum(stat && tx == 0 ? *stat : 0.f) : 0.f;
             if (!real_row) continue;
+            MergedRow w{0.f, 1.f, Score::kSoftmax ? row_max[i] + logf(row_sum[i]) : row_sum[i]};
+            if (stat && args.merge) w = merge_rows(args.sc, Score::kSoftmax, prev, w.stat);
             Elem* o = static_cast<Elem*>(args.dst_out) + blk.row(args.dst_out_s) + t * args.dst_out_s.token;
 #pragma unroll
             for (int c = 0; c < kValueCols; ++c) {
                 const int col = tx + kLanes * c;
-                if (col < Dv) o[col] = from_float<Elem>(acc[i][c] * inv_den);
+                if (col < Dv)
+                    o[col] = from_float<Elem>(w.w_new * acc[i][c] * inv_den +
+                                              (w.w_prev != 0.f ? w.w_prev * to_float(o[col]) : 0.f));
             }
+            if (stat && tx == 0) *stat = w.stat;
         } else {
             // Delta_i = g_i . o_i from the caller's out (SPEC C.1).
             float part = 0.f;

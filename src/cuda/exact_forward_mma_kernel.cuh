@@ -276,16 +276,30 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int64_t t = q0 + (half ? r_hi : r_lo);
+        // The caller's row statistics (slay.h, ABI 4); merge: the ones of
+        // the result in out, read by the row's first lane and shuffled to
+        // the other three before anyone writes.
+        float* stat = args.user_stats && t < T
+                          ? args.user_stats + blk.row(args.user_stats_s) + t * args.user_stats_s.token
+                          : nullptr;
+        float prev = stat && args.merge && t4 == 0 ? *stat : 0.f;
+        prev = __shfl_sync(0xffffffffu, prev, lane & ~3);
         if (t >= T) continue;
-        const float inv = 1.f / row_sum[half];
+        constexpr float kLn2 = 0.6931471805599453f;
+        MergedRow w{0.f, 1.f, (row_max[half] + log2f(row_sum[half])) * kLn2};
+        if (stat && args.merge) w = merge_rows(args.sc, true, prev, w.stat);
+        const float inv = w.w_new / row_sum[half];
         Elem* row = out + t * args.dst_out_s.token;
 #pragma unroll
         for (int nb = 0; nb < kDimBlocks; ++nb)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 const int col = nb * 8 + 2 * t4 + e;
-                if (col < Dv) row[col] = from_float<Elem>(o[nb][2 * half + e] * inv);
+                if (col < Dv)
+                    row[col] = from_float<Elem>(o[nb][2 * half + e] * inv +
+                                                (w.w_prev != 0.f ? w.w_prev * to_float(row[col]) : 0.f));
             }
+        if (stat && t4 == 0) *stat = w.stat;
     }
 }
 

@@ -268,6 +268,11 @@ Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& cal
     ExactArgs a = base_args(plan, call);
     a.dst_out = call.out.data;
     a.dst_out_s = strides_of(call.out);
+    if (call.has_row_stats) {
+        a.user_stats = static_cast<float*>(call.row_stats.data);
+        a.user_stats_s = strides_of(call.row_stats);
+        a.merge = call.merge;
+    }
     return dispatch<RunForward>(plan.cfg, dev, call.batch, a, stream);
 }
 

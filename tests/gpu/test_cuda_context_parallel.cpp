@@ -8,6 +8,11 @@
 //   out, final_state, dq, dk, dv, dinitial_state within 1e-5 relative L2
 //   (fp32: the fp32 scans) or 2e-2 (bf16: the Kronecker tensor-core kernels
 //   of slay_anchor, the dense engine of slay_laplace) of the single call.
+// The exact family: ring attention over 3 ranks of 256 tokens, and one call,
+// with the kernels' row statistics (slay.h, ABI 4), against the fp64 CPU
+// backend: out and row_stats within 1e-5 (fp32) or 2e-2 (bf16), standard,
+// yat and yat_spherical, causal and bidirectional (table lines
+// | case | what | rel L2 | PASS/FAIL |).
 // Exits 77 (skipped) without a CUDA device.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
@@ -15,6 +20,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -264,7 +270,132 @@ void check_case(slay_attn_variant_t v, slay_dtype_t dt, int64_t R, int64_t M, in
     }
 }
 
+// ---------------------------------------------------------------- exact family
+// Ring attention (context_parallel.hpp) with the CUDA kernels' row
+// statistics: 3 ranks of kPiece tokens each.
+constexpr int64_t kPiece = 256, kRingT = 3 * kPiece;
+
+slay::Plan exact_plan(const slay::Handle& handle, slay_attn_variant_t v, slay_dtype_t dt, bool causal) {
+    slay::Descriptor desc(v);
+    desc.set_i64(SLAY_ATTR_NUM_HEADS, kH).set_i64(SLAY_ATTR_HEAD_DIM, kD).set_i64(SLAY_ATTR_IO_DTYPE, dt);
+    desc.set_i64(SLAY_ATTR_CAUSAL, causal ? 1 : 0);
+    return slay::Plan(handle, desc);
+}
+
+struct RowsAndStats {
+    std::vector<float> out, stats;
+};
+
+// Rows [t0, t0 + n) of a (kB, kH, T, C) host tensor.
+std::vector<float> rows_of(const std::vector<float>& x, int64_t T, int64_t C, int64_t t0, int64_t n) {
+    std::vector<float> r;
+    for (int64_t bh = 0; bh < kB * kH; ++bh)
+        r.insert(r.end(), x.begin() + (bh * T + t0) * C, x.begin() + (bh * T + t0 + n) * C);
+    return r;
+}
+
+// One forward with row statistics over n tokens (CPU handle: host memory).
+RowsAndStats exact_call(const slay::Handle& handle, slay_attn_variant_t v, slay_dtype_t dt, bool causal,
+                        const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& vv,
+                        int64_t n) {
+    slay::Plan plan = exact_plan(handle, v, dt, causal);
+    const size_t ws_bytes = plan.workspace_size(SLAY_PASS_FORWARD, kB, n);
+    RowsAndStats r;
+    if (handle.backend() == SLAY_BACKEND_CPU) {
+        std::vector<float> hq = q, hk = k, hv = vv, out(static_cast<size_t>(kB * kH * n * kDv)), stats(size_t(kB * kH * n));
+        const slay_tensor_t tq = slay::make_tensor(hq.data(), dt, {kB, kH, n, kD}),
+                            tk = slay::make_tensor(hk.data(), dt, {kB, kH, n, kD}),
+                            tv = slay::make_tensor(hv.data(), dt, {kB, kH, n, kDv}),
+                            to = slay::make_tensor(out.data(), dt, {kB, kH, n, kDv}),
+                            ts = slay::make_tensor(stats.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n});
+        slay_attn_fwd_args_t f = slay::fwd_args();
+        f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
+        std::vector<unsigned char> ws(ws_bytes + 64);
+        plan.fwd(f, ws.data(), ws.size());
+        return {out, stats};
+    }
+    DeviceBuffer dq(q, dt), dk(k, dt), dv(vv, dt), out(kB * kH * n * kDv, dt), stats(kB * kH * n, SLAY_DTYPE_FLOAT32);
+    DeviceBuffer ws(static_cast<int64_t>(ws_bytes) / 4 + 64, SLAY_DTYPE_FLOAT32);
+    const slay_tensor_t tq = dq.rows(n, kD), tk = dk.rows(n, kD), tv = dv.rows(n, kDv), to = out.rows(n, kDv);
+    const slay_tensor_t ts = slay::make_tensor(stats.data, SLAY_DTYPE_FLOAT32, {kB, kH, n});
+    slay_attn_fwd_args_t f = slay::fwd_args();
+    f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
+    plan.fwd(f, ws.data, static_cast<size_t>(ws.n) * 4, nullptr);
+    cuda_ok(cudaDeviceSynchronize(), "exact forward");
+    return {out.download(), stats.download()};
+}
+
+void check_ring(slay_attn_variant_t v, slay_dtype_t dt, bool causal, double tol) {
+    std::mt19937_64 rng(900 + static_cast<uint64_t>(v) * 4 + static_cast<uint64_t>(dt) * 2 + (causal ? 1 : 0));
+    std::normal_distribution<float> nd(0.f, 1.f);
+    auto random = [&](int64_t C, float sd) {
+        std::vector<float> x(static_cast<size_t>(kB * kH * kRingT * C));
+        for (float& e : x) {
+            e = sd * nd(rng);
+            if (dt == SLAY_DTYPE_BFLOAT16) e = __bfloat162float(__float2bfloat16(e));  // what the device holds
+        }
+        return x;
+    };
+    const std::vector<float> q = random(kD, 0.5f), k = random(kD, 0.5f), vv = random(kDv, 1.f);
+    // The fp64 CPU backend (fp32 io) on the same values is the oracle.
+    const RowsAndStats want = exact_call(slay::Handle(SLAY_BACKEND_CPU), v, SLAY_DTYPE_FLOAT32, causal, q, k, vv,
+                                         kRingT);
+    const RowsAndStats single = exact_call(slay::Handle(SLAY_BACKEND_CUDA, 0), v, dt, causal, q, k, vv, kRingT);
+    slay_test::ThreadGroup group(3);
+    std::vector<RowsAndStats> pieces(3);
+    slay_test::run_ranks(group, [&](int r) {
+        cuda_ok(cudaSetDevice(0), "cudaSetDevice");
+        slay::Handle handle(SLAY_BACKEND_CUDA, 0);
+        slay::Plan plan = exact_plan(handle, v, dt, causal), full = exact_plan(handle, v, dt, false);
+        Stream stream;
+        DeviceThreadComm comm(group, r);
+        const int64_t t0 = r * kPiece;
+        DeviceBuffer dq(rows_of(q, kRingT, kD, t0, kPiece), dt), dk(rows_of(k, kRingT, kD, t0, kPiece), dt);
+        DeviceBuffer dv(rows_of(vv, kRingT, kDv, t0, kPiece), dt), out(kB * kH * kPiece * kDv, dt);
+        DeviceBuffer stats(kB * kH * kPiece, SLAY_DTYPE_FLOAT32);
+        DeviceBuffer ring(static_cast<int64_t>(slay::cp::ring_bytes(plan.get(), kB, kPiece)) / 4 + 4,
+                          SLAY_DTYPE_FLOAT32);
+        const size_t ws_bytes = std::max(plan.workspace_size(SLAY_PASS_FORWARD, kB, kPiece),
+                                         full.workspace_size(SLAY_PASS_FORWARD, kB, kPiece));
+        DeviceBuffer ws(static_cast<int64_t>(ws_bytes) / 4 + 64, SLAY_DTYPE_FLOAT32);
+        const slay_tensor_t tq = dq.rows(kPiece, kD), tk = dk.rows(kPiece, kD), tv = dv.rows(kPiece, kDv);
+        const slay_tensor_t to = out.rows(kPiece, kDv);
+        const slay_tensor_t ts = slay::make_tensor(stats.data, SLAY_DTYPE_FLOAT32, {kB, kH, kPiece});
+        slay_attn_fwd_args_t f = slay::fwd_args();
+        f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
+        slay::cp::ring_forward(comm, plan.get(), full.get(), f, ring.data, ws.data, static_cast<size_t>(ws.n) * 4,
+                               stream.s);
+        cuda_ok(cudaStreamSynchronize(stream.s), "ring");
+        pieces[size_t(r)] = {out.download(), stats.download()};
+    });
+    RowsAndStats got{std::vector<float>(want.out.size()), std::vector<float>(want.stats.size())};
+    for (int r = 0; r < 3; ++r)
+        for (int64_t bh = 0; bh < kB * kH; ++bh) {
+            std::copy_n(pieces[size_t(r)].out.begin() + bh * kPiece * kDv, kPiece * kDv,
+                        got.out.begin() + (bh * kRingT + r * kPiece) * kDv);
+            std::copy_n(pieces[size_t(r)].stats.begin() + bh * kPiece, kPiece,
+                        got.stats.begin() + bh * kRingT + r * kPiece);
+        }
+    const std::string label = std::string(slay_attn_variant_name(v)) + (dt == SLAY_DTYPE_FLOAT32 ? " fp32" : " bf16") +
+                              (causal ? " causal" : " bidirectional");
+    const double errs[4] = {rel_l2(single.out, want.out), rel_l2(single.stats, want.stats), rel_l2(got.out, want.out),
+                            rel_l2(got.stats, want.stats)};
+    const char* names[4] = {"one call: out", "one call: row_stats", "ring: out", "ring: row_stats"};
+    for (int i = 0; i < 4; ++i) {
+        std::printf("| %s | %s | %.3e | %s |\n", label.c_str(), names[i], errs[i], errs[i] <= tol ? "PASS" : "FAIL");
+        CHECK_MESSAGE(errs[i] <= tol, label, " ", names[i], " rel L2 ", errs[i]);
+    }
+}
+
 }  // namespace
+
+TEST_CASE("ring attention on one device: the CUDA row statistics, 3 ranks equal one call and the CPU backend") {
+    for (slay_attn_variant_t v : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
+        for (bool causal : {true, false}) {
+            check_ring(v, SLAY_DTYPE_FLOAT32, causal, 1e-5);   // the fp32 SIMT kernels
+            check_ring(v, SLAY_DTYPE_BFLOAT16, causal, 2e-2);  // tensor cores (standard, yat)
+        }
+}
 
 TEST_CASE("context parallel on one device: 3 ranks equal one call (fp32 scans, tensor-core kernels)") {
     check_case(SLAY_ATTN_SLAY_ANCHOR, SLAY_DTYPE_FLOAT32, 2, 8, 16, 1e-5);   // the fp32 scan
