@@ -740,9 +740,9 @@ struct DenseBlock {
         }
     }
 
-    // dphi_self (64, Fp) = own_rows S^T + ((own_rows other_rows^T) o mask) phi_other
-    // into dphi_off (bf16, pitch ldphi): warp w takes m-tile w % 4 and half
-    // w / 4 of the features, 64 at a time. Query kernel: own rows gs, other
+    // dphi_self (64, Fk) = own_rows S^T + ((own_rows other_rows^T) o mask) phi_other
+    // into dphi_off (bf16, pitch ldphi): warp w takes m-tile w % 4 and every
+    // other 32-feature block, from block w / 4. Query kernel: own rows gs, other
     // rows vbar, other phi_k, lower; key kernel: own rows vbar, other rows
     // gs, other phi_q, upper (S = U). Both products cancel: o is a weighted
     // mean of v, so [dout / den | dZ] . [v_j | 1] = dout . (v_j - o) / den,
@@ -782,10 +782,12 @@ struct DenseBlock {
                         }
                 masked_fragment(lower, mt, j, s, da[j]);
             }
-        // Feature blocks of 64, alternating between the two warp halves; n16
-        // tiles past Fk skipped.
-        for (int fb = half * 64; fb < L.Fk; fb += 128) {
-            float acc[8][4] = {};
+        // Feature blocks of kBlock = 32 columns (two n16 tiles), alternating
+        // between the two warp halves, so Fk = 64 (cosformer at D = 32)
+        // splits evenly; n16 tiles past Fk skipped.
+        constexpr int kBlock = 32, kTiles = kBlock / 16;
+        for (int fb = half * kBlock; fb < L.Fk; fb += 2 * kBlock) {
+            float acc[2 * kTiles][4] = {};
             for (int k16 = 0; k16 < L.NV / 16; ++k16)
                 for (int pa = 0; pa < own_parts; ++pa)
                     for (int ps = 0; ps < (state_lo ? 2 : 1); ++ps) {
@@ -793,7 +795,7 @@ struct DenseBlock {
                         unsigned af[4];
                         ldmatrix_x4(af, a_tile_addr(own_part(pa), L.ldb, mt * 16, k16 * 16, lane));
 #pragma unroll
-                        for (int np = 0; np < 4; ++np) {
+                        for (int np = 0; np < kTiles; ++np) {
                             if (fb + np * 16 >= L.Fk) continue;
                             unsigned bf[4];
                             ldmatrix_x4(bf, b_nk_addr(ps == 0 ? s_hi : s_lo, L.ldb, fb + np * 16, k16 * 16, lane));
@@ -805,7 +807,7 @@ struct DenseBlock {
                 for (int j = 0; j < 4; ++j) {
                     if (!(lower ? j <= mt : j >= mt)) continue;
 #pragma unroll
-                    for (int np = 0; np < 4; ++np) {
+                    for (int np = 0; np < kTiles; ++np) {
                         if (fb + np * 16 >= L.Fk) continue;
                         unsigned bf[4];
                         ldmatrix_x4_trans(bf, b_kn_addr(phio, L.ldphi, j * 16, fb + np * 16, lane));
@@ -814,7 +816,7 @@ struct DenseBlock {
                     }
                 }
 #pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
+            for (int nt = 0; nt < 2 * kTiles; ++nt) {
                 const int col = fb + nt * 8 + 2 * l;
                 if (col >= L.Fk) continue;
                 *reinterpret_cast<unsigned*>(dphi + (mt * 16 + g) * L.ldphi + col) =
