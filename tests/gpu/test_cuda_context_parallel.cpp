@@ -92,26 +92,32 @@ public:
     DeviceThreadComm(slay_test::ThreadGroup& group, int rank) : host_(group, rank) {}
     int rank() const override { return host_.rank(); }
     int size() const override { return host_.size(); }
+    // Host-staged on one device. Every copy is on the caller's stream and
+    // waited for: a plain cudaMemcpy from pageable memory may return before
+    // its DMA lands, and the caller's non-blocking stream would not wait for
+    // it (a kernel could read the slot first).
     void reduce_sum(const float* send, float* recv, size_t count, int root, void* stream) override {
-        cuda_ok(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
         send_.assign(count, 0.f);
         recv_.assign(count, 0.f);
-        if (send) cuda_ok(cudaMemcpy(send_.data(), send, count * 4, cudaMemcpyDeviceToHost), "cudaMemcpy");
+        if (send) copy(send_.data(), send, count * 4, cudaMemcpyDeviceToHost, stream);
         host_.reduce_sum(send ? send_.data() : nullptr, recv_.data(), count, root, nullptr);
-        if (rank() == root) cuda_ok(cudaMemcpy(recv, recv_.data(), count * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+        if (rank() == root) copy(recv, recv_.data(), count * 4, cudaMemcpyHostToDevice, stream);
     }
-    // Ring attention's step (the exact family's row statistics are not
-    // computed on CUDA yet, so no test here reaches it).
+    // Ring attention's step.
     void sendrecv(const void* send, void* recv, size_t bytes, int to, int from, void* stream) override {
-        cuda_ok(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
         bytes_out_.resize(bytes);
         bytes_in_.resize(bytes);
-        cuda_ok(cudaMemcpy(bytes_out_.data(), send, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+        copy(bytes_out_.data(), send, bytes, cudaMemcpyDeviceToHost, stream);
         host_.sendrecv(bytes_out_.data(), bytes_in_.data(), bytes, to, from, nullptr);
-        cuda_ok(cudaMemcpy(recv, bytes_in_.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+        copy(recv, bytes_in_.data(), bytes, cudaMemcpyHostToDevice, stream);
     }
 
 private:
+    static void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, void* stream) {
+        const cudaStream_t s = static_cast<cudaStream_t>(stream);
+        cuda_ok(cudaMemcpyAsync(dst, src, bytes, kind, s), "cudaMemcpyAsync");
+        cuda_ok(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    }
     slay_test::ThreadComm host_;
     std::vector<float> send_, recv_;
     std::vector<unsigned char> bytes_out_, bytes_in_;
