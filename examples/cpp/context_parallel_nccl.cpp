@@ -6,14 +6,15 @@
 // GPU and compares its piece (out, dq, dk, dv: relative L2 <= 1e-5).
 //
 //   ./slay_context_parallel --rank R --ranks N --id-file /tmp/slay.id [--T 1048576]
-//       [--B 1] [--H 8] [--D 64] [--iters 10] [--check]
+//       [--B 1] [--H 8] [--D 64] [--iters 10] [--check] [--json out.json]
 //   e.g. for r in 0 1 2 3; do NCCL_NVLS_ENABLE=0 ./slay_context_parallel --rank $r
 //            --ranks 4 --id-file /tmp/slay.id & done; wait   (one line)
 //
 // Rank 0 writes the NCCL unique id to --id-file (then renames it into place),
 // the others wait for it. Inputs are a hash of (b, h, global token, column),
-// so every rank builds its own piece of the same sequence. Exit status 0 when
-// everything ran (and, with --check, matched).
+// so every rank builds its own piece of the same sequence. --json: rank 0
+// also writes its timings as one JSON object (the benchmark's record). Exit
+// status 0 when everything ran (and, with --check, matched).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -41,7 +42,7 @@ namespace {
 
 struct Options {
     int rank = -1, ranks = 0, iters = 10;
-    std::string id_file;
+    std::string id_file, json;
     int64_t B = 1, H = 8, D = 64, T = 1 << 20;
     bool check = false;
 };
@@ -63,10 +64,11 @@ Options parse(int argc, char** argv) {
         else if (a == "--D") o.D = std::stoll(next());
         else if (a == "--iters") o.iters = std::stoi(next());
         else if (a == "--check") o.check = true;
+        else if (a == "--json") o.json = next();
         else throw std::runtime_error("unknown argument " + a);
     }
     if (o.ranks < 1 || o.rank < 0 || o.rank >= o.ranks || o.id_file.empty())
-        throw std::runtime_error("usage: --rank R --ranks N --id-file PATH [--T T --B B --H H --D D --iters K --check]");
+        throw std::runtime_error("usage: --rank R --ranks N --id-file PATH [--T T --B B --H H --D D --iters K --check --json PATH]");
     if (o.T % o.ranks != 0) throw std::runtime_error("--T must be a multiple of --ranks");
     return o;
 }
@@ -201,6 +203,20 @@ int run(const Options& o) {
                 o.rank, o.ranks, static_cast<long long>(o.T), static_cast<long long>(n), static_cast<long long>(o.B),
                 static_cast<long long>(o.H), static_cast<long long>(o.D), o.check ? "fp32" : "bf16", fwd_ms,
                 tokens / (fwd_ms * 1e-3), fb_ms, tokens / (fb_ms * 1e-3));
+
+    if (!o.json.empty() && o.rank == 0) {
+        cudaDeviceProp prop{};
+        CUDA_OK(cudaGetDeviceProperties(&prop, o.rank % devices));
+        std::ofstream js(o.json);
+        js << "{\"bench\": \"context_parallel\", \"device\": \"" << prop.name << "\", \"ranks\": " << o.ranks
+           << ", \"variant\": \"slay_anchor\", \"R\": 2, \"M\": 16, \"P\": 32, \"dtype\": \""
+           << (o.check ? "fp32" : "bf16") << "\", \"causal\": true, \"B\": " << o.B << ", \"H\": " << o.H
+           << ", \"D\": " << o.D << ", \"T\": " << o.T << ", \"piece\": " << n << ", \"iters\": " << o.iters
+           << ", \"forward_ms\": " << fwd_ms << ", \"fwdbwd_ms\": " << fb_ms
+           << ", \"forward_tokens_per_s\": " << tokens / (fwd_ms * 1e-3)
+           << ", \"fwdbwd_tokens_per_s\": " << tokens / (fb_ms * 1e-3) << "}\n";
+        if (!js) throw std::runtime_error("cannot write " + o.json);
+    }
 
     int status = 0;
     if (o.check) {  // the whole sequence on this GPU, this rank's rows compared

@@ -97,8 +97,7 @@ inline StateShape state_shape(slay_attn_plan_t plan, std::int64_t batch) {
     check(slay_attn_plan_get_feature_dim(plan, &features), "context parallel: slay_attn_plan_get_feature_dim");
     if (features == 0)
         throw Error(SLAY_STATUS_NOT_SUPPORTED,
-                    "context parallel: only the linearized family is supported (exact variants need ring attention "
-                    "with the kernels' row statistics, not exposed by the ABI yet)");
+                    "context parallel: only the linearized family is supported (exact variants: ring_forward)");
     if (plan_i64(plan, SLAY_ATTR_CAUSAL) == 0)
         throw Error(SLAY_STATUS_NOT_SUPPORTED,
                     "context parallel: only causal plans are supported (a bidirectional piece needs every other "

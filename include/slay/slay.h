@@ -426,8 +426,8 @@ typedef struct slay_attn_fwd_args {
  *   spherical:  Z = Z_a + Z_b, out = (den(Z_a) out_a + den(Z_b) out_b) / den(Z).
  * The combination reads out in the io dtype (a chain of merges rounds each
  * step to it).
- * row_stats is NOT_SUPPORTED for the linearized family and, in this release,
- * on the CUDA backend (the CPU backend computes it). */
+ * row_stats is NOT_SUPPORTED for the linearized family; both backends compute
+ * it for the exact family (the CUDA kernels in fp32, the CPU backend in fp64). */
 
 /* Packed variable-length calls (ABI 3). With seq_offsets given, the batch
  * axis of q, k, v, out (and dout, dq, dk, dv) has extent 1 and the token

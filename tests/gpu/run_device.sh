@@ -51,6 +51,10 @@
 #             backward query kernels, slay_laplace at the paper shape -> densesrc_*.csv, densesrc.ncu-rep
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
+#   cpbench   the context-parallel example (examples/cpp/context_parallel_nccl.cpp, one process per
+#             GPU over the system NCCL): a --check run (fp32, T 65536, every rank count), then
+#             slay_anchor bf16 B1 H8 D64 at T 1M and 4M tokens on 1, 2, 4, 8 ranks (as many as the
+#             machine has GPUs) -> cp_N{ranks}_T{T}.json + cpbench.log in bench/
 # carry: third_party   (third_party/doctest/doctest.h copied from Debian's doctest-dev)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -241,6 +245,34 @@ if has varlen && python3 -c 'import torch' 2>/dev/null; then
   done
   tar -czf "$OUT/varlen.tar.gz" -C "$OUT" varlen && rm -rf "$OUT/varlen"
   grep -E '^\| |^=== ' "$OUT/varlen.log" | tail -40
+fi
+if has cpbench; then
+  mkdir -p "$OUT/bench"
+  cp_bin="$BUILD/examples/slay_context_parallel"
+  gpus=$(nvidia-smi -L | wc -l)
+  if [ ! -x "$cp_bin" ]; then
+    echo "cpbench: $cp_bin was not built (no NCCL found)" | tee "$OUT/bench/cpbench.log"
+  else
+    export NCCL_NVLS_ENABLE=0
+    run_ranks() {  # ranks, then the example's arguments
+      local n=$1; shift
+      local id="/tmp/slay_cp_${n}_$RANDOM.id" pids=() r st=0
+      rm -f "$id"
+      for ((r = 0; r < n; ++r)); do "$cp_bin" --rank $r --ranks $n --id-file "$id" "$@" & pids+=($!); done
+      for p in "${pids[@]}"; do wait "$p" || st=1; done
+      return $st
+    }
+    for n in 1 2 4 8; do
+      [ "$n" -le "$gpus" ] || break
+      timeout 300 bash -c "$(declare -f run_ranks); cp_bin=$cp_bin; run_ranks $n --T 65536 --iters 2 --check"         >> "$OUT/bench/cpbench.log" 2>&1
+      echo "=== cp check ranks=$n rc=$?" >> "$OUT/bench/cpbench.log"
+      for T in 1048576 4194304; do
+        timeout 300 bash -c "$(declare -f run_ranks); cp_bin=$cp_bin; run_ranks $n --T $T --iters 5 --json $OUT/bench/cp_N${n}_T$T.json"           >> "$OUT/bench/cpbench.log" 2>&1
+        echo "=== cp bench ranks=$n T=$T rc=$?" >> "$OUT/bench/cpbench.log"
+      done
+    done
+  fi
+  cat "$OUT/bench/cpbench.log" | tail -30
 fi
 if has arch80; then
   wait "$arch80_pid"
