@@ -392,7 +392,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
 // (the state); queries, sum Phi_q^T gs (the backward carry; den and the dZ
 // shares from the query kernel).
 template <typename Elem, int kPPW, int kC16, bool kQueries>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_segment_sum_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));

@@ -8,9 +8,11 @@
 namespace slay {
 namespace cuda {
 
-int64_t anchor_mma_segment_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T) {
+int64_t anchor_mma_segment_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
+                                  bool backward) {
     using namespace kron_mma;
-    return kron_segment_floats(kron_segment_plan(batch_heads, Dv, T, s.P, s.RM), batch_heads, Dv);
+    const MmaLayout L = mma_layout(s.D, static_cast<int>(Dv), s.P, s.RM, 2, backward);
+    return kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
 }
 
 Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* segment_sums,

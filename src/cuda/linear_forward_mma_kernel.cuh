@@ -54,6 +54,12 @@ namespace kron_mma {
 constexpr int kTc = 64;          // tokens per chunk (4 m16 tiles)
 constexpr int kThreads = 256;    // 8 warps
 constexpr int kWarps = kThreads / 32;
+// Instantiations whose state is small (kPPW * kC16 <= 2: at most 4
+// accumulator tiles a warp, F <= 256) are compiled for two CTAs an SM (at
+// most 128 registers a thread): few-head calls are latency-bound, and a
+// second CTA hides the barriers and the dependent mma chains of the first.
+// The launcher plans twice the segments when the shared memory of two fits.
+__host__ __device__ constexpr int kron_ctas_per_sm_max(int ppw, int c16) { return ppw * c16 <= 2 ? 2 : 1; }
 constexpr int kSliceCols = 16;   // value columns of a slice + the ones column
 constexpr int kSliceValues = kSliceCols - 1;
 constexpr int kRedLd = kSliceCols + 4;  // fp32 partial rows: float2 stores spread over banks
@@ -792,7 +798,7 @@ __device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, b
 // bytes; async: q, k, v fit 16-byte cp.async copies (see the launcher).
 // sp.count > 1: the segment sums of the keys are in sp.sums.
 template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_forward_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));

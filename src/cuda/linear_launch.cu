@@ -110,7 +110,8 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
     KronMmaShape shape;
     DenseMmaShape dense;
     int64_t sums = 0;
-    if (tensor_core_shape(p.cfg, &shape)) sums = anchor_mma_segment_floats(shape, B * H, p.cfg.value_dim, T);
+    if (tensor_core_shape(p.cfg, &shape))
+        sums = anchor_mma_segment_floats(shape, B * H, p.cfg.value_dim, T, pass != SLAY_PASS_FORWARD);
     if (dense_shape(p, &dense))
         sums = std::max(sums, dense_mma_segment_floats(dense, B * H, T, pass != SLAY_PASS_FORWARD));
     if (sums > 0) s.segment_sums = w.take<float>(sums);

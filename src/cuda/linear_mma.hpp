@@ -21,9 +21,11 @@ struct KronMmaShape {
 
 // Few-head calls split the sequence into segments (SegmentPlan in
 // linear_forward_mma_kernel.cuh); their sums need this many floats of
-// workspace (0: no split), the same for the forward and the backward.
-// Depends only on the shapes, not on the device.
-int64_t anchor_mma_segment_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T);
+// workspace (0: no split) in the forward or the backward (whose layouts
+// differ, and so do the CTAs an SM holds). Depends only on the shapes, not
+// on the device.
+int64_t anchor_mma_segment_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T,
+                                  bool backward);
 
 // segment_sums: anchor_mma_segment_floats(...) floats of workspace (null:
 // no sequence split).

@@ -26,23 +26,34 @@ struct KronMmaLaunch {
 
 // The sequence split: as many segments as fill one wave of 132 SMs (an
 // H100/H200; a constant, so that workspace sizes do not depend on the
-// device) with B*H*slices CTAs each, of at least kSegmentMinChunks chunks
-// (the segment sums cost about 40% of a forward over the same tokens).
+// device) times the CTAs an SM holds, with B*H*slices CTAs each, of at least
+// kSegmentMinChunks chunks (the segment sums cost about 40% of a forward
+// over the same tokens).
 constexpr int64_t kSegmentTargetCtas = 132;
 constexpr int64_t kSegmentMinChunks = 8;
+constexpr int kSmemPerSm = 228 * 1024, kSmemReservedPerCta = 1024;  // sm_90
 
 // Value slices of Dv columns: one CTA each per head (grid.y).
 inline int64_t kron_slices(int64_t Dv) { return (Dv + kSliceValues - 1) / kSliceValues; }
 
-inline SegmentPlan kron_segment_plan(int64_t batch_heads, int64_t Dv, int64_t T, int P, int RM) {
+// CTAs of a pass's kernels an SM holds: the instantiation's bound
+// (kron_ctas_per_sm_max: the registers) and the layout's shared memory.
+// The backward's layouts (140 KB and more) hold one.
+inline int kron_ctas_per_sm(const MmaLayout& L) {
+    const int by_regs = kron_ctas_per_sm_max(L.P / 8, L.RMp / 16);
+    const int by_smem = kSmemPerSm / (L.total + kSmemReservedPerCta);
+    return by_regs < by_smem ? by_regs : by_smem > 0 ? by_smem : 1;
+}
+
+inline SegmentPlan kron_segment_plan(const MmaLayout& L, int64_t batch_heads, int64_t T) {
     SegmentPlan sp;
-    const int64_t ctas = batch_heads * kron_slices(Dv), chunks = (T + kTc - 1) / kTc;
-    int64_t count = ctas > 0 ? kSegmentTargetCtas / ctas : 1;
+    const int64_t ctas = batch_heads * kron_slices(L.Dv), chunks = (T + kTc - 1) / kTc;
+    int64_t count = ctas > 0 ? kSegmentTargetCtas * kron_ctas_per_sm(L) / ctas : 1;
     count = count < chunks / kSegmentMinChunks ? count : chunks / kSegmentMinChunks;
     if (count <= 1) return sp;
     sp.chunks = (chunks + count - 1) / count;
     sp.count = static_cast<int>((chunks + sp.chunks - 1) / sp.chunks);  // no empty segment
-    sp.sum_floats = int64_t{kSliceCols} * P * ((RM + 15) / 16 * 16);
+    sp.sum_floats = int64_t{kSliceCols} * L.P * L.RMp;
     return sp;
 }
 
@@ -74,7 +85,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     // Packed calls run without the split: their sequences differ in length,
     // and a segment plan is one for the whole grid.
     if (segment_sums && !a.q.seq.packed()) {
-        out->sp = kron_segment_plan(a.B * a.H, a.Dv, a.T, s.P, s.RM);
+        out->sp = kron_segment_plan(out->L, a.B * a.H, a.T);
         out->sp.sums = segment_sums;
     }
     out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>(kron_slices(a.Dv)),
