@@ -289,4 +289,6 @@ print(f"sm_80 build on this GPU: slay_handle_create -> {status} ({'ok' if status
       f"{lib.slay_last_error_message().decode()}")
 PY
 fi
+# At most 8 files come back: what the phases left under bench/ travels as one archive.
+if [ -d "$OUT/bench" ]; then tar -czf "$OUT/bench_files.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; fi
 exit $rc  # the test suite's status
