@@ -11,7 +11,7 @@ namespace cuda {
 using namespace dense_mma;
 
 int64_t dense_mma_segment_floats(const DenseMmaShape& shape, int64_t batch_heads, int64_t T, bool backward) {
-    const SegmentPlan sp = dense_segment_plan(shape, batch_heads, T);
+    const SegmentPlan sp = dense_segment_plan(shape, batch_heads, T, backward);
     return sp.count > 1 ? (backward ? 2 : 1) * sp.count * batch_heads * sp.sum_floats : 0;
 }
 

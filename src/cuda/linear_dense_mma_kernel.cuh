@@ -73,6 +73,13 @@ constexpr int kTc = 64;  // tokens per chunk (4 m16 tiles)
 constexpr int kThreads = kron_mma::kThreads;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxFeatures = 256;  // kFT <= 2
+// The forward kernels of one feature tile and at most 47 value columns
+// (kFT == 1, kNT == 6: 24 state registers a thread) are compiled for two
+// CTAs an SM (at most 128 registers a thread): few-head calls are
+// latency-bound, and a second CTA hides the barriers and the dependent mma
+// chains of the first. The launcher plans twice the segments where the
+// shared memory of two fits (dense_ctas_per_sm).
+__host__ __device__ constexpr int dense_ctas_per_sm_max(int ft, int nt) { return ft == 1 && nt == 6 ? 2 : 1; }
 static_assert(kTc == kron_mma::kTc, "RowWalk walks 64-row tiles");
 
 // The maps this engine runs (positive features; see the header).
@@ -138,7 +145,11 @@ __host__ __device__ inline DenseLayout dense_layout(MapKind kind, int D, int Dv,
     L.ldx = D + 8;
     L.ldv = (Dv + 7) / 8 * 8 + 8;
     L.ldb = NV + 8;
-    L.ldphi = Fp + 8;
+    // The forward never reads feature rows or columns past Fk (phi, the
+    // state copy): sized by Fk, so two CTAs fit an SM at small F. The
+    // backward's gradient blocks (32 features) write dphi past Fk: Fp.
+    const int Fs = backward ? Fp : L.Fk;
+    L.ldphi = Fs + 8;
     L.ldu = L.NW + 4;
     L.ldpoly = P + 1;
     L.ldpcat = C + 1;
@@ -182,7 +193,7 @@ __host__ __device__ inline DenseLayout dense_layout(MapKind kind, int D, int Dv,
             L.gs_lo[0] = L.gs_lo[1] = take(kTc * L.ldb * 2);
         }
     }
-    L.sbf = take(Fp * L.ldb * 2);
+    L.sbf = take(Fs * L.ldb * 2);
     int scratch = 2 * kTc * L.ldr * 4;
     if (backward) {
         scratch = scratch > Fp * L.ldb * 2 ? scratch : Fp * L.ldb * 2;
@@ -1012,7 +1023,7 @@ __device__ inline ChunkRange dense_segment(const SegmentPlan& sp, int64_t T) { r
 // Segment sums: grid (B*H, 1, sp.count); CTA (bh, s) stores segment s's own
 // sum from zero (keys: the state; queries: the backward carry).
 template <typename Elem, int kFT, int kNT, bool kQueries>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, dense_ctas_per_sm_max(kFT, kNT))
     dense_segment_sum_kernel(ScanArgs a, DenseLayout L, MapKind kind, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     using Block = DenseBlock<Elem, kFT, kNT>;
@@ -1026,7 +1037,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // Forward: grid (B*H, 1, sp.count).
 template <typename Elem, int kFT, int kNT>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, dense_ctas_per_sm_max(kFT, kNT))
     dense_forward_kernel(ScanArgs a, DenseLayout L, MapKind kind, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     using Block = DenseBlock<Elem, kFT, kNT>;

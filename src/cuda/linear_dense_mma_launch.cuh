@@ -39,14 +39,17 @@ inline DenseLayout layout_of(const DenseMmaShape& s, bool backward) {
 }
 
 // The sequence split: as many segments as fill one wave of 132 SMs (a
-// constant, so workspace sizes do not depend on the device), each of at
-// least 8 chunks.
-inline SegmentPlan dense_segment_plan(const DenseMmaShape& s, int64_t batch_heads, int64_t T) {
+// constant, so workspace sizes do not depend on the device) times the CTAs
+// an SM holds (resident_ctas), each of at least 8 chunks.
+inline SegmentPlan dense_segment_plan(const DenseMmaShape& s, int64_t batch_heads, int64_t T, bool backward) {
     SegmentPlan sp;
+    if (!dense_shape_ok(s)) return sp;
+    const int per_sm = kron_mma::resident_ctas(dense_ctas_per_sm_max(feature_tiles(s.F), value_tiles(s.Dv)),
+                                               layout_of(s, backward).total);
     const int64_t chunks = (T + kTc - 1) / kTc;
-    int64_t count = batch_heads > 0 ? kron_mma::kSegmentTargetCtas / batch_heads : 1;
+    int64_t count = batch_heads > 0 ? kron_mma::kSegmentTargetCtas * per_sm / batch_heads : 1;
     count = count < chunks / kron_mma::kSegmentMinChunks ? count : chunks / kron_mma::kSegmentMinChunks;
-    if (count <= 1 || !dense_shape_ok(s)) return sp;
+    if (count <= 1) return sp;
     sp.chunks = (chunks + count - 1) / count;
     sp.count = static_cast<int>((chunks + sp.chunks - 1) / sp.chunks);
     sp.sum_floats = int64_t{kThreads} * feature_tiles(s.F) * value_tiles(s.Dv) * 4;
@@ -68,7 +71,7 @@ inline bool plan_dense(const DeviceInfo& dev, const DenseMmaShape& s, const Scan
     out->ft = feature_tiles(s.F);
     out->nt = value_tiles(s.Dv);
     if (segment_sums && !a.q.seq.packed()) {
-        out->sp = dense_segment_plan(s, a.B * a.H, a.T);
+        out->sp = dense_segment_plan(s, a.B * a.H, a.T, backward);
         out->sp.sums = segment_sums;
         if (backward) out->sp.carry_sums = segment_sums + out->sp.count * a.B * a.H * out->sp.sum_floats;
     }

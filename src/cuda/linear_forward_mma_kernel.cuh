@@ -60,6 +60,16 @@ constexpr int kWarps = kThreads / 32;
 // second CTA hides the barriers and the dependent mma chains of the first.
 // The launcher plans twice the segments when the shared memory of two fits.
 __host__ __device__ constexpr int kron_ctas_per_sm_max(int ppw, int c16) { return ppw * c16 <= 2 ? 2 : 1; }
+
+// CTAs of a kernel an SM holds (sm_90: 228 KB of shared memory an SM, 1 KB
+// of it reserved per CTA): its register bound (the instantiation's
+// __launch_bounds__ minimum) and its shared memory. The segment plans of
+// both tensor-core engines fill that many CTAs an SM.
+constexpr int kSmemPerSm = 228 * 1024, kSmemReservedPerCta = 1024;
+__host__ __device__ inline int resident_ctas(int by_registers, int smem_bytes) {
+    const int by_smem = kSmemPerSm / (smem_bytes + kSmemReservedPerCta);
+    return by_registers < by_smem ? by_registers : by_smem > 0 ? by_smem : 1;
+}
 constexpr int kSliceCols = 16;   // value columns of a slice + the ones column
 constexpr int kSliceValues = kSliceCols - 1;
 constexpr int kRedLd = kSliceCols + 4;  // fp32 partial rows: float2 stores spread over banks

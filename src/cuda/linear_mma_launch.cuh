@@ -31,7 +31,6 @@ struct KronMmaLaunch {
 // over the same tokens).
 constexpr int64_t kSegmentTargetCtas = 132;
 constexpr int64_t kSegmentMinChunks = 8;
-constexpr int kSmemPerSm = 228 * 1024, kSmemReservedPerCta = 1024;  // sm_90
 
 // Value slices of Dv columns: one CTA each per head (grid.y).
 inline int64_t kron_slices(int64_t Dv) { return (Dv + kSliceValues - 1) / kSliceValues; }
@@ -40,9 +39,7 @@ inline int64_t kron_slices(int64_t Dv) { return (Dv + kSliceValues - 1) / kSlice
 // (kron_ctas_per_sm_max: the registers) and the layout's shared memory.
 // The backward's layouts (140 KB and more) hold one.
 inline int kron_ctas_per_sm(const MmaLayout& L) {
-    const int by_regs = kron_ctas_per_sm_max(L.P / 8, L.RMp / 16);
-    const int by_smem = kSmemPerSm / (L.total + kSmemReservedPerCta);
-    return by_regs < by_smem ? by_regs : by_smem > 0 ? by_smem : 1;
+    return resident_ctas(kron_ctas_per_sm_max(L.P / 8, L.RMp / 16), L.total);
 }
 
 inline SegmentPlan kron_segment_plan(const MmaLayout& L, int64_t batch_heads, int64_t T) {
