@@ -52,7 +52,12 @@ struct DeviceBuffer {
     DeviceBuffer(int64_t count, slay_dtype_t t) : n(count), dtype(t) {
         cuda_ok(cudaMalloc(&data, static_cast<size_t>(n) * bytes() + 16), "cudaMalloc");
         cuda_ok(cudaMemset(data, 0xff, static_cast<size_t>(n) * bytes() + 16), "cudaMemset");  // NaN poison
+        settle();
     }
+    // The legacy stream's memset and pageable copies may still be in flight
+    // when they return, and the ranks' non-blocking streams do not wait for
+    // them: wait here, before any rank's kernel can touch the buffer.
+    static void settle() { cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
     DeviceBuffer(const std::vector<float>& host, slay_dtype_t t) : DeviceBuffer(static_cast<int64_t>(host.size()), t) {
         upload(host);
     }
@@ -63,11 +68,13 @@ struct DeviceBuffer {
     void upload(const std::vector<float>& host) {
         if (dtype == SLAY_DTYPE_FLOAT32) {
             cuda_ok(cudaMemcpy(data, host.data(), host.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+            settle();
             return;
         }
         std::vector<__nv_bfloat16> b(host.size());
         for (size_t i = 0; i < host.size(); ++i) b[i] = __float2bfloat16(host[i]);
         cuda_ok(cudaMemcpy(data, b.data(), b.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy");
+        settle();
     }
     std::vector<float> download() const {
         std::vector<float> host(static_cast<size_t>(n));
