@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Registers, spills and stack of the kernels in CUDA translation units, without a GPU.
+
+Recompiles the named .cu files of a configured build directory (its
+compile_commands.json) with `nvcc --resource-usage` into a scratch object and
+prints one line per kernel entry: registers, spill stores / loads (bytes),
+stack frame (bytes), demangled where c++filt exists. Use it to check a
+__launch_bounds__ change (e.g. two CTAs an SM need <= 128 registers at 256
+threads) before spending device time.
+
+  python3 tests/gpu/resource_usage.py BUILD_DIR linear_forward_mma_anchor.cu [more.cu ...]
+      [--filter REGEX]    only kernels whose (mangled or demangled) name matches
+
+Exit status 1 if a compile fails (its errors are printed).
+"""
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ENTRY = re.compile(r"Compiling entry function '([^']+)'")
+SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+REGS = re.compile(r"Used (\d+) registers")
+
+
+def compile_command(entry, obj):
+    """The build's command for one TU, writing `obj`, without dependency files."""
+    args = shlex.split(entry["command"]) if "command" in entry else list(entry["arguments"])
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("-o", "-MQ", "-MT", "-MF", "-odir"):
+            skip = True
+            continue
+        if a.startswith("-MD"):
+            continue
+        out.append(a)
+    return out + ["--resource-usage", "-o", obj]
+
+
+def demangle(names):
+    if not names or shutil.which("c++filt") is None:
+        return {n: n for n in names}
+    r = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True)
+    return dict(zip(names, r.stdout.splitlines())) if r.returncode == 0 else {n: n for n in names}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build_dir")
+    ap.add_argument("units", nargs="+", help="file names (or path suffixes) of .cu translation units")
+    ap.add_argument("--filter", default=None)
+    opt = ap.parse_args()
+    with open(os.path.join(opt.build_dir, "compile_commands.json")) as f:
+        commands = json.load(f)
+    status = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for unit in opt.units:
+            entries = [e for e in commands if e["file"].endswith(unit)]
+            if not entries:
+                print(f"{unit}: not in {opt.build_dir}/compile_commands.json", file=sys.stderr)
+                status = 1
+                continue
+            entry = entries[0]
+            obj = os.path.join(scratch, "unit.o")
+            r = subprocess.run(compile_command(entry, obj), cwd=entry["directory"], capture_output=True, text=True)
+            log = r.stdout + r.stderr
+            if r.returncode != 0:
+                print(f"{unit}: compile failed\n{log}", file=sys.stderr)
+                status = 1
+                continue
+            rows, name, spill = [], None, None
+            for line in log.splitlines():
+                m = ENTRY.search(line)
+                if m:
+                    name, spill = m.group(1), None
+                    continue
+                m = SPILL.search(line)
+                if m and name:
+                    spill = tuple(int(x) for x in m.groups())
+                    continue
+                m = REGS.search(line)
+                if m and name:
+                    rows.append((name, int(m.group(1)), spill or (0, 0, 0)))
+                    name = None
+            pretty = demangle([n for n, _, _ in rows])
+            print(f"== {entry['file']}")
+            for n, regs, (stack, stores, loads) in rows:
+                if opt.filter and not (re.search(opt.filter, n) or re.search(opt.filter, pretty[n])):
+                    continue
+                print(f"{regs:4d} regs  spill {stores:4d}/{loads:4d} B  stack {stack:4d} B  {pretty[n]}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
