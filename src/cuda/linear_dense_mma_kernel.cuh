@@ -78,7 +78,7 @@ constexpr int kMaxFeatures = 256;  // kFT <= 2
 // CTAs an SM (at most 128 registers a thread): few-head calls are
 // latency-bound, and a second CTA hides the barriers and the dependent mma
 // chains of the first. The launcher plans twice the segments where the
-// shared memory of two fits (dense_ctas_per_sm).
+// shared memory of two fits (kron_mma::resident_ctas).
 __host__ __device__ constexpr int dense_ctas_per_sm_max(int ft, int nt) { return ft == 1 && nt == 6 ? 2 : 1; }
 static_assert(kTc == kron_mma::kTc, "RowWalk walks 64-row tiles");
 

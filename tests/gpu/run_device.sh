@@ -264,15 +264,17 @@ if has cpbench; then
     }
     for n in 1 2 4 8; do
       [ "$n" -le "$gpus" ] || break
-      timeout 300 bash -c "$(declare -f run_ranks); cp_bin=$cp_bin; run_ranks $n --T 65536 --iters 2 --check"         >> "$OUT/bench/cpbench.log" 2>&1
+      timeout 300 bash -c "$(declare -f run_ranks); cp_bin=$cp_bin; run_ranks $n --T 65536 --iters 2 --check" \
+        >> "$OUT/bench/cpbench.log" 2>&1
       echo "=== cp check ranks=$n rc=$?" >> "$OUT/bench/cpbench.log"
       for T in 1048576 4194304; do
-        timeout 300 bash -c "$(declare -f run_ranks); cp_bin=$cp_bin; run_ranks $n --T $T --iters 5 --json $OUT/bench/cp_N${n}_T$T.json"           >> "$OUT/bench/cpbench.log" 2>&1
+        timeout 300 bash -c "$(declare -f run_ranks); cp_bin=$cp_bin; run_ranks $n --T $T --iters 5 --json $OUT/bench/cp_N${n}_T$T.json" \
+          >> "$OUT/bench/cpbench.log" 2>&1
         echo "=== cp bench ranks=$n T=$T rc=$?" >> "$OUT/bench/cpbench.log"
       done
     done
   fi
-  cat "$OUT/bench/cpbench.log" | tail -30
+  tail -30 "$OUT/bench/cpbench.log"
 fi
 if has arch80; then
   wait "$arch80_pid"
