@@ -291,6 +291,10 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         }
     }
 
+    // Where the side's VJP coefficients go: the other side's Y (see
+    // mma_layout), free from map_features to the next chunk's factor_gemm.
+    __device__ int coef_of(const ChunkSide& sd) const { return sd.y == L.yq ? L.yk : L.yq; }
+
     // The anchor map's VJP for the side's rows: dpoly, dpcat -> dx, added
     // to dx_acc (fp32 rows (B*H*T, D)). Block-wide; starts after the
     // barrier that follows factor_gradients.
@@ -315,7 +319,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
             const float* inv_divs = at<float>(sd.inv_div);
             const float* dpoly = at<float>(L.dpoly);
             const float* dpcat = at<float>(L.dpcat);
-            __nv_bfloat16* coef = at<__nv_bfloat16>(L.coef);
+            __nv_bfloat16* coef = at<__nv_bfloat16>(coef_of(sd));
             for (int t = walk.first; t < kTc; t += walk.step) {
                 const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + e);
                 const float inv_div = inv_divs[t];
@@ -338,7 +342,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         // every other n16 pair of D, into fp32 rows in red.
         {
             const int mt = warp & 3;
-            const __nv_bfloat16* coef = at<__nv_bfloat16>(L.coef);
+            const __nv_bfloat16* coef = at<__nv_bfloat16>(coef_of(sd));
             const Elem* w = at<Elem>(L.w_hi);
             float* dxh = at<float>(L.red);
             for (int np = warp >> 2; np < L.D / 16; np += 2) {
@@ -409,7 +413,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
 // (added to a.dq_acc, zeroed by the launcher). sp.count > 1: the keys'
 // segment sums are in sp.sums.
 template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_backward_query_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
@@ -442,7 +446,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 // column in a.dstate_z_parts (slices, B*H, F), summed by the launcher.
 // sp.count > 1: the queries' segment sums (carries) are in sp.sums.
 template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_backward_key_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));

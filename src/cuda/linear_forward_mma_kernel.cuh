@@ -60,6 +60,13 @@ constexpr int kWarps = kThreads / 32;
 // second CTA hides the barriers and the dependent mma chains of the first.
 // The launcher plans twice the segments when the shared memory of two fits.
 __host__ __device__ constexpr int kron_ctas_per_sm_max(int ppw, int c16) { return ppw * c16 <= 2 ? 2 : 1; }
+// Slots of fp32 [N | Z] partials in `red`: one per warp, or, in the two-CTA
+// instantiations, one per warp pair (warps w and w + 4 meet there in two
+// stages, state_partials): 20 KB less, so the backward's layout fits two
+// CTAs an SM too.
+__host__ __device__ constexpr int kron_red_slots(int ppw, int c16) {
+    return kron_ctas_per_sm_max(ppw, c16) == 2 ? 4 : 8;
+}
 
 // CTAs of a kernel an SM holds (sm_90: 228 KB of shared memory an SM, 1 KB
 // of it reserved per CTA): its register bound (the instantiation's
@@ -84,7 +91,8 @@ struct MmaLayout {
     int w_hi, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
     // Backward: dout staging, gs = [dout_slice / den | dZ share] (bf16, like
     // vbar), 1 when |x| > eps per row (the normalization VJP), the factor
-    // gradients dpoly/dpcat (fp32), the VJP coefficients (bf16, 64 x NW).
+    // gradients dpoly/dpcat (fp32); the VJP coefficients (bf16, pitch
+    // ldcoef) take the other side's Y (coef == -1: KronGradBlock::coef_of).
     // `red` also holds the bf16 state copy [p][w][c] (pitch ldsc) and the
     // fp32 dx^ rows (pitch lddx), at different steps of a chunk.
     int dost[2], gs, keepq, keepk, dpoly, dpcat, coef;
@@ -137,14 +145,17 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.pcatq = take(kTc * L.ldc * 2);
     L.pcatk = take(kTc * L.ldc * 2);
     L.vbar = take(kTc * kVbarLd * 2);
-    int red_bytes = kWarps * kTc * kRedLd * 4;
+    int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16) * kTc * kRedLd * 4;
     if (backward) {
         L.gs = take(kTc * kVbarLd * 2);
         L.keepq = take(kTc * 4);
         L.keepk = take(kTc * 4);
         L.dpoly = take(kTc * L.lddp * 4);
         L.dpcat = take(kTc * L.lddc * 4);
-        L.coef = take(kTc * L.ldcoef * 2);
+        // The VJP's coefficients (bf16, 64 x ldcoef) take the other side's
+        // Y (fp32, 64 x ldy, free once the features are formed): ldcoef * 2
+        // <= ldy * 4. Its offset depends on the side: coef_of (the block).
+        L.coef = -1;
         const int state_copy = L.P * kSliceCols * L.ldsc * 2, dx_rows = kTc * L.lddx * 4;
         red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
         red_bytes = red_bytes > dx_rows ? red_bytes : dx_rows;
@@ -251,6 +262,7 @@ template <typename Elem, int kPPW, int kC16>
 struct KronBlock {
     using Core = KronBlock;
     static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
+    static constexpr int kRedSlots = kron_red_slots(kPPW, kC16);
     static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
     static constexpr int kPairs = kPolyPairs + kC16;        // n16 pairs of W
     const ScanArgs& a;
@@ -635,17 +647,27 @@ struct KronBlock {
                 for (int j = 0; j < 4; ++j)
                     if (intra_pair(sd.lower, mt, j) && intra_owner(sd.lower, mt, j) == warp)
                         intra_tile(sd, mt, j, acc[mt]);
-        float* red = at<float>(L.red) + warp * kTc * kRedLd;
+        float* red = at<float>(L.red) + (warp % kRedSlots) * kTc * kRedLd;
+        auto store = [&](bool add) {
 #pragma unroll
-        for (int mt = 0; mt < 4; ++mt)
+            for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-            for (int nt = 0; nt < 2; ++nt) {
-                const int col = nt * 8 + 2 * l;
-                *reinterpret_cast<float2*>(red + (mt * 16 + g) * kRedLd + col) =
-                    make_float2(acc[mt][nt][0], acc[mt][nt][1]);
-                *reinterpret_cast<float2*>(red + (mt * 16 + g + 8) * kRedLd + col) =
-                    make_float2(acc[mt][nt][2], acc[mt][nt][3]);
-            }
+                for (int nt = 0; nt < 2; ++nt) {
+                    const int col = nt * 8 + 2 * l;
+                    float2* lo = reinterpret_cast<float2*>(red + (mt * 16 + g) * kRedLd + col);
+                    float2* hi = reinterpret_cast<float2*>(red + (mt * 16 + g + 8) * kRedLd + col);
+                    const float2 plo = add ? *lo : make_float2(0.f, 0.f), phi = add ? *hi : make_float2(0.f, 0.f);
+                    *lo = make_float2(plo.x + acc[mt][nt][0], plo.y + acc[mt][nt][1]);
+                    *hi = make_float2(phi.x + acc[mt][nt][2], phi.y + acc[mt][nt][3]);
+                }
+        };
+        if constexpr (kRedSlots == kWarps) {
+            store(false);
+        } else {  // warps w >= kRedSlots first, then w - kRedSlots adds its share (block-wide)
+            if (warp >= kRedSlots) store(false);
+            __syncthreads();
+            if (warp < kRedSlots) store(true);
+        }
     }
 
     // 5. S_p^T += own_rows^T diag(poly_self[:, p]) Pcat_self for this warp's
@@ -688,7 +710,7 @@ struct KronBlock {
         static_assert(kThreads == 4 * kTc && kSliceCols == 16, "four threads per row, four columns each");
         float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-        for (int wp = 0; wp < kWarps; ++wp) {
+        for (int wp = 0; wp < kRedSlots; ++wp) {
             const float4 part = *reinterpret_cast<const float4*>(red + (wp * kTc + t) * kRedLd + quarter * 4);
             sum.x += part.x;
             sum.y += part.y;
