@@ -149,16 +149,9 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
         // Padded rows are never written; they stay in the loop because the
         // row-group shuffles below need every lane of the warp.
         const bool real_row = t < T;
-        float inv_den;
-        bool den_passes_gradient = true;
-        if (Score::kSoftmax) {
-            inv_den = 1.f / row_sum[i];
-        } else if (args.sc.clamp_den) {
-            den_passes_gradient = row_sum[i] >= args.sc.stabilizer;  // torch clamp_min convention
-            inv_den = 1.f / fmaxf(row_sum[i], args.sc.stabilizer);
-        } else {
-            inv_den = 1.f / (row_sum[i] + args.sc.stabilizer);
-        }
+        // torch's clamp_min convention: a clamped denominator passes no gradient.
+        const bool den_passes_gradient = Score::kSoftmax || !args.sc.clamp_den || row_sum[i] >= args.sc.stabilizer;
+        const float inv_den = 1.f / (Score::kSoftmax ? row_sum[i] : stabilized_den(args.sc, row_sum[i]));
         if (!kStatsOnly) {
             // The caller's row statistics (and, merge, the ones of the result
             // in out: read by lane 0 of the row and shared through the row

@@ -46,13 +46,8 @@ inline SegmentPlan dense_segment_plan(const DenseMmaShape& s, int64_t batch_head
     if (!dense_shape_ok(s)) return sp;
     const int per_sm = kron_mma::resident_ctas(dense_ctas_per_sm_max(feature_tiles(s.F), value_tiles(s.Dv)),
                                                layout_of(s, backward).total);
-    const int64_t chunks = (T + kTc - 1) / kTc;
-    int64_t count = batch_heads > 0 ? kron_mma::kSegmentTargetCtas * per_sm / batch_heads : 1;
-    count = count < chunks / kron_mma::kSegmentMinChunks ? count : chunks / kron_mma::kSegmentMinChunks;
-    if (count <= 1) return sp;
-    sp.chunks = (chunks + count - 1) / count;
-    sp.count = static_cast<int>((chunks + sp.chunks - 1) / sp.chunks);
-    sp.sum_floats = int64_t{kThreads} * feature_tiles(s.F) * value_tiles(s.Dv) * 4;
+    if (kron_mma::split_sequence(batch_heads, per_sm, T, &sp))
+        sp.sum_floats = int64_t{kThreads} * feature_tiles(s.F) * value_tiles(s.Dv) * 4;
     return sp;
 }
 

@@ -42,15 +42,22 @@ inline int kron_ctas_per_sm(const MmaLayout& L) {
     return resident_ctas(kron_ctas_per_sm_max(L.P / 8, L.RMp / 16), L.total);
 }
 
+// Both engines' split of T tokens over segments for `ctas` CTAs a segment
+// (per_sm of them resident an SM); false when one segment it is (sp untouched).
+inline bool split_sequence(int64_t ctas, int per_sm, int64_t T, SegmentPlan* sp) {
+    const int64_t chunks = (T + kTc - 1) / kTc;
+    int64_t count = ctas > 0 ? kSegmentTargetCtas * per_sm / ctas : 1;
+    count = count < chunks / kSegmentMinChunks ? count : chunks / kSegmentMinChunks;
+    if (count <= 1) return false;
+    sp->chunks = (chunks + count - 1) / count;
+    sp->count = static_cast<int>((chunks + sp->chunks - 1) / sp->chunks);  // no empty segment
+    return true;
+}
+
 inline SegmentPlan kron_segment_plan(const MmaLayout& L, int64_t batch_heads, int64_t T) {
     SegmentPlan sp;
-    const int64_t ctas = batch_heads * kron_slices(L.Dv), chunks = (T + kTc - 1) / kTc;
-    int64_t count = ctas > 0 ? kSegmentTargetCtas * kron_ctas_per_sm(L) / ctas : 1;
-    count = count < chunks / kSegmentMinChunks ? count : chunks / kSegmentMinChunks;
-    if (count <= 1) return sp;
-    sp.chunks = (chunks + count - 1) / count;
-    sp.count = static_cast<int>((chunks + sp.chunks - 1) / sp.chunks);  // no empty segment
-    sp.sum_floats = int64_t{kSliceCols} * L.P * L.RMp;
+    if (split_sequence(batch_heads * kron_slices(L.Dv), kron_ctas_per_sm(L), T, &sp))
+        sp.sum_floats = int64_t{kSliceCols} * L.P * L.RMp;
     return sp;
 }
 
