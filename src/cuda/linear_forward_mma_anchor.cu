@@ -1,31 +1,42 @@
 // linear_forward_mma_anchor.cu -- host side of the tensor-core slay_anchor
-// forward (linear_forward_mma_kernel.cuh): launches grid (B*H, ceil(Dv / 15),
-// segments) when the call fits (linear_mma_launch.cuh), after the keys'
-// segment sums (linear_backward_mma_kernel.cuh) when the sequence is split.
+// forward (linear_forward_mma_kernel.cuh): when the call fits
+// (linear_mma_launch.cuh), the factor rows of q and k (grid (B*H, 1,
+// parts)), then, when the sequence is split, the keys' segment sums
+// (linear_backward_mma_kernel.cuh), then the forward, grid (B*H, ceil(Dv /
+// 15), segments). Workspace: the factor rows, then the segment sums.
 #include "cuda/linear_backward_mma_kernel.cuh"
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
 namespace cuda {
 
-int64_t anchor_mma_segment_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
-                                  bool backward) {
+int64_t anchor_mma_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
+                                    bool backward) {
     using namespace kron_mma;
-    const MmaLayout L = mma_layout(s.D, static_cast<int>(Dv), s.P, s.RM, 2, backward);
-    return kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
+    const MmaLayout L = kron_pass_layout(s, static_cast<int>(Dv), backward);
+    const int64_t sums = kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
+    return backward ? sums : kron_factor_floats(batch_heads, T, s.P, s.RM) + sums;
 }
 
-Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* segment_sums,
+Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
                           cudaStream_t stream, bool* launched) {
     using namespace kron_mma;
     *launched = false;
-    KronMmaLaunch k;
-    if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k)) return Status();
+    if (!workspace) return Status();  // an empty call (no rows): the SIMT scan handles the state
+    float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM);
+    KronMmaLaunch k, factors;
+    if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k) ||
+        !plan_kron_factors(dev, s, a, k, &factors))
+        return Status();
+    ScanArgs af = a;
+    af.kron_factors = workspace;
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
+        SLAY_TRY(launch_kron_kernel(kron_factor_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, factors, af, stream,
+                                    "linear attention tensor-core factor rows launch"));
         return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
-                                      kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
+                                      kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, af, stream,
                                       "linear attention tensor-core kernel launch");
     }));
     *launched = instantiated;

@@ -12,6 +12,12 @@
 // of 16 x 8 accumulators (F <= 1024: at most 64 fp32 registers a thread).
 // The state never leaves registers between chunks and is never rewound.
 //
+// The factors of a token (steps 1-3) do not depend on the value slice, so
+// the forward maps them once per head first: kron_factor_mma_kernel writes
+// the bf16 rows [poly | pcat] of q and k to workspace (2, B*H, T, Pp16 +
+// RMp), and the forward and its segment sums stage those rows (the "staged
+// factors" layout) instead of mapping x per slice. The backward maps x
+// itself (its VJP needs Y).
 // Per chunk of 64 tokens:
 //   1. x = q, k tiles (input type, staged by cp.async one chunk ahead),
 //      vbar = [v_slice | 1] (bf16), 1 / max(|x|, eps) per row.
@@ -21,6 +27,7 @@
 //      squared anchor projections are rounded to bf16 anyway); x^ = x / |x|
 //      is applied to Y.
 //   3. poly, pcat (bf16) of both sides from Y (squares, clamped exps).
+//   (staged factors: 1 stages the factor rows and v; 2 and 3 are done.)
 //   4. every warp: its features' share of N | Z for all 64 queries,
 //        Phi_q S = sum_p diag(poly_q[:, p]) Pcat_q S_p    (A fragments of
 //        Pcat_q scaled by poly; B fragments straight from the state registers)
@@ -97,10 +104,18 @@ struct MmaLayout {
     // fp32 dx^ rows (pitch lddx), at different steps of a chunk.
     int dost[2], gs, keepq, keepk, dpoly, dpcat, coef;
     int ldsc, lddp, lddc, ldcoef, lddx;
+    // Staged factors (ldf > 0; forward only): the chunk's factor rows
+    // [poly (Pp16) | pcat (RMp)] bf16 of q and k per staging buffer, pitch
+    // ldf (= ldp = ldc); x, W, Y and the mapped tiles are absent (-1).
+    int ldf, fq[2], fk[2];
     int total;
 };
 
-__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, bool backward = false) {
+// Columns of a factor row [poly | pcat] (kron_factor_mma_kernel's output).
+__host__ __device__ inline int factor_row_width(int P, int RM) { return (P + 15) / 16 * 16 + (RM + 15) / 16 * 16; }
+
+__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, bool backward = false,
+                                                bool staged_factors = false) {
     MmaLayout L{};
     L.D = D;
     L.Dv = Dv;
@@ -128,6 +143,25 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.ldcoef = L.NW + 8;
     L.lddx = D + 4;
     L.dost[0] = L.dost[1] = L.gs = L.keepq = L.keepk = L.dpoly = L.dpcat = L.coef = -1;
+    L.ldf = 0;
+    L.fq[0] = L.fq[1] = L.fk[0] = L.fk[1] = -1;
+    if (staged_factors && !backward) {
+        // 16-byte rows that are not multiples of 128 bytes (as above).
+        L.ldf = factor_row_width(P, RM) + 8;
+        L.ldp = L.ldc = L.ldf;
+        L.xq[0] = L.xq[1] = L.xk[0] = L.xk[1] = -1;
+        L.w_hi = L.w_lo = L.yq = L.yk = L.inv_divq = L.inv_divk = -1;
+        L.polyq = L.polyk = L.pcatq = L.pcatk = -1;
+        for (int buf = 0; buf < 2; ++buf) {
+            L.fq[buf] = take(kTc * L.ldf * 2);
+            L.fk[buf] = take(kTc * L.ldf * 2);
+            L.vst[buf] = take(kTc * L.ldv * elem_bytes);
+        }
+        L.vbar = take(kTc * kVbarLd * 2);
+        L.red = take(kron_red_slots(L.P / 8, L.RMp / 16) * kTc * kRedLd * 4);
+        L.total = at;
+        return L;
+    }
     for (int buf = 0; buf < 2; ++buf) {
         L.xq[buf] = take(kTc * L.ldx * elem_bytes);
         L.xk[buf] = take(kTc * L.ldx * elem_bytes);
@@ -278,11 +312,27 @@ struct KronBlock {
         return reinterpret_cast<T*>(sm + offset);
     }
 
+    __device__ bool staged_factors() const { return L.ldf > 0; }
+    // Staged factors: poly at the row's start, pcat Pp16 columns on.
     __device__ ChunkSide query_side(int buf) const {
+        if (staged_factors()) {
+            const int pcat_q = L.fq[buf] + 2 * L.Pp16, pcat_k = L.fk[buf] + 2 * L.Pp16;
+            return {L.fq[buf], pcat_q, L.fk[buf], pcat_k, L.gs, L.vbar, -1, -1, -1, -1, true};
+        }
         return {L.polyq, L.pcatq, L.polyk, L.pcatk, L.gs, L.vbar, L.xq[buf], L.inv_divq, L.keepq, L.yq, true};
     }
     __device__ ChunkSide key_side(int buf) const {
+        if (staged_factors()) {
+            const int pcat_q = L.fq[buf] + 2 * L.Pp16, pcat_k = L.fk[buf] + 2 * L.Pp16;
+            return {L.fk[buf], pcat_k, L.fq[buf], pcat_q, L.vbar, L.gs, -1, -1, -1, -1, false};
+        }
         return {L.polyk, L.pcatk, L.polyq, L.pcatq, L.vbar, L.gs, L.xk[buf], L.inv_divk, L.keepk, L.yk, false};
+    }
+
+    // Factor row t0 of a side (0: q, 1: k) of this head in a.kron_factors.
+    __device__ __nv_bfloat16* factor_rows(int side, int64_t t0) const {
+        const int64_t width = L.Pp16 + L.RMp;
+        return static_cast<__nv_bfloat16*>(a.kron_factors) + ((side * a.B * a.H + bh) * a.T + t0) * width;
     }
 
     // W rows in shared memory: anchor rows (hi only), zero rows up to
@@ -370,16 +420,22 @@ struct KronBlock {
         });
     }
 
-    // 1a. Stages rows [t0, t0 + 64) of one tensor (`width` columns) into a
-    // shared tile of pitch ld, zero past T: cp.async 16-byte copies.
-    __device__ void stage_rows_async(const DeviceTensor& src, int64_t t0, int rows, int width, Elem* dst,
-                                     int ld) const {
+    // 1a. Stages `rows` rows (`width` 2-byte columns, row_stride apart from
+    // src) into a 64-row shared tile of pitch ld, zero past `rows`:
+    // cp.async 16-byte copies.
+    template <typename T>
+    __device__ void copy_rows_async(const T* src, int64_t row_stride, int rows, int width, T* dst, int ld) const {
         const RowWalk walk(width / 8);
-        const Elem* base = static_cast<const Elem*>(src.data) + src.offset(b, h, t0, 0) + walk.slot * 8;
         for (int t = walk.first; t < kTc; t += walk.step) {
             const bool valid = t < rows;
-            cp_async16(dst + t * ld + walk.slot * 8, base + (valid ? t * src.stride[2] : 0), valid);
+            cp_async16(dst + t * ld + walk.slot * 8, src + (valid ? t * row_stride : 0) + walk.slot * 8, valid);
         }
+    }
+    // Rows [t0, t0 + 64) of one tensor, zero past T.
+    __device__ void stage_rows_async(const DeviceTensor& src, int64_t t0, int rows, int width, Elem* dst,
+                                     int ld) const {
+        copy_rows_async(static_cast<const Elem*>(src.data) + src.offset(b, h, t0, 0), src.stride[2], rows, width, dst,
+                        ld);
     }
 
     // The slice's value columns of rows [t0, t0 + 64) with plain loads.
@@ -394,8 +450,23 @@ struct KronBlock {
     // and dout when need_g (backward), of chunk t0 into staging buffer
     // `buf`; plain loads when the launcher found the tensors unfit for
     // 16-byte copies.
+    // Staged factors: the factor rows always by cp.async (the workspace
+    // fits), v as above; one commit group either way.
     __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async, bool need_g = false) const {
         const int rows = chunk_rows(T, kTc, t0);
+        if (staged_factors()) {
+            const int width = L.Pp16 + L.RMp;
+            if (need_q) copy_rows_async(factor_rows(0, t0), width, rows, width, at<__nv_bfloat16>(L.fq[buf]), L.ldf);
+            if (need_k) {
+                copy_rows_async(factor_rows(1, t0), width, rows, width, at<__nv_bfloat16>(L.fk[buf]), L.ldf);
+                if (async)
+                    stage_rows_async(a.v, t0, rows, L.Dv, at<Elem>(L.vst[buf]), L.ldv);
+                else
+                    stage_slice_columns(a.v, t0, rows, at<Elem>(L.vst[buf]));
+            }
+            cp_async_commit();
+            return;
+        }
         if (async) {
             if (need_q) stage_rows_async(a.q, t0, rows, L.D, at<Elem>(L.xq[buf]), L.ldx);
             if (need_k) {
@@ -432,6 +503,7 @@ struct KronBlock {
                 vb[t * kVbarLd + w] = __float2bfloat16_rn(v);
             }
         }
+        if (staged_factors()) return;  // no x staged: the factors are
         static_assert(kThreads == 2 * 2 * kTc, "two threads per row of q and k");
         const int row = threadIdx.x / 2, half = threadIdx.x & 1;
         const bool query = row < kTc;
@@ -543,6 +615,22 @@ struct KronBlock {
                 }
                 *reinterpret_cast<unsigned*>(out + t * ld) = pack2<__nv_bfloat16>(v0, v1);
             }
+        }
+    }
+
+    // The mapped rows [poly | pcat] of both sides -> a.kron_factors (rows
+    // below `rows`), 16-byte copies. Block-wide; after the barrier that
+    // follows map_features.
+    __device__ void store_factor_rows(int64_t t0, int rows) const {
+        const int width = L.Pp16 + L.RMp, per_row = width / 8;
+        for (int idx = threadIdx.x; idx < 2 * kTc * per_row; idx += kThreads) {
+            const int side = idx / (kTc * per_row), r = idx - side * kTc * per_row;
+            const int t = r / per_row, col = (r - t * per_row) * 8;
+            if (t >= rows) continue;
+            const __nv_bfloat16* src =
+                col < L.Pp16 ? at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk) + t * L.ldp + col
+                             : at<__nv_bfloat16>(side == 0 ? L.pcatq : L.pcatk) + t * L.ldc + (col - L.Pp16);
+            *reinterpret_cast<uint4*>(factor_rows(side, t0 + t) + col) = *reinterpret_cast<const uint4*>(src);
         }
     }
 
@@ -755,7 +843,7 @@ __device__ void chunk_sweep(const Block& blk, ChunkRange range, bool reverse, bo
         const int64_t t0 = chunk_at(i) * kTc;
         const int buf = static_cast<int>(i & 1);
         if (i + 1 < chunks) blk.stage_chunk(chunk_at(i + 1) * kTc, buf ^ 1, need_q, need_k, async, need_g);
-        if (async) {
+        if (async || blk.staged_factors()) {
             if (i + 1 < chunks)
                 cp_async_wait<1>();
             else
@@ -797,11 +885,13 @@ __device__ void accumulate_sweep(const Block& blk, State& S, ChunkRange range, b
                                  OwnRows own_rows) {
     chunk_sweep(blk, range, false, queries, !queries, need_g, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, queries, !queries);
-        blk.factor_gemm(buf, queries, !queries);
+        if (!blk.staged_factors()) blk.factor_gemm(buf, queries, !queries);
         own_rows(t0, rows, buf);
         __syncthreads();
-        blk.map_features(queries, !queries);
-        __syncthreads();
+        if (!blk.staged_factors()) {
+            blk.map_features(queries, !queries);
+            __syncthreads();
+        }
         blk.accumulate_state(S, rows, queries ? blk.query_side(buf) : blk.key_side(buf));
         __syncthreads();
     });
@@ -822,13 +912,34 @@ __device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, b
     blk.load_state(S, carry ? a.dstate_out : a.state_in, !carry);
     if (sp.count > 1)
         blk.add_segment_sums(S, sp, a.causal && carry ? seg + 1 : 0, a.causal && !carry ? seg : sp.count);
-    blk.load_weights();
+    if (!blk.staged_factors()) blk.load_weights();
     if (!a.causal && sp.count == 1) accumulate_sweep(blk, S, all_chunks(blk.T), carry, carry, async, own_rows);
 }
 
-// Grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, mma_layout(...).total
-// bytes; async: q, k, v fit 16-byte cp.async copies (see the launcher).
-// sp.count > 1: the segment sums of the keys are in sp.sums.
+// The factor rows of q and k (steps 1-3 once per head) -> a.kron_factors:
+// grid (B*H, 1, sp.count), CTA z maps the chunks of segment z (the plan
+// only spreads the work; nothing is summed); the forward layout without
+// staged factors.
+template <typename Elem, int kPPW, int kC16>
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+    kron_factor_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
+    extern __shared__ float4 smem_f4[];
+    const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    blk.load_weights();
+    chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, true, false, async, [&](int64_t t0, int rows, int buf) {
+        blk.prepare_chunk(rows, buf, true, true);
+        blk.factor_gemm(buf, true, true);
+        __syncthreads();
+        blk.map_features(true, true);
+        __syncthreads();
+        blk.store_factor_rows(t0, rows);
+    });
+}
+
+// Grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, the staged-factor
+// layout's mma_layout(...).total bytes, after kron_factor_mma_kernel; async:
+// v fits 16-byte cp.async copies (see the launcher). sp.count > 1: the
+// segment sums of the keys are in sp.sums.
 template <typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_forward_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
@@ -838,12 +949,9 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     const int seg = static_cast<int>(blockIdx.z);
     float S[kPPW][2 * kC16][4] = {};
     start_sweep(blk, S, sp, false, async, [](int64_t, int, int) {});
-    // Steps 1-6 per chunk of the segment.
+    // Steps 1 and 4-6 per chunk of the segment (the factors are staged).
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, causal, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, causal);
-        blk.factor_gemm(buf, true, causal);
-        __syncthreads();
-        blk.map_features(true, causal);
         __syncthreads();
         blk.state_partials(S, blk.query_side(buf), causal);
         if (causal) blk.accumulate_state(S, rows, blk.key_side(buf));

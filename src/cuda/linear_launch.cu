@@ -9,8 +9,10 @@
 // engine (positive maps, bf16/fp16 io, F <= 256: linear_dense_mma.hpp),
 // the fp32 scans.
 // Workspace (one layout function answers the size and carves the call):
-//   both:     [the tensor-core kernels' segment sums, bf16/fp16 plans whose
-//             B*H leaves SMs idle (the larger of the two engines' needs)]
+//   both:     [the tensor-core engines' workspace, bf16/fp16 plans (the
+//             larger of the two engines' needs): slay_anchor's forward
+//             factor rows (2, B, H, T, Pp16 + RMp) bf16; the segment sums
+//             of calls whose B*H leaves SMs idle]
 //   forward:  [state copy when final_state overlaps initial_state]
 //             [TensorSketch poly_q, poly_k (B*H*T, P) + cuFFT scratch]
 //   backward: dq, dk accumulators (B, H, T, D) fp32, den and dZ per row
@@ -97,7 +99,7 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
 // Workspace blocks of one call; fields a pass does not use stay null.
 struct LinearScratch {
     float* state_copy = nullptr;
-    float* segment_sums = nullptr;  // the tensor-core kernels' sequence split
+    float* mma_workspace = nullptr;  // the tensor-core engines' (factor rows, the sequence split's sums)
     float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
     float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr, *dstate_z_parts = nullptr;
     ExpandedGrad dv_expanded;  // grouped-query plans: dv per query head
@@ -109,12 +111,12 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
     LinearScratch s;
     KronMmaShape shape;
     DenseMmaShape dense;
-    int64_t sums = 0;
+    int64_t mma_floats = 0;
     if (tensor_core_shape(p.cfg, &shape))
-        sums = anchor_mma_segment_floats(shape, B * H, p.cfg.value_dim, T, pass != SLAY_PASS_FORWARD);
+        mma_floats = anchor_mma_workspace_floats(shape, B * H, p.cfg.value_dim, T, pass != SLAY_PASS_FORWARD);
     if (dense_shape(p, &dense))
-        sums = std::max(sums, dense_mma_segment_floats(dense, B * H, T, pass != SLAY_PASS_FORWARD));
-    if (sums > 0) s.segment_sums = w.take<float>(sums);
+        mma_floats = std::max(mma_floats, dense_mma_segment_floats(dense, B * H, T, pass != SLAY_PASS_FORWARD));
+    if (mma_floats > 0) s.mma_workspace = w.take<float>(mma_floats);
     if (pass == SLAY_PASS_FORWARD) {
         s.state_copy = w.take<float>(B * H * p.features, p.cfg.value_dim + 1);
     } else {
@@ -351,10 +353,10 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     }
     bool launched = false;
     KronMmaShape shape;
-    if (tensor_core_call(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, s.segment_sums, stream, &launched));
+    if (tensor_core_call(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, s.mma_workspace, stream, &launched));
     if (launched) return Status();
     DenseMmaShape dense;
-    if (dense_call(p, c, &dense)) SLAY_TRY(dense_forward_mma(dev, dense, a, s.segment_sums, stream, &launched));
+    if (dense_call(p, c, &dense)) SLAY_TRY(dense_forward_mma(dev, dense, a, s.mma_workspace, stream, &launched));
     if (launched) return Status();
     return dispatch_scan(map_of(p), ScanPass::Forward, a, L, stream);
 }
@@ -401,10 +403,10 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     int slices = static_cast<int>((p.cfg.value_dim + kValueSlice - 1) / kValueSlice);
     KronMmaShape shape;
     if (tensor_core_call(p, c, &shape))
-        SLAY_TRY(anchor_backward_mma(dev, shape, a, s.segment_sums, stream, &launched, &slices));
+        SLAY_TRY(anchor_backward_mma(dev, shape, a, s.mma_workspace, stream, &launched, &slices));
     DenseMmaShape dense;
     if (!launched && dense_call(p, c, &dense)) {
-        SLAY_TRY(dense_backward_mma(dev, dense, a, s.segment_sums, stream, &launched));
+        SLAY_TRY(dense_backward_mma(dev, dense, a, s.mma_workspace, stream, &launched));
         if (launched) slices = 1;
     }
     if (!launched) {

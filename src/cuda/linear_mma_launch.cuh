@@ -65,18 +65,31 @@ inline int64_t kron_segment_floats(const SegmentPlan& sp, int64_t batch_heads, i
     return sp.count > 1 ? sp.count * batch_heads * kron_slices(Dv) * sp.sum_floats : 0;
 }
 
+// The forward's factor rows (2, B*H, T, factor_row_width) bf16, in floats.
+inline int64_t kron_factor_floats(int64_t batch_heads, int64_t T, int P, int RM) {
+    return batch_heads * T * factor_row_width(P, RM);
+}
+
+// A pass's layout: the forward stages the factor rows of
+// kron_factor_mma_kernel, the backward maps x itself.
+inline MmaLayout kron_pass_layout(const KronMmaShape& s, int Dv, bool backward) {
+    return mma_layout(s.D, Dv, s.P, s.RM, 2, backward, !backward);
+}
+
 // Whether the call fits (D % 16 == 0, D <= 128, P % 8 == 0, bf16/fp16
 // io, shared memory within the device's opt-in limit); fills *out. The
 // tensors in `staged` must allow 16-byte cp.async rows for async staging
 // (contiguous last dimension, 16-byte aligned bases, strides in multiples
 // of 8 elements), else the kernels use plain loads.
-// segment_sums: kron_segment_floats of workspace, or null (no split).
+// segment_sums: kron_segment_floats of workspace, or null (no split). The
+// forward's layout stages factor rows (kron_pass_layout; the caller sets
+// a.kron_factors).
 inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool backward,
                           float* segment_sums, std::initializer_list<const DeviceTensor*> staged, KronMmaLaunch* out) {
     if (s.D % 16 != 0 || s.D > 128 || s.P % 8 != 0) return false;
     out->bf16 = s.io_dtype == SLAY_DTYPE_BFLOAT16;
     if (!out->bf16 && s.io_dtype != SLAY_DTYPE_FLOAT16) return false;
-    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, backward);
+    out->L = kron_pass_layout(s, a.Dv, backward);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
     auto aligned = [](const DeviceTensor& t) {
         return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[3] == 1 && t.stride[0] % 8 == 0 &&
@@ -94,6 +107,21 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     }
     out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>(kron_slices(a.Dv)),
                      static_cast<unsigned>(out->sp.count));
+    return true;
+}
+
+// The factor kernel of a forward planned as `main`: the forward layout
+// without staged factors, one CTA per head and part of the sequence (as
+// many parts as fill the SMs, at least kSegmentMinChunks chunks each; any
+// split is fine, nothing is summed). False when its layout does not fit.
+inline bool plan_kron_factors(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a,
+                              const KronMmaLaunch& main, KronMmaLaunch* out) {
+    *out = main;
+    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, false, false);
+    if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
+    out->sp = SegmentPlan{};
+    split_sequence(a.B * a.H, kron_ctas_per_sm(out->L), a.T, &out->sp);
+    out->grid = dim3(static_cast<unsigned>(a.B * a.H), 1, static_cast<unsigned>(out->sp.count));
     return true;
 }
 

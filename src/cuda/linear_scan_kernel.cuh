@@ -107,6 +107,9 @@ struct ScanArgs {
     float* row_den = nullptr;  // (B, H, T): den_i, saved by the query pass for the key pass
     float* row_dz = nullptr;   // (slices, B, H, T): each slice's share of dZ_i
     float* dstate_z_parts = nullptr;  // (slices, B, H, F): each slice's share of dinitial_state[..., Dv]
+    // The slay_anchor tensor-core forward's factor rows (2, B, H, T, Pp16 +
+    // RMp) bf16: [poly | pcat] of q, then of k (linear_forward_mma_kernel.cuh).
+    void* kron_factors = nullptr;
     const float* ts_poly_q = nullptr;  // (B, H, T, P) TensorSketch poly features
     const float* ts_poly_k = nullptr;
     float* ts_dpoly_q = nullptr;  // (B, H, T, P) their gradients

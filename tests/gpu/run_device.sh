@@ -50,7 +50,7 @@
 #             (stall samples per CUDA line and per SASS instruction) of the dense forward and
 #             backward query kernels, slay_laplace at the paper shape -> densesrc_*.csv, densesrc.ncu-rep
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
-#             fwd+bwd at B4 H12 D64 T8192 bf16 -> profile.txt
+#             fwd+bwd at B4 H12 D64 T8192 bf16 and at the paper shape (causal) -> profile.txt
 #   cpbench   the context-parallel example (examples/cpp/context_parallel_nccl.cpp, one process per
 #             GPU over the system NCCL): a --check run (fp32, T 65536, every rank count), then
 #             slay_anchor bf16 B1 H8 D64 at T 1M and 4M tokens on 1, 2, 4, 8 ranks (as many as the
@@ -124,12 +124,22 @@ fi
 
 [ -x "$BUILD/examples/slay_example" ] && "$BUILD/examples/slay_example" 1024 4 64 >> "$OUT/tests.log" 2>&1
 
+if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench || has profile) && [ ! -f "$BUILD/libslay.so" ]; then
+  # a bench-only call on a fresh machine: the library alone
+  { meson setup "$BUILD" -Dgpu_archs=90 -Dtests=false -Dexamples=false >/dev/null &&
+    ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
+fi
 if has profile; then
   timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
     -k regex:kron -c 4 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
-    --B 4 --H 12 --D 64 --T 8192 --dtypes bf16 --passes fwdbwd --R 2 --M 16 --P 32 --iters 1 --warmup 0 \
+    --B 4 --H 12 --D 64 --T 8192 --dtypes bf16 --passes fwdbwd --R 2 --M 16 --P 32 --iters 1 --warmup 0 --causal \
     > "$OUT/profile.txt" 2>&1
   echo "=== ncu rc=$?" >> "$OUT/profile.txt"
+  timeout 200 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
+    -k regex:kron -c 8 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 --iters 1 --warmup 0 \
+    --causal >> "$OUT/profile.txt" 2>&1
+  echo "=== ncu paper shape rc=$?" >> "$OUT/profile.txt"
   grep -E "kron_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|rc=" "$OUT/profile.txt" | head -60
 fi
 
@@ -143,11 +153,6 @@ if has exactbench && python3 -c 'import torch' 2>/dev/null; then
   done
   has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -vE '^\s*$' "$OUT/exactbench.log" | tail -40
-fi
-if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench) && [ ! -f "$BUILD/libslay.so" ]; then
-  # a bench-only call on a fresh machine: the library alone
-  { meson setup "$BUILD" -Dgpu_archs=90 -Dtests=false -Dexamples=false >/dev/null &&
-    ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
 fi
 if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   : > "$OUT/bench.log"
