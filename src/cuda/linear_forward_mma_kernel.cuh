@@ -843,12 +843,12 @@ __device__ void chunk_sweep(const Block& blk, ChunkRange range, bool reverse, bo
         const int64_t t0 = chunk_at(i) * kTc;
         const int buf = static_cast<int>(i & 1);
         if (i + 1 < chunks) blk.stage_chunk(chunk_at(i + 1) * kTc, buf ^ 1, need_q, need_k, async, need_g);
-        if (async || blk.staged_factors()) {
-            if (i + 1 < chunks)
-                cp_async_wait<1>();
-            else
-                cp_async_wait<0>();
-        }
+        // Unconditional: the staged factors use cp.async even when the
+        // inputs do not (and with no group committed the wait returns).
+        if (i + 1 < chunks)
+            cp_async_wait<1>();
+        else
+            cp_async_wait<0>();
         __syncthreads();
         body(t0, chunk_rows(blk.T, kTc, t0), buf);
     }
