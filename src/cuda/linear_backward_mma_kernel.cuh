@@ -7,7 +7,11 @@
 // C.4, D.2) on the forward's tensor-core block (linear_forward_mma_kernel.cuh):
 // one CTA of 8 warps per (b*H + h, slice of 15 value columns + the z
 // column), the slice's state or carry (16, F) in registers (warp w owns
-// p in [w*kPPW, (w+1)*kPPW), all c), features recomputed, never stored.
+// p in [w*kPPW, (w+1)*kPPW), all c). The factor rows of q and k come
+// from kron_factor_mma_kernel (staged, as in the forward); each slice adds
+// its factor gradients dpoly, dpcat to fp32 rows in workspace, and the
+// map's VJP (kron_factor_vjp_kernel) runs once per head after the key
+// kernel.
 //
 // Per slice, with vbar = [v_slice | 1] and gs = [g_slice / den | dZ share]
 // (the shares of dZ_i = -(g_i . o_i) / den_i over the slices add up, and
@@ -31,12 +35,12 @@
 // 16-row m-tile and half of the p, G_p = gs S_p^T on tensor cores once and
 // contracts it in registers both ways (the pcat-weighted row sums give
 // dpoly, the poly-weighted sums over p a partial dpcat; the two halves'
-// partials meet in shared memory). The map's VJP then runs as one GEMM, coefficients (64, NW)
-// times W (NW, D) in bf16 (fp16 W fragments are converted in registers:
-// gradient coefficients can leave fp16's range), followed by the
-// normalization's VJP in fp32 and an fp32 atomic add into the dq/dk rows
-// (the slices of a head add their parts; the order of those adds is not
-// fixed, as in the SIMT kernels).
+// partials meet in shared memory), added (fp32 atomics: the slices of a
+// head add their parts in no fixed order, as in the SIMT kernels) to the
+// factor gradient rows. The map's VJP (kron_factor_vjp_kernel) then runs as
+// one GEMM, coefficients (64, NW) times W (NW, D) in bf16 (fp16 W fragments
+// are converted in registers: gradient coefficients can leave fp16's
+// range), followed by the normalization's VJP in fp32, into the dq/dk rows.
 //
 // Rounding: gs, vbar, features and the state copy are bf16 with fp32 sums
 // (the forward's budget); den, dZ, the coefficients' inputs and the
@@ -291,6 +295,46 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         }
     }
 
+    // Factor gradient row t0 of a side (0: q, 1: k) of this head in
+    // a.kron_dfactors ([dpoly (Pp16) | dpcat (RMp)]).
+    __device__ float* dfactor_rows(int side, int64_t t0) const {
+        const int64_t width = L.Pp16 + L.RMp;
+        return a.kron_dfactors + ((side * a.B * a.H + bh) * a.T + t0) * width;
+    }
+
+    // This slice's dpoly (columns < P) and dpcat rows (below `rows`) added
+    // to a.kron_dfactors (the slices of a head add their parts, in no fixed
+    // order). Block-wide; after the barrier that follows factor_gradients.
+    __device__ void add_factor_gradients(int side, int64_t t0, int rows) const {
+        const int poly_groups = L.P / 4, groups = poly_groups + L.RMp / 4;  // P % 8 == 0
+        for (int idx = threadIdx.x; idx < kTc * groups; idx += kThreads) {
+            const int t = idx / groups, grp = idx - t * groups;
+            if (t >= rows) continue;
+            const bool poly = grp < poly_groups;
+            const int col = poly ? 4 * grp : 4 * (grp - poly_groups);
+            const float4 v = poly ? *reinterpret_cast<const float4*>(at<float>(L.dpoly) + t * L.lddp + col)
+                                  : *reinterpret_cast<const float4*>(at<float>(L.dpcat) + t * L.lddc + col);
+            const float vals[4] = {v.x, v.y, v.z, v.w};
+            add_to_global4(dfactor_rows(side, t0 + t) + (poly ? col : L.Pp16 + col), vals);
+        }
+    }
+
+    // dpoly, dpcat of the side's rows from a.kron_dfactors (0 past `rows`),
+    // for side_vjp.
+    __device__ void load_factor_gradients(int side, int64_t t0, int rows) const {
+        const int poly_groups = L.Pp16 / 4, groups = poly_groups + L.RMp / 4;
+        for (int idx = threadIdx.x; idx < kTc * groups; idx += kThreads) {
+            const int t = idx / groups, grp = idx - t * groups;
+            const bool poly = grp < poly_groups;
+            const int col = poly ? 4 * grp : 4 * (grp - poly_groups);
+            const float4 v = t < rows ? *reinterpret_cast<const float4*>(dfactor_rows(side, t0 + t) +
+                                                                        (poly ? col : L.Pp16 + col))
+                                      : make_float4(0.f, 0.f, 0.f, 0.f);
+            *reinterpret_cast<float4*>(poly ? at<float>(L.dpoly) + t * L.lddp + col
+                                            : at<float>(L.dpcat) + t * L.lddc + col) = v;
+        }
+    }
+
     // Where the side's VJP coefficients go: the other side's Y (see
     // mma_layout), free from map_features to the next chunk's factor_gemm.
     __device__ int coef_of(const ChunkSide& sd) const { return sd.y == L.yq ? L.yk : L.yq; }
@@ -424,9 +468,6 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, causal, true, async, [&](int64_t t0, int rows, int buf) {
         const ChunkSide qs = blk.query_side(buf);
         blk.prepare_chunk(rows, buf, true, causal);
-        blk.factor_gemm(buf, true, causal);
-        __syncthreads();
-        blk.map_features(true, causal);
         __syncthreads();
         blk.state_partials(S, qs, causal);
         __syncthreads();
@@ -436,7 +477,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
         __syncthreads();
         blk.factor_gradients(qs, causal);
         __syncthreads();
-        blk.side_vjp(qs, t0, rows, a.dq_acc);
+        blk.add_factor_gradients(0, t0, rows);
         if (causal) blk.accumulate_state(S, rows, blk.key_side(buf));
         __syncthreads();
     });
@@ -460,10 +501,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
                 [&](int64_t t0, int rows, int buf) {
                     const ChunkSide ks = blk.key_side(buf);
                     blk.prepare_chunk(rows, buf, causal, true);
-                    blk.factor_gemm(buf, causal, true);
                     if (causal) blk.gradient_rows(t0, rows, buf, false);
-                    __syncthreads();
-                    blk.map_features(causal, true);
                     __syncthreads();
                     blk.state_partials(U, ks, causal);
                     __syncthreads();
@@ -473,7 +511,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
                     __syncthreads();
                     blk.factor_gradients(ks, causal);
                     __syncthreads();
-                    blk.side_vjp(ks, t0, rows, a.dk_acc);
+                    blk.add_factor_gradients(1, t0, rows);
                     if (causal) blk.accumulate_state(U, rows, blk.query_side(buf));
                     __syncthreads();
                 });
@@ -484,6 +522,32 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
             else
                 a.dstate_in.store(blk.b, blk.h, f, col, U[pl][c8][e]);
         });
+}
+
+// The anchor map's VJP once per head, after the query and key kernels:
+// dq (side 0) and dk (side 1) rows added to a.dq_acc / a.dk_acc from the
+// summed factor gradients in a.kron_dfactors. Grid (B*H, 2 sides,
+// sp.count), CTA z takes the chunks of segment z (nothing is summed across
+// segments); the backward layout without staged factors (x, W, Y, dpoly,
+// dpcat and the dx^ rows).
+template <typename Elem, int kPPW, int kC16>
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+    kron_factor_vjp_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
+    extern __shared__ float4 smem_f4[];
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const int side = static_cast<int>(blockIdx.y);
+    const bool queries = side == 0;
+    blk.load_weights();
+    chunk_sweep(blk, segment_chunks(sp, blk.T), false, queries, !queries, false, async,
+                [&](int64_t t0, int rows, int buf) {
+                    blk.prepare_chunk(rows, buf, queries, !queries);
+                    blk.factor_gemm(buf, queries, !queries);
+                    blk.load_factor_gradients(side, t0, rows);
+                    __syncthreads();
+                    blk.side_vjp(queries ? blk.query_side(buf) : blk.key_side(buf), t0, rows,
+                                 queries ? a.dq_acc : a.dk_acc);
+                    __syncthreads();  // side_vjp reads x of this buffer last
+                });
 }
 
 }  // namespace kron_mma

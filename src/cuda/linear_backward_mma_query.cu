@@ -5,28 +5,43 @@
 // unit so the two compile in parallel), both on grid (B*H, ceil(Dv / 15),
 // segments), when the call fits (linear_mma_launch.cuh). A split sequence
 // adds the keys' segment sums before the query kernel and the queries'
-// (carries) before the key kernel, in one workspace block.
+// (carries) before the key kernel, in one workspace block. Before them the
+// factor rows of q and k (kron_factor_mma_kernel); the query and key
+// kernels add their factor gradients to workspace, and the map's VJP
+// (kron_factor_vjp_kernel, after the key kernel) turns them into dq, dk
+// once per head. Workspace: factor rows, factor gradients, segment sums.
 #include "cuda/linear_backward_mma_kernel.cuh"
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
 namespace cuda {
 
-Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* segment_sums,
+Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
                            cudaStream_t stream, bool* launched, int* slices) {
     using namespace kron_mma;
     *launched = false;
-    KronMmaLaunch k;
-    if (!plan_kron_mma(dev, s, a, true, segment_sums, {&a.q, &a.k, &a.v, &a.dout}, &k)) return Status();
+    if (!workspace) return Status();  // an empty call (no rows)
+    const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM);
+    float* dfactors = workspace + factor_floats;
+    float* segment_sums = dfactors + 2 * factor_floats;
+    KronMmaLaunch k, factors, vjp;
+    if (!plan_kron_mma(dev, s, a, true, segment_sums, {&a.q, &a.k, &a.v, &a.dout}, &k) ||
+        !plan_kron_rows(dev, s, a, k, false, 1, &factors) || !plan_kron_rows(dev, s, a, k, true, 2, &vjp))
+        return Status();
+    ScanArgs ab = a;
+    ab.kron_factors = workspace;
+    ab.kron_dfactors = dfactors;
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
+        SLAY_CUDA(cudaMemsetAsync(dfactors, 0, static_cast<size_t>(2 * factor_floats) * sizeof(float), stream));
+        SLAY_TRY(launch_kron_factors(factors, ab, stream));
         return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
-                                      kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
-                                      "linear attention tensor-core backward (query pass) launch");
+                                      kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, ab,
+                                      stream, "linear attention tensor-core backward (query pass) launch");
     }));
     if (!instantiated) return Status();
-    SLAY_TRY(launch_kron_backward_key(k, a, stream));
+    SLAY_TRY(launch_kron_backward_key(k, vjp, ab, stream));
     *launched = true;
     *slices = static_cast<int>(k.grid.y);
     return Status();

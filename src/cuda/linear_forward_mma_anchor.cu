@@ -12,11 +12,21 @@ namespace cuda {
 
 int64_t anchor_mma_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
                                     bool backward) {
-    using namespace kron_mma;
-    const MmaLayout L = kron_pass_layout(s, static_cast<int>(Dv), backward);
-    const int64_t sums = kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
-    return backward ? sums : kron_factor_floats(batch_heads, T, s.P, s.RM) + sums;
+    return kron_mma::kron_workspace_floats(s, batch_heads, Dv, T, backward);
 }
+
+namespace kron_mma {
+Status launch_kron_factors(const KronMmaLaunch& rows, const ScanArgs& a, cudaStream_t stream) {
+    bool instantiated = false;
+    SLAY_TRY(with_kron_instance(rows, &instantiated, [&](auto inst) {
+        using I = decltype(inst);
+        return launch_kron_kernel(kron_factor_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, rows, a, stream,
+                                  "linear attention tensor-core factor rows launch");
+    }));
+    if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core factor kernel for this shape");
+    return Status();
+}
+}  // namespace kron_mma
 
 Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
                           cudaStream_t stream, bool* launched) {
@@ -26,15 +36,14 @@ Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM);
     KronMmaLaunch k, factors;
     if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k) ||
-        !plan_kron_factors(dev, s, a, k, &factors))
+        !plan_kron_rows(dev, s, a, k, false, 1, &factors))
         return Status();
     ScanArgs af = a;
     af.kron_factors = workspace;
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
-        SLAY_TRY(launch_kron_kernel(kron_factor_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, factors, af, stream,
-                                    "linear attention tensor-core factor rows launch"));
+        SLAY_TRY(launch_kron_factors(factors, af, stream));
         return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
                                       kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, af, stream,
                                       "linear attention tensor-core kernel launch");

@@ -145,7 +145,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.dost[0] = L.dost[1] = L.gs = L.keepq = L.keepk = L.dpoly = L.dpcat = L.coef = -1;
     L.ldf = 0;
     L.fq[0] = L.fq[1] = L.fk[0] = L.fk[1] = -1;
-    if (staged_factors && !backward) {
+    if (staged_factors) {
         // 16-byte rows that are not multiples of 128 bytes (as above).
         L.ldf = factor_row_width(P, RM) + 8;
         L.ldp = L.ldc = L.ldf;
@@ -156,9 +156,18 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
             L.fq[buf] = take(kTc * L.ldf * 2);
             L.fk[buf] = take(kTc * L.ldf * 2);
             L.vst[buf] = take(kTc * L.ldv * elem_bytes);
+            if (backward) L.dost[buf] = take(kTc * L.ldv * elem_bytes);
         }
         L.vbar = take(kTc * kVbarLd * 2);
-        L.red = take(kron_red_slots(L.P / 8, L.RMp / 16) * kTc * kRedLd * 4);
+        int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16) * kTc * kRedLd * 4;
+        if (backward) {  // the factor gradients leave for kron_factor_vjp_kernel: no x, Y, dx^ rows
+            L.gs = take(kTc * kVbarLd * 2);
+            L.dpoly = take(kTc * L.lddp * 4);
+            L.dpcat = take(kTc * L.lddc * 4);
+            const int state_copy = L.P * kSliceCols * L.ldsc * 2;
+            red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
+        }
+        L.red = take(red_bytes);
         L.total = at;
         return L;
     }
@@ -463,6 +472,12 @@ struct KronBlock {
                     stage_rows_async(a.v, t0, rows, L.Dv, at<Elem>(L.vst[buf]), L.ldv);
                 else
                     stage_slice_columns(a.v, t0, rows, at<Elem>(L.vst[buf]));
+            }
+            if (need_g) {
+                if (async)
+                    stage_rows_async(a.dout, t0, rows, L.Dv, at<Elem>(L.dost[buf]), L.ldv);
+                else
+                    stage_slice_columns(a.dout, t0, rows, at<Elem>(L.dost[buf]));
             }
             cp_async_commit();
             return;

@@ -10,9 +10,10 @@
 // the fp32 scans.
 // Workspace (one layout function answers the size and carves the call):
 //   both:     [the tensor-core engines' workspace, bf16/fp16 plans (the
-//             larger of the two engines' needs): slay_anchor's forward
-//             factor rows (2, B, H, T, Pp16 + RMp) bf16; the segment sums
-//             of calls whose B*H leaves SMs idle]
+//             larger of the two engines' needs): slay_anchor's factor
+//             rows (2, B, H, T, Pp16 + RMp) bf16 and, backward, their
+//             gradients in fp32; the segment sums of calls whose B*H
+//             leaves SMs idle]
 //   forward:  [state copy when final_state overlaps initial_state]
 //             [TensorSketch poly_q, poly_k (B*H*T, P) + cuFFT scratch]
 //   backward: dq, dk accumulators (B, H, T, D) fp32, den and dZ per row

@@ -20,11 +20,11 @@ struct KronMmaShape {
 };
 
 // Workspace floats of a call (depends only on the shapes, not on the
-// device): the forward's factor rows (kron_factor_mma_kernel: (2, B*H, T,
-// Pp16 + RMp) bf16) and, in both passes, the segment sums of few-head
-// calls, which split the sequence (SegmentPlan in
-// linear_forward_mma_kernel.cuh; the passes' layouts differ, and so do the
-// CTAs an SM holds and the segments).
+// device): the factor rows of q and k (kron_factor_mma_kernel: (2, B*H, T,
+// Pp16 + RMp) bf16), in the backward also their gradients (the same shape
+// in fp32), and the segment sums of few-head calls, which split the
+// sequence (SegmentPlan in linear_forward_mma_kernel.cuh; the passes'
+// layouts differ, and so do the CTAs an SM holds and the segments).
 int64_t anchor_mma_workspace_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T,
                                     bool backward);
 
@@ -36,10 +36,9 @@ Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, cons
 // The backward's kernels on a.dq_acc, a.dk_acc (zeroed by the caller),
 // a.row_den, a.row_dz (slices x B*H*T), a.dstate_z_parts (slices x B*H*F),
 // with *slices the number of value slices it used (the z-part reduction's
-// count).
-// segment_sums: anchor_mma_workspace_floats(..., true) floats (null: no
-// sequence split).
-Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* segment_sums,
+// count). workspace: anchor_mma_workspace_floats(..., true) floats (null:
+// not launched).
+Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
                            cudaStream_t stream, bool* launched, int* slices);
 
 }  // namespace cuda

@@ -70,10 +70,20 @@ inline int64_t kron_factor_floats(int64_t batch_heads, int64_t T, int P, int RM)
     return batch_heads * T * factor_row_width(P, RM);
 }
 
-// A pass's layout: the forward stages the factor rows of
-// kron_factor_mma_kernel, the backward maps x itself.
+// A pass's layout for its per-slice kernels: both stage the factor rows of
+// kron_factor_mma_kernel (the backward hands its factor gradients to
+// kron_factor_vjp_kernel).
 inline MmaLayout kron_pass_layout(const KronMmaShape& s, int Dv, bool backward) {
-    return mma_layout(s.D, Dv, s.P, s.RM, 2, backward, !backward);
+    return mma_layout(s.D, Dv, s.P, s.RM, 2, backward, true);
+}
+
+// Workspace floats of a pass: the factor rows, in the backward their
+// gradients (fp32, both sides), then the segment sums.
+inline int64_t kron_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
+                                     bool backward) {
+    const MmaLayout L = kron_pass_layout(s, static_cast<int>(Dv), backward);
+    const int64_t factors = kron_factor_floats(batch_heads, T, s.P, s.RM);
+    return factors * (backward ? 3 : 1) + kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
 }
 
 // Whether the call fits (D % 16 == 0, D <= 128, P % 8 == 0, bf16/fp16
@@ -110,18 +120,21 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     return true;
 }
 
-// The factor kernel of a forward planned as `main`: the forward layout
-// without staged factors, one CTA per head and part of the sequence (as
-// many parts as fill the SMs, at least kSegmentMinChunks chunks each; any
-// split is fine, nothing is summed). False when its layout does not fit.
-inline bool plan_kron_factors(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a,
-                              const KronMmaLaunch& main, KronMmaLaunch* out) {
+// A per-head kernel of a call planned as `main`, on a layout without
+// staged factors (the forward's for kron_factor_mma_kernel, the backward's
+// for kron_factor_vjp_kernel): grid (B*H, sides, parts), as many parts of
+// the sequence as fill the SMs, of at least kSegmentMinChunks chunks each
+// (any split is fine: nothing is summed). False when the layout does not
+// fit.
+inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, const KronMmaLaunch& main,
+                           bool backward, int sides, KronMmaLaunch* out) {
     *out = main;
-    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, false, false);
+    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, backward, false);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
     out->sp = SegmentPlan{};
-    split_sequence(a.B * a.H, kron_ctas_per_sm(out->L), a.T, &out->sp);
-    out->grid = dim3(static_cast<unsigned>(a.B * a.H), 1, static_cast<unsigned>(out->sp.count));
+    split_sequence(a.B * a.H * sides, kron_ctas_per_sm(out->L), a.T, &out->sp);
+    out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>(sides),
+                     static_cast<unsigned>(out->sp.count));
     return true;
 }
 
@@ -173,9 +186,15 @@ Status launch_kron_after_sums(SumsKernel sums, Kernel kernel, const KronMmaLaunc
     return launch_kron_kernel(kernel, k, a, stream, what);
 }
 
+// The factor rows of q and k (plan_kron_rows(..., false, 1, ...);
+// linear_forward_mma_anchor.cu).
+Status launch_kron_factors(const KronMmaLaunch& rows, const ScanArgs& a, cudaStream_t stream);
+
 // The backward's key kernel for a launch whose query kernel ran, after the
-// queries' segment sums when k.sp.count > 1 (linear_backward_mma_key.cu).
-Status launch_kron_backward_key(const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream);
+// queries' segment sums when k.sp.count > 1, then the map's VJP (`vjp`:
+// plan_kron_rows(..., true, 2, ...)) (linear_backward_mma_key.cu).
+Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
+                                cudaStream_t stream);
 
 }  // namespace kron_mma
 }  // namespace cuda

@@ -49,6 +49,8 @@
 #   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page
 #             (stall samples per CUDA line and per SASS instruction) of the dense forward and
 #             backward query kernels, slay_laplace at the paper shape -> densesrc_*.csv, densesrc.ncu-rep
+#   kronquick the library and test_cuda_linear alone, its slay_anchor cases, slay_anchor at the
+#             paper shape (compare_torch) -> kronquick*.log, kronquick_paper.json/md
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 and at the paper shape (causal) -> profile.txt
 #   cpbench   the context-parallel example (examples/cpp/context_parallel_nccl.cpp, one process per
@@ -72,6 +74,21 @@ if has build; then
   { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
     ninja -C "$BUILD"; } > "$OUT/tests.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
   echo "build ok"
+fi
+if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
+  rm -rf "$BUILD"
+  { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
+    ninja -C "$BUILD" libslay.so tests/gpu/test_cuda_linear; } > "$OUT/tests.log" 2>&1 ||
+    { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
+  echo "build ok"
+  timeout 150 "$BUILD/tests/gpu/test_cuda_linear" \
+    -tc='*slay_anchor*,*strided*,*initial/final*,*fp16*,*two pieces*,*packed*' > "$OUT/kronquick.log" 2>&1
+  echo "=== test_cuda_linear (slay_anchor cases) rc=$?" | tee -a "$OUT/kronquick.log"
+  grep -E "FAIL|test cases|assertions" "$OUT/kronquick.log" | head -20
+  timeout 60 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
+    --json "$OUT/kronquick_paper.json" --markdown "$OUT/kronquick_paper.md" > "$OUT/kronquick_bench.log" 2>&1
+  echo "=== compare_torch rc=$?"; grep -E "^\| (libslay|sdpa)" "$OUT/kronquick_paper.md" | cut -c1-100
 fi
 if has arch80; then  # in the background (8 jobs) while the GPU phases run; waited for at the end
   rm -rf build-sm80
