@@ -49,8 +49,9 @@
 #   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page
 #             (stall samples per CUDA line and per SASS instruction) of the dense forward and
 #             backward query kernels, slay_laplace at the paper shape -> densesrc_*.csv, densesrc.ncu-rep
-#   kronquick the library and test_cuda_linear alone, its slay_anchor cases, slay_anchor at the
-#             paper shape (compare_torch) -> kronquick*.log, kronquick_paper.json/md
+#   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
+#             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
+#             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 and at the paper shape (causal) -> profile.txt
 #   cpbench   the context-parallel example (examples/cpp/context_parallel_nccl.cpp, one process per
@@ -78,13 +79,18 @@ fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   rm -rf "$BUILD"
   { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
-    ninja -C "$BUILD" libslay.so tests/gpu/test_cuda_linear; } > "$OUT/tests.log" 2>&1 ||
+    ninja -C "$BUILD" libslay.so tests/gpu/test_cuda_linear tests/gpu/test_cuda_context_parallel \
+      tests/gpu/test_cuda_exact; } > "$OUT/tests.log" 2>&1 ||
     { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
   echo "build ok"
   timeout 150 "$BUILD/tests/gpu/test_cuda_linear" \
     -tc='*slay_anchor*,*strided*,*initial/final*,*fp16*,*two pieces*,*packed*' > "$OUT/kronquick.log" 2>&1
   echo "=== test_cuda_linear (slay_anchor cases) rc=$?" | tee -a "$OUT/kronquick.log"
   grep -E "FAIL|test cases|assertions" "$OUT/kronquick.log" | head -20
+  for t in context_parallel exact; do
+    timeout 60 "$BUILD/tests/gpu/test_cuda_$t" > "$OUT/kronquick_$t.log" 2>&1
+    echo "=== test_cuda_$t rc=$?"; grep -E "test cases|assertions" "$OUT/kronquick_$t.log" | head -3
+  done
   timeout 60 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
     --json "$OUT/kronquick_paper.json" --markdown "$OUT/kronquick_paper.md" > "$OUT/kronquick_bench.log" 2>&1
