@@ -436,7 +436,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
 };
 
 // Segment sums (SegmentPlan): grid (B*H, ceil(Dv / 15), sp.count), the
-// layout of the kernel they precede (the forward's stages factors); CTA
+// layout of the kernel they precede (staged factors); CTA
 // (bh, slice, g) stores segment g's own sum from zero: keys, sum Phi_k^T vbar
 // (the state); queries, sum Phi_q^T gs (the backward carry; den and the dZ
 // shares from the query kernel).
@@ -446,7 +446,6 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     float S[kPPW][2 * kC16][4] = {};
-    if (!blk.staged_factors()) blk.load_weights();
     accumulate_sweep(blk, S, segment_chunks(sp, blk.T), kQueries, kQueries, async, [&](int64_t t0, int rows, int buf) {
         if constexpr (kQueries) blk.gradient_rows(t0, rows, buf, false);
     });

@@ -13,11 +13,12 @@
 // The state never leaves registers between chunks and is never rewound.
 //
 // The factors of a token (steps 1-3) do not depend on the value slice, so
-// the forward maps them once per head first: kron_factor_mma_kernel writes
+// both passes map them once per head first: kron_factor_mma_kernel writes
 // the bf16 rows [poly | pcat] of q and k to workspace (2, B*H, T, Pp16 +
-// RMp), and the forward and its segment sums stage those rows (the "staged
-// factors" layout) instead of mapping x per slice. The backward maps x
-// itself (its VJP needs Y).
+// RMp), and every per-slice kernel (forward, backward, segment sums) stages
+// those rows (the "staged factors" layout) instead of mapping x per slice.
+// The backward's map VJP (linear_backward_mma_kernel.cuh) maps x again,
+// once per head, for Y.
 // Per chunk of 64 tokens:
 //   1. x = q, k tiles (input type, staged by cp.async one chunk ahead),
 //      vbar = [v_slice | 1] (bf16), 1 / max(|x|, eps) per row.
@@ -894,25 +895,21 @@ __device__ Block make_kron_block(const ScanArgs& a, const MmaLayout& L, unsigned
 
 // S += own_rows^T Phi over every chunk of one side: the bidirectional
 // state (keys; own rows vbar) or carry (queries; own rows gs, which
-// `own_rows(t0, rows, buf)` writes before the features are mapped).
+// `own_rows(t0, rows, buf)` writes). The per-slice kernels' layout: the
+// factors are staged.
 template <typename Block, typename State, typename OwnRows>
 __device__ void accumulate_sweep(const Block& blk, State& S, ChunkRange range, bool queries, bool need_g, bool async,
                                  OwnRows own_rows) {
     chunk_sweep(blk, range, false, queries, !queries, need_g, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, queries, !queries);
-        if (!blk.staged_factors()) blk.factor_gemm(buf, queries, !queries);
         own_rows(t0, rows, buf);
         __syncthreads();
-        if (!blk.staged_factors()) {
-            blk.map_features(queries, !queries);
-            __syncthreads();
-        }
         blk.accumulate_state(S, rows, queries ? blk.query_side(buf) : blk.key_side(buf));
         __syncthreads();
     });
 }
 
-// The registers a segment's sweep starts from, and W loaded:
+// The registers a segment's sweep starts from (staged factors: no W):
 //   state (carry false): the initial state (z in every slice) plus the key
 //     sums of the segments before this one (causal) or of all (bidirectional);
 //   carry (backward key pass): dfinal_state (z in slice 0) plus the query
@@ -927,7 +924,6 @@ __device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, b
     blk.load_state(S, carry ? a.dstate_out : a.state_in, !carry);
     if (sp.count > 1)
         blk.add_segment_sums(S, sp, a.causal && carry ? seg + 1 : 0, a.causal && !carry ? seg : sp.count);
-    if (!blk.staged_factors()) blk.load_weights();
     if (!a.causal && sp.count == 1) accumulate_sweep(blk, S, all_chunks(blk.T), carry, carry, async, own_rows);
 }
 
