@@ -336,7 +336,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     }
 
     // Where the side's VJP coefficients go: the other side's Y (see
-    // mma_layout), free from map_features to the next chunk's factor_gemm.
+    // MmaLayout), which kron_factor_vjp_kernel, mapping one side, leaves free.
     __device__ int coef_of(const ChunkSide& sd) const { return sd.y == L.yq ? L.yk : L.yq; }
 
     // The anchor map's VJP for the side's rows: dpoly, dpcat -> dx, added
@@ -452,10 +452,10 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     blk.store_segment_sum(S, sp, static_cast<int>(blockIdx.z));
 }
 
-// Query kernel: grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, the
-// backward layout's bytes. den, the dZ shares (a.row_den, a.row_dz) and dq
-// (added to a.dq_acc, zeroed by the launcher). sp.count > 1: the keys'
-// segment sums are in sp.sums.
+// Query kernel: grid (B*H, ceil(Dv / 15), sp.count), kThreads threads,
+// stage SliceBackward's bytes. den, the dZ shares (a.row_den, a.row_dz) and
+// the queries' factor gradients (added to a.kron_dfactors, zeroed by the
+// launcher). sp.count > 1: the keys' segment sums are in sp.sums.
 template <typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_backward_query_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
@@ -482,7 +482,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     });
 }
 
-// Key kernel: same grid; dv, dk (added to a.dk_acc) and the carry's final
+// Key kernel: same grid; dv, the keys' factor gradients (added to a.kron_dfactors) and the carry's final
 // value: dinitial_state's value columns, and this slice's share of its z
 // column in a.dstate_z_parts (slices, B*H, F), summed by the launcher.
 // sp.count > 1: the queries' segment sums (carries) are in sp.sums.
@@ -527,8 +527,8 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
 // dq (side 0) and dk (side 1) rows added to a.dq_acc / a.dk_acc from the
 // summed factor gradients in a.kron_dfactors. Grid (B*H, 2 sides,
 // sp.count), CTA z takes the chunks of segment z (nothing is summed across
-// segments); the backward layout without staged factors (x, W, Y, dpoly,
-// dpcat and the dx^ rows).
+// segments); stage MapVjp's layout (x, W, Y, dpoly, dpcat and the dx^
+// rows).
 template <typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_factor_vjp_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {

@@ -26,7 +26,8 @@ Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const S
     float* segment_sums = dfactors + 2 * factor_floats;
     KronMmaLaunch k, factors, vjp;
     if (!plan_kron_mma(dev, s, a, true, segment_sums, {&a.q, &a.k, &a.v, &a.dout}, &k) ||
-        !plan_kron_rows(dev, s, a, k, false, 1, &factors) || !plan_kron_rows(dev, s, a, k, true, 2, &vjp))
+        !plan_kron_rows(dev, s, a, k, KronStage::MapRows, 1, &factors) ||
+        !plan_kron_rows(dev, s, a, k, KronStage::MapVjp, 2, &vjp))
         return Status();
     ScanArgs ab = a;
     ab.kron_factors = workspace;

@@ -16,7 +16,7 @@
 // both passes map them once per head first: kron_factor_mma_kernel writes
 // the bf16 rows [poly | pcat] of q and k to workspace (2, B*H, T, Pp16 +
 // RMp), and every per-slice kernel (forward, backward, segment sums) stages
-// those rows (the "staged factors" layout) instead of mapping x per slice.
+// those rows (the Slice stages' layouts) instead of mapping x per slice.
 // The backward's map VJP (linear_backward_mma_kernel.cuh) maps x again,
 // once per head, for Y.
 // Per chunk of 64 tokens:
@@ -90,8 +90,20 @@ constexpr int kSliceValues = kSliceCols - 1;
 constexpr int kRedLd = kSliceCols + 4;  // fp32 partial rows: float2 stores spread over banks
 constexpr int kVbarLd = kSliceCols + 8;  // bf16 vbar rows: 48-byte pitch, conflict-free ldmatrix
 
-// Shared-memory layout in bytes (host and device agree). Fields of the
-// backward (linear_backward_mma_kernel.cuh) are -1 in a forward layout.
+// The kernels' stages, each with its shared-memory layout (mma_layout):
+//   MapRows        kron_factor_mma_kernel: x, W, Y and the mapped poly,
+//                  pcat tiles of both sides;
+//   MapVjp         kron_factor_vjp_kernel: x, W, Y, |x| > eps, the summed
+//                  factor gradients dpoly, dpcat and the dx^ rows;
+//   SliceForward   the per-slice forward and its segment sums: staged factor
+//                  rows, v, vbar, the [N | Z] partials;
+//   SliceBackward  the per-slice backward kernels and their segment sums:
+//                  as SliceForward plus dout, gs, dpoly, dpcat and the state
+//                  copy.
+enum class KronStage { MapRows, MapVjp, SliceForward, SliceBackward };
+
+// Shared-memory layout in bytes (host and device agree); fields a stage
+// does not use are -1.
 struct MmaLayout {
     int D, Dv, P, RM, Pp16, RMp, NW;  // W rows: anchors [0, P), zeros to Pp16, omega [Pp16, Pp16 + RM)
     int ldx, ldv, ldp, ldc, ldy;
@@ -100,14 +112,14 @@ struct MmaLayout {
     // Backward: dout staging, gs = [dout_slice / den | dZ share] (bf16, like
     // vbar), 1 when |x| > eps per row (the normalization VJP), the factor
     // gradients dpoly/dpcat (fp32); the VJP coefficients (bf16, pitch
-    // ldcoef) take the other side's Y (coef == -1: KronGradBlock::coef_of).
-    // `red` also holds the bf16 state copy [p][w][c] (pitch ldsc) and the
-    // fp32 dx^ rows (pitch lddx), at different steps of a chunk.
-    int dost[2], gs, keepq, keepk, dpoly, dpcat, coef;
+    // ldcoef) take the other side's Y (KronGradBlock::coef_of). `red` holds
+    // the fp32 partials, the bf16 state copy [p][w][c] (pitch ldsc) at
+    // another step of a chunk, or (MapVjp) the fp32 dx^ rows (pitch lddx).
+    int dost[2], gs, keepq, keepk, dpoly, dpcat;
     int ldsc, lddp, lddc, ldcoef, lddx;
-    // Staged factors (ldf > 0; forward only): the chunk's factor rows
+    // Staged factors (ldf > 0, the Slice stages): the chunk's factor rows
     // [poly (Pp16) | pcat (RMp)] bf16 of q and k per staging buffer, pitch
-    // ldf (= ldp = ldc); x, W, Y and the mapped tiles are absent (-1).
+    // ldf (= ldp = ldc).
     int ldf, fq[2], fk[2];
     int total;
 };
@@ -115,8 +127,7 @@ struct MmaLayout {
 // Columns of a factor row [poly | pcat] (kron_factor_mma_kernel's output).
 __host__ __device__ inline int factor_row_width(int P, int RM) { return (P + 15) / 16 * 16 + (RM + 15) / 16 * 16; }
 
-__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, bool backward = false,
-                                                bool staged_factors = false) {
+__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, KronStage stage) {
     MmaLayout L{};
     L.D = D;
     L.Dv = Dv;
@@ -132,27 +143,28 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.ldp = L.Pp16 + 8;
     L.ldc = L.RMp + 8;
     L.ldy = L.NW + 4;
+    L.ldsc = L.RMp + 8;
+    L.lddp = L.Pp16 + 4;
+    L.lddc = L.RMp + 4;
+    L.ldcoef = L.NW + 8;  // coefficients in the other side's Y: ldcoef * 2 <= ldy * 4
+    L.lddx = D + 4;
+    L.ldf = 0;
     int at = 0;
     auto take = [&](int bytes) {
         const int here = at;
         at += (bytes + 15) / 16 * 16;
         return here;
     };
-    L.ldsc = L.RMp + 8;
-    L.lddp = L.Pp16 + 4;
-    L.lddc = L.RMp + 4;
-    L.ldcoef = L.NW + 8;
-    L.lddx = D + 4;
-    L.dost[0] = L.dost[1] = L.gs = L.keepq = L.keepk = L.dpoly = L.dpcat = L.coef = -1;
-    L.ldf = 0;
+    L.xq[0] = L.xq[1] = L.xk[0] = L.xk[1] = L.vst[0] = L.vst[1] = L.dost[0] = L.dost[1] = -1;
     L.fq[0] = L.fq[1] = L.fk[0] = L.fk[1] = -1;
-    if (staged_factors) {
-        // 16-byte rows that are not multiples of 128 bytes (as above).
-        L.ldf = factor_row_width(P, RM) + 8;
+    L.w_hi = L.w_lo = L.yq = L.yk = L.inv_divq = L.inv_divk = -1;
+    L.polyq = L.polyk = L.pcatq = L.pcatk = L.vbar = L.red = -1;
+    L.gs = L.keepq = L.keepk = L.dpoly = L.dpcat = -1;
+    const bool slice = stage == KronStage::SliceForward || stage == KronStage::SliceBackward;
+    const bool backward = stage == KronStage::SliceBackward;
+    if (slice) {
+        L.ldf = factor_row_width(P, RM) + 8;  // 16-byte rows, not multiples of 128 bytes (as above)
         L.ldp = L.ldc = L.ldf;
-        L.xq[0] = L.xq[1] = L.xk[0] = L.xk[1] = -1;
-        L.w_hi = L.w_lo = L.yq = L.yk = L.inv_divq = L.inv_divk = -1;
-        L.polyq = L.polyk = L.pcatq = L.pcatk = -1;
         for (int buf = 0; buf < 2; ++buf) {
             L.fq[buf] = take(kTc * L.ldf * 2);
             L.fk[buf] = take(kTc * L.ldf * 2);
@@ -161,7 +173,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
         }
         L.vbar = take(kTc * kVbarLd * 2);
         int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16) * kTc * kRedLd * 4;
-        if (backward) {  // the factor gradients leave for kron_factor_vjp_kernel: no x, Y, dx^ rows
+        if (backward) {
             L.gs = take(kTc * kVbarLd * 2);
             L.dpoly = take(kTc * L.lddp * 4);
             L.dpcat = take(kTc * L.lddc * 4);
@@ -175,8 +187,6 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     for (int buf = 0; buf < 2; ++buf) {
         L.xq[buf] = take(kTc * L.ldx * elem_bytes);
         L.xk[buf] = take(kTc * L.ldx * elem_bytes);
-        L.vst[buf] = take(kTc * L.ldv * elem_bytes);
-        if (backward) L.dost[buf] = take(kTc * L.ldv * elem_bytes);
     }
     L.w_hi = take(L.NW * L.ldx * elem_bytes);
     L.w_lo = take(L.NW * L.ldx * elem_bytes);
@@ -184,27 +194,18 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.yk = take(kTc * L.ldy * 4);
     L.inv_divq = take(kTc * 4);
     L.inv_divk = take(kTc * 4);
-    L.polyq = take(kTc * L.ldp * 2);
-    L.polyk = take(kTc * L.ldp * 2);
-    L.pcatq = take(kTc * L.ldc * 2);
-    L.pcatk = take(kTc * L.ldc * 2);
-    L.vbar = take(kTc * kVbarLd * 2);
-    int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16) * kTc * kRedLd * 4;
-    if (backward) {
-        L.gs = take(kTc * kVbarLd * 2);
+    if (stage == KronStage::MapRows) {
+        L.polyq = take(kTc * L.ldp * 2);
+        L.polyk = take(kTc * L.ldp * 2);
+        L.pcatq = take(kTc * L.ldc * 2);
+        L.pcatk = take(kTc * L.ldc * 2);
+    } else {  // MapVjp
         L.keepq = take(kTc * 4);
         L.keepk = take(kTc * 4);
         L.dpoly = take(kTc * L.lddp * 4);
         L.dpcat = take(kTc * L.lddc * 4);
-        // The VJP's coefficients (bf16, 64 x ldcoef) take the other side's
-        // Y (fp32, 64 x ldy, free once the features are formed): ldcoef * 2
-        // <= ldy * 4. Its offset depends on the side: coef_of (the block).
-        L.coef = -1;
-        const int state_copy = L.P * kSliceCols * L.ldsc * 2, dx_rows = kTc * L.lddx * 4;
-        red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
-        red_bytes = red_bytes > dx_rows ? red_bytes : dx_rows;
+        L.red = take(kTc * L.lddx * 4);
     }
-    L.red = take(red_bytes);
     L.total = at;
     return L;
 }
@@ -456,12 +457,12 @@ struct KronBlock {
         }
     }
 
-    // 1a. q, k and v (all Dv columns with cp.async, the slice's otherwise),
-    // and dout when need_g (backward), of chunk t0 into staging buffer
-    // `buf`; plain loads when the launcher found the tensors unfit for
-    // 16-byte copies.
-    // Staged factors: the factor rows always by cp.async (the workspace
-    // fits), v as above; one commit group either way.
+    // 1a. Chunk t0 into staging buffer `buf`. The Slice stages: the factor
+    // rows of q (need_q) and k (need_k) always by cp.async (the workspace
+    // fits), v (need_k) and dout (need_g) by cp.async (all Dv columns) or,
+    // when the launcher found the tensors unfit for 16-byte copies, plain
+    // loads of the slice's columns; one commit group either way. The Map
+    // stages: x = q, k.
     __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async, bool need_g = false) const {
         const int rows = chunk_rows(T, kTc, t0);
         if (staged_factors()) {
@@ -483,13 +484,10 @@ struct KronBlock {
             cp_async_commit();
             return;
         }
+        // The map stages (MapRows, MapVjp): x of the sides only.
         if (async) {
             if (need_q) stage_rows_async(a.q, t0, rows, L.D, at<Elem>(L.xq[buf]), L.ldx);
-            if (need_k) {
-                stage_rows_async(a.k, t0, rows, L.D, at<Elem>(L.xk[buf]), L.ldx);
-                stage_rows_async(a.v, t0, rows, L.Dv, at<Elem>(L.vst[buf]), L.ldv);
-            }
-            if (need_g) stage_rows_async(a.dout, t0, rows, L.Dv, at<Elem>(L.dost[buf]), L.ldv);
+            if (need_k) stage_rows_async(a.k, t0, rows, L.D, at<Elem>(L.xk[buf]), L.ldx);
             cp_async_commit();
             return;
         }
@@ -499,16 +497,16 @@ struct KronBlock {
             if (need_q) at<Elem>(L.xq[buf])[t * L.ldx + d] = from_float<Elem>(valid ? a.q.load(b, h, t0 + t, d) : 0.f);
             if (need_k) at<Elem>(L.xk[buf])[t * L.ldx + d] = from_float<Elem>(valid ? a.k.load(b, h, t0 + t, d) : 0.f);
         }
-        if (need_k) stage_slice_columns(a.v, t0, rows, at<Elem>(L.vst[buf]));
-        if (need_g) stage_slice_columns(a.dout, t0, rows, at<Elem>(L.dost[buf]));
     }
 
-    // 1b. vbar = [v_slice | 1] (bf16, zero past `rows`) and 1 / max(|x|, eps)
-    // of every row from the staged values (the ones the GEMM reads): two
-    // threads per row, 16-byte loads. The backward also keeps whether
-    // |x| > eps (the normalization's VJP differs when it clamps).
+    // 1b. The Slice stages: vbar = [v_slice | 1] (bf16, zero past `rows`)
+    // when need_k. The Map stages: 1 / max(|x|, eps) of every row from the
+    // staged values (the ones the GEMM reads), two threads per row, 16-byte
+    // loads; MapVjp also keeps whether |x| > eps (the normalization's VJP
+    // differs when it clamps).
     __device__ void prepare_chunk(int rows, int buf, bool need_q, bool need_k) const {
-        if (need_k) {
+        if (staged_factors()) {
+            if (!need_k) return;
             const Elem* vs = at<Elem>(L.vst[buf]);
             __nv_bfloat16* vb = at<__nv_bfloat16>(L.vbar);
             const RowWalk walk(kSliceCols);
@@ -518,8 +516,8 @@ struct KronBlock {
                 if (t < rows) v = w == kSliceValues ? 1.f : w < ncols ? to_float(vs[t * L.ldv + col0 + w]) : 0.f;
                 vb[t * kVbarLd + w] = __float2bfloat16_rn(v);
             }
+            return;
         }
-        if (staged_factors()) return;  // no x staged: the factors are
         static_assert(kThreads == 2 * 2 * kTc, "two threads per row of q and k");
         const int row = threadIdx.x / 2, half = threadIdx.x & 1;
         const bool query = row < kTc;
@@ -895,8 +893,8 @@ __device__ Block make_kron_block(const ScanArgs& a, const MmaLayout& L, unsigned
 
 // S += own_rows^T Phi over every chunk of one side: the bidirectional
 // state (keys; own rows vbar) or carry (queries; own rows gs, which
-// `own_rows(t0, rows, buf)` writes). The per-slice kernels' layout: the
-// factors are staged.
+// `own_rows(t0, rows, buf)` writes). A Slice stage: the factors are
+// staged.
 template <typename Block, typename State, typename OwnRows>
 __device__ void accumulate_sweep(const Block& blk, State& S, ChunkRange range, bool queries, bool need_g, bool async,
                                  OwnRows own_rows) {
@@ -929,8 +927,7 @@ __device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, b
 
 // The factor rows of q and k (steps 1-3 once per head) -> a.kron_factors:
 // grid (B*H, 1, sp.count), CTA z maps the chunks of segment z (the plan
-// only spreads the work; nothing is summed); the forward layout without
-// staged factors.
+// only spreads the work; nothing is summed); stage MapRows's layout.
 template <typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_factor_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
@@ -947,8 +944,8 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     });
 }
 
-// Grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, the staged-factor
-// layout's mma_layout(...).total bytes, after kron_factor_mma_kernel; async:
+// Grid (B*H, ceil(Dv / 15), sp.count), kThreads threads, stage
+// SliceForward's mma_layout(...).total bytes, after kron_factor_mma_kernel; async:
 // v fits 16-byte cp.async copies (see the launcher). sp.count > 1: the
 // segment sums of the keys are in sp.sums.
 template <typename Elem, int kPPW, int kC16>

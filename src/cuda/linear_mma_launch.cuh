@@ -37,7 +37,7 @@ inline int64_t kron_slices(int64_t Dv) { return (Dv + kSliceValues - 1) / kSlice
 
 // CTAs of a pass's kernels an SM holds: the instantiation's bound
 // (kron_ctas_per_sm_max: the registers) and the layout's shared memory.
-// The backward's layouts (140 KB and more) hold one.
+// Layouts of the large instances hold one.
 inline int kron_ctas_per_sm(const MmaLayout& L) {
     return resident_ctas(kron_ctas_per_sm_max(L.P / 8, L.RMp / 16), L.total);
 }
@@ -74,7 +74,7 @@ inline int64_t kron_factor_floats(int64_t batch_heads, int64_t T, int P, int RM)
 // kron_factor_mma_kernel (the backward hands its factor gradients to
 // kron_factor_vjp_kernel).
 inline MmaLayout kron_pass_layout(const KronMmaShape& s, int Dv, bool backward) {
-    return mma_layout(s.D, Dv, s.P, s.RM, 2, backward, true);
+    return mma_layout(s.D, Dv, s.P, s.RM, 2, backward ? KronStage::SliceBackward : KronStage::SliceForward);
 }
 
 // Workspace floats of a pass: the factor rows, in the backward their
@@ -120,16 +120,16 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     return true;
 }
 
-// A per-head kernel of a call planned as `main`, on a layout without
-// staged factors (the forward's for kron_factor_mma_kernel, the backward's
-// for kron_factor_vjp_kernel): grid (B*H, sides, parts), as many parts of
+// A per-head kernel of a call planned as `main` (stage MapRows:
+// kron_factor_mma_kernel, one side pass; MapVjp: kron_factor_vjp_kernel, a
+// CTA per side): grid (B*H, sides, parts), as many parts of
 // the sequence as fill the SMs, of at least kSegmentMinChunks chunks each
 // (any split is fine: nothing is summed). False when the layout does not
 // fit.
 inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, const KronMmaLaunch& main,
-                           bool backward, int sides, KronMmaLaunch* out) {
+                           KronStage stage, int sides, KronMmaLaunch* out) {
     *out = main;
-    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, backward, false);
+    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
     out->sp = SegmentPlan{};
     split_sequence(a.B * a.H * sides, kron_ctas_per_sm(out->L), a.T, &out->sp);
@@ -186,13 +186,13 @@ Status launch_kron_after_sums(SumsKernel sums, Kernel kernel, const KronMmaLaunc
     return launch_kron_kernel(kernel, k, a, stream, what);
 }
 
-// The factor rows of q and k (plan_kron_rows(..., false, 1, ...);
+// The factor rows of q and k (plan_kron_rows(..., KronStage::MapRows, 1, ...);
 // linear_forward_mma_anchor.cu).
 Status launch_kron_factors(const KronMmaLaunch& rows, const ScanArgs& a, cudaStream_t stream);
 
 // The backward's key kernel for a launch whose query kernel ran, after the
 // queries' segment sums when k.sp.count > 1, then the map's VJP (`vjp`:
-// plan_kron_rows(..., true, 2, ...)) (linear_backward_mma_key.cu).
+// plan_kron_rows(..., KronStage::MapVjp, 2, ...)) (linear_backward_mma_key.cu).
 Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
                                 cudaStream_t stream);
 
