@@ -298,8 +298,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     // Factor gradient row t0 of a side (0: q, 1: k) of this head in
     // a.kron_dfactors ([dpoly (Pp16) | dpcat (RMp)]).
     __device__ float* dfactor_rows(int side, int64_t t0) const {
-        const int64_t width = L.Pp16 + L.RMp;
-        return a.kron_dfactors + ((side * a.B * a.H + bh) * a.T + t0) * width;
+        return a.kron_dfactors + Base::factor_offset(side, t0);
     }
 
     // This slice's dpoly (columns < P) and dpcat rows (below `rows`) added

@@ -340,10 +340,13 @@ struct KronBlock {
         return {L.polyk, L.pcatk, L.polyq, L.pcatq, L.vbar, L.gs, L.xk[buf], L.inv_divk, L.keepk, L.yk, false};
     }
 
-    // Factor row t0 of a side (0: q, 1: k) of this head in a.kron_factors.
+    // The first element of row t of a side (0: q, 1: k) of this head in the
+    // (2, B*H, T, Pp16 + RMp) factor rows and their gradients.
+    __device__ int64_t factor_offset(int side, int64_t t) const {
+        return ((side * a.B * a.H + bh) * a.T + t) * (L.Pp16 + L.RMp);
+    }
     __device__ __nv_bfloat16* factor_rows(int side, int64_t t0) const {
-        const int64_t width = L.Pp16 + L.RMp;
-        return static_cast<__nv_bfloat16*>(a.kron_factors) + ((side * a.B * a.H + bh) * a.T + t0) * width;
+        return static_cast<__nv_bfloat16*>(a.kron_factors) + factor_offset(side, t0);
     }
 
     // W rows in shared memory: anchor rows (hi only), zero rows up to
