@@ -324,19 +324,18 @@ struct KronBlock {
     }
 
     __device__ bool staged_factors() const { return L.ldf > 0; }
-    // Staged factors: poly at the row's start, pcat Pp16 columns on.
+    // A staged factor tile's pcat: Pp16 bf16 columns past its poly.
+    __device__ int staged_pcat(int factor_tile) const { return factor_tile + 2 * L.Pp16; }
     __device__ ChunkSide query_side(int buf) const {
-        if (staged_factors()) {
-            const int pcat_q = L.fq[buf] + 2 * L.Pp16, pcat_k = L.fk[buf] + 2 * L.Pp16;
-            return {L.fq[buf], pcat_q, L.fk[buf], pcat_k, L.gs, L.vbar, -1, -1, -1, -1, true};
-        }
+        if (staged_factors())
+            return {L.fq[buf], staged_pcat(L.fq[buf]), L.fk[buf], staged_pcat(L.fk[buf]), L.gs, L.vbar,
+                    -1, -1, -1, -1, true};
         return {L.polyq, L.pcatq, L.polyk, L.pcatk, L.gs, L.vbar, L.xq[buf], L.inv_divq, L.keepq, L.yq, true};
     }
     __device__ ChunkSide key_side(int buf) const {
-        if (staged_factors()) {
-            const int pcat_q = L.fq[buf] + 2 * L.Pp16, pcat_k = L.fk[buf] + 2 * L.Pp16;
-            return {L.fk[buf], pcat_k, L.fq[buf], pcat_q, L.vbar, L.gs, -1, -1, -1, -1, false};
-        }
+        if (staged_factors())
+            return {L.fk[buf], staged_pcat(L.fk[buf]), L.fq[buf], staged_pcat(L.fq[buf]), L.vbar, L.gs,
+                    -1, -1, -1, -1, false};
         return {L.polyk, L.pcatk, L.polyq, L.pcatq, L.vbar, L.gs, L.xk[buf], L.inv_divk, L.keepk, L.yk, false};
     }
 
