@@ -191,6 +191,7 @@ struct SlayAttnBwdArgs
     dinitial_state::Ptr{SlayTensor}
     position_offset::Int64
     seq_offsets::Ptr{SlayTensor}   # ABI 3; NULL: not packed
+    row_stats::Ptr{SlayTensor}     # ABI 5; NULL: none (the forward's row statistics, exact family)
 end
 
 # One method per exported function, in slay.h's order. Strings returned by
@@ -683,7 +684,7 @@ function backward!(plan::Plan, dq::TensorArg, dk::TensorArg, dv::TensorArg, q::T
         args = Ref(SlayAttnBwdArgs(sizeof(SlayAttnBwdArgs), tensor_ptr(rq), tensor_ptr(rk), tensor_ptr(rv),
                                    tensor_ptr(rp), tensor_ptr(ro), tensor_ptr(rdo), tensor_ptr(rdq),
                                    tensor_ptr(rdk), tensor_ptr(rdv), tensor_ptr(ri), tensor_ptr(rdf),
-                                   tensor_ptr(rdi), position_offset, tensor_ptr(rs)))
+                                   tensor_ptr(rdi), position_offset, tensor_ptr(rs), Ptr{SlayTensor}(C_NULL)))
         ws_ptr, ws_bytes = workspace_ptr(ws)
         check(slay_attn_bwd(live(plan), args, ws_ptr, ws_bytes, stream), "slay_attn_bwd")
     end

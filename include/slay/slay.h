@@ -81,7 +81,7 @@ extern "C" {
 #define SLAY_VERSION (SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH)
 /* Incremented whenever a function, struct field or enum value is added.
  * Existing ones are never changed or renumbered (abi/POLICY.md). */
-#define SLAY_ABI_VERSION 4
+#define SLAY_ABI_VERSION 5
 
 /* The library's SLAY_VERSION, which may be newer than this header's. */
 SLAY_API uint32_t slay_get_version(void);
@@ -427,7 +427,8 @@ typedef struct slay_attn_fwd_args {
  * The combination reads out in the io dtype (a chain of merges rounds each
  * step to it).
  * row_stats is NOT_SUPPORTED for the linearized family; both backends compute
- * it for the exact family (the CUDA kernels in fp32, the CPU backend in fp64). */
+ * it for the exact family (the CUDA kernels in fp32, the CPU backend in fp64).
+ * The backward may take them back (slay_attn_bwd_args_t.row_stats, ABI 5). */
 
 /* Packed variable-length calls (ABI 3). With seq_offsets given, the batch
  * axis of q, k, v, out (and dout, dq, dk, dv) has extent 1 and the token
@@ -477,10 +478,26 @@ typedef struct slay_attn_bwd_args {
     int64_t position_offset;
     /* ABI 3: */
     const slay_tensor_t* seq_offsets;    /* optional, as in the forward             */
+    /* ABI 5 (size-prefixed addition; NULL keeps the behaviour above): */
+    const slay_tensor_t* row_stats;      /* optional (B, H, T) fp32, exact variants:
+                                            the forward's row statistics (a forward
+                                            call with row_stats over the same q, k,
+                                            v), read; the backward then uses them
+                                            instead of recomputing them            */
 } slay_attn_bwd_args_t;
 
 /* Gradients of L with respect to q, k, v (and initial_state) given dout and
- * dfinal_state. Feature parameters get no gradient. */
+ * dfinal_state. Feature parameters get no gradient.
+ *
+ * Row statistics in the backward (ABI 5): with row_stats given, the exact
+ * variants take each row's normalization from it instead of recomputing it
+ * from q and k (softmax: P_ij = exp(s_ij - l_i); yat_spherical: den(Z_i),
+ * and the stabilizer clamp's gradient decided on Z_i); the CUDA backend then
+ * skips its statistics sweep over the keys. The statistics are used as
+ * given, never checked: ones of other q, k or v give wrong gradients, as a
+ * mismatched out does. For a result merged over several key sets (ring
+ * attention), pass the final merged statistics, those that belong to the
+ * final out. row_stats is NOT_SUPPORTED for the linearized family. */
 SLAY_API slay_status_t slay_attn_bwd(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args,
                                      void* workspace, size_t workspace_size, void* stream);
 

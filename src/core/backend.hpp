@@ -55,6 +55,8 @@ struct FwdCall : CallInputs {
 struct BwdCall : CallInputs {
     TensorView out, dout, dq, dk, dv, dfinal_state, dinitial_state;
     bool has_dfinal_state = false, has_dinitial_state = false;
+    TensorView row_stats;  // (B, H, T) fp32, exact variants: the forward's, read (ABI 5)
+    bool has_row_stats = false;
 };
 
 // Backend-owned resources of one plan (cuFFT plans, ...), made once at plan

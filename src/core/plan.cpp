@@ -238,6 +238,7 @@ Status check_bwd_memory(const BwdCall& c, const void* workspace, size_t need) {
                            {"out", &c.out, false},
                            {"dout", &c.dout, false},
                            {"dfinal_state", &c.dfinal_state, false},
+                           {"row_stats", &c.row_stats, false},
                            {"dq", &c.dq, true},
                            {"dk", &c.dk, true},
                            {"dv", &c.dv, true},
@@ -313,8 +314,20 @@ Status read_args_block(const Args* given, std::initializer_list<size_t> layouts,
     return Status();
 }
 
-// The forward's row statistics (ABI 4): exact variants, (B, H, T) fp32;
-// merge is 0 or 1 and needs them.
+// Row statistics, given (non-null): exact variants only, (B, H, T) fp32 over
+// q's batch and token extents. The forward writes them (ABI 4), the
+// backward reads them (ABI 5).
+Status check_row_stats_tensor(const Plan& p, const slay_tensor_t* t, const CallInputs& c, Access access,
+                              TensorView* view) {
+    if (p.features > 0)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "row_stats given but variant ", variant_name(p.cfg.variant),
+                     " is linearized (row statistics are the exact variants'; the linearized family combines "
+                     "pieces through its states)");
+    const int64_t B = c.q.shape[0], T = c.q.shape[2], H = p.cfg.num_heads;
+    return check_tensor(t, "row_stats", SLAY_DTYPE_FLOAT32, {B, H, T}, "(B, H, T)", access, view);
+}
+
+// The forward's row statistics (ABI 4); merge is 0 or 1 and needs them.
 Status check_row_stats(const Plan& p, const slay_attn_fwd_args_t& a, FwdCall* c) {
     if (a.merge != 0 && a.merge != 1)
         return error(SLAY_STATUS_INVALID_VALUE, "merge=", a.merge, " but it must be 0 or 1");
@@ -324,13 +337,7 @@ Status check_row_stats(const Plan& p, const slay_attn_fwd_args_t& a, FwdCall* c)
                          "merge=1 but row_stats is NULL (a merge reads the statistics of the result in out)");
         return Status();
     }
-    if (p.features > 0)
-        return error(SLAY_STATUS_NOT_SUPPORTED, "row_stats given but variant ", variant_name(p.cfg.variant),
-                     " is linearized (row statistics are the exact variants'; the linearized family combines "
-                     "pieces through its states)");
-    const int64_t B = c->q.shape[0], T = c->q.shape[2], H = p.cfg.num_heads;
-    SLAY_TRY(check_tensor(a.row_stats, "row_stats", SLAY_DTYPE_FLOAT32, {B, H, T}, "(B, H, T)", Access::Write,
-                          &c->row_stats));
+    SLAY_TRY(check_row_stats_tensor(p, a.row_stats, *c, Access::Write, &c->row_stats));
     c->has_row_stats = true;
     c->merge = a.merge == 1;
     return Status();
@@ -356,7 +363,8 @@ Status validate_fwd(const Plan& p, const slay_attn_fwd_args_t* given, void* stre
 
 Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* given, void* stream, BwdCall* call) {
     slay_attn_bwd_args_t a;
-    SLAY_TRY(read_args_block(given, {offsetof(slay_attn_bwd_args_t, seq_offsets)}, &a));
+    SLAY_TRY(read_args_block(
+        given, {offsetof(slay_attn_bwd_args_t, seq_offsets), offsetof(slay_attn_bwd_args_t, row_stats)}, &a));
     BwdCall c;
     SLAY_TRY(check_inputs(p, a.q, a.k, a.v, a.seq_offsets, stream, &c));
     const AttnConfig& cf = p.cfg;
@@ -372,6 +380,10 @@ Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* given, void* stre
                          &c.has_dfinal_state));
     SLAY_TRY(check_state(p, a.dinitial_state, "dinitial_state", c.batch, Access::Write, &c.dinitial_state,
                          &c.has_dinitial_state));
+    if (a.row_stats) {  // the forward's statistics (ABI 5)
+        SLAY_TRY(check_row_stats_tensor(p, a.row_stats, c, Access::Read, &c.row_stats));
+        c.has_row_stats = true;
+    }
     *call = c;
     return Status();
 }

@@ -29,7 +29,8 @@ namespace {
 // Per-head fp64 slices of one call. Fields a pass does not use stay null.
 struct HeadScratch {
     double *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
-    // Exact forward: row statistics (T), and the result merged into (T, Dv), (T).
+    // Exact variants: row statistics (T) (forward: written; backward: the
+    // caller's, read), and the result a forward merges into (T, Dv), (T).
     double *row_stats = nullptr, *out_prev = nullptr, *row_stats_prev = nullptr;
     double *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
     double *state_in = nullptr, *state_out = nullptr, *dstate_out = nullptr, *dstate_in = nullptr;
@@ -58,6 +59,7 @@ HeadScratch carve_head_scratch(const Plan& p, slay_pass_t pass, int64_t T, Scrat
         s.dv = w.take<double>(T, Dv);
         s.dstate_out = w.take<double>(S);
         s.dstate_in = w.take<double>(S);
+        if (p.features == 0) s.row_stats = w.take<double>(T);
         if (p.cfg.num_kv_heads != p.cfg.num_heads) {
             s.dk_group = w.take<double>(T, D);
             s.dv_group = w.take<double>(T, Dv);
@@ -168,10 +170,13 @@ public:
                                  gather(c.dout, at.batch, at.h, at.first, at.T, Dv, s.dout);
                                  if (c.has_dfinal_state)
                                      gather(c.dfinal_state, at.seq, at.h, 0, F, Dv + 1, s.dstate_out);
+                                 if (c.has_row_stats)  // (B, H, T): the 4th index is 0
+                                     gather(c.row_stats, at.batch, at.h, at.first, at.T, 1, s.row_stats);
                                  const cpu::HeadSlice slice{at.T, at.h, c.position_offset, s.q, s.k, s.v};
                                  ref.backward(slice, c.has_initial_state ? s.state_in : nullptr, s.dout,
                                               c.has_dfinal_state ? s.dstate_out : nullptr, s.dq, s.dk, s.dv,
-                                              c.has_dinitial_state ? s.dstate_in : nullptr);
+                                              c.has_dinitial_state ? s.dstate_in : nullptr,
+                                              c.has_row_stats ? s.row_stats : nullptr);
                                  scatter(s.dq, at.batch, at.h, at.first, at.T, D, c.dq);
                                  if (c.has_dinitial_state)
                                      scatter(s.dstate_in, at.seq, at.h, 0, F, Dv + 1, c.dinitial_state);

@@ -6,6 +6,8 @@
 //   kernel family (yat_spherical):  A_ij = K_ij >= 0, den_i = den(sum_j K_ij).
 // Backward: dA_ij = g_i.v_j/den_i + dZ_i with dZ_i = -(g_i.o_i)/den_i (0 under
 // the stabilizer clamp); the softmax turns dA into ds_ij = A_ij (g_i.v_j - g_i.o_i).
+// Each row's statistic (l_i, or Z_i) is the forward's when the caller gives
+// it (ABI 5), else recomputed; the rest of the row follows from it alone.
 #include "cpu/exact.hpp"
 
 #include <algorithm>
@@ -128,20 +130,32 @@ struct RowWeights {
     double stat = 0.0;
 };
 
-void row_weights(const PairScore& score, const AttnConfig& cfg, int64_t i, int64_t count, RowWeights* row) {
+// given_stat: row i's statistic from the caller (used as given), or null to
+// compute it from the scores.
+void row_weights(const PairScore& score, const AttnConfig& cfg, int64_t i, int64_t count, const double* given_stat,
+                 RowWeights* row) {
     row->a.resize(count);
     double slope = 0.0;
     for (int64_t j = 0; j < count; ++j) row->a[j] = score.value(i, j, &slope);
-    if (score.softmax()) {  // max-subtracted softmax: den = 1 after normalisation
-        const double mx = *std::max_element(row->a.begin(), row->a.end());
-        double total = 0.0;
-        for (double& x : row->a) total += (x = std::exp(x - mx));
-        for (double& x : row->a) x /= total;
+    if (score.softmax()) {  // A_ij = exp(s_ij - l_i): normalised, den = 1
+        double l = 0.0;
+        if (given_stat) {
+            l = *given_stat;
+        } else {  // the log-sum-exp, max-subtracted
+            const double mx = *std::max_element(row->a.begin(), row->a.end());
+            double total = 0.0;
+            for (double x : row->a) total += std::exp(x - mx);
+            l = mx + std::log(total);
+        }
+        for (double& x : row->a) x = std::exp(x - l);
         row->den = {1.0, true};
-        row->stat = mx + std::log(total);
+        row->stat = l;
     } else {
         double Z = 0.0;
-        for (double x : row->a) Z += x;
+        if (given_stat)
+            Z = *given_stat;
+        else
+            for (double x : row->a) Z += x;
         row->den = stabilized_denominator(Z, cfg);
         row->stat = Z;
     }
@@ -162,7 +176,7 @@ void exact_attention_forward(const AttnConfig& cfg, const HeadSlice& s, double* 
     const PairScore score(cfg, s);
     RowWeights row;
     for (int64_t i = 0; i < s.T; ++i) {
-        row_weights(score, cfg, i, visible_keys(cfg, s.T, i), &row);
+        row_weights(score, cfg, i, visible_keys(cfg, s.T, i), nullptr, &row);
         row_output(row, s.v, cfg.value_dim, out + i * cfg.value_dim);
         if (row_stats) row_stats[i] = row.stat;
     }
@@ -194,7 +208,7 @@ void merge_exact_rows(const AttnConfig& cfg, int64_t T, const double* out_a, con
 }
 
 void exact_attention_backward(const AttnConfig& cfg, const HeadSlice& s, const double* dout, double* dq, double* dk,
-                              double* dv) {
+                              double* dv, const double* row_stats) {
     const int64_t T = s.T, D = cfg.head_dim, Dv = cfg.value_dim;
     const PairScore score(cfg, s);
     std::fill(dq, dq + T * D, 0.0);
@@ -204,7 +218,7 @@ void exact_attention_backward(const AttnConfig& cfg, const HeadSlice& s, const d
     std::vector<double> o(Dv);
     for (int64_t i = 0; i < T; ++i) {
         const int64_t count = visible_keys(cfg, T, i);
-        row_weights(score, cfg, i, count, &row);
+        row_weights(score, cfg, i, count, row_stats ? row_stats + i : nullptr, &row);
         row_output(row, s.v, Dv, o.data());
         const double* g = dout + i * Dv;
         const double delta = dot(g, o.data(), Dv);  // g_i . o_i

@@ -23,9 +23,11 @@ void exact_attention_forward(const AttnConfig& cfg, const HeadSlice& s, double* 
 void merge_exact_rows(const AttnConfig& cfg, int64_t T, const double* out_a, const double* stats_a, double* out_b,
                       double* stats_b);
 
-// dq, dk (T, D) and dv (T, Dv) overwritten.
+// dq, dk (T, D) and dv (T, Dv) overwritten. row_stats (T), when non-null:
+// the forward's row statistics (slay.h, ABI 5), used instead of recomputing
+// them.
 void exact_attention_backward(const AttnConfig& cfg, const HeadSlice& s, const double* dout, double* dq, double* dk,
-                              double* dv);
+                              double* dv, const double* row_stats = nullptr);
 
 }  // namespace cpu
 }  // namespace slay

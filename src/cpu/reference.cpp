@@ -32,11 +32,11 @@ void Reference::forward(const HeadSlice& s, const double* state_in, double* out,
 }
 
 void Reference::backward(const HeadSlice& s, const double* state_in, const double* dout, const double* dstate_out,
-                         double* dq, double* dk, double* dv, double* dstate_in) const {
+                         double* dq, double* dk, double* dv, double* dstate_in, const double* row_stats) const {
     if (map_) {
         linear_attention_backward(*map_, cfg_, s, state_in, dout, dstate_out, dq, dk, dv, dstate_in);
     } else {
-        exact_attention_backward(cfg_, s, dout, dq, dk, dv);
+        exact_attention_backward(cfg_, s, dout, dq, dk, dv, row_stats);
     }
 }
 

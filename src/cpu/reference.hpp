@@ -59,10 +59,12 @@ public:
 
     // Gradients given dout (T, Dv) and optionally dstate_out (F, Dv+1).
     // dq, dk (T, D), dv (T, Dv) overwritten; dstate_in (F, Dv+1) overwritten
-    // when non-null. The forward is recomputed inside.
+    // when non-null. The forward is recomputed inside; row_stats (T), the
+    // forward's row statistics, may be non-null for the exact family only
+    // (exact.hpp).
     void backward(const HeadSlice& s, const double* state_in, const double* dout,
                   const double* dstate_out, double* dq, double* dk, double* dv,
-                  double* dstate_in) const;
+                  double* dstate_in, const double* row_stats = nullptr) const;
 
     // The feature map of a linearized variant (nullptr for exact variants).
     const FeatureMap* feature_map() const { return map_.get(); }

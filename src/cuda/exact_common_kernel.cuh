@@ -80,9 +80,11 @@ struct ExactArgs {
     float* row_stat;
     float* row_delta;
     ScoreConsts sc;
-    // Forward, the caller's row statistics (slay.h, ABI 4): (B, H, T) fp32
-    // (null: none); merge: out and them hold a result over other keys, which
-    // the epilogue combines with this call's (merge_rows).
+    // The caller's row statistics (slay.h): (B, H, T) fp32 (null: none).
+    // Forward (ABI 4): written; merge: out and them hold a result over other
+    // keys, which the epilogue combines with this call's (merge_rows).
+    // Backward (ABI 5): the forward's, read by the stats pass in place of
+    // its sweep over the keys.
     float* user_stats;
     Strides user_stats_s;
     bool merge;

@@ -1,7 +1,9 @@
 // exact_forward_kernel.cuh -- the tiled forward of the exact family, and the
 // statistics pass of its backward (same kernel, kStatsOnly).
 //   q, k (B, H, T, D); v, out (B, H, T, Dv) -> out (B, H, T, Dv)
-//   stats pass: q, k (and out, dout) -> row_stat, row_delta (B, H, T) fp32
+//   stats pass: q, k (and out, dout) -> row_stat, row_delta (B, H, T) fp32;
+//     given the forward's statistics (user_stats, ABI 5) it reads them
+//     instead of sweeping the keys, and only Delta needs out and dout.
 // One CTA per (b, h, 64-query tile); it sweeps the key tiles (only up to the
 // diagonal tile when causal) and keeps, per query row, in fp32:
 //   softmax family (standard, yat): the running max m, the running sum l of
@@ -59,10 +61,14 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
     const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
     const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
     const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
+    // The backward given the forward's statistics (uniform over the CTA).
+    const bool given_stats = kStatsOnly && args.user_stats != nullptr;
 
-    load_rows(q, args.q_s.token, q0, T, D, Qs, ldq);
-    __syncthreads();
-    prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
+    if (!given_stats) {
+        load_rows(q, args.q_s.token, q0, T, D, Qs, ldq);
+        __syncthreads();
+        prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
+    }
 
     float row_max[kRowsPerThread], row_sum[kRowsPerThread];
     float acc[kRowsPerThread][kValueCols];
@@ -72,10 +78,20 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
         row_sum[i] = 0.f;
 #pragma unroll
         for (int c = 0; c < kValueCols; ++c) acc[i][c] = 0.f;
+        if (given_stats) {
+            // The state the sweep would end in: softmax (m, l) = (l_i, 1),
+            // so that m + log(l) = l_i exactly; spherical Z = Z_i. Padded
+            // rows take 0: finite, and never written.
+            const int64_t t = q0 + ty * kRowsPerThread + i;
+            const float stat =
+                t < T ? args.user_stats[blk.row(args.user_stats_s) + t * args.user_stats_s.token] : 0.f;
+            row_max[i] = Score::kSoftmax ? stat : row_max[i];
+            row_sum[i] = Score::kSoftmax ? 1.f : stat;
+        }
     }
 
     // With equal query and key tiles the diagonal key tile is q_tile.
-    const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
+    const int64_t k_tiles = given_stats ? 0 : args.causal ? q_tile + 1 : num_tiles;
     for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
         const int64_t k0 = k_tile * kTile;
         __syncthreads();  // the previous tile's Ks, Vs, Ps are consumed

@@ -7,6 +7,8 @@
 //   backward: q, k, v, out, dout -> dq, dk, dv
 //             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
 //                (spherical), and Delta_i = dout_i.out_i, into the workspace;
+//                given the forward's row statistics (ABI 5) it reads them
+//                instead of sweeping the keys (the SIMT pass, on either path);
 //             2. dK/dV sweep over query tiles; 3. dQ sweep over key tiles.
 //             Workspace: 2 fp32 per (b, h, t) -- O(B H T), no T x T tensor;
 //             grouped-query plans add dk, dv per query head (grouped_heads.hpp)
@@ -167,13 +169,25 @@ Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cu
                   "exact forward kernel launch");
 }
 
-// The tensor-core backward: statistics (the mma forward without P V), then
-// the dK/dV and dQ sweeps.
-template <typename Elem, typename Score, int kDim>
+// The SIMT statistics pass of the backward: row_stat and row_delta.
+template <typename Elem, typename Score, int kMaxDim>
+Status backward_stats(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
+    const exact::ForwardSmem smem(a.head_dim, a.value_dim, true);
+    return launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, true>, blocks, smem.bytes(), a, stream,
+                  "exact backward statistics kernel launch");
+}
+
+// The tensor-core backward: statistics (the mma forward without P V; given
+// ones leave no key sweep for tensor cores, so the SIMT pass reads them),
+// then the dK/dV and dQ sweeps.
+template <typename Elem, typename Score, int kMaxDim, int kDim>
 Status backward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
-    SLAY_TRY(launch(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim, true>, blocks,
-                    exact::MmaSmem<kDim>::bytes(sizeof(Elem)), a, stream,
-                    "exact tensor-core backward statistics kernel launch", exact::kMmaThreads));
+    if (a.user_stats)
+        SLAY_TRY((backward_stats<Elem, Score, kMaxDim>(dev, blocks, a, stream)));
+    else
+        SLAY_TRY(launch(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim, true>, blocks,
+                        exact::MmaSmem<kDim>::bytes(sizeof(Elem)), a, stream,
+                        "exact tensor-core backward statistics kernel launch", exact::kMmaThreads));
     const size_t smem = exact::BackwardMmaSmem<kDim>::bytes(sizeof(Elem));
     SLAY_TRY(launch(dev, exact::exact_dkdv_mma_kernel<Elem, Score, kDim>, blocks, smem, a, stream,
                     "exact tensor-core backward dK/dV kernel launch", exact::kMmaThreads));
@@ -187,11 +201,10 @@ Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, c
     SLAY_TRY(tile_grid(batch, a, &blocks));
     if constexpr (kHasMmaKernels<Elem, Score>) {
         if (mma_layout_ok(a))
-            return with_mma_dim(a, [&](auto dim) { return backward_mma<Elem, Score, dim()>(dev, blocks, a, stream); });
+            return with_mma_dim(
+                a, [&](auto dim) { return backward_mma<Elem, Score, kMaxDim, dim()>(dev, blocks, a, stream); });
     }
-    const exact::ForwardSmem stats_smem(a.head_dim, a.value_dim, true);
-    SLAY_TRY(launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, true>, blocks, stats_smem.bytes(), a,
-                    stream, "exact backward statistics kernel launch"));
+    SLAY_TRY((backward_stats<Elem, Score, kMaxDim>(dev, blocks, a, stream)));
     const exact::BackwardSmem smem(a.head_dim, a.value_dim);
     SLAY_TRY(launch(dev, exact::exact_dkdv_kernel<Elem, Score, kMaxDim>, blocks, smem.bytes(), a, stream,
                     "exact backward dK/dV kernel launch"));
@@ -286,6 +299,10 @@ Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& ca
     a.out_s = strides_of(call.out);
     a.dout_s = strides_of(call.dout);
     a.dq_s = strides_of(call.dq);
+    if (call.has_row_stats) {  // the forward's, read (ABI 5)
+        a.user_stats = static_cast<float*>(call.row_stats.data);
+        a.user_stats_s = strides_of(call.row_stats);
+    }
     const BackwardWorkspace ws(call.batch * plan.cfg.num_heads * call.seq_len);
     a.row_stat = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.stat_offset);
     a.row_delta = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.delta_offset);

@@ -45,7 +45,7 @@ static void pin_struct_layouts(void) {
     PIN_FIELD(slay_attn_fwd_args_t, row_stats, 80);   /* ABI 4 */
     PIN_FIELD(slay_attn_fwd_args_t, merge, 88);       /* ABI 4 */
 
-    PIN(sizeof(slay_attn_bwd_args_t), 120);
+    PIN(sizeof(slay_attn_bwd_args_t), 128);
     PIN_FIELD(slay_attn_bwd_args_t, struct_size, 0);
     PIN_FIELD(slay_attn_bwd_args_t, q, 8);
     PIN_FIELD(slay_attn_bwd_args_t, k, 16);
@@ -61,6 +61,7 @@ static void pin_struct_layouts(void) {
     PIN_FIELD(slay_attn_bwd_args_t, dinitial_state, 96);
     PIN_FIELD(slay_attn_bwd_args_t, position_offset, 104);
     PIN_FIELD(slay_attn_bwd_args_t, seq_offsets, 112); /* ABI 3 */
+    PIN_FIELD(slay_attn_bwd_args_t, row_stats, 120);   /* ABI 5 */
 
     PIN(sizeof(slay_param_segment_t), 64);
     PIN_FIELD(slay_param_segment_t, struct_size, 0);
@@ -182,7 +183,7 @@ static void pin_versions(void) {
     PIN(SLAY_VERSION, SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH);
     PIN(slay_get_version(), SLAY_VERSION);
     PIN(slay_get_abi_version(), SLAY_ABI_VERSION);
-    PIN(SLAY_ABI_VERSION >= 4, 1);
+    PIN(SLAY_ABI_VERSION >= 5, 1);
 #ifdef SLAY_PROJECT_VERSION
     sprintf(header_version, "%d.%d.%d", SLAY_VERSION_MAJOR, SLAY_VERSION_MINOR, SLAY_VERSION_PATCH);
     if (strcmp(header_version, SLAY_PROJECT_VERSION) != 0) {

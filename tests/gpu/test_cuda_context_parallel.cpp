@@ -12,7 +12,10 @@
 // with the kernels' row statistics (slay.h, ABI 4), against the fp64 CPU
 // backend: out and row_stats within 1e-5 (fp32) or 2e-2 (bf16), standard,
 // yat and yat_spherical, causal and bidirectional (table lines
-// | case | what | rel L2 | PASS/FAIL |).
+// | case | what | rel L2 | PASS/FAIL |). The backward given the CUDA
+// forward's row statistics (slay_attn_bwd_args_t.row_stats, ABI 5; copied
+// to a strided (B, H, T) view, T = 300) against the fp64 CPU backend's
+// backward: dq, dk, dv within the same tolerances, the statistics unchanged.
 // Exits 77 (skipped) without a CUDA device.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
@@ -400,6 +403,105 @@ void check_ring(slay_attn_variant_t v, slay_dtype_t dt, bool causal, double tol)
     }
 }
 
+// ------------------------------------------------ the backward given row statistics
+constexpr int64_t kBwdT = 300;  // not a multiple of the kernels' 64-row tiles
+
+struct Grads {
+    std::vector<float> dq, dk, dv;
+};
+
+// The oracle: forward and backward (no statistics) on the fp64 CPU backend,
+// fp32 io over the values the device holds.
+Grads cpu_backward(slay_attn_variant_t v, bool causal, std::vector<float> q, std::vector<float> k,
+                   std::vector<float> vv, std::vector<float> dout) {
+    const int64_t n = kBwdT;
+    slay::Handle handle(SLAY_BACKEND_CPU);
+    slay::Plan plan = exact_plan(handle, v, SLAY_DTYPE_FLOAT32, causal);
+    std::vector<float> out(static_cast<size_t>(kB * kH * n * kDv));
+    Grads g{std::vector<float>(q.size()), std::vector<float>(k.size()), std::vector<float>(vv.size())};
+    const slay_tensor_t tq = slay::make_tensor(q.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kD}),
+                        tk = slay::make_tensor(k.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kD}),
+                        tv = slay::make_tensor(vv.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kDv}),
+                        to = slay::make_tensor(out.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kDv}),
+                        tg = slay::make_tensor(dout.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kDv}),
+                        tdq = slay::make_tensor(g.dq.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kD}),
+                        tdk = slay::make_tensor(g.dk.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kD}),
+                        tdv = slay::make_tensor(g.dv.data(), SLAY_DTYPE_FLOAT32, {kB, kH, n, kDv});
+    std::vector<unsigned char> ws(std::max(plan.workspace_size(SLAY_PASS_FORWARD, kB, n),
+                                           plan.workspace_size(SLAY_PASS_BACKWARD, kB, n)) + 64);
+    plan.fwd(tq, tk, tv, nullptr, to, ws.data(), ws.size());
+    plan.bwd(tq, tk, tv, nullptr, to, tg, tdq, tdk, tdv, ws.data(), ws.size());
+    return g;
+}
+
+// The CUDA forward with row statistics, then the CUDA backward given them in
+// a copy with a gap after each head's rows (their strides reach the kernel);
+// outputs NaN-poisoned.
+// *unchanged: whether the backward left the statistics as they were.
+Grads cuda_backward_given_stats(slay_attn_variant_t v, slay_dtype_t dt, bool causal, const std::vector<float>& q,
+                                const std::vector<float>& k, const std::vector<float>& vv,
+                                const std::vector<float>& dout, bool* unchanged) {
+    const int64_t n = kBwdT;
+    slay::Handle handle(SLAY_BACKEND_CUDA, 0);
+    slay::Plan plan = exact_plan(handle, v, dt, causal);
+    DeviceBuffer dq_in(q, dt), dk_in(k, dt), dv_in(vv, dt), g(dout, dt), out(kB * kH * n * kDv, dt);
+    constexpr int64_t kGap = 5;
+    DeviceBuffer stats(kB * kH * n, SLAY_DTYPE_FLOAT32), strided(kB * kH * (n + kGap), SLAY_DTYPE_FLOAT32);
+    DeviceBuffer gq(kB * kH * n * kD, dt), gk(kB * kH * n * kD, dt), gv(kB * kH * n * kDv, dt);
+    const size_t ws_bytes = std::max(plan.workspace_size(SLAY_PASS_FORWARD, kB, n),
+                                     plan.workspace_size(SLAY_PASS_BACKWARD, kB, n));
+    DeviceBuffer ws(static_cast<int64_t>(ws_bytes) / 4 + 64, SLAY_DTYPE_FLOAT32);
+    const slay_tensor_t tq = dq_in.rows(n, kD), tk = dk_in.rows(n, kD), tv = dv_in.rows(n, kDv),
+                        to = out.rows(n, kDv), tg = g.rows(n, kDv);
+    const slay_tensor_t ts = slay::make_tensor(stats.data, SLAY_DTYPE_FLOAT32, {kB, kH, n});
+    slay_attn_fwd_args_t f = slay::fwd_args();
+    f.q = &tq, f.k = &tk, f.v = &tv, f.out = &to, f.row_stats = &ts;
+    plan.fwd(f, ws.data, static_cast<size_t>(ws.n) * 4, nullptr);
+    cuda_ok(cudaDeviceSynchronize(), "exact forward");
+    const std::vector<float> contiguous = stats.download();
+    std::vector<float> gapped(static_cast<size_t>(kB * kH * (n + kGap)), 0.f);
+    for (int64_t bh = 0; bh < kB * kH; ++bh)
+        std::copy_n(contiguous.begin() + bh * n, n, gapped.begin() + bh * (n + kGap));
+    strided.upload(gapped);
+    const slay_tensor_t ts_strided =
+        slay::make_tensor(strided.data, SLAY_DTYPE_FLOAT32, {kB, kH, n}, {kH * (n + kGap), n + kGap, 1});
+    const slay_tensor_t tdq = gq.rows(n, kD), tdk = gk.rows(n, kD), tdv = gv.rows(n, kDv);
+    slay_attn_bwd_args_t a = slay::bwd_args();
+    a.q = &tq, a.k = &tk, a.v = &tv, a.out = &to, a.dout = &tg, a.dq = &tdq, a.dk = &tdk, a.dv = &tdv;
+    a.row_stats = &ts_strided;
+    plan.bwd(a, ws.data, static_cast<size_t>(ws.n) * 4, nullptr);
+    cuda_ok(cudaDeviceSynchronize(), "exact backward given row statistics");
+    *unchanged = strided.download() == gapped;
+    return {gq.download(), gk.download(), gv.download()};
+}
+
+void check_backward_given_stats(slay_attn_variant_t v, slay_dtype_t dt, bool causal, double tol) {
+    std::mt19937_64 rng(1300 + static_cast<uint64_t>(v) * 4 + static_cast<uint64_t>(dt) * 2 + (causal ? 1 : 0));
+    std::normal_distribution<float> nd(0.f, 1.f);
+    auto random = [&](int64_t C, float sd) {
+        std::vector<float> x(static_cast<size_t>(kB * kH * kBwdT * C));
+        for (float& e : x) {
+            e = sd * nd(rng);
+            if (dt == SLAY_DTYPE_BFLOAT16) e = __bfloat162float(__float2bfloat16(e));  // what the device holds
+        }
+        return x;
+    };
+    const std::vector<float> q = random(kD, 0.5f), k = random(kD, 0.5f), vv = random(kDv, 1.f),
+                             dout = random(kDv, 1.f);
+    const Grads want = cpu_backward(v, causal, q, k, vv, dout);
+    bool unchanged = false;
+    const Grads got = cuda_backward_given_stats(v, dt, causal, q, k, vv, dout, &unchanged);
+    const std::string label = std::string(slay_attn_variant_name(v)) + (dt == SLAY_DTYPE_FLOAT32 ? " fp32" : " bf16") +
+                              (causal ? " causal" : " bidirectional");
+    const double errs[3] = {rel_l2(got.dq, want.dq), rel_l2(got.dk, want.dk), rel_l2(got.dv, want.dv)};
+    const char* names[3] = {"bwd given row_stats: dq", "bwd given row_stats: dk", "bwd given row_stats: dv"};
+    for (int i = 0; i < 3; ++i) {
+        std::printf("| %s | %s | %.3e | %s |\n", label.c_str(), names[i], errs[i], errs[i] <= tol ? "PASS" : "FAIL");
+        CHECK_MESSAGE(errs[i] <= tol, label, " ", names[i], " rel L2 ", errs[i]);
+    }
+    CHECK_MESSAGE(unchanged, label, ": the backward changed row_stats");
+}
+
 }  // namespace
 
 TEST_CASE("ring attention on one device: the CUDA row statistics, 3 ranks equal one call and the CPU backend") {
@@ -407,6 +509,14 @@ TEST_CASE("ring attention on one device: the CUDA row statistics, 3 ranks equal 
         for (bool causal : {true, false}) {
             check_ring(v, SLAY_DTYPE_FLOAT32, causal, 1e-5);   // the fp32 SIMT kernels
             check_ring(v, SLAY_DTYPE_BFLOAT16, causal, 2e-2);  // tensor cores (standard, yat)
+        }
+}
+
+TEST_CASE("the CUDA backward given the forward's row statistics (ABI 5) equals the CPU backend's") {
+    for (slay_attn_variant_t v : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
+        for (bool causal : {true, false}) {
+            check_backward_given_stats(v, SLAY_DTYPE_FLOAT32, causal, 1e-5);   // the fp32 SIMT kernels
+            check_backward_given_stats(v, SLAY_DTYPE_BFLOAT16, causal, 2e-2);  // tensor-core sweeps (standard, yat)
         }
 }
 

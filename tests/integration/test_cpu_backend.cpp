@@ -5,7 +5,10 @@
 // first so an unwritten element fails, parameters come from
 // slay_attn_features_sample, and the linearized family runs with initial and
 // final states. Also: decoding token by token with the state aliased in
-// place equals one call, and T = 0 is a valid empty call.
+// place equals one call, and T = 0 is a valid empty call; and the exact
+// family's backward given the forward's row statistics (ABI 5) equals the
+// one without them, reads them and only them (shifted statistics scale dv
+// exactly), and leaves them unchanged.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -310,6 +313,125 @@ TEST_CASE("CPU backend through the ABI equals the fp64 reference: every variant,
                 CAPTURE(causal);
                 CAPTURE(dtype_name);
                 check_variant(variant, causal, dtype);
+            }
+}
+
+namespace {
+
+// (B, H, T) fp32 row statistics with a gap of kStatsGap elements after each
+// head's T rows (strided, not contiguous).
+constexpr int64_t kStatsGap = 3;
+slay_tensor_t stats_view(Buffer& buf, int64_t T) {
+    slay_tensor_t t;
+    std::memset(&t, 0, sizeof t);
+    t.data = buf.data();
+    t.dtype = SLAY_DTYPE_FLOAT32;
+    t.rank = 3;
+    const int64_t shape[3] = {kB, kH, T}, strides[3] = {kH * (T + kStatsGap), T + kStatsGap, 1};
+    for (int i = 0; i < 3; ++i) {
+        t.shape[i] = shape[i];
+        t.strides[i] = strides[i];
+    }
+    return t;
+}
+
+// The backward given the forward's row statistics (slay_attn_bwd_args_t.row_stats):
+//   0. in fp64 (the Reference called directly with its own fp64
+//      statistics) it equals the backward without them to rounding (1e-12):
+//      the given statistic enters the very code that recomputes it;
+//   1. through the ABI it equals the backward without them up to the fp32
+//      rounding of the statistics (a relative change of about |l_i| 6e-8 in
+//      each row's weights, which the cancellation in g_i.v_j - Delta_i
+//      amplifies in dq, dk: measured up to 1.2e-6 for yat): within 1e-5
+//      (fp32 io) or the io dtype's tolerance (bf16);
+//   2. uses them: statistics that halve every row's weights (softmax:
+//      l_i + ln 2; yat_spherical under ADD: 2 Z_i + delta, so den doubles)
+//      halve dv = sum_i A_ij g_i / den_i exactly, up to the fp32 rounding of
+//      the shifted statistics (a relative 1.2e-7 |l_i + ln 2| in a row's
+//      weight) and of dv itself;
+//   3. leaves them unchanged (they are read).
+void check_backward_given_stats(slay_attn_variant_t variant, bool causal, slay_dtype_t dtype) {
+    TestPlan tp(variant, causal, dtype, 0);
+    std::mt19937_64 rng(7 + uint64_t(variant) * 31 + causal);
+    Buffer q = random_buffer(dtype, kB * kT * kH * kD, rng), k = random_buffer(dtype, kB * kT * kH * kD, rng);
+    Buffer v = random_buffer(dtype, kB * kT * kH * kDv, rng), dout = random_buffer(dtype, kB * kT * kH * kDv, rng);
+    Buffer out(dtype, kB * kH * kT * kDv), stats(SLAY_DTYPE_FLOAT32, kB * kH * (kT + kStatsGap));
+    out.poison();
+    stats.poison();
+    slay_tensor_t tq = view4(q, kB, kH, kT, kD, true), tk = view4(k, kB, kH, kT, kD, true);
+    slay_tensor_t tv = view4(v, kB, kH, kT, kDv, true), tdout = view4(dout, kB, kH, kT, kDv, true);
+    slay_tensor_t tout = view4(out, kB, kH, kT, kDv, false), tstats = stats_view(stats, kT);
+    auto fa = attn_args<slay_attn_fwd_args_t>(&tq, &tk, &tv, &tout, nullptr);
+    fa.row_stats = &tstats;
+    run_fwd(tp, fa, kT);
+
+    const slay::cpu::Reference ref(tp.cfg, nullptr);
+    for (int64_t b = 0; b < kB; ++b)
+        for (int64_t h = 0; h < kH; ++h) {
+            const std::vector<double> hq = head_rows(tq, b, h), hk = head_rows(tk, b, h), hv = head_rows(tv, b, h);
+            const std::vector<double> hg = head_rows(tdout, b, h);
+            const slay::cpu::HeadSlice slice{kT, h, 0, hq.data(), hk.data(), hv.data()};
+            std::vector<double> o(static_cast<size_t>(kT * kDv)), l(static_cast<size_t>(kT));
+            ref.forward(slice, nullptr, o.data(), nullptr, l.data());
+            // dq, dk (T, D) and dv (T, Dv), recomputing the statistics (0) or given them (1).
+            std::vector<double> dq0(static_cast<size_t>(kT * kD)), dk0(dq0), dv0(o), dq1(dq0), dk1(dq0), dv1(o);
+            ref.backward(slice, nullptr, hg.data(), nullptr, dq0.data(), dk0.data(), dv0.data(), nullptr);
+            ref.backward(slice, nullptr, hg.data(), nullptr, dq1.data(), dk1.data(), dv1.data(), nullptr, l.data());
+            CHECK(slay_test::rel_error(dq1, dq0) <= 1e-12);
+            CHECK(slay_test::rel_error(dk1, dk0) <= 1e-12);
+            CHECK(slay_test::rel_error(dv1, dv0) <= 1e-12);
+        }
+
+    struct Grads {
+        std::vector<double> dq, dk, dv;
+    };
+    // One backward, outputs poisoned first, given `given` (or no) statistics.
+    auto backward = [&](Buffer* given) {
+        Buffer dq(dtype, kB * kH * kT * kD), dk(dtype, kB * kH * kT * kD), dv(dtype, kB * kH * kT * kDv);
+        for (Buffer* b : {&dq, &dk, &dv}) b->poison();
+        slay_tensor_t tdq = view4(dq, kB, kH, kT, kD, false), tdk = view4(dk, kB, kH, kT, kD, false);
+        slay_tensor_t tdv = view4(dv, kB, kH, kT, kDv, false);
+        slay_tensor_t tgiven = given ? stats_view(*given, kT) : slay_tensor_t{};
+        auto ba = attn_args<slay_attn_bwd_args_t>(&tq, &tk, &tv, &tout, nullptr);
+        ba.dout = &tdout;
+        ba.dq = &tdq;
+        ba.dk = &tdk;
+        ba.dv = &tdv;
+        ba.row_stats = given ? &tgiven : nullptr;
+        run_bwd(tp, ba, kT);
+        return Grads{dq.values(), dk.values(), dv.values()};
+    };
+    const Grads recomputed = backward(nullptr);
+    const std::vector<unsigned char> stats_before = stats.bytes;
+    const Grads given = backward(&stats);
+    CHECK(stats.bytes == stats_before);
+    const double tol = tolerance(dtype), tol_same = dtype == SLAY_DTYPE_FLOAT32 ? 1e-5 : tol;
+    CHECK(rel_l2(given.dq, recomputed.dq, dtype) <= tol_same);
+    CHECK(rel_l2(given.dk, recomputed.dk, dtype) <= tol_same);
+    CHECK(rel_l2(given.dv, recomputed.dv, dtype) <= tol_same);
+
+    Buffer halving(SLAY_DTYPE_FLOAT32, stats.size());
+    const bool softmax = variant != SLAY_ATTN_YAT_SPHERICAL;
+    for (int64_t i = 0; i < stats.size(); ++i)
+        halving.set(i, softmax ? stats.get(i) + std::log(2.0) : 2.0 * stats.get(i) + tp.cfg.stabilizer);
+    const Grads halved = backward(&halving);
+    std::vector<double> half_dv = given.dv;
+    for (double& x : half_dv) x *= 0.5;
+    CHECK(rel_l2(halved.dv, half_dv, dtype) <= (dtype == SLAY_DTYPE_FLOAT32 ? 2e-6 : tol));
+    CHECK(rel_l2(halved.dq, given.dq, dtype) > 0.1);  // the statistics do reach dq too
+}
+
+}  // namespace
+
+TEST_CASE("the exact backward given the forward's row statistics (ABI 5) uses them: CPU backend") {
+    for (slay_attn_variant_t variant : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
+        for (bool causal : {true, false})
+            for (slay_dtype_t dtype : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) {
+                const std::string name = slay_test::variant_name(variant), dtype_name = slay::dtype_name(dtype);
+                CAPTURE(name);
+                CAPTURE(causal);
+                CAPTURE(dtype_name);
+                check_backward_given_stats(variant, causal, dtype);
             }
 }
 

@@ -373,6 +373,56 @@ TEST_CASE("row statistics (ABI 4): exact variants only, (B, H, T) fp32, merge ne
               {{"row_stats given to a linearized variant", SLAY_STATUS_NOT_SUPPORTED, with_stats}});
 }
 
+TEST_CASE("row statistics given to the backward (ABI 5): exact variants only, (B, H, T) fp32, read") {
+    auto with_stats = [](AttnCall& c) { c.bwd_args().row_stats = &c.row_stats; };
+    for (slay_attn_variant_t exact : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
+        run_cases(variant_shape(exact), {Pass::Backward},
+                  {{"row_stats given", SLAY_STATUS_SUCCESS, with_stats},
+                   {"a block of the ABI 4 size (no row_stats)", SLAY_STATUS_SUCCESS,
+                    [](AttnCall& c) { c.bwd_args().struct_size = offsetof(slay_attn_bwd_args_t, row_stats); }},
+                   {"a block of the ABI 2 size (no seq_offsets, row_stats)", SLAY_STATUS_SUCCESS,
+                    [](AttnCall& c) { c.bwd_args().struct_size = offsetof(slay_attn_bwd_args_t, seq_offsets); }},
+                   {"struct_size covering half of the row_stats pointer", SLAY_STATUS_STRUCT_SIZE,
+                    [&](AttnCall& c) {
+                        with_stats(c);
+                        c.bwd_args().struct_size = offsetof(slay_attn_bwd_args_t, row_stats) + 4;
+                    }},
+                   {"row_stats one token short", SLAY_STATUS_BAD_SHAPE,
+                    [&](AttnCall& c) {
+                        with_stats(c);
+                        c.row_stats.shape[2] -= 1;
+                    }},
+                   {"row_stats for one head too many", SLAY_STATUS_BAD_SHAPE,
+                    [&](AttnCall& c) {
+                        with_stats(c);
+                        c.row_stats.shape[1] += 1;
+                    }},
+                   {"row_stats of rank 4", SLAY_STATUS_BAD_SHAPE,
+                    [&](AttnCall& c) {
+                        with_stats(c);
+                        c.row_stats.rank = 4;
+                        c.row_stats.shape[3] = 1;
+                        c.row_stats.strides[3] = 1;
+                    }},
+                   {"row_stats in bf16", SLAY_STATUS_BAD_DTYPE,
+                    [&](AttnCall& c) {
+                        with_stats(c);
+                        c.row_stats.dtype = SLAY_DTYPE_BFLOAT16;
+                    }},
+                   {"row_stats.data is NULL", SLAY_STATUS_INVALID_ARGUMENT,
+                    [&](AttnCall& c) {
+                        with_stats(c);
+                        c.row_stats.data = nullptr;
+                    }},
+                   {"row_stats overlapping dq", SLAY_STATUS_BAD_STRIDE,
+                    [&](AttnCall& c) {
+                        with_stats(c);
+                        c.row_stats.data = c.dq.data;
+                    }}});
+    run_cases(CallShape{}, {Pass::Backward},
+              {{"row_stats given to a linearized variant", SLAY_STATUS_NOT_SUPPORTED, with_stats}});
+}
+
 TEST_CASE("cosformer: states need cosformer_length > 0, positions must fit in it") {
     run_cases(variant_shape(SLAY_ATTN_COSFORMER, 0), {Pass::Forward, Pass::Backward},
               {{"valid call with length 0", SLAY_STATUS_SUCCESS, [](AttnCall&) {}},

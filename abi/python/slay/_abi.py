@@ -53,9 +53,10 @@ class FwdArgs(C.Structure):
 
 
 class BwdArgs(C.Structure):
-    """slay_attn_bwd_args_t (size-prefixed; optional tensors are NULL; seq_offsets: ABI 3)."""
+    """slay_attn_bwd_args_t (size-prefixed; optional tensors are NULL; seq_offsets: ABI 3;
+    row_stats: ABI 5, the forward's row statistics of the exact family)."""
     _fields_ = ([("struct_size", C.c_size_t)] + [(n, _T) for n in BWD_TENSORS] +
-                [("position_offset", C.c_int64), ("seq_offsets", _T)])
+                [("position_offset", C.c_int64), ("seq_offsets", _T), ("row_stats", _T)])
 
 
 class ParamSegment(C.Structure):

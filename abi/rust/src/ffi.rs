@@ -26,7 +26,8 @@ pub const SLAY_MAX_RANK: usize = 4;
 /// seq_offsets is accepted as NULL by older libraries, which reject a
 /// non-NULL one with NOT_SUPPORTED, and so is the NUM_KV_HEADS attribute
 /// with UNKNOWN_ATTRIBUTE; likewise the ABI 4 tail fields row_stats and
-/// merge, which this crate always passes as NULL / 0).
+/// merge of the forward block and the ABI 5 tail field row_stats of the
+/// backward block, which this crate always passes as NULL / 0).
 pub const MIN_ABI_VERSION: u32 = 1;
 
 pub type slay_status_t = i32;
@@ -176,6 +177,7 @@ pub struct slay_attn_bwd_args_t {
     pub dinitial_state: *const slay_tensor_t,
     pub position_offset: i64,
     pub seq_offsets: *const slay_tensor_t,
+    pub row_stats: *const slay_tensor_t,
 }
 
 // The dynamic loader (glibc; in libdl before glibc 2.34, in libc after, and

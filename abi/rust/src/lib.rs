@@ -1037,6 +1037,7 @@ impl<'a> BackwardArgs<'a> {
             dinitial_state: optional(self.dinitial_state.as_ref(), TensorMut::as_raw),
             position_offset: self.position_offset,
             seq_offsets: optional(self.seq_offsets.as_ref(), Tensor::as_raw),
+            row_stats: std::ptr::null(),
         }
     }
 
