@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 namespace slay {
 
@@ -27,6 +28,18 @@ public:
             __builtin_add_overflow(used_, bytes / 16 * 16, &used_))
             overflow_ = true;
         return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
+    }
+    // One block for alternative carvings of which a call uses one: as
+    // large as the largest of `alternatives` (carvers that counted from a
+    // null base); an overflow in any of them is remembered. Carve the one
+    // used with a ScratchCarver on the returned base.
+    void* take_union(std::initializer_list<const ScratchCarver*> alternatives) {
+        size_t bytes = 0;
+        for (const ScratchCarver* c : alternatives) {
+            overflow_ = overflow_ || c->overflow_;
+            bytes = c->used_ > bytes ? c->used_ : bytes;
+        }
+        return take<unsigned char>(static_cast<int64_t>(bytes > INT64_MAX ? INT64_MAX : bytes));
     }
     size_t used() const { return used_; }
     bool overflowed() const { return overflow_; }

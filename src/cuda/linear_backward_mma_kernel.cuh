@@ -338,13 +338,13 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     // MmaLayout), which kron_factor_vjp_kernel, mapping one side, leaves free.
     __device__ int coef_of(const ChunkSide& sd) const { return sd.y == L.yq ? L.yk : L.yq; }
 
-    // The anchor map's VJP for the side's rows: dpoly, dpcat -> dx, added
-    // to dx_acc (fp32 rows (B*H*T, D)). Block-wide; starts after the
-    // barrier that follows factor_gradients.
+    // The anchor map's VJP for the side's rows: dpoly, dpcat -> dx, stored
+    // to a.dq (queries) or a.dk when it has data, else to a.dq_acc / a.dk_acc
+    // (fp32 rows (B*H*T, D)); this CTA is the rows' only writer. Block-wide.
     //   coefficients: 2 dpoly[p] u_p / sqrt(P) on anchor row p (u_p = a_p . x^),
     //                 dpcat[c] pcat[c] sqrt(2 s_r) on omega row c (0 where the clamp holds);
     //   dx^ = coef W;  dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps when |x| <= eps).
-    __device__ void side_vjp(const ChunkSide& sd, int64_t t0, int rows, float* dx_acc) const {
+    __device__ void side_vjp(const ChunkSide& sd, int64_t t0, int rows, bool queries) const {
         const FeatureParams& fp = a.fp;
         {
             const RowWalk walk(L.NW / 2);
@@ -421,7 +421,18 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         radial += __shfl_xor_sync(0xffffffffu, radial, 1);
         radial += __shfl_xor_sync(0xffffffffu, radial, 2);
         if (t >= rows) return;
-        float* out = dx_acc + (bh * a.T + t0 + t) * L.D;
+        // dq and dk are in the io dtype (Elem), as q and k are. (Fields read
+        // apart: a reference to either tensor would copy it to local memory.)
+        Elem* out = nullptr;
+        int64_t out_step = 0;
+        if (queries && a.dq.data) {
+            out = static_cast<Elem*>(a.dq.data) + a.dq.offset(b, h, t0 + t, 0);
+            out_step = a.dq.stride[3];
+        } else if (!queries && a.dk.data) {
+            out = static_cast<Elem*>(a.dk.data) + a.dk.offset(b, h, t0 + t, 0);
+            out_step = a.dk.stride[3];
+        }
+        float* acc = (queries ? a.dq_acc : a.dk_acc) + (bh * a.T + t0 + t) * L.D;
         for (int d = d0; d < d0 + width; d += 4) {  // width % 4 == 0: 16-byte groups
             float v[4];
 #pragma unroll
@@ -429,7 +440,12 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
                 const float xhat = to_float(x[d + i]) * inv_div;
                 v[i] = (keep ? dxh[d + i] - radial * xhat : dxh[d + i]) * inv_div;
             }
-            add_to_global4(out + d, v);
+            if (out) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) out[(d + i) * out_step] = from_float<Elem>(v[i]);
+            } else {
+                *reinterpret_cast<float4*>(acc + d) = make_float4(v[0], v[1], v[2], v[3]);
+            }
         }
     }
 };
@@ -523,8 +539,8 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
 }
 
 // The anchor map's VJP once per head, after the query and key kernels:
-// dq (side 0) and dk (side 1) rows added to a.dq_acc / a.dk_acc from the
-// summed factor gradients in a.kron_dfactors. Grid (B*H, 2 sides,
+// dq (side 0) and dk (side 1) rows from the summed factor gradients in
+// a.kron_dfactors, stored to a.dq / a.dk (a.dk_acc for grouped heads). Grid (B*H, 2 sides,
 // sp.count), CTA z takes the chunks of segment z (nothing is summed across
 // segments); stage MapVjp's layout (x, W, Y, dpoly, dpcat and the dx^
 // rows).
@@ -542,8 +558,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
                     blk.factor_gemm(buf, queries, !queries);
                     blk.load_factor_gradients(side, t0, rows);
                     __syncthreads();
-                    blk.side_vjp(queries ? blk.query_side(buf) : blk.key_side(buf), t0, rows,
-                                 queries ? a.dq_acc : a.dk_acc);
+                    blk.side_vjp(queries ? blk.query_side(buf) : blk.key_side(buf), t0, rows, queries);
                     __syncthreads();  // side_vjp reads x of this buffer last
                 });
 }

@@ -98,9 +98,16 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
 }
 
 // Workspace blocks of one call; fields a pass does not use stay null.
+// The backward's gradient paths share one block, as only one of them runs:
+// the SIMT scan and the dense engine take dq_acc, dk_acc and then the dense
+// engine's workspace (mma_workspace); slay_anchor's tensor cores, which
+// write dq and dk themselves, take kron_workspace and, for grouped heads,
+// kron_dk_acc (dk per query head, summed over the group afterwards).
 struct LinearScratch {
     float* state_copy = nullptr;
-    float* mma_workspace = nullptr;  // the tensor-core engines' (factor rows, the sequence split's sums)
+    float* mma_workspace = nullptr;   // the tensor-core engines' (factor rows, the sequence split's sums)
+    float* kron_workspace = nullptr;  // slay_anchor's (the forward: mma_workspace)
+    float* kron_dk_acc = nullptr;
     float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
     float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr, *dstate_z_parts = nullptr;
     ExpandedGrad dv_expanded;  // grouped-query plans: dv per query head
@@ -109,20 +116,36 @@ struct LinearScratch {
 
 LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T, ScratchCarver& w) {
     const int64_t H = p.cfg.num_heads, D = p.cfg.head_dim, rows = B * H * T;
+    const bool backward = pass != SLAY_PASS_FORWARD;
     LinearScratch s;
     KronMmaShape shape;
     DenseMmaShape dense;
-    int64_t mma_floats = 0;
+    int64_t kron_floats = 0, dense_floats = 0;
     if (tensor_core_shape(p.cfg, &shape))
-        mma_floats = anchor_mma_workspace_floats(shape, B * H, p.cfg.value_dim, T, pass != SLAY_PASS_FORWARD);
-    if (dense_shape(p, &dense))
-        mma_floats = std::max(mma_floats, dense_mma_segment_floats(dense, B * H, T, pass != SLAY_PASS_FORWARD));
-    if (mma_floats > 0) s.mma_workspace = w.take<float>(mma_floats);
-    if (pass == SLAY_PASS_FORWARD) {
+        kron_floats = anchor_mma_workspace_floats(shape, B * H, p.cfg.value_dim, T, backward);
+    if (dense_shape(p, &dense)) dense_floats = dense_mma_segment_floats(dense, B * H, T, backward);
+    if (!backward) {
+        const int64_t mma_floats = std::max(kron_floats, dense_floats);
+        if (mma_floats > 0) s.mma_workspace = s.kron_workspace = w.take<float>(mma_floats);
         s.state_copy = w.take<float>(B * H * p.features, p.cfg.value_dim + 1);
     } else {
-        s.dq_acc = w.take<float>(rows, D);
-        s.dk_acc = w.take<float>(rows, D);
+        auto carve_fallback = [&](ScratchCarver& c) {
+            s.dq_acc = c.take<float>(rows, D);
+            s.dk_acc = c.take<float>(rows, D);
+            if (dense_floats > 0) s.mma_workspace = c.take<float>(dense_floats);
+        };
+        auto carve_kron = [&](ScratchCarver& c) {
+            if (kron_floats == 0) return;
+            s.kron_workspace = c.take<float>(kron_floats);
+            if (kv_group(p) > 1) s.kron_dk_acc = c.take<float>(rows, D);
+        };
+        ScratchCarver fallback_size(nullptr), kron_size(nullptr);
+        carve_fallback(fallback_size);
+        carve_kron(kron_size);
+        void* shared = w.take_union({&fallback_size, &kron_size});
+        ScratchCarver fallback(shared), kron(shared);
+        carve_fallback(fallback);
+        carve_kron(kron);
         const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
         s.row_den = w.take<float>(rows);
         s.row_dz = w.take<float>(slices * rows);
@@ -377,15 +400,9 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     a.dv = s.dv_expanded.data ? expanded_view(s.dv_expanded, p, c) : token_tensor(c.dv, c);
     if (c.has_dfinal_state) a.dstate_out = device_tensor(c.dfinal_state);
     if (c.has_dinitial_state) a.dstate_in = device_tensor(c.dinitial_state);
-    a.dq_acc = s.dq_acc;
-    a.dk_acc = s.dk_acc;
     a.row_den = s.row_den;
     a.row_dz = s.row_dz;
     a.dstate_z_parts = s.dstate_z_parts;
-    if (rows > 0) {
-        SLAY_CUDA(cudaMemsetAsync(s.dq_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
-        SLAY_CUDA(cudaMemsetAsync(s.dk_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
-    }
     if (is_sketch(p)) {
         SLAY_TRY(sketch_features(p, c, s, stream));
         const size_t poly_bytes = static_cast<size_t>(rows * p.cfg.poly_dim) * sizeof(float);
@@ -403,8 +420,24 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     bool launched = false;
     int slices = static_cast<int>((p.cfg.value_dim + kValueSlice - 1) / kValueSlice);
     KronMmaShape shape;
-    if (tensor_core_call(p, c, &shape))
-        SLAY_TRY(anchor_backward_mma(dev, shape, a, s.mma_workspace, stream, &launched, &slices));
+    if (tensor_core_call(p, c, &shape)) {  // writes dq and dk (grouped heads: kron_dk_acc) itself
+        ScanArgs ak = a;
+        ak.dq = token_tensor(c.dq, c);
+        if (s.kron_dk_acc)
+            ak.dk_acc = s.kron_dk_acc;
+        else
+            ak.dk = token_tensor(c.dk, c);
+        SLAY_TRY(anchor_backward_mma(dev, shape, ak, s.kron_workspace, stream, &launched, &slices));
+    }
+    const bool direct_gradients = launched;
+    // The other paths add to (or store) dq, dk rows in fp32 accumulators,
+    // which share their memory with the block anchor_backward_mma did not use.
+    a.dq_acc = s.dq_acc;
+    a.dk_acc = s.dk_acc;
+    if (!launched && rows > 0) {
+        SLAY_CUDA(cudaMemsetAsync(s.dq_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
+        SLAY_CUDA(cudaMemsetAsync(s.dk_acc, 0, static_cast<size_t>(rows * D) * sizeof(float), stream));
+    }
     DenseMmaShape dense;
     if (!launched && dense_call(p, c, &dense)) {
         SLAY_TRY(dense_backward_mma(dev, dense, a, s.mma_workspace, stream, &launched));
@@ -431,8 +464,12 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
         SLAY_TRY(sketch.backward(sketch_args(p, c, c.q, 1), rows, s.dpoly_q, s.dq_acc, s.fft, stream));
         SLAY_TRY(sketch.backward(sketch_args(p, c, c.k, kv_group(p)), rows, s.dpoly_k, s.dk_acc, s.fft, stream));
     }
-    SLAY_TRY(store_accumulator(s.dq_acc, p, c, c.dq, p.cfg.num_heads, stream));
-    SLAY_TRY(store_accumulator(s.dk_acc, p, c, c.dk, p.cfg.num_kv_heads, stream));
+    if (!direct_gradients) {
+        SLAY_TRY(store_accumulator(s.dq_acc, p, c, c.dq, p.cfg.num_heads, stream));
+        SLAY_TRY(store_accumulator(s.dk_acc, p, c, c.dk, p.cfg.num_kv_heads, stream));
+    } else if (s.kron_dk_acc) {
+        SLAY_TRY(store_accumulator(s.kron_dk_acc, p, c, c.dk, p.cfg.num_kv_heads, stream));
+    }
     if (s.dv_expanded.data) SLAY_TRY(sum_head_groups(s.dv_expanded, p, c, c.dv, stream));
     return Status();
 }

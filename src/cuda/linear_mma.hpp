@@ -33,8 +33,9 @@ int64_t anchor_mma_workspace_floats(const KronMmaShape& shape, int64_t batch_hea
 Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
                           cudaStream_t stream, bool* launched);
 
-// The backward's kernels on a.dq_acc, a.dk_acc (zeroed by the caller),
-// a.row_den, a.row_dz (slices x B*H*T), a.dstate_z_parts (slices x B*H*F),
+// The backward's kernels: dq to a.dq, dk to a.dk or, when a.dk has no
+// data (grouped heads), to a.dk_acc rows (B*H*T, D) fp32, each row stored
+// once; a.row_den, a.row_dz (slices x B*H*T), a.dstate_z_parts (slices x B*H*F),
 // with *slices the number of value slices it used (the z-part reduction's
 // count). workspace: anchor_mma_workspace_floats(..., true) floats (null:
 // not launched).

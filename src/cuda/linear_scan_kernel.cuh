@@ -104,6 +104,10 @@ struct ScanArgs {
     FeatureParams fp;
     float* dq_acc = nullptr;  // (B, H, T, D) fp32
     float* dk_acc = nullptr;
+    // dq, dk in the call's layout, for kernels that write each row once
+    // (slay_anchor's tensor-core VJP): data null where the rows go to
+    // dq_acc / dk_acc instead (dk of grouped heads, summed over the group).
+    DeviceTensor dq, dk;
     float* row_den = nullptr;  // (B, H, T): den_i, saved by the query pass for the key pass
     float* row_dz = nullptr;   // (slices, B, H, T): each slice's share of dZ_i
     float* dstate_z_parts = nullptr;  // (slices, B, H, F): each slice's share of dinitial_state[..., Dv]
