@@ -341,17 +341,21 @@ RowsAndStats exact_call(const slay::Handle& handle, slay_attn_variant_t v, slay_
     return {out.download(), stats.download()};
 }
 
+// Normal (B, H, T, C) rows of standard deviation sd, rounded to bf16 where
+// the device holds bf16 (the CPU oracle then sees the device's values).
+std::vector<float> random_rows(std::mt19937_64& rng, int64_t T, int64_t C, float sd, slay_dtype_t dt) {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> x(static_cast<size_t>(kB * kH * T * C));
+    for (float& e : x) {
+        e = sd * nd(rng);
+        if (dt == SLAY_DTYPE_BFLOAT16) e = __bfloat162float(__float2bfloat16(e));
+    }
+    return x;
+}
+
 void check_ring(slay_attn_variant_t v, slay_dtype_t dt, bool causal, double tol) {
     std::mt19937_64 rng(900 + static_cast<uint64_t>(v) * 4 + static_cast<uint64_t>(dt) * 2 + (causal ? 1 : 0));
-    std::normal_distribution<float> nd(0.f, 1.f);
-    auto random = [&](int64_t C, float sd) {
-        std::vector<float> x(static_cast<size_t>(kB * kH * kRingT * C));
-        for (float& e : x) {
-            e = sd * nd(rng);
-            if (dt == SLAY_DTYPE_BFLOAT16) e = __bfloat162float(__float2bfloat16(e));  // what the device holds
-        }
-        return x;
-    };
+    auto random = [&](int64_t C, float sd) { return random_rows(rng, kRingT, C, sd, dt); };
     const std::vector<float> q = random(kD, 0.5f), k = random(kD, 0.5f), vv = random(kDv, 1.f);
     // The fp64 CPU backend (fp32 io) on the same values is the oracle.
     const RowsAndStats want = exact_call(slay::Handle(SLAY_BACKEND_CPU), v, SLAY_DTYPE_FLOAT32, causal, q, k, vv,
@@ -477,15 +481,7 @@ Grads cuda_backward_given_stats(slay_attn_variant_t v, slay_dtype_t dt, bool cau
 
 void check_backward_given_stats(slay_attn_variant_t v, slay_dtype_t dt, bool causal, double tol) {
     std::mt19937_64 rng(1300 + static_cast<uint64_t>(v) * 4 + static_cast<uint64_t>(dt) * 2 + (causal ? 1 : 0));
-    std::normal_distribution<float> nd(0.f, 1.f);
-    auto random = [&](int64_t C, float sd) {
-        std::vector<float> x(static_cast<size_t>(kB * kH * kBwdT * C));
-        for (float& e : x) {
-            e = sd * nd(rng);
-            if (dt == SLAY_DTYPE_BFLOAT16) e = __bfloat162float(__float2bfloat16(e));  // what the device holds
-        }
-        return x;
-    };
+    auto random = [&](int64_t C, float sd) { return random_rows(rng, kBwdT, C, sd, dt); };
     const std::vector<float> q = random(kD, 0.5f), k = random(kD, 0.5f), vv = random(kDv, 1.f),
                              dout = random(kDv, 1.f);
     const Grads want = cpu_backward(v, causal, q, k, vv, dout);

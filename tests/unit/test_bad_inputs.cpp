@@ -328,6 +328,27 @@ TEST_CASE("states given to an exact variant are NOT_SUPPORTED") {
     }
 }
 
+// The malformed row_stats tensors both passes reject the same way
+// (with_stats attaches c.row_stats to the pass's argument block).
+std::vector<Case> malformed_row_stats_cases(const std::function<void(AttnCall&)>& with_stats) {
+    return {{"row_stats one token short", SLAY_STATUS_BAD_SHAPE,
+             [=](AttnCall& c) {
+                 with_stats(c);
+                 c.row_stats.shape[2] -= 1;
+             }},
+            {"row_stats of rank 4", SLAY_STATUS_BAD_SHAPE,
+             [=](AttnCall& c) {
+                 with_stats(c);
+                 c.row_stats.rank = 4;
+                 c.row_stats.shape[3] = 1;
+                 c.row_stats.strides[3] = 1;
+             }},
+            {"row_stats in bf16", SLAY_STATUS_BAD_DTYPE, [=](AttnCall& c) {
+                 with_stats(c);
+                 c.row_stats.dtype = SLAY_DTYPE_BFLOAT16;
+             }}};
+}
+
 TEST_CASE("row statistics (ABI 4): exact variants only, (B, H, T) fp32, merge needs them") {
     auto with_stats = [](AttnCall& c) { c.fwd_args().row_stats = &c.row_stats; };
     for (slay_attn_variant_t exact : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
@@ -347,28 +368,13 @@ TEST_CASE("row statistics (ABI 4): exact variants only, (B, H, T) fp32, merge ne
                         with_stats(c);
                         c.fwd_args().merge = 2;
                     }},
-                   {"row_stats one token short", SLAY_STATUS_BAD_SHAPE,
-                    [&](AttnCall& c) {
-                        with_stats(c);
-                        c.row_stats.shape[2] -= 1;
-                    }},
-                   {"row_stats of rank 4", SLAY_STATUS_BAD_SHAPE,
-                    [&](AttnCall& c) {
-                        with_stats(c);
-                        c.row_stats.rank = 4;
-                        c.row_stats.shape[3] = 1;
-                        c.row_stats.strides[3] = 1;
-                    }},
-                   {"row_stats in bf16", SLAY_STATUS_BAD_DTYPE,
-                    [&](AttnCall& c) {
-                        with_stats(c);
-                        c.row_stats.dtype = SLAY_DTYPE_BFLOAT16;
-                    }},
                    {"row_stats overlapping out", SLAY_STATUS_BAD_STRIDE,
                     [&](AttnCall& c) {
                         with_stats(c);
                         c.row_stats.data = c.out.data;
                     }}});
+    for (slay_attn_variant_t exact : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
+        run_cases(variant_shape(exact), {Pass::Forward}, malformed_row_stats_cases(with_stats));
     run_cases(CallShape{}, {Pass::Forward},
               {{"row_stats given to a linearized variant", SLAY_STATUS_NOT_SUPPORTED, with_stats}});
 }
@@ -387,27 +393,10 @@ TEST_CASE("row statistics given to the backward (ABI 5): exact variants only, (B
                         with_stats(c);
                         c.bwd_args().struct_size = offsetof(slay_attn_bwd_args_t, row_stats) + 4;
                     }},
-                   {"row_stats one token short", SLAY_STATUS_BAD_SHAPE,
-                    [&](AttnCall& c) {
-                        with_stats(c);
-                        c.row_stats.shape[2] -= 1;
-                    }},
-                   {"row_stats for one head too many", SLAY_STATUS_BAD_SHAPE,
+                   {"row_stats for one head too many", SLAY_STATUS_BAD_SHAPE,  // (the forward: BAD_STRIDE, it writes)
                     [&](AttnCall& c) {
                         with_stats(c);
                         c.row_stats.shape[1] += 1;
-                    }},
-                   {"row_stats of rank 4", SLAY_STATUS_BAD_SHAPE,
-                    [&](AttnCall& c) {
-                        with_stats(c);
-                        c.row_stats.rank = 4;
-                        c.row_stats.shape[3] = 1;
-                        c.row_stats.strides[3] = 1;
-                    }},
-                   {"row_stats in bf16", SLAY_STATUS_BAD_DTYPE,
-                    [&](AttnCall& c) {
-                        with_stats(c);
-                        c.row_stats.dtype = SLAY_DTYPE_BFLOAT16;
                     }},
                    {"row_stats.data is NULL", SLAY_STATUS_INVALID_ARGUMENT,
                     [&](AttnCall& c) {
@@ -419,6 +408,8 @@ TEST_CASE("row statistics given to the backward (ABI 5): exact variants only, (B
                         with_stats(c);
                         c.row_stats.data = c.dq.data;
                     }}});
+    for (slay_attn_variant_t exact : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
+        run_cases(variant_shape(exact), {Pass::Backward}, malformed_row_stats_cases(with_stats));
     run_cases(CallShape{}, {Pass::Backward},
               {{"row_stats given to a linearized variant", SLAY_STATUS_NOT_SUPPORTED, with_stats}});
 }
