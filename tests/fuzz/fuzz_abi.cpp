@@ -12,8 +12,11 @@
 //   2. a failing call set a non-empty message;
 //   3. a failing call left every caller byte unchanged (pool and workspace);
 //   4. the call returned (libFuzzer's -timeout catches hangs).
+// Also the row statistics (row_stats, merge: ABI 4 forward, ABI 5 backward)
+// and the older argument-block sizes.
 // A violation aborts (libFuzzer saves the input). At exit the harness prints
 // "fuzz figures: calls N, violations 0, statuses seen: ..." for CI.
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -225,7 +228,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t shape_kind = in.byte();
     int64_t B = in.small(0, 2), T = in.small(0, 5);
     if (shape_kind == 0xfe) B = in.i64(), T = 0;
-    slay_tensor_t q, k, v, out, dout, dq, dk, dv_t, params, s0, s1, s2, s3;
+    slay_tensor_t q, k, v, out, dout, dq, dk, dv_t, params, s0, s1, s2, s3, stats;
     make_tensor(in, &q, io, {B, H, T, D});
     make_tensor(in, &k, io, {B, Hkv, T, D});
     make_tensor(in, &v, io, {B, Hkv, T, dv});
@@ -239,6 +242,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     make_tensor(in, &s1, SLAY_DTYPE_FLOAT32, {B, H, F, dv + 1});
     make_tensor(in, &s2, SLAY_DTYPE_FLOAT32, {B, H, F, dv + 1});
     make_tensor(in, &s3, SLAY_DTYPE_FLOAT32, {B, H, F, dv + 1});
+    make_tensor(in, &stats, SLAY_DTYPE_FLOAT32, {B, H, T});  // row statistics (ABI 4 forward, ABI 5 backward)
     const uint8_t optional = in.byte();
     const slay_tensor_t* pp = (optional & 1) ? nullptr : &params;
     const slay_tensor_t* init = (optional & 2) ? &s0 : nullptr;
@@ -275,8 +279,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t sz = in.byte();
         if (sz == 1) block.a.struct_size = sizeof block.a + in.small(0, 64), block.tail[in.small(0, 63)] = in.byte();
         if (sz == 2) block.a.struct_size = static_cast<size_t>(in.i64());  // garbage: must not be followed
-        if (sz == 3) block.a.struct_size = sizeof block.a - 8;  // the ABI 2 layout
+        if (sz == 3) block.a.struct_size = offsetof(slay_attn_fwd_args_t, seq_offsets);  // the ABI 2 layout
+        if (sz == 4) block.a.struct_size = offsetof(slay_attn_fwd_args_t, row_stats);    // the ABI 3 layout
         block.a.seq_offsets = packed_offsets(in, &offsets);
+        const uint8_t stats_kind = in.byte();  // row_stats and merge (exact variants; others refuse them)
+        if (stats_kind & 1) block.a.row_stats = &stats;
+        if (stats_kind & 2) block.a.merge = static_cast<int32_t>(in.small(-1, 2));
         s = slay_attn_fwd(plan, &block.a, ws, ws_size, stream);
     } else if (pass == SLAY_PASS_BACKWARD) {
         struct {
@@ -290,7 +298,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t sz = in.byte();
         if (sz == 1) block.a.struct_size = sizeof block.a + in.small(0, 64), block.tail[in.small(0, 63)] = in.byte();
         if (sz == 2) block.a.struct_size = static_cast<size_t>(in.i64());
+        if (sz == 3) block.a.struct_size = offsetof(slay_attn_bwd_args_t, seq_offsets);  // the ABI 2 layout
+        if (sz == 4) block.a.struct_size = offsetof(slay_attn_bwd_args_t, row_stats);    // the ABI 4 layout
         block.a.seq_offsets = packed_offsets(in, &offsets);
+        if (in.byte() & 1) block.a.row_stats = &stats;  // read-only: the forward's statistics (ABI 5)
         s = slay_attn_bwd(plan, &block.a, ws, ws_size, stream);
     } else {
         s = slay_attn_features_sample(plan, static_cast<uint64_t>(in.i64()), in.byte(), pp, ws, ws_size, stream);
