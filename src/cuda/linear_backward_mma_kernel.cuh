@@ -295,16 +295,16 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         }
     }
 
-    // Factor gradient row t0 of a side (0: q, 1: k) of this head in
-    // a.kron_dfactors ([dpoly (Pp16) | dpcat (RMp)]).
-    __device__ float* dfactor_rows(int side, int64_t t0) const {
-        return a.kron_dfactors + Base::factor_offset(side, t0);
+    // Factor gradient row t0 of this head in a.kron_dfactors ([dpoly (Pp16)
+    // | dpcat (RMp)]), which holds one side's rows at a time.
+    __device__ float* dfactor_rows(int64_t t0) const {
+        return a.kron_dfactors + Base::factor_offset(0, t0);
     }
 
     // This slice's dpoly (columns < P) and dpcat rows (below `rows`) added
     // to a.kron_dfactors (the slices of a head add their parts, in no fixed
     // order). Block-wide; after the barrier that follows factor_gradients.
-    __device__ void add_factor_gradients(int side, int64_t t0, int rows) const {
+    __device__ void add_factor_gradients(int64_t t0, int rows) const {
         const int poly_groups = L.P / 4, groups = poly_groups + L.RMp / 4;  // P % 8 == 0
         for (int idx = threadIdx.x; idx < kTc * groups; idx += kThreads) {
             const int t = idx / groups, grp = idx - t * groups;
@@ -314,19 +314,19 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
             const float4 v = poly ? *reinterpret_cast<const float4*>(at<float>(L.dpoly) + t * L.lddp + col)
                                   : *reinterpret_cast<const float4*>(at<float>(L.dpcat) + t * L.lddc + col);
             const float vals[4] = {v.x, v.y, v.z, v.w};
-            add_to_global4(dfactor_rows(side, t0 + t) + (poly ? col : L.Pp16 + col), vals);
+            add_to_global4(dfactor_rows(t0 + t) + (poly ? col : L.Pp16 + col), vals);
         }
     }
 
     // dpoly, dpcat of the side's rows from a.kron_dfactors (0 past `rows`),
     // for side_vjp.
-    __device__ void load_factor_gradients(int side, int64_t t0, int rows) const {
+    __device__ void load_factor_gradients(int64_t t0, int rows) const {
         const int poly_groups = L.Pp16 / 4, groups = poly_groups + L.RMp / 4;
         for (int idx = threadIdx.x; idx < kTc * groups; idx += kThreads) {
             const int t = idx / groups, grp = idx - t * groups;
             const bool poly = grp < poly_groups;
             const int col = poly ? 4 * grp : 4 * (grp - poly_groups);
-            const float4 v = t < rows ? *reinterpret_cast<const float4*>(dfactor_rows(side, t0 + t) +
+            const float4 v = t < rows ? *reinterpret_cast<const float4*>(dfactor_rows(t0 + t) +
                                                                         (poly ? col : L.Pp16 + col))
                                       : make_float4(0.f, 0.f, 0.f, 0.f);
             *reinterpret_cast<float4*>(poly ? at<float>(L.dpoly) + t * L.lddp + col
@@ -491,7 +491,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
         __syncthreads();
         blk.factor_gradients(qs, causal);
         __syncthreads();
-        blk.add_factor_gradients(0, t0, rows);
+        blk.add_factor_gradients(t0, rows);
         if (causal) blk.accumulate_state(S, rows, blk.key_side(buf));
         __syncthreads();
     });
@@ -525,7 +525,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
                     __syncthreads();
                     blk.factor_gradients(ks, causal);
                     __syncthreads();
-                    blk.add_factor_gradients(1, t0, rows);
+                    blk.add_factor_gradients(t0, rows);
                     if (causal) blk.accumulate_state(U, rows, blk.query_side(buf));
                     __syncthreads();
                 });
@@ -538,25 +538,24 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
         });
 }
 
-// The anchor map's VJP once per head, after the query and key kernels:
-// dq (side 0) and dk (side 1) rows from the summed factor gradients in
-// a.kron_dfactors, stored to a.dq / a.dk (a.dk_acc for grouped heads). Grid (B*H, 2 sides,
-// sp.count), CTA z takes the chunks of segment z (nothing is summed across
-// segments); stage MapVjp's layout (x, W, Y, dpoly, dpcat and the dx^
-// rows).
+// The anchor map's VJP once per head for side a.kron_side: dq (0, after
+// the query kernel) or dk (1, after the key kernel) rows from the summed
+// factor gradients in a.kron_dfactors, stored to a.dq / a.dk (a.dk_acc for
+// grouped heads). Grid (B*H, 1, sp.count), CTA z takes the chunks of
+// segment z (nothing is summed across segments); stage MapVjp's layout (x,
+// W, Y, dpoly, dpcat and the dx^ rows).
 template <typename Elem, int kPPW, int kC16>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_factor_vjp_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
-    const int side = static_cast<int>(blockIdx.y);
-    const bool queries = side == 0;
+    const bool queries = a.kron_side == 0;
     blk.load_weights();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, queries, !queries, false, async,
                 [&](int64_t t0, int rows, int buf) {
                     blk.prepare_chunk(rows, buf, queries, !queries);
                     blk.factor_gemm(buf, queries, !queries);
-                    blk.load_factor_gradients(side, t0, rows);
+                    blk.load_factor_gradients(t0, rows);
                     __syncthreads();
                     blk.side_vjp(queries ? blk.query_side(buf) : blk.key_side(buf), t0, rows, queries);
                     __syncthreads();  // side_vjp reads x of this buffer last

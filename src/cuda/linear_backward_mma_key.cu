@@ -1,7 +1,8 @@
 // linear_backward_mma_key.cu -- the key kernel of the tensor-core
-// slay_anchor backward (linear_backward_mma_kernel.cuh): dv, dk and
-// dinitial_state, launched by anchor_backward_mma after the query kernel,
-// then the map's VJP (dq, dk from the summed factor gradients).
+// slay_anchor backward (linear_backward_mma_kernel.cuh): dv, the keys'
+// factor gradients and dinitial_state, launched by anchor_backward_mma
+// after the query kernel, and the map's VJP (dq after the query kernel, dk
+// after the key kernel, from the summed factor gradients).
 #include "cuda/linear_backward_mma_kernel.cuh"
 #include "cuda/linear_mma_launch.cuh"
 
@@ -9,19 +10,28 @@ namespace slay {
 namespace cuda {
 namespace kron_mma {
 
+Status launch_kron_vjp(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a, cudaStream_t stream) {
+    bool instantiated = false;
+    SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
+        using I = decltype(inst);
+        return launch_kron_kernel(kron_factor_vjp_kernel<typename I::Elem, I::kPPW, I::kC16>, vjp, a, stream,
+                                  "linear attention tensor-core backward (map VJP) launch");
+    }));
+    if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core VJP kernel for this shape");
+    return Status();
+}
+
 Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
                                 cudaStream_t stream) {
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
-        SLAY_TRY(launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, true>,
-                                        kron_backward_key_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
-                                        "linear attention tensor-core backward (key pass) launch"));
-        return launch_kron_kernel(kron_factor_vjp_kernel<typename I::Elem, I::kPPW, I::kC16>, vjp, a, stream,
-                                  "linear attention tensor-core backward (map VJP) launch");
+        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, true>,
+                                      kron_backward_key_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, a, stream,
+                                      "linear attention tensor-core backward (key pass) launch");
     }));
     if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core key kernel for this shape");
-    return Status();
+    return launch_kron_vjp(k, vjp, a, stream);
 }
 
 }  // namespace kron_mma

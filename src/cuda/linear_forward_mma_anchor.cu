@@ -36,7 +36,7 @@ Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM);
     KronMmaLaunch k, factors;
     if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k) ||
-        !plan_kron_rows(dev, s, a, k, KronStage::MapRows, 1, &factors))
+        !plan_kron_rows(dev, s, a, k, KronStage::MapRows, &factors))
         return Status();
     ScanArgs af = a;
     af.kron_factors = workspace;

@@ -21,8 +21,8 @@ struct KronMmaShape {
 
 // Workspace floats of a call (depends only on the shapes, not on the
 // device): the factor rows of q and k (kron_factor_mma_kernel: (2, B*H, T,
-// Pp16 + RMp) bf16), in the backward also their gradients (the same shape
-// in fp32), and the segment sums of few-head calls, which split the
+// Pp16 + RMp) bf16), in the backward also one side's gradients at a time
+// ((B*H, T, Pp16 + RMp) fp32), and the segment sums of few-head calls, which split the
 // sequence (SegmentPlan in linear_forward_mma_kernel.cuh; the passes'
 // layouts differ, and so do the CTAs an SM holds and the segments).
 int64_t anchor_mma_workspace_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T,

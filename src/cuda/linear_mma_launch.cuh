@@ -77,13 +77,14 @@ inline MmaLayout kron_pass_layout(const KronMmaShape& s, int Dv, bool backward) 
     return mma_layout(s.D, Dv, s.P, s.RM, 2, backward ? KronStage::SliceBackward : KronStage::SliceForward);
 }
 
-// Workspace floats of a pass: the factor rows, in the backward their
-// gradients (fp32, both sides), then the segment sums.
+// Workspace floats of a pass: the factor rows, in the backward one side's
+// gradients (fp32: as many floats as both sides' bf16 rows), then the
+// segment sums.
 inline int64_t kron_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
                                      bool backward) {
     const MmaLayout L = kron_pass_layout(s, static_cast<int>(Dv), backward);
     const int64_t factors = kron_factor_floats(batch_heads, T, s.P, s.RM);
-    return factors * (backward ? 3 : 1) + kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
+    return factors * (backward ? 2 : 1) + kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
 }
 
 // Whether the call fits (D % 16 == 0, D <= 128, P % 8 == 0, bf16/fp16
@@ -121,20 +122,19 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
 }
 
 // A per-head kernel of a call planned as `main` (stage MapRows:
-// kron_factor_mma_kernel, one side pass; MapVjp: kron_factor_vjp_kernel, a
-// CTA per side): grid (B*H, sides, parts), as many parts of
+// kron_factor_mma_kernel, both sides in one pass; MapVjp:
+// kron_factor_vjp_kernel, one side): grid (B*H, 1, parts), as many parts of
 // the sequence as fill the SMs, of at least kSegmentMinChunks chunks each
 // (any split is fine: nothing is summed). False when the layout does not
 // fit.
 inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, const KronMmaLaunch& main,
-                           KronStage stage, int sides, KronMmaLaunch* out) {
+                           KronStage stage, KronMmaLaunch* out) {
     *out = main;
     out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
     out->sp = SegmentPlan{};
-    split_sequence(a.B * a.H * sides, kron_ctas_per_sm(out->L), a.T, &out->sp);
-    out->grid = dim3(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>(sides),
-                     static_cast<unsigned>(out->sp.count));
+    split_sequence(a.B * a.H, kron_ctas_per_sm(out->L), a.T, &out->sp);
+    out->grid = dim3(static_cast<unsigned>(a.B * a.H), 1, static_cast<unsigned>(out->sp.count));
     return true;
 }
 
@@ -186,13 +186,17 @@ Status launch_kron_after_sums(SumsKernel sums, Kernel kernel, const KronMmaLaunc
     return launch_kron_kernel(kernel, k, a, stream, what);
 }
 
-// The factor rows of q and k (plan_kron_rows(..., KronStage::MapRows, 1, ...);
+// The factor rows of q and k (plan_kron_rows(..., KronStage::MapRows, ...);
 // linear_forward_mma_anchor.cu).
 Status launch_kron_factors(const KronMmaLaunch& rows, const ScanArgs& a, cudaStream_t stream);
 
+// The map's VJP of side a.kron_side for launch k (`vjp`: plan_kron_rows(...,
+// KronStage::MapVjp, ...)) (linear_backward_mma_key.cu).
+Status launch_kron_vjp(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a, cudaStream_t stream);
+
 // The backward's key kernel for a launch whose query kernel ran, after the
-// queries' segment sums when k.sp.count > 1, then the map's VJP (`vjp`:
-// plan_kron_rows(..., KronStage::MapVjp, 2, ...)) (linear_backward_mma_key.cu).
+// queries' segment sums when k.sp.count > 1, then the map's VJP of the keys
+// (a.kron_side 1) (linear_backward_mma_key.cu).
 Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
                                 cudaStream_t stream);
 

@@ -114,9 +114,12 @@ struct ScanArgs {
     // The slay_anchor tensor-core forward's factor rows (2, B, H, T, Pp16 +
     // RMp) bf16: [poly | pcat] of q, then of k (linear_forward_mma_kernel.cuh).
     void* kron_factors = nullptr;
-    // Its backward's factor gradients (2, B, H, T, Pp16 + RMp) fp32: [dpoly |
-    // dpcat] of q, then of k, summed over the value slices (zeroed first).
+    // Its backward's factor gradients (B, H, T, Pp16 + RMp) fp32: [dpoly |
+    // dpcat] of q (the query kernel), then of k (the key kernel), summed
+    // over the value slices (zeroed first), one side at a time; kron_side:
+    // the side the map's VJP kernel turns into dq (0) or dk (1).
     float* kron_dfactors = nullptr;
+    int kron_side = 0;
     const float* ts_poly_q = nullptr;  // (B, H, T, P) TensorSketch poly features
     const float* ts_poly_k = nullptr;
     float* ts_dpoly_q = nullptr;  // (B, H, T, P) their gradients
