@@ -26,25 +26,6 @@ namespace slay {
 namespace cuda {
 namespace exact {
 
-// Shared-memory layout (in floats) of both backward kernels.
-struct BackwardSmem {
-    int q, k, v, dout, w, g, qaux, kaux, stat, delta, total;
-    __host__ __device__ BackwardSmem(int head_dim, int value_dim) {
-        q = 0;
-        k = q + kTile * padded(head_dim);
-        v = k + kTile * padded(head_dim);
-        dout = v + kTile * padded(value_dim);
-        w = dout + kTile * padded(value_dim);
-        g = w + kTile * kScoreLd;
-        qaux = g + kTile * kScoreLd;
-        kaux = qaux + kTile;
-        stat = kaux + kTile;
-        delta = stat + kTile;
-        total = delta + kTile;
-    }
-    size_t bytes() const { return sizeof(float) * static_cast<size_t>(total); }
-};
-
 // The row statistics of query rows q0 .. q0+63 into shared memory (0 for
 // padded rows, which pair_visible masks anyway).
 __device__ __forceinline__ void load_row_stats(const ExactArgs& args, const BlockTile& blk, int64_t q0, float* stat,
@@ -129,34 +110,20 @@ __device__ __forceinline__ void store_row(void* dst, const Strides& s, const Blo
 template <typename Elem, typename Score, int kMaxDim>
 __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
     constexpr int kCols = kMaxDim / kLanes;
-    extern __shared__ float smem[];
     const int D = args.head_dim, Dv = args.value_dim;
-    const int ldq = padded(D), ldv = padded(Dv);
-    const BackwardSmem layout(D, Dv);
-    float* Qs = smem + layout.q;
-    float* Ks = smem + layout.k;
-    float* Vs = smem + layout.v;
-    float* dOs = smem + layout.dout;
-    float* Ws = smem + layout.w;
-    float* Gs = smem + layout.g;
-    float* qaux = smem + layout.qaux;
-    float* kaux = smem + layout.kaux;
-    float* stat = smem + layout.stat;
-    float* delta = smem + layout.delta;
-
-    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);
+    const ExactCta<Elem, 0, ExactKernel::KeyGrads> blk(args);  // key tile
     if (blk.idle) return;
-    const int64_t T = blk.T;  // key tile
-    const int64_t num_tiles = blk.num_tiles, k_tile = blk.tile;
-    const int64_t k0 = k_tile * kTile;
+    const int ldq = blk.L.ldq, ldv = blk.L.ldv;
+    const int64_t T = blk.T;
+    const int64_t num_tiles = blk.num_tiles, k_tile = blk.tile, k0 = blk.row0();
     const int tx = thread_x(), ty = thread_y();
 
-    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
-    const Elem* g = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s);
-    load_rows(static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s), args.k_s.token, k0, T, D, Ks, ldq);
-    load_rows(static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s), args.v_s.token, k0, T, Dv, Vs, ldv);
+    const Elem* q = blk.q(args);
+    const Elem* g = blk.dout(args);
+    load_rows(blk.k(args), args.k_s.token, k0, T, D, blk.Ks, ldq);
+    load_rows(blk.v(args), args.v_s.token, k0, T, Dv, blk.Vs, ldv);
     __syncthreads();
-    prepare_rows<Score>(args.sc, Ks, ldq, D, kaux);
+    prepare_rows<Score>(args.sc, blk.Ks, ldq, D, blk.kaux);
 
     float dk[kRowsPerThread][kCols], dv[kRowsPerThread][kCols], self_sum[kColsPerThread];
 #pragma unroll
@@ -168,26 +135,26 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
 
     for (int64_t q_tile = args.causal ? k_tile : 0; q_tile < num_tiles; ++q_tile) {
         const int64_t q0 = q_tile * kTile;
-        __syncthreads();  // the previous tile's Qs, dOs, Ws, Gs are consumed
-        load_rows(q, args.q_s.token, q0, T, D, Qs, ldq);
-        load_rows(g, args.dout_s.token, q0, T, Dv, dOs, ldv);
-        load_row_stats(args, blk, q0, stat, delta);
+        __syncthreads();  // the previous tile's Qs, dOs, Ss, Cs are consumed
+        load_rows(q, args.q_s.token, q0, T, D, blk.Qs, ldq);
+        load_rows(g, args.dout_s.token, q0, T, Dv, blk.dOs, ldv);
+        load_row_stats(args, blk, q0, blk.stat, blk.delta);
         __syncthreads();
-        prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
+        prepare_rows<Score>(args.sc, blk.Qs, ldq, D, blk.qaux);
         __syncthreads();
 
         float a[kRowsPerThread][kColsPerThread], gv[kRowsPerThread][kColsPerThread];
         float cross[kRowsPerThread][kColsPerThread], self[kRowsPerThread][kColsPerThread];
-        tile_dot(Qs, ldq, Ks, ldq, D, a);
-        tile_dot(dOs, ldv, Vs, ldv, Dv, gv);
-        pair_gradients<Score>(args, T, q0, k0, qaux, kaux, stat, delta, a, gv, cross, self);
+        tile_dot(blk.Qs, ldq, blk.Ks, ldq, D, a);
+        tile_dot(blk.dOs, ldv, blk.Vs, ldv, Dv, gv);
+        pair_gradients<Score>(args, T, q0, k0, blk.qaux, blk.kaux, blk.stat, blk.delta, a, gv, cross, self);
 #pragma unroll
         for (int i = 0; i < kRowsPerThread; ++i) {
             const int r = ty * kRowsPerThread + i;
 #pragma unroll
             for (int c = 0; c < kColsPerThread; ++c) {
-                Ws[r * kScoreLd + tx + kLanes * c] = a[i][c];
-                Gs[r * kScoreLd + tx + kLanes * c] = cross[i][c];
+                blk.Ss[r * kScoreLd + tx + kLanes * c] = a[i][c];
+                blk.Cs[r * kScoreLd + tx + kLanes * c] = cross[i][c];
                 self_sum[c] += self[i][c];
             }
         }
@@ -197,19 +164,19 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
             float w[kRowsPerThread], gc[kRowsPerThread];
 #pragma unroll
             for (int rr = 0; rr < kRowsPerThread; ++rr) {
-                w[rr] = Ws[i * kScoreLd + ty * kRowsPerThread + rr];
-                gc[rr] = Gs[i * kScoreLd + ty * kRowsPerThread + rr];
+                w[rr] = blk.Ss[i * kScoreLd + ty * kRowsPerThread + rr];
+                gc[rr] = blk.Cs[i * kScoreLd + ty * kRowsPerThread + rr];
             }
 #pragma unroll
             for (int c = 0; c < kCols; ++c) {
                 const int col = tx + kLanes * c;
                 if (col < Dv) {
-                    const float gi = dOs[i * ldv + col];
+                    const float gi = blk.dOs[i * ldv + col];
 #pragma unroll
                     for (int rr = 0; rr < kRowsPerThread; ++rr) dv[rr][c] = fmaf(w[rr], gi, dv[rr][c]);
                 }
                 if (col < D) {
-                    const float qi = Qs[i * ldq + col];
+                    const float qi = blk.Qs[i * ldq + col];
 #pragma unroll
                     for (int rr = 0; rr < kRowsPerThread; ++rr) dk[rr][c] = fmaf(gc[rr], qi, dk[rr][c]);
                 }
@@ -221,7 +188,7 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
     // (spherical), then the stores.
     if (Score::kSelfTerm) {
         __syncthreads();
-        float* partial = Ws;  // (16 row groups) x (64 key columns)
+        float* partial = blk.Ss;  // (16 row groups) x (64 key columns)
 #pragma unroll
         for (int c = 0; c < kColsPerThread; ++c) partial[ty * kScoreLd + tx + kLanes * c] = self_sum[c];
         __syncthreads();
@@ -233,7 +200,7 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
 #pragma unroll
             for (int c = 0; c < kCols; ++c) {
                 const int col = tx + kLanes * c;
-                if (col < D) dk[rr][c] = fmaf(self_r, Ks[r * ldq + col], dk[rr][c]);
+                if (col < D) dk[rr][c] = fmaf(self_r, blk.Ks[r * ldq + col], dk[rr][c]);
             }
         }
     }
@@ -241,7 +208,7 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
     for (int rr = 0; rr < kRowsPerThread; ++rr) {
         const int r = ty * kRowsPerThread + rr;
         if (Score::kPrep == RowPrep::Normalize)
-            normalize_vjp_row<kCols>(dk[rr], Ks + r * ldq, kaux[r], args.sc.norm_eps, D);
+            normalize_vjp_row<kCols>(dk[rr], blk.Ks + r * ldq, blk.kaux[r], args.sc.norm_eps, D);
         const int64_t t = k0 + r;
         if (t >= T) continue;
         store_row<Elem, kCols>(args.dk, args.dk_s, blk, t, D, dk[rr]);
@@ -252,34 +219,21 @@ __global__ void __launch_bounds__(kThreads) exact_dkdv_kernel(ExactArgs args) {
 template <typename Elem, typename Score, int kMaxDim>
 __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
     constexpr int kCols = kMaxDim / kLanes;
-    extern __shared__ float smem[];
     const int D = args.head_dim, Dv = args.value_dim;
-    const int ldq = padded(D), ldv = padded(Dv);
-    const BackwardSmem layout(D, Dv);
-    float* Qs = smem + layout.q;
-    float* Ks = smem + layout.k;
-    float* Vs = smem + layout.v;
-    float* dOs = smem + layout.dout;
-    float* Gs = smem + layout.g;
-    float* qaux = smem + layout.qaux;
-    float* kaux = smem + layout.kaux;
-    float* stat = smem + layout.stat;
-    float* delta = smem + layout.delta;
-
-    const BlockTile blk = block_tile(args, TileOrder::LastFirst);
+    const ExactCta<Elem, 0, ExactKernel::QueryGrads> blk(args);  // query tile
     if (blk.idle) return;
-    const int64_t T = blk.T;  // query tile
-    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
-    const int64_t q0 = q_tile * kTile;
+    const int ldq = blk.L.ldq, ldv = blk.L.ldv;
+    const int64_t T = blk.T;
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile, q0 = blk.row0();
     const int tx = thread_x(), ty = thread_y();
 
-    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
-    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
-    load_rows(static_cast<const Elem*>(args.q) + blk.row(args.q_s), args.q_s.token, q0, T, D, Qs, ldq);
-    load_rows(static_cast<const Elem*>(args.dout) + blk.row(args.dout_s), args.dout_s.token, q0, T, Dv, dOs, ldv);
-    load_row_stats(args, blk, q0, stat, delta);
+    const Elem* k = blk.k(args);
+    const Elem* v = blk.v(args);
+    load_rows(blk.q(args), args.q_s.token, q0, T, D, blk.Qs, ldq);
+    load_rows(blk.dout(args), args.dout_s.token, q0, T, Dv, blk.dOs, ldv);
+    load_row_stats(args, blk, q0, blk.stat, blk.delta);
     __syncthreads();
-    prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
+    prepare_rows<Score>(args.sc, blk.Qs, ldq, D, blk.qaux);
 
     float dq[kRowsPerThread][kCols], self_sum[kRowsPerThread];
 #pragma unroll
@@ -292,24 +246,24 @@ __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
     const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
     for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
         const int64_t k0 = k_tile * kTile;
-        __syncthreads();  // the previous tile's Ks, Vs, Gs are consumed
-        load_rows(k, args.k_s.token, k0, T, D, Ks, ldq);
-        load_rows(v, args.v_s.token, k0, T, Dv, Vs, ldv);
+        __syncthreads();  // the previous tile's Ks, Vs, Cs are consumed
+        load_rows(k, args.k_s.token, k0, T, D, blk.Ks, ldq);
+        load_rows(v, args.v_s.token, k0, T, Dv, blk.Vs, ldv);
         __syncthreads();
-        prepare_rows<Score>(args.sc, Ks, ldq, D, kaux);
+        prepare_rows<Score>(args.sc, blk.Ks, ldq, D, blk.kaux);
         __syncthreads();
 
         float a[kRowsPerThread][kColsPerThread], gv[kRowsPerThread][kColsPerThread];
         float cross[kRowsPerThread][kColsPerThread], self[kRowsPerThread][kColsPerThread];
-        tile_dot(Qs, ldq, Ks, ldq, D, a);
-        tile_dot(dOs, ldv, Vs, ldv, Dv, gv);
-        pair_gradients<Score>(args, T, q0, k0, qaux, kaux, stat, delta, a, gv, cross, self);
+        tile_dot(blk.Qs, ldq, blk.Ks, ldq, D, a);
+        tile_dot(blk.dOs, ldv, blk.Vs, ldv, Dv, gv);
+        pair_gradients<Score>(args, T, q0, k0, blk.qaux, blk.kaux, blk.stat, blk.delta, a, gv, cross, self);
 #pragma unroll
         for (int i = 0; i < kRowsPerThread; ++i) {
             const int r = ty * kRowsPerThread + i;
 #pragma unroll
             for (int c = 0; c < kColsPerThread; ++c) {
-                Gs[r * kScoreLd + tx + kLanes * c] = cross[i][c];
+                blk.Cs[r * kScoreLd + tx + kLanes * c] = cross[i][c];
                 self_sum[i] += self[i][c];
             }
         }
@@ -318,12 +272,12 @@ __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
         for (int j = 0; j < kTile; ++j) {
             float gc[kRowsPerThread];
 #pragma unroll
-            for (int rr = 0; rr < kRowsPerThread; ++rr) gc[rr] = Gs[(ty * kRowsPerThread + rr) * kScoreLd + j];
+            for (int rr = 0; rr < kRowsPerThread; ++rr) gc[rr] = blk.Cs[(ty * kRowsPerThread + rr) * kScoreLd + j];
 #pragma unroll
             for (int c = 0; c < kCols; ++c) {
                 const int col = tx + kLanes * c;
                 if (col < D) {
-                    const float kj = Ks[j * ldq + col];
+                    const float kj = blk.Ks[j * ldq + col];
 #pragma unroll
                     for (int rr = 0; rr < kRowsPerThread; ++rr) dq[rr][c] = fmaf(gc[rr], kj, dq[rr][c]);
                 }
@@ -339,11 +293,11 @@ __global__ void __launch_bounds__(kThreads) exact_dq_kernel(ExactArgs args) {
 #pragma unroll
             for (int c = 0; c < kCols; ++c) {
                 const int col = tx + kLanes * c;
-                if (col < D) dq[rr][c] = fmaf(self_r, Qs[r * ldq + col], dq[rr][c]);
+                if (col < D) dq[rr][c] = fmaf(self_r, blk.Qs[r * ldq + col], dq[rr][c]);
             }
         }
         if (Score::kPrep == RowPrep::Normalize)
-            normalize_vjp_row<kCols>(dq[rr], Qs + r * ldq, qaux[r], args.sc.norm_eps, D);
+            normalize_vjp_row<kCols>(dq[rr], blk.Qs + r * ldq, blk.qaux[r], args.sc.norm_eps, D);
         const int64_t t = q0 + r;
         if (t >= T) continue;
         store_row<Elem, kCols>(args.dq, args.dq_s, blk, t, D, dq[rr]);

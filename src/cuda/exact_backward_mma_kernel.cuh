@@ -31,19 +31,6 @@ namespace slay {
 namespace cuda {
 namespace exact {
 
-// Shared memory of both backward kernels: two resident tiles (the CTA's own
-// rows: K, V or Q, dO), two double-buffered streamed tiles, and fp32 per-row
-// vectors: norms of the resident rows (64), norms, log-sum-exp and Delta of
-// the streamed rows (2 x 64 each).
-template <int kDim>
-struct BackwardMmaSmem {
-    static constexpr int ld = MmaSmem<kDim>::ld;
-    static constexpr int tile_elems = MmaSmem<kDim>::tile_elems;
-    static constexpr size_t bytes(size_t elem_size) {
-        return elem_size * 6 * tile_elems + sizeof(float) * 7 * kTile;
-    }
-};
-
 // acc (16 x 64) = A B^T with A the warp's 16 rows of a resident 64 x kDim
 // shared tile and B a 64 x kDim shared tile: the 64 columns of acc are B's
 // rows. A's fragments are reloaded per call rather than held: at kDim = 128
@@ -52,7 +39,7 @@ struct BackwardMmaSmem {
 template <typename Elem, int kDim>
 __device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, int warp, int lane,
                                                   float acc[8][4]) {
-    constexpr int ld = MmaSmem<kDim>::ld;
+    constexpr int ld = MmaTile<kDim>::ld;
 #pragma unroll
     for (int nb = 0; nb < 8; ++nb)
 #pragma unroll
@@ -105,7 +92,7 @@ __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float s[8
 template <typename Elem, int kDim>
 __device__ __forceinline__ void add_self_term(float self_sum[2], const Elem* rows, int r_lo, int t4,
                                               float grad[][4]) {
-    constexpr int ld = MmaSmem<kDim>::ld;
+    constexpr int ld = MmaTile<kDim>::ld;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         self_sum[half] += __shfl_xor_sync(0xffffffffu, self_sum[half], 1);
@@ -163,36 +150,27 @@ __device__ __forceinline__ void stage_row_stats(const ExactArgs& args, const Blo
 template <typename Elem, typename Score, int kDim>
 __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs args) {
     static_assert(Score::kSoftmax, "the mma backward serves the softmax family");
-    constexpr int kTileElems = BackwardMmaSmem<kDim>::tile_elems;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    Elem* Ks = reinterpret_cast<Elem*>(smem_raw);
-    Elem* Vs = Ks + kTileElems;
-    Elem* Qs = Vs + kTileElems;       // [2][64][ld]
-    Elem* dOs = Qs + 2 * kTileElems;  // [2][64][ld]
-    float* knorm = reinterpret_cast<float*>(dOs + 2 * kTileElems);
-    float* qnorm = knorm + kTile;  // [2][64]
-    float* lse = qnorm + 2 * kTile;
-    float* delta = lse + 2 * kTile;
-
-    const BlockTile blk = block_tile(args, TileOrder::FirstFirst);
+    constexpr int kTileElems = MmaTile<kDim>::elems;
+    // Shared: K, V, Q and dO [2][64][ld], |k|^2 (kaux), |q|^2 (qaux) and
+    // the log-sum-exp (stat) and Delta (delta) of the queries [2][64].
+    const ExactCta<Elem, kDim, ExactKernel::KeyGrads> blk(args);  // key tile
     if (blk.idle) return;
-    const int64_t T = blk.T;  // key tile
-    const int64_t num_tiles = blk.num_tiles, k_tile = blk.tile;
-    const int64_t k0 = k_tile * kTile;
+    const int64_t T = blk.T;
+    const int64_t num_tiles = blk.num_tiles, k_tile = blk.tile, k0 = blk.row0();
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int r_lo = warp * 16 + g;  // this thread's key rows: r_lo, r_lo + 8
 
-    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
-    const Elem* dout = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s);
+    const Elem* q = blk.q(args);
+    const Elem* dout = blk.dout(args);
     const int64_t first_q_tile = args.causal ? k_tile : 0;
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s), args.k_s.token, k0, T, D, Ks);
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s), args.v_s.token, k0, T, Dv, Vs);
-    load_tile_async<Elem, kDim>(q, args.q_s.token, first_q_tile * kTile, T, D, Qs);
-    load_tile_async<Elem, kDim>(dout, args.dout_s.token, first_q_tile * kTile, T, Dv, dOs);
+    load_tile_async<Elem, kDim>(blk.k(args), args.k_s.token, k0, T, D, blk.Ks);
+    load_tile_async<Elem, kDim>(blk.v(args), args.v_s.token, k0, T, Dv, blk.Vs);
+    load_tile_async<Elem, kDim>(q, args.q_s.token, first_q_tile * kTile, T, D, blk.Qs);
+    load_tile_async<Elem, kDim>(dout, args.dout_s.token, first_q_tile * kTile, T, Dv, blk.dOs);
     cp_async_commit();
-    stage_row_stats(args, blk, first_q_tile * kTile, lse, delta);
+    stage_row_stats(args, blk, first_q_tile * kTile, blk.stat, blk.delta);
 
     float dk[kDim / 8][4], dv[kDim / 8][4], self_sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -202,33 +180,34 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
 
     for (int64_t q_tile = first_q_tile; q_tile < num_tiles; ++q_tile) {
         const int buf = static_cast<int>((q_tile - first_q_tile) & 1);
-        const Elem* Qb = Qs + buf * kTileElems;
-        const Elem* dOb = dOs + buf * kTileElems;
+        const Elem* Qb = blk.Qs + buf * kTileElems;
+        const Elem* dOb = blk.dOs + buf * kTileElems;
         const int64_t q0 = q_tile * kTile;
         if (q_tile + 1 < num_tiles) {  // prefetch into the buffer freed by the last iteration
             const int nbuf = buf ^ 1;
-            load_tile_async<Elem, kDim>(q, args.q_s.token, q0 + kTile, T, D, Qs + nbuf * kTileElems);
-            load_tile_async<Elem, kDim>(dout, args.dout_s.token, q0 + kTile, T, Dv, dOs + nbuf * kTileElems);
+            load_tile_async<Elem, kDim>(q, args.q_s.token, q0 + kTile, T, D, blk.Qs + nbuf * kTileElems);
+            load_tile_async<Elem, kDim>(dout, args.dout_s.token, q0 + kTile, T, Dv, blk.dOs + nbuf * kTileElems);
             cp_async_commit();
-            stage_row_stats(args, blk, q0 + kTile, lse + nbuf * kTile, delta + nbuf * kTile);
+            stage_row_stats(args, blk, q0 + kTile, blk.stat + nbuf * kTile, blk.delta + nbuf * kTile);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
         if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (q_tile == first_q_tile) tile_row_norms<Elem, kDim>(Ks, knorm);
-            tile_row_norms<Elem, kDim>(Qb, qnorm + buf * kTile);
+            if (q_tile == first_q_tile) tile_row_norms<Elem, kDim>(blk.Ks, blk.kaux);
+            tile_row_norms<Elem, kDim>(Qb, blk.qaux + buf * kTile);
             __syncthreads();
         }
 
         // Transposed tiles: rows are this warp's keys, columns the 64 queries.
         float st[8][4], dpt[8][4];
-        rows_times_tile_t<Elem, kDim>(Ks, Qb, warp, lane, st);
-        rows_times_tile_t<Elem, kDim>(Vs, dOb, warp, lane, dpt);
-        const float* lse_b = lse + buf * kTile;
-        const float* delta_b = delta + buf * kTile;
-        const float* qnorm_b = qnorm + buf * kTile;
+        rows_times_tile_t<Elem, kDim>(blk.Ks, Qb, warp, lane, st);
+        rows_times_tile_t<Elem, kDim>(blk.Vs, dOb, warp, lane, dpt);
+        const float* lse_b = blk.stat + buf * kTile;
+        const float* delta_b = blk.delta + buf * kTile;
+        const float* qnorm_b = blk.qaux + buf * kTile;
+        const float* knorm = blk.kaux;  // a local for the lambda: capturing blk costs spills
         const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
         score_gradients<Score>(args.sc, st, dpt, self_sum,
                                [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
@@ -246,7 +225,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
 
-    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, Ks, r_lo, t4, dk);
+    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, blk.Ks, r_lo, t4, dk);
     store_rows<Elem, kDim>(args.dk, args.dk_s, blk, k0, r_lo, t4, T, D, dk);
     store_rows<Elem, kDim>(args.dv, args.dv_s, blk, k0, r_lo, t4, T, Dv, dv);
 }
@@ -254,36 +233,26 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
 template <typename Elem, typename Score, int kDim>
 __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs args) {
     static_assert(Score::kSoftmax, "the mma backward serves the softmax family");
-    constexpr int kTileElems = BackwardMmaSmem<kDim>::tile_elems;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    Elem* Qs = reinterpret_cast<Elem*>(smem_raw);
-    Elem* dOs = Qs + kTileElems;
-    Elem* Ks = dOs + kTileElems;      // [2][64][ld]
-    Elem* Vs = Ks + 2 * kTileElems;   // [2][64][ld]
-    float* qnorm = reinterpret_cast<float*>(Vs + 2 * kTileElems);
-    float* knorm = qnorm + kTile;  // [2][64]
-    float* lse = knorm + 2 * kTile;
-    float* delta = lse + kTile;
-
-    const BlockTile blk = block_tile(args, TileOrder::LastFirst);
+    constexpr int kTileElems = MmaTile<kDim>::elems;
+    // Shared: Q, dO, K and V [2][64][ld], |q|^2 (qaux), |k|^2 [2][64]
+    // (kaux), and the log-sum-exp (stat) and Delta (delta) of the queries.
+    const ExactCta<Elem, kDim, ExactKernel::QueryGrads> blk(args);  // query tile
     if (blk.idle) return;
-    const int64_t T = blk.T;  // query tile
-    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
-    const int64_t q0 = q_tile * kTile;
+    const int64_t T = blk.T;
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile, q0 = blk.row0();
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int r_lo = warp * 16 + g;  // this thread's query rows: r_lo, r_lo + 8
 
-    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
-    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.q) + blk.row(args.q_s), args.q_s.token, q0, T, D, Qs);
-    load_tile_async<Elem, kDim>(static_cast<const Elem*>(args.dout) + blk.row(args.dout_s), args.dout_s.token, q0, T,
-                                Dv, dOs);
-    load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, Ks);
-    load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, Vs);
+    const Elem* k = blk.k(args);
+    const Elem* v = blk.v(args);
+    load_tile_async<Elem, kDim>(blk.q(args), args.q_s.token, q0, T, D, blk.Qs);
+    load_tile_async<Elem, kDim>(blk.dout(args), args.dout_s.token, q0, T, Dv, blk.dOs);
+    load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, blk.Ks);
+    load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, blk.Vs);
     cp_async_commit();
-    stage_row_stats(args, blk, q0, lse, delta);
+    stage_row_stats(args, blk, q0, blk.stat, blk.delta);
 
     float dq[kDim / 8][4], self_sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -295,13 +264,13 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
     const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
     for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
         const int buf = static_cast<int>(k_tile & 1);
-        const Elem* Kb = Ks + buf * kTileElems;
-        const Elem* Vb = Vs + buf * kTileElems;
+        const Elem* Kb = blk.Ks + buf * kTileElems;
+        const Elem* Vb = blk.Vs + buf * kTileElems;
         const int64_t k0 = k_tile * kTile;
         if (k_tile + 1 < k_tiles) {
             const int nbuf = buf ^ 1;
-            load_tile_async<Elem, kDim>(k, args.k_s.token, k0 + kTile, T, D, Ks + nbuf * kTileElems);
-            load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, Vs + nbuf * kTileElems);
+            load_tile_async<Elem, kDim>(k, args.k_s.token, k0 + kTile, T, D, blk.Ks + nbuf * kTileElems);
+            load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, blk.Vs + nbuf * kTileElems);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -311,20 +280,21 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
         if (k_tile == 0) {
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
-                row_lse[half] = lse[r_lo + 8 * half];
-                row_delta[half] = delta[r_lo + 8 * half];
+                row_lse[half] = blk.stat[r_lo + 8 * half];
+                row_delta[half] = blk.delta[r_lo + 8 * half];
             }
         }
         if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (k_tile == 0) tile_row_norms<Elem, kDim>(Qs, qnorm);
-            tile_row_norms<Elem, kDim>(Kb, knorm + buf * kTile);
+            if (k_tile == 0) tile_row_norms<Elem, kDim>(blk.Qs, blk.qaux);
+            tile_row_norms<Elem, kDim>(Kb, blk.kaux + buf * kTile);
             __syncthreads();
         }
 
         float s[8][4], dp[8][4];
-        rows_times_tile_t<Elem, kDim>(Qs, Kb, warp, lane, s);
-        rows_times_tile_t<Elem, kDim>(dOs, Vb, warp, lane, dp);
-        const float* knorm_b = knorm + buf * kTile;
+        rows_times_tile_t<Elem, kDim>(blk.Qs, Kb, warp, lane, s);
+        rows_times_tile_t<Elem, kDim>(blk.dOs, Vb, warp, lane, dp);
+        const float* knorm_b = blk.kaux + buf * kTile;
+        const float* qnorm = blk.qaux;  // a local for the lambda: capturing blk costs spills
         const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
         score_gradients<Score>(args.sc, s, dp, self_sum,
                                [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
@@ -341,7 +311,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
 
-    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, Qs, r_lo, t4, dq);
+    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, blk.Qs, r_lo, t4, dq);
     store_rows<Elem, kDim>(args.dq, args.dq_s, blk, q0, r_lo, t4, T, D, dq);
 }
 

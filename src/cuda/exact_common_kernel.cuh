@@ -6,7 +6,10 @@
 //     offsets) and the per-row statistics the backward recomputes;
 //   * tile loading with conversion to fp32, per-row preparation (squared
 //     norms for yat, normalisation q^ = q / max(|q|, eps) for yat_spherical);
-//   * the 64x64 micro-tiled product of two fp32 tiles in shared memory.
+//   * the 64x64 micro-tiled product of two fp32 tiles in shared memory;
+//   * the prologue every kernel starts with (ExactCta): block -> (b, h,
+//     tile), each tensor's rows of that head, and the shared-memory arrays
+//     of the kernel's layout (smem_layout, which also sizes the launch).
 //
 // Shapes: q, k (B, H, T, D); v, out, dout (B, H, T, Dv); row statistics
 // (B, H, T) fp32. Every kernel runs kThreads threads as a 16 x 16 grid
@@ -21,6 +24,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/device_io.cuh"  // to_float / from_float
 
@@ -264,6 +268,112 @@ __device__ __forceinline__ void tile_dot(const float* A, int lda, const float* B
     }
 }
 
+// ---------------------------------------------------------------- CTA prologue
+//
+// Every exact kernel starts by building one ExactCta (below): the tile it
+// owns, where its head lies in each tensor and its named shared-memory
+// arrays. The launcher sizes the dynamic shared memory from the same
+// smem_layout that carves it, so host and device cannot disagree.
+
+// The kernels of the family. Forward, Stats (the backward's statistics
+// pass) and QueryGrads (dQ) own a query tile and sweep the key tiles;
+// KeyGrads (dK, dV) owns a key tile and sweeps the query tiles.
+enum class ExactKernel { Forward, Stats, KeyGrads, QueryGrads };
+
+__host__ __device__ constexpr bool owns_keys(ExactKernel kernel) {
+    return kernel == ExactKernel::KeyGrads;
+}
+__host__ __device__ constexpr bool is_backward(ExactKernel kernel) {
+    return kernel == ExactKernel::KeyGrads || kernel == ExactKernel::QueryGrads;
+}
+
+// Shared memory row length of a width-wide fp32 tile (odd, so that the 16
+// rows a half-warp reads in tile_dot fall in distinct banks).
+__host__ __device__ constexpr int padded(int width) { return width | 1; }
+
+// One shared tile of the tensor-core kernels: 64 rows of kDim elements.
+template <int kDim>
+struct MmaTile {
+    static constexpr int ld = kDim + 8;  // 16-byte row skew: ldmatrix rows hit distinct banks
+    static constexpr int elems = kTile * ld;
+};
+
+// Offsets of one kernel's shared-memory arrays in 4-byte words (-1: the
+// kernel has no such array) and their total, the launch's dynamic shared
+// memory. Words, not bytes: every array is a whole number of words (fp32
+// rows, and tiles of 64 rows), and the SIMT kernels index fp32 directly.
+struct SmemLayout {
+    int q, k, v, dout;  // 64-row input tiles, row pitch ldq (q, k) or ldv (v, dout)
+    int scores, coefs;  // SIMT, 64 x kScoreLd fp32: p or w, and the cross coefficients
+    int qaux, kaux;     // fp32 per row: RowPrep's aux (SIMT), |x|^2 (tensor cores)
+    int stat, delta;    // fp32 per query row: the backward's row statistics
+    int ldq, ldv;       // row pitches, in elements of the tiles
+    int total;          // words
+    __host__ __device__ __forceinline__ size_t bytes() const { return sizeof(float) * static_cast<size_t>(total); }
+};
+
+// kMmaDim = 0, the SIMT kernels: fp32 tiles of pitch padded(D) and
+//   padded(Dv), each array once (a sweep reloads its tiles in place); the
+//   statistics pass has no v and no score tile.
+// kMmaDim > 0, the tensor-core kernels with kMmaDim-wide Elem tiles: the
+//   own tiles once (q; k and v; or q and dout), the streamed ones twice
+//   (double-buffered for cp.async, MmaTile<kMmaDim>::elems apart), then the
+//   fp32 rows: the own tile's norms (64), the streamed tiles' (2 x 64) and,
+//   backward, the row statistics (2 x 64 each: KeyGrads streams them,
+//   QueryGrads uses the first 64). The statistics pass keeps the forward's
+//   layout (its V buffers unused), so both kernels of a path share one size.
+template <typename Elem, int kMmaDim>
+__host__ __device__ constexpr SmemLayout smem_layout(ExactKernel kernel, int D, int Dv) {
+    SmemLayout L{};
+    L.q = L.k = L.v = L.dout = L.scores = L.coefs = L.qaux = L.kaux = L.stat = L.delta = -1;
+    int at = 0;
+    auto take = [&](int words) {
+        const int here = at;
+        at += words;
+        return here;
+    };
+    const bool backward = is_backward(kernel);
+    if constexpr (kMmaDim == 0) {
+        const bool stats = kernel == ExactKernel::Stats;
+        L.ldq = padded(D);
+        L.ldv = padded(Dv);
+        L.q = take(kTile * L.ldq);
+        L.k = take(kTile * L.ldq);
+        if (!stats) L.v = take(kTile * L.ldv);
+        if (backward) L.dout = take(kTile * L.ldv);
+        if (!stats) L.scores = take(kTile * kScoreLd);
+        if (backward) L.coefs = take(kTile * kScoreLd);
+        L.qaux = take(kTile);
+        L.kaux = take(kTile);
+    } else {
+        static_assert(MmaTile<kMmaDim>::elems * sizeof(Elem) % sizeof(float) == 0, "tiles are whole words");
+        L.ldq = L.ldv = MmaTile<kMmaDim>::ld;
+        const int tile = static_cast<int>(MmaTile<kMmaDim>::elems * sizeof(Elem) / sizeof(float));
+        if (owns_keys(kernel)) {
+            L.k = take(tile);
+            L.v = take(tile);
+            L.q = take(2 * tile);
+            L.dout = take(2 * tile);
+            L.kaux = take(kTile);
+            L.qaux = take(2 * kTile);
+        } else {
+            L.q = take(tile);
+            if (backward) L.dout = take(tile);
+            L.k = take(2 * tile);
+            L.v = take(2 * tile);
+            L.qaux = take(kTile);
+            L.kaux = take(2 * kTile);
+        }
+    }
+    if (backward) {
+        const int stat_rows = kMmaDim == 0 ? kTile : 2 * kTile;
+        L.stat = take(stat_rows);
+        L.delta = take(stat_rows);
+    }
+    L.total = at;
+    return L;
+}
+
 // The (sequence b, query head h) and the 64-row tile of this CTA, and where
 // that head's rows lie. Grids hold B*H * ceil(seq_len / 64) CTAs with
 // blockIdx.x = rank * B*H + bh, so the CTAs of one tile rank run together
@@ -274,7 +384,6 @@ __device__ __forceinline__ void tile_dot(const float* A, int lda, const float* B
 // shorter than seq_len has no such tile for its lowest ranks: those CTAs
 // are idle and return at once. (Dense calls: rank r is the last tile - r,
 // or tile r.)
-enum class TileOrder { LastFirst, FirstFirst };
 struct BlockTile {
     int64_t bh, b, h;  // bh = b * H + h
     int64_t tile;      // 64-row tile index in [0, num_tiles)
@@ -297,7 +406,7 @@ struct BlockTile {
         return bh * args.seq_len + t;
     }
 };
-__device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, TileOrder order) {
+__device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, ExactKernel kernel) {
     BlockTile t;
     const int64_t grid_tiles = (args.seq_len + kTile - 1) / kTile;
     const int64_t bh_count = gridDim.x / grid_tiles;
@@ -310,10 +419,109 @@ __device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, TileOrder
     t.batch_row = args.sequences.packed() ? 0 : t.b;
     t.first_token = args.sequences.packed() ? args.sequences.start(t.b) : 0;
     t.num_tiles = (t.T + kTile - 1) / kTile;
-    t.tile = order == TileOrder::LastFirst ? grid_tiles - 1 - rank : t.num_tiles - grid_tiles + rank;
+    t.tile = owns_keys(kernel) ? t.num_tiles - grid_tiles + rank : grid_tiles - 1 - rank;
     t.idle = t.tile < 0 || t.tile >= t.num_tiles;
     return t;
 }
+
+// The dynamic shared memory of every exact kernel, in two views (every
+// extern __shared__ array starts at its base): fp32 words for the SIMT
+// kernels, bytes for the tensor-core ones. Each path carves the view it
+// was written against: nvcc's code (and ptxas's registers) depend on it.
+extern __shared__ __align__(16) float exact_smem_words[];
+extern __shared__ __align__(16) unsigned char exact_smem_bytes[];
+
+// The shared-memory arrays of one kernel: smem_layout<Elem, kMmaDim>(kKernel)
+// carved into named pointers, fp32 tiles for the SIMT kernels (kMmaDim = 0)
+// and Elem tiles for the tensor-core ones. The pointer of an array the
+// layout lacks (offset -1) is not valid.
+template <typename Elem, int kMmaDim, ExactKernel kKernel>
+struct SmemArrays {
+    using Tile = typename std::conditional<kMmaDim == 0, float, Elem>::type;
+    SmemLayout L;
+    Tile *Qs, *Ks, *Vs, *dOs;
+    float *Ss, *Cs;  // scores (p or w), cross coefficients
+    float *qaux, *kaux, *stat, *delta;
+
+    __device__ __forceinline__ SmemArrays(int D, int Dv) : L(smem_layout<Elem, kMmaDim>(kKernel, D, Dv)) {
+        if constexpr (kMmaDim == 0) {
+            float* words = exact_smem_words;
+            Qs = words + L.q;
+            Ks = words + L.k;
+            Vs = words + L.v;
+            dOs = words + L.dout;
+            Ss = words + L.scores;
+            Cs = words + L.coefs;
+            qaux = words + L.qaux;
+            kaux = words + L.kaux;
+            stat = words + L.stat;
+            delta = words + L.delta;
+        } else {
+            // The same layout (it does not depend on D, Dv here) as constants;
+            // tiles addressed in Elem and rows in bytes, which keeps nvcc's
+            // code of these kernels as it was before this struct.
+            constexpr SmemLayout M = smem_layout<Elem, kMmaDim>(kKernel, kMmaDim, kMmaDim);
+            constexpr int per_word = sizeof(float) / sizeof(Tile);
+            Tile* tiles = reinterpret_cast<Tile*>(exact_smem_bytes);
+            Qs = tiles + per_word * M.q;
+            Ks = tiles + per_word * M.k;
+            Vs = tiles + per_word * M.v;
+            dOs = tiles + per_word * M.dout;
+            Ss = bytes_at<float>(M.scores);
+            Cs = bytes_at<float>(M.coefs);
+            qaux = bytes_at<float>(M.qaux);
+            kaux = bytes_at<float>(M.kaux);
+            stat = bytes_at<float>(M.stat);
+            delta = bytes_at<float>(M.delta);
+        }
+    }
+    template <typename T>
+    __device__ __forceinline__ static T* bytes_at(int word_offset) {
+        return reinterpret_cast<T*>(exact_smem_bytes + sizeof(float) * word_offset);
+    }
+};
+
+// The prologue of every exact kernel, built first thing:
+//   const ExactCta<Elem, kMmaDim, kernel> blk(args); if (blk.idle) return;
+// It holds the kernel's shared arrays (SmemArrays) and the CTA's tile
+// (BlockTile), and finds this head's rows in each tensor of args (passed
+// in, not held: a kernel parameter whose address is stored gets copied).
+// The arrays come first, as the kernels carved them before mapping their
+// block: nvcc's code and ptxas's registers follow that order.
+template <typename Elem, int kMmaDim, ExactKernel kKernel>
+struct ExactCta : SmemArrays<Elem, kMmaDim, kKernel>, BlockTile {
+    __device__ __forceinline__ explicit ExactCta(const ExactArgs& args)
+        : SmemArrays<Elem, kMmaDim, kKernel>(args.head_dim, args.value_dim), BlockTile(block_tile(args, kKernel)) {}
+
+    // The own tile's first token.
+    __device__ __forceinline__ int64_t row0() const { return tile * kTile; }
+    // Token 0 of this head in q, k, v (k, v: of its key/value head).
+    __device__ __forceinline__ const Elem* q(const ExactArgs& a) const { return in(a.q) + row(a.q_s); }
+    __device__ __forceinline__ const Elem* k(const ExactArgs& a) const { return in(a.k) + kv_row(a.k_s); }
+    __device__ __forceinline__ const Elem* v(const ExactArgs& a) const { return in(a.v) + kv_row(a.v_s); }
+    // Token 0, or token t, of this head in out, dout and dst_out, and token
+    // t's entry of the caller's row statistics (a.user_stats non-null).
+    __device__ __forceinline__ const Elem* out(const ExactArgs& a) const { return in(a.out) + row(a.out_s); }
+    __device__ __forceinline__ const Elem* out(const ExactArgs& a, int64_t t) const {
+        return in(a.out) + row(a.out_s) + t * a.out_s.token;
+    }
+    __device__ __forceinline__ const Elem* dout(const ExactArgs& a) const { return in(a.dout) + row(a.dout_s); }
+    __device__ __forceinline__ const Elem* dout(const ExactArgs& a, int64_t t) const {
+        return in(a.dout) + row(a.dout_s) + t * a.dout_s.token;
+    }
+    __device__ __forceinline__ Elem* dst_out(const ExactArgs& a) const {
+        return static_cast<Elem*>(a.dst_out) + row(a.dst_out_s);
+    }
+    __device__ __forceinline__ Elem* dst_out(const ExactArgs& a, int64_t t) const {
+        return static_cast<Elem*>(a.dst_out) + row(a.dst_out_s) + t * a.dst_out_s.token;
+    }
+    __device__ __forceinline__ float* user_stat(const ExactArgs& a, int64_t t) const {
+        return a.user_stats + row(a.user_stats_s) + t * a.user_stats_s.token;
+    }
+
+  private:
+    __device__ __forceinline__ static const Elem* in(const void* p) { return static_cast<const Elem*>(p); }
+};
 
 // Whether key j is visible from query i: j < seq_len, and j <= i when
 // causal. The forward also runs padded query rows i >= seq_len (never
@@ -325,10 +533,6 @@ __device__ __forceinline__ bool key_visible(int64_t i, int64_t j, int64_t seq_le
 __device__ __forceinline__ bool pair_visible(int64_t i, int64_t j, int64_t seq_len, bool causal) {
     return i < seq_len && key_visible(i, j, seq_len, causal);
 }
-
-// Shared memory row length of a width-wide fp32 tile (odd, so that the 16
-// rows a half-warp reads in tile_dot fall in distinct banks).
-__host__ __device__ __forceinline__ int padded(int width) { return width | 1; }
 
 }  // namespace exact
 }  // namespace cuda

@@ -20,54 +20,30 @@ namespace slay {
 namespace cuda {
 namespace exact {
 
-// Shared-memory layout (in floats) of the forward / stats kernel.
-struct ForwardSmem {
-    int q, k, v, p, qaux, kaux, total;
-    __host__ __device__ ForwardSmem(int head_dim, int value_dim, bool stats_only) {
-        q = 0;
-        k = q + kTile * padded(head_dim);
-        v = k + kTile * padded(head_dim);
-        p = v + (stats_only ? 0 : kTile * padded(value_dim));
-        qaux = p + (stats_only ? 0 : kTile * kScoreLd);
-        kaux = qaux + kTile;
-        total = kaux + kTile;
-    }
-    size_t bytes() const { return sizeof(float) * static_cast<size_t>(total); }
-};
-
 // Grid: one CTA per (query tile, b*H + h), the heaviest (last) query tiles
 // first so that causal work drains evenly.
 template <typename Elem, typename Score, int kMaxDim, bool kStatsOnly>
 __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args) {
     constexpr int kValueCols = kMaxDim / kLanes;  // feature columns per thread
-    extern __shared__ float smem[];
     const int D = args.head_dim, Dv = args.value_dim;
-    const int ldq = padded(D), ldv = padded(Dv);
-    const ForwardSmem layout(D, Dv, kStatsOnly);
-    float* Qs = smem + layout.q;
-    float* Ks = smem + layout.k;
-    float* Vs = smem + layout.v;
-    float* Ps = smem + layout.p;
-    float* qaux = smem + layout.qaux;
-    float* kaux = smem + layout.kaux;
-
-    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
+    constexpr ExactKernel kKernel = kStatsOnly ? ExactKernel::Stats : ExactKernel::Forward;
+    const ExactCta<Elem, 0, kKernel> blk(args);  // query tile
     if (blk.idle) return;
+    const int ldq = blk.L.ldq, ldv = blk.L.ldv;
     const int64_t T = blk.T;
-    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
-    const int64_t q0 = q_tile * kTile;
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile, q0 = blk.row0();
     const int tx = thread_x(), ty = thread_y();
 
-    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
-    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
-    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
+    const Elem* q = blk.q(args);
+    const Elem* k = blk.k(args);
+    const Elem* v = blk.v(args);
     // The backward given the forward's statistics (uniform over the CTA).
     const bool given_stats = kStatsOnly && args.user_stats != nullptr;
 
     if (!given_stats) {
-        load_rows(q, args.q_s.token, q0, T, D, Qs, ldq);
+        load_rows(q, args.q_s.token, q0, T, D, blk.Qs, ldq);
         __syncthreads();
-        prepare_rows<Score>(args.sc, Qs, ldq, D, qaux);
+        prepare_rows<Score>(args.sc, blk.Qs, ldq, D, blk.qaux);
     }
 
     float row_max[kRowsPerThread], row_sum[kRowsPerThread];
@@ -83,8 +59,7 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
             // so that m + log(l) = l_i exactly; spherical Z = Z_i. Padded
             // rows take 0: finite, and never written.
             const int64_t t = q0 + ty * kRowsPerThread + i;
-            const float stat =
-                t < T ? args.user_stats[blk.row(args.user_stats_s) + t * args.user_stats_s.token] : 0.f;
+            const float stat = t < T ? *blk.user_stat(args, t) : 0.f;
             row_max[i] = Score::kSoftmax ? stat : row_max[i];
             row_sum[i] = Score::kSoftmax ? 1.f : stat;
         }
@@ -94,15 +69,15 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
     const int64_t k_tiles = given_stats ? 0 : args.causal ? q_tile + 1 : num_tiles;
     for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
         const int64_t k0 = k_tile * kTile;
-        __syncthreads();  // the previous tile's Ks, Vs, Ps are consumed
-        load_rows(k, args.k_s.token, k0, T, D, Ks, ldq);
-        if (!kStatsOnly) load_rows(v, args.v_s.token, k0, T, Dv, Vs, ldv);
+        __syncthreads();  // the previous tile's Ks, Vs, Ss are consumed
+        load_rows(k, args.k_s.token, k0, T, D, blk.Ks, ldq);
+        if (!kStatsOnly) load_rows(v, args.v_s.token, k0, T, Dv, blk.Vs, ldv);
         __syncthreads();
-        prepare_rows<Score>(args.sc, Ks, ldq, D, kaux);
+        prepare_rows<Score>(args.sc, blk.Ks, ldq, D, blk.kaux);
         __syncthreads();
 
         float s[kRowsPerThread][kColsPerThread];
-        tile_dot(Qs, ldq, Ks, ldq, D, s);
+        tile_dot(blk.Qs, ldq, blk.Ks, ldq, D, s);
 #pragma unroll
         for (int i = 0; i < kRowsPerThread; ++i) {
             const int r = ty * kRowsPerThread + i;
@@ -110,7 +85,7 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
             for (int c = 0; c < kColsPerThread; ++c) {
                 const int col = tx + kLanes * c;
                 const bool vis = key_visible(q0 + r, k0 + col, T, args.causal);
-                s[i][c] = vis ? Score::value(args.sc, s[i][c], qaux[r], kaux[col])
+                s[i][c] = vis ? Score::value(args.sc, s[i][c], blk.qaux[r], blk.kaux[col])
                               : (Score::kSoftmax ? -INFINITY : 0.f);
             }
             if (Score::kSoftmax) {
@@ -136,7 +111,7 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
             }
             if (!kStatsOnly) {
 #pragma unroll
-                for (int c = 0; c < kColsPerThread; ++c) Ps[r * kScoreLd + tx + kLanes * c] = s[i][c];
+                for (int c = 0; c < kColsPerThread; ++c) blk.Ss[r * kScoreLd + tx + kLanes * c] = s[i][c];
             }
         }
         if (kStatsOnly) continue;
@@ -145,12 +120,12 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
         for (int j = 0; j < kTile; ++j) {
             float p[kRowsPerThread];
 #pragma unroll
-            for (int i = 0; i < kRowsPerThread; ++i) p[i] = Ps[(ty * kRowsPerThread + i) * kScoreLd + j];
+            for (int i = 0; i < kRowsPerThread; ++i) p[i] = blk.Ss[(ty * kRowsPerThread + i) * kScoreLd + j];
 #pragma unroll
             for (int c = 0; c < kValueCols; ++c) {
                 const int col = tx + kLanes * c;
                 if (col < Dv) {
-                    const float vj = Vs[j * ldv + col];
+                    const float vj = blk.Vs[j * ldv + col];
 #pragma unroll
                     for (int i = 0; i < kRowsPerThread; ++i) acc[i][c] = fmaf(p[i], vj, acc[i][c]);
                 }
@@ -172,14 +147,12 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
             // The caller's row statistics (and, merge, the ones of the result
             // in out: read by lane 0 of the row and shared through the row
             // group's sum, which every lane runs, before anyone writes).
-            float* stat = args.user_stats && real_row
-                              ? args.user_stats + blk.row(args.user_stats_s) + t * args.user_stats_s.token
-                              : nullptr;
+            float* stat = args.user_stats && real_row ? blk.user_stat(args, t) : nullptr;
             const float prev = args.merge ? row_group_sum(stat && tx == 0 ? *stat : 0.f) : 0.f;
             if (!real_row) continue;
             MergedRow w{0.f, 1.f, Score::kSoftmax ? row_max[i] + logf(row_sum[i]) : row_sum[i]};
             if (stat && args.merge) w = merge_rows(args.sc, Score::kSoftmax, prev, w.stat);
-            Elem* o = static_cast<Elem*>(args.dst_out) + blk.row(args.dst_out_s) + t * args.dst_out_s.token;
+            Elem* o = blk.dst_out(args, t);
 #pragma unroll
             for (int c = 0; c < kValueCols; ++c) {
                 const int col = tx + kLanes * c;
@@ -192,8 +165,8 @@ __global__ void __launch_bounds__(kThreads) exact_forward_kernel(ExactArgs args)
             // Delta_i = g_i . o_i from the caller's out (SPEC C.1).
             float part = 0.f;
             if (real_row) {
-                const Elem* o = static_cast<const Elem*>(args.out) + blk.row(args.out_s) + t * args.out_s.token;
-                const Elem* g = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s) + t * args.dout_s.token;
+                const Elem* o = blk.out(args, t);
+                const Elem* g = blk.dout(args, t);
                 for (int col = tx; col < Dv; col += kLanes) part += to_float(g[col]) * to_float(o[col]);
             }
             const float delta = row_group_sum(part);

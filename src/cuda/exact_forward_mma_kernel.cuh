@@ -28,17 +28,6 @@ namespace exact {
 
 constexpr int kMmaThreads = 128;  // 4 warps x 16 query rows = one 64-row tile
 
-// Shared memory of the mma forward: Q (64 x ld), K and V double-buffered
-// (2 x 64 x ld each), then fp32 row norms of Q (64) and of both K buffers.
-template <int kDim>
-struct MmaSmem {
-    static constexpr int ld = kDim + 8;  // 16-byte row skew: ldmatrix rows hit distinct banks
-    static constexpr int tile_elems = kTile * ld;
-    static constexpr size_t bytes(size_t elem_size) {
-        return elem_size * 5 * tile_elems + sizeof(float) * 3 * kTile;
-    }
-};
-
 // Rows row0 .. row0+63 (columns < width) of a strided head into a 64 x ld
 // shared tile, 16 bytes per cp.async; rows past seq_len and columns past
 // width are zero (so masked keys multiply zeros, never stale values).
@@ -50,7 +39,7 @@ __device__ __forceinline__ void load_tile_async(const Elem* src, int64_t token_s
         const int r = idx / kChunks, ch = idx - r * kChunks;
         const int64_t t = row0 + r;
         const bool valid = t < seq_len && ch * 8 < width;
-        cp_async16(dst + r * MmaSmem<kDim>::ld + ch * 8, valid ? src + t * token_stride + ch * 8 : src, valid);
+        cp_async16(dst + r * MmaTile<kDim>::ld + ch * 8, valid ? src + t * token_stride + ch * 8 : src, valid);
     }
 }
 
@@ -62,7 +51,7 @@ __device__ __forceinline__ void tile_row_norms(const Elem* tile, float* norms) {
         float ss = 0.f;
 #pragma unroll 8
         for (int d = 0; d < kDim; ++d) {
-            const float x = to_float(tile[r * MmaSmem<kDim>::ld + d]);
+            const float x = to_float(tile[r * MmaTile<kDim>::ld + d]);
             ss = fmaf(x, x, ss);
         }
         norms[r] = ss;
@@ -74,7 +63,7 @@ __device__ __forceinline__ void tile_row_norms(const Elem* tile, float* norms) {
 template <typename Elem, int kDim>
 __device__ __forceinline__ void accumulate_coef_times_tile(const float c[8][4], const Elem* B, int lane,
                                                            float acc[][4]) {
-    constexpr int ld = MmaSmem<kDim>::ld;
+    constexpr int ld = MmaTile<kDim>::ld;
 #pragma unroll
     for (int kc = 0; kc < 4; ++kc) {
         unsigned a[4];
@@ -94,11 +83,11 @@ __device__ __forceinline__ void accumulate_coef_times_tile(const float c[8][4], 
 
 // Delta_i = dout_i . out_i of rows r_lo and r_hi (fp32 sums of the stored
 // values); the 4 lanes of a row split its columns and meet by shuffles.
-template <typename Elem>
-__device__ __forceinline__ void row_output_dots(const ExactArgs& args, const BlockTile& blk, int64_t row0, int t4,
-                                                float dots[2]) {
-    const Elem* out = static_cast<const Elem*>(args.out) + blk.row(args.out_s);
-    const Elem* dout = static_cast<const Elem*>(args.dout) + blk.row(args.dout_s);
+template <typename Elem, int kDim, ExactKernel kKernel>
+__device__ __forceinline__ void row_output_dots(const ExactArgs& args, const ExactCta<Elem, kDim, kKernel>& blk,
+                                                int64_t row0, int t4, float dots[2]) {
+    const Elem* out = blk.out(args);
+    const Elem* dout = blk.dout(args);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int64_t t = row0 + 8 * half;
@@ -115,34 +104,28 @@ __device__ __forceinline__ void row_output_dots(const ExactArgs& args, const Blo
 template <typename Elem, typename Score, int kDim, bool kStatsOnly = false>
 __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArgs args) {
     static_assert(Score::kSoftmax, "the mma forward serves the softmax family");
-    constexpr int ld = MmaSmem<kDim>::ld;
+    constexpr int ld = MmaTile<kDim>::ld;
     constexpr int kKeyBlocks = kTile / 8;   // n8 blocks of S per warp
     constexpr int kDimBlocks = kDim / 8;    // n8 blocks of O per warp
     constexpr int kDimSteps = kDim / 16;    // k16 steps of Q K^T
     constexpr float kLog2e = 1.4426950408889634f;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    Elem* Qs = reinterpret_cast<Elem*>(smem_raw);
-    Elem* Ks = Qs + MmaSmem<kDim>::tile_elems;      // [2][64][ld]
-    Elem* Vs = Ks + 2 * MmaSmem<kDim>::tile_elems;  // [2][64][ld]
-    float* qnorm = reinterpret_cast<float*>(Vs + 2 * MmaSmem<kDim>::tile_elems);
-    float* knorm = qnorm + kTile;  // [2][64]
-
-    const BlockTile blk = block_tile(args, TileOrder::LastFirst);  // query tile
+    // Shared: Q, K and V [2][64][ld], |q|^2 (qaux), |k|^2 [2][64] (kaux).
+    constexpr ExactKernel kKernel = kStatsOnly ? ExactKernel::Stats : ExactKernel::Forward;
+    const ExactCta<Elem, kDim, kKernel> blk(args);  // query tile
     if (blk.idle) return;
     const int64_t T = blk.T;
-    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile;
-    const int64_t q0 = q_tile * kTile;
+    const int64_t num_tiles = blk.num_tiles, q_tile = blk.tile, q0 = blk.row0();
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;  // mma fragment coordinates
 
-    const Elem* q = static_cast<const Elem*>(args.q) + blk.row(args.q_s);
-    const Elem* k = static_cast<const Elem*>(args.k) + blk.kv_row(args.k_s);
-    const Elem* v = static_cast<const Elem*>(args.v) + blk.kv_row(args.v_s);
+    const Elem* q = blk.q(args);
+    const Elem* k = blk.k(args);
+    const Elem* v = blk.v(args);
 
-    load_tile_async<Elem, kDim>(q, args.q_s.token, q0, T, D, Qs);
-    load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, Ks);
-    if (!kStatsOnly) load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, Vs);
+    load_tile_async<Elem, kDim>(q, args.q_s.token, q0, T, D, blk.Qs);
+    load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, blk.Ks);
+    if (!kStatsOnly) load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, blk.Vs);
     cp_async_commit();
 
     // Per thread: rows r_lo = warp*16 + g and r_hi = r_lo + 8 of the tile.
@@ -158,16 +141,16 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
     for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
         const int buf = static_cast<int>(k_tile & 1);
-        const Elem* Kb = Ks + buf * MmaSmem<kDim>::tile_elems;
-        const Elem* Vb = Vs + buf * MmaSmem<kDim>::tile_elems;
+        const Elem* Kb = blk.Ks + buf * MmaTile<kDim>::elems;
+        const Elem* Vb = blk.Vs + buf * MmaTile<kDim>::elems;
         const int64_t k0 = k_tile * kTile;
         // Prefetch the next K/V tile into the other buffer (freed by the
         // trailing __syncthreads of the previous iteration).
         if (k_tile + 1 < k_tiles) {
             const int nbuf = buf ^ 1;
-            load_tile_async<Elem, kDim>(k, args.k_s.token, k0 + kTile, T, D, Ks + nbuf * MmaSmem<kDim>::tile_elems);
+            load_tile_async<Elem, kDim>(k, args.k_s.token, k0 + kTile, T, D, blk.Ks + nbuf * MmaTile<kDim>::elems);
             if (!kStatsOnly)
-                load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, Vs + nbuf * MmaSmem<kDim>::tile_elems);
+                load_tile_async<Elem, kDim>(v, args.v_s.token, k0 + kTile, T, Dv, blk.Vs + nbuf * MmaTile<kDim>::elems);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -175,14 +158,14 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         }
         __syncthreads();
         if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (k_tile == 0) tile_row_norms<Elem, kDim>(Qs, qnorm);
-            tile_row_norms<Elem, kDim>(Kb, knorm + buf * kTile);
+            if (k_tile == 0) tile_row_norms<Elem, kDim>(blk.Qs, blk.qaux);
+            tile_row_norms<Elem, kDim>(Kb, blk.kaux + buf * kTile);
             __syncthreads();
         }
         if (k_tile == 0) {
 #pragma unroll
             for (int kc = 0; kc < kDimSteps; ++kc)
-                ldmatrix_x4(q_frag[kc], Qs + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8);
+                ldmatrix_x4(q_frag[kc], blk.Qs + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8);
         }
 
         // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
@@ -212,8 +195,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
             for (int e = 0; e < 4; ++e) {
                 const int r = e < 2 ? r_lo : r_hi, col = nb * 8 + 2 * t4 + (e & 1);
                 const bool vis = !needs_mask || key_visible(q0 + r, k0 + col, T, args.causal);
-                const float qq = Score::kPrep == RowPrep::SquaredNorm ? qnorm[r] : 0.f;
-                const float kk = Score::kPrep == RowPrep::SquaredNorm ? knorm[buf * kTile + col] : 0.f;
+                const float qq = Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r] : 0.f;
+                const float kk = Score::kPrep == RowPrep::SquaredNorm ? blk.kaux[buf * kTile + col] : 0.f;
                 s[nb][e] = vis ? Score::value(args.sc, s[nb][e], qq, kk) * kLog2e : -INFINITY;
                 tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
             }
@@ -261,7 +244,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     if (kStatsOnly) {
         constexpr float kLn2 = 0.6931471805599453f;
         float dots[2];
-        row_output_dots<Elem>(args, blk, q0 + r_lo, t4, dots);
+        row_output_dots(args, blk, q0 + r_lo, t4, dots);
         const int64_t stat_row = blk.stat_row(args, q0);
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
@@ -272,16 +255,14 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         }
         return;
     }
-    Elem* out = static_cast<Elem*>(args.dst_out) + blk.row(args.dst_out_s);
+    Elem* out = blk.dst_out(args);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int64_t t = q0 + (half ? r_hi : r_lo);
         // The caller's row statistics (slay.h, ABI 4); merge: the ones of
         // the result in out, read by the row's first lane and shuffled to
         // the other three before anyone writes.
-        float* stat = args.user_stats && t < T
-                          ? args.user_stats + blk.row(args.user_stats_s) + t * args.user_stats_s.token
-                          : nullptr;
+        float* stat = args.user_stats && t < T ? blk.user_stat(args, t) : nullptr;
         float prev = stat && args.merge && t4 == 0 ? *stat : 0.f;
         prev = __shfl_sync(0xffffffffu, prev, lane & ~3);
         if (t >= T) continue;

@@ -38,6 +38,7 @@ namespace cuda {
 namespace {
 
 using exact::ExactArgs;
+using exact::ExactKernel;
 using exact::kThreads;
 using exact::kTile;
 
@@ -110,10 +111,15 @@ Status tile_grid(int64_t batch, const ExactArgs& a, unsigned* blocks) {
     return Status();
 }
 
-// Sets the kernel's dynamic shared memory and launches it.
-template <typename Kernel>
-Status launch(const DeviceInfo& dev, Kernel kernel, unsigned blocks, size_t smem, const ExactArgs& a,
-              cudaStream_t stream, const char* what, int threads = kThreads) {
+// Launches one kernel of the family (kind: which one; kMmaDim: 0 for the
+// SIMT kernels, else the tensor-core tile width). Its dynamic shared memory
+// is the layout the kernel carves (exact::smem_layout), its threads the
+// kernel's block (kThreads SIMT, kMmaThreads tensor cores).
+template <typename Elem, int kMmaDim, typename Kernel>
+Status launch(const DeviceInfo& dev, Kernel kernel, ExactKernel kind, unsigned blocks, const ExactArgs& a,
+              cudaStream_t stream, const char* what) {
+    const size_t smem = exact::smem_layout<Elem, kMmaDim>(kind, a.head_dim, a.value_dim).bytes();
+    const int threads = kMmaDim == 0 ? kThreads : exact::kMmaThreads;
     if (smem > dev.max_smem_per_block_optin)
         return error(SLAY_STATUS_NOT_SUPPORTED, what, " needs ", smem, " bytes of shared memory for D=", a.head_dim,
                      ", Dv=", a.value_dim, " but the device allows ", dev.max_smem_per_block_optin);
@@ -151,9 +157,8 @@ constexpr bool kHasMmaKernels = !std::is_same<Elem, float>::value && Score::kSof
 
 template <typename Elem, typename Score, int kDim>
 Status forward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
-    return launch(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim>, blocks,
-                  exact::MmaSmem<kDim>::bytes(sizeof(Elem)), a, stream, "exact tensor-core forward kernel launch",
-                  exact::kMmaThreads);
+    return launch<Elem, kDim>(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim>, ExactKernel::Forward, blocks,
+                              a, stream, "exact tensor-core forward kernel launch");
 }
 
 template <typename Elem, typename Score, int kMaxDim>
@@ -164,17 +169,15 @@ Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cu
         if (mma_layout_ok(a))
             return with_mma_dim(a, [&](auto dim) { return forward_mma<Elem, Score, dim()>(dev, blocks, a, stream); });
     }
-    const exact::ForwardSmem smem(a.head_dim, a.value_dim, false);
-    return launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, false>, blocks, smem.bytes(), a, stream,
-                  "exact forward kernel launch");
+    return launch<Elem, 0>(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, false>, ExactKernel::Forward, blocks,
+                           a, stream, "exact forward kernel launch");
 }
 
 // The SIMT statistics pass of the backward: row_stat and row_delta.
 template <typename Elem, typename Score, int kMaxDim>
 Status backward_stats(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
-    const exact::ForwardSmem smem(a.head_dim, a.value_dim, true);
-    return launch(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, true>, blocks, smem.bytes(), a, stream,
-                  "exact backward statistics kernel launch");
+    return launch<Elem, 0>(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, true>, ExactKernel::Stats, blocks, a,
+                           stream, "exact backward statistics kernel launch");
 }
 
 // The tensor-core backward: statistics (the mma forward without P V; given
@@ -185,14 +188,12 @@ Status backward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, 
     if (a.user_stats)
         SLAY_TRY((backward_stats<Elem, Score, kMaxDim>(dev, blocks, a, stream)));
     else
-        SLAY_TRY(launch(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim, true>, blocks,
-                        exact::MmaSmem<kDim>::bytes(sizeof(Elem)), a, stream,
-                        "exact tensor-core backward statistics kernel launch", exact::kMmaThreads));
-    const size_t smem = exact::BackwardMmaSmem<kDim>::bytes(sizeof(Elem));
-    SLAY_TRY(launch(dev, exact::exact_dkdv_mma_kernel<Elem, Score, kDim>, blocks, smem, a, stream,
-                    "exact tensor-core backward dK/dV kernel launch", exact::kMmaThreads));
-    return launch(dev, exact::exact_dq_mma_kernel<Elem, Score, kDim>, blocks, smem, a, stream,
-                  "exact tensor-core backward dQ kernel launch", exact::kMmaThreads);
+        SLAY_TRY((launch<Elem, kDim>(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim, true>, ExactKernel::Stats,
+                                     blocks, a, stream, "exact tensor-core backward statistics kernel launch")));
+    SLAY_TRY((launch<Elem, kDim>(dev, exact::exact_dkdv_mma_kernel<Elem, Score, kDim>, ExactKernel::KeyGrads, blocks, a,
+                                 stream, "exact tensor-core backward dK/dV kernel launch")));
+    return launch<Elem, kDim>(dev, exact::exact_dq_mma_kernel<Elem, Score, kDim>, ExactKernel::QueryGrads, blocks, a,
+                              stream, "exact tensor-core backward dQ kernel launch");
 }
 
 template <typename Elem, typename Score, int kMaxDim>
@@ -205,11 +206,10 @@ Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, c
                 a, [&](auto dim) { return backward_mma<Elem, Score, kMaxDim, dim()>(dev, blocks, a, stream); });
     }
     SLAY_TRY((backward_stats<Elem, Score, kMaxDim>(dev, blocks, a, stream)));
-    const exact::BackwardSmem smem(a.head_dim, a.value_dim);
-    SLAY_TRY(launch(dev, exact::exact_dkdv_kernel<Elem, Score, kMaxDim>, blocks, smem.bytes(), a, stream,
-                    "exact backward dK/dV kernel launch"));
-    return launch(dev, exact::exact_dq_kernel<Elem, Score, kMaxDim>, blocks, smem.bytes(), a, stream,
-                  "exact backward dQ kernel launch");
+    SLAY_TRY((launch<Elem, 0>(dev, exact::exact_dkdv_kernel<Elem, Score, kMaxDim>, ExactKernel::KeyGrads, blocks, a,
+                              stream, "exact backward dK/dV kernel launch")));
+    return launch<Elem, 0>(dev, exact::exact_dq_kernel<Elem, Score, kMaxDim>, ExactKernel::QueryGrads, blocks, a,
+                           stream, "exact backward dQ kernel launch");
 }
 
 // Calls Fn<Elem, Score, kMaxDim>::run(args...) for the plan's dtype, variant
