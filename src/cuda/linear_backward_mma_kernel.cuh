@@ -9,9 +9,9 @@
 // column), the slice's state or carry (16, F) in registers (warp w owns
 // p in [w*kPPW, (w+1)*kPPW), all c). The factor rows of q and k come
 // from kron_factor_mma_kernel (staged, as in the forward); each slice adds
-// its factor gradients dpoly, dpcat to fp32 rows in workspace, and the
-// map's VJP (kron_factor_vjp_kernel) runs once per head after the key
-// kernel.
+// its factor gradients dpoly, dpcat to fp32 rows in workspace (one side's
+// at a time), and the map's VJP (kron_factor_vjp_kernel) runs once per head
+// on them: for dq after the query kernel, for dk after the key kernel.
 //
 // Per slice, with vbar = [v_slice | 1] and gs = [g_slice / den | dZ share]
 // (the shares of dZ_i = -(g_i . o_i) / den_i over the slices add up, and

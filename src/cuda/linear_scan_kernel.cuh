@@ -111,8 +111,9 @@ struct ScanArgs {
     float* row_den = nullptr;  // (B, H, T): den_i, saved by the query pass for the key pass
     float* row_dz = nullptr;   // (slices, B, H, T): each slice's share of dZ_i
     float* dstate_z_parts = nullptr;  // (slices, B, H, F): each slice's share of dinitial_state[..., Dv]
-    // The slay_anchor tensor-core forward's factor rows (2, B, H, T, Pp16 +
-    // RMp) bf16: [poly | pcat] of q, then of k (linear_forward_mma_kernel.cuh).
+    // The slay_anchor tensor-core kernels' factor rows (2, B, H, T, Pp16 +
+    // RMp) bf16: [poly | pcat] of q, then of k (linear_forward_mma_kernel.cuh),
+    // written by kron_factor_mma_kernel first in either pass.
     void* kron_factors = nullptr;
     // Its backward's factor gradients (B, H, T, Pp16 + RMp) fp32: [dpoly |
     // dpcat] of q (the query kernel), then of k (the key kernel), summed
