@@ -338,12 +338,14 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     // MmaLayout), which kron_factor_vjp_kernel, mapping one side, leaves free.
     __device__ int coef_of(const ChunkSide& sd) const { return sd.y == L.yq ? L.yk : L.yq; }
 
-    // The anchor map's VJP for the side's rows: dpoly, dpcat -> dx, stored
-    // to a.dq (queries) or a.dk when it has data, else to a.dq_acc / a.dk_acc
-    // (fp32 rows (B*H*T, D)); this CTA is the rows' only writer. Block-wide.
-    //   coefficients: 2 dpoly[p] u_p / sqrt(P) on anchor row p (u_p = a_p . x^),
+    // The map's VJP for the side's rows: dpoly, dpcat -> dx, stored to
+    // a.dq (queries) or a.dk when it has data, else to a.dk_acc (fp32 rows
+    // (B*H*T, D): grouped heads' keys); this CTA is the rows' only writer.
+    // Block-wide.
+    //   coefficients: on anchor row p the poly policy's (Poly::coefficients),
     //                 dpcat[c] pcat[c] sqrt(2 s_r) on omega row c (0 where the clamp holds);
     //   dx^ = coef W;  dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps when |x| <= eps).
+    template <typename Poly>
     __device__ void side_vjp(const ChunkSide& sd, int64_t t0, int rows, bool queries) const {
         const FeatureParams& fp = a.fp;
         {
@@ -357,21 +359,21 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
 #pragma unroll
                 for (int i = 0; i < 2; ++i)
                     if (c + i < L.RM) slope[i] = fp.sqrt_2s[(c + i) / fp.M];
-            const float poly_coef = 2.f * fp.inv_sqrt_p;
             const float* ys = at<float>(sd.y);
             const float* inv_divs = at<float>(sd.inv_div);
             const float* dpoly = at<float>(L.dpoly);
             const float* dpcat = at<float>(L.dpcat);
             __nv_bfloat16* coef = at<__nv_bfloat16>(coef_of(sd));
             for (int t = walk.first; t < kTc; t += walk.step) {
-                const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + e);
                 const float inv_div = inv_divs[t];
-                const float u0 = y.x * inv_div, u1 = y.y * inv_div;
                 float c0, c1;
-                if (is_poly) {  // dpoly is not written past P
-                    c0 = e < L.P ? poly_coef * u0 * dpoly[t * L.lddp + e] : 0.f;
-                    c1 = e < L.P ? poly_coef * u1 * dpoly[t * L.lddp + e + 1] : 0.f;
+                if (is_poly) {  // dpoly is not written past P (nor read there)
+                    const float2 cp = Poly::coefficients(fp, L.P, ys + t * L.ldy, inv_div, dpoly + t * L.lddp, e);
+                    c0 = cp.x;
+                    c1 = cp.y;
                 } else {
+                    const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + e);
+                    const float u0 = y.x * inv_div, u1 = y.y * inv_div;
                     const float x0 = fmaf(k.scale[0], u0, -k.shift[0]), x1 = fmaf(k.scale[1], u1, -k.shift[1]);
                     const float2 d = *reinterpret_cast<const float2*>(dpcat + t * L.lddc + c);
                     c0 = fabsf(x0) <= k.bound ? d.x * k.weight[0] * fast_exp2(x0) * slope[0] : 0.f;
@@ -421,18 +423,22 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         radial += __shfl_xor_sync(0xffffffffu, radial, 1);
         radial += __shfl_xor_sync(0xffffffffu, radial, 2);
         if (t >= rows) return;
-        // dq and dk are in the io dtype (Elem), as q and k are. (Fields read
-        // apart: a reference to either tensor would copy it to local memory.)
+        // dq and dk are in the io dtype (Elem), as q and k are (dq is
+        // required by the ABI; dk is absent for grouped heads, whose rows go
+        // to a.dk_acc). (Fields read apart: a reference to either tensor
+        // would copy it to local memory.)
         Elem* out = nullptr;
         int64_t out_step = 0;
-        if (queries && a.dq.data) {
+        float* acc = nullptr;
+        if (queries) {
             out = static_cast<Elem*>(a.dq.data) + a.dq.offset(b, h, t0 + t, 0);
             out_step = a.dq.stride[3];
-        } else if (!queries && a.dk.data) {
+        } else if (a.dk.data) {
             out = static_cast<Elem*>(a.dk.data) + a.dk.offset(b, h, t0 + t, 0);
             out_step = a.dk.stride[3];
+        } else {
+            acc = a.dk_acc + (bh * a.T + t0 + t) * L.D;
         }
-        float* acc = (queries ? a.dq_acc : a.dk_acc) + (bh * a.T + t0 + t) * L.D;
         for (int d = d0; d < d0 + width; d += 4) {  // width % 4 == 0: 16-byte groups
             float v[4];
 #pragma unroll
@@ -538,13 +544,13 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
         });
 }
 
-// The anchor map's VJP once per head for side a.kron_side: dq (0, after
-// the query kernel) or dk (1, after the key kernel) rows from the summed
+// The map's VJP (poly policy Poly) once per head for side a.kron_side: dq
+// (0, after the query kernel) or dk (1, after the key kernel) rows from the summed
 // factor gradients in a.kron_dfactors, stored to a.dq / a.dk (a.dk_acc for
 // grouped heads). Grid (B*H, 1, sp.count), CTA z takes the chunks of
 // segment z (nothing is summed across segments); stage MapVjp's layout (x,
 // W, Y, dpoly, dpcat and the dx^ rows).
-template <typename Elem, int kPPW, int kC16>
+template <typename Elem, int kPPW, int kC16, typename Poly>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_factor_vjp_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
@@ -554,10 +560,10 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, queries, !queries, false, async,
                 [&](int64_t t0, int rows, int buf) {
                     blk.prepare_chunk(rows, buf, queries, !queries);
-                    blk.factor_gemm(buf, queries, !queries);
+                    blk.template factor_gemm<Poly>(buf, queries, !queries);
                     blk.load_factor_gradients(t0, rows);
                     __syncthreads();
-                    blk.side_vjp(queries ? blk.query_side(buf) : blk.key_side(buf), t0, rows, queries);
+                    blk.template side_vjp<Poly>(queries ? blk.query_side(buf) : blk.key_side(buf), t0, rows, queries);
                     __syncthreads();  // side_vjp reads x of this buffer last
                 });
 }

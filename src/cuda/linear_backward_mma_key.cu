@@ -1,6 +1,6 @@
-// linear_backward_mma_key.cu -- the key kernel of the tensor-core
-// slay_anchor backward (linear_backward_mma_kernel.cuh): dv, the keys'
-// factor gradients and dinitial_state, launched by anchor_backward_mma
+// linear_backward_mma_key.cu -- the key kernel of the Kronecker
+// tensor-core backward (slay_anchor, slay_nystrom) (linear_backward_mma_kernel.cuh): dv, the keys'
+// factor gradients and dinitial_state, launched by kron_backward_mma
 // after the query kernel, and the map's VJP (dq after the query kernel, dk
 // after the key kernel, from the summed factor gradients).
 #include "cuda/linear_backward_mma_kernel.cuh"
@@ -10,15 +10,13 @@ namespace slay {
 namespace cuda {
 namespace kron_mma {
 
-Status launch_kron_vjp(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a, cudaStream_t stream) {
-    bool instantiated = false;
-    SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
-        using I = decltype(inst);
-        return launch_kron_kernel(kron_factor_vjp_kernel<typename I::Elem, I::kPPW, I::kC16>, vjp, a, stream,
-                                  "linear attention tensor-core backward (map VJP) launch");
-    }));
-    if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core VJP kernel for this shape");
-    return Status();
+Status launch_kron_vjp(const KronMmaLaunch& vjp, const ScanArgs& a, cudaStream_t stream) {
+    return launch_kron_map_kernel(vjp, a, stream, "linear attention tensor-core backward (map VJP) launch",
+                                  [](auto inst, auto poly) {
+                                      using I = decltype(inst);
+                                      return kron_factor_vjp_kernel<typename I::Elem, I::kPPW, I::kC16,
+                                                                    decltype(poly)>;
+                                  });
 }
 
 Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
@@ -31,7 +29,7 @@ Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp
                                       "linear attention tensor-core backward (key pass) launch");
     }));
     if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core key kernel for this shape");
-    return launch_kron_vjp(k, vjp, a, stream);
+    return launch_kron_vjp(vjp, a, stream);
 }
 
 }  // namespace kron_mma

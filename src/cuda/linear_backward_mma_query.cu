@@ -1,5 +1,5 @@
-// linear_backward_mma_query.cu -- host side of the tensor-core slay_anchor
-// backward (linear_backward_mma_kernel.cuh): anchor_backward_mma runs the
+// linear_backward_mma_query.cu -- host side of the Kronecker tensor-core
+// backward (slay_anchor, slay_nystrom) (linear_backward_mma_kernel.cuh): kron_backward_mma runs the
 // query kernel (den, dZ shares, dq) instantiated here, then the key kernel
 // (dv, dk, dinitial_state; linear_backward_mma_key.cu, its own translation
 // unit so the two compile in parallel), both on grid (B*H, ceil(Dv / 15),
@@ -17,7 +17,7 @@
 namespace slay {
 namespace cuda {
 
-Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
+Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
                            cudaStream_t stream, bool* launched, int* slices) {
     using namespace kron_mma;
     *launched = false;
@@ -45,7 +45,7 @@ Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const S
     }));
     if (!instantiated) return Status();
     ab.kron_side = 0;
-    SLAY_TRY(launch_kron_vjp(k, vjp, ab, stream));
+    SLAY_TRY(launch_kron_vjp(vjp, ab, stream));
     SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));  // the keys' rows next
     ab.kron_side = 1;
     SLAY_TRY(launch_kron_backward_key(k, vjp, ab, stream));

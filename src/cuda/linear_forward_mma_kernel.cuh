@@ -1,5 +1,6 @@
-// linear_forward_mma_kernel.cuh -- the tensor-core forward of the SLAY anchor
-// variant (the paper's default) for bf16/fp16 inputs:
+// linear_forward_mma_kernel.cuh -- the tensor-core forward of the Kronecker
+// maps slay_anchor (the paper's default) and slay_nystrom (their poly
+// factors: AnchorPoly, NystromPoly) for bf16/fp16 inputs:
 //   q, k (B, H, T, D); v, out (B, H, T, Dv); state (B, H, F, Dv+1) fp32,
 //   phi(x) = poly(x) (x) pcat(x), poly (P), pcat = concat_r sqrt(w_r) prf_r (RM).
 // Same mathematics as linear_scan_kernel.cuh (SPEC C.3, D.2), arranged for
@@ -25,9 +26,9 @@
 //   2. factor GEMM Y = x W^T (W = anchor rows; omega rows of this head) on
 //      tensor cores; the omega rows are split into hi + lo parts, so the PRF
 //      exponents are fp32-accurate projections of the exact inputs (the
-//      squared anchor projections are rounded to bf16 anyway); x^ = x / |x|
-//      is applied to Y.
-//   3. poly, pcat (bf16) of both sides from Y (squares, clamped exps).
+//      anchor's squared projections are rounded to bf16 anyway; Nystrom's
+//      are split too, see NystromPoly); x^ = x / |x| is applied to Y.
+//   3. poly, pcat (bf16) of both sides from Y (the poly policy; clamped exps).
 //   (staged factors: 1 stages the factor rows and v; 2 and 3 are done.)
 //   4. every warp: its features' share of N | Z for all 64 queries,
 //        Phi_q S = sum_p diag(poly_q[:, p]) Pcat_q S_p    (A fragments of
@@ -41,10 +42,11 @@
 //
 // Rounding: features, vbar and the state operand of step 4 are bf16 (8-bit
 // mantissa) with fp32 sums, the budget of the bf16 path (2e-2 relative L2).
-// That needs features >= 0 (anchor: squares times exps): the denominators
-// are sums of positive terms. Signed maps (random Maclaurin, Nystrom,
-// TensorSketch) can have Z near 0, which amplifies bf16 rounding past the
-// budget, so they keep the fp32 SIMT kernels, as do fp32 inputs.
+// That needs denominators that are sums of positive terms (anchor: squares
+// times exps) or nearly so (Nystrom: see NystromPoly). The other signed maps
+// (random Maclaurin, TensorSketch) can have Z near 0, which amplifies bf16
+// rounding past the budget, so they keep the fp32 SIMT kernels, as do fp32
+// inputs.
 // Launcher checks (else SIMT): D % 16 == 0, D <= 128, P == 8 * kPPW,
 // RM <= 16 * kC16, and the shared memory fits.
 #pragma once
@@ -256,6 +258,66 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 }
 
 
+// The poly factor of the Kronecker maps this engine runs (SPEC A.14), from
+// the projections u_p = a_p . x^ on W's first P rows (the anchors,
+// fp.rows_a, for both maps): the poly values and the VJP's coefficients on
+// those rows, for columns e, e + 1 (e even) of one token. `y` is the
+// token's fp32 projection row (u = y * inv_div); columns >= P give 0 (P % 8
+// == 0, so e < P means e + 1 < P).
+//   AnchorPoly   poly_p = u_p^2 / sqrt(P);
+//                coef_p = 2 u_p dpoly_p / sqrt(P).
+//   NystromPoly  poly_e = sum_p u_p^2 W[p][e] / sqrt(P)  (W = nystrom_w
+//                (P, P), fp.rows_b: the CPU map's kappa W / sqrt(P));
+//                coef_p = 2 u_p sum_e W[p][e] dpoly_e / sqrt(P).
+// Nystrom's features are signed, but its kernel estimate is a rank-P
+// Nystrom approximation of (q^ . k^)^2 >= 0, so its denominators stay sums
+// of mostly positive terms: in a numpy emulation of this engine's bf16
+// roundings (tests/spec/kron_bf16_emulation.py) its outputs were within
+// 2-4e-3 of fp64, as the anchor's, while random Maclaurin's and
+// TensorSketch's (unbiased but noisy estimates of x^2 around 0) were off by
+// 0.2 to 6e2, which is why those two keep the fp32 kernels. W weighs the squares by
+// up to 1/sqrt(lambda) ~ 32 with either sign, so Nystrom's projections take
+// the hi + lo split of the PRF rows (kSplitProjections).
+struct AnchorPoly {
+    static constexpr bool kSplitProjections = false;
+    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        const float u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
+        return make_float2(u0 * u0 * fp.inv_sqrt_p, u1 * u1 * fp.inv_sqrt_p);
+    }
+    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
+                                          const float* dpoly, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
+        return make_float2(coef * u0 * dpoly[e], coef * u1 * dpoly[e + 1]);
+    }
+};
+struct NystromPoly {
+    static constexpr bool kSplitProjections = true;
+    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        float v0 = 0.f, v1 = 0.f;
+        for (int p = 0; p < P; ++p) {
+            const float u = y[p] * inv_div, kappa = u * u;
+            v0 = fmaf(kappa, __ldg(fp.rows_b + p * P + e), v0);
+            v1 = fmaf(kappa, __ldg(fp.rows_b + p * P + e + 1), v1);
+        }
+        return make_float2(v0 * fp.inv_sqrt_p, v1 * fp.inv_sqrt_p);
+    }
+    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
+                                          const float* dpoly, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        float dk0 = 0.f, dk1 = 0.f;  // dkappa of rows e, e + 1 (times sqrt(P))
+        for (int p = 0; p < P; ++p) {
+            dk0 = fmaf(__ldg(fp.rows_b + e * P + p), dpoly[p], dk0);
+            dk1 = fmaf(__ldg(fp.rows_b + (e + 1) * P + p), dpoly[p], dk1);
+        }
+        const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
+        return make_float2(coef * dk0 * u0, coef * dk1 * u1);
+    }
+};
+
+
 // ldmatrix lane addresses (see mma_primitives.cuh for the fragment layouts).
 // A 16x16 tile at (row0, col0) of a row-major matrix.
 template <typename T>
@@ -348,8 +410,9 @@ struct KronBlock {
         return static_cast<__nv_bfloat16*>(a.kron_factors) + factor_offset(side, t0);
     }
 
-    // W rows in shared memory: anchor rows (hi only), zero rows up to
-    // Pp16, then pcat rows c = r*M + m (omega of this head) as hi + lo,
+    // W rows in shared memory as hi + lo parts: anchor rows (the factor
+    // GEMM reads their lo part only for policies with kSplitProjections),
+    // zero rows up to Pp16, then pcat rows c = r*M + m (omega of this head),
     // zero past RM.
     __device__ void load_weights() const {
         const FeatureParams& fp = a.fp;
@@ -542,6 +605,7 @@ struct KronBlock {
 
     // 2. Y = x W^T (fp32): warp w takes side w / 4 and query/key m-tile w % 4
     // against all of W, so its A fragment serves every n pair.
+    template <typename Poly>
     __device__ void factor_gemm(int buf, bool need_q, bool need_k) const {
         const int side = warp / 4, mt = warp % 4;
         if (side == 0 ? !need_q : !need_k) return;
@@ -558,7 +622,7 @@ struct KronBlock {
                 ldmatrix_x4(bf, b_nk_addr(w_hi, L.ldx, np * 16, k0, lane));
                 mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                 mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
-                if (np >= kPolyPairs) {  // PRF rows: add the lo part
+                if (np >= kPolyPairs || Poly::kSplitProjections) {  // PRF rows (and Nystrom's): add the lo part
                     ldmatrix_x4(bf, b_nk_addr(w_lo, L.ldx, np * 16, k0, lane));
                     mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                     mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
@@ -601,6 +665,7 @@ struct KronBlock {
     // 3. poly (64, Pp16) and pcat (64, RMp) in bf16 from Y, two adjacent
     // columns per thread (a fixed column pair, so its constants are loaded
     // once).
+    template <typename Poly>
     __device__ void map_features(bool need_q, bool need_k) const {
         const FeatureParams& fp = a.fp;
         const RowWalk walk((L.Pp16 + L.RMp) / 2);
@@ -608,7 +673,6 @@ struct KronBlock {
         const bool is_poly = e < L.Pp16;
         const int c = e - L.Pp16;
         const PrfPair k = is_poly ? PrfPair{} : prf_pair(c);
-        const float poly_scale = e < L.P ? fp.inv_sqrt_p : 0.f;  // 0 on the padding past P (P % 8 == 0)
         for (int side = 0; side < 2; ++side) {
             if (side == 0 ? !need_q : !need_k) continue;
             const float* ys = at<float>(side == 0 ? L.yq : L.yk);
@@ -618,14 +682,15 @@ struct KronBlock {
             const int ld = is_poly ? L.ldp : L.ldc;
             const int ycol = is_poly ? e : L.Pp16 + c;
             for (int t = walk.first; t < kTc; t += walk.step) {
-                const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + ycol);
                 const float inv_div = inv_divs[t];
-                const float u0 = y.x * inv_div, u1 = y.y * inv_div;
                 float v0, v1;
-                if (is_poly) {
-                    v0 = u0 * u0 * poly_scale;  // (a_p . x^)^2 / sqrt(P)
-                    v1 = u1 * u1 * poly_scale;
+                if (is_poly) {  // 0 on the padding past P
+                    const float2 v = Poly::values(fp, L.P, ys + t * L.ldy, inv_div, e);
+                    v0 = v.x;
+                    v1 = v.y;
                 } else {  // sqrt(w_r) exp(clamp(sqrt(2 s_r) u - s_r)) / sqrt(M), in base 2
+                    const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + ycol);
+                    const float u0 = y.x * inv_div, u1 = y.y * inv_div;
                     v0 = k.weight[0] * fast_exp2(fminf(fmaxf(fmaf(k.scale[0], u0, -k.shift[0]), -k.bound), k.bound));
                     v1 = k.weight[1] * fast_exp2(fminf(fmaxf(fmaf(k.scale[1], u1, -k.shift[1]), -k.bound), k.bound));
                 }
@@ -927,10 +992,11 @@ __device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, b
     if (!a.causal && sp.count == 1) accumulate_sweep(blk, S, all_chunks(blk.T), carry, carry, async, own_rows);
 }
 
-// The factor rows of q and k (steps 1-3 once per head) -> a.kron_factors:
-// grid (B*H, 1, sp.count), CTA z maps the chunks of segment z (the plan
-// only spreads the work; nothing is summed); stage MapRows's layout.
-template <typename Elem, int kPPW, int kC16>
+// The factor rows of q and k (steps 1-3 once per head, the poly factor by
+// the map's policy Poly) -> a.kron_factors: grid (B*H, 1, sp.count), CTA z
+// maps the chunks of segment z (the plan only spreads the work; nothing is
+// summed); stage MapRows's layout.
+template <typename Elem, int kPPW, int kC16, typename Poly>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     kron_factor_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
@@ -938,9 +1004,9 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
     blk.load_weights();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, true, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, true);
-        blk.factor_gemm(buf, true, true);
+        blk.template factor_gemm<Poly>(buf, true, true);
         __syncthreads();
-        blk.map_features(true, true);
+        blk.template map_features<Poly>(true, true);
         __syncthreads();
         blk.store_factor_rows(t0, rows);
     });

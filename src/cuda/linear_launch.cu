@@ -2,15 +2,16 @@
 // resources (cuFFT plans of TensorSketch), workspace layout, tile planning
 // and the launches of linear_scan_kernel.cuh.
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv); state (B, H, F, Dv+1) fp32.
-// Kernels, first that fits: the Kronecker tensor-core kernels (slay_anchor,
-// bf16/fp16 io: linear_mma.hpp; at the paper shape on an H200 its
-// forward+backward took 18.4 ms against the dense engine's 19.3-20.2 ms,
-// the forwards within run-to-run spread), the dense tensor-core
+// Kernels, first that fits: the Kronecker tensor-core kernels (slay_anchor
+// and slay_nystrom, bf16/fp16 io: linear_mma.hpp; at the paper shape on an
+// H200 slay_anchor's forward+backward took 18.4 ms against the dense
+// engine's 19.3-20.2 ms, the forwards within run-to-run spread, before
+// either engine's later speed-ups), the dense tensor-core
 // engine (positive maps, bf16/fp16 io, F <= 256: linear_dense_mma.hpp),
 // the fp32 scans.
 // Workspace (one layout function answers the size and carves the call):
 //   both:     [the tensor-core engines' workspace, bf16/fp16 plans (the
-//             larger of the two engines' needs): slay_anchor's factor
+//             larger of the two engines' needs): the Kronecker factor
 //             rows (2, B, H, T, Pp16 + RMp) bf16 and, backward, their
 //             gradients in fp32; the segment sums of calls whose B*H
 //             leaves SMs idle]
@@ -68,11 +69,14 @@ Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayou
                  dev.max_smem_per_block_optin / 1024, " KiB); reduce num_quad_nodes, num_features or poly_dim");
 }
 
-// The tensor-core kernels' shape for an anchor plan with bf16/fp16 io
-// (false otherwise; see linear_forward_mma_kernel.cuh for why the signed maps
-// stay on the fp32 kernels).
+// The Kronecker tensor-core kernels' shape for a plan of their maps
+// (kron_tensor_core_map: slay_anchor, slay_nystrom) with bf16/fp16 io
+// (false otherwise; see linear_forward_mma_kernel.cuh for why the other
+// Kronecker maps stay on the fp32 kernels).
 bool tensor_core_shape(const AttnConfig& cfg, KronMmaShape* shape) {
-    if (variant_info(cfg.variant).map != MapKind::Anchor || cfg.io_dtype == SLAY_DTYPE_FLOAT32) return false;
+    const MapKind map = variant_info(cfg.variant).map;
+    if (!kron_tensor_core_map(map) || cfg.io_dtype == SLAY_DTYPE_FLOAT32) return false;
+    shape->map = map;
     shape->D = static_cast<int>(cfg.head_dim);
     shape->P = static_cast<int>(cfg.poly_dim);
     shape->RM = static_cast<int>(cfg.num_quad_nodes * cfg.num_features);
@@ -100,13 +104,13 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
 // Workspace blocks of one call; fields a pass does not use stay null.
 // The backward's gradient paths share one block, as only one of them runs:
 // the SIMT scan and the dense engine take dq_acc, dk_acc and then the dense
-// engine's workspace (mma_workspace); slay_anchor's tensor cores, which
+// engine's workspace (mma_workspace); the Kronecker tensor cores, which
 // write dq and dk themselves, take kron_workspace and, for grouped heads,
 // kron_dk_acc (dk per query head, summed over the group afterwards).
 struct LinearScratch {
     float* state_copy = nullptr;
     float* mma_workspace = nullptr;   // the tensor-core engines' (factor rows, the sequence split's sums)
-    float* kron_workspace = nullptr;  // slay_anchor's (the forward: mma_workspace)
+    float* kron_workspace = nullptr;  // the Kronecker tensor cores' (the forward: mma_workspace)
     float* kron_dk_acc = nullptr;
     float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
     float *dq_acc = nullptr, *dk_acc = nullptr, *row_den = nullptr, *row_dz = nullptr, *dstate_z_parts = nullptr;
@@ -122,7 +126,7 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
     DenseMmaShape dense;
     int64_t kron_floats = 0, dense_floats = 0;
     if (tensor_core_shape(p.cfg, &shape))
-        kron_floats = anchor_mma_workspace_floats(shape, B * H, p.cfg.value_dim, T, backward);
+        kron_floats = kron_mma_workspace_floats(shape, B * H, p.cfg.value_dim, T, backward);
     if (dense_shape(p, &dense)) dense_floats = dense_mma_segment_floats(dense, B * H, T, backward);
     if (!backward) {
         const int64_t mma_floats = std::max(kron_floats, dense_floats);
@@ -377,7 +381,7 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     }
     bool launched = false;
     KronMmaShape shape;
-    if (tensor_core_call(p, c, &shape)) SLAY_TRY(anchor_forward_mma(dev, shape, a, s.mma_workspace, stream, &launched));
+    if (tensor_core_call(p, c, &shape)) SLAY_TRY(kron_forward_mma(dev, shape, a, s.mma_workspace, stream, &launched));
     if (launched) return Status();
     DenseMmaShape dense;
     if (dense_call(p, c, &dense)) SLAY_TRY(dense_forward_mma(dev, dense, a, s.mma_workspace, stream, &launched));
@@ -427,11 +431,11 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
             ak.dk_acc = s.kron_dk_acc;
         else
             ak.dk = token_tensor(c.dk, c);
-        SLAY_TRY(anchor_backward_mma(dev, shape, ak, s.kron_workspace, stream, &launched, &slices));
+        SLAY_TRY(kron_backward_mma(dev, shape, ak, s.kron_workspace, stream, &launched, &slices));
     }
     const bool direct_gradients = launched;
     // The other paths add to (or store) dq, dk rows in fp32 accumulators,
-    // which share their memory with the block anchor_backward_mma did not use.
+    // which share their memory with the block kron_backward_mma did not use.
     a.dq_acc = s.dq_acc;
     a.dk_acc = s.dk_acc;
     if (!launched && rows > 0) {

@@ -1,5 +1,6 @@
-// linear_mma.hpp -- host entries of the tensor-core kernels of slay_anchor:
-// the forward (linear_forward_mma_kernel.cuh) and the backward
+// linear_mma.hpp -- host entries of the Kronecker tensor-core kernels
+// (slay_anchor and slay_nystrom: kron_tensor_core_map): the forward
+// (linear_forward_mma_kernel.cuh) and the backward
 // (linear_backward_mma_kernel.cuh):
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv) bf16/fp16;
 //   states (B, H, F, Dv+1) fp32.
@@ -14,7 +15,13 @@
 namespace slay {
 namespace cuda {
 
+// The maps these kernels run, each with a poly policy in
+// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly; why the other
+// Kronecker maps stay on the fp32 kernels is said there).
+inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor || k == MapKind::Nystrom; }
+
 struct KronMmaShape {
+    MapKind map = MapKind::Anchor;  // its poly factor (AnchorPoly / NystromPoly)
     int D = 0, P = 0, RM = 0;
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };
@@ -25,21 +32,21 @@ struct KronMmaShape {
 // ((B*H, T, Pp16 + RMp) fp32), and the segment sums of few-head calls, which split the
 // sequence (SegmentPlan in linear_forward_mma_kernel.cuh; the passes'
 // layouts differ, and so do the CTAs an SM holds and the segments).
-int64_t anchor_mma_workspace_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T,
+int64_t kron_mma_workspace_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T,
                                     bool backward);
 
-// workspace: anchor_mma_workspace_floats(..., false) floats (null: not
+// workspace: kron_mma_workspace_floats(..., false) floats (null: not
 // launched).
-Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
+Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
                           cudaStream_t stream, bool* launched);
 
 // The backward's kernels: dq to a.dq, dk to a.dk or, when a.dk has no
 // data (grouped heads), to a.dk_acc rows (B*H*T, D) fp32, each row stored
 // once; a.row_den, a.row_dz (slices x B*H*T), a.dstate_z_parts (slices x B*H*F),
 // with *slices the number of value slices it used (the z-part reduction's
-// count). workspace: anchor_mma_workspace_floats(..., true) floats (null:
+// count). workspace: kron_mma_workspace_floats(..., true) floats (null:
 // not launched).
-Status anchor_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
+Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
                            cudaStream_t stream, bool* launched, int* slices);
 
 }  // namespace cuda

@@ -8,7 +8,7 @@ stack frame (bytes), demangled where c++filt exists. Use it to check a
 __launch_bounds__ change (e.g. two CTAs an SM need <= 128 registers at 256
 threads) before spending device time.
 
-  python3 tests/gpu/resource_usage.py BUILD_DIR linear_forward_mma_anchor.cu [more.cu ...]
+  python3 tests/gpu/resource_usage.py BUILD_DIR linear_forward_mma_kron.cu [more.cu ...]
       [--filter REGEX]    only kernels whose (mangled or demangled) name matches
 
 Exit status 1 if a compile fails (its errors are printed).

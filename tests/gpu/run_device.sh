@@ -44,6 +44,9 @@
 #   mapsbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the maps off the two tensor-core
 #             engines' common path: slay_anchor at P=12 (F=192: the dense engine, as P % 8 != 0)
 #             and the signed maps (fp32 scans) at R=2 M=8 P=16 -> maps_*.json/md in bench/
+#   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the Kronecker tensor-core maps:
+#             slay_anchor and slay_nystrom at R=2 M=8 P=16, slay_nystrom at its registry defaults
+#             (R=1 M=8 P=64) -> kron_*.json/md in bench/
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
 #   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page
@@ -147,7 +150,7 @@ fi
 
 [ -x "$BUILD/examples/slay_example" ] && "$BUILD/examples/slay_example" 1024 4 64 >> "$OUT/tests.log" 2>&1
 
-if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench || has profile) && [ ! -f "$BUILD/libslay.so" ]; then
+if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench || has kronbench || has profile) && [ ! -f "$BUILD/libslay.so" ]; then
   # a bench-only call on a fresh machine: the library alone
   { meson setup "$BUILD" -Dgpu_archs=90 -Dtests=false -Dexamples=false >/dev/null &&
     ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
@@ -257,6 +260,21 @@ if has mapsbench && python3 -c 'import torch' 2>/dev/null; then
     --markdown "$OUT/bench/maps_signed.md" >> "$OUT/mapsbench.log" 2>&1
   echo "=== compare_torch signed maps rc=$?" >> "$OUT/mapsbench.log"
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/mapsbench.log" | cut -c1-200 | tail -30
+fi
+if has kronbench && python3 -c 'import torch' 2>/dev/null; then
+  mkdir -p "$OUT/bench"
+  export PYTHONUNBUFFERED=1
+  timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor slay_nystrom \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
+    --causal --slow-call-s 3 --json "$OUT/bench/kron_paper.json" \
+    --markdown "$OUT/bench/kron_paper.md" >> "$OUT/kronbench.log" 2>&1
+  echo "=== compare_torch Kronecker maps, paper R/M/P rc=$?" >> "$OUT/kronbench.log"
+  timeout 100 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_nystrom \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 8 --P 64 \
+    --causal --slow-call-s 3 --json "$OUT/bench/kron_paper_nystrom_defaults.json" \
+    --markdown "$OUT/bench/kron_paper_nystrom_defaults.md" >> "$OUT/kronbench.log" 2>&1
+  echo "=== compare_torch slay_nystrom registry defaults (R=1 M=8 P=64) rc=$?" >> "$OUT/kronbench.log"
+  grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/kronbench.log" | cut -c1-200 | tail -30
 fi
 if has varlen && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/varlen"

@@ -45,6 +45,12 @@ using namespace slay_gpu;
 
 const std::vector<slay_attn_variant_t> kLinear = linearized_variants();
 
+// The maps of the Kronecker tensor-core kernels (bf16/fp16 io,
+// src/cuda/linear_mma.hpp: kron_tensor_core_map): the cases below that aim
+// at those kernels (the sequence split, the paper R/M/P at D = 64, packed
+// and multi-query calls, the sanitizer's split case) run for each.
+const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_NYSTROM};
+
 // Feature maps with negative entries: their kernel estimates, and so the
 // denominators Z_i, can be near zero or negative on random inputs.
 bool is_signed_map(slay_attn_variant_t v) {
@@ -419,21 +425,23 @@ TEST_CASE("linear: T = 4097 (B=1, H=2, small R/M/P)") {
     check_both(c);
 }
 
-TEST_CASE("linear: slay_anchor bf16 with the sequence split into segments (few heads, long T), states") {
+TEST_CASE("linear: the Kronecker tensor-core maps bf16 with the sequence split into segments (few heads, long T), states") {
     // B*H*slices CTAs far below one wave and T = 4097 (65 chunks): the
     // tensor-core kernels split the sequence into 8 segments (segment sums,
     // then each segment from the sums before / after it), forward and
     // backward, with initial/final states and their gradients.
-    for (bool causal : {true, false})
-        for (int64_t D : {16, 64}) {
-            Case c = base_case(SLAY_ATTN_SLAY_ANCHOR, 4097, causal, SLAY_DTYPE_BFLOAT16);
-            c.batch = 1;
-            c.head_dim = D;
-            c.value_dim = D == 16 ? 24 : 64;  // 2 slices (a partial one) or 5
-            if (D == 64) c.attrs = size_attrs(c.variant, 2, 16, 32);
-            with_states(c);
-            check_both(c);
-        }
+    for (slay_attn_variant_t v : kKronTensorCore) {
+        for (bool causal : {true, false})
+            for (int64_t D : {16, 64}) {
+                Case c = base_case(v, 4097, causal, SLAY_DTYPE_BFLOAT16);
+                c.batch = 1;
+                c.head_dim = D;
+                c.value_dim = D == 16 ? 24 : 64;  // 2 slices (a partial one) or 5
+                if (D == 64) c.attrs = size_attrs(c.variant, 2, 16, 32);
+                with_states(c);
+                check_both(c);
+            }
+    }
 }
 
 TEST_CASE("linear: the dense tensor-core engine at its limits (F = 128, 256; Dv = 32, 64; segments, states)") {
@@ -562,20 +570,22 @@ TEST_CASE("linear: packed variable-length batches with grouped-query heads and s
     for (slay_attn_variant_t v : kLinear)
         for (bool causal : {true, false})
             for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) check_both(packed_case(v, causal, dt));
-    // The tensor-core kernels (slay_anchor bf16, paper R/M/P, D = 64):
+    // The Kronecker tensor-core kernels (bf16, paper R/M/P, D = 64):
     // packed (no sequence split) and dense multi-query (H_kv = 1) with the split.
-    for (bool causal : {true, false}) {
-        Case c = packed_case(SLAY_ATTN_SLAY_ANCHOR, causal, SLAY_DTYPE_BFLOAT16);
-        c.head_dim = 64;
-        c.attrs = size_attrs(c.variant, 2, 16, 32);
-        c.seq_lengths = {1000, 37, 0, 300};
-        check_both(c);
-        Case mqa = base_case(SLAY_ATTN_SLAY_ANCHOR, 4097, causal, SLAY_DTYPE_BFLOAT16);
-        mqa.batch = 1;
-        mqa.heads = 2;
-        mqa.kv_heads = 1;
-        with_states(mqa);
-        check_both(mqa);
+    for (slay_attn_variant_t v : kKronTensorCore) {
+        for (bool causal : {true, false}) {
+            Case c = packed_case(v, causal, SLAY_DTYPE_BFLOAT16);
+            c.head_dim = 64;
+            c.attrs = size_attrs(c.variant, 2, 16, 32);
+            c.seq_lengths = {1000, 37, 0, 300};
+            check_both(c);
+            Case mqa = base_case(v, 4097, causal, SLAY_DTYPE_BFLOAT16);
+            mqa.batch = 1;
+            mqa.heads = 2;
+            mqa.kv_heads = 1;
+            with_states(mqa);
+            check_both(mqa);
+        }
     }
 }
 
@@ -590,13 +600,15 @@ TEST_CASE("linear sanitizer: small cases of every variant with states, strided")
         c.dtype = SLAY_DTYPE_FLOAT32;
         check_both(c);
     }
-    // The tensor-core kernels with the sequence split (2 segments of 9 chunks).
-    for (bool causal : {true, false}) {
-        Case c = base_case(SLAY_ATTN_SLAY_ANCHOR, 1100, causal, SLAY_DTYPE_BFLOAT16);
-        c.batch = 1;
-        c.value_dim = 8;
-        with_states(c);
-        check_both(c);
+    // The Kronecker tensor-core kernels with the sequence split (2 segments of 9 chunks).
+    for (slay_attn_variant_t v : kKronTensorCore) {
+        for (bool causal : {true, false}) {
+            Case c = base_case(v, 1100, causal, SLAY_DTYPE_BFLOAT16);
+            c.batch = 1;
+            c.value_dim = 8;
+            with_states(c);
+            check_both(c);
+        }
     }
     // Packed sequences with grouped heads: SIMT (fp32) and tensor-core (bf16) paths.
     for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) {

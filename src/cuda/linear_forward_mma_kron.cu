@@ -1,5 +1,5 @@
-// linear_forward_mma_anchor.cu -- host side of the tensor-core slay_anchor
-// forward (linear_forward_mma_kernel.cuh): when the call fits
+// linear_forward_mma_kron.cu -- host side of the Kronecker tensor-core
+// forward (slay_anchor, slay_nystrom; linear_forward_mma_kernel.cuh): when the call fits
 // (linear_mma_launch.cuh), the factor rows of q and k (grid (B*H, 1,
 // parts)), then, when the sequence is split, the keys' segment sums
 // (linear_backward_mma_kernel.cuh), then the forward, grid (B*H, ceil(Dv /
@@ -10,25 +10,23 @@
 namespace slay {
 namespace cuda {
 
-int64_t anchor_mma_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
+int64_t kron_mma_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
                                     bool backward) {
     return kron_mma::kron_workspace_floats(s, batch_heads, Dv, T, backward);
 }
 
 namespace kron_mma {
 Status launch_kron_factors(const KronMmaLaunch& rows, const ScanArgs& a, cudaStream_t stream) {
-    bool instantiated = false;
-    SLAY_TRY(with_kron_instance(rows, &instantiated, [&](auto inst) {
-        using I = decltype(inst);
-        return launch_kron_kernel(kron_factor_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, rows, a, stream,
-                                  "linear attention tensor-core factor rows launch");
-    }));
-    if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core factor kernel for this shape");
-    return Status();
+    return launch_kron_map_kernel(rows, a, stream, "linear attention tensor-core factor rows launch",
+                                  [](auto inst, auto poly) {
+                                      using I = decltype(inst);
+                                      return kron_factor_mma_kernel<typename I::Elem, I::kPPW, I::kC16,
+                                                                    decltype(poly)>;
+                                  });
 }
 }  // namespace kron_mma
 
-Status anchor_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
+Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
                           cudaStream_t stream, bool* launched) {
     using namespace kron_mma;
     *launched = false;
