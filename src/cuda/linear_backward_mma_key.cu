@@ -1,23 +1,14 @@
 // linear_backward_mma_key.cu -- the key kernel of the Kronecker
-// tensor-core backward (slay_anchor, slay_nystrom) (linear_backward_mma_kernel.cuh): dv, the keys'
-// factor gradients and dinitial_state, launched by kron_backward_mma
-// after the query kernel, and the map's VJP (dq after the query kernel, dk
-// after the key kernel, from the summed factor gradients).
+// tensor-core backward (slay_anchor; linear_backward_mma_kernel.cuh): dv,
+// the keys' factor gradients and dinitial_state, launched by
+// kron_backward_mma after the query kernel, then the map's VJP of the keys
+// (linear_mma_map.cu).
 #include "cuda/linear_backward_mma_kernel.cuh"
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
 namespace cuda {
 namespace kron_mma {
-
-Status launch_kron_vjp(const KronMmaLaunch& vjp, const ScanArgs& a, cudaStream_t stream) {
-    return launch_kron_map_kernel(vjp, a, stream, "linear attention tensor-core backward (map VJP) launch",
-                                  [](auto inst, auto poly) {
-                                      using I = decltype(inst);
-                                      return kron_factor_vjp_kernel<typename I::Elem, I::kPPW, I::kC16,
-                                                                    decltype(poly)>;
-                                  });
-}
 
 Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
                                 cudaStream_t stream) {
@@ -29,7 +20,7 @@ Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp
                                       "linear attention tensor-core backward (key pass) launch");
     }));
     if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no tensor-core key kernel for this shape");
-    return launch_kron_vjp(vjp, a, stream);
+    return launch_kron_map(vjp, KronStage::MapVjp, a, stream);
 }
 
 }  // namespace kron_mma

@@ -1,16 +1,17 @@
 // linear_backward_mma_query.cu -- host side of the Kronecker tensor-core
-// backward (slay_anchor, slay_nystrom) (linear_backward_mma_kernel.cuh): kron_backward_mma runs the
-// query kernel (den, dZ shares, dq) instantiated here, then the key kernel
-// (dv, dk, dinitial_state; linear_backward_mma_key.cu, its own translation
-// unit so the two compile in parallel), both on grid (B*H, ceil(Dv / 15),
-// segments), when the call fits (linear_mma_launch.cuh). A split sequence
-// adds the keys' segment sums before the query kernel and the queries'
-// (carries) before the key kernel, in one workspace block. Before them the
-// factor rows of q and k (kron_factor_mma_kernel); the query kernel adds
-// the queries' factor gradients to workspace, which the map's VJP
-// (kron_factor_vjp_kernel) turns into dq once per head; then the key
-// kernel and the VJP do the same for dk in the same rows. Workspace:
-// factor rows, one side's factor gradients, segment sums.
+// backward (slay_anchor; linear_backward_mma_kernel.cuh): kron_backward_mma
+// runs the query kernel (den, dZ shares, dq) instantiated here, then the
+// key kernel (dv, dk, dinitial_state; linear_backward_mma_key.cu, its own
+// translation unit so the two compile in parallel), both on grid (B*H,
+// ceil(Dv / 15), segments), when the call fits (linear_mma_launch.cuh). A
+// split sequence adds the keys' segment sums before the query kernel and
+// the queries' (carries) before the key kernel, in one workspace block.
+// Before them the factor rows of q and k (kron_factor_mma_kernel); the
+// query kernel adds the queries' factor gradients to workspace, which the
+// map's VJP (kron_factor_vjp_kernel) turns into dq once per head; then the
+// key kernel and the VJP do the same for dk in the same rows (both map
+// kernels: linear_mma_map.cu). Workspace: factor rows, one side's factor
+// gradients, segment sums.
 #include "cuda/linear_backward_mma_kernel.cuh"
 #include "cuda/linear_mma_launch.cuh"
 
@@ -18,7 +19,7 @@ namespace slay {
 namespace cuda {
 
 Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
-                           cudaStream_t stream, bool* launched, int* slices) {
+                         cudaStream_t stream, bool* launched, int* slices) {
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows)
@@ -38,14 +39,14 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
         SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));
-        SLAY_TRY(launch_kron_factors(factors, ab, stream));
+        SLAY_TRY(launch_kron_map(factors, KronStage::MapRows, ab, stream));
         return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
                                       kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, ab,
                                       stream, "linear attention tensor-core backward (query pass) launch");
     }));
     if (!instantiated) return Status();
     ab.kron_side = 0;
-    SLAY_TRY(launch_kron_vjp(vjp, ab, stream));
+    SLAY_TRY(launch_kron_map(vjp, KronStage::MapVjp, ab, stream));
     SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));  // the keys' rows next
     ab.kron_side = 1;
     SLAY_TRY(launch_kron_backward_key(k, vjp, ab, stream));

@@ -1,6 +1,6 @@
-// linear_forward_mma_kernel.cuh -- the tensor-core forward of the Kronecker
-// maps slay_anchor (the paper's default) and slay_nystrom (their poly
-// factors: AnchorPoly, NystromPoly) for bf16/fp16 inputs:
+// linear_forward_mma_kernel.cuh -- the tensor-core forward of the SLAY
+// anchor variant (the paper's default; its poly factor: AnchorPoly) for
+// bf16/fp16 inputs:
 //   q, k (B, H, T, D); v, out (B, H, T, Dv); state (B, H, F, Dv+1) fp32,
 //   phi(x) = poly(x) (x) pcat(x), poly (P), pcat = concat_r sqrt(w_r) prf_r (RM).
 // Same mathematics as linear_scan_kernel.cuh (SPEC C.3, D.2), arranged for
@@ -26,8 +26,8 @@
 //   2. factor GEMM Y = x W^T (W = anchor rows; omega rows of this head) on
 //      tensor cores; the omega rows are split into hi + lo parts, so the PRF
 //      exponents are fp32-accurate projections of the exact inputs (the
-//      anchor's squared projections are rounded to bf16 anyway; Nystrom's
-//      are split too, see NystromPoly); x^ = x / |x| is applied to Y.
+//      anchor's squared projections are rounded to bf16 anyway); x^ = x / |x|
+//      is applied to Y.
 //   3. poly, pcat (bf16) of both sides from Y (the poly policy; clamped exps).
 //   (staged factors: 1 stages the factor rows and v; 2 and 3 are done.)
 //   4. every warp: its features' share of N | Z for all 64 queries,
@@ -42,10 +42,10 @@
 //
 // Rounding: features, vbar and the state operand of step 4 are bf16 (8-bit
 // mantissa) with fp32 sums, the budget of the bf16 path (2e-2 relative L2).
-// That needs denominators that are sums of positive terms (anchor: squares
-// times exps) or nearly so (Nystrom: see NystromPoly). The other signed maps
-// (random Maclaurin, TensorSketch) can have Z near 0, which amplifies bf16
-// rounding past the budget, so they keep the fp32 SIMT kernels, as do fp32
+// That needs features >= 0 (anchor: squares times exps): the denominators
+// are sums of positive terms. Signed maps (random Maclaurin, Nystrom,
+// TensorSketch) can have Z near 0, which amplifies bf16 rounding past the
+// budget (see AnchorPoly), so they keep the fp32 SIMT kernels, as do fp32
 // inputs.
 // Launcher checks (else SIMT): D % 16 == 0, D <= 128, P == 8 * kPPW,
 // RM <= 16 * kC16, and the shared memory fits.
@@ -258,26 +258,28 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 }
 
 
-// The poly factor of the Kronecker maps this engine runs (SPEC A.14), from
-// the projections u_p = a_p . x^ on W's first P rows (the anchors,
-// fp.rows_a, for both maps): the poly values and the VJP's coefficients on
-// those rows, for columns e, e + 1 (e even) of one token. `y` is the
-// token's fp32 projection row (u = y * inv_div); columns >= P give 0 (P % 8
-// == 0, so e < P means e + 1 < P).
-//   AnchorPoly   poly_p = u_p^2 / sqrt(P);
-//                coef_p = 2 u_p dpoly_p / sqrt(P).
-//   NystromPoly  poly_e = sum_p u_p^2 W[p][e] / sqrt(P)  (W = nystrom_w
-//                (P, P), fp.rows_b: the CPU map's kappa W / sqrt(P));
-//                coef_p = 2 u_p sum_e W[p][e] dpoly_e / sqrt(P).
-// Nystrom's features are signed, but its kernel estimate is a rank-P
-// Nystrom approximation of (q^ . k^)^2 >= 0, so its denominators stay sums
-// of mostly positive terms: in a numpy emulation of this engine's bf16
-// roundings (tests/spec/kron_bf16_emulation.py) its outputs were within
-// 2-4e-3 of fp64, as the anchor's, while random Maclaurin's and
-// TensorSketch's (unbiased but noisy estimates of x^2 around 0) were off by
-// 0.2 to 6e2, which is why those two keep the fp32 kernels. W weighs the squares by
-// up to 1/sqrt(lambda) ~ 32 with either sign, so Nystrom's projections take
-// the hi + lo split of the PRF rows (kSplitProjections).
+// The poly factor of the Kronecker map this engine runs (SPEC A.14), a
+// policy of the two per-head kernels that map x (kron_factor_mma_kernel,
+// kron_factor_vjp_kernel; the per-slice kernels only see factor rows):
+// from the projections u_p = a_p . x^ on W's first P rows (fp.rows_a),
+// the poly values and the VJP's coefficients on those rows, for columns
+// e, e + 1 (e even) of one token. `y` is the token's fp32 projection row
+// (u = y * inv_div); columns >= P give 0 (P % 8 == 0, so e < P means
+// e + 1 < P). kSplitProjections: the factor GEMM adds the rows' lo part
+// (as it does for the PRF rows).
+//   AnchorPoly   poly_p = u_p^2 / sqrt(P);  coef_p = 2 u_p dpoly_p / sqrt(P).
+// The signed Kronecker maps (random Maclaurin, Nystrom, TensorSketch) would
+// be policies too, but bf16 features are not accurate enough for them:
+// their kernel estimates (and so Z_i, N_i) can cancel, and bf16 rounding
+// of the factors and the state is amplified by that cancellation. In a
+// numpy emulation of this engine's roundings (tests/spec/kron_bf16_emulation.py)
+// the anchor's outputs stayed within 2.6e-3 of fp64, Nystrom's reached
+// 2e-2 on some heads and random Maclaurin's and TensorSketch's were off by
+// 9e-2 to 6e2; on an H200 (commit 692f3de, tests/bench/results/h200-2026-12-02/
+// gpu_tables_692f3de.txt) a Nystrom policy here passed 46 of its 50 bf16/fp16
+// table lines (most at 3-6e-3; the same cases' causal forwards at 1.0-1.2e-2)
+// and failed 4 causal random-input cases (up to 1e-1 in dq, dk). They keep the fp32 kernels until the engine has a
+// split-precision (hi + lo) mode.
 struct AnchorPoly {
     static constexpr bool kSplitProjections = false;
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
@@ -292,31 +294,6 @@ struct AnchorPoly {
         return make_float2(coef * u0 * dpoly[e], coef * u1 * dpoly[e + 1]);
     }
 };
-struct NystromPoly {
-    static constexpr bool kSplitProjections = true;
-    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
-        if (e >= P) return make_float2(0.f, 0.f);
-        float v0 = 0.f, v1 = 0.f;
-        for (int p = 0; p < P; ++p) {
-            const float u = y[p] * inv_div, kappa = u * u;
-            v0 = fmaf(kappa, __ldg(fp.rows_b + p * P + e), v0);
-            v1 = fmaf(kappa, __ldg(fp.rows_b + p * P + e + 1), v1);
-        }
-        return make_float2(v0 * fp.inv_sqrt_p, v1 * fp.inv_sqrt_p);
-    }
-    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
-                                          const float* dpoly, int e) {
-        if (e >= P) return make_float2(0.f, 0.f);
-        float dk0 = 0.f, dk1 = 0.f;  // dkappa of rows e, e + 1 (times sqrt(P))
-        for (int p = 0; p < P; ++p) {
-            dk0 = fmaf(__ldg(fp.rows_b + e * P + p), dpoly[p], dk0);
-            dk1 = fmaf(__ldg(fp.rows_b + (e + 1) * P + p), dpoly[p], dk1);
-        }
-        const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
-        return make_float2(coef * dk0 * u0, coef * dk1 * u1);
-    }
-};
-
 
 // ldmatrix lane addresses (see mma_primitives.cuh for the fragment layouts).
 // A 16x16 tile at (row0, col0) of a row-major matrix.
@@ -622,7 +599,7 @@ struct KronBlock {
                 ldmatrix_x4(bf, b_nk_addr(w_hi, L.ldx, np * 16, k0, lane));
                 mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                 mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
-                if (np >= kPolyPairs || Poly::kSplitProjections) {  // PRF rows (and Nystrom's): add the lo part
+                if (np >= kPolyPairs || Poly::kSplitProjections) {  // PRF rows (and split poly rows): add the lo part
                     ldmatrix_x4(bf, b_nk_addr(w_lo, L.ldx, np * 16, k0, lane));
                     mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                     mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);

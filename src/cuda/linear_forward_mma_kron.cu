@@ -1,7 +1,7 @@
 // linear_forward_mma_kron.cu -- host side of the Kronecker tensor-core
-// forward (slay_anchor, slay_nystrom; linear_forward_mma_kernel.cuh): when the call fits
+// forward (slay_anchor; linear_forward_mma_kernel.cuh): when the call fits
 // (linear_mma_launch.cuh), the factor rows of q and k (grid (B*H, 1,
-// parts)), then, when the sequence is split, the keys' segment sums
+// parts); linear_mma_map.cu), then, when the sequence is split, the keys' segment sums
 // (linear_backward_mma_kernel.cuh), then the forward, grid (B*H, ceil(Dv /
 // 15), segments). Workspace: the factor rows, then the segment sums.
 #include "cuda/linear_backward_mma_kernel.cuh"
@@ -11,23 +11,12 @@ namespace slay {
 namespace cuda {
 
 int64_t kron_mma_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
-                                    bool backward) {
+                                  bool backward) {
     return kron_mma::kron_workspace_floats(s, batch_heads, Dv, T, backward);
 }
 
-namespace kron_mma {
-Status launch_kron_factors(const KronMmaLaunch& rows, const ScanArgs& a, cudaStream_t stream) {
-    return launch_kron_map_kernel(rows, a, stream, "linear attention tensor-core factor rows launch",
-                                  [](auto inst, auto poly) {
-                                      using I = decltype(inst);
-                                      return kron_factor_mma_kernel<typename I::Elem, I::kPPW, I::kC16,
-                                                                    decltype(poly)>;
-                                  });
-}
-}  // namespace kron_mma
-
 Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, float* workspace,
-                          cudaStream_t stream, bool* launched) {
+                        cudaStream_t stream, bool* launched) {
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows): the SIMT scan handles the state
@@ -41,7 +30,7 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
-        SLAY_TRY(launch_kron_factors(factors, af, stream));
+        SLAY_TRY(launch_kron_map(factors, KronStage::MapRows, af, stream));
         return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
                                       kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, af, stream,
                                       "linear attention tensor-core kernel launch");

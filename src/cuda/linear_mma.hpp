@@ -1,5 +1,5 @@
 // linear_mma.hpp -- host entries of the Kronecker tensor-core kernels
-// (slay_anchor and slay_nystrom: kron_tensor_core_map): the forward
+// (slay_anchor: kron_tensor_core_map): the forward
 // (linear_forward_mma_kernel.cuh) and the backward
 // (linear_backward_mma_kernel.cuh):
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv) bf16/fp16;
@@ -16,12 +16,12 @@ namespace slay {
 namespace cuda {
 
 // The maps these kernels run, each with a poly policy in
-// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly; why the other
-// Kronecker maps stay on the fp32 kernels is said there).
-inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor || k == MapKind::Nystrom; }
+// linear_forward_mma_kernel.cuh (AnchorPoly; why the other Kronecker maps
+// stay on the fp32 kernels is said there).
+inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor; }
 
 struct KronMmaShape {
-    MapKind map = MapKind::Anchor;  // its poly factor (AnchorPoly / NystromPoly)
+    MapKind map = MapKind::Anchor;  // its poly factor's policy (launch_kron_map_kernel)
     int D = 0, P = 0, RM = 0;
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };
@@ -33,12 +33,12 @@ struct KronMmaShape {
 // sequence (SegmentPlan in linear_forward_mma_kernel.cuh; the passes'
 // layouts differ, and so do the CTAs an SM holds and the segments).
 int64_t kron_mma_workspace_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T,
-                                    bool backward);
+                                  bool backward);
 
 // workspace: kron_mma_workspace_floats(..., false) floats (null: not
 // launched).
 Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
-                          cudaStream_t stream, bool* launched);
+                        cudaStream_t stream, bool* launched);
 
 // The backward's kernels: dq to a.dq, dk to a.dk or, when a.dk has no
 // data (grouped heads), to a.dk_acc rows (B*H*T, D) fp32, each row stored
@@ -47,7 +47,7 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const 
 // count). workspace: kron_mma_workspace_floats(..., true) floats (null:
 // not launched).
 Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& shape, const ScanArgs& a, float* workspace,
-                           cudaStream_t stream, bool* launched, int* slices);
+                         cudaStream_t stream, bool* launched, int* slices);
 
 }  // namespace cuda
 }  // namespace slay

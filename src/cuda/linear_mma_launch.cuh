@@ -1,10 +1,9 @@
 // linear_mma_launch.cuh -- what the Kronecker tensor-core launchers
 // (linear_forward_mma_kron.cu, linear_backward_mma_query.cu,
-// linear_backward_mma_key.cu) share:
+// linear_backward_mma_key.cu, linear_mma_map.cu) share:
 // whether a call fits the kernels, their grid (B*H, slices, segments) and
-// shared-memory layout, cp.async or plain staging, the table of
-// (p per warp, c16 tiles) instantiations and, for the per-head map kernels,
-// the map's poly policy.
+// shared-memory layout, cp.async or plain staging, and the table of
+// (p per warp, c16 tiles) instantiations.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +22,6 @@ struct KronMmaLaunch {
     dim3 grid;  // (B*H, slices, sp.count)
     bool bf16 = true, async = false;
     int ppw = 0, c16 = 0;
-    MapKind map = MapKind::Anchor;  // the per-head map kernels' poly policy
 };
 
 // The sequence split: as many segments as fill one wave of 132 SMs (an
@@ -101,7 +99,6 @@ inline int64_t kron_workspace_floats(const KronMmaShape& s, int64_t batch_heads,
 inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool backward,
                           float* segment_sums, std::initializer_list<const DeviceTensor*> staged, KronMmaLaunch* out) {
     if (!kron_tensor_core_map(s.map) || s.D % 16 != 0 || s.D > 128 || s.P % 8 != 0) return false;
-    out->map = s.map;
     out->bf16 = s.io_dtype == SLAY_DTYPE_BFLOAT16;
     if (!out->bf16 && s.io_dtype != SLAY_DTYPE_FLOAT16) return false;
     out->L = kron_pass_layout(s, a.Dv, backward);
@@ -190,31 +187,14 @@ Status launch_kron_after_sums(SumsKernel sums, Kernel kernel, const KronMmaLaunc
     return launch_kron_kernel(kernel, k, a, stream, what);
 }
 
-// Launches a per-head map kernel (plan_kron_rows) of the launch's
-// instantiation and poly policy: pick(KronInstance, Poly) returns the kernel.
-template <typename Pick>
-Status launch_kron_map_kernel(const KronMmaLaunch& k, const ScanArgs& a, cudaStream_t stream, const char* what,
-                              Pick pick) {
-    bool instantiated = false;
-    SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
-        if (k.map == MapKind::Nystrom) return launch_kron_kernel(pick(inst, NystromPoly{}), k, a, stream, what);
-        return launch_kron_kernel(pick(inst, AnchorPoly{}), k, a, stream, what);
-    }));
-    if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no kernel for this shape: ", what);
-    return Status();
-}
-
-// The factor rows of q and k (`rows`: plan_kron_rows(..., KronStage::MapRows,
-// ...); linear_forward_mma_kron.cu).
-Status launch_kron_factors(const KronMmaLaunch& rows, const ScanArgs& a, cudaStream_t stream);
-
-// The map's VJP of side a.kron_side (`vjp`: plan_kron_rows(...,
-// KronStage::MapVjp, ...); linear_backward_mma_key.cu).
-Status launch_kron_vjp(const KronMmaLaunch& vjp, const ScanArgs& a, cudaStream_t stream);
+// Launches the per-head map kernel of `stage` (`k`: plan_kron_rows(...,
+// stage, ...)): MapRows, the factor rows of q and k; MapVjp, the map's VJP
+// of side a.kron_side (linear_mma_map.cu).
+Status launch_kron_map(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream);
 
 // The backward's key kernel for a launch whose query kernel ran, after the
 // queries' segment sums when k.sp.count > 1, then the map's VJP of the keys
-// (a.kron_side 1) (linear_backward_mma_key.cu).
+// (`vjp`, a.kron_side 1) (linear_backward_mma_key.cu).
 Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
                                 cudaStream_t stream);
 

@@ -44,9 +44,9 @@
 #   mapsbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the maps off the two tensor-core
 #             engines' common path: slay_anchor at P=12 (F=192: the dense engine, as P % 8 != 0)
 #             and the signed maps (fp32 scans) at R=2 M=8 P=16 -> maps_*.json/md in bench/
-#   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the Kronecker tensor-core maps:
-#             slay_anchor and slay_nystrom at R=2 M=8 P=16, slay_nystrom at its registry defaults
-#             (R=1 M=8 P=64) -> kron_*.json/md in bench/
+#   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor and
+#             slay_nystrom at R=2 M=8 P=16, slay_nystrom at its registry defaults (R=1 M=8 P=64)
+#             -> kron_*.json/md in bench/ (a map's speed on whichever kernels its plan takes)
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
 #   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page

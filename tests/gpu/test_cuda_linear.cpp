@@ -49,7 +49,7 @@ const std::vector<slay_attn_variant_t> kLinear = linearized_variants();
 // src/cuda/linear_mma.hpp: kron_tensor_core_map): the cases below that aim
 // at those kernels (the sequence split, the paper R/M/P at D = 64, packed
 // and multi-query calls, the sanitizer's split case) run for each.
-const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_NYSTROM};
+const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR};
 
 // Feature maps with negative entries: their kernel estimates, and so the
 // denominators Z_i, can be near zero or negative on random inputs.

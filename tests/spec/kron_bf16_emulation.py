@@ -13,14 +13,18 @@ and prints, per map, the relative L2 error of the output against fp64 for
   fp32  -- the features computed in fp32, everything else exact (the
            rounding floor of an fp32 kernel), and
   bf16  -- the tensor-core kernels' roundings.
-The suite's bar for bf16 io is 2e-2. A map whose kernel estimate is
-positive (anchor: squares times exps) or nearly so (Nystrom: a rank-P
-Nystrom estimate of (q^ . k^)^2) stays at 2-4e-3; random Maclaurin and
-TensorSketch, whose estimates of x^2 are unbiased but noisy around 0, have
-denominators near zero and are off by 0.2 to 6e2 (with fp32 features alone
-already by up to 4e-3, the GPU suite's derived floors) -- which is why only
-anchor and Nystrom run on the tensor cores (linear_mma.hpp:
-kron_tensor_core_map) and the other two keep the fp32 kernels.
+The suite's bar for bf16 io is 2e-2. Only the anchor (positive features:
+squares times exps, so Z is a sum of positive terms) stays well inside it
+on every head (2-3e-3). Nystrom's estimate of (q^ . k^)^2 is signed: on most
+heads it is as accurate as the anchor, but where an early causal row's few
+terms cancel it reaches 2e-2 (1 head in 40 at T = 63; the backward
+amplifies more: an H200 run of a Nystrom policy failed 4 of 50 bf16/fp16
+GPU-suite lines, up to 1e-1). Random Maclaurin and TensorSketch, whose
+estimates of x^2 are unbiased but noisy around 0, are off by 9e-2 to 1.3
+(medians) and up to 6e2 (with fp32 features already by up to 0.16: why the
+GPU suite tests them against derived floors or on clustered inputs). Hence only the anchor runs on the tensor cores
+(src/cuda/linear_mma.hpp: kron_tensor_core_map); the signed maps keep the
+fp32 kernels until the engine has a split-precision (hi + lo) mode.
 
 Run: python3 tests/spec/kron_bf16_emulation.py   (numpy; about a minute)
 """
@@ -118,14 +122,14 @@ def errors(kind, D, R, M, P, T, causal, seed):
 
 
 def main():
-    print("| map | D R M P | T | mode | fp32 features (worst seed) | bf16 tensor-core roundings (worst seed) |")
-    print("|---|---|---|---|---|---|")
+    print("| map | D R M P | T | mode | heads | fp32 features: worst | bf16 tensor-core roundings: median, worst |")
+    print("|---|---|---|---|---|---|---|")
     for kind in ("anchor", "nystrom", "maclaurin", "tensorsketch"):
-        for D, R, M, P, T in ((16, 2, 4, 8, 63), (16, 2, 4, 8, 1000), (32, 2, 8, 16, 2048)):
+        for D, R, M, P, T, seeds in ((16, 2, 4, 8, 63, 40), (16, 2, 4, 8, 1000, 10), (32, 2, 8, 16, 2048, 3)):
             for causal in (True, False):
-                e = np.array([errors(kind, D, R, M, P, T, causal, seed) for seed in (1, 2, 3)])
-                print(f"| {kind} | {D} {R} {M} {P} | {T} | {'causal' if causal else 'bidir'} | "
-                      f"{e[:, 0].max():.1e} | {e[:, 1].max():.1e} |")
+                e = np.array([errors(kind, D, R, M, P, T, causal, seed) for seed in range(1, seeds + 1)])
+                print(f"| {kind} | {D} {R} {M} {P} | {T} | {'causal' if causal else 'bidir'} | {seeds} | "
+                      f"{e[:, 0].max():.1e} | {np.median(e[:, 1]):.1e}, {e[:, 1].max():.1e} |")
 
 
 if __name__ == "__main__":
