@@ -111,19 +111,20 @@ struct DenseLayout {
     int xq[2], xk[2], vst[2], dost[2];  // staging (input type) of chunks ch (even/odd)
     int w_hi, w_lo;                     // (NW, ldx), input type
     // Per side (0 queries, 1 keys): U (64, ldu) fp32, 1/|x|, |x| > eps,
-    // poly (64, ldpoly), pcat (64, ldpcat) fp32, phi (64, ldphi) bf16. In the
-    // backward the other side's U, poly, pcat hold the VJP's coefficients
-    // (bf16, pitch ldcoef), dpoly and dpcat once its phi is formed.
+    // poly (64, ldpoly), pcat (64, ldpcat) fp32 (slay_anchor and the
+    // backward only), phi (64, ldphi) bf16. In the backward the other
+    // side's U, poly, pcat hold the VJP's coefficients (bf16, pitch
+    // ldcoef), dpoly and dpcat once its phi is formed.
     int u[2], inv_div[2], keep[2], cos_w[2], sin_w[2], poly[2], pcat[2], phi[2];
     int vbar, gs;  // (64, ldb) bf16
     // gs - bf16(gs) (bf16, pitch ldb) while side s's U is free: in U[s] when
     // it fits, else a tile of its own (the same for both sides).
     int gs_lo[2];
     int sbf;  // (Fp, ldb) bf16 state copy
-    // scratch: the [N | Z] partials (2 x (64, ldr) fp32); in the backward
-    // (and, query kernel, before them) S - bf16(S) (Fp, ldb) bf16, then
-    // dx^ (64, lddx) fp32. dphi
-    // (64, ldphi) bf16 takes the place of the self side's phi.
+    // scratch: the [N | Z] partials (2 x (64, ldr) fp32; in the forward the
+    // same bytes as both sides' U); in the backward (and, query kernel,
+    // before them) S - bf16(S) (Fp, ldb) bf16, then dx^ (64, lddx) fp32.
+    // dphi (64, ldphi) bf16 takes the place of the self side's phi.
     int scratch;
     int total;
 };
@@ -170,16 +171,32 @@ __host__ __device__ inline DenseLayout dense_layout(MapKind kind, int D, int Dv,
     }
     L.w_hi = take(L.NW * L.ldx * elem_bytes);
     L.w_lo = take(L.NW * L.ldx * elem_bytes);
+    // The forward's U tiles share their bytes with the [N | Z] partials in
+    // scratch: U is dead once phi is formed (features() ends with a
+    // barrier), and the partials are read (store_outputs) before the next
+    // chunk's body, which starts after chunk_sweep's barrier, projects
+    // again. Its plain maps write phi straight from U, so only slay_anchor
+    // keeps the fp32 poly and pcat tiles. At D = Dv = 32 this takes the
+    // forward of F = 64 (slay_laplace, slay_hadamard at their registry
+    // defaults; cosformer) from 167.5 to 108.0 KiB (F = 32: 119.0 to 83.5),
+    // two CTAs an SM where one fitted.
+    const int partial_bytes = 2 * kTc * L.ldr * 4, u_bytes = kTc * L.ldu * 4;
+    int u_shared = -1;
+    if (!backward) {
+        u_shared = take(partial_bytes > 2 * u_bytes ? partial_bytes : 2 * u_bytes);
+        L.scratch = u_shared;
+    }
+    const bool fp32_factors = backward || kind == MapKind::Anchor;
     for (int s = 0; s < 2; ++s) {
         // The VJP's dpoly, dpcat (fp32) and coefficients (bf16) fit the
         // other side's U, poly, pcat: ldcoef * 2 <= ldu * 4.
-        L.u[s] = take(kTc * L.ldu * 4);
+        L.u[s] = backward ? take(u_bytes) : u_shared + s * u_bytes;
         L.inv_div[s] = take(kTc * 4);
         L.keep[s] = take(kTc * 4);
         L.cos_w[s] = take(kTc * 4);
         L.sin_w[s] = take(kTc * 4);
-        L.poly[s] = take(kTc * L.ldpoly * 4);
-        L.pcat[s] = take(kTc * L.ldpcat * 4);
+        L.poly[s] = fp32_factors ? take(kTc * L.ldpoly * 4) : -1;
+        L.pcat[s] = fp32_factors ? take(kTc * L.ldpcat * 4) : -1;
         L.phi[s] = take(kTc * L.ldphi * 2);
     }
     L.vbar = take(kTc * L.ldb * 2);
@@ -194,12 +211,12 @@ __host__ __device__ inline DenseLayout dense_layout(MapKind kind, int D, int Dv,
         }
     }
     L.sbf = take(Fs * L.ldb * 2);
-    int scratch = 2 * kTc * L.ldr * 4;
     if (backward) {
+        int scratch = partial_bytes;
         scratch = scratch > Fp * L.ldb * 2 ? scratch : Fp * L.ldb * 2;
         scratch = scratch > kTc * L.lddx * 4 ? scratch : kTc * L.lddx * 4;
+        L.scratch = take(scratch);
     }
-    L.scratch = take(scratch);
     L.total = at;
     return L;
 }
