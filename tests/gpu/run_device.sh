@@ -9,6 +9,7 @@
 #   tests.log      build + run_tests.sh output (ends with "N passed, N failed, N skipped"), then the example
 #   testlog.txt    meson's full test log (the GPU tables: lines starting with '|')
 #   gpu_tables.txt the table lines of the GPU suites, extracted from testlog.txt
+#   gpu_tables_families.txt  the same for the single-family phases (linear, exact, ...), all of them
 #   sanitizer.log  compute-sanitizer memcheck, racecheck and synccheck of the *sanitizer* cases
 #   bench.log      compare_torch.py output (slay_anchor vs torch SDPA, default and FLASH backends)
 #   bench.tar.gz   compare_torch JSON + Markdown of each benchmark shape
@@ -114,6 +115,8 @@ for family in linear exact sampling context_parallel; do  # one GPU suite alone;
   if has $family; then
     meson test -C "$BUILD" --print-errorlogs gpu_cuda_$family 2>&1 | tee -a "$OUT/tests.log" | tail -15
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    # each meson test run rewrites testlog.txt: keep every family's table lines
+    grep -E '^\| ' "$BUILD/meson-logs/testlog.txt" >> "$OUT/gpu_tables_families.txt" 2>/dev/null
   fi
 done
 if has python; then
