@@ -21,7 +21,7 @@ namespace cuda {
 inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor; }
 
 struct KronMmaShape {
-    MapKind map = MapKind::Anchor;  // its poly factor's policy (launch_kron_map_kernel)
+    MapKind map = MapKind::Anchor;  // the map (kron_tensor_core_map); its poly policy: launch_kron_map
     int D = 0, P = 0, RM = 0;
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };
