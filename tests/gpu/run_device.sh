@@ -88,7 +88,7 @@ if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: th
     { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
   echo "build ok"
   timeout 150 "$BUILD/tests/gpu/test_cuda_linear" \
-    -tc='*slay_anchor*,*initial/final*,*fp16*,*packed*' > "$OUT/kronquick.log" 2>&1
+    -tc='*Kronecker*,*slay_anchor*,*initial/final*,*fp16*,*packed*' > "$OUT/kronquick.log" 2>&1
   echo "=== test_cuda_linear (slay_anchor cases) rc=$?" | tee -a "$OUT/kronquick.log"
   grep -E "FAIL|test cases|assertions" "$OUT/kronquick.log" | head -20
   for t in context_parallel exact; do

@@ -425,7 +425,7 @@ TEST_CASE("linear: T = 4097 (B=1, H=2, small R/M/P)") {
     check_both(c);
 }
 
-TEST_CASE("linear: the Kronecker tensor-core maps bf16 with the sequence split into segments (few heads, long T), states") {
+TEST_CASE("linear: Kronecker tensor-core maps, bf16, the sequence split into segments (few heads, long T), states") {
     // B*H*slices CTAs far below one wave and T = 4097 (65 chunks): the
     // tensor-core kernels split the sequence into 8 segments (segment sums,
     // then each segment from the sums before / after it), forward and
