@@ -15,6 +15,8 @@ and prints, per map, the relative L2 error of the output against fp64 for
   bf16           -- today's kernels;
   bf16 hi+lo     -- every rounded operand as a pair of bf16 (16-bit
                     significand; three mma products per product);
+  bf16 x3        -- every rounded operand as three bf16 planes (24 bits;
+                    six products: the pairs of planes i + j <= 2);
   3xTF32         -- every rounded operand as a pair of TF32 (22 bits).
 The suite's bar for bf16 io is 2e-2, for a signed map on random inputs
 max(2e-2, 10 x its fp32 floor); fp32 io's is 1e-5.
@@ -33,8 +35,10 @@ the anchor runs on the tensor cores (src/cuda/linear_mma.hpp:
 kron_tensor_core_map). bf16 hi+lo would carry Nystrom (worst 1e-4) but not
 all heads of random Maclaurin and TensorSketch; 3xTF32 keeps every head of
 every map within the rule, and the anchor at 1-3e-7 (fp32 io's 1e-5 bar,
-which bf16 hi+lo meets by only 2x): the split-precision mode the signed maps
-and fp32 inputs wait for. slay_poly2 in Kronecker form (poly = pcat = u, d =
+which bf16 hi+lo meets by only 2x), as do three bf16 planes (fp32's
+significand; six products at bf16 rate cost as much as 3xTF32's three at
+TF32's half rate, and keep the kernels' bf16 fragments and ldmatrix loads):
+the split-precision mode the signed maps and fp32 inputs wait for. slay_poly2 in Kronecker form (poly = pcat = u, d =
 P, without its constant feature) is the anchor's equal on most heads but
 reaches 4.5e-2 on 1 head in 40 (T = 63 causal): it too needs hi+lo operands.
 (Every draw is seeded: the numbers above are this script's output.)
@@ -64,6 +68,14 @@ def bf16_hi_lo(x):
     return hi + bf16(np.asarray(x, np.float32) - hi)
 
 
+def bf16_hi_mid_lo(x):
+    """hi + mid + lo, three bf16 (24 bits: fp32's significand); six mma products a product."""
+    hi = bf16(x)
+    r = np.asarray(x, np.float32) - hi
+    mid = bf16(r)
+    return hi + mid + bf16(r - mid)
+
+
 def tf32_hi_lo(x):
     """hi + lo, both TF32 (11-bit significands, 22 bits together): 3xTF32's operand."""
     hi = round_mantissa(x, 13)
@@ -71,9 +83,11 @@ def tf32_hi_lo(x):
 
 
 # The tensor-core modes emulated: every operand rounding of the kernels by
-# one of these (a split operand's products drop lo * lo, about as large as
-# the split's own rounding, so a split mode's errors here are low by up to 2x).
-ROUNDINGS = {"bf16": bf16, "bf16 hi+lo": bf16_hi_lo, "3xTF32": tf32_hi_lo}
+# one of these (a split operand's products drop the planes' smallest cross
+# terms -- lo * lo of a pair; of three bf16 planes the terms of rank >= 3 --
+# about as large as the split's own rounding, so a split mode's errors here
+# are low by up to 2x).
+ROUNDINGS = {"bf16": bf16, "bf16 hi+lo": bf16_hi_lo, "bf16 x3": bf16_hi_mid_lo, "3xTF32": tf32_hi_lo}
 
 
 class Maps:
