@@ -1,5 +1,5 @@
-// linear_backward_mma_kernel.cuh -- the tensor-core backward of the SLAY
-// anchor variant for bf16/fp16 inputs:
+// linear_backward_mma_kernel.cuh -- the tensor-core backward of the
+// Kronecker maps (slay_anchor, slay_nystrom) for bf16/fp16 inputs:
 //   q, k (B, H, T, D); v, dout, dv (B, H, T, Dv); states (B, H, F, Dv+1) fp32;
 //   dq, dk accumulated in fp32 (B, H, T, D) workspace rows (the launcher
 //   converts them to the caller's dtype).
@@ -42,9 +42,10 @@
 // are converted in registers: gradient coefficients can leave fp16's
 // range), followed by the normalization's VJP in fp32, into the dq/dk rows.
 //
-// Rounding: gs, vbar, features and the state copy are bf16 with fp32 sums
-// (the forward's budget); den, dZ, the coefficients' inputs and the
-// normalization VJP are fp32.
+// Rounding: gs, vbar, features, the state copy and the VJP's coefficients
+// and W are bf16 with fp32 sums (the forward's budget), as kPlanes bf16
+// planes each in the split-precision instantiations (as in the forward);
+// den, dZ, the coefficients' inputs and the normalization VJP are fp32.
 #pragma once
 
 #include <type_traits>
@@ -65,9 +66,9 @@ __device__ __forceinline__ void add_to_global4(float* dst, const float v[4]) {
 #endif
 }
 
-template <typename Elem, int kPPW, int kC16>
-struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
-    using Base = KronBlock<Elem, kPPW, kC16>;
+template <typename Elem, int kPPW, int kC16, int kPlanes>
+struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
+    using Base = KronBlock<Elem, kPPW, kC16, kPlanes>;
     using Base::a;
     using Base::b;
     using Base::bh;
@@ -86,8 +87,8 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         return Base::template at<T>(offset);
     }
 
-    // gs rows (bf16, zero past `rows`): four threads per row, four columns
-    // each. With `from_partials` (query kernel) den and this slice's dZ
+    // gs rows (kPlanes bf16 planes, zero past `rows`): four threads per
+    // row, four columns each. With `from_partials` (query kernel) den and this slice's dZ
     // share come from the [N | Z] partials in red and are saved for the key
     // kernel; otherwise they are read back.
     __device__ void gradient_rows(int64_t t0, int rows, int buf, bool from_partials) const {
@@ -126,8 +127,13 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
             const int w = quarter * 4 + i;
             gsv[i] = t >= rows ? 0.f : w == kSliceValues ? dz : gv[i] / den;
         }
-        *reinterpret_cast<uint2*>(at<__nv_bfloat16>(L.gs) + t * kVbarLd + quarter * 4) =
-            make_uint2(pack2<__nv_bfloat16>(gsv[0], gsv[1]), pack2<__nv_bfloat16>(gsv[2], gsv[3]));
+        unsigned p01[kPlanes], p23[kPlanes];
+        split_bf16x2<kPlanes>(gsv[0], gsv[1], p01);
+        split_bf16x2<kPlanes>(gsv[2], gsv[3], p23);
+#pragma unroll
+        for (int i = 0; i < kPlanes; ++i)
+            *reinterpret_cast<uint2*>(at<__nv_bfloat16>(Base::row_plane(L.gs, i)) + t * kVbarLd + quarter * 4) =
+                make_uint2(p01[i], p23[i]);
     }
 
     // dv rows of the slice from the key kernel's partials in red.
@@ -143,28 +149,37 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         }
     }
 
-    // The state registers as bf16 [p][w][c] (pitch ldsc) in red: for each p
-    // a (16 w x RMp c) matrix, read as mma B fragments (k = w, n = c).
+    // The state registers as bf16 [p][w][c] (pitch ldsc) in red, kPlanes
+    // copies sc_plane bytes apart: for each p a (16 w x RMp c) matrix, read
+    // as mma B fragments (k = w, n = c).
     __device__ void copy_state(const float (&S)[kPPW][kTiles8][4]) const {
-        __nv_bfloat16* sc = at<__nv_bfloat16>(L.red);
 #pragma unroll
         for (int pl = 0; pl < kPPW; ++pl)
 #pragma unroll
             for (int c8 = 0; c8 < kTiles8; ++c8) {
                 const int p = warp * kPPW + pl, c = 8 * c8 + 2 * l;
-                *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g) * L.ldsc + c) =
-                    pack2<__nv_bfloat16>(S[pl][c8][0], S[pl][c8][1]);
-                *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g + 8) * L.ldsc + c) =
-                    pack2<__nv_bfloat16>(S[pl][c8][2], S[pl][c8][3]);
+                unsigned lo[kPlanes], hi[kPlanes];
+                split_bf16x2<kPlanes>(S[pl][c8][0], S[pl][c8][1], lo);
+                split_bf16x2<kPlanes>(S[pl][c8][2], S[pl][c8][3], hi);
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i) {
+                    __nv_bfloat16* sc = at<__nv_bfloat16>(L.red + i * L.sc_plane);
+                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g) * L.ldsc + c) = lo[i];
+                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g + 8) * L.ldsc + c) = hi[i];
+                }
             }
     }
 
-    // dA tile (self m-tile mt, other block j) = own_rows . other_rows^T.
-    __device__ void score_gradient_tile(const ChunkSide& sd, const unsigned lf[4], int j, float dA[2][4]) const {
-        unsigned bf[4];
-        ldmatrix_x4(bf, b_nk_addr(at<__nv_bfloat16>(sd.other_rows), kVbarLd, j * 16, 0, lane));
-        mma_16816<__nv_bfloat16>(dA[0], lf, bf[0], bf[1]);
-        mma_16816<__nv_bfloat16>(dA[1], lf, bf[2], bf[3]);
+    // dA tile (self m-tile mt, other block j) = own_rows . other_rows^T
+    // (lf: the own rows' A fragments, all planes).
+    __device__ void score_gradient_tile(const ChunkSide& sd, const unsigned (&lf)[kPlanes][4], int j,
+                                        float dA[2][4]) const {
+        unsigned bf[kPlanes][4];
+#pragma unroll
+        for (int i = 0; i < kPlanes; ++i)
+            ldmatrix_x4(bf[i], b_nk_addr(at<__nv_bfloat16>(Base::row_plane(sd.other_rows, i)), kVbarLd, j * 16, 0,
+                                         lane));
+        mma_planes<kPlanes>(dA[0], dA[1], lf, bf);
     }
 
     // The intra-chunk part of one factor gradient of self m-tile mt:
@@ -174,22 +189,25 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     // factor `out_other` (kOutPairs n16 pairs, pitch out_ld) of block j:
     // Gram = Bf with Poly_other gives dpoly, Gram = Bp with Pcat_other dpcat.
     template <int kGramSteps, int kOutPairs>
-    __device__ void intra_gradients(const ChunkSide& sd, const unsigned lf[4], int mt, int gram_self, int gram_other,
-                                    int gram_ld, int out_other, int out_ld, float (&acc)[2 * kOutPairs][4]) const {
+    __device__ void intra_gradients(const ChunkSide& sd, const unsigned (&lf)[kPlanes][4], int mt, int gram_self,
+                                    int gram_other, int gram_ld, int out_other, int out_ld,
+                                    float (&acc)[2 * kOutPairs][4]) const {
         for (int j = 0; j < 4; ++j) {
             if (!Base::intra_pair(sd.lower, mt, j)) continue;
             float dA[2][4] = {}, gram[2][4] = {};
             score_gradient_tile(sd, lf, j, dA);
             Base::template gram_tile<kGramSteps>(at<__nv_bfloat16>(gram_self), at<__nv_bfloat16>(gram_other), gram_ld,
                                                  mt, j, gram);
-            unsigned af[4];
+            unsigned af[kPlanes][4];
             Base::masked_product(sd.lower, mt, j, dA, gram, af);
 #pragma unroll
             for (int n16 = 0; n16 < kOutPairs; ++n16) {
-                unsigned bf[4];
-                ldmatrix_x4_trans(bf, b_kn_addr(at<__nv_bfloat16>(out_other), out_ld, j * 16, n16 * 16, lane));
-                mma_16816<__nv_bfloat16>(acc[2 * n16], af, bf[0], bf[1]);
-                mma_16816<__nv_bfloat16>(acc[2 * n16 + 1], af, bf[2], bf[3]);
+                unsigned bf[kPlanes][4];
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i)
+                    ldmatrix_x4_trans(bf[i], b_kn_addr(at<__nv_bfloat16>(Base::factor_plane(out_other, i)), out_ld,
+                                                       j * 16, n16 * 16, lane));
+                mma_planes<kPlanes>(acc[2 * n16], acc[2 * n16 + 1], af, bf);
             }
         }
     }
@@ -211,18 +229,19 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
         float* dp = at<float>(L.dpoly);
         float* dc = at<float>(L.dpcat);
-        unsigned lf[4];
-        ldmatrix_x4(lf, a_tile_addr(at<__nv_bfloat16>(sd.own_rows), kVbarLd, mt * 16, 0, lane));
-        float pc[kTiles8][4];  // pcat_self of rows r0, r1 in the accumulator layout
+        unsigned lf[kPlanes][4];
+#pragma unroll
+        for (int i = 0; i < kPlanes; ++i)
+            ldmatrix_x4(lf[i], a_tile_addr(at<__nv_bfloat16>(Base::row_plane(sd.own_rows, i)), kVbarLd, mt * 16, 0,
+                                           lane));
+        float pc[kTiles8][4];  // pcat_self of rows r0, r1 in the accumulator layout (all planes)
 #pragma unroll
         for (int c8 = 0; c8 < kTiles8; ++c8) {
             const int c = 8 * c8 + 2 * l;
-            const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r0 * L.ldc + c));
-            const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(pcat + r1 * L.ldc + c));
-            pc[c8][0] = lo.x;
-            pc[c8][1] = lo.y;
-            pc[c8][2] = hi.x;
-            pc[c8][3] = hi.y;
+            pc[c8][0] = Base::factor_value(pcat, L.ldc, r0, c);
+            pc[c8][1] = Base::factor_value(pcat, L.ldc, r0, c + 1);
+            pc[c8][2] = Base::factor_value(pcat, L.ldc, r1, c);
+            pc[c8][3] = Base::factor_value(pcat, L.ldc, r1, c + 1);
         }
         float dcat[kTiles8][4] = {};
         const int p_half = L.P / 2;  // P % 8 == 0
@@ -232,12 +251,13 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
             const __nv_bfloat16* sp = sc + p * kSliceCols * L.ldsc;
 #pragma unroll
             for (int n16 = 0; n16 < kC16; ++n16) {
-                unsigned bf[4];
-                ldmatrix_x4_trans(bf, b_kn_addr(sp, L.ldsc, 0, n16 * 16, lane));
-                mma_16816<__nv_bfloat16>(G[2 * n16], lf, bf[0], bf[1]);
-                mma_16816<__nv_bfloat16>(G[2 * n16 + 1], lf, bf[2], bf[3]);
+                unsigned bf[kPlanes][4];
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i)
+                    ldmatrix_x4_trans(bf[i], b_kn_addr(sp + i * (L.sc_plane / 2), L.ldsc, 0, n16 * 16, lane));
+                mma_planes<kPlanes>(G[2 * n16], G[2 * n16 + 1], lf, bf);
             }
-            const float w0 = __bfloat162float(poly[r0 * L.ldp + p]), w1 = __bfloat162float(poly[r1 * L.ldp + p]);
+            const float w0 = Base::factor_value(poly, L.ldp, r0, p), w1 = Base::factor_value(poly, L.ldp, r1, p);
             float lo = 0.f, hi = 0.f;
 #pragma unroll
             for (int c8 = 0; c8 < kTiles8; ++c8) {
@@ -295,10 +315,11 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         }
     }
 
-    // Factor gradient row t0 of this head in a.kron_dfactors ([dpoly (Pp16)
-    // | dpcat (RMp)]), which holds one side's rows at a time.
+    // Factor gradient row t0 of this head in a.kron_dfactors ((B*H, T,
+    // Pp16 + RMp): [dpoly | dpcat] fp32), which holds one side's rows at a
+    // time.
     __device__ float* dfactor_rows(int64_t t0) const {
-        return a.kron_dfactors + Base::factor_offset(0, t0);
+        return a.kron_dfactors + (bh * a.T + t0) * L.plane_cols;
     }
 
     // This slice's dpoly (columns < P) and dpcat rows (below `rows`) added
@@ -334,9 +355,13 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
         }
     }
 
-    // Where the side's VJP coefficients go: the other side's Y (see
-    // MmaLayout), which kron_factor_vjp_kernel, mapping one side, leaves free.
-    __device__ int coef_of(const ChunkSide& sd) const { return sd.y == L.yq ? L.yk : L.yq; }
+    // Where the side's VJP coefficients go: their own tile with split
+    // operands (L.coef), else the other side's Y (see MmaLayout), which
+    // kron_factor_vjp_kernel, mapping one side, leaves free.
+    __device__ int coef_of(const ChunkSide& sd) const {
+        if (L.coef >= 0) return L.coef;
+        return sd.y == L.yq ? L.yk : L.yq;
+    }
 
     // The map's VJP for the side's rows: dpoly, dpcat -> dx, stored to
     // a.dq (queries) or a.dk when it has data, else to a.dk_acc (fp32 rows
@@ -345,6 +370,32 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
     //   coefficients: on anchor row p the poly policy's (Poly::coefficients),
     //                 dpcat[c] pcat[c] sqrt(2 s_r) on omega row c (0 where the clamp holds);
     //   dx^ = coef W;  dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps when |x| <= eps).
+    // B fragments (kPlanes planes) of W rows [k0, k0 + 16) x columns
+    // [16 np, 16 np + 16) for dx^ = coef W. One plane: W's hi part (fp16
+    // weights converted: gradient coefficients can leave fp16's range);
+    // more: hi + lo in fp32, split into bf16 planes.
+    __device__ void weight_fragments(int k0, int np, unsigned (&bf)[kPlanes][4]) const {
+        unsigned hi[4];
+        ldmatrix_x4_trans(hi, b_kn_addr(at<Elem>(L.w_hi), L.ldx, k0, np * 16, lane));
+        if constexpr (kPlanes == 1) {
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+                bf[0][r] = std::is_same<Elem, __half>::value ? half2_to_bf16x2(hi[r]) : hi[r];
+        } else {
+            unsigned lo[4];
+            ldmatrix_x4_trans(lo, b_kn_addr(at<Elem>(L.w_lo), L.ldx, k0, np * 16, lane));
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const Elem* h2 = reinterpret_cast<const Elem*>(&hi[r]);
+                const Elem* l2 = reinterpret_cast<const Elem*>(&lo[r]);
+                unsigned parts[kPlanes];
+                split_bf16x2<kPlanes>(to_float(h2[0]) + to_float(l2[0]), to_float(h2[1]) + to_float(l2[1]), parts);
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i) bf[i][r] = parts[i];
+            }
+        }
+    }
+
     template <typename Poly>
     __device__ void side_vjp(const ChunkSide& sd, int64_t t0, int rows, bool queries) const {
         const FeatureParams& fp = a.fp;
@@ -379,7 +430,11 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
                     c0 = fabsf(x0) <= k.bound ? d.x * k.weight[0] * fast_exp2(x0) * slope[0] : 0.f;
                     c1 = fabsf(x1) <= k.bound ? d.y * k.weight[1] * fast_exp2(x1) * slope[1] : 0.f;
                 }
-                *reinterpret_cast<unsigned*>(coef + t * L.ldcoef + e) = pack2<__nv_bfloat16>(c0, c1);
+                unsigned parts[kPlanes];
+                split_bf16x2<kPlanes>(c0, c1, parts);
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i)
+                    *reinterpret_cast<unsigned*>(coef + (i * kTc + t) * L.ldcoef + e) = parts[i];
             }
         }
         __syncthreads();
@@ -393,14 +448,12 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
             for (int np = warp >> 2; np < L.D / 16; np += 2) {
                 float acc[2][4] = {};
                 for (int k0 = 0; k0 < L.NW; k0 += 16) {
-                    unsigned af[4], bf[4];
-                    ldmatrix_x4(af, a_tile_addr(coef, L.ldcoef, mt * 16, k0, lane));
-                    ldmatrix_x4_trans(bf, b_kn_addr(w, L.ldx, k0, np * 16, lane));
-                    if constexpr (std::is_same<Elem, __half>::value)
+                    unsigned af[kPlanes][4], bf[kPlanes][4];
 #pragma unroll
-                        for (int i = 0; i < 4; ++i) bf[i] = half2_to_bf16x2(bf[i]);
-                    mma_16816<__nv_bfloat16>(acc[0], af, bf[0], bf[1]);
-                    mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
+                    for (int i = 0; i < kPlanes; ++i)
+                        ldmatrix_x4(af[i], a_tile_addr(coef + i * kTc * L.ldcoef, L.ldcoef, mt * 16, k0, lane));
+                    weight_fragments(k0, np, bf);
+                    mma_planes<kPlanes>(acc[0], acc[1], af, bf);
                 }
 #pragma unroll
                 for (int nt = 0; nt < 2; ++nt) {
@@ -461,11 +514,12 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16> {
 // (bh, slice, g) stores segment g's own sum from zero: keys, sum Phi_k^T vbar
 // (the state); queries, sum Phi_q^T gs (the backward carry; den and the dZ
 // shares from the query kernel).
-template <typename Elem, int kPPW, int kC16, bool kQueries>
-__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+template <typename Elem, int kPPW, int kC16, int kPlanes, bool kQueries>
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_segment_sum_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk =
+        make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     float S[kPPW][2 * kC16][4] = {};
     accumulate_sweep(blk, S, segment_chunks(sp, blk.T), kQueries, kQueries, async, [&](int64_t t0, int rows, int buf) {
         if constexpr (kQueries) blk.gradient_rows(t0, rows, buf, false);
@@ -477,11 +531,12 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
 // stage SliceBackward's bytes. den, the dZ shares (a.row_den, a.row_dz) and
 // the queries' factor gradients (added to a.kron_dfactors, zeroed by the
 // launcher). sp.count > 1: the keys' segment sums are in sp.sums.
-template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+template <typename Elem, int kPPW, int kC16, int kPlanes>
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_backward_query_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk =
+        make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
     float S[kPPW][2 * kC16][4] = {};
     start_sweep(blk, S, sp, false, async, [](int64_t, int, int) {});
@@ -507,11 +562,12 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
 // value: dinitial_state's value columns, and this slice's share of its z
 // column in a.dstate_z_parts (slices, B*H, F), summed by the launcher.
 // sp.count > 1: the queries' segment sums (carries) are in sp.sums.
-template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+template <typename Elem, int kPPW, int kC16, int kPlanes>
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_backward_key_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk =
+        make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
     const int seg = static_cast<int>(blockIdx.z);
     float U[kPPW][2 * kC16][4] = {};
@@ -551,10 +607,11 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
 // segment z (nothing is summed across segments); stage MapVjp's layout (x,
 // W, Y, dpoly, dpcat and the dx^ rows).
 template <typename Elem, int kPPW, int kC16, typename Poly>
-__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, Poly::kPlanes))
     kron_factor_vjp_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16, Poly::kPlanes>>(
+        a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool queries = a.kron_side == 0;
     blk.load_weights();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, queries, !queries, false, async,

@@ -1,5 +1,5 @@
 // linear_backward_mma_query.cu -- host side of the Kronecker tensor-core
-// backward (slay_anchor; linear_backward_mma_kernel.cuh): kron_backward_mma
+// backward (slay_anchor, slay_nystrom; linear_backward_mma_kernel.cuh): kron_backward_mma
 // runs the query kernel (den, dZ shares, dq) instantiated here, then the
 // key kernel (dv, dk, dinitial_state; linear_backward_mma_key.cu, its own
 // translation unit so the two compile in parallel), both on grid (B*H,
@@ -23,9 +23,10 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows)
-    const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM);
-    float* dfactors = workspace + factor_floats;  // one side's fp32 rows: as many floats as both sides' bf16
-    float* segment_sums = dfactors + factor_floats;
+    const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_planes(s.map));
+    const int64_t dfactor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, 1);  // one side's fp32 rows
+    float* dfactors = workspace + factor_floats;
+    float* segment_sums = dfactors + dfactor_floats;
     KronMmaLaunch k, factors, vjp;
     if (!plan_kron_mma(dev, s, a, true, segment_sums, {&a.q, &a.k, &a.v, &a.dout}, &k) ||
         !plan_kron_rows(dev, s, a, k, KronStage::MapRows, &factors) ||
@@ -34,14 +35,14 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     ScanArgs ab = a;
     ab.kron_factors = workspace;
     ab.kron_dfactors = dfactors;
-    const size_t dfactor_bytes = static_cast<size_t>(factor_floats) * sizeof(float);
+    const size_t dfactor_bytes = static_cast<size_t>(dfactor_floats) * sizeof(float);
     bool instantiated = false;
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
         SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));
         SLAY_TRY(launch_kron_map(factors, KronStage::MapRows, ab, stream));
-        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
-                                      kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, ab,
+        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes, false>,
+                                      kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes>, k, ab,
                                       stream, "linear attention tensor-core backward (query pass) launch");
     }));
     if (!instantiated) return Status();

@@ -1,6 +1,6 @@
-// linear_forward_mma_kernel.cuh -- the tensor-core forward of the SLAY
-// anchor variant (the paper's default; its poly factor: AnchorPoly) for
-// bf16/fp16 inputs:
+// linear_forward_mma_kernel.cuh -- the tensor-core forward of the Kronecker
+// maps slay_anchor (the paper's default) and slay_nystrom (their poly
+// factors: AnchorPoly, NystromPoly) for bf16/fp16 inputs:
 //   q, k (B, H, T, D); v, out (B, H, T, Dv); state (B, H, F, Dv+1) fp32,
 //   phi(x) = poly(x) (x) pcat(x), poly (P), pcat = concat_r sqrt(w_r) prf_r (RM).
 // Same mathematics as linear_scan_kernel.cuh (SPEC C.3, D.2), arranged for
@@ -43,10 +43,13 @@
 // Rounding: features, vbar and the state operand of step 4 are bf16 (8-bit
 // mantissa) with fp32 sums, the budget of the bf16 path (2e-2 relative L2).
 // That needs features >= 0 (anchor: squares times exps): the denominators
-// are sums of positive terms. Signed maps (random Maclaurin, Nystrom,
-// TensorSketch) can have Z near 0, which amplifies bf16 rounding past the
-// budget (see AnchorPoly), so they keep the fp32 SIMT kernels, as do fp32
-// inputs.
+// are sums of positive terms. Signed maps can have Z near 0, which
+// amplifies bf16 rounding past the budget; their instantiations (kPlanes >
+// 1, the policy's) carry every operand as kPlanes bf16 planes (factor rows,
+// vbar, gs, the state and score fragments; products of split operands sum
+// the plane pairs i + j < kPlanes), so the tensor cores see 8 * kPlanes
+// significand bits (see AnchorPoly for which maps). Random Maclaurin,
+// TensorSketch and fp32 inputs keep the fp32 SIMT kernels.
 // Launcher checks (else SIMT): D % 16 == 0, D <= 128, P == 8 * kPPW,
 // RM <= 16 * kC16, and the shared memory fits.
 #pragma once
@@ -69,13 +72,17 @@ constexpr int kWarps = kThreads / 32;
 // most 128 registers a thread): few-head calls are latency-bound, and a
 // second CTA hides the barriers and the dependent mma chains of the first.
 // The launcher plans twice the segments when the shared memory of two fits.
-__host__ __device__ constexpr int kron_ctas_per_sm_max(int ppw, int c16) { return ppw * c16 <= 2 ? 2 : 1; }
+// Split-precision instantiations (planes > 1) hold the planes' fragments
+// too: one CTA an SM.
+__host__ __device__ constexpr int kron_ctas_per_sm_max(int ppw, int c16, int planes) {
+    return ppw * c16 <= 2 && planes == 1 ? 2 : 1;
+}
 // Slots of fp32 [N | Z] partials in `red`: one per warp, or, in the two-CTA
 // instantiations, one per warp pair (warps w and w + 4 meet there in two
 // stages, state_partials): 20 KB less, so the backward's layout fits two
 // CTAs an SM too.
-__host__ __device__ constexpr int kron_red_slots(int ppw, int c16) {
-    return kron_ctas_per_sm_max(ppw, c16) == 2 ? 4 : 8;
+__host__ __device__ constexpr int kron_red_slots(int ppw, int c16, int planes) {
+    return kron_ctas_per_sm_max(ppw, c16, planes) == 2 ? 4 : 8;
 }
 
 // CTAs of a kernel an SM holds (sm_90: 228 KB of shared memory an SM, 1 KB
@@ -123,14 +130,26 @@ struct MmaLayout {
     // [poly (Pp16) | pcat (RMp)] bf16 of q and k per staging buffer, pitch
     // ldf (= ldp = ldc).
     int ldf, fq[2], fk[2];
+    // Split-precision operands (kPlanes of the instantiation; 1: plain
+    // bf16): a factor row holds `planes` planes of plane_cols = Pp16 + RMp
+    // columns each, [poly | pcat] of plane 0, then of plane 1, ...; the
+    // vbar and gs tiles are `planes` tiles kRowPlane bytes apart; the
+    // state copy `planes` copies sc_plane bytes apart. MapVjp with planes > 1
+    // keeps its coefficient planes in `coef` (kTc x ldcoef each, kTc *
+    // ldcoef * 2 bytes apart); -1: in the other side's Y (coef_of).
+    int planes, plane_cols, sc_plane, coef;
     int total;
 };
+// Bytes between the planes of the vbar and gs tiles.
+constexpr int kRowPlane = kTc * kVbarLd * 2;
 
 // Columns of a factor row [poly | pcat] (kron_factor_mma_kernel's output).
 __host__ __device__ inline int factor_row_width(int P, int RM) { return (P + 15) / 16 * 16 + (RM + 15) / 16 * 16; }
 
-__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, KronStage stage) {
+__host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, KronStage stage,
+                                                int planes) {
     MmaLayout L{};
+    L.planes = planes;
     L.D = D;
     L.Dv = Dv;
     L.P = P;
@@ -138,6 +157,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.Pp16 = (P + 15) / 16 * 16;
     L.RMp = (RM + 15) / 16 * 16;
     L.NW = L.Pp16 + L.RMp;  // whole n16 pairs
+    L.plane_cols = L.NW;
     // Row pitches: 16-byte multiples that are not multiples of 128 bytes,
     // so the 8 rows of an ldmatrix phase hit distinct banks.
     L.ldx = D + 8;
@@ -151,6 +171,8 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.ldcoef = L.NW + 8;  // coefficients in the other side's Y: ldcoef * 2 <= ldy * 4
     L.lddx = D + 4;
     L.ldf = 0;
+    L.sc_plane = L.P * kSliceCols * L.ldsc * 2;
+    L.coef = -1;
     int at = 0;
     auto take = [&](int bytes) {
         const int here = at;
@@ -165,7 +187,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     const bool slice = stage == KronStage::SliceForward || stage == KronStage::SliceBackward;
     const bool backward = stage == KronStage::SliceBackward;
     if (slice) {
-        L.ldf = factor_row_width(P, RM) + 8;  // 16-byte rows, not multiples of 128 bytes (as above)
+        L.ldf = planes * factor_row_width(P, RM) + 8;  // 16-byte rows, not multiples of 128 bytes (as above)
         L.ldp = L.ldc = L.ldf;
         for (int buf = 0; buf < 2; ++buf) {
             L.fq[buf] = take(kTc * L.ldf * 2);
@@ -173,13 +195,13 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
             L.vst[buf] = take(kTc * L.ldv * elem_bytes);
             if (backward) L.dost[buf] = take(kTc * L.ldv * elem_bytes);
         }
-        L.vbar = take(kTc * kVbarLd * 2);
-        int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16) * kTc * kRedLd * 4;
+        L.vbar = take(planes * kRowPlane);
+        int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16, planes) * kTc * kRedLd * 4;
         if (backward) {
-            L.gs = take(kTc * kVbarLd * 2);
+            L.gs = take(planes * kRowPlane);
             L.dpoly = take(kTc * L.lddp * 4);
             L.dpcat = take(kTc * L.lddc * 4);
-            const int state_copy = L.P * kSliceCols * L.ldsc * 2;
+            const int state_copy = planes * L.sc_plane;
             red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
         }
         L.red = take(red_bytes);
@@ -197,16 +219,20 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.inv_divq = take(kTc * 4);
     L.inv_divk = take(kTc * 4);
     if (stage == KronStage::MapRows) {
+        // Whole factor rows (all planes) per side, as they are stored:
+        // pcat Pp16 columns past poly in the same rows.
+        L.ldp = L.ldc = planes * L.NW + 8;
         L.polyq = take(kTc * L.ldp * 2);
         L.polyk = take(kTc * L.ldp * 2);
-        L.pcatq = take(kTc * L.ldc * 2);
-        L.pcatk = take(kTc * L.ldc * 2);
+        L.pcatq = L.polyq + 2 * L.Pp16;
+        L.pcatk = L.polyk + 2 * L.Pp16;
     } else {  // MapVjp
         L.keepq = take(kTc * 4);
         L.keepk = take(kTc * 4);
         L.dpoly = take(kTc * L.lddp * 4);
         L.dpcat = take(kTc * L.lddc * 4);
         L.red = take(kTc * L.lddx * 4);
+        if (planes > 1) L.coef = take(planes * kTc * L.ldcoef * 2);
     }
     L.total = at;
     return L;
@@ -257,7 +283,7 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
     return *reinterpret_cast<unsigned*>(&r);
 }
 
-// The poly factor of the Kronecker map this engine runs (SPEC A.14), a
+// The poly factor of a Kronecker map this engine runs (SPEC A.14), a
 // policy of the two per-head kernels that map x (kron_factor_mma_kernel,
 // kron_factor_vjp_kernel; the per-slice kernels only see factor rows):
 // from the projections u_p = a_p . x^ on W's first P rows (fp.rows_a),
@@ -265,24 +291,28 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 // e, e + 1 (e even) of one token. `y` is the token's fp32 projection row
 // (u = y * inv_div); columns >= P give 0 (P % 8 == 0, so e < P means
 // e + 1 < P). kSplitProjections: the factor GEMM adds the rows' lo part
-// (as it does for the PRF rows).
+// (as it does for the PRF rows). kPlanes: the bf16 planes of every
+// operand of the map's kernels (mma_planes).
 //   AnchorPoly   poly_p = u_p^2 / sqrt(P);  coef_p = 2 u_p dpoly_p / sqrt(P).
-// The signed Kronecker maps (random Maclaurin, Nystrom, TensorSketch) would
-// be policies too, but bf16 features are not accurate enough for them:
-// their kernel estimates (and so Z_i, N_i) can cancel, and bf16 rounding
-// of the factors and the state is amplified by that cancellation. In a
-// numpy emulation of this engine's roundings
-// (tests/spec/kron_bf16_emulation.py) the anchor's outputs stayed within
-// 3.3e-3 of fp64 on every head, Nystrom's reached 2e-2 on some heads and
-// random Maclaurin's and TensorSketch's were off by 9e-2 to 6e2; on an H200
-// (commit 692f3de, tests/bench/results/h200-2026-12-02/
-// gpu_tables_692f3de.txt) a Nystrom policy here passed 46 of its 50
-// bf16/fp16 table lines (most at 3-6e-3) and failed 4 causal random-input
-// cases (up to 1e-1 in dq, dk). They keep the fp32 kernels until the engine
-// has a split-precision operand mode (3xTF32 keeps every emulated head of
-// every map within the suite's tolerance).
+//   NystromPoly  poly_e = sum_p u_p^2 W[p][e] / sqrt(P)  (W = nystrom_w
+//                (P, P), fp.rows_b: the CPU map's kappa W / sqrt(P));
+//                coef_p = 2 u_p sum_e W[p][e] dpoly_e / sqrt(P).
+// Plain bf16 features suit the anchor, whose features are >= 0 (its
+// denominators are sums of positive terms). Nystrom's are signed: its
+// kernel estimates (and so Z_i, N_i) can cancel, which amplifies bf16
+// rounding of the factors and the state. In a numpy emulation of this
+// engine's roundings (tests/spec/kron_bf16_emulation.py) the anchor's
+// outputs stayed within 3.3e-3 of fp64 on every head while Nystrom's
+// reached 2e-2 on some; on an H200 (commit 692f3de, tests/bench/results/
+// h200-2026-12-02/gpu_tables_692f3de.txt) a one-plane Nystrom policy failed
+// 4 of its 50 bf16/fp16 table lines (causal random inputs, up to 1e-1 in
+// dq, dk). With two planes (16 significand bits) every emulated Nystrom
+// head stays within 1e-4, so NystromPoly runs with kPlanes = 2. Random
+// Maclaurin and TensorSketch (unbiased but noisy estimates around 0) need
+// three planes in the emulation and keep the fp32 kernels for now.
 struct AnchorPoly {
     static constexpr bool kSplitProjections = false;
+    static constexpr int kPlanes = 1;
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const float u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
@@ -293,6 +323,33 @@ struct AnchorPoly {
         if (e >= P) return make_float2(0.f, 0.f);
         const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
         return make_float2(coef * u0 * dpoly[e], coef * u1 * dpoly[e + 1]);
+    }
+};
+// W weighs the squares by up to 1/sqrt(lambda) ~ 32 with either sign, so
+// Nystrom's projections take the hi + lo split of the PRF rows.
+struct NystromPoly {
+    static constexpr bool kSplitProjections = true;
+    static constexpr int kPlanes = 2;
+    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        float v0 = 0.f, v1 = 0.f;
+        for (int p = 0; p < P; ++p) {
+            const float u = y[p] * inv_div, kappa = u * u;
+            v0 = fmaf(kappa, __ldg(fp.rows_b + p * P + e), v0);
+            v1 = fmaf(kappa, __ldg(fp.rows_b + p * P + e + 1), v1);
+        }
+        return make_float2(v0 * fp.inv_sqrt_p, v1 * fp.inv_sqrt_p);
+    }
+    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
+                                          const float* dpoly, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        float dk0 = 0.f, dk1 = 0.f;  // dkappa of rows e, e + 1 (times sqrt(P))
+        for (int p = 0; p < P; ++p) {
+            dk0 = fmaf(__ldg(fp.rows_b + e * P + p), dpoly[p], dk0);
+            dk1 = fmaf(__ldg(fp.rows_b + (e + 1) * P + p), dpoly[p], dk1);
+        }
+        const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
+        return make_float2(coef * dk0 * u0, coef * dk1 * u1);
     }
 };
 
@@ -343,11 +400,12 @@ struct ChunkSide {
     bool lower;                // intra pairs (self row r, other row s) with s <= r; else s >= r
 };
 
-template <typename Elem, int kPPW, int kC16>
+template <typename Elem, int kPPW, int kC16, int kPlanes>
 struct KronBlock {
     using Core = KronBlock;
+    static_assert(kPlanes >= 1 && kPlanes <= 3, "one to three bf16 planes");
     static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
-    static constexpr int kRedSlots = kron_red_slots(kPPW, kC16);
+    static constexpr int kRedSlots = kron_red_slots(kPPW, kC16, kPlanes);
     static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
     static constexpr int kPairs = kPolyPairs + kC16;        // n16 pairs of W
     const ScanArgs& a;
@@ -364,6 +422,10 @@ struct KronBlock {
     }
 
     __device__ bool staged_factors() const { return L.ldf > 0; }
+    // Byte offsets of plane i of a factor tile (its poly or pcat at
+    // `tile`) and of the vbar / gs tiles.
+    __device__ int factor_plane(int tile, int i) const { return tile + i * 2 * L.plane_cols; }
+    __device__ static int row_plane(int tile, int i) { return tile + i * kRowPlane; }
     // A staged factor tile's pcat: Pp16 bf16 columns past its poly.
     __device__ int staged_pcat(int factor_tile) const { return factor_tile + 2 * L.Pp16; }
     __device__ ChunkSide query_side(int buf) const {
@@ -380,9 +442,9 @@ struct KronBlock {
     }
 
     // The first element of row t of a side (0: q, 1: k) of this head in the
-    // (2, B*H, T, Pp16 + RMp) factor rows and their gradients.
+    // (2, B*H, T, kPlanes * (Pp16 + RMp)) factor rows.
     __device__ int64_t factor_offset(int side, int64_t t) const {
-        return ((side * a.B * a.H + bh) * a.T + t) * (L.Pp16 + L.RMp);
+        return ((side * a.B * a.H + bh) * a.T + t) * (kPlanes * L.plane_cols);
     }
     __device__ __nv_bfloat16* factor_rows(int side, int64_t t0) const {
         return static_cast<__nv_bfloat16*>(a.kron_factors) + factor_offset(side, t0);
@@ -509,7 +571,7 @@ struct KronBlock {
     __device__ void stage_chunk(int64_t t0, int buf, bool need_q, bool need_k, bool async, bool need_g = false) const {
         const int rows = chunk_rows(T, kTc, t0);
         if (staged_factors()) {
-            const int width = L.Pp16 + L.RMp;
+            const int width = kPlanes * L.plane_cols;
             if (need_q) copy_rows_async(factor_rows(0, t0), width, rows, width, at<__nv_bfloat16>(L.fq[buf]), L.ldf);
             if (need_k) {
                 copy_rows_async(factor_rows(1, t0), width, rows, width, at<__nv_bfloat16>(L.fk[buf]), L.ldf);
@@ -557,7 +619,12 @@ struct KronBlock {
             for (int t = walk.first; t < kTc; t += walk.step) {
                 float v = 0.f;
                 if (t < rows) v = w == kSliceValues ? 1.f : w < ncols ? to_float(vs[t * L.ldv + col0 + w]) : 0.f;
-                vb[t * kVbarLd + w] = __float2bfloat16_rn(v);
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i) {  // exact in one plane for bf16 io
+                    const __nv_bfloat16 part = __float2bfloat16_rn(v);
+                    vb[i * (kRowPlane / 2) + t * kVbarLd + w] = part;
+                    v -= __bfloat162float(part);
+                }
             }
             return;
         }
@@ -672,39 +739,44 @@ struct KronBlock {
                     v0 = k.weight[0] * fast_exp2(fminf(fmaxf(fmaf(k.scale[0], u0, -k.shift[0]), -k.bound), k.bound));
                     v1 = k.weight[1] * fast_exp2(fminf(fmaxf(fmaf(k.scale[1], u1, -k.shift[1]), -k.bound), k.bound));
                 }
-                *reinterpret_cast<unsigned*>(out + t * ld) = pack2<__nv_bfloat16>(v0, v1);
+                unsigned parts[kPlanes];
+                split_bf16x2<kPlanes>(v0, v1, parts);
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i)
+                    *reinterpret_cast<unsigned*>(out + t * ld + i * L.plane_cols) = parts[i];
             }
         }
     }
 
-    // The mapped rows [poly | pcat] of both sides -> a.kron_factors (rows
-    // below `rows`), 16-byte copies. Block-wide; after the barrier that
-    // follows map_features.
+    // The mapped rows (all planes of [poly | pcat]) of both sides ->
+    // a.kron_factors (rows below `rows`), 16-byte copies. Block-wide; after
+    // the barrier that follows map_features.
     __device__ void store_factor_rows(int64_t t0, int rows) const {
-        const int width = L.Pp16 + L.RMp, per_row = width / 8;
+        const int width = kPlanes * L.plane_cols, per_row = width / 8;
         for (int idx = threadIdx.x; idx < 2 * kTc * per_row; idx += kThreads) {
             const int side = idx / (kTc * per_row), r = idx - side * kTc * per_row;
             const int t = r / per_row, col = (r - t * per_row) * 8;
             if (t >= rows) continue;
-            const __nv_bfloat16* src =
-                col < L.Pp16 ? at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk) + t * L.ldp + col
-                             : at<__nv_bfloat16>(side == 0 ? L.pcatq : L.pcatk) + t * L.ldc + (col - L.Pp16);
+            const __nv_bfloat16* src = at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk) + t * L.ldp + col;
             *reinterpret_cast<uint4*>(factor_rows(side, t0 + t) + col) = *reinterpret_cast<const uint4*>(src);
         }
     }
 
     // acc (16 x 16 as two n8 tiles) += rows [16 mt, 16 mt + 16) of xq times
     // rows [16 j, 16 j + 16) of xk, transposed, over kSteps k16 column steps.
+    // Factor tiles: all planes (plane_cols apart), their plane pairs.
     template <int kSteps>
     __device__ void gram_tile(const __nv_bfloat16* xq, const __nv_bfloat16* xk, int ld, int mt, int j,
                               float acc[2][4]) const {
 #pragma unroll
         for (int k16 = 0; k16 < kSteps; ++k16) {
-            unsigned af[4], bf[4];
-            ldmatrix_x4(af, a_tile_addr(xq, ld, mt * 16, k16 * 16, lane));
-            ldmatrix_x4(bf, b_nk_addr(xk, ld, j * 16, k16 * 16, lane));
-            mma_16816<__nv_bfloat16>(acc[0], af, bf[0], bf[1]);
-            mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
+            unsigned af[kPlanes][4], bf[kPlanes][4];
+#pragma unroll
+            for (int i = 0; i < kPlanes; ++i) {
+                ldmatrix_x4(af[i], a_tile_addr(xq + i * L.plane_cols, ld, mt * 16, k16 * 16, lane));
+                ldmatrix_x4(bf[i], b_nk_addr(xk + i * L.plane_cols, ld, j * 16, k16 * 16, lane));
+            }
+            mma_planes<kPlanes>(acc[0], acc[1], af, bf);
         }
     }
 
@@ -715,10 +787,10 @@ struct KronBlock {
         const int m = lower ? mt : 3 - mt, jj = lower ? j : 3 - j;
         return (m * (m + 1) / 2 + jj) % kWarps;
     }
-    // A fragment of a score tile (self rows mt, other rows j): sa o sb,
-    // masked to the visible pairs.
+    // A fragment (kPlanes planes) of a score tile (self rows mt, other rows
+    // j): sa o sb, masked to the visible pairs.
     __device__ void masked_product(bool lower, int mt, int j, const float sa[2][4], const float sb[2][4],
-                                   unsigned af[4]) const {
+                                   unsigned (&af)[kPlanes][4]) const {
         float s[2][4];
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt)
@@ -727,10 +799,23 @@ struct KronBlock {
                 const int row = mt * 16 + g + (e >= 2 ? 8 : 0), col = j * 16 + nt * 8 + 2 * l + (e & 1);
                 s[nt][e] = (lower ? col <= row : col >= row) ? sa[nt][e] * sb[nt][e] : 0.f;
             }
-        af[0] = pack2<__nv_bfloat16>(s[0][0], s[0][1]);
-        af[1] = pack2<__nv_bfloat16>(s[0][2], s[0][3]);
-        af[2] = pack2<__nv_bfloat16>(s[1][0], s[1][1]);
-        af[3] = pack2<__nv_bfloat16>(s[1][2], s[1][3]);
+        unsigned parts[4][kPlanes];
+        split_bf16x2<kPlanes>(s[0][0], s[0][1], parts[0]);
+        split_bf16x2<kPlanes>(s[0][2], s[0][3], parts[1]);
+        split_bf16x2<kPlanes>(s[1][0], s[1][1], parts[2]);
+        split_bf16x2<kPlanes>(s[1][2], s[1][3], parts[3]);
+#pragma unroll
+        for (int i = 0; i < kPlanes; ++i)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) af[i][r] = parts[r][i];
+    }
+
+    // B fragments (kPlanes planes) of the vbar / gs rows of block j (k =
+    // the block's 16 rows, n = the 16 slice columns).
+    __device__ void row_fragments(int rows_tile, int j, unsigned (&bf)[kPlanes][4]) const {
+#pragma unroll
+        for (int i = 0; i < kPlanes; ++i)
+            ldmatrix_x4_trans(bf[i], b_kn_addr(at<__nv_bfloat16>(row_plane(rows_tile, i)), kVbarLd, j * 16, 0, lane));
     }
 
     // Intra-chunk scores of self m-tile mt against other block j, as an A
@@ -739,23 +824,42 @@ struct KronBlock {
         float sp[2][4] = {}, sc[2][4] = {};
         gram_tile<kPolyPairs>(at<__nv_bfloat16>(sd.poly_self), at<__nv_bfloat16>(sd.poly_other), L.ldp, mt, j, sp);
         gram_tile<kC16>(at<__nv_bfloat16>(sd.pcat_self), at<__nv_bfloat16>(sd.pcat_other), L.ldc, mt, j, sc);
-        unsigned af[4], bf[4];
+        unsigned af[kPlanes][4], bf[kPlanes][4];
         masked_product(sd.lower, mt, j, sp, sc, af);
-        ldmatrix_x4_trans(bf, b_kn_addr(at<__nv_bfloat16>(sd.other_rows), kVbarLd, j * 16, 0, lane));
-        mma_16816<__nv_bfloat16>(acc[0], af, bf[0], bf[1]);
-        mma_16816<__nv_bfloat16>(acc[1], af, bf[2], bf[3]);
+        row_fragments(sd.other_rows, j, bf);
+        mma_planes<kPlanes>(acc[0], acc[1], af, bf);
     }
 
-    // 4. This warp's partial rows of the chunk -> red[warp]: its features'
-    // share of Phi_self S (the state registers packed to bf16 as B
-    // fragments, pcat fragments scaled by poly) and, with `intra`, its share
-    // of the intra-chunk tiles times the other side's rows. Forward (query
-    // side, S the state): [N | Z]; backward key side (S the carry U): dv.
-    // The 4 m-tiles run side by side (8 independent accumulator chains).
-    __device__ void state_partials(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd, bool intra) const {
-        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
-        const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
-        float acc[4][2][4] = {};
+    // A factor value (all planes summed) of row t, column col of a tile.
+    __device__ float factor_value(const __nv_bfloat16* tile, int ld, int t, int col) const {
+        float v = 0.f;
+#pragma unroll
+        for (int i = kPlanes - 1; i >= 0; --i) v += __bfloat162float(tile[t * ld + col + i * L.plane_cols]);
+        return v;
+    }
+    // Register r of A fragments (all planes) as its fp32 value pair.
+    __device__ static float2 fragment_pair(const unsigned (&raw)[kPlanes][4], int r) {
+        unsigned planes[kPlanes];
+#pragma unroll
+        for (int i = 0; i < kPlanes; ++i) planes[i] = raw[i][r];
+        return join_bf16x2<kPlanes>(planes);
+    }
+    // A fragments (all planes) of the fp32 pairs v[4] (register order).
+    __device__ static void split_fragment(const float2 (&v)[4], unsigned (&af)[kPlanes][4]) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            unsigned parts[kPlanes];
+            split_bf16x2<kPlanes>(v[r].x, v[r].y, parts);
+#pragma unroll
+            for (int i = 0; i < kPlanes; ++i) af[i][r] = parts[i];
+        }
+    }
+
+    // Step 4's state products in bf16 (kPlanes == 1): A = diag(poly[:, p])
+    // Pcat as a bf16 product of the fragments, B = the state registers
+    // packed to bf16.
+    __device__ void plain_state_products(const float (&S)[kPPW][kTiles8][4], const __nv_bfloat16* poly,
+                                         const __nv_bfloat16* pcat, float (&acc)[4][2][4]) const {
 #pragma unroll
         for (int pl = 0; pl < kPPW; ++pl) {
             const int p = warp * kPPW + pl;
@@ -788,6 +892,111 @@ struct KronBlock {
                 }
             }
         }
+    }
+
+    // Step 4's state products with split operands (kPlanes > 1): A =
+    // diag(poly[:, p]) Pcat formed in fp32 from the planes and split again,
+    // B = the state registers split, their plane pairs.
+    __device__ void split_state_products(const float (&S)[kPPW][kTiles8][4], const __nv_bfloat16* poly,
+                                         const __nv_bfloat16* pcat, float (&acc)[4][2][4]) const {
+#pragma unroll
+        for (int pl = 0; pl < kPPW; ++pl) {
+            const int p = warp * kPPW + pl;
+            float w0[4], w1[4];  // poly[:, p] of rows 16 mt + g and 16 mt + g + 8
+#pragma unroll
+            for (int mt = 0; mt < 4; ++mt) {
+                w0[mt] = factor_value(poly, L.ldp, mt * 16 + g, p);
+                w1[mt] = factor_value(poly, L.ldp, mt * 16 + g + 8, p);
+            }
+#pragma unroll
+            for (int k16 = 0; k16 < kC16; ++k16) {
+                const float* lo_tile = S[pl][2 * k16];
+                const float* hi_tile = S[pl][2 * k16 + 1];
+                unsigned sb[kPlanes][4];  // (b0, b1) of n tile 0, then of n tile 1
+                {
+                    unsigned parts[4][kPlanes];
+                    split_bf16x2<kPlanes>(lo_tile[0], lo_tile[1], parts[0]);
+                    split_bf16x2<kPlanes>(hi_tile[0], hi_tile[1], parts[1]);
+                    split_bf16x2<kPlanes>(lo_tile[2], lo_tile[3], parts[2]);
+                    split_bf16x2<kPlanes>(hi_tile[2], hi_tile[3], parts[3]);
+#pragma unroll
+                    for (int i = 0; i < kPlanes; ++i)
+#pragma unroll
+                        for (int r = 0; r < 4; ++r) sb[i][r] = parts[r][i];
+                }
+#pragma unroll
+                for (int mt = 0; mt < 4; ++mt) {
+                    unsigned raw[kPlanes][4], af[kPlanes][4];
+#pragma unroll
+                    for (int i = 0; i < kPlanes; ++i)
+                        ldmatrix_x4(raw[i], a_tile_addr(pcat + i * L.plane_cols, L.ldc, mt * 16, k16 * 16, lane));
+                    float2 v[4];
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) {  // registers 0, 2: row g; 1, 3: row g + 8
+                        const float2 c = fragment_pair(raw, r);
+                        const float w = (r & 1) ? w1[mt] : w0[mt];
+                        v[r] = make_float2(c.x * w, c.y * w);
+                    }
+                    split_fragment(v, af);
+                    mma_planes<kPlanes>(acc[mt][0], acc[mt][1], af, sb);
+                }
+            }
+        }
+    }
+
+    // Step 5 with split operands (kPlanes > 1): A = rows^T diag(poly[:, p])
+    // formed in fp32 from the planes and split again, B = pcat planes.
+    __device__ void split_state_update(float (&S)[kPPW][kTiles8][4], int rows, const __nv_bfloat16* vb,
+                                       const __nv_bfloat16* poly, const __nv_bfloat16* pcat) const {
+        for (int k0 = 0; k0 < rows; k0 += 16) {
+            unsigned raw[kPlanes][4];
+#pragma unroll
+            for (int i = 0; i < kPlanes; ++i)
+                ldmatrix_x4_trans(raw[i], a_km_addr(vb + i * (kRowPlane / 2), kVbarLd, k0, 0, lane));
+            float2 rv[4];
+#pragma unroll
+            for (int r = 0; r < 4; ++r) rv[r] = fragment_pair(raw, r);
+            unsigned bc[kC16][kPlanes][4];
+#pragma unroll
+            for (int k16 = 0; k16 < kC16; ++k16)
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i)
+                    ldmatrix_x4_trans(bc[k16][i], b_kn_addr(pcat + i * L.plane_cols, L.ldc, k0, k16 * 16, lane));
+            const int t = k0 + 2 * l;  // the thread's tokens t, t + 1 (registers 0, 1) and t + 8, t + 9 (2, 3)
+#pragma unroll
+            for (int pl = 0; pl < kPPW; ++pl) {
+                const int p = warp * kPPW + pl;
+                const float2 p0 = make_float2(factor_value(poly, L.ldp, t, p), factor_value(poly, L.ldp, t + 1, p));
+                const float2 p1 =
+                    make_float2(factor_value(poly, L.ldp, t + 8, p), factor_value(poly, L.ldp, t + 9, p));
+                float2 v[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    const float2 w = r < 2 ? p0 : p1;
+                    v[r] = make_float2(rv[r].x * w.x, rv[r].y * w.y);
+                }
+                unsigned ap[kPlanes][4];
+                split_fragment(v, ap);
+#pragma unroll
+                for (int k16 = 0; k16 < kC16; ++k16) mma_planes<kPlanes>(S[pl][2 * k16], S[pl][2 * k16 + 1], ap, bc[k16]);
+            }
+        }
+    }
+
+    // 4. This warp's partial rows of the chunk -> red[warp]: its features'
+    // share of Phi_self S (the state registers packed to bf16 as B
+    // fragments, pcat fragments scaled by poly) and, with `intra`, its share
+    // of the intra-chunk tiles times the other side's rows. Forward (query
+    // side, S the state): [N | Z]; backward key side (S the carry U): dv.
+    // The 4 m-tiles run side by side (8 independent accumulator chains).
+    __device__ void state_partials(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd, bool intra) const {
+        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
+        const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
+        float acc[4][2][4] = {};
+        if constexpr (kPlanes > 1)
+            split_state_products(S, poly, pcat, acc);
+        else
+            plain_state_products(S, poly, pcat, acc);
         if (intra)
 #pragma unroll
             for (int mt = 0; mt < 4; ++mt)
@@ -825,6 +1034,16 @@ struct KronBlock {
         const __nv_bfloat16* vb = at<__nv_bfloat16>(sd.own_rows);
         const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
         const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
+        if constexpr (kPlanes > 1)
+            split_state_update(S, rows, vb, poly, pcat);
+        else
+            plain_state_update(S, rows, vb, poly, pcat);
+    }
+
+    // Step 5 in bf16 (kPlanes == 1): A = rows^T diag(poly[:, p]) as a bf16
+    // product of the fragments, B = pcat.
+    __device__ void plain_state_update(float (&S)[kPPW][kTiles8][4], int rows, const __nv_bfloat16* vb,
+                                       const __nv_bfloat16* poly, const __nv_bfloat16* pcat) const {
         for (int k0 = 0; k0 < rows; k0 += 16) {
             unsigned af[4];
             ldmatrix_x4_trans(af, a_km_addr(vb, kVbarLd, k0, 0, lane));
@@ -975,10 +1194,11 @@ __device__ void start_sweep(const Block& blk, State& S, const SegmentPlan& sp, b
 // maps the chunks of segment z (the plan only spreads the work; nothing is
 // summed); stage MapRows's layout.
 template <typename Elem, int kPPW, int kC16, typename Poly>
-__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, Poly::kPlanes))
     kron_factor_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16, Poly::kPlanes>>(
+        a, L, reinterpret_cast<unsigned char*>(smem_f4));
     blk.load_weights();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, true, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, true);
@@ -994,11 +1214,12 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
 // SliceForward's mma_layout(...).total bytes, after kron_factor_mma_kernel; async:
 // v fits 16-byte cp.async copies (see the launcher). sp.count > 1: the
 // segment sums of the keys are in sp.sums.
-template <typename Elem, int kPPW, int kC16>
-__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16))
+template <typename Elem, int kPPW, int kC16, int kPlanes>
+__global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_forward_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk =
+        make_kron_block<KronBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
     const int seg = static_cast<int>(blockIdx.z);
     float S[kPPW][2 * kC16][4] = {};

@@ -1,5 +1,5 @@
 // linear_forward_mma_kron.cu -- host side of the Kronecker tensor-core
-// forward (slay_anchor; linear_forward_mma_kernel.cuh): when the call fits
+// forward (slay_anchor, slay_nystrom; linear_forward_mma_kernel.cuh): when the call fits
 // (linear_mma_launch.cuh), the factor rows of q and k (grid (B*H, 1,
 // parts); linear_mma_map.cu), then, when the sequence is split, the keys' segment sums
 // (linear_backward_mma_kernel.cuh), then the forward, grid (B*H, ceil(Dv /
@@ -20,7 +20,7 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows): the SIMT scan handles the state
-    float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM);
+    float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_planes(s.map));
     KronMmaLaunch k, factors;
     if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k) ||
         !plan_kron_rows(dev, s, a, k, KronStage::MapRows, &factors))
@@ -31,8 +31,8 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
         SLAY_TRY(launch_kron_map(factors, KronStage::MapRows, af, stream));
-        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, false>,
-                                      kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16>, k, af, stream,
+        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes, false>,
+                                      kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes>, k, af, stream,
                                       "linear attention tensor-core kernel launch");
     }));
     *launched = instantiated;

@@ -3,7 +3,8 @@
 // and the launches of linear_scan_kernel.cuh.
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv); state (B, H, F, Dv+1) fp32.
 // Kernels, first that fits: the Kronecker tensor-core kernels (slay_anchor,
-// bf16/fp16 io: linear_mma.hpp; at the paper shape on an
+// slay_nystrom with split-precision operands, bf16/fp16 io:
+// linear_mma.hpp; at the paper shape on an
 // H200 slay_anchor's forward+backward took 18.4 ms against the dense
 // engine's 19.3-20.2 ms, the forwards within run-to-run spread, before
 // either engine's later speed-ups), the dense tensor-core
@@ -70,7 +71,7 @@ Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayou
 }
 
 // The Kronecker tensor-core kernels' shape for a plan of their maps
-// (kron_tensor_core_map: slay_anchor) with bf16/fp16 io
+// (kron_tensor_core_map: slay_anchor, slay_nystrom) with bf16/fp16 io
 // (false otherwise; see linear_forward_mma_kernel.cuh for why the other
 // Kronecker maps stay on the fp32 kernels).
 bool tensor_core_shape(const AttnConfig& cfg, KronMmaShape* shape) {

@@ -1,5 +1,5 @@
 // linear_mma.hpp -- host entries of the Kronecker tensor-core kernels
-// (slay_anchor: kron_tensor_core_map): the forward
+// (slay_anchor, slay_nystrom: kron_tensor_core_map): the forward
 // (linear_forward_mma_kernel.cuh) and the backward
 // (linear_backward_mma_kernel.cuh):
 //   q, k (B, H, T, D); v, out, dout, dv (B, H, T, Dv) bf16/fp16;
@@ -16,9 +16,9 @@ namespace slay {
 namespace cuda {
 
 // The maps these kernels run, each with a poly policy in
-// linear_forward_mma_kernel.cuh (AnchorPoly; why the other Kronecker maps
-// stay on the fp32 kernels is said there).
-inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor; }
+// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly; why the other
+// Kronecker maps stay on the fp32 kernels is said there).
+inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor || k == MapKind::Nystrom; }
 
 struct KronMmaShape {
     MapKind map = MapKind::Anchor;  // the map (kron_tensor_core_map); its poly policy: launch_kron_map
@@ -28,8 +28,9 @@ struct KronMmaShape {
 
 // Workspace floats of a call (depends only on the shapes, not on the
 // device): the factor rows of q and k (kron_factor_mma_kernel: (2, B*H, T,
-// Pp16 + RMp) bf16), in the backward also one side's gradients at a time
-// ((B*H, T, Pp16 + RMp) fp32), and the segment sums of few-head calls, which split the
+// planes * (Pp16 + RMp)) bf16, planes: the map's poly policy's), in the
+// backward also one side's gradients at a time ((B*H, T, Pp16 + RMp)
+// fp32), and the segment sums of few-head calls, which split the
 // sequence (SegmentPlan in linear_forward_mma_kernel.cuh; the passes'
 // layouts differ, and so do the CTAs an SM holds and the segments).
 int64_t kron_mma_workspace_floats(const KronMmaShape& shape, int64_t batch_heads, int64_t Dv, int64_t T,

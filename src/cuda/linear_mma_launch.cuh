@@ -22,7 +22,15 @@ struct KronMmaLaunch {
     dim3 grid;  // (B*H, slices, sp.count)
     bool bf16 = true, async = false;
     int ppw = 0, c16 = 0;
+    MapKind map = MapKind::Anchor;  // its poly policy (kron_poly_planes: the operands' bf16 planes)
+    int planes = 1;
 };
+
+// The bf16 planes of the operands of a map's kernels: its poly policy's
+// kPlanes (linear_forward_mma_kernel.cuh).
+inline int kron_poly_planes(MapKind map) {
+    return map == MapKind::Nystrom ? NystromPoly::kPlanes : AnchorPoly::kPlanes;
+}
 
 // The sequence split: as many segments as fill one wave of 132 SMs (an
 // H100/H200; a constant, so that workspace sizes do not depend on the
@@ -39,7 +47,7 @@ inline int64_t kron_slices(int64_t Dv) { return (Dv + kSliceValues - 1) / kSlice
 // (kron_ctas_per_sm_max: the registers) and the layout's shared memory.
 // Layouts of the large instances hold one.
 inline int kron_ctas_per_sm(const MmaLayout& L) {
-    return resident_ctas(kron_ctas_per_sm_max(L.P / 8, L.RMp / 16), L.total);
+    return resident_ctas(kron_ctas_per_sm_max(L.P / 8, L.RMp / 16, L.planes), L.total);
 }
 
 // Both engines' split of T tokens over segments for `ctas` CTAs a segment
@@ -65,26 +73,28 @@ inline int64_t kron_segment_floats(const SegmentPlan& sp, int64_t batch_heads, i
     return sp.count > 1 ? sp.count * batch_heads * kron_slices(Dv) * sp.sum_floats : 0;
 }
 
-// The forward's factor rows (2, B*H, T, factor_row_width) bf16, in floats.
-inline int64_t kron_factor_floats(int64_t batch_heads, int64_t T, int P, int RM) {
-    return batch_heads * T * factor_row_width(P, RM);
+// The factor rows (2, B*H, T, planes * factor_row_width) bf16, in floats
+// (planes 1: as many as one side's fp32 factor gradients).
+inline int64_t kron_factor_floats(int64_t batch_heads, int64_t T, int P, int RM, int planes) {
+    return batch_heads * T * factor_row_width(P, RM) * planes;
 }
 
 // A pass's layout for its per-slice kernels: both stage the factor rows of
 // kron_factor_mma_kernel (the backward hands its factor gradients to
 // kron_factor_vjp_kernel).
 inline MmaLayout kron_pass_layout(const KronMmaShape& s, int Dv, bool backward) {
-    return mma_layout(s.D, Dv, s.P, s.RM, 2, backward ? KronStage::SliceBackward : KronStage::SliceForward);
+    return mma_layout(s.D, Dv, s.P, s.RM, 2, backward ? KronStage::SliceBackward : KronStage::SliceForward,
+                      kron_poly_planes(s.map));
 }
 
 // Workspace floats of a pass: the factor rows, in the backward one side's
-// gradients (fp32: as many floats as both sides' bf16 rows), then the
-// segment sums.
+// fp32 gradients, then the segment sums.
 inline int64_t kron_workspace_floats(const KronMmaShape& s, int64_t batch_heads, int64_t Dv, int64_t T,
                                      bool backward) {
     const MmaLayout L = kron_pass_layout(s, static_cast<int>(Dv), backward);
-    const int64_t factors = kron_factor_floats(batch_heads, T, s.P, s.RM);
-    return factors * (backward ? 2 : 1) + kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
+    const int64_t factors = kron_factor_floats(batch_heads, T, s.P, s.RM, L.planes);
+    const int64_t dfactors = backward ? kron_factor_floats(batch_heads, T, s.P, s.RM, 1) : 0;
+    return factors + dfactors + kron_segment_floats(kron_segment_plan(L, batch_heads, T), batch_heads, Dv);
 }
 
 // Whether the call fits (a map of kron_tensor_core_map, D % 16 == 0,
@@ -100,6 +110,8 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
                           float* segment_sums, std::initializer_list<const DeviceTensor*> staged, KronMmaLaunch* out) {
     if (!kron_tensor_core_map(s.map) || s.D % 16 != 0 || s.D > 128 || s.P % 8 != 0) return false;
     out->bf16 = s.io_dtype == SLAY_DTYPE_BFLOAT16;
+    out->map = s.map;
+    out->planes = kron_poly_planes(s.map);
     if (!out->bf16 && s.io_dtype != SLAY_DTYPE_FLOAT16) return false;
     out->L = kron_pass_layout(s, a.Dv, backward);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
@@ -131,7 +143,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
 inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, const KronMmaLaunch& main,
                            KronStage stage, KronMmaLaunch* out) {
     *out = main;
-    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage);
+    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage, main.planes);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
     out->sp = SegmentPlan{};
     split_sequence(a.B * a.H, kron_ctas_per_sm(out->L), a.T, &out->sp);
@@ -139,23 +151,26 @@ inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const S
     return true;
 }
 
-// One kernel instantiation: io element type and (p per warp, c16 tiles).
-template <typename E, int PPW, int C16>
+// One kernel instantiation: io element type, (p per warp, c16 tiles) and
+// the operands' bf16 planes.
+template <typename E, int PPW, int C16, int Planes>
 struct KronInstance {
     using Elem = E;
-    static constexpr int kPPW = PPW, kC16 = C16;
+    static constexpr int kPPW = PPW, kC16 = C16, kPlanes = Planes;
 };
 
 // Calls fn(KronInstance<...>{}) for the launch's instantiation and returns
 // its status; an (ppw, c16) pair without one returns OK and leaves
 // *instantiated false. Each has 2 * ppw * c16 accumulator tiles of state per
-// warp, at most 16.
+// warp, at most 16; each pair is instantiated for both plane counts of the
+// poly policies (1, 2).
 template <typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     *instantiated = true;
-#define SLAY_KRON_MMA_CASE(PPW, C16)                                                         \
-    if (k.ppw == PPW && k.c16 == C16)                                                        \
-        return k.bf16 ? fn(KronInstance<__nv_bfloat16, PPW, C16>{}) : fn(KronInstance<__half, PPW, C16>{});
+#define SLAY_KRON_MMA_PLANES(PPW, C16, PLANES)                                                               \
+    if (k.ppw == PPW && k.c16 == C16 && k.planes == PLANES)                                                  \
+        return k.bf16 ? fn(KronInstance<__nv_bfloat16, PPW, C16, PLANES>{}) : fn(KronInstance<__half, PPW, C16, PLANES>{});
+#define SLAY_KRON_MMA_CASE(PPW, C16) SLAY_KRON_MMA_PLANES(PPW, C16, 1) SLAY_KRON_MMA_PLANES(PPW, C16, 2)
     SLAY_KRON_MMA_CASE(1, 1)
     SLAY_KRON_MMA_CASE(1, 2)
     SLAY_KRON_MMA_CASE(2, 1)
@@ -165,6 +180,7 @@ Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     SLAY_KRON_MMA_CASE(2, 4)
     SLAY_KRON_MMA_CASE(8, 1)
 #undef SLAY_KRON_MMA_CASE
+#undef SLAY_KRON_MMA_PLANES
     *instantiated = false;
     return Status();
 }

@@ -70,6 +70,54 @@ __device__ __forceinline__ unsigned pack2<__half>(float lo, float hi) {
     return *reinterpret_cast<unsigned*>(&v);
 }
 
+// Split-precision operands: a value x as kPlanes bf16 planes, plane 0 =
+// bf16(x), plane i = bf16(x - planes 0..i-1) (round to nearest each): two
+// planes carry 16 significand bits, three fp32's 24. A product of two
+// split operands keeps the plane pairs i + j < kPlanes (the dropped ones
+// are below the last plane's rounding). kPlanes == 1 is pack2's bf16.
+template <int kPlanes>
+__device__ __forceinline__ void split_bf16x2(float x0, float x1, unsigned (&out)[kPlanes]) {
+#pragma unroll
+    for (int i = 0; i < kPlanes; ++i) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(x0, x1);
+        out[i] = *reinterpret_cast<unsigned*>(&v);
+        if (i + 1 < kPlanes) {
+            const float2 f = __bfloat1622float2(v);
+            x0 -= f.x;
+            x1 -= f.y;
+        }
+    }
+}
+// The value pair of plane registers (bf16x2 each), summed from the
+// smallest plane up.
+template <int kPlanes>
+__device__ __forceinline__ float2 join_bf16x2(const unsigned (&r)[kPlanes]) {
+    float2 s = make_float2(0.f, 0.f);
+#pragma unroll
+    for (int i = kPlanes - 1; i >= 0; --i) {
+        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&r[i]));
+        s.x += f.x;
+        s.y += f.y;
+    }
+    return s;
+}
+// c0, c1 (two n8 tiles) += sum over plane pairs i + j < kPlanes of A_i B_j
+// (bf16): a[i] an A fragment, b[j] the B fragments of both tiles as
+// ldmatrix_x4 gives them ((b0, b1) of tile 0, then of tile 1). An operand
+// with fewer planes (kA or kB < kPlanes) is exact in bf16 beyond them.
+template <int kPlanes, int kA, int kB>
+__device__ __forceinline__ void mma_planes(float c0[4], float c1[4], const unsigned (&a)[kA][4],
+                                           const unsigned (&b)[kB][4]) {
+#pragma unroll
+    for (int i = 0; i < kA; ++i)
+#pragma unroll
+        for (int j = 0; j < kB; ++j)
+            if (i + j < kPlanes) {
+                mma_16816<__nv_bfloat16>(c0, a[i], b[j][0], b[j][1]);
+                mma_16816<__nv_bfloat16>(c1, a[i], b[j][2], b[j][3]);
+            }
+}
+
 // A register of two fp16 values as two bf16 values (B fragments of fp16
 // weights against bf16 operands that may leave fp16's range).
 __device__ __forceinline__ unsigned half2_to_bf16x2(unsigned x) {

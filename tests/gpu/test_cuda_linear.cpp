@@ -48,8 +48,9 @@ const std::vector<slay_attn_variant_t> kLinear = linearized_variants();
 // The maps of the Kronecker tensor-core kernels (bf16/fp16 io,
 // src/cuda/linear_mma.hpp: kron_tensor_core_map): the cases below that aim
 // at those kernels (the sequence split, the paper R/M/P at D = 64, packed
-// and multi-query calls, the sanitizer's split case) run for each.
-const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR};
+// and multi-query calls, the sanitizer's split case) run for each
+// (slay_nystrom with two bf16 planes per operand, its poly policy's).
+const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_NYSTROM};
 
 // Feature maps with negative entries: their kernel estimates, and so the
 // denominators Z_i, can be near zero or negative on random inputs.
