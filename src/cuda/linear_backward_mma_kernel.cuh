@@ -367,7 +367,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
     // a.dq (queries) or a.dk when it has data, else to a.dk_acc (fp32 rows
     // (B*H*T, D): grouped heads' keys); this CTA is the rows' only writer.
     // Block-wide.
-    //   coefficients: on anchor row p the poly policy's (Poly::coefficients),
+    //   coefficients: on projection row p the poly policy's (Poly::coefficients),
     //                 dpcat[c] pcat[c] sqrt(2 s_r) on omega row c (0 where the clamp holds);
     //   dx^ = coef W;  dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps when |x| <= eps).
     // B fragments (kPlanes planes) of W rows [k0, k0 + 16) x columns
@@ -402,8 +402,8 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
         {
             const RowWalk walk(L.NW / 2);
             const int e = 2 * walk.slot;
-            const bool is_poly = e < L.Pp16;
-            const int c = e - L.Pp16;
+            const bool is_poly = e < L.Pw;  // W's projection rows
+            const int c = e - L.Pw;
             const typename Base::PrfPair k = is_poly ? typename Base::PrfPair{} : Base::prf_pair(c);
             float slope[2] = {0.f, 0.f};
             if (!is_poly)

@@ -23,7 +23,7 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows)
-    const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_planes(s.map));
+    const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_form(s.map).planes);
     const int64_t dfactor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, 1);  // one side's fp32 rows
     float* dfactors = workspace + factor_floats;
     float* segment_sums = dfactors + dfactor_floats;

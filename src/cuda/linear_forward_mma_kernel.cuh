@@ -114,7 +114,11 @@ enum class KronStage { MapRows, MapVjp, SliceForward, SliceBackward };
 // Shared-memory layout in bytes (host and device agree); fields a stage
 // does not use are -1.
 struct MmaLayout {
-    int D, Dv, P, RM, Pp16, RMp, NW;  // W rows: anchors [0, P), zeros to Pp16, omega [Pp16, Pp16 + RM)
+    // W rows (the per-head map kernels): the poly's projection rows, Pw =
+    // sets * Pp16 of them (rows_a [0, P), zeros to Pp16; with a second
+    // projection set, rows_b [Pp16, Pp16 + P), zeros to 2 Pp16), then omega
+    // [Pw, Pw + RM), zeros to NW = Pw + RMp. Y = x W^T has NW columns.
+    int D, Dv, P, RM, Pp16, RMp, Pw, NW;
     int ldx, ldv, ldp, ldc, ldy;
     int xq[2], xk[2], vst[2];  // staging buffers of chunks ch (even/odd)
     int w_hi, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
@@ -143,12 +147,20 @@ struct MmaLayout {
 // Bytes between the planes of the vbar and gs tiles.
 constexpr int kRowPlane = kTc * kVbarLd * 2;
 
+// What a map's poly policy asks of the layouts: the bf16 planes of every
+// operand and its projection sets (1: the poly is a function of x^'s
+// projections on rows_a; 2: of its projections on rows_a and on rows_b).
+struct PolyForm {
+    int planes = 1, sets = 1;
+};
+
 // Columns of a factor row [poly | pcat] (kron_factor_mma_kernel's output).
 __host__ __device__ inline int factor_row_width(int P, int RM) { return (P + 15) / 16 * 16 + (RM + 15) / 16 * 16; }
 
 __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, KronStage stage,
-                                                int planes) {
+                                                PolyForm form) {
     MmaLayout L{};
+    const int planes = form.planes;
     L.planes = planes;
     L.D = D;
     L.Dv = Dv;
@@ -156,8 +168,9 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.RM = RM;
     L.Pp16 = (P + 15) / 16 * 16;
     L.RMp = (RM + 15) / 16 * 16;
-    L.NW = L.Pp16 + L.RMp;  // whole n16 pairs
-    L.plane_cols = L.NW;
+    L.Pw = form.sets * L.Pp16;
+    L.NW = L.Pw + L.RMp;  // whole n16 pairs
+    L.plane_cols = L.Pp16 + L.RMp;
     // Row pitches: 16-byte multiples that are not multiples of 128 bytes,
     // so the 8 rows of an ldmatrix phase hit distinct banks.
     L.ldx = D + 8;
@@ -221,7 +234,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     if (stage == KronStage::MapRows) {
         // Whole factor rows (all planes) per side, as they are stored:
         // pcat Pp16 columns past poly in the same rows.
-        L.ldp = L.ldc = planes * L.NW + 8;
+        L.ldp = L.ldc = planes * L.plane_cols + 8;
         L.polyq = take(kTc * L.ldp * 2);
         L.polyk = take(kTc * L.ldp * 2);
         L.pcatq = L.polyq + 2 * L.Pp16;
@@ -312,7 +325,7 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 // three planes in the emulation and keep the fp32 kernels for now.
 struct AnchorPoly {
     static constexpr bool kSplitProjections = false;
-    static constexpr int kPlanes = 1;
+    static constexpr int kPlanes = 1, kProjectionSets = 1;
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const float u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
@@ -329,7 +342,7 @@ struct AnchorPoly {
 // Nystrom's projections take the hi + lo split of the PRF rows.
 struct NystromPoly {
     static constexpr bool kSplitProjections = true;
-    static constexpr int kPlanes = 2;
+    static constexpr int kPlanes = 2, kProjectionSets = 1;
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         float v0 = 0.f, v1 = 0.f;
@@ -350,6 +363,37 @@ struct NystromPoly {
         }
         const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
         return make_float2(coef * dk0 * u0, coef * dk1 * u1);
+    }
+};
+// Random Maclaurin's degree-2 poly, u_p = r1_p . x^ and v_p = r2_p . x^
+// on two projection sets (rows_a = rm_r1, rows_b = rm_r2, the second
+// Pp16 rows past the first):
+//   MaclaurinPoly poly_p = u_p v_p / sqrt(P);
+//                 coef on r1 row p = dpoly_p v_p / sqrt(P), on r2 row p =
+//                 dpoly_p u_p / sqrt(P).
+// Its estimates of x^2 are unbiased but noisy around 0, so its denominators
+// cancel more than Nystrom's: three planes (fp32's 24 significand bits)
+// keep every emulated head within the suite's rule
+// (tests/spec/kron_bf16_emulation.py), two do not.
+struct MaclaurinPoly {
+    static constexpr bool kSplitProjections = true;
+    static constexpr int kPlanes = 3, kProjectionSets = 2;
+    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        const int second = (P + 15) / 16 * 16;  // rm_r2's first column in y
+        const float scale = inv_div * inv_div * fp.inv_sqrt_p;
+        return make_float2(y[e] * y[second + e] * scale, y[e + 1] * y[second + e + 1] * scale);
+    }
+    // e indexes W's projection rows [0, 2 Pp16): r1 rows, then r2 rows.
+    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
+                                          const float* dpoly, int e) {
+        const int second = (P + 15) / 16 * 16;
+        const bool r2_row = e >= second;
+        const int p = r2_row ? e - second : e;
+        if (p >= P) return make_float2(0.f, 0.f);
+        const int other = r2_row ? p : second + p;  // the other factor's column in y
+        const float scale = inv_div * fp.inv_sqrt_p;
+        return make_float2(dpoly[p] * y[other] * scale, dpoly[p + 1] * y[other + 1] * scale);
     }
 };
 
@@ -407,7 +451,6 @@ struct KronBlock {
     static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
     static constexpr int kRedSlots = kron_red_slots(kPPW, kC16, kPlanes);
     static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
-    static constexpr int kPairs = kPolyPairs + kC16;        // n16 pairs of W
     const ScanArgs& a;
     const MmaLayout& L;
     unsigned char* sm;
@@ -450,10 +493,10 @@ struct KronBlock {
         return static_cast<__nv_bfloat16*>(a.kron_factors) + factor_offset(side, t0);
     }
 
-    // W rows in shared memory as hi + lo parts: anchor rows (the factor
-    // GEMM reads their lo part only for policies with kSplitProjections),
-    // zero rows up to Pp16, then pcat rows c = r*M + m (omega of this head),
-    // zero past RM.
+    // W rows in shared memory as hi + lo parts (MmaLayout: the projection
+    // rows, whose lo part the factor GEMM reads only for policies with
+    // kSplitProjections, then the pcat rows c = r*M + m, omega of this
+    // head, zero past RM).
     __device__ void load_weights() const {
         const FeatureParams& fp = a.fp;
         Elem* hi = at<Elem>(L.w_hi);
@@ -463,8 +506,10 @@ struct KronBlock {
             float w = 0.f;
             if (n < L.P) {
                 w = fp.rows_a[static_cast<int64_t>(n) * L.D + d];
-            } else if (n >= L.Pp16 && n - L.Pp16 < L.RM) {
-                const int c = n - L.Pp16, r = c / fp.M, m = c - r * fp.M;
+            } else if (n >= L.Pp16 && n < L.Pw && n - L.Pp16 < L.P) {  // the second projection set
+                w = fp.rows_b[static_cast<int64_t>(n - L.Pp16) * L.D + d];
+            } else if (n >= L.Pw && n - L.Pw < L.RM) {
+                const int c = n - L.Pw, r = c / fp.M, m = c - r * fp.M;
                 w = fp.omega[((static_cast<int64_t>(r) * fp.H + h) * fp.D + d) * fp.M + m];
             }
             const Elem whi = from_float<Elem>(w);
@@ -657,6 +702,7 @@ struct KronBlock {
         const Elem* x = at<Elem>(side == 0 ? L.xq[buf] : L.xk[buf]);
         const Elem* w_hi = at<Elem>(L.w_hi);
         const Elem* w_lo = at<Elem>(L.w_lo);
+        constexpr int kPairs = kPolyPairs * Poly::kProjectionSets + kC16;  // n16 pairs of W
         float acc[kPairs][2][4] = {};
         for (int k0 = 0; k0 < L.D; k0 += 16) {
             unsigned af[4];
@@ -667,7 +713,7 @@ struct KronBlock {
                 ldmatrix_x4(bf, b_nk_addr(w_hi, L.ldx, np * 16, k0, lane));
                 mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                 mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
-                if (np >= kPolyPairs || Poly::kSplitProjections) {  // PRF (and split poly) rows: add lo
+                if (np >= kPolyPairs * Poly::kProjectionSets || Poly::kSplitProjections) {  // PRF (and split poly) rows: add lo
                     ldmatrix_x4(bf, b_nk_addr(w_lo, L.ldx, np * 16, k0, lane));
                     mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                     mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
@@ -725,7 +771,7 @@ struct KronBlock {
             __nv_bfloat16* out = is_poly ? at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk) + e
                                          : at<__nv_bfloat16>(side == 0 ? L.pcatq : L.pcatk) + c;
             const int ld = is_poly ? L.ldp : L.ldc;
-            const int ycol = is_poly ? e : L.Pp16 + c;
+            const int ycol = is_poly ? e : L.Pw + c;
             for (int t = walk.first; t < kTc; t += walk.step) {
                 const float inv_div = inv_divs[t];
                 float v0, v1;

@@ -20,7 +20,7 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows): the SIMT scan handles the state
-    float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_planes(s.map));
+    float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_form(s.map).planes);
     KronMmaLaunch k, factors;
     if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k) ||
         !plan_kron_rows(dev, s, a, k, KronStage::MapRows, &factors))

@@ -16,9 +16,11 @@ namespace slay {
 namespace cuda {
 
 // The maps these kernels run, each with a poly policy in
-// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly; why the other
+// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly, MaclaurinPoly; why the other
 // Kronecker maps stay on the fp32 kernels is said there).
-inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor || k == MapKind::Nystrom; }
+inline bool kron_tensor_core_map(MapKind k) {
+    return k == MapKind::Anchor || k == MapKind::Nystrom || k == MapKind::Maclaurin;
+}
 
 struct KronMmaShape {
     MapKind map = MapKind::Anchor;  // the map (kron_tensor_core_map); its poly policy: launch_kron_map

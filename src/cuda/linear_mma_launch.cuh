@@ -22,14 +22,20 @@ struct KronMmaLaunch {
     dim3 grid;  // (B*H, slices, sp.count)
     bool bf16 = true, async = false;
     int ppw = 0, c16 = 0;
-    MapKind map = MapKind::Anchor;  // its poly policy (kron_poly_planes: the operands' bf16 planes)
-    int planes = 1;
+    MapKind map = MapKind::Anchor;  // its poly policy (kron_poly_form: the operands' bf16 planes, projection sets)
+    PolyForm form{};
 };
 
-// The bf16 planes of the operands of a map's kernels: its poly policy's
-// kPlanes (linear_forward_mma_kernel.cuh).
-inline int kron_poly_planes(MapKind map) {
-    return map == MapKind::Nystrom ? NystromPoly::kPlanes : AnchorPoly::kPlanes;
+// What a map's poly policy (linear_forward_mma_kernel.cuh) asks of the
+// layouts and instantiations.
+template <typename Poly>
+constexpr PolyForm poly_form() {
+    return {Poly::kPlanes, Poly::kProjectionSets};
+}
+inline PolyForm kron_poly_form(MapKind map) {
+    if (map == MapKind::Nystrom) return poly_form<NystromPoly>();
+    if (map == MapKind::Maclaurin) return poly_form<MaclaurinPoly>();
+    return poly_form<AnchorPoly>();
 }
 
 // The sequence split: as many segments as fill one wave of 132 SMs (an
@@ -84,7 +90,7 @@ inline int64_t kron_factor_floats(int64_t batch_heads, int64_t T, int P, int RM,
 // kron_factor_vjp_kernel).
 inline MmaLayout kron_pass_layout(const KronMmaShape& s, int Dv, bool backward) {
     return mma_layout(s.D, Dv, s.P, s.RM, 2, backward ? KronStage::SliceBackward : KronStage::SliceForward,
-                      kron_poly_planes(s.map));
+                      kron_poly_form(s.map));
 }
 
 // Workspace floats of a pass: the factor rows, in the backward one side's
@@ -111,7 +117,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     if (!kron_tensor_core_map(s.map) || s.D % 16 != 0 || s.D > 128 || s.P % 8 != 0) return false;
     out->bf16 = s.io_dtype == SLAY_DTYPE_BFLOAT16;
     out->map = s.map;
-    out->planes = kron_poly_planes(s.map);
+    out->form = kron_poly_form(s.map);
     if (!out->bf16 && s.io_dtype != SLAY_DTYPE_FLOAT16) return false;
     out->L = kron_pass_layout(s, a.Dv, backward);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
@@ -143,7 +149,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
 inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, const KronMmaLaunch& main,
                            KronStage stage, KronMmaLaunch* out) {
     *out = main;
-    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage, main.planes);
+    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage, main.form);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
     out->sp = SegmentPlan{};
     split_sequence(a.B * a.H, kron_ctas_per_sm(out->L), a.T, &out->sp);
@@ -162,23 +168,27 @@ struct KronInstance {
 // Calls fn(KronInstance<...>{}) for the launch's instantiation and returns
 // its status; an (ppw, c16) pair without one returns OK and leaves
 // *instantiated false. Each has 2 * ppw * c16 accumulator tiles of state per
-// warp, at most 16; each pair is instantiated for both plane counts of the
-// poly policies (1, 2).
+// warp, at most 16; each pair is instantiated for one and two planes (the
+// anchor's, Nystrom's), the smaller states for three (random Maclaurin's:
+// three planes of the larger ones' backward state copies do not fit a
+// CTA's shared memory).
 template <typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     *instantiated = true;
 #define SLAY_KRON_MMA_PLANES(PPW, C16, PLANES)                                                               \
-    if (k.ppw == PPW && k.c16 == C16 && k.planes == PLANES)                                                  \
+    if (k.ppw == PPW && k.c16 == C16 && k.form.planes == PLANES)                                             \
         return k.bf16 ? fn(KronInstance<__nv_bfloat16, PPW, C16, PLANES>{}) : fn(KronInstance<__half, PPW, C16, PLANES>{});
 #define SLAY_KRON_MMA_CASE(PPW, C16) SLAY_KRON_MMA_PLANES(PPW, C16, 1) SLAY_KRON_MMA_PLANES(PPW, C16, 2)
-    SLAY_KRON_MMA_CASE(1, 1)
-    SLAY_KRON_MMA_CASE(1, 2)
-    SLAY_KRON_MMA_CASE(2, 1)
-    SLAY_KRON_MMA_CASE(2, 2)
+#define SLAY_KRON_MMA_CASE3(PPW, C16) SLAY_KRON_MMA_CASE(PPW, C16) SLAY_KRON_MMA_PLANES(PPW, C16, 3)
+    SLAY_KRON_MMA_CASE3(1, 1)
+    SLAY_KRON_MMA_CASE3(1, 2)
+    SLAY_KRON_MMA_CASE3(2, 1)
+    SLAY_KRON_MMA_CASE3(2, 2)
     SLAY_KRON_MMA_CASE(4, 1)
     SLAY_KRON_MMA_CASE(4, 2)
     SLAY_KRON_MMA_CASE(2, 4)
     SLAY_KRON_MMA_CASE(8, 1)
+#undef SLAY_KRON_MMA_CASE3
 #undef SLAY_KRON_MMA_CASE
 #undef SLAY_KRON_MMA_PLANES
     *instantiated = false;

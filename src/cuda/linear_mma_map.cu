@@ -1,6 +1,6 @@
 // linear_mma_map.cu -- the per-head map kernels of the Kronecker tensor-core
 // passes, the only ones that read the map's poly policy (AnchorPoly,
-// NystromPoly):
+// NystromPoly, MaclaurinPoly):
 //   kron_factor_mma_kernel (stage MapRows): q, k (B, H, T, D) -> the bf16
 //     factor rows [poly | pcat] (2, B*H, T, Pp16 + RMp), before either pass;
 //   kron_factor_vjp_kernel (stage MapVjp): the summed factor gradients of
@@ -21,7 +21,7 @@ Status launch_kron_map(const KronMmaLaunch& k, KronStage stage, const ScanArgs& 
     SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
         using I = decltype(inst);
         // One policy per map of kron_tensor_core_map (the planner admits no
-        // other); each runs with its own plane count (kron_poly_planes).
+        // other); each runs with its own plane count (kron_poly_form).
         auto launch = [&](auto poly) {
             using Poly = decltype(poly);
             if constexpr (Poly::kPlanes != I::kPlanes) {
@@ -35,6 +35,7 @@ Status launch_kron_map(const KronMmaLaunch& k, KronStage stage, const ScanArgs& 
             }
         };
         if (k.map == MapKind::Nystrom) return launch(NystromPoly{});
+        if (k.map == MapKind::Maclaurin) return launch(MaclaurinPoly{});
         return launch(AnchorPoly{});
     }));
     if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no kernel for this shape: ", what);
