@@ -613,7 +613,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, Pol
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16, Poly::kPlanes>>(
         a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool queries = a.kron_side == 0;
-    blk.load_weights();
+    blk.template load_weights<Poly>();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, queries, !queries, false, async,
                 [&](int64_t t0, int rows, int buf) {
                     blk.prepare_chunk(rows, buf, queries, !queries);

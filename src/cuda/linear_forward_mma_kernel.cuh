@@ -48,8 +48,8 @@
 // 1, the policy's) carry every operand as kPlanes bf16 planes (factor rows,
 // vbar, gs, the state and score fragments; products of split operands sum
 // the plane pairs i + j < kPlanes), so the tensor cores see 8 * kPlanes
-// significand bits (see AnchorPoly for which maps). Random Maclaurin,
-// TensorSketch and fp32 inputs keep the fp32 SIMT kernels.
+// significand bits (see AnchorPoly for which maps). fp32 inputs keep the
+// fp32 SIMT kernels.
 // Launcher checks (else SIMT): D % 16 == 0, D <= 128, P == 8 * kPPW,
 // RM <= 16 * kC16, and the shared memory fits.
 #pragma once
@@ -57,6 +57,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "core/sketch_bucket.hpp"
 #include "cuda/linear_scan_kernel.cuh"
 #include "cuda/mma_primitives.cuh"
 
@@ -322,10 +323,18 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 // dq, dk). With two planes (16 significand bits) every emulated Nystrom
 // head stays within 1e-4, so NystromPoly runs with kPlanes = 2. Random
 // Maclaurin and TensorSketch (unbiased but noisy estimates around 0) need
-// three planes in the emulation and keep the fp32 kernels for now.
+// three planes in the emulation (MaclaurinPoly, TensorSketchPoly below).
+// W's projection rows: rows_a (P, D), and rows_b for a second set.
+__device__ inline float projection_rows(const FeatureParams& fp, int set, int p, int d, int D) {
+    return (set == 0 ? fp.rows_a : fp.rows_b)[static_cast<int64_t>(p) * D + d];
+}
+
 struct AnchorPoly {
     static constexpr bool kSplitProjections = false;
     static constexpr int kPlanes = 1, kProjectionSets = 1;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+        return projection_rows(fp, set, p, d, D);
+    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const float u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
@@ -343,6 +352,9 @@ struct AnchorPoly {
 struct NystromPoly {
     static constexpr bool kSplitProjections = true;
     static constexpr int kPlanes = 2, kProjectionSets = 1;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+        return projection_rows(fp, set, p, d, D);
+    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         float v0 = 0.f, v1 = 0.f;
@@ -378,6 +390,9 @@ struct NystromPoly {
 struct MaclaurinPoly {
     static constexpr bool kSplitProjections = true;
     static constexpr int kPlanes = 3, kProjectionSets = 2;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+        return projection_rows(fp, set, p, d, D);
+    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const int second = (P + 15) / 16 * 16;  // rm_r2's first column in y
@@ -394,6 +409,53 @@ struct MaclaurinPoly {
         const int other = r2_row ? p : second + p;  // the other factor's column in y
         const float scale = inv_div * fp.inv_sqrt_p;
         return make_float2(dpoly[p] * y[other] * scale, dpoly[p + 1] * y[other + 1] * scale);
+    }
+};
+// TensorSketch's degree-2 sketch (SPEC A.12) on two projection sets, the
+// count sketches CS_a = S_a x^ (S_a[p][d] = s_a(d) where h_a(d) = p, else
+// 0: rows of +-1 and 0, exact in bf16, so no lo part):
+//   TensorSketchPoly poly_e = sum_a CS_1[a] CS_2[(e - a) mod P] / sqrt(P)
+//                    (the circular convolution cuFFT computes for the fp32
+//                    scans); coef on S_1 row a = sum_e dpoly_e
+//                    CS_2[(e - a) mod P] / sqrt(P), on S_2 row b = sum_e
+//                    dpoly_e CS_1[(e - b) mod P] / sqrt(P).
+// Signed like random Maclaurin's, and as noisy: three planes.
+struct TensorSketchPoly {
+    static constexpr bool kSplitProjections = false;
+    static constexpr int kPlanes = 3, kProjectionSets = 2;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int P, int) {
+        const float* hash = set == 0 ? fp.sketch_hash1 : fp.sketch_hash2;
+        const float* sign = set == 0 ? fp.sketch_sign1 : fp.sketch_sign2;
+        return sketch_bucket_of(hash[d], P) == p ? sign[d] : 0.f;
+    }
+    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        const float* cs2 = y + (P + 15) / 16 * 16;
+        float v0 = 0.f, v1 = 0.f;
+        for (int a = 0; a < P; ++a) {  // (e - a) mod P and (e + 1 - a) mod P
+            const int b0 = e - a < 0 ? e - a + P : e - a, b1 = b0 + 1 == P ? 0 : b0 + 1;
+            v0 = fmaf(y[a], cs2[b0], v0);
+            v1 = fmaf(y[a], cs2[b1], v1);
+        }
+        const float scale = inv_div * inv_div * fp.inv_sqrt_p;
+        return make_float2(v0 * scale, v1 * scale);
+    }
+    // e indexes W's projection rows [0, 2 Pp16): S_1 rows, then S_2 rows.
+    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
+                                          const float* dpoly, int e) {
+        const int second = (P + 15) / 16 * 16;
+        const bool s2_row = e >= second;
+        const int a0 = s2_row ? e - second : e;
+        if (a0 >= P) return make_float2(0.f, 0.f);
+        const float* other = s2_row ? y : y + second;  // the other sketch's projections
+        float c0 = 0.f, c1 = 0.f;
+        for (int q = 0; q < P; ++q) {  // other[(q - a0) mod P], other[(q - a0 - 1) mod P]
+            const int b0 = q - a0 < 0 ? q - a0 + P : q - a0, b1 = b0 == 0 ? P - 1 : b0 - 1;
+            c0 = fmaf(dpoly[q], other[b0], c0);
+            c1 = fmaf(dpoly[q], other[b1], c1);
+        }
+        const float scale = inv_div * fp.inv_sqrt_p;
+        return make_float2(c0 * scale, c1 * scale);
     }
 };
 
@@ -497,6 +559,7 @@ struct KronBlock {
     // rows, whose lo part the factor GEMM reads only for policies with
     // kSplitProjections, then the pcat rows c = r*M + m, omega of this
     // head, zero past RM).
+    template <typename Poly>
     __device__ void load_weights() const {
         const FeatureParams& fp = a.fp;
         Elem* hi = at<Elem>(L.w_hi);
@@ -504,11 +567,10 @@ struct KronBlock {
         for (int idx = threadIdx.x; idx < L.NW * L.D; idx += kThreads) {
             const int n = idx / L.D, d = idx - n * L.D;
             float w = 0.f;
-            if (n < L.P) {
-                w = fp.rows_a[static_cast<int64_t>(n) * L.D + d];
-            } else if (n >= L.Pp16 && n < L.Pw && n - L.Pp16 < L.P) {  // the second projection set
-                w = fp.rows_b[static_cast<int64_t>(n - L.Pp16) * L.D + d];
-            } else if (n >= L.Pw && n - L.Pw < L.RM) {
+            if (n < L.Pw) {  // projection row p of set n / Pp16
+                const int set = n >= L.Pp16, p = n - set * L.Pp16;
+                if (p < L.P) w = Poly::projection(fp, set, p, d, L.P, L.D);
+            } else if (n - L.Pw < L.RM) {
                 const int c = n - L.Pw, r = c / fp.M, m = c - r * fp.M;
                 w = fp.omega[((static_cast<int64_t>(r) * fp.H + h) * fp.D + d) * fp.M + m];
             }
@@ -1245,7 +1307,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, Pol
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16, Poly::kPlanes>>(
         a, L, reinterpret_cast<unsigned char*>(smem_f4));
-    blk.load_weights();
+    blk.template load_weights<Poly>();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, true, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, true);
         blk.template factor_gemm<Poly>(buf, true, true);

@@ -16,10 +16,10 @@ namespace slay {
 namespace cuda {
 
 // The maps these kernels run, each with a poly policy in
-// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly, MaclaurinPoly; why the other
-// Kronecker maps stay on the fp32 kernels is said there).
+// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly, MaclaurinPoly,
+// TensorSketchPoly: every Kronecker map but slay_poly2).
 inline bool kron_tensor_core_map(MapKind k) {
-    return k == MapKind::Anchor || k == MapKind::Nystrom || k == MapKind::Maclaurin;
+    return k == MapKind::Anchor || k == MapKind::Nystrom || k == MapKind::Maclaurin || k == MapKind::TensorSketch;
 }
 
 struct KronMmaShape {

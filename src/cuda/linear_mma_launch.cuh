@@ -35,6 +35,7 @@ constexpr PolyForm poly_form() {
 inline PolyForm kron_poly_form(MapKind map) {
     if (map == MapKind::Nystrom) return poly_form<NystromPoly>();
     if (map == MapKind::Maclaurin) return poly_form<MaclaurinPoly>();
+    if (map == MapKind::TensorSketch) return poly_form<TensorSketchPoly>();
     return poly_form<AnchorPoly>();
 }
 
@@ -169,7 +170,8 @@ struct KronInstance {
 // its status; an (ppw, c16) pair without one returns OK and leaves
 // *instantiated false. Each has 2 * ppw * c16 accumulator tiles of state per
 // warp, at most 16; each pair is instantiated for one and two planes (the
-// anchor's, Nystrom's), the smaller states for three (random Maclaurin's:
+// anchor's, Nystrom's), the smaller states for three (random Maclaurin's
+// and TensorSketch's:
 // three planes of the larger ones' backward state copies do not fit a
 // CTA's shared memory).
 template <typename Fn>

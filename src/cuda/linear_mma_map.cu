@@ -1,6 +1,6 @@
 // linear_mma_map.cu -- the per-head map kernels of the Kronecker tensor-core
 // passes, the only ones that read the map's poly policy (AnchorPoly,
-// NystromPoly, MaclaurinPoly):
+// NystromPoly, MaclaurinPoly, TensorSketchPoly):
 //   kron_factor_mma_kernel (stage MapRows): q, k (B, H, T, D) -> the bf16
 //     factor rows [poly | pcat] (2, B*H, T, Pp16 + RMp), before either pass;
 //   kron_factor_vjp_kernel (stage MapVjp): the summed factor gradients of
@@ -36,6 +36,7 @@ Status launch_kron_map(const KronMmaLaunch& k, KronStage stage, const ScanArgs& 
         };
         if (k.map == MapKind::Nystrom) return launch(NystromPoly{});
         if (k.map == MapKind::Maclaurin) return launch(MaclaurinPoly{});
+        if (k.map == MapKind::TensorSketch) return launch(TensorSketchPoly{});
         return launch(AnchorPoly{});
     }));
     if (!instantiated) return error(SLAY_STATUS_INTERNAL_ERROR, "no kernel for this shape: ", what);
