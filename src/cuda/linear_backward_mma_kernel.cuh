@@ -30,19 +30,20 @@
 //     then U += Phi_q^T gs; finally dinitial_state = U.
 //   Bidirectional: the query kernel first sums S over all keys and has no
 //   intra terms; the key kernel first sums U over all queries.
-// The gradient step reads the state from a bf16 copy in shared memory
-// ([p][w][c]), since a gradient row needs every p: warp w forms, for its
-// 16-row m-tile and half of the p, G_p = gs S_p^T on tensor cores once and
-// contracts it in registers both ways (the pcat-weighted row sums give
-// dpoly, the poly-weighted sums over p a partial dpcat; the two halves'
-// partials meet in shared memory), added (fp32 atomics: the slices of a
+// The gradient step stays with the state's owners: warp w forms, for its
+// features p and every 16-row m-tile, G_p = gs S_p^T on tensor cores (the
+// B fragments transposed from its state registers by movmatrix, so the
+// state never goes to shared memory) and contracts it in registers both
+// ways (the pcat-weighted row sums give dpoly, the poly-weighted sums over
+// the warp's p a partial dpcat, the warps' partials meeting in shared
+// memory by atomics); the rows are added (fp32 atomics: the slices of a
 // head add their parts in no fixed order, as in the SIMT kernels) to the
 // factor gradient rows. The map's VJP (kron_factor_vjp_kernel) then runs as
 // one GEMM, coefficients (64, NW) times W (NW, D) in bf16 (fp16 W fragments
 // are converted in registers: gradient coefficients can leave fp16's
 // range), followed by the normalization's VJP in fp32, into the dq/dk rows.
 //
-// Rounding: gs, vbar, features, the state copy and the VJP's coefficients
+// Rounding: gs, vbar, features, the state's B fragments and the VJP's coefficients
 // and W are bf16 with fp32 sums (the forward's budget), as kPlanes bf16
 // planes each in the split-precision instantiations (as in the forward);
 // den, dZ, the coefficients' inputs and the normalization VJP are fp32.
@@ -149,27 +150,6 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
         }
     }
 
-    // The state registers as bf16 [p][w][c] (pitch ldsc) in red, kPlanes
-    // copies sc_plane bytes apart: for each p a (16 w x RMp c) matrix, read
-    // as mma B fragments (k = w, n = c).
-    __device__ void copy_state(const float (&S)[kPPW][kTiles8][4]) const {
-#pragma unroll
-        for (int pl = 0; pl < kPPW; ++pl)
-#pragma unroll
-            for (int c8 = 0; c8 < kTiles8; ++c8) {
-                const int p = warp * kPPW + pl, c = 8 * c8 + 2 * l;
-                unsigned lo[kPlanes], hi[kPlanes];
-                split_bf16x2<kPlanes>(S[pl][c8][0], S[pl][c8][1], lo);
-                split_bf16x2<kPlanes>(S[pl][c8][2], S[pl][c8][3], hi);
-#pragma unroll
-                for (int i = 0; i < kPlanes; ++i) {
-                    __nv_bfloat16* sc = at<__nv_bfloat16>(L.red + i * L.sc_plane);
-                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g) * L.ldsc + c) = lo[i];
-                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g + 8) * L.ldsc + c) = hi[i];
-                }
-            }
-    }
-
     // dA tile (self m-tile mt, other block j) = own_rows . other_rows^T
     // (lf: the own rows' A fragments, all planes).
     __device__ void score_gradient_tile(const ChunkSide& sd, const unsigned (&lf)[kPlanes][4], int j,
@@ -212,98 +192,126 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
         }
     }
 
+    // B fragments (kPlanes planes; k = the 16 slice columns w, n = c) of
+    // S_p for features c of c16 tile k16, from this warp's state registers:
+    // an accumulator tile holds (w = g, g + 8; c = 2l, 2l + 1), the B
+    // fragment (w = 2l, 2l + 1 and 2l + 8, 2l + 9; c = g), so each 8 x 8
+    // half is transposed in registers (movmatrix).
+    __device__ static void state_fragments(const float (&S)[kPPW][kTiles8][4], int pl, int k16,
+                                           unsigned (&bf)[kPlanes][4]) {
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+            const float* tile = S[pl][2 * k16 + nt];
+            unsigned w0[kPlanes], w8[kPlanes];  // slice columns w < 8, w >= 8
+            split_bf16x2<kPlanes>(tile[0], tile[1], w0);
+            split_bf16x2<kPlanes>(tile[2], tile[3], w8);
+#pragma unroll
+            for (int i = 0; i < kPlanes; ++i) {
+                bf[i][2 * nt] = movmatrix_trans(w0[i]);
+                bf[i][2 * nt + 1] = movmatrix_trans(w8[i]);
+            }
+        }
+    }
+
     // Factor gradients of the side's 64 rows -> dpoly (64, P), dpcat (64, RMp)
-    // fp32 (see the header). Warp w takes m-tile w % 4 and half h = w / 4 of
-    // the p range: per p, G_p = own_rows S_p^T (16 x RMp, on tensor cores,
-    // from the state copy of copy_state) is contracted both ways in
-    // registers: dpoly[., p] = sum_c pcat o G_p (complete: stored), and
-    // dpcat += poly[., p] G_p (a partial over the half's p). Intra terms:
-    // half 0 the dpoly part, half 1 the dpcat part. Half 1 stores its dpcat;
-    // after a block barrier half 0 adds its own partial and the intra dpoly
-    // (so every thread must call this).
-    __device__ void factor_gradients(const ChunkSide& sd, bool intra) const {
-        const int mt = warp & 3, half = warp >> 2;
-        const int r0 = mt * 16 + g, r1 = r0 + 8;
-        const __nv_bfloat16* sc = at<__nv_bfloat16>(L.red);
+    // fp32 (see the header). State part: warp w takes its own features p
+    // (those of its state registers, S the state or carry) for every m-tile:
+    // G_p = own_rows S_p^T (16 x RMp, on tensor cores; B fragments from the
+    // registers, state_fragments) is contracted both ways in registers:
+    // dpoly[., p] = sum_c pcat o G_p (complete: stored), and dpcat +=
+    // poly[., p] G_p (a partial over the warp's p, added to dpcat by
+    // shared-memory atomics: the warps add their parts in no fixed order, as
+    // the slices do in workspace). Intra terms: warp w takes m-tile w % 4,
+    // the dpoly part (w < 4: added after a barrier, each element by one
+    // warp) or the dpcat part (w >= 4: atomics). Block-wide: every thread
+    // must call this; dpoly and dpcat are complete after the next barrier.
+    __device__ void factor_gradients(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd, bool intra) const {
         const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
         const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
         float* dp = at<float>(L.dpoly);
         float* dc = at<float>(L.dpcat);
-        unsigned lf[kPlanes][4];
+        for (int idx = threadIdx.x; idx < kTc * L.lddc; idx += kThreads) dc[idx] = 0.f;
+        __syncthreads();
+        auto own_fragments = [&](int mt, unsigned (&lf)[kPlanes][4]) {
 #pragma unroll
-        for (int i = 0; i < kPlanes; ++i)
-            ldmatrix_x4(lf[i], a_tile_addr(at<__nv_bfloat16>(Base::row_plane(sd.own_rows, i)), kVbarLd, mt * 16, 0,
-                                           lane));
-        float pc[kTiles8][4];  // pcat_self of rows r0, r1 in the accumulator layout (all planes)
-#pragma unroll
-        for (int c8 = 0; c8 < kTiles8; ++c8) {
-            const int c = 8 * c8 + 2 * l;
-            pc[c8][0] = Base::factor_value(pcat, L.ldc, r0, c);
-            pc[c8][1] = Base::factor_value(pcat, L.ldc, r0, c + 1);
-            pc[c8][2] = Base::factor_value(pcat, L.ldc, r1, c);
-            pc[c8][3] = Base::factor_value(pcat, L.ldc, r1, c + 1);
-        }
-        float dcat[kTiles8][4] = {};
-        const int p_half = L.P / 2;  // P % 8 == 0
-#pragma unroll 2
-        for (int p = half * p_half; p < (half + 1) * p_half; ++p) {
-            float G[kTiles8][4] = {};
-            const __nv_bfloat16* sp = sc + p * kSliceCols * L.ldsc;
-#pragma unroll
-            for (int n16 = 0; n16 < kC16; ++n16) {
-                unsigned bf[kPlanes][4];
-#pragma unroll
-                for (int i = 0; i < kPlanes; ++i)
-                    ldmatrix_x4_trans(bf[i], b_kn_addr(sp + i * (L.sc_plane / 2), L.ldsc, 0, n16 * 16, lane));
-                mma_planes<kPlanes>(G[2 * n16], G[2 * n16 + 1], lf, bf);
-            }
-            const float w0 = Base::factor_value(poly, L.ldp, r0, p), w1 = Base::factor_value(poly, L.ldp, r1, p);
-            float lo = 0.f, hi = 0.f;
-#pragma unroll
-            for (int c8 = 0; c8 < kTiles8; ++c8) {
-                lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
-                hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
-                dcat[c8][0] = fmaf(w0, G[c8][0], dcat[c8][0]);
-                dcat[c8][1] = fmaf(w0, G[c8][1], dcat[c8][1]);
-                dcat[c8][2] = fmaf(w1, G[c8][2], dcat[c8][2]);
-                dcat[c8][3] = fmaf(w1, G[c8][3], dcat[c8][3]);
-            }
-            lo += __shfl_xor_sync(0xffffffffu, lo, 1);
-            lo += __shfl_xor_sync(0xffffffffu, lo, 2);
-            hi += __shfl_xor_sync(0xffffffffu, hi, 1);
-            hi += __shfl_xor_sync(0xffffffffu, hi, 2);
-            if (l == 0) {
-                dp[r0 * L.lddp + p] = lo;
-                dp[r1 * L.lddp + p] = hi;
-            }
-        }
-        float dpoly_intra[2 * kPolyPairs][4] = {};
-        if (intra) {
-            if (half == 0)
-                intra_gradients<kC16, kPolyPairs>(sd, lf, mt, sd.pcat_self, sd.pcat_other, L.ldc, sd.poly_other,
-                                                  L.ldp, dpoly_intra);
-            else
-                intra_gradients<kPolyPairs, kC16>(sd, lf, mt, sd.poly_self, sd.poly_other, L.ldp, sd.pcat_other,
-                                                  L.ldc, dcat);
-        }
-        if (half == 1)
+            for (int i = 0; i < kPlanes; ++i)
+                ldmatrix_x4(lf[i], a_tile_addr(at<__nv_bfloat16>(Base::row_plane(sd.own_rows, i)), kVbarLd, mt * 16, 0,
+                                               lane));
+        };
+        auto add_dpcat = [&](int r0, const float (&part)[kTiles8][4]) {
 #pragma unroll
             for (int c8 = 0; c8 < kTiles8; ++c8) {
                 const int c = 8 * c8 + 2 * l;
-                *reinterpret_cast<float2*>(dc + r0 * L.lddc + c) = make_float2(dcat[c8][0], dcat[c8][1]);
-                *reinterpret_cast<float2*>(dc + r1 * L.lddc + c) = make_float2(dcat[c8][2], dcat[c8][3]);
+                atomicAdd(dc + r0 * L.lddc + c, part[c8][0]);
+                atomicAdd(dc + r0 * L.lddc + c + 1, part[c8][1]);
+                atomicAdd(dc + (r0 + 8) * L.lddc + c, part[c8][2]);
+                atomicAdd(dc + (r0 + 8) * L.lddc + c + 1, part[c8][3]);
             }
-        __syncthreads();  // half 1's dpcat and both halves' dpoly columns are in place
-        if (half == 1) return;
+        };
+        for (int mt = 0; mt < 4; ++mt) {
+            const int r0 = mt * 16 + g, r1 = r0 + 8;
+            unsigned lf[kPlanes][4];
+            own_fragments(mt, lf);
+            float pc[kTiles8][4];  // pcat_self of rows r0, r1 in the accumulator layout (all planes)
 #pragma unroll
-        for (int c8 = 0; c8 < kTiles8; ++c8) {
-            const int c = 8 * c8 + 2 * l;
-            float2* d0 = reinterpret_cast<float2*>(dc + r0 * L.lddc + c);
-            float2* d1 = reinterpret_cast<float2*>(dc + r1 * L.lddc + c);
-            *d0 = make_float2(d0->x + dcat[c8][0], d0->y + dcat[c8][1]);
-            *d1 = make_float2(d1->x + dcat[c8][2], d1->y + dcat[c8][3]);
+            for (int c8 = 0; c8 < kTiles8; ++c8) {
+                const int c = 8 * c8 + 2 * l;
+                pc[c8][0] = Base::factor_value(pcat, L.ldc, r0, c);
+                pc[c8][1] = Base::factor_value(pcat, L.ldc, r0, c + 1);
+                pc[c8][2] = Base::factor_value(pcat, L.ldc, r1, c);
+                pc[c8][3] = Base::factor_value(pcat, L.ldc, r1, c + 1);
+            }
+            float dcat[kTiles8][4] = {};
+#pragma unroll
+            for (int pl = 0; pl < kPPW; ++pl) {
+                const int p = warp * kPPW + pl;  // < P: P == 8 kPPW
+                float G[kTiles8][4] = {};
+#pragma unroll
+                for (int k16 = 0; k16 < kC16; ++k16) {
+                    unsigned bf[kPlanes][4];
+                    state_fragments(S, pl, k16, bf);
+                    mma_planes<kPlanes>(G[2 * k16], G[2 * k16 + 1], lf, bf);
+                }
+                const float w0 = Base::factor_value(poly, L.ldp, r0, p), w1 = Base::factor_value(poly, L.ldp, r1, p);
+                float lo = 0.f, hi = 0.f;
+#pragma unroll
+                for (int c8 = 0; c8 < kTiles8; ++c8) {
+                    lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
+                    hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
+                    dcat[c8][0] = fmaf(w0, G[c8][0], dcat[c8][0]);
+                    dcat[c8][1] = fmaf(w0, G[c8][1], dcat[c8][1]);
+                    dcat[c8][2] = fmaf(w1, G[c8][2], dcat[c8][2]);
+                    dcat[c8][3] = fmaf(w1, G[c8][3], dcat[c8][3]);
+                }
+                lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+                lo += __shfl_xor_sync(0xffffffffu, lo, 2);
+                hi += __shfl_xor_sync(0xffffffffu, hi, 1);
+                hi += __shfl_xor_sync(0xffffffffu, hi, 2);
+                if (l == 0) {
+                    dp[r0 * L.lddp + p] = lo;
+                    dp[r1 * L.lddp + p] = hi;
+                }
+            }
+            add_dpcat(r0, dcat);
         }
-        if (!intra) return;
+        const int mt = warp & 3, r0 = mt * 16 + g, r1 = r0 + 8;
+        const bool dpoly_part = warp < 4;
+        float dpoly_intra[2 * kPolyPairs][4] = {};
+        if (intra) {
+            unsigned lf[kPlanes][4];
+            own_fragments(mt, lf);
+            if (dpoly_part) {
+                intra_gradients<kC16, kPolyPairs>(sd, lf, mt, sd.pcat_self, sd.pcat_other, L.ldc, sd.poly_other,
+                                                  L.ldp, dpoly_intra);
+            } else {
+                float dcat_intra[kTiles8][4] = {};
+                intra_gradients<kPolyPairs, kC16>(sd, lf, mt, sd.poly_self, sd.poly_other, L.ldp, sd.pcat_other,
+                                                  L.ldc, dcat_intra);
+                add_dpcat(r0, dcat_intra);
+            }
+        }
+        __syncthreads();  // every warp's dpoly columns are in place
+        if (!intra || !dpoly_part) return;
 #pragma unroll
         for (int t8 = 0; t8 < 2 * kPolyPairs; ++t8) {
             const int col = 8 * t8 + 2 * l;
@@ -547,10 +555,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
         blk.state_partials(S, qs, causal);
         __syncthreads();
         blk.gradient_rows(t0, rows, buf, true);
-        __syncthreads();
-        blk.copy_state(S);
-        __syncthreads();
-        blk.factor_gradients(qs, causal);
+        blk.factor_gradients(S, qs, causal);  // its first barrier publishes gs
         __syncthreads();
         blk.add_factor_gradients(t0, rows);
         if (causal) blk.accumulate_state(S, rows, blk.key_side(buf));
@@ -582,10 +587,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
                     blk.state_partials(U, ks, causal);
                     __syncthreads();
                     blk.store_values(t0, rows);
-                    __syncthreads();
-                    blk.copy_state(U);
-                    __syncthreads();
-                    blk.factor_gradients(ks, causal);
+                    blk.factor_gradients(U, ks, causal);  // leaves red (the partials store_values reads) alone
                     __syncthreads();
                     blk.add_factor_gradients(t0, rows);
                     if (causal) blk.accumulate_state(U, rows, blk.query_side(buf));
