@@ -23,7 +23,7 @@ inline bool kron_tensor_core_map(MapKind k) {
 }
 
 struct KronMmaShape {
-    MapKind map = MapKind::Anchor;  // the map (kron_tensor_core_map); its poly policy: launch_kron_map
+    MapKind map = MapKind::Anchor;  // the map (kron_tensor_core_map); its poly policy: launch_kron_map_kernel
     int D = 0, P = 0, RM = 0;
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };

@@ -1,6 +1,6 @@
 // linear_mma_launch.cuh -- what the Kronecker tensor-core launchers
-// (linear_forward_mma_kron.cu, linear_backward_mma_query.cu,
-// linear_backward_mma_key.cu, linear_mma_map.cu) share:
+// (linear_forward_mma_kron.cu, linear_backward_mma_query.cu and the
+// per-instantiation launches of linear_mma_planes.cuh) share:
 // whether a call fits the kernels, their grid (B*H, slices, segments) and
 // shared-memory layout, cp.async or plain staging, and the table of
 // (p per warp, c16 tiles) instantiations.
@@ -166,33 +166,38 @@ struct KronInstance {
     static constexpr int kPPW = PPW, kC16 = C16, kPlanes = Planes;
 };
 
-// Calls fn(KronInstance<...>{}) for the launch's instantiation and returns
-// its status; an (ppw, c16) pair without one returns OK and leaves
-// *instantiated false. Each has 2 * ppw * c16 accumulator tiles of state per
-// warp, at most 16; each pair is instantiated for one and two planes (the
-// anchor's, Nystrom's), the smaller states for three (random Maclaurin's
-// and TensorSketch's:
-// three planes of the larger ones' backward state copies do not fit a
-// CTA's shared memory).
-template <typename Fn>
+// Calls fn(KronInstance<...>{}) for the launch's instantiation of kPlanes
+// planes and returns its status; an (ppw, c16) pair without one returns OK
+// and leaves *instantiated false. Each has 2 * ppw * c16 accumulator tiles
+// of state per warp, at most 16; every pair is instantiated for one and two
+// planes (the anchor's, Nystrom's), the smaller states also for three
+// with bf16 io (random Maclaurin's and TensorSketch's: the larger ones'
+// three-plane fragments spill, and each three-plane instance costs minutes
+// of compilation; fp16 io takes the fp32 scan there).
+template <int kPlanes, typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     *instantiated = true;
-#define SLAY_KRON_MMA_PLANES(PPW, C16, PLANES)                                                               \
-    if (k.ppw == PPW && k.c16 == C16 && k.form.planes == PLANES)                                             \
-        return k.bf16 ? fn(KronInstance<__nv_bfloat16, PPW, C16, PLANES>{}) : fn(KronInstance<__half, PPW, C16, PLANES>{});
-#define SLAY_KRON_MMA_CASE(PPW, C16) SLAY_KRON_MMA_PLANES(PPW, C16, 1) SLAY_KRON_MMA_PLANES(PPW, C16, 2)
-#define SLAY_KRON_MMA_CASE3(PPW, C16) SLAY_KRON_MMA_CASE(PPW, C16) SLAY_KRON_MMA_PLANES(PPW, C16, 3)
-    SLAY_KRON_MMA_CASE3(1, 1)
-    SLAY_KRON_MMA_CASE3(1, 2)
-    SLAY_KRON_MMA_CASE3(2, 1)
-    SLAY_KRON_MMA_CASE3(2, 2)
-    SLAY_KRON_MMA_CASE(4, 1)
-    SLAY_KRON_MMA_CASE(4, 2)
-    SLAY_KRON_MMA_CASE(2, 4)
-    SLAY_KRON_MMA_CASE(8, 1)
-#undef SLAY_KRON_MMA_CASE3
+#define SLAY_KRON_MMA_CASE(PPW, C16)                                            \
+    if (k.ppw == PPW && k.c16 == C16) {                                         \
+        if (k.bf16) return fn(KronInstance<__nv_bfloat16, PPW, C16, kPlanes>{}); \
+        if constexpr (kPlanes < 3) {                                            \
+            return fn(KronInstance<__half, PPW, C16, kPlanes>{});               \
+        } else {                                                                \
+            *instantiated = false;                                              \
+            return Status();                                                    \
+        }                                                                       \
+    }
+    SLAY_KRON_MMA_CASE(1, 1)
+    SLAY_KRON_MMA_CASE(1, 2)
+    SLAY_KRON_MMA_CASE(2, 1)
+    SLAY_KRON_MMA_CASE(2, 2)
+    if constexpr (kPlanes < 3) {
+        SLAY_KRON_MMA_CASE(4, 1)
+        SLAY_KRON_MMA_CASE(4, 2)
+        SLAY_KRON_MMA_CASE(2, 4)
+        SLAY_KRON_MMA_CASE(8, 1)
+    }
 #undef SLAY_KRON_MMA_CASE
-#undef SLAY_KRON_MMA_PLANES
     *instantiated = false;
     return Status();
 }
@@ -215,16 +220,47 @@ Status launch_kron_after_sums(SumsKernel sums, Kernel kernel, const KronMmaLaunc
     return launch_kron_kernel(kernel, k, a, stream, what);
 }
 
-// Launches the per-head map kernel of `stage` (`k`: plan_kron_rows(...,
-// stage, ...)): MapRows, the factor rows of q and k; MapVjp, the map's VJP
-// of side a.kron_side (linear_mma_map.cu).
-Status launch_kron_map(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream);
+// What launch_kron launches: a pass's per-slice kernels (after their
+// segment sums when the sequence is split; `k`: plan_kron_mma) or a
+// per-head map kernel (`k`: plan_kron_rows(..., stage, ...); MapRows, the
+// factor rows of q and k; MapVjp, the map's VJP of side a.kron_side).
+enum class KronKernels { Forward, BackwardQuery, BackwardKey, Map };
 
-// The backward's key kernel for a launch whose query kernel ran, after the
-// queries' segment sums when k.sp.count > 1, then the map's VJP of the keys
-// (`vjp`, a.kron_side 1) (linear_backward_mma_key.cu).
-Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
-                                cudaStream_t stream);
+// The launches of one (kernels, plane count), defined in
+// linear_mma_planes.cuh and instantiated each in its own translation unit
+// (meson generates linear_mma_<kernels>_planes<N>.cu from
+// linear_mma_instances.cu.in, so they compile in parallel). OK with
+// *instantiated false when the launch's shape has no instantiation.
+template <KronKernels kKernels, int kPlanes>
+Status launch_kron_planes(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream,
+                          bool* instantiated);
+
+template <KronKernels kKernels>
+Status launch_kron_any_planes(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream,
+                              bool* instantiated) {
+    switch (k.form.planes) {
+        case 1: return launch_kron_planes<kKernels, 1>(k, stage, a, stream, instantiated);
+        case 2: return launch_kron_planes<kKernels, 2>(k, stage, a, stream, instantiated);
+        case 3: return launch_kron_planes<kKernels, 3>(k, stage, a, stream, instantiated);
+        default: *instantiated = false; return Status();
+    }
+}
+
+// Launches `kernels` for launch k (stage: Map's).
+inline Status launch_kron(KronKernels kernels, const KronMmaLaunch& k, KronStage stage, const ScanArgs& a,
+                          cudaStream_t stream, bool* instantiated) {
+    switch (kernels) {
+        case KronKernels::Forward:
+            return launch_kron_any_planes<KronKernels::Forward>(k, stage, a, stream, instantiated);
+        case KronKernels::BackwardQuery:
+            return launch_kron_any_planes<KronKernels::BackwardQuery>(k, stage, a, stream, instantiated);
+        case KronKernels::BackwardKey:
+            return launch_kron_any_planes<KronKernels::BackwardKey>(k, stage, a, stream, instantiated);
+        case KronKernels::Map: return launch_kron_any_planes<KronKernels::Map>(k, stage, a, stream, instantiated);
+    }
+    *instantiated = false;
+    return Status();
+}
 
 }  // namespace kron_mma
 }  // namespace cuda

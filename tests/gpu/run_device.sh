@@ -45,8 +45,9 @@
 #   mapsbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the maps off the two tensor-core
 #             engines' common path: slay_anchor at P=12 (F=192: the dense engine, as P % 8 != 0)
 #             and the signed maps (fp32 scans) at R=2 M=8 P=16 -> maps_*.json/md in bench/
-#   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor and
-#             slay_nystrom at R=2 M=8 P=16, slay_nystrom at its registry defaults (R=1 M=8 P=64; fwd)
+#   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor,
+#             slay_nystrom, slay_random_maclaurin and slay_tensorsketch at R=2 M=8 P=16, slay_nystrom
+#             at its registry defaults (R=1 M=8 P=64)
 #             -> kron_*.json/md in bench/ (a map's speed on whichever kernels its plan takes)
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
@@ -267,15 +268,14 @@ fi
 if has kronbench && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
   export PYTHONUNBUFFERED=1
-  timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor slay_nystrom \
+  timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+    --variants slay_anchor slay_nystrom slay_random_maclaurin slay_tensorsketch \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
     --causal --slow-call-s 3 --json "$OUT/bench/kron_paper.json" \
     --markdown "$OUT/bench/kron_paper.md" >> "$OUT/kronbench.log" 2>&1
   echo "=== compare_torch Kronecker maps, paper R/M/P rc=$?" >> "$OUT/kronbench.log"
-  # Forward only: its backward's layout (two planes, P = 64) exceeds the shared memory of a CTA,
-  # so it takes the fp32 scan (about 0.6 s a call).
   timeout 100 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_nystrom \
-    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd --R 1 --M 8 --P 64 \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 8 --P 64 \
     --causal --slow-call-s 3 --json "$OUT/bench/kron_paper_nystrom_defaults.json" \
     --markdown "$OUT/bench/kron_paper_nystrom_defaults.md" >> "$OUT/kronbench.log" 2>&1
   echo "=== compare_torch slay_nystrom registry defaults (R=1 M=8 P=64) rc=$?" >> "$OUT/kronbench.log"
