@@ -234,6 +234,20 @@ enum class KronKernels { Forward, BackwardQuery, BackwardKey, Map };
 template <KronKernels kKernels, int kPlanes>
 Status launch_kron_planes(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream,
                           bool* instantiated);
+// Explicit instantiation declarations: a translation unit that sees the
+// definitions (each generated one) instantiates only the pair it names, not
+// every pair launch_kron below refers to.
+#define SLAY_KRON_PLANES_EXTERN(KERNELS, PLANES)                                                           \
+    extern template Status launch_kron_planes<KronKernels::KERNELS, PLANES>(const KronMmaLaunch&, KronStage, \
+                                                                            const ScanArgs&, cudaStream_t, bool*);
+#define SLAY_KRON_PLANES_EXTERN_ALL(KERNELS) \
+    SLAY_KRON_PLANES_EXTERN(KERNELS, 1) SLAY_KRON_PLANES_EXTERN(KERNELS, 2) SLAY_KRON_PLANES_EXTERN(KERNELS, 3)
+SLAY_KRON_PLANES_EXTERN_ALL(Forward)
+SLAY_KRON_PLANES_EXTERN_ALL(BackwardQuery)
+SLAY_KRON_PLANES_EXTERN_ALL(BackwardKey)
+SLAY_KRON_PLANES_EXTERN_ALL(Map)
+#undef SLAY_KRON_PLANES_EXTERN_ALL
+#undef SLAY_KRON_PLANES_EXTERN
 
 template <KronKernels kKernels>
 Status launch_kron_any_planes(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream,

@@ -14,7 +14,8 @@
 #   bench.log      compare_torch.py output (slay_anchor vs torch SDPA, default and FLASH backends)
 #   bench.tar.gz   compare_torch JSON + Markdown of each benchmark shape
 # Phases (SLAY_DEVICE_PHASES, comma-separated; default all):
-#   build     configure + build
+#   build     configure + build (a fresh build directory; stops after SLAY_BUILD_LIMIT_S, default 540)
+#   resume    goes on with the build directory a stopped build left on the same warm machine
 #   suite     the whole meson test suite (run_tests.sh)
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
 #   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
@@ -75,10 +76,16 @@ has() { [[ ",$PHASES," == *",$1,"* ]]; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nvcc --version | tail -2; } \
   2>&1 | tee "$OUT/device.txt"
 rc=0
-if has build; then
-  rm -rf "$BUILD"
-  { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
-    ninja -C "$BUILD"; } > "$OUT/tests.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
+if has build || has resume; then
+  # a build stopped by SLAY_BUILD_LIMIT_S (default 540 s, inside the device's
+  # 600 s a call) goes on in the next call's `resume` on the same warm machine
+  has build && rm -rf "$BUILD"
+  [ -d "$BUILD" ] || meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" \
+    > "$OUT/tests.log" 2>&1 || { echo "CONFIGURE FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
+  timeout "${SLAY_BUILD_LIMIT_S:-540}" ninja -C "$BUILD" >> "$OUT/tests.log" 2>&1
+  build_rc=$?
+  if [ "$build_rc" -eq 124 ]; then echo "BUILD INCOMPLETE (time limit): call again with SLAY_DEVICE_PHASES=resume,..."; exit 3; fi
+  [ "$build_rc" -eq 0 ] || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
   echo "build ok"
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
