@@ -901,9 +901,15 @@ struct KronBlock {
                 const int row = mt * 16 + g + (e >= 2 ? 8 : 0), col = j * 16 + nt * 8 + 2 * l + (e & 1);
                 s[nt][e] = (lower ? col <= row : col >= row) ? sa[nt][e] * sb[nt][e] : 0.f;
             }
-        const float2 pairs[4] = {make_float2(s[0][0], s[0][1]), make_float2(s[0][2], s[0][3]),
-                                 make_float2(s[1][0], s[1][1]), make_float2(s[1][2], s[1][3])};
-        split_fragment(pairs, af);
+        unsigned parts[4][kPlanes];
+        split_bf16x2<kPlanes>(s[0][0], s[0][1], parts[0]);
+        split_bf16x2<kPlanes>(s[0][2], s[0][3], parts[1]);
+        split_bf16x2<kPlanes>(s[1][0], s[1][1], parts[2]);
+        split_bf16x2<kPlanes>(s[1][2], s[1][3], parts[3]);
+#pragma unroll
+        for (int i = 0; i < kPlanes; ++i)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) af[i][r] = parts[r][i];
     }
 
     // B fragments (kPlanes planes) of the vbar / gs rows of block j (k =
@@ -1008,11 +1014,18 @@ struct KronBlock {
             for (int k16 = 0; k16 < kC16; ++k16) {
                 const float* lo_tile = S[pl][2 * k16];
                 const float* hi_tile = S[pl][2 * k16 + 1];
-                // (b0, b1) of n tile 0, then of n tile 1
-                const float2 pairs[4] = {make_float2(lo_tile[0], lo_tile[1]), make_float2(hi_tile[0], hi_tile[1]),
-                                         make_float2(lo_tile[2], lo_tile[3]), make_float2(hi_tile[2], hi_tile[3])};
-                unsigned sb[kPlanes][4];
-                split_fragment(pairs, sb);
+                unsigned sb[kPlanes][4];  // (b0, b1) of n tile 0, then of n tile 1
+                {
+                    unsigned parts[4][kPlanes];
+                    split_bf16x2<kPlanes>(lo_tile[0], lo_tile[1], parts[0]);
+                    split_bf16x2<kPlanes>(hi_tile[0], hi_tile[1], parts[1]);
+                    split_bf16x2<kPlanes>(lo_tile[2], lo_tile[3], parts[2]);
+                    split_bf16x2<kPlanes>(hi_tile[2], hi_tile[3], parts[3]);
+#pragma unroll
+                    for (int i = 0; i < kPlanes; ++i)
+#pragma unroll
+                        for (int r = 0; r < 4; ++r) sb[i][r] = parts[r][i];
+                }
 #pragma unroll
                 for (int mt = 0; mt < 4; ++mt) {
                     unsigned raw[kPlanes][4], af[kPlanes][4];
