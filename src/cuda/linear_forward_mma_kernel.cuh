@@ -127,9 +127,11 @@ struct MmaLayout {
     // vbar), 1 when |x| > eps per row (the normalization VJP), the factor
     // gradients dpoly/dpcat (fp32); the VJP coefficients (bf16, pitch
     // ldcoef) take the other side's Y (KronGradBlock::coef_of). `red` holds
-    // the fp32 partials, or (MapVjp) the fp32 dx^ rows (pitch lddx).
+    // the fp32 partials, the bf16 state copy [p][w][c] (pitch ldsc) at
+    // another step of a chunk (kron_gradients_from_copy), or (MapVjp) the
+    // fp32 dx^ rows (pitch lddx).
     int dost[2], gs, keepq, keepk, dpoly, dpcat;
-    int lddp, lddc, ldcoef, lddx;
+    int ldsc, lddp, lddc, ldcoef, lddx;
     // Staged factors (ldf > 0, the Slice stages): the chunk's factor rows
     // [poly (Pp16) | pcat (RMp)] bf16 of q and k per staging buffer, pitch
     // ldf (= ldp = ldc).
@@ -137,13 +139,24 @@ struct MmaLayout {
     // Split-precision operands (kPlanes of the instantiation; 1: plain
     // bf16): a factor row holds `planes` planes of plane_cols = Pp16 + RMp
     // columns each, [poly | pcat] of plane 0, then of plane 1, ...; the
-    // vbar and gs tiles are `planes` tiles kRowPlane bytes apart. MapVjp
-    // with planes > 1
-    // keeps its coefficient planes in `coef` (kTc x ldcoef each, kTc *
+    // vbar and gs tiles are `planes` tiles kRowPlane bytes apart; the
+    // state copy `planes` copies sc_plane bytes apart. MapVjp with planes >
+    // 1 keeps its coefficient planes in `coef` (kTc x ldcoef each, kTc *
     // ldcoef * 2 bytes apart); -1: in the other side's Y (coef_of).
-    int planes, plane_cols, coef;
+    int planes, plane_cols, sc_plane, coef;
     int total;
 };
+// Whether the backward's factor gradients read the state from a bf16 copy
+// in shared memory (KronGradBlock::gradients_from_copy: faster) rather
+// than from its owners' registers: when the copy (planes x P x 16 slice
+// columns x (RMp + 8) bf16; P = 8 kPPW, RMp = 16 kC16 in the kernels)
+// takes at most 48 KiB, as at the paper's shapes; larger ones would not
+// fit beside the rest (two-plane slay_nystrom at its registry P = 64: 234
+// KiB with the copy, 178 without).
+__host__ __device__ constexpr bool kron_gradients_from_copy(int P, int RMp, int planes) {
+    return planes * P * kSliceCols * (RMp + 8) * 2 <= 48 * 1024;
+}
+
 // Bytes between the planes of the vbar and gs tiles.
 constexpr int kRowPlane = kTc * kVbarLd * 2;
 
@@ -178,11 +191,13 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.ldp = L.Pp16 + 8;
     L.ldc = L.RMp + 8;
     L.ldy = L.NW + 4;
+    L.ldsc = L.RMp + 8;
     L.lddp = L.Pp16 + 4;
     L.lddc = L.RMp + 4;
     L.ldcoef = L.NW + 8;  // coefficients in the other side's Y: ldcoef * 2 <= ldy * 4
     L.lddx = D + 4;
     L.ldf = 0;
+    L.sc_plane = L.P * kSliceCols * L.ldsc * 2;
     L.coef = -1;
     int at = 0;
     auto take = [&](int bytes) {
@@ -212,7 +227,12 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
             L.dpoly = take(kTc * L.lddp * 4);
             L.dpcat = take(kTc * L.lddc * 4);
         }
-        L.red = take(kron_red_slots(L.P / 8, L.RMp / 16, planes) * kTc * kRedLd * 4);
+        int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16, planes) * kTc * kRedLd * 4;
+        if (backward && kron_gradients_from_copy(L.P, L.RMp, planes)) {
+            const int state_copy = planes * L.sc_plane;
+            red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
+        }
+        L.red = take(red_bytes);
         L.total = at;
         return L;
     }

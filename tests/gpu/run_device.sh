@@ -48,7 +48,7 @@
 #             and the signed maps (fp32 scans) at R=2 M=8 P=16 -> maps_*.json/md in bench/
 #   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor,
 #             slay_nystrom, slay_random_maclaurin and slay_tensorsketch at R=2 M=8 P=16, slay_nystrom
-#             at its registry defaults (R=1 M=8 P=64)
+#             at its registry defaults (R=1 M=8 P=64), slay_anchor at the big shape (B4 H12 D64 T32768)
 #             -> kron_*.json/md in bench/ (a map's speed on whichever kernels its plan takes)
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
@@ -286,6 +286,12 @@ if has kronbench && python3 -c 'import torch' 2>/dev/null; then
     --causal --slow-call-s 3 --json "$OUT/bench/kron_paper_nystrom_defaults.json" \
     --markdown "$OUT/bench/kron_paper_nystrom_defaults.md" >> "$OUT/kronbench.log" 2>&1
   echo "=== compare_torch slay_nystrom registry defaults (R=1 M=8 P=64) rc=$?" >> "$OUT/kronbench.log"
+  # slay_anchor at the big shape (issue 10's): the backward's factor gradients from the state copy
+  timeout 100 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 4 --H 12 --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd \
+    --causal --slow-call-s 3 --json "$OUT/bench/kron_big_anchor.json" \
+    --markdown "$OUT/bench/kron_big_anchor.md" >> "$OUT/kronbench.log" 2>&1
+  echo "=== compare_torch slay_anchor big shape (B4 H12 D64 T32768, registry R/M/P) rc=$?" >> "$OUT/kronbench.log"
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/kronbench.log" | cut -c1-200 | tail -30
 fi
 if has varlen && python3 -c 'import torch' 2>/dev/null; then
