@@ -30,19 +30,23 @@
 //     then U += Phi_q^T gs; finally dinitial_state = U.
 //   Bidirectional: the query kernel first sums S over all keys and has no
 //   intra terms; the key kernel first sums U over all queries.
-// The gradient step reads the state from a bf16 copy in shared memory
-// ([p][w][c]), since a gradient row needs every p: warp w forms, for its
-// 16-row m-tile and half of the p, G_p = gs S_p^T on tensor cores once and
-// contracts it in registers both ways (the pcat-weighted row sums give
-// dpoly, the poly-weighted sums over p a partial dpcat; the two halves'
-// partials meet in shared memory), added (fp32 atomics: the slices of a
+// The gradient step: for each p, G_p = gs S_p^T on tensor cores, contracted
+// in registers both ways (the pcat-weighted row sums give dpoly, the
+// poly-weighted sums over p dpcat). Small states (kron_gradients_from_copy,
+// the paper's shapes) go to shared memory as a bf16 copy and warp w takes
+// one m-tile and half of the p (two partials to meet); larger ones stay
+// with their owners (each warp its own p for every m-tile, B fragments
+// transposed from its registers by movmatrix, partial dpcat by
+// shared-memory atomics), slower (slay_anchor's backward at the paper
+// shape: 7.4 ms against 5.9 from the copy, H200) but without the copy's
+// shared memory. The rows are added (fp32 atomics: the slices of a
 // head add their parts in no fixed order, as in the SIMT kernels) to the
 // factor gradient rows. The map's VJP (kron_factor_vjp_kernel) then runs as
 // one GEMM, coefficients (64, NW) times W (NW, D) in bf16 (fp16 W fragments
 // are converted in registers: gradient coefficients can leave fp16's
 // range), followed by the normalization's VJP in fp32, into the dq/dk rows.
 //
-// Rounding: gs, vbar, features, the state copy and the VJP's coefficients
+// Rounding: gs, vbar, features, the state's bf16 operands and the VJP's coefficients
 // and W are bf16 with fp32 sums (the forward's budget), as kPlanes bf16
 // planes each in the split-precision instantiations (as in the forward);
 // den, dZ, the coefficients' inputs and the normalization VJP are fp32.
@@ -149,27 +153,6 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
         }
     }
 
-    // The state registers as bf16 [p][w][c] (pitch ldsc) in red, kPlanes
-    // copies sc_plane bytes apart: for each p a (16 w x RMp c) matrix, read
-    // as mma B fragments (k = w, n = c).
-    __device__ void copy_state(const float (&S)[kPPW][kTiles8][4]) const {
-#pragma unroll
-        for (int pl = 0; pl < kPPW; ++pl)
-#pragma unroll
-            for (int c8 = 0; c8 < kTiles8; ++c8) {
-                const int p = warp * kPPW + pl, c = 8 * c8 + 2 * l;
-                unsigned lo[kPlanes], hi[kPlanes];
-                split_bf16x2<kPlanes>(S[pl][c8][0], S[pl][c8][1], lo);
-                split_bf16x2<kPlanes>(S[pl][c8][2], S[pl][c8][3], hi);
-#pragma unroll
-                for (int i = 0; i < kPlanes; ++i) {
-                    __nv_bfloat16* sc = at<__nv_bfloat16>(L.red + i * L.sc_plane);
-                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g) * L.ldsc + c) = lo[i];
-                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g + 8) * L.ldsc + c) = hi[i];
-                }
-            }
-    }
-
     // dA tile (self m-tile mt, other block j) = own_rows . other_rows^T
     // (lf: the own rows' A fragments, all planes).
     __device__ void score_gradient_tile(const ChunkSide& sd, const unsigned (&lf)[kPlanes][4], int j,
@@ -212,37 +195,142 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
         }
     }
 
-    // Factor gradients of the side's 64 rows -> dpoly (64, P), dpcat (64, RMp)
-    // fp32 (see the header). Warp w takes m-tile w % 4 and half h = w / 4 of
-    // the p range: per p, G_p = own_rows S_p^T (16 x RMp, on tensor cores,
-    // from the state copy of copy_state) is contracted both ways in
-    // registers: dpoly[., p] = sum_c pcat o G_p (complete: stored), and
-    // dpcat += poly[., p] G_p (a partial over the half's p). Intra terms:
-    // half 0 the dpoly part, half 1 the dpcat part. Half 1 stores its dpcat;
-    // after a block barrier half 0 adds its own partial and the intra dpoly
-    // (so every thread must call this).
-    __device__ void factor_gradients(const ChunkSide& sd, bool intra) const {
-        const int mt = warp & 3, half = warp >> 2;
-        const int r0 = mt * 16 + g, r1 = r0 + 8;
-        const __nv_bfloat16* sc = at<__nv_bfloat16>(L.red);
-        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
-        const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
-        float* dp = at<float>(L.dpoly);
-        float* dc = at<float>(L.dpcat);
-        unsigned lf[kPlanes][4];
+    // B fragments (kPlanes planes; k = the 16 slice columns w, n = c) of
+    // S_p for features c of c16 tile k16, from this warp's state registers:
+    // an accumulator tile holds (w = g, g + 8; c = 2l, 2l + 1), the B
+    // fragment (w = 2l, 2l + 1 and 2l + 8, 2l + 9; c = g), so each 8 x 8
+    // half is transposed in registers (movmatrix).
+    __device__ static void state_fragments(const float (&S)[kPPW][kTiles8][4], int pl, int k16,
+                                           unsigned (&bf)[kPlanes][4]) {
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+            const float* tile = S[pl][2 * k16 + nt];
+            unsigned w0[kPlanes], w8[kPlanes];  // slice columns w < 8, w >= 8
+            split_bf16x2<kPlanes>(tile[0], tile[1], w0);
+            split_bf16x2<kPlanes>(tile[2], tile[3], w8);
+#pragma unroll
+            for (int i = 0; i < kPlanes; ++i) {
+                bf[i][2 * nt] = movmatrix_trans(w0[i]);
+                bf[i][2 * nt + 1] = movmatrix_trans(w8[i]);
+            }
+        }
+    }
+
+    // The state registers as bf16 [p][w][c] (pitch ldsc) in red, kPlanes
+    // copies sc_plane bytes apart: for each p a (16 w x RMp c) matrix, read
+    // as mma B fragments (k = w, n = c). Only where kron_gradients_from_copy.
+    __device__ void copy_state(const float (&S)[kPPW][kTiles8][4]) const {
+#pragma unroll
+        for (int pl = 0; pl < kPPW; ++pl)
+#pragma unroll
+            for (int c8 = 0; c8 < kTiles8; ++c8) {
+                const int p = warp * kPPW + pl, c = 8 * c8 + 2 * l;
+                unsigned lo[kPlanes], hi[kPlanes];
+                split_bf16x2<kPlanes>(S[pl][c8][0], S[pl][c8][1], lo);
+                split_bf16x2<kPlanes>(S[pl][c8][2], S[pl][c8][3], hi);
+#pragma unroll
+                for (int i = 0; i < kPlanes; ++i) {
+                    __nv_bfloat16* sc = at<__nv_bfloat16>(L.red + i * L.sc_plane);
+                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g) * L.ldsc + c) = lo[i];
+                    *reinterpret_cast<unsigned*>(sc + (p * kSliceCols + g + 8) * L.ldsc + c) = hi[i];
+                }
+            }
+    }
+
+    // A fragments (all planes) of the own rows' m-tile mt.
+    __device__ void own_fragments(const ChunkSide& sd, int mt, unsigned (&lf)[kPlanes][4]) const {
 #pragma unroll
         for (int i = 0; i < kPlanes; ++i)
             ldmatrix_x4(lf[i], a_tile_addr(at<__nv_bfloat16>(Base::row_plane(sd.own_rows, i)), kVbarLd, mt * 16, 0,
                                            lane));
-        float pc[kTiles8][4];  // pcat_self of rows r0, r1 in the accumulator layout (all planes)
+    }
+
+    // pcat_self of rows r0, r0 + 8 in the accumulator layout (all planes).
+    __device__ void self_pcat(const ChunkSide& sd, int r0, float (&pc)[kTiles8][4]) const {
+        const __nv_bfloat16* pcat = at<__nv_bfloat16>(sd.pcat_self);
 #pragma unroll
         for (int c8 = 0; c8 < kTiles8; ++c8) {
             const int c = 8 * c8 + 2 * l;
             pc[c8][0] = Base::factor_value(pcat, L.ldc, r0, c);
             pc[c8][1] = Base::factor_value(pcat, L.ldc, r0, c + 1);
-            pc[c8][2] = Base::factor_value(pcat, L.ldc, r1, c);
-            pc[c8][3] = Base::factor_value(pcat, L.ldc, r1, c + 1);
+            pc[c8][2] = Base::factor_value(pcat, L.ldc, r0 + 8, c);
+            pc[c8][3] = Base::factor_value(pcat, L.ldc, r0 + 8, c + 1);
         }
+    }
+
+    // G_p = own_rows S_p^T (rows r0, r0 + 8 x RMp) contracted both ways in
+    // registers: dpoly[., p] = sum_c pcat o G_p (complete: stored), and
+    // dcat += poly[., p] G_p (a partial over the caller's p).
+    __device__ void contract_gradient(const ChunkSide& sd, const float (&G)[kTiles8][4], const float (&pc)[kTiles8][4],
+                                      int r0, int p, float (&dcat)[kTiles8][4]) const {
+        const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
+        float* dp = at<float>(L.dpoly);
+        const int r1 = r0 + 8;
+        const float w0 = Base::factor_value(poly, L.ldp, r0, p), w1 = Base::factor_value(poly, L.ldp, r1, p);
+        float lo = 0.f, hi = 0.f;
+#pragma unroll
+        for (int c8 = 0; c8 < kTiles8; ++c8) {
+            lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
+            hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
+            dcat[c8][0] = fmaf(w0, G[c8][0], dcat[c8][0]);
+            dcat[c8][1] = fmaf(w0, G[c8][1], dcat[c8][1]);
+            dcat[c8][2] = fmaf(w1, G[c8][2], dcat[c8][2]);
+            dcat[c8][3] = fmaf(w1, G[c8][3], dcat[c8][3]);
+        }
+        lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+        lo += __shfl_xor_sync(0xffffffffu, lo, 2);
+        hi += __shfl_xor_sync(0xffffffffu, hi, 1);
+        hi += __shfl_xor_sync(0xffffffffu, hi, 2);
+        if (l == 0) {
+            dp[r0 * L.lddp + p] = lo;
+            dp[r1 * L.lddp + p] = hi;
+        }
+    }
+
+    // dpoly of rows r0, r0 + 8 += the intra part (columns < P).
+    __device__ void add_intra_dpoly(int r0, const float (&dpoly_intra)[2 * kPolyPairs][4]) const {
+        float* dp = at<float>(L.dpoly);
+#pragma unroll
+        for (int t8 = 0; t8 < 2 * kPolyPairs; ++t8) {
+            const int col = 8 * t8 + 2 * l;
+            if (col >= L.P) continue;  // P % 8 == 0: col + 1 < P too
+            dp[r0 * L.lddp + col] += dpoly_intra[t8][0];
+            dp[r0 * L.lddp + col + 1] += dpoly_intra[t8][1];
+            dp[(r0 + 8) * L.lddp + col] += dpoly_intra[t8][2];
+            dp[(r0 + 8) * L.lddp + col + 1] += dpoly_intra[t8][3];
+        }
+    }
+
+    // Factor gradients of the side's 64 rows -> dpoly (64, P), dpcat (64, RMp)
+    // fp32 (see the header), from the state or carry S. Block-wide: every
+    // thread must call this, after the own rows (gs or vbar) are written and
+    // while nothing still reads red; dpoly and dpcat are complete after the
+    // next barrier.
+    __device__ void factor_gradients(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd, bool intra) const {
+        if constexpr (kron_gradients_from_copy(8 * kPPW, 16 * kC16, kPlanes)) {
+            __syncthreads();  // the own rows are in place; red is free
+            copy_state(S);
+            __syncthreads();
+            gradients_from_copy(sd, intra);
+        } else {
+            gradients_from_owners(S, sd, intra);
+        }
+    }
+
+    // factor_gradients from the state copy (copy_state): warp w takes m-tile
+    // w % 4 and half h = w / 4 of the p range, G_p from the copy's B
+    // fragments. Intra terms: half 0 the dpoly part, half 1 the dpcat part.
+    // Half 1 stores its dpcat; after a block barrier half 0 adds its own
+    // partial and the intra dpoly.
+    __device__ void gradients_from_copy(const ChunkSide& sd, bool intra) const {
+        const int mt = warp & 3, half = warp >> 2;
+        const int r0 = mt * 16 + g, r1 = r0 + 8;
+        const __nv_bfloat16* sc = at<__nv_bfloat16>(L.red);
+        float* dc = at<float>(L.dpcat);
+        unsigned lf[kPlanes][4];
+        own_fragments(sd, mt, lf);
+        float pc[kTiles8][4];
+        self_pcat(sd, r0, pc);
         float dcat[kTiles8][4] = {};
         const int p_half = L.P / 2;  // P % 8 == 0
 #pragma unroll 2
@@ -257,25 +345,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
                     ldmatrix_x4_trans(bf[i], b_kn_addr(sp + i * (L.sc_plane / 2), L.ldsc, 0, n16 * 16, lane));
                 mma_planes<kPlanes>(G[2 * n16], G[2 * n16 + 1], lf, bf);
             }
-            const float w0 = Base::factor_value(poly, L.ldp, r0, p), w1 = Base::factor_value(poly, L.ldp, r1, p);
-            float lo = 0.f, hi = 0.f;
-#pragma unroll
-            for (int c8 = 0; c8 < kTiles8; ++c8) {
-                lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
-                hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
-                dcat[c8][0] = fmaf(w0, G[c8][0], dcat[c8][0]);
-                dcat[c8][1] = fmaf(w0, G[c8][1], dcat[c8][1]);
-                dcat[c8][2] = fmaf(w1, G[c8][2], dcat[c8][2]);
-                dcat[c8][3] = fmaf(w1, G[c8][3], dcat[c8][3]);
-            }
-            lo += __shfl_xor_sync(0xffffffffu, lo, 1);
-            lo += __shfl_xor_sync(0xffffffffu, lo, 2);
-            hi += __shfl_xor_sync(0xffffffffu, hi, 1);
-            hi += __shfl_xor_sync(0xffffffffu, hi, 2);
-            if (l == 0) {
-                dp[r0 * L.lddp + p] = lo;
-                dp[r1 * L.lddp + p] = hi;
-            }
+            contract_gradient(sd, G, pc, r0, p, dcat);
         }
         float dpoly_intra[2 * kPolyPairs][4] = {};
         if (intra) {
@@ -303,16 +373,70 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
             *d0 = make_float2(d0->x + dcat[c8][0], d0->y + dcat[c8][1]);
             *d1 = make_float2(d1->x + dcat[c8][2], d1->y + dcat[c8][3]);
         }
-        if (!intra) return;
+        if (intra) add_intra_dpoly(r0, dpoly_intra);
+    }
+
+    // factor_gradients from the state's owners: warp w takes its own
+    // features p (those of its state registers) for every m-tile, G_p's B
+    // fragments transposed from the registers (state_fragments), so the
+    // state never goes to shared memory; the warps' dpcat partials meet by
+    // shared-memory atomics (in no fixed order, as the slices do in
+    // workspace). Intra terms: warp w takes m-tile w % 4, the dpoly part
+    // (w < 4: added after a barrier, each element by one warp) or the dpcat
+    // part (w >= 4: atomics).
+    __device__ void gradients_from_owners(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd,
+                                          bool intra) const {
+        float* dc = at<float>(L.dpcat);
+        for (int idx = threadIdx.x; idx < kTc * L.lddc; idx += kThreads) dc[idx] = 0.f;
+        __syncthreads();  // also: the own rows are in place
+        auto add_dpcat = [&](int r0, const float (&part)[kTiles8][4]) {
 #pragma unroll
-        for (int t8 = 0; t8 < 2 * kPolyPairs; ++t8) {
-            const int col = 8 * t8 + 2 * l;
-            if (col >= L.P) continue;  // P % 8 == 0: col + 1 < P too
-            dp[r0 * L.lddp + col] += dpoly_intra[t8][0];
-            dp[r0 * L.lddp + col + 1] += dpoly_intra[t8][1];
-            dp[r1 * L.lddp + col] += dpoly_intra[t8][2];
-            dp[r1 * L.lddp + col + 1] += dpoly_intra[t8][3];
+            for (int c8 = 0; c8 < kTiles8; ++c8) {
+                const int c = 8 * c8 + 2 * l;
+                atomicAdd(dc + r0 * L.lddc + c, part[c8][0]);
+                atomicAdd(dc + r0 * L.lddc + c + 1, part[c8][1]);
+                atomicAdd(dc + (r0 + 8) * L.lddc + c, part[c8][2]);
+                atomicAdd(dc + (r0 + 8) * L.lddc + c + 1, part[c8][3]);
+            }
+        };
+        for (int mt = 0; mt < 4; ++mt) {
+            const int r0 = mt * 16 + g;
+            unsigned lf[kPlanes][4];
+            own_fragments(sd, mt, lf);
+            float pc[kTiles8][4];
+            self_pcat(sd, r0, pc);
+            float dcat[kTiles8][4] = {};
+#pragma unroll
+            for (int pl = 0; pl < kPPW; ++pl) {
+                float G[kTiles8][4] = {};
+#pragma unroll
+                for (int k16 = 0; k16 < kC16; ++k16) {
+                    unsigned bf[kPlanes][4];
+                    state_fragments(S, pl, k16, bf);
+                    mma_planes<kPlanes>(G[2 * k16], G[2 * k16 + 1], lf, bf);
+                }
+                contract_gradient(sd, G, pc, r0, warp * kPPW + pl, dcat);  // p < P: P == 8 kPPW
+            }
+            add_dpcat(r0, dcat);
         }
+        const int mt = warp & 3, r0 = mt * 16 + g;
+        const bool dpoly_part = warp < 4;
+        float dpoly_intra[2 * kPolyPairs][4] = {};
+        if (intra) {
+            unsigned lf[kPlanes][4];
+            own_fragments(sd, mt, lf);
+            if (dpoly_part) {
+                intra_gradients<kC16, kPolyPairs>(sd, lf, mt, sd.pcat_self, sd.pcat_other, L.ldc, sd.poly_other,
+                                                  L.ldp, dpoly_intra);
+            } else {
+                float dcat_intra[kTiles8][4] = {};
+                intra_gradients<kPolyPairs, kC16>(sd, lf, mt, sd.poly_self, sd.poly_other, L.ldp, sd.pcat_other,
+                                                  L.ldc, dcat_intra);
+                add_dpcat(r0, dcat_intra);
+            }
+        }
+        __syncthreads();  // every warp's dpoly columns are in place
+        if (intra && dpoly_part) add_intra_dpoly(r0, dpoly_intra);
     }
 
     // Factor gradient row t0 of this head in a.kron_dfactors ((B*H, T,
@@ -367,7 +491,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
     // a.dq (queries) or a.dk when it has data, else to a.dk_acc (fp32 rows
     // (B*H*T, D): grouped heads' keys); this CTA is the rows' only writer.
     // Block-wide.
-    //   coefficients: on anchor row p the poly policy's (Poly::coefficients),
+    //   coefficients: on projection row p the poly policy's (Poly::coefficients),
     //                 dpcat[c] pcat[c] sqrt(2 s_r) on omega row c (0 where the clamp holds);
     //   dx^ = coef W;  dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps when |x| <= eps).
     // B fragments (kPlanes planes) of W rows [k0, k0 + 16) x columns
@@ -402,8 +526,8 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
         {
             const RowWalk walk(L.NW / 2);
             const int e = 2 * walk.slot;
-            const bool is_poly = e < L.Pp16;
-            const int c = e - L.Pp16;
+            const bool is_poly = e < L.Pw;  // W's projection rows
+            const int c = e - L.Pw;
             const typename Base::PrfPair k = is_poly ? typename Base::PrfPair{} : Base::prf_pair(c);
             float slope[2] = {0.f, 0.f};
             if (!is_poly)
@@ -547,10 +671,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
         blk.state_partials(S, qs, causal);
         __syncthreads();
         blk.gradient_rows(t0, rows, buf, true);
-        __syncthreads();
-        blk.copy_state(S);
-        __syncthreads();
-        blk.factor_gradients(qs, causal);
+        blk.factor_gradients(S, qs, causal);
         __syncthreads();
         blk.add_factor_gradients(t0, rows);
         if (causal) blk.accumulate_state(S, rows, blk.key_side(buf));
@@ -582,10 +703,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
                     blk.state_partials(U, ks, causal);
                     __syncthreads();
                     blk.store_values(t0, rows);
-                    __syncthreads();
-                    blk.copy_state(U);
-                    __syncthreads();
-                    blk.factor_gradients(ks, causal);
+                    blk.factor_gradients(U, ks, causal);
                     __syncthreads();
                     blk.add_factor_gradients(t0, rows);
                     if (causal) blk.accumulate_state(U, rows, blk.query_side(buf));
@@ -613,7 +731,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, Pol
     const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16, Poly::kPlanes>>(
         a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool queries = a.kron_side == 0;
-    blk.load_weights();
+    blk.template load_weights<Poly>();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, queries, !queries, false, async,
                 [&](int64_t t0, int rows, int buf) {
                     blk.prepare_chunk(rows, buf, queries, !queries);

@@ -1,18 +1,16 @@
 // linear_backward_mma_query.cu -- host side of the Kronecker tensor-core
-// backward (slay_anchor, slay_nystrom; linear_backward_mma_kernel.cuh): kron_backward_mma
-// runs the query kernel (den, dZ shares, dq) instantiated here, then the
-// key kernel (dv, dk, dinitial_state; linear_backward_mma_key.cu, its own
-// translation unit so the two compile in parallel), both on grid (B*H,
-// ceil(Dv / 15), segments), when the call fits (linear_mma_launch.cuh). A
-// split sequence adds the keys' segment sums before the query kernel and
-// the queries' (carries) before the key kernel, in one workspace block.
-// Before them the factor rows of q and k (kron_factor_mma_kernel); the
-// query kernel adds the queries' factor gradients to workspace, which the
-// map's VJP (kron_factor_vjp_kernel) turns into dq once per head; then the
-// key kernel and the VJP do the same for dk in the same rows (both map
-// kernels: linear_mma_map.cu). Workspace: factor rows, one side's factor
-// gradients, segment sums.
-#include "cuda/linear_backward_mma_kernel.cuh"
+// backward (slay_anchor, slay_nystrom, slay_random_maclaurin,
+// slay_tensorsketch; linear_backward_mma_kernel.cuh): kron_backward_mma
+// runs, when the call fits (linear_mma_launch.cuh), the factor rows of q
+// and k (kron_factor_mma_kernel), the query kernel (den, dZ shares, the
+// queries' factor gradients), the map's VJP into dq (kron_factor_vjp_kernel),
+// then the key kernel (dv, the keys' factor gradients, dinitial_state) and
+// the VJP into dk; the per-slice kernels on grid (B*H, ceil(Dv / 15),
+// segments), the map kernels once per head (launch_kron:
+// linear_mma_planes.cuh). A split sequence adds the keys' segment sums
+// before the query kernel and the queries' (carries) before the key
+// kernel. Workspace: factor rows, one side's factor gradients, segment
+// sums.
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
@@ -23,7 +21,7 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows)
-    const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_planes(s.map));
+    const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_form(s.map).planes);
     const int64_t dfactor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, 1);  // one side's fp32 rows
     float* dfactors = workspace + factor_floats;
     float* segment_sums = dfactors + dfactor_floats;
@@ -36,21 +34,18 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     ab.kron_factors = workspace;
     ab.kron_dfactors = dfactors;
     const size_t dfactor_bytes = static_cast<size_t>(dfactor_floats) * sizeof(float);
+    // Every kernel below shares the instantiation table: the first tells.
     bool instantiated = false;
-    SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
-        using I = decltype(inst);
-        SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));
-        SLAY_TRY(launch_kron_map(factors, KronStage::MapRows, ab, stream));
-        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes, false>,
-                                      kron_backward_query_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes>, k, ab,
-                                      stream, "linear attention tensor-core backward (query pass) launch");
-    }));
+    SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, ab, stream, &instantiated));
     if (!instantiated) return Status();
+    SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));
+    SLAY_TRY(launch_kron(KronKernels::BackwardQuery, k, KronStage::SliceBackward, ab, stream, &instantiated));
     ab.kron_side = 0;
-    SLAY_TRY(launch_kron_map(vjp, KronStage::MapVjp, ab, stream));
+    SLAY_TRY(launch_kron(KronKernels::Map, vjp, KronStage::MapVjp, ab, stream, &instantiated));
     SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));  // the keys' rows next
     ab.kron_side = 1;
-    SLAY_TRY(launch_kron_backward_key(k, vjp, ab, stream));
+    SLAY_TRY(launch_kron(KronKernels::BackwardKey, k, KronStage::SliceBackward, ab, stream, &instantiated));
+    SLAY_TRY(launch_kron(KronKernels::Map, vjp, KronStage::MapVjp, ab, stream, &instantiated));
     *launched = true;
     *slices = static_cast<int>(k.grid.y);
     return Status();

@@ -54,6 +54,10 @@ struct FeatureParams {
     const float* rows_a = nullptr;  // anchors or rm_r1 (P, D)
     const float* rows_b = nullptr;  // rm_r2 (P, D) or nystrom_w (P, P)
     const float* phase = nullptr;   // rff (H, M)
+    // TensorSketch's hashes and signs (D,) (the Kronecker tensor-core
+    // kernels build its count-sketch rows from them; the fp32 scans read
+    // cuFFT's poly features instead).
+    const float *sketch_hash1 = nullptr, *sketch_sign1 = nullptr, *sketch_hash2 = nullptr, *sketch_sign2 = nullptr;
     float s[kMaxQuadNodes], sqrt_2s[kMaxQuadNodes], sqrt_w[kMaxQuadNodes];
     float prf_clamp = 20.f, norm_eps = 1e-12f;
     float inv_sqrt_m = 1.f, inv_sqrt_p = 1.f, inv_m = 1.f, rff_scale = 1.f;

@@ -48,8 +48,8 @@
 // 1, the policy's) carry every operand as kPlanes bf16 planes (factor rows,
 // vbar, gs, the state and score fragments; products of split operands sum
 // the plane pairs i + j < kPlanes), so the tensor cores see 8 * kPlanes
-// significand bits (see AnchorPoly for which maps). Random Maclaurin,
-// TensorSketch and fp32 inputs keep the fp32 SIMT kernels.
+// significand bits (see AnchorPoly for which maps). fp32 inputs keep the
+// fp32 SIMT kernels.
 // Launcher checks (else SIMT): D % 16 == 0, D <= 128, P == 8 * kPPW,
 // RM <= 16 * kC16, and the shared memory fits.
 #pragma once
@@ -57,6 +57,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "core/sketch_bucket.hpp"
 #include "cuda/linear_scan_kernel.cuh"
 #include "cuda/mma_primitives.cuh"
 
@@ -114,7 +115,11 @@ enum class KronStage { MapRows, MapVjp, SliceForward, SliceBackward };
 // Shared-memory layout in bytes (host and device agree); fields a stage
 // does not use are -1.
 struct MmaLayout {
-    int D, Dv, P, RM, Pp16, RMp, NW;  // W rows: anchors [0, P), zeros to Pp16, omega [Pp16, Pp16 + RM)
+    // W rows (the per-head map kernels): the poly's projection rows, Pw =
+    // sets * Pp16 of them (rows_a [0, P), zeros to Pp16; with a second
+    // projection set, rows_b [Pp16, Pp16 + P), zeros to 2 Pp16), then omega
+    // [Pw, Pw + RM), zeros to NW = Pw + RMp. Y = x W^T has NW columns.
+    int D, Dv, P, RM, Pp16, RMp, Pw, NW;
     int ldx, ldv, ldp, ldc, ldy;
     int xq[2], xk[2], vst[2];  // staging buffers of chunks ch (even/odd)
     int w_hi, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
@@ -123,7 +128,8 @@ struct MmaLayout {
     // gradients dpoly/dpcat (fp32); the VJP coefficients (bf16, pitch
     // ldcoef) take the other side's Y (KronGradBlock::coef_of). `red` holds
     // the fp32 partials, the bf16 state copy [p][w][c] (pitch ldsc) at
-    // another step of a chunk, or (MapVjp) the fp32 dx^ rows (pitch lddx).
+    // another step of a chunk (kron_gradients_from_copy), or (MapVjp) the
+    // fp32 dx^ rows (pitch lddx).
     int dost[2], gs, keepq, keepk, dpoly, dpcat;
     int ldsc, lddp, lddc, ldcoef, lddx;
     // Staged factors (ldf > 0, the Slice stages): the chunk's factor rows
@@ -134,21 +140,40 @@ struct MmaLayout {
     // bf16): a factor row holds `planes` planes of plane_cols = Pp16 + RMp
     // columns each, [poly | pcat] of plane 0, then of plane 1, ...; the
     // vbar and gs tiles are `planes` tiles kRowPlane bytes apart; the
-    // state copy `planes` copies sc_plane bytes apart. MapVjp with planes > 1
-    // keeps its coefficient planes in `coef` (kTc x ldcoef each, kTc *
+    // state copy `planes` copies sc_plane bytes apart. MapVjp with planes >
+    // 1 keeps its coefficient planes in `coef` (kTc x ldcoef each, kTc *
     // ldcoef * 2 bytes apart); -1: in the other side's Y (coef_of).
     int planes, plane_cols, sc_plane, coef;
     int total;
 };
+// Whether the backward's factor gradients read the state from a bf16 copy
+// in shared memory (KronGradBlock::gradients_from_copy: faster) rather
+// than from its owners' registers: when the copy (planes x P x 16 slice
+// columns x (RMp + 8) bf16; P = 8 kPPW, RMp = 16 kC16 in the kernels)
+// takes at most 48 KiB, as at the paper's shapes; larger ones would not
+// fit beside the rest (two-plane slay_nystrom at its registry P = 64: 234
+// KiB with the copy, 178 without).
+__host__ __device__ constexpr bool kron_gradients_from_copy(int P, int RMp, int planes) {
+    return planes * P * kSliceCols * (RMp + 8) * 2 <= 48 * 1024;
+}
+
 // Bytes between the planes of the vbar and gs tiles.
 constexpr int kRowPlane = kTc * kVbarLd * 2;
+
+// What a map's poly policy asks of the layouts: the bf16 planes of every
+// operand and its projection sets (1: the poly is a function of x^'s
+// projections on rows_a; 2: of its projections on rows_a and on rows_b).
+struct PolyForm {
+    int planes = 1, sets = 1;
+};
 
 // Columns of a factor row [poly | pcat] (kron_factor_mma_kernel's output).
 __host__ __device__ inline int factor_row_width(int P, int RM) { return (P + 15) / 16 * 16 + (RM + 15) / 16 * 16; }
 
 __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, int elem_bytes, KronStage stage,
-                                                int planes) {
+                                                PolyForm form) {
     MmaLayout L{};
+    const int planes = form.planes;
     L.planes = planes;
     L.D = D;
     L.Dv = Dv;
@@ -156,8 +181,9 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.RM = RM;
     L.Pp16 = (P + 15) / 16 * 16;
     L.RMp = (RM + 15) / 16 * 16;
-    L.NW = L.Pp16 + L.RMp;  // whole n16 pairs
-    L.plane_cols = L.NW;
+    L.Pw = form.sets * L.Pp16;
+    L.NW = L.Pw + L.RMp;  // whole n16 pairs
+    L.plane_cols = L.Pp16 + L.RMp;
     // Row pitches: 16-byte multiples that are not multiples of 128 bytes,
     // so the 8 rows of an ldmatrix phase hit distinct banks.
     L.ldx = D + 8;
@@ -196,11 +222,13 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
             if (backward) L.dost[buf] = take(kTc * L.ldv * elem_bytes);
         }
         L.vbar = take(planes * kRowPlane);
-        int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16, planes) * kTc * kRedLd * 4;
         if (backward) {
             L.gs = take(planes * kRowPlane);
             L.dpoly = take(kTc * L.lddp * 4);
             L.dpcat = take(kTc * L.lddc * 4);
+        }
+        int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16, planes) * kTc * kRedLd * 4;
+        if (backward && kron_gradients_from_copy(L.P, L.RMp, planes)) {
             const int state_copy = planes * L.sc_plane;
             red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
         }
@@ -221,7 +249,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     if (stage == KronStage::MapRows) {
         // Whole factor rows (all planes) per side, as they are stored:
         // pcat Pp16 columns past poly in the same rows.
-        L.ldp = L.ldc = planes * L.NW + 8;
+        L.ldp = L.ldc = planes * L.plane_cols + 8;
         L.polyq = take(kTc * L.ldp * 2);
         L.polyk = take(kTc * L.ldp * 2);
         L.pcatq = L.polyq + 2 * L.Pp16;
@@ -309,10 +337,18 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 // dq, dk). With two planes (16 significand bits) every emulated Nystrom
 // head stays within 1e-4, so NystromPoly runs with kPlanes = 2. Random
 // Maclaurin and TensorSketch (unbiased but noisy estimates around 0) need
-// three planes in the emulation and keep the fp32 kernels for now.
+// three planes in the emulation (MaclaurinPoly, TensorSketchPoly below).
+// W's projection rows: rows_a (P, D), and rows_b for a second set.
+__device__ inline float projection_rows(const FeatureParams& fp, int set, int p, int d, int D) {
+    return (set == 0 ? fp.rows_a : fp.rows_b)[static_cast<int64_t>(p) * D + d];
+}
+
 struct AnchorPoly {
     static constexpr bool kSplitProjections = false;
-    static constexpr int kPlanes = 1;
+    static constexpr int kPlanes = 1, kProjectionSets = 1;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+        return projection_rows(fp, set, p, d, D);
+    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const float u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
@@ -329,7 +365,10 @@ struct AnchorPoly {
 // Nystrom's projections take the hi + lo split of the PRF rows.
 struct NystromPoly {
     static constexpr bool kSplitProjections = true;
-    static constexpr int kPlanes = 2;
+    static constexpr int kPlanes = 2, kProjectionSets = 1;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+        return projection_rows(fp, set, p, d, D);
+    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         float v0 = 0.f, v1 = 0.f;
@@ -350,6 +389,87 @@ struct NystromPoly {
         }
         const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
         return make_float2(coef * dk0 * u0, coef * dk1 * u1);
+    }
+};
+// Random Maclaurin's degree-2 poly, u_p = r1_p . x^ and v_p = r2_p . x^
+// on two projection sets (rows_a = rm_r1, rows_b = rm_r2, the second
+// Pp16 rows past the first):
+//   MaclaurinPoly poly_p = u_p v_p / sqrt(P);
+//                 coef on r1 row p = dpoly_p v_p / sqrt(P), on r2 row p =
+//                 dpoly_p u_p / sqrt(P).
+// Its estimates of x^2 are unbiased but noisy around 0, so its denominators
+// cancel more than Nystrom's: three planes (fp32's 24 significand bits)
+// keep every emulated head within the suite's rule
+// (tests/spec/kron_bf16_emulation.py), two do not.
+struct MaclaurinPoly {
+    static constexpr bool kSplitProjections = true;
+    static constexpr int kPlanes = 3, kProjectionSets = 2;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+        return projection_rows(fp, set, p, d, D);
+    }
+    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        const int second = (P + 15) / 16 * 16;  // rm_r2's first column in y
+        const float scale = inv_div * inv_div * fp.inv_sqrt_p;
+        return make_float2(y[e] * y[second + e] * scale, y[e + 1] * y[second + e + 1] * scale);
+    }
+    // e indexes W's projection rows [0, 2 Pp16): r1 rows, then r2 rows.
+    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
+                                          const float* dpoly, int e) {
+        const int second = (P + 15) / 16 * 16;
+        const bool r2_row = e >= second;
+        const int p = r2_row ? e - second : e;
+        if (p >= P) return make_float2(0.f, 0.f);
+        const int other = r2_row ? p : second + p;  // the other factor's column in y
+        const float scale = inv_div * fp.inv_sqrt_p;
+        return make_float2(dpoly[p] * y[other] * scale, dpoly[p + 1] * y[other + 1] * scale);
+    }
+};
+// TensorSketch's degree-2 sketch (SPEC A.12) on two projection sets, the
+// count sketches CS_a = S_a x^ (S_a[p][d] = s_a(d) where h_a(d) = p, else
+// 0: rows of +-1 and 0, exact in bf16, so no lo part):
+//   TensorSketchPoly poly_e = sum_a CS_1[a] CS_2[(e - a) mod P] / sqrt(P)
+//                    (the circular convolution cuFFT computes for the fp32
+//                    scans); coef on S_1 row a = sum_e dpoly_e
+//                    CS_2[(e - a) mod P] / sqrt(P), on S_2 row b = sum_e
+//                    dpoly_e CS_1[(e - b) mod P] / sqrt(P).
+// Signed like random Maclaurin's, and as noisy: three planes.
+struct TensorSketchPoly {
+    static constexpr bool kSplitProjections = false;
+    static constexpr int kPlanes = 3, kProjectionSets = 2;
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int P, int) {
+        const float* hash = set == 0 ? fp.sketch_hash1 : fp.sketch_hash2;
+        const float* sign = set == 0 ? fp.sketch_sign1 : fp.sketch_sign2;
+        return sketch_bucket_of(hash[d], P) == p ? sign[d] : 0.f;
+    }
+    __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
+        if (e >= P) return make_float2(0.f, 0.f);
+        const float* cs2 = y + (P + 15) / 16 * 16;
+        float v0 = 0.f, v1 = 0.f;
+        for (int a = 0; a < P; ++a) {  // (e - a) mod P and (e + 1 - a) mod P
+            const int b0 = e - a < 0 ? e - a + P : e - a, b1 = b0 + 1 == P ? 0 : b0 + 1;
+            v0 = fmaf(y[a], cs2[b0], v0);
+            v1 = fmaf(y[a], cs2[b1], v1);
+        }
+        const float scale = inv_div * inv_div * fp.inv_sqrt_p;
+        return make_float2(v0 * scale, v1 * scale);
+    }
+    // e indexes W's projection rows [0, 2 Pp16): S_1 rows, then S_2 rows.
+    __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
+                                          const float* dpoly, int e) {
+        const int second = (P + 15) / 16 * 16;
+        const bool s2_row = e >= second;
+        const int a0 = s2_row ? e - second : e;
+        if (a0 >= P) return make_float2(0.f, 0.f);
+        const float* other = s2_row ? y : y + second;  // the other sketch's projections
+        float c0 = 0.f, c1 = 0.f;
+        for (int q = 0; q < P; ++q) {  // other[(q - a0) mod P], other[(q - a0 - 1) mod P]
+            const int b0 = q - a0 < 0 ? q - a0 + P : q - a0, b1 = b0 == 0 ? P - 1 : b0 - 1;
+            c0 = fmaf(dpoly[q], other[b0], c0);
+            c1 = fmaf(dpoly[q], other[b1], c1);
+        }
+        const float scale = inv_div * fp.inv_sqrt_p;
+        return make_float2(c0 * scale, c1 * scale);
     }
 };
 
@@ -407,7 +527,6 @@ struct KronBlock {
     static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
     static constexpr int kRedSlots = kron_red_slots(kPPW, kC16, kPlanes);
     static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
-    static constexpr int kPairs = kPolyPairs + kC16;        // n16 pairs of W
     const ScanArgs& a;
     const MmaLayout& L;
     unsigned char* sm;
@@ -450,10 +569,11 @@ struct KronBlock {
         return static_cast<__nv_bfloat16*>(a.kron_factors) + factor_offset(side, t0);
     }
 
-    // W rows in shared memory as hi + lo parts: anchor rows (the factor
-    // GEMM reads their lo part only for policies with kSplitProjections),
-    // zero rows up to Pp16, then pcat rows c = r*M + m (omega of this head),
-    // zero past RM.
+    // W rows in shared memory as hi + lo parts (MmaLayout: the projection
+    // rows, whose lo part the factor GEMM reads only for policies with
+    // kSplitProjections, then the pcat rows c = r*M + m, omega of this
+    // head, zero past RM).
+    template <typename Poly>
     __device__ void load_weights() const {
         const FeatureParams& fp = a.fp;
         Elem* hi = at<Elem>(L.w_hi);
@@ -461,10 +581,11 @@ struct KronBlock {
         for (int idx = threadIdx.x; idx < L.NW * L.D; idx += kThreads) {
             const int n = idx / L.D, d = idx - n * L.D;
             float w = 0.f;
-            if (n < L.P) {
-                w = fp.rows_a[static_cast<int64_t>(n) * L.D + d];
-            } else if (n >= L.Pp16 && n - L.Pp16 < L.RM) {
-                const int c = n - L.Pp16, r = c / fp.M, m = c - r * fp.M;
+            if (n < L.Pw) {  // projection row p of set n / Pp16
+                const int set = n >= L.Pp16, p = n - set * L.Pp16;
+                if (p < L.P) w = Poly::projection(fp, set, p, d, L.P, L.D);
+            } else if (n - L.Pw < L.RM) {
+                const int c = n - L.Pw, r = c / fp.M, m = c - r * fp.M;
                 w = fp.omega[((static_cast<int64_t>(r) * fp.H + h) * fp.D + d) * fp.M + m];
             }
             const Elem whi = from_float<Elem>(w);
@@ -657,6 +778,7 @@ struct KronBlock {
         const Elem* x = at<Elem>(side == 0 ? L.xq[buf] : L.xk[buf]);
         const Elem* w_hi = at<Elem>(L.w_hi);
         const Elem* w_lo = at<Elem>(L.w_lo);
+        constexpr int kPairs = kPolyPairs * Poly::kProjectionSets + kC16;  // n16 pairs of W
         float acc[kPairs][2][4] = {};
         for (int k0 = 0; k0 < L.D; k0 += 16) {
             unsigned af[4];
@@ -667,7 +789,7 @@ struct KronBlock {
                 ldmatrix_x4(bf, b_nk_addr(w_hi, L.ldx, np * 16, k0, lane));
                 mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                 mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
-                if (np >= kPolyPairs || Poly::kSplitProjections) {  // PRF (and split poly) rows: add lo
+                if (np >= kPolyPairs * Poly::kProjectionSets || Poly::kSplitProjections) {  // PRF (and split poly) rows: add lo
                     ldmatrix_x4(bf, b_nk_addr(w_lo, L.ldx, np * 16, k0, lane));
                     mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                     mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
@@ -725,7 +847,7 @@ struct KronBlock {
             __nv_bfloat16* out = is_poly ? at<__nv_bfloat16>(side == 0 ? L.polyq : L.polyk) + e
                                          : at<__nv_bfloat16>(side == 0 ? L.pcatq : L.pcatk) + c;
             const int ld = is_poly ? L.ldp : L.ldc;
-            const int ycol = is_poly ? e : L.Pp16 + c;
+            const int ycol = is_poly ? e : L.Pw + c;
             for (int t = walk.first; t < kTc; t += walk.step) {
                 const float inv_div = inv_divs[t];
                 float v0, v1;
@@ -1199,7 +1321,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, Pol
     extern __shared__ float4 smem_f4[];
     const auto blk = make_kron_block<KronBlock<Elem, kPPW, kC16, Poly::kPlanes>>(
         a, L, reinterpret_cast<unsigned char*>(smem_f4));
-    blk.load_weights();
+    blk.template load_weights<Poly>();
     chunk_sweep(blk, segment_chunks(sp, blk.T), false, true, true, false, async, [&](int64_t t0, int rows, int buf) {
         blk.prepare_chunk(rows, buf, true, true);
         blk.template factor_gemm<Poly>(buf, true, true);

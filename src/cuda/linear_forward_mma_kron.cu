@@ -1,10 +1,10 @@
 // linear_forward_mma_kron.cu -- host side of the Kronecker tensor-core
 // forward (slay_anchor, slay_nystrom; linear_forward_mma_kernel.cuh): when the call fits
 // (linear_mma_launch.cuh), the factor rows of q and k (grid (B*H, 1,
-// parts); linear_mma_map.cu), then, when the sequence is split, the keys' segment sums
-// (linear_backward_mma_kernel.cuh), then the forward, grid (B*H, ceil(Dv /
-// 15), segments). Workspace: the factor rows, then the segment sums.
-#include "cuda/linear_backward_mma_kernel.cuh"
+// parts), then, when the sequence is split, the keys' segment sums, then
+// the forward, grid (B*H, ceil(Dv / 15), segments) (launch_kron:
+// linear_mma_planes.cuh). Workspace: the factor rows, then the segment
+// sums.
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
@@ -20,21 +20,17 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
     using namespace kron_mma;
     *launched = false;
     if (!workspace) return Status();  // an empty call (no rows): the SIMT scan handles the state
-    float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_planes(s.map));
+    float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_form(s.map).planes);
     KronMmaLaunch k, factors;
     if (!plan_kron_mma(dev, s, a, false, segment_sums, {&a.q, &a.k, &a.v}, &k) ||
         !plan_kron_rows(dev, s, a, k, KronStage::MapRows, &factors))
         return Status();
     ScanArgs af = a;
     af.kron_factors = workspace;
+    // The map kernel and the forward share the instantiation table: both or neither.
     bool instantiated = false;
-    SLAY_TRY(with_kron_instance(k, &instantiated, [&](auto inst) {
-        using I = decltype(inst);
-        SLAY_TRY(launch_kron_map(factors, KronStage::MapRows, af, stream));
-        return launch_kron_after_sums(kron_segment_sum_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes, false>,
-                                      kron_forward_mma_kernel<typename I::Elem, I::kPPW, I::kC16, I::kPlanes>, k, af, stream,
-                                      "linear attention tensor-core kernel launch");
-    }));
+    SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, af, stream, &instantiated));
+    if (instantiated) SLAY_TRY(launch_kron(KronKernels::Forward, k, KronStage::SliceForward, af, stream, &instantiated));
     *launched = instantiated;
     return Status();
 }

@@ -216,6 +216,10 @@ FeatureParams feature_params(const Plan& p, const CallInputs& c) {
     fp.rows_a = segment_data(p, c.params, SegmentRole::RowsA);
     fp.rows_b = segment_data(p, c.params, SegmentRole::RowsB);
     fp.phase = segment_data(p, c.params, SegmentRole::Phase);
+    fp.sketch_hash1 = segment_data(p, c.params, SegmentRole::SketchHash1);
+    fp.sketch_sign1 = segment_data(p, c.params, SegmentRole::SketchSign1);
+    fp.sketch_hash2 = segment_data(p, c.params, SegmentRole::SketchHash2);
+    fp.sketch_sign2 = segment_data(p, c.params, SegmentRole::SketchSign2);
     return fp;
 }
 
@@ -375,15 +379,15 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
         a.state_in.stride[1] = p.features * W;
         a.state_in.stride[0] = p.cfg.num_heads * p.features * W;
     }
-    if (is_sketch(p)) {
-        SLAY_TRY(sketch_features(p, c, s, stream));
-        a.ts_poly_q = s.poly_q;
-        a.ts_poly_k = s.poly_k;
-    }
     bool launched = false;
     KronMmaShape shape;
     if (tensor_core_call(p, c, &shape)) SLAY_TRY(kron_forward_mma(dev, shape, a, s.mma_workspace, stream, &launched));
     if (launched) return Status();
+    if (is_sketch(p)) {  // the fp32 scan reads TensorSketch's poly features (cuFFT)
+        SLAY_TRY(sketch_features(p, c, s, stream));
+        a.ts_poly_q = s.poly_q;
+        a.ts_poly_k = s.poly_k;
+    }
     DenseMmaShape dense;
     if (dense_call(p, c, &dense)) SLAY_TRY(dense_forward_mma(dev, dense, a, s.mma_workspace, stream, &launched));
     if (launched) return Status();
@@ -408,18 +412,6 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     a.row_den = s.row_den;
     a.row_dz = s.row_dz;
     a.dstate_z_parts = s.dstate_z_parts;
-    if (is_sketch(p)) {
-        SLAY_TRY(sketch_features(p, c, s, stream));
-        const size_t poly_bytes = static_cast<size_t>(rows * p.cfg.poly_dim) * sizeof(float);
-        if (rows > 0) {
-            SLAY_CUDA(cudaMemsetAsync(s.dpoly_q, 0, poly_bytes, stream));
-            SLAY_CUDA(cudaMemsetAsync(s.dpoly_k, 0, poly_bytes, stream));
-        }
-        a.ts_poly_q = s.poly_q;
-        a.ts_poly_k = s.poly_k;
-        a.ts_dpoly_q = s.dpoly_q;
-        a.ts_dpoly_k = s.dpoly_k;
-    }
     // The tensor-core kernels split Dv into fewer slices than the SIMT ones
     // (15 columns, not 8): the workspace's per-slice blocks fit both.
     bool launched = false;
@@ -435,6 +427,18 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
         SLAY_TRY(kron_backward_mma(dev, shape, ak, s.kron_workspace, stream, &launched, &slices));
     }
     const bool direct_gradients = launched;
+    if (!launched && is_sketch(p)) {  // the fp32 scan reads TensorSketch's poly features (cuFFT)
+        SLAY_TRY(sketch_features(p, c, s, stream));
+        const size_t poly_bytes = static_cast<size_t>(rows * p.cfg.poly_dim) * sizeof(float);
+        if (rows > 0) {
+            SLAY_CUDA(cudaMemsetAsync(s.dpoly_q, 0, poly_bytes, stream));
+            SLAY_CUDA(cudaMemsetAsync(s.dpoly_k, 0, poly_bytes, stream));
+        }
+        a.ts_poly_q = s.poly_q;
+        a.ts_poly_k = s.poly_k;
+        a.ts_dpoly_q = s.dpoly_q;
+        a.ts_dpoly_k = s.dpoly_k;
+    }
     // The other paths add to (or store) dq, dk rows in fp32 accumulators,
     // which share their memory with the block kron_backward_mma did not use.
     a.dq_acc = s.dq_acc;
@@ -464,7 +468,7 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
                                                                        p.cfg.value_dim, n);
         SLAY_CUDA(cudaGetLastError());
     }
-    if (is_sketch(p) && rows > 0) {
+    if (is_sketch(p) && rows > 0 && !direct_gradients) {
         const SketchFft& sketch = *plan_resources(p)->sketch;  // checked by sketch_features above
         SLAY_TRY(sketch.backward(sketch_args(p, c, c.q, 1), rows, s.dpoly_q, s.dq_acc, s.fft, stream));
         SLAY_TRY(sketch.backward(sketch_args(p, c, c.k, kv_group(p)), rows, s.dpoly_k, s.dk_acc, s.fft, stream));

@@ -16,12 +16,14 @@ namespace slay {
 namespace cuda {
 
 // The maps these kernels run, each with a poly policy in
-// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly; why the other
-// Kronecker maps stay on the fp32 kernels is said there).
-inline bool kron_tensor_core_map(MapKind k) { return k == MapKind::Anchor || k == MapKind::Nystrom; }
+// linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly, MaclaurinPoly,
+// TensorSketchPoly: every Kronecker map but slay_poly2).
+inline bool kron_tensor_core_map(MapKind k) {
+    return k == MapKind::Anchor || k == MapKind::Nystrom || k == MapKind::Maclaurin || k == MapKind::TensorSketch;
+}
 
 struct KronMmaShape {
-    MapKind map = MapKind::Anchor;  // the map (kron_tensor_core_map); its poly policy: launch_kron_map
+    MapKind map = MapKind::Anchor;  // the map (kron_tensor_core_map); its poly policy: launch_kron_map_kernel
     int D = 0, P = 0, RM = 0;
     int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
 };

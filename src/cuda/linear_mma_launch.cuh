@@ -1,6 +1,6 @@
 // linear_mma_launch.cuh -- what the Kronecker tensor-core launchers
-// (linear_forward_mma_kron.cu, linear_backward_mma_query.cu,
-// linear_backward_mma_key.cu, linear_mma_map.cu) share:
+// (linear_forward_mma_kron.cu, linear_backward_mma_query.cu and the
+// per-instantiation launches of linear_mma_planes.cuh) share:
 // whether a call fits the kernels, their grid (B*H, slices, segments) and
 // shared-memory layout, cp.async or plain staging, and the table of
 // (p per warp, c16 tiles) instantiations.
@@ -22,14 +22,21 @@ struct KronMmaLaunch {
     dim3 grid;  // (B*H, slices, sp.count)
     bool bf16 = true, async = false;
     int ppw = 0, c16 = 0;
-    MapKind map = MapKind::Anchor;  // its poly policy (kron_poly_planes: the operands' bf16 planes)
-    int planes = 1;
+    MapKind map = MapKind::Anchor;  // its poly policy (kron_poly_form: the operands' bf16 planes, projection sets)
+    PolyForm form{};
 };
 
-// The bf16 planes of the operands of a map's kernels: its poly policy's
-// kPlanes (linear_forward_mma_kernel.cuh).
-inline int kron_poly_planes(MapKind map) {
-    return map == MapKind::Nystrom ? NystromPoly::kPlanes : AnchorPoly::kPlanes;
+// What a map's poly policy (linear_forward_mma_kernel.cuh) asks of the
+// layouts and instantiations.
+template <typename Poly>
+constexpr PolyForm poly_form() {
+    return {Poly::kPlanes, Poly::kProjectionSets};
+}
+inline PolyForm kron_poly_form(MapKind map) {
+    if (map == MapKind::Nystrom) return poly_form<NystromPoly>();
+    if (map == MapKind::Maclaurin) return poly_form<MaclaurinPoly>();
+    if (map == MapKind::TensorSketch) return poly_form<TensorSketchPoly>();
+    return poly_form<AnchorPoly>();
 }
 
 // The sequence split: as many segments as fill one wave of 132 SMs (an
@@ -84,7 +91,7 @@ inline int64_t kron_factor_floats(int64_t batch_heads, int64_t T, int P, int RM,
 // kron_factor_vjp_kernel).
 inline MmaLayout kron_pass_layout(const KronMmaShape& s, int Dv, bool backward) {
     return mma_layout(s.D, Dv, s.P, s.RM, 2, backward ? KronStage::SliceBackward : KronStage::SliceForward,
-                      kron_poly_planes(s.map));
+                      kron_poly_form(s.map));
 }
 
 // Workspace floats of a pass: the factor rows, in the backward one side's
@@ -111,7 +118,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     if (!kron_tensor_core_map(s.map) || s.D % 16 != 0 || s.D > 128 || s.P % 8 != 0) return false;
     out->bf16 = s.io_dtype == SLAY_DTYPE_BFLOAT16;
     out->map = s.map;
-    out->planes = kron_poly_planes(s.map);
+    out->form = kron_poly_form(s.map);
     if (!out->bf16 && s.io_dtype != SLAY_DTYPE_FLOAT16) return false;
     out->L = kron_pass_layout(s, a.Dv, backward);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
@@ -143,7 +150,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
 inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, const KronMmaLaunch& main,
                            KronStage stage, KronMmaLaunch* out) {
     *out = main;
-    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage, main.planes);
+    out->L = mma_layout(s.D, a.Dv, s.P, s.RM, 2, stage, main.form);
     if (static_cast<size_t>(out->L.total) > dev.max_smem_per_block_optin) return false;
     out->sp = SegmentPlan{};
     split_sequence(a.B * a.H, kron_ctas_per_sm(out->L), a.T, &out->sp);
@@ -159,28 +166,38 @@ struct KronInstance {
     static constexpr int kPPW = PPW, kC16 = C16, kPlanes = Planes;
 };
 
-// Calls fn(KronInstance<...>{}) for the launch's instantiation and returns
-// its status; an (ppw, c16) pair without one returns OK and leaves
-// *instantiated false. Each has 2 * ppw * c16 accumulator tiles of state per
-// warp, at most 16; each pair is instantiated for both plane counts of the
-// poly policies (1, 2).
-template <typename Fn>
+// Calls fn(KronInstance<...>{}) for the launch's instantiation of kPlanes
+// planes and returns its status; an (ppw, c16) pair without one returns OK
+// and leaves *instantiated false. Each has 2 * ppw * c16 accumulator tiles
+// of state per warp, at most 16; every pair is instantiated for one and two
+// planes (the anchor's, Nystrom's), the smaller states also for three
+// with bf16 io (random Maclaurin's and TensorSketch's: the larger ones'
+// three-plane fragments spill, and each three-plane instance costs minutes
+// of compilation; fp16 io takes the fp32 scan there).
+template <int kPlanes, typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     *instantiated = true;
-#define SLAY_KRON_MMA_PLANES(PPW, C16, PLANES)                                                               \
-    if (k.ppw == PPW && k.c16 == C16 && k.planes == PLANES)                                                  \
-        return k.bf16 ? fn(KronInstance<__nv_bfloat16, PPW, C16, PLANES>{}) : fn(KronInstance<__half, PPW, C16, PLANES>{});
-#define SLAY_KRON_MMA_CASE(PPW, C16) SLAY_KRON_MMA_PLANES(PPW, C16, 1) SLAY_KRON_MMA_PLANES(PPW, C16, 2)
+#define SLAY_KRON_MMA_CASE(PPW, C16)                                            \
+    if (k.ppw == PPW && k.c16 == C16) {                                         \
+        if (k.bf16) return fn(KronInstance<__nv_bfloat16, PPW, C16, kPlanes>{}); \
+        if constexpr (kPlanes < 3) {                                            \
+            return fn(KronInstance<__half, PPW, C16, kPlanes>{});               \
+        } else {                                                                \
+            *instantiated = false;                                              \
+            return Status();                                                    \
+        }                                                                       \
+    }
     SLAY_KRON_MMA_CASE(1, 1)
     SLAY_KRON_MMA_CASE(1, 2)
     SLAY_KRON_MMA_CASE(2, 1)
     SLAY_KRON_MMA_CASE(2, 2)
-    SLAY_KRON_MMA_CASE(4, 1)
-    SLAY_KRON_MMA_CASE(4, 2)
-    SLAY_KRON_MMA_CASE(2, 4)
-    SLAY_KRON_MMA_CASE(8, 1)
+    if constexpr (kPlanes < 3) {
+        SLAY_KRON_MMA_CASE(4, 1)
+        SLAY_KRON_MMA_CASE(4, 2)
+        SLAY_KRON_MMA_CASE(2, 4)
+        SLAY_KRON_MMA_CASE(8, 1)
+    }
 #undef SLAY_KRON_MMA_CASE
-#undef SLAY_KRON_MMA_PLANES
     *instantiated = false;
     return Status();
 }
@@ -203,16 +220,61 @@ Status launch_kron_after_sums(SumsKernel sums, Kernel kernel, const KronMmaLaunc
     return launch_kron_kernel(kernel, k, a, stream, what);
 }
 
-// Launches the per-head map kernel of `stage` (`k`: plan_kron_rows(...,
-// stage, ...)): MapRows, the factor rows of q and k; MapVjp, the map's VJP
-// of side a.kron_side (linear_mma_map.cu).
-Status launch_kron_map(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream);
+// What launch_kron launches: a pass's per-slice kernels (after their
+// segment sums when the sequence is split; `k`: plan_kron_mma) or a
+// per-head map kernel (`k`: plan_kron_rows(..., stage, ...); MapRows, the
+// factor rows of q and k; MapVjp, the map's VJP of side a.kron_side).
+enum class KronKernels { Forward, BackwardQuery, BackwardKey, Map };
 
-// The backward's key kernel for a launch whose query kernel ran, after the
-// queries' segment sums when k.sp.count > 1, then the map's VJP of the keys
-// (`vjp`, a.kron_side 1) (linear_backward_mma_key.cu).
-Status launch_kron_backward_key(const KronMmaLaunch& k, const KronMmaLaunch& vjp, const ScanArgs& a,
-                                cudaStream_t stream);
+// The launches of one (kernels, plane count), defined in
+// linear_mma_planes.cuh and instantiated each in its own translation unit
+// (meson generates linear_mma_<kernels>_planes<N>.cu from
+// linear_mma_instances.cu.in, so they compile in parallel). OK with
+// *instantiated false when the launch's shape has no instantiation.
+template <KronKernels kKernels, int kPlanes>
+Status launch_kron_planes(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream,
+                          bool* instantiated);
+// Explicit instantiation declarations: a translation unit that sees the
+// definitions (each generated one) instantiates only the pair it names, not
+// every pair launch_kron below refers to.
+#define SLAY_KRON_PLANES_EXTERN(KERNELS, PLANES)                                                           \
+    extern template Status launch_kron_planes<KronKernels::KERNELS, PLANES>(const KronMmaLaunch&, KronStage, \
+                                                                            const ScanArgs&, cudaStream_t, bool*);
+#define SLAY_KRON_PLANES_EXTERN_ALL(KERNELS) \
+    SLAY_KRON_PLANES_EXTERN(KERNELS, 1) SLAY_KRON_PLANES_EXTERN(KERNELS, 2) SLAY_KRON_PLANES_EXTERN(KERNELS, 3)
+SLAY_KRON_PLANES_EXTERN_ALL(Forward)
+SLAY_KRON_PLANES_EXTERN_ALL(BackwardQuery)
+SLAY_KRON_PLANES_EXTERN_ALL(BackwardKey)
+SLAY_KRON_PLANES_EXTERN_ALL(Map)
+#undef SLAY_KRON_PLANES_EXTERN_ALL
+#undef SLAY_KRON_PLANES_EXTERN
+
+template <KronKernels kKernels>
+Status launch_kron_any_planes(const KronMmaLaunch& k, KronStage stage, const ScanArgs& a, cudaStream_t stream,
+                              bool* instantiated) {
+    switch (k.form.planes) {
+        case 1: return launch_kron_planes<kKernels, 1>(k, stage, a, stream, instantiated);
+        case 2: return launch_kron_planes<kKernels, 2>(k, stage, a, stream, instantiated);
+        case 3: return launch_kron_planes<kKernels, 3>(k, stage, a, stream, instantiated);
+        default: *instantiated = false; return Status();
+    }
+}
+
+// Launches `kernels` for launch k (stage: Map's).
+inline Status launch_kron(KronKernels kernels, const KronMmaLaunch& k, KronStage stage, const ScanArgs& a,
+                          cudaStream_t stream, bool* instantiated) {
+    switch (kernels) {
+        case KronKernels::Forward:
+            return launch_kron_any_planes<KronKernels::Forward>(k, stage, a, stream, instantiated);
+        case KronKernels::BackwardQuery:
+            return launch_kron_any_planes<KronKernels::BackwardQuery>(k, stage, a, stream, instantiated);
+        case KronKernels::BackwardKey:
+            return launch_kron_any_planes<KronKernels::BackwardKey>(k, stage, a, stream, instantiated);
+        case KronKernels::Map: return launch_kron_any_planes<KronKernels::Map>(k, stage, a, stream, instantiated);
+    }
+    *instantiated = false;
+    return Status();
+}
 
 }  // namespace kron_mma
 }  // namespace cuda

@@ -118,6 +118,15 @@ __device__ __forceinline__ void mma_planes(float c0[4], float c1[4], const unsig
             }
 }
 
+// The transpose of an 8 x 8 matrix of 16-bit values spread over a warp as
+// an mma fragment (lane holds row lane / 4, columns 2 (lane % 4) and +1):
+// the same lane then holds that row of the transpose (sm_75+).
+__device__ __forceinline__ unsigned movmatrix_trans(unsigned x) {
+    unsigned y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
 // A register of two fp16 values as two bf16 values (B fragments of fp16
 // weights against bf16 operands that may leave fp16's range).
 __device__ __forceinline__ unsigned half2_to_bf16x2(unsigned x) {

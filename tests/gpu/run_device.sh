@@ -14,7 +14,8 @@
 #   bench.log      compare_torch.py output (slay_anchor vs torch SDPA, default and FLASH backends)
 #   bench.tar.gz   compare_torch JSON + Markdown of each benchmark shape
 # Phases (SLAY_DEVICE_PHASES, comma-separated; default all):
-#   build     configure + build
+#   build     configure + build (a fresh build directory; stops after SLAY_BUILD_LIMIT_S, default 540)
+#   resume    goes on with the build directory a stopped build left on the same warm machine
 #   suite     the whole meson test suite (run_tests.sh)
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
 #   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
@@ -45,8 +46,9 @@
 #   mapsbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the maps off the two tensor-core
 #             engines' common path: slay_anchor at P=12 (F=192: the dense engine, as P % 8 != 0)
 #             and the signed maps (fp32 scans) at R=2 M=8 P=16 -> maps_*.json/md in bench/
-#   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor and
-#             slay_nystrom at R=2 M=8 P=16, slay_nystrom at its registry defaults (R=1 M=8 P=64; fwd)
+#   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor,
+#             slay_nystrom, slay_random_maclaurin and slay_tensorsketch at R=2 M=8 P=16, slay_nystrom
+#             at its registry defaults (R=1 M=8 P=64), slay_anchor at the big shape (B4 H12 D64 T32768)
 #             -> kron_*.json/md in bench/ (a map's speed on whichever kernels its plan takes)
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
 #             cosformer fwd+bwd at the paper shape -> densepro.txt
@@ -74,10 +76,16 @@ has() { [[ ",$PHASES," == *",$1,"* ]]; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nvcc --version | tail -2; } \
   2>&1 | tee "$OUT/device.txt"
 rc=0
-if has build; then
-  rm -rf "$BUILD"
-  { meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" >/dev/null &&
-    ninja -C "$BUILD"; } > "$OUT/tests.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
+if has build || has resume; then
+  # a build stopped by SLAY_BUILD_LIMIT_S (default 540 s, inside the device's
+  # 600 s a call) goes on in the next call's `resume` on the same warm machine
+  has build && rm -rf "$BUILD"
+  [ -d "$BUILD" ] || meson setup "$BUILD" -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" \
+    > "$OUT/tests.log" 2>&1 || { echo "CONFIGURE FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
+  timeout "${SLAY_BUILD_LIMIT_S:-540}" ninja -C "$BUILD" >> "$OUT/tests.log" 2>&1
+  build_rc=$?
+  if [ "$build_rc" -eq 124 ]; then echo "BUILD INCOMPLETE (time limit): call again with SLAY_DEVICE_PHASES=resume,..."; exit 3; fi
+  [ "$build_rc" -eq 0 ] || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
   echo "build ok"
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
@@ -267,18 +275,23 @@ fi
 if has kronbench && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
   export PYTHONUNBUFFERED=1
-  timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor slay_nystrom \
+  timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+    --variants slay_anchor slay_nystrom slay_random_maclaurin slay_tensorsketch \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
     --causal --slow-call-s 3 --json "$OUT/bench/kron_paper.json" \
     --markdown "$OUT/bench/kron_paper.md" >> "$OUT/kronbench.log" 2>&1
   echo "=== compare_torch Kronecker maps, paper R/M/P rc=$?" >> "$OUT/kronbench.log"
-  # Forward only: its backward's layout (two planes, P = 64) exceeds the shared memory of a CTA,
-  # so it takes the fp32 scan (about 0.6 s a call).
   timeout 100 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_nystrom \
-    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd --R 1 --M 8 --P 64 \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 8 --P 64 \
     --causal --slow-call-s 3 --json "$OUT/bench/kron_paper_nystrom_defaults.json" \
     --markdown "$OUT/bench/kron_paper_nystrom_defaults.md" >> "$OUT/kronbench.log" 2>&1
   echo "=== compare_torch slay_nystrom registry defaults (R=1 M=8 P=64) rc=$?" >> "$OUT/kronbench.log"
+  # slay_anchor at the big shape (issue 10's): the backward's factor gradients from the state copy
+  timeout 100 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 4 --H 12 --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd \
+    --causal --slow-call-s 3 --json "$OUT/bench/kron_big_anchor.json" \
+    --markdown "$OUT/bench/kron_big_anchor.md" >> "$OUT/kronbench.log" 2>&1
+  echo "=== compare_torch slay_anchor big shape (B4 H12 D64 T32768, registry R/M/P) rc=$?" >> "$OUT/kronbench.log"
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/kronbench.log" | cut -c1-200 | tail -30
 fi
 if has varlen && python3 -c 'import torch' 2>/dev/null; then

@@ -49,8 +49,12 @@ const std::vector<slay_attn_variant_t> kLinear = linearized_variants();
 // src/cuda/linear_mma.hpp: kron_tensor_core_map): the cases below that aim
 // at those kernels (the sequence split, the paper R/M/P at D = 64, packed
 // and multi-query calls, the sanitizer's split case) run for each
-// (slay_nystrom with two bf16 planes per operand, its poly policy's).
-const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_NYSTROM};
+// (slay_nystrom with two bf16 planes per operand, random Maclaurin and
+// TensorSketch with three, bf16 io only: their poly policies'; shapes
+// without a three-plane instantiation take the fp32 kernels).
+const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_NYSTROM,
+                                                          SLAY_ATTN_SLAY_RANDOM_MACLAURIN,
+                                                          SLAY_ATTN_SLAY_TENSORSKETCH};
 
 // Feature maps with negative entries: their kernel estimates, and so the
 // denominators Z_i, can be near zero or negative on random inputs.
