@@ -172,8 +172,7 @@ struct KronInstance {
 // of state per warp, at most 16; every pair is instantiated for one and two
 // planes (the anchor's, Nystrom's), the smaller states also for three
 // with bf16 io (random Maclaurin's and TensorSketch's: the larger ones'
-// three-plane fragments spill, and each three-plane instance costs minutes
-// of compilation; fp16 io takes the fp32 scan there).
+// three-plane fragments would spill; fp16 io takes the fp32 scan there).
 template <int kPlanes, typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     *instantiated = true;
