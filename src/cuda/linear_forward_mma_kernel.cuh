@@ -338,17 +338,17 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 // head stays within 1e-4, so NystromPoly runs with kPlanes = 2. Random
 // Maclaurin and TensorSketch (unbiased but noisy estimates around 0) need
 // three planes in the emulation (MaclaurinPoly, TensorSketchPoly below).
-// W's projection rows: rows_a (P, D), and rows_b for a second set.
-__device__ inline float projection_rows(const FeatureParams& fp, int set, int p, int d, int D) {
-    return (set == 0 ? fp.rows_a : fp.rows_b)[static_cast<int64_t>(p) * D + d];
-}
+// W's projection rows of the policies that read them from the parameters
+// (all but TensorSketch's): rows_a (P, D), and rows_b for a second set.
+struct RowProjections {
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+        return (set == 0 ? fp.rows_a : fp.rows_b)[static_cast<int64_t>(p) * D + d];
+    }
+};
 
-struct AnchorPoly {
+struct AnchorPoly : RowProjections {
     static constexpr bool kSplitProjections = false;
     static constexpr int kPlanes = 1, kProjectionSets = 1;
-    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
-        return projection_rows(fp, set, p, d, D);
-    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const float u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
@@ -363,12 +363,9 @@ struct AnchorPoly {
 };
 // W weighs the squares by up to 1/sqrt(lambda) ~ 32 with either sign, so
 // Nystrom's projections take the hi + lo split of the PRF rows.
-struct NystromPoly {
+struct NystromPoly : RowProjections {
     static constexpr bool kSplitProjections = true;
     static constexpr int kPlanes = 2, kProjectionSets = 1;
-    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
-        return projection_rows(fp, set, p, d, D);
-    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         float v0 = 0.f, v1 = 0.f;
@@ -401,12 +398,9 @@ struct NystromPoly {
 // cancel more than Nystrom's: three planes (fp32's 24 significand bits)
 // keep every emulated head within the suite's rule
 // (tests/spec/kron_bf16_emulation.py), two do not.
-struct MaclaurinPoly {
+struct MaclaurinPoly : RowProjections {
     static constexpr bool kSplitProjections = true;
     static constexpr int kPlanes = 3, kProjectionSets = 2;
-    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
-        return projection_rows(fp, set, p, d, D);
-    }
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const int second = (P + 15) / 16 * 16;  // rm_r2's first column in y
