@@ -150,9 +150,12 @@ struct MmaLayout {
 // in shared memory (KronGradBlock::gradients_from_copy: faster) rather
 // than from its owners' registers: when the copy (planes x P x 16 slice
 // columns x (RMp + 8) bf16; P = 8 kPPW, RMp = 16 kC16 in the kernels)
-// takes at most 48 KiB, as at the paper's shapes; larger ones would not
-// fit beside the rest (two-plane slay_nystrom at its registry P = 64: 234
-// KiB with the copy, 178 without).
+// takes at most 48 KiB, as at the paper's shapes. The bound is a proxy for
+// "the layout with the copy fits" (the rest depends on D and Dv, known only
+// at run time): two-plane slay_nystrom at its registry P = 64 takes 234 KiB
+// with the copy, 178 without; some states above it would have fitted with
+// the copy (two-plane P = 32, R M = 32: 80 KiB of copy) and now take the
+// slower owners' path.
 __host__ __device__ constexpr bool kron_gradients_from_copy(int P, int RMp, int planes) {
     return planes * P * kSliceCols * (RMp + 8) * 2 <= 48 * 1024;
 }

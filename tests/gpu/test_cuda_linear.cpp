@@ -51,7 +51,8 @@ const std::vector<slay_attn_variant_t> kLinear = linearized_variants();
 // and multi-query calls, the sanitizer's split case) run for each
 // (slay_nystrom with two bf16 planes per operand, random Maclaurin and
 // TensorSketch with three, bf16 io only: their poly policies'; shapes
-// without a three-plane instantiation take the fp32 kernels).
+// without a three-plane instantiation take the fp32 kernels, and the case
+// "three-plane Kronecker shapes" below covers each one that has).
 const std::vector<slay_attn_variant_t> kKronTensorCore = {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_SLAY_NYSTROM,
                                                           SLAY_ATTN_SLAY_RANDOM_MACLAURIN,
                                                           SLAY_ATTN_SLAY_TENSORSKETCH};
@@ -447,6 +448,29 @@ TEST_CASE("linear: Kronecker tensor-core maps, bf16, the sequence split into seg
                 check_both(c);
             }
     }
+}
+
+TEST_CASE("linear: three-plane Kronecker shapes (random Maclaurin, TensorSketch; bf16, segments, states)") {
+    // Every (p per warp, c16) shape instantiated for three planes
+    // (linear_mma_launch.cuh: with_kron_instance), as (R, M, P): (2, 4, 8)
+    // -> (1, 1); (2, 16, 8) -> (1, 2); the paper's (2, 8, 16) -> (2, 1);
+    // (2, 16, 16) -> (2, 2), whose state copy exceeds 48 KiB: the backward's
+    // factor gradients from the state's owners (kron_gradients_from_copy).
+    // One head, T = 1100: the sequence split into segments.
+    struct Shape {
+        int64_t R, M, P;
+    };
+    for (slay_attn_variant_t v : {SLAY_ATTN_SLAY_RANDOM_MACLAURIN, SLAY_ATTN_SLAY_TENSORSKETCH})
+        for (Shape sh : {Shape{2, 4, 8}, Shape{2, 16, 8}, Shape{2, 8, 16}, Shape{2, 16, 16}})
+            for (bool causal : {true, false}) {
+                Case c = base_case(v, 1100, causal, SLAY_DTYPE_BFLOAT16);
+                c.batch = 1;
+                c.head_dim = 32;
+                c.value_dim = 32;
+                c.attrs = size_attrs(v, sh.R, sh.M, sh.P);
+                with_states(c);
+                check_both(c);
+            }
 }
 
 TEST_CASE("linear: the dense tensor-core engine at its limits (F = 128, 256; Dv = 32, 64; segments, states)") {
