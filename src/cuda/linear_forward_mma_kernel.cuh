@@ -156,8 +156,13 @@ struct MmaLayout {
 // with the copy, 178 without; some states above it would have fitted with
 // the copy (two-plane P = 32, R M = 32: 80 KiB of copy) and now take the
 // slower owners' path.
+// Pitch (elements) and bytes of one plane of that copy: [p][w][c] rows.
+__host__ __device__ constexpr int kron_state_copy_ld(int RMp) { return RMp + 8; }
+__host__ __device__ constexpr int kron_state_copy_plane_bytes(int P, int RMp) {
+    return P * kSliceCols * kron_state_copy_ld(RMp) * 2;
+}
 __host__ __device__ constexpr bool kron_gradients_from_copy(int P, int RMp, int planes) {
-    return planes * P * kSliceCols * (RMp + 8) * 2 <= 48 * 1024;
+    return planes * kron_state_copy_plane_bytes(P, RMp) <= 48 * 1024;
 }
 
 // Bytes between the planes of the vbar and gs tiles.
@@ -194,13 +199,13 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     L.ldp = L.Pp16 + 8;
     L.ldc = L.RMp + 8;
     L.ldy = L.NW + 4;
-    L.ldsc = L.RMp + 8;
+    L.ldsc = kron_state_copy_ld(L.RMp);
     L.lddp = L.Pp16 + 4;
     L.lddc = L.RMp + 4;
     L.ldcoef = L.NW + 8;  // coefficients in the other side's Y: ldcoef * 2 <= ldy * 4
     L.lddx = D + 4;
     L.ldf = 0;
-    L.sc_plane = L.P * kSliceCols * L.ldsc * 2;
+    L.sc_plane = kron_state_copy_plane_bytes(L.P, L.RMp);
     L.coef = -1;
     int at = 0;
     auto take = [&](int bytes) {

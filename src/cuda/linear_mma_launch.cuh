@@ -26,17 +26,23 @@ struct KronMmaLaunch {
     PolyForm form{};
 };
 
-// What a map's poly policy (linear_forward_mma_kernel.cuh) asks of the
-// layouts and instantiations.
-template <typename Poly>
-constexpr PolyForm poly_form() {
-    return {Poly::kPlanes, Poly::kProjectionSets};
+// fn(Policy{}) for the poly policy (linear_forward_mma_kernel.cuh) of a
+// Kronecker tensor-core map (kron_tensor_core_map; anything else: the
+// anchor's): the one place that maps a map to its policy.
+template <typename Fn>
+decltype(auto) with_kron_poly(MapKind map, Fn&& fn) {
+    if (map == MapKind::Nystrom) return fn(NystromPoly{});
+    if (map == MapKind::Maclaurin) return fn(MaclaurinPoly{});
+    if (map == MapKind::TensorSketch) return fn(TensorSketchPoly{});
+    return fn(AnchorPoly{});
 }
+
+// What a map's poly policy asks of the layouts and instantiations.
 inline PolyForm kron_poly_form(MapKind map) {
-    if (map == MapKind::Nystrom) return poly_form<NystromPoly>();
-    if (map == MapKind::Maclaurin) return poly_form<MaclaurinPoly>();
-    if (map == MapKind::TensorSketch) return poly_form<TensorSketchPoly>();
-    return poly_form<AnchorPoly>();
+    return with_kron_poly(map, [](auto poly) {
+        using Poly = decltype(poly);
+        return PolyForm{Poly::kPlanes, Poly::kProjectionSets};
+    });
 }
 
 // The sequence split: as many segments as fill one wave of 132 SMs (an

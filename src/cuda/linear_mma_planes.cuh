@@ -39,10 +39,7 @@ Status launch_kron_map_kernel(const KronMmaLaunch& k, KronStage stage, const Sca
                                       what);
         }
     };
-    if (k.map == MapKind::Nystrom) return launch(NystromPoly{});
-    if (k.map == MapKind::Maclaurin) return launch(MaclaurinPoly{});
-    if (k.map == MapKind::TensorSketch) return launch(TensorSketchPoly{});
-    return launch(AnchorPoly{});
+    return with_kron_poly(k.map, launch);
 }
 
 template <KronKernels kKernels, int kPlanes>
