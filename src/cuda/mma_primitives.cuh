@@ -105,37 +105,17 @@ __device__ __forceinline__ float2 join_bf16x2(const unsigned (&r)[kPlanes]) {
 // (bf16): a[i] an A fragment, b[j] the B fragments of both tiles as
 // ldmatrix_x4 gives them ((b0, b1) of tile 0, then of tile 1). An operand
 // with fewer planes (kA or kB < kPlanes) is exact in bf16 beyond them.
-// Split precision (kPlanes > 1) sums the pairs into a fresh accumulator,
-// smallest first, and adds it to c in fp32 (round to nearest): the tensor
-// cores align an mma's addends to the largest (c, once it has grown) and
-// truncate, so each of the six products of three planes added straight to
-// c could lose up to an ulp of c, a bias that grows with the k steps (an
-// H200 run of 5515bd6, which did that, had random Maclaurin's bf16 errors
-// at 40-110x its fp32 CPU floor at T = 1100-4097 on random q, k).
 template <int kPlanes, int kA, int kB>
 __device__ __forceinline__ void mma_planes(float c0[4], float c1[4], const unsigned (&a)[kA][4],
                                            const unsigned (&b)[kB][4]) {
-    if constexpr (kPlanes == 1) {
-        mma_16816<__nv_bfloat16>(c0, a[0], b[0][0], b[0][1]);
-        mma_16816<__nv_bfloat16>(c1, a[0], b[0][2], b[0][3]);
-    } else {
-        float t0[4] = {0.f, 0.f, 0.f, 0.f}, t1[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int rank = kPlanes - 1; rank >= 0; --rank)  // i + j == rank: smallest products first
+    for (int i = 0; i < kA; ++i)
 #pragma unroll
-            for (int i = 0; i < kA; ++i) {
-                const int j = rank - i;
-                if (j >= 0 && j < kB) {
-                    mma_16816<__nv_bfloat16>(t0, a[i], b[j][0], b[j][1]);
-                    mma_16816<__nv_bfloat16>(t1, a[i], b[j][2], b[j][3]);
-                }
+        for (int j = 0; j < kB; ++j)
+            if (i + j < kPlanes) {
+                mma_16816<__nv_bfloat16>(c0, a[i], b[j][0], b[j][1]);
+                mma_16816<__nv_bfloat16>(c1, a[i], b[j][2], b[j][3]);
             }
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            c0[e] += t0[e];
-            c1[e] += t1[e];
-        }
-    }
 }
 
 // The transpose of an 8 x 8 matrix of 16-bit values spread over a warp as
