@@ -497,7 +497,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
     // B fragments (kPlanes planes) of W rows [k0, k0 + 16) x columns
     // [16 np, 16 np + 16) for dx^ = coef W. One plane: W's hi part (fp16
     // weights converted: gradient coefficients can leave fp16's range);
-    // more: hi + lo in fp32, split into bf16 planes.
+    // more: hi + lo (+ mid with three planes) in fp32, split into bf16 planes.
     __device__ void weight_fragments(int k0, int np, unsigned (&bf)[kPlanes][4]) const {
         unsigned hi[4];
         ldmatrix_x4_trans(hi, b_kn_addr(at<Elem>(L.w_hi), L.ldx, k0, np * 16, lane));
@@ -506,14 +506,19 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
             for (int r = 0; r < 4; ++r)
                 bf[0][r] = std::is_same<Elem, __half>::value ? half2_to_bf16x2(hi[r]) : hi[r];
         } else {
-            unsigned lo[4];
+            unsigned lo[4], mid[4] = {0u, 0u, 0u, 0u};
             ldmatrix_x4_trans(lo, b_kn_addr(at<Elem>(L.w_lo), L.ldx, k0, np * 16, lane));
+            if constexpr (kPlanes > 2) ldmatrix_x4_trans(mid, b_kn_addr(at<Elem>(L.w_mid), L.ldx, k0, np * 16, lane));
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
                 const Elem* h2 = reinterpret_cast<const Elem*>(&hi[r]);
+                const Elem* m2 = reinterpret_cast<const Elem*>(&mid[r]);
                 const Elem* l2 = reinterpret_cast<const Elem*>(&lo[r]);
+                // smallest part first (the parts do not overlap: exact for fp32 values)
+                const float w0 = to_float(h2[0]) + (to_float(m2[0]) + to_float(l2[0]));
+                const float w1 = to_float(h2[1]) + (to_float(m2[1]) + to_float(l2[1]));
                 unsigned parts[kPlanes];
-                split_bf16x2<kPlanes>(to_float(h2[0]) + to_float(l2[0]), to_float(h2[1]) + to_float(l2[1]), parts);
+                split_bf16x2<kPlanes>(w0, w1, parts);
 #pragma unroll
                 for (int i = 0; i < kPlanes; ++i) bf[i][r] = parts[i];
             }

@@ -122,7 +122,9 @@ struct MmaLayout {
     int D, Dv, P, RM, Pp16, RMp, Pw, NW;
     int ldx, ldv, ldp, ldc, ldy;
     int xq[2], xk[2], vst[2];  // staging buffers of chunks ch (even/odd)
-    int w_hi, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
+    // W as bf16/fp16 parts w = hi + mid + lo: mid only with three planes
+    // (fp32's 24 significand bits), else hi + lo.
+    int w_hi, w_mid, w_lo, yq, yk, inv_divq, inv_divk, polyq, polyk, pcatq, pcatk, vbar, red;
     // Backward: dout staging, gs = [dout_slice / den | dZ share] (bf16, like
     // vbar), 1 when |x| > eps per row (the normalization VJP), the factor
     // gradients dpoly/dpcat (fp32); the VJP coefficients (bf16, pitch
@@ -215,7 +217,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
     };
     L.xq[0] = L.xq[1] = L.xk[0] = L.xk[1] = L.vst[0] = L.vst[1] = L.dost[0] = L.dost[1] = -1;
     L.fq[0] = L.fq[1] = L.fk[0] = L.fk[1] = -1;
-    L.w_hi = L.w_lo = L.yq = L.yk = L.inv_divq = L.inv_divk = -1;
+    L.w_hi = L.w_mid = L.w_lo = L.yq = L.yk = L.inv_divq = L.inv_divk = -1;
     L.polyq = L.polyk = L.pcatq = L.pcatk = L.vbar = L.red = -1;
     L.gs = L.keepq = L.keepk = L.dpoly = L.dpcat = -1;
     const bool slice = stage == KronStage::SliceForward || stage == KronStage::SliceBackward;
@@ -249,6 +251,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
         L.xk[buf] = take(kTc * L.ldx * elem_bytes);
     }
     L.w_hi = take(L.NW * L.ldx * elem_bytes);
+    if (planes > 2) L.w_mid = take(L.NW * L.ldx * elem_bytes);
     L.w_lo = take(L.NW * L.ldx * elem_bytes);
     L.yq = take(kTc * L.ldy * 4);
     L.yk = take(kTc * L.ldy * 4);
@@ -571,10 +574,14 @@ struct KronBlock {
         return static_cast<__nv_bfloat16*>(a.kron_factors) + factor_offset(side, t0);
     }
 
-    // W rows in shared memory as hi + lo parts (MmaLayout: the projection
-    // rows, whose lo part the factor GEMM reads only for policies with
-    // kSplitProjections, then the pcat rows c = r*M + m, omega of this
-    // head, zero past RM).
+    // W rows in shared memory as hi + lo parts, hi + mid + lo with three
+    // planes (MmaLayout: the projection rows, whose lower parts the factor
+    // GEMM reads only for policies with kSplitProjections, then the pcat
+    // rows c = r*M + m, omega of this head, zero past RM). Three planes
+    // need W to fp32's precision too: with hi + lo (16 significand bits)
+    // random Maclaurin's projections alone put its bf16 outputs at 50-300x
+    // the fp32 floor in the emulation (tests/spec/kron_bf16_emulation.py)
+    // and failed the suite on an H200 (5515bd6: up to 3.9e-2).
     template <typename Poly>
     __device__ void load_weights() const {
         const FeatureParams& fp = a.fp;
@@ -592,7 +599,13 @@ struct KronBlock {
             }
             const Elem whi = from_float<Elem>(w);
             hi[n * L.ldx + d] = whi;
-            lo[n * L.ldx + d] = from_float<Elem>(w - to_float(whi));
+            w -= to_float(whi);
+            if constexpr (kPlanes > 2) {
+                const Elem wmid = from_float<Elem>(w);
+                at<Elem>(L.w_mid)[n * L.ldx + d] = wmid;
+                w -= to_float(wmid);
+            }
+            lo[n * L.ldx + d] = from_float<Elem>(w);
         }
     }
 
@@ -792,6 +805,11 @@ struct KronBlock {
                 mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                 mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
                 if (np >= kPolyPairs * Poly::kProjectionSets || Poly::kSplitProjections) {  // PRF (and split poly) rows: add lo
+                    if constexpr (kPlanes > 2) {
+                        ldmatrix_x4(bf, b_nk_addr(at<Elem>(L.w_mid), L.ldx, np * 16, k0, lane));
+                        mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
+                        mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
+                    }
                     ldmatrix_x4(bf, b_nk_addr(w_lo, L.ldx, np * 16, k0, lane));
                     mma_16816<Elem>(acc[np][0], af, bf[0], bf[1]);
                     mma_16816<Elem>(acc[np][1], af, bf[2], bf[3]);
