@@ -51,10 +51,13 @@
 #             at its registry defaults (R=1 M=8 P=64), slay_anchor at the big shape (B4 H12 D64 T32768)
 #             -> kron_*.json/md in bench/ (a map's speed on whichever kernels its plan takes)
 #   densepro  ncu (speed of light, warp states) of the dense engine's kernels, slay_laplace and
-#             cosformer fwd+bwd at the paper shape -> densepro.txt
+#             cosformer fwd+bwd at the paper shape, M = SLAY_DENSE_M (32: F = 64, issue 12's open
+#             bar) -> densepro.txt
 #   densesrc  a -lineinfo build of the library alone (build-lineinfo) and ncu's source page
 #             (stall samples per CUDA line and per SASS instruction) of the dense forward and
-#             backward query kernels, slay_laplace at the paper shape -> densesrc_*.csv, densesrc.ncu-rep
+#             backward query and key kernels, slay_laplace at the paper shape, M = SLAY_DENSE_M (32)
+#             -> densesrc_*.csv, densesrc.ncu-rep (the sass view has the samples; compile the same
+#             translation unit locally with -lineinfo and nvdisasm -g to map offsets to lines)
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
@@ -214,8 +217,8 @@ if has densepro; then
   for v in slay_laplace cosformer; do
     timeout 150 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
       -k regex:dense_ -c 6 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants $v \
-      --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 --iters 1 --warmup 0 \
-      >> "$OUT/densepro.txt" 2>&1
+      --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M "${SLAY_DENSE_M:-32}" --P 16 \
+      --iters 1 --warmup 0 >> "$OUT/densepro.txt" 2>&1
     echo "=== ncu $v rc=$?" >> "$OUT/densepro.txt"
   done
   grep -E "dense_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" "$OUT/densepro.txt" | cut -c1-150 | head -70
@@ -224,9 +227,10 @@ if has densesrc; then
   { meson setup build-lineinfo -Dgpu_archs=90 -Dtests=false -Dexamples=false -Dcuda_args=-lineinfo >/dev/null &&
     ninja -C build-lineinfo; } > "$OUT/densesrc_build.log" 2>&1 || { echo "LINEINFO BUILD FAILED"; tail -20 "$OUT/densesrc_build.log"; }
   timeout 300 ncu --section SourceCounters --section WarpStateStats --section InstructionStats \
-    -k regex:"dense_(forward|backward_query)_kernel" -c 2 -o "$OUT/densesrc" -f \
+    -k regex:"dense_(forward|backward_query|backward_key)_kernel" -c 3 -o "$OUT/densesrc" -f \
     python3 tests/bench/compare_torch.py build-lineinfo/libslay.so --variants slay_laplace \
-    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 --iters 1 --warmup 0 \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M "${SLAY_DENSE_M:-32}" --P 16 \
+    --iters 1 --warmup 0 \
     > "$OUT/densesrc_ncu.log" 2>&1
   echo "=== ncu rc=$?" >> "$OUT/densesrc_ncu.log"
   for view in cuda sass; do
