@@ -42,23 +42,24 @@ import numpy as np
 from kron_bf16_emulation import ROUNDINGS, bf16
 
 
-def rff_features(x, omega, phase, M, wround):
-    """sqrt(2/M) cos(x omega + b) of raw rows x, in fp32, omega rounded by wround."""
+def rff_features(x, omega, phase, M, dtype, wround=None):
+    """sqrt(2/M) cos(x omega + b) of raw rows x, computed in dtype, omega rounded by wround."""
     w = omega if wround is None else wround(omega)
-    u = x.astype(np.float32) @ w.astype(np.float32)
-    return (np.sqrt(2.0 / M) * np.cos(u + phase)).astype(np.float32)
+    u = x.astype(dtype) @ w.astype(dtype)
+    return (np.sqrt(2.0 / M) * np.cos(u + phase.astype(dtype))).astype(dtype)
 
 
-def poly2_features(x, frame, D, d, gamma, wround):
-    """slay_poly2's triangular degree-2 features (+ the constant), in fp32."""
+def poly2_features(x, frame, D, d, gamma, dtype, wround=None):
+    """slay_poly2's triangular degree-2 features (+ the constant), computed in dtype."""
     s = frame if wround is None else wround(frame)
-    xh = x.astype(np.float32) / np.maximum(np.linalg.norm(x.astype(np.float32), axis=1, keepdims=True), 1e-12)
-    u = (np.sqrt(D / d) * (xh @ s.astype(np.float32))).astype(np.float32)
+    x = x.astype(dtype)
+    xh = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    u = (np.sqrt(D / d) * (xh @ s.astype(dtype))).astype(dtype)
     a, b = np.triu_indices(d)
-    phi = u[:, a] * u[:, b] * np.where(a == b, 1.0, np.sqrt(2.0)).astype(np.float32)
+    phi = u[:, a] * u[:, b] * np.where(a == b, 1.0, np.sqrt(2.0)).astype(dtype)
     if gamma > 0:
-        phi = np.concatenate([phi, np.full((x.shape[0], 1), np.sqrt(gamma / D), np.float32)], 1)
-    return phi.astype(np.float32)
+        phi = np.concatenate([phi, np.full((x.shape[0], 1), np.sqrt(gamma / D), dtype)], 1)
+    return phi.astype(dtype)
 
 
 def attention(phi_q, phi_k, v, causal, rnd=None, chunk=64):
@@ -98,21 +99,12 @@ def head(kind, D, M, T, causal, seed, clustered):
     if kind == "rff":
         omega = rng.standard_normal((D, M)).astype(np.float32)
         phase = rng.uniform(0, 2 * np.pi, M).astype(np.float32)
-        feats = lambda x, dt, wr: (rff_features(x, omega, phase, M, wr) if dt == np.float32 else
-                                   np.sqrt(2.0 / M) * np.cos(x.astype(np.float64) @ omega.astype(np.float64)
-                                                             + phase.astype(np.float64)))
+        feats = lambda x, dt, wr: rff_features(x, omega, phase, M, dt, wr)
     else:  # slay_poly2 with budget M: the largest d with d(d+1)/2 + 1 <= M, gamma 0.5 when D(D+1)/2 > M
         gamma = 0.5 if D * (D + 1) // 2 > M else 0.0
         d = max(x for x in range(1, D + 1) if x * (x + 1) // 2 + (gamma > 0) <= M)
         frame = np.linalg.qr(rng.standard_normal((D, d)))[0].astype(np.float32)
-        def feats(x, dt, wr):
-            if dt == np.float32:
-                return poly2_features(x, frame, D, d, gamma, wr)
-            xh = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
-            u = np.sqrt(D / d) * (xh @ frame.astype(np.float64))
-            a, b = np.triu_indices(d)
-            phi = u[:, a] * u[:, b] * np.where(a == b, 1.0, np.sqrt(2.0))
-            return np.concatenate([phi, np.full((x.shape[0], 1), np.sqrt(gamma / D))], 1) if gamma > 0 else phi
+        feats = lambda x, dt, wr: poly2_features(x, frame, D, d, gamma, dt, wr)
     ref = attention(feats(q, np.float64, None), feats(k, np.float64, None), v, causal)
     rel = lambda o: np.linalg.norm(o - ref) / np.linalg.norm(ref)
     out = [rel(attention(feats(q, np.float32, None), feats(k, np.float32, None), v, causal))]
