@@ -257,17 +257,43 @@ __device__ __forceinline__ void with_dense_policy(MapKind kind, Fn&& fn) {
     }
 }
 
-// fn(t, j) for every cell of a (64, width) tile this thread owns: a fixed
-// column j per thread when width <= kThreads (so what depends on the column
-// alone is computed once), else a plain walk.
-template <typename Fn>
-__device__ __forceinline__ void for_each_cell(int width, Fn fn) {
+// fn(t, j, column(j)) for every cell of a (64, width) tile this thread
+// owns: a fixed column j per thread when width <= kThreads, so what depends
+// on the column alone (column(j)) is formed once; else a plain walk.
+template <typename ColumnFn, typename Fn>
+__device__ __forceinline__ void for_each_cell(int width, ColumnFn column, Fn fn) {
     if (width <= kThreads) {
         const RowWalk walk(width);
-        for (int t = walk.first; t < kTc; t += walk.step) fn(t, walk.slot);
+        if (walk.first >= kTc) return;
+        const auto col = column(walk.slot);
+        for (int t = walk.first; t < kTc; t += walk.step) fn(t, walk.slot, col);
     } else {
-        for (int idx = threadIdx.x; idx < kTc * width; idx += kThreads) fn(idx / width, idx % width);
+        for (int idx = threadIdx.x; idx < kTc * width; idx += kThreads) {
+            const int t = idx / width, j = idx - t * width;
+            fn(t, j, column(j));
+        }
     }
+}
+// fn(t, j) for every cell this thread owns (no per-column constants).
+template <typename Fn>
+__device__ __forceinline__ void for_each_cell(int width, Fn fn) {
+    for_each_cell(width, [](int) { return 0; }, [&](int t, int j, int) { fn(t, j); });
+}
+
+// The per-row steps (outputs, dv, gs, the normalization's VJP): kRowLanes
+// lanes a row, 32 / kRowLanes rows a warp side by side, so a row's own
+// values (den, dZ, 1/|x|) are formed once per lane group and its sums take
+// log2(kRowLanes) shuffles (a warp a row took five, in a dependent chain,
+// and its per-row work eight times a warp: 22.8% of the backward query
+// kernel's samples in the source profile).
+constexpr int kRowLanes = 8;
+constexpr int kRowsPerPass = kWarps * (32 / kRowLanes);
+static_assert(kTc % kRowsPerPass == 0, "every lane walks the same number of rows (the shuffles need all 32)");
+// Sum over a row's lane group (xor offsets below kRowLanes stay in it).
+__device__ __forceinline__ float row_group_sum(float x) {
+#pragma unroll
+    for (int o = kRowLanes / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
 }
 
 // Whether key column `col` is visible from row `row` (lower: the query
@@ -360,6 +386,14 @@ struct DenseBlock {
                     pack2<__nv_bfloat16>(part(S[ft][nt][2]), part(S[ft][nt][3]));
             }
         }
+    }
+
+    // fn(t, sub) for rows t of the tile this thread's lane group takes (sub:
+    // its lane in the group); every lane makes the same number of calls.
+    template <typename Fn>
+    __device__ void for_each_row(Fn fn) const {
+        const int sub = lane % kRowLanes;
+        for (int t = warp * (32 / kRowLanes) + lane / kRowLanes; t < kTc; t += kRowsPerPass) fn(t, sub);
     }
 
     // ---- staging -----------------------------------------------------------
@@ -469,16 +503,22 @@ struct DenseBlock {
     }
 
     // gs from den, dZ saved by the query kernel (key kernel and the queries'
-    // segment sums).
+    // segment sums): a row's den and dZ loaded once per row group.
     __device__ void saved_gs(int64_t t0, int buf, int rows, int lo_off) const {
         const Elem* go = at<Elem>(L.dost[buf]);
-        for_each_cell(L.NV / 2, [&](int t, int j) {
-            if (t >= rows) {
-                put_gs(t, 2 * j, 0.f, 0.f, lo_off);
-                return;
+        for_each_row([&](int t, int sub) {
+            float inv_den = 0.f, dz = 0.f;
+            if (t < rows) {
+                const int64_t row = bh * a.T + t0 + t;
+                inv_den = 1.f / a.row_den[row];
+                dz = a.row_dz[row];
             }
-            const int64_t row = bh * a.T + t0 + t;
-            gs_pair(t, 2 * j, go + t * L.ldv, 1.f / a.row_den[row], a.row_dz[row], lo_off);
+            for (int j = sub; j < L.NV / 2; j += kRowLanes) {
+                if (t < rows)
+                    gs_pair(t, 2 * j, go + t * L.ldv, inv_den, dz, lo_off);
+                else
+                    put_gs(t, 2 * j, 0.f, 0.f, lo_off);
+            }
         });
     }
 
@@ -513,6 +553,12 @@ struct DenseBlock {
         }
     }
 
+    // Pcat column c's constants (none outside [0, C)).
+    template <MapKind K>
+    __device__ PcatColumn pcat_column_of(int c) const {
+        return c >= 0 && c < L.C ? pcat_column<K>(a.fp, static_cast<int>(h), c) : PcatColumn{};
+    }
+
     // Projection n of row t (scaled to x^ for normalized maps).
     template <typename Policy>
     __device__ float projection(int side, int t, int n) const {
@@ -528,12 +574,11 @@ struct DenseBlock {
             using Policy = decltype(policy);
             constexpr MapKind K = Policy::kKind;
             const FeatureParams& fp = a.fp;
-            const int hh = static_cast<int>(h);
             for (int side = 0; side < 2; ++side) {
                 if (side == 0 ? !need_q : !need_k) continue;
                 const Elem* x = x_tile(side, buf);
-                // pcat[t][c] of this side (c < C).
-                auto pcat_at = [&](int t, int c) {
+                // pcat[t][c] of this side (c < C; col: column c's constants).
+                auto pcat_at = [&](int t, int c, const PcatColumn& col) {
                     float cw = 1.f, sw = 0.f;
                     if constexpr (K == MapKind::Cosformer) {
                         cw = at<float>(L.cos_w[side])[t];
@@ -541,25 +586,33 @@ struct DenseBlock {
                     }
                     const float u = Policy::kProjected ? projection<Policy>(side, t, L.Pw + c) : 0.f;
                     const float x_e = Policy::kProjected ? 0.f : to_float(x[t * L.ldx + (c < L.D ? c : c - L.D)]);
-                    return pcat_value<K>(fp, hh, c, u, x_e, cw, sw);
+                    return pcat_value_at<K>(fp, col, u, x_e, cw, sw);
                 };
+                auto column = [&](int c) { return pcat_column_of<K>(c); };
                 if constexpr (K != MapKind::Anchor) {  // phi = pcat, F = C
                     __nv_bfloat16* phi = at<__nv_bfloat16>(L.phi[side]);
-                    for_each_cell(L.Fk / 2, [&](int t, int j) {
-                        const int c = 2 * j;
-                        const float v0 = c < L.C ? pcat_at(t, c) : 0.f;
-                        const float v1 = c + 1 < L.C ? pcat_at(t, c + 1) : 0.f;
-                        *reinterpret_cast<unsigned*>(phi + t * L.ldphi + c) = pack2<__nv_bfloat16>(v0, v1);
-                    });
+                    struct ColumnPair {
+                        PcatColumn c0, c1;
+                    };
+                    for_each_cell(
+                        L.Fk / 2, [&](int j) { return ColumnPair{column(2 * j), column(2 * j + 1)}; },
+                        [&](int t, int j, const ColumnPair& cols) {
+                            const int c = 2 * j;
+                            const float v0 = c < L.C ? pcat_at(t, c, cols.c0) : 0.f;
+                            const float v1 = c + 1 < L.C ? pcat_at(t, c + 1, cols.c1) : 0.f;
+                            *reinterpret_cast<unsigned*>(phi + t * L.ldphi + c) = pack2<__nv_bfloat16>(v0, v1);
+                        });
                 } else {
                     float* poly = at<float>(L.poly[side]);
                     float* pcat = at<float>(L.pcat[side]);
-                    for_each_cell(L.P + L.C, [&](int t, int j) {
-                        if (j < L.P)
-                            poly[t * L.ldpoly + j] = Policy::poly(fp, projection<Policy>(side, t, j));
-                        else
-                            pcat[t * L.ldpcat + j - L.P] = pcat_at(t, j - L.P);
-                    });
+                    for_each_cell(
+                        L.P + L.C, [&](int j) { return column(j - L.P); },
+                        [&](int t, int j, const PcatColumn& col) {
+                            if (j < L.P)
+                                poly[t * L.ldpoly + j] = Policy::poly(fp, projection<Policy>(side, t, j));
+                            else
+                                pcat[t * L.ldpcat + j - L.P] = pcat_at(t, j - L.P, col);
+                        });
                 }
             }
         });
@@ -724,48 +777,53 @@ struct DenseBlock {
         return r[t * L.ldr + n] + r[(kTc + t) * L.ldr + n];
     }
 
-    // out = N / stabilized(Z) (a warp per row: lanes over columns).
+    // out = N / stabilized(Z).
     __device__ void store_outputs(int64_t t0, int rows) const {
-        for (int t = warp; t < rows; t += kWarps) {
+        for_each_row([&](int t, int sub) {
+            if (t >= rows) return;
             bool passes;
             const float inv_den = 1.f / stabilized(a, row_sum(t, L.Dv), &passes);
             const int64_t row = a.out.offset(b, h, t0 + t, 0);
-            for (int n = lane; n < L.Dv; n += 32) a.out.store_at(row + n * a.out.stride[3], row_sum(t, n) * inv_den);
-        }
+            for (int n = sub; n < L.Dv; n += kRowLanes)
+                a.out.store_at(row + n * a.out.stride[3], row_sum(t, n) * inv_den);
+        });
     }
 
     // Query kernel: den, dZ = -(dout . o) / den (0 where the clamp holds),
     // gs = [dout / den | dZ | 0]; den and dZ saved for the key kernel.
     __device__ void query_gs(int64_t t0, int buf, int rows, int lo_off) const {
         const Elem* go = at<Elem>(L.dost[buf]);
-        for (int t = warp; t < kTc; t += kWarps) {
-            if (t >= rows) {
-                for (int j = lane; j < L.NV / 2; j += 32) put_gs(t, 2 * j, 0.f, 0.f, lo_off);
-                continue;
-            }
-            bool passes;
-            const float den = stabilized(a, row_sum(t, L.Dv), &passes);
+        for_each_row([&](int t, int sub) {
+            const bool live = t < rows;
+            bool passes = false;
+            const float den = live ? stabilized(a, row_sum(t, L.Dv), &passes) : 1.f;
             float delta = 0.f;
-            for (int n = lane; n < L.Dv; n += 32) delta = fmaf(to_float(go[t * L.ldv + n]), row_sum(t, n), delta);
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) delta += __shfl_xor_sync(0xffffffffu, delta, o);
+            if (live)
+                for (int n = sub; n < L.Dv; n += kRowLanes)
+                    delta = fmaf(to_float(go[t * L.ldv + n]), row_sum(t, n), delta);
+            delta = row_group_sum(delta);  // every lane takes part
+            if (!live) {
+                for (int j = sub; j < L.NV / 2; j += kRowLanes) put_gs(t, 2 * j, 0.f, 0.f, lo_off);
+                return;
+            }
             const float inv_den = 1.f / den;
             const float dz = passes ? -delta * inv_den * inv_den : 0.f;
-            for (int j = lane; j < L.NV / 2; j += 32) gs_pair(t, 2 * j, go + t * L.ldv, inv_den, dz, lo_off);
-            if (lane == 0) {
+            for (int j = sub; j < L.NV / 2; j += kRowLanes) gs_pair(t, 2 * j, go + t * L.ldv, inv_den, dz, lo_off);
+            if (sub == 0) {
                 const int64_t row = bh * a.T + t0 + t;
                 a.row_den[row] = den;
                 a.row_dz[row] = dz;
             }
-        }
+        });
     }
 
     // Key kernel: dv = the value columns of the summed partials.
     __device__ void store_values(int64_t t0, int rows) const {
-        for (int t = warp; t < rows; t += kWarps) {
+        for_each_row([&](int t, int sub) {
+            if (t >= rows) return;
             const int64_t row = a.dv.offset(b, h, t0 + t, 0);
-            for (int n = lane; n < L.Dv; n += 32) a.dv.store_at(row + n * a.dv.stride[3], row_sum(t, n));
-        }
+            for (int n = sub; n < L.Dv; n += kRowLanes) a.dv.store_at(row + n * a.dv.stride[3], row_sum(t, n));
+        });
     }
 
     // dphi_self (64, Fk) = own_rows S^T + ((own_rows other_rows^T) o mask) phi_other
@@ -901,19 +959,20 @@ struct DenseBlock {
             using Policy = decltype(policy);
             constexpr MapKind K = Policy::kKind;
             if constexpr (Policy::kProjected) {
-                // 2. Coefficients of the W rows (bf16).
-                for_each_cell(L.NW, [&](int t, int n) {
-                    float cf = 0.f;
-                    if (n < L.Pw) {
-                        if (K == MapKind::Anchor && n < L.P)
-                            cf = anchor_poly_coefficient(fp, projection<Policy>(side, t, n), dpoly[t * L.ldpoly + n]);
-                    } else if (n - L.Pw < L.C) {
-                        const int c = n - L.Pw;
-                        cf = pcat_coefficient<K>(fp, static_cast<int>(h), c, projection<Policy>(side, t, n),
-                                                 dpcat_at(t, c));
-                    }
-                    coef[t * L.ldcoef + n] = __float2bfloat16_rn(cf);
-                });
+                // 2. Coefficients of the W rows (bf16); pcat columns' constants once.
+                for_each_cell(
+                    L.NW, [&](int n) { return pcat_column_of<K>(n - L.Pw); },
+                    [&](int t, int n, const PcatColumn& col) {
+                        float cf = 0.f;
+                        if (n < L.Pw) {
+                            if (K == MapKind::Anchor && n < L.P)
+                                cf = anchor_poly_coefficient(fp, projection<Policy>(side, t, n),
+                                                             dpoly[t * L.ldpoly + n]);
+                        } else if (n - L.Pw < L.C) {
+                            cf = pcat_coefficient_at<K>(fp, col, projection<Policy>(side, t, n), dpcat_at(t, n - L.Pw));
+                        }
+                        coef[t * L.ldcoef + n] = __float2bfloat16_rn(cf);
+                    });
                 __syncthreads();
                 // 3. dx^ (64, D) = coef W: warp w takes m-tile w % 4 and
                 //    every other n16 pair of D.
@@ -955,7 +1014,8 @@ struct DenseBlock {
             __syncthreads();
             // 4. The normalization's VJP (normalized maps) and the store:
             //    dx = (dx^ - (dx^ . x^) x^) / |x|, or dx^ / eps when |x| <= eps.
-            for (int t = warp; t < rows; t += kWarps) {
+            for_each_row([&](int t, int sub) {
+                const bool live = t < rows;
                 const float* dr = dxh + t * L.lddx;
                 const Elem* xr = x + t * L.ldx;
                 float* out = dx_acc + (bh * a.T + t0 + t) * L.D;
@@ -963,15 +1023,15 @@ struct DenseBlock {
                     const float inv_div = at<float>(L.inv_div[side])[t];
                     const bool keep = at<float>(L.keep[side])[t] != 0.f;
                     float radial = 0.f;
-                    for (int d = lane; d < L.D; d += 32) radial = fmaf(dr[d], to_float(xr[d]) * inv_div, radial);
-#pragma unroll
-                    for (int o = 16; o > 0; o >>= 1) radial += __shfl_xor_sync(0xffffffffu, radial, o);
-                    for (int d = lane; d < L.D; d += 32)
-                        out[d] = (keep ? dr[d] - radial * to_float(xr[d]) * inv_div : dr[d]) * inv_div;
-                } else {
-                    for (int d = lane; d < L.D; d += 32) out[d] = dr[d];
+                    for (int d = sub; d < L.D; d += kRowLanes) radial = fmaf(dr[d], to_float(xr[d]) * inv_div, radial);
+                    radial = row_group_sum(radial);  // every lane takes part
+                    if (live)
+                        for (int d = sub; d < L.D; d += kRowLanes)
+                            out[d] = (keep ? dr[d] - radial * to_float(xr[d]) * inv_div : dr[d]) * inv_div;
+                } else if (live) {
+                    for (int d = sub; d < L.D; d += kRowLanes) out[d] = dr[d];
                 }
-            }
+            });
         });
     }
 };

@@ -142,53 +142,86 @@ __device__ inline void cosformer_weights(int64_t pos, int64_t length, float* c, 
     *s = static_cast<float>(sd);
 }
 
-// pcat[c] of one token (SPEC A.4-A.14): from its projection u = omega_c . x
-// (x^ for normalized maps) for the maps with projections, from x_e =
-// x[c mod D] and the position weights cw, sw (cosformer) for the
-// elementwise maps. One definition for the fp32 scans and the tensor-core
-// engine (linear_dense_mma_kernel.cuh).
+// The constants of pcat column c that do not depend on the token: the
+// radial node r = c / M's weight, slope and shift (PRF maps, hadamard),
+// rff's phase, cosformer's half. Formed once per column a thread keeps
+// (the dense engine's source profile found the division c / M at 17.5% of
+// its forward's samples when formed per element).
+struct PcatColumn {
+    float weight = 0.f;  // sqrt_w[r]
+    float slope = 0.f;   // sqrt_2s[r]
+    float shift = 0.f;   // s[r]; rff: its phase
+    bool cosine = true;  // cosformer: c < D (the cosine half)
+};
 template <MapKind K>
-__device__ inline float pcat_value(const FeatureParams& fp, int head, int c, float u, float x_e, float cw, float sw) {
+__device__ inline PcatColumn pcat_column(const FeatureParams& fp, int head, int c) {
+    PcatColumn col;
+    if constexpr (MapTraits<K>::prf_pcat || K == MapKind::Hadamard) {
+        const int r = c / fp.M;
+        col.weight = fp.sqrt_w[r];
+        col.slope = fp.sqrt_2s[r];
+        col.shift = fp.s[r];
+    } else if constexpr (K == MapKind::RandomFourier) {
+        col.shift = __ldg(fp.phase + head * fp.M + c);
+    } else if constexpr (K == MapKind::Cosformer) {
+        col.cosine = c < fp.D;
+    }
+    return col;
+}
+
+// pcat[c] of one token (SPEC A.4-A.14) from its column's constants: from
+// its projection u = omega_c . x (x^ for normalized maps) for the maps with
+// projections, from x_e = x[c mod D] and the position weights cw, sw
+// (cosformer) for the elementwise maps. One definition for the fp32 scans
+// and the tensor-core engine (linear_dense_mma_kernel.cuh).
+template <MapKind K>
+__device__ inline float pcat_value_at(const FeatureParams& fp, const PcatColumn& col, float u, float x_e, float cw,
+                                      float sw) {
     if constexpr (MapTraits<K>::prf_pcat) {
-        const int r = c / fp.M;
-        return fp.sqrt_w[r] * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_sqrt_m;
+        return col.weight * clamped_exp(col.slope * u - col.shift, fp.prf_clamp).value * fp.inv_sqrt_m;
     } else if constexpr (K == MapKind::Hadamard) {
-        const int r = c / fp.M;
-        return fp.sqrt_w[r] * u * u * clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp).value * fp.inv_m;
+        return col.weight * u * u * clamped_exp(col.slope * u - col.shift, fp.prf_clamp).value * fp.inv_m;
     } else if constexpr (K == MapKind::Performer) {
         return fmaxf(u, 0.f);
     } else if constexpr (K == MapKind::RandomFourier) {
-        return fp.rff_scale * cosf(u + __ldg(fp.phase + head * fp.M + c));
+        return fp.rff_scale * cosf(u + col.shift);
     } else if constexpr (K == MapKind::Linear) {
         return x_e > 0.f ? x_e + 1.f : expf(x_e);
     } else if constexpr (K == MapKind::Poly2) {
         return fp.frame_scale * u;  // u_c
     } else {  // Cosformer: [cos_i relu(x), sin_i relu(x)]
-        return (c < fp.D ? cw : sw) * fmaxf(x_e, 0.f);
+        return (col.cosine ? cw : sw) * fmaxf(x_e, 0.f);
     }
+}
+template <MapKind K>
+__device__ inline float pcat_value(const FeatureParams& fp, int head, int c, float u, float x_e, float cw, float sw) {
+    return pcat_value_at<K>(fp, pcat_column<K>(fp, head, c), u, x_e, cw, sw);
 }
 
 // The VJP through pcat[c] of a map with projections: the coefficient of
 // projection row c in dx (dx^ for normalized maps) given g = dL/dpcat[c].
 // (Poly2's coefficient also takes dpoly: factor_vjp has it.)
 template <MapKind K>
-__device__ inline float pcat_coefficient(const FeatureParams& fp, int head, int c, float u, float g) {
+__device__ inline float pcat_coefficient_at(const FeatureParams& fp, const PcatColumn& col, float u, float g) {
     if constexpr (MapTraits<K>::prf_pcat || K == MapKind::Hadamard) {
-        const int r = c / fp.M;
-        const ClampedExp e = clamped_exp(fp.sqrt_2s[r] * u - fp.s[r], fp.prf_clamp);
+        const ClampedExp e = clamped_exp(col.slope * u - col.shift, fp.prf_clamp);
         if constexpr (K == MapKind::Hadamard) {
-            const float de = e.passes ? e.value * fp.sqrt_2s[r] : 0.f;
-            return g * fp.sqrt_w[r] * fp.inv_m * (2.f * u * e.value + u * u * de);
+            const float de = e.passes ? e.value * col.slope : 0.f;
+            return g * col.weight * fp.inv_m * (2.f * u * e.value + u * u * de);
         } else {
-            return e.passes ? g * fp.sqrt_w[r] * e.value * fp.inv_sqrt_m * fp.sqrt_2s[r] : 0.f;
+            return e.passes ? g * col.weight * e.value * fp.inv_sqrt_m * col.slope : 0.f;
         }
     } else if constexpr (K == MapKind::Performer) {
         return u <= 0.f ? 0.f : g;  // relu'(t) = 0 for t <= 0 (torch)
     } else if constexpr (K == MapKind::RandomFourier) {
-        return -g * fp.rff_scale * sinf(u + __ldg(fp.phase + head * fp.M + c));
+        return -g * fp.rff_scale * sinf(u + col.shift);
     } else {
         return g;
     }
+}
+template <MapKind K>
+__device__ inline float pcat_coefficient(const FeatureParams& fp, int head, int c, float u, float g) {
+    return pcat_coefficient_at<K>(fp, pcat_column<K>(fp, head, c), u, g);
 }
 
 // dx[d] of an elementwise map (linear, cosformer) from g = dL/dpcat:
