@@ -18,7 +18,8 @@ namespace cuda {
 struct DenseMmaShape {
     MapKind kind = MapKind::None;
     int D = 0, Dv = 0, F = 0, P = 1, C = 1;
-    int io_dtype = 0;  // slay_dtype_t of q, k, v, out (and dout, dv)
+    int io_dtype = 0;             // slay_dtype_t of q, k, v, out (and dout, dv)
+    bool poly2_constant = false;  // slay_poly2 with its constant feature (gamma > 0): dense_map
 };
 
 // Floats of workspace for the sequence split of few-head calls (0: none;

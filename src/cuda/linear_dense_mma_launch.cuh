@@ -29,7 +29,7 @@ inline int feature_tiles(int F) { return F <= 128 ? 1 : F <= kMaxFeatures ? 2 : 
 inline int value_tiles(int Dv) { return Dv + 1 <= 48 ? 6 : Dv + 1 <= 80 ? 10 : 0; }
 
 inline bool dense_shape_ok(const DenseMmaShape& s) {
-    return dense_map(s.kind) && (s.io_dtype == SLAY_DTYPE_BFLOAT16 || s.io_dtype == SLAY_DTYPE_FLOAT16) &&
+    return dense_map(s.kind, s.poly2_constant) && (s.io_dtype == SLAY_DTYPE_BFLOAT16 || s.io_dtype == SLAY_DTYPE_FLOAT16) &&
            s.D % 16 == 0 && s.D > 0 && s.D <= 128 && s.Dv > 0 && feature_tiles(s.F) > 0 && value_tiles(s.Dv) > 0;
 }
 

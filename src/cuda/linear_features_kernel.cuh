@@ -200,7 +200,7 @@ __device__ inline float pcat_value(const FeatureParams& fp, int head, int c, flo
 
 // The VJP through pcat[c] of a map with projections: the coefficient of
 // projection row c in dx (dx^ for normalized maps) given g = dL/dpcat[c].
-// (Poly2's coefficient also takes dpoly: factor_vjp has it.)
+// (Poly2's g is dL/du_c, both roles of u: factor_vjp sums dpoly and dpcat.)
 template <MapKind K>
 __device__ inline float pcat_coefficient_at(const FeatureParams& fp, const PcatColumn& col, float u, float g) {
     if constexpr (MapTraits<K>::prf_pcat || K == MapKind::Hadamard) {
@@ -215,6 +215,8 @@ __device__ inline float pcat_coefficient_at(const FeatureParams& fp, const PcatC
         return u <= 0.f ? 0.f : g;  // relu'(t) = 0 for t <= 0 (torch)
     } else if constexpr (K == MapKind::RandomFourier) {
         return -g * fp.rff_scale * sinf(u + col.shift);
+    } else if constexpr (K == MapKind::Poly2) {
+        return g * fp.frame_scale;  // pcat = u = frame_scale * (S^T x^)_c
     } else {
         return g;
     }

@@ -99,6 +99,7 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
     shape->P = static_cast<int>(w.P);
     shape->C = static_cast<int>(w.C);
     shape->io_dtype = cfg.io_dtype;
+    shape->poly2_constant = shape->kind == MapKind::Poly2 && poly2_shape(cfg).constant;
     return true;
 }
 

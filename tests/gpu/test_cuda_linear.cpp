@@ -474,7 +474,8 @@ TEST_CASE("linear: three-plane Kronecker shapes (random Maclaurin, TensorSketch;
 }
 
 TEST_CASE("linear: the dense tensor-core engine at its limits (F = 128, 256; Dv = 32, 64; segments, states)") {
-    // The positive maps with bf16/fp16 io and F <= 256 run on the dense
+    // The positive maps (and slay_poly2 with its constant feature) with
+    // bf16/fp16 io and F <= 256 run on the dense
     // engine (linear_dense_mma_kernel.cuh): up to 128 and 256 features (one
     // and two feature tiles per warp), Dv + 1 up to 48 and 80 (its two value
     // widths), and B*H = 2 at T = 4097, so the sequence is split into 8
@@ -494,6 +495,10 @@ TEST_CASE("linear: the dense tensor-core engine at its limits (F = 128, 256; Dv 
         {SLAY_ATTN_PERFORMER, 1, 256, 1, 32, 32},      // F = 256
         {SLAY_ATTN_COSFORMER, 1, 1, 1, 128, 64},       // F = 2D = 256
         {SLAY_ATTN_LINEAR, 1, 1, 1, 128, 16},          // F = D = 128
+        // slay_poly2 with its constant feature (gamma = 0.5: D(D+1)/2 exceeds
+        // the budget M): d = 22, F = 254; d = 15, F = 121 at D = 64.
+        {SLAY_ATTN_SLAY_POLY2, 1, 256, 1, 32, 32},
+        {SLAY_ATTN_SLAY_POLY2, 1, 128, 1, 64, 64},
     };
     for (const Shape& s : shapes)
         for (bool causal : {true, false})
