@@ -18,6 +18,8 @@
 #   resume    goes on with the build directory a stopped build left on the same warm machine
 #   suite     the whole meson test suite (run_tests.sh)
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
+#   linearpar the same with each test case in its own process, all at once (its longest case's
+#             time instead of the sum) -> linearpar.log, table lines in gpu_tables_families.txt
 #   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
 #   sampling  only the GPU sampling suite (test_cuda_sampling)
 #   context_parallel  only gpu_cuda_context_parallel (ranks as threads on one device)
@@ -131,6 +133,22 @@ for family in linear exact sampling context_parallel; do  # one GPU suite alone;
     grep -E '^\| ' "$BUILD/meson-logs/testlog.txt" >> "$OUT/gpu_tables_families.txt" 2>/dev/null
   fi
 done
+if has linearpar; then  # test_cuda_linear's test cases as parallel processes, one each: the suite in the time of its longest case
+  bin="$BUILD/tests/gpu/test_cuda_linear"
+  "$bin" -ltc 2>/dev/null | grep -E '^linear' > "$OUT/linearpar_cases.txt"
+  i=0
+  while IFS= read -r tc; do  # doctest's -tc splits on commas: a comma matches as '?'
+    i=$((i + 1))
+    ( timeout 500 "$bin" -tc="${tc//,/?}" > "$OUT/linearpar_$i.part" 2>&1
+      echo "=== rc=$? $tc" >> "$OUT/linearpar_$i.part" ) &
+  done < "$OUT/linearpar_cases.txt"
+  wait
+  cat "$OUT"/linearpar_*.part > "$OUT/linearpar.log"; rm -f "$OUT"/linearpar_*.part "$OUT/linearpar_cases.txt"
+  grep -E '^\| ' "$OUT/linearpar.log" >> "$OUT/gpu_tables_families.txt"
+  grep -E '^=== rc=|test cases:' "$OUT/linearpar.log"
+  grep -cE '^=== rc=0 ' "$OUT/linearpar.log" | sed 's/^/cases passed: /'
+  grep -E '^\| .*FAIL' "$OUT/linearpar.log" | head -20
+fi
 if has python; then
   export SLAY_LIBRARY="$PWD/$BUILD/libslay.so" PYTHONPATH="$PWD/abi/python"
   { python3 tests/python/test_torch.py --cuda; echo "=== test_torch --cuda rc=$?"
