@@ -19,7 +19,8 @@
 #   suite     the whole meson test suite (run_tests.sh)
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
 #   linearpar the same with each test case in its own process, all at once (its longest case's
-#             time instead of the sum) -> linearpar.log, table lines in gpu_tables_families.txt
+#             time instead of the sum; each case stopped after SLAY_LINEARPAR_S, default 500, its
+#             table lines so far kept) -> linearpar.log, table lines in gpu_tables_families.txt
 #   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
 #   sampling  only the GPU sampling suite (test_cuda_sampling)
 #   context_parallel  only gpu_cuda_context_parallel (ranks as threads on one device)
@@ -139,7 +140,7 @@ if has linearpar; then  # test_cuda_linear's test cases as parallel processes, o
   i=0
   while IFS= read -r tc; do  # doctest's -tc splits on commas: a comma matches as '?'
     i=$((i + 1))
-    ( timeout 500 "$bin" -tc="${tc//,/?}" > "$OUT/linearpar_$i.part" 2>&1
+    ( timeout "${SLAY_LINEARPAR_S:-500}" stdbuf -oL "$bin" -tc="${tc//,/?}" > "$OUT/linearpar_$i.part" 2>&1
       echo "=== rc=$? $tc" >> "$OUT/linearpar_$i.part" ) &
   done < "$OUT/linearpar_cases.txt"
   wait
