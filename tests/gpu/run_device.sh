@@ -138,13 +138,17 @@ if has linearpar; then  # test_cuda_linear's test cases as parallel processes, o
   bin="$BUILD/tests/gpu/test_cuda_linear"
   "$bin" -ltc 2>/dev/null | grep -E '^linear' > "$OUT/linearpar_cases.txt"
   i=0
+  mkdir -p /tmp/linearpar
   while IFS= read -r tc; do  # doctest's -tc splits on commas: a comma matches as '?'
     i=$((i + 1))
-    ( timeout "${SLAY_LINEARPAR_S:-500}" stdbuf -oL "$bin" -tc="${tc//,/?}" > "$OUT/linearpar_$i.part" 2>&1
-      echo "=== rc=$? $tc" >> "$OUT/linearpar_$i.part" ) &
+    # each case's log joins linearpar.log as it ends (the tool returns at most 8 files)
+    ( part=/tmp/linearpar/$i.log
+      timeout "${SLAY_LINEARPAR_S:-500}" stdbuf -oL "$bin" -tc="${tc//,/?}" > "$part" 2>&1
+      echo "=== rc=$? $tc" >> "$part"
+      flock /tmp/linearpar/lock cat "$part" >> "$OUT/linearpar.log" ) &
   done < "$OUT/linearpar_cases.txt"
   wait
-  cat "$OUT"/linearpar_*.part > "$OUT/linearpar.log"; rm -f "$OUT"/linearpar_*.part "$OUT/linearpar_cases.txt"
+  rm -f "$OUT/linearpar_cases.txt"
   grep -E '^\| ' "$OUT/linearpar.log" >> "$OUT/gpu_tables_families.txt"
   grep -E '^=== rc=|test cases:' "$OUT/linearpar.log"
   grep -cE '^=== rc=0 ' "$OUT/linearpar.log" | sed 's/^/cases passed: /'
