@@ -28,8 +28,8 @@ What it shows (2026-12-02): rff needs three planes -- one plane fails most
 random heads (up to 4.7e+01), hi + lo fails 1-2 heads in 30 at T = 63 and
 some at T = 1000-4097 (up to 1.5e-1), three planes keep every head (at most
 1.0e-3); on clustered inputs one plane would do (at most 1.9e-3). slay_poly2
-with its constant feature (gamma 0.5: D = 16 budget 64, D = 32 budget 256)
-keeps every head in one plane (at most 5.4e-3; the constant makes every
+with its constant feature (gamma 0.5: D = 16 budget 64, D = 32 budget 256,
+D = 64 budget 128) keeps every head in one plane (at most 5.4e-3; the constant makes every
 Z_i at least i gamma / D); without it (gamma 0, D = 16 budget 256, d = D)
 one plane fails 1 head in 30 at T = 63 causal (1.7e-1: an early row whose
 few terms cancel) and hi + lo keeps every head (at most 2.9e-5).
@@ -122,10 +122,13 @@ def main():
     print("| map | D | M | T | mode | inputs | heads (ill) | fp32 floor: worst | "
           + " | ".join(f"{m}: median, worst (ok)" for m in modes) + " |")
     print("|---|---|---|---|---|---|---|---|" + "---|" * len(modes))
-    # slay_poly2 at D = 16 with budget 64 and D = 32 with 256 has its
-    # constant feature (gamma 0.5); at D = 16 with 256 it has none (gamma 0, d = D).
+    # slay_poly2 at D = 16 with budget 64, D = 32 with 256 and D = 64 with
+    # 128 (the dense engine's limits shapes in the GPU suite: F = 254, 121)
+    # has its constant feature (gamma 0.5); at D = 16 with 256 it has none
+    # (gamma 0, d = D).
     for kind, D, M_random, M_clustered in (("rff", 16, 4, 16), ("rff", 32, 8, 16), ("poly2", 16, 64, 64),
-                                           ("poly2", 32, 256, 256), ("poly2", 16, 256, 256)):
+                                           ("poly2", 32, 256, 256), ("poly2", 64, 128, 128),
+                                           ("poly2", 16, 256, 256)):
         for T, seeds in ((63, 30), (1000, 8), (4097, 4)):
             for causal in (True, False):
                 for clustered in (False, True):
