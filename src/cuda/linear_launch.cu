@@ -103,6 +103,23 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
     return true;
 }
 
+// The fp32 scans' sequence split (sequence_split.hpp) of B sequences of T
+// tokens: B*H*slices blocks a segment, planned for kScanCtasPerSm of them an
+// SM (a constant, as the engines plan theirs, so workspace sizes do not
+// depend on the device; at the paper's shape, B*H = 8 and 4 slices, it
+// gives 16 segments). The bidirectional backward runs unsplit.
+constexpr int kScanCtasPerSm = 4;
+SequenceSplit scan_split(const Plan& p, slay_pass_t pass, int64_t B, int64_t T) {
+    if (pass != SLAY_PASS_FORWARD && !p.cfg.causal) return SequenceSplit{};
+    const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
+    return split_sequence_chunks(B * p.cfg.num_heads * slices, kScanCtasPerSm, T);
+}
+// Floats of one side's segment sums (count, B*H, slices, F*9); 0 unsplit.
+int64_t scan_sum_floats(const Plan& p, const SequenceSplit& split, int64_t B) {
+    const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
+    return split.count > 1 ? split.count * B * p.cfg.num_heads * slices * p.features * kSliceWidth : 0;
+}
+
 // Workspace blocks of one call; fields a pass does not use stay null.
 // The backward's gradient paths share one block, as only one of them runs:
 // the SIMT scan and the dense engine take dq_acc, dk_acc and then the dense
@@ -112,6 +129,7 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
 struct LinearScratch {
     float* state_copy = nullptr;
     float* mma_workspace = nullptr;   // the tensor-core engines' (factor rows, the sequence split's sums)
+    float* scan_sums = nullptr;       // the fp32 scans' split: keys', then (backward) queries' sums (mma_workspace's bytes)
     float* kron_workspace = nullptr;  // the Kronecker tensor cores' (the forward: mma_workspace)
     float* kron_dk_acc = nullptr;
     float *poly_q = nullptr, *poly_k = nullptr, *dpoly_q = nullptr, *dpoly_k = nullptr;
@@ -130,15 +148,19 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
     if (tensor_core_shape(p.cfg, &shape))
         kron_floats = kron_mma_workspace_floats(shape, B * H, p.cfg.value_dim, T, backward);
     if (dense_shape(p, &dense)) dense_floats = dense_mma_segment_floats(dense, B * H, T, backward);
+    // Only one of the paths runs: the fp32 scans' sums share the engines' block.
+    const int64_t scan_floats = (backward ? 2 : 1) * scan_sum_floats(p, scan_split(p, pass, B, T), B);
     if (!backward) {
-        const int64_t mma_floats = std::max(kron_floats, dense_floats);
+        const int64_t mma_floats = std::max({kron_floats, dense_floats, scan_floats});
         if (mma_floats > 0) s.mma_workspace = s.kron_workspace = w.take<float>(mma_floats);
+        if (scan_floats > 0) s.scan_sums = s.mma_workspace;
         s.state_copy = w.take<float>(B * H * p.features, p.cfg.value_dim + 1);
     } else {
         auto carve_fallback = [&](ScratchCarver& c) {
             s.dq_acc = c.take<float>(rows, D);
             s.dk_acc = c.take<float>(rows, D);
-            if (dense_floats > 0) s.mma_workspace = c.take<float>(dense_floats);
+            if (dense_floats > 0 || scan_floats > 0) s.mma_workspace = c.take<float>(std::max(dense_floats, scan_floats));
+            if (scan_floats > 0) s.scan_sums = s.mma_workspace;
         };
         auto carve_kron = [&](ScratchCarver& c) {
             if (kron_floats == 0) return;
@@ -310,6 +332,19 @@ Status dispatch_scan(MapKind kind, ScanPass pass, const ScanArgs& a, const ScanL
     return error(SLAY_STATUS_INTERNAL_ERROR, "no fp32 scan for map kind ", static_cast<int>(kind));
 }
 
+// The fp32 scans' split of this call (packed sequences and calls the plan
+// does not split: none), its sums in scan_sums.
+ScanSplit call_scan_split(const Plan& p, slay_pass_t pass, const CallInputs& c, const ScanArgs& a, float* scan_sums) {
+    ScanSplit split;
+    const SequenceSplit s = scan_split(p, pass, c.batch, c.seq_len);
+    if (s.count <= 1 || !scan_sums || a.q.seq.packed()) return split;
+    split.count = s.count;
+    split.tokens = s.chunks * kSplitChunkTokens;
+    split.key_sums = scan_sums;
+    split.query_sums = scan_sums + scan_sum_floats(p, s, c.batch);
+    return split;
+}
+
 // TensorSketch: the poly features of q and k for the whole call.
 Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& s, cudaStream_t stream) {
     const CudaPlanResources* res = plan_resources(p);
@@ -392,6 +427,8 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     DenseMmaShape dense;
     if (dense_call(p, c, &dense)) SLAY_TRY(dense_forward_mma(dev, dense, a, s.mma_workspace, stream, &launched));
     if (launched) return Status();
+    a.split = call_scan_split(p, SLAY_PASS_FORWARD, c, a, s.scan_sums);
+    if (a.split.count > 1) SLAY_TRY(dispatch_scan(map_of(p), ScanPass::KeySums, a, L, stream));
     return dispatch_scan(map_of(p), ScanPass::Forward, a, L, stream);
 }
 
@@ -455,10 +492,13 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     }
     if (!launched) {
         const MapKind kind = map_of(p);
+        a.split = call_scan_split(p, SLAY_PASS_BACKWARD, c, a, s.scan_sums);  // causal only
+        if (a.split.count > 1) SLAY_TRY(dispatch_scan(kind, ScanPass::KeySums, a, L, stream));
         SLAY_TRY(dispatch_scan(kind, first, a, L, stream));
         if (p.cfg.causal) {
             ScanArgs ak = a;
             ak.Tc = L_key.Tc;
+            if (a.split.count > 1) SLAY_TRY(dispatch_scan(kind, ScanPass::QuerySums, ak, L_key, stream));
             SLAY_TRY(dispatch_scan(kind, ScanPass::BackwardKey, ak, L_key, stream));
         }
     }

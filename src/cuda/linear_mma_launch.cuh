@@ -11,6 +11,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/linear_forward_mma_kernel.cuh"
 #include "cuda/linear_mma.hpp"
+#include "cuda/sequence_split.hpp"
 
 namespace slay {
 namespace cuda {
@@ -45,14 +46,6 @@ inline PolyForm kron_poly_form(MapKind map) {
     });
 }
 
-// The sequence split: as many segments as fill one wave of 132 SMs (an
-// H100/H200; a constant, so that workspace sizes do not depend on the
-// device) times the CTAs an SM holds, with B*H*slices CTAs each, of at least
-// kSegmentMinChunks chunks (the segment sums cost about 40% of a forward
-// over the same tokens).
-constexpr int64_t kSegmentTargetCtas = 132;
-constexpr int64_t kSegmentMinChunks = 8;
-
 // Value slices of Dv columns: one CTA each per head (grid.y).
 inline int64_t kron_slices(int64_t Dv) { return (Dv + kSliceValues - 1) / kSliceValues; }
 
@@ -64,14 +57,14 @@ inline int kron_ctas_per_sm(const MmaLayout& L) {
 }
 
 // Both engines' split of T tokens over segments for `ctas` CTAs a segment
-// (per_sm of them resident an SM); false when one segment it is (sp untouched).
+// (per_sm of them resident an SM; sequence_split.hpp's rule); false when one
+// segment it is (sp untouched).
 inline bool split_sequence(int64_t ctas, int per_sm, int64_t T, SegmentPlan* sp) {
-    const int64_t chunks = (T + kTc - 1) / kTc;
-    int64_t count = ctas > 0 ? kSegmentTargetCtas * per_sm / ctas : 1;
-    count = count < chunks / kSegmentMinChunks ? count : chunks / kSegmentMinChunks;
-    if (count <= 1) return false;
-    sp->chunks = (chunks + count - 1) / count;
-    sp->count = static_cast<int>((chunks + sp->chunks - 1) / sp->chunks);  // no empty segment
+    static_assert(kSplitChunkTokens == kTc, "segments are whole chunks of the engines");
+    const SequenceSplit s = split_sequence_chunks(ctas, per_sm, T);
+    if (s.count <= 1) return false;
+    sp->chunks = s.chunks;
+    sp->count = s.count;
     return true;
 }
 

@@ -20,12 +20,19 @@
 //               with the suffix carry U += Phi_q^T gs   (pass B, reverse scan)
 // and the factored gradients dpoly/dpcat of SPEC C.4 go through the map's
 // VJP into fp32 dq/dk accumulators (linear, so slices just add).
+// Few heads (ScanSplit, grid.z > 1): the sequence is split into segments of
+// whole chunks; a sums kernel first stores each segment's own state sum
+// (keys: Phi_k^T vbar; backward queries: Phi_q^T gs), and each segment's
+// block starts from the sums of the segments before it (the carry: after
+// it). The bidirectional forward adds every segment's keys; the
+// bidirectional backward runs unsplit.
 #pragma once
 
 #include <cstdint>
 
 #include "cuda/device_io.cuh"
 #include "cuda/linear_features_kernel.cuh"
+#include "cuda/sequence_split.hpp"
 
 namespace slay {
 namespace cuda {
@@ -44,7 +51,9 @@ struct ScanLayout {
     int total;
 };
 
-enum class ScanPass : int { Forward, BackwardQuery, BackwardKey, BackwardBidirectional };
+// The kernels; KeySums / QuerySums: the segment sums of a split sequence
+// (QuerySums after BackwardQuery, whose saved den and dZ give gs).
+enum class ScanPass : int { Forward, BackwardQuery, BackwardKey, BackwardBidirectional, KeySums, QuerySums };
 
 __host__ __device__ inline ScanLayout scan_layout(int Tc, int D, int P, int C, int F, ScanPass pass) {
     ScanLayout L{};
@@ -92,6 +101,16 @@ __host__ __device__ inline ScanLayout scan_layout(int Tc, int D, int P, int C, i
     return L;
 }
 
+// The sequence split of a call whose B*H*slices blocks leave SMs idle
+// (sequence_split.hpp's rule; count 1: none). Segment z holds tokens
+// [z * tokens, (z + 1) * tokens); its sums (count, B*H, slices, F*9) fp32.
+struct ScanSplit {
+    int count = 1;
+    int64_t tokens = 0;           // a multiple of kSplitChunkTokens, so of both chunk sizes
+    float* key_sums = nullptr;    // Phi_k^T vbar of each segment (the state)
+    float* query_sums = nullptr;  // Phi_q^T gs of each segment (the backward's carry)
+};
+
 struct ScanArgs {
     int64_t B = 0, H = 0, T = 0, position_offset = 0;
     int D = 0, Dv = 0, F = 0, Tc = 64;
@@ -125,6 +144,7 @@ struct ScanArgs {
     const float* ts_poly_k = nullptr;
     float* ts_dpoly_q = nullptr;  // (B, H, T, P) their gradients
     float* ts_dpoly_k = nullptr;
+    ScanSplit split;  // the fp32 scans' (the tensor-core engines plan their own)
 };
 
 // The per-block view: which head and slice, and the shared-memory tiles.
@@ -296,6 +316,15 @@ __device__ void contract_rows(const ScanBlock& blk, const SideTile& self, int ro
     __syncthreads();
 }
 
+// St[at] += x as a compensated (Kahan) sum: lo[at] holds what St[at] lost,
+// so the state is St - lo.
+__device__ __forceinline__ void compensated_add(float* St, float* lo, int at, float x) {
+    const float y = x - lo[at];
+    const float sum = St[at] + y;
+    lo[at] = (sum - St[at]) - y;
+    St[at] = sum;
+}
+
 // St[f] += sum_t phi(t, f) R[t] over the side's rows (one thread per f).
 // The chunk's sum is formed in registers and added to the state with a
 // compensated (Kahan) sum, so the state's error does not grow with T.
@@ -315,13 +344,7 @@ __device__ inline void accumulate_state(const ScanBlock& blk, const SideTile& si
             for (int w = 0; w < kSliceWidth; ++w) acc[w] = fmaf(phi, R[t * kSliceWidth + w], acc[w]);
         }
 #pragma unroll
-        for (int w = 0; w < kSliceWidth; ++w) {
-            const int at = f * kSliceWidth + w;
-            const float y = acc[w] - lo[at];
-            const float sum = St[at] + y;
-            lo[at] = (sum - St[at]) - y;
-            St[at] = sum;
-        }
+        for (int w = 0; w < kSliceWidth; ++w) compensated_add(St, lo, f * kSliceWidth + w, acc[w]);
     }
     __syncthreads();
 }
@@ -558,6 +581,35 @@ __device__ inline int chunk_rows(int64_t T, int Tc, int64_t t0) {
     return left < Tc ? static_cast<int>(left) : Tc;
 }
 
+// Chunks [begin, end) of this block's segment (blockIdx.z; every chunk
+// without a split).
+struct ScanChunks {
+    int64_t begin, end;
+};
+__device__ inline ScanChunks segment_chunks_of(const ScanBlock& blk) {
+    const int Tc = blk.L.Tc;
+    const int64_t chunks = (blk.T + Tc - 1) / Tc;
+    const ScanSplit& sp = blk.a.split;
+    if (sp.count <= 1) return {0, chunks};
+    const int64_t per = sp.tokens / Tc, begin = blockIdx.z * per;
+    return {begin < chunks ? begin : chunks, begin + per < chunks ? begin + per : chunks};
+}
+
+// This block's (bh, slice) slot of segment s in a split's sums.
+__device__ inline float* segment_sum_slot(const ScanBlock& blk, float* sums, int s) {
+    return sums + ((static_cast<int64_t>(s) * gridDim.x + blk.bh) * gridDim.y + blk.slice) * blk.L.F * kSliceWidth;
+}
+
+// St += the sums of segments [s0, s1) (compensated, as the chunks add).
+__device__ inline void add_segment_sums(const ScanBlock& blk, float* St, float* sums, int s0, int s1) {
+    const int n = blk.L.F * kSliceWidth;
+    for (int s = s0; s < s1; ++s) {
+        const float* src = segment_sum_slot(blk, sums, s);
+        for (int idx = threadIdx.x; idx < n; idx += blockDim.x) compensated_add(St, St + n, idx, src[idx]);
+    }
+    __syncthreads();
+}
+
 // St += Phi_k^T vbar over every chunk of the sequence (the bidirectional state).
 template <MapKind K>
 __device__ void accumulate_all_keys(const ScanBlock& blk, float* St) {
@@ -586,8 +638,8 @@ __device__ void accumulate_all_keys(const ScanBlock& blk, float* St) {
                         (a).q.seq.length(static_cast<int64_t>(blockIdx.x) / (a).H, (a).T)}
 
 // ---------------------------------------------------------------------------
-// Kernels: grid (B*H, slices), kScanThreads threads, L.total floats of shared
-// memory each.
+// Kernels: grid (B*H, slices, a.split.count), kScanThreads threads, L.total
+// floats of shared memory each.
 
 // Forward, causal or bidirectional.
 template <MapKind K>
@@ -598,9 +650,12 @@ __global__ void __launch_bounds__(kScanThreads) linear_forward_kernel(ScanArgs a
     float* vbar = blk.sm + L.vbar;
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.state_in, St, true);
-    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
-    if (!a.causal) accumulate_all_keys<K>(blk, St);  // the full state first
-    for (int64_t ch = 0; ch < chunks; ++ch) {
+    const ScanChunks span = segment_chunks_of(blk);
+    if (a.split.count > 1)  // the keys before this segment (all when bidirectional)
+        add_segment_sums(blk, St, a.split.key_sums, 0, a.causal ? static_cast<int>(blockIdx.z) : a.split.count);
+    else if (!a.causal)
+        accumulate_all_keys<K>(blk, St);  // the full state first
+    for (int64_t ch = span.begin; ch < span.end; ++ch) {
         const int64_t t0 = ch * L.Tc;
         const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, true, t0, rows);
@@ -616,7 +671,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_forward_kernel(ScanArgs a
         if (a.causal) accumulate_state(blk, blk.kside(), rows, vbar, St);
         __syncthreads();
     }
-    store_state(blk, St, a.state_out, nullptr);
+    if (static_cast<int>(blockIdx.z) == a.split.count - 1) store_state(blk, St, a.state_out, nullptr);
 }
 
 // Causal backward, pass A (forward scan): den and dZ per row, dq.
@@ -628,8 +683,9 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_query_kernel(Sca
     float* vbar = blk.sm + L.vbar;
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.state_in, St, true);
-    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
-    for (int64_t ch = 0; ch < chunks; ++ch) {
+    if (a.split.count > 1) add_segment_sums(blk, St, a.split.key_sums, 0, static_cast<int>(blockIdx.z));
+    const ScanChunks span = segment_chunks_of(blk);
+    for (int64_t ch = span.begin; ch < span.end; ++ch) {
         const int64_t t0 = ch * L.Tc;
         const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, true, t0, rows);
@@ -659,8 +715,10 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_key_kernel(ScanA
     float* gs = blk.sm + L.gs;
     float* NZ = blk.sm + L.nz;
     load_state(blk, a.dstate_out, U, false);
-    const int64_t chunks = (blk.T + L.Tc - 1) / L.Tc;
-    for (int64_t ch = chunks - 1; ch >= 0; --ch) {
+    if (a.split.count > 1)  // the queries after this segment
+        add_segment_sums(blk, U, a.split.query_sums, static_cast<int>(blockIdx.z) + 1, a.split.count);
+    const ScanChunks span = segment_chunks_of(blk);
+    for (int64_t ch = span.end - 1; ch >= span.begin; --ch) {
         const int64_t t0 = ch * L.Tc;
         const int rows = chunk_rows(blk.T, L.Tc, t0);
         load_side<K>(blk, true, t0, rows);
@@ -678,7 +736,36 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_key_kernel(ScanA
         side_vjp<K>(blk, false, t0, rows);
         accumulate_state(blk, blk.qside(), rows, gs, U);
     }
-    store_state(blk, U, a.dstate_in, a.dstate_z_parts);
+    if (blockIdx.z == 0) store_state(blk, U, a.dstate_in, a.dstate_z_parts);
+}
+
+// Segment sums of a split sequence: block (bh, slice, z) stores segment z's
+// own sum from zero, kQueries ? Phi_q^T gs (from the den and dZ the query
+// pass saved) : Phi_k^T vbar.
+template <MapKind K, bool kQueries>
+__global__ void __launch_bounds__(kScanThreads) linear_segment_sum_kernel(ScanArgs a, ScanLayout L) {
+    SLAY_SCAN_BLOCK(a, L);
+    float* St = blk.sm + L.state;
+    float* vbar = blk.sm + L.vbar;
+    const int n = L.F * kSliceWidth;
+    for (int idx = threadIdx.x; idx < 2 * n; idx += blockDim.x) St[idx] = 0.f;  // sums and compensations
+    __syncthreads();
+    const ScanChunks span = segment_chunks_of(blk);
+    for (int64_t ch = span.begin; ch < span.end; ++ch) {
+        const int64_t t0 = ch * L.Tc;
+        const int rows = chunk_rows(blk.T, L.Tc, t0);
+        load_side<K>(blk, kQueries, t0, rows);
+        if (kQueries) {
+            load_row_statistics(blk, t0, rows);
+            load_gradient_rows(blk, t0, rows);
+        } else {
+            load_vbar(blk, t0, rows, vbar);
+            __syncthreads();
+        }
+        accumulate_state(blk, kQueries ? blk.qside() : blk.kside(), rows, kQueries ? blk.sm + L.gs : vbar, St);
+    }
+    float* dst = segment_sum_slot(blk, kQueries ? a.split.query_sums : a.split.key_sums, static_cast<int>(blockIdx.z));
+    for (int idx = threadIdx.x; idx < n; idx += blockDim.x) dst[idx] = St[idx] - St[n + idx];
 }
 
 // Bidirectional backward in three sweeps: S over all keys; per query chunk

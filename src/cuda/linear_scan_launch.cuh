@@ -11,7 +11,8 @@ namespace cuda {
 template <MapKind K>
 Status launch_scan(ScanPass pass, const ScanArgs& a, const ScanLayout& L, cudaStream_t stream) {
     const int slices = (a.Dv + kValueSlice - 1) / kValueSlice;
-    const dim3 grid(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>(slices));
+    const dim3 grid(static_cast<unsigned>(a.B * a.H), static_cast<unsigned>(slices),
+                    static_cast<unsigned>(a.split.count));
     const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
     auto run = [&](auto kernel) -> Status {
         SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -22,6 +23,8 @@ Status launch_scan(ScanPass pass, const ScanArgs& a, const ScanLayout& L, cudaSt
         case ScanPass::Forward: return run(linear_forward_kernel<K>);
         case ScanPass::BackwardQuery: return run(linear_backward_query_kernel<K>);
         case ScanPass::BackwardKey: return run(linear_backward_key_kernel<K>);
+        case ScanPass::KeySums: return run(linear_segment_sum_kernel<K, false>);
+        case ScanPass::QuerySums: return run(linear_segment_sum_kernel<K, true>);
         default: return run(linear_backward_bidirectional_kernel<K>);
     }
 }

@@ -1,5 +1,5 @@
 // linear_scan_launch.hpp -- launches one scan kernel of linear_scan_kernel.cuh
-// for a feature map K: grid (B*H, value slices), kScanThreads threads,
+// for a feature map K: grid (B*H, value slices, a.split.count), kScanThreads threads,
 // L.total floats of dynamic shared memory. The template is instantiated once
 // per map in linear_scan_<map>.cu, so the ten maps compile in parallel.
 #pragma once

@@ -48,7 +48,7 @@
 #   densebench_m8  the first densebench shape only (R=2 M=8 P=16), the default iterations
 #   mapsbench  the paper shape (bf16, causal, fwd and fwd+bwd) for the maps off the two tensor-core
 #             engines' common path: slay_anchor at P=12 (F=192: the dense engine, as P % 8 != 0),
-#             the signed maps at R=2 M=8 P=16, slay_poly2 at budget 256 (F = 254)
+#             the signed maps at R=2 M=8 P=16, rff at its default M=64, slay_poly2 at budget 256 (F = 254)
 #             -> maps_*.json/md in bench/
 #   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor,
 #             slay_nystrom, slay_random_maclaurin and slay_tensorsketch at R=2 M=8 P=16, slay_nystrom
@@ -299,6 +299,12 @@ if has mapsbench && python3 -c 'import torch' 2>/dev/null; then
     --causal --slow-call-s 1 --iters 5 --warmup 2 --json "$OUT/bench/maps_signed.json" \
     --markdown "$OUT/bench/maps_signed.md" >> "$OUT/mapsbench.log" 2>&1
   echo "=== compare_torch signed maps rc=$?" >> "$OUT/mapsbench.log"
+  # rff at its registry default M = 64 (F = 64; the fp32 scans with the sequence split)
+  timeout 120 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants rff \
+    --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 64 --P 1 \
+    --causal --slow-call-s 3 --json "$OUT/bench/maps_rff_M64.json" \
+    --markdown "$OUT/bench/maps_rff_M64.md" >> "$OUT/mapsbench.log" 2>&1
+  echo "=== compare_torch rff M=64 rc=$?" >> "$OUT/mapsbench.log"
   # slay_poly2 reads NUM_FEATURES (--M) as its budget: 256 at D = 32 is d = 22
   # with the constant feature, F = 254 (the dense engine's range).
   timeout 120 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_poly2 \

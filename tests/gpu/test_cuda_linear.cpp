@@ -644,6 +644,17 @@ TEST_CASE("linear sanitizer: small cases of every variant with states, strided")
             check_both(c);
         }
     }
+    // The fp32 scans with the sequence split (one head, T 1100: 2 segments;
+    // segment sums, the state and the carry across them, states in and out).
+    for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16})
+        for (bool causal : {true, false}) {
+            Case c = clustered(base_case(SLAY_ATTN_RFF, 1100, causal, dt));  // conditioned: see clustered()
+            c.batch = 1;
+            c.heads = 1;
+            c.value_dim = 8;
+            with_states(c);
+            check_both(c);
+        }
     // Packed sequences with grouped heads: SIMT (fp32) and tensor-core (bf16) paths.
     for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16}) {
         Case c = packed_case(SLAY_ATTN_SLAY_ANCHOR, true, dt);
