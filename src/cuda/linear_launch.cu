@@ -103,6 +103,9 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
     return true;
 }
 
+// The fp32 scans' value slices of the plan's Dv (grid.y of launch_scan).
+int64_t scan_slices(const Plan& p) { return (p.cfg.value_dim + kValueSlice - 1) / kValueSlice; }
+
 // The fp32 scans' sequence split (sequence_split.hpp) of B sequences of T
 // tokens: B*H*slices blocks a segment, planned for kScanCtasPerSm of them an
 // SM (a constant, as the engines plan theirs, so workspace sizes do not
@@ -111,13 +114,11 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
 constexpr int kScanCtasPerSm = 4;
 SequenceSplit scan_split(const Plan& p, slay_pass_t pass, int64_t B, int64_t T) {
     if (pass != SLAY_PASS_FORWARD && !p.cfg.causal) return SequenceSplit{};
-    const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
-    return split_sequence_chunks(B * p.cfg.num_heads * slices, kScanCtasPerSm, T);
+    return split_sequence_chunks(B * p.cfg.num_heads * scan_slices(p), kScanCtasPerSm, T);
 }
 // Floats of one side's segment sums (count, B*H, slices, F*9); 0 unsplit.
 int64_t scan_sum_floats(const Plan& p, const SequenceSplit& split, int64_t B) {
-    const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
-    return split.count > 1 ? split.count * B * p.cfg.num_heads * slices * p.features * kSliceWidth : 0;
+    return split.count > 1 ? split.count * B * p.cfg.num_heads * scan_slices(p) * p.features * kSliceWidth : 0;
 }
 
 // Workspace blocks of one call; fields a pass does not use stay null.
@@ -174,7 +175,7 @@ LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T
         ScratchCarver fallback(shared), kron(shared);
         carve_fallback(fallback);
         carve_kron(kron);
-        const int64_t slices = (p.cfg.value_dim + kValueSlice - 1) / kValueSlice;
+        const int64_t slices = scan_slices(p);
         s.row_den = w.take<float>(rows);
         s.row_dz = w.take<float>(slices * rows);
         s.dstate_z_parts = w.take<float>(slices * B * H, p.features);
@@ -453,7 +454,7 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     // The tensor-core kernels split Dv into fewer slices than the SIMT ones
     // (15 columns, not 8): the workspace's per-slice blocks fit both.
     bool launched = false;
-    int slices = static_cast<int>((p.cfg.value_dim + kValueSlice - 1) / kValueSlice);
+    int slices = static_cast<int>(scan_slices(p));
     KronMmaShape shape;
     if (tensor_core_call(p, c, &shape)) {  // writes dq and dk (grouped heads: kron_dk_acc) itself
         ScanArgs ak = a;
