@@ -67,6 +67,9 @@
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 and at the paper shape (causal) -> profile.txt
+#   scanpro   the fp32 scans at the paper shape (rff R2 M8, bf16, causal): compare_torch fwd and
+#             fwd+bwd at chunk 64 and 32 (5 timed runs), then ncu (speed of light, warp states,
+#             occupancy, launch stats) of their kernels' fwd+bwd at both chunks -> scanpro.txt, scanpro_c*.md
 #   cpbench   the context-parallel example (examples/cpp/context_parallel_nccl.cpp, one process per
 #             GPU over the system NCCL): a --check run (fp32, T 65536, every rank count), then
 #             slay_anchor bf16 B1 H8 D64 at T 1M and 4M tokens on 1, 2, 4, 8 ranks (as many as the
@@ -189,7 +192,7 @@ fi
 
 [ -x "$BUILD/examples/slay_example" ] && "$BUILD/examples/slay_example" 1024 4 64 >> "$OUT/tests.log" 2>&1
 
-if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench || has kronbench || has profile) && [ ! -f "$BUILD/libslay.so" ]; then
+if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench || has kronbench || has profile || has scanpro) && [ ! -f "$BUILD/libslay.so" ]; then
   # a bench-only call on a fresh machine: the library alone
   { meson setup "$BUILD" -Dgpu_archs=90 -Dtests=false -Dexamples=false >/dev/null &&
     ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
@@ -206,6 +209,26 @@ if has profile; then
     --causal >> "$OUT/profile.txt" 2>&1
   echo "=== ncu paper shape rc=$?" >> "$OUT/profile.txt"
   grep -E "kron_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|rc=" "$OUT/profile.txt" | head -60
+fi
+
+if has scanpro; then
+  : > "$OUT/scanpro.txt"
+  for chunk in 64 32; do
+    timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants rff \
+      --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 --chunk $chunk \
+      --causal --slow-call-s 1 --iters 5 --warmup 2 --markdown "$OUT/scanpro_c$chunk.md" >> "$OUT/scanpro.txt" 2>&1
+    echo "=== compare_torch rff chunk $chunk rc=$?" >> "$OUT/scanpro.txt"
+    grep -E "^\| libslay" "$OUT/scanpro_c$chunk.md" | cut -c1-90
+  done
+  for chunk in 64 32; do
+    timeout 150 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
+      -k regex:"linear_(forward|backward|segment)" -c 6 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+      --variants rff --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 \
+      --chunk $chunk --iters 1 --warmup 0 --causal >> "$OUT/scanpro.txt" 2>&1
+    echo "=== ncu rff chunk $chunk rc=$?" >> "$OUT/scanpro.txt"
+  done
+  grep -E "linear_|Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Block Limit|No Eligible|rc=" \
+    "$OUT/scanpro.txt" | cut -c1-150 | head -90
 fi
 
 if has exactbench && python3 -c 'import torch' 2>/dev/null; then
