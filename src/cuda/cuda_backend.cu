@@ -189,6 +189,8 @@ Status make_cuda_backend(int32_t device, std::unique_ptr<Backend>* out) {
     info.device = device;
     info.num_sms = prop.multiProcessorCount;
     info.max_smem_per_block_optin = prop.sharedMemPerBlockOptin;
+    info.smem_per_sm = prop.sharedMemPerMultiprocessor;
+    info.reserved_smem_per_block = prop.reservedSharedMemPerBlock;
     out->reset(new CudaBackend(info));
     return Status();
 }

@@ -46,6 +46,8 @@ struct DeviceInfo {
     int device = 0;
     int num_sms = 1;
     size_t max_smem_per_block_optin = 48 * 1024;
+    size_t smem_per_sm = 48 * 1024;         // what the blocks resident on one SM share
+    size_t reserved_smem_per_block = 1024;  // the system's share of each resident block
 };
 
 // Exact family. exact_prepare checks the plan's head dims against the

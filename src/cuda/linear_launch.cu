@@ -49,22 +49,47 @@ MapKind map_of(const Plan& p) { return variant_info(p.cfg.variant).map; }
 
 bool is_sketch(const Plan& p) { return map_of(p) == MapKind::TensorSketch; }
 
-// The largest chunk (64, then 32) whose shared-memory layout fits the device.
+// The fp32 scans' blocks an SM: the sequence split plans the forward and
+// the segment sums for kScanCtasPerSm, the causal backward kernels' launch
+// bounds hold kScanBackwardBlocksPerSm; the bidirectional backward (unsplit)
+// asks for none beyond one.
+constexpr int kScanCtasPerSm = 4;
+int scan_blocks_per_sm(ScanPass pass) {
+    switch (pass) {
+        case ScanPass::BackwardQuery:
+        case ScanPass::BackwardKey: return kScanBackwardBlocksPerSm;
+        case ScanPass::BackwardBidirectional: return 1;
+        default: return kScanCtasPerSm;
+    }
+}
+
+// A pass's chunk (64, then 32): the largest whose shared-memory layout lets
+// scan_blocks_per_sm(pass) blocks share an SM, else the largest that fits
+// one block. (With few features the causal backward's three score tiles
+// held chunk 64 to two blocks an SM: rff at the paper shape took 42.5 ms
+// forward+backward at chunk 64, 37.7 at 32; H200, 2026-12-03.)
 Status plan_tiles(const DeviceInfo& dev, const Plan& p, ScanPass pass, ScanLayout* out) {
     if (p.cfg.head_dim > kMaxHeadDim)
         return error(SLAY_STATUS_NOT_SUPPORTED, "the CUDA backend supports head_dim <= ", kMaxHeadDim,
                      " for linearized variants (got ", p.cfg.head_dim, ")");
     const FactorWidths w = factor_widths(p.cfg);
     const int64_t F = p.features;
+    const size_t blocks = static_cast<size_t>(scan_blocks_per_sm(pass));
+    bool fits_one = false;
     for (int Tc : {64, 32}) {
         if (Tc > p.cfg.chunk_size && Tc != 32) continue;
         const ScanLayout L = scan_layout(Tc, static_cast<int>(p.cfg.head_dim), static_cast<int>(w.P),
                                          static_cast<int>(w.C), static_cast<int>(F), pass);
-        if (F < (int64_t{1} << 24) && static_cast<size_t>(L.total) * sizeof(float) <= dev.max_smem_per_block_optin) {
+        const size_t bytes = static_cast<size_t>(L.total) * sizeof(float);
+        if (F >= (int64_t{1} << 24) || bytes > dev.max_smem_per_block_optin) continue;
+        if (!fits_one) *out = L;  // the largest chunk that fits one block
+        fits_one = true;
+        if (blocks * (bytes + dev.reserved_smem_per_block) <= dev.smem_per_sm) {
             *out = L;
             return Status();
         }
     }
+    if (fits_one) return Status();
     return error(SLAY_STATUS_NOT_SUPPORTED, "the ", variant_name(p.cfg.variant), " state of F=", F,
                  " features does not fit one block's shared memory on this device (",
                  dev.max_smem_per_block_optin / 1024, " KiB); reduce num_quad_nodes, num_features or poly_dim");
@@ -111,7 +136,6 @@ int64_t scan_slices(const Plan& p) { return (p.cfg.value_dim + kValueSlice - 1) 
 // SM (a constant, as the engines plan theirs, so workspace sizes do not
 // depend on the device; at the paper's shape, B*H = 8 and 4 slices, it
 // gives 16 segments). The bidirectional backward runs unsplit.
-constexpr int kScanCtasPerSm = 4;
 SequenceSplit scan_split(const Plan& p, slay_pass_t pass, int64_t B, int64_t T) {
     if (pass != SLAY_PASS_FORWARD && !p.cfg.causal) return SequenceSplit{};
     return split_sequence_chunks(B * p.cfg.num_heads * scan_slices(p), kScanCtasPerSm, T);
@@ -435,9 +459,15 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
 
 Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, void* workspace, cudaStream_t stream) {
     const ScanPass first = p.cfg.causal ? ScanPass::BackwardQuery : ScanPass::BackwardBidirectional;
-    ScanLayout L, L_key;
+    // Each pass has its own layout and chunk (plan_tiles), all planned
+    // before anything runs; the split's sums run only when causal.
+    ScanLayout L, L_key, L_key_sums, L_query_sums;
     SLAY_TRY(plan_tiles(dev, p, first, &L));
-    if (p.cfg.causal) SLAY_TRY(plan_tiles(dev, p, ScanPass::BackwardKey, &L_key));
+    if (p.cfg.causal) {
+        SLAY_TRY(plan_tiles(dev, p, ScanPass::BackwardKey, &L_key));
+        SLAY_TRY(plan_tiles(dev, p, ScanPass::KeySums, &L_key_sums));
+        SLAY_TRY(plan_tiles(dev, p, ScanPass::QuerySums, &L_query_sums));
+    }
     if (c.batch * p.cfg.num_heads == 0) return Status();
     ScratchCarver carver(workspace);
     const LinearScratch s = carve_linear(p, SLAY_PASS_BACKWARD, c.batch, c.seq_len, carver);
@@ -494,13 +524,16 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     if (!launched) {
         const MapKind kind = map_of(p);
         a.split = call_scan_split(p, SLAY_PASS_BACKWARD, c, a, s.scan_sums);  // causal only
-        if (a.split.count > 1) SLAY_TRY(dispatch_scan(kind, ScanPass::KeySums, a, L, stream));
-        SLAY_TRY(dispatch_scan(kind, first, a, L, stream));
+        auto run_pass = [&](ScanPass pass, const ScanLayout& tiles) -> Status {
+            ScanArgs pa = a;
+            pa.Tc = tiles.Tc;
+            return dispatch_scan(kind, pass, pa, tiles, stream);
+        };
+        if (a.split.count > 1) SLAY_TRY(run_pass(ScanPass::KeySums, L_key_sums));
+        SLAY_TRY(run_pass(first, L));
         if (p.cfg.causal) {
-            ScanArgs ak = a;
-            ak.Tc = L_key.Tc;
-            if (a.split.count > 1) SLAY_TRY(dispatch_scan(kind, ScanPass::QuerySums, ak, L_key, stream));
-            SLAY_TRY(dispatch_scan(kind, ScanPass::BackwardKey, ak, L_key, stream));
+            if (a.split.count > 1) SLAY_TRY(run_pass(ScanPass::QuerySums, L_query_sums));
+            SLAY_TRY(run_pass(ScanPass::BackwardKey, L_key));
         }
     }
     if (c.has_dinitial_state) {

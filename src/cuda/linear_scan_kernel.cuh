@@ -41,6 +41,10 @@ constexpr int kValueSlice = 8;              // value columns per block
 constexpr int kSliceWidth = kValueSlice + 1;  // + the ones / Z column
 constexpr int kScanThreads = 256;
 constexpr int kScanWarps = kScanThreads / 32;
+// The causal backward kernels are limited to 65536 / (3 * 256) registers a
+// thread so that three blocks share an SM (uncapped they took 106 and 128:
+// two blocks, a quarter of the SM's warps; rff at the paper shape).
+constexpr int kScanBackwardBlocksPerSm = 3;
 
 // Shared-memory layout (offsets in floats), the same on host and device.
 struct ScanLayout {
@@ -67,7 +71,12 @@ __host__ __device__ inline ScanLayout scan_layout(int Tc, int D, int P, int C, i
     L.poly_stride = P | 1;
     L.pcat_stride = C | 1;
     L.mat_stride = Tc + 1;
-    const bool backward = pass != ScanPass::Forward;
+    // The segment sums take only the tiles they read (no score matrices; gs
+    // for the queries'), so that they fit as many blocks an SM as the forward.
+    const bool sums = pass == ScanPass::KeySums || pass == ScanPass::QuerySums;
+    const bool backward = pass == ScanPass::BackwardQuery || pass == ScanPass::BackwardKey ||
+                          pass == ScanPass::BackwardBidirectional;
+    const bool gradient_rows = backward || pass == ScanPass::QuerySums;
     int at = 0;
     auto take = [&](int n) {
         const int here = at;
@@ -83,8 +92,8 @@ __host__ __device__ inline ScanLayout scan_layout(int Tc, int D, int P, int C, i
     L.polyk = take(Tc * L.poly_stride);
     L.pcatk = take(Tc * L.pcat_stride);
     L.vbar = take(Tc * kSliceWidth);
-    L.gs = backward ? take(Tc * kSliceWidth) : -1;
-    L.mat_a = take(Tc * L.mat_stride);                   // A (forward) or Bf (backward)
+    L.gs = gradient_rows ? take(Tc * kSliceWidth) : -1;
+    L.mat_a = sums ? -1 : take(Tc * L.mat_stride);       // A (forward) or Bf (backward)
     L.mat_b = backward ? take(Tc * L.mat_stride) : -1;   // Bp
     L.mat_d = backward ? take(Tc * L.mat_stride) : -1;   // dA
     // States are compensated sums: F x 9 leading parts, then F x 9 compensations.
@@ -676,7 +685,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_forward_kernel(ScanArgs a
 
 // Causal backward, pass A (forward scan): den and dZ per row, dq.
 template <MapKind K>
-__global__ void __launch_bounds__(kScanThreads) linear_backward_query_kernel(ScanArgs a, ScanLayout L) {
+__global__ void __launch_bounds__(kScanThreads, kScanBackwardBlocksPerSm) linear_backward_query_kernel(ScanArgs a, ScanLayout L) {
     SLAY_SCAN_BLOCK(a, L);
     constexpr bool kron = MapTraits<K>::kronecker;
     float* St = blk.sm + L.state;
@@ -707,7 +716,7 @@ __global__ void __launch_bounds__(kScanThreads) linear_backward_query_kernel(Sca
 
 // Causal backward, pass B (reverse scan with the carry U): dv, dk, dinitial_state.
 template <MapKind K>
-__global__ void __launch_bounds__(kScanThreads) linear_backward_key_kernel(ScanArgs a, ScanLayout L) {
+__global__ void __launch_bounds__(kScanThreads, kScanBackwardBlocksPerSm) linear_backward_key_kernel(ScanArgs a, ScanLayout L) {
     SLAY_SCAN_BLOCK(a, L);
     constexpr bool kron = MapTraits<K>::kronecker;
     float* U = blk.sm + L.state;

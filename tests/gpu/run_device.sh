@@ -68,8 +68,9 @@
 #   profile   ncu (speed of light, warp states, launch stats) of the tensor-core slay_anchor kernels,
 #             fwd+bwd at B4 H12 D64 T8192 bf16 and at the paper shape (causal) -> profile.txt
 #   scanpro   the fp32 scans at the paper shape (rff R2 M8, bf16, causal): compare_torch fwd and
-#             fwd+bwd at chunk 64 and 32 (5 timed runs), then ncu (speed of light, warp states,
-#             occupancy, launch stats) of their kernels' fwd+bwd at both chunks -> scanpro.txt, scanpro_c*.md
+#             fwd+bwd (5 timed runs), then ncu (speed of light, warp states, occupancy, launch
+#             stats) of their kernels' fwd+bwd, at each chunk of SLAY_SCANPRO_CHUNKS (default "0":
+#             the library's choice; e.g. "64 32") -> scanpro.txt, scanpro_c*.md
 #   cpbench   the context-parallel example (examples/cpp/context_parallel_nccl.cpp, one process per
 #             GPU over the system NCCL): a --check run (fp32, T 65536, every rank count), then
 #             slay_anchor bf16 B1 H8 D64 at T 1M and 4M tokens on 1, 2, 4, 8 ranks (as many as the
@@ -213,18 +214,20 @@ fi
 
 if has scanpro; then
   : > "$OUT/scanpro.txt"
-  for chunk in 64 32; do
+  for chunk in ${SLAY_SCANPRO_CHUNKS:-0}; do
+    chunk_arg=""; [ "$chunk" != 0 ] && chunk_arg="--chunk $chunk"
     timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants rff \
-      --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 --chunk $chunk \
+      --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 $chunk_arg \
       --causal --slow-call-s 1 --iters 5 --warmup 2 --markdown "$OUT/scanpro_c$chunk.md" >> "$OUT/scanpro.txt" 2>&1
     echo "=== compare_torch rff chunk $chunk rc=$?" >> "$OUT/scanpro.txt"
     grep -E "^\| libslay" "$OUT/scanpro_c$chunk.md" | cut -c1-90
   done
-  for chunk in 64 32; do
+  for chunk in ${SLAY_SCANPRO_CHUNKS:-0}; do
+    chunk_arg=""; [ "$chunk" != 0 ] && chunk_arg="--chunk $chunk"
     timeout 150 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
       -k regex:"linear_(forward|backward|segment)" -c 6 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
       --variants rff --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 \
-      --chunk $chunk --iters 1 --warmup 0 --causal >> "$OUT/scanpro.txt" 2>&1
+      $chunk_arg --iters 1 --warmup 0 --causal >> "$OUT/scanpro.txt" 2>&1
     echo "=== ncu rff chunk $chunk rc=$?" >> "$OUT/scanpro.txt"
   done
   grep -E "linear_|Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Theoretical Occ|Block Limit|No Eligible|rc=" \
