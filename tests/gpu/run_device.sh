@@ -322,7 +322,7 @@ if has mapsbench && python3 -c 'import torch' 2>/dev/null; then
   timeout 240 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
     --variants slay_random_maclaurin slay_nystrom slay_tensorsketch rff slay_poly2 \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
-    --causal --slow-call-s 1 --iters 5 --warmup 2 --json "$OUT/bench/maps_signed.json" \
+    --causal --slow-call-s 1 --json "$OUT/bench/maps_signed.json" \
     --markdown "$OUT/bench/maps_signed.md" >> "$OUT/mapsbench.log" 2>&1
   echo "=== compare_torch signed maps rc=$?" >> "$OUT/mapsbench.log"
   # rff at its registry default M = 64 (F = 64; the fp32 scans with the sequence split)
