@@ -49,12 +49,17 @@ def rff_features(x, omega, phase, M, dtype, wround=None):
     return (np.sqrt(2.0 / M) * np.cos(u + phase.astype(dtype))).astype(dtype)
 
 
-def poly2_features(x, frame, D, d, gamma, dtype, wround=None):
-    """slay_poly2's triangular degree-2 features (+ the constant), computed in dtype."""
+def frame_rows(x, frame, D, d, dtype, wround=None):
+    """slay_poly2's u = sqrt(D/d) S^T x^ of raw rows x, computed in dtype, S rounded by wround."""
     s = frame if wround is None else wround(frame)
     x = x.astype(dtype)
     xh = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    u = (np.sqrt(D / d) * (xh @ s.astype(dtype))).astype(dtype)
+    return (np.sqrt(D / d) * (xh @ s.astype(dtype))).astype(dtype)
+
+
+def poly2_features(x, frame, D, d, gamma, dtype, wround=None):
+    """slay_poly2's triangular degree-2 features (+ the constant), computed in dtype."""
+    u = frame_rows(x, frame, D, d, dtype, wround)
     a, b = np.triu_indices(d)
     phi = u[:, a] * u[:, b] * np.where(a == b, 1.0, np.sqrt(2.0)).astype(dtype)
     if gamma > 0:
@@ -86,16 +91,44 @@ def attention(phi_q, phi_k, v, causal, rnd=None, chunk=64):
     return res[:, :Dv] / (res[:, Dv:] + 1e-6)
 
 
-def head(kind, D, M, T, causal, seed, clustered):
-    """Relative L2 against fp64: fp32 features (the floor), then each mode."""
-    rng = np.random.default_rng(seed)
+def draw_qkv(rng, D, T, clustered):
+    """The GPU suite's bf16 inputs: q, k ~ N(0, 1), or clustered around one
+    centre mu ~ N(0, 1) (tokens mu + 0.1 N(0, 1)); v ~ N(0, 1) (as fp64)."""
     if clustered:
         mu = rng.standard_normal(D)
         q = bf16(mu + 0.1 * rng.standard_normal((T, D)))
         k = bf16(mu + 0.1 * rng.standard_normal((T, D)))
     else:
         q, k = bf16(rng.standard_normal((T, D))), bf16(rng.standard_normal((T, D)))
-    v = bf16(rng.standard_normal((T, D))).astype(np.float64)
+    return q, k, bf16(rng.standard_normal((T, D))).astype(np.float64)
+
+
+# The rule the tables' 'ok' counts apply (rule_cells), as the tables' legend ends it.
+RULE_LEGEND = ("the suite's rule (random q, k: max(2e-2, 10 x floor) where the floor <= 1e-3, 'ill' heads above it",
+               "are not compared; clustered: 2e-2).")
+
+
+def rule_cells(e, clustered, modes):
+    """Per mode, "median, worst (ok/compared)" of the heads' errors e (heads,
+    1 + modes: the fp32 floor first) under the suite's rule, and the count of
+    ill heads (random inputs with a floor above 1e-3, not compared)."""
+    floor = e[:, 0]
+    if clustered:
+        keep, tol = np.ones(len(e), bool), np.full(len(e), 2e-2)
+    else:
+        keep, tol = floor <= 1e-3, np.maximum(2e-2, 10 * floor)
+    cells = []
+    for i in range(modes):
+        col = e[keep, i + 1]
+        cells.append(f"{np.median(col):.1e}, {col.max():.1e} ({(col <= tol[keep]).sum()}/{keep.sum()})"
+                     if keep.any() else "-")
+    return cells, int((~keep).sum())
+
+
+def head(kind, D, M, T, causal, seed, clustered):
+    """Relative L2 against fp64: fp32 features (the floor), then each mode."""
+    rng = np.random.default_rng(seed)
+    q, k, v = draw_qkv(rng, D, T, clustered)
     if kind == "rff":
         omega = rng.standard_normal((D, M)).astype(np.float32)
         phase = rng.uniform(0, 2 * np.pi, M).astype(np.float32)
@@ -117,8 +150,7 @@ def head(kind, D, M, T, causal, seed, clustered):
 def main():
     modes = list(ROUNDINGS)
     print("Relative L2 of the output against fp64, median / worst over the heads; 'ok' counts the heads within")
-    print("the suite's rule (random q, k: max(2e-2, 10 x floor) where the floor <= 1e-3, 'ill' heads above it")
-    print("are not compared; clustered: 2e-2).")
+    print("\n".join(RULE_LEGEND))
     print("| map | D | M | T | mode | inputs | heads (ill) | fp32 floor: worst | "
           + " | ".join(f"{m}: median, worst (ok)" for m in modes) + " |")
     print("|---|---|---|---|---|---|---|---|" + "---|" * len(modes))
@@ -134,19 +166,10 @@ def main():
                 for clustered in (False, True):
                     M = M_clustered if clustered else M_random
                     e = np.array([head(kind, D, M, T, causal, s, clustered) for s in range(1, seeds + 1)])
-                    floor = e[:, 0]
-                    if clustered:
-                        keep, tol = np.ones(len(e), bool), np.full(len(e), 2e-2)
-                    else:
-                        keep, tol = floor <= 1e-3, np.maximum(2e-2, 10 * floor)
-                    cells = []
-                    for i in range(len(modes)):
-                        col = e[keep, i + 1]
-                        cells.append(f"{np.median(col):.1e}, {col.max():.1e} ({(col <= tol[keep]).sum()}/{keep.sum()})"
-                                     if keep.any() else "-")
+                    cells, ill = rule_cells(e, clustered, len(modes))
                     print(f"| {kind} | {D} | {M} | {T} | {'causal' if causal else 'bidir'} | "
-                          f"{'clustered' if clustered else 'random'} | {len(e)} ({(~keep).sum()}) | "
-                          f"{floor.max():.1e} | " + " | ".join(cells) + " |")
+                          f"{'clustered' if clustered else 'random'} | {len(e)} ({ill}) | "
+                          f"{e[:, 0].max():.1e} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ Run: python3 tests/spec/poly2_triangle_emulation.py   (numpy; about 10 minutes o
 """
 import numpy as np
 
-from dense_planes_emulation import poly2_features
-from kron_bf16_emulation import ROUNDINGS, bf16
+from dense_planes_emulation import RULE_LEGEND, draw_qkv, frame_rows, poly2_features, rule_cells
+from kron_bf16_emulation import ROUNDINGS
 
 TILE = 8
 
@@ -64,14 +64,6 @@ def poly2_shape(D, budget):
     gamma = 0.5 if D * (D + 1) // 2 > budget else 0.0
     d = max(x for x in range(1, D + 1) if x * (x + 1) // 2 + (gamma > 0) <= budget)
     return gamma, d
-
-
-def frame_rows(x, frame, D, d, dtype, wround=None):
-    """u = sqrt(D/d) S^T x^ of raw rows x, computed in dtype, S rounded by wround."""
-    s = frame if wround is None else wround(frame)
-    x = x.astype(dtype)
-    xh = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return (np.sqrt(D / d) * (xh @ s.astype(dtype))).astype(dtype)
 
 
 def triangle_attention(uq, uk, v, causal, D, gamma, rnd, chunk=64):
@@ -121,13 +113,7 @@ def exact_attention(phi_q, phi_k, v, causal):
 def head(D, budget, T, causal, seed, clustered):
     """Relative L2 against fp64: fp32 features (the floor), then each mode."""
     rng = np.random.default_rng(seed)
-    if clustered:
-        mu = rng.standard_normal(D)
-        q = bf16(mu + 0.1 * rng.standard_normal((T, D)))
-        k = bf16(mu + 0.1 * rng.standard_normal((T, D)))
-    else:
-        q, k = bf16(rng.standard_normal((T, D))), bf16(rng.standard_normal((T, D)))
-    v = bf16(rng.standard_normal((T, D))).astype(np.float64)
+    q, k, v = draw_qkv(rng, D, T, clustered)
     gamma, d = poly2_shape(D, budget)
     frame = np.linalg.qr(rng.standard_normal((D, d)))[0].astype(np.float32)
     feats = lambda x, dt: poly2_features(x, frame, D, d, gamma, dt)
@@ -145,8 +131,7 @@ def main():
     modes = list(ROUNDINGS)
     print(f"slay_poly2 in the Kronecker engine's triangle form (c tiles of {TILE}); relative L2 of the output")
     print("against fp64 of the triangular features, median / worst over the heads; 'ok' counts the heads within")
-    print("the suite's rule (random q, k: max(2e-2, 10 x floor) where the floor <= 1e-3, 'ill' heads above it")
-    print("are not compared; clustered: 2e-2).")
+    print("\n".join(RULE_LEGEND))
     print("| D | budget | d | gamma | pairs | T | mode | inputs | heads (ill) | fp32 floor: worst | "
           + " | ".join(f"{m}: median, worst (ok)" for m in modes) + " |")
     print("|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(modes))
@@ -160,19 +145,10 @@ def main():
             for causal in (True, False):
                 for clustered in (False, True):
                     e = np.array([head(D, budget, T, causal, s, clustered) for s in range(1, seeds + 1)])
-                    floor = e[:, 0]
-                    if clustered:
-                        keep, tol = np.ones(len(e), bool), np.full(len(e), 2e-2)
-                    else:
-                        keep, tol = floor <= 1e-3, np.maximum(2e-2, 10 * floor)
-                    cells = []
-                    for i in range(len(modes)):
-                        col = e[keep, i + 1]
-                        cells.append(f"{np.median(col):.1e}, {col.max():.1e} ({(col <= tol[keep]).sum()}/{keep.sum()})"
-                                     if keep.any() else "-")
+                    cells, ill = rule_cells(e, clustered, len(modes))
                     print(f"| {D} | {budget} | {d} | {gamma} | {len(triangle_pairs(d)[0])} | {T} | "
                           f"{'causal' if causal else 'bidir'} | {'clustered' if clustered else 'random'} | "
-                          f"{len(e)} ({(~keep).sum()}) | {floor.max():.1e} | " + " | ".join(cells) + " |", flush=True)
+                          f"{len(e)} ({ill}) | {e[:, 0].max():.1e} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
