@@ -221,9 +221,6 @@ if has scanpro; then
       --causal --slow-call-s 1 --iters 5 --warmup 2 --markdown "$OUT/scanpro_c$chunk.md" >> "$OUT/scanpro.txt" 2>&1
     echo "=== compare_torch rff chunk $chunk rc=$?" >> "$OUT/scanpro.txt"
     grep -E "^\| libslay" "$OUT/scanpro_c$chunk.md" | cut -c1-90
-  done
-  for chunk in ${SLAY_SCANPRO_CHUNKS:-0}; do
-    chunk_arg=""; [ "$chunk" != 0 ] && chunk_arg="--chunk $chunk"
     timeout 150 ncu --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
       -k regex:"linear_(forward|backward|segment)" -c 6 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
       --variants rff --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwdbwd --R 2 --M 8 --P 16 \

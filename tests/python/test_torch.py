@@ -356,18 +356,17 @@ def conditioned_qkv(variant, head_dim=D):
     every call of the function (an earlier piece whose final state starts a
     later call, too) shares it and the denominators stay positive; grouped
     query heads take their key/value head's direction."""
-    Dh = head_dim
-    centers = torch.randn(1, H, 1, Dh)
+    centers = torch.randn(1, H, 1, head_dim)
 
     def qkv(B, T, kv_heads=H):
-        v = torch.randn(B, kv_heads, T, Dh)
+        v = torch.randn(B, kv_heads, T, head_dim)
         if variant in SIGNED_MAPS:
             group = H // kv_heads
             center = centers[:, ::group]  # (1, kv_heads, 1, D): one per group
-            return (center.repeat_interleave(group, 1) + 0.1 * torch.randn(B, H, T, Dh),
-                    center + 0.1 * torch.randn(B, kv_heads, T, Dh), v)
+            return (center.repeat_interleave(group, 1) + 0.1 * torch.randn(B, H, T, head_dim),
+                    center + 0.1 * torch.randn(B, kv_heads, T, head_dim), v)
         scale = 0.5 if variant == "yat" else 1.0
-        return scale * torch.randn(B, H, T, Dh), scale * torch.randn(B, kv_heads, T, Dh), v
+        return scale * torch.randn(B, H, T, head_dim), scale * torch.randn(B, kv_heads, T, head_dim), v
     return qkv
 
 

@@ -57,6 +57,14 @@ def frame_rows(x, frame, D, d, dtype, wround=None):
     return (np.sqrt(D / d) * (xh @ s.astype(dtype))).astype(dtype)
 
 
+def poly2_shape(D, budget):
+    """slay_poly2's gamma and d as the library plans them (src/core/config.cpp
+    poly2_shape): gamma 0.5 when D(D+1)/2 > budget, else 0; d the largest
+    with d(d+1)/2 (+1 for the constant feature) <= budget."""
+    gamma = 0.5 if D * (D + 1) // 2 > budget else 0.0
+    return gamma, max(x for x in range(1, D + 1) if x * (x + 1) // 2 + (gamma > 0) <= budget)
+
+
 def poly2_features(x, frame, D, d, gamma, dtype, wround=None):
     """slay_poly2's triangular degree-2 features (+ the constant), computed in dtype."""
     u = frame_rows(x, frame, D, d, dtype, wround)
@@ -133,9 +141,8 @@ def head(kind, D, M, T, causal, seed, clustered):
         omega = rng.standard_normal((D, M)).astype(np.float32)
         phase = rng.uniform(0, 2 * np.pi, M).astype(np.float32)
         feats = lambda x, dt, wr: rff_features(x, omega, phase, M, dt, wr)
-    else:  # slay_poly2 with budget M: the largest d with d(d+1)/2 + 1 <= M, gamma 0.5 when D(D+1)/2 > M
-        gamma = 0.5 if D * (D + 1) // 2 > M else 0.0
-        d = max(x for x in range(1, D + 1) if x * (x + 1) // 2 + (gamma > 0) <= M)
+    else:  # slay_poly2 with budget M
+        gamma, d = poly2_shape(D, M)
         frame = np.linalg.qr(rng.standard_normal((D, d)))[0].astype(np.float32)
         feats = lambda x, dt, wr: poly2_features(x, frame, D, d, gamma, dt, wr)
     ref = attention(feats(q, np.float64, None), feats(k, np.float64, None), v, causal)

@@ -45,7 +45,7 @@ Run: python3 tests/spec/poly2_triangle_emulation.py   (numpy; about 10 minutes o
 """
 import numpy as np
 
-from dense_planes_emulation import RULE_LEGEND, draw_qkv, frame_rows, poly2_features, rule_cells
+from dense_planes_emulation import RULE_LEGEND, attention, draw_qkv, frame_rows, poly2_features, poly2_shape, rule_cells
 from kron_bf16_emulation import ROUNDINGS
 
 TILE = 8
@@ -57,13 +57,6 @@ def triangle_pairs(d, tile=TILE):
     keep = (c // tile) >= (p // tile)
     p, c = p[keep], c[keep]
     return p, c, np.where(c // tile > p // tile, 2.0, 1.0)
-
-
-def poly2_shape(D, budget):
-    """gamma and d as the library plans them (src/core/config.cpp poly2_shape)."""
-    gamma = 0.5 if D * (D + 1) // 2 > budget else 0.0
-    d = max(x for x in range(1, D + 1) if x * (x + 1) // 2 + (gamma > 0) <= budget)
-    return gamma, d
 
 
 def triangle_attention(uq, uk, v, causal, D, gamma, rnd, chunk=64):
@@ -82,8 +75,8 @@ def triangle_attention(uq, uk, v, causal, D, gamma, rnd, chunk=64):
         full = np.einsum("tpw,tc->pcw", vp, uk[t0:t1])
         return full[p, c].astype(np.float32), (const * vbar[t0:t1].sum(0)).astype(np.float32)
 
-    def scores(t0, t1, s0, s1):  # (u_q . u_k)^2 + gamma/D in fp32 from the rounded rows, then rounded
-        b = (uq[t0:t1] @ uk[s0:s1].T).astype(np.float32)
+    def scores(t0, t1):  # (u_q . u_k)^2 + gamma/D in fp32 from the rounded rows, then rounded
+        b = (uq[t0:t1] @ uk[t0:t1].T).astype(np.float32)
         return r64(b * b + np.float32(gamma / D))
 
     if not causal:
@@ -96,17 +89,9 @@ def triangle_attention(uq, uk, v, causal, D, gamma, rnd, chunk=64):
     for t0 in range(0, T, chunk):
         t1 = min(T, t0 + chunk)
         res[t0:t1] = (phi_q[t0:t1] @ r64(S) + const * r64(Sc)[None, :]
-                      + np.tril(scores(t0, t1, t0, t1)) @ vbar[t0:t1])
+                      + np.tril(scores(t0, t1)) @ vbar[t0:t1])
         dS, dSc = update(t0, t1)
         S, Sc = (S + dS).astype(np.float32), (Sc + dSc).astype(np.float32)
-    return res[:, :Dv] / (res[:, Dv:] + 1e-6)
-
-
-def exact_attention(phi_q, phi_k, v, causal):
-    T, Dv = v.shape
-    vbar = np.concatenate([v, np.ones((T, 1))], 1)
-    A = phi_q.astype(np.float64) @ phi_k.astype(np.float64).T
-    res = (np.tril(A) if causal else A) @ vbar
     return res[:, :Dv] / (res[:, Dv:] + 1e-6)
 
 
@@ -117,9 +102,9 @@ def head(D, budget, T, causal, seed, clustered):
     gamma, d = poly2_shape(D, budget)
     frame = np.linalg.qr(rng.standard_normal((D, d)))[0].astype(np.float32)
     feats = lambda x, dt: poly2_features(x, frame, D, d, gamma, dt)
-    ref = exact_attention(feats(q, np.float64), feats(k, np.float64), v, causal)
+    ref = attention(feats(q, np.float64), feats(k, np.float64), v, causal)
     rel = lambda o: np.linalg.norm(o - ref) / np.linalg.norm(ref)
-    out = [rel(exact_attention(feats(q, np.float32), feats(k, np.float32), v, causal))]
+    out = [rel(attention(feats(q, np.float32), feats(k, np.float32), v, causal))]
     for m, rnd in ROUNDINGS.items():
         wr = rnd if m != "bf16" else ROUNDINGS["bf16 hi+lo"]  # one plane: W still hi + lo
         uq, uk = (frame_rows(x, frame, D, d, np.float32, wr) for x in (q, k))
