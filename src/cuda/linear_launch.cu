@@ -132,13 +132,16 @@ bool dense_shape(const Plan& p, DenseMmaShape* shape) {
 int64_t scan_slices(const Plan& p) { return (p.cfg.value_dim + kValueSlice - 1) / kValueSlice; }
 
 // The fp32 scans' sequence split (sequence_split.hpp) of B sequences of T
-// tokens: B*H*slices blocks a segment, planned for kScanCtasPerSm of them an
-// SM (a constant, as the engines plan theirs, so workspace sizes do not
-// depend on the device; at the paper's shape, B*H = 8 and 4 slices, it
-// gives 16 segments). The bidirectional backward runs unsplit.
+// tokens: B*H*slices blocks a segment, planned for the blocks an SM the
+// pass's main kernels hold (scan_blocks_per_sm: a constant, as the engines
+// plan theirs, so workspace sizes do not depend on the device). At the
+// paper's shape (B*H = 8, 4 slices) the forward gets 16 segments, the
+// causal backward 12 (one wave of its three blocks an SM; 16 made 1.3).
+// The bidirectional backward runs unsplit.
 SequenceSplit scan_split(const Plan& p, slay_pass_t pass, int64_t B, int64_t T) {
     if (pass != SLAY_PASS_FORWARD && !p.cfg.causal) return SequenceSplit{};
-    return split_sequence_chunks(B * p.cfg.num_heads * scan_slices(p), kScanCtasPerSm, T);
+    const ScanPass main = pass == SLAY_PASS_FORWARD ? ScanPass::Forward : ScanPass::BackwardQuery;
+    return split_sequence_chunks(B * p.cfg.num_heads * scan_slices(p), scan_blocks_per_sm(main), T);
 }
 // Floats of one side's segment sums (count, B*H, slices, F*9); 0 unsplit.
 int64_t scan_sum_floats(const Plan& p, const SequenceSplit& split, int64_t B) {
