@@ -70,9 +70,9 @@ __device__ __forceinline__ void add_to_global4(float* dst, const float v[4]) {
 #endif
 }
 
-template <typename Elem, int kPPW, int kC16, int kPlanes>
-struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
-    using Base = KronBlock<Elem, kPPW, kC16, kPlanes>;
+template <typename Elem, int kPPW, int kC16, int kPlanes, bool kTri = false>
+struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes, kTri> {
+    using Base = KronBlock<Elem, kPPW, kC16, kPlanes, kTri>;
     using Base::a;
     using Base::b;
     using Base::bh;
@@ -86,6 +86,9 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
     using Base::warp;
     using Base::kTiles8;
     using Base::kPolyPairs;
+    using Base::p_of;
+    using Base::tile_on;
+    using Base::tile_weight;
     template <typename T>
     __device__ T* at(int offset) const {
         return Base::template at<T>(offset);
@@ -200,14 +203,18 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
     // an accumulator tile holds (w = g, g + 8; c = 2l, 2l + 1), the B
     // fragment (w = 2l, 2l + 1 and 2l + 8, 2l + 9; c = g), so each 8 x 8
     // half is transposed in registers (movmatrix).
+    // The pairs triangle: 0 for the tiles below it, the reading side's
+    // weight on the others (exact: powers of 2).
     __device__ static void state_fragments(const float (&S)[kPPW][kTiles8][4], int pl, int k16,
                                            unsigned (&bf)[kPlanes][4]) {
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt) {
-            const float* tile = S[pl][2 * k16 + nt];
+            const int c8 = 2 * k16 + nt;
+            const float* tile = S[pl][c8];
+            const float wt = tile_on(pl, c8) ? tile_weight(pl, c8) : 0.f;
             unsigned w0[kPlanes], w8[kPlanes];  // slice columns w < 8, w >= 8
-            split_bf16x2<kPlanes>(tile[0], tile[1], w0);
-            split_bf16x2<kPlanes>(tile[2], tile[3], w8);
+            split_bf16x2<kPlanes>(wt * tile[0], wt * tile[1], w0);
+            split_bf16x2<kPlanes>(wt * tile[2], wt * tile[3], w8);
 #pragma unroll
             for (int i = 0; i < kPlanes; ++i) {
                 bf[i][2 * nt] = movmatrix_trans(w0[i]);
@@ -261,8 +268,9 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
     // G_p = own_rows S_p^T (rows r0, r0 + 8 x RMp) contracted both ways in
     // registers: dpoly[., p] = sum_c pcat o G_p (complete: stored), and
     // dcat += poly[., p] G_p (a partial over the caller's p).
+    // (first_c8: the first tile of row p in the pairs triangle, else 0.)
     __device__ void contract_gradient(const ChunkSide& sd, const float (&G)[kTiles8][4], const float (&pc)[kTiles8][4],
-                                      int r0, int p, float (&dcat)[kTiles8][4]) const {
+                                      int r0, int p, float (&dcat)[kTiles8][4], int first_c8 = 0) const {
         const __nv_bfloat16* poly = at<__nv_bfloat16>(sd.poly_self);
         float* dp = at<float>(L.dpoly);
         const int r1 = r0 + 8;
@@ -270,6 +278,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
         float lo = 0.f, hi = 0.f;
 #pragma unroll
         for (int c8 = 0; c8 < kTiles8; ++c8) {
+            if (c8 < first_c8) continue;
             lo = fmaf(pc[c8][0], G[c8][0], fmaf(pc[c8][1], G[c8][1], lo));
             hi = fmaf(pc[c8][2], G[c8][2], fmaf(pc[c8][3], G[c8][3], hi));
             dcat[c8][0] = fmaf(w0, G[c8][0], dcat[c8][0]);
@@ -307,7 +316,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
     // while nothing still reads red; dpoly and dpcat are complete after the
     // next barrier.
     __device__ void factor_gradients(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd, bool intra) const {
-        if constexpr (kron_gradients_from_copy(8 * kPPW, 16 * kC16, kPlanes)) {
+        if constexpr (!kTri && kron_gradients_from_copy(8 * kPPW, 16 * kC16, kPlanes)) {
             __syncthreads();  // the own rows are in place; red is free
             copy_state(S);
             __syncthreads();
@@ -411,11 +420,12 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
                 float G[kTiles8][4] = {};
 #pragma unroll
                 for (int k16 = 0; k16 < kC16; ++k16) {
+                    if (!tile_on(pl, 2 * k16 + 1)) continue;  // below the triangle
                     unsigned bf[kPlanes][4];
                     state_fragments(S, pl, k16, bf);
                     mma_planes<kPlanes>(G[2 * k16], G[2 * k16 + 1], lf, bf);
                 }
-                contract_gradient(sd, G, pc, r0, warp * kPPW + pl, dcat);  // p < P: P == 8 kPPW
+                contract_gradient(sd, G, pc, r0, p_of(pl), dcat, kTri ? pl : 0);  // p < P: P == 8 kPPW
             }
             add_dpcat(r0, dcat);
         }
@@ -533,9 +543,9 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
             const int e = 2 * walk.slot;
             const bool is_poly = e < L.Pw;  // W's projection rows
             const int c = e - L.Pw;
-            const typename Base::PrfPair k = is_poly ? typename Base::PrfPair{} : Base::prf_pair(c);
+            const typename Base::PrfPair k = is_poly || Poly::kPairs ? typename Base::PrfPair{} : Base::prf_pair(c);
             float slope[2] = {0.f, 0.f};
-            if (!is_poly)
+            if (!is_poly && !Poly::kPairs)
 #pragma unroll
                 for (int i = 0; i < 2; ++i)
                     if (c + i < L.RM) slope[i] = fp.sqrt_2s[(c + i) / fp.M];
@@ -548,9 +558,12 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
                 const float inv_div = inv_divs[t];
                 float c0, c1;
                 if (is_poly) {  // dpoly is not written past P (nor read there)
-                    const float2 cp = Poly::coefficients(fp, L.P, ys + t * L.ldy, inv_div, dpoly + t * L.lddp, e);
+                    const float2 cp = Poly::coefficients(fp, L.P, ys + t * L.ldy, inv_div, dpoly + t * L.lddp,
+                                                         dpcat + t * L.lddc, e);
                     c0 = cp.x;
                     c1 = cp.y;
+                } else if (Poly::kPairs) {  // W's pcat rows are zero (pcat is the poly: its rows above)
+                    c0 = c1 = 0.f;
                 } else {
                     const float2 y = *reinterpret_cast<const float2*>(ys + t * L.ldy + e);
                     const float u0 = y.x * inv_div, u1 = y.y * inv_div;
@@ -643,12 +656,12 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes> {
 // (bh, slice, g) stores segment g's own sum from zero: keys, sum Phi_k^T vbar
 // (the state); queries, sum Phi_q^T gs (the backward carry; den and the dZ
 // shares from the query kernel).
-template <typename Elem, int kPPW, int kC16, int kPlanes, bool kQueries>
+template <typename Elem, int kPPW, int kC16, int kPlanes, bool kTri, bool kQueries>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_segment_sum_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk =
-        make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes, kTri>>(
+        a, L, reinterpret_cast<unsigned char*>(smem_f4));
     float S[kPPW][2 * kC16][4] = {};
     accumulate_sweep(blk, S, segment_chunks(sp, blk.T), kQueries, kQueries, async, [&](int64_t t0, int rows, int buf) {
         if constexpr (kQueries) blk.gradient_rows(t0, rows, buf, false);
@@ -660,12 +673,12 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
 // stage SliceBackward's bytes. den, the dZ shares (a.row_den, a.row_dz) and
 // the queries' factor gradients (added to a.kron_dfactors, zeroed by the
 // launcher). sp.count > 1: the keys' segment sums are in sp.sums.
-template <typename Elem, int kPPW, int kC16, int kPlanes>
+template <typename Elem, int kPPW, int kC16, int kPlanes, bool kTri>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_backward_query_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk =
-        make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes, kTri>>(
+        a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
     float S[kPPW][2 * kC16][4] = {};
     start_sweep(blk, S, sp, false, async, [](int64_t, int, int) {});
@@ -688,12 +701,12 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
 // value: dinitial_state's value columns, and this slice's share of its z
 // column in a.dstate_z_parts (slices, B*H, F), summed by the launcher.
 // sp.count > 1: the queries' segment sums (carries) are in sp.sums.
-template <typename Elem, int kPPW, int kC16, int kPlanes>
+template <typename Elem, int kPPW, int kC16, int kPlanes, bool kTri>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_backward_key_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
-    const auto blk =
-        make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+    const auto blk = make_kron_block<KronGradBlock<Elem, kPPW, kC16, kPlanes, kTri>>(
+        a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
     const int seg = static_cast<int>(blockIdx.z);
     float U[kPPW][2 * kC16][4] = {};
@@ -715,12 +728,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
                     __syncthreads();
                 });
     if (a.dstate_in.data && seg == 0)  // segment 0's carry has every later query in it
-        blk.for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
-            if (z)
-                a.dstate_z_parts[(static_cast<int64_t>(blockIdx.y) * gridDim.x + blk.bh) * a.F + f] = U[pl][c8][e];
-            else
-                a.dstate_in.store(blk.b, blk.h, f, col, U[pl][c8][e]);
-        });
+        blk.store_state(U, a.dstate_in, a.dstate_z_parts);
 }
 
 // The map's VJP (poly policy Poly) once per head for side a.kron_side: dq

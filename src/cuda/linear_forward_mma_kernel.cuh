@@ -175,6 +175,7 @@ constexpr int kRowPlane = kTc * kVbarLd * 2;
 // projections on rows_a; 2: of its projections on rows_a and on rows_b).
 struct PolyForm {
     int planes = 1, sets = 1;
+    bool pairs = false;  // the pairs triangle (Poly2Pairs)
 };
 
 // Columns of a factor row [poly | pcat] (kron_factor_mma_kernel's output).
@@ -331,7 +332,9 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 // (u = y * inv_div); columns >= P give 0 (P % 8 == 0, so e < P means
 // e + 1 < P). kSplitProjections: the factor GEMM adds the rows' lo part
 // (as it does for the PRF rows). kPlanes: the bf16 planes of every
-// operand of the map's kernels (mma_planes).
+// operand of the map's kernels (mma_planes). kPairs: pcat is the poly
+// factor itself and the features are the pairs triangle (Poly2Pairs
+// below); coefficients get the row's dpcat too (only such maps read it).
 //   AnchorPoly   poly_p = u_p^2 / sqrt(P);  coef_p = 2 u_p dpoly_p / sqrt(P).
 //   NystromPoly  poly_e = sum_p u_p^2 W[p][e] / sqrt(P)  (W = nystrom_w
 //                (P, P), fp.rows_b: the CPU map's kappa W / sqrt(P));
@@ -352,13 +355,13 @@ __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
 // W's projection rows of the policies that read them from the parameters
 // (all but TensorSketch's): rows_a (P, D), and rows_b for a second set.
 struct RowProjections {
-    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D) {
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int, int D, int) {
         return (set == 0 ? fp.rows_a : fp.rows_b)[static_cast<int64_t>(p) * D + d];
     }
 };
 
 struct AnchorPoly : RowProjections {
-    static constexpr bool kSplitProjections = false;
+    static constexpr bool kSplitProjections = false, kPairs = false;
     static constexpr int kPlanes = 1, kProjectionSets = 1;
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
@@ -366,7 +369,7 @@ struct AnchorPoly : RowProjections {
         return make_float2(u0 * u0 * fp.inv_sqrt_p, u1 * u1 * fp.inv_sqrt_p);
     }
     __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
-                                          const float* dpoly, int e) {
+                                          const float* dpoly, const float*, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         const float coef = 2.f * fp.inv_sqrt_p, u0 = y[e] * inv_div, u1 = y[e + 1] * inv_div;
         return make_float2(coef * u0 * dpoly[e], coef * u1 * dpoly[e + 1]);
@@ -375,7 +378,7 @@ struct AnchorPoly : RowProjections {
 // W weighs the squares by up to 1/sqrt(lambda) ~ 32 with either sign, so
 // Nystrom's projections take the hi + lo split of the PRF rows.
 struct NystromPoly : RowProjections {
-    static constexpr bool kSplitProjections = true;
+    static constexpr bool kSplitProjections = true, kPairs = false;
     static constexpr int kPlanes = 2, kProjectionSets = 1;
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
@@ -388,7 +391,7 @@ struct NystromPoly : RowProjections {
         return make_float2(v0 * fp.inv_sqrt_p, v1 * fp.inv_sqrt_p);
     }
     __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
-                                          const float* dpoly, int e) {
+                                          const float* dpoly, const float*, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
         float dk0 = 0.f, dk1 = 0.f;  // dkappa of rows e, e + 1 (times sqrt(P))
         for (int p = 0; p < P; ++p) {
@@ -410,7 +413,7 @@ struct NystromPoly : RowProjections {
 // keep every emulated head within the suite's rule
 // (tests/spec/kron_bf16_emulation.py), two do not.
 struct MaclaurinPoly : RowProjections {
-    static constexpr bool kSplitProjections = true;
+    static constexpr bool kSplitProjections = true, kPairs = false;
     static constexpr int kPlanes = 3, kProjectionSets = 2;
     __device__ static float2 values(const FeatureParams& fp, int P, const float* y, float inv_div, int e) {
         if (e >= P) return make_float2(0.f, 0.f);
@@ -420,7 +423,7 @@ struct MaclaurinPoly : RowProjections {
     }
     // e indexes W's projection rows [0, 2 Pp16): r1 rows, then r2 rows.
     __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
-                                          const float* dpoly, int e) {
+                                          const float* dpoly, const float*, int e) {
         const int second = (P + 15) / 16 * 16;
         const bool r2_row = e >= second;
         const int p = r2_row ? e - second : e;
@@ -440,9 +443,9 @@ struct MaclaurinPoly : RowProjections {
 //                    dpoly_e CS_1[(e - b) mod P] / sqrt(P).
 // Signed like random Maclaurin's, and as noisy: three planes.
 struct TensorSketchPoly {
-    static constexpr bool kSplitProjections = false;
+    static constexpr bool kSplitProjections = false, kPairs = false;
     static constexpr int kPlanes = 3, kProjectionSets = 2;
-    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int P, int) {
+    __device__ static float projection(const FeatureParams& fp, int set, int p, int d, int P, int, int) {
         const float* hash = set == 0 ? fp.sketch_hash1 : fp.sketch_hash2;
         const float* sign = set == 0 ? fp.sketch_sign1 : fp.sketch_sign2;
         return sketch_bucket_of(hash[d], P) == p ? sign[d] : 0.f;
@@ -461,7 +464,7 @@ struct TensorSketchPoly {
     }
     // e indexes W's projection rows [0, 2 Pp16): S_1 rows, then S_2 rows.
     __device__ static float2 coefficients(const FeatureParams& fp, int P, const float* y, float inv_div,
-                                          const float* dpoly, int e) {
+                                          const float* dpoly, const float*, int e) {
         const int second = (P + 15) / 16 * 16;
         const bool s2_row = e >= second;
         const int a0 = s2_row ? e - second : e;
@@ -475,6 +478,38 @@ struct TensorSketchPoly {
         }
         const float scale = inv_div * fp.inv_sqrt_p;
         return make_float2(c0 * scale, c1 * scale);
+    }
+};
+
+// slay_poly2 (include/slay/slay.h, src/cpu/feature_maps.cpp) on this
+// engine: its kernel (u_q . u_k)^2 (+ gamma/D) is the Kronecker product
+// u (x) u restricted to a triangle of pairs (KronBlock's kTri), so poly =
+// pcat = u:
+//   Poly2Pairs   u_e = frame_scale (S_h^T x^)_e for e < d = fp.M (the head's
+//                frame (H, D, d), read as omega), 0 on the padding to P;
+//                the projection rows are the frame's columns (hi + lo: u
+//                is fp32-accurate before its one bf16 rounding, as in
+//                tests/spec/poly2_triangle_emulation.py); pcat reads the
+//                same projections (no PRF rows: W's pcat rows stay zero);
+//                coef_e = frame_scale (dpoly_e + dpcat_e) (u plays both roles).
+// Signed features, but with the constant feature every denominator is at
+// least i gamma/D (a sum of squares plus the constant): one plane keeps the
+// emulated heads within the suite's rule (PERF.md 3.6); without the
+// constant the plan stays off this engine.
+struct Poly2Pairs {
+    static constexpr bool kSplitProjections = true, kPairs = true;
+    static constexpr int kPlanes = 1, kProjectionSets = 1;
+    __device__ static float projection(const FeatureParams& fp, int, int p, int d, int, int D, int h) {
+        return p < fp.M ? fp.omega[(static_cast<int64_t>(h) * D + d) * fp.M + p] : 0.f;
+    }
+    __device__ static float2 values(const FeatureParams& fp, int, const float* y, float inv_div, int e) {
+        const float scale = fp.frame_scale * inv_div;
+        return make_float2(e < fp.M ? y[e] * scale : 0.f, e + 1 < fp.M ? y[e + 1] * scale : 0.f);
+    }
+    __device__ static float2 coefficients(const FeatureParams& fp, int, const float*, float, const float* dpoly,
+                                          const float* dpcat, int e) {
+        return make_float2(e < fp.M ? fp.frame_scale * (dpoly[e] + dpcat[e]) : 0.f,
+                           e + 1 < fp.M ? fp.frame_scale * (dpoly[e + 1] + dpcat[e + 1]) : 0.f);
     }
 };
 
@@ -538,10 +573,30 @@ struct ChunkSide {
     bool lower;                // intra pairs (self row r, other row s) with s <= r; else s >= r
 };
 
-template <typename Elem, int kPPW, int kC16, int kPlanes>
+// The state's features and their owners. The Kronecker maps (kTri false):
+// every (p, c), warp w owning p in [w*kPPW, (w+1)*kPPW), all c8 tiles.
+// The pairs triangle (kTri, slay_poly2: poly = pcat = u, P = RMp = 8 kPPW =
+// 48): row p visits only the c8 tiles j >= tile(p) = p / 8, and warp w owns
+// row pl of each 8-row tile, p = 8 pl + w, so every warp holds the same
+// 6 + 5 + ... + 1 = 21 tiles (84 fp32 registers; the rest of S[pl][c8] is
+// never touched and takes none). Summed over the triangle with weight 1 on
+// the diagonal tile (which holds both orders (a, b), (b, a) of its pairs)
+// and 2 above it (each pair once), u_p u_c u'_p u'_c is (u . u')^2 exactly.
+// The weight goes on the side that reads the state (the queries' products
+// in the forward and the query kernel, the keys' in the key kernel), so
+// state and carry accumulate unweighted: S(p, c) = sum of u_p u_c times the
+// own rows. The caller's rows are the pairs p <= c (f = c(c+1)/2 + p, the
+// caller's value sqrt 2 S off the diagonal) and the constant feature f =
+// d(d+1)/2, kappa C with kappa = fp.constant_feature = sqrt(gamma/D) and C
+// the sum of the own rows, held in warp 0's unused tile S[kConstPl][kConstC8]
+// at c = 0 (lanes l = 0, registers 0 and 2: w = g, g + 8). Its score
+// gamma/D is the intra bias; its inter term gamma/D C is added by warp 0
+// (add_constant).
+template <typename Elem, int kPPW, int kC16, int kPlanes, bool kTri = false>
 struct KronBlock {
     using Core = KronBlock;
     static_assert(kPlanes >= 1 && kPlanes <= 3, "one to three bf16 planes");
+    static_assert(!kTri || (kPPW == 2 * kC16 && kPlanes == 1), "the pairs triangle: square, one plane");
     static constexpr int kTiles8 = 2 * kC16;                // c8 tiles per p
     static constexpr int kRedSlots = kron_red_slots(kPPW, kC16, kPlanes);
     static constexpr int kPolyPairs = (8 * kPPW + 15) / 16;  // n16 pairs of W's anchor rows
@@ -557,6 +612,19 @@ struct KronBlock {
     __device__ T* at(int offset) const {
         return reinterpret_cast<T*>(sm + offset);
     }
+
+    // Feature row p of the warp's state row pl; whether tile (pl, c8) is
+    // part of the state; the weight the reading side gives it; whether the
+    // registers of (pl, c8) hold anything (the triangle's tiles, and warp
+    // 0's constant row).
+    __device__ int p_of(int pl) const { return kTri ? 8 * pl + warp : warp * kPPW + pl; }
+    __host__ __device__ static constexpr bool tile_on(int pl, int c8) { return !kTri || c8 >= pl; }
+    __host__ __device__ static constexpr float tile_weight(int pl, int c8) { return kTri && c8 > pl ? 2.f : 1.f; }
+    static constexpr int kConstPl = 1, kConstC8 = 0;
+    __host__ __device__ static constexpr bool tile_held(int pl, int c8) {
+        return tile_on(pl, c8) || (kTri && pl == kConstPl && c8 == kConstC8);
+    }
+    __device__ bool has_constant() const { return kTri && a.fp.constant_feature != 0.f; }
 
     __device__ bool staged_factors() const { return L.ldf > 0; }
     // Byte offsets of plane i of a factor tile (its poly or pcat at
@@ -605,8 +673,8 @@ struct KronBlock {
             float w = 0.f;
             if (n < L.Pw) {  // projection row p of set n / Pp16
                 const int set = n >= L.Pp16, p = n - set * L.Pp16;
-                if (p < L.P) w = Poly::projection(fp, set, p, d, L.P, L.D);
-            } else if (n - L.Pw < L.RM) {
+                if (p < L.P) w = Poly::projection(fp, set, p, d, L.P, L.D, static_cast<int>(h));
+            } else if (!Poly::kPairs && n - L.Pw < L.RM) {  // pairs maps: pcat reads the poly's rows
                 const int c = n - L.Pw, r = c / fp.M, m = c - r * fp.M;
                 w = fp.omega[((static_cast<int64_t>(r) * fp.H + h) * fp.D + d) * fp.M + m];
             }
@@ -623,23 +691,52 @@ struct KronBlock {
     }
 
     // State registers <-> (B, H, F, Dv+1) tensor; element e of tile (pl, c8)
-    // is (column w = g + 8*(e >= 2), feature p = warp*kPPW + pl, c = 8*c8 + 2l + (e & 1)).
+    // is (column w = g + 8*(e >= 2), feature p = p_of(pl), c = 8*c8 + 2l + (e & 1)):
+    // fn(cell) for each register that holds a caller's feature f. The
+    // caller's value is `scale` times the register's; `primary`: the one
+    // register a store takes it from (the triangle's diagonal tiles hold
+    // both orders of their pairs, equal).
+    struct StateCell {
+        int pl, c8, e;
+        int64_t f;
+        int col;
+        bool z, primary;
+        float scale;
+    };
     template <typename Fn>
     __device__ void for_each_state(Fn fn) const {
+        constexpr float kSqrt2 = 1.41421356237309505f;
 #pragma unroll
         for (int pl = 0; pl < kPPW; ++pl)
 #pragma unroll
             for (int c8 = 0; c8 < kTiles8; ++c8)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
+                    if (!tile_held(pl, c8)) continue;
                     const int w = g + (e >= 2 ? 8 : 0), c = 8 * c8 + 2 * l + (e & 1);
-                    const int p = warp * kPPW + pl;
-                    if (c >= L.RM) continue;
-                    const int r = c / a.fp.M, m = c - r * a.fp.M;
-                    const int f = (r * L.P + p) * a.fp.M + m;
+                    const int p = p_of(pl);
                     const bool z = w == kSliceValues;
                     if (!z && w >= ncols) continue;
-                    fn(pl, c8, e, f, z ? a.Dv : col0 + w, z);
+                    StateCell cell{pl, c8, e, 0, z ? a.Dv : col0 + w, z, true, 1.f};
+                    if constexpr (kTri) {
+                        const int d = a.fp.M;
+                        if (!tile_on(pl, c8)) {  // the constant row: c = 0 of warp 0's tile
+                            if (warp != 0 || c != 0 || !has_constant()) continue;
+                            cell.f = int64_t{d} * (d + 1) / 2;
+                            cell.scale = a.fp.constant_feature;
+                        } else {
+                            if (p >= d || c >= d) continue;
+                            const int lo = p < c ? p : c, hi = p < c ? c : p;
+                            cell.f = int64_t{hi} * (hi + 1) / 2 + lo;
+                            cell.primary = p <= c;
+                            cell.scale = p == c ? 1.f : kSqrt2;
+                        }
+                    } else {
+                        if (c >= L.RM) continue;
+                        const int r = c / a.fp.M, m = c - r * a.fp.M;
+                        cell.f = (r * L.P + p) * a.fp.M + m;
+                    }
+                    fn(cell);
                 }
     }
 
@@ -655,7 +752,8 @@ struct KronBlock {
         for (int pl = 0; pl < kPPW; ++pl)
 #pragma unroll
             for (int c8 = 0; c8 < kTiles8; ++c8)
-                dst[pl * kTiles8 + c8] = make_float4(S[pl][c8][0], S[pl][c8][1], S[pl][c8][2], S[pl][c8][3]);
+                if (tile_held(pl, c8))
+                    dst[pl * kTiles8 + c8] = make_float4(S[pl][c8][0], S[pl][c8][1], S[pl][c8][2], S[pl][c8][3]);
     }
     // S += the sums of segments [g0, g1), in order.
     __device__ void add_segment_sums(float (&S)[kPPW][kTiles8][4], const SegmentPlan& sp, int g0, int g1) const {
@@ -665,6 +763,7 @@ struct KronBlock {
             for (int pl = 0; pl < kPPW; ++pl)
 #pragma unroll
                 for (int c8 = 0; c8 < kTiles8; ++c8) {
+                    if (!tile_held(pl, c8)) continue;
                     const float4 v = src[pl * kTiles8 + c8];
                     S[pl][c8][0] += v.x;
                     S[pl][c8][1] += v.y;
@@ -680,8 +779,21 @@ struct KronBlock {
     // only slice 0 reads its seed.
     __device__ void load_state(float (&S)[kPPW][kTiles8][4], const DeviceTensor& t, bool z_in_every_slice) const {
         if (!t.data) return;
-        for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
-            if (!z || z_in_every_slice || blockIdx.y == 0) S[pl][c8][e] = t.load(b, h, f, col);
+        for_each_state([&](const StateCell& s) {
+            if (!s.z || z_in_every_slice || blockIdx.y == 0) S[s.pl][s.c8][s.e] = t.load(b, h, s.f, s.col) / s.scale;
+        });
+    }
+    // A state or carry register -> the caller's (B, H, F, Dv+1) tensor t
+    // (its primary registers; z columns only from slice 0, or, with
+    // z_parts, this slice's share of them to z_parts (slices, B*H, F)).
+    __device__ void store_state(const float (&S)[kPPW][kTiles8][4], const DeviceTensor& t, float* z_parts) const {
+        for_each_state([&](const StateCell& s) {
+            if (!s.primary) return;
+            const float v = S[s.pl][s.c8][s.e] * s.scale;
+            if (s.z && z_parts)
+                z_parts[(static_cast<int64_t>(blockIdx.y) * gridDim.x + bh) * a.F + s.f] = v;
+            else if (!s.z || blockIdx.y == 0)
+                t.store(b, h, s.f, s.col, v);
         });
     }
 
@@ -872,7 +984,7 @@ struct KronBlock {
         const int e = 2 * walk.slot;
         const bool is_poly = e < L.Pp16;
         const int c = e - L.Pp16;
-        const PrfPair k = is_poly ? PrfPair{} : prf_pair(c);
+        const PrfPair k = is_poly || Poly::kPairs ? PrfPair{} : prf_pair(c);
         for (int side = 0; side < 2; ++side) {
             if (side == 0 ? !need_q : !need_k) continue;
             const float* ys = at<float>(side == 0 ? L.yq : L.yk);
@@ -884,8 +996,8 @@ struct KronBlock {
             for (int t = walk.first; t < kTc; t += walk.step) {
                 const float inv_div = inv_divs[t];
                 float v0, v1;
-                if (is_poly) {  // 0 on the padding past P
-                    const float2 v = Poly::values(fp, L.P, ys + t * L.ldy, inv_div, e);
+                if (is_poly || Poly::kPairs) {  // 0 on the padding past P; pairs maps: pcat = poly
+                    const float2 v = Poly::values(fp, L.P, ys + t * L.ldy, inv_div, is_poly ? e : c);
                     v0 = v.x;
                     v1 = v.y;
                 } else {  // sqrt(w_r) exp(clamp(sqrt(2 s_r) u - s_r)) / sqrt(M), in base 2
@@ -943,16 +1055,16 @@ struct KronBlock {
         return (m * (m + 1) / 2 + jj) % kWarps;
     }
     // A fragment (kPlanes planes) of a score tile (self rows mt, other rows
-    // j): sa o sb, masked to the visible pairs.
+    // j): sa o sb + bias, masked to the visible pairs.
     __device__ void masked_product(bool lower, int mt, int j, const float sa[2][4], const float sb[2][4],
-                                   unsigned (&af)[kPlanes][4]) const {
+                                   unsigned (&af)[kPlanes][4], float bias = 0.f) const {
         float s[2][4];
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int row = mt * 16 + g + (e >= 2 ? 8 : 0), col = j * 16 + nt * 8 + 2 * l + (e & 1);
-                s[nt][e] = (lower ? col <= row : col >= row) ? sa[nt][e] * sb[nt][e] : 0.f;
+                s[nt][e] = (lower ? col <= row : col >= row) ? fmaf(sa[nt][e], sb[nt][e], bias) : 0.f;
             }
         unsigned parts[4][kPlanes];
         split_bf16x2<kPlanes>(s[0][0], s[0][1], parts[0]);
@@ -975,12 +1087,21 @@ struct KronBlock {
 
     // Intra-chunk scores of self m-tile mt against other block j, as an A
     // fragment (masked), times the other side's rows of block j, into acc.
+    // The pairs triangle: poly = pcat, one Gram G, the score G o G plus the
+    // constant feature's gamma/D (fp.intra_bias).
     __device__ void intra_tile(const ChunkSide& sd, int mt, int j, float acc[2][4]) const {
         float sp[2][4] = {}, sc[2][4] = {};
         gram_tile<kPolyPairs>(at<__nv_bfloat16>(sd.poly_self), at<__nv_bfloat16>(sd.poly_other), L.ldp, mt, j, sp);
-        gram_tile<kC16>(at<__nv_bfloat16>(sd.pcat_self), at<__nv_bfloat16>(sd.pcat_other), L.ldc, mt, j, sc);
+        if constexpr (kTri) {
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) sc[nt][e] = sp[nt][e];
+        } else {
+            gram_tile<kC16>(at<__nv_bfloat16>(sd.pcat_self), at<__nv_bfloat16>(sd.pcat_other), L.ldc, mt, j, sc);
+        }
         unsigned af[kPlanes][4], bf[kPlanes][4];
-        masked_product(sd.lower, mt, j, sp, sc, af);
+        masked_product(sd.lower, mt, j, sp, sc, af, kTri ? a.fp.intra_bias : 0.f);
         row_fragments(sd.other_rows, j, bf);
         mma_planes<kPlanes>(acc[0], acc[1], af, bf);
     }
@@ -1017,7 +1138,7 @@ struct KronBlock {
                                          const __nv_bfloat16* pcat, float (&acc)[4][2][4]) const {
 #pragma unroll
         for (int pl = 0; pl < kPPW; ++pl) {
-            const int p = warp * kPPW + pl;
+            const int p = p_of(pl);
             unsigned s0[4], s1[4];
 #pragma unroll
             for (int mt = 0; mt < 4; ++mt) {
@@ -1026,13 +1147,17 @@ struct KronBlock {
             }
 #pragma unroll
             for (int k16 = 0; k16 < kC16; ++k16) {
+                if (!tile_on(pl, 2 * k16 + 1)) continue;  // the triangle: no tile of this k16 step
+                const bool lo_on = tile_on(pl, 2 * k16);
+                // the weights are powers of 2: exact in bf16
+                const float wlo = tile_weight(pl, 2 * k16), whi = tile_weight(pl, 2 * k16 + 1);
                 const float* lo_tile = S[pl][2 * k16];
                 const float* hi_tile = S[pl][2 * k16 + 1];
                 unsigned sb[2][2];  // (n tile, b0/b1): k = features, n = slice columns
 #pragma unroll
                 for (int nt = 0; nt < 2; ++nt) {
-                    sb[nt][0] = pack2<__nv_bfloat16>(lo_tile[2 * nt], lo_tile[2 * nt + 1]);
-                    sb[nt][1] = pack2<__nv_bfloat16>(hi_tile[2 * nt], hi_tile[2 * nt + 1]);
+                    sb[nt][0] = lo_on ? pack2<__nv_bfloat16>(wlo * lo_tile[2 * nt], wlo * lo_tile[2 * nt + 1]) : 0u;
+                    sb[nt][1] = pack2<__nv_bfloat16>(whi * hi_tile[2 * nt], whi * hi_tile[2 * nt + 1]);
                 }
 #pragma unroll
                 for (int mt = 0; mt < 4; ++mt) {
@@ -1049,6 +1174,46 @@ struct KronBlock {
         }
     }
 
+    // Step 4's state products on the pairs triangle (kTri): as
+    // plain_state_products, one m-tile at a time (its 3 k16 pcat fragments
+    // live, not all 12: with 84 state registers the p-outer order spilled),
+    // the state's bf16 B fragments packed again per m-tile, the tiles below
+    // the triangle skipped, the reading side's weights on B (exact).
+    __device__ void tri_state_products(const float (&S)[kPPW][kTiles8][4], const __nv_bfloat16* poly,
+                                       const __nv_bfloat16* pcat, float (&acc)[4][2][4]) const {
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt) {
+            unsigned pf[kC16][4];
+#pragma unroll
+            for (int k16 = 0; k16 < kC16; ++k16) ldmatrix_x4(pf[k16], a_tile_addr(pcat, L.ldc, mt * 16, k16 * 16, lane));
+#pragma unroll
+            for (int pl = 0; pl < kPPW; ++pl) {
+                const int p = p_of(pl);
+                const unsigned s0 = bf16x2_splat(poly[(mt * 16 + g) * L.ldp + p]);
+                const unsigned s1 = bf16x2_splat(poly[(mt * 16 + g + 8) * L.ldp + p]);
+                float (&ac)[2][4] = acc[mt];
+#pragma unroll
+                for (int k16 = 0; k16 < kC16; ++k16) {
+                    if (!tile_on(pl, 2 * k16 + 1)) continue;
+                    const bool lo_on = tile_on(pl, 2 * k16);
+                    const float wlo = tile_weight(pl, 2 * k16), whi = tile_weight(pl, 2 * k16 + 1);
+                    const float* lo_tile = S[pl][2 * k16];
+                    const float* hi_tile = S[pl][2 * k16 + 1];
+                    unsigned sb[2][2];
+#pragma unroll
+                    for (int nt = 0; nt < 2; ++nt) {
+                        sb[nt][0] = lo_on ? pack2<__nv_bfloat16>(wlo * lo_tile[2 * nt], wlo * lo_tile[2 * nt + 1]) : 0u;
+                        sb[nt][1] = pack2<__nv_bfloat16>(whi * hi_tile[2 * nt], whi * hi_tile[2 * nt + 1]);
+                    }
+                    const unsigned af[4] = {bf16x2_mul(pf[k16][0], s0), bf16x2_mul(pf[k16][1], s1),
+                                            bf16x2_mul(pf[k16][2], s0), bf16x2_mul(pf[k16][3], s1)};
+                    mma_16816<__nv_bfloat16>(ac[0], af, sb[0][0], sb[0][1]);
+                    mma_16816<__nv_bfloat16>(ac[1], af, sb[1][0], sb[1][1]);
+                }
+            }
+        }
+    }
+
     // Step 4's state products with split operands (kPlanes > 1): A =
     // diag(poly[:, p]) Pcat formed in fp32 from the planes and split again,
     // B = the state registers split, their plane pairs.
@@ -1056,7 +1221,7 @@ struct KronBlock {
                                          const __nv_bfloat16* pcat, float (&acc)[4][2][4]) const {
 #pragma unroll
         for (int pl = 0; pl < kPPW; ++pl) {
-            const int p = warp * kPPW + pl;
+            const int p = p_of(pl);
             float w0[4], w1[4];  // poly[:, p] of rows 16 mt + g and 16 mt + g + 8
 #pragma unroll
             for (int mt = 0; mt < 4; ++mt) {
@@ -1120,7 +1285,7 @@ struct KronBlock {
             const int t = k0 + 2 * l;  // the thread's tokens t, t + 1 (registers 0, 1) and t + 8, t + 9 (2, 3)
 #pragma unroll
             for (int pl = 0; pl < kPPW; ++pl) {
-                const int p = warp * kPPW + pl;
+                const int p = p_of(pl);
                 const float2 p0 = make_float2(factor_value(poly, L.ldp, t, p), factor_value(poly, L.ldp, t + 1, p));
                 const float2 p1 =
                     make_float2(factor_value(poly, L.ldp, t + 8, p), factor_value(poly, L.ldp, t + 9, p));
@@ -1150,8 +1315,12 @@ struct KronBlock {
         float acc[4][2][4] = {};
         if constexpr (kPlanes > 1)
             split_state_products(S, poly, pcat, acc);
+        else if constexpr (kTri)
+            tri_state_products(S, poly, pcat, acc);
         else
             plain_state_products(S, poly, pcat, acc);
+        if constexpr (kTri)
+            if (warp == 0 && has_constant()) add_constant(S, acc);
         if (intra)
 #pragma unroll
             for (int mt = 0; mt < 4; ++mt)
@@ -1181,6 +1350,26 @@ struct KronBlock {
         }
     }
 
+    // The constant feature's inter term of every row: acc (64 rows x 16
+    // slice columns, the accumulator layout) += gamma/D C[w] (fp32), C[w]
+    // from lane 4 (w % 8) of warp 0, register 0 (w < 8) or 2.
+    __device__ void add_constant(const float (&S)[kPPW][kTiles8][4], float (&acc)[4][2][4]) const {
+        const float* ct = S[kConstPl][kConstC8];
+        const float bias = a.fp.intra_bias;  // gamma/D = kappa^2
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int w = nt * 8 + 2 * l + i;
+                const float c = __shfl_sync(0xffffffffu, nt == 0 ? ct[0] : ct[2], (w & 7) * 4) * bias;
+#pragma unroll
+                for (int mt = 0; mt < 4; ++mt) {
+                    acc[mt][nt][i] += c;
+                    acc[mt][nt][2 + i] += c;
+                }
+            }
+    }
+
     // 5. S_p^T += own_rows^T diag(poly_self[:, p]) Pcat_self for this warp's
     // p over the chunk's rows (forward: key side, S += Phi_k^T vbar;
     // backward: query side, U += Phi_q^T gs). The thread's A fragment
@@ -1205,21 +1394,28 @@ struct KronBlock {
             unsigned bc[kC16][4];  // pcat B fragments: c8 tiles 2*k16 and 2*k16 + 1
 #pragma unroll
             for (int k16 = 0; k16 < kC16; ++k16) ldmatrix_x4_trans(bc[k16], b_kn_addr(pcat, L.ldc, k0, k16 * 16, lane));
-            const __nv_bfloat16* prow = poly + (k0 + 2 * l) * L.ldp + warp * kPPW;
+            const __nv_bfloat16* prow = poly + (k0 + 2 * l) * L.ldp;
 #pragma unroll
             for (int pl = 0; pl < kPPW; ++pl) {
                 // A_p = rows^T diag(poly[:, p]): the A fragment's columns are
                 // the thread's tokens, so one scaling serves every c tile.
-                __nv_bfloat162 p0{prow[pl], prow[L.ldp + pl]}, p1{prow[8 * L.ldp + pl], prow[9 * L.ldp + pl]};
+                const int p = p_of(pl);
+                __nv_bfloat162 p0{prow[p], prow[L.ldp + p]}, p1{prow[8 * L.ldp + p], prow[9 * L.ldp + p]};
                 const unsigned pp0 = *reinterpret_cast<unsigned*>(&p0), pp1 = *reinterpret_cast<unsigned*>(&p1);
                 const unsigned ap[4] = {bf16x2_mul(af[0], pp0), bf16x2_mul(af[1], pp0), bf16x2_mul(af[2], pp1),
                                         bf16x2_mul(af[3], pp1)};
 #pragma unroll
-                for (int k16 = 0; k16 < kC16; ++k16) {
-                    mma_16816<__nv_bfloat16>(S[pl][2 * k16], ap, bc[k16][0], bc[k16][1]);
-                    mma_16816<__nv_bfloat16>(S[pl][2 * k16 + 1], ap, bc[k16][2], bc[k16][3]);
-                }
+                for (int c8 = 0; c8 < kTiles8; ++c8)
+                    if (tile_on(pl, c8))
+                        mma_16816<__nv_bfloat16>(S[pl][c8], ap, bc[c8 / 2][2 * (c8 % 2)], bc[c8 / 2][2 * (c8 % 2) + 1]);
             }
+            // The constant row (warp 0): C[w] += sum of the rows' column w,
+            // the own rows against a B fragment of ones in column c = 0.
+            if constexpr (kTri)
+                if (warp == 0) {
+                    const unsigned ones = g == 0 ? pack2<__nv_bfloat16>(1.f, 1.f) : 0u;
+                    mma_16816<__nv_bfloat16>(S[kConstPl][kConstC8], af, ones, ones);
+                }
         }
     }
 
@@ -1369,12 +1565,12 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, Pol
 // SliceForward's mma_layout(...).total bytes, after kron_factor_mma_kernel; async:
 // v fits 16-byte cp.async copies (see the launcher). sp.count > 1: the
 // segment sums of the keys are in sp.sums.
-template <typename Elem, int kPPW, int kC16, int kPlanes>
+template <typename Elem, int kPPW, int kC16, int kPlanes, bool kTri>
 __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPlanes))
     kron_forward_mma_kernel(ScanArgs a, MmaLayout L, SegmentPlan sp, bool async) {
     extern __shared__ float4 smem_f4[];
     const auto blk =
-        make_kron_block<KronBlock<Elem, kPPW, kC16, kPlanes>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
+        make_kron_block<KronBlock<Elem, kPPW, kC16, kPlanes, kTri>>(a, L, reinterpret_cast<unsigned char*>(smem_f4));
     const bool causal = a.causal;
     const int seg = static_cast<int>(blockIdx.z);
     float S[kPPW][2 * kC16][4] = {};
@@ -1388,10 +1584,7 @@ __global__ void __launch_bounds__(kThreads, kron_ctas_per_sm_max(kPPW, kC16, kPl
         __syncthreads();
         blk.store_outputs(t0, rows);
     });
-    if (a.state_out.data && seg == sp.count - 1)
-        blk.for_each_state([&](int pl, int c8, int e, int f, int col, bool z) {
-            if (!z || blockIdx.y == 0) a.state_out.store(blk.b, blk.h, f, col, S[pl][c8][e]);
-        });
+    if (a.state_out.data && seg == sp.count - 1) blk.store_state(S, a.state_out, nullptr);
 }
 
 }  // namespace kron_mma

@@ -107,6 +107,11 @@ bool tensor_core_shape(const AttnConfig& cfg, KronMmaShape* shape) {
     shape->P = static_cast<int>(cfg.poly_dim);
     shape->RM = static_cast<int>(cfg.num_quad_nodes * cfg.num_features);
     shape->io_dtype = cfg.io_dtype;
+    if (map == MapKind::Poly2) {  // the pairs triangle: u padded to whole 8-row tiles, poly = pcat = u
+        const Poly2Shape poly2 = poly2_shape(cfg);
+        if (!kron_pairs_frame(poly2.frame_dim, poly2.constant)) return false;
+        shape->P = shape->RM = static_cast<int>((poly2.frame_dim + 7) / 8 * 8);
+    }
     return true;
 }
 

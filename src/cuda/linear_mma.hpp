@@ -17,9 +17,18 @@ namespace cuda {
 
 // The maps these kernels run, each with a poly policy in
 // linear_forward_mma_kernel.cuh (AnchorPoly, NystromPoly, MaclaurinPoly,
-// TensorSketchPoly: every Kronecker map but slay_poly2).
+// TensorSketchPoly, and slay_poly2's Poly2Pairs on the pairs triangle).
 inline bool kron_tensor_core_map(MapKind k) {
-    return k == MapKind::Anchor || k == MapKind::Nystrom || k == MapKind::Maclaurin || k == MapKind::TensorSketch;
+    return k == MapKind::Anchor || k == MapKind::Nystrom || k == MapKind::Maclaurin || k == MapKind::TensorSketch ||
+           k == MapKind::Poly2;
+}
+
+// slay_poly2's frames the pairs triangle takes (its one instantiation:
+// 6 rows of 8 a warp, P = RM = 48), with the constant feature (without it
+// the signed features need split operands: PERF.md 3.5). 41..48: budgets
+// F = 862..1177.
+inline bool kron_pairs_frame(int64_t frame_dim, bool constant) {
+    return constant && frame_dim > 40 && frame_dim <= 48;
 }
 
 struct KronMmaShape {

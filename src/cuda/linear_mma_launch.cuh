@@ -25,6 +25,7 @@ struct KronMmaLaunch {
     int ppw = 0, c16 = 0;
     MapKind map = MapKind::Anchor;  // its poly policy (kron_poly_form: the operands' bf16 planes, projection sets)
     PolyForm form{};
+    bool pairs = false;  // the pairs triangle (slay_poly2: KronBlock's kTri)
 };
 
 // fn(Policy{}) for the poly policy (linear_forward_mma_kernel.cuh) of a
@@ -35,6 +36,7 @@ decltype(auto) with_kron_poly(MapKind map, Fn&& fn) {
     if (map == MapKind::Nystrom) return fn(NystromPoly{});
     if (map == MapKind::Maclaurin) return fn(MaclaurinPoly{});
     if (map == MapKind::TensorSketch) return fn(TensorSketchPoly{});
+    if (map == MapKind::Poly2) return fn(Poly2Pairs{});
     return fn(AnchorPoly{});
 }
 
@@ -42,7 +44,7 @@ decltype(auto) with_kron_poly(MapKind map, Fn&& fn) {
 inline PolyForm kron_poly_form(MapKind map) {
     return with_kron_poly(map, [](auto poly) {
         using Poly = decltype(poly);
-        return PolyForm{Poly::kPlanes, Poly::kProjectionSets};
+        return PolyForm{Poly::kPlanes, Poly::kProjectionSets, Poly::kPairs};
     });
 }
 
@@ -129,6 +131,7 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     for (const DeviceTensor* t : staged) out->async = out->async && aligned(*t);
     out->ppw = s.P / 8;
     out->c16 = out->L.RMp / 16;
+    out->pairs = out->form.pairs;
     // Packed calls run without the split: their sequences differ in length,
     // and a segment plan is one for the whole grid.
     if (segment_sums && !a.q.seq.packed()) {
@@ -159,10 +162,11 @@ inline bool plan_kron_rows(const DeviceInfo& dev, const KronMmaShape& s, const S
 
 // One kernel instantiation: io element type, (p per warp, c16 tiles) and
 // the operands' bf16 planes.
-template <typename E, int PPW, int C16, int Planes>
+template <typename E, int PPW, int C16, int Planes, bool Tri = false>
 struct KronInstance {
     using Elem = E;
     static constexpr int kPPW = PPW, kC16 = C16, kPlanes = Planes;
+    static constexpr bool kTri = Tri;  // the pairs triangle (KronBlock)
 };
 
 // Calls fn(KronInstance<...>{}) for the launch's instantiation of kPlanes
@@ -172,9 +176,21 @@ struct KronInstance {
 // planes (the anchor's, Nystrom's), the smaller states also for three
 // with bf16 io (random Maclaurin's and TensorSketch's: the larger ones'
 // three-plane fragments would spill; fp16 io takes the fp32 scan there).
+// The pairs triangle (slay_poly2) has one instantiation, one plane and
+// (6, 3): d in (40, 48], slay_poly2's frame at budgets 862 to 1177 (the
+// dense engine takes d <= 22, the fp32 scans the rest).
 template <int kPlanes, typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     *instantiated = true;
+    if (k.pairs) {
+        if constexpr (kPlanes == 1)
+            if (k.ppw == 6 && k.c16 == 3) {
+                if (k.bf16) return fn(KronInstance<__nv_bfloat16, 6, 3, 1, true>{});
+                return fn(KronInstance<__half, 6, 3, 1, true>{});
+            }
+        *instantiated = false;
+        return Status();
+    }
 #define SLAY_KRON_MMA_CASE(PPW, C16)                                            \
     if (k.ppw == PPW && k.c16 == C16) {                                         \
         if (k.bf16) return fn(KronInstance<__nv_bfloat16, PPW, C16, kPlanes>{}); \

@@ -29,8 +29,8 @@ Status launch_kron_map_kernel(const KronMmaLaunch& k, KronStage stage, const Sca
                             : "linear attention tensor-core backward (map VJP) launch";
     auto launch = [&](auto poly) {
         using Poly = decltype(poly);
-        if constexpr (Poly::kPlanes != I::kPlanes) {
-            return error(SLAY_STATUS_INTERNAL_ERROR, "planes of the instantiation and the map differ: ", what);
+        if constexpr (Poly::kPlanes != I::kPlanes || Poly::kPairs != I::kTri) {
+            return error(SLAY_STATUS_INTERNAL_ERROR, "the instantiation's planes or features are not the map's: ", what);
         } else {
             if (rows)
                 return launch_kron_kernel(kron_factor_mma_kernel<typename I::Elem, I::kPPW, I::kC16, Poly>, k, a,
@@ -49,17 +49,18 @@ Status launch_kron_planes(const KronMmaLaunch& k, KronStage stage, const ScanArg
         using I = decltype(inst);
         using E = typename I::Elem;
         [[maybe_unused]] constexpr int P = I::kPPW, C = I::kC16;
+        [[maybe_unused]] constexpr bool Tri = I::kTri;
         if constexpr (kKernels == KronKernels::Forward)
-            return launch_kron_after_sums(kron_segment_sum_mma_kernel<E, P, C, kPlanes, false>,
-                                          kron_forward_mma_kernel<E, P, C, kPlanes>, k, a, stream,
+            return launch_kron_after_sums(kron_segment_sum_mma_kernel<E, P, C, kPlanes, Tri, false>,
+                                          kron_forward_mma_kernel<E, P, C, kPlanes, Tri>, k, a, stream,
                                           "linear attention tensor-core kernel launch");
         else if constexpr (kKernels == KronKernels::BackwardQuery)
-            return launch_kron_after_sums(kron_segment_sum_mma_kernel<E, P, C, kPlanes, false>,
-                                          kron_backward_query_mma_kernel<E, P, C, kPlanes>, k, a, stream,
+            return launch_kron_after_sums(kron_segment_sum_mma_kernel<E, P, C, kPlanes, Tri, false>,
+                                          kron_backward_query_mma_kernel<E, P, C, kPlanes, Tri>, k, a, stream,
                                           "linear attention tensor-core backward (query pass) launch");
         else if constexpr (kKernels == KronKernels::BackwardKey)
-            return launch_kron_after_sums(kron_segment_sum_mma_kernel<E, P, C, kPlanes, true>,
-                                          kron_backward_key_mma_kernel<E, P, C, kPlanes>, k, a, stream,
+            return launch_kron_after_sums(kron_segment_sum_mma_kernel<E, P, C, kPlanes, Tri, true>,
+                                          kron_backward_key_mma_kernel<E, P, C, kPlanes, Tri>, k, a, stream,
                                           "linear attention tensor-core backward (key pass) launch");
         else
             return launch_kron_map_kernel<I>(k, stage, a, stream);

@@ -50,6 +50,9 @@
 #             engines' common path: slay_anchor at P=12 (F=192: the dense engine, as P % 8 != 0),
 #             the signed maps at R=2 M=8 P=16, rff at its default M=64, slay_poly2 at budget 256 (F = 254)
 #             -> maps_*.json/md in bench/
+#   poly2bench issue 17's GPU bar: slay_anchor at F = 1024 (R2 M16 P32) and slay_poly2 at budget
+#             1024 (d = 44, F = 991: the Kronecker kernels' pairs triangle) at B4 H12 D64 T32768,
+#             bf16, causal, fwd and fwd+bwd -> poly2_big_{anchor,poly2}.json/md in bench/
 #   kronbench  the paper shape (bf16, causal, fwd and fwd+bwd) for Kronecker maps: slay_anchor,
 #             slay_nystrom, slay_random_maclaurin and slay_tensorsketch at R=2 M=8 P=16, slay_nystrom
 #             at its registry defaults (R=1 M=8 P=64), slay_anchor at the big shape (B4 H12 D64 T32768)
@@ -193,7 +196,7 @@ fi
 
 [ -x "$BUILD/examples/slay_example" ] && "$BUILD/examples/slay_example" 1024 4 64 >> "$OUT/tests.log" 2>&1
 
-if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench || has kronbench || has profile || has scanpro) && [ ! -f "$BUILD/libslay.so" ]; then
+if (has bench || has quickbench || has varlen || has densebench || has densebench_quick || has densebench_m8 || has mapsbench || has kronbench || has poly2bench || has profile || has scanpro) && [ ! -f "$BUILD/libslay.so" ]; then
   # a bench-only call on a fresh machine: the library alone
   { meson setup "$BUILD" -Dgpu_archs=90 -Dtests=false -Dexamples=false >/dev/null &&
     ninja -C "$BUILD"; } > "$OUT/build.log" 2>&1 || { echo "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1; }
@@ -336,6 +339,22 @@ if has mapsbench && python3 -c 'import torch' 2>/dev/null; then
     --markdown "$OUT/bench/maps_poly2_F254.md" >> "$OUT/mapsbench.log" 2>&1
   echo "=== compare_torch slay_poly2 budget 256 rc=$?" >> "$OUT/mapsbench.log"
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/mapsbench.log" | cut -c1-200 | tail -34
+fi
+if has poly2bench && python3 -c 'import torch' 2>/dev/null; then
+  mkdir -p "$OUT/bench"
+  export PYTHONUNBUFFERED=1
+  timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+    --B 4 --H 12 --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 16 --P 32 \
+    --causal --slow-call-s 3 --json "$OUT/bench/poly2_big_anchor.json" \
+    --markdown "$OUT/bench/poly2_big_anchor.md" >> "$OUT/poly2bench.log" 2>&1
+  echo "=== compare_torch slay_anchor F=1024 big shape rc=$?" >> "$OUT/poly2bench.log"
+  # slay_poly2 reads NUM_FEATURES (--M) as its budget
+  timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_poly2 \
+    --B 4 --H 12 --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 1024 --P 1 \
+    --causal --slow-call-s 3 --json "$OUT/bench/poly2_big_poly2.json" \
+    --markdown "$OUT/bench/poly2_big_poly2.md" >> "$OUT/poly2bench.log" 2>&1
+  echo "=== compare_torch slay_poly2 budget 1024 big shape rc=$?" >> "$OUT/poly2bench.log"
+  grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/poly2bench.log" | cut -c1-200 | tail -14
 fi
 if has kronbench && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"

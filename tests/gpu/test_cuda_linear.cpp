@@ -623,6 +623,38 @@ TEST_CASE("linear: packed variable-length batches with grouped-query heads and s
     }
 }
 
+// slay_poly2 at a budget of 1024 features and D = 64 (gamma = 0.5, frame
+// d = 44, F = 991): the Kronecker kernels' pairs triangle
+// (linear_forward_mma_kernel.cuh: KronBlock's kTri, Poly2Pairs).
+Case poly2_pairs_case(int64_t T, bool causal, slay_dtype_t dt) {
+    Case c = base_case(SLAY_ATTN_SLAY_POLY2, T, causal, dt);
+    c.head_dim = 64;
+    c.value_dim = 64;  // 5 value slices
+    c.attrs = {attr_i64(SLAY_ATTR_NUM_FEATURES, 1024)};
+    return c;
+}
+
+TEST_CASE("linear: slay_poly2 on the Kronecker kernels' pairs triangle (F = 991; segments, states, packed)") {
+    // One sequence of 4097 tokens and 2 heads: the sequence split into
+    // segments, states in and out and their gradients, bf16 and fp16.
+    for (bool causal : {true, false})
+        for (slay_dtype_t dt : {SLAY_DTYPE_BFLOAT16, SLAY_DTYPE_FLOAT16}) {
+            Case c = poly2_pairs_case(4097, causal, dt);
+            c.batch = 1;
+            with_states(c);
+            check_both(c);
+        }
+    // Packed sequences with grouped heads (no split), and several heads.
+    for (bool causal : {true, false}) {
+        Case c = packed_case(SLAY_ATTN_SLAY_POLY2, causal, SLAY_DTYPE_BFLOAT16);
+        c.head_dim = 64;
+        c.attrs = {attr_i64(SLAY_ATTR_NUM_FEATURES, 1024)};
+        c.seq_lengths = {1000, 37, 0, 300};
+        check_both(c);
+        check_both(poly2_pairs_case(1000, causal, SLAY_DTYPE_BFLOAT16));
+    }
+}
+
 TEST_CASE("linear sanitizer: small cases of every variant with states, strided") {
     for (slay_attn_variant_t v : kLinear) {
         Case c = base_case(v, 70, true, SLAY_DTYPE_BFLOAT16);
@@ -643,6 +675,14 @@ TEST_CASE("linear sanitizer: small cases of every variant with states, strided")
             with_states(c);
             check_both(c);
         }
+    }
+    // slay_poly2's pairs triangle (F = 991) with the split and states.
+    for (bool causal : {true, false}) {
+        Case c = poly2_pairs_case(1100, causal, SLAY_DTYPE_BFLOAT16);
+        c.batch = 1;
+        c.value_dim = 8;
+        with_states(c);
+        check_both(c);
     }
     // The fp32 scans with the sequence split (one head, T 1100: 2 segments;
     // segment sums, the state and the carry across them, states in and out).

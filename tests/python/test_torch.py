@@ -86,7 +86,13 @@ CASES = {
 # a looser bar: q, k clustered around one direction per head (spread 0.1) for
 # the signed maps, with 16 features for rff (its estimate carries a cosine
 # term clustering does not make positive), and q, k ~ N(0, 1/4) for yat.
-SIGNED_MAPS = {"rff", "slay_random_maclaurin", "slay_tensorsketch", "slay_nystrom", "slay_poly2"}
+# slay_poly2 is not among them (as in the C++ suite's is_signed_map): its
+# constant feature keeps every Z_i >= i gamma / D, so random q, k are well
+# conditioned, while clustering makes its few features (d = 2 here) nearly
+# equal over the tokens, and dq (a difference of nearly equal terms) then
+# carries the bf16 features' rounding ~10x: an H200 run of ce49cc7 at D = 16
+# measured bf16 dq 2.6e-2 and 5.7e-2 there (every other output <= 4e-3).
+SIGNED_MAPS = {"rff", "slay_random_maclaurin", "slay_tensorsketch", "slay_nystrom"}
 LINEARIZED_WITH_STATE = {"slay_anchor", "slay_hadamard", "slay_laplace", "slay_nystrom", "slay_random_maclaurin",
                          "slay_tensorsketch", "performer", "rff", "linear", "cosformer", "slay_poly2"}
 
