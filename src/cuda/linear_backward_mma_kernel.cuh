@@ -1,5 +1,6 @@
 // linear_backward_mma_kernel.cuh -- the tensor-core backward of the
-// Kronecker maps (slay_anchor, slay_nystrom) for bf16/fp16 inputs:
+// Kronecker maps (slay_anchor, slay_nystrom, slay_random_maclaurin,
+// slay_tensorsketch; slay_poly2 on the pairs triangle) for bf16/fp16 inputs:
 //   q, k (B, H, T, D); v, dout, dv (B, H, T, Dv); states (B, H, F, Dv+1) fp32;
 //   dq, dk accumulated in fp32 (B, H, T, D) workspace rows (the launcher
 //   converts them to the caller's dtype).
@@ -39,7 +40,9 @@
 // transposed from its registers by movmatrix, partial dpcat by
 // shared-memory atomics), slower (slay_anchor's backward at the paper
 // shape: 7.4 ms against 5.9 from the copy, H200) but without the copy's
-// shared memory. The rows are added (fp32 atomics: the slices of a
+// shared memory. The pairs triangle (slay_poly2) always takes the copy,
+// weighted and zero below the triangle, each half of the warps the rows
+// of three 8-row tiles ({0, 3, 4} and {1, 2, 5}: equal k16 steps). The rows are added (fp32 atomics: the slices of a
 // head add their parts in no fixed order, as in the SIMT kernels) to the
 // factor gradient rows. The map's VJP (kron_factor_vjp_kernel) then runs as
 // one GEMM, coefficients (64, NW) times W (NW, D) in bf16 (fp16 W fragments
@@ -226,15 +229,18 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes, kTri> {
     // The state registers as bf16 [p][w][c] (pitch ldsc) in red, kPlanes
     // copies sc_plane bytes apart: for each p a (16 w x RMp c) matrix, read
     // as mma B fragments (k = w, n = c). Only where kron_gradients_from_copy.
+    // The pairs triangle: the reading side's weights on the tiles, zeros
+    // below the triangle (exact: powers of 2).
     __device__ void copy_state(const float (&S)[kPPW][kTiles8][4]) const {
 #pragma unroll
         for (int pl = 0; pl < kPPW; ++pl)
 #pragma unroll
             for (int c8 = 0; c8 < kTiles8; ++c8) {
-                const int p = warp * kPPW + pl, c = 8 * c8 + 2 * l;
+                const int p = p_of(pl), c = 8 * c8 + 2 * l;
+                const float wt = tile_on(pl, c8) ? tile_weight(pl, c8) : 0.f;
                 unsigned lo[kPlanes], hi[kPlanes];
-                split_bf16x2<kPlanes>(S[pl][c8][0], S[pl][c8][1], lo);
-                split_bf16x2<kPlanes>(S[pl][c8][2], S[pl][c8][3], hi);
+                split_bf16x2<kPlanes>(wt * S[pl][c8][0], wt * S[pl][c8][1], lo);
+                split_bf16x2<kPlanes>(wt * S[pl][c8][2], wt * S[pl][c8][3], hi);
 #pragma unroll
                 for (int i = 0; i < kPlanes; ++i) {
                     __nv_bfloat16* sc = at<__nv_bfloat16>(L.red + i * L.sc_plane);
@@ -316,7 +322,7 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes, kTri> {
     // while nothing still reads red; dpoly and dpcat are complete after the
     // next barrier.
     __device__ void factor_gradients(const float (&S)[kPPW][kTiles8][4], const ChunkSide& sd, bool intra) const {
-        if constexpr (!kTri && kron_gradients_from_copy(8 * kPPW, 16 * kC16, kPlanes)) {
+        if constexpr (kron_gradients_from_copy(8 * kPPW, 16 * kC16, kPlanes, kTri)) {
             __syncthreads();  // the own rows are in place; red is free
             copy_state(S);
             __syncthreads();
@@ -341,20 +347,36 @@ struct KronGradBlock : KronBlock<Elem, kPPW, kC16, kPlanes, kTri> {
         float pc[kTiles8][4];
         self_pcat(sd, r0, pc);
         float dcat[kTiles8][4] = {};
-        const int p_half = L.P / 2;  // P % 8 == 0
-#pragma unroll 2
-        for (int p = half * p_half; p < (half + 1) * p_half; ++p) {
+        // G_p over the k16 steps from `first` on (the triangle's copy is
+        // zero below), contracted over its tiles.
+        auto gradient_row = [&](int p, int first) {
             float G[kTiles8][4] = {};
             const __nv_bfloat16* sp = sc + p * kSliceCols * L.ldsc;
 #pragma unroll
             for (int n16 = 0; n16 < kC16; ++n16) {
+                if (n16 < first) continue;
                 unsigned bf[kPlanes][4];
 #pragma unroll
                 for (int i = 0; i < kPlanes; ++i)
                     ldmatrix_x4_trans(bf[i], b_kn_addr(sp + i * (L.sc_plane / 2), L.ldsc, 0, n16 * 16, lane));
                 mma_planes<kPlanes>(G[2 * n16], G[2 * n16 + 1], lf, bf);
             }
-            contract_gradient(sd, G, pc, r0, p, dcat);
+            contract_gradient(sd, G, pc, r0, p, dcat, 2 * first);
+        };
+        if constexpr (kTri) {
+            // Rows of tile t have 6 - t tiles, 3 - t / 2 k16 steps: half 0
+            // takes the 8-row tiles {0, 3, 4}, half 1 {1, 2, 5} (6 steps a
+            // row of each, so the halves balance).
+#pragma unroll
+            for (int s = 0; s < 3; ++s) {
+                const int t = half == 0 ? (s == 0 ? 0 : s + 2) : (s == 2 ? 5 : s + 1);
+#pragma unroll 2
+                for (int i = 0; i < 8; ++i) gradient_row(8 * t + i, t / 2);
+            }
+        } else {
+            const int p_half = L.P / 2;  // P % 8 == 0
+#pragma unroll 2
+            for (int p = half * p_half; p < (half + 1) * p_half; ++p) gradient_row(p, 0);
         }
         float dpoly_intra[2 * kPolyPairs][4] = {};
         if (intra) {

@@ -1,6 +1,8 @@
 // linear_forward_mma_kernel.cuh -- the tensor-core forward of the Kronecker
-// maps slay_anchor (the paper's default) and slay_nystrom (their poly
-// factors: AnchorPoly, NystromPoly) for bf16/fp16 inputs:
+// maps slay_anchor (the paper's default), slay_nystrom, slay_random_maclaurin,
+// slay_tensorsketch (their poly factors: AnchorPoly, NystromPoly,
+// MaclaurinPoly, TensorSketchPoly) and slay_poly2 (Poly2Pairs, on the pairs
+// triangle: KronBlock) for bf16/fp16 inputs:
 //   q, k (B, H, T, D); v, out (B, H, T, Dv); state (B, H, F, Dv+1) fp32,
 //   phi(x) = poly(x) (x) pcat(x), poly (P), pcat = concat_r sqrt(w_r) prf_r (RM).
 // Same mathematics as linear_scan_kernel.cuh (SPEC C.3, D.2), arranged for
@@ -157,14 +159,15 @@ struct MmaLayout {
 // at run time): two-plane slay_nystrom at its registry P = 64 takes 234 KiB
 // with the copy, 178 without; some states above it would have fitted with
 // the copy (two-plane P = 32, R M = 32: 80 KiB of copy) and now take the
-// slower owners' path.
+// slower owners' path. The pairs triangle (slay_poly2, P = RMp = 48: 84 KiB
+// of copy) always takes the copy: its layout fits up to Dv = 104.
 // Pitch (elements) and bytes of one plane of that copy: [p][w][c] rows.
 __host__ __device__ constexpr int kron_state_copy_ld(int RMp) { return RMp + 8; }
 __host__ __device__ constexpr int kron_state_copy_plane_bytes(int P, int RMp) {
     return P * kSliceCols * kron_state_copy_ld(RMp) * 2;
 }
-__host__ __device__ constexpr bool kron_gradients_from_copy(int P, int RMp, int planes) {
-    return planes * kron_state_copy_plane_bytes(P, RMp) <= 48 * 1024;
+__host__ __device__ constexpr bool kron_gradients_from_copy(int P, int RMp, int planes, bool pairs) {
+    return pairs || planes * kron_state_copy_plane_bytes(P, RMp) <= 48 * 1024;
 }
 
 // Bytes between the planes of the vbar and gs tiles.
@@ -239,7 +242,7 @@ __host__ __device__ inline MmaLayout mma_layout(int D, int Dv, int P, int RM, in
             L.dpcat = take(kTc * L.lddc * 4);
         }
         int red_bytes = kron_red_slots(L.P / 8, L.RMp / 16, planes) * kTc * kRedLd * 4;
-        if (backward && kron_gradients_from_copy(L.P, L.RMp, planes)) {
+        if (backward && kron_gradients_from_copy(L.P, L.RMp, planes, form.pairs)) {
             const int state_copy = planes * L.sc_plane;
             red_bytes = red_bytes > state_copy ? red_bytes : state_copy;
         }
