@@ -87,6 +87,17 @@ BUILD=build-gpu
 mkdir -p "$OUT"
 export PATH="/usr/local/cuda/bin:$PATH"
 has() { [[ ",$PHASES," == *",$1,"* ]]; }
+# One compare_torch.py benchmark of the built library into $OUT/bench/STEM.{json,md},
+# its output and "=== compare_torch LABEL rc=N" appended to $OUT/LOG:
+#   bench_compare LOG TIMEOUT_S STEM LABEL compare_torch-arguments...
+bench_compare() {
+  local log=$1 limit=$2 stem=$3 label=$4
+  shift 4
+  mkdir -p "$OUT/bench"
+  timeout "$limit" python3 tests/bench/compare_torch.py "$BUILD/libslay.so" "$@" \
+    --json "$OUT/bench/$stem.json" --markdown "$OUT/bench/$stem.md" >> "$OUT/$log" 2>&1
+  echo "=== compare_torch $label rc=$?" >> "$OUT/$log"
+}
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nvcc --version | tail -2; } \
   2>&1 | tee "$OUT/device.txt"
 rc=0
@@ -256,11 +267,9 @@ if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
     --causal --slow-call-s 3 $iters --json "$OUT/bench/compare_A.json" --markdown "$OUT/bench/compare_A.md" \
     >> "$OUT/bench.log" 2>&1
   echo "=== compare_torch shape A rc=$?" >> "$OUT/bench.log"
-  timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+  bench_compare bench.log 200 compare_paper "paper shape" --variants slay_anchor \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
-    --causal --slow-call-s 3 $iters --json "$OUT/bench/compare_paper.json" \
-    --markdown "$OUT/bench/compare_paper.md" >> "$OUT/bench.log" 2>&1
-  echo "=== compare_torch paper shape rc=$?" >> "$OUT/bench.log"
+    --causal --slow-call-s 3 $iters
   tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"
   grep -vE '^\s*$' "$OUT/bench.log" | tail -30
 fi
@@ -294,88 +303,66 @@ if (has densebench || has densebench_quick || has densebench_m8) && python3 -c '
   mkdir -p "$OUT/bench"
   export PYTHONUNBUFFERED=1
   iters=""; has densebench_quick && iters="--iters 5 --warmup 2"
-  timeout 240 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+  bench_compare densebench.log 240 dense_paper_M8 "dense paper M=8" \
     --variants slay_anchor slay_laplace slay_hadamard performer linear cosformer \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
-    --causal --slow-call-s 3 $iters --json "$OUT/bench/dense_paper_M8.json" \
-    --markdown "$OUT/bench/dense_paper_M8.md" >> "$OUT/densebench.log" 2>&1
-  echo "=== compare_torch dense paper M=8 rc=$?" >> "$OUT/densebench.log"
+    --causal --slow-call-s 3 $iters
 fi
 if has densebench && python3 -c 'import torch' 2>/dev/null; then
-  timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+  bench_compare densebench.log 200 dense_paper_M32 "dense paper M=32" \
     --variants slay_laplace slay_hadamard performer \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 32 --P 16 \
-    --causal --slow-call-s 3 --json "$OUT/bench/dense_paper_M32.json" \
-    --markdown "$OUT/bench/dense_paper_M32.md" >> "$OUT/densebench.log" 2>&1
-  echo "=== compare_torch dense paper M=32 rc=$?" >> "$OUT/densebench.log"
+    --causal --slow-call-s 3
   has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/densebench.log" | cut -c1-200 | tail -40
 fi
 if has mapsbench && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
   export PYTHONUNBUFFERED=1
-  timeout 120 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+  bench_compare mapsbench.log 120 maps_anchor_P12 "anchor P=12" --variants slay_anchor \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 12 \
-    --causal --slow-call-s 3 --json "$OUT/bench/maps_anchor_P12.json" \
-    --markdown "$OUT/bench/maps_anchor_P12.md" >> "$OUT/mapsbench.log" 2>&1
-  echo "=== compare_torch anchor P=12 rc=$?" >> "$OUT/mapsbench.log"
-  timeout 240 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+    --causal --slow-call-s 3
+  bench_compare mapsbench.log 240 maps_signed "signed maps" \
     --variants slay_random_maclaurin slay_nystrom slay_tensorsketch rff slay_poly2 \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
-    --causal --slow-call-s 1 --json "$OUT/bench/maps_signed.json" \
-    --markdown "$OUT/bench/maps_signed.md" >> "$OUT/mapsbench.log" 2>&1
-  echo "=== compare_torch signed maps rc=$?" >> "$OUT/mapsbench.log"
+    --causal --slow-call-s 1
   # rff at its registry default M = 64 (F = 64; the fp32 scans with the sequence split)
-  timeout 120 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants rff \
+  bench_compare mapsbench.log 120 maps_rff_M64 "rff M=64" --variants rff \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 64 --P 1 \
-    --causal --slow-call-s 3 --json "$OUT/bench/maps_rff_M64.json" \
-    --markdown "$OUT/bench/maps_rff_M64.md" >> "$OUT/mapsbench.log" 2>&1
-  echo "=== compare_torch rff M=64 rc=$?" >> "$OUT/mapsbench.log"
+    --causal --slow-call-s 3
   # slay_poly2 reads NUM_FEATURES (--M) as its budget: 256 at D = 32 is d = 22
   # with the constant feature, F = 254 (the dense engine's range).
-  timeout 120 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_poly2 \
+  bench_compare mapsbench.log 120 maps_poly2_F254 "slay_poly2 budget 256" --variants slay_poly2 \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 256 --P 1 \
-    --causal --slow-call-s 3 --json "$OUT/bench/maps_poly2_F254.json" \
-    --markdown "$OUT/bench/maps_poly2_F254.md" >> "$OUT/mapsbench.log" 2>&1
-  echo "=== compare_torch slay_poly2 budget 256 rc=$?" >> "$OUT/mapsbench.log"
+    --causal --slow-call-s 3
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/mapsbench.log" | cut -c1-200 | tail -34
 fi
 if has poly2bench && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
   export PYTHONUNBUFFERED=1
-  timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+  bench_compare poly2bench.log 150 poly2_big_anchor "slay_anchor F=1024 big shape" --variants slay_anchor \
     --B 4 --H 12 --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 16 --P 32 \
-    --causal --slow-call-s 3 --json "$OUT/bench/poly2_big_anchor.json" \
-    --markdown "$OUT/bench/poly2_big_anchor.md" >> "$OUT/poly2bench.log" 2>&1
-  echo "=== compare_torch slay_anchor F=1024 big shape rc=$?" >> "$OUT/poly2bench.log"
+    --causal --slow-call-s 3
   # slay_poly2 reads NUM_FEATURES (--M) as its budget
-  timeout 150 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_poly2 \
+  bench_compare poly2bench.log 150 poly2_big_poly2 "slay_poly2 budget 1024 big shape" --variants slay_poly2 \
     --B 4 --H 12 --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 1024 --P 1 \
-    --causal --slow-call-s 3 --json "$OUT/bench/poly2_big_poly2.json" \
-    --markdown "$OUT/bench/poly2_big_poly2.md" >> "$OUT/poly2bench.log" 2>&1
-  echo "=== compare_torch slay_poly2 budget 1024 big shape rc=$?" >> "$OUT/poly2bench.log"
+    --causal --slow-call-s 3
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/poly2bench.log" | cut -c1-200 | tail -14
 fi
 if has kronbench && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
   export PYTHONUNBUFFERED=1
-  timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" \
+  bench_compare kronbench.log 200 kron_paper "Kronecker maps, paper R/M/P" \
     --variants slay_anchor slay_nystrom slay_random_maclaurin slay_tensorsketch \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
-    --causal --slow-call-s 3 --json "$OUT/bench/kron_paper.json" \
-    --markdown "$OUT/bench/kron_paper.md" >> "$OUT/kronbench.log" 2>&1
-  echo "=== compare_torch Kronecker maps, paper R/M/P rc=$?" >> "$OUT/kronbench.log"
-  timeout 100 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_nystrom \
+    --causal --slow-call-s 3
+  bench_compare kronbench.log 100 kron_paper_nystrom_defaults "slay_nystrom registry defaults (R=1 M=8 P=64)" --variants slay_nystrom \
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 1 --M 8 --P 64 \
-    --causal --slow-call-s 3 --json "$OUT/bench/kron_paper_nystrom_defaults.json" \
-    --markdown "$OUT/bench/kron_paper_nystrom_defaults.md" >> "$OUT/kronbench.log" 2>&1
-  echo "=== compare_torch slay_nystrom registry defaults (R=1 M=8 P=64) rc=$?" >> "$OUT/kronbench.log"
+    --causal --slow-call-s 3
   # slay_anchor at the big shape (issue 10's): the backward's factor gradients from the state copy
-  timeout 100 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants slay_anchor \
+  bench_compare kronbench.log 100 kron_big_anchor "slay_anchor big shape (B4 H12 D64 T32768, registry R/M/P)" --variants slay_anchor \
     --B 4 --H 12 --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd \
-    --causal --slow-call-s 3 --json "$OUT/bench/kron_big_anchor.json" \
-    --markdown "$OUT/bench/kron_big_anchor.md" >> "$OUT/kronbench.log" 2>&1
-  echo "=== compare_torch slay_anchor big shape (B4 H12 D64 T32768, registry R/M/P) rc=$?" >> "$OUT/kronbench.log"
+    --causal --slow-call-s 3
   grep -E '^\| (libslay|sdpa) |^=== ' "$OUT/kronbench.log" | cut -c1-200 | tail -30
 fi
 if has varlen && python3 -c 'import torch' 2>/dev/null; then
