@@ -25,8 +25,8 @@ inline bool kron_tensor_core_map(MapKind k) {
 
 // slay_poly2's frames the pairs triangle takes (its one instantiation:
 // 6 rows of 8 a warp, P = RM = 48), with the constant feature (without it
-// the signed features need split operands: PERF.md 3.5). 41..48: budgets
-// F = 862..1177.
+// the signed features need split operands: PERF.md 3.5). d = 41..48:
+// F = 862..1177 features (budgets 862 to 1225).
 inline bool kron_pairs_frame(int64_t frame_dim, bool constant) {
     return constant && frame_dim > 40 && frame_dim <= 48;
 }

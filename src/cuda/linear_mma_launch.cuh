@@ -177,7 +177,7 @@ struct KronInstance {
 // with bf16 io (random Maclaurin's and TensorSketch's: the larger ones'
 // three-plane fragments would spill; fp16 io takes the fp32 scan there).
 // The pairs triangle (slay_poly2) has one instantiation, one plane and
-// (6, 3): d in (40, 48], slay_poly2's frame at budgets 862 to 1177 (the
+// (6, 3): d in (40, 48], slay_poly2's frame at F = 862 to 1177 features (the
 // dense engine takes d <= 22, the fp32 scans the rest).
 template <int kPlanes, typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
