@@ -25,7 +25,6 @@ struct KronMmaLaunch {
     int ppw = 0, c16 = 0;
     MapKind map = MapKind::Anchor;  // its poly policy (kron_poly_form: the operands' bf16 planes, projection sets)
     PolyForm form{};
-    bool pairs = false;  // the pairs triangle (slay_poly2: KronBlock's kTri)
 };
 
 // fn(Policy{}) for the poly policy (linear_forward_mma_kernel.cuh) of a
@@ -131,7 +130,6 @@ inline bool plan_kron_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sc
     for (const DeviceTensor* t : staged) out->async = out->async && aligned(*t);
     out->ppw = s.P / 8;
     out->c16 = out->L.RMp / 16;
-    out->pairs = out->form.pairs;
     // Packed calls run without the split: their sequences differ in length,
     // and a segment plan is one for the whole grid.
     if (segment_sums && !a.q.seq.packed()) {
@@ -182,7 +180,7 @@ struct KronInstance {
 template <int kPlanes, typename Fn>
 Status with_kron_instance(const KronMmaLaunch& k, bool* instantiated, Fn&& fn) {
     *instantiated = true;
-    if (k.pairs) {
+    if (k.form.pairs) {
         if constexpr (kPlanes == 1)
             if (k.ppw == 6 && k.c16 == 3) {
                 if (k.bf16) return fn(KronInstance<__nv_bfloat16, 6, 3, 1, true>{});
