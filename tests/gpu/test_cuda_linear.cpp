@@ -626,11 +626,14 @@ TEST_CASE("linear: packed variable-length batches with grouped-query heads and s
 // slay_poly2 at a budget of 1024 features and D = 64 (gamma = 0.5, frame
 // d = 44, F = 991): the Kronecker kernels' pairs triangle
 // (linear_forward_mma_kernel.cuh: KronBlock's kTri, Poly2Pairs).
-Case poly2_pairs_case(int64_t T, bool causal, slay_dtype_t dt) {
-    Case c = base_case(SLAY_ATTN_SLAY_POLY2, T, causal, dt);
+Case with_poly2_pairs(Case c) {
     c.head_dim = 64;
-    c.value_dim = 64;  // 5 value slices
     c.attrs = {attr_i64(SLAY_ATTR_NUM_FEATURES, 1024)};
+    return c;
+}
+Case poly2_pairs_case(int64_t T, bool causal, slay_dtype_t dt) {
+    Case c = with_poly2_pairs(base_case(SLAY_ATTN_SLAY_POLY2, T, causal, dt));
+    c.value_dim = 64;  // 5 value slices
     return c;
 }
 
@@ -646,9 +649,7 @@ TEST_CASE("linear: slay_poly2 on the Kronecker kernels' pairs triangle (F = 991;
         }
     // Packed sequences with grouped heads (no split), and several heads.
     for (bool causal : {true, false}) {
-        Case c = packed_case(SLAY_ATTN_SLAY_POLY2, causal, SLAY_DTYPE_BFLOAT16);
-        c.head_dim = 64;
-        c.attrs = {attr_i64(SLAY_ATTR_NUM_FEATURES, 1024)};
+        Case c = with_poly2_pairs(packed_case(SLAY_ATTN_SLAY_POLY2, causal, SLAY_DTYPE_BFLOAT16));
         c.seq_lengths = {1000, 37, 0, 300};
         check_both(c);
         check_both(poly2_pairs_case(1000, causal, SLAY_DTYPE_BFLOAT16));

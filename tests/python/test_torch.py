@@ -353,14 +353,14 @@ def cpu_tests():
                  repr(fp))
 
 
+# num_features of the CUDA-vs-CPU check where it is not CASES' (see SIGNED_MAPS).
+CUDA_CHECK_FEATURES = {"rff": 16, "slay_poly2": 64}
+
+
 def conditioned_attrs(variant):
-    """The attributes of the CUDA-vs-CPU check (rff: 16 features, slay_poly2:
-    64, see SIGNED_MAPS)."""
-    if variant == "rff":
-        return dict(CASES[variant], num_features=16)
-    if variant == "slay_poly2":
-        return dict(CASES[variant], num_features=64)
-    return CASES[variant]
+    """The attributes of the CUDA-vs-CPU check (CASES' with CUDA_CHECK_FEATURES)."""
+    features = CUDA_CHECK_FEATURES.get(variant)
+    return dict(CASES[variant], num_features=features) if features else CASES[variant]
 
 
 def conditioned_qkv(variant, head_dim=D):
