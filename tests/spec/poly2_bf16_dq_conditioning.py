@@ -68,20 +68,13 @@ import os
 
 import numpy as np
 
+from dense_planes_emulation import poly2_shape
 from kron_bf16_emulation import bf16 as bf16_f32
 
 B, H, T, D, GAMMA, EPS, DRAWS, T0 = 2, 2, 33, 16, 0.5, 1e-6, 200, 5
 RAMP = np.linspace(-1, 1, D)  # dL/dout (Dv = D)
 PARTS = ("phi_k", "phi_q", "u")
 ALL = PARTS
-
-
-def frame_dim(M):
-    """d of num_features M with the constant feature (src/core/config.cpp poly2_shape)."""
-    d = 0
-    while d < D and (d + 1) * (d + 2) // 2 + 1 <= M:
-        d += 1
-    return d
 
 
 def pairs(d):
@@ -171,7 +164,7 @@ def stats(e, above=(2e-2,)):
 
 
 def main():
-    configs = [(M, frame_dim(M)) for M in (5, 64)]
+    configs = [(M, poly2_shape(D, M)[1]) for M in (5, 64)]  # gamma 0.5 at both: the constant feature
     lines = ["# slay_poly2: bf16 features vs dq (tests/spec/poly2_bf16_dq_conditioning.py)", "",
              f"B {B}, H {H}, T {T}, D = Dv = {D}, gamma {GAMMA}; num_features 5 (d 2, F 4: the Python check) and "
              f"64 (d 10, F 56: the C++ GPU suite at D = 16); {DRAWS} draws per row (seeds 0..{DRAWS - 1}); "
