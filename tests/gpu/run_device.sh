@@ -65,6 +65,9 @@
 #             backward query and key kernels, slay_laplace at the paper shape, M = SLAY_DENSE_M (32)
 #             -> densesrc_*.csv, densesrc.ncu-rep (the sass view has the samples; compile the same
 #             translation unit locally with -lineinfo and nvdisasm -g to map offsets to lines)
+#   wgmma     the Hopper primitives alone (build-wgmma: no library): test_cuda_wgmma (wgmma SS/RS
+#             products against fp64) and wgmma-throughput (TFLOP/s of wgmma m64n256k16, m64n128k16,
+#             the RS m64n64k16 + HMUL2 form and mma.sync) -> wgmma.log, bench/wgmma_throughput.json
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
@@ -112,6 +115,17 @@ if has build || has resume; then
   if [ "$build_rc" -eq 124 ]; then echo "BUILD INCOMPLETE (time limit): call again with SLAY_DEVICE_PHASES=resume,..."; exit 3; fi
   [ "$build_rc" -eq 0 ] || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
   echo "build ok"
+fi
+if has wgmma; then  # the Hopper primitives: two targets, no library build
+  { rm -rf build-wgmma && meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null &&
+    ninja -C build-wgmma tests/gpu/test_cuda_wgmma tests/bench/wgmma-throughput; } > "$OUT/wgmma.log" 2>&1 ||
+    { echo "WGMMA BUILD FAILED"; tail -30 "$OUT/wgmma.log"; }
+  timeout 60 build-wgmma/tests/gpu/test_cuda_wgmma >> "$OUT/wgmma.log" 2>&1
+  echo "=== test_cuda_wgmma rc=$?" >> "$OUT/wgmma.log"
+  mkdir -p "$OUT/bench"
+  timeout 120 build-wgmma/tests/bench/wgmma-throughput --json "$OUT/bench/wgmma_throughput.json" >> "$OUT/wgmma.log" 2>&1
+  echo "=== wgmma-throughput rc=$?" >> "$OUT/wgmma.log"
+  grep -E "^\| |^=== |test cases|Device" "$OUT/wgmma.log"
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   # (ninja has no target libslay.so: the versioned library's links come with the test binaries' build)
