@@ -191,6 +191,7 @@ Status make_cuda_backend(int32_t device, std::unique_ptr<Backend>* out) {
     info.max_smem_per_block_optin = prop.sharedMemPerBlockOptin;
     info.smem_per_sm = prop.sharedMemPerMultiprocessor;
     info.reserved_smem_per_block = prop.reservedSharedMemPerBlock;
+    info.compute_capability = 10 * prop.major + prop.minor;
     out->reset(new CudaBackend(info));
     return Status();
 }

@@ -48,6 +48,7 @@ struct DeviceInfo {
     size_t max_smem_per_block_optin = 48 * 1024;
     size_t smem_per_sm = 48 * 1024;         // what the blocks resident on one SM share
     size_t reserved_smem_per_block = 1024;  // the system's share of each resident block
+    int compute_capability = 0;             // 10 major + minor (90: H100/H200, the wgmma kernels' device)
 };
 
 // Exact family. exact_prepare checks the plan's head dims against the

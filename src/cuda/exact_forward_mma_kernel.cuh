@@ -101,6 +101,121 @@ __device__ __forceinline__ void row_output_dots(const ExactArgs& args, const Exa
     }
 }
 
+// One key tile's online-softmax step for the thread's rows r_lo = row_lo -
+// q0 and r_hi = r_lo + 8 (e = 0, 1 and e = 2, 3 of the accumulator layout):
+// s (kKeyBlocks n8 blocks of raw Q K^T sums for keys k0 ..) becomes P =
+// exp2(score * log2 e - new row max), masked keys 0; row_max (log2 units),
+// the thread's partial row_sum and the output o are rescaled to the new
+// max. qq: the rows' |q|^2, kaux: the keys' |k|^2 (yat's scores).
+template <typename Score, int kKeyBlocks, int kDimBlocks>
+__device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4],
+                                                    float (&o)[kDimBlocks][4], float (&row_max)[2],
+                                                    float (&row_sum)[2], bool needs_mask, bool causal, int64_t row_lo,
+                                                    int64_t k0, int64_t T, int t4, const float (&qq)[2],
+                                                    const float* kaux) {
+    constexpr float kLog2e = 1.4426950408889634f;
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int col = nb * 8 + 2 * t4 + (e & 1);
+            const bool vis = !needs_mask || key_visible(row_lo + 8 * (e / 2), k0 + col, T, causal);
+            const float kk = Score::kPrep == RowPrep::SquaredNorm ? kaux[col] : 0.f;
+            s[nb][e] = vis ? Score::value(sc, s[nb][e], qq[e / 2], kk) * kLog2e : -INFINITY;
+            tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
+        }
+    float rescale[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        float m = tile_max[half];
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+        const float new_max = fmaxf(row_max[half], m);  // finite: key 0 is in the first tile
+        rescale[half] = exp2f(row_max[half] - new_max);
+        row_max[half] = new_max;
+    }
+    float part[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            s[nb][e] = exp2f(s[nb][e] - row_max[e / 2]);
+            part[e / 2] += s[nb][e];
+        }
+    // row_sum is this thread's partial over its columns; the 4 lanes of a
+    // row are summed once, in the epilogue.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
+#pragma unroll
+    for (int nb = 0; nb < kDimBlocks; ++nb) {
+        o[nb][0] *= rescale[0];
+        o[nb][1] *= rescale[0];
+        o[nb][2] *= rescale[1];
+        o[nb][3] *= rescale[1];
+    }
+}
+
+// The forward's epilogue for the thread's rows q0 + r_lo and q0 + r_lo + 8:
+// full row sums, then either the statistics (kStatsOnly: row_stat, the
+// natural log-sum-exp, and row_delta = dout . out) or the normalised rows
+// < T, columns < Dv of out (merged with the caller's row statistics when
+// asked, ABI 4).
+template <bool kStatsOnly, typename Elem, int kDim, ExactKernel kKernel, int kDimBlocks>
+__device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const ExactCta<Elem, kDim, kKernel>& blk,
+                                                 const float (&o)[kDimBlocks][4], const float (&row_max)[2],
+                                                 float (&row_sum)[2], int64_t q0, int r_lo, int t4, int lane) {
+    const int64_t T = blk.T;
+    const int Dv = args.value_dim;
+    const int r_hi = r_lo + 8;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
+        row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
+    }
+    if (kStatsOnly) {
+        constexpr float kLn2 = 0.6931471805599453f;
+        float dots[2];
+        row_output_dots(args, blk, q0 + r_lo, t4, dots);
+        const int64_t stat_row = blk.stat_row(args, q0);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int r = half ? r_hi : r_lo;
+            if (t4 != 0 || q0 + r >= T) continue;
+            args.row_stat[stat_row + r] = (row_max[half] + log2f(row_sum[half])) * kLn2;
+            args.row_delta[stat_row + r] = dots[half];
+        }
+        return;
+    }
+    Elem* out = blk.dst_out(args);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int64_t t = q0 + (half ? r_hi : r_lo);
+        // The caller's row statistics (slay.h, ABI 4); merge: the ones of
+        // the result in out, read by the row's first lane and shuffled to
+        // the other three before anyone writes.
+        float* stat = args.user_stats && t < T ? blk.user_stat(args, t) : nullptr;
+        float prev = stat && args.merge && t4 == 0 ? *stat : 0.f;
+        prev = __shfl_sync(0xffffffffu, prev, lane & ~3);
+        if (t >= T) continue;
+        constexpr float kLn2 = 0.6931471805599453f;
+        MergedRow w{0.f, 1.f, (row_max[half] + log2f(row_sum[half])) * kLn2};
+        if (stat && args.merge) w = merge_rows(args.sc, true, prev, w.stat);
+        const float inv = w.w_new / row_sum[half];
+        Elem* row = out + t * args.dst_out_s.token;
+#pragma unroll
+        for (int nb = 0; nb < kDimBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int col = nb * 8 + 2 * t4 + e;
+                if (col < Dv)
+                    row[col] = from_float<Elem>(o[nb][2 * half + e] * inv +
+                                                (w.w_prev != 0.f ? w.w_prev * to_float(row[col]) : 0.f));
+            }
+        if (stat && t4 == 0) *stat = w.stat;
+    }
+}
+
 template <typename Elem, typename Score, int kDim, bool kStatsOnly = false>
 __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArgs args) {
     static_assert(Score::kSoftmax, "the mma forward serves the softmax family");
@@ -108,7 +223,6 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     constexpr int kKeyBlocks = kTile / 8;   // n8 blocks of S per warp
     constexpr int kDimBlocks = kDim / 8;    // n8 blocks of O per warp
     constexpr int kDimSteps = kDim / 16;    // k16 steps of Q K^T
-    constexpr float kLog2e = 1.4426950408889634f;
     // Shared: Q, K and V [2][64][ld], |q|^2 (qaux), |k|^2 [2][64] (kaux).
     constexpr ExactKernel kKernel = kStatsOnly ? ExactKernel::Stats : ExactKernel::Forward;
     const ExactCta<Elem, kDim, kKernel> blk(args);  // query tile
@@ -185,103 +299,20 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
             }
         }
 
-        // Scores, mask and the online softmax of rows r_lo (e = 0, 1) and r_hi (e = 2, 3).
+        // Scores, mask and the online softmax; s becomes P.
         // Only the diagonal tile (causal) and the tile past T need the mask.
         const bool needs_mask = (args.causal && k_tile == q_tile) || k0 + kTile > T;
-        float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int r = e < 2 ? r_lo : r_hi, col = nb * 8 + 2 * t4 + (e & 1);
-                const bool vis = !needs_mask || key_visible(q0 + r, k0 + col, T, args.causal);
-                const float qq = Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r] : 0.f;
-                const float kk = Score::kPrep == RowPrep::SquaredNorm ? blk.kaux[buf * kTile + col] : 0.f;
-                s[nb][e] = vis ? Score::value(args.sc, s[nb][e], qq, kk) * kLog2e : -INFINITY;
-                tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
-            }
-        float rescale[2];
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            float m = tile_max[half];
-            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-            const float new_max = fmaxf(row_max[half], m);  // finite: key 0 is in the first tile
-            rescale[half] = exp2f(row_max[half] - new_max);
-            row_max[half] = new_max;
-        }
-        float part[2] = {0.f, 0.f};
-#pragma unroll
-        for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                s[nb][e] = exp2f(s[nb][e] - row_max[e / 2]);
-                part[e / 2] += s[nb][e];
-            }
-        // row_sum is this thread's partial over its columns; the 4 lanes of a
-        // row are summed once, in the epilogue.
-#pragma unroll
-        for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
-#pragma unroll
-        for (int nb = 0; nb < kDimBlocks; ++nb) {
-            o[nb][0] *= rescale[0];
-            o[nb][1] *= rescale[0];
-            o[nb][2] *= rescale[1];
-            o[nb][3] *= rescale[1];
-        }
+        const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_lo] : 0.f,
+                             Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_hi] : 0.f};
+        online_softmax_step<Score>(args.sc, s, o, row_max, row_sum, needs_mask, args.causal, q0 + r_lo, k0, T, t4,
+                                   qq, blk.kaux + buf * kTile);
 
         // O += P V: the S accumulators are already the A fragments of P.
         if (!kStatsOnly) accumulate_coef_times_tile<Elem, kDim>(s, Vb, lane, o);
         __syncthreads();  // this buffer is refilled by the next-but-one prefetch
     }
 
-    // Epilogue: full row sums, normalise, store rows < T and columns < Dv.
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
-        row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
-    }
-    if (kStatsOnly) {
-        constexpr float kLn2 = 0.6931471805599453f;
-        float dots[2];
-        row_output_dots(args, blk, q0 + r_lo, t4, dots);
-        const int64_t stat_row = blk.stat_row(args, q0);
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const int r = half ? r_hi : r_lo;
-            if (t4 != 0 || q0 + r >= T) continue;
-            args.row_stat[stat_row + r] = (row_max[half] + log2f(row_sum[half])) * kLn2;
-            args.row_delta[stat_row + r] = dots[half];
-        }
-        return;
-    }
-    Elem* out = blk.dst_out(args);
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        const int64_t t = q0 + (half ? r_hi : r_lo);
-        // The caller's row statistics (slay.h, ABI 4); merge: the ones of
-        // the result in out, read by the row's first lane and shuffled to
-        // the other three before anyone writes.
-        float* stat = args.user_stats && t < T ? blk.user_stat(args, t) : nullptr;
-        float prev = stat && args.merge && t4 == 0 ? *stat : 0.f;
-        prev = __shfl_sync(0xffffffffu, prev, lane & ~3);
-        if (t >= T) continue;
-        constexpr float kLn2 = 0.6931471805599453f;
-        MergedRow w{0.f, 1.f, (row_max[half] + log2f(row_sum[half])) * kLn2};
-        if (stat && args.merge) w = merge_rows(args.sc, true, prev, w.stat);
-        const float inv = w.w_new / row_sum[half];
-        Elem* row = out + t * args.dst_out_s.token;
-#pragma unroll
-        for (int nb = 0; nb < kDimBlocks; ++nb)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int col = nb * 8 + 2 * t4 + e;
-                if (col < Dv)
-                    row[col] = from_float<Elem>(o[nb][2 * half + e] * inv +
-                                                (w.w_prev != 0.f ? w.w_prev * to_float(row[col]) : 0.f));
-            }
-        if (stat && t4 == 0) *stat = w.stat;
-    }
+    forward_epilogue<kStatsOnly>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 }
 
 }  // namespace exact

@@ -1,9 +1,11 @@
 // exact_launch.cu -- the exact family (standard, yat, yat_spherical) on the
 // GPU: dispatch on (I/O dtype, score policy, head-dim bound) and launch.
 //   forward:  q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv)
-//             one kernel, no workspace: exact_forward_mma_kernel (tensor
-//             cores) for standard/yat with bf16/fp16 inputs laid out for
-//             16-byte copies, else exact_forward_kernel (fp32 SIMT, exact fp32).
+//             one kernel, no workspace: for standard/yat with bf16/fp16
+//             inputs laid out for 16-byte copies the tensor cores
+//             (exact_forward_wgmma_kernel on H100/H200 at tile widths 64 and
+//             128 in an sm_90a build, else exact_forward_mma_kernel), else
+//             exact_forward_kernel (fp32 SIMT, exact fp32).
 //   backward: q, k, v, out, dout -> dq, dk, dv
 //             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
 //                (spherical), and Delta_i = dout_i.out_i, into the workspace;
@@ -31,6 +33,7 @@
 #include "cuda/exact_backward_mma_kernel.cuh"
 #include "cuda/exact_forward_kernel.cuh"
 #include "cuda/exact_forward_mma_kernel.cuh"
+#include "cuda/exact_forward_wgmma.hpp"
 #include "cuda/grouped_heads.hpp"
 
 namespace slay {
@@ -167,7 +170,11 @@ Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cu
     SLAY_TRY(tile_grid(batch, a, &blocks));
     if constexpr (kHasMmaKernels<Elem, Score>) {
         if (mma_layout_ok(a))
-            return with_mma_dim(a, [&](auto dim) { return forward_mma<Elem, Score, dim()>(dev, blocks, a, stream); });
+            return with_mma_dim(a, [&](auto dim) {
+                if (exact_forward_wgmma_serves(dev, dim()))  // Hopper: warpgroup MMA
+                    return exact_forward_wgmma<Elem, Score>(dev, dim(), blocks, a, stream);
+                return forward_mma<Elem, Score, dim()>(dev, blocks, a, stream);
+            });
     }
     return launch<Elem, 0>(dev, exact::exact_forward_kernel<Elem, Score, kMaxDim, false>, ExactKernel::Forward, blocks,
                            a, stream, "exact forward kernel launch");

@@ -128,6 +128,23 @@ TEST_CASE("T = 4097: one tile past a multiple of 64") {
     }
 }
 
+TEST_CASE("head dims 64 and 128 over many key tiles (the wgmma forward on H100/H200)") {
+    // The softmax family's tensor-core forward at tile widths 64 and 128
+    // (exact_forward_wgmma_kernel.cuh on compute capability 9.0: 128- and
+    // 64-key tiles against 64-query tiles, the causal diagonal inside a key
+    // tile, the last tile past T).
+    for (slay_attn_variant_t v : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT})
+        for (int64_t D : {64, 128})
+            for (bool causal : {true, false})
+                for (int64_t T : {129, 1000}) {
+                    Case c = base_case(v, T, causal, D == 64 ? SLAY_DTYPE_BFLOAT16 : SLAY_DTYPE_FLOAT16);
+                    c.batch = 1;
+                    c.head_dim = D;
+                    CAPTURE(c.label());
+                    CHECK(check_both(c));
+                }
+}
+
 TEST_CASE("fp16 inputs") {
     for (slay_attn_variant_t v : kExact) {
         Case c = base_case(v, 200, true, SLAY_DTYPE_FLOAT16);

@@ -1,0 +1,195 @@
+// exact_forward_wgmma_kernel.cuh -- the Hopper (sm_90a) forward of the
+// softmax family (standard, yat) for bf16/fp16 inputs:
+//   q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv), D, Dv <= kDim,
+//   kDim = 64 or 128.
+// The mma.sync forward's algorithm (exact_forward_mma_kernel.cuh: its
+// online-softmax step and epilogue are shared) on warpgroup MMA: one CTA of
+// one warpgroup (128 threads, 4 warps x 16 query rows) per (b, h, 64-query
+// tile), the same grid and tile order; key/value tiles of kKeys rows
+// (128 at kDim 64, 64 at kDim 128) stream through two cp.async buffers in
+// the 128-byte swizzle (wgmma_primitives.cuh):
+//   S (64 x kKeys) = Q K^T   wgmma SS, Q and K K-major, kDim / 16 steps;
+//   O (64 x kDim) += P V     wgmma RS, P from the S registers rounded to the
+//                            input type (as the mma.sync path), V MN-major.
+// Several CTAs share an SM (their shared memory allows two or three), so one
+// CTA's softmax overlaps another's MMAs. Scores are fp32 sums of exact
+// products of the inputs, as on the mma.sync path.
+// Requirements: the mma.sync path's (D, Dv multiples of 8, 16-byte aligned
+// rows; the launcher checks), a device of compute capability 9.0 and a build
+// with sm_90a (exact_forward_wgmma.cu, compiled with hopper_cuda_args).
+#pragma once
+
+#include "cuda/exact_forward_mma_kernel.cuh"
+#include "cuda/wgmma_primitives.cuh"
+
+namespace slay {
+namespace cuda {
+namespace exact {
+
+// The shared memory of exact_forward_wgmma_kernel<kDim>: offsets in bytes
+// from the first 1024-byte boundary of the dynamic shared memory (SW128
+// tiles must start on one), and the launch's size with that slack.
+template <int kDim>
+struct WgmmaForwardLayout {
+    static_assert(kDim == 64 || kDim == 128, "wgmma forward: head dims 64 and 128");
+    static constexpr int kKeys = kDim == 64 ? 128 : 64;  // keys a tile: S is m64 n kKeys
+    static constexpr int kQBytes = kTile * kDim * 2;     // 64 rows of kDim 16-bit elements
+    static constexpr int kKVBytes = kKeys * kDim * 2;
+    static constexpr int q = 0;
+    static constexpr int k = q + kQBytes;              // [2] buffers
+    static constexpr int v = k + 2 * kKVBytes;         // [2]
+    static constexpr int qnorm = v + 2 * kKVBytes;     // |q|^2 of the 64 rows (yat)
+    static constexpr int knorm = qnorm + kTile * 4;    // [2][kKeys] |k|^2 (yat)
+    static constexpr int end = knorm + 2 * kKeys * 4;
+    static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
+};
+
+// rows x kDim elements (row r = token row0 + r, columns < width) of a
+// strided head into an SW128 tile of kDim / 64 column blocks (block j:
+// columns [64 j, 64 j + 64), `rows` rows of 128 bytes at j * rows * 128);
+// rows past seq_len and columns past width are zero. 16 bytes a cp.async.
+template <typename Elem, int kDim, int kRows>
+__device__ __forceinline__ void load_sw128_async(const Elem* src, int64_t token_stride, int64_t row0,
+                                                 int64_t seq_len, int width, unsigned char* tile) {
+    constexpr int kChunks = kDim / 8;
+    for (int idx = threadIdx.x; idx < kRows * kChunks; idx += wgmma::kWarpgroupThreads) {
+        const int r = idx / kChunks, ch = idx - r * kChunks;
+        const int64_t t = row0 + r;
+        const bool valid = t < seq_len && ch * 8 < width;
+        unsigned char* dst = tile + (ch / 8) * kRows * wgmma::kSwizzleRowBytes + wgmma::sw128_offset(r, (ch % 8) * 16);
+        cp_async16(dst, valid ? src + t * token_stride + ch * 8 : src, valid);
+    }
+}
+
+// |x|^2 of the kRows rows of an SW128 tile (yat's scores): fp32 sums of
+// the stored values, one row a thread.
+template <typename Elem, int kDim, int kRows>
+__device__ __forceinline__ void sw128_row_norms(const unsigned char* tile, float* norms) {
+    for (int r = threadIdx.x; r < kRows; r += wgmma::kWarpgroupThreads) {
+        float ss = 0.f;
+#pragma unroll 8
+        for (int d = 0; d < kDim; ++d) {
+            const unsigned char* at = tile + (d / 64) * kRows * wgmma::kSwizzleRowBytes +
+                                      wgmma::sw128_offset(r, (d % 64) * 2);
+            const float x = to_float(*reinterpret_cast<const Elem*>(at));
+            ss = fmaf(x, x, ss);
+        }
+        norms[r] = ss;
+    }
+}
+
+template <typename Elem, typename Score, int kDim>
+__global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_kernel(ExactArgs args) {
+    static_assert(Score::kSoftmax, "the wgmma forward serves the softmax family");
+#if SLAY_HAS_WGMMA
+    namespace wg = wgmma;
+    using Layout = WgmmaForwardLayout<kDim>;
+    constexpr int kKeys = Layout::kKeys;
+    constexpr int kKeyBlocks = kKeys / 8;  // n8 blocks of S
+    constexpr int kDimBlocks = kDim / 8;   // n8 blocks of O
+    constexpr int kRowBytes = wg::kSwizzleRowBytes;
+    const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args);  // the query tile (its shared arrays unused)
+    if (blk.idle) return;
+    unsigned char* smem = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<uintptr_t>(exact_smem_bytes) + wg::kSwizzleAtomBytes - 1) &
+        ~uintptr_t{wg::kSwizzleAtomBytes - 1});
+    unsigned char* q_tile = smem + Layout::q;
+    float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm);
+    const int64_t T = blk.T, q_tile_index = blk.tile, q0 = blk.row0();
+    const int D = args.head_dim, Dv = args.value_dim;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
+    const Elem* q = blk.q(args);
+    const Elem* k = blk.k(args);
+    const Elem* v = blk.v(args);
+    auto k_tile = [&](int buf) { return smem + Layout::k + buf * Layout::kKVBytes; };
+    auto v_tile = [&](int buf) { return smem + Layout::v + buf * Layout::kKVBytes; };
+    auto knorm = [&](int buf) { return reinterpret_cast<float*>(smem + Layout::knorm) + buf * kKeys; };
+
+    load_sw128_async<Elem, kDim, kTile>(q, args.q_s.token, q0, T, D, q_tile);
+    load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, 0, T, D, k_tile(0));
+    load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, 0, T, Dv, v_tile(0));
+    cp_async_commit();
+
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_max in log2 units
+    float o[kDimBlocks][4];
+#pragma unroll
+    for (int nb = 0; nb < kDimBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[nb][e] = 0.f;
+    // The wgmma accumulators as the flat register lists the instructions
+    // take (same storage: n8 block j is registers 4 j .. 4 j + 3).
+    float(&o_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(o);
+
+    // Key tiles with a key at or below the last query row (causal), else all.
+    const int64_t q_last = q0 + kTile - 1 < T ? q0 + kTile - 1 : T - 1;
+    const int64_t k_tiles = ((args.causal ? q_last + 1 : T) + kKeys - 1) / kKeys;
+    for (int64_t kt = 0; kt < k_tiles; ++kt) {
+        const int buf = static_cast<int>(kt & 1);
+        const int64_t k0 = kt * kKeys;
+        // Prefetch the next tile into the other buffer (freed by the trailing
+        // barrier of the previous iteration).
+        if (kt + 1 < k_tiles) {
+            load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, k0 + kKeys, T, D, k_tile(buf ^ 1));
+            load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, k0 + kKeys, T, Dv, v_tile(buf ^ 1));
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        wg::fence_proxy_async();  // this thread's cp.async writes, visible to wgmma after the barrier
+        __syncthreads();
+        if (Score::kPrep == RowPrep::SquaredNorm) {
+            if (kt == 0) sw128_row_norms<Elem, kDim, kTile>(q_tile, qnorm);
+            sw128_row_norms<Elem, kDim, kKeys>(k_tile(buf), knorm(buf));
+            __syncthreads();
+        }
+
+        // S = Q K^T: the warpgroup's 64 rows and the tile's kKeys keys.
+        float s[kKeyBlocks][4];
+        float(&s_flat)[kKeys / 2] = reinterpret_cast<float(&)[kKeys / 2]>(s);
+        wg::fence();
+#pragma unroll
+        for (int ks = 0; ks < kDim / 16; ++ks) {
+            const int block = ks / 4, step = ks % 4;  // 64-wide column block of D, k16 step in it
+            wg::Mma<Elem, kKeys>::template ss<0>(
+                s_flat, wg::k_major_descriptor(q_tile + block * kTile * kRowBytes, step),
+                wg::k_major_descriptor(k_tile(buf) + block * kKeys * kRowBytes, step), ks > 0);
+        }
+        wg::commit_group();
+        wg::wait_group<0>();
+
+        // Only the tiles on the causal diagonal and the tile past T need the mask.
+        const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
+        const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_lo] : 0.f,
+                             Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_hi] : 0.f};
+        online_softmax_step<Score>(args.sc, s, o, row_max, row_sum, needs_mask, args.causal, q0 + r_lo, k0, T, t4,
+                                   qq, knorm(buf));
+
+        // O += P V: the k16 step j of P is S's n8 blocks 2 j, 2 j + 1.
+        unsigned p[kKeys / 16][4];
+#pragma unroll
+        for (int j = 0; j < kKeys / 16; ++j) {
+            p[j][0] = pack2<Elem>(s[2 * j][0], s[2 * j][1]);
+            p[j][1] = pack2<Elem>(s[2 * j][2], s[2 * j][3]);
+            p[j][2] = pack2<Elem>(s[2 * j + 1][0], s[2 * j + 1][1]);
+            p[j][3] = pack2<Elem>(s[2 * j + 1][2], s[2 * j + 1][3]);
+        }
+        wg::fence();  // p and the rescaled o were written by ordinary instructions
+#pragma unroll
+        for (int j = 0; j < kKeys / 16; ++j)
+            wg::Mma<Elem, kDim>::template rs<1>(o_flat, p[j], wg::mn_major_descriptor(v_tile(buf), j, kKeys * kRowBytes),
+                                                true);
+        wg::commit_group();
+        wg::wait_group<0>();
+        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+    }
+    (void)q_tile_index;
+    forward_epilogue<false>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
+#endif
+}
+
+}  // namespace exact
+}  // namespace cuda
+}  // namespace slay
