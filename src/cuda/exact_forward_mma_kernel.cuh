@@ -245,11 +245,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     // Per thread: rows r_lo = warp*16 + g and r_hi = r_lo + 8 of the tile.
     const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_max in log2 units
-    float o[kDimBlocks][4];
-#pragma unroll
-    for (int nb = 0; nb < kDimBlocks; ++nb)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o[nb][e] = 0.f;
+    float o[kDimBlocks][4] = {};
     unsigned q_frag[kDimSteps][4];
 
     const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;

@@ -113,11 +113,7 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
     cp_async_commit();
 
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_max in log2 units
-    float o[kDimBlocks][4];
-#pragma unroll
-    for (int nb = 0; nb < kDimBlocks; ++nb)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o[nb][e] = 0.f;
+    float o[kDimBlocks][4] = {};
     // The wgmma accumulators as the flat register lists the instructions
     // take (same storage: n8 block j is registers 4 j .. 4 j + 3).
     float(&o_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(o);
