@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
         ~uintptr_t{wg::kSwizzleAtomBytes - 1});
     unsigned char* q_tile = smem + Layout::q;
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm);
-    const int64_t T = blk.T, q_tile_index = blk.tile, q0 = blk.row0();
+    const int64_t T = blk.T, q0 = blk.row0();
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
@@ -181,7 +181,6 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
         wg::wait_group<0>();
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
-    (void)q_tile_index;
     forward_epilogue<false>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 #endif
 }
