@@ -90,9 +90,7 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
     constexpr int kRowBytes = wg::kSwizzleRowBytes;
     const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args);  // the query tile (its shared arrays unused)
     if (blk.idle) return;
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(exact_smem_bytes) + wg::kSwizzleAtomBytes - 1) &
-        ~uintptr_t{wg::kSwizzleAtomBytes - 1});
+    unsigned char* smem = wg::swizzle_atom_aligned(exact_smem_bytes);
     unsigned char* q_tile = smem + Layout::q;
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm);
     const int64_t T = blk.T, q0 = blk.row0();

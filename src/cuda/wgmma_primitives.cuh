@@ -62,6 +62,14 @@ __host__ __device__ constexpr int sw128_offset(int row, int byte_in_row) {
     return row * kSwizzleRowBytes + ((((byte_in_row >> 4) ^ (row & 7)) << 4) | (byte_in_row & 15));
 }
 
+// The first swizzle-atom (1024-byte) boundary at or after p: where a
+// kernel's SW128 tiles start in its dynamic shared memory (allocate
+// kSwizzleAtomBytes of slack for it).
+__device__ __forceinline__ unsigned char* swizzle_atom_aligned(void* p) {
+    return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + kSwizzleAtomBytes - 1) &
+                                            ~uintptr_t{kSwizzleAtomBytes - 1});
+}
+
 // The 64-bit shared-memory matrix descriptor of an SW128 operand starting
 // at `start` (16-byte aligned, inside a 1024-byte aligned tile): bits 0-13
 // start address / 16, 16-29 LBO / 16, 32-45 SBO / 16, 62-63 layout (1 =

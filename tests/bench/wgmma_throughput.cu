@@ -36,10 +36,6 @@ constexpr int kSteps = 4;  // k16 steps a round (one 64-wide K block)
 constexpr int kATileBytes = 64 * wg::kSwizzleRowBytes;
 constexpr int kSmemBytes = wg::kSwizzleAtomBytes + kWarpgroups * kATileBytes + 256 * wg::kSwizzleRowBytes;
 
-__device__ unsigned char* aligned_smem(unsigned char* raw) {
-    return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(raw) + wg::kSwizzleAtomBytes - 1) &
-                                            ~uintptr_t{wg::kSwizzleAtomBytes - 1});
-}
 __device__ void zero_smem(unsigned char* smem) {
     for (int i = threadIdx.x; i < (kSmemBytes - wg::kSwizzleAtomBytes) / 16; i += blockDim.x)
         reinterpret_cast<uint4*>(smem)[i] = make_uint4(0, 0, 0, 0);
@@ -57,7 +53,7 @@ template <int N>
 __global__ void __launch_bounds__(kThreads, 1) wgmma_ss_kernel(int iters, int flag, float* out) {
 #if SLAY_HAS_WGMMA
     extern __shared__ unsigned char raw[];
-    unsigned char* smem = aligned_smem(raw);
+    unsigned char* smem = wg::swizzle_atom_aligned(raw);
     zero_smem(smem);
     const int group = threadIdx.x / wg::kWarpgroupThreads;
     const unsigned char* a_tile = smem + group * kATileBytes;
@@ -85,7 +81,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_ss_kernel(int iters, int fl
 __global__ void __launch_bounds__(kThreads, 1) wgmma_rs_kernel(int iters, int flag, float* out) {
 #if SLAY_HAS_WGMMA
     extern __shared__ unsigned char raw[];
-    unsigned char* smem = aligned_smem(raw);
+    unsigned char* smem = wg::swizzle_atom_aligned(raw);
     zero_smem(smem);
     const unsigned char* b_tile = smem + kWarpgroups * kATileBytes;
     unsigned base[kSteps][4];

@@ -50,8 +50,7 @@ __global__ void wgmma_gemm_kernel(const Elem* a, const Elem* b, float* d, bool a
 #if SLAY_HAS_WGMMA
     namespace wg = slay::cuda::wgmma;
     extern __shared__ unsigned char smem_raw[];
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAtomBytes - 1) & ~uintptr_t{kSwizzleAtomBytes - 1});
+    unsigned char* smem = wg::swizzle_atom_aligned(smem_raw);
     unsigned char* a_tile = smem;                       // K / 64 blocks of 64 rows
     unsigned char* b_tile = smem + kM * K * 2;          // K-major: K / 64 blocks of N rows; MN-major: N / 64 of K rows
     store_sw128(a, kM, K, a_tile);
