@@ -101,6 +101,15 @@ __device__ __forceinline__ void row_output_dots(const ExactArgs& args, const Exa
     }
 }
 
+// 2^x by the SFU alone (ex2.approx.ftz: relative error ~2^-22, far below
+// the bf16/fp16 rounding of P; 2^-inf = 0, results below 2^-126 flush to
+// 0), where exp2f adds a denormal range fix-up to every element.
+__device__ __forceinline__ float softmax_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // One key tile's online-softmax step for the thread's rows r_lo = row_lo -
 // q0 and r_hi = r_lo + 8 (e = 0, 1 and e = 2, 3 of the accumulator layout):
 // s (kKeyBlocks n8 blocks of raw Q K^T sums for keys k0 ..) becomes P =
@@ -132,7 +141,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
         const float new_max = fmaxf(row_max[half], m);  // finite: key 0 is in the first tile
-        rescale[half] = exp2f(row_max[half] - new_max);
+        rescale[half] = softmax_exp2(row_max[half] - new_max);
         row_max[half] = new_max;
     }
     float part[2] = {0.f, 0.f};
@@ -140,7 +149,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            s[nb][e] = exp2f(s[nb][e] - row_max[e / 2]);
+            s[nb][e] = softmax_exp2(s[nb][e] - row_max[e / 2]);
             part[e / 2] += s[nb][e];
         }
     // row_sum is this thread's partial over its columns; the 4 lanes of a

@@ -62,20 +62,27 @@ __device__ __forceinline__ void load_sw128_async(const Elem* src, int64_t token_
 }
 
 // |x|^2 of the kRows rows of an SW128 tile (yat's scores): fp32 sums of
-// the stored values, one row a thread.
+// the stored values, 128 / kRows threads a row (adjacent lanes), 16 bytes
+// a load.
 template <typename Elem, int kDim, int kRows>
 __device__ __forceinline__ void sw128_row_norms(const unsigned char* tile, float* norms) {
-    for (int r = threadIdx.x; r < kRows; r += wgmma::kWarpgroupThreads) {
-        float ss = 0.f;
-#pragma unroll 8
-        for (int d = 0; d < kDim; ++d) {
-            const unsigned char* at = tile + (d / 64) * kRows * wgmma::kSwizzleRowBytes +
-                                      wgmma::sw128_offset(r, (d % 64) * 2);
-            const float x = to_float(*reinterpret_cast<const Elem*>(at));
-            ss = fmaf(x, x, ss);
+    constexpr int kPerRow = wgmma::kWarpgroupThreads / kRows;
+    static_assert(kPerRow == 1 || kPerRow == 2, "64 or 128 rows");
+    const int r = threadIdx.x / kPerRow, part = threadIdx.x % kPerRow;
+    float ss = 0.f;
+#pragma unroll
+    for (int ch = part; ch < kDim / 8; ch += kPerRow) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(tile + (ch / 8) * kRows * wgmma::kSwizzleRowBytes +
+                                                          wgmma::sw128_offset(r, (ch % 8) * 16));
+        const Elem* x = reinterpret_cast<const Elem*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float f = to_float(x[i]);
+            ss = fmaf(f, f, ss);
         }
-        norms[r] = ss;
     }
+    if (kPerRow == 2) ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+    if (part == 0) norms[r] = ss;
 }
 
 template <typename Elem, typename Score, int kDim>
