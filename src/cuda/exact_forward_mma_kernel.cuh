@@ -113,15 +113,16 @@ __device__ __forceinline__ float softmax_exp2(float x) {
 // One key tile's online-softmax step for the thread's rows r_lo = row_lo -
 // q0 and r_hi = r_lo + 8 (e = 0, 1 and e = 2, 3 of the accumulator layout):
 // s (kKeyBlocks n8 blocks of raw Q K^T sums for keys k0 ..) becomes P =
-// exp2(score * log2 e - new row max), masked keys 0; row_max (log2 units),
-// the thread's partial row_sum and the output o are rescaled to the new
-// max. qq: the rows' |q|^2, kaux: the keys' |k|^2 (yat's scores).
-template <typename Score, int kKeyBlocks, int kDimBlocks>
+// exp2(score * log2 e - new row max), masked keys 0; row_max (log2 units)
+// and the thread's partial row_sum move to the new max, and `rescale` is
+// the factor the output rows take to follow (rescale_output: the caller
+// applies it when no MMA still writes o). qq: the rows' |q|^2, kaux: the
+// keys' |k|^2 (yat's scores).
+template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4],
-                                                    float (&o)[kDimBlocks][4], float (&row_max)[2],
-                                                    float (&row_sum)[2], bool needs_mask, bool causal, int64_t row_lo,
-                                                    int64_t k0, int64_t T, int t4, const float (&qq)[2],
-                                                    const float* kaux) {
+                                                    float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
+                                                    bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
+                                                    int64_t T, int t4, const float (&qq)[2], const float* kaux) {
     constexpr float kLog2e = 1.4426950408889634f;
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -134,7 +135,6 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
             s[nb][e] = vis ? Score::value(sc, s[nb][e], qq[e / 2], kk) * kLog2e : -INFINITY;
             tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
         }
-    float rescale[2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         float m = tile_max[half];
@@ -156,6 +156,10 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     // row are summed once, in the epilogue.
 #pragma unroll
     for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
+}
+// o's rows (r_lo: e = 0, 1; r_hi: e = 2, 3) times online_softmax_step's factors.
+template <int kDimBlocks>
+__device__ __forceinline__ void rescale_output(float (&o)[kDimBlocks][4], const float (&rescale)[2]) {
 #pragma unroll
     for (int nb = 0; nb < kDimBlocks; ++nb) {
         o[nb][0] *= rescale[0];
@@ -309,8 +313,10 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         const bool needs_mask = (args.causal && k_tile == q_tile) || k0 + kTile > T;
         const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_lo] : 0.f,
                              Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_hi] : 0.f};
-        online_softmax_step<Score>(args.sc, s, o, row_max, row_sum, needs_mask, args.causal, q0 + r_lo, k0, T, t4,
-                                   qq, blk.kaux + buf * kTile);
+        float rescale[2];
+        online_softmax_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T,
+                                   t4, qq, blk.kaux + buf * kTile);
+        rescale_output(o, rescale);
 
         // O += P V: the S accumulators are already the A fragments of P.
         if (!kStatsOnly) accumulate_coef_times_tile<Elem, kDim>(s, Vb, lane, o);

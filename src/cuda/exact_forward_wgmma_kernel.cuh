@@ -11,8 +11,12 @@
 //   S (64 x kKeys) = Q K^T   wgmma SS, Q and K K-major, kDim / 16 steps;
 //   O (64 x kDim) += P V     wgmma RS, P from the S registers rounded to the
 //                            input type (as the mma.sync path), V MN-major.
-// Several CTAs share an SM (their shared memory allows two or three), so one
-// CTA's softmax overlaps another's MMAs. Scores are fp32 sums of exact
+// The MMAs are asynchronous: S of tile kt + 1 and P V of tile kt are issued
+// together, the softmax of kt + 1 runs while P V of kt is on the tensor
+// cores, and only then is O rescaled (FlashAttention-3's intra-warpgroup
+// overlap). K and V of a tile are separate cp.async groups, two tiles
+// ahead: K's buffer frees when its S is done, V's when its P V is. Several
+// CTAs share an SM (their shared memory allows two or three). Scores are fp32 sums of exact
 // products of the inputs, as on the mma.sync path.
 // Requirements: the mma.sync path's (D, Dv multiples of 8, 16-byte aligned
 // rows; the launcher checks), a device of compute capability 9.0 and a build
@@ -102,7 +106,7 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
         ~uintptr_t{wg::kSwizzleAtomBytes - 1});
     unsigned char* q_tile = smem + Layout::q;
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm);
-    const int64_t T = blk.T, q_tile_index = blk.tile, q0 = blk.row0();
+    const int64_t T = blk.T, q0 = blk.row0();
     const int D = args.head_dim, Dv = args.value_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
@@ -114,64 +118,50 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
     auto v_tile = [&](int buf) { return smem + Layout::v + buf * Layout::kKVBytes; };
     auto knorm = [&](int buf) { return reinterpret_cast<float*>(smem + Layout::knorm) + buf * kKeys; };
 
-    load_sw128_async<Elem, kDim, kTile>(q, args.q_s.token, q0, T, D, q_tile);
-    load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, 0, T, D, k_tile(0));
-    load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, 0, T, Dv, v_tile(0));
-    cp_async_commit();
-
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_max in log2 units
     float o[kDimBlocks][4] = {};
+    float s[kKeyBlocks][4];      // S of the next tile while P V of this one runs
+    unsigned p[kKeys / 16][4];   // P of this tile: k16 step j = S's n8 blocks 2 j, 2 j + 1
     // The wgmma accumulators as the flat register lists the instructions
     // take (same storage: n8 block j is registers 4 j .. 4 j + 3).
     float(&o_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(o);
+    float(&s_flat)[kKeys / 2] = reinterpret_cast<float(&)[kKeys / 2]>(s);
 
     // Key tiles with a key at or below the last query row (causal), else all.
     const int64_t q_last = q0 + kTile - 1 < T ? q0 + kTile - 1 : T - 1;
     const int64_t k_tiles = ((args.causal ? q_last + 1 : T) + kKeys - 1) / kKeys;
-    for (int64_t kt = 0; kt < k_tiles; ++kt) {
-        const int buf = static_cast<int>(kt & 1);
-        const int64_t k0 = kt * kKeys;
-        // Prefetch the next tile into the other buffer (freed by the trailing
-        // barrier of the previous iteration).
-        if (kt + 1 < k_tiles) {
-            load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, k0 + kKeys, T, D, k_tile(buf ^ 1));
-            load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, k0 + kKeys, T, Dv, v_tile(buf ^ 1));
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        wg::fence_proxy_async();  // this thread's cp.async writes, visible to wgmma after the barrier
-        __syncthreads();
-        if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (kt == 0) sw128_row_norms<Elem, kDim, kTile>(q_tile, qnorm);
-            sw128_row_norms<Elem, kDim, kKeys>(k_tile(buf), knorm(buf));
-            __syncthreads();
-        }
-
-        // S = Q K^T: the warpgroup's 64 rows and the tile's kKeys keys.
-        float s[kKeyBlocks][4];
-        float(&s_flat)[kKeys / 2] = reinterpret_cast<float(&)[kKeys / 2]>(s);
-        wg::fence();
+    // Tile kt's K (V) into buffer kt % 2, one cp.async group; past the last
+    // tile the group is empty (every iteration commits the same groups).
+    auto load_k = [&](int64_t kt) {
+        if (kt < k_tiles) load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, kt * kKeys, T, D, k_tile(kt & 1));
+        cp_async_commit();
+    };
+    auto load_v = [&](int64_t kt) {
+        if (kt < k_tiles) load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, kt * kKeys, T, Dv, v_tile(kt & 1));
+        cp_async_commit();
+    };
+    // S = Q K^T of tile kt into s (asynchronous: one wgmma group).
+    auto issue_scores = [&](int64_t kt) {
 #pragma unroll
         for (int ks = 0; ks < kDim / 16; ++ks) {
             const int block = ks / 4, step = ks % 4;  // 64-wide column block of D, k16 step in it
             wg::Mma<Elem, kKeys>::template ss<0>(
                 s_flat, wg::k_major_descriptor(q_tile + block * kTile * kRowBytes, step),
-                wg::k_major_descriptor(k_tile(buf) + block * kKeys * kRowBytes, step), ks > 0);
+                wg::k_major_descriptor(k_tile(kt & 1) + block * kKeys * kRowBytes, step), ks > 0);
         }
         wg::commit_group();
-        wg::wait_group<0>();
-
+    };
+    // The online softmax of tile kt's scores in s (s becomes P; o's factor in rescale).
+    auto softmax = [&](int64_t kt, float (&rescale)[2]) {
+        const int64_t k0 = kt * kKeys;
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
         const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_lo] : 0.f,
                              Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_hi] : 0.f};
-        online_softmax_step<Score>(args.sc, s, o, row_max, row_sum, needs_mask, args.causal, q0 + r_lo, k0, T, t4,
-                                   qq, knorm(buf));
-
-        // O += P V: the k16 step j of P is S's n8 blocks 2 j, 2 j + 1.
-        unsigned p[kKeys / 16][4];
+        online_softmax_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T,
+                                   t4, qq, knorm(kt & 1));
+    };
+    auto pack_p = [&] {
 #pragma unroll
         for (int j = 0; j < kKeys / 16; ++j) {
             p[j][0] = pack2<Elem>(s[2 * j][0], s[2 * j][1]);
@@ -179,16 +169,64 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
             p[j][2] = pack2<Elem>(s[2 * j + 1][0], s[2 * j + 1][1]);
             p[j][3] = pack2<Elem>(s[2 * j + 1][2], s[2 * j + 1][3]);
         }
-        wg::fence();  // p and the rescaled o were written by ordinary instructions
+    };
+    // yat: |k|^2 of tile kt (after the barrier that shows its K), then a barrier.
+    auto key_norms = [&](int64_t kt) {
+        if (Score::kPrep != RowPrep::SquaredNorm) return;
+        sw128_row_norms<Elem, kDim, kKeys>(k_tile(kt & 1), knorm(kt & 1));
+        __syncthreads();
+    };
+
+    // Prologue: cp.async groups Q + K_0, V_0, K_1, V_1; S_0 and its softmax.
+    load_sw128_async<Elem, kDim, kTile>(q, args.q_s.token, q0, T, D, q_tile);
+    load_k(0);
+    load_v(0);
+    load_k(1);
+    load_v(1);
+    cp_async_wait<3>();  // Q and K_0
+    wg::fence_proxy_async();  // this thread's cp.async writes, visible to wgmma after the barrier
+    __syncthreads();
+    if (Score::kPrep == RowPrep::SquaredNorm) sw128_row_norms<Elem, kDim, kTile>(q_tile, qnorm);
+    key_norms(0);
+    wg::fence();
+    issue_scores(0);
+    wg::wait_group<0>();
+    {
+        float rescale[2];  // o is still zero
+        softmax(0, rescale);
+    }
+    pack_p();
+
+    // Tile kt: its P V on the tensor cores while the softmax of tile kt + 1's
+    // scores runs. In flight on entry (cp.async groups, oldest first): V_kt,
+    // K_(kt+1), V_(kt+1); each iteration commits K_(kt+2), V_(kt+2).
+    for (int64_t kt = 0; kt < k_tiles; ++kt) {
+        const bool has_next = kt + 1 < k_tiles;
+        cp_async_wait<1>();  // V_kt and K_(kt+1) are in
+        wg::fence_proxy_async();
+        __syncthreads();     // ... for every thread; and K buffer kt % 2 is free (S_kt is done)
+        load_k(kt + 2);
+        wg::fence();  // p, o and s were last touched by ordinary instructions
+        issue_scores(kt + 1);  // past the last tile: unused (an unconditional issue keeps the wgmma pipeline unserialized)
 #pragma unroll
         for (int j = 0; j < kKeys / 16; ++j)
-            wg::Mma<Elem, kDim>::template rs<1>(o_flat, p[j], wg::mn_major_descriptor(v_tile(buf), j, kKeys * kRowBytes),
-                                                true);
+            wg::Mma<Elem, kDim>::template rs<1>(o_flat, p[j],
+                                                wg::mn_major_descriptor(v_tile(kt & 1), j, kKeys * kRowBytes), true);
         wg::commit_group();
-        wg::wait_group<0>();
-        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+        if (has_next) {
+            key_norms(kt + 1);
+            wg::wait_group<1>();  // S_(kt+1) (the older group) is in s
+            float rescale[2];
+            softmax(kt + 1, rescale);
+            wg::wait_group<0>();  // P V of tile kt is done: o and p are free
+            rescale_output(o, rescale);
+            pack_p();
+        } else {
+            wg::wait_group<0>();
+        }
+        __syncthreads();  // every thread's P V of tile kt is done: V buffer kt % 2 is free
+        load_v(kt + 2);
     }
-    (void)q_tile_index;
     forward_epilogue<false>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 #endif
 }
