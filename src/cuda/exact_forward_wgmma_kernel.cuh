@@ -170,6 +170,17 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
             p[j][3] = pack2<Elem>(s[2 * j + 1][2], s[2 * j + 1][3]);
         }
     };
+    // Register dependencies the compiler cannot see: the wgmma results are
+    // written asynchronously, so their reads stay after the waits (as
+    // CUTLASS's warpgroup_fence_operand does).
+    auto fence_scores = [&] {
+#pragma unroll
+        for (int i = 0; i < kKeys / 2; ++i) wg::fence_operand(s_flat[i]);
+    };
+    auto fence_output = [&] {
+#pragma unroll
+        for (int i = 0; i < kDim / 2; ++i) wg::fence_operand(o_flat[i]);
+    };
     // yat: |k|^2 of tile kt (after the barrier that shows its K), then a barrier.
     auto key_norms = [&](int64_t kt) {
         if (Score::kPrep != RowPrep::SquaredNorm) return;
@@ -191,6 +202,7 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
     wg::fence();
     issue_scores(0);
     wg::wait_group<0>();
+    fence_scores();
     {
         float rescale[2];  // o is still zero
         softmax(0, rescale);
@@ -216,13 +228,16 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
         if (has_next) {
             key_norms(kt + 1);
             wg::wait_group<1>();  // S_(kt+1) (the older group) is in s
+            fence_scores();
             float rescale[2];
             softmax(kt + 1, rescale);
             wg::wait_group<0>();  // P V of tile kt is done: o and p are free
+            fence_output();
             rescale_output(o, rescale);
             pack_p();
         } else {
             wg::wait_group<0>();
+            fence_output();
         }
         __syncthreads();  // every thread's P V of tile kt is done: V buffer kt % 2 is free
         load_v(kt + 2);
