@@ -33,17 +33,20 @@ namespace exact {
 // The shared memory of exact_forward_wgmma_kernel<kDim>: offsets in bytes
 // from the first 1024-byte boundary of the dynamic shared memory (SW128
 // tiles must start on one), and the launch's size with that slack.
-template <int kDim>
+template <int kDim, int kWarpgroups = 1>
 struct WgmmaForwardLayout {
     static_assert(kDim == 64 || kDim == 128, "wgmma forward: head dims 64 and 128");
+    static_assert(kWarpgroups == 1 || kWarpgroups == 2, "one or two warpgroups");
+    static constexpr int kThreads = kWarpgroups * wgmma::kWarpgroupThreads;
+    static constexpr int kRows = kWarpgroups * kTile;    // query rows a CTA: 64 a warpgroup
     static constexpr int kKeys = kDim == 64 ? 128 : 64;  // keys a tile: S is m64 n kKeys
-    static constexpr int kQBytes = kTile * kDim * 2;     // 64 rows of kDim 16-bit elements
+    static constexpr int kQBytes = kRows * kDim * 2;     // kRows rows of kDim 16-bit elements
     static constexpr int kKVBytes = kKeys * kDim * 2;
     static constexpr int q = 0;
     static constexpr int k = q + kQBytes;              // [2] buffers
     static constexpr int v = k + 2 * kKVBytes;         // [2]
-    static constexpr int qnorm = v + 2 * kKVBytes;     // |q|^2 of the 64 rows (yat)
-    static constexpr int knorm = qnorm + kTile * 4;    // [2][kKeys] |k|^2 (yat)
+    static constexpr int qnorm = v + 2 * kKVBytes;     // |q|^2 of the kRows rows (yat)
+    static constexpr int knorm = qnorm + kRows * 4;    // [2][kKeys] |k|^2 (yat)
     static constexpr int end = knorm + 2 * kKeys * 4;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
@@ -52,11 +55,11 @@ struct WgmmaForwardLayout {
 // strided head into an SW128 tile of kDim / 64 column blocks (block j:
 // columns [64 j, 64 j + 64), `rows` rows of 128 bytes at j * rows * 128);
 // rows past seq_len and columns past width are zero. 16 bytes a cp.async.
-template <typename Elem, int kDim, int kRows>
+template <typename Elem, int kDim, int kRows, int kThreads>
 __device__ __forceinline__ void load_sw128_async(const Elem* src, int64_t token_stride, int64_t row0,
                                                  int64_t seq_len, int width, unsigned char* tile) {
     constexpr int kChunks = kDim / 8;
-    for (int idx = threadIdx.x; idx < kRows * kChunks; idx += wgmma::kWarpgroupThreads) {
+    for (int idx = threadIdx.x; idx < kRows * kChunks; idx += kThreads) {
         const int r = idx / kChunks, ch = idx - r * kChunks;
         const int64_t t = row0 + r;
         const bool valid = t < seq_len && ch * 8 < width;
@@ -66,12 +69,12 @@ __device__ __forceinline__ void load_sw128_async(const Elem* src, int64_t token_
 }
 
 // |x|^2 of the kRows rows of an SW128 tile (yat's scores): fp32 sums of
-// the stored values, 128 / kRows threads a row (adjacent lanes), 16 bytes
-// a load.
-template <typename Elem, int kDim, int kRows>
+// the stored values, kThreads / kRows threads a row (adjacent lanes), 16
+// bytes a load.
+template <typename Elem, int kDim, int kRows, int kThreads>
 __device__ __forceinline__ void sw128_row_norms(const unsigned char* tile, float* norms) {
-    constexpr int kPerRow = wgmma::kWarpgroupThreads / kRows;
-    static_assert(kPerRow == 1 || kPerRow == 2, "64 or 128 rows");
+    constexpr int kPerRow = kThreads / kRows;
+    static_assert(kPerRow == 1 || kPerRow == 2 || kPerRow == 4, "one, two or four threads a row");
     const int r = threadIdx.x / kPerRow, part = threadIdx.x % kPerRow;
     float ss = 0.f;
 #pragma unroll
@@ -85,32 +88,38 @@ __device__ __forceinline__ void sw128_row_norms(const unsigned char* tile, float
             ss = fmaf(f, f, ss);
         }
     }
-    if (kPerRow == 2) ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+#pragma unroll
+    for (int lanes = 1; lanes < kPerRow; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
     if (part == 0) norms[r] = ss;
 }
 
-template <typename Elem, typename Score, int kDim>
-__global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_kernel(ExactArgs args) {
+template <typename Elem, typename Score, int kDim, int kWarpgroups = 1>
+__global__ void __launch_bounds__(kWarpgroups * wgmma::kWarpgroupThreads) exact_forward_wgmma_kernel(ExactArgs args) {
     static_assert(Score::kSoftmax, "the wgmma forward serves the softmax family");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
-    using Layout = WgmmaForwardLayout<kDim>;
+    using Layout = WgmmaForwardLayout<kDim, kWarpgroups>;
+    constexpr int kThreads = Layout::kThreads, kRows = Layout::kRows;
     constexpr int kKeys = Layout::kKeys;
     constexpr int kKeyBlocks = kKeys / 8;  // n8 blocks of S
     constexpr int kDimBlocks = kDim / 8;   // n8 blocks of O
     constexpr int kRowBytes = wg::kSwizzleRowBytes;
-    const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args);  // the query tile (its shared arrays unused)
+    // The CTA's kRows-row query tile (its shared arrays unused); warpgroup
+    // wgi owns rows [64 wgi, 64 wgi + 64) of it and shares the K/V tiles.
+    const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args, kRows);
     if (blk.idle) return;
     unsigned char* smem = reinterpret_cast<unsigned char*>(
         (reinterpret_cast<uintptr_t>(exact_smem_bytes) + wg::kSwizzleAtomBytes - 1) &
         ~uintptr_t{wg::kSwizzleAtomBytes - 1});
     unsigned char* q_tile = smem + Layout::q;
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm);
-    const int64_t T = blk.T, q0 = blk.row0();
+    const int wgi = kWarpgroups == 1 ? 0 : static_cast<int>(threadIdx.x) / wg::kWarpgroupThreads;
+    const int64_t T = blk.T, tile0 = blk.row0(), q0 = tile0 + kTile * wgi;  // q0: this warpgroup's first row
+    const unsigned char* q_rows = q_tile + kTile * wgi * kRowBytes;          // its rows in each column block
     const int D = args.head_dim, Dv = args.value_dim;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = (threadIdx.x % wg::kWarpgroupThreads) / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t4 = lane % 4;
-    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
+    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;  // rows of the warpgroup's 64
     const Elem* q = blk.q(args);
     const Elem* k = blk.k(args);
     const Elem* v = blk.v(args);
@@ -127,17 +136,20 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
     float(&o_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(o);
     float(&s_flat)[kKeys / 2] = reinterpret_cast<float(&)[kKeys / 2]>(s);
 
-    // Key tiles with a key at or below the last query row (causal), else all.
-    const int64_t q_last = q0 + kTile - 1 < T ? q0 + kTile - 1 : T - 1;
+    // Key tiles with a key at or below the CTA's last query row (causal),
+    // else all: the same count for every warpgroup (they share the barriers).
+    const int64_t q_last = tile0 + kRows - 1 < T ? tile0 + kRows - 1 : T - 1;
     const int64_t k_tiles = ((args.causal ? q_last + 1 : T) + kKeys - 1) / kKeys;
     // Tile kt's K (V) into buffer kt % 2, one cp.async group; past the last
     // tile the group is empty (every iteration commits the same groups).
     auto load_k = [&](int64_t kt) {
-        if (kt < k_tiles) load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, kt * kKeys, T, D, k_tile(kt & 1));
+        if (kt < k_tiles)
+            load_sw128_async<Elem, kDim, kKeys, kThreads>(k, args.k_s.token, kt * kKeys, T, D, k_tile(kt & 1));
         cp_async_commit();
     };
     auto load_v = [&](int64_t kt) {
-        if (kt < k_tiles) load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, kt * kKeys, T, Dv, v_tile(kt & 1));
+        if (kt < k_tiles)
+            load_sw128_async<Elem, kDim, kKeys, kThreads>(v, args.v_s.token, kt * kKeys, T, Dv, v_tile(kt & 1));
         cp_async_commit();
     };
     // S = Q K^T of tile kt into s (asynchronous: one wgmma group).
@@ -146,7 +158,7 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
         for (int ks = 0; ks < kDim / 16; ++ks) {
             const int block = ks / 4, step = ks % 4;  // 64-wide column block of D, k16 step in it
             wg::Mma<Elem, kKeys>::template ss<0>(
-                s_flat, wg::k_major_descriptor(q_tile + block * kTile * kRowBytes, step),
+                s_flat, wg::k_major_descriptor(q_rows + block * kRows * kRowBytes, step),
                 wg::k_major_descriptor(k_tile(kt & 1) + block * kKeys * kRowBytes, step), ks > 0);
         }
         wg::commit_group();
@@ -156,8 +168,8 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
         const int64_t k0 = kt * kKeys;
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
-        const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_lo] : 0.f,
-                             Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_hi] : 0.f};
+        const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? qnorm[kTile * wgi + r_lo] : 0.f,
+                             Score::kPrep == RowPrep::SquaredNorm ? qnorm[kTile * wgi + r_hi] : 0.f};
         online_softmax_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T,
                                    t4, qq, knorm(kt & 1));
     };
@@ -184,12 +196,12 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
     // yat: |k|^2 of tile kt (after the barrier that shows its K), then a barrier.
     auto key_norms = [&](int64_t kt) {
         if (Score::kPrep != RowPrep::SquaredNorm) return;
-        sw128_row_norms<Elem, kDim, kKeys>(k_tile(kt & 1), knorm(kt & 1));
+        sw128_row_norms<Elem, kDim, kKeys, kThreads>(k_tile(kt & 1), knorm(kt & 1));
         __syncthreads();
     };
 
     // Prologue: cp.async groups Q + K_0, V_0, K_1, V_1; S_0 and its softmax.
-    load_sw128_async<Elem, kDim, kTile>(q, args.q_s.token, q0, T, D, q_tile);
+    load_sw128_async<Elem, kDim, kRows, kThreads>(q, args.q_s.token, tile0, T, D, q_tile);
     load_k(0);
     load_v(0);
     load_k(1);
@@ -197,7 +209,7 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
     cp_async_wait<3>();  // Q and K_0
     wg::fence_proxy_async();  // this thread's cp.async writes, visible to wgmma after the barrier
     __syncthreads();
-    if (Score::kPrep == RowPrep::SquaredNorm) sw128_row_norms<Elem, kDim, kTile>(q_tile, qnorm);
+    if (Score::kPrep == RowPrep::SquaredNorm) sw128_row_norms<Elem, kDim, kRows, kThreads>(q_tile, qnorm);
     key_norms(0);
     wg::fence();
     issue_scores(0);

@@ -1,7 +1,9 @@
 // exact_kernel_bench.cu -- a workbench for the exact forward kernels on
 // Hopper without the library: the wgmma forward
 // (src/cuda/exact_forward_wgmma_kernel.cuh) and the mma.sync forward
-// (exact_forward_mma_kernel.cuh) launched directly on dense bf16 tensors
+// (exact_forward_mma_kernel.cuh) launched directly on dense bf16 tensors,
+// the wgmma one with one warpgroup a 64-row query tile (the library's) and
+// with two sharing the K/V tiles of a 128-row tile
 //   q, k, v (B, H, T, D) -> out (B, H, T, D), D = 64 or 128:
 //   check  small shapes (T = 1, 65, 129, 1000; causal and bidirectional):
 //          standard against an fp64 softmax of the same bf16 inputs, and the
@@ -63,20 +65,20 @@ ex::ExactArgs make_args(const Problem& p, const Elem* q, const Elem* k, const El
     return a;
 }
 
-unsigned grid_of(const Problem& p) {
-    return static_cast<unsigned>((p.T + ex::kTile - 1) / ex::kTile * p.B * p.H);
-}
+// CTAs of rows-row query tiles (the library's grid: B*H per tile rank).
+unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T + rows - 1) / rows * p.B * p.H); }
 
-// One launch of either kernel (kWgmma) for score Score at tile width kDim.
-template <typename Score, int kDim, bool kWgmma>
+// One launch for score Score at tile width kDim: the wgmma kernel with
+// kWarpgroups warpgroups (1 or 2), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kWarpgroups>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
-    if constexpr (kWgmma) {
-        constexpr int kBytes = ex::WgmmaForwardLayout<kDim>::bytes;
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim>;
-        if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes),
+    if constexpr (kWarpgroups > 0) {
+        using Layout = ex::WgmmaForwardLayout<kDim, kWarpgroups>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kWarpgroups>;
+        if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
-        kernel<<<grid_of(p), slay::cuda::wgmma::kWarpgroupThreads, kBytes>>>(a);
+        kernel<<<grid_of(p, Layout::kRows), Layout::kThreads, Layout::bytes>>>(a);
     } else {
         const int bytes =
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::Forward, kDim, kDim).bytes());
@@ -84,7 +86,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
                         "attribute"))
             return false;
-        kernel<<<grid_of(p), ex::kMmaThreads, bytes>>>(a);
+        kernel<<<grid_of(p, ex::kTile), ex::kMmaThreads, bytes>>>(a);
     }
     return check_cuda(cudaGetLastError(), "launch");
 }
@@ -175,10 +177,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, bool kWgmma>
+template <typename Score, int kDim, int kWarpgroups>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kWgmma>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
+    if (!launch<Score, kDim, kWarpgroups>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
     if (!check_cuda(cudaDeviceSynchronize(), "kernel")) return false;
     *out = to_host(buf.out, buf.n);
     return true;
@@ -200,15 +202,19 @@ int check_shapes() {
                 failures += ok ? 0 : 1;
             };
             const std::vector<double> want = reference_standard(p, q, k, v);
-            if (!run_into<ex::StandardScore, kDim, true>(p, buf, &got)) return failures + 1;
-            line("wgmma standard vs fp64", rel_l2(got, want));
-            if (!run_into<ex::StandardScore, kDim, false>(p, buf, &mma)) return failures + 1;
+            if (!run_into<ex::StandardScore, kDim, 1>(p, buf, &got)) return failures + 1;
+            line("wgmma x1 standard vs fp64", rel_l2(got, want));
+            if (!run_into<ex::StandardScore, kDim, 2>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 standard vs fp64", rel_l2(got, want));
+            if (!run_into<ex::StandardScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             line("mma.sync standard vs fp64", rel_l2(mma, want));
             std::vector<double> yat_mma;
-            if (!run_into<ex::YatScore, kDim, false>(p, buf, &mma)) return failures + 1;
+            if (!run_into<ex::YatScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             yat_mma.assign(mma.begin(), mma.end());
-            if (!run_into<ex::YatScore, kDim, true>(p, buf, &got)) return failures + 1;
-            line("wgmma yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (!run_into<ex::YatScore, kDim, 1>(p, buf, &got)) return failures + 1;
+            line("wgmma x1 yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (!run_into<ex::YatScore, kDim, 2>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
         }
     return failures;
 }
@@ -219,18 +225,18 @@ struct Timing {
     double ms, tflops;
 };
 
-template <typename Score, int kDim, bool kWgmma>
+template <typename Score, int kDim, int kWarpgroups>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
     for (int i = 0; i < 3; ++i)
-        if (!launch<Score, kDim, kWgmma>(p, a)) return false;
+        if (!launch<Score, kDim, kWarpgroups>(p, a)) return false;
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     std::vector<double> ms;
     for (int r = 0; r < 20; ++r) {
         cudaEventRecord(start);
-        if (!launch<Score, kDim, kWgmma>(p, a)) return false;
+        if (!launch<Score, kDim, kWarpgroups>(p, a)) return false;
         cudaEventRecord(stop);
         if (!check_cuda(cudaEventSynchronize(stop), "timed launch")) return false;
         float t = 0.f;
@@ -242,7 +248,8 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
     const double flops = 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0);
-    rows->push_back({kWgmma ? "wgmma" : "mma.sync", score, kDim, median, flops / (median * 1e-3) / 1e12});
+    rows->push_back({kWarpgroups == 0 ? "mma.sync" : kWarpgroups == 1 ? "wgmma x1" : "wgmma x2", score, kDim, median,
+                     flops / (median * 1e-3) / 1e12});
     return true;
 }
 
@@ -252,10 +259,11 @@ bool time_shapes(std::vector<Timing>* rows) {
     Buffers buf;
     std::vector<float> q, k, v;
     if (!fill(p, buf, &q, &k, &v, 5u)) return false;
-    return time_one<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
-           time_one<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
-           time_one<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, false>(p, buf, "yat", rows);
+    return time_one<ex::StandardScore, kDim, 1>(p, buf, "standard", rows) &&
+           time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
+           time_one<ex::StandardScore, kDim, 0>(p, buf, "standard", rows) &&
+           time_one<ex::YatScore, kDim, 1>(p, buf, "yat", rows) && time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
+           time_one<ex::YatScore, kDim, 0>(p, buf, "yat", rows);
 }
 
 }  // namespace
