@@ -28,6 +28,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/exact_forward_wgmma_kernel.cuh"
+#include "cuda/exact_forward_ws_kernel.cuh"
 
 namespace {
 
@@ -69,10 +70,27 @@ ex::ExactArgs make_args(const Problem& p, const Elem* q, const Elem* k, const El
 unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T + rows - 1) / rows * p.B * p.H); }
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
-// kWarpgroups warpgroups (1 or 2), or the mma.sync kernel (0).
+// kWarpgroups warpgroups (1 or 2), the warp-specialized one with
+// kWarpgroups / 10 consumer warpgroups (20, 30), or the mma.sync kernel (0).
 template <typename Score, int kDim, int kWarpgroups>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
-    if constexpr (kWarpgroups > 0) {
+    if constexpr (kWarpgroups >= 10) {
+        using Layout = ex::WsForwardLayout<kDim, kWarpgroups / 10>;
+        ex::WsForwardMaps maps;
+        namespace tma = slay::cuda::tma;
+        const uint64_t T = p.T, H = p.H, B = p.B;
+        if (!tma::encode_map_4d(&maps.q, a.q, p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, Layout::kRows) ||
+            !tma::encode_map_4d(&maps.k, a.k, p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, Layout::kKeys) ||
+            !tma::encode_map_4d(&maps.v, a.v, p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, Layout::kKeys)) {
+            std::fprintf(stderr, "tensor map refused\n");
+            return false;
+        }
+        auto kernel = ex::exact_forward_ws_kernel<Elem, Score, kDim, kWarpgroups / 10>;
+        if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
+                        "attribute"))
+            return false;
+        kernel<<<grid_of(p, Layout::kRows), Layout::kThreads, Layout::bytes>>>(maps, a);
+    } else if constexpr (kWarpgroups > 0) {
         using Layout = ex::WgmmaForwardLayout<kDim, kWarpgroups>;
         auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kWarpgroups>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
@@ -206,6 +224,10 @@ int check_shapes() {
             line("wgmma x1 standard vs fp64", rel_l2(got, want));
             if (!run_into<ex::StandardScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 standard vs fp64", rel_l2(got, want));
+            if (!run_into<ex::StandardScore, kDim, 20>(p, buf, &got)) return failures + 1;
+            line("ws x2 standard vs fp64", rel_l2(got, want));
+            if (!run_into<ex::StandardScore, kDim, 30>(p, buf, &got)) return failures + 1;
+            line("ws x3 standard vs fp64", rel_l2(got, want));
             if (!run_into<ex::StandardScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             line("mma.sync standard vs fp64", rel_l2(mma, want));
             std::vector<double> yat_mma;
@@ -215,6 +237,10 @@ int check_shapes() {
             line("wgmma x1 yat vs mma.sync yat", rel_l2(got, yat_mma));
             if (!run_into<ex::YatScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (!run_into<ex::YatScore, kDim, 20>(p, buf, &got)) return failures + 1;
+            line("ws x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (!run_into<ex::YatScore, kDim, 30>(p, buf, &got)) return failures + 1;
+            line("ws x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
         }
     return failures;
 }
@@ -248,7 +274,12 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
     const double flops = 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0);
-    rows->push_back({kWarpgroups == 0 ? "mma.sync" : kWarpgroups == 1 ? "wgmma x1" : "wgmma x2", score, kDim, median,
+    const char* name = kWarpgroups == 0    ? "mma.sync"
+                       : kWarpgroups == 1  ? "wgmma x1"
+                       : kWarpgroups == 2  ? "wgmma x2"
+                       : kWarpgroups == 20 ? "ws x2"
+                                           : "ws x3";
+    rows->push_back({name, score, kDim, median,
                      flops / (median * 1e-3) / 1e12});
     return true;
 }
@@ -259,7 +290,10 @@ bool time_shapes(std::vector<Timing>* rows) {
     Buffers buf;
     std::vector<float> q, k, v;
     if (!fill(p, buf, &q, &k, &v, 5u)) return false;
-    return time_one<ex::StandardScore, kDim, 1>(p, buf, "standard", rows) &&
+    return time_one<ex::StandardScore, kDim, 20>(p, buf, "standard", rows) &&
+           time_one<ex::StandardScore, kDim, 30>(p, buf, "standard", rows) &&
+           time_one<ex::YatScore, kDim, 20>(p, buf, "yat", rows) && time_one<ex::YatScore, kDim, 30>(p, buf, "yat", rows) &&
+           time_one<ex::StandardScore, kDim, 1>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 0>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 1>(p, buf, "yat", rows) && time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
