@@ -128,6 +128,12 @@ struct StandardScore {
     __device__ __forceinline__ static float value(const ScoreConsts& c, float a, float, float) {
         return c.softmax_scale * a;
     }
+    // The tensor-core forwards' score in log2 units is scale_log2 * a with
+    // scale_log2 = softmax_scale * log2 e > 0 (attributes.cpp keeps the
+    // scale positive): a row's max commutes with it, so those kernels take
+    // the max of the raw sums and fold the scale into exp2's argument.
+    static constexpr bool kScaledDot = true;
+    __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.softmax_scale; }
     // d value/dq_i = cross * k_j + self * q_i (and symmetrically for k_j),
     // times the incoming gradient dvalue.
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float, float, float, float dvalue,
@@ -148,6 +154,18 @@ struct YatScore {
     }
     __device__ __forceinline__ static float value(const ScoreConsts& c, float a, float qq, float kk) {
         return c.score_scale * a * a / distance(c, a, qq, kk);
+    }
+    static constexpr bool kScaledDot = false;
+    __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.score_scale; }
+    // value * scale_log2 (scale_log2 = score_scale * log2 e) with the
+    // division by the distance (>= epsilon > 0) through the SFU's
+    // reciprocal (rcp.approx.ftz: relative error ~2^-23): for the tensor-core
+    // forwards of 16-bit inputs, whose P is rounded to 8 bits of mantissa.
+    __device__ __forceinline__ static float log2_value_fast(const ScoreConsts& c, float scale_log2, float a, float qq,
+                                                            float kk) {
+        float inv;
+        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(inv) : "f"(distance(c, a, qq, kk)));
+        return scale_log2 * a * (a * inv);
     }
     // ds/dq = c (2a/b k - a^2/b^2 (2q - 2k)) = c((2a/b + 2a^2/b^2) k - 2a^2/b^2 q).
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float a, float qq, float kk, float dvalue,

@@ -124,23 +124,49 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
                                                     bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
                                                     int64_t T, int t4, const float (&qq)[2], const float* kaux) {
     constexpr float kLog2e = 1.4426950408889634f;
+    constexpr int kKeys = kKeyBlocks * 8;
+    // Standard (kScaledDot): the max runs over the raw sums and the scale
+    // rides in exp2's fma; yat: s becomes the score in log2 units first.
+    const float scale_log2 = Score::logit_scale(sc) * kLog2e;
+    if constexpr (!Score::kScaledDot) {
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const float kk = Score::kPrep == RowPrep::SquaredNorm ? kaux[nb * 8 + 2 * t4 + (e & 1)] : 0.f;
+                s[nb][e] = Score::log2_value_fast(sc, scale_log2, s[nb][e], qq[e / 2], kk);
+            }
+    }
+    if (needs_mask) {
+        // key_visible as a column bound: key k0 + col is visible from row r
+        // iff col < limit(r) = min(T - k0, r - k0 + 1 when causal), clamped
+        // to [0, kKeys] (32-bit compares; the tiles off the diagonal and
+        // inside T skip this).
+        int limit[2];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            int64_t lim = T - k0;
+            if (causal) lim = min(lim, row_lo + 8 * half - k0 + 1);
+            limit[half] = static_cast<int>(max(int64_t{0}, min(lim, int64_t{kKeys})));
+        }
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (nb * 8 + 2 * t4 + (e & 1) >= limit[e / 2]) s[nb][e] = -INFINITY;
+    }
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int col = nb * 8 + 2 * t4 + (e & 1);
-            const bool vis = !needs_mask || key_visible(row_lo + 8 * (e / 2), k0 + col, T, causal);
-            const float kk = Score::kPrep == RowPrep::SquaredNorm ? kaux[col] : 0.f;
-            s[nb][e] = vis ? Score::value(sc, s[nb][e], qq[e / 2], kk) * kLog2e : -INFINITY;
-            tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
-        }
+        for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
+    const float to_log2 = Score::kScaledDot ? scale_log2 : 1.f;  // of the raw max
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         float m = tile_max[half];
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-        const float new_max = fmaxf(row_max[half], m);  // finite: key 0 is in the first tile
+        const float new_max = fmaxf(row_max[half], m * to_log2);  // finite: key 0 is in the first tile
         rescale[half] = softmax_exp2(row_max[half] - new_max);
         row_max[half] = new_max;
     }
@@ -149,7 +175,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            s[nb][e] = softmax_exp2(s[nb][e] - row_max[e / 2]);
+            s[nb][e] = softmax_exp2(fmaf(s[nb][e], to_log2, -row_max[e / 2]));
             part[e / 2] += s[nb][e];
         }
     // row_sum is this thread's partial over its columns; the 4 lanes of a
