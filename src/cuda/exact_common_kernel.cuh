@@ -128,6 +128,12 @@ struct StandardScore {
     __device__ __forceinline__ static float value(const ScoreConsts& c, float a, float, float) {
         return c.softmax_scale * a;
     }
+    // The tensor-core forwards' score in log2 units is scale_log2 * a with
+    // scale_log2 = softmax_scale * log2 e > 0 (attributes.cpp keeps the
+    // scale positive): a row's max commutes with it, so those kernels take
+    // the max of the raw sums and fold the scale into exp2's argument.
+    static constexpr bool kScaledDot = true;
+    __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.softmax_scale; }
     // d value/dq_i = cross * k_j + self * q_i (and symmetrically for k_j),
     // times the incoming gradient dvalue.
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float, float, float, float dvalue,
@@ -148,6 +154,18 @@ struct YatScore {
     }
     __device__ __forceinline__ static float value(const ScoreConsts& c, float a, float qq, float kk) {
         return c.score_scale * a * a / distance(c, a, qq, kk);
+    }
+    static constexpr bool kScaledDot = false;
+    __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.score_scale; }
+    // value * scale_log2 (scale_log2 = score_scale * log2 e) with the
+    // division by the distance (>= epsilon > 0) through the SFU's
+    // reciprocal (rcp.approx.ftz: relative error ~2^-23): for the tensor-core
+    // forwards of 16-bit inputs, whose P is rounded to 8 bits of mantissa.
+    __device__ __forceinline__ static float log2_value_fast(const ScoreConsts& c, float scale_log2, float a, float qq,
+                                                            float kk) {
+        float inv;
+        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(inv) : "f"(distance(c, a, qq, kk)));
+        return scale_log2 * a * (a * inv);
     }
     // ds/dq = c (2a/b k - a^2/b^2 (2q - 2k)) = c((2a/b + 2a^2/b^2) k - 2a^2/b^2 q).
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float a, float qq, float kk, float dvalue,
@@ -384,9 +402,12 @@ __host__ __device__ constexpr SmemLayout smem_layout(ExactKernel kernel, int D, 
 // shorter than seq_len has no such tile for its lowest ranks: those CTAs
 // are idle and return at once. (Dense calls: rank r is the last tile - r,
 // or tile r.)
+// (rows: the tile height, 64 unless a kernel takes taller tiles, e.g. the
+// wgmma forward's 128 rows for two warpgroups; the grid counts such tiles.)
 struct BlockTile {
     int64_t bh, b, h;  // bh = b * H + h
-    int64_t tile;      // 64-row tile index in [0, num_tiles)
+    int64_t rows;      // tile height
+    int64_t tile;      // tile index in [0, num_tiles)
     int64_t num_tiles; // tiles of this sequence
     int64_t T;         // tokens of this sequence
     int64_t batch_row, first_token;  // where the sequence lies in the tensors
@@ -406,9 +427,10 @@ struct BlockTile {
         return bh * args.seq_len + t;
     }
 };
-__device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, ExactKernel kernel) {
+__device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, ExactKernel kernel, int rows = kTile) {
     BlockTile t;
-    const int64_t grid_tiles = (args.seq_len + kTile - 1) / kTile;
+    t.rows = rows;
+    const int64_t grid_tiles = (args.seq_len + rows - 1) / rows;
     const int64_t bh_count = gridDim.x / grid_tiles;
     t.bh = blockIdx.x % bh_count;
     const int64_t rank = blockIdx.x / bh_count;
@@ -418,7 +440,7 @@ __device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, ExactKern
     t.T = args.sequences.length(t.b, args.seq_len);
     t.batch_row = args.sequences.packed() ? 0 : t.b;
     t.first_token = args.sequences.packed() ? args.sequences.start(t.b) : 0;
-    t.num_tiles = (t.T + kTile - 1) / kTile;
+    t.num_tiles = (t.T + rows - 1) / rows;
     t.tile = owns_keys(kernel) ? t.num_tiles - grid_tiles + rank : grid_tiles - 1 - rank;
     t.idle = t.tile < 0 || t.tile >= t.num_tiles;
     return t;
@@ -490,11 +512,12 @@ struct SmemArrays {
 // block: nvcc's code and ptxas's registers follow that order.
 template <typename Elem, int kMmaDim, ExactKernel kKernel>
 struct ExactCta : SmemArrays<Elem, kMmaDim, kKernel>, BlockTile {
-    __device__ __forceinline__ explicit ExactCta(const ExactArgs& args)
-        : SmemArrays<Elem, kMmaDim, kKernel>(args.head_dim, args.value_dim), BlockTile(block_tile(args, kKernel)) {}
+    __device__ __forceinline__ explicit ExactCta(const ExactArgs& args, int rows = kTile)
+        : SmemArrays<Elem, kMmaDim, kKernel>(args.head_dim, args.value_dim),
+          BlockTile(block_tile(args, kKernel, rows)) {}
 
     // The own tile's first token.
-    __device__ __forceinline__ int64_t row0() const { return tile * kTile; }
+    __device__ __forceinline__ int64_t row0() const { return tile * rows; }
     // Token 0 of this head in q, k, v (k, v: of its key/value head).
     __device__ __forceinline__ const Elem* q(const ExactArgs& a) const { return in(a.q) + row(a.q_s); }
     __device__ __forceinline__ const Elem* k(const ExactArgs& a) const { return in(a.k) + kv_row(a.k_s); }

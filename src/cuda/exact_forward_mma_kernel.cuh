@@ -101,38 +101,73 @@ __device__ __forceinline__ void row_output_dots(const ExactArgs& args, const Exa
     }
 }
 
+// 2^x by the SFU alone (ex2.approx.ftz: relative error ~2^-22, far below
+// the bf16/fp16 rounding of P; 2^-inf = 0, results below 2^-126 flush to
+// 0), where exp2f adds a denormal range fix-up to every element.
+__device__ __forceinline__ float softmax_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // One key tile's online-softmax step for the thread's rows r_lo = row_lo -
 // q0 and r_hi = r_lo + 8 (e = 0, 1 and e = 2, 3 of the accumulator layout):
 // s (kKeyBlocks n8 blocks of raw Q K^T sums for keys k0 ..) becomes P =
-// exp2(score * log2 e - new row max), masked keys 0; row_max (log2 units),
-// the thread's partial row_sum and the output o are rescaled to the new
-// max. qq: the rows' |q|^2, kaux: the keys' |k|^2 (yat's scores).
-template <typename Score, int kKeyBlocks, int kDimBlocks>
+// exp2(score * log2 e - new row max), masked keys 0; row_max (log2 units)
+// and the thread's partial row_sum move to the new max, and `rescale` is
+// the factor the output rows take to follow (rescale_output: the caller
+// applies it when no MMA still writes o). qq: the rows' |q|^2, kaux: the
+// keys' |k|^2 (yat's scores).
+template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4],
-                                                    float (&o)[kDimBlocks][4], float (&row_max)[2],
-                                                    float (&row_sum)[2], bool needs_mask, bool causal, int64_t row_lo,
-                                                    int64_t k0, int64_t T, int t4, const float (&qq)[2],
-                                                    const float* kaux) {
+                                                    float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
+                                                    bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
+                                                    int64_t T, int t4, const float (&qq)[2], const float* kaux) {
     constexpr float kLog2e = 1.4426950408889634f;
+    constexpr int kKeys = kKeyBlocks * 8;
+    // Standard (kScaledDot): the max runs over the raw sums and the scale
+    // rides in exp2's fma; yat: s becomes the score in log2 units first.
+    const float scale_log2 = Score::logit_scale(sc) * kLog2e;
+    if constexpr (!Score::kScaledDot) {
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const float kk = Score::kPrep == RowPrep::SquaredNorm ? kaux[nb * 8 + 2 * t4 + (e & 1)] : 0.f;
+                s[nb][e] = Score::log2_value_fast(sc, scale_log2, s[nb][e], qq[e / 2], kk);
+            }
+    }
+    if (needs_mask) {
+        // key_visible as a column bound: key k0 + col is visible from row r
+        // iff col < limit(r) = min(T - k0, r - k0 + 1 when causal), clamped
+        // to [0, kKeys] (32-bit compares; the tiles off the diagonal and
+        // inside T skip this).
+        int limit[2];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            int64_t lim = T - k0;
+            if (causal) lim = min(lim, row_lo + 8 * half - k0 + 1);
+            limit[half] = static_cast<int>(max(int64_t{0}, min(lim, int64_t{kKeys})));
+        }
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (nb * 8 + 2 * t4 + (e & 1) >= limit[e / 2]) s[nb][e] = -INFINITY;
+    }
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int col = nb * 8 + 2 * t4 + (e & 1);
-            const bool vis = !needs_mask || key_visible(row_lo + 8 * (e / 2), k0 + col, T, causal);
-            const float kk = Score::kPrep == RowPrep::SquaredNorm ? kaux[col] : 0.f;
-            s[nb][e] = vis ? Score::value(sc, s[nb][e], qq[e / 2], kk) * kLog2e : -INFINITY;
-            tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
-        }
-    float rescale[2];
+        for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
+    const float to_log2 = Score::kScaledDot ? scale_log2 : 1.f;  // of the raw max
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         float m = tile_max[half];
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-        const float new_max = fmaxf(row_max[half], m);  // finite: key 0 is in the first tile
-        rescale[half] = exp2f(row_max[half] - new_max);
+        const float new_max = fmaxf(row_max[half], m * to_log2);  // finite: key 0 is in the first tile
+        rescale[half] = softmax_exp2(row_max[half] - new_max);
         row_max[half] = new_max;
     }
     float part[2] = {0.f, 0.f};
@@ -140,13 +175,17 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            s[nb][e] = exp2f(s[nb][e] - row_max[e / 2]);
+            s[nb][e] = softmax_exp2(fmaf(s[nb][e], to_log2, -row_max[e / 2]));
             part[e / 2] += s[nb][e];
         }
     // row_sum is this thread's partial over its columns; the 4 lanes of a
     // row are summed once, in the epilogue.
 #pragma unroll
     for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
+}
+// o's rows (r_lo: e = 0, 1; r_hi: e = 2, 3) times online_softmax_step's factors.
+template <int kDimBlocks>
+__device__ __forceinline__ void rescale_output(float (&o)[kDimBlocks][4], const float (&rescale)[2]) {
 #pragma unroll
     for (int nb = 0; nb < kDimBlocks; ++nb) {
         o[nb][0] *= rescale[0];
@@ -300,8 +339,10 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         const bool needs_mask = (args.causal && k_tile == q_tile) || k0 + kTile > T;
         const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_lo] : 0.f,
                              Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_hi] : 0.f};
-        online_softmax_step<Score>(args.sc, s, o, row_max, row_sum, needs_mask, args.causal, q0 + r_lo, k0, T, t4,
-                                   qq, blk.kaux + buf * kTile);
+        float rescale[2];
+        online_softmax_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T,
+                                   t4, qq, blk.kaux + buf * kTile);
+        rescale_output(o, rescale);
 
         // O += P V: the S accumulators are already the A fragments of P.
         if (!kStatsOnly) accumulate_coef_times_tile<Elem, kDim>(s, Vb, lane, o);

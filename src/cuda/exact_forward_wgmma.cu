@@ -1,27 +1,58 @@
 // exact_forward_wgmma.cu -- launches the Hopper forward of the softmax
 // family (exact_forward_wgmma_kernel.cuh; shapes there): bf16/fp16 inputs,
-// standard and yat scores, tile widths 64 and 128. Compiled with
-// hopper_cuda_args (sm_90a) when the build's archs include sm_90; the
-// kernels are empty in any other device pass, and
-// exact_forward_wgmma_serves() keeps calls away from them there.
+// standard and yat scores, tile widths 64 and 128, with the TMA maps of q,
+// k, v made here for each call. Compiled with hopper_cuda_args (sm_90a) when
+// the build's archs include sm_90; the kernels are empty in any other device
+// pass, and exact_forward_wgmma_serves() keeps calls away from them there.
 #include "cuda/exact_forward_wgmma.hpp"
 
+#include <type_traits>
+
+#include "core/limits.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/exact_forward_wgmma_kernel.cuh"
+#include "cuda/tma_primitives.cuh"
 
 namespace slay {
 namespace cuda {
 namespace {
 
+// Consumer warpgroups a CTA (query rows / 64) by tile width and score,
+// from exact-kernel-bench on an H200 (B4 H12 T16384 causal bf16).
+template <int kDim, typename Score>
+constexpr int kConsumers = kDim == 64 && std::is_same<Score, exact::StandardScore>::value ? 3 : 2;
+
+// The map of one operand: boxes of 64 columns x box_rows tokens.
+bool operand_map(CUtensorMap* map, const void* base, int cols, const TokenExtents& e, const exact::Strides& s,
+                 int box_rows) {
+    return e.tokens < (int64_t{1} << 31) &&
+           tma::encode_map_4d(map, base, static_cast<uint64_t>(cols), static_cast<uint64_t>(e.tokens),
+                              static_cast<uint64_t>(e.heads), static_cast<uint64_t>(e.batch), s.token, s.head, s.batch,
+                              64, static_cast<uint32_t>(box_rows));
+}
+
 template <typename Elem, typename Score, int kDim>
-Status launch_wgmma_forward(const DeviceInfo& dev, unsigned blocks, const exact::ExactArgs& a, cudaStream_t stream) {
-    constexpr int kBytes = exact::WgmmaForwardLayout<kDim>::bytes;
-    if (static_cast<size_t>(kBytes) > dev.max_smem_per_block_optin)
-        return error(SLAY_STATUS_NOT_SUPPORTED, "the wgmma exact forward needs ", kBytes,
+Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::ExactArgs& a, const ForwardExtents& ext,
+                            cudaStream_t stream, bool* launched) {
+    constexpr int kConsumerGroups = kConsumers<kDim, Score>;
+    using Layout = exact::WgmmaForwardLayout<kDim, kConsumerGroups>;
+    *launched = false;
+    exact::WgmmaForwardMaps maps;
+    if (!operand_map(&maps.q, a.q, a.head_dim, ext.q, a.q_s, Layout::kRows) ||
+        !operand_map(&maps.k, a.k, a.head_dim, ext.k, a.k_s, Layout::kKeys) ||
+        !operand_map(&maps.v, a.v, a.value_dim, ext.v, a.v_s, Layout::kKeys))
+        return Status();
+    if (static_cast<size_t>(Layout::bytes) > dev.max_smem_per_block_optin)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "the wgmma exact forward needs ", Layout::bytes,
                      " bytes of shared memory but the device allows ", dev.max_smem_per_block_optin);
-    auto kernel = exact::exact_forward_wgmma_kernel<Elem, Score, kDim>;
-    SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
-    kernel<<<blocks, wgmma::kWarpgroupThreads, kBytes, stream>>>(a);
+    const int64_t blocks = (a.seq_len + Layout::kRows - 1) / Layout::kRows * batch * a.heads;
+    if (blocks > kMaxGridX)
+        return error(SLAY_STATUS_NOT_SUPPORTED, "the wgmma exact forward's ", blocks, " CTAs exceed the grid limit ",
+                     kMaxGridX);
+    auto kernel = exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups>;
+    SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes));
+    kernel<<<static_cast<unsigned>(blocks), Layout::kThreads, Layout::bytes, stream>>>(maps, a);
+    *launched = true;
     return cuda_check(cudaGetLastError(), "exact wgmma forward kernel launch");
 }
 
@@ -38,21 +69,22 @@ bool exact_forward_wgmma_serves(const DeviceInfo& dev, int mma_dim) {
 }
 
 template <typename Elem, typename Score>
-Status exact_forward_wgmma(const DeviceInfo& dev, int mma_dim, unsigned blocks, const exact::ExactArgs& a,
-                           cudaStream_t stream) {
-    if (mma_dim == 64) return launch_wgmma_forward<Elem, Score, 64>(dev, blocks, a, stream);
-    if (mma_dim == 128) return launch_wgmma_forward<Elem, Score, 128>(dev, blocks, a, stream);
+Status exact_forward_wgmma(const DeviceInfo& dev, int mma_dim, int64_t batch, const exact::ExactArgs& a,
+                           const ForwardExtents& ext, cudaStream_t stream, bool* launched) {
+    if (mma_dim == 64) return launch_wgmma_forward<Elem, Score, 64>(dev, batch, a, ext, stream, launched);
+    if (mma_dim == 128) return launch_wgmma_forward<Elem, Score, 128>(dev, batch, a, ext, stream, launched);
+    *launched = false;
     return error(SLAY_STATUS_INTERNAL_ERROR, "the wgmma exact forward has no tile width ", mma_dim);
 }
 
-template Status exact_forward_wgmma<__nv_bfloat16, exact::StandardScore>(const DeviceInfo&, int, unsigned,
-                                                                         const exact::ExactArgs&, cudaStream_t);
-template Status exact_forward_wgmma<__nv_bfloat16, exact::YatScore>(const DeviceInfo&, int, unsigned,
-                                                                    const exact::ExactArgs&, cudaStream_t);
-template Status exact_forward_wgmma<__half, exact::StandardScore>(const DeviceInfo&, int, unsigned,
-                                                                  const exact::ExactArgs&, cudaStream_t);
-template Status exact_forward_wgmma<__half, exact::YatScore>(const DeviceInfo&, int, unsigned,
-                                                             const exact::ExactArgs&, cudaStream_t);
+#define SLAY_WGMMA_FORWARD(ELEM, SCORE)                                                                              \
+    template Status exact_forward_wgmma<ELEM, exact::SCORE>(const DeviceInfo&, int, int64_t, const exact::ExactArgs&, \
+                                                            const ForwardExtents&, cudaStream_t, bool*);
+SLAY_WGMMA_FORWARD(__nv_bfloat16, StandardScore)
+SLAY_WGMMA_FORWARD(__nv_bfloat16, YatScore)
+SLAY_WGMMA_FORWARD(__half, StandardScore)
+SLAY_WGMMA_FORWARD(__half, YatScore)
+#undef SLAY_WGMMA_FORWARD
 
 }  // namespace cuda
 }  // namespace slay

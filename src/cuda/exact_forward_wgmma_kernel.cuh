@@ -1,168 +1,239 @@
-// exact_forward_wgmma_kernel.cuh -- the Hopper (sm_90a) forward of the
-// softmax family (standard, yat) for bf16/fp16 inputs:
+// exact_forward_wgmma_kernel.cuh -- the warp-specialized Hopper (sm_90a)
+// forward of the softmax family (standard, yat) for bf16/fp16 inputs:
 //   q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv), D, Dv <= kDim,
 //   kDim = 64 or 128.
-// The mma.sync forward's algorithm (exact_forward_mma_kernel.cuh: its
-// online-softmax step and epilogue are shared) on warpgroup MMA: one CTA of
-// one warpgroup (128 threads, 4 warps x 16 query rows) per (b, h, 64-query
-// tile), the same grid and tile order; key/value tiles of kKeys rows
-// (128 at kDim 64, 64 at kDim 128) stream through two cp.async buffers in
-// the 128-byte swizzle (wgmma_primitives.cuh):
-//   S (64 x kKeys) = Q K^T   wgmma SS, Q and K K-major, kDim / 16 steps;
-//   O (64 x kDim) += P V     wgmma RS, P from the S registers rounded to the
-//                            input type (as the mma.sync path), V MN-major.
-// Several CTAs share an SM (their shared memory allows two or three), so one
-// CTA's softmax overlaps another's MMAs. Scores are fp32 sums of exact
-// products of the inputs, as on the mma.sync path.
-// Requirements: the mma.sync path's (D, Dv multiples of 8, 16-byte aligned
-// rows; the launcher checks), a device of compute capability 9.0 and a build
-// with sm_90a (exact_forward_wgmma.cu, compiled with hopper_cuda_args).
+// FlashAttention-3's structure: a CTA owns kRows = 64 kConsumers query rows
+// of one (b, h); its first warpgroup is the producer (one thread issues TMA
+// loads of the Q tile and of 128-key K and V tiles into a ring of kStages
+// buffers, the 128-byte swizzle wgmma reads; full/empty mbarriers pace it),
+// the other kConsumers warpgroups each own 64 rows and run the mma.sync
+// forward's online softmax (exact_forward_mma_kernel.cuh: shared step and
+// epilogue) on warpgroup MMA:
+//   S (64 x 128) = Q K^T   wgmma SS, Q and K K-major, kDim / 16 k16 steps;
+//   O (64 x kDim) += P V   wgmma RS, P from the S registers rounded to the
+//                          input type, V MN-major.
+// In each warpgroup, S of tile kt + 1 and P V of tile kt are in flight
+// together; the softmax of kt + 1 runs while P V of kt is on the tensor
+// cores (intra-warpgroup overlap), and the warpgroups drift apart on their
+// own (no CTA-wide barrier in the main loop). setmaxnreg moves registers
+// from the producer to the consumers. Scores are fp32 sums of exact products
+// of the inputs, as on the mma.sync path.
+// Requirements: compute capability 9.0, a build with sm_90a, and the TMA
+// maps of q, k, v (tma::encode_map_4d: boxes of 64 columns x kRows query
+// rows / 128 key rows); the launcher falls back to the other paths when a
+// map cannot be made (alignment, strides).
 #pragma once
 
 #include "cuda/exact_forward_mma_kernel.cuh"
+#include "cuda/tma_primitives.cuh"
 #include "cuda/wgmma_primitives.cuh"
 
 namespace slay {
 namespace cuda {
 namespace exact {
 
-// The shared memory of exact_forward_wgmma_kernel<kDim>: offsets in bytes
-// from the first 1024-byte boundary of the dynamic shared memory (SW128
-// tiles must start on one), and the launch's size with that slack.
-template <int kDim>
+// The shape and shared memory of exact_forward_wgmma_kernel<kDim, kConsumers>:
+// offsets in bytes from the first 1024-byte boundary of the dynamic shared
+// memory (SW128 tiles start on one), and the launch's size with that slack.
+template <int kDim, int kConsumers>
 struct WgmmaForwardLayout {
-    static_assert(kDim == 64 || kDim == 128, "wgmma forward: head dims 64 and 128");
-    static constexpr int kKeys = kDim == 64 ? 128 : 64;  // keys a tile: S is m64 n kKeys
-    static constexpr int kQBytes = kTile * kDim * 2;     // 64 rows of kDim 16-bit elements
+    static_assert(kDim == 64 || kDim == 128, "warp-specialized forward: head dims 64 and 128");
+    static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
+    static constexpr int kThreads = (kConsumers + 1) * wgmma::kWarpgroupThreads;
+    static constexpr int kRows = kConsumers * kTile;  // query rows a CTA: 64 a consumer warpgroup
+    static constexpr int kKeys = 128;                 // keys a K/V tile: S is m64 n128
+    static constexpr int kStages = kDim == 64 ? 3 : 2;
+    // Registers a thread after setmaxnreg: the producer keeps the minimum,
+    // the consumers share the rest of the 64 K (multiples of 8).
+    static constexpr int kProducerRegisters = 24;
+    static constexpr int kConsumerRegisters =
+        (65536 / wgmma::kWarpgroupThreads - kProducerRegisters) / kConsumers / 8 * 8;
+    static constexpr int kColumnBlocks = kDim / 64;  // 64-wide SW128 column blocks of a tile
+    static constexpr int kQBytes = kRows * kDim * 2;
     static constexpr int kKVBytes = kKeys * kDim * 2;
     static constexpr int q = 0;
-    static constexpr int k = q + kQBytes;              // [2] buffers
-    static constexpr int v = k + 2 * kKVBytes;         // [2]
-    static constexpr int qnorm = v + 2 * kKVBytes;     // |q|^2 of the 64 rows (yat)
-    static constexpr int knorm = qnorm + kTile * 4;    // [2][kKeys] |k|^2 (yat)
-    static constexpr int end = knorm + 2 * kKeys * 4;
+    static constexpr int k = q + kQBytes;                        // [kStages]
+    static constexpr int v = k + kStages * kKVBytes;             // [kStages]
+    static constexpr int qnorm = v + kStages * kKVBytes;         // [kRows] |q|^2 (yat)
+    static constexpr int knorm = qnorm + kRows * 4;              // [kConsumers][2][kKeys] |k|^2 (yat)
+    static constexpr int barriers = knorm + kConsumers * 2 * kKeys * 4;
+    // q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages]
+    static constexpr int end = barriers + (1 + 4 * kStages) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
 
-// rows x kDim elements (row r = token row0 + r, columns < width) of a
-// strided head into an SW128 tile of kDim / 64 column blocks (block j:
-// columns [64 j, 64 j + 64), `rows` rows of 128 bytes at j * rows * 128);
-// rows past seq_len and columns past width are zero. 16 bytes a cp.async.
-template <typename Elem, int kDim, int kRows>
-__device__ __forceinline__ void load_sw128_async(const Elem* src, int64_t token_stride, int64_t row0,
-                                                 int64_t seq_len, int width, unsigned char* tile) {
-    constexpr int kChunks = kDim / 8;
-    for (int idx = threadIdx.x; idx < kRows * kChunks; idx += wgmma::kWarpgroupThreads) {
-        const int r = idx / kChunks, ch = idx - r * kChunks;
-        const int64_t t = row0 + r;
-        const bool valid = t < seq_len && ch * 8 < width;
-        unsigned char* dst = tile + (ch / 8) * kRows * wgmma::kSwizzleRowBytes + wgmma::sw128_offset(r, (ch % 8) * 16);
-        cp_async16(dst, valid ? src + t * token_stride + ch * 8 : src, valid);
-    }
-}
-
-// |x|^2 of the kRows rows of an SW128 tile (yat's scores): fp32 sums of
-// the stored values, one row a thread.
-template <typename Elem, int kDim, int kRows>
-__device__ __forceinline__ void sw128_row_norms(const unsigned char* tile, float* norms) {
-    for (int r = threadIdx.x; r < kRows; r += wgmma::kWarpgroupThreads) {
-        float ss = 0.f;
-#pragma unroll 8
-        for (int d = 0; d < kDim; ++d) {
-            const unsigned char* at = tile + (d / 64) * kRows * wgmma::kSwizzleRowBytes +
-                                      wgmma::sw128_offset(r, (d % 64) * 2);
-            const float x = to_float(*reinterpret_cast<const Elem*>(at));
-            ss = fmaf(x, x, ss);
+// |x|^2 of rows [row0, row0 + 128 / kPerRow) of an SW128 tile of kTileRows
+// rows (kDim / 64 column blocks) into norms[row - row0]: fp32 sums of the
+// stored values, kPerRow adjacent threads of one warpgroup a row (thread
+// index `thread` in [0, 128)), 16 bytes a load.
+template <typename Elem, int kDim, int kTileRows, int kPerRow>
+__device__ __forceinline__ void warpgroup_row_norms(const unsigned char* tile, int row0, int thread, float* norms) {
+    static_assert(kPerRow == 1 || kPerRow == 2 || kPerRow == 4, "one, two or four threads a row");
+    const int r = row0 + thread / kPerRow, part = thread % kPerRow;
+    float ss = 0.f;
+#pragma unroll
+    for (int ch = part; ch < kDim / 8; ch += kPerRow) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(tile + (ch / 8) * kTileRows * wgmma::kSwizzleRowBytes +
+                                                          wgmma::sw128_offset(r, (ch % 8) * 16));
+        const Elem* x = reinterpret_cast<const Elem*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float f = to_float(x[i]);
+            ss = fmaf(f, f, ss);
         }
-        norms[r] = ss;
     }
+#pragma unroll
+    for (int lanes = 1; lanes < kPerRow; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
+    if (part == 0) norms[r - row0] = ss;
 }
 
-template <typename Elem, typename Score, int kDim>
-__global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_kernel(ExactArgs args) {
-    static_assert(Score::kSoftmax, "the wgmma forward serves the softmax family");
+// The TMA maps of one call (tma::encode_map_4d): q in boxes of 64 columns x
+// kRows tokens, k and v in boxes of 64 columns x 128 tokens.
+struct WgmmaForwardMaps {
+    CUtensorMap q, k, v;
+};
+
+template <typename Elem, typename Score, int kDim, int kConsumers>
+__global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads, 1)
+    exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
+    static_assert(Score::kSoftmax, "the warp-specialized forward serves the softmax family");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
-    using Layout = WgmmaForwardLayout<kDim>;
-    constexpr int kKeys = Layout::kKeys;
+    using Layout = WgmmaForwardLayout<kDim, kConsumers>;
+    constexpr int kRows = Layout::kRows, kKeys = Layout::kKeys, kStages = Layout::kStages;
     constexpr int kKeyBlocks = kKeys / 8;  // n8 blocks of S
     constexpr int kDimBlocks = kDim / 8;   // n8 blocks of O
     constexpr int kRowBytes = wg::kSwizzleRowBytes;
-    const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args);  // the query tile (its shared arrays unused)
+    constexpr bool kYat = Score::kPrep == RowPrep::SquaredNorm;
+    const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args, kRows);
     if (blk.idle) return;
-    unsigned char* smem = wg::swizzle_atom_aligned(exact_smem_bytes);
+    unsigned char* smem = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<uintptr_t>(exact_smem_bytes) + wg::kSwizzleAtomBytes - 1) &
+        ~uintptr_t{wg::kSwizzleAtomBytes - 1});
     unsigned char* q_tile = smem + Layout::q;
-    float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm);
-    const int64_t T = blk.T, q0 = blk.row0();
-    const int D = args.head_dim, Dv = args.value_dim;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int g = lane / 4, t4 = lane % 4;
-    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
-    const Elem* q = blk.q(args);
-    const Elem* k = blk.k(args);
-    const Elem* v = blk.v(args);
-    auto k_tile = [&](int buf) { return smem + Layout::k + buf * Layout::kKVBytes; };
-    auto v_tile = [&](int buf) { return smem + Layout::v + buf * Layout::kKVBytes; };
-    auto knorm = [&](int buf) { return reinterpret_cast<float*>(smem + Layout::knorm) + buf * kKeys; };
+    uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
+    uint64_t* q_full = bars;
+    uint64_t* k_full = bars + 1;
+    uint64_t* k_empty = k_full + kStages;
+    uint64_t* v_full = k_empty + kStages;
+    uint64_t* v_empty = v_full + kStages;
+    auto k_tile = [&](int stage) { return smem + Layout::k + stage * Layout::kKVBytes; };
+    auto v_tile = [&](int stage) { return smem + Layout::v + stage * Layout::kKVBytes; };
 
-    load_sw128_async<Elem, kDim, kTile>(q, args.q_s.token, q0, T, D, q_tile);
-    load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, 0, T, D, k_tile(0));
-    load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, 0, T, Dv, v_tile(0));
-    cp_async_commit();
+    const int64_t T = blk.T, tile0 = blk.row0();
+    // Key tiles with a key at or below the CTA's last query row (causal), else all.
+    const int64_t q_last = tile0 + kRows - 1 < T ? tile0 + kRows - 1 : T - 1;
+    const int k_tiles = static_cast<int>(((args.causal ? q_last + 1 : T) + kKeys - 1) / kKeys);
+
+    if (threadIdx.x == 0) {
+        tma::barrier_init(q_full, 1);
+        for (int s = 0; s < kStages; ++s) {
+            tma::barrier_init(k_full + s, 1);
+            tma::barrier_init(v_full + s, 1);
+            tma::barrier_init(k_empty + s, kConsumers * wg::kWarpgroupThreads);
+            tma::barrier_init(v_empty + s, kConsumers * wg::kWarpgroupThreads);
+        }
+        tma::barrier_init_fence();
+    }
+    __syncthreads();  // the only CTA-wide barrier: the roles part here
+
+    const int role = static_cast<int>(threadIdx.x) / wg::kWarpgroupThreads;  // 0: producer
+    if (role == 0) {
+        tma::lower_registers<Layout::kProducerRegisters>();
+        if (threadIdx.x != 0) return;
+        // Tensor coordinates: (column, token, head, batch row) of the tensors
+        // the maps describe (a packed call's sequences lie in batch row 0).
+        const int token0 = static_cast<int>(blk.first_token);
+        const int batch = static_cast<int>(blk.batch_row);
+        const int q_head = static_cast<int>(blk.h), kv_head = blk.kv_head;
+        tma::prefetch_map(&maps.q);
+        tma::prefetch_map(&maps.k);
+        tma::prefetch_map(&maps.v);
+        tma::arrive_expect_bytes(q_full, Layout::kQBytes);
+        for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
+            tma::load_4d(q_tile + cb * kRows * kRowBytes, &maps.q, 64 * cb, token0 + static_cast<int>(tile0), q_head,
+                         batch, q_full);
+        // K of tile kt + 1 goes out before V of tile kt: S of kt + 1 is
+        // issued together with P V of kt, and needs its K first.
+        auto load_k = [&](int kt) {
+            const int stage = kt % kStages, use = kt / kStages;
+            if (use > 0) tma::wait(k_empty + stage, (use - 1) & 1);
+            tma::arrive_expect_bytes(k_full + stage, Layout::kKVBytes);
+            for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
+                tma::load_4d(k_tile(stage) + cb * kKeys * kRowBytes, &maps.k, 64 * cb, token0 + kt * kKeys, kv_head,
+                             batch, k_full + stage);
+        };
+        auto load_v = [&](int kt) {
+            const int stage = kt % kStages, use = kt / kStages;
+            if (use > 0) tma::wait(v_empty + stage, (use - 1) & 1);
+            tma::arrive_expect_bytes(v_full + stage, Layout::kKVBytes);
+            for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
+                tma::load_4d(v_tile(stage) + cb * kKeys * kRowBytes, &maps.v, 64 * cb, token0 + kt * kKeys, kv_head,
+                             batch, v_full + stage);
+        };
+        load_k(0);
+        for (int kt = 0; kt < k_tiles; ++kt) {
+            if (kt + 1 < k_tiles) load_k(kt + 1);
+            load_v(kt);
+        }
+        return;
+    }
+
+    tma::raise_registers<Layout::kConsumerRegisters>();
+    const int wgi = role - 1;  // this consumer's 64 rows of the tile
+    const int thread = static_cast<int>(threadIdx.x) % wg::kWarpgroupThreads;
+    const int64_t q0 = tile0 + kTile * wgi;  // its first row
+    const unsigned char* q_rows = q_tile + kTile * wgi * kRowBytes;  // its rows in each column block
+    float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm) + kTile * wgi;
+    float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + wgi * 2 * kKeys;
+    const int warp = thread / 32, lane = thread % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;  // rows of the warpgroup's 64
 
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_max in log2 units
     float o[kDimBlocks][4] = {};
-    // The wgmma accumulators as the flat register lists the instructions
-    // take (same storage: n8 block j is registers 4 j .. 4 j + 3).
+    float s[kKeyBlocks][4];     // S of the next tile while P V of this one runs
+    unsigned p[kKeys / 16][4];  // P of this tile: k16 step j = S's n8 blocks 2 j, 2 j + 1
     float(&o_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(o);
+    float(&s_flat)[kKeys / 2] = reinterpret_cast<float(&)[kKeys / 2]>(s);
 
-    // Key tiles with a key at or below the last query row (causal), else all.
-    const int64_t q_last = q0 + kTile - 1 < T ? q0 + kTile - 1 : T - 1;
-    const int64_t k_tiles = ((args.causal ? q_last + 1 : T) + kKeys - 1) / kKeys;
-    for (int64_t kt = 0; kt < k_tiles; ++kt) {
-        const int buf = static_cast<int>(kt & 1);
-        const int64_t k0 = kt * kKeys;
-        // Prefetch the next tile into the other buffer (freed by the trailing
-        // barrier of the previous iteration).
-        if (kt + 1 < k_tiles) {
-            load_sw128_async<Elem, kDim, kKeys>(k, args.k_s.token, k0 + kKeys, T, D, k_tile(buf ^ 1));
-            load_sw128_async<Elem, kDim, kKeys>(v, args.v_s.token, k0 + kKeys, T, Dv, v_tile(buf ^ 1));
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        wg::fence_proxy_async();  // this thread's cp.async writes, visible to wgmma after the barrier
-        __syncthreads();
-        if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (kt == 0) sw128_row_norms<Elem, kDim, kTile>(q_tile, qnorm);
-            sw128_row_norms<Elem, kDim, kKeys>(k_tile(buf), knorm(buf));
-            __syncthreads();
-        }
-
-        // S = Q K^T: the warpgroup's 64 rows and the tile's kKeys keys.
-        float s[kKeyBlocks][4];
-        float(&s_flat)[kKeys / 2] = reinterpret_cast<float(&)[kKeys / 2]>(s);
-        wg::fence();
+    auto wait_k = [&](int kt) { tma::wait(k_full + kt % kStages, (kt / kStages) & 1); };
+    auto wait_v = [&](int kt) { tma::wait(v_full + kt % kStages, (kt / kStages) & 1); };
+    // yat: |k|^2 of tile kt into this warpgroup's buffer kt % 2 (its K is
+    // in), then the warpgroup's barrier. The buffer kt % 2 was last read by
+    // the softmax of tile kt - 2, before the barrier of tile kt - 1.
+    auto key_norms = [&](int kt) {
+        if (!kYat) return;
+        warpgroup_row_norms<Elem, kDim, kKeys, 1>(k_tile(kt % kStages), 0, thread, knorm_base + (kt & 1) * kKeys);
+        tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
+    };
+    auto issue_scores = [&](int kt) {
+        const unsigned char* kb = k_tile(kt % kStages);
 #pragma unroll
         for (int ks = 0; ks < kDim / 16; ++ks) {
             const int block = ks / 4, step = ks % 4;  // 64-wide column block of D, k16 step in it
-            wg::Mma<Elem, kKeys>::template ss<0>(
-                s_flat, wg::k_major_descriptor(q_tile + block * kTile * kRowBytes, step),
-                wg::k_major_descriptor(k_tile(buf) + block * kKeys * kRowBytes, step), ks > 0);
+            wg::Mma<Elem, kKeys>::template ss<0>(s_flat,
+                                                 wg::k_major_descriptor(q_rows + block * kRows * kRowBytes, step),
+                                                 wg::k_major_descriptor(kb + block * kKeys * kRowBytes, step), ks > 0);
         }
         wg::commit_group();
-        wg::wait_group<0>();
-
+    };
+    auto issue_pv = [&](int kt) {
+        const unsigned char* vb = v_tile(kt % kStages);
+#pragma unroll
+        for (int j = 0; j < kKeys / 16; ++j)
+            wg::Mma<Elem, kDim>::template rs<1>(o_flat, p[j], wg::mn_major_descriptor(vb, j, kKeys * kRowBytes), true);
+        wg::commit_group();
+    };
+    auto softmax = [&](int kt, float (&rescale)[2]) {
+        const int64_t k0 = static_cast<int64_t>(kt) * kKeys;
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
-        const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_lo] : 0.f,
-                             Score::kPrep == RowPrep::SquaredNorm ? qnorm[r_hi] : 0.f};
-        online_softmax_step<Score>(args.sc, s, o, row_max, row_sum, needs_mask, args.causal, q0 + r_lo, k0, T, t4,
-                                   qq, knorm(buf));
-
-        // O += P V: the k16 step j of P is S's n8 blocks 2 j, 2 j + 1.
-        unsigned p[kKeys / 16][4];
+        const float qq[2] = {kYat ? qnorm[r_lo] : 0.f, kYat ? qnorm[r_hi] : 0.f};
+        online_softmax_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T,
+                                   t4, qq, knorm_base + (kt & 1) * kKeys);
+    };
+    auto pack_p = [&] {
 #pragma unroll
         for (int j = 0; j < kKeys / 16; ++j) {
             p[j][0] = pack2<Elem>(s[2 * j][0], s[2 * j][1]);
@@ -170,15 +241,58 @@ __global__ void __launch_bounds__(wgmma::kWarpgroupThreads) exact_forward_wgmma_
             p[j][2] = pack2<Elem>(s[2 * j + 1][0], s[2 * j + 1][1]);
             p[j][3] = pack2<Elem>(s[2 * j + 1][2], s[2 * j + 1][3]);
         }
-        wg::fence();  // p and the rescaled o were written by ordinary instructions
+    };
+    // The wgmma results are written asynchronously: their reads stay after
+    // the waits (as CUTLASS's warpgroup_fence_operand does).
+    auto fence_scores = [&] {
 #pragma unroll
-        for (int j = 0; j < kKeys / 16; ++j)
-            wg::Mma<Elem, kDim>::template rs<1>(o_flat, p[j], wg::mn_major_descriptor(v_tile(buf), j, kKeys * kRowBytes),
-                                                true);
-        wg::commit_group();
-        wg::wait_group<0>();
-        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+        for (int i = 0; i < kKeys / 2; ++i) wg::fence_operand(s_flat[i]);
+    };
+    auto fence_output = [&] {
+#pragma unroll
+        for (int i = 0; i < kDim / 2; ++i) wg::fence_operand(o_flat[i]);
+    };
+
+    // Prologue: Q (and yat's |q|^2 of the own rows), S_0 and its softmax.
+    tma::wait(q_full, 0);
+    if (kYat) warpgroup_row_norms<Elem, kDim, kRows, 2>(q_tile, kTile * wgi, thread, qnorm);
+    wait_k(0);
+    key_norms(0);  // its barrier also shows the |q|^2 above
+    wg::fence();
+    issue_scores(0);
+    wg::wait_group<0>();
+    fence_scores();
+    tma::arrive(k_empty);  // stage 0's K is read
+    {
+        float rescale[2];  // o is still zero
+        softmax(0, rescale);
     }
+    pack_p();
+
+    // Tile kt: P V of kt on the tensor cores while the softmax of kt + 1 runs.
+    for (int kt = 0; kt + 1 < k_tiles; ++kt) {
+        wait_k(kt + 1);
+        key_norms(kt + 1);
+        wait_v(kt);
+        wg::fence();  // p, o and s were last touched by ordinary instructions
+        issue_scores(kt + 1);
+        issue_pv(kt);
+        wg::wait_group<1>();  // S of kt + 1 (the older group) is in s
+        fence_scores();
+        tma::arrive(k_empty + (kt + 1) % kStages);
+        float rescale[2];
+        softmax(kt + 1, rescale);
+        wg::wait_group<0>();  // P V of kt is done: o and p are free
+        fence_output();
+        tma::arrive(v_empty + kt % kStages);
+        rescale_output(o, rescale);
+        pack_p();
+    }
+    wait_v(k_tiles - 1);
+    wg::fence();
+    issue_pv(k_tiles - 1);
+    wg::wait_group<0>();
+    fence_output();
     forward_epilogue<false>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 #endif
 }

@@ -4,7 +4,8 @@
 //             one kernel, no workspace: for standard/yat with bf16/fp16
 //             inputs laid out for 16-byte copies the tensor cores
 //             (exact_forward_wgmma_kernel on H100/H200 at tile widths 64 and
-//             128 in an sm_90a build, else exact_forward_mma_kernel), else
+//             128 in an sm_90a build: TMA maps of q, k, v, 128- or 192-row
+//             query tiles; else exact_forward_mma_kernel), else
 //             exact_forward_kernel (fp32 SIMT, exact fp32).
 //   backward: q, k, v, out, dout -> dq, dk, dv
 //             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
@@ -165,14 +166,18 @@ Status forward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, c
 }
 
 template <typename Elem, typename Score, int kMaxDim>
-Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
+Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, const ForwardExtents& ext,
+                    cudaStream_t stream) {
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
     if constexpr (kHasMmaKernels<Elem, Score>) {
         if (mma_layout_ok(a))
             return with_mma_dim(a, [&](auto dim) {
-                if (exact_forward_wgmma_serves(dev, dim()))  // Hopper: warpgroup MMA
-                    return exact_forward_wgmma<Elem, Score>(dev, dim(), blocks, a, stream);
+                if (exact_forward_wgmma_serves(dev, dim())) {  // Hopper: TMA and warpgroup MMA
+                    bool launched = false;
+                    SLAY_TRY((exact_forward_wgmma<Elem, Score>(dev, dim(), batch, a, ext, stream, &launched)));
+                    if (launched) return Status();
+                }
                 return forward_mma<Elem, Score, dim()>(dev, blocks, a, stream);
             });
     }
@@ -250,8 +255,9 @@ Status dispatch(const AttnConfig& cfg, Args&&... args) {
 
 template <typename Elem, typename Score, int kMaxDim>
 struct RunForward {
-    static Status run(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
-        return forward_with<Elem, Score, kMaxDim>(dev, batch, a, stream);
+    static Status run(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, const ForwardExtents& ext,
+                      cudaStream_t stream) {
+        return forward_with<Elem, Score, kMaxDim>(dev, batch, a, ext, stream);
     }
 };
 
@@ -293,7 +299,9 @@ Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& cal
         a.user_stats_s = strides_of(call.row_stats);
         a.merge = call.merge;
     }
-    return dispatch<RunForward>(plan.cfg, dev, call.batch, a, stream);
+    auto extents = [](const TensorView& t) { return TokenExtents{t.shape[0], t.shape[1], t.shape[2]}; };
+    const ForwardExtents ext{extents(call.q), extents(call.k), extents(call.v)};
+    return dispatch<RunForward>(plan.cfg, dev, call.batch, a, ext, stream);
 }
 
 Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, void* workspace,

@@ -68,6 +68,10 @@
 #   wgmma     the Hopper primitives alone (build-wgmma: no library): test_cuda_wgmma (wgmma SS/RS
 #             products against fp64) and wgmma-throughput (TFLOP/s of wgmma m64n256k16, m64n128k16,
 #             the RS m64n64k16 + HMUL2 form and mma.sync) -> wgmma.log, bench/wgmma_throughput.json
+#   exactkernels  the exact forward kernels without the library (build-wgmma: exact-kernel-bench):
+#             the wgmma and mma.sync forwards checked against fp64 and each other at small shapes,
+#             then timed at B4 H12 T16384 causal bf16, D 64 and 128 -> exactkernels.log,
+#             bench/exact_kernels.json (iterations on the kernels; the GPU suite decides)
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
@@ -126,6 +130,15 @@ if has wgmma; then  # the Hopper primitives: two targets, no library build
   timeout 120 build-wgmma/tests/bench/wgmma-throughput --json "$OUT/bench/wgmma_throughput.json" >> "$OUT/wgmma.log" 2>&1
   echo "=== wgmma-throughput rc=$?" >> "$OUT/wgmma.log"
   grep -E "^\| |^=== |test cases|Device" "$OUT/wgmma.log"
+fi
+if has exactkernels; then  # the exact forward kernels alone: one target, no library build
+  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
+    ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactkernels.log" 2>&1 ||
+    { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactkernels.log"; }
+  mkdir -p "$OUT/bench"
+  timeout 240 build-wgmma/tests/bench/exact-kernel-bench --json "$OUT/bench/exact_kernels.json" >> "$OUT/exactkernels.log" 2>&1
+  echo "=== exact-kernel-bench rc=$?" >> "$OUT/exactkernels.log"
+  grep -E "^\| |^=== |failures|Device" "$OUT/exactkernels.log"
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   # (ninja has no target libslay.so: the versioned library's links come with the test binaries' build)
