@@ -27,6 +27,12 @@ peak memory from torch.cuda.max_memory_allocated (reset before one call that
 allocates its own outputs, workspace and gradients; q, k, v, dout are included,
 and 'extra' is the part above them) and the workspace bytes. For `standard` the
 forward output is also checked against SDPA's default backend (max |diff|).
+With --row-stats the exact variants keep the forward's row statistics
+((B, H, T) fp32, slay_attn_fwd_args_t.row_stats) and hand them to the
+backward (slay_attn_bwd_args_t.row_stats), as a training step does and as
+SDPA's backward reuses its forward's log-sum-exp: the backward then skips
+its key sweep for the statistics. Rows measured so carry row_stats = true
+(the Markdown table marks their impl "libslay+stats").
 A row that answers NOT_SUPPORTED, runs out of memory (OOM) or fails (ERROR) is
 reported as such and the run continues; rows after --time-limit-s are SKIPPED.
 A call slower than --slow-call-s (measured after its first, untimed call) gets
@@ -224,6 +230,8 @@ def parse_args(argv=None):
                    help="start no new measurement after this many seconds; the rest are SKIPPED (0: no limit)")
     p.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS,
                    help="peak for the pct_peak column (default %(default)s: H200 bf16, measured)")
+    p.add_argument("--row-stats", action="store_true",
+                   help="exact variants: the forward writes its row statistics and the backward reads them")
     p.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", help="write all rows and the run's metadata here")
@@ -430,6 +438,7 @@ class Bench:
             ws_bytes = lib.workspace_size(plan, S.PASS_FORWARD, a.B, T)
             if passname == "fwdbwd":
                 ws_bytes = max(ws_bytes, lib.workspace_size(plan, S.PASS_BACKWARD, a.B, T))
+            with_stats = a.row_stats and variant in S.EXACT_VARIANTS
 
             def call_allocating():
                 """One call with its outputs and workspace allocated inside (for the peak)."""
@@ -437,23 +446,26 @@ class Bench:
                                                                          device=self.dev))
                 if passname == "fwdbwd":
                     bufs.update(dq=torch.empty_like(x["q"]), dk=torch.empty_like(x["k"]), dv=torch.empty_like(x["v"]))
+                if with_stats:
+                    bufs["stats"] = torch.empty((a.B, a.H, T), dtype=torch.float32, device=self.dev)
                 run(bufs)
                 return bufs
 
             def run(bufs):
                 stream, ws = self.stream(), bufs["ws"].data_ptr()
                 tout = self.slay_tensor(bufs["out"])
-                lib.fwd(plan, lib.fwd_args(tq, tk, tv, tout, params=tp), ws, ws_bytes, stream)
+                tstats = self.slay_tensor(bufs["stats"]) if "stats" in bufs else None
+                lib.fwd(plan, lib.fwd_args(tq, tk, tv, tout, params=tp, row_stats=tstats), ws, ws_bytes, stream)
                 if passname == "fwdbwd":
                     tdout = self.slay_tensor(x["dout"])
                     dq, dk, dv = (self.slay_tensor(bufs[n]) for n in ("dq", "dk", "dv"))
-                    lib.bwd(plan, lib.bwd_args(tq, tk, tv, tout, tdout, dq, dk, dv, params=tp), ws, ws_bytes,
-                            stream)
+                    lib.bwd(plan, lib.bwd_args(tq, tk, tv, tout, tdout, dq, dk, dv, params=tp, row_stats=tstats),
+                            ws, ws_bytes, stream)
 
             mem, bufs = self.peak_memory(call_allocating)
             timing = self.time_cuda(lambda: run(bufs))
             row = dict(**timing, **mem, workspace_mb=ws_bytes / 2**20, params_sampled_on=sampled_on,
-                       feature_dim=lib.feature_dim(plan))
+                       feature_dim=lib.feature_dim(plan), row_stats=bool(with_stats))
             if variant == "standard" and passname == "fwd":
                 with torch.no_grad(), self.sdpa_context("default"):
                     ref = torch.nn.functional.scaled_dot_product_attention(x["q"], x["k"], x["v"],
@@ -511,6 +523,8 @@ def markdown(rows, meta):
         cells = []
         for c, fmt in COLUMNS:
             v = r.get(c)
+            if c == "impl" and r.get("row_stats"):
+                v = "libslay+stats"
             if v is None and c == "sdpa_flash_ms" and r.get("sdpa_flash_status") not in (None, "ok"):
                 cells.append("n/a")
             else:

@@ -110,17 +110,18 @@ class Library:
 
     @staticmethod
     def fwd_args(q, k, v, out, params=None, initial_state=None, final_state=None, position_offset=0,
-                 seq_offsets=None):
+                 seq_offsets=None, row_stats=None, merge=0):
         return _abi.fwd_args(q=q, k=k, v=v, out=out, params=params, initial_state=initial_state,
-                             final_state=final_state, position_offset=position_offset, seq_offsets=seq_offsets)
+                             final_state=final_state, position_offset=position_offset, seq_offsets=seq_offsets,
+                             row_stats=row_stats, merge=merge)
 
     @staticmethod
     def bwd_args(q, k, v, out, dout, dq, dk, dv, params=None, initial_state=None, dfinal_state=None,
-                 dinitial_state=None, position_offset=0, seq_offsets=None):
+                 dinitial_state=None, position_offset=0, seq_offsets=None, row_stats=None):
         return _abi.bwd_args(q=q, k=k, v=v, out=out, dout=dout, dq=dq, dk=dk, dv=dv, params=params,
                              initial_state=initial_state, dfinal_state=dfinal_state,
                              dinitial_state=dinitial_state, position_offset=position_offset,
-                             seq_offsets=seq_offsets)
+                             seq_offsets=seq_offsets, row_stats=row_stats)
 
     def fwd(self, plan, args, workspace, workspace_size, stream=None):
         self.check(self.raw.slay_attn_fwd(plan, C.byref(args), workspace, workspace_size, stream))

@@ -164,18 +164,24 @@ def pointer_or_null(tensor):
 def _call_args(block, names, what, tensors):
     """One size-prefixed argument block: the Tensor pointers in `names` order
     (missing ones are NULL), then position_offset and seq_offsets (a packed
-    call's (N+1,) int32/int64 offsets Tensor, or None)."""
+    call's (N+1,) int32/int64 offsets Tensor, or None), then the exact
+    family's row_stats Tensor (or None) and, forward only, merge (0 or 1)."""
     offset = tensors.pop("position_offset", 0)
     seq_offsets = tensors.pop("seq_offsets", None)
+    row_stats = tensors.pop("row_stats", None)
+    merge = tensors.pop("merge", 0) if block is FwdArgs else 0
     unknown = set(tensors) - set(names)
     if unknown:
         raise TypeError(f"not {what} arguments: {sorted(unknown)}")
-    return block(C.sizeof(block), *(pointer_or_null(tensors.get(n)) for n in names), offset,
-                 pointer_or_null(seq_offsets))
+    args = block(C.sizeof(block), *(pointer_or_null(tensors.get(n)) for n in names), offset,
+                 pointer_or_null(seq_offsets), pointer_or_null(row_stats))
+    if merge:
+        args.merge = merge
+    return args
 
 
 def fwd_args(**tensors):
-    """slay_attn_fwd_args_t from Tensor keyword arguments and position_offset."""
+    """slay_attn_fwd_args_t from Tensor keyword arguments, position_offset and merge."""
     return _call_args(FwdArgs, FWD_TENSORS, "forward", tensors)
 
 
