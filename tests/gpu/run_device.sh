@@ -73,6 +73,9 @@
 #             the wgmma and mma.sync forwards checked against fp64 and each other at small shapes,
 #             then timed at B4 H12 T16384 causal bf16, D 64 and 128 -> exactkernels.log,
 #             bench/exact_kernels.json (iterations on the kernels; the GPU suite decides)
+#   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
+#             --check-only (the exact forward and backward kernels at small shapes)
+#             -> exact_sanitize_{memcheck,racecheck,synccheck}.log
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
@@ -140,6 +143,17 @@ if has exactkernels; then  # the exact forward kernels alone: one target, no lib
   timeout 240 build-wgmma/tests/bench/exact-kernel-bench --json "$OUT/bench/exact_kernels.json" >> "$OUT/exactkernels.log" 2>&1
   echo "=== exact-kernel-bench rc=$?" >> "$OUT/exactkernels.log"
   grep -E "^\| |^=== |failures|Device" "$OUT/exactkernels.log"
+fi
+if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small checks (builds it when needed)
+  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
+    ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactsanitize.log" 2>&1 ||
+    { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactsanitize.log"; }
+  for tool in memcheck racecheck synccheck; do
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/exact-kernel-bench \
+      --check-only > "$OUT/exact_sanitize_$tool.log" 2>&1
+    echo "=== compute-sanitizer $tool exact-kernel-bench rc=$?"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/exact_sanitize_$tool.log"
+  done
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   # (ninja has no target libslay.so: the versioned library's links come with the test binaries' build)
