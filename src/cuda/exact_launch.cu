@@ -4,8 +4,8 @@
 //             one kernel, no workspace: for standard/yat with bf16/fp16
 //             inputs laid out for 16-byte copies the tensor cores
 //             (exact_forward_wgmma_kernel on H100/H200 at tile widths 64 and
-//             128 in an sm_90a build: TMA maps of q, k, v, 128- or 192-row
-//             query tiles; else exact_forward_mma_kernel), else
+//             128 in an sm_90a build, dense calls: TMA maps of q, k, v, 128-
+//             or 192-row query tiles; else exact_forward_mma_kernel), else
 //             exact_forward_kernel (fp32 SIMT, exact fp32).
 //   backward: q, k, v, out, dout -> dq, dk, dv
 //             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
@@ -173,7 +173,11 @@ Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, co
     if constexpr (kHasMmaKernels<Elem, Score>) {
         if (mma_layout_ok(a))
             return with_mma_dim(a, [&](auto dim) {
-                if (exact_forward_wgmma_serves(dev, dim())) {  // Hopper: TMA and warpgroup MMA
+                // Hopper: TMA and warpgroup MMA, dense calls only: a packed call's
+                // last key tile would read the next sequence's values (masked to
+                // P = 0, but 0 * NaN is NaN: a non-finite value there would reach
+                // this sequence), where the mma.sync kernel loads zeros past T.
+                if (!a.sequences.packed() && exact_forward_wgmma_serves(dev, dim())) {
                     bool launched = false;
                     SLAY_TRY((exact_forward_wgmma<Elem, Score>(dev, dim(), batch, a, ext, stream, &launched)));
                     if (launched) return Status();
