@@ -58,27 +58,31 @@ __device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, 
     }
 }
 
-// Per element (nb, e) of a 16 x 64 block of (query, key) pairs -- queries x
-// keys in dQ, keys x queries in dK/dV: on entry s = q.k and dp = g.v; on exit
-// s = p (0 where masked) and dp = the cross coefficient, while self_sum[e / 2]
-// gathers the self coefficients along this thread's two rows (the warp's own
-// rows are the ones the self term multiplies, in both kernels).
-// pair(nb, e, &lse, &delta, &qq, &kk) returns false for a masked pair, else
-// the query's log-sum-exp and Delta and the two squared norms (yat).
-template <typename Score, typename Pair>
-__device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float s[8][4], float dp[8][4],
-                                                float self_sum[2], Pair pair) {
+// Per element (nb, e) of a 16 x (8 kBlocks) block of (query, key) pairs --
+// queries x keys in dQ, keys x queries in dK/dV: on entry s = q.k and dp =
+// g.v; on exit s = p (0 where masked) and dp = the cross coefficient, while
+// self_sum[e / 2] gathers the self coefficients along this thread's two rows
+// (the warp's own rows are the ones the self term multiplies, in both
+// sweeps). pair(nb, e, &lse2, &delta, &qq, &kk) returns false for a masked
+// pair, else the query's log-sum-exp in log2 units (lse * log2 e, as
+// stage_row_stats keeps it) and Delta, and the two squared norms (yat):
+// p = 2^(score * log2 e - lse2), the score in log2 units as the forwards
+// form it (Score::log2_value_fast).
+template <typename Score, int kBlocks, typename Pair>
+__device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s)[kBlocks][4],
+                                                float (&dp)[kBlocks][4], float self_sum[2], Pair pair) {
+    const float scale_log2 = Score::logit_scale(sc) * kLog2e;
 #pragma unroll
-    for (int nb = 0; nb < 8; ++nb)
+    for (int nb = 0; nb < kBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            float lse, delta, qq, kk;
-            if (!pair(nb, e, &lse, &delta, &qq, &kk)) {
+            float lse2, delta, qq, kk;
+            if (!pair(nb, e, &lse2, &delta, &qq, &kk)) {
                 s[nb][e] = dp[nb][e] = 0.f;
                 continue;
             }
             const float a = s[nb][e];
-            const float p = __expf(Score::value(sc, a, qq, kk) - lse);
+            const float p = softmax_exp2(Score::log2_value_fast(sc, scale_log2, a, qq, kk) - lse2);
             float cross, self;
             Score::gradient(sc, a, qq, kk, p * (dp[nb][e] - delta), &cross, &self);
             s[nb][e] = p;
@@ -87,12 +91,11 @@ __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float s[8
         }
 }
 
-// Adds self_r * x_r (x the fp32 value of the warp's own resident row) to the
-// gradient rows of this thread, after summing self over the row's 4 lanes.
-template <typename Elem, int kDim>
-__device__ __forceinline__ void add_self_term(float self_sum[2], const Elem* rows, int r_lo, int t4,
-                                              float grad[][4]) {
-    constexpr int ld = MmaTile<kDim>::ld;
+// Adds self_r * x(r, col) (x: the fp32 value of the warp's own resident row
+// r, column col) to the gradient rows of this thread, after summing self
+// over the row's 4 lanes.
+template <int kDim, typename Row>
+__device__ __forceinline__ void add_self_term(float self_sum[2], int r_lo, int t4, float grad[][4], Row x) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         self_sum[half] += __shfl_xor_sync(0xffffffffu, self_sum[half], 1);
@@ -103,7 +106,7 @@ __device__ __forceinline__ void add_self_term(float self_sum[2], const Elem* row
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
             const int r = r_lo + (e / 2) * 8, col = nb * 8 + 2 * t4 + (e & 1);
-            grad[nb][e] = fmaf(self_sum[e / 2], to_float(rows[r * ld + col]), grad[nb][e]);
+            grad[nb][e] = fmaf(self_sum[e / 2], x(r, col), grad[nb][e]);
         }
 }
 
@@ -136,13 +139,14 @@ __device__ __forceinline__ bool mask_needed(const ExactArgs& args, int64_t T, in
 }
 
 // Per-row statistics of rows row0 .. row0+63 into shared memory (0 past T;
-// those rows are masked); plain loads, visible after the next __syncthreads.
+// those rows are masked): the log-sum-exp in log2 units (score_gradients)
+// and Delta; plain loads, visible after the next __syncthreads.
 __device__ __forceinline__ void stage_row_stats(const ExactArgs& args, const BlockTile& blk, int64_t row0, float* lse,
                                                  float* delta) {
     const int r = threadIdx.x;
     if (r < kTile) {
         const int64_t t = row0 + r;
-        lse[r] = t < blk.T ? args.row_stat[blk.stat_row(args, t)] : 0.f;
+        lse[r] = t < blk.T ? args.row_stat[blk.stat_row(args, t)] * kLog2e : 0.f;
         delta[r] = t < blk.T ? args.row_delta[blk.stat_row(args, t)] : 0.f;
     }
 }
@@ -214,7 +218,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
                                    const int key = r_lo + (e / 2) * 8, query = nb * 8 + 2 * t4 + (e & 1);
                                    if (needs_mask && !pair_visible(q0 + query, k0 + key, T, args.causal))
                                        return false;
-                                   *l = lse_b[query];
+                                   *l = lse_b[query];  // log2 units
                                    *dl = delta_b[query];
                                    *qq = Score::kPrep == RowPrep::SquaredNorm ? qnorm_b[query] : 0.f;
                                    *kk = Score::kPrep == RowPrep::SquaredNorm ? knorm[key] : 0.f;
@@ -225,7 +229,11 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
 
-    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, blk.Ks, r_lo, t4, dk);
+    if (Score::kSelfTerm) {
+        const Elem* keys = blk.Ks;
+        add_self_term<kDim>(self_sum, r_lo, t4, dk,
+                            [&](int r, int col) { return to_float(keys[r * MmaTile<kDim>::ld + col]); });
+    }
     store_rows<Elem, kDim>(args.dk, args.dk_s, blk, k0, r_lo, t4, T, D, dk);
     store_rows<Elem, kDim>(args.dv, args.dv_s, blk, k0, r_lo, t4, T, Dv, dv);
 }
@@ -259,7 +267,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
     for (int nb = 0; nb < kDim / 8; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) dq[nb][e] = 0.f;
-    float row_lse[2], row_delta[2];
+    float row_lse[2], row_delta[2];  // row_lse in log2 units
 
     const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
     for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
@@ -311,7 +319,11 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
 
-    if (Score::kSelfTerm) add_self_term<Elem, kDim>(self_sum, blk.Qs, r_lo, t4, dq);
+    if (Score::kSelfTerm) {
+        const Elem* queries = blk.Qs;
+        add_self_term<kDim>(self_sum, r_lo, t4, dq,
+                            [&](int r, int col) { return to_float(queries[r * MmaTile<kDim>::ld + col]); });
+    }
     store_rows<Elem, kDim>(args.dq, args.dq_s, blk, q0, r_lo, t4, T, D, dq);
 }
 

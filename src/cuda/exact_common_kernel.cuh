@@ -38,6 +38,7 @@ constexpr int kLanes = 16;           // threads sharing one score row group
 constexpr int kRowsPerThread = kTile / kLanes;  // 4
 constexpr int kColsPerThread = kTile / kLanes;  // 4 score columns
 constexpr int kScoreLd = kTile + 1;  // padded row of a score tile in shared memory
+constexpr float kLog2e = 1.4426950408889634f;  // the tensor-core kernels' scores are in log2 units
 
 // ------------------------------------------------------------ call arguments
 
@@ -134,6 +135,10 @@ struct StandardScore {
     // the max of the raw sums and fold the scale into exp2's argument.
     static constexpr bool kScaledDot = true;
     __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.softmax_scale; }
+    __device__ __forceinline__ static float log2_value_fast(const ScoreConsts&, float scale_log2, float a, float,
+                                                            float) {
+        return scale_log2 * a;
+    }
     // d value/dq_i = cross * k_j + self * q_i (and symmetrically for k_j),
     // times the incoming gradient dvalue.
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float, float, float, float dvalue,

@@ -123,7 +123,6 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
                                                     float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
                                                     bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
                                                     int64_t T, int t4, const float (&qq)[2], const float* kaux) {
-    constexpr float kLog2e = 1.4426950408889634f;
     constexpr int kKeys = kKeyBlocks * 8;
     // Standard (kScaledDot): the max runs over the raw sums and the scale
     // rides in exp2's fma; yat: s becomes the score in log2 units first.

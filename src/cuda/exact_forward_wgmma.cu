@@ -8,10 +8,8 @@
 
 #include <type_traits>
 
-#include "core/limits.hpp"
-#include "cuda/cuda_check.hpp"
 #include "cuda/exact_forward_wgmma_kernel.cuh"
-#include "cuda/tma_primitives.cuh"
+#include "cuda/exact_wgmma_launch.hpp"
 
 namespace slay {
 namespace cuda {
@@ -22,15 +20,6 @@ namespace {
 template <int kDim, typename Score>
 constexpr int kConsumers = kDim == 64 && std::is_same<Score, exact::StandardScore>::value ? 3 : 2;
 
-// The map of one operand: boxes of 64 columns x box_rows tokens.
-bool operand_map(CUtensorMap* map, const void* base, int cols, const TokenExtents& e, const exact::Strides& s,
-                 int box_rows) {
-    return e.tokens < (int64_t{1} << 31) &&
-           tma::encode_map_4d(map, base, static_cast<uint64_t>(cols), static_cast<uint64_t>(e.tokens),
-                              static_cast<uint64_t>(e.heads), static_cast<uint64_t>(e.batch), s.token, s.head, s.batch,
-                              64, static_cast<uint32_t>(box_rows));
-}
-
 template <typename Elem, typename Score, int kDim>
 Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::ExactArgs& a, const ForwardExtents& ext,
                             cudaStream_t stream, bool* launched) {
@@ -38,22 +27,14 @@ Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::E
     using Layout = exact::WgmmaForwardLayout<kDim, kConsumerGroups>;
     *launched = false;
     exact::WgmmaForwardMaps maps;
-    if (!operand_map(&maps.q, a.q, a.head_dim, ext.q, a.q_s, Layout::kRows) ||
-        !operand_map(&maps.k, a.k, a.head_dim, ext.k, a.k_s, Layout::kKeys) ||
-        !operand_map(&maps.v, a.v, a.value_dim, ext.v, a.v_s, Layout::kKeys))
+    if (!exact_operand_map(&maps.q, a.q, a.head_dim, ext.q, a.q_s, Layout::kRows) ||
+        !exact_operand_map(&maps.k, a.k, a.head_dim, ext.k, a.k_s, Layout::kKeys) ||
+        !exact_operand_map(&maps.v, a.v, a.value_dim, ext.v, a.v_s, Layout::kKeys))
         return Status();
-    if (static_cast<size_t>(Layout::bytes) > dev.max_smem_per_block_optin)
-        return error(SLAY_STATUS_NOT_SUPPORTED, "the wgmma exact forward needs ", Layout::bytes,
-                     " bytes of shared memory but the device allows ", dev.max_smem_per_block_optin);
-    const int64_t blocks = (a.seq_len + Layout::kRows - 1) / Layout::kRows * batch * a.heads;
-    if (blocks > kMaxGridX)
-        return error(SLAY_STATUS_NOT_SUPPORTED, "the wgmma exact forward's ", blocks, " CTAs exceed the grid limit ",
-                     kMaxGridX);
-    auto kernel = exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups>;
-    SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes));
-    kernel<<<static_cast<unsigned>(blocks), Layout::kThreads, Layout::bytes, stream>>>(maps, a);
     *launched = true;
-    return cuda_check(cudaGetLastError(), "exact wgmma forward kernel launch");
+    const int64_t blocks = (a.seq_len + Layout::kRows - 1) / Layout::kRows * batch * a.heads;
+    return launch_warp_specialized(dev, exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups>, maps, a,
+                                   blocks, Layout::kThreads, Layout::bytes, stream, "exact wgmma forward kernel launch");
 }
 
 }  // namespace

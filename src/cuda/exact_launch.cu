@@ -18,8 +18,10 @@
 //             summed into the caller's dk, dv after the sweeps.
 // Packed calls: the kernels' CTAs map to (sequence, head, tile) over the
 // longest sequence's tiles; those past a shorter sequence return at once.
-//             Tensor cores (exact_backward_mma_kernel.cuh) under the same
-//             conditions as the forward's, dout laid out like q, k, v.
+//             Tensor cores under the same conditions as the forward's, dout
+//             laid out like q, k, v: the sweeps on Hopper as the forward
+//             (exact_backward_wgmma_kernel.cuh: TMA maps of q, k, v, dout,
+//             128 own rows a CTA), else exact_backward_mma_kernel.cuh.
 // The kernels are in exact_forward_kernel.cuh / exact_backward_kernel.cuh
 // and their *_mma_kernel.cuh tensor-core counterparts.
 #include <cuda_runtime_api.h>
@@ -32,6 +34,7 @@
 #include "cuda/cuda_ops.hpp"
 #include "cuda/exact_backward_kernel.cuh"
 #include "cuda/exact_backward_mma_kernel.cuh"
+#include "cuda/exact_backward_wgmma.hpp"
 #include "cuda/exact_forward_kernel.cuh"
 #include "cuda/exact_forward_mma_kernel.cuh"
 #include "cuda/exact_forward_wgmma.hpp"
@@ -50,6 +53,8 @@ using exact::kTile;
 constexpr int64_t kMaxSupportedDim = 128;
 
 exact::Strides strides_of(const TensorView& t) { return {t.strides[0], t.strides[1], t.strides[2]}; }
+// The (batch rows, heads, tokens) of a view: the bounds of its TMA map.
+TokenExtents token_extents(const TensorView& t) { return {t.shape[0], t.shape[1], t.shape[2]}; }
 
 // Workspace of the backward: row_stat then row_delta, each B*H*T fp32,
 // 256-byte aligned. Sizes are computed with overflow checks.
@@ -198,14 +203,21 @@ Status backward_stats(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a
 
 // The tensor-core backward: statistics (the mma forward without P V; given
 // ones leave no key sweep for tensor cores, so the SIMT pass reads them),
-// then the dK/dV and dQ sweeps.
+// then the dK/dV and dQ sweeps: on Hopper by TMA and warpgroup MMA (dense
+// calls, as the forward), else mma.sync.
 template <typename Elem, typename Score, int kMaxDim, int kDim>
-Status backward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
+Status backward_mma(const DeviceInfo& dev, unsigned blocks, int64_t batch, const ExactArgs& a,
+                    const BackwardExtents& ext, cudaStream_t stream) {
     if (a.user_stats)
         SLAY_TRY((backward_stats<Elem, Score, kMaxDim>(dev, blocks, a, stream)));
     else
         SLAY_TRY((launch<Elem, kDim>(dev, exact::exact_forward_mma_kernel<Elem, Score, kDim, true>, ExactKernel::Stats,
                                      blocks, a, stream, "exact tensor-core backward statistics kernel launch")));
+    if (!a.sequences.packed() && exact_forward_wgmma_serves(dev, kDim)) {
+        bool launched = false;
+        SLAY_TRY((exact_backward_wgmma<Elem, Score>(dev, kDim, batch, a, ext, stream, &launched)));
+        if (launched) return Status();
+    }
     SLAY_TRY((launch<Elem, kDim>(dev, exact::exact_dkdv_mma_kernel<Elem, Score, kDim>, ExactKernel::KeyGrads, blocks, a,
                                  stream, "exact tensor-core backward dK/dV kernel launch")));
     return launch<Elem, kDim>(dev, exact::exact_dq_mma_kernel<Elem, Score, kDim>, ExactKernel::QueryGrads, blocks, a,
@@ -213,13 +225,14 @@ Status backward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, 
 }
 
 template <typename Elem, typename Score, int kMaxDim>
-Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
+Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, const BackwardExtents& ext,
+                     cudaStream_t stream) {
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
     if constexpr (kHasMmaKernels<Elem, Score>) {
         if (mma_layout_ok(a))
             return with_mma_dim(
-                a, [&](auto dim) { return backward_mma<Elem, Score, kMaxDim, dim()>(dev, blocks, a, stream); });
+                a, [&](auto dim) { return backward_mma<Elem, Score, kMaxDim, dim()>(dev, blocks, batch, a, ext, stream); });
     }
     SLAY_TRY((backward_stats<Elem, Score, kMaxDim>(dev, blocks, a, stream)));
     SLAY_TRY((launch<Elem, 0>(dev, exact::exact_dkdv_kernel<Elem, Score, kMaxDim>, ExactKernel::KeyGrads, blocks, a,
@@ -267,8 +280,9 @@ struct RunForward {
 
 template <typename Elem, typename Score, int kMaxDim>
 struct RunBackward {
-    static Status run(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, cudaStream_t stream) {
-        return backward_with<Elem, Score, kMaxDim>(dev, batch, a, stream);
+    static Status run(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, const BackwardExtents& ext,
+                      cudaStream_t stream) {
+        return backward_with<Elem, Score, kMaxDim>(dev, batch, a, ext, stream);
     }
 };
 
@@ -303,8 +317,7 @@ Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& cal
         a.user_stats_s = strides_of(call.row_stats);
         a.merge = call.merge;
     }
-    auto extents = [](const TensorView& t) { return TokenExtents{t.shape[0], t.shape[1], t.shape[2]}; };
-    const ForwardExtents ext{extents(call.q), extents(call.k), extents(call.v)};
+    const ForwardExtents ext{token_extents(call.q), token_extents(call.k), token_extents(call.v)};
     return dispatch<RunForward>(plan.cfg, dev, call.batch, a, ext, stream);
 }
 
@@ -337,7 +350,9 @@ Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& ca
     };
     target(call.dk, dk, &a.dk, &a.dk_s);
     target(call.dv, dv, &a.dv, &a.dv_s);
-    SLAY_TRY(dispatch<RunBackward>(plan.cfg, dev, call.batch, a, stream));
+    const BackwardExtents ext{token_extents(call.q), token_extents(call.k), token_extents(call.v),
+                              token_extents(call.dout)};
+    SLAY_TRY(dispatch<RunBackward>(plan.cfg, dev, call.batch, a, ext, stream));
     if (!grouped) return Status();
     SLAY_TRY(sum_head_groups(dk, plan, call, call.dk, stream));
     return sum_head_groups(dv, plan, call, call.dv, stream);

@@ -1,17 +1,23 @@
-// exact_kernel_bench.cu -- a workbench for the exact forward kernels on
-// Hopper without the library: the warp-specialized wgmma forward
+// exact_kernel_bench.cu -- a workbench for the exact kernels on Hopper
+// without the library: the warp-specialized wgmma forward
 // (src/cuda/exact_forward_wgmma_kernel.cuh) with two and with three
 // consumer warpgroups (128- and 192-row query tiles) and the mma.sync
-// forward (exact_forward_mma_kernel.cuh), launched directly on dense bf16
-// tensors (the TMA maps made here as the library makes them)
-//   q, k, v (B, H, T, D) -> out (B, H, T, D), D = 64 or 128:
+// forward (exact_forward_mma_kernel.cuh); the backward sweeps on wgmma
+// (exact_backward_wgmma_kernel.cuh) and on mma.sync
+// (exact_backward_mma_kernel.cuh) after the mma.sync statistics pass;
+// launched directly on dense bf16 tensors (the TMA maps made here as the
+// library makes them)
+//   q, k, v (B, H, T, D) -> out (B, H, T, D), D = 64 or 128;
+//   q, k, v, dout -> dq, dk, dv:
 //   check  small shapes (T = 1, 65, 129, 1000; causal and bidirectional):
-//          standard against an fp64 softmax of the same bf16 inputs, and the
-//          wgmma kernels against mma.sync's for yat (relative L2,
-//          bar 2e-2 as the GPU suite's bf16 bar; outputs poisoned first);
+//          standard against an fp64 softmax attention (forward and
+//          gradients) of the same bf16 inputs, and the wgmma kernels against
+//          mma.sync's for yat (relative L2, bar 2e-2 as the GPU suite's bf16
+//          bar; outputs poisoned first);
 //   time   B4 H12 T16384 causal (issue 11's shape), both kernels, both scores:
 //          median of 20 launches after 3, useful TFLOP/s by the FlashAttention
-//          model (4 B H T^2 D, halved when causal).
+//          model (forward 4 B H T^2 D, the backward sweeps 2.5 times that,
+//          halved when causal).
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -27,7 +33,7 @@
 
 #include <cuda_runtime.h>
 
-#include "cuda/exact_forward_wgmma_kernel.cuh"
+#include "cuda/exact_backward_wgmma_kernel.cuh"
 
 namespace {
 
@@ -101,23 +107,97 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
     return check_cuda(cudaGetLastError(), "launch");
 }
 
+// The backward's arguments over the buffers (the forward's out, dout, the
+// gradients and the statistics pass's rows).
+struct Buffers;
+ex::ExactArgs make_backward_args(const Problem& p, const Buffers& buf);
+
+// The mma.sync statistics pass (row_stat = log-sum-exp, row_delta = Delta).
+template <typename Score, int kDim>
+bool launch_stats(const Problem& p, const ex::ExactArgs& a) {
+    const int bytes = static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::Stats, kDim, kDim).bytes());
+    auto kernel = ex::exact_forward_mma_kernel<Elem, Score, kDim, true>;
+    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "attribute"))
+        return false;
+    kernel<<<grid_of(p, ex::kTile), ex::kMmaThreads, bytes>>>(a);
+    return check_cuda(cudaGetLastError(), "stats launch");
+}
+
+// The dK/dV then dQ sweeps: on wgmma (kWgmma) or mma.sync.
+template <typename Score, int kDim, bool kWgmma>
+bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
+    if constexpr (kWgmma) {
+        ex::WgmmaBackwardMaps maps;
+        namespace tma = slay::cuda::tma;
+        const uint64_t T = p.T, H = p.H, B = p.B;
+        const void* bases[4] = {a.q, a.k, a.v, a.dout};
+        CUtensorMap* out_maps[4] = {&maps.q, &maps.k, &maps.v, &maps.dout};
+        for (int m = 0; m < 4; ++m)
+            if (!tma::encode_map_4d(out_maps[m], bases[m], p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, 64)) {
+                std::fprintf(stderr, "tensor map refused\n");
+                return false;
+            }
+        using KeyLayout = ex::WgmmaBackwardLayout<kDim, true>;
+        using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
+        auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true>;
+        auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false>;
+        if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
+                        "attribute") ||
+            !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, QueryLayout::bytes),
+                        "attribute"))
+            return false;
+        dkdv<<<grid_of(p, KeyLayout::kOwnRows), KeyLayout::kThreads, KeyLayout::bytes>>>(maps, a);
+        dq<<<grid_of(p, QueryLayout::kOwnRows), QueryLayout::kThreads, QueryLayout::bytes>>>(maps, a);
+    } else {
+        const int key_bytes =
+            static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::KeyGrads, kDim, kDim).bytes());
+        const int query_bytes =
+            static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::QueryGrads, kDim, kDim).bytes());
+        auto dkdv = ex::exact_dkdv_mma_kernel<Elem, Score, kDim>;
+        auto dq = ex::exact_dq_mma_kernel<Elem, Score, kDim>;
+        if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, key_bytes),
+                        "attribute") ||
+            !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, query_bytes),
+                        "attribute"))
+            return false;
+        dkdv<<<grid_of(p, ex::kTile), ex::kMmaThreads, key_bytes>>>(a);
+        dq<<<grid_of(p, ex::kTile), ex::kMmaThreads, query_bytes>>>(a);
+    }
+    return check_cuda(cudaGetLastError(), "sweeps launch");
+}
+
 struct Buffers {
     Elem *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
+    Elem *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
+    float *row_stat = nullptr, *row_delta = nullptr;  // (B, H, T)
     size_t n = 0;
-    bool alloc(size_t elems) {
+    bool alloc(size_t elems, size_t rows) {
         n = elems;
-        return check_cuda(cudaMalloc(&q, n * sizeof(Elem)), "malloc") &&
-               check_cuda(cudaMalloc(&k, n * sizeof(Elem)), "malloc") &&
-               check_cuda(cudaMalloc(&v, n * sizeof(Elem)), "malloc") &&
-               check_cuda(cudaMalloc(&out, n * sizeof(Elem)), "malloc");
+        Elem** tensors[8] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
+        for (Elem** t : tensors)
+            if (!check_cuda(cudaMalloc(t, n * sizeof(Elem)), "malloc")) return false;
+        return check_cuda(cudaMalloc(&row_stat, rows * sizeof(float)), "malloc") &&
+               check_cuda(cudaMalloc(&row_delta, rows * sizeof(float)), "malloc");
     }
     ~Buffers() {
-        cudaFree(q);
-        cudaFree(k);
-        cudaFree(v);
-        cudaFree(out);
+        for (Elem* t : {q, k, v, out, dout, dq, dk, dv}) cudaFree(t);
+        cudaFree(row_stat);
+        cudaFree(row_delta);
     }
 };
+
+ex::ExactArgs make_backward_args(const Problem& p, const Buffers& buf) {
+    ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, nullptr);
+    a.out = buf.out;
+    a.dout = buf.dout;
+    a.dq = buf.dq;
+    a.dk = buf.dk;
+    a.dv = buf.dv;
+    a.out_s = a.dout_s = a.dq_s = a.dk_s = a.dv_s = a.q_s;
+    a.row_stat = buf.row_stat;
+    a.row_delta = buf.row_delta;
+    return a;
+}
 
 std::vector<float> to_host(const Elem* d, size_t n) {
     std::vector<Elem> h(n);
@@ -166,17 +246,63 @@ std::vector<double> reference_standard(const Problem& p, const std::vector<float
     return out;
 }
 
+// fp64 gradients of softmax attention (standard) of the bf16-rounded
+// inputs: dq, dk, dv (in that order, each (B, H, T, D)).
+std::vector<std::vector<double>> reference_standard_grads(const Problem& p, const std::vector<float>& q,
+                                                          const std::vector<float>& k, const std::vector<float>& v,
+                                                          const std::vector<float>& dout) {
+    const size_t n = q.size();
+    std::vector<std::vector<double>> g(3, std::vector<double>(n, 0.0));
+    const double scale = 1.0 / std::sqrt(double(p.D));
+    std::vector<double> w(p.T), dp(p.T), o(p.D);
+    for (int64_t bh = 0; bh < p.B * p.H; ++bh)
+        for (int64_t i = 0; i < p.T; ++i) {
+            const size_t qi = (bh * p.T + i) * p.D;
+            const int64_t len = p.causal ? i + 1 : p.T;
+            double mx = -INFINITY;
+            for (int64_t j = 0; j < len; ++j) {
+                const size_t kj = (bh * p.T + j) * p.D;
+                double s = 0;
+                for (int d = 0; d < p.D; ++d) s += double(q[qi + d]) * k[kj + d];
+                w[j] = s * scale;
+                mx = std::max(mx, w[j]);
+            }
+            double den = 0;
+            for (int64_t j = 0; j < len; ++j) den += (w[j] = std::exp(w[j] - mx));
+            std::fill(o.begin(), o.end(), 0.0);
+            for (int64_t j = 0; j < len; ++j) {
+                w[j] /= den;
+                for (int d = 0; d < p.D; ++d) o[d] += w[j] * v[(bh * p.T + j) * p.D + d];
+            }
+            double delta = 0;
+            for (int d = 0; d < p.D; ++d) delta += double(dout[qi + d]) * o[d];
+            for (int64_t j = 0; j < len; ++j) {
+                const size_t kj = (bh * p.T + j) * p.D;
+                double gv = 0;
+                for (int d = 0; d < p.D; ++d) gv += double(dout[qi + d]) * v[kj + d];
+                const double ds = w[j] * (gv - delta) * scale;
+                for (int d = 0; d < p.D; ++d) {
+                    g[0][qi + d] += ds * k[kj + d];
+                    g[1][kj + d] += ds * q[qi + d];
+                    g[2][kj + d] += w[j] * dout[qi + d];
+                }
+            }
+        }
+    return g;
+}
+
 // Random inputs ~ N(0, 1/4), rounded to bf16, on the device and as floats.
 bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<float>* hk, std::vector<float>* hv,
-          unsigned seed) {
-    const size_t n = static_cast<size_t>(p.B * p.H * p.T) * p.D;
-    if (!buf.alloc(n)) return false;
+          std::vector<float>* hdout, unsigned seed) {
+    const size_t rows = static_cast<size_t>(p.B * p.H * p.T);
+    const size_t n = rows * p.D;
+    if (!buf.alloc(n, rows)) return false;
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.f, 0.5f);
-    std::vector<float>* hosts[3] = {hq, hk, hv};
-    Elem* devs[3] = {buf.q, buf.k, buf.v};
+    std::vector<float>* hosts[4] = {hq, hk, hv, hdout};
+    Elem* devs[4] = {buf.q, buf.k, buf.v, buf.dout};
     std::vector<Elem> h(n);
-    for (int t = 0; t < 3; ++t) {
+    for (int t = 0; t < 4; ++t) {
         hosts[t]->resize(n);
         for (size_t i = 0; i < n; ++i) {
             h[i] = __float2bfloat16_rn(normal(rng));
@@ -196,6 +322,22 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     return true;
 }
 
+// dq, dk, dv of score Score: the mma.sync forward into out, the statistics
+// pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
+template <typename Score, int kDim>
+bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
+    Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
+    for (Elem* g : outs)
+        if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
+    const ex::ExactArgs a = make_backward_args(p, buf);
+    if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
+        !(wgmma ? launch_sweeps<Score, kDim, true>(p, a) : launch_sweeps<Score, kDim, false>(p, a)) ||
+        !check_cuda(cudaDeviceSynchronize(), "backward"))
+        return false;
+    for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
+    return true;
+}
+
 template <int kDim>
 int check_shapes() {
     int failures = 0;
@@ -203,8 +345,8 @@ int check_shapes() {
         for (bool causal : {true, false}) {
             const Problem p{1, 2, T, kDim, causal};
             Buffers buf;
-            std::vector<float> q, k, v, got, mma;
-            if (!fill(p, buf, &q, &k, &v, 17u + static_cast<unsigned>(T))) return failures + 1;
+            std::vector<float> q, k, v, dout, got, mma;
+            if (!fill(p, buf, &q, &k, &v, &dout, 17u + static_cast<unsigned>(T))) return failures + 1;
             auto line = [&](const char* what, double err) {
                 const bool ok = err <= 2e-2;
                 std::printf("| check | %s | D=%d T=%lld %s | rel L2 %.3e (tol 2e-02) | %s |\n", what, kDim,
@@ -225,6 +367,22 @@ int check_shapes() {
             line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
             if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
             line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
+
+            static const char* const kGrad[3] = {"dq", "dk", "dv"};
+            std::vector<float> gw[3], gm[3];
+            const std::vector<std::vector<double>> ref = reference_standard_grads(p, q, k, v, dout);
+            if (!run_backward<ex::StandardScore, kDim>(p, buf, true, gw) ||
+                !run_backward<ex::StandardScore, kDim>(p, buf, false, gm))
+                return failures + 1;
+            for (int i = 0; i < 3; ++i) {
+                line((std::string("wgmma bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gw[i], ref[i]));
+                line((std::string("mma.sync bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gm[i], ref[i]));
+            }
+            if (!run_backward<ex::YatScore, kDim>(p, buf, true, gw) || !run_backward<ex::YatScore, kDim>(p, buf, false, gm))
+                return failures + 1;
+            for (int i = 0; i < 3; ++i)
+                line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
 }
@@ -235,20 +393,21 @@ struct Timing {
     double ms, tflops;
 };
 
-template <typename Score, int kDim, int kConsumers>
-bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
-    const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
+// The median of 20 timed calls of launch() (after 3), in ms; < 0 when a
+// launch failed.
+template <typename Launch>
+double median_ms(Launch launch) {
     for (int i = 0; i < 3; ++i)
-        if (!launch<Score, kDim, kConsumers>(p, a)) return false;
+        if (!launch()) return -1.0;
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     std::vector<double> ms;
     for (int r = 0; r < 20; ++r) {
         cudaEventRecord(start);
-        if (!launch<Score, kDim, kConsumers>(p, a)) return false;
+        if (!launch()) return -1.0;
         cudaEventRecord(stop);
-        if (!check_cuda(cudaEventSynchronize(stop), "timed launch")) return false;
+        if (!check_cuda(cudaEventSynchronize(stop), "timed launch")) return -1.0;
         float t = 0.f;
         cudaEventElapsedTime(&t, start, stop);
         ms.push_back(t);
@@ -256,11 +415,33 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
     std::sort(ms.begin(), ms.end());
-    const double median = ms[ms.size() / 2];
-    const double flops = 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0);
+    return ms[ms.size() / 2];
+}
+
+// Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
+double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
+
+template <typename Score, int kDim, int kConsumers>
+bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
+    const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers>(p, a); });
+    if (ms < 0) return false;
     const char* name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
-    rows->push_back({name, score, kDim, median,
-                     flops / (median * 1e-3) / 1e12});
+    rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
+    return true;
+}
+
+// The backward sweeps (dK/dV and dQ) after one forward and statistics pass:
+// 2.5 forwards' FLOPs.
+template <typename Score, int kDim, bool kWgmma>
+bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
+    const ex::ExactArgs a = make_backward_args(p, buf);
+    if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
+        return false;
+    const double ms = median_ms([&] { return launch_sweeps<Score, kDim, kWgmma>(p, a); });
+    if (ms < 0) return false;
+    rows->push_back({kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps", score, kDim, ms,
+                     2.5 * forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
 
@@ -268,13 +449,17 @@ template <int kDim>
 bool time_shapes(std::vector<Timing>* rows) {
     const Problem p{4, 12, 16384, kDim, true};
     Buffers buf;
-    std::vector<float> q, k, v;
-    if (!fill(p, buf, &q, &k, &v, 5u)) return false;
+    std::vector<float> q, k, v, dout;
+    if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
     return time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 3>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) && time_one<ex::YatScore, kDim, 3>(p, buf, "yat", rows) &&
            time_one<ex::StandardScore, kDim, 0>(p, buf, "standard", rows) &&
-           time_one<ex::YatScore, kDim, 0>(p, buf, "yat", rows);
+           time_one<ex::YatScore, kDim, 0>(p, buf, "yat", rows) &&
+           time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
+           time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
+           time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
+           time_sweeps<ex::YatScore, kDim, false>(p, buf, "yat", rows);
 }
 
 }  // namespace

@@ -69,9 +69,9 @@
 #   wgmma     the Hopper primitives alone (build-wgmma: no library): test_cuda_wgmma (wgmma SS/RS
 #             products against fp64) and wgmma-throughput (TFLOP/s of wgmma m64n256k16, m64n128k16,
 #             the RS m64n64k16 + HMUL2 form and mma.sync) -> wgmma.log, bench/wgmma_throughput.json
-#   exactkernels  the exact forward kernels without the library (build-wgmma: exact-kernel-bench):
-#             the wgmma and mma.sync forwards checked against fp64 and each other at small shapes,
-#             then timed at B4 H12 T16384 causal bf16, D 64 and 128 -> exactkernels.log,
+#   exactkernels  the exact kernels without the library (build-wgmma: exact-kernel-bench):
+#             the wgmma and mma.sync forwards and backward sweeps checked against fp64 and each
+#             other at small shapes, then timed at B4 H12 T16384 causal bf16, D 64 and 128 -> exactkernels.log,
 #             bench/exact_kernels.json (iterations on the kernels; the GPU suite decides)
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only (the exact forward and backward kernels at small shapes)
@@ -135,12 +135,12 @@ if has wgmma; then  # the Hopper primitives: two targets, no library build
   echo "=== wgmma-throughput rc=$?" >> "$OUT/wgmma.log"
   grep -E "^\| |^=== |test cases|Device" "$OUT/wgmma.log"
 fi
-if has exactkernels; then  # the exact forward kernels alone: one target, no library build
+if has exactkernels; then  # the exact kernels alone: one target, no library build
   { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
     ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactkernels.log" 2>&1 ||
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactkernels.log"; }
   mkdir -p "$OUT/bench"
-  timeout 240 build-wgmma/tests/bench/exact-kernel-bench --json "$OUT/bench/exact_kernels.json" >> "$OUT/exactkernels.log" 2>&1
+  timeout 360 build-wgmma/tests/bench/exact-kernel-bench --json "$OUT/bench/exact_kernels.json" >> "$OUT/exactkernels.log" 2>&1
   echo "=== exact-kernel-bench rc=$?" >> "$OUT/exactkernels.log"
   grep -E "^\| |^=== |failures|Device" "$OUT/exactkernels.log"
 fi

@@ -1,0 +1,361 @@
+// exact_backward_wgmma_kernel.cuh -- the warp-specialized Hopper (sm_90a)
+// backward sweeps of the softmax family (standard, yat) for bf16/fp16
+// inputs, after the statistics pass (row_stat = log-sum-exp, row_delta =
+// Delta_i = g_i.o_i: exact_launch.cu):
+//   q, k (B, H, T, D); v, dout (B, H, T, Dv); row_stat, row_delta (B, H, T)
+//   -> dk, dv (kKeyGrads) or dq, D, Dv <= kDim, kDim = 64 or 128.
+// The math is the mma.sync sweeps' (exact_backward_mma_kernel.cuh: SPEC
+// C.1, score_gradients and add_self_term shared), the structure the wgmma
+// forward's (exact_forward_wgmma_kernel.cuh): a producer warpgroup whose
+// first thread issues TMA loads (128-byte swizzle) of the CTA's own
+// 128-row tiles once and of the streamed tiles into a ring of kStages
+// buffers (full/empty mbarriers), and two consumer warpgroups of 64 own
+// rows each (setmaxnreg 24 / 240).
+// dK/dV (kKeyGrads): own rows = 128 keys (K, V); streamed 64-query tiles
+//   (Q, dO) from the first one reaching the CTA's keys (causal);
+//   S^T (64 x 64) = K Q^T and dP^T = V dO^T   wgmma SS, all K-major;
+//   dV += P^T dO and dK += C^T Q               wgmma RS, P^T and C^T from the
+//                                              score registers, Q / dO MN-major.
+//   The queries' statistics (lse in log2 units, Delta, yat's |q|^2) are
+//   staged by each consumer warpgroup for its own use (2 buffers, one
+//   named barrier a tile).
+// dQ: own rows = 128 queries (Q, dO); streamed key tiles (K, V) of 128 keys
+//   at hdim 64, 64 at 128 (registers), up to the diagonal (causal);
+//   S = Q K^T and dP = dO V^T SS, dQ += C K RS (K MN-major).
+// Two sweeps, no atomics: deterministic; each gradient row is written once
+// by the warpgroup owning it. Masks by 32-bit column bounds, on the tiles
+// that need them. A warpgroup skips the compute of a streamed tile whose
+// pairs are all causally masked for its rows (it still hands the buffer back).
+// Requirements: as the wgmma forward (compute capability 9.0, sm_90a, the
+// TMA maps of q, k, v, dout in boxes of 64 columns x 64 tokens).
+#pragma once
+
+#include "cuda/exact_backward_mma_kernel.cuh"
+#include "cuda/exact_forward_wgmma_kernel.cuh"
+
+namespace slay {
+namespace cuda {
+namespace exact {
+
+// Shape and shared memory of the backward sweeps (offsets in bytes from the
+// first 1024-byte boundary of the dynamic shared memory).
+template <int kDim, bool kKeyGrads>
+struct WgmmaBackwardLayout {
+    static_assert(kDim == 64 || kDim == 128, "warp-specialized backward: head dims 64 and 128");
+    static constexpr int kConsumers = 2;
+    static constexpr int kThreads = (kConsumers + 1) * wgmma::kWarpgroupThreads;
+    static constexpr int kOwnRows = kConsumers * kTile;  // keys (dK/dV) or queries (dQ) a CTA
+    // Rows a streamed tile: the N of S^T (dK/dV) or of S (dQ: 128 at hdim 64;
+    // at 128 the dQ accumulator leaves registers for 64 only).
+    static constexpr int kStreamRows = kKeyGrads || kDim == 128 ? 64 : 128;
+    static constexpr int kStages = kKeyGrads && kDim == 64 ? 3 : 2;
+    static constexpr int kProducerRegisters = 24;
+    static constexpr int kConsumerRegisters = 240;
+    static constexpr int kColumnBlocks = kDim / 64;
+    static constexpr int kBoxRows = 64;  // tokens a TMA box
+    static constexpr int kOwnBytes = kOwnRows * kDim * 2;
+    static constexpr int kStreamBytes = kStreamRows * kDim * 2;
+    // Per consumer warpgroup and buffer: the streamed rows' lse (log2
+    // units), Delta and |x|^2 (dK/dV), or |k|^2 (dQ).
+    static constexpr int kStatArrays = kKeyGrads ? 3 : 1;
+    static constexpr int own_a = 0;                                  // K (dK/dV) or Q (dQ)
+    static constexpr int own_b = own_a + kOwnBytes;                  // V or dO
+    static constexpr int stream_a = own_b + kOwnBytes;               // [kStages] Q or K
+    static constexpr int stream_b = stream_a + kStages * kStreamBytes;  // [kStages] dO or V
+    static constexpr int own_norm = stream_b + kStages * kStreamBytes;  // [kOwnRows] |x|^2 (yat)
+    static constexpr int stats = own_norm + kOwnRows * 4;  // [kConsumers][2][kStatArrays][kStreamRows]
+    static constexpr int barriers = stats + kConsumers * 2 * kStatArrays * kStreamRows * 4;
+    // own_full, full[kStages], empty[kStages]
+    static constexpr int end = barriers + (1 + 2 * kStages) * 8;
+    static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
+};
+
+// The TMA maps of one backward call: q, k, v, dout in boxes of 64 columns
+// x 64 tokens (tma::encode_map_4d).
+struct WgmmaBackwardMaps {
+    CUtensorMap q, k, v, dout;
+};
+
+// The fp32 value of element (row, col) of an SW128 tile of `rows` rows.
+template <typename Elem>
+__device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows, int row, int col) {
+    return to_float(*reinterpret_cast<const Elem*>(tile + (col / 64) * rows * wgmma::kSwizzleRowBytes +
+                                                   wgmma::sw128_offset(row, (col % 64) * 2)));
+}
+
+template <typename Elem, typename Score, int kDim, bool kKeyGrads>
+__global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads, 1)
+    exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
+    static_assert(Score::kSoftmax, "the warp-specialized backward serves the softmax family");
+#if SLAY_HAS_WGMMA
+    namespace wg = wgmma;
+    using Layout = WgmmaBackwardLayout<kDim, kKeyGrads>;
+    constexpr int kOwnRows = Layout::kOwnRows, kStreamRows = Layout::kStreamRows, kStages = Layout::kStages;
+    constexpr int kBlocks = kStreamRows / 8;  // n8 blocks of the score tile
+    constexpr int kDimBlocks = kDim / 8;      // n8 blocks of a gradient
+    constexpr int kRowBytes = wg::kSwizzleRowBytes;
+    constexpr bool kYat = Score::kPrep == RowPrep::SquaredNorm;
+    constexpr ExactKernel kKernel = kKeyGrads ? ExactKernel::KeyGrads : ExactKernel::QueryGrads;
+    const ExactCta<Elem, kDim, kKernel> blk(args, kOwnRows);
+    if (blk.idle) return;
+    unsigned char* smem = wg::swizzle_atom_aligned(exact_smem_bytes);
+    uint64_t* own_full = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
+    uint64_t* full = own_full + 1;
+    uint64_t* empty = full + kStages;
+    auto stream_a = [&](int stage) { return smem + Layout::stream_a + stage * Layout::kStreamBytes; };
+    auto stream_b = [&](int stage) { return smem + Layout::stream_b + stage * Layout::kStreamBytes; };
+
+    const int64_t T = blk.T, own0 = blk.row0();
+    // The streamed tiles: dK/dV the query tiles from the first holding a
+    // query >= own0 (causal), dQ the key tiles up to the last one holding a
+    // key <= the CTA's last query (causal).
+    const int64_t stream_tiles_all = (T + kStreamRows - 1) / kStreamRows;
+    int64_t first_tile = 0, end_tile = stream_tiles_all;
+    if (args.causal) {
+        if (kKeyGrads) {
+            first_tile = own0 / kStreamRows;
+        } else {
+            const int64_t q_last = own0 + kOwnRows - 1 < T ? own0 + kOwnRows - 1 : T - 1;
+            end_tile = q_last / kStreamRows + 1;
+        }
+    }
+    const int tiles = static_cast<int>(end_tile - first_tile);
+
+    if (threadIdx.x == 0) {
+        tma::barrier_init(own_full, 1);
+        for (int s = 0; s < kStages; ++s) {
+            tma::barrier_init(full + s, 1);
+            tma::barrier_init(empty + s, Layout::kConsumers * wg::kWarpgroupThreads);
+        }
+        tma::barrier_init_fence();
+    }
+    __syncthreads();  // the only CTA-wide barrier: the roles part here
+
+    const int role = static_cast<int>(threadIdx.x) / wg::kWarpgroupThreads;  // 0: producer
+    if (role == 0) {
+        tma::lower_registers<Layout::kProducerRegisters>();
+        if (threadIdx.x != 0) return;
+        // Tensor coordinates (column, token, head, batch row); k, v by the
+        // key/value head.
+        const int token0 = static_cast<int>(blk.first_token);
+        const int batch = static_cast<int>(blk.batch_row);
+        const int q_head = static_cast<int>(blk.h), kv_head = blk.kv_head;
+        const CUtensorMap* own_maps[2] = {kKeyGrads ? &maps.k : &maps.q, kKeyGrads ? &maps.v : &maps.dout};
+        const CUtensorMap* stream_maps[2] = {kKeyGrads ? &maps.q : &maps.k, kKeyGrads ? &maps.dout : &maps.v};
+        const int own_head = kKeyGrads ? kv_head : q_head, stream_head = kKeyGrads ? q_head : kv_head;
+        for (int m = 0; m < 2; ++m) {
+            tma::prefetch_map(own_maps[m]);
+            tma::prefetch_map(stream_maps[m]);
+        }
+        // rows x kDim of one map from token `token` into an SW128 tile of
+        // `rows` rows, in 64 x 64 boxes.
+        auto load_tile = [&](unsigned char* dst, const CUtensorMap* map, int head, int64_t token, int rows,
+                             uint64_t* bar) {
+            for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
+                for (int r = 0; r < rows; r += Layout::kBoxRows)
+                    tma::load_4d(dst + (cb * rows + r) * kRowBytes, map, 64 * cb, token0 + static_cast<int>(token + r),
+                                 head, batch, bar);
+        };
+        tma::arrive_expect_bytes(own_full, 2 * Layout::kOwnBytes);
+        load_tile(smem + Layout::own_a, own_maps[0], own_head, own0, kOwnRows, own_full);
+        load_tile(smem + Layout::own_b, own_maps[1], own_head, own0, kOwnRows, own_full);
+        for (int it = 0; it < tiles; ++it) {
+            const int stage = it % kStages, use = it / kStages;
+            if (use > 0) tma::wait(empty + stage, (use - 1) & 1);
+            tma::arrive_expect_bytes(full + stage, 2 * Layout::kStreamBytes);
+            const int64_t token = (first_tile + it) * kStreamRows;
+            load_tile(stream_a(stage), stream_maps[0], stream_head, token, kStreamRows, full + stage);
+            load_tile(stream_b(stage), stream_maps[1], stream_head, token, kStreamRows, full + stage);
+        }
+        return;
+    }
+
+    tma::raise_registers<Layout::kConsumerRegisters>();
+    const int wgi = role - 1;  // this consumer's 64 own rows
+    const int thread = static_cast<int>(threadIdx.x) % wg::kWarpgroupThreads;
+    const int warp = thread / 32, lane = thread % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    const int r_lo = warp * 16 + g;                       // rows r_lo, r_lo + 8 of the warpgroup's 64
+    const int64_t row0 = own0 + kTile * wgi;              // its first own row
+    const unsigned char* own_a = smem + Layout::own_a + kTile * wgi * kRowBytes;  // its rows in block 0
+    const unsigned char* own_b = smem + Layout::own_b + kTile * wgi * kRowBytes;
+    float* own_norm = reinterpret_cast<float*>(smem + Layout::own_norm) + kTile * wgi;
+    float* stats_base = reinterpret_cast<float*>(smem + Layout::stats) + wgi * 2 * Layout::kStatArrays * kStreamRows;
+    const float* row_stat = args.row_stat + blk.stat_row(args, 0);
+    const float* row_delta = args.row_delta + blk.stat_row(args, 0);
+
+    // The own rows' |x|^2 (yat), statistics (dQ: the rows are queries).
+    tma::wait(own_full, 0);
+    if (kYat) warpgroup_row_norms<Elem, kDim, kOwnRows, 2>(smem + Layout::own_a, kTile * wgi, thread, own_norm);
+    float own_lse2[2] = {0.f, 0.f}, own_delta[2] = {0.f, 0.f};
+    if (!kKeyGrads) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int64_t t = row0 + r_lo + 8 * half;
+            own_lse2[half] = t < T ? row_stat[t] * kLog2e : 0.f;
+            own_delta[half] = t < T ? row_delta[t] : 0.f;
+        }
+    }
+    float own_sq[2] = {0.f, 0.f};  // read after the first tile's barrier
+
+    float grad_a[kDimBlocks][4] = {};  // dK or dQ
+    float grad_b[kDimBlocks][4] = {};  // dV (dK/dV)
+    float self_sum[2] = {0.f, 0.f};
+    float(&grad_a_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_a);
+    float(&grad_b_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_b);
+
+    for (int it = 0; it < tiles; ++it) {
+        const int stage = it % kStages;
+        const int64_t s0 = (first_tile + it) * kStreamRows;  // first streamed row
+        float* stats = stats_base + (it & 1) * Layout::kStatArrays * kStreamRows;
+        // Buffer it & 1 was last read by tile it - 2, before this
+        // warpgroup's barrier of tile it - 1.
+        if (kKeyGrads) {
+            if (thread < kStreamRows) {
+                const int64_t t = s0 + thread;
+                stats[thread] = t < T ? row_stat[t] * kLog2e : 0.f;
+            } else {
+                const int64_t t = s0 + thread - kStreamRows;
+                stats[thread] = t < T ? row_delta[t] : 0.f;  // stats + kStreamRows + (thread - kStreamRows)
+            }
+        }
+        tma::wait(full + stage, (it / kStages) & 1);
+        if (kYat) {
+            float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
+            if (kStreamRows == 128)
+                warpgroup_row_norms<Elem, kDim, kStreamRows, 1>(stream_a(stage), 0, thread, norms);
+            else
+                warpgroup_row_norms<Elem, kDim, kStreamRows, 2>(stream_a(stage), 0, thread, norms);
+        }
+        tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
+        if (kYat && it == 0) {
+            own_sq[0] = own_norm[r_lo];
+            own_sq[1] = own_norm[r_lo + 8];
+        }
+        // Causal: tiles whose pairs are all masked for this warpgroup's rows.
+        const bool all_masked = args.causal && (kKeyGrads ? s0 + kStreamRows - 1 < row0 : s0 > row0 + kTile - 1);
+        if (all_masked) {
+            tma::arrive(empty + stage);
+            continue;
+        }
+
+        // S (or S^T) and dP (or dP^T) of this warpgroup's 64 rows.
+        float s[kBlocks][4], dp[kBlocks][4];
+        float(&s_flat)[kStreamRows / 2] = reinterpret_cast<float(&)[kStreamRows / 2]>(s);
+        float(&dp_flat)[kStreamRows / 2] = reinterpret_cast<float(&)[kStreamRows / 2]>(dp);
+        wg::fence();
+#pragma unroll
+        for (int ks = 0; ks < kDim / 16; ++ks) {
+            const int block = ks / 4, step = ks % 4;  // 64-wide column block, k16 step in it
+            wg::Mma<Elem, kStreamRows>::template ss<0>(
+                s_flat, wg::k_major_descriptor(own_a + block * kOwnRows * kRowBytes, step),
+                wg::k_major_descriptor(stream_a(stage) + block * kStreamRows * kRowBytes, step), ks > 0);
+        }
+#pragma unroll
+        for (int ks = 0; ks < kDim / 16; ++ks) {
+            const int block = ks / 4, step = ks % 4;
+            wg::Mma<Elem, kStreamRows>::template ss<0>(
+                dp_flat, wg::k_major_descriptor(own_b + block * kOwnRows * kRowBytes, step),
+                wg::k_major_descriptor(stream_b(stage) + block * kStreamRows * kRowBytes, step), ks > 0);
+        }
+        wg::commit_group();
+        wg::wait_group<0>();
+#pragma unroll
+        for (int i = 0; i < kStreamRows / 2; ++i) {
+            wg::fence_operand(s_flat[i]);
+            wg::fence_operand(dp_flat[i]);
+        }
+
+        // Pair (own row r, streamed column c) is visible iff c >= lo and
+        // c < hi (32-bit bounds of each of the thread's two rows).
+        const bool needs_mask = (args.causal && (kKeyGrads ? s0 < row0 + kTile - 1 : s0 + kStreamRows - 1 > row0)) ||
+                                s0 + kStreamRows > T || row0 + kTile > T;
+        int lo[2] = {0, 0}, hi[2] = {kStreamRows, kStreamRows};
+        if (needs_mask) {
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int64_t own = row0 + r_lo + 8 * half;  // a key (dK/dV) or a query (dQ)
+                int64_t l = 0, h = T - s0;
+                if (kKeyGrads && args.causal) l = own - s0;           // queries >= the key
+                if (!kKeyGrads && args.causal) h = min(h, own - s0 + 1);  // keys <= the query
+                if (own >= T) h = 0;
+                lo[half] = static_cast<int>(max(int64_t{0}, min(l, int64_t{kStreamRows})));
+                hi[half] = static_cast<int>(max(int64_t{0}, min(h, int64_t{kStreamRows})));
+            }
+        }
+        score_gradients<Score>(args.sc, s, dp, self_sum,
+                               [&](int nb, int e, float* lse2, float* delta, float* qq, float* kk) {
+                                   const int col = nb * 8 + 2 * t4 + (e & 1);
+                                   if (needs_mask && (col < lo[e / 2] || col >= hi[e / 2])) return false;
+                                   if (kKeyGrads) {
+                                       *lse2 = stats[col];
+                                       *delta = stats[kStreamRows + col];
+                                       *qq = kYat ? stats[2 * kStreamRows + col] : 0.f;
+                                       *kk = own_sq[e / 2];
+                                   } else {
+                                       *lse2 = own_lse2[e / 2];
+                                       *delta = own_delta[e / 2];
+                                       *qq = own_sq[e / 2];
+                                       *kk = kYat ? stats[col] : 0.f;
+                                   }
+                                   return true;
+                               });
+
+        // P (dK/dV) and the cross coefficients as A fragments: k16 step j =
+        // n8 blocks 2 j, 2 j + 1, rounded to the input type.
+        unsigned p_frag[kStreamRows / 16][4], c_frag[kStreamRows / 16][4];
+#pragma unroll
+        for (int j = 0; j < kStreamRows / 16; ++j) {
+            c_frag[j][0] = pack2<Elem>(dp[2 * j][0], dp[2 * j][1]);
+            c_frag[j][1] = pack2<Elem>(dp[2 * j][2], dp[2 * j][3]);
+            c_frag[j][2] = pack2<Elem>(dp[2 * j + 1][0], dp[2 * j + 1][1]);
+            c_frag[j][3] = pack2<Elem>(dp[2 * j + 1][2], dp[2 * j + 1][3]);
+            if (kKeyGrads) {
+                p_frag[j][0] = pack2<Elem>(s[2 * j][0], s[2 * j][1]);
+                p_frag[j][1] = pack2<Elem>(s[2 * j][2], s[2 * j][3]);
+                p_frag[j][2] = pack2<Elem>(s[2 * j + 1][0], s[2 * j + 1][1]);
+                p_frag[j][3] = pack2<Elem>(s[2 * j + 1][2], s[2 * j + 1][3]);
+            }
+        }
+        wg::fence();
+        // The streamed tiles as MN-major B: rows = the contraction index.
+        constexpr uint32_t kBlockBytes = kStreamRows * kRowBytes;
+#pragma unroll
+        for (int j = 0; j < kStreamRows / 16; ++j)
+            wg::Mma<Elem, kDim>::template rs<1>(grad_a_flat, c_frag[j],
+                                                wg::mn_major_descriptor(stream_a(stage), j, kBlockBytes), true);
+        if (kKeyGrads) {
+#pragma unroll
+            for (int j = 0; j < kStreamRows / 16; ++j)
+                wg::Mma<Elem, kDim>::template rs<1>(grad_b_flat, p_frag[j],
+                                                    wg::mn_major_descriptor(stream_b(stage), j, kBlockBytes), true);
+        }
+        wg::commit_group();
+        wg::wait_group<0>();
+#pragma unroll
+        for (int i = 0; i < kDim / 2; ++i) {
+            wg::fence_operand(grad_a_flat[i]);
+            if (kKeyGrads) wg::fence_operand(grad_b_flat[i]);
+        }
+        tma::arrive(empty + stage);
+    }
+
+    // yat's self term: the own rows (keys: dK, queries: dQ) times self.
+    if (Score::kSelfTerm) {
+        const unsigned char* own_tile = smem + Layout::own_a;
+        const int base = kTile * wgi;
+        add_self_term<kDim>(self_sum, r_lo, t4, grad_a,
+                            [&](int r, int col) { return sw128_value<Elem>(own_tile, kOwnRows, base + r, col); });
+    }
+    if (kKeyGrads) {
+        store_rows<Elem, kDim>(args.dk, args.dk_s, blk, row0, r_lo, t4, T, args.head_dim, grad_a);
+        store_rows<Elem, kDim>(args.dv, args.dv_s, blk, row0, r_lo, t4, T, args.value_dim, grad_b);
+    } else {
+        store_rows<Elem, kDim>(args.dq, args.dq_s, blk, row0, r_lo, t4, T, args.head_dim, grad_a);
+    }
+#endif
+}
+
+}  // namespace exact
+}  // namespace cuda
+}  // namespace slay
