@@ -65,9 +65,8 @@ __device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, 
 // (the warp's own rows are the ones the self term multiplies, in both
 // sweeps). pair(nb, e, &lse2, &delta, &qq, &kk) returns false for a masked
 // pair, else the query's log-sum-exp in log2 units (lse * log2 e, as
-// stage_row_stats keeps it) and Delta, and the two squared norms (yat):
-// p = 2^(score * log2 e - lse2), the score in log2 units as the forwards
-// form it (Score::log2_value_fast).
+// stage_row_stats keeps it) and Delta, and the two squared norms (yat);
+// Score::backward_terms makes p and the coefficients.
 template <typename Score, int kBlocks, typename Pair>
 __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s)[kBlocks][4],
                                                 float (&dp)[kBlocks][4], float self_sum[2], Pair pair) {
@@ -81,10 +80,8 @@ __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s
                 s[nb][e] = dp[nb][e] = 0.f;
                 continue;
             }
-            const float a = s[nb][e];
-            const float p = softmax_exp2(Score::log2_value_fast(sc, scale_log2, a, qq, kk) - lse2);
-            float cross, self;
-            Score::gradient(sc, a, qq, kk, p * (dp[nb][e] - delta), &cross, &self);
+            float p, cross, self;
+            Score::backward_terms(sc, scale_log2, s[nb][e], qq, kk, lse2, dp[nb][e], delta, &p, &cross, &self);
             s[nb][e] = p;
             dp[nb][e] = cross;
             self_sum[e / 2] += self;

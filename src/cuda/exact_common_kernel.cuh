@@ -118,6 +118,24 @@ __device__ __forceinline__ MergedRow merge_rows(const ScoreConsts& c, bool softm
 
 // ------------------------------------------------------------ score policies
 
+// 2^x by the SFU alone (ex2.approx.ftz: relative error ~2^-22, far below
+// the bf16/fp16 rounding of P; 2^-inf = 0, results below 2^-126 flush to
+// 0), where exp2f adds a denormal range fix-up to every element.
+__device__ __forceinline__ float softmax_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// 1/x by the SFU's reciprocal (rcp.approx.ftz: relative error ~2^-23):
+// for the tensor-core kernels of 16-bit inputs, whose P is rounded to 8
+// bits of mantissa.
+__device__ __forceinline__ float fast_reciprocal(float x) {
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // How the rows of q and k are prepared in shared memory before the scores.
 enum class RowPrep { None, SquaredNorm, Normalize };
 
@@ -138,6 +156,16 @@ struct StandardScore {
     __device__ __forceinline__ static float log2_value_fast(const ScoreConsts&, float scale_log2, float a, float,
                                                             float) {
         return scale_log2 * a;
+    }
+    // The tensor-core backwards' terms of one visible pair: p = 2^(score *
+    // log2 e - lse2) (lse2: the row's log-sum-exp in log2 units) and
+    // gradient()'s cross and self for dvalue = p (dp - delta).
+    __device__ __forceinline__ static void backward_terms(const ScoreConsts& c, float scale_log2, float a, float,
+                                                          float, float lse2, float dp, float delta, float* p,
+                                                          float* cross, float* self) {
+        *p = softmax_exp2(fmaf(a, scale_log2, -lse2));
+        *cross = *p * (dp - delta) * c.softmax_scale;
+        *self = 0.f;
     }
     // d value/dq_i = cross * k_j + self * q_i (and symmetrically for k_j),
     // times the incoming gradient dvalue.
@@ -168,9 +196,7 @@ struct YatScore {
     // forwards of 16-bit inputs, whose P is rounded to 8 bits of mantissa.
     __device__ __forceinline__ static float log2_value_fast(const ScoreConsts& c, float scale_log2, float a, float qq,
                                                             float kk) {
-        float inv;
-        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(inv) : "f"(distance(c, a, qq, kk)));
-        return scale_log2 * a * (a * inv);
+        return scale_log2 * a * (a * fast_reciprocal(distance(c, a, qq, kk)));
     }
     // ds/dq = c (2a/b k - a^2/b^2 (2q - 2k)) = c((2a/b + 2a^2/b^2) k - 2a^2/b^2 q).
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float a, float qq, float kk, float dvalue,
@@ -180,6 +206,17 @@ struct YatScore {
         const float lin = 2.f * a / b, quad = a * a / (b * b);
         *cross = scaled * (lin + 2.f * quad);
         *self = -2.f * scaled * quad;
+    }
+    // backward_terms as StandardScore's, the score and gradient() sharing one
+    // fast_reciprocal of the distance (t = a / b: lin = 2 t, quad = t^2).
+    __device__ __forceinline__ static void backward_terms(const ScoreConsts& c, float scale_log2, float a, float qq,
+                                                          float kk, float lse2, float dp, float delta, float* p,
+                                                          float* cross, float* self) {
+        const float t = a * fast_reciprocal(distance(c, a, qq, kk));
+        *p = softmax_exp2(fmaf(scale_log2 * a, t, -lse2));
+        const float scaled = c.score_scale * *p * (dp - delta);
+        *cross = scaled * (2.f * t + 2.f * t * t);
+        *self = -2.f * scaled * t * t;
     }
 };
 

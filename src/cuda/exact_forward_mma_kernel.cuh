@@ -101,15 +101,6 @@ __device__ __forceinline__ void row_output_dots(const ExactArgs& args, const Exa
     }
 }
 
-// 2^x by the SFU alone (ex2.approx.ftz: relative error ~2^-22, far below
-// the bf16/fp16 rounding of P; 2^-inf = 0, results below 2^-126 flush to
-// 0), where exp2f adds a denormal range fix-up to every element.
-__device__ __forceinline__ float softmax_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 // One key tile's online-softmax step for the thread's rows r_lo = row_lo -
 // q0 and r_hi = r_lo + 8 (e = 0, 1 and e = 2, 3 of the accumulator layout):
 // s (kKeyBlocks n8 blocks of raw Q K^T sums for keys k0 ..) becomes P =

@@ -214,7 +214,9 @@ double rel_l2(const std::vector<float>& got, const std::vector<double>& want) {
         num += e * e;
         den += want[i] * want[i];
     }
-    return std::sqrt(num / den);  // NaN when an output stayed poisoned
+    // NaN when an output stayed poisoned; an all-zero reference (T = 1:
+    // dq = dk = 0, a lone key's p is 1 and dp equals Delta) by absolute L2.
+    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 // fp64 softmax attention (standard) of the bf16-rounded inputs.
