@@ -22,10 +22,9 @@
 // dQ: own rows = 128 queries (Q, dO); streamed key tiles (K, V) of 128 keys
 //   at hdim 64, 64 at 128 (registers), up to the diagonal (causal);
 //   S = Q K^T and dP = dO V^T SS, dQ += C K RS (K MN-major).
-// In each warpgroup the gradient products of tile it stay in flight while
-// tile it + 1's statistics are staged and its S and dP issued (the tensor
-// cores see them back to back); the two warpgroups overlap each other's
-// elementwise work.
+// The two consumer warpgroups overlap each other's elementwise work with
+// their products (keeping a tile's gradient products in flight while the
+// next tile's S and dP are issued measured 5% slower on an H200).
 // Two sweeps, no atomics: deterministic; each gradient row is written once
 // by the warpgroup owning it. Masks by 32-bit column bounds, on the tiles
 // that need them. A warpgroup skips the compute of a streamed tile whose
@@ -208,25 +207,6 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
     float(&grad_a_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_a);
     float(&grad_b_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_b);
 
-    // The gradient products (RS) of a tile stay in flight while the next
-    // tile's statistics are staged and its S and dP are issued; the tile's
-    // buffers go back to the producer once they are done.
-    int pending_stage = -1;  // the stage whose gradient products are in flight
-    auto fence_gradients = [&] {
-#pragma unroll
-        for (int i = 0; i < kDim / 2; ++i) {
-            wg::fence_operand(grad_a_flat[i]);
-            if (kKeyGrads) wg::fence_operand(grad_b_flat[i]);
-        }
-    };
-    auto retire_gradient_products = [&] {
-        if (pending_stage < 0) return;
-        wg::wait_group<0>();
-        fence_gradients();
-        tma::arrive(empty + pending_stage);
-        pending_stage = -1;
-    };
-
     for (int it = 0; it < tiles; ++it) {
         const int stage = it % kStages;
         const int64_t s0 = (first_tile + it) * kStreamRows;  // first streamed row
@@ -258,7 +238,6 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
         // Causal: tiles whose pairs are all masked for this warpgroup's rows.
         const bool all_masked = args.causal && (kKeyGrads ? s0 + kStreamRows - 1 < row0 : s0 > row0 + kTile - 1);
         if (all_masked) {
-            retire_gradient_products();
             tma::arrive(empty + stage);
             continue;
         }
@@ -283,12 +262,6 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
                 wg::k_major_descriptor(stream_b(stage) + block * kStreamRows * kRowBytes, step), ks > 0);
         }
         wg::commit_group();
-        if (pending_stage >= 0) {  // the previous tile's gradient products (the older group)
-            wg::wait_group<1>();
-            fence_gradients();
-            tma::arrive(empty + pending_stage);
-            pending_stage = -1;
-        }
         wg::wait_group<0>();
 #pragma unroll
         for (int i = 0; i < kStreamRows / 2; ++i) {
@@ -361,9 +334,14 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
                                                     wg::mn_major_descriptor(stream_b(stage), j, kBlockBytes), true);
         }
         wg::commit_group();
-        pending_stage = stage;  // retired after the next tile's S and dP are issued
+        wg::wait_group<0>();
+#pragma unroll
+        for (int i = 0; i < kDim / 2; ++i) {
+            wg::fence_operand(grad_a_flat[i]);
+            if (kKeyGrads) wg::fence_operand(grad_b_flat[i]);
+        }
+        tma::arrive(empty + stage);
     }
-    retire_gradient_products();
 
     // yat's self term: the own rows (keys: dK, queries: dQ) times self.
     if (Score::kSelfTerm) {

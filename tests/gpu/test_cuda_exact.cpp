@@ -128,11 +128,13 @@ TEST_CASE("T = 4097: one tile past a multiple of 64") {
     }
 }
 
-TEST_CASE("head dims 64 and 128 over many key tiles (the wgmma forward on H100/H200)") {
+TEST_CASE("head dims 64 and 128 over many key tiles (the wgmma forward and backward on H100/H200)") {
     // The softmax family's tensor-core forward at tile widths 64 and 128
     // (exact_forward_wgmma_kernel.cuh on compute capability 9.0: 128- and
     // 64-key tiles against 64-query tiles, the causal diagonal inside a key
-    // tile, the last tile past T).
+    // tile, the last tile past T) and backward sweeps
+    // (exact_backward_wgmma_kernel.cuh: 128 own keys or queries a CTA
+    // against streamed 64- or 128-row tiles).
     for (slay_attn_variant_t v : {SLAY_ATTN_STANDARD, SLAY_ATTN_YAT})
         for (int64_t D : {64, 128})
             for (bool causal : {true, false})
