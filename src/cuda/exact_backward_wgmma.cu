@@ -43,10 +43,10 @@ Status launch_wgmma_backward(const DeviceInfo& dev, int64_t batch, const exact::
 template <typename Elem, typename Score>
 Status exact_backward_wgmma(const DeviceInfo& dev, int mma_dim, int64_t batch, const exact::ExactArgs& a,
                             const BackwardExtents& ext, cudaStream_t stream, bool* launched) {
-    if (mma_dim == 64) return launch_wgmma_backward<Elem, Score, 64>(dev, batch, a, ext, stream, launched);
-    if (mma_dim == 128) return launch_wgmma_backward<Elem, Score, 128>(dev, batch, a, ext, stream, launched);
     *launched = false;
-    return error(SLAY_STATUS_INTERNAL_ERROR, "the wgmma exact backward has no tile width ", mma_dim);
+    return with_wgmma_dim(mma_dim, "the wgmma exact backward", [&](auto dim) {
+        return launch_wgmma_backward<Elem, Score, dim()>(dev, batch, a, ext, stream, launched);
+    });
 }
 
 #define SLAY_WGMMA_BACKWARD(ELEM, SCORE)                                                                      \

@@ -126,10 +126,7 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
 
     if (threadIdx.x == 0) {
         tma::barrier_init(own_full, 1);
-        for (int s = 0; s < kStages; ++s) {
-            tma::barrier_init(full + s, 1);
-            tma::barrier_init(empty + s, Layout::kConsumers * wg::kWarpgroupThreads);
-        }
+        init_ring(full, empty, kStages, Layout::kConsumers * wg::kWarpgroupThreads);
         tma::barrier_init_fence();
     }
     __syncthreads();  // the only CTA-wide barrier: the roles part here
@@ -138,14 +135,10 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
     if (role == 0) {
         tma::lower_registers<Layout::kProducerRegisters>();
         if (threadIdx.x != 0) return;
-        // Tensor coordinates (column, token, head, batch row); k, v by the
-        // key/value head.
-        const int token0 = static_cast<int>(blk.first_token);
-        const int batch = static_cast<int>(blk.batch_row);
-        const int q_head = static_cast<int>(blk.h), kv_head = blk.kv_head;
+        const MapCoordinates at = map_coordinates(blk);
         const CUtensorMap* own_maps[2] = {kKeyGrads ? &maps.k : &maps.q, kKeyGrads ? &maps.v : &maps.dout};
         const CUtensorMap* stream_maps[2] = {kKeyGrads ? &maps.q : &maps.k, kKeyGrads ? &maps.dout : &maps.v};
-        const int own_head = kKeyGrads ? kv_head : q_head, stream_head = kKeyGrads ? q_head : kv_head;
+        const int own_head = kKeyGrads ? at.kv_head : at.q_head, stream_head = kKeyGrads ? at.q_head : at.kv_head;
         for (int m = 0; m < 2; ++m) {
             tma::prefetch_map(own_maps[m]);
             tma::prefetch_map(stream_maps[m]);
@@ -156,8 +149,8 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
                              uint64_t* bar) {
             for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
                 for (int r = 0; r < rows; r += Layout::kBoxRows)
-                    tma::load_4d(dst + (cb * rows + r) * kRowBytes, map, 64 * cb, token0 + static_cast<int>(token + r),
-                                 head, batch, bar);
+                    tma::load_4d(dst + (cb * rows + r) * kRowBytes, map, 64 * cb,
+                                 at.token0 + static_cast<int>(token + r), head, at.batch, bar);
         };
         tma::arrive_expect_bytes(own_full, 2 * Layout::kOwnBytes);
         load_tile(smem + Layout::own_a, own_maps[0], own_head, own0, kOwnRows, own_full);

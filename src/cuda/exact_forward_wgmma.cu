@@ -52,10 +52,10 @@ bool exact_forward_wgmma_serves(const DeviceInfo& dev, int mma_dim) {
 template <typename Elem, typename Score>
 Status exact_forward_wgmma(const DeviceInfo& dev, int mma_dim, int64_t batch, const exact::ExactArgs& a,
                            const ForwardExtents& ext, cudaStream_t stream, bool* launched) {
-    if (mma_dim == 64) return launch_wgmma_forward<Elem, Score, 64>(dev, batch, a, ext, stream, launched);
-    if (mma_dim == 128) return launch_wgmma_forward<Elem, Score, 128>(dev, batch, a, ext, stream, launched);
     *launched = false;
-    return error(SLAY_STATUS_INTERNAL_ERROR, "the wgmma exact forward has no tile width ", mma_dim);
+    return with_wgmma_dim(mma_dim, "the wgmma exact forward", [&](auto dim) {
+        return launch_wgmma_forward<Elem, Score, dim()>(dev, batch, a, ext, stream, launched);
+    });
 }
 
 #define SLAY_WGMMA_FORWARD(ELEM, SCORE)                                                                              \

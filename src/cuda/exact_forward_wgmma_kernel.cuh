@@ -87,6 +87,28 @@ __device__ __forceinline__ void warpgroup_row_norms(const unsigned char* tile, i
     if (part == 0) norms[r - row0] = ss;
 }
 
+// Where a CTA's head lies in the TMA maps, whose coordinates are (column,
+// token, head, batch row): a packed call's sequences lie in batch row 0
+// from token first_token; k and v by the key/value head.
+struct MapCoordinates {
+    int token0, batch, q_head, kv_head;
+};
+__device__ __forceinline__ MapCoordinates map_coordinates(const BlockTile& blk) {
+    return {static_cast<int>(blk.first_token), static_cast<int>(blk.batch_row), static_cast<int>(blk.h), blk.kv_head};
+}
+
+#if SLAY_HAS_WGMMA
+// A ring of `stages` buffers: full[s] completes when the producer's loads
+// into buffer s have landed (one arrival with their byte count), empty[s]
+// when all `consumer_threads` have read it.
+__device__ __forceinline__ void init_ring(uint64_t* full, uint64_t* empty, int stages, unsigned consumer_threads) {
+    for (int s = 0; s < stages; ++s) {
+        tma::barrier_init(full + s, 1);
+        tma::barrier_init(empty + s, consumer_threads);
+    }
+}
+#endif
+
 // The TMA maps of one call (tma::encode_map_4d): q in boxes of 64 columns x
 // kRows tokens, k and v in boxes of 64 columns x 128 tokens.
 struct WgmmaForwardMaps {
@@ -107,9 +129,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     constexpr bool kYat = Score::kPrep == RowPrep::SquaredNorm;
     const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args, kRows);
     if (blk.idle) return;
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(exact_smem_bytes) + wg::kSwizzleAtomBytes - 1) &
-        ~uintptr_t{wg::kSwizzleAtomBytes - 1});
+    unsigned char* smem = wg::swizzle_atom_aligned(exact_smem_bytes);
     unsigned char* q_tile = smem + Layout::q;
     uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
     uint64_t* q_full = bars;
@@ -127,12 +147,8 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
 
     if (threadIdx.x == 0) {
         tma::barrier_init(q_full, 1);
-        for (int s = 0; s < kStages; ++s) {
-            tma::barrier_init(k_full + s, 1);
-            tma::barrier_init(v_full + s, 1);
-            tma::barrier_init(k_empty + s, kConsumers * wg::kWarpgroupThreads);
-            tma::barrier_init(v_empty + s, kConsumers * wg::kWarpgroupThreads);
-        }
+        init_ring(k_full, k_empty, kStages, kConsumers * wg::kWarpgroupThreads);
+        init_ring(v_full, v_empty, kStages, kConsumers * wg::kWarpgroupThreads);
         tma::barrier_init_fence();
     }
     __syncthreads();  // the only CTA-wide barrier: the roles part here
@@ -141,40 +157,31 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     if (role == 0) {
         tma::lower_registers<Layout::kProducerRegisters>();
         if (threadIdx.x != 0) return;
-        // Tensor coordinates: (column, token, head, batch row) of the tensors
-        // the maps describe (a packed call's sequences lie in batch row 0).
-        const int token0 = static_cast<int>(blk.first_token);
-        const int batch = static_cast<int>(blk.batch_row);
-        const int q_head = static_cast<int>(blk.h), kv_head = blk.kv_head;
+        const MapCoordinates at = map_coordinates(blk);
         tma::prefetch_map(&maps.q);
         tma::prefetch_map(&maps.k);
         tma::prefetch_map(&maps.v);
         tma::arrive_expect_bytes(q_full, Layout::kQBytes);
         for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
-            tma::load_4d(q_tile + cb * kRows * kRowBytes, &maps.q, 64 * cb, token0 + static_cast<int>(tile0), q_head,
-                         batch, q_full);
-        // K of tile kt + 1 goes out before V of tile kt: S of kt + 1 is
-        // issued together with P V of kt, and needs its K first.
-        auto load_k = [&](int kt) {
+            tma::load_4d(q_tile + cb * kRows * kRowBytes, &maps.q, 64 * cb, at.token0 + static_cast<int>(tile0),
+                         at.q_head, at.batch, q_full);
+        // Tile kt of k or v into stage kt % kStages of its ring, once the
+        // consumers have read the stage's previous tile. K of tile kt + 1
+        // goes out before V of tile kt: S of kt + 1 is issued together with
+        // P V of kt, and needs its K first.
+        auto load_keys = [&](int kt, const CUtensorMap* map, unsigned char* ring, uint64_t* ring_full,
+                             uint64_t* ring_empty) {
             const int stage = kt % kStages, use = kt / kStages;
-            if (use > 0) tma::wait(k_empty + stage, (use - 1) & 1);
-            tma::arrive_expect_bytes(k_full + stage, Layout::kKVBytes);
+            if (use > 0) tma::wait(ring_empty + stage, (use - 1) & 1);
+            tma::arrive_expect_bytes(ring_full + stage, Layout::kKVBytes);
             for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
-                tma::load_4d(k_tile(stage) + cb * kKeys * kRowBytes, &maps.k, 64 * cb, token0 + kt * kKeys, kv_head,
-                             batch, k_full + stage);
+                tma::load_4d(ring + stage * Layout::kKVBytes + cb * kKeys * kRowBytes, map, 64 * cb,
+                             at.token0 + kt * kKeys, at.kv_head, at.batch, ring_full + stage);
         };
-        auto load_v = [&](int kt) {
-            const int stage = kt % kStages, use = kt / kStages;
-            if (use > 0) tma::wait(v_empty + stage, (use - 1) & 1);
-            tma::arrive_expect_bytes(v_full + stage, Layout::kKVBytes);
-            for (int cb = 0; cb < Layout::kColumnBlocks; ++cb)
-                tma::load_4d(v_tile(stage) + cb * kKeys * kRowBytes, &maps.v, 64 * cb, token0 + kt * kKeys, kv_head,
-                             batch, v_full + stage);
-        };
-        load_k(0);
+        load_keys(0, &maps.k, smem + Layout::k, k_full, k_empty);
         for (int kt = 0; kt < k_tiles; ++kt) {
-            if (kt + 1 < k_tiles) load_k(kt + 1);
-            load_v(kt);
+            if (kt + 1 < k_tiles) load_keys(kt + 1, &maps.k, smem + Layout::k, k_full, k_empty);
+            load_keys(kt, &maps.v, smem + Layout::v, v_full, v_empty);
         }
         return;
     }

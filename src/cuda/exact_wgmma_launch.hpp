@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_runtime_api.h>
 
@@ -43,6 +44,16 @@ Status launch_warp_specialized(const DeviceInfo& dev, Kernel kernel, const Maps&
     SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     kernel<<<static_cast<unsigned>(blocks), threads, bytes, stream>>>(maps, a);
     return cuda_check(cudaGetLastError(), what);
+}
+
+// launch(std::integral_constant<int, kDim>()) for mma_dim = kDim = 64 or
+// 128; an internal error for any other width (the callers' serve checks
+// keep them away).
+template <typename Launch>
+Status with_wgmma_dim(int mma_dim, const char* what, Launch&& launch) {
+    if (mma_dim == 64) return launch(std::integral_constant<int, 64>());
+    if (mma_dim == 128) return launch(std::integral_constant<int, 128>());
+    return error(SLAY_STATUS_INTERNAL_ERROR, what, " has no tile width ", mma_dim);
 }
 
 }  // namespace cuda
