@@ -40,17 +40,23 @@ namespace slay {
 namespace cuda {
 namespace exact {
 
+// Rows a streamed tile by default: the N of S^T (dK/dV) or of S (dQ: 128
+// at hdim 64; at 128 the dQ accumulator leaves registers for 64 only).
+__host__ __device__ constexpr int default_stream_rows(int dim, bool key_grads) {
+    return key_grads || dim == 128 ? 64 : 128;
+}
+
 // Shape and shared memory of the backward sweeps (offsets in bytes from the
-// first 1024-byte boundary of the dynamic shared memory).
-template <int kDim, bool kKeyGrads>
+// first 1024-byte boundary of the dynamic shared memory); kStream: rows a
+// streamed tile, 64 or 128.
+template <int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim, kKeyGrads)>
 struct WgmmaBackwardLayout {
     static_assert(kDim == 64 || kDim == 128, "warp-specialized backward: head dims 64 and 128");
     static constexpr int kConsumers = 2;
     static constexpr int kThreads = (kConsumers + 1) * wgmma::kWarpgroupThreads;
     static constexpr int kOwnRows = kConsumers * kTile;  // keys (dK/dV) or queries (dQ) a CTA
-    // Rows a streamed tile: the N of S^T (dK/dV) or of S (dQ: 128 at hdim 64;
-    // at 128 the dQ accumulator leaves registers for 64 only).
-    static constexpr int kStreamRows = kKeyGrads || kDim == 128 ? 64 : 128;
+    static_assert(kStream == 64 || kStream == 128, "streamed tiles of 64 or 128 rows");
+    static constexpr int kStreamRows = kStream;
     static constexpr int kStages = kKeyGrads && kDim == 64 ? 3 : 2;
     static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters = 240;
@@ -86,13 +92,14 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
                                                    wgmma::sw128_offset(row, (col % 64) * 2)));
 }
 
-template <typename Elem, typename Score, int kDim, bool kKeyGrads>
-__global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads, 1)
+template <typename Elem, typename Score, int kDim, bool kKeyGrads,
+          int kStream = default_stream_rows(kDim, kKeyGrads)>
+__global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(Score::kSoftmax, "the warp-specialized backward serves the softmax family");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
-    using Layout = WgmmaBackwardLayout<kDim, kKeyGrads>;
+    using Layout = WgmmaBackwardLayout<kDim, kKeyGrads, kStream>;
     constexpr int kOwnRows = Layout::kOwnRows, kStreamRows = Layout::kStreamRows, kStages = Layout::kStages;
     constexpr int kBlocks = kStreamRows / 8;  // n8 blocks of the score tile
     constexpr int kDimBlocks = kDim / 8;      // n8 blocks of a gradient
@@ -206,7 +213,9 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
         float* stats = stats_base + (it & 1) * Layout::kStatArrays * kStreamRows;
         // Buffer it & 1 was last read by tile it - 2, before this
         // warpgroup's barrier of tile it - 1.
-        if (kKeyGrads) {
+        // lse (log2 units) then Delta of the streamed queries: a thread an
+        // entry (64-row tiles), or two.
+        if constexpr (kKeyGrads && kStreamRows == 64) {
             if (thread < kStreamRows) {
                 const int64_t t = s0 + thread;
                 stats[thread] = t < T ? row_stat[t] * kLog2e : 0.f;
@@ -214,6 +223,10 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads>::kThreads
                 const int64_t t = s0 + thread - kStreamRows;
                 stats[thread] = t < T ? row_delta[t] : 0.f;  // stats + kStreamRows + (thread - kStreamRows)
             }
+        } else if constexpr (kKeyGrads) {
+            const int64_t t = s0 + thread;
+            stats[thread] = t < T ? row_stat[t] * kLog2e : 0.f;
+            stats[kStreamRows + thread] = t < T ? row_delta[t] : 0.f;
         }
         tma::wait(full + stage, (it / kStages) & 1);
         if (kYat) {

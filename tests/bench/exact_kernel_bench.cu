@@ -123,8 +123,10 @@ bool launch_stats(const Problem& p, const ex::ExactArgs& a) {
     return check_cuda(cudaGetLastError(), "stats launch");
 }
 
-// The dK/dV then dQ sweeps: on wgmma (kWgmma) or mma.sync.
-template <typename Score, int kDim, bool kWgmma>
+// The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
+// sweep streams query tiles of that many rows instead of the library's
+// default) or mma.sync.
+template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -137,9 +139,10 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
                 std::fprintf(stderr, "tensor map refused\n");
                 return false;
             }
-        using KeyLayout = ex::WgmmaBackwardLayout<kDim, true>;
+        constexpr int kStream = kKeyStream > 0 ? kKeyStream : ex::default_stream_rows(kDim, true);
+        using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
-        auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true>;
+        auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream>;
         auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
                         "attribute") ||
@@ -326,14 +329,14 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim>
+template <typename Score, int kDim, int kKeyStream = 0>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true>(p, a) : launch_sweeps<Score, kDim, false>(p, a)) ||
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream>(p, a) : launch_sweeps<Score, kDim, false>(p, a)) ||
         !check_cuda(cudaDeviceSynchronize(), "backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
@@ -385,6 +388,16 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if constexpr (kDim == 64) {  // the dK/dV sweep with 128-query tiles (a candidate)
+                if (!run_backward<ex::YatScore, kDim, 128>(p, buf, true, gw)) return failures + 1;
+                for (int i = 1; i < 3; ++i)
+                    line((std::string("wgmma bwd q128 yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                         rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+                if (!run_backward<ex::StandardScore, kDim, 128>(p, buf, true, gw)) return failures + 1;
+                for (int i = 1; i < 3; ++i)
+                    line((std::string("wgmma bwd q128 standard ") + kGrad[i] + " vs fp64").c_str(),
+                         rel_l2(gw[i], ref[i]));
+            }
         }
     return failures;
 }
@@ -435,14 +448,15 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 
 // The backward sweeps (dK/dV and dQ) after one forward and statistics pass:
 // 2.5 forwards' FLOPs.
-template <typename Score, int kDim, bool kWgmma>
+template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
-    const double ms = median_ms([&] { return launch_sweeps<Score, kDim, kWgmma>(p, a); });
+    const double ms = median_ms([&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream>(p, a); });
     if (ms < 0) return false;
-    rows->push_back({kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps", score, kDim, ms,
+    const char* name = !kWgmma ? "mma.sync bwd sweeps" : kKeyStream == 128 ? "wgmma bwd sweeps q128" : "wgmma bwd sweeps";
+    rows->push_back({name, score, kDim, ms,
                      2.5 * forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -453,6 +467,10 @@ bool time_shapes(std::vector<Timing>* rows) {
     Buffers buf;
     std::vector<float> q, k, v, dout;
     if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
+    if constexpr (kDim == 64)  // the dK/dV sweep with 128-query tiles (a candidate)
+        if (!time_sweeps<ex::StandardScore, kDim, true, 128>(p, buf, "standard", rows) ||
+            !time_sweeps<ex::YatScore, kDim, true, 128>(p, buf, "yat", rows))
+            return false;
     return time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 3>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) && time_one<ex::YatScore, kDim, 3>(p, buf, "yat", rows) &&
