@@ -126,7 +126,9 @@ bool launch_stats(const Problem& p, const ex::ExactArgs& a) {
 // The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
 // sweep streams query tiles of that many rows instead of the library's
 // default) or mma.sync.
-template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0>
+// kSweeps: which to launch (kKeySweep | kQuerySweep).
+constexpr int kKeySweep = 1, kQuerySweep = 2;
+template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -149,8 +151,10 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, QueryLayout::bytes),
                         "attribute"))
             return false;
-        dkdv<<<grid_of(p, KeyLayout::kOwnRows), KeyLayout::kThreads, KeyLayout::bytes>>>(maps, a);
-        dq<<<grid_of(p, QueryLayout::kOwnRows), QueryLayout::kThreads, QueryLayout::bytes>>>(maps, a);
+        if (kSweeps & kKeySweep)
+            dkdv<<<grid_of(p, KeyLayout::kOwnRows), KeyLayout::kThreads, KeyLayout::bytes>>>(maps, a);
+        if (kSweeps & kQuerySweep)
+            dq<<<grid_of(p, QueryLayout::kOwnRows), QueryLayout::kThreads, QueryLayout::bytes>>>(maps, a);
     } else {
         const int key_bytes =
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::KeyGrads, kDim, kDim).bytes());
@@ -163,8 +167,8 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, query_bytes),
                         "attribute"))
             return false;
-        dkdv<<<grid_of(p, ex::kTile), ex::kMmaThreads, key_bytes>>>(a);
-        dq<<<grid_of(p, ex::kTile), ex::kMmaThreads, query_bytes>>>(a);
+        if (kSweeps & kKeySweep) dkdv<<<grid_of(p, ex::kTile), ex::kMmaThreads, key_bytes>>>(a);
+        if (kSweeps & kQuerySweep) dq<<<grid_of(p, ex::kTile), ex::kMmaThreads, query_bytes>>>(a);
     }
     return check_cuda(cudaGetLastError(), "sweeps launch");
 }
@@ -448,14 +452,18 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 
 // The backward sweeps (dK/dV and dQ) after one forward and statistics pass:
 // 2.5 forwards' FLOPs.
-template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0>
+// (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
+// their TFLOP/s by the same 2.5-forward model.)
+template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
-    const double ms = median_ms([&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream>(p, a); });
+    const double ms = median_ms([&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps>(p, a); });
     if (ms < 0) return false;
-    const char* name = !kWgmma ? "mma.sync bwd sweeps" : kKeyStream == 128 ? "wgmma bwd sweeps q128" : "wgmma bwd sweeps";
+    std::string name = !kWgmma ? "mma.sync bwd sweeps" : kKeyStream == 128 ? "wgmma bwd sweeps q128" : "wgmma bwd sweeps";
+    if (kSweeps == kKeySweep) name += " dK/dV";
+    if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
                      2.5 * forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
@@ -469,8 +477,13 @@ bool time_shapes(std::vector<Timing>* rows) {
     if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
     if constexpr (kDim == 64)  // the dK/dV sweep with 128-query tiles (a candidate)
         if (!time_sweeps<ex::StandardScore, kDim, true, 128>(p, buf, "standard", rows) ||
-            !time_sweeps<ex::YatScore, kDim, true, 128>(p, buf, "yat", rows))
+            !time_sweeps<ex::YatScore, kDim, true, 128>(p, buf, "yat", rows) ||
+            !time_sweeps<ex::StandardScore, kDim, true, 128, kKeySweep>(p, buf, "standard", rows))
             return false;
+    // Each wgmma sweep alone (standard).
+    if (!time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) ||
+        !time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows))
+        return false;
     return time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 3>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) && time_one<ex::YatScore, kDim, 3>(p, buf, "yat", rows) &&
