@@ -7,7 +7,8 @@
 // (B, T, H, D) strided memory with Dv != D, nearly aligned q/k for
 // yat_spherical (the kernel near 1/eps, SPEC F.3), and T = 65536 forwards
 // checked on a prefix (against the CPU) and on sampled rows (against an fp64
-// row oracle in this file). Every case prints one table line
+// row oracle in this file), and packed calls whose middle sequence is all
+// NaN (its neighbours stay finite and exact). Every case prints one table line
 //   | variant | pass | mode | dtype | layout | T | shape | max err | PASS/FAIL | per output
 // Tolerances (relative L2, gradients too): fp32 1e-5, bf16/fp16 2e-2.
 // Exits 77 without a device; SLAY_GPU_TEST_EMULATE=1 runs it CPU vs CPU.
@@ -316,6 +317,63 @@ TEST_CASE("packed variable-length batches with grouped-query heads") {
     dense.head_dim = 64;
     CAPTURE(dense.label());
     CHECK(check_both(dense));
+}
+
+// The entries of logical (1, heads, tokens, C) values outside tokens [t0, t1).
+std::vector<double> outside_tokens(const std::vector<double>& x, int64_t heads, int64_t tokens, int64_t t0,
+                                   int64_t t1) {
+    const size_t width = x.size() / static_cast<size_t>(heads * tokens);
+    std::vector<double> kept;
+    for (int64_t h = 0; h < heads; ++h)
+        for (int64_t t = 0; t < tokens; ++t)
+            if (t < t0 || t >= t1)
+                kept.insert(kept.end(), x.begin() + (h * tokens + t) * width, x.begin() + (h * tokens + t + 1) * width);
+    return kept;
+}
+
+TEST_CASE("packed calls: a non-finite sequence does not reach its neighbours") {
+    // slay.h: each sequence of a packed call is computed as a call of its
+    // own. With q, k, v and dout of the middle sequence all NaN, the other
+    // sequences' out, dq, dk and dv must be finite and equal the CPU
+    // backend's (a kernel reading a neighbour's keys or values, even masked
+    // to p = 0, would carry 0 * NaN into them). Tensor-core paths (bf16,
+    // D = 64 and 128) and the SIMT one (fp32).
+    for (slay_attn_variant_t v : kExact)
+        for (slay_dtype_t dt : {SLAY_DTYPE_BFLOAT16, SLAY_DTYPE_FLOAT32})
+            for (int64_t D : {64, 128}) {
+                Case c = base_case(v, 200, true, dt);
+                c.heads = 2;
+                c.head_dim = D;
+                c.seq_lengths = {130, 70, 129};
+                const int64_t t0 = 130, t1 = 200, tokens = c.tokens();
+                CAPTURE(c.label());
+                Plans plans;
+                const Made made = make_plans(c, &plans);
+                REQUIRE_MESSAGE(made.ok(), made.message);
+                Inputs in = make_case_inputs(c, plans);
+                for (std::vector<float>* x : {&in.q, &in.k, &in.v, &in.dout}) {
+                    const size_t width = x->size() / static_cast<size_t>(c.heads * tokens);
+                    for (int64_t h = 0; h < c.heads; ++h)
+                        std::fill(x->begin() + (h * tokens + t0) * width, x->begin() + (h * tokens + t1) * width,
+                                  NAN);
+                }
+                Outputs cpu_fwd, dev_fwd, cpu_bwd, dev_bwd;
+                const CallStatus s[4] = {run_forward(Side::Cpu, plans, c, in, &cpu_fwd),
+                                         run_forward(Side::Device, plans, c, in, &dev_fwd),
+                                         run_backward(Side::Cpu, plans, c, in, cpu_fwd.out, &cpu_bwd),
+                                         run_backward(Side::Device, plans, c, in, cpu_fwd.out, &dev_bwd)};
+                for (const CallStatus& st : s) REQUIRE_MESSAGE(st.ok(), st.message);
+                CHECK(std::isnan(cpu_fwd.out[t0 * c.dv()]));  // the middle sequence is non-finite indeed
+                auto err = [&](const std::vector<double>& got, const std::vector<double>& want) {
+                    return rel_l2(outside_tokens(got, c.heads, tokens, t0, t1),
+                                  outside_tokens(want, c.heads, tokens, t0, t1));
+                };
+                const double e[4] = {err(dev_fwd.out, cpu_fwd.out), err(dev_bwd.dq, cpu_bwd.dq),
+                                     err(dev_bwd.dk, cpu_bwd.dk), err(dev_bwd.dv, cpu_bwd.dv)};
+                std::printf("| %s | NaN neighbour | out %.2e dq %.2e dk %.2e dv %.2e | %s |\n", c.label().c_str(), e[0],
+                            e[1], e[2], e[3], *std::max_element(e, e + 4) <= tol_for(dt) ? "PASS" : "FAIL");
+                for (double x : e) CHECK(x <= tol_for(dt));
+            }
 }
 
 TEST_CASE("exact sanitizer: every kernel path, small") {
