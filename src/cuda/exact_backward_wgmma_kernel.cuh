@@ -49,7 +49,7 @@ __host__ __device__ constexpr int default_stream_rows(int dim, bool key_grads) {
 // Shape and shared memory of the backward sweeps (offsets in bytes from the
 // first 1024-byte boundary of the dynamic shared memory); kStream: rows a
 // streamed tile, 64 or 128.
-template <int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim, kKeyGrads)>
+template <int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim, kKeyGrads), bool kFused = false>
 struct WgmmaBackwardLayout {
     static_assert(kDim == 64 || kDim == 128, "warp-specialized backward: head dims 64 and 128");
     static constexpr int kConsumers = 2;
@@ -73,7 +73,10 @@ struct WgmmaBackwardLayout {
     static constexpr int stream_b = stream_a + kStages * kStreamBytes;  // [kStages] dO or V
     static constexpr int own_norm = stream_b + kStages * kStreamBytes;  // [kOwnRows] |x|^2 (yat)
     static constexpr int stats = own_norm + kOwnRows * 4;  // [kConsumers][2][kStatArrays][kStreamRows]
-    static constexpr int barriers = stats + kConsumers * 2 * kStatArrays * kStreamRows * 4;
+    // kFused: each consumer's cross coefficients C^T (64 own keys x the
+    // streamed queries, SW128), the A of its dQ product.
+    static constexpr int coef = stats + kConsumers * 2 * kStatArrays * kStreamRows * 4;
+    static constexpr int barriers = coef + (kFused ? kConsumers * kTile * kStreamRows * 2 : 0);
     // own_full, full[kStages], empty[kStages]
     static constexpr int end = barriers + (1 + 2 * kStages) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
@@ -92,14 +95,23 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
                                                    wgmma::sw128_offset(row, (col % 64) * 2)));
 }
 
+// kFusedQueryGrads (with kKeyGrads; a candidate that exact-kernel-bench
+// checks and times, not used by the library): the dK/dV sweep also forms
+// each tile's dQ contribution C K_own (C^T through shared memory, wgmma SS
+// with A M-major) and adds it to args.dq_accum in fp32 (red.global.add:
+// the summation order varies from run to run), so the dQ sweep (S and dP a
+// second time) is not needed; standard score only (yat's self term of dQ
+// needs the coefficients' column sums), 64-query tiles.
 template <typename Elem, typename Score, int kDim, bool kKeyGrads,
-          int kStream = default_stream_rows(kDim, kKeyGrads)>
-__global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
+          int kStream = default_stream_rows(kDim, kKeyGrads), bool kFusedQueryGrads = false>
+__global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, kFusedQueryGrads>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(Score::kSoftmax, "the warp-specialized backward serves the softmax family");
+    static_assert(!kFusedQueryGrads || (kKeyGrads && !Score::kSelfTerm && kStream == 64),
+                  "the fused dQ: dK/dV sweep, no self term, 64-query tiles");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
-    using Layout = WgmmaBackwardLayout<kDim, kKeyGrads, kStream>;
+    using Layout = WgmmaBackwardLayout<kDim, kKeyGrads, kStream, kFusedQueryGrads>;
     constexpr int kOwnRows = Layout::kOwnRows, kStreamRows = Layout::kStreamRows, kStages = Layout::kStages;
     constexpr int kBlocks = kStreamRows / 8;  // n8 blocks of the score tile
     constexpr int kDimBlocks = kDim / 8;      // n8 blocks of a gradient
@@ -206,6 +218,55 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     float self_sum[2] = {0.f, 0.f};
     float(&grad_a_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_a);
     float(&grad_b_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_b);
+
+    // kFusedQueryGrads: this tile's dQ rows (64 queries) += C K_own over the
+    // warpgroup's 64 keys, in fp32 through red.global.add (pairs of columns).
+    auto fused_query_grads = [&](int stage, int64_t s0, const unsigned (&c_frag)[kStreamRows / 16][4]) {
+        if constexpr (kFusedQueryGrads) {
+            (void)stage;
+            unsigned char* ct = smem + Layout::coef + wgi * kTile * kRowBytes;  // C^T: rows = keys
+#pragma unroll
+            for (int j = 0; j < kStreamRows / 16; ++j)
+#pragma unroll
+                for (int idx = 0; idx < 4; ++idx) {
+                    const int row = r_lo + 8 * (idx & 1), col = (2 * j + idx / 2) * 8 + 2 * t4;
+                    *reinterpret_cast<unsigned*>(ct + wg::sw128_offset(row, 2 * col)) = c_frag[j][idx];
+                }
+            wg::fence_proxy_async();  // the stores, visible to wgmma
+            tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
+            float dq_part[kDimBlocks][4];
+            float(&dq_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(dq_part);
+            wg::fence();
+#pragma unroll
+            for (int ks = 0; ks < kTile / 16; ++ks)  // over the warpgroup's 64 keys
+                wg::Mma<Elem, kDim>::template ss<1, 1>(
+                    dq_flat, wg::mn_major_descriptor(ct, ks, kTile * kRowBytes),
+                    wg::mn_major_descriptor(own_a, ks, kOwnRows * kRowBytes), ks > 0);
+            wg::commit_group();
+            wg::wait_group<0>();
+#pragma unroll
+            for (int i = 0; i < kDim / 2; ++i) wg::fence_operand(dq_flat[i]);
+            float* acc = args.dq_accum + blk.stat_row(args, 0) * args.head_dim;
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int64_t q = s0 + r_lo + 8 * half;
+                if (q >= T) continue;
+                float* row = acc + q * args.head_dim;
+#pragma unroll
+                for (int nb = 0; nb < kDimBlocks; ++nb) {
+                    const int col = nb * 8 + 2 * t4;
+                    if (col < args.head_dim)  // head_dim is even (a multiple of 8)
+                        asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + col),
+                                     "f"(dq_part[nb][2 * half]), "f"(dq_part[nb][2 * half + 1])
+                                     : "memory");
+                }
+            }
+        } else {
+            (void)stage;
+            (void)s0;
+            (void)c_frag;
+        }
+    };
 
     for (int it = 0; it < tiles; ++it) {
         const int stage = it % kStages;
@@ -339,7 +400,12 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 wg::Mma<Elem, kDim>::template rs<1>(grad_b_flat, p_frag[j],
                                                     wg::mn_major_descriptor(stream_b(stage), j, kBlockBytes), true);
         }
-        wg::commit_group();
+        if constexpr (kFusedQueryGrads) {
+            wg::commit_group();
+            fused_query_grads(stage, s0, c_frag);
+        } else {
+            wg::commit_group();
+        }
         wg::wait_group<0>();
 #pragma unroll
         for (int i = 0; i < kDim / 2; ++i) {

@@ -93,6 +93,10 @@ struct ExactArgs {
     float* user_stats;
     Strides user_stats_s;
     bool merge;
+    // The Hopper single-sweep backward (a candidate run by exact-kernel-bench
+    // only, exact_backward_wgmma_kernel.cuh's kFusedQueryGrads): dQ summed
+    // over the key tiles in fp32, (B*H, T, head_dim), zeroed before the call.
+    float* dq_accum;
 };
 
 // The row statistic of a forward row (slay.h): the natural log-sum-exp of

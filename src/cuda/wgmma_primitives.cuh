@@ -120,9 +120,10 @@ __device__ __forceinline__ void fence_proxy_async() {
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 __device__ __forceinline__ void fence_operand(unsigned& r) { asm volatile("" : "+r"(r)::"memory"); }
 
-// Mma<Elem, N>::ss<kTransB>(d, a_desc, b_desc, accumulate): d (64 x N) =
-// A B (+ d when accumulate), A and B by descriptors; ::rs the same with A
-// from registers. kTransB = 0: B K-major; 1: B MN-major. One
+// Mma<Elem, N>::ss<kTransB, kTransA>(d, a_desc, b_desc, accumulate): d (64 x
+// N) = A B (+ d when accumulate), A and B by descriptors; ::rs the same with
+// A from registers. kTransB = 0: B K-major; 1: B MN-major; kTransA the same
+// for A (ss only: 1 reads an M-major A, e.g. a tile stored K x M). One
 // specialization per (operand type, N); the accumulator registers are
 // spelled out once per N (SLAY_WGMMA_REGS / _ACC: inline PTX takes no
 // register ranges) and shared by both forms.
@@ -144,14 +145,15 @@ struct Mma;
     template <>  \
     struct Mma<ELEM, 64> {  \
         static constexpr int kAcc = 32;  \
-        template <int kTransB>  \
+        template <int kTransB, int kTransA = 0>  \
         __device__ static void ss(float (&d)[32], uint64_t a_desc, uint64_t b_desc, bool accumulate) {  \
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"  \
                          "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " {"  \
                          SLAY_WGMMA_REGS64  \
-                         "}, %32, %33, p, 1, 1, 0, %35;\n}\n"  \
+                         "}, %32, %33, p, 1, 1, %36, %35;\n}\n"  \
                          : SLAY_WGMMA_ACC64  \
-                         : "l"(a_desc), "l"(b_desc), "r"(static_cast<int>(accumulate)), "n"(kTransB));  \
+                         : "l"(a_desc), "l"(b_desc), "r"(static_cast<int>(accumulate)), "n"(kTransB),  \
+                           "n"(kTransA));  \
         }  \
         template <int kTransB>  \
         __device__ static void rs(float (&d)[32], const unsigned (&a)[4], uint64_t b_desc, bool accumulate) {  \
@@ -185,14 +187,15 @@ struct Mma;
     template <>  \
     struct Mma<ELEM, 128> {  \
         static constexpr int kAcc = 64;  \
-        template <int kTransB>  \
+        template <int kTransB, int kTransA = 0>  \
         __device__ static void ss(float (&d)[64], uint64_t a_desc, uint64_t b_desc, bool accumulate) {  \
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"  \
                          "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " {"  \
                          SLAY_WGMMA_REGS128  \
-                         "}, %64, %65, p, 1, 1, 0, %67;\n}\n"  \
+                         "}, %64, %65, p, 1, 1, %68, %67;\n}\n"  \
                          : SLAY_WGMMA_ACC128  \
-                         : "l"(a_desc), "l"(b_desc), "r"(static_cast<int>(accumulate)), "n"(kTransB));  \
+                         : "l"(a_desc), "l"(b_desc), "r"(static_cast<int>(accumulate)), "n"(kTransB),  \
+                           "n"(kTransA));  \
         }  \
         template <int kTransB>  \
         __device__ static void rs(float (&d)[64], const unsigned (&a)[4], uint64_t b_desc, bool accumulate) {  \
@@ -241,14 +244,15 @@ struct Mma;
     template <>  \
     struct Mma<ELEM, 256> {  \
         static constexpr int kAcc = 128;  \
-        template <int kTransB>  \
+        template <int kTransB, int kTransA = 0>  \
         __device__ static void ss(float (&d)[128], uint64_t a_desc, uint64_t b_desc, bool accumulate) {  \
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"  \
                          "wgmma.mma_async.sync.aligned.m64n256k16.f32." PTX_TYPE "." PTX_TYPE " {"  \
                          SLAY_WGMMA_REGS256  \
-                         "}, %128, %129, p, 1, 1, 0, %131;\n}\n"  \
+                         "}, %128, %129, p, 1, 1, %132, %131;\n}\n"  \
                          : SLAY_WGMMA_ACC256  \
-                         : "l"(a_desc), "l"(b_desc), "r"(static_cast<int>(accumulate)), "n"(kTransB));  \
+                         : "l"(a_desc), "l"(b_desc), "r"(static_cast<int>(accumulate)), "n"(kTransB),  \
+                           "n"(kTransA));  \
         }  \
         template <int kTransB>  \
         __device__ static void rs(float (&d)[128], const unsigned (&a)[4], uint64_t b_desc, bool accumulate) {  \

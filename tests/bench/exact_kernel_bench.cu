@@ -18,6 +18,10 @@
 //          median of 20 launches after 3, useful TFLOP/s by the FlashAttention
 //          model (forward 4 B H T^2 D, the backward sweeps 2.5 times that,
 //          halved when causal).
+// Candidates checked and timed beside the library's kernels: the dK/dV
+// sweep with 128-query tiles (hdim 64), and the single sweep with dQ
+// reduce-added in fp32 from the dK/dV sweep (standard; kFusedQueryGrads in
+// exact_backward_wgmma_kernel.cuh); rows marked so.
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -126,6 +130,36 @@ bool launch_stats(const Problem& p, const ex::ExactArgs& a) {
 // The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
 // sweep streams query tiles of that many rows instead of the library's
 // default) or mma.sync.
+// The single-sweep candidate's last step: dq = dq_accum rounded to bf16
+// (dense (B, H, T, D), both contiguous).
+__global__ void round_accumulated_dq(const float* acc, Elem* dq, size_t n) {
+    for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
+        dq[i] = __float2bfloat16_rn(acc[i]);
+}
+
+// The single-sweep candidate (standard score): zero dq_accum, the dK/dV
+// sweep with the fused dQ products, then dq from dq_accum.
+template <int kDim>
+bool launch_fused_backward(const Problem& p, const ex::ExactArgs& a) {
+    ex::WgmmaBackwardMaps maps;
+    namespace tma = slay::cuda::tma;
+    const uint64_t T = p.T, H = p.H, B = p.B;
+    const void* bases[4] = {a.q, a.k, a.v, a.dout};
+    CUtensorMap* out_maps[4] = {&maps.q, &maps.k, &maps.v, &maps.dout};
+    for (int m = 0; m < 4; ++m)
+        if (!tma::encode_map_4d(out_maps[m], bases[m], p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, 64)) return false;
+    using Layout = ex::WgmmaBackwardLayout<kDim, true, 64, true>;
+    auto kernel = ex::exact_backward_wgmma_kernel<Elem, ex::StandardScore, kDim, true, 64, true>;
+    const size_t n = static_cast<size_t>(p.B * p.H * p.T) * p.D;
+    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
+                    "attribute") ||
+        !check_cuda(cudaMemsetAsync(a.dq_accum, 0, n * sizeof(float)), "zero dq_accum"))
+        return false;
+    kernel<<<grid_of(p, Layout::kOwnRows), Layout::kThreads, Layout::bytes>>>(maps, a);
+    round_accumulated_dq<<<1024, 256>>>(a.dq_accum, static_cast<Elem*>(a.dq), n);
+    return check_cuda(cudaGetLastError(), "fused backward launch");
+}
+
 // kSweeps: which to launch (kKeySweep | kQuerySweep).
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep>
@@ -177,6 +211,7 @@ struct Buffers {
     Elem *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
     Elem *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
     float *row_stat = nullptr, *row_delta = nullptr;  // (B, H, T)
+    float* dq_accum = nullptr;                          // (B, H, T, D): the single-sweep candidate's
     size_t n = 0;
     bool alloc(size_t elems, size_t rows) {
         n = elems;
@@ -184,12 +219,14 @@ struct Buffers {
         for (Elem** t : tensors)
             if (!check_cuda(cudaMalloc(t, n * sizeof(Elem)), "malloc")) return false;
         return check_cuda(cudaMalloc(&row_stat, rows * sizeof(float)), "malloc") &&
-               check_cuda(cudaMalloc(&row_delta, rows * sizeof(float)), "malloc");
+               check_cuda(cudaMalloc(&row_delta, rows * sizeof(float)), "malloc") &&
+               check_cuda(cudaMalloc(&dq_accum, n * sizeof(float)), "malloc");
     }
     ~Buffers() {
         for (Elem* t : {q, k, v, out, dout, dq, dk, dv}) cudaFree(t);
         cudaFree(row_stat);
         cudaFree(row_delta);
+        cudaFree(dq_accum);
     }
 };
 
@@ -203,6 +240,7 @@ ex::ExactArgs make_backward_args(const Problem& p, const Buffers& buf) {
     a.out_s = a.dout_s = a.dq_s = a.dk_s = a.dv_s = a.q_s;
     a.row_stat = buf.row_stat;
     a.row_delta = buf.row_delta;
+    a.dq_accum = buf.dq_accum;
     return a;
 }
 
@@ -333,6 +371,7 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
+// (kKeyStream = -1: the single-sweep candidate, standard only.)
 template <typename Score, int kDim, int kKeyStream = 0>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
@@ -340,7 +379,9 @@ bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float>
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream>(p, a) : launch_sweeps<Score, kDim, false>(p, a)) ||
+        !(kKeyStream < 0 ? launch_fused_backward<kDim>(p, a)
+          : wgmma        ? launch_sweeps<Score, kDim, true, (kKeyStream > 0 ? kKeyStream : 0)>(p, a)
+                         : launch_sweeps<Score, kDim, false>(p, a)) ||
         !check_cuda(cudaDeviceSynchronize(), "backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
@@ -392,6 +433,9 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (!run_backward<ex::StandardScore, kDim, -1>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3; ++i)  // the single-sweep candidate
+                line((std::string("wgmma bwd fused standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gw[i], ref[i]));
             if constexpr (kDim == 64) {  // the dK/dV sweep with 128-query tiles (a candidate)
                 if (!run_backward<ex::YatScore, kDim, 128>(p, buf, true, gw)) return failures + 1;
                 for (int i = 1; i < 3; ++i)
@@ -480,6 +524,15 @@ bool time_shapes(std::vector<Timing>* rows) {
             !time_sweeps<ex::YatScore, kDim, true, 128>(p, buf, "yat", rows) ||
             !time_sweeps<ex::StandardScore, kDim, true, 128, kKeySweep>(p, buf, "standard", rows))
             return false;
+    {  // the single-sweep candidate (standard): its one sweep and the dq rounding
+        const ex::ExactArgs a = make_backward_args(p, buf);
+        if (!launch<ex::StandardScore, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) ||
+            !launch_stats<ex::StandardScore, kDim>(p, a))
+            return false;
+        const double ms = median_ms([&] { return launch_fused_backward<kDim>(p, a); });
+        if (ms < 0) return false;
+        rows->push_back({"wgmma bwd fused (candidate)", "standard", kDim, ms, 2.5 * forward_flops(p) / (ms * 1e-3) / 1e12});
+    }
     // Each wgmma sweep alone (standard).
     if (!time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) ||
         !time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows))
