@@ -137,17 +137,26 @@ __global__ void round_accumulated_dq(const float* acc, Elem* dq, size_t n) {
         dq[i] = __float2bfloat16_rn(acc[i]);
 }
 
+// The backward's TMA maps of q, k, v, dout (boxes of 64 columns x 64 tokens).
+bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMaps* maps) {
+    namespace tma = slay::cuda::tma;
+    const uint64_t T = p.T, H = p.H, B = p.B;
+    const void* bases[4] = {a.q, a.k, a.v, a.dout};
+    CUtensorMap* out_maps[4] = {&maps->q, &maps->k, &maps->v, &maps->dout};
+    for (int m = 0; m < 4; ++m)
+        if (!tma::encode_map_4d(out_maps[m], bases[m], p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, 64)) {
+            std::fprintf(stderr, "tensor map refused\n");
+            return false;
+        }
+    return true;
+}
+
 // The single-sweep candidate (standard score): zero dq_accum, the dK/dV
 // sweep with the fused dQ products, then dq from dq_accum.
 template <int kDim>
 bool launch_fused_backward(const Problem& p, const ex::ExactArgs& a) {
     ex::WgmmaBackwardMaps maps;
-    namespace tma = slay::cuda::tma;
-    const uint64_t T = p.T, H = p.H, B = p.B;
-    const void* bases[4] = {a.q, a.k, a.v, a.dout};
-    CUtensorMap* out_maps[4] = {&maps.q, &maps.k, &maps.v, &maps.dout};
-    for (int m = 0; m < 4; ++m)
-        if (!tma::encode_map_4d(out_maps[m], bases[m], p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, 64)) return false;
+    if (!backward_maps(p, a, &maps)) return false;
     using Layout = ex::WgmmaBackwardLayout<kDim, true, 64, true>;
     auto kernel = ex::exact_backward_wgmma_kernel<Elem, ex::StandardScore, kDim, true, 64, true>;
     const size_t n = static_cast<size_t>(p.B * p.H * p.T) * p.D;
@@ -166,15 +175,7 @@ template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
-        namespace tma = slay::cuda::tma;
-        const uint64_t T = p.T, H = p.H, B = p.B;
-        const void* bases[4] = {a.q, a.k, a.v, a.dout};
-        CUtensorMap* out_maps[4] = {&maps.q, &maps.k, &maps.v, &maps.dout};
-        for (int m = 0; m < 4; ++m)
-            if (!tma::encode_map_4d(out_maps[m], bases[m], p.D, T, H, B, p.D, T * p.D, H * T * p.D, 64, 64)) {
-                std::fprintf(stderr, "tensor map refused\n");
-                return false;
-            }
+        if (!backward_maps(p, a, &maps)) return false;
         constexpr int kStream = kKeyStream > 0 ? kKeyStream : ex::default_stream_rows(kDim, true);
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
