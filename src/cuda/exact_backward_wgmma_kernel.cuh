@@ -221,9 +221,8 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
 
     // kFusedQueryGrads: this tile's dQ rows (64 queries) += C K_own over the
     // warpgroup's 64 keys, in fp32 through red.global.add (pairs of columns).
-    auto fused_query_grads = [&](int stage, int64_t s0, const unsigned (&c_frag)[kStreamRows / 16][4]) {
+    auto fused_query_grads = [&](int64_t s0, const unsigned (&c_frag)[kStreamRows / 16][4]) {
         if constexpr (kFusedQueryGrads) {
-            (void)stage;
             unsigned char* ct = smem + Layout::coef + wgi * kTile * kRowBytes;  // C^T: rows = keys
 #pragma unroll
             for (int j = 0; j < kStreamRows / 16; ++j)
@@ -262,7 +261,6 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
                 }
             }
         } else {
-            (void)stage;
             (void)s0;
             (void)c_frag;
         }
@@ -376,16 +374,8 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
         unsigned p_frag[kStreamRows / 16][4], c_frag[kStreamRows / 16][4];
 #pragma unroll
         for (int j = 0; j < kStreamRows / 16; ++j) {
-            c_frag[j][0] = pack2<Elem>(dp[2 * j][0], dp[2 * j][1]);
-            c_frag[j][1] = pack2<Elem>(dp[2 * j][2], dp[2 * j][3]);
-            c_frag[j][2] = pack2<Elem>(dp[2 * j + 1][0], dp[2 * j + 1][1]);
-            c_frag[j][3] = pack2<Elem>(dp[2 * j + 1][2], dp[2 * j + 1][3]);
-            if (kKeyGrads) {
-                p_frag[j][0] = pack2<Elem>(s[2 * j][0], s[2 * j][1]);
-                p_frag[j][1] = pack2<Elem>(s[2 * j][2], s[2 * j][3]);
-                p_frag[j][2] = pack2<Elem>(s[2 * j + 1][0], s[2 * j + 1][1]);
-                p_frag[j][3] = pack2<Elem>(s[2 * j + 1][2], s[2 * j + 1][3]);
-            }
+            accumulator_to_a<Elem>(dp, j, c_frag[j]);
+            if (kKeyGrads) accumulator_to_a<Elem>(s, j, p_frag[j]);
         }
         wg::fence();
         // The streamed tiles as MN-major B: rows = the contraction index.
@@ -400,12 +390,8 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
                 wg::Mma<Elem, kDim>::template rs<1>(grad_b_flat, p_frag[j],
                                                     wg::mn_major_descriptor(stream_b(stage), j, kBlockBytes), true);
         }
-        if constexpr (kFusedQueryGrads) {
-            wg::commit_group();
-            fused_query_grads(stage, s0, c_frag);
-        } else {
-            wg::commit_group();
-        }
+        wg::commit_group();
+        fused_query_grads(s0, c_frag);  // kFusedQueryGrads only
         wg::wait_group<0>();
 #pragma unroll
         for (int i = 0; i < kDim / 2; ++i) {

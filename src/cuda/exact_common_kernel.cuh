@@ -157,10 +157,6 @@ struct StandardScore {
     // the max of the raw sums and fold the scale into exp2's argument.
     static constexpr bool kScaledDot = true;
     __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.softmax_scale; }
-    __device__ __forceinline__ static float log2_value_fast(const ScoreConsts&, float scale_log2, float a, float,
-                                                            float) {
-        return scale_log2 * a;
-    }
     // The tensor-core backwards' terms of one visible pair: p = 2^(score *
     // log2 e - lse2) (lse2: the row's log-sum-exp in log2 units) and
     // gradient()'s cross and self for dvalue = p (dp - delta).

@@ -67,10 +67,7 @@ __device__ __forceinline__ void accumulate_coef_times_tile(const float c[8][4], 
 #pragma unroll
     for (int kc = 0; kc < 4; ++kc) {
         unsigned a[4];
-        a[0] = pack2<Elem>(c[2 * kc][0], c[2 * kc][1]);
-        a[1] = pack2<Elem>(c[2 * kc][2], c[2 * kc][3]);
-        a[2] = pack2<Elem>(c[2 * kc + 1][0], c[2 * kc + 1][1]);
-        a[3] = pack2<Elem>(c[2 * kc + 1][2], c[2 * kc + 1][3]);
+        accumulator_to_a<Elem>(c, kc, a);
 #pragma unroll
         for (int np = 0; np < kDim / 16; ++np) {
             unsigned b[4];

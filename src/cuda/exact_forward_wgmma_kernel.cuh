@@ -243,10 +243,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     auto pack_p = [&] {
 #pragma unroll
         for (int j = 0; j < kKeys / 16; ++j) {
-            p[j][0] = pack2<Elem>(s[2 * j][0], s[2 * j][1]);
-            p[j][1] = pack2<Elem>(s[2 * j][2], s[2 * j][3]);
-            p[j][2] = pack2<Elem>(s[2 * j + 1][0], s[2 * j + 1][1]);
-            p[j][3] = pack2<Elem>(s[2 * j + 1][2], s[2 * j + 1][3]);
+            accumulator_to_a<Elem>(s, j, p[j]);
         }
     };
     // The wgmma results are written asynchronously: their reads stay after

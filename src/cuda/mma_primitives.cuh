@@ -70,6 +70,18 @@ __device__ __forceinline__ unsigned pack2<__half>(float lo, float hi) {
     return *reinterpret_cast<unsigned*>(&v);
 }
 
+// The A fragment of k16 step `step` made from accumulators in the C layout
+// (acc[n][0..3]: n8 block n): blocks 2 step and 2 step + 1 packed pairwise
+// and rounded to Elem, so one product's result is the next one's A (P of
+// P V, the backward's coefficients), for mma.sync and wgmma RS alike.
+template <typename Elem>
+__device__ __forceinline__ void accumulator_to_a(const float (*acc)[4], int step, unsigned (&a)[4]) {
+    a[0] = pack2<Elem>(acc[2 * step][0], acc[2 * step][1]);
+    a[1] = pack2<Elem>(acc[2 * step][2], acc[2 * step][3]);
+    a[2] = pack2<Elem>(acc[2 * step + 1][0], acc[2 * step + 1][1]);
+    a[3] = pack2<Elem>(acc[2 * step + 1][2], acc[2 * step + 1][3]);
+}
+
 // Split-precision operands: a value x as kPlanes bf16 planes, plane 0 =
 // bf16(x), plane i = bf16(x - planes 0..i-1) (round to nearest each): two
 // planes carry 16 significand bits, three fp32's 24. A product of two
