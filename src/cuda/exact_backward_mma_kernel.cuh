@@ -1,13 +1,18 @@
-// exact_backward_mma_kernel.cuh -- the tensor-core backward of the softmax
-// family (standard, yat) for bf16/fp16 inputs, after the statistics pass
-// (exact_forward_mma_kernel with kStatsOnly: row_stat = log-sum-exp,
-// row_delta = Delta_i = g_i.o_i):
+// exact_backward_mma_kernel.cuh -- the tensor-core backward of the exact
+// family (standard, yat, yat_spherical) for bf16/fp16 inputs, after the
+// statistics pass (exact_forward_mma_kernel with kStatsOnly: row_stat =
+// log-sum-exp, row_delta = Delta_i = g_i.o_i; spherical 1/den_i and dZ_i):
 //   q, k (B, H, T, D); v, dout (B, H, T, Dv); row_stat, row_delta (B, H, T)
 //   -> dk, dv (exact_dkdv_mma_kernel), dq (exact_dq_mma_kernel).
 // The math is exact_backward_kernel.cuh's (SPEC C.1):
 //   p_ij = exp(s_ij - lse_i),  dvalue_ij = p_ij (g_i.v_j - Delta_i),
 //   dv_j += p_ij g_i,  dq_i += cross_ij k_j + self_ij q_i,  dk_j += cross_ij q_i + self_ij k_j,
 // with (cross, self) the score policy's gradient of dvalue (self: yat only).
+// yat_spherical (SPEC C.2): p_ij = K_ij / den_i, dvalue_ij = (g_i.v_j) / den_i
+// + dZ_i; its x = (q.k) fq fk from the raw rows and their factors
+// 1/max(|x|, norm_eps), cross the gradient with respect to q.k, and the
+// normalisation's radial part removed from each summed row at the end
+// (normalize_vjp_rows).
 // Layout as the mma forward (FlashAttention-2): 4 warps of 16 rows per CTA,
 // 64-row tiles streamed through double-buffered shared memory with cp.async,
 // every product on mma.sync m16n8k16 with fp32 accumulation. Scores and
@@ -64,8 +69,9 @@ __device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, 
 // self_sum[e / 2] gathers the self coefficients along this thread's two rows
 // (the warp's own rows are the ones the self term multiplies, in both
 // sweeps). pair(nb, e, &lse2, &delta, &qq, &kk) returns false for a masked
-// pair, else the query's log-sum-exp in log2 units (lse * log2 e, as
-// stage_row_stats keeps it) and Delta, and the two squared norms (yat);
+// pair, else the query's statistics as stage_row_stats keeps them (the
+// log-sum-exp in log2 units and Delta, or 1/den and dZ) and the two rows'
+// factors (yat's squared norms, yat_spherical's inverse norms);
 // Score::backward_terms makes p and the coefficients.
 template <typename Score, int kBlocks, typename Pair>
 __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s)[kBlocks][4],
@@ -107,6 +113,57 @@ __device__ __forceinline__ void add_self_term(float self_sum[2], int r_lo, int t
         }
 }
 
+// yat_spherical's normalisation VJP (SPEC C.2) of the gradient rows of this
+// thread, held as g = sum_j cross_ij x'_j over the other side's raw rows:
+// g - (g.x) x / |x|^2 with x the warp's own raw row (x(r, col): its fp32
+// value), i.e. (dx^ - (dx^.x^) x^) / |x| for dx^ = g |x|; where |x| <=
+// norm_eps (x^ = x / norm_eps) the gradient is g as it is. The row's 4
+// lanes hold all its columns and meet by shuffles.
+template <int kDim, typename Row>
+__device__ __forceinline__ void normalize_vjp_rows(float norm_eps, int r_lo, int t4, float grad[][4], Row x) {
+    float dot[2] = {0.f, 0.f}, ss[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nb = 0; nb < kDim / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float xv = x(r_lo + (e / 2) * 8, nb * 8 + 2 * t4 + (e & 1));
+            dot[e / 2] = fmaf(grad[nb][e], xv, dot[e / 2]);
+            ss[e / 2] = fmaf(xv, xv, ss[e / 2]);
+        }
+    float radial[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int lanes = 1; lanes < 4; lanes *= 2) {
+            dot[half] += __shfl_xor_sync(0xffffffffu, dot[half], lanes);
+            ss[half] += __shfl_xor_sync(0xffffffffu, ss[half], lanes);
+        }
+        radial[half] = sqrtf(ss[half]) > norm_eps ? dot[half] / ss[half] : 0.f;
+    }
+#pragma unroll
+    for (int nb = 0; nb < kDim / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            grad[nb][e] = fmaf(-radial[e / 2], x(r_lo + (e / 2) * 8, nb * 8 + 2 * t4 + (e & 1)), grad[nb][e]);
+}
+
+// The own rows' closing terms of a gradient held in accumulator layout:
+// yat's self term (add_self_term) or yat_spherical's normalisation VJP
+// (normalize_vjp_rows); x(r, col) is the fp32 value of own row r.
+template <typename Score, int kDim, typename Row>
+__device__ __forceinline__ void finish_own_rows(const ScoreConsts& sc, float self_sum[2], int r_lo, int t4,
+                                                float grad[][4], Row x) {
+    if constexpr (Score::kSelfTerm) add_self_term<kDim>(self_sum, r_lo, t4, grad, x);
+    if constexpr (Score::kPrep == RowPrep::Normalize) normalize_vjp_rows<kDim>(sc.norm_eps, r_lo, t4, grad, x);
+}
+
+// The statistic of a query row as score_gradients takes it: the softmax
+// family's log-sum-exp in log2 units, yat_spherical's 1/den as it is.
+template <typename Score>
+__device__ __forceinline__ float staged_stat(float row_stat) {
+    return Score::kSoftmax ? row_stat * kLog2e : row_stat;
+}
+
 // Stores rows row0 + r_lo (+8) (those < T) and columns < width of a gradient
 // held in accumulator layout.
 template <typename Elem, int kDim>
@@ -136,21 +193,21 @@ __device__ __forceinline__ bool mask_needed(const ExactArgs& args, int64_t T, in
 }
 
 // Per-row statistics of rows row0 .. row0+63 into shared memory (0 past T;
-// those rows are masked): the log-sum-exp in log2 units (score_gradients)
-// and Delta; plain loads, visible after the next __syncthreads.
+// those rows are masked): staged_stat (the log-sum-exp in log2 units, or
+// 1/den) and Delta (or dZ); plain loads, visible after the next __syncthreads.
+template <typename Score>
 __device__ __forceinline__ void stage_row_stats(const ExactArgs& args, const BlockTile& blk, int64_t row0, float* lse,
                                                  float* delta) {
     const int r = threadIdx.x;
     if (r < kTile) {
         const int64_t t = row0 + r;
-        lse[r] = t < blk.T ? args.row_stat[blk.stat_row(args, t)] * kLog2e : 0.f;
+        lse[r] = t < blk.T ? staged_stat<Score>(args.row_stat[blk.stat_row(args, t)]) : 0.f;
         delta[r] = t < blk.T ? args.row_delta[blk.stat_row(args, t)] : 0.f;
     }
 }
 
 template <typename Elem, typename Score, int kDim>
 __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs args) {
-    static_assert(Score::kSoftmax, "the mma backward serves the softmax family");
     constexpr int kTileElems = MmaTile<kDim>::elems;
     // Shared: K, V, Q and dO [2][64][ld], |k|^2 (kaux), |q|^2 (qaux) and
     // the log-sum-exp (stat) and Delta (delta) of the queries [2][64].
@@ -171,7 +228,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
     load_tile_async<Elem, kDim>(q, args.q_s.token, first_q_tile * kTile, T, D, blk.Qs);
     load_tile_async<Elem, kDim>(dout, args.dout_s.token, first_q_tile * kTile, T, Dv, blk.dOs);
     cp_async_commit();
-    stage_row_stats(args, blk, first_q_tile * kTile, blk.stat, blk.delta);
+    stage_row_stats<Score>(args, blk, first_q_tile * kTile, blk.stat, blk.delta);
 
     float dk[kDim / 8][4], dv[kDim / 8][4], self_sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -189,15 +246,15 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
             load_tile_async<Elem, kDim>(q, args.q_s.token, q0 + kTile, T, D, blk.Qs + nbuf * kTileElems);
             load_tile_async<Elem, kDim>(dout, args.dout_s.token, q0 + kTile, T, Dv, blk.dOs + nbuf * kTileElems);
             cp_async_commit();
-            stage_row_stats(args, blk, q0 + kTile, blk.stat + nbuf * kTile, blk.delta + nbuf * kTile);
+            stage_row_stats<Score>(args, blk, q0 + kTile, blk.stat + nbuf * kTile, blk.delta + nbuf * kTile);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (q_tile == first_q_tile) tile_row_norms<Elem, kDim>(blk.Ks, blk.kaux);
-            tile_row_norms<Elem, kDim>(Qb, blk.qaux + buf * kTile);
+        if (Score::kPrep != RowPrep::None) {
+            if (q_tile == first_q_tile) tile_row_factors<Elem, kDim, Score::kPrep>(args.sc, blk.Ks, blk.kaux);
+            tile_row_factors<Elem, kDim, Score::kPrep>(args.sc, Qb, blk.qaux + buf * kTile);
             __syncthreads();
         }
 
@@ -217,8 +274,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
                                        return false;
                                    *l = lse_b[query];  // log2 units
                                    *dl = delta_b[query];
-                                   *qq = Score::kPrep == RowPrep::SquaredNorm ? qnorm_b[query] : 0.f;
-                                   *kk = Score::kPrep == RowPrep::SquaredNorm ? knorm[key] : 0.f;
+                                   *qq = Score::kPrep != RowPrep::None ? qnorm_b[query] : 0.f;
+                                   *kk = Score::kPrep != RowPrep::None ? knorm[key] : 0.f;
                                    return true;
                                });
         accumulate_coef_times_tile<Elem, kDim>(st, dOb, lane, dv);
@@ -226,10 +283,10 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
 
-    if (Score::kSelfTerm) {
+    if (Score::kSelfTerm || Score::kPrep == RowPrep::Normalize) {
         const Elem* keys = blk.Ks;
-        add_self_term<kDim>(self_sum, r_lo, t4, dk,
-                            [&](int r, int col) { return to_float(keys[r * MmaTile<kDim>::ld + col]); });
+        finish_own_rows<Score, kDim>(args.sc, self_sum, r_lo, t4, dk,
+                                     [&](int r, int col) { return to_float(keys[r * MmaTile<kDim>::ld + col]); });
     }
     store_rows<Elem, kDim>(args.dk, args.dk_s, blk, k0, r_lo, t4, T, D, dk);
     store_rows<Elem, kDim>(args.dv, args.dv_s, blk, k0, r_lo, t4, T, Dv, dv);
@@ -237,7 +294,6 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
 
 template <typename Elem, typename Score, int kDim>
 __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs args) {
-    static_assert(Score::kSoftmax, "the mma backward serves the softmax family");
     constexpr int kTileElems = MmaTile<kDim>::elems;
     // Shared: Q, dO, K and V [2][64][ld], |q|^2 (qaux), |k|^2 [2][64]
     // (kaux), and the log-sum-exp (stat) and Delta (delta) of the queries.
@@ -257,7 +313,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
     load_tile_async<Elem, kDim>(k, args.k_s.token, 0, T, D, blk.Ks);
     load_tile_async<Elem, kDim>(v, args.v_s.token, 0, T, Dv, blk.Vs);
     cp_async_commit();
-    stage_row_stats(args, blk, q0, blk.stat, blk.delta);
+    stage_row_stats<Score>(args, blk, q0, blk.stat, blk.delta);
 
     float dq[kDim / 8][4], self_sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -289,9 +345,9 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
                 row_delta[half] = blk.delta[r_lo + 8 * half];
             }
         }
-        if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (k_tile == 0) tile_row_norms<Elem, kDim>(blk.Qs, blk.qaux);
-            tile_row_norms<Elem, kDim>(Kb, blk.kaux + buf * kTile);
+        if (Score::kPrep != RowPrep::None) {
+            if (k_tile == 0) tile_row_factors<Elem, kDim, Score::kPrep>(args.sc, blk.Qs, blk.qaux);
+            tile_row_factors<Elem, kDim, Score::kPrep>(args.sc, Kb, blk.kaux + buf * kTile);
             __syncthreads();
         }
 
@@ -308,18 +364,18 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
                                        return false;
                                    *l = row_lse[e / 2];
                                    *dl = row_delta[e / 2];
-                                   *qq = Score::kPrep == RowPrep::SquaredNorm ? qnorm[query] : 0.f;
-                                   *kk = Score::kPrep == RowPrep::SquaredNorm ? knorm_b[key] : 0.f;
+                                   *qq = Score::kPrep != RowPrep::None ? qnorm[query] : 0.f;
+                                   *kk = Score::kPrep != RowPrep::None ? knorm_b[key] : 0.f;
                                    return true;
                                });
         accumulate_coef_times_tile<Elem, kDim>(dp, Kb, lane, dq);
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
 
-    if (Score::kSelfTerm) {
+    if (Score::kSelfTerm || Score::kPrep == RowPrep::Normalize) {
         const Elem* queries = blk.Qs;
-        add_self_term<kDim>(self_sum, r_lo, t4, dq,
-                            [&](int r, int col) { return to_float(queries[r * MmaTile<kDim>::ld + col]); });
+        finish_own_rows<Score, kDim>(args.sc, self_sum, r_lo, t4, dq,
+                                     [&](int r, int col) { return to_float(queries[r * MmaTile<kDim>::ld + col]); });
     }
     store_rows<Elem, kDim>(args.dq, args.dq_s, blk, q0, r_lo, t4, T, D, dq);
 }

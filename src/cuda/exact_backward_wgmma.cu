@@ -1,7 +1,7 @@
 // exact_backward_wgmma.cu -- launches the Hopper backward sweeps of the
-// softmax family (exact_backward_wgmma_kernel.cuh; shapes there): bf16/fp16
-// inputs, standard and yat scores, tile widths 64 and 128, with the TMA maps
-// of q, k, v, dout made here for each call. Compiled with hopper_cuda_args
+// exact family (exact_backward_wgmma_kernel.cuh; shapes there): bf16/fp16
+// inputs, standard, yat and yat_spherical scores, tile widths 64 and 128,
+// with the TMA maps of q, k, v, dout made here for each call. Compiled with hopper_cuda_args
 // (sm_90a) as exact_forward_wgmma.cu; the kernels are empty in any other
 // device pass, and exact_forward_wgmma_serves() keeps calls away from them.
 #include "cuda/exact_backward_wgmma.hpp"
@@ -55,8 +55,10 @@ Status exact_backward_wgmma(const DeviceInfo& dev, int mma_dim, int64_t batch, c
                                                              cudaStream_t, bool*);
 SLAY_WGMMA_BACKWARD(__nv_bfloat16, StandardScore)
 SLAY_WGMMA_BACKWARD(__nv_bfloat16, YatScore)
+SLAY_WGMMA_BACKWARD(__nv_bfloat16, SphericalScore)
 SLAY_WGMMA_BACKWARD(__half, StandardScore)
 SLAY_WGMMA_BACKWARD(__half, YatScore)
+SLAY_WGMMA_BACKWARD(__half, SphericalScore)
 #undef SLAY_WGMMA_BACKWARD
 
 }  // namespace cuda

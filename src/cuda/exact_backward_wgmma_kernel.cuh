@@ -1,22 +1,23 @@
 // exact_backward_wgmma_kernel.cuh -- the warp-specialized Hopper (sm_90a)
-// backward sweeps of the softmax family (standard, yat) for bf16/fp16
-// inputs, after the statistics pass (row_stat = log-sum-exp, row_delta =
-// Delta_i = g_i.o_i: exact_launch.cu):
+// backward sweeps of the exact family (standard, yat, yat_spherical) for
+// bf16/fp16 inputs, after the statistics pass (row_stat = log-sum-exp,
+// row_delta = Delta_i = g_i.o_i; spherical 1/den_i and dZ_i: exact_launch.cu):
 //   q, k (B, H, T, D); v, dout (B, H, T, Dv); row_stat, row_delta (B, H, T)
 //   -> dk, dv (kKeyGrads) or dq, D, Dv <= kDim, kDim = 64 or 128.
 // The math is the mma.sync sweeps' (exact_backward_mma_kernel.cuh: SPEC
-// C.1, score_gradients and add_self_term shared), the structure the wgmma
+// C.1, C.2, score_gradients and finish_own_rows shared), the structure the wgmma
 // forward's (exact_forward_wgmma_kernel.cuh): a producer warpgroup whose
 // first thread issues TMA loads (128-byte swizzle) of the CTA's own
 // 128-row tiles once and of the streamed tiles into a ring of kStages
 // buffers (full/empty mbarriers), and two consumer warpgroups of 64 own
 // rows each (setmaxnreg 24 / 240).
-// dK/dV (kKeyGrads): own rows = 128 keys (K, V); streamed 64-query tiles
-//   (Q, dO) from the first one reaching the CTA's keys (causal);
-//   S^T (64 x 64) = K Q^T and dP^T = V dO^T   wgmma SS, all K-major;
+// dK/dV (kKeyGrads): own rows = 128 keys (K, V); streamed query tiles
+//   (Q, dO) of 128 queries at hdim 64, 64 at 128, from the first one
+//   reaching the CTA's keys (causal);
+//   S^T (64 x N) = K Q^T and dP^T = V dO^T    wgmma SS, all K-major;
 //   dV += P^T dO and dK += C^T Q               wgmma RS, P^T and C^T from the
 //                                              score registers, Q / dO MN-major.
-//   The queries' statistics (lse in log2 units, Delta, yat's |q|^2) are
+//   The queries' statistics (staged_stat, Delta or dZ, the row factors) are
 //   staged by each consumer warpgroup for its own use (2 buffers, one
 //   named barrier a tile).
 // dQ: own rows = 128 queries (Q, dO); streamed key tiles (K, V) of 128 keys
@@ -40,16 +41,15 @@ namespace slay {
 namespace cuda {
 namespace exact {
 
-// Rows a streamed tile by default: the N of S^T (dK/dV) or of S (dQ: 128
-// at hdim 64; at 128 the dQ accumulator leaves registers for 64 only).
-__host__ __device__ constexpr int default_stream_rows(int dim, bool key_grads) {
-    return key_grads || dim == 128 ? 64 : 128;
-}
+// Rows a streamed tile: the N of S^T (dK/dV) or of S (dQ): 128 at hdim 64
+// (dK/dV 3% faster than with 64 on an H200, exact-kernel-bench), 64 at 128,
+// where the gradient accumulators leave registers for 64 only.
+__host__ __device__ constexpr int default_stream_rows(int dim) { return dim == 64 ? 128 : 64; }
 
 // Shape and shared memory of the backward sweeps (offsets in bytes from the
 // first 1024-byte boundary of the dynamic shared memory); kStream: rows a
 // streamed tile, 64 or 128.
-template <int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim, kKeyGrads), bool kFused = false>
+template <int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim)>
 struct WgmmaBackwardLayout {
     static_assert(kDim == 64 || kDim == 128, "warp-specialized backward: head dims 64 and 128");
     static constexpr int kConsumers = 2;
@@ -64,19 +64,16 @@ struct WgmmaBackwardLayout {
     static constexpr int kBoxRows = 64;  // tokens a TMA box
     static constexpr int kOwnBytes = kOwnRows * kDim * 2;
     static constexpr int kStreamBytes = kStreamRows * kDim * 2;
-    // Per consumer warpgroup and buffer: the streamed rows' lse (log2
-    // units), Delta and |x|^2 (dK/dV), or |k|^2 (dQ).
+    // Per consumer warpgroup and buffer: the streamed rows' staged_stat,
+    // Delta (or dZ) and row factor (dK/dV), or the keys' row factors (dQ).
     static constexpr int kStatArrays = kKeyGrads ? 3 : 1;
     static constexpr int own_a = 0;                                  // K (dK/dV) or Q (dQ)
     static constexpr int own_b = own_a + kOwnBytes;                  // V or dO
     static constexpr int stream_a = own_b + kOwnBytes;               // [kStages] Q or K
     static constexpr int stream_b = stream_a + kStages * kStreamBytes;  // [kStages] dO or V
-    static constexpr int own_norm = stream_b + kStages * kStreamBytes;  // [kOwnRows] |x|^2 (yat)
+    static constexpr int own_norm = stream_b + kStages * kStreamBytes;  // [kOwnRows] row factors (yat, spherical)
     static constexpr int stats = own_norm + kOwnRows * 4;  // [kConsumers][2][kStatArrays][kStreamRows]
-    // kFused: each consumer's cross coefficients C^T (64 own keys x the
-    // streamed queries, SW128), the A of its dQ product.
-    static constexpr int coef = stats + kConsumers * 2 * kStatArrays * kStreamRows * 4;
-    static constexpr int barriers = coef + (kFused ? kConsumers * kTile * kStreamRows * 2 : 0);
+    static constexpr int barriers = stats + kConsumers * 2 * kStatArrays * kStreamRows * 4;
     // own_full, full[kStages], empty[kStages]
     static constexpr int end = barriers + (1 + 2 * kStages) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
@@ -95,28 +92,17 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
                                                    wgmma::sw128_offset(row, (col % 64) * 2)));
 }
 
-// kFusedQueryGrads (with kKeyGrads; a candidate that exact-kernel-bench
-// checks and times, not used by the library): the dK/dV sweep also forms
-// each tile's dQ contribution C K_own (C^T through shared memory, wgmma SS
-// with A M-major) and adds it to args.dq_accum in fp32 (red.global.add:
-// the summation order varies from run to run), so the dQ sweep (S and dP a
-// second time) is not needed; standard score only (yat's self term of dQ
-// needs the coefficients' column sums), 64-query tiles.
-template <typename Elem, typename Score, int kDim, bool kKeyGrads,
-          int kStream = default_stream_rows(kDim, kKeyGrads), bool kFusedQueryGrads = false>
-__global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, kFusedQueryGrads>::kThreads, 1)
+template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim)>
+__global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
-    static_assert(Score::kSoftmax, "the warp-specialized backward serves the softmax family");
-    static_assert(!kFusedQueryGrads || (kKeyGrads && !Score::kSelfTerm && kStream == 64),
-                  "the fused dQ: dK/dV sweep, no self term, 64-query tiles");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
-    using Layout = WgmmaBackwardLayout<kDim, kKeyGrads, kStream, kFusedQueryGrads>;
+    using Layout = WgmmaBackwardLayout<kDim, kKeyGrads, kStream>;
     constexpr int kOwnRows = Layout::kOwnRows, kStreamRows = Layout::kStreamRows, kStages = Layout::kStages;
     constexpr int kBlocks = kStreamRows / 8;  // n8 blocks of the score tile
     constexpr int kDimBlocks = kDim / 8;      // n8 blocks of a gradient
     constexpr int kRowBytes = wg::kSwizzleRowBytes;
-    constexpr bool kYat = Score::kPrep == RowPrep::SquaredNorm;
+    constexpr bool kRowFactors = Score::kPrep != RowPrep::None;  // row factors: yat, yat_spherical
     constexpr ExactKernel kKernel = kKeyGrads ? ExactKernel::KeyGrads : ExactKernel::QueryGrads;
     const ExactCta<Elem, kDim, kKernel> blk(args, kOwnRows);
     if (blk.idle) return;
@@ -199,19 +185,21 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
     const float* row_stat = args.row_stat + blk.stat_row(args, 0);
     const float* row_delta = args.row_delta + blk.stat_row(args, 0);
 
-    // The own rows' |x|^2 (yat), statistics (dQ: the rows are queries).
+    // The own rows' factors (yat, spherical), statistics (dQ: the rows are queries).
     tma::wait(own_full, 0);
-    if (kYat) warpgroup_row_norms<Elem, kDim, kOwnRows, 2>(smem + Layout::own_a, kTile * wgi, thread, own_norm);
+    if (kRowFactors)
+        warpgroup_row_factors<Elem, kDim, kOwnRows, 2, Score::kPrep>(args.sc, smem + Layout::own_a, kTile * wgi, thread,
+                                                                    own_norm);
     float own_lse2[2] = {0.f, 0.f}, own_delta[2] = {0.f, 0.f};
     if (!kKeyGrads) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
             const int64_t t = row0 + r_lo + 8 * half;
-            own_lse2[half] = t < T ? row_stat[t] * kLog2e : 0.f;
+            own_lse2[half] = t < T ? staged_stat<Score>(row_stat[t]) : 0.f;
             own_delta[half] = t < T ? row_delta[t] : 0.f;
         }
     }
-    float own_sq[2] = {0.f, 0.f};  // read after the first tile's barrier
+    float own_factor[2] = {0.f, 0.f};  // read after the first tile's barrier
 
     float grad_a[kDimBlocks][4] = {};  // dK or dQ
     float grad_b[kDimBlocks][4] = {};  // dV (dK/dV)
@@ -219,86 +207,41 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
     float(&grad_a_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_a);
     float(&grad_b_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_b);
 
-    // kFusedQueryGrads: this tile's dQ rows (64 queries) += C K_own over the
-    // warpgroup's 64 keys, in fp32 through red.global.add (pairs of columns).
-    auto fused_query_grads = [&](int64_t s0, const unsigned (&c_frag)[kStreamRows / 16][4]) {
-        if constexpr (kFusedQueryGrads) {
-            unsigned char* ct = smem + Layout::coef + wgi * kTile * kRowBytes;  // C^T: rows = keys
-#pragma unroll
-            for (int j = 0; j < kStreamRows / 16; ++j)
-#pragma unroll
-                for (int idx = 0; idx < 4; ++idx) {
-                    const int row = r_lo + 8 * (idx & 1), col = (2 * j + idx / 2) * 8 + 2 * t4;
-                    *reinterpret_cast<unsigned*>(ct + wg::sw128_offset(row, 2 * col)) = c_frag[j][idx];
-                }
-            wg::fence_proxy_async();  // the stores, visible to wgmma
-            tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
-            float dq_part[kDimBlocks][4];
-            float(&dq_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(dq_part);
-            wg::fence();
-#pragma unroll
-            for (int ks = 0; ks < kTile / 16; ++ks)  // over the warpgroup's 64 keys
-                wg::Mma<Elem, kDim>::template ss<1, 1>(
-                    dq_flat, wg::mn_major_descriptor(ct, ks, kTile * kRowBytes),
-                    wg::mn_major_descriptor(own_a, ks, kOwnRows * kRowBytes), ks > 0);
-            wg::commit_group();
-            wg::wait_group<0>();
-#pragma unroll
-            for (int i = 0; i < kDim / 2; ++i) wg::fence_operand(dq_flat[i]);
-            float* acc = args.dq_accum + blk.stat_row(args, 0) * args.head_dim;
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const int64_t q = s0 + r_lo + 8 * half;
-                if (q >= T) continue;
-                float* row = acc + q * args.head_dim;
-#pragma unroll
-                for (int nb = 0; nb < kDimBlocks; ++nb) {
-                    const int col = nb * 8 + 2 * t4;
-                    if (col < args.head_dim)  // head_dim is even (a multiple of 8)
-                        asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(row + col),
-                                     "f"(dq_part[nb][2 * half]), "f"(dq_part[nb][2 * half + 1])
-                                     : "memory");
-                }
-            }
-        } else {
-            (void)s0;
-            (void)c_frag;
-        }
-    };
-
     for (int it = 0; it < tiles; ++it) {
         const int stage = it % kStages;
         const int64_t s0 = (first_tile + it) * kStreamRows;  // first streamed row
         float* stats = stats_base + (it & 1) * Layout::kStatArrays * kStreamRows;
         // Buffer it & 1 was last read by tile it - 2, before this
         // warpgroup's barrier of tile it - 1.
-        // lse (log2 units) then Delta of the streamed queries: a thread an
+        // staged_stat then Delta (or dZ) of the streamed queries: a thread an
         // entry (64-row tiles), or two.
         if constexpr (kKeyGrads && kStreamRows == 64) {
             if (thread < kStreamRows) {
                 const int64_t t = s0 + thread;
-                stats[thread] = t < T ? row_stat[t] * kLog2e : 0.f;
+                stats[thread] = t < T ? staged_stat<Score>(row_stat[t]) : 0.f;
             } else {
                 const int64_t t = s0 + thread - kStreamRows;
                 stats[thread] = t < T ? row_delta[t] : 0.f;  // stats + kStreamRows + (thread - kStreamRows)
             }
         } else if constexpr (kKeyGrads) {
             const int64_t t = s0 + thread;
-            stats[thread] = t < T ? row_stat[t] * kLog2e : 0.f;
+            stats[thread] = t < T ? staged_stat<Score>(row_stat[t]) : 0.f;
             stats[kStreamRows + thread] = t < T ? row_delta[t] : 0.f;
         }
         tma::wait(full + stage, (it / kStages) & 1);
-        if (kYat) {
+        if (kRowFactors) {
             float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
             if (kStreamRows == 128)
-                warpgroup_row_norms<Elem, kDim, kStreamRows, 1>(stream_a(stage), 0, thread, norms);
+                warpgroup_row_factors<Elem, kDim, kStreamRows, 1, Score::kPrep>(args.sc, stream_a(stage), 0, thread,
+                                                                                norms);
             else
-                warpgroup_row_norms<Elem, kDim, kStreamRows, 2>(stream_a(stage), 0, thread, norms);
+                warpgroup_row_factors<Elem, kDim, kStreamRows, 2, Score::kPrep>(args.sc, stream_a(stage), 0, thread,
+                                                                                norms);
         }
         tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
-        if (kYat && it == 0) {
-            own_sq[0] = own_norm[r_lo];
-            own_sq[1] = own_norm[r_lo + 8];
+        if (kRowFactors && it == 0) {
+            own_factor[0] = own_norm[r_lo];
+            own_factor[1] = own_norm[r_lo + 8];
         }
         // Causal: tiles whose pairs are all masked for this warpgroup's rows.
         const bool all_masked = args.causal && (kKeyGrads ? s0 + kStreamRows - 1 < row0 : s0 > row0 + kTile - 1);
@@ -358,13 +301,13 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
                                    if (kKeyGrads) {
                                        *lse2 = stats[col];
                                        *delta = stats[kStreamRows + col];
-                                       *qq = kYat ? stats[2 * kStreamRows + col] : 0.f;
-                                       *kk = own_sq[e / 2];
+                                       *qq = kRowFactors ? stats[2 * kStreamRows + col] : 0.f;
+                                       *kk = own_factor[e / 2];
                                    } else {
                                        *lse2 = own_lse2[e / 2];
                                        *delta = own_delta[e / 2];
-                                       *qq = own_sq[e / 2];
-                                       *kk = kYat ? stats[col] : 0.f;
+                                       *qq = own_factor[e / 2];
+                                       *kk = kRowFactors ? stats[col] : 0.f;
                                    }
                                    return true;
                                });
@@ -391,7 +334,6 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
                                                     wg::mn_major_descriptor(stream_b(stage), j, kBlockBytes), true);
         }
         wg::commit_group();
-        fused_query_grads(s0, c_frag);  // kFusedQueryGrads only
         wg::wait_group<0>();
 #pragma unroll
         for (int i = 0; i < kDim / 2; ++i) {
@@ -401,19 +343,21 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream, 
         tma::arrive(empty + stage);
     }
 
-    // yat's self term: the own rows (keys: dK, queries: dQ) times self.
-    if (Score::kSelfTerm) {
+    // dV first: its registers are free for the closing terms of dK.
+    if (kKeyGrads) store_rows<Elem, kDim>(args.dv, args.dv_s, blk, row0, r_lo, t4, T, args.value_dim, grad_b);
+    // yat's self term or yat_spherical's normalisation VJP: the own rows
+    // (keys: dK, queries: dQ).
+    if (Score::kSelfTerm || Score::kPrep == RowPrep::Normalize) {
         const unsigned char* own_tile = smem + Layout::own_a;
         const int base = kTile * wgi;
-        add_self_term<kDim>(self_sum, r_lo, t4, grad_a,
-                            [&](int r, int col) { return sw128_value<Elem>(own_tile, kOwnRows, base + r, col); });
+        finish_own_rows<Score, kDim>(
+            args.sc, self_sum, r_lo, t4, grad_a,
+            [&](int r, int col) { return sw128_value<Elem>(own_tile, kOwnRows, base + r, col); });
     }
-    if (kKeyGrads) {
+    if (kKeyGrads)
         store_rows<Elem, kDim>(args.dk, args.dk_s, blk, row0, r_lo, t4, T, args.head_dim, grad_a);
-        store_rows<Elem, kDim>(args.dv, args.dv_s, blk, row0, r_lo, t4, T, args.value_dim, grad_b);
-    } else {
+    else
         store_rows<Elem, kDim>(args.dq, args.dq_s, blk, row0, r_lo, t4, T, args.head_dim, grad_a);
-    }
 #endif
 }
 

@@ -93,10 +93,6 @@ struct ExactArgs {
     float* user_stats;
     Strides user_stats_s;
     bool merge;
-    // The Hopper single-sweep backward (a candidate run by exact-kernel-bench
-    // only, exact_backward_wgmma_kernel.cuh's kFusedQueryGrads): dQ summed
-    // over the key tiles in fp32, (B*H, T, head_dim), zeroed before the call.
-    float* dq_accum;
 };
 
 // The row statistic of a forward row (slay.h): the natural log-sum-exp of
@@ -142,6 +138,19 @@ __device__ __forceinline__ float fast_reciprocal(float x) {
 
 // How the rows of q and k are prepared in shared memory before the scores.
 enum class RowPrep { None, SquaredNorm, Normalize };
+
+// The per-row factor the tensor-core kernels keep for a row of q or k (its
+// `aux`), from the row's squared norm ss (an fp32 sum over the stored
+// values): yat's |x|^2 itself; yat_spherical's 1/max(|x|, norm_eps), so that
+// x^ = x * factor and q^.k^ = (q.k) fq fk: the product of the raw 16-bit
+// inputs is exact in the fp32 accumulators, and no rounded q^, k^ enters a
+// tensor-core product (near x = 1 the kernel's 1/(C - 2x) would amplify the
+// 8-bit mantissa of a rounded q^ by 1/eps).
+template <RowPrep kPrep>
+__device__ __forceinline__ float row_factor(const ScoreConsts& sc, float ss) {
+    if constexpr (kPrep == RowPrep::Normalize) return 1.f / fmaxf(sqrtf(ss), sc.norm_eps);
+    return ss;
+}
 
 // standard: s = softmax_scale * q.k (SPEC A.3).
 struct StandardScore {
@@ -246,6 +255,35 @@ struct SphericalScore {
             slope = c.score_scale * 2.f * x * (C - x) / (t * t);
         }
         *cross = dvalue * slope;
+        *self = 0.f;
+    }
+
+    // The tensor-core kernels (16-bit inputs) form x = a fq fk from the raw
+    // product a = q.k and the rows' factors (row_factor: 1/max(|x|, norm_eps)),
+    // and divide through the SFU's reciprocal (relative error ~2^-23, far
+    // below the 8-bit mantissa of the P they round).
+    static constexpr bool kScaledDot = false;
+    __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.score_scale; }
+    __device__ __forceinline__ static float value_fast(const ScoreConsts& c, float a, float fq, float fk) {
+        const float x = a * fq * fk;
+        return c.score_scale * x * x * fast_reciprocal(fmaxf(gap(c, x), c.kernel_clamp));
+    }
+    // The tensor-core backwards' terms of one visible pair (as StandardScore's,
+    // with the spherical statistics: inv_den = 1/den_i, dz = dZ_i, SPEC C.2):
+    // p = K inv_den, dvalue = dp inv_den + dz, and cross = dvalue dK/dx fq fk,
+    // the gradient of x with respect to the unnormalised rows' product a. The
+    // normalisation's radial part is not per pair: normalize_vjp_rows
+    // removes it from the summed rows (exact_backward_mma_kernel.cuh).
+    __device__ __forceinline__ static void backward_terms(const ScoreConsts& c, float, float a, float fq, float fk,
+                                                          float inv_den, float dp, float dz, float* p, float* cross,
+                                                          float* self) {
+        const float f = fq * fk, x = a * f, t = gap(c, x);
+        const bool clamped = t < c.kernel_clamp;
+        const float r = fast_reciprocal(clamped ? c.kernel_clamp : t);
+        const float two_x_r = c.score_scale * 2.f * x * r;  // dK/dx under the clamp
+        *p = 0.5f * two_x_r * x * inv_den;                  // K inv_den, K = score_scale x^2 r
+        const float slope = clamped ? two_x_r : two_x_r * (2.f + c.epsilon - x) * r;
+        *cross = fmaf(dp, inv_den, dz) * slope * f;
         *self = 0.f;
     }
 };

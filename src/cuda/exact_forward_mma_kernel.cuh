@@ -1,5 +1,5 @@
-// exact_forward_mma_kernel.cuh -- the tensor-core forward of the softmax
-// family (standard, yat) for bf16/fp16 inputs:
+// exact_forward_mma_kernel.cuh -- the tensor-core forward of the exact
+// family (standard, yat, yat_spherical) for bf16/fp16 inputs:
 //   q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv), D, Dv <= kDim.
 // FlashAttention-2 layout: one CTA of 4 warps per (b, h, 64-query tile), each
 // warp owning 16 query rows; key/value tiles of 64 rows stream through a
@@ -8,11 +8,15 @@
 // fp32 registers. Scores are exact products of the bf16/fp16 inputs summed in
 // fp32 (the same numbers the fp32 SIMT kernel forms); only P is rounded to the
 // input type for the P V product, as FlashAttention does.
-// yat's row norms |q|^2, |k|^2 are fp32 sums over the same input values.
+// yat's row norms |q|^2, |k|^2 are fp32 sums over the same input values;
+// yat_spherical takes the same sums' 1/max(|x|, norm_eps) as row factors
+// (x = (q.k) fq fk: no rounded q^ enters a product) and sums the kernel K
+// with no running max (kernel_sum_step), the output divided by den(Z).
 //
 // kStatsOnly (the backward's statistics pass, exact_backward_mma_kernel.cuh):
-// the same sweep without P V; writes row_stat = the natural log-sum-exp of the
-// row's scores and row_delta = dout_i . out_i for rows < T instead of out.
+// the same sweep without P V; writes the row statistics of
+// forward_epilogue (log-sum-exp and Delta, or 1/den and dZ) for rows < T
+// instead of out.
 //
 // Requirements (checked by the launcher, else the SIMT kernel runs): D and Dv
 // multiples of 8, q/k/v base pointers 16-byte aligned and their batch, head
@@ -43,9 +47,10 @@ __device__ __forceinline__ void load_tile_async(const Elem* src, int64_t token_s
     }
 }
 
-// Squared norms of the 64 rows of a shared tile (yat's |q|^2, |k|^2).
-template <typename Elem, int kDim>
-__device__ __forceinline__ void tile_row_norms(const Elem* tile, float* norms) {
+// The row factors (row_factor: yat's |x|^2, yat_spherical's 1/max(|x|,
+// norm_eps)) of the 64 rows of a shared tile.
+template <typename Elem, int kDim, RowPrep kPrep>
+__device__ __forceinline__ void tile_row_factors(const ScoreConsts& sc, const Elem* tile, float* factors) {
     const int r = threadIdx.x;
     if (r < kTile) {
         float ss = 0.f;
@@ -54,7 +59,7 @@ __device__ __forceinline__ void tile_row_norms(const Elem* tile, float* norms) {
             const float x = to_float(tile[r * MmaTile<kDim>::ld + d]);
             ss = fmaf(x, x, ss);
         }
-        norms[r] = ss;
+        factors[r] = row_factor<kPrep>(sc, ss);
     }
 }
 
@@ -98,14 +103,28 @@ __device__ __forceinline__ void row_output_dots(const ExactArgs& args, const Exa
     }
 }
 
+// key_visible as a column bound for the thread's two rows row_lo and
+// row_lo + 8: key k0 + col is visible from row r iff col < limit(r) =
+// min(T - k0, r - k0 + 1 when causal), clamped to [0, kKeys] (32-bit
+// compares; the tiles off the diagonal and inside T skip them).
+template <int kKeys>
+__device__ __forceinline__ void visible_key_limits(bool causal, int64_t row_lo, int64_t k0, int64_t T, int limit[2]) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        int64_t lim = T - k0;
+        if (causal) lim = min(lim, row_lo + 8 * half - k0 + 1);
+        limit[half] = static_cast<int>(max(int64_t{0}, min(lim, int64_t{kKeys})));
+    }
+}
+
 // One key tile's online-softmax step for the thread's rows r_lo = row_lo -
 // q0 and r_hi = r_lo + 8 (e = 0, 1 and e = 2, 3 of the accumulator layout):
 // s (kKeyBlocks n8 blocks of raw Q K^T sums for keys k0 ..) becomes P =
 // exp2(score * log2 e - new row max), masked keys 0; row_max (log2 units)
 // and the thread's partial row_sum move to the new max, and `rescale` is
 // the factor the output rows take to follow (rescale_output: the caller
-// applies it when no MMA still writes o). qq: the rows' |q|^2, kaux: the
-// keys' |k|^2 (yat's scores).
+// applies it when no MMA still writes o). qq: the rows' factors, kaux: the
+// keys' (yat's |q|^2, |k|^2).
 template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4],
                                                     float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
@@ -125,17 +144,8 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
             }
     }
     if (needs_mask) {
-        // key_visible as a column bound: key k0 + col is visible from row r
-        // iff col < limit(r) = min(T - k0, r - k0 + 1 when causal), clamped
-        // to [0, kKeys] (32-bit compares; the tiles off the diagonal and
-        // inside T skip this).
         int limit[2];
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            int64_t lim = T - k0;
-            if (causal) lim = min(lim, row_lo + 8 * half - k0 + 1);
-            limit[half] = static_cast<int>(max(int64_t{0}, min(lim, int64_t{kKeys})));
-        }
+        visible_key_limits<kKeys>(causal, row_lo, k0, T, limit);
 #pragma unroll
         for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
@@ -170,6 +180,51 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
 #pragma unroll
     for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
 }
+// The kernel-normalised family's step (yat_spherical, SPEC A.9) on the
+// same tile: s (raw Q K^T sums) becomes K = Score::value_fast of x = a fq fk
+// (qf: the rows' factors, kf: the keys'), masked keys 0, and row_sum (the
+// thread's partial Z of its two rows) gathers it. No running max: K is
+// bounded by score_scale / kernel_clamp, so the output needs no rescaling.
+template <typename Score, int kKeyBlocks>
+__device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_sum)[2],
+                                                bool needs_mask, bool causal, int64_t row_lo, int64_t k0, int64_t T,
+                                                int t4, const float (&qf)[2], const float* kf) {
+    constexpr int kKeys = kKeyBlocks * 8;
+#pragma unroll
+    for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[nb][e] = Score::value_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)]);
+    if (needs_mask) {
+        int limit[2];
+        visible_key_limits<kKeys>(causal, row_lo, k0, T, limit);
+#pragma unroll
+        for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (nb * 8 + 2 * t4 + (e & 1) >= limit[e / 2]) s[nb][e] = 0.f;
+    }
+#pragma unroll
+    for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) row_sum[e / 2] += s[nb][e];
+}
+
+// One key tile's step of either family: online_softmax_step (rescale: the
+// output's factors) or kernel_sum_step (rescale: 1, which the callers skip
+// by kRescales).
+template <typename Score, int kKeyBlocks>
+__device__ __forceinline__ void score_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_max)[2],
+                                           float (&row_sum)[2], float (&rescale)[2], bool needs_mask, bool causal,
+                                           int64_t row_lo, int64_t k0, int64_t T, int t4, const float (&qf)[2],
+                                           const float* kf) {
+    if constexpr (Score::kSoftmax) {
+        online_softmax_step<Score>(sc, s, row_max, row_sum, rescale, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
+    } else {
+        kernel_sum_step<Score>(sc, s, row_sum, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
+        rescale[0] = rescale[1] = 1.f;
+    }
+}
+
 // o's rows (r_lo: e = 0, 1; r_hi: e = 2, 3) times online_softmax_step's factors.
 template <int kDimBlocks>
 __device__ __forceinline__ void rescale_output(float (&o)[kDimBlocks][4], const float (&rescale)[2]) {
@@ -183,11 +238,13 @@ __device__ __forceinline__ void rescale_output(float (&o)[kDimBlocks][4], const 
 }
 
 // The forward's epilogue for the thread's rows q0 + r_lo and q0 + r_lo + 8:
-// full row sums, then either the statistics (kStatsOnly: row_stat, the
-// natural log-sum-exp, and row_delta = dout . out) or the normalised rows
-// < T, columns < Dv of out (merged with the caller's row statistics when
-// asked, ABI 4).
-template <bool kStatsOnly, typename Elem, int kDim, ExactKernel kKernel, int kDimBlocks>
+// full row sums, then either the statistics (kStatsOnly, SPEC C.1, C.2:
+// softmax row_stat = the natural log-sum-exp and row_delta = Delta =
+// dout . out; spherical row_stat = 1/den and row_delta = dZ = -Delta/den,
+// 0 under the clamp) or the normalised rows < T, columns < Dv of out
+// (merged with the caller's row statistics when asked, ABI 4: the
+// log-sum-exp or Z).
+template <bool kStatsOnly, typename Score, typename Elem, int kDim, ExactKernel kKernel, int kDimBlocks>
 __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const ExactCta<Elem, kDim, kKernel>& blk,
                                                  const float (&o)[kDimBlocks][4], const float (&row_max)[2],
                                                  float (&row_sum)[2], int64_t q0, int r_lo, int t4, int lane) {
@@ -199,8 +256,15 @@ __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const Ex
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
     }
+    constexpr float kLn2 = 0.6931471805599453f;
+    // The row's statistic (log-sum-exp or Z) and its denominator.
+    auto row_stat = [&](int half) {
+        return Score::kSoftmax ? (row_max[half] + log2f(row_sum[half])) * kLn2 : row_sum[half];
+    };
+    auto row_den = [&](int half) {
+        return Score::kSoftmax ? row_sum[half] : stabilized_den(args.sc, row_sum[half]);
+    };
     if (kStatsOnly) {
-        constexpr float kLn2 = 0.6931471805599453f;
         float dots[2];
         row_output_dots(args, blk, q0 + r_lo, t4, dots);
         const int64_t stat_row = blk.stat_row(args, q0);
@@ -208,8 +272,16 @@ __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const Ex
         for (int half = 0; half < 2; ++half) {
             const int r = half ? r_hi : r_lo;
             if (t4 != 0 || q0 + r >= T) continue;
-            args.row_stat[stat_row + r] = (row_max[half] + log2f(row_sum[half])) * kLn2;
-            args.row_delta[stat_row + r] = dots[half];
+            if (Score::kSoftmax) {
+                args.row_stat[stat_row + r] = row_stat(half);
+                args.row_delta[stat_row + r] = dots[half];
+            } else {
+                // torch's clamp_min convention: a clamped denominator passes no gradient.
+                const bool passes = !args.sc.clamp_den || row_sum[half] >= args.sc.stabilizer;
+                const float inv_den = 1.f / row_den(half);
+                args.row_stat[stat_row + r] = inv_den;
+                args.row_delta[stat_row + r] = passes ? -dots[half] * inv_den : 0.f;
+            }
         }
         return;
     }
@@ -224,10 +296,9 @@ __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const Ex
         float prev = stat && args.merge && t4 == 0 ? *stat : 0.f;
         prev = __shfl_sync(0xffffffffu, prev, lane & ~3);
         if (t >= T) continue;
-        constexpr float kLn2 = 0.6931471805599453f;
-        MergedRow w{0.f, 1.f, (row_max[half] + log2f(row_sum[half])) * kLn2};
-        if (stat && args.merge) w = merge_rows(args.sc, true, prev, w.stat);
-        const float inv = w.w_new / row_sum[half];
+        MergedRow w{0.f, 1.f, row_stat(half)};
+        if (stat && args.merge) w = merge_rows(args.sc, Score::kSoftmax, prev, w.stat);
+        const float inv = w.w_new / row_den(half);
         Elem* row = out + t * args.dst_out_s.token;
 #pragma unroll
         for (int nb = 0; nb < kDimBlocks; ++nb)
@@ -244,7 +315,6 @@ __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const Ex
 
 template <typename Elem, typename Score, int kDim, bool kStatsOnly = false>
 __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArgs args) {
-    static_assert(Score::kSoftmax, "the mma forward serves the softmax family");
     constexpr int ld = MmaTile<kDim>::ld;
     constexpr int kKeyBlocks = kTile / 8;   // n8 blocks of S per warp
     constexpr int kDimBlocks = kDim / 8;    // n8 blocks of O per warp
@@ -293,9 +363,9 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
             cp_async_wait<0>();
         }
         __syncthreads();
-        if (Score::kPrep == RowPrep::SquaredNorm) {
-            if (k_tile == 0) tile_row_norms<Elem, kDim>(blk.Qs, blk.qaux);
-            tile_row_norms<Elem, kDim>(Kb, blk.kaux + buf * kTile);
+        if (Score::kPrep != RowPrep::None) {
+            if (k_tile == 0) tile_row_factors<Elem, kDim, Score::kPrep>(args.sc, blk.Qs, blk.qaux);
+            tile_row_factors<Elem, kDim, Score::kPrep>(args.sc, Kb, blk.kaux + buf * kTile);
             __syncthreads();
         }
         if (k_tile == 0) {
@@ -324,19 +394,19 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         // Scores, mask and the online softmax; s becomes P.
         // Only the diagonal tile (causal) and the tile past T need the mask.
         const bool needs_mask = (args.causal && k_tile == q_tile) || k0 + kTile > T;
-        const float qq[2] = {Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_lo] : 0.f,
-                             Score::kPrep == RowPrep::SquaredNorm ? blk.qaux[r_hi] : 0.f};
+        const float qf[2] = {Score::kPrep != RowPrep::None ? blk.qaux[r_lo] : 0.f,
+                             Score::kPrep != RowPrep::None ? blk.qaux[r_hi] : 0.f};
         float rescale[2];
-        online_softmax_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T,
-                                   t4, qq, blk.kaux + buf * kTile);
-        rescale_output(o, rescale);
+        score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
+                          blk.kaux + buf * kTile);
+        if (Score::kSoftmax) rescale_output(o, rescale);
 
         // O += P V: the S accumulators are already the A fragments of P.
         if (!kStatsOnly) accumulate_coef_times_tile<Elem, kDim>(s, Vb, lane, o);
         __syncthreads();  // this buffer is refilled by the next-but-one prefetch
     }
 
-    forward_epilogue<kStatsOnly>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
+    forward_epilogue<kStatsOnly, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 }
 
 }  // namespace exact

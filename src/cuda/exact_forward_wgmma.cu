@@ -1,7 +1,7 @@
-// exact_forward_wgmma.cu -- launches the Hopper forward of the softmax
+// exact_forward_wgmma.cu -- launches the Hopper forward of the exact
 // family (exact_forward_wgmma_kernel.cuh; shapes there): bf16/fp16 inputs,
-// standard and yat scores, tile widths 64 and 128, with the TMA maps of q,
-// k, v made here for each call. Compiled with hopper_cuda_args (sm_90a) when
+// standard, yat and yat_spherical scores, tile widths 64 and 128, with the
+// TMA maps of q, k, v made here for each call. Compiled with hopper_cuda_args (sm_90a) when
 // the build's archs include sm_90; the kernels are empty in any other device
 // pass, and exact_forward_wgmma_serves() keeps calls away from them there.
 #include "cuda/exact_forward_wgmma.hpp"
@@ -16,7 +16,9 @@ namespace cuda {
 namespace {
 
 // Consumer warpgroups a CTA (query rows / 64) by tile width and score,
-// from exact-kernel-bench on an H200 (B4 H12 T16384 causal bf16).
+// from exact-kernel-bench on an H200 (B4 H12 T16384 causal bf16): three
+// for standard at hdim 64 (yat and yat_spherical spill in three's 160
+// registers a thread).
 template <int kDim, typename Score>
 constexpr int kConsumers = kDim == 64 && std::is_same<Score, exact::StandardScore>::value ? 3 : 2;
 
@@ -63,8 +65,10 @@ Status exact_forward_wgmma(const DeviceInfo& dev, int mma_dim, int64_t batch, co
                                                             const ForwardExtents&, cudaStream_t, bool*);
 SLAY_WGMMA_FORWARD(__nv_bfloat16, StandardScore)
 SLAY_WGMMA_FORWARD(__nv_bfloat16, YatScore)
+SLAY_WGMMA_FORWARD(__nv_bfloat16, SphericalScore)
 SLAY_WGMMA_FORWARD(__half, StandardScore)
 SLAY_WGMMA_FORWARD(__half, YatScore)
+SLAY_WGMMA_FORWARD(__half, SphericalScore)
 #undef SLAY_WGMMA_FORWARD
 
 }  // namespace cuda

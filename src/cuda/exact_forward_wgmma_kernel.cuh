@@ -1,5 +1,6 @@
 // exact_forward_wgmma_kernel.cuh -- the warp-specialized Hopper (sm_90a)
-// forward of the softmax family (standard, yat) for bf16/fp16 inputs:
+// forward of the exact family (standard, yat, yat_spherical) for bf16/fp16
+// inputs:
 //   q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv), D, Dv <= kDim,
 //   kDim = 64 or 128.
 // FlashAttention-3's structure: a CTA owns kRows = 64 kConsumers query rows
@@ -7,13 +8,13 @@
 // loads of the Q tile and of 128-key K and V tiles into a ring of kStages
 // buffers, the 128-byte swizzle wgmma reads; full/empty mbarriers pace it),
 // the other kConsumers warpgroups each own 64 rows and run the mma.sync
-// forward's online softmax (exact_forward_mma_kernel.cuh: shared step and
-// epilogue) on warpgroup MMA:
+// forward's online softmax or kernel sum (exact_forward_mma_kernel.cuh:
+// shared score_step and epilogue) on warpgroup MMA:
 //   S (64 x 128) = Q K^T   wgmma SS, Q and K K-major, kDim / 16 k16 steps;
 //   O (64 x kDim) += P V   wgmma RS, P from the S registers rounded to the
 //                          input type, V MN-major.
 // In each warpgroup, S of tile kt + 1 and P V of tile kt are in flight
-// together; the softmax of kt + 1 runs while P V of kt is on the tensor
+// together; the score step of kt + 1 runs while P V of kt is on the tensor
 // cores (intra-warpgroup overlap), and the warpgroups drift apart on their
 // own (no CTA-wide barrier in the main loop). setmaxnreg moves registers
 // from the producer to the consumers. Scores are fp32 sums of exact products
@@ -54,20 +55,22 @@ struct WgmmaForwardLayout {
     static constexpr int q = 0;
     static constexpr int k = q + kQBytes;                        // [kStages]
     static constexpr int v = k + kStages * kKVBytes;             // [kStages]
-    static constexpr int qnorm = v + kStages * kKVBytes;         // [kRows] |q|^2 (yat)
-    static constexpr int knorm = qnorm + kRows * 4;              // [kConsumers][2][kKeys] |k|^2 (yat)
+    static constexpr int qnorm = v + kStages * kKVBytes;         // [kRows] q's row factors (yat, spherical)
+    static constexpr int knorm = qnorm + kRows * 4;              // [kConsumers][2][kKeys] k's row factors
     static constexpr int barriers = knorm + kConsumers * 2 * kKeys * 4;
     // q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages]
     static constexpr int end = barriers + (1 + 4 * kStages) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
 
-// |x|^2 of rows [row0, row0 + 128 / kPerRow) of an SW128 tile of kTileRows
-// rows (kDim / 64 column blocks) into norms[row - row0]: fp32 sums of the
-// stored values, kPerRow adjacent threads of one warpgroup a row (thread
-// index `thread` in [0, 128)), 16 bytes a load.
-template <typename Elem, int kDim, int kTileRows, int kPerRow>
-__device__ __forceinline__ void warpgroup_row_norms(const unsigned char* tile, int row0, int thread, float* norms) {
+// The row factors (row_factor of |x|^2: yat's |x|^2, yat_spherical's
+// 1/max(|x|, norm_eps)) of rows [row0, row0 + 128 / kPerRow) of an SW128
+// tile of kTileRows rows (kDim / 64 column blocks) into factors[row - row0]:
+// fp32 sums of the stored values, kPerRow adjacent threads of one warpgroup
+// a row (thread index `thread` in [0, 128)), 16 bytes a load.
+template <typename Elem, int kDim, int kTileRows, int kPerRow, RowPrep kPrep>
+__device__ __forceinline__ void warpgroup_row_factors(const ScoreConsts& sc, const unsigned char* tile, int row0,
+                                                      int thread, float* factors) {
     static_assert(kPerRow == 1 || kPerRow == 2 || kPerRow == 4, "one, two or four threads a row");
     const int r = row0 + thread / kPerRow, part = thread % kPerRow;
     float ss = 0.f;
@@ -84,7 +87,7 @@ __device__ __forceinline__ void warpgroup_row_norms(const unsigned char* tile, i
     }
 #pragma unroll
     for (int lanes = 1; lanes < kPerRow; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
-    if (part == 0) norms[r - row0] = ss;
+    if (part == 0) factors[r - row0] = row_factor<kPrep>(sc, ss);
 }
 
 // Where a CTA's head lies in the TMA maps, whose coordinates are (column,
@@ -118,7 +121,6 @@ struct WgmmaForwardMaps {
 template <typename Elem, typename Score, int kDim, int kConsumers>
 __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
-    static_assert(Score::kSoftmax, "the warp-specialized forward serves the softmax family");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
     using Layout = WgmmaForwardLayout<kDim, kConsumers>;
@@ -126,7 +128,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     constexpr int kKeyBlocks = kKeys / 8;  // n8 blocks of S
     constexpr int kDimBlocks = kDim / 8;   // n8 blocks of O
     constexpr int kRowBytes = wg::kSwizzleRowBytes;
-    constexpr bool kYat = Score::kPrep == RowPrep::SquaredNorm;
+    constexpr bool kRowFactors = Score::kPrep != RowPrep::None;  // yat, yat_spherical
     const ExactCta<Elem, kDim, ExactKernel::Forward> blk(args, kRows);
     if (blk.idle) return;
     unsigned char* smem = wg::swizzle_atom_aligned(exact_smem_bytes);
@@ -206,12 +208,14 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
 
     auto wait_k = [&](int kt) { tma::wait(k_full + kt % kStages, (kt / kStages) & 1); };
     auto wait_v = [&](int kt) { tma::wait(v_full + kt % kStages, (kt / kStages) & 1); };
-    // yat: |k|^2 of tile kt into this warpgroup's buffer kt % 2 (its K is
-    // in), then the warpgroup's barrier. The buffer kt % 2 was last read by
-    // the softmax of tile kt - 2, before the barrier of tile kt - 1.
+    // yat, yat_spherical: the row factors of tile kt's keys into this
+    // warpgroup's buffer kt % 2 (its K is in), then the warpgroup's barrier.
+    // The buffer kt % 2 was last read by the score step of tile kt - 2,
+    // before the barrier of tile kt - 1.
     auto key_norms = [&](int kt) {
-        if (!kYat) return;
-        warpgroup_row_norms<Elem, kDim, kKeys, 1>(k_tile(kt % kStages), 0, thread, knorm_base + (kt & 1) * kKeys);
+        if (!kRowFactors) return;
+        warpgroup_row_factors<Elem, kDim, kKeys, 1, Score::kPrep>(args.sc, k_tile(kt % kStages), 0, thread,
+                                                                  knorm_base + (kt & 1) * kKeys);
         tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
     };
     auto issue_scores = [&](int kt) {
@@ -232,13 +236,13 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
             wg::Mma<Elem, kDim>::template rs<1>(o_flat, p[j], wg::mn_major_descriptor(vb, j, kKeys * kRowBytes), true);
         wg::commit_group();
     };
-    auto softmax = [&](int kt, float (&rescale)[2]) {
+    auto score_tile = [&](int kt, float (&rescale)[2]) {
         const int64_t k0 = static_cast<int64_t>(kt) * kKeys;
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
-        const float qq[2] = {kYat ? qnorm[r_lo] : 0.f, kYat ? qnorm[r_hi] : 0.f};
-        online_softmax_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T,
-                                   t4, qq, knorm_base + (kt & 1) * kKeys);
+        const float qf[2] = {kRowFactors ? qnorm[r_lo] : 0.f, kRowFactors ? qnorm[r_hi] : 0.f};
+        score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
+                          knorm_base + (kt & 1) * kKeys);
     };
     auto pack_p = [&] {
 #pragma unroll
@@ -257,9 +261,10 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         for (int i = 0; i < kDim / 2; ++i) wg::fence_operand(o_flat[i]);
     };
 
-    // Prologue: Q (and yat's |q|^2 of the own rows), S_0 and its softmax.
+    // Prologue: Q (and the own rows' factors), S_0 and its score step.
     tma::wait(q_full, 0);
-    if (kYat) warpgroup_row_norms<Elem, kDim, kRows, 2>(q_tile, kTile * wgi, thread, qnorm);
+    if (kRowFactors)
+        warpgroup_row_factors<Elem, kDim, kRows, 2, Score::kPrep>(args.sc, q_tile, kTile * wgi, thread, qnorm);
     wait_k(0);
     key_norms(0);  // its barrier also shows the |q|^2 above
     wg::fence();
@@ -269,11 +274,11 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     tma::arrive(k_empty);  // stage 0's K is read
     {
         float rescale[2];  // o is still zero
-        softmax(0, rescale);
+        score_tile(0, rescale);
     }
     pack_p();
 
-    // Tile kt: P V of kt on the tensor cores while the softmax of kt + 1 runs.
+    // Tile kt: P V of kt on the tensor cores while the score step of kt + 1 runs.
     for (int kt = 0; kt + 1 < k_tiles; ++kt) {
         wait_k(kt + 1);
         key_norms(kt + 1);
@@ -285,11 +290,11 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         fence_scores();
         tma::arrive(k_empty + (kt + 1) % kStages);
         float rescale[2];
-        softmax(kt + 1, rescale);
+        score_tile(kt + 1, rescale);
         wg::wait_group<0>();  // P V of kt is done: o and p are free
         fence_output();
         tma::arrive(v_empty + kt % kStages);
-        rescale_output(o, rescale);
+        if (Score::kSoftmax) rescale_output(o, rescale);
         pack_p();
     }
     wait_v(k_tiles - 1);
@@ -297,7 +302,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     issue_pv(k_tiles - 1);
     wg::wait_group<0>();
     fence_output();
-    forward_epilogue<false>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
+    forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 #endif
 }
 

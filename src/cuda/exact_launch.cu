@@ -1,15 +1,15 @@
 // exact_launch.cu -- the exact family (standard, yat, yat_spherical) on the
 // GPU: dispatch on (I/O dtype, score policy, head-dim bound) and launch.
 //   forward:  q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv)
-//             one kernel, no workspace: for standard/yat with bf16/fp16
-//             inputs laid out for 16-byte copies the tensor cores
+//             one kernel, no workspace: for bf16/fp16 inputs laid out for
+//             16-byte copies the tensor cores
 //             (exact_forward_wgmma_kernel on H100/H200 at tile widths 64 and
 //             128 in an sm_90a build, dense calls: TMA maps of q, k, v, 128-
 //             or 192-row query tiles; else exact_forward_mma_kernel), else
 //             exact_forward_kernel (fp32 SIMT, exact fp32).
 //   backward: q, k, v, out, dout -> dq, dk, dv
-//             1. stats pass: per-row log-sum-exp (softmax family) or 1/den
-//                (spherical), and Delta_i = dout_i.out_i, into the workspace;
+//             1. stats pass: per-row log-sum-exp and Delta_i = dout_i.out_i
+//                (softmax family) or 1/den_i and dZ_i (spherical), into the workspace;
 //                given the forward's row statistics (ABI 5) it reads them
 //                instead of sweeping the keys (the SIMT pass, on either path);
 //             2. dK/dV sweep over query tiles; 3. dQ sweep over key tiles.
@@ -159,10 +159,12 @@ Status with_mma_dim(const ExactArgs& a, Fn&& fn) {
     return fn(std::integral_constant<int, 128>());
 }
 
-// Whether the tensor-core kernels (forward and backward) serve this dtype and
-// score: bf16/fp16 inputs, softmax family (the spherical x needs fp32 accuracy).
-template <typename Elem, typename Score>
-constexpr bool kHasMmaKernels = !std::is_same<Elem, float>::value && Score::kSoftmax;
+// Whether the tensor-core kernels (forward and backward) serve this dtype:
+// bf16/fp16 inputs, every score (yat_spherical's x, which needs fp32
+// accuracy near 1, comes from the exact fp32 sums of the raw inputs' products
+// times the rows' inverse norms: row_factor).
+template <typename Elem>
+constexpr bool kHasMmaKernels = !std::is_same<Elem, float>::value;
 
 template <typename Elem, typename Score, int kDim>
 Status forward_mma(const DeviceInfo& dev, unsigned blocks, const ExactArgs& a, cudaStream_t stream) {
@@ -175,7 +177,7 @@ Status forward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, co
                     cudaStream_t stream) {
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
-    if constexpr (kHasMmaKernels<Elem, Score>) {
+    if constexpr (kHasMmaKernels<Elem>) {
         if (mma_layout_ok(a))
             return with_mma_dim(a, [&](auto dim) {
                 // Hopper: TMA and warpgroup MMA, dense calls only: a packed call's
@@ -229,7 +231,7 @@ Status backward_with(const DeviceInfo& dev, int64_t batch, const ExactArgs& a, c
                      cudaStream_t stream) {
     unsigned blocks = 0;
     SLAY_TRY(tile_grid(batch, a, &blocks));
-    if constexpr (kHasMmaKernels<Elem, Score>) {
+    if constexpr (kHasMmaKernels<Elem>) {
         if (mma_layout_ok(a))
             return with_mma_dim(
                 a, [&](auto dim) { return backward_mma<Elem, Score, kMaxDim, dim()>(dev, blocks, batch, a, ext, stream); });

@@ -12,16 +12,12 @@
 //   check  small shapes (T = 1, 65, 129, 1000; causal and bidirectional):
 //          standard against an fp64 softmax attention (forward and
 //          gradients) of the same bf16 inputs, and the wgmma kernels against
-//          mma.sync's for yat (relative L2, bar 2e-2 as the GPU suite's bf16
-//          bar; outputs poisoned first);
-//   time   B4 H12 T16384 causal (issue 11's shape), both kernels, both scores:
-//          median of 20 launches after 3, useful TFLOP/s by the FlashAttention
-//          model (forward 4 B H T^2 D, the backward sweeps 2.5 times that,
-//          halved when causal).
-// Candidates checked and timed beside the library's kernels: the dK/dV
-// sweep with 128-query tiles (hdim 64), and the single sweep with dQ
-// reduce-added in fp32 from the dK/dV sweep (standard; kFusedQueryGrads in
-// exact_backward_wgmma_kernel.cuh); rows marked so.
+//          mma.sync's for yat and yat_spherical (relative L2, bar 2e-2 as the
+//          GPU suite's bf16 bar; outputs poisoned first);
+//   time   B4 H12 T16384 causal (issue 11's shape), both kernels, the three
+//          scores: median of 20 launches after 3, useful TFLOP/s by the
+//          FlashAttention model (forward 4 B H T^2 D, the backward sweeps 2.5
+//          times that, halved when causal).
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -56,7 +52,9 @@ struct Problem {
     bool causal;
 };
 
-// Dense (B, H, T, D) arguments; yat with score_scale 1, epsilon 1e-6.
+// Dense (B, H, T, D) arguments; yat and yat_spherical with score_scale 1,
+// epsilon 1e-6 and the library's other defaults (kernel_clamp and the
+// stabilizer 1e-6, norm_eps 1e-12).
 ex::ExactArgs make_args(const Problem& p, const Elem* q, const Elem* k, const Elem* v, Elem* out) {
     ex::ExactArgs a = {};
     const ex::Strides s{p.H * p.T * p.D, p.T * p.D, p.D};
@@ -73,6 +71,9 @@ ex::ExactArgs make_args(const Problem& p, const Elem* q, const Elem* k, const El
     a.sc.softmax_scale = 1.f / std::sqrt(static_cast<float>(p.D));
     a.sc.score_scale = 1.f;
     a.sc.epsilon = 1e-6f;
+    a.sc.kernel_clamp = 1e-6f;
+    a.sc.norm_eps = 1e-12f;
+    a.sc.stabilizer = 1e-6f;
     return a;
 }
 
@@ -127,16 +128,6 @@ bool launch_stats(const Problem& p, const ex::ExactArgs& a) {
     return check_cuda(cudaGetLastError(), "stats launch");
 }
 
-// The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
-// sweep streams query tiles of that many rows instead of the library's
-// default) or mma.sync.
-// The single-sweep candidate's last step: dq = dq_accum rounded to bf16
-// (dense (B, H, T, D), both contiguous).
-__global__ void round_accumulated_dq(const float* acc, Elem* dq, size_t n) {
-    for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x)
-        dq[i] = __float2bfloat16_rn(acc[i]);
-}
-
 // The backward's TMA maps of q, k, v, dout (boxes of 64 columns x 64 tokens).
 bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMaps* maps) {
     namespace tma = slay::cuda::tma;
@@ -151,24 +142,9 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
     return true;
 }
 
-// The single-sweep candidate (standard score): zero dq_accum, the dK/dV
-// sweep with the fused dQ products, then dq from dq_accum.
-template <int kDim>
-bool launch_fused_backward(const Problem& p, const ex::ExactArgs& a) {
-    ex::WgmmaBackwardMaps maps;
-    if (!backward_maps(p, a, &maps)) return false;
-    using Layout = ex::WgmmaBackwardLayout<kDim, true, 64, true>;
-    auto kernel = ex::exact_backward_wgmma_kernel<Elem, ex::StandardScore, kDim, true, 64, true>;
-    const size_t n = static_cast<size_t>(p.B * p.H * p.T) * p.D;
-    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
-                    "attribute") ||
-        !check_cuda(cudaMemsetAsync(a.dq_accum, 0, n * sizeof(float)), "zero dq_accum"))
-        return false;
-    kernel<<<grid_of(p, Layout::kOwnRows), Layout::kThreads, Layout::bytes>>>(maps, a);
-    round_accumulated_dq<<<1024, 256>>>(a.dq_accum, static_cast<Elem*>(a.dq), n);
-    return check_cuda(cudaGetLastError(), "fused backward launch");
-}
-
+// The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
+// sweep streams query tiles of that many rows instead of the library's
+// default) or mma.sync.
 // kSweeps: which to launch (kKeySweep | kQuerySweep).
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep>
@@ -176,7 +152,7 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
         if (!backward_maps(p, a, &maps)) return false;
-        constexpr int kStream = kKeyStream > 0 ? kKeyStream : ex::default_stream_rows(kDim, true);
+        constexpr int kStream = kKeyStream > 0 ? kKeyStream : ex::default_stream_rows(kDim);
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
         auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream>;
@@ -212,7 +188,6 @@ struct Buffers {
     Elem *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
     Elem *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
     float *row_stat = nullptr, *row_delta = nullptr;  // (B, H, T)
-    float* dq_accum = nullptr;                          // (B, H, T, D): the single-sweep candidate's
     size_t n = 0;
     bool alloc(size_t elems, size_t rows) {
         n = elems;
@@ -220,14 +195,12 @@ struct Buffers {
         for (Elem** t : tensors)
             if (!check_cuda(cudaMalloc(t, n * sizeof(Elem)), "malloc")) return false;
         return check_cuda(cudaMalloc(&row_stat, rows * sizeof(float)), "malloc") &&
-               check_cuda(cudaMalloc(&row_delta, rows * sizeof(float)), "malloc") &&
-               check_cuda(cudaMalloc(&dq_accum, n * sizeof(float)), "malloc");
+               check_cuda(cudaMalloc(&row_delta, rows * sizeof(float)), "malloc");
     }
     ~Buffers() {
         for (Elem* t : {q, k, v, out, dout, dq, dk, dv}) cudaFree(t);
         cudaFree(row_stat);
         cudaFree(row_delta);
-        cudaFree(dq_accum);
     }
 };
 
@@ -241,7 +214,6 @@ ex::ExactArgs make_backward_args(const Problem& p, const Buffers& buf) {
     a.out_s = a.dout_s = a.dq_s = a.dk_s = a.dv_s = a.q_s;
     a.row_stat = buf.row_stat;
     a.row_delta = buf.row_delta;
-    a.dq_accum = buf.dq_accum;
     return a;
 }
 
@@ -372,7 +344,6 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-// (kKeyStream = -1: the single-sweep candidate, standard only.)
 template <typename Score, int kDim, int kKeyStream = 0>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
@@ -380,9 +351,7 @@ bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float>
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(kKeyStream < 0 ? launch_fused_backward<kDim>(p, a)
-          : wgmma        ? launch_sweeps<Score, kDim, true, (kKeyStream > 0 ? kKeyStream : 0)>(p, a)
-                         : launch_sweeps<Score, kDim, false>(p, a)) ||
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream>(p, a) : launch_sweeps<Score, kDim, false>(p, a)) ||
         !check_cuda(cudaDeviceSynchronize(), "backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
@@ -418,6 +387,12 @@ int check_shapes() {
             line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
             if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
             line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
+            const std::vector<double> spherical_mma(mma.begin(), mma.end());
+            if (!run_into<ex::SphericalScore, kDim, 2>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+            if (!run_into<ex::SphericalScore, kDim, 3>(p, buf, &got)) return failures + 1;
+            line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
             std::vector<float> gw[3], gm[3];
@@ -434,19 +409,12 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (!run_backward<ex::StandardScore, kDim, -1>(p, buf, true, gw)) return failures + 1;
-            for (int i = 0; i < 3; ++i)  // the single-sweep candidate
-                line((std::string("wgmma bwd fused standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gw[i], ref[i]));
-            if constexpr (kDim == 64) {  // the dK/dV sweep with 128-query tiles (a candidate)
-                if (!run_backward<ex::YatScore, kDim, 128>(p, buf, true, gw)) return failures + 1;
-                for (int i = 1; i < 3; ++i)
-                    line((std::string("wgmma bwd q128 yat ") + kGrad[i] + " vs mma.sync").c_str(),
-                         rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-                if (!run_backward<ex::StandardScore, kDim, 128>(p, buf, true, gw)) return failures + 1;
-                for (int i = 1; i < 3; ++i)
-                    line((std::string("wgmma bwd q128 standard ") + kGrad[i] + " vs fp64").c_str(),
-                         rel_l2(gw[i], ref[i]));
-            }
+            if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
+                !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
+                return failures + 1;
+            for (int i = 0; i < 3; ++i)
+                line((std::string("wgmma bwd yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
 }
@@ -506,7 +474,7 @@ bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<
         return false;
     const double ms = median_ms([&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps>(p, a); });
     if (ms < 0) return false;
-    std::string name = !kWgmma ? "mma.sync bwd sweeps" : kKeyStream == 128 ? "wgmma bwd sweeps q128" : "wgmma bwd sweeps";
+    std::string name = !kWgmma ? "mma.sync bwd sweeps" : kKeyStream > 0 ? "wgmma bwd sweeps q" + std::to_string(kKeyStream) : "wgmma bwd sweeps";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
@@ -520,20 +488,6 @@ bool time_shapes(std::vector<Timing>* rows) {
     Buffers buf;
     std::vector<float> q, k, v, dout;
     if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
-    if constexpr (kDim == 64)  // the dK/dV sweep with 128-query tiles (a candidate)
-        if (!time_sweeps<ex::StandardScore, kDim, true, 128>(p, buf, "standard", rows) ||
-            !time_sweeps<ex::YatScore, kDim, true, 128>(p, buf, "yat", rows) ||
-            !time_sweeps<ex::StandardScore, kDim, true, 128, kKeySweep>(p, buf, "standard", rows))
-            return false;
-    {  // the single-sweep candidate (standard): its one sweep and the dq rounding
-        const ex::ExactArgs a = make_backward_args(p, buf);
-        if (!launch<ex::StandardScore, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) ||
-            !launch_stats<ex::StandardScore, kDim>(p, a))
-            return false;
-        const double ms = median_ms([&] { return launch_fused_backward<kDim>(p, a); });
-        if (ms < 0) return false;
-        rows->push_back({"wgmma bwd fused (candidate)", "standard", kDim, ms, 2.5 * forward_flops(p) / (ms * 1e-3) / 1e12});
-    }
     // Each wgmma sweep alone (standard).
     if (!time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) ||
         !time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows))
@@ -546,7 +500,12 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
-           time_sweeps<ex::YatScore, kDim, false>(p, buf, "yat", rows);
+           time_sweeps<ex::YatScore, kDim, false>(p, buf, "yat", rows) &&
+           time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 3>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 0>(p, buf, "yat_spherical", rows) &&
+           time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
+           time_sweeps<ex::SphericalScore, kDim, false>(p, buf, "yat_spherical", rows);
 }
 
 }  // namespace

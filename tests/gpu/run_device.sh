@@ -24,7 +24,7 @@
 #   exact     only the GPU exact suite (test_cuda_exact), when iterating on its kernels
 #   sampling  only the GPU sampling suite (test_cuda_sampling)
 #   context_parallel  only gpu_cuda_context_parallel (ranks as threads on one device)
-#   exactbench  compare_torch.py for standard and yat (B4 H12 D64 and D128, T 16384, bf16,
+#   exactbench  compare_torch.py for standard, yat and yat_spherical (B4 H12 D64 and D128, T 16384, bf16,
 #             fwd and fwd+bwd, causal) against both SDPA backends -> exact_*.json/md in bench.tar.gz;
 #             SLAY_EXACTBENCH_ARGS adds options (e.g. --row-stats: the backward reads the forward's statistics)
 #   python    the Python package on CUDA: tests/python/test_torch.py --cuda (CUDA vs the CPU
@@ -290,7 +290,7 @@ fi
 if has exactbench && python3 -c 'import torch' 2>/dev/null; then
   mkdir -p "$OUT/bench"
   for D in 64 128; do
-    timeout 200 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants standard yat \
+    timeout 280 python3 tests/bench/compare_torch.py "$BUILD/libslay.so" --variants standard yat yat_spherical \
       --B 4 --H 12 --D $D --T 16384 --dtypes bf16 --passes fwd fwdbwd --causal --slow-call-s 3 \
       ${SLAY_EXACTBENCH_ARGS:-} --json "$OUT/bench/exact_D$D.json" --markdown "$OUT/bench/exact_D$D.md" >> "$OUT/exactbench.log" 2>&1
     echo "=== compare_torch exact D=$D rc=$?" >> "$OUT/exactbench.log"
