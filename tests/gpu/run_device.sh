@@ -27,6 +27,8 @@
 #   exactbench  compare_torch.py for standard, yat and yat_spherical (B4 H12 D64 and D128, T 16384, bf16,
 #             fwd and fwd+bwd, causal) against both SDPA backends -> exact_*.json/md in bench.tar.gz;
 #             SLAY_EXACTBENCH_ARGS adds options (e.g. --row-stats: the backward reads the forward's statistics)
+#   exactlong the same three variants at B1 H8 D64 T 131072 (bf16, causal, fwd and fwd+bwd, with
+#             compare_torch's peak memory) -> exact_long.json/md in bench.tar.gz
 #   python    the Python package on CUDA: tests/python/test_torch.py --cuda (CUDA vs the CPU
 #             backend for every variant, gradcheck, streams), then its CPU run and the Python
 #             example -> python.log
@@ -295,8 +297,16 @@ if has exactbench && python3 -c 'import torch' 2>/dev/null; then
       ${SLAY_EXACTBENCH_ARGS:-} --json "$OUT/bench/exact_D$D.json" --markdown "$OUT/bench/exact_D$D.md" >> "$OUT/exactbench.log" 2>&1
     echo "=== compare_torch exact D=$D rc=$?" >> "$OUT/exactbench.log"
   done
-  has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
+  has bench || has quickbench || has exactlong || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
   grep -vE '^\s*$' "$OUT/exactbench.log" | tail -40
+fi
+if has exactlong && python3 -c 'import torch' 2>/dev/null; then
+  # issue 11's memory bar: O(T) memory, forward and backward at T = 131072
+  bench_compare exactlong.log 240 exact_long "exact T=131072" --variants standard yat yat_spherical \
+    --B 1 --H 8 --D 64 --T 131072 --dtypes bf16 --passes fwd fwdbwd --causal --slow-call-s 3 --warmup 2 \
+    ${SLAY_EXACTBENCH_ARGS:-}
+  has bench || has quickbench || { tar -czf "$OUT/bench.tar.gz" -C "$OUT" bench && rm -rf "$OUT/bench"; }
+  grep -vE '^\s*$' "$OUT/exactlong.log" | tail -20
 fi
 if (has bench || has quickbench) && python3 -c 'import torch' 2>/dev/null; then
   : > "$OUT/bench.log"
