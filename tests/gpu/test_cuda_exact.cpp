@@ -200,18 +200,26 @@ TEST_CASE("yat_spherical with nearly aligned q and k: the kernel near 1/eps") {
     // k_i = q_i + noise: x_ii = 1 - O(noise^2), so K_ii ~ 1/eps dominates
     // its row and dK/dx ~ 2/eps^2 (SPEC F.3). fp32 rounds x to ~1e-7,
     // which the kernel amplifies by ~2/(C - 2x): the tolerance follows eps.
+    // bf16 (the tensor-core kernels, D = 64: x from the exact fp32 sums of
+    // the raw inputs' products times the rows' inverse norms): the suite's
+    // bf16 bar; k is rounded to the dtype like make_inputs' draws, so the
+    // reference sees the same values.
     struct Aligned {
         double eps, noise, tol;
+        slay_dtype_t dtype;
+        int64_t head_dim;
     };
-    for (Aligned al : {Aligned{1e-2, 1e-2, 1e-4}, Aligned{1e-3, 1e-2, 2e-3}})
+    for (Aligned al : {Aligned{1e-2, 1e-2, 1e-4, SLAY_DTYPE_FLOAT32, 32}, Aligned{1e-3, 1e-2, 2e-3, SLAY_DTYPE_FLOAT32, 32},
+                       Aligned{1e-2, 1e-2, 2e-2, SLAY_DTYPE_BFLOAT16, 64}})
         for (bool causal : {true, false}) {
-            Case c = base_case(SLAY_ATTN_YAT_SPHERICAL, 257, causal, SLAY_DTYPE_FLOAT32);
-            c.head_dim = 32;
+            Case c = base_case(SLAY_ATTN_YAT_SPHERICAL, 257, causal, al.dtype);
+            c.head_dim = al.head_dim;
             c.attrs = {attr_f64(SLAY_ATTR_EPSILON, al.eps)};
             Inputs in = make_inputs(c, 0);
             std::mt19937_64 rng(99);
             std::normal_distribution<float> n(0.f, 1.f);
-            for (size_t i = 0; i < in.k.size(); ++i) in.k[i] = in.q[i] + static_cast<float>(al.noise) * n(rng);
+            for (size_t i = 0; i < in.k.size(); ++i)
+                in.k[i] = round_to(c.dtype, in.q[i] + static_cast<float>(al.noise) * n(rng));
             std::printf("aligned q/k, eps=%g noise=%g:\n", al.eps, al.noise);
             CHECK(report(c, "fwd", compare_on(c, in, false), al.tol));
             CHECK(report(c, "bwd", compare_on(c, in, true), al.tol));
