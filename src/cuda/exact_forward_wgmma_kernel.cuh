@@ -6,9 +6,7 @@
 // FlashAttention-3's structure: a CTA owns kRows = 64 kConsumers query rows
 // of one (b, h); its first warpgroup is the producer (one thread issues TMA
 // loads of the Q tile and of 128-key K and V tiles into a ring of kStages
-// buffers, the 128-byte swizzle wgmma reads; full/empty mbarriers pace it;
-// for yat and yat_spherical two of its warps compute each K tile's row
-// factors once, for every consumer, and signal them by an mbarrier),
+// buffers, the 128-byte swizzle wgmma reads; full/empty mbarriers pace it),
 // the other kConsumers warpgroups each own 64 rows and run the mma.sync
 // forward's online softmax or kernel sum (exact_forward_mma_kernel.cuh:
 // shared score_step and epilogue) on warpgroup MMA:
@@ -46,13 +44,9 @@ struct WgmmaForwardLayout {
     static constexpr int kRows = kConsumers * kTile;  // query rows a CTA: 64 a consumer warpgroup
     static constexpr int kKeys = 128;                 // keys a K/V tile: S is m64 n128
     static constexpr int kStages = kDim == 64 ? 3 : 2;
-    // Registers a thread after setmaxnreg: the producer keeps few (32: its
-    // key-factor warps' loop fits), the consumers share the rest of the 64 K
-    // (multiples of 8: 240 for two consumer warpgroups, 160 for three).
-    static constexpr int kProducerRegisters = 32;
-    // yat, yat_spherical: the producer's warps 2 and 3 compute the row
-    // factors of each K tile (two keys a thread) once for all consumers.
-    static constexpr int kFactorThreads = 64;
+    // Registers a thread after setmaxnreg: the producer keeps the minimum,
+    // the consumers share the rest of the 64 K (multiples of 8).
+    static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters =
         (65536 / wgmma::kWarpgroupThreads - kProducerRegisters) / kConsumers / 8 * 8;
     static constexpr int kColumnBlocks = kDim / 64;  // 64-wide SW128 column blocks of a tile
@@ -62,33 +56,18 @@ struct WgmmaForwardLayout {
     static constexpr int k = q + kQBytes;                        // [kStages]
     static constexpr int v = k + kStages * kKVBytes;             // [kStages]
     static constexpr int qnorm = v + kStages * kKVBytes;         // [kRows] q's row factors (yat, spherical)
-    static constexpr int knorm = qnorm + kRows * 4;              // [kStages][kKeys] k's row factors
-    static constexpr int barriers = knorm + kStages * kKeys * 4;
-    // q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages],
-    // knorm_full[kStages]
-    static constexpr int end = barriers + (1 + 5 * kStages) * 8;
+    static constexpr int knorm = qnorm + kRows * 4;              // [kConsumers][2][kKeys] k's row factors
+    static constexpr int barriers = knorm + kConsumers * 2 * kKeys * 4;
+    // q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages]
+    static constexpr int end = barriers + (1 + 4 * kStages) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
 
-// ss += the squares of chunk ch (16 bytes: 8 values) of row r of an SW128
-// tile of kTileRows rows (kDim / 64 column blocks), in fp32.
-template <typename Elem, int kTileRows>
-__device__ __forceinline__ void add_chunk_squares(const unsigned char* tile, int r, int ch, float& ss) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(tile + (ch / 8) * kTileRows * wgmma::kSwizzleRowBytes +
-                                                      wgmma::sw128_offset(r, (ch % 8) * 16));
-    const Elem* x = reinterpret_cast<const Elem*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-        const float f = to_float(x[i]);
-        ss = fmaf(f, f, ss);
-    }
-}
-
 // The row factors (row_factor of |x|^2: yat's |x|^2, yat_spherical's
 // 1/max(|x|, norm_eps)) of rows [row0, row0 + 128 / kPerRow) of an SW128
-// tile of kTileRows rows into factors[row - row0]: fp32 sums of the stored
-// values, kPerRow adjacent threads of one warpgroup a row (thread index
-// `thread` in [0, 128)), 16 bytes a load.
+// tile of kTileRows rows (kDim / 64 column blocks) into factors[row - row0]:
+// fp32 sums of the stored values, kPerRow adjacent threads of one warpgroup
+// a row (thread index `thread` in [0, 128)), 16 bytes a load.
 template <typename Elem, int kDim, int kTileRows, int kPerRow, RowPrep kPrep>
 __device__ __forceinline__ void warpgroup_row_factors(const ScoreConsts& sc, const unsigned char* tile, int row0,
                                                       int thread, float* factors) {
@@ -96,7 +75,16 @@ __device__ __forceinline__ void warpgroup_row_factors(const ScoreConsts& sc, con
     const int r = row0 + thread / kPerRow, part = thread % kPerRow;
     float ss = 0.f;
 #pragma unroll
-    for (int ch = part; ch < kDim / 8; ch += kPerRow) add_chunk_squares<Elem, kTileRows>(tile, r, ch, ss);
+    for (int ch = part; ch < kDim / 8; ch += kPerRow) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(tile + (ch / 8) * kTileRows * wgmma::kSwizzleRowBytes +
+                                                          wgmma::sw128_offset(r, (ch % 8) * 16));
+        const Elem* x = reinterpret_cast<const Elem*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float f = to_float(x[i]);
+            ss = fmaf(f, f, ss);
+        }
+    }
 #pragma unroll
     for (int lanes = 1; lanes < kPerRow; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
     if (part == 0) factors[r - row0] = row_factor<kPrep>(sc, ss);
@@ -151,8 +139,6 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     uint64_t* k_empty = k_full + kStages;
     uint64_t* v_full = k_empty + kStages;
     uint64_t* v_empty = v_full + kStages;
-    uint64_t* knorm_full = v_empty + kStages;
-    float* knorm_ring = reinterpret_cast<float*>(smem + Layout::knorm);
     auto k_tile = [&](int stage) { return smem + Layout::k + stage * Layout::kKVBytes; };
     auto v_tile = [&](int stage) { return smem + Layout::v + stage * Layout::kKVBytes; };
 
@@ -161,13 +147,10 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     const int64_t q_last = tile0 + kRows - 1 < T ? tile0 + kRows - 1 : T - 1;
     const int k_tiles = static_cast<int>(((args.causal ? q_last + 1 : T) + kKeys - 1) / kKeys);
 
-    constexpr int kFactorThreads = kRowFactors ? Layout::kFactorThreads : 0;
     if (threadIdx.x == 0) {
         tma::barrier_init(q_full, 1);
-        // A K buffer is read by the consumers' S and by the factor threads.
-        init_ring(k_full, k_empty, kStages, kConsumers * wg::kWarpgroupThreads + kFactorThreads);
+        init_ring(k_full, k_empty, kStages, kConsumers * wg::kWarpgroupThreads);
         init_ring(v_full, v_empty, kStages, kConsumers * wg::kWarpgroupThreads);
-        for (int st = 0; st < kStages; ++st) tma::barrier_init(knorm_full + st, kFactorThreads > 0 ? kFactorThreads : 1);
         tma::barrier_init_fence();
     }
     __syncthreads();  // the only CTA-wide barrier: the roles part here
@@ -175,28 +158,6 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     const int role = static_cast<int>(threadIdx.x) / wg::kWarpgroupThreads;  // 0: producer
     if (role == 0) {
         tma::lower_registers<Layout::kProducerRegisters>();
-        if (kRowFactors && threadIdx.x >= wg::kWarpgroupThreads - kFactorThreads) {
-            // The factor threads: tile kt's key factors into knorm_ring[kt %
-            // kStages] once its K is in and the consumers' score step of
-            // tile kt - kStages (the buffer's last reader, which precedes
-            // that tile's P V and so its v_empty) is done; then K's buffer
-            // is released and knorm_full[stage] tells the consumers.
-            const int ft = static_cast<int>(threadIdx.x) - (wg::kWarpgroupThreads - Layout::kFactorThreads);
-            for (int kt = 0; kt < k_tiles; ++kt) {
-                const int stage = kt % kStages, use = kt / kStages;
-                if (use > 0) tma::wait(v_empty + stage, (use - 1) & 1);
-                tma::wait(k_full + stage, use & 1);
-                for (int r = ft; r < kKeys; r += Layout::kFactorThreads) {
-                    float ss = 0.f;
-#pragma unroll 2  // two loads in flight: the loop fits the producer's 32 registers
-                    for (int ch = 0; ch < kDim / 8; ++ch) add_chunk_squares<Elem, kKeys>(k_tile(stage), r, ch, ss);
-                    knorm_ring[stage * kKeys + r] = row_factor<Score::kPrep>(args.sc, ss);
-                }
-                tma::arrive(k_empty + stage);
-                tma::arrive(knorm_full + stage);
-            }
-            return;
-        }
         if (threadIdx.x != 0) return;
         const MapCoordinates at = map_coordinates(blk);
         tma::prefetch_map(&maps.q);
@@ -233,6 +194,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     const int64_t q0 = tile0 + kTile * wgi;  // its first row
     const unsigned char* q_rows = q_tile + kTile * wgi * kRowBytes;  // its rows in each column block
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm) + kTile * wgi;
+    float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + wgi * 2 * kKeys;
     const int warp = thread / 32, lane = thread % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int r_lo = warp * 16 + g, r_hi = r_lo + 8;  // rows of the warpgroup's 64
@@ -246,9 +208,15 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
 
     auto wait_k = [&](int kt) { tma::wait(k_full + kt % kStages, (kt / kStages) & 1); };
     auto wait_v = [&](int kt) { tma::wait(v_full + kt % kStages, (kt / kStages) & 1); };
-    // yat, yat_spherical: the factor threads' row factors of tile kt's keys.
+    // yat, yat_spherical: the row factors of tile kt's keys into this
+    // warpgroup's buffer kt % 2 (its K is in), then the warpgroup's barrier.
+    // The buffer kt % 2 was last read by the score step of tile kt - 2,
+    // before the barrier of tile kt - 1.
     auto key_norms = [&](int kt) {
-        if (kRowFactors) tma::wait(knorm_full + kt % kStages, (kt / kStages) & 1);
+        if (!kRowFactors) return;
+        warpgroup_row_factors<Elem, kDim, kKeys, 1, Score::kPrep>(args.sc, k_tile(kt % kStages), 0, thread,
+                                                                  knorm_base + (kt & 1) * kKeys);
+        tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
     };
     auto issue_scores = [&](int kt) {
         const unsigned char* kb = k_tile(kt % kStages);
@@ -274,7 +242,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
         const float qf[2] = {kRowFactors ? qnorm[r_lo] : 0.f, kRowFactors ? qnorm[r_hi] : 0.f};
         score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
-                          knorm_ring + (kt % kStages) * kKeys);
+                          knorm_base + (kt & 1) * kKeys);
     };
     auto pack_p = [&] {
 #pragma unroll
@@ -295,12 +263,10 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
 
     // Prologue: Q (and the own rows' factors), S_0 and its score step.
     tma::wait(q_full, 0);
-    if (kRowFactors) {
+    if (kRowFactors)
         warpgroup_row_factors<Elem, kDim, kRows, 2, Score::kPrep>(args.sc, q_tile, kTile * wgi, thread, qnorm);
-        tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);  // the own rows' factors, seen by the warpgroup
-    }
     wait_k(0);
-    key_norms(0);
+    key_norms(0);  // its barrier also shows the |q|^2 above
     wg::fence();
     issue_scores(0);
     wg::wait_group<0>();
