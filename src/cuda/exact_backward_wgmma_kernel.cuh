@@ -60,6 +60,8 @@ struct WgmmaBackwardLayout {
     static constexpr int kStages = kKeyGrads && kDim == 64 ? 3 : 2;
     static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters = 240;
+    static_assert(tma::register_split_fits(kProducerRegisters, kConsumerRegisters, kConsumers),
+                  "the warpgroups' registers exceed the launch allocation");
     static constexpr int kColumnBlocks = kDim / 64;
     static constexpr int kBoxRows = 64;  // tokens a TMA box
     static constexpr int kOwnBytes = kOwnRows * kDim * 2;

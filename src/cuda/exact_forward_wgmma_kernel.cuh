@@ -49,6 +49,8 @@ struct WgmmaForwardLayout {
     static constexpr int kProducerRegisters = 24;
     static constexpr int kConsumerRegisters =
         (65536 / wgmma::kWarpgroupThreads - kProducerRegisters) / kConsumers / 8 * 8;
+    static_assert(tma::register_split_fits(kProducerRegisters, kConsumerRegisters, kConsumers),
+                  "the warpgroups' registers exceed the launch allocation");
     static constexpr int kColumnBlocks = kDim / 64;  // 64-wide SW128 column blocks of a tile
     static constexpr int kQBytes = kRows * kDim * 2;
     static constexpr int kKVBytes = kKeys * kDim * 2;

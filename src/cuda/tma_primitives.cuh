@@ -91,6 +91,19 @@ __device__ __forceinline__ void lower_registers() {
 }
 #endif  // SLAY_HAS_WGMMA
 
+// Registers a thread of a CTA of `threads` threads holds from its launch
+// under __launch_bounds__(threads, 1): ptxas's cap, 64K / threads rounded
+// down to a multiple of 8.
+__host__ __device__ constexpr int launch_registers(int threads) { return 65536 / threads / 8 * 8; }
+// setmaxnreg only moves registers inside the CTA's launch allocation: one
+// producer warpgroup at `producer` and `consumers` warpgroups at `consumer`
+// must fit in it, else the consumers' setmaxnreg.inc waits forever (a hang,
+// not an error: 24 + 2 x 240 = 504 = 3 x 168 is the exact fit of three
+// warpgroups).
+__host__ __device__ constexpr bool register_split_fits(int producer, int consumer, int consumers) {
+    return producer + consumers * consumer <= (consumers + 1) * launch_registers((consumers + 1) * 128);
+}
+
 // Host: the tensor map of a (batch, heads, tokens, columns) tensor of 16-bit
 // elements with strides in elements (the columns contiguous), read in boxes
 // of box_cols x box_rows (one head, one batch row) in the 128-byte swizzle
