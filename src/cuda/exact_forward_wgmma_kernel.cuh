@@ -36,7 +36,11 @@ namespace exact {
 // The shape and shared memory of exact_forward_wgmma_kernel<kDim, kConsumers>:
 // offsets in bytes from the first 1024-byte boundary of the dynamic shared
 // memory (SW128 tiles start on one), and the launch's size with that slack.
-template <int kDim, int kConsumers>
+// kFactorWarps (a candidate timed by exact-kernel-bench, not used by the
+// library): the producer's warps 2 and 3 compute each K tile's row factors
+// once for every consumer (a ring by stage and its knorm_full mbarriers),
+// where by default each consumer warpgroup computes them for itself.
+template <int kDim, int kConsumers, bool kFactorWarps = false>
 struct WgmmaForwardLayout {
     static_assert(kDim == 64 || kDim == 128, "warp-specialized forward: head dims 64 and 128");
     static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
@@ -47,6 +51,7 @@ struct WgmmaForwardLayout {
     // Registers a thread after setmaxnreg: the producer keeps the minimum,
     // the consumers share the rest of the 64 K (multiples of 8).
     static constexpr int kProducerRegisters = 24;
+    static constexpr int kFactorThreads = kFactorWarps ? 64 : 0;  // two keys a thread
     static constexpr int kConsumerRegisters =
         (65536 / wgmma::kWarpgroupThreads - kProducerRegisters) / kConsumers / 8 * 8;
     static_assert(tma::register_split_fits(kProducerRegisters, kConsumerRegisters, kConsumers),
@@ -58,18 +63,34 @@ struct WgmmaForwardLayout {
     static constexpr int k = q + kQBytes;                        // [kStages]
     static constexpr int v = k + kStages * kKVBytes;             // [kStages]
     static constexpr int qnorm = v + kStages * kKVBytes;         // [kRows] q's row factors (yat, spherical)
-    static constexpr int knorm = qnorm + kRows * 4;              // [kConsumers][2][kKeys] k's row factors
-    static constexpr int barriers = knorm + kConsumers * 2 * kKeys * 4;
+    // k's row factors: [kConsumers][2][kKeys], or [kStages][kKeys] (kFactorWarps)
+    static constexpr int knorm = qnorm + kRows * 4;
+    static constexpr int barriers = knorm + (kFactorWarps ? kStages : kConsumers * 2) * kKeys * 4;
     // q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages]
-    static constexpr int end = barriers + (1 + 4 * kStages) * 8;
+    // (kFactorWarps: and knorm_full[kStages])
+    static constexpr int end = barriers + (1 + (kFactorWarps ? 5 : 4) * kStages) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
 
+// ss += the squares of chunk ch (16 bytes: 8 values) of row r of an SW128
+// tile of kTileRows rows (kDim / 64 column blocks), in fp32.
+template <typename Elem, int kTileRows>
+__device__ __forceinline__ void add_chunk_squares(const unsigned char* tile, int r, int ch, float& ss) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(tile + (ch / 8) * kTileRows * wgmma::kSwizzleRowBytes +
+                                                      wgmma::sw128_offset(r, (ch % 8) * 16));
+    const Elem* x = reinterpret_cast<const Elem*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const float f = to_float(x[i]);
+        ss = fmaf(f, f, ss);
+    }
+}
+
 // The row factors (row_factor of |x|^2: yat's |x|^2, yat_spherical's
 // 1/max(|x|, norm_eps)) of rows [row0, row0 + 128 / kPerRow) of an SW128
-// tile of kTileRows rows (kDim / 64 column blocks) into factors[row - row0]:
-// fp32 sums of the stored values, kPerRow adjacent threads of one warpgroup
-// a row (thread index `thread` in [0, 128)), 16 bytes a load.
+// tile of kTileRows rows into factors[row - row0]: fp32 sums of the stored
+// values, kPerRow adjacent threads of one warpgroup a row (thread index
+// `thread` in [0, 128)), 16 bytes a load.
 template <typename Elem, int kDim, int kTileRows, int kPerRow, RowPrep kPrep>
 __device__ __forceinline__ void warpgroup_row_factors(const ScoreConsts& sc, const unsigned char* tile, int row0,
                                                       int thread, float* factors) {
@@ -77,16 +98,7 @@ __device__ __forceinline__ void warpgroup_row_factors(const ScoreConsts& sc, con
     const int r = row0 + thread / kPerRow, part = thread % kPerRow;
     float ss = 0.f;
 #pragma unroll
-    for (int ch = part; ch < kDim / 8; ch += kPerRow) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(tile + (ch / 8) * kTileRows * wgmma::kSwizzleRowBytes +
-                                                          wgmma::sw128_offset(r, (ch % 8) * 16));
-        const Elem* x = reinterpret_cast<const Elem*>(&raw);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            const float f = to_float(x[i]);
-            ss = fmaf(f, f, ss);
-        }
-    }
+    for (int ch = part; ch < kDim / 8; ch += kPerRow) add_chunk_squares<Elem, kTileRows>(tile, r, ch, ss);
 #pragma unroll
     for (int lanes = 1; lanes < kPerRow; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
     if (part == 0) factors[r - row0] = row_factor<kPrep>(sc, ss);
@@ -120,12 +132,13 @@ struct WgmmaForwardMaps {
     CUtensorMap q, k, v;
 };
 
-template <typename Elem, typename Score, int kDim, int kConsumers>
-__global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads, 1)
+template <typename Elem, typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
+__global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
+    static_assert(!kFactorWarps || Score::kPrep != RowPrep::None, "factor warps: yat and yat_spherical");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
-    using Layout = WgmmaForwardLayout<kDim, kConsumers>;
+    using Layout = WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
     constexpr int kRows = Layout::kRows, kKeys = Layout::kKeys, kStages = Layout::kStages;
     constexpr int kKeyBlocks = kKeys / 8;  // n8 blocks of S
     constexpr int kDimBlocks = kDim / 8;   // n8 blocks of O
@@ -141,6 +154,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     uint64_t* k_empty = k_full + kStages;
     uint64_t* v_full = k_empty + kStages;
     uint64_t* v_empty = v_full + kStages;
+    uint64_t* knorm_full = v_empty + kStages;  // kFactorWarps
     auto k_tile = [&](int stage) { return smem + Layout::k + stage * Layout::kKVBytes; };
     auto v_tile = [&](int stage) { return smem + Layout::v + stage * Layout::kKVBytes; };
 
@@ -151,8 +165,11 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
 
     if (threadIdx.x == 0) {
         tma::barrier_init(q_full, 1);
-        init_ring(k_full, k_empty, kStages, kConsumers * wg::kWarpgroupThreads);
+        // A K buffer is read by the consumers' S (and the factor threads).
+        init_ring(k_full, k_empty, kStages, kConsumers * wg::kWarpgroupThreads + Layout::kFactorThreads);
         init_ring(v_full, v_empty, kStages, kConsumers * wg::kWarpgroupThreads);
+        if (kFactorWarps)
+            for (int st = 0; st < kStages; ++st) tma::barrier_init(knorm_full + st, Layout::kFactorThreads);
         tma::barrier_init_fence();
     }
     __syncthreads();  // the only CTA-wide barrier: the roles part here
@@ -160,6 +177,29 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     const int role = static_cast<int>(threadIdx.x) / wg::kWarpgroupThreads;  // 0: producer
     if (role == 0) {
         tma::lower_registers<Layout::kProducerRegisters>();
+        if (kFactorWarps && threadIdx.x >= wg::kWarpgroupThreads - Layout::kFactorThreads) {
+            // The factor threads: tile kt's key factors into the ring's
+            // stage kt % kStages once its K is in and the consumers' score
+            // step of tile kt - kStages (the stage's last reader, before
+            // that tile's P V and so before its v_empty) is done; then K's
+            // buffer is released and knorm_full tells the consumers.
+            const int ft = static_cast<int>(threadIdx.x) - (wg::kWarpgroupThreads - Layout::kFactorThreads);
+            float* ring = reinterpret_cast<float*>(smem + Layout::knorm);
+            for (int kt = 0; kt < k_tiles; ++kt) {
+                const int stage = kt % kStages, use = kt / kStages;
+                if (use > 0) tma::wait(v_empty + stage, (use - 1) & 1);
+                tma::wait(k_full + stage, use & 1);
+                for (int r = ft; r < kKeys; r += Layout::kFactorThreads) {
+                    float ss = 0.f;
+#pragma unroll 2  // two loads in flight: the producer's 24 registers
+                    for (int ch = 0; ch < kDim / 8; ++ch) add_chunk_squares<Elem, kKeys>(k_tile(stage), r, ch, ss);
+                    ring[stage * kKeys + r] = row_factor<Score::kPrep>(args.sc, ss);
+                }
+                tma::arrive(k_empty + stage);
+                tma::arrive(knorm_full + stage);
+            }
+            return;
+        }
         if (threadIdx.x != 0) return;
         const MapCoordinates at = map_coordinates(blk);
         tma::prefetch_map(&maps.q);
@@ -196,7 +236,12 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     const int64_t q0 = tile0 + kTile * wgi;  // its first row
     const unsigned char* q_rows = q_tile + kTile * wgi * kRowBytes;  // its rows in each column block
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm) + kTile * wgi;
-    float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + wgi * 2 * kKeys;
+    // The keys' factors of tile kt: this warpgroup's buffer kt % 2, or the
+    // factor threads' ring stage kt % kStages (kFactorWarps).
+    float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + (kFactorWarps ? 0 : wgi * 2 * kKeys);
+    auto key_factors = [&](int kt) {
+        return knorm_base + (kFactorWarps ? kt % kStages : kt & 1) * kKeys;
+    };
     const int warp = thread / 32, lane = thread % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int r_lo = warp * 16 + g, r_hi = r_lo + 8;  // rows of the warpgroup's 64
@@ -214,10 +259,15 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     // warpgroup's buffer kt % 2 (its K is in), then the warpgroup's barrier.
     // The buffer kt % 2 was last read by the score step of tile kt - 2,
     // before the barrier of tile kt - 1.
+    // (kFactorWarps: wait for the factor threads' ones instead.)
     auto key_norms = [&](int kt) {
         if (!kRowFactors) return;
+        if (kFactorWarps) {
+            tma::wait(knorm_full + kt % kStages, (kt / kStages) & 1);
+            return;
+        }
         warpgroup_row_factors<Elem, kDim, kKeys, 1, Score::kPrep>(args.sc, k_tile(kt % kStages), 0, thread,
-                                                                  knorm_base + (kt & 1) * kKeys);
+                                                                  key_factors(kt));
         tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
     };
     auto issue_scores = [&](int kt) {
@@ -244,7 +294,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
         const float qf[2] = {kRowFactors ? qnorm[r_lo] : 0.f, kRowFactors ? qnorm[r_hi] : 0.f};
         score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
-                          knorm_base + (kt & 1) * kKeys);
+                          key_factors(kt));
     };
     auto pack_p = [&] {
 #pragma unroll
@@ -265,10 +315,13 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
 
     // Prologue: Q (and the own rows' factors), S_0 and its score step.
     tma::wait(q_full, 0);
-    if (kRowFactors)
+    if (kRowFactors) {
         warpgroup_row_factors<Elem, kDim, kRows, 2, Score::kPrep>(args.sc, q_tile, kTile * wgi, thread, qnorm);
+        // The warpgroup sees them after key_norms(0)'s barrier, or this one.
+        if (kFactorWarps) tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
+    }
     wait_k(0);
-    key_norms(0);  // its barrier also shows the |q|^2 above
+    key_norms(0);
     wg::fence();
     issue_scores(0);
     wg::wait_group<0>();

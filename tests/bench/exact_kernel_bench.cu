@@ -18,6 +18,9 @@
 //          scores: median of 20 launches after 3, useful TFLOP/s by the
 //          FlashAttention model (forward 4 B H T^2 D, the backward sweeps 2.5
 //          times that, halved when causal).
+// A candidate checked and timed beside the library's kernels: the wgmma
+// forward whose producer warps compute the key factors (kFactorWarps in
+// exact_forward_wgmma_kernel.cuh; yat and yat_spherical), rows marked so.
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -81,11 +84,12 @@ ex::ExactArgs make_args(const Problem& p, const Elem* q, const Elem* k, const El
 unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T + rows - 1) / rows * p.B * p.H); }
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
-// kConsumers consumer warpgroups (2 or 3), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers>
+// kConsumers consumer warpgroups (2 or 3; kFactorWarps: the candidate whose
+// producer warps compute the key factors), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
-        using Layout = ex::WgmmaForwardLayout<kDim, kConsumers>;
+        using Layout = ex::WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
         ex::WgmmaForwardMaps maps;
         namespace tma = slay::cuda::tma;
         const uint64_t T = p.T, H = p.H, B = p.B;
@@ -95,7 +99,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             std::fprintf(stderr, "tensor map refused\n");
             return false;
         }
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kFactorWarps>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -333,10 +337,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
+    if (!launch<Score, kDim, kConsumers, kFactorWarps>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
     if (!check_cuda(cudaDeviceSynchronize(), "kernel")) return false;
     *out = to_host(buf.out, buf.n);
     return true;
@@ -387,12 +391,16 @@ int check_shapes() {
             line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
             if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
             line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (!run_into<ex::YatScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 factor warps yat vs mma.sync yat", rel_l2(got, yat_mma));
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             const std::vector<double> spherical_mma(mma.begin(), mma.end());
             if (!run_into<ex::SphericalScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
             if (!run_into<ex::SphericalScore, kDim, 3>(p, buf, &got)) return failures + 1;
             line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+            if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 factor warps yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
             std::vector<float> gw[3], gm[3];
@@ -453,12 +461,15 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps>(p, a); });
     if (ms < 0) return false;
-    const char* name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
+    const char* name = kConsumers == 0 ? "mma.sync"
+                       : kFactorWarps  ? "wgmma x2 factor warps (candidate)"
+                       : kConsumers == 2 ? "wgmma x2"
+                                         : "wgmma x3";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -502,6 +513,8 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, false>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 3>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 0>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
