@@ -26,6 +26,8 @@
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
 // Output: a Markdown table; with --json FILE the timing rows as JSON. Exits
 // 77 without a device of compute capability 9.0, 1 when a check fails.
+// --profile: one launch of each kernel worth profiling, nothing else (for
+// ncu: run_device.sh's `exactpro` phase).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -521,18 +523,39 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::SphericalScore, kDim, false>(p, buf, "yat_spherical", rows);
 }
 
+// --profile: one launch of each kernel a profiler should see at the timing
+// shape (D = 64): the wgmma dK/dV and dQ sweeps (standard, after the
+// forward and statistics pass), the yat_spherical and yat wgmma forwards
+// and their factor-warps candidates; no checks, no timing.
+bool profile_once() {
+    const Problem p{4, 12, 16384, 64, true};
+    Buffers buf;
+    std::vector<float> q, k, v, dout;
+    if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
+    const ex::ExactArgs fwd = make_args(p, buf.q, buf.k, buf.v, buf.out);
+    const ex::ExactArgs bwd = make_backward_args(p, buf);
+    return launch<ex::StandardScore, 64, 0>(p, fwd) && launch_stats<ex::StandardScore, 64>(p, bwd) &&
+           launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep>(p, bwd) &&
+           launch_sweeps<ex::StandardScore, 64, true, 0, kQuerySweep>(p, bwd) &&
+           launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 2, true>(p, fwd) &&
+           launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2, true>(p, fwd) &&
+           check_cuda(cudaDeviceSynchronize(), "profile launches");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     const char* json_path = nullptr;
-    bool timing = true;
+    bool timing = true, profile = false;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
             json_path = argv[++i];
         } else if (!std::strcmp(argv[i], "--check-only")) {
             timing = false;
+        } else if (!std::strcmp(argv[i], "--profile")) {
+            profile = true;
         } else {
-            std::fprintf(stderr, "usage: %s [--check-only] [--json FILE]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--check-only | --profile] [--json FILE]\n", argv[0]);
             return 2;
         }
     }
@@ -543,6 +566,7 @@ int main(int argc, char** argv) {
         std::printf("needs a device of compute capability 9.0: skipped\n");
         return 77;
     }
+    if (profile) return profile_once() ? 0 : 1;
     std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
     const int failures = check_shapes<64>() + check_shapes<128>();
     std::vector<Timing> rows;

@@ -75,6 +75,9 @@
 #             the wgmma and mma.sync forwards and backward sweeps checked against fp64 and each
 #             other at small shapes, then timed at B4 H12 T16384 causal bf16, D 64 and 128 -> exactkernels.log,
 #             bench/exact_kernels.json (iterations on the kernels; the GPU suite decides)
+#   exactpro  ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper exact kernels
+#             at B4 H12 T16384 D64 causal bf16 (exact-kernel-bench --profile: the standard dK/dV and dQ
+#             sweeps, the yat_spherical and yat forwards and their factor-warps candidates) -> exactpro.txt
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only (the exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log
@@ -156,6 +159,17 @@ if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small 
     echo "=== compute-sanitizer $tool exact-kernel-bench rc=$?"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/exact_sanitize_$tool.log"
   done
+fi
+if has exactpro; then  # ncu over exact-kernel-bench --profile (builds it when needed)
+  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
+    ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactpro.txt" 2>&1 ||
+    { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactpro.txt"; }
+  timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
+    --section LaunchStats --section Occupancy -k regex:"exact_(backward|forward)_wgmma_kernel" \
+    build-wgmma/tests/bench/exact-kernel-bench --profile >> "$OUT/exactpro.txt" 2>&1
+  echo "=== ncu exact-kernel-bench --profile rc=$?" >> "$OUT/exactpro.txt"
+  grep -E "exact_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" \
+    "$OUT/exactpro.txt" | cut -c1-150 | head -80
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   # (ninja has no target libslay.so: the versioned library's links come with the test binaries' build)
