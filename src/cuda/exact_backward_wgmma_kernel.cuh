@@ -94,9 +94,15 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
                                                    wgmma::sw128_offset(row, (col % 64) * 2)));
 }
 
-template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim)>
+// kPrefetchStats (dK/dV; a candidate timed by exact-kernel-bench, not used
+// by the library): each thread loads its entries of the next streamed
+// tile's statistics from global memory one tile ahead, into registers, so
+// that their latency leaves the path from one tile's products to the next.
+template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
+          bool kPrefetchStats = false>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
+    static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
     using Layout = WgmmaBackwardLayout<kDim, kKeyGrads, kStream>;
@@ -209,6 +215,22 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     float(&grad_a_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_a);
     float(&grad_b_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_b);
 
+    // kPrefetchStats: this thread's entries of tile it's staged statistics
+    // (as the staging below lays them out), loaded one tile ahead.
+    float ahead[2] = {0.f, 0.f};
+    auto fetch_stats = [&](int it) {
+        const int64_t s0 = (first_tile + it) * kStreamRows;
+        if constexpr (kStreamRows == 64) {
+            const int64_t t = s0 + thread % kStreamRows;
+            ahead[0] = t < T ? (thread < kStreamRows ? staged_stat<Score>(row_stat[t]) : row_delta[t]) : 0.f;
+        } else {
+            const int64_t t = s0 + thread;
+            ahead[0] = t < T ? staged_stat<Score>(row_stat[t]) : 0.f;
+            ahead[1] = t < T ? row_delta[t] : 0.f;
+        }
+    };
+    if (kPrefetchStats && tiles > 0) fetch_stats(0);
+
     for (int it = 0; it < tiles; ++it) {
         const int stage = it % kStages;
         const int64_t s0 = (first_tile + it) * kStreamRows;  // first streamed row
@@ -217,7 +239,11 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
         // warpgroup's barrier of tile it - 1.
         // staged_stat then Delta (or dZ) of the streamed queries: a thread an
         // entry (64-row tiles), or two.
-        if constexpr (kKeyGrads && kStreamRows == 64) {
+        if constexpr (kPrefetchStats) {
+            stats[thread] = ahead[0];
+            if (kStreamRows == 128) stats[kStreamRows + thread] = ahead[1];
+            if (it + 1 < tiles) fetch_stats(it + 1);
+        } else if constexpr (kKeyGrads && kStreamRows == 64) {
             if (thread < kStreamRows) {
                 const int64_t t = s0 + thread;
                 stats[thread] = t < T ? staged_stat<Score>(row_stat[t]) : 0.f;

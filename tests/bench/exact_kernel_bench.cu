@@ -18,9 +18,11 @@
 //          scores: median of 20 launches after 3, useful TFLOP/s by the
 //          FlashAttention model (forward 4 B H T^2 D, the backward sweeps 2.5
 //          times that, halved when causal).
-// A candidate checked and timed beside the library's kernels: the wgmma
-// forward whose producer warps compute the key factors (kFactorWarps in
-// exact_forward_wgmma_kernel.cuh; yat and yat_spherical), rows marked so.
+// Candidates checked and timed beside the library's kernels, rows marked
+// so: the wgmma forward whose producer warps compute the key factors
+// (kFactorWarps in exact_forward_wgmma_kernel.cuh; yat and yat_spherical),
+// and the dK/dV sweep fetching its statistics a tile ahead (kPrefetchStats
+// in exact_backward_wgmma_kernel.cuh).
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -151,9 +153,11 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
 // sweep streams query tiles of that many rows instead of the library's
 // default) or mma.sync.
-// kSweeps: which to launch (kKeySweep | kQuerySweep).
+// kSweeps: which to launch (kKeySweep | kQuerySweep); kPrefetch: the dK/dV
+// sweep with its statistics fetched a tile ahead (kPrefetchStats, a candidate).
 constexpr int kKeySweep = 1, kQuerySweep = 2;
-template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep>
+template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
+          bool kPrefetch = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -161,7 +165,7 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
         constexpr int kStream = kKeyStream > 0 ? kKeyStream : ex::default_stream_rows(kDim);
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
-        auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream>;
+        auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream, kPrefetch>;
         auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
                         "attribute") ||
@@ -350,14 +354,15 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0>
+template <typename Score, int kDim, int kKeyStream = 0, bool kPrefetch = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream>(p, a) : launch_sweeps<Score, kDim, false>(p, a)) ||
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kPrefetch>(p, a)
+                : launch_sweeps<Score, kDim, false>(p, a)) ||
         !check_cuda(cudaDeviceSynchronize(), "backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
@@ -425,6 +430,15 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            // The prefetched-statistics candidate: dk, dv (its dK/dV sweep).
+            if (!run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
+            for (int i = 1; i < 3; ++i)
+                line((std::string("wgmma bwd prefetch yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (!run_backward<ex::StandardScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
+            for (int i = 1; i < 3; ++i)
+                line((std::string("wgmma bwd prefetch standard ") + kGrad[i] + " vs fp64").c_str(),
+                     rel_l2(gw[i], ref[i]));
         }
     return failures;
 }
@@ -480,14 +494,19 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // 2.5 forwards' FLOPs.
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
-template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep>
+template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
+          bool kPrefetch = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
-    const double ms = median_ms([&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps>(p, a); });
+    const double ms =
+        median_ms([&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kPrefetch>(p, a); });
     if (ms < 0) return false;
-    std::string name = !kWgmma ? "mma.sync bwd sweeps" : kKeyStream > 0 ? "wgmma bwd sweeps q" + std::to_string(kKeyStream) : "wgmma bwd sweeps";
+    std::string name = !kWgmma          ? "mma.sync bwd sweeps"
+                       : kPrefetch      ? "wgmma bwd sweeps prefetch (candidate)"
+                       : kKeyStream > 0 ? "wgmma bwd sweeps q" + std::to_string(kKeyStream)
+                                        : "wgmma bwd sweeps";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
@@ -501,8 +520,12 @@ bool time_shapes(std::vector<Timing>* rows) {
     Buffers buf;
     std::vector<float> q, k, v, dout;
     if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
-    // Each wgmma sweep alone (standard).
-    if (!time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) ||
+    // Each wgmma sweep alone (standard), and the prefetched-statistics
+    // candidate's dK/dV sweep and both sweeps.
+    if (!time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep, true>(p, buf, "standard", rows) ||
+        !time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "standard", rows) ||
+        !time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat_spherical", rows) ||
+        !time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) ||
         !time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows))
         return false;
     return time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
@@ -525,8 +548,9 @@ bool time_shapes(std::vector<Timing>* rows) {
 
 // --profile: one launch of each kernel a profiler should see at the timing
 // shape (D = 64): the wgmma dK/dV and dQ sweeps (standard, after the
-// forward and statistics pass), the yat_spherical and yat wgmma forwards
-// and their factor-warps candidates; no checks, no timing.
+// forward and statistics pass) and the prefetched-statistics dK/dV
+// candidate, the yat_spherical and yat wgmma forwards and their
+// factor-warps candidates; no checks, no timing.
 bool profile_once() {
     const Problem p{4, 12, 16384, 64, true};
     Buffers buf;
@@ -537,6 +561,7 @@ bool profile_once() {
     return launch<ex::StandardScore, 64, 0>(p, fwd) && launch_stats<ex::StandardScore, 64>(p, bwd) &&
            launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep>(p, bwd) &&
            launch_sweeps<ex::StandardScore, 64, true, 0, kQuerySweep>(p, bwd) &&
+           launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep, true>(p, bwd) &&
            launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 2, true>(p, fwd) &&
            launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2, true>(p, fwd) &&
            check_cuda(cudaDeviceSynchronize(), "profile launches");
