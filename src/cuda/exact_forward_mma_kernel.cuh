@@ -117,6 +117,20 @@ __device__ __forceinline__ void visible_key_limits(bool causal, int64_t row_lo, 
     }
 }
 
+// The invisible keys' entries of s (kKeyBlocks n8 blocks for keys k0 ..,
+// the thread's rows row_lo and row_lo + 8) set to `masked`.
+template <int kKeyBlocks>
+__device__ __forceinline__ void mask_invisible_keys(float (&s)[kKeyBlocks][4], bool causal, int64_t row_lo, int64_t k0,
+                                                    int64_t T, int t4, float masked) {
+    int limit[2];
+    visible_key_limits<kKeyBlocks * 8>(causal, row_lo, k0, T, limit);
+#pragma unroll
+    for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            if (nb * 8 + 2 * t4 + (e & 1) >= limit[e / 2]) s[nb][e] = masked;
+}
+
 // One key tile's online-softmax step for the thread's rows r_lo = row_lo -
 // q0 and r_hi = r_lo + 8 (e = 0, 1 and e = 2, 3 of the accumulator layout):
 // s (kKeyBlocks n8 blocks of raw Q K^T sums for keys k0 ..) becomes P =
@@ -130,7 +144,6 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
                                                     float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
                                                     bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
                                                     int64_t T, int t4, const float (&qq)[2], const float* kaux) {
-    constexpr int kKeys = kKeyBlocks * 8;
     // Standard (kScaledDot): the max runs over the raw sums and the scale
     // rides in exp2's fma; yat: s becomes the score in log2 units first.
     const float scale_log2 = Score::logit_scale(sc) * kLog2e;
@@ -143,15 +156,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
                 s[nb][e] = Score::log2_value_fast(sc, scale_log2, s[nb][e], qq[e / 2], kk);
             }
     }
-    if (needs_mask) {
-        int limit[2];
-        visible_key_limits<kKeys>(causal, row_lo, k0, T, limit);
-#pragma unroll
-        for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                if (nb * 8 + 2 * t4 + (e & 1) >= limit[e / 2]) s[nb][e] = -INFINITY;
-    }
+    if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, -INFINITY);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
@@ -189,20 +194,11 @@ template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_sum)[2],
                                                 bool needs_mask, bool causal, int64_t row_lo, int64_t k0, int64_t T,
                                                 int t4, const float (&qf)[2], const float* kf) {
-    constexpr int kKeys = kKeyBlocks * 8;
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) s[nb][e] = Score::value_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)]);
-    if (needs_mask) {
-        int limit[2];
-        visible_key_limits<kKeys>(causal, row_lo, k0, T, limit);
-#pragma unroll
-        for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                if (nb * 8 + 2 * t4 + (e & 1) >= limit[e / 2]) s[nb][e] = 0.f;
-    }
+    if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, 0.f);
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
