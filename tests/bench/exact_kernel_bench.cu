@@ -29,13 +29,17 @@
 // Output: a Markdown table; with --json FILE the timing rows as JSON. Exits
 // 77 without a device of compute capability 9.0, 1 when a check fails.
 // --profile: one launch of each kernel worth profiling, nothing else (for
-// ncu: run_device.sh's `exactpro` phase).
+// ncu: run_device.sh's `exactpro` phase). A kernel still running after 30 s
+// (60 s for a timed one's warm-up) ends the bench with status 3 and a HANG
+// line: a candidate's deadlock costs a line, not the device call.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -51,6 +55,29 @@ using Elem = __nv_bfloat16;
 bool check_cuda(cudaError_t e, const char* what) {
     if (e != cudaSuccess) std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
     return e == cudaSuccess;
+}
+
+// Waits for the device's work, at most `seconds`: a kernel that never ends
+// (a candidate's barrier protocol or register split gone wrong: a hang is
+// how both fail) stops the bench with exit status 3 and a line saying what
+// it was running, instead of holding the device call until its timeout.
+bool synchronize_within(const char* what, double seconds = 30.0) {
+    cudaEvent_t done;
+    if (!check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "event") ||
+        !check_cuda(cudaEventRecord(done), "event record"))
+        return false;
+    const auto start = std::chrono::steady_clock::now();
+    cudaError_t e;
+    while ((e = cudaEventQuery(done)) == cudaErrorNotReady) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
+            std::printf("HANG: %s did not finish within %.0f s\n", what, seconds);
+            std::fflush(stdout);
+            std::_Exit(3);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    cudaEventDestroy(done);
+    return check_cuda(e, what);
 }
 
 struct Problem {
@@ -347,7 +374,7 @@ template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
     if (!launch<Score, kDim, kConsumers, kFactorWarps>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
-    if (!check_cuda(cudaDeviceSynchronize(), "kernel")) return false;
+    if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
     return true;
 }
@@ -363,7 +390,7 @@ bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float>
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
         !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kPrefetch>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
-        !check_cuda(cudaDeviceSynchronize(), "backward"))
+        !synchronize_within("a backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
     return true;
@@ -455,6 +482,7 @@ template <typename Launch>
 double median_ms(Launch launch) {
     for (int i = 0; i < 3; ++i)
         if (!launch()) return -1.0;
+    if (!synchronize_within("a timed kernel's warm-up", 60.0)) return -1.0;
     cudaEvent_t start, stop;
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
@@ -564,7 +592,7 @@ bool profile_once() {
            launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep, true>(p, bwd) &&
            launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 2, true>(p, fwd) &&
            launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2, true>(p, fwd) &&
-           check_cuda(cudaDeviceSynchronize(), "profile launches");
+           synchronize_within("the profile launches");
 }
 
 }  // namespace
