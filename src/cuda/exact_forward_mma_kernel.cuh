@@ -206,8 +206,8 @@ __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s
 }
 
 // One key tile's step of either family: online_softmax_step (rescale: the
-// output's factors) or kernel_sum_step (rescale: 1, which the callers skip
-// by kRescales).
+// output's factors) or kernel_sum_step (rescale: 1; the callers skip
+// rescale_output when !Score::kSoftmax).
 template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void score_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_max)[2],
                                            float (&row_sum)[2], float (&rescale)[2], bool needs_mask, bool causal,
