@@ -34,6 +34,8 @@
 // TMA maps of q, k, v, dout in boxes of 64 columns x 64 tokens).
 #pragma once
 
+#include <type_traits>
+
 #include "cuda/exact_backward_mma_kernel.cuh"
 #include "cuda/exact_forward_wgmma_kernel.cuh"
 
@@ -94,12 +96,20 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
                                                    wgmma::sw128_offset(row, (col % 64) * 2)));
 }
 
-// kPrefetchStats (dK/dV; a candidate timed by exact-kernel-bench, not used
-// by the library): each thread loads its entries of the next streamed
-// tile's statistics from global memory one tile ahead, into registers, so
-// that their latency leaves the path from one tile's products to the next.
+// Whether the dK/dV sweep fetches its streamed tiles' statistics a tile
+// ahead into registers (below): faster on an H200 for standard and
+// yat_spherical (exact-kernel-bench, B4 H12 T16384 causal bf16: the standard
+// dK/dV sweep 16.17 ms against 17.62 at hdim 64, 21.50 against 22.42 at 128;
+// yat_spherical's sweeps 42.10 against 44.03 and 54.83 against 56.50); not
+// for yat at hdim 64, whose dK/dV sweep spills with the two registers it
+// holds (ptxas: 292 bytes, none without).
+template <typename Score>
+__host__ __device__ constexpr bool prefetch_stats(int dim) {
+    return !(dim == 64 && std::is_same<Score, YatScore>::value);
+}
+
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = false>
+          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim)>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");
@@ -216,7 +226,9 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     float(&grad_b_flat)[kDim / 2] = reinterpret_cast<float(&)[kDim / 2]>(grad_b);
 
     // kPrefetchStats: this thread's entries of tile it's staged statistics
-    // (as the staging below lays them out), loaded one tile ahead.
+    // (as the staging below lays them out), loaded from global memory one
+    // tile ahead so that their latency leaves the path from one tile's
+    // products to the next.
     float ahead[2] = {0.f, 0.f};
     auto fetch_stats = [&](int it) {
         const int64_t s0 = (first_tile + it) * kStreamRows;

@@ -22,11 +22,20 @@ namespace {
 template <int kDim, typename Score>
 constexpr int kConsumers = kDim == 64 && std::is_same<Score, exact::StandardScore>::value ? 3 : 2;
 
+// The producer's factor warps (kFactorWarps in exact_forward_wgmma_kernel.cuh)
+// for yat at hdim 64 only, from the same bench: 6.93 ms against 7.66 with the
+// consumers computing the key factors themselves; slower for yat at hdim 128
+// (12.34 against 11.60) and for yat_spherical (D 64: 7.10 against 6.51; D 128:
+// 12.77 against 9.86).
+template <int kDim, typename Score>
+constexpr bool kFactorWarps = kDim == 64 && std::is_same<Score, exact::YatScore>::value;
+
 template <typename Elem, typename Score, int kDim>
 Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::ExactArgs& a, const ForwardExtents& ext,
                             cudaStream_t stream, bool* launched) {
     constexpr int kConsumerGroups = kConsumers<kDim, Score>;
-    using Layout = exact::WgmmaForwardLayout<kDim, kConsumerGroups>;
+    constexpr bool kProducerFactors = kFactorWarps<kDim, Score>;
+    using Layout = exact::WgmmaForwardLayout<kDim, kConsumerGroups, kProducerFactors>;
     *launched = false;
     exact::WgmmaForwardMaps maps;
     if (!exact_operand_map(&maps.q, a.q, a.head_dim, ext.q, a.q_s, Layout::kRows) ||
@@ -35,8 +44,10 @@ Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::E
         return Status();
     *launched = true;
     const int64_t blocks = (a.seq_len + Layout::kRows - 1) / Layout::kRows * batch * a.heads;
-    return launch_warp_specialized(dev, exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups>, maps, a,
-                                   blocks, Layout::kThreads, Layout::bytes, stream, "exact wgmma forward kernel launch");
+    return launch_warp_specialized(dev,
+                                   exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups, kProducerFactors>,
+                                   maps, a, blocks, Layout::kThreads, Layout::bytes, stream,
+                                   "exact wgmma forward kernel launch");
 }
 
 }  // namespace

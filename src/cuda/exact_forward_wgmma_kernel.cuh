@@ -36,10 +36,11 @@ namespace exact {
 // The shape and shared memory of exact_forward_wgmma_kernel<kDim, kConsumers>:
 // offsets in bytes from the first 1024-byte boundary of the dynamic shared
 // memory (SW128 tiles start on one), and the launch's size with that slack.
-// kFactorWarps (a candidate timed by exact-kernel-bench, not used by the
-// library): the producer's warps 2 and 3 compute each K tile's row factors
-// once for every consumer (a ring by stage and its knorm_full mbarriers),
-// where by default each consumer warpgroup computes them for itself.
+// kFactorWarps (yat and yat_spherical): the producer's warps 2 and 3
+// compute each K tile's row factors once for every consumer (a ring by
+// stage and its knorm_full mbarriers), where otherwise each consumer
+// warpgroup computes them for itself; the launcher picks it where
+// exact-kernel-bench measured it faster (exact_forward_wgmma.cu).
 template <int kDim, int kConsumers, bool kFactorWarps = false>
 struct WgmmaForwardLayout {
     static_assert(kDim == 64 || kDim == 128, "warp-specialized forward: head dims 64 and 128");

@@ -33,7 +33,8 @@
 #             backend for every variant, gradcheck, streams), then its CPU run and the Python
 #             example -> python.log
 #   arch80    compiles the library for sm_80 (A100) in build-sm80 (a build check; no A100 here)
-#   sanitize  memcheck + racecheck + synccheck of the *sanitizer* cases
+#   sanitize  memcheck + racecheck + synccheck of the *sanitizer* cases (SLAY_SANITIZE_TESTS="exact ...":
+#             only those suites)
 #   bench     compare_torch.py at shape A (B4 H12 D64, T 4096 and 32768, bf16 and fp32) and the
 #             paper shape (B1 H8 D32 T 131072, bf16), fwd and fwd+bwd, causal (builds the library
 #             first when the call starts on a fresh machine)
@@ -77,7 +78,7 @@
 #             bench/exact_kernels.json (iterations on the kernels; the GPU suite decides)
 #   exactpro  ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper exact kernels
 #             at B4 H12 T16384 D64 causal bf16 (exact-kernel-bench --profile: the standard dK/dV and dQ
-#             sweeps, the yat_spherical and yat forwards and their factor-warps candidates) -> exactpro.txt
+#             sweeps, the yat_spherical and yat forwards with and without factor warps) -> exactpro.txt
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only (the exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log
@@ -249,6 +250,8 @@ if has sanitize; then
     for t in "$BUILD"/tests/gpu/test_cuda_*; do
       [ -x "$t" ] && [ -f "$t" ] || continue
       case "$t" in *test_cuda_handle|*test_cuda_large) continue ;; esac
+      # SLAY_SANITIZE_TESTS (e.g. "exact linear"): only those suites' binaries
+      [ -n "${SLAY_SANITIZE_TESTS:-}" ] && [[ " $SLAY_SANITIZE_TESTS " != *" ${t##*/test_cuda_} "* ]] && continue
       # racecheck/synccheck (shared-memory hazards, barrier misuse): the
       # tensor-core kernels of both families are the ones with shared memory
       # and warp-level sync; both tools are slow, so only there.
