@@ -108,8 +108,12 @@ __host__ __device__ constexpr bool prefetch_stats(int dim) {
     return !(dim == 64 && std::is_same<Score, YatScore>::value);
 }
 
+// kLateFactors (a candidate timed by exact-kernel-bench, not used by the
+// library; yat and yat_spherical): a streamed tile's row factors are
+// computed after its S and dP are issued, so that the factor work runs
+// under the products instead of before them.
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim)>
+          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim), bool kLateFactors = false>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");
@@ -269,23 +273,29 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
             stats[kStreamRows + thread] = t < T ? row_delta[t] : 0.f;
         }
         tma::wait(full + stage, (it / kStages) & 1);
-        if (kRowFactors) {
-            float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
-            if (kStreamRows == 128)
-                warpgroup_row_factors<Elem, kDim, kStreamRows, 1, Score::kPrep>(args.sc, stream_a(stage), 0, thread,
-                                                                                norms);
-            else
-                warpgroup_row_factors<Elem, kDim, kStreamRows, 2, Score::kPrep>(args.sc, stream_a(stage), 0, thread,
-                                                                                norms);
-        }
-        tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
-        if (kRowFactors && it == 0) {
-            own_factor[0] = own_norm[r_lo];
-            own_factor[1] = own_norm[r_lo + 8];
-        }
+        // The streamed rows' factors, then the warpgroup's barrier (every
+        // tile, masked or not: the staging buffers' reuse counts on it).
+        auto stage_factors = [&] {
+            if (kRowFactors) {
+                float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
+                if (kStreamRows == 128)
+                    warpgroup_row_factors<Elem, kDim, kStreamRows, 1, Score::kPrep>(args.sc, stream_a(stage), 0,
+                                                                                    thread, norms);
+                else
+                    warpgroup_row_factors<Elem, kDim, kStreamRows, 2, Score::kPrep>(args.sc, stream_a(stage), 0,
+                                                                                    thread, norms);
+            }
+            tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
+            if (kRowFactors && it == 0) {
+                own_factor[0] = own_norm[r_lo];
+                own_factor[1] = own_norm[r_lo + 8];
+            }
+        };
+        if constexpr (!kLateFactors) stage_factors();
         // Causal: tiles whose pairs are all masked for this warpgroup's rows.
         const bool all_masked = args.causal && (kKeyGrads ? s0 + kStreamRows - 1 < row0 : s0 > row0 + kTile - 1);
         if (all_masked) {
+            if constexpr (kLateFactors) stage_factors();
             tma::arrive(empty + stage);
             continue;
         }
@@ -310,6 +320,7 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 wg::k_major_descriptor(stream_b(stage) + block * kStreamRows * kRowBytes, step), ks > 0);
         }
         wg::commit_group();
+        if constexpr (kLateFactors) stage_factors();  // under S and dP
         wg::wait_group<0>();
 #pragma unroll
         for (int i = 0; i < kStreamRows / 2; ++i) {

@@ -21,7 +21,10 @@
 // The wgmma forward is checked and timed both ways for yat and
 // yat_spherical: with the producer's factor warps computing the key factors
 // (kFactorWarps in exact_forward_wgmma_kernel.cuh; the library's choice for
-// yat at hdim 64) and with the consumers computing them.
+// yat at hdim 64) and with the consumers computing them. Candidates checked
+// and timed beside them, rows marked so: kLateFactors in both Hopper kernels
+// (yat and yat_spherical: the row factors of a key or streamed tile computed
+// after that tile's products are issued, under them).
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -115,8 +118,9 @@ unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
 // kConsumers consumer warpgroups (2 or 3; kFactorWarps: the producer's warps
-// compute the key factors), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
+// compute the key factors; kLateFactors: the candidate computing them after
+// the tile's products are issued), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLateFactors = false>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
         using Layout = ex::WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
@@ -129,7 +133,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             std::fprintf(stderr, "tensor map refused\n");
             return false;
         }
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kFactorWarps>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kFactorWarps, kLateFactors>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -181,10 +185,11 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // default) or mma.sync.
 // kSweeps: which to launch (kKeySweep | kQuerySweep); kForcePrefetch: the
 // dK/dV sweep fetches its statistics a tile ahead whatever prefetch_stats
-// says (yat at hdim 64, where the library does not).
+// says (yat at hdim 64, where the library does not); kLateFactors: the
+// candidate issuing a tile's products before its row factors (both sweeps).
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false>
+          bool kForcePrefetch = false, bool kLateFactors = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -193,8 +198,9 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
         auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream,
-                                                      kForcePrefetch || ex::prefetch_stats<Score>(kDim)>;
-        auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false>;
+                                                      kForcePrefetch || ex::prefetch_stats<Score>(kDim), kLateFactors>;
+        auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false, ex::default_stream_rows(kDim), false,
+                                                    kLateFactors>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
                         "attribute") ||
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, QueryLayout::bytes),
@@ -371,10 +377,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLateFactors = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers, kFactorWarps>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
+    if (!launch<Score, kDim, kConsumers, kFactorWarps, kLateFactors>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
     return true;
@@ -382,14 +388,14 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0>
+template <typename Score, int kDim, int kKeyStream = 0, bool kLateFactors = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream>(p, a)
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, false, kLateFactors>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
@@ -436,6 +442,13 @@ int check_shapes() {
             line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
             if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
             line("wgmma x2 factor warps yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+            // The late-factors candidate, with and without the factor warps.
+            if (!run_into<ex::SphericalScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 late factors yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+            if (!run_into<ex::YatScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (!run_into<ex::YatScore, kDim, 2, true, true>(p, buf, &got)) return failures + 1;
+            line("wgmma x2 factor warps late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
             std::vector<float> gw[3], gm[3];
@@ -452,11 +465,19 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (!run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3; ++i)
+                line((std::string("wgmma bwd late factors yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
                 return failures + 1;
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (!run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3; ++i)
+                line((std::string("wgmma bwd late factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
@@ -497,15 +518,14 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLateFactors = false>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps, kLateFactors>(p, a); });
     if (ms < 0) return false;
-    const char* name = kConsumers == 0 ? "mma.sync"
-                       : kFactorWarps  ? "wgmma x2 factor warps"
-                       : kConsumers == 2 ? "wgmma x2"
-                                         : "wgmma x3";
+    std::string name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
+    if (kFactorWarps) name += " factor warps";
+    if (kLateFactors) name += " late factors (candidate)";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -515,16 +535,17 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false>
+          bool kForcePrefetch = false, bool kLateFactors = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
-    const double ms =
-        median_ms([&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kForcePrefetch>(p, a); });
+    const double ms = median_ms(
+        [&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kForcePrefetch, kLateFactors>(p, a); });
     if (ms < 0) return false;
     std::string name = !kWgmma          ? "mma.sync bwd sweeps"
                        : kForcePrefetch ? "wgmma bwd sweeps prefetch (forced)"
+                       : kLateFactors   ? "wgmma bwd sweeps late factors (candidate)"
                        : kKeyStream > 0 ? "wgmma bwd sweeps q" + std::to_string(kKeyStream)
                                         : "wgmma bwd sweeps";
     if (kSweeps == kKeySweep) name += " dK/dV";
@@ -540,27 +561,28 @@ bool time_shapes(std::vector<Timing>* rows) {
     Buffers buf;
     std::vector<float> q, k, v, dout;
     if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
-    // Each wgmma sweep alone (standard).
-    if (!time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) ||
-        !time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows))
-        return false;
-    return time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
+    // Each wgmma sweep alone (standard); the rows the library's choices
+    // rest on; the candidates (late factors) beside their baselines.
+    return time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) &&
+           time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows) &&
+           time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 3>(p, buf, "standard", rows) &&
-           time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) && time_one<ex::YatScore, kDim, 3>(p, buf, "yat", rows) &&
            time_one<ex::StandardScore, kDim, 0>(p, buf, "standard", rows) &&
-           time_one<ex::YatScore, kDim, 0>(p, buf, "yat", rows) &&
            time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
+           time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
+           time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
+           time_one<ex::YatScore, kDim, 2, false, true>(p, buf, "yat", rows) &&
+           time_one<ex::YatScore, kDim, 2, true, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
-           time_sweeps<ex::YatScore, kDim, false>(p, buf, "yat", rows) &&
+           time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
-           time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
-           time_one<ex::SphericalScore, kDim, 3>(p, buf, "yat_spherical", rows) &&
-           time_one<ex::SphericalScore, kDim, 0>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 2, false, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
-           time_sweeps<ex::SphericalScore, kDim, false>(p, buf, "yat_spherical", rows);
+           time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf,
+                                                                                              "yat_spherical", rows);
 }
 
 // --profile: one launch of each kernel a profiler should see at the timing
