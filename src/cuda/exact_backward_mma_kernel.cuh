@@ -73,7 +73,12 @@ __device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, 
 // log-sum-exp in log2 units and Delta, or 1/den and dZ) and the two rows'
 // factors (yat's squared norms, yat_spherical's inverse norms);
 // Score::backward_terms makes p and the coefficients.
-template <typename Score, int kBlocks, typename Pair>
+// kSelectMasked (the wgmma kernels' kLeanPairs candidate): pair() fills the
+// statistics of every pair, masked or not (from finite staged values), and
+// the terms are computed for all and replaced by 0 where masked: selects
+// instead of a branch a pair (a masked pair's terms may be inf or NaN; the
+// select drops them).
+template <typename Score, int kBlocks, bool kSelectMasked = false, typename Pair>
 __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s)[kBlocks][4],
                                                 float (&dp)[kBlocks][4], float self_sum[2], Pair pair) {
     const float scale_log2 = Score::logit_scale(sc) * kLog2e;
@@ -82,15 +87,16 @@ __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
             float lse2, delta, qq, kk;
-            if (!pair(nb, e, &lse2, &delta, &qq, &kk)) {
+            const bool visible = pair(nb, e, &lse2, &delta, &qq, &kk);
+            if (!kSelectMasked && !visible) {
                 s[nb][e] = dp[nb][e] = 0.f;
                 continue;
             }
             float p, cross, self;
             Score::backward_terms(sc, scale_log2, s[nb][e], qq, kk, lse2, dp[nb][e], delta, &p, &cross, &self);
-            s[nb][e] = p;
-            dp[nb][e] = cross;
-            self_sum[e / 2] += self;
+            s[nb][e] = visible ? p : 0.f;
+            dp[nb][e] = visible ? cross : 0.f;
+            self_sum[e / 2] += visible ? self : 0.f;
         }
 }
 

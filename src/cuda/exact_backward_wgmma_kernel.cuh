@@ -112,8 +112,14 @@ __host__ __device__ constexpr bool prefetch_stats(int dim) {
 // library; yat and yat_spherical): a streamed tile's row factors are
 // computed after its S and dP are issued, so that the factor work runs
 // under the products instead of before them.
+// kLeanPairs (a candidate as well): the shared-memory base keeps its address
+// space (swizzle_atom_aligned_shared: ld.shared for the staged statistics,
+// not generic loads), and every pair reads its staged values before the
+// mask is applied by selects (score_gradients' kSelectMasked), where the
+// default reads them behind a branch a pair (BSSY/BSYNC regions in SASS).
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim), bool kLateFactors = false>
+          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim), bool kLateFactors = false,
+          bool kLeanPairs = false>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");
@@ -128,7 +134,8 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     constexpr ExactKernel kKernel = kKeyGrads ? ExactKernel::KeyGrads : ExactKernel::QueryGrads;
     const ExactCta<Elem, kDim, kKernel> blk(args, kOwnRows);
     if (blk.idle) return;
-    unsigned char* smem = wg::swizzle_atom_aligned(exact_smem_bytes);
+    unsigned char* smem = kLeanPairs ? wg::swizzle_atom_aligned_shared(exact_smem_bytes)
+                                     : wg::swizzle_atom_aligned(exact_smem_bytes);
     uint64_t* own_full = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
     uint64_t* full = own_full + 1;
     uint64_t* empty = full + kStages;
@@ -345,10 +352,11 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 hi[half] = static_cast<int>(max(int64_t{0}, min(h, int64_t{kStreamRows})));
             }
         }
-        score_gradients<Score>(args.sc, s, dp, self_sum,
+        score_gradients<Score, kBlocks, kLeanPairs>(args.sc, s, dp, self_sum,
                                [&](int nb, int e, float* lse2, float* delta, float* qq, float* kk) {
                                    const int col = nb * 8 + 2 * t4 + (e & 1);
-                                   if (needs_mask && (col < lo[e / 2] || col >= hi[e / 2])) return false;
+                                   const bool masked = needs_mask && (col < lo[e / 2] || col >= hi[e / 2]);
+                                   if (!kLeanPairs && masked) return false;
                                    if (kKeyGrads) {
                                        *lse2 = stats[col];
                                        *delta = stats[kStreamRows + col];
@@ -360,7 +368,7 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                                        *qq = own_factor[e / 2];
                                        *kk = kRowFactors ? stats[col] : 0.f;
                                    }
-                                   return true;
+                                   return !masked;
                                });
 
         // P (dK/dV) and the cross coefficients as A fragments: k16 step j =

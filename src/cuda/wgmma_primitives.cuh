@@ -70,6 +70,16 @@ __device__ __forceinline__ unsigned char* swizzle_atom_aligned(void* p) {
                                             ~uintptr_t{kSwizzleAtomBytes - 1});
 }
 
+// The same boundary as an offset from p, a pointer into the dynamic shared
+// memory: the compiler keeps knowing that the result and what is derived
+// from it address shared memory (ld/st.shared), where the uintptr_t round
+// trip above leaves generic loads. (The shared window's generic base is
+// aligned far past 1024 bytes, so both give the same address.)
+__device__ __forceinline__ unsigned char* swizzle_atom_aligned_shared(unsigned char* p) {
+    const uint32_t offset = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+    return p + ((kSwizzleAtomBytes - (offset & (kSwizzleAtomBytes - 1))) & (kSwizzleAtomBytes - 1));
+}
+
 // The 64-bit shared-memory matrix descriptor of an SW128 operand starting
 // at `start` (16-byte aligned, inside a 1024-byte aligned tile): bits 0-13
 // start address / 16, 16-29 LBO / 16, 32-45 SBO / 16, 62-63 layout (1 =

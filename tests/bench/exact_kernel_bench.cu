@@ -24,7 +24,9 @@
 // yat at hdim 64) and with the consumers computing them. Candidates checked
 // and timed beside them, rows marked so: kLateFactors in both Hopper kernels
 // (yat and yat_spherical: the row factors of a key or streamed tile computed
-// after that tile's products are issued, under them).
+// after that tile's products are issued, under them) and kLeanPairs in the
+// backward sweeps (shared-space loads of the staged statistics, the mask by
+// selects).
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -186,10 +188,11 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // kSweeps: which to launch (kKeySweep | kQuerySweep); kForcePrefetch: the
 // dK/dV sweep fetches its statistics a tile ahead whatever prefetch_stats
 // says (yat at hdim 64, where the library does not); kLateFactors: the
-// candidate issuing a tile's products before its row factors (both sweeps).
+// candidate issuing a tile's products before its row factors (both sweeps);
+// kLeanPairs: the candidate with shared-space loads and selects for the mask.
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false, bool kLateFactors = false>
+          bool kForcePrefetch = false, bool kLateFactors = false, bool kLeanPairs = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -198,9 +201,10 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
         auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream,
-                                                      kForcePrefetch || ex::prefetch_stats<Score>(kDim), kLateFactors>;
+                                                      kForcePrefetch || ex::prefetch_stats<Score>(kDim), kLateFactors,
+                                                      kLeanPairs>;
         auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false, ex::default_stream_rows(kDim), false,
-                                                    kLateFactors>;
+                                                    kLateFactors, kLeanPairs>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
                         "attribute") ||
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, QueryLayout::bytes),
@@ -388,14 +392,14 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0, bool kLateFactors = false>
+template <typename Score, int kDim, int kKeyStream = 0, bool kLateFactors = false, bool kLeanPairs = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, false, kLateFactors>(p, a)
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, false, kLateFactors, kLeanPairs>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
@@ -460,6 +464,10 @@ int check_shapes() {
                 line((std::string("wgmma bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gw[i], ref[i]));
                 line((std::string("mma.sync bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gm[i], ref[i]));
             }
+            if (!run_backward<ex::StandardScore, kDim, 0, false, true>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3; ++i)
+                line((std::string("wgmma bwd lean pairs standard ") + kGrad[i] + " vs fp64").c_str(),
+                     rel_l2(gw[i], ref[i]));
             if (!run_backward<ex::YatScore, kDim>(p, buf, true, gw) || !run_backward<ex::YatScore, kDim>(p, buf, false, gm))
                 return failures + 1;
             for (int i = 0; i < 3; ++i)
@@ -478,6 +486,10 @@ int check_shapes() {
             if (!run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd late factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (!run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3; ++i)
+                line((std::string("wgmma bwd lean pairs yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
@@ -535,17 +547,21 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false, bool kLateFactors = false>
+          bool kForcePrefetch = false, bool kLateFactors = false, bool kLeanPairs = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
     const double ms = median_ms(
-        [&] { return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kForcePrefetch, kLateFactors>(p, a); });
+        [&] {
+            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kForcePrefetch, kLateFactors, kLeanPairs>(
+                p, a);
+        });
     if (ms < 0) return false;
     std::string name = !kWgmma          ? "mma.sync bwd sweeps"
                        : kForcePrefetch ? "wgmma bwd sweeps prefetch (forced)"
                        : kLateFactors   ? "wgmma bwd sweeps late factors (candidate)"
+                       : kLeanPairs     ? "wgmma bwd sweeps lean pairs (candidate)"
                        : kKeyStream > 0 ? "wgmma bwd sweeps q" + std::to_string(kKeyStream)
                                         : "wgmma bwd sweeps";
     if (kSweeps == kKeySweep) name += " dK/dV";
@@ -569,6 +585,10 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_one<ex::StandardScore, kDim, 3>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 0>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
+           time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep, false, false, true>(p, buf, "standard", rows) &&
+           time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep, false, false, true>(p, buf, "standard", rows) &&
+           time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep | kQuerySweep, false, false, true>(p, buf,
+                                                                                               "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
            time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
@@ -582,7 +602,9 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_one<ex::SphericalScore, kDim, 2, false, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf,
-                                                                                              "yat_spherical", rows);
+                                                                                              "yat_spherical", rows) &&
+           time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, false, false, true>(
+               p, buf, "yat_spherical", rows);
 }
 
 // --profile: one launch of each kernel a profiler should see at the timing
