@@ -609,7 +609,8 @@ bool time_shapes(std::vector<Timing>* rows) {
 
 // --profile: one launch of each kernel a profiler should see at the timing
 // shape (D = 64): the wgmma dK/dV and dQ sweeps (standard, after the
-// forward and statistics pass), the yat_spherical and yat wgmma forwards
+// forward and statistics pass), the lean-pairs candidate's dK/dV sweep,
+// the yat_spherical and yat wgmma forwards
 // with and without the factor warps; no checks, no timing.
 bool profile_once() {
     const Problem p{4, 12, 16384, 64, true};
@@ -621,6 +622,7 @@ bool profile_once() {
     return launch<ex::StandardScore, 64, 0>(p, fwd) && launch_stats<ex::StandardScore, 64>(p, bwd) &&
            launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep>(p, bwd) &&
            launch_sweeps<ex::StandardScore, 64, true, 0, kQuerySweep>(p, bwd) &&
+           launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep, false, false, true>(p, bwd) &&
            launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 2, true>(p, fwd) &&
            launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2, true>(p, fwd) &&
            synchronize_within("the profile launches");
