@@ -128,7 +128,7 @@ if has build || has resume; then
   build_rc=$?
   if [ "$build_rc" -eq 124 ]; then echo "BUILD INCOMPLETE (time limit): call again with SLAY_DEVICE_PHASES=resume,..."; exit 3; fi
   [ "$build_rc" -eq 0 ] || { echo "BUILD FAILED"; tail -40 "$OUT/tests.log"; exit 1; }
-  echo "build ok"
+  echo "build ok ($(date +%T))"
 fi
 if has wgmma; then  # the Hopper primitives: two targets, no library build
   { rm -rf build-wgmma && meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null &&
@@ -142,12 +142,14 @@ if has wgmma; then  # the Hopper primitives: two targets, no library build
   grep -E "^\| |^=== |test cases|Device" "$OUT/wgmma.log"
 fi
 if has exactkernels; then  # the exact kernels alone: one target, no library build
+  echo "=== exactkernels build from $(date +%T)" > "$OUT/exactkernels.log"
   { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
-    ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactkernels.log" 2>&1 ||
+    ninja -C build-wgmma tests/bench/exact-kernel-bench; } >> "$OUT/exactkernels.log" 2>&1 ||
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactkernels.log"; }
+  echo "=== exact-kernel-bench from $(date +%T)" >> "$OUT/exactkernels.log"
   mkdir -p "$OUT/bench"
   timeout 360 build-wgmma/tests/bench/exact-kernel-bench --json "$OUT/bench/exact_kernels.json" >> "$OUT/exactkernels.log" 2>&1
-  echo "=== exact-kernel-bench rc=$?" >> "$OUT/exactkernels.log"
+  echo "=== exact-kernel-bench rc=$? at $(date +%T)" >> "$OUT/exactkernels.log"
   grep -E "^\| |^=== |failures|Device" "$OUT/exactkernels.log"
 fi
 if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small checks (builds it when needed)
