@@ -30,6 +30,8 @@
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
+// --check-only: no timings; with --library-only, only the checks of the
+// kernels the library launches (run_device.sh's `exactsanitize` phase).
 // Output: a Markdown table; with --json FILE the timing rows as JSON. Exits
 // 77 without a device of compute capability 9.0, 1 when a check fails.
 // --profile: one launch of each kernel worth profiling, nothing else (for
@@ -399,13 +401,18 @@ bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float>
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, false, kLateFactors, kLeanPairs>(p, a)
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, false, kLateFactors,
+                                kLeanPairs>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
     return true;
 }
+
+// --library-only: the checks of the kernels the library launches (and the
+// mma.sync references), no candidates: for the sanitizers, ~100x slower.
+bool g_candidates = true;
 
 template <int kDim>
 int check_shapes() {
@@ -425,8 +432,10 @@ int check_shapes() {
             const std::vector<double> want = reference_standard(p, q, k, v);
             if (!run_into<ex::StandardScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 standard vs fp64", rel_l2(got, want));
-            if (!run_into<ex::StandardScore, kDim, 3>(p, buf, &got)) return failures + 1;
-            line("wgmma x3 standard vs fp64", rel_l2(got, want));
+            if (kDim == 64 || g_candidates) {
+                if (!run_into<ex::StandardScore, kDim, 3>(p, buf, &got)) return failures + 1;
+                line("wgmma x3 standard vs fp64", rel_l2(got, want));
+            }
             if (!run_into<ex::StandardScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             line("mma.sync standard vs fp64", rel_l2(mma, want));
             std::vector<double> yat_mma;
@@ -434,25 +443,31 @@ int check_shapes() {
             yat_mma.assign(mma.begin(), mma.end());
             if (!run_into<ex::YatScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
-            if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
-            line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
-            if (!run_into<ex::YatScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
-            line("wgmma x2 factor warps yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (g_candidates) {
+                if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
+                line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
+            }
+            if (kDim == 64 || g_candidates) {
+                if (!run_into<ex::YatScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 factor warps yat vs mma.sync yat", rel_l2(got, yat_mma));
+            }
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             const std::vector<double> spherical_mma(mma.begin(), mma.end());
             if (!run_into<ex::SphericalScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-            if (!run_into<ex::SphericalScore, kDim, 3>(p, buf, &got)) return failures + 1;
-            line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-            if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
-            line("wgmma x2 factor warps yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-            // The late-factors candidate, with and without the factor warps.
-            if (!run_into<ex::SphericalScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-            line("wgmma x2 late factors yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-            if (!run_into<ex::YatScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-            line("wgmma x2 late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
-            if (!run_into<ex::YatScore, kDim, 2, true, true>(p, buf, &got)) return failures + 1;
-            line("wgmma x2 factor warps late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (g_candidates) {
+                if (!run_into<ex::SphericalScore, kDim, 3>(p, buf, &got)) return failures + 1;
+                line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 factor warps yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                // The late-factors candidate, with and without the factor warps.
+                if (!run_into<ex::SphericalScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 late factors yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                if (!run_into<ex::YatScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
+                if (!run_into<ex::YatScore, kDim, 2, true, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 factor warps late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
+            }
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
             std::vector<float> gw[3], gm[3];
@@ -464,8 +479,9 @@ int check_shapes() {
                 line((std::string("wgmma bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gw[i], ref[i]));
                 line((std::string("mma.sync bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gm[i], ref[i]));
             }
-            if (!run_backward<ex::StandardScore, kDim, 0, false, true>(p, buf, true, gw)) return failures + 1;
-            for (int i = 0; i < 3; ++i)
+            if (g_candidates && !run_backward<ex::StandardScore, kDim, 0, false, true>(p, buf, true, gw))
+                return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd lean pairs standard ") + kGrad[i] + " vs fp64").c_str(),
                      rel_l2(gw[i], ref[i]));
             if (!run_backward<ex::YatScore, kDim>(p, buf, true, gw) || !run_backward<ex::YatScore, kDim>(p, buf, false, gm))
@@ -473,8 +489,8 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (!run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
-            for (int i = 0; i < 3; ++i)
+            if (g_candidates && !run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd late factors yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
@@ -483,12 +499,14 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (!run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
-            for (int i = 0; i < 3; ++i)
+            if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw))
+                return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd late factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (!run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, true, gw)) return failures + 1;
-            for (int i = 0; i < 3; ++i)
+            if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, true, gw))
+                return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd lean pairs yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
@@ -638,10 +656,12 @@ int main(int argc, char** argv) {
             json_path = argv[++i];
         } else if (!std::strcmp(argv[i], "--check-only")) {
             timing = false;
+        } else if (!std::strcmp(argv[i], "--library-only")) {
+            g_candidates = false;
         } else if (!std::strcmp(argv[i], "--profile")) {
             profile = true;
         } else {
-            std::fprintf(stderr, "usage: %s [--check-only | --profile] [--json FILE]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--check-only [--library-only] | --profile] [--json FILE]\n", argv[0]);
             return 2;
         }
     }

@@ -80,7 +80,7 @@
 #             at B4 H12 T16384 D64 causal bf16 (exact-kernel-bench --profile: the standard dK/dV and dQ
 #             sweeps and the lean-pairs dK/dV candidate, the yat_spherical and yat forwards with and without factor warps) -> exactpro.txt
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
-#             --check-only (the exact forward and backward kernels at small shapes)
+#             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
@@ -158,7 +158,7 @@ if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small 
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactsanitize.log"; }
   for tool in memcheck racecheck synccheck; do
     timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/exact-kernel-bench \
-      --check-only > "$OUT/exact_sanitize_$tool.log" 2>&1
+      --check-only --library-only > "$OUT/exact_sanitize_$tool.log" 2>&1
     echo "=== compute-sanitizer $tool exact-kernel-bench rc=$?"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/exact_sanitize_$tool.log"
   done
