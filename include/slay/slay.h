@@ -489,6 +489,13 @@ typedef struct slay_attn_bwd_args {
 /* Gradients of L with respect to q, k, v (and initial_state) given dout and
  * dfinal_state. Feature parameters get no gradient.
  *
+ * out: the exact variants' CUDA backend takes each row's Delta_i =
+ * dout_i . out_i from it (as FlashAttention does), so out's rounding to a
+ * 16-bit dtype enters dq and dk, multiplied where a row's weights are nearly
+ * one-hot (dP_ij - Delta_i cancels; e.g. a key aligned with its query at a
+ * small epsilon for yat_spherical). The CPU backend recomputes the output
+ * in fp64. Pass the forward's out unchanged; fp32 calls keep 1e-5.
+ *
  * Row statistics in the backward (ABI 5): with row_stats given, the exact
  * variants take each row's normalization from it instead of recomputing it
  * from q and k (softmax: P_ij = exp(s_ij - l_i); yat_spherical: den(Z_i),
