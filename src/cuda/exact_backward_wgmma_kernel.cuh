@@ -355,7 +355,12 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
         score_gradients<Score, kBlocks, kLeanPairs>(args.sc, s, dp, self_sum,
                                [&](int nb, int e, float* lse2, float* delta, float* qq, float* kk) {
                                    const int col = nb * 8 + 2 * t4 + (e & 1);
-                                   const bool masked = needs_mask && (col < lo[e / 2] || col >= hi[e / 2]);
+                                   // (kLeanPairs: without needs_mask, whose lo = 0 and
+                                   // hi = kStreamRows mask nothing, and without
+                                   // short-circuits: no branch a pair.)
+                                   const bool masked = kLeanPairs
+                                                           ? (col < lo[e / 2]) | (col >= hi[e / 2])
+                                                           : needs_mask && (col < lo[e / 2] || col >= hi[e / 2]);
                                    if (!kLeanPairs && masked) return false;
                                    if (kKeyGrads) {
                                        *lse2 = stats[col];

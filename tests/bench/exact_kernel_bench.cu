@@ -386,7 +386,8 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
 template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLateFactors = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers, kFactorWarps, kLateFactors>(p, make_args(p, buf.q, buf.k, buf.v, buf.out))) return false;
+    if (!launch<Score, kDim, kConsumers, kFactorWarps, kLateFactors>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
+        return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
     return true;
@@ -492,6 +493,11 @@ int check_shapes() {
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd late factors yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (g_candidates && !run_backward<ex::YatScore, kDim, 0, false, true>(p, buf, true, gw))
+                return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
+                line((std::string("wgmma bwd lean pairs yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
@@ -615,6 +621,7 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf, "yat", rows) &&
+           time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, false, false, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 2, false, true>(p, buf, "yat_spherical", rows) &&
