@@ -352,29 +352,36 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 hi[half] = static_cast<int>(max(int64_t{0}, min(h, int64_t{kStreamRows})));
             }
         }
-        score_gradients<Score, kBlocks, kLeanPairs>(args.sc, s, dp, self_sum,
-                               [&](int nb, int e, float* lse2, float* delta, float* qq, float* kk) {
-                                   const int col = nb * 8 + 2 * t4 + (e & 1);
-                                   // (kLeanPairs: without needs_mask, whose lo = 0 and
-                                   // hi = kStreamRows mask nothing, and without
-                                   // short-circuits: no branch a pair.)
-                                   const bool masked = kLeanPairs
-                                                           ? (col < lo[e / 2]) | (col >= hi[e / 2])
-                                                           : needs_mask && (col < lo[e / 2] || col >= hi[e / 2]);
-                                   if (!kLeanPairs && masked) return false;
-                                   if (kKeyGrads) {
-                                       *lse2 = stats[col];
-                                       *delta = stats[kStreamRows + col];
-                                       *qq = kRowFactors ? stats[2 * kStreamRows + col] : 0.f;
-                                       *kk = own_factor[e / 2];
-                                   } else {
-                                       *lse2 = own_lse2[e / 2];
-                                       *delta = own_delta[e / 2];
-                                       *qq = own_factor[e / 2];
-                                       *kk = kRowFactors ? stats[col] : 0.f;
-                                   }
-                                   return !masked;
-                               });
+        // The pair's staged values and whether it is visible; kMasking false:
+        // every pair visible (kLeanPairs on tiles without a mask: no test).
+        auto pair_values = [&](auto masking) {
+            return [&](int nb, int e, float* lse2, float* delta, float* qq, float* kk) {
+                const int col = nb * 8 + 2 * t4 + (e & 1);
+                // (kLeanPairs: without needs_mask, whose lo = 0 and hi =
+                // kStreamRows mask nothing, and without short-circuits: no
+                // branch a pair.)
+                const bool masked = !decltype(masking)::value ? false
+                                    : kLeanPairs ? (col < lo[e / 2]) | (col >= hi[e / 2])
+                                                 : needs_mask && (col < lo[e / 2] || col >= hi[e / 2]);
+                if (!kLeanPairs && masked) return false;
+                if (kKeyGrads) {
+                    *lse2 = stats[col];
+                    *delta = stats[kStreamRows + col];
+                    *qq = kRowFactors ? stats[2 * kStreamRows + col] : 0.f;
+                    *kk = own_factor[e / 2];
+                } else {
+                    *lse2 = own_lse2[e / 2];
+                    *delta = own_delta[e / 2];
+                    *qq = own_factor[e / 2];
+                    *kk = kRowFactors ? stats[col] : 0.f;
+                }
+                return !masked;
+            };
+        };
+        if (kLeanPairs && !needs_mask)
+            score_gradients<Score, kBlocks, true>(args.sc, s, dp, self_sum, pair_values(std::false_type{}));
+        else
+            score_gradients<Score, kBlocks, kLeanPairs>(args.sc, s, dp, self_sum, pair_values(std::true_type{}));
 
         // P (dK/dV) and the cross coefficients as A fragments: k16 step j =
         // n8 blocks 2 j, 2 j + 1, rounded to the input type.
