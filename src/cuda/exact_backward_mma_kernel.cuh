@@ -30,6 +30,8 @@
 // Requirements as the mma forward (checked by the launcher), dout included.
 #pragma once
 
+#include <type_traits>
+
 #include "cuda/exact_forward_mma_kernel.cuh"
 
 namespace slay {
@@ -198,6 +200,36 @@ __device__ __forceinline__ bool mask_needed(const ExactArgs& args, int64_t T, in
     return (args.causal && q_tile == k_tile) || (q_tile + 1) * kTile > T || (k_tile + 1) * kTile > T;
 }
 
+// score_gradients over the pairs of an mma.sync sweep's 64 x 64 block: the
+// thread's element (nb, e) pairs own row r_lo + (e / 2) 8 (a key when
+// kOwnKeys: dK/dV; a query: dQ) with column nb 8 + 2 t4 + (e & 1) of the
+// streamed tile; values(query, key, e, &l, &dl, &qq, &kk) reads the staged
+// statistics and factors (tile-relative indices). kLean (the kLeanPairs
+// candidate): every pair reads its values, the mask is applied by selects,
+// and blocks without a mask run no mask test; otherwise a masked pair
+// branches past its reads.
+template <typename Score, bool kOwnKeys, bool kLean, typename Values>
+__device__ __forceinline__ void block_gradients(const ExactArgs& args, float (&s)[8][4], float (&dp)[8][4],
+                                                float self_sum[2], int64_t q0, int64_t k0, int64_t T, int r_lo,
+                                                int t4, bool needs_mask, Values values) {
+    auto pairs = [&](auto masking) {
+        return [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
+            const int own = r_lo + (e / 2) * 8, col = nb * 8 + 2 * t4 + (e & 1);
+            const int query = kOwnKeys ? col : own, key = kOwnKeys ? own : col;
+            const bool masked = !decltype(masking)::value ? false
+                                : kLean ? !pair_visible_branchless(q0 + query, k0 + key, T, args.causal)
+                                        : needs_mask && !pair_visible(q0 + query, k0 + key, T, args.causal);
+            if (!kLean && masked) return false;
+            values(query, key, e, l, dl, qq, kk);
+            return !masked;
+        };
+    };
+    if (kLean && !needs_mask)
+        score_gradients<Score, 8, true>(args.sc, s, dp, self_sum, pairs(std::false_type{}));
+    else
+        score_gradients<Score, 8, kLean>(args.sc, s, dp, self_sum, pairs(std::true_type{}));
+}
+
 // Per-row statistics of rows row0 .. row0+63 into shared memory (0 past T;
 // those rows are masked): staged_stat (the log-sum-exp in log2 units, or
 // 1/den) and Delta (or dZ); plain loads, visible after the next __syncthreads.
@@ -212,7 +244,12 @@ __device__ __forceinline__ void stage_row_stats(const ExactArgs& args, const Blo
     }
 }
 
-template <typename Elem, typename Score, int kDim>
+// kLeanPairs (both sweeps; a candidate timed by exact-kernel-bench, not used
+// by the library): every pair reads its staged values before the mask,
+// applied by selects (score_gradients' kSelectMasked), and tiles without a
+// mask run the pair work with no mask test, where the default tests and
+// branches a pair (as kLeanPairs in exact_backward_wgmma_kernel.cuh).
+template <typename Elem, typename Score, int kDim, bool kLeanPairs = false>
 __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs args) {
     constexpr int kTileElems = MmaTile<kDim>::elems;
     // Shared: K, V, Q and dO [2][64][ld], |k|^2 (kaux), |q|^2 (qaux) and
@@ -273,17 +310,14 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
         const float* qnorm_b = blk.qaux + buf * kTile;
         const float* knorm = blk.kaux;  // a local for the lambda: capturing blk costs spills
         const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
-        score_gradients<Score>(args.sc, st, dpt, self_sum,
-                               [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
-                                   const int key = r_lo + (e / 2) * 8, query = nb * 8 + 2 * t4 + (e & 1);
-                                   if (needs_mask && !pair_visible(q0 + query, k0 + key, T, args.causal))
-                                       return false;
-                                   *l = lse_b[query];  // log2 units
-                                   *dl = delta_b[query];
-                                   *qq = Score::kPrep != RowPrep::None ? qnorm_b[query] : 0.f;
-                                   *kk = Score::kPrep != RowPrep::None ? knorm[key] : 0.f;
-                                   return true;
-                               });
+        block_gradients<Score, true, kLeanPairs>(
+            args, st, dpt, self_sum, q0, k0, T, r_lo, t4, needs_mask,
+            [&](int query, int key, int, float* l, float* dl, float* qq, float* kk) {
+                *l = lse_b[query];  // log2 units
+                *dl = delta_b[query];
+                *qq = Score::kPrep != RowPrep::None ? qnorm_b[query] : 0.f;
+                *kk = Score::kPrep != RowPrep::None ? knorm[key] : 0.f;
+            });
         accumulate_coef_times_tile<Elem, kDim>(st, dOb, lane, dv);
         accumulate_coef_times_tile<Elem, kDim>(dpt, Qb, lane, dk);
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
@@ -298,7 +332,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
     store_rows<Elem, kDim>(args.dv, args.dv_s, blk, k0, r_lo, t4, T, Dv, dv);
 }
 
-template <typename Elem, typename Score, int kDim>
+template <typename Elem, typename Score, int kDim, bool kLeanPairs = false>
 __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs args) {
     constexpr int kTileElems = MmaTile<kDim>::elems;
     // Shared: Q, dO, K and V [2][64][ld], |q|^2 (qaux), |k|^2 [2][64]
@@ -363,17 +397,14 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
         const float* knorm_b = blk.kaux + buf * kTile;
         const float* qnorm = blk.qaux;  // a local for the lambda: capturing blk costs spills
         const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
-        score_gradients<Score>(args.sc, s, dp, self_sum,
-                               [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
-                                   const int query = r_lo + (e / 2) * 8, key = nb * 8 + 2 * t4 + (e & 1);
-                                   if (needs_mask && !pair_visible(q0 + query, k0 + key, T, args.causal))
-                                       return false;
-                                   *l = row_lse[e / 2];
-                                   *dl = row_delta[e / 2];
-                                   *qq = Score::kPrep != RowPrep::None ? qnorm[query] : 0.f;
-                                   *kk = Score::kPrep != RowPrep::None ? knorm_b[key] : 0.f;
-                                   return true;
-                               });
+        block_gradients<Score, false, kLeanPairs>(
+            args, s, dp, self_sum, q0, k0, T, r_lo, t4, needs_mask,
+            [&](int query, int key, int e, float* l, float* dl, float* qq, float* kk) {
+                *l = row_lse[e / 2];
+                *dl = row_delta[e / 2];
+                *qq = Score::kPrep != RowPrep::None ? qnorm[query] : 0.f;
+                *kk = Score::kPrep != RowPrep::None ? knorm_b[key] : 0.f;
+            });
         accumulate_coef_times_tile<Elem, kDim>(dp, Kb, lane, dq);
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }

@@ -221,8 +221,8 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::KeyGrads, kDim, kDim).bytes());
         const int query_bytes =
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::QueryGrads, kDim, kDim).bytes());
-        auto dkdv = ex::exact_dkdv_mma_kernel<Elem, Score, kDim>;
-        auto dq = ex::exact_dq_mma_kernel<Elem, Score, kDim>;
+        auto dkdv = ex::exact_dkdv_mma_kernel<Elem, Score, kDim, kLeanPairs>;
+        auto dq = ex::exact_dq_mma_kernel<Elem, Score, kDim, kLeanPairs>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, key_bytes),
                         "attribute") ||
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, query_bytes),
@@ -404,7 +404,7 @@ bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float>
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
         !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, false, kLateFactors,
                                 kLeanPairs>(p, a)
-                : launch_sweeps<Score, kDim, false>(p, a)) ||
+                : launch_sweeps<Score, kDim, false, 0, kKeySweep | kQuerySweep, false, false, kLeanPairs>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
@@ -480,12 +480,16 @@ int check_shapes() {
                 line((std::string("wgmma bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gw[i], ref[i]));
                 line((std::string("mma.sync bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gm[i], ref[i]));
             }
-            if (g_candidates && !run_backward<ex::StandardScore, kDim, 0, false, true>(p, buf, true, gw))
-                return failures + 1;
-            for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd lean pairs standard ") + kGrad[i] + " vs fp64").c_str(),
-                     rel_l2(gw[i], ref[i]));
-            if (!run_backward<ex::YatScore, kDim>(p, buf, true, gw) || !run_backward<ex::YatScore, kDim>(p, buf, false, gm))
+            for (bool wgmma : {true, false}) {  // the lean-pairs candidates of both kernels
+                if (!g_candidates) break;
+                if (!run_backward<ex::StandardScore, kDim, 0, false, true>(p, buf, wgmma, gw)) return failures + 1;
+                for (int i = 0; i < 3; ++i)
+                    line((std::string(wgmma ? "wgmma" : "mma.sync") + " bwd lean pairs standard " + kGrad[i] +
+                          " vs fp64").c_str(),
+                         rel_l2(gw[i], ref[i]));
+            }
+            if (!run_backward<ex::YatScore, kDim>(p, buf, true, gw) ||
+                !run_backward<ex::YatScore, kDim>(p, buf, false, gm))
                 return failures + 1;
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
@@ -510,11 +514,14 @@ int check_shapes() {
             for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd late factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, true, gw))
-                return failures + 1;
-            for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd lean pairs yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
-                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            for (bool wgmma : {true, false}) {
+                if (!g_candidates) break;
+                if (!run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, wgmma, gw)) return failures + 1;
+                for (int i = 0; i < 3; ++i)
+                    line((std::string(wgmma ? "wgmma" : "mma.sync") + " bwd lean pairs yat_spherical " + kGrad[i] +
+                          " vs mma.sync").c_str(),
+                         rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            }
         }
     return failures;
 }
@@ -582,12 +589,11 @@ bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<
                 p, a);
         });
     if (ms < 0) return false;
-    std::string name = !kWgmma          ? "mma.sync bwd sweeps"
-                       : kForcePrefetch ? "wgmma bwd sweeps prefetch (forced)"
-                       : kLateFactors   ? "wgmma bwd sweeps late factors (candidate)"
-                       : kLeanPairs     ? "wgmma bwd sweeps lean pairs (candidate)"
-                       : kKeyStream > 0 ? "wgmma bwd sweeps q" + std::to_string(kKeyStream)
-                                        : "wgmma bwd sweeps";
+    std::string name = kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps";
+    if (kKeyStream > 0) name += " q" + std::to_string(kKeyStream);
+    if (kForcePrefetch) name += " prefetch (forced)";
+    if (kLateFactors) name += " late factors (candidate)";
+    if (kLeanPairs) name += " lean pairs (candidate)";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
@@ -614,6 +620,8 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep | kQuerySweep, false, false, true>(p, buf,
                                                                                                "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
+           time_sweeps<ex::StandardScore, kDim, false, 0, kKeySweep | kQuerySweep, false, false, true>(p, buf,
+                                                                                                "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
            time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
            time_one<ex::YatScore, kDim, 2, false, true>(p, buf, "yat", rows) &&
