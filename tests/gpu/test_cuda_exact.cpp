@@ -212,7 +212,8 @@ TEST_CASE("yat_spherical with nearly aligned q and k: the kernel near 1/eps") {
     // Delta = dout . out from the bf16 `out` it is given (slay.h) carries out's
     // rounding times ~50 into dq and dk (float64 emulation: 0.12 causal, 0.077
     // bidirectional from rounding out alone; 1.8e-3 from rounding dS) -- a
-    // property of the inputs, as in FlashAttention, not of the kernels.
+    // property of the inputs, as in FlashAttention, not of the kernels
+    // (tests/spec/aligned_bf16_emulation.py prints both setups).
     // k (and q) are rounded to the dtype like make_inputs' draws, so the
     // reference sees the same values.
     struct Aligned {
