@@ -102,6 +102,22 @@ __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s
         }
 }
 
+// score_gradients over a block whose pairs may be masked, for the lean-pairs
+// candidates of both kernels: pairs_of(std::true_type) is the block's pair
+// function, pairs_of(std::false_type) the same with every pair visible.
+// kLean: blocks without a mask (needs_mask false) take the latter, and the
+// pair function's masked pairs are dropped by selects (kSelectMasked);
+// otherwise the pair function branches past a masked pair's reads.
+template <typename Score, bool kLean, int kBlocks, typename PairsOf>
+__device__ __forceinline__ void masked_score_gradients(const ScoreConsts& sc, float (&s)[kBlocks][4],
+                                                       float (&dp)[kBlocks][4], float self_sum[2], bool needs_mask,
+                                                       PairsOf pairs_of) {
+    if (kLean && !needs_mask)
+        score_gradients<Score, kBlocks, true>(sc, s, dp, self_sum, pairs_of(std::false_type{}));
+    else
+        score_gradients<Score, kBlocks, kLean>(sc, s, dp, self_sum, pairs_of(std::true_type{}));
+}
+
 // Adds self_r * x(r, col) (x: the fp32 value of the warp's own resident row
 // r, column col) to the gradient rows of this thread, after summing self
 // over the row's 4 lanes.
@@ -224,10 +240,7 @@ __device__ __forceinline__ void block_gradients(const ExactArgs& args, float (&s
             return !masked;
         };
     };
-    if (kLean && !needs_mask)
-        score_gradients<Score, 8, true>(args.sc, s, dp, self_sum, pairs(std::false_type{}));
-    else
-        score_gradients<Score, 8, kLean>(args.sc, s, dp, self_sum, pairs(std::true_type{}));
+    masked_score_gradients<Score, kLean>(args.sc, s, dp, self_sum, needs_mask, pairs);
 }
 
 // Per-row statistics of rows row0 .. row0+63 into shared memory (0 past T;

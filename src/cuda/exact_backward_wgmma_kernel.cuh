@@ -378,10 +378,7 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 return !masked;
             };
         };
-        if (kLeanPairs && !needs_mask)
-            score_gradients<Score, kBlocks, true>(args.sc, s, dp, self_sum, pair_values(std::false_type{}));
-        else
-            score_gradients<Score, kBlocks, kLeanPairs>(args.sc, s, dp, self_sum, pair_values(std::true_type{}));
+        masked_score_gradients<Score, kLeanPairs>(args.sc, s, dp, self_sum, needs_mask, pair_values);
 
         // P (dK/dV) and the cross coefficients as A fragments: k16 step j =
         // n8 blocks 2 j, 2 j + 1, rounded to the input type.
