@@ -74,13 +74,15 @@ __device__ __forceinline__ void rows_times_tile_t(const Elem* A, const Elem* B, 
 // pair, else the query's statistics as stage_row_stats keeps them (the
 // log-sum-exp in log2 units and Delta, or 1/den and dZ) and the two rows'
 // factors (yat's squared norms, yat_spherical's inverse norms);
-// Score::backward_terms makes p and the coefficients.
-// kSelectMasked (the wgmma kernels' kLeanPairs candidate): pair() fills the
+// Score::backward_terms makes p and the coefficients. pair() fills the
 // statistics of every pair, masked or not (from finite staged values), and
 // the terms are computed for all and replaced by 0 where masked: selects
 // instead of a branch a pair (a masked pair's terms may be inf or NaN; the
-// select drops them).
-template <typename Score, int kBlocks, bool kSelectMasked = false, typename Pair>
+// select drops them). On an H200 this halved the sweeps' time against
+// branching past a masked pair's reads (exact-kernel-bench, B4 H12 T16384
+// causal bf16, hdim 64: standard dK/dV 16.11 -> 7.89 ms, yat's two sweeps
+// 45.45 -> 24.06; mma.sync standard 33.44 -> 24.17).
+template <typename Score, int kBlocks, typename Pair>
 __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s)[kBlocks][4],
                                                 float (&dp)[kBlocks][4], float self_sum[2], Pair pair) {
     const float scale_log2 = Score::logit_scale(sc) * kLog2e;
@@ -90,10 +92,6 @@ __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s
         for (int e = 0; e < 4; ++e) {
             float lse2, delta, qq, kk;
             const bool visible = pair(nb, e, &lse2, &delta, &qq, &kk);
-            if (!kSelectMasked && !visible) {
-                s[nb][e] = dp[nb][e] = 0.f;
-                continue;
-            }
             float p, cross, self;
             Score::backward_terms(sc, scale_log2, s[nb][e], qq, kk, lse2, dp[nb][e], delta, &p, &cross, &self);
             s[nb][e] = visible ? p : 0.f;
@@ -102,20 +100,18 @@ __device__ __forceinline__ void score_gradients(const ScoreConsts& sc, float (&s
         }
 }
 
-// score_gradients over a block whose pairs may be masked, for the lean-pairs
-// candidates of both kernels: pairs_of(std::true_type) is the block's pair
-// function, pairs_of(std::false_type) the same with every pair visible.
-// kLean: blocks without a mask (needs_mask false) take the latter, and the
-// pair function's masked pairs are dropped by selects (kSelectMasked);
-// otherwise the pair function branches past a masked pair's reads.
-template <typename Score, bool kLean, int kBlocks, typename PairsOf>
+// score_gradients over a block whose pairs may be masked (both kernels):
+// pairs_of(std::true_type) is the block's pair function,
+// pairs_of(std::false_type) the same with every pair visible, which blocks
+// without a mask (needs_mask false) take: no mask test at all.
+template <typename Score, int kBlocks, typename PairsOf>
 __device__ __forceinline__ void masked_score_gradients(const ScoreConsts& sc, float (&s)[kBlocks][4],
                                                        float (&dp)[kBlocks][4], float self_sum[2], bool needs_mask,
                                                        PairsOf pairs_of) {
-    if (kLean && !needs_mask)
-        score_gradients<Score, kBlocks, true>(sc, s, dp, self_sum, pairs_of(std::false_type{}));
+    if (needs_mask)
+        score_gradients<Score, kBlocks>(sc, s, dp, self_sum, pairs_of(std::true_type{}));
     else
-        score_gradients<Score, kBlocks, kLean>(sc, s, dp, self_sum, pairs_of(std::true_type{}));
+        score_gradients<Score, kBlocks>(sc, s, dp, self_sum, pairs_of(std::false_type{}));
 }
 
 // Adds self_r * x(r, col) (x: the fp32 value of the warp's own resident row
@@ -220,11 +216,10 @@ __device__ __forceinline__ bool mask_needed(const ExactArgs& args, int64_t T, in
 // thread's element (nb, e) pairs own row r_lo + (e / 2) 8 (a key when
 // kOwnKeys: dK/dV; a query: dQ) with column nb 8 + 2 t4 + (e & 1) of the
 // streamed tile; values(query, key, e, &l, &dl, &qq, &kk) reads the staged
-// statistics and factors (tile-relative indices). kLean (the kLeanPairs
-// candidate): every pair reads its values, the mask is applied by selects,
-// and blocks without a mask run no mask test; otherwise a masked pair
-// branches past its reads.
-template <typename Score, bool kOwnKeys, bool kLean, typename Values>
+// statistics and factors (tile-relative indices), for every pair: the mask
+// is applied by selects (pair_visible has no short-circuits), and blocks
+// without a mask run no mask test.
+template <typename Score, bool kOwnKeys, typename Values>
 __device__ __forceinline__ void block_gradients(const ExactArgs& args, float (&s)[8][4], float (&dp)[8][4],
                                                 float self_sum[2], int64_t q0, int64_t k0, int64_t T, int r_lo,
                                                 int t4, bool needs_mask, Values values) {
@@ -232,15 +227,12 @@ __device__ __forceinline__ void block_gradients(const ExactArgs& args, float (&s
         return [&](int nb, int e, float* l, float* dl, float* qq, float* kk) {
             const int own = r_lo + (e / 2) * 8, col = nb * 8 + 2 * t4 + (e & 1);
             const int query = kOwnKeys ? col : own, key = kOwnKeys ? own : col;
-            const bool masked = !decltype(masking)::value ? false
-                                : kLean ? !pair_visible_branchless(q0 + query, k0 + key, T, args.causal)
-                                        : needs_mask && !pair_visible(q0 + query, k0 + key, T, args.causal);
-            if (!kLean && masked) return false;
+            const bool masked = decltype(masking)::value && !pair_visible(q0 + query, k0 + key, T, args.causal);
             values(query, key, e, l, dl, qq, kk);
             return !masked;
         };
     };
-    masked_score_gradients<Score, kLean>(args.sc, s, dp, self_sum, needs_mask, pairs);
+    masked_score_gradients<Score>(args.sc, s, dp, self_sum, needs_mask, pairs);
 }
 
 // Per-row statistics of rows row0 .. row0+63 into shared memory (0 past T;
@@ -257,12 +249,7 @@ __device__ __forceinline__ void stage_row_stats(const ExactArgs& args, const Blo
     }
 }
 
-// kLeanPairs (both sweeps; a candidate timed by exact-kernel-bench, not used
-// by the library): every pair reads its staged values before the mask,
-// applied by selects (score_gradients' kSelectMasked), and tiles without a
-// mask run the pair work with no mask test, where the default tests and
-// branches a pair (as kLeanPairs in exact_backward_wgmma_kernel.cuh).
-template <typename Elem, typename Score, int kDim, bool kLeanPairs = false>
+template <typename Elem, typename Score, int kDim>
 __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs args) {
     constexpr int kTileElems = MmaTile<kDim>::elems;
     // Shared: K, V, Q and dO [2][64][ld], |k|^2 (kaux), |q|^2 (qaux) and
@@ -323,7 +310,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
         const float* qnorm_b = blk.qaux + buf * kTile;
         const float* knorm = blk.kaux;  // a local for the lambda: capturing blk costs spills
         const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
-        block_gradients<Score, true, kLeanPairs>(
+        block_gradients<Score, true>(
             args, st, dpt, self_sum, q0, k0, T, r_lo, t4, needs_mask,
             [&](int query, int key, int, float* l, float* dl, float* qq, float* kk) {
                 *l = lse_b[query];  // log2 units
@@ -345,7 +332,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dkdv_mma_kernel(ExactArgs a
     store_rows<Elem, kDim>(args.dv, args.dv_s, blk, k0, r_lo, t4, T, Dv, dv);
 }
 
-template <typename Elem, typename Score, int kDim, bool kLeanPairs = false>
+template <typename Elem, typename Score, int kDim>
 __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs args) {
     constexpr int kTileElems = MmaTile<kDim>::elems;
     // Shared: Q, dO, K and V [2][64][ld], |q|^2 (qaux), |k|^2 [2][64]
@@ -410,7 +397,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_dq_mma_kernel(ExactArgs arg
         const float* knorm_b = blk.kaux + buf * kTile;
         const float* qnorm = blk.qaux;  // a local for the lambda: capturing blk costs spills
         const bool needs_mask = mask_needed(args, T, q_tile, k_tile);
-        block_gradients<Score, false, kLeanPairs>(
+        block_gradients<Score, false>(
             args, s, dp, self_sum, q0, k0, T, r_lo, t4, needs_mask,
             [&](int query, int key, int e, float* l, float* dl, float* qq, float* kk) {
                 *l = row_lse[e / 2];

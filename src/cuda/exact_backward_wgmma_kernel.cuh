@@ -108,18 +108,8 @@ __host__ __device__ constexpr bool prefetch_stats(int dim) {
     return !(dim == 64 && std::is_same<Score, YatScore>::value);
 }
 
-// kLateFactors (a candidate timed by exact-kernel-bench, not used by the
-// library; yat and yat_spherical): a streamed tile's row factors are
-// computed after its S and dP are issued, so that the factor work runs
-// under the products instead of before them.
-// kLeanPairs (a candidate as well): the shared-memory base keeps its address
-// space (swizzle_atom_aligned_shared: ld.shared for the staged statistics,
-// not generic loads), and every pair reads its staged values before the
-// mask is applied by selects (score_gradients' kSelectMasked), where the
-// default reads them behind a branch a pair (BSSY/BSYNC regions in SASS).
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim), bool kLateFactors = false,
-          bool kLeanPairs = false>
+          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim)>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");
@@ -134,8 +124,7 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     constexpr ExactKernel kKernel = kKeyGrads ? ExactKernel::KeyGrads : ExactKernel::QueryGrads;
     const ExactCta<Elem, kDim, kKernel> blk(args, kOwnRows);
     if (blk.idle) return;
-    unsigned char* smem = kLeanPairs ? wg::swizzle_atom_aligned_shared(exact_smem_bytes)
-                                     : wg::swizzle_atom_aligned(exact_smem_bytes);
+    unsigned char* smem = wg::swizzle_atom_aligned(exact_smem_bytes);
     uint64_t* own_full = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
     uint64_t* full = own_full + 1;
     uint64_t* empty = full + kStages;
@@ -282,27 +271,23 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
         tma::wait(full + stage, (it / kStages) & 1);
         // The streamed rows' factors, then the warpgroup's barrier (every
         // tile, masked or not: the staging buffers' reuse counts on it).
-        auto stage_factors = [&] {
-            if (kRowFactors) {
-                float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
-                if (kStreamRows == 128)
-                    warpgroup_row_factors<Elem, kDim, kStreamRows, 1, Score::kPrep>(args.sc, stream_a(stage), 0,
-                                                                                    thread, norms);
-                else
-                    warpgroup_row_factors<Elem, kDim, kStreamRows, 2, Score::kPrep>(args.sc, stream_a(stage), 0,
-                                                                                    thread, norms);
-            }
-            tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
-            if (kRowFactors && it == 0) {
-                own_factor[0] = own_norm[r_lo];
-                own_factor[1] = own_norm[r_lo + 8];
-            }
-        };
-        if constexpr (!kLateFactors) stage_factors();
+        if (kRowFactors) {
+            float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
+            if (kStreamRows == 128)
+                warpgroup_row_factors<Elem, kDim, kStreamRows, 1, Score::kPrep>(args.sc, stream_a(stage), 0,
+                                                                                thread, norms);
+            else
+                warpgroup_row_factors<Elem, kDim, kStreamRows, 2, Score::kPrep>(args.sc, stream_a(stage), 0,
+                                                                                thread, norms);
+        }
+        tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
+        if (kRowFactors && it == 0) {
+            own_factor[0] = own_norm[r_lo];
+            own_factor[1] = own_norm[r_lo + 8];
+        }
         // Causal: tiles whose pairs are all masked for this warpgroup's rows.
         const bool all_masked = args.causal && (kKeyGrads ? s0 + kStreamRows - 1 < row0 : s0 > row0 + kTile - 1);
         if (all_masked) {
-            if constexpr (kLateFactors) stage_factors();
             tma::arrive(empty + stage);
             continue;
         }
@@ -327,7 +312,6 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 wg::k_major_descriptor(stream_b(stage) + block * kStreamRows * kRowBytes, step), ks > 0);
         }
         wg::commit_group();
-        if constexpr (kLateFactors) stage_factors();  // under S and dP
         wg::wait_group<0>();
 #pragma unroll
         for (int i = 0; i < kStreamRows / 2; ++i) {
@@ -352,18 +336,15 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 hi[half] = static_cast<int>(max(int64_t{0}, min(h, int64_t{kStreamRows})));
             }
         }
-        // The pair's staged values and whether it is visible; kMasking false:
-        // every pair visible (kLeanPairs on tiles without a mask: no test).
+        // The pair's staged values, read for every pair, and whether it is
+        // visible; masking false: every pair visible (tiles without a mask
+        // run no test). The test has no short-circuits (without needs_mask,
+        // lo = 0 and hi = kStreamRows mask nothing): selects, not a branch
+        // a pair (score_gradients).
         auto pair_values = [&](auto masking) {
             return [&](int nb, int e, float* lse2, float* delta, float* qq, float* kk) {
                 const int col = nb * 8 + 2 * t4 + (e & 1);
-                // (kLeanPairs: without needs_mask, whose lo = 0 and hi =
-                // kStreamRows mask nothing, and without short-circuits: no
-                // branch a pair.)
-                const bool masked = !decltype(masking)::value ? false
-                                    : kLeanPairs ? (col < lo[e / 2]) | (col >= hi[e / 2])
-                                                 : needs_mask && (col < lo[e / 2] || col >= hi[e / 2]);
-                if (!kLeanPairs && masked) return false;
+                const bool masked = decltype(masking)::value && ((col < lo[e / 2]) | (col >= hi[e / 2]));
                 if (kKeyGrads) {
                     *lse2 = stats[col];
                     *delta = stats[kStreamRows + col];
@@ -378,7 +359,7 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
                 return !masked;
             };
         };
-        masked_score_gradients<Score, kLeanPairs>(args.sc, s, dp, self_sum, needs_mask, pair_values);
+        masked_score_gradients<Score>(args.sc, s, dp, self_sum, needs_mask, pair_values);
 
         // P (dK/dV) and the cross coefficients as A fragments: k16 step j =
         // n8 blocks 2 j, 2 j + 1, rounded to the input type.

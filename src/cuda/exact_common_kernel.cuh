@@ -633,12 +633,9 @@ __device__ __forceinline__ bool key_visible(int64_t i, int64_t j, int64_t seq_le
     return j < seq_len && (!causal || j <= i);
 }
 // The backward also masks padded query rows: their statistics are not real.
+// No short-circuits: the tensor-core sweeps apply it by selects, with no
+// branch a pair.
 __device__ __forceinline__ bool pair_visible(int64_t i, int64_t j, int64_t seq_len, bool causal) {
-    return i < seq_len && key_visible(i, j, seq_len, causal);
-}
-// The same without short-circuits, for the lean pair paths (selects, no
-// branch a pair).
-__device__ __forceinline__ bool pair_visible_branchless(int64_t i, int64_t j, int64_t seq_len, bool causal) {
     return (i < seq_len) & (j < seq_len) & (!causal | (j <= i));
 }
 

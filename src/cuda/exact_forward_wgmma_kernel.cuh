@@ -133,12 +133,7 @@ struct WgmmaForwardMaps {
     CUtensorMap q, k, v;
 };
 
-// kLateFactors (a candidate timed by exact-kernel-bench, not used by the
-// library): each tile's key factors are computed (or, with kFactorWarps,
-// waited for) after S of the next tile and P V of this one are issued, so
-// that the factor work runs under them instead of before them.
-template <typename Elem, typename Score, int kDim, int kConsumers, bool kFactorWarps = false,
-          bool kLateFactors = false>
+template <typename Elem, typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
     static_assert(!kFactorWarps || Score::kPrep != RowPrep::None, "factor warps: yat and yat_spherical");
@@ -342,14 +337,11 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
     // Tile kt: P V of kt on the tensor cores while the score step of kt + 1 runs.
     for (int kt = 0; kt + 1 < k_tiles; ++kt) {
         wait_k(kt + 1);
-        if (!kLateFactors) key_norms(kt + 1);
+        key_norms(kt + 1);
         wait_v(kt);
         wg::fence();  // p, o and s were last touched by ordinary instructions
         issue_scores(kt + 1);
         issue_pv(kt);
-        // (kLateFactors: buffer (kt + 1) % 2 was last read by the score step
-        // of kt - 1, done; K of kt + 1 stays until the arrive below.)
-        if (kLateFactors) key_norms(kt + 1);
         wg::wait_group<1>();  // S of kt + 1 (the older group) is in s
         fence_scores();
         tma::arrive(k_empty + (kt + 1) % kStages);

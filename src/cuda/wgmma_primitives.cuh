@@ -62,20 +62,16 @@ __host__ __device__ constexpr int sw128_offset(int row, int byte_in_row) {
     return row * kSwizzleRowBytes + ((((byte_in_row >> 4) ^ (row & 7)) << 4) | (byte_in_row & 15));
 }
 
-// The first swizzle-atom (1024-byte) boundary at or after p: where a
-// kernel's SW128 tiles start in its dynamic shared memory (allocate
-// kSwizzleAtomBytes of slack for it).
-__device__ __forceinline__ unsigned char* swizzle_atom_aligned(void* p) {
-    return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + kSwizzleAtomBytes - 1) &
-                                            ~uintptr_t{kSwizzleAtomBytes - 1});
-}
-
-// The same boundary as an offset from p, a pointer into the dynamic shared
-// memory: the compiler keeps knowing that the result and what is derived
-// from it address shared memory (ld/st.shared), where the uintptr_t round
-// trip above leaves generic loads. (The shared window's generic base is
-// aligned far past 1024 bytes, so both give the same address.)
-__device__ __forceinline__ unsigned char* swizzle_atom_aligned_shared(unsigned char* p) {
+// The first swizzle-atom (1024-byte) boundary at or after p, a pointer into
+// the dynamic shared memory: where a kernel's SW128 tiles start (allocate
+// kSwizzleAtomBytes of slack for it). Computed as an offset from p, so that
+// the compiler keeps knowing that the result and what is derived from it
+// address shared memory (ld/st.shared): aligning through a uintptr_t round
+// trip left generic loads (LD) of the exact kernels' staged statistics and
+// key factors, each behind its own branch region in the backward sweeps.
+// (The shared window's generic base is aligned far past 1024 bytes, so the
+// offset of the shared address is the offset of the generic one.)
+__device__ __forceinline__ unsigned char* swizzle_atom_aligned(unsigned char* p) {
     const uint32_t offset = static_cast<uint32_t>(__cvta_generic_to_shared(p));
     return p + ((kSwizzleAtomBytes - (offset & (kSwizzleAtomBytes - 1))) & (kSwizzleAtomBytes - 1));
 }

@@ -21,12 +21,9 @@
 // The wgmma forward is checked and timed both ways for yat and
 // yat_spherical: with the producer's factor warps computing the key factors
 // (kFactorWarps in exact_forward_wgmma_kernel.cuh; the library's choice for
-// yat at hdim 64) and with the consumers computing them. Candidates checked
-// and timed beside them, rows marked so: kLateFactors in both Hopper kernels
-// (yat and yat_spherical: the row factors of a key or streamed tile computed
-// after that tile's products are issued, under them) and kLeanPairs in the
-// backward sweeps (shared-space loads of the staged statistics, the mask by
-// selects).
+// yat at hdim 64) and with the consumers computing them; the dK/dV sweep
+// of yat at hdim 64 with and without its statistics prefetched (the
+// library's prefetch_stats choice).
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -122,9 +119,8 @@ unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
 // kConsumers consumer warpgroups (2 or 3; kFactorWarps: the producer's warps
-// compute the key factors; kLateFactors: the candidate computing them after
-// the tile's products are issued), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLateFactors = false>
+// compute the key factors), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
         using Layout = ex::WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
@@ -137,7 +133,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             std::fprintf(stderr, "tensor map refused\n");
             return false;
         }
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kFactorWarps, kLateFactors>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kFactorWarps>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -189,12 +185,10 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // default) or mma.sync.
 // kSweeps: which to launch (kKeySweep | kQuerySweep); kForcePrefetch: the
 // dK/dV sweep fetches its statistics a tile ahead whatever prefetch_stats
-// says (yat at hdim 64, where the library does not); kLateFactors: the
-// candidate issuing a tile's products before its row factors (both sweeps);
-// kLeanPairs: the candidate with shared-space loads and selects for the mask.
+// says (yat at hdim 64, where the library does not).
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false, bool kLateFactors = false, bool kLeanPairs = false>
+          bool kForcePrefetch = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -203,10 +197,8 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
         auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream,
-                                                      kForcePrefetch || ex::prefetch_stats<Score>(kDim), kLateFactors,
-                                                      kLeanPairs>;
-        auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false, ex::default_stream_rows(kDim), false,
-                                                    kLateFactors, kLeanPairs>;
+                                                      kForcePrefetch || ex::prefetch_stats<Score>(kDim)>;
+        auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
                         "attribute") ||
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, QueryLayout::bytes),
@@ -221,8 +213,8 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::KeyGrads, kDim, kDim).bytes());
         const int query_bytes =
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::QueryGrads, kDim, kDim).bytes());
-        auto dkdv = ex::exact_dkdv_mma_kernel<Elem, Score, kDim, kLeanPairs>;
-        auto dq = ex::exact_dq_mma_kernel<Elem, Score, kDim, kLeanPairs>;
+        auto dkdv = ex::exact_dkdv_mma_kernel<Elem, Score, kDim>;
+        auto dq = ex::exact_dq_mma_kernel<Elem, Score, kDim>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, key_bytes),
                         "attribute") ||
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, query_bytes),
@@ -383,10 +375,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLateFactors = false>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers, kFactorWarps, kLateFactors>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
+    if (!launch<Score, kDim, kConsumers, kFactorWarps>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
         return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
@@ -395,16 +387,15 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0, bool kLateFactors = false, bool kLeanPairs = false>
+template <typename Score, int kDim, int kKeyStream = 0, bool kForcePrefetch = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, false, kLateFactors,
-                                kLeanPairs>(p, a)
-                : launch_sweeps<Score, kDim, false, 0, kKeySweep | kQuerySweep, false, false, kLeanPairs>(p, a)) ||
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kForcePrefetch>(p, a)
+                : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
     for (int i = 0; i < 3; ++i) grads[i] = to_host(outs[i], buf.n);
@@ -461,13 +452,6 @@ int check_shapes() {
                 line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
                 if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
                 line("wgmma x2 factor warps yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                // The late-factors candidate, with and without the factor warps.
-                if (!run_into<ex::SphericalScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 late factors yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                if (!run_into<ex::YatScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
-                if (!run_into<ex::YatScore, kDim, 2, true, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 factor warps late factors yat vs mma.sync yat", rel_l2(got, yat_mma));
             }
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
@@ -480,14 +464,6 @@ int check_shapes() {
                 line((std::string("wgmma bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gw[i], ref[i]));
                 line((std::string("mma.sync bwd standard ") + kGrad[i] + " vs fp64").c_str(), rel_l2(gm[i], ref[i]));
             }
-            for (bool wgmma : {true, false}) {  // the lean-pairs candidates of both kernels
-                if (!g_candidates) break;
-                if (!run_backward<ex::StandardScore, kDim, 0, false, true>(p, buf, wgmma, gw)) return failures + 1;
-                for (int i = 0; i < 3; ++i)
-                    line((std::string(wgmma ? "wgmma" : "mma.sync") + " bwd lean pairs standard " + kGrad[i] +
-                          " vs fp64").c_str(),
-                         rel_l2(gw[i], ref[i]));
-            }
             if (!run_backward<ex::YatScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::YatScore, kDim>(p, buf, false, gm))
                 return failures + 1;
@@ -496,12 +472,7 @@ int check_shapes() {
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd late factors yat ") + kGrad[i] + " vs mma.sync").c_str(),
-                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (g_candidates && !run_backward<ex::YatScore, kDim, 0, false, true>(p, buf, true, gw))
-                return failures + 1;
-            for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd lean pairs yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                line((std::string("wgmma bwd prefetch (forced) yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
@@ -509,19 +480,6 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw))
-                return failures + 1;
-            for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd late factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
-                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            for (bool wgmma : {true, false}) {
-                if (!g_candidates) break;
-                if (!run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, wgmma, gw)) return failures + 1;
-                for (int i = 0; i < 3; ++i)
-                    line((std::string(wgmma ? "wgmma" : "mma.sync") + " bwd lean pairs yat_spherical " + kGrad[i] +
-                          " vs mma.sync").c_str(),
-                         rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            }
         }
     return failures;
 }
@@ -561,14 +519,13 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLateFactors = false>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps, kLateFactors>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps>(p, a); });
     if (ms < 0) return false;
     std::string name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
     if (kFactorWarps) name += " factor warps";
-    if (kLateFactors) name += " late factors (candidate)";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -578,22 +535,19 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false, bool kLateFactors = false, bool kLeanPairs = false>
+          bool kForcePrefetch = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
     const double ms = median_ms(
         [&] {
-            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kForcePrefetch, kLateFactors, kLeanPairs>(
-                p, a);
+            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kForcePrefetch>(p, a);
         });
     if (ms < 0) return false;
     std::string name = kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps";
     if (kKeyStream > 0) name += " q" + std::to_string(kKeyStream);
     if (kForcePrefetch) name += " prefetch (forced)";
-    if (kLateFactors) name += " late factors (candidate)";
-    if (kLeanPairs) name += " lean pairs (candidate)";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
@@ -607,44 +561,30 @@ bool time_shapes(std::vector<Timing>* rows) {
     Buffers buf;
     std::vector<float> q, k, v, dout;
     if (!fill(p, buf, &q, &k, &v, &dout, 5u)) return false;
-    // Each wgmma sweep alone (standard); the rows the library's choices
-    // rest on; the candidates (late factors) beside their baselines.
+    // Each wgmma sweep alone (standard, yat); the rows the library's
+    // choices rest on.
     return time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 3>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 0>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
-           time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep, false, false, true>(p, buf, "standard", rows) &&
-           time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep, false, false, true>(p, buf, "standard", rows) &&
-           time_sweeps<ex::StandardScore, kDim, true, 0, kKeySweep | kQuerySweep, false, false, true>(p, buf,
-                                                                                               "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
-           time_sweeps<ex::StandardScore, kDim, false, 0, kKeySweep | kQuerySweep, false, false, true>(p, buf,
-                                                                                                "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
            time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, false, true>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, true, true>(p, buf, "yat", rows) &&
+           time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep>(p, buf, "yat", rows) &&
+           time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
-           time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf, "yat", rows) &&
-           time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, false, false, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
-           time_one<ex::SphericalScore, kDim, 2, false, true>(p, buf, "yat_spherical", rows) &&
-           time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
-           time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf,
-                                                                                              "yat_spherical", rows) &&
-           time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, false, false, true>(
-               p, buf, "yat_spherical", rows);
+           time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows);
 }
 
 // --profile: one launch of each kernel a profiler should see at the timing
-// shape (D = 64): the wgmma dK/dV and dQ sweeps (standard, after the
-// forward and statistics pass), the lean-pairs candidate's dK/dV sweep,
-// the yat_spherical and yat wgmma forwards
-// with and without the factor warps; no checks, no timing.
+// shape (D = 64): the wgmma dK/dV and dQ sweeps (standard and yat, after
+// the forward and statistics pass), the yat_spherical and yat wgmma
+// forwards with and without the factor warps; no checks, no timing.
 bool profile_once() {
     const Problem p{4, 12, 16384, 64, true};
     Buffers buf;
@@ -655,7 +595,9 @@ bool profile_once() {
     return launch<ex::StandardScore, 64, 0>(p, fwd) && launch_stats<ex::StandardScore, 64>(p, bwd) &&
            launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep>(p, bwd) &&
            launch_sweeps<ex::StandardScore, 64, true, 0, kQuerySweep>(p, bwd) &&
-           launch_sweeps<ex::StandardScore, 64, true, 0, kKeySweep, false, false, true>(p, bwd) &&
+           launch<ex::YatScore, 64, 0>(p, fwd) && launch_stats<ex::YatScore, 64>(p, bwd) &&
+           launch_sweeps<ex::YatScore, 64, true, 0, kKeySweep>(p, bwd) &&
+           launch_sweeps<ex::YatScore, 64, true, 0, kQuerySweep>(p, bwd) &&
            launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 2, true>(p, fwd) &&
            launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2, true>(p, fwd) &&
            synchronize_within("the profile launches");
