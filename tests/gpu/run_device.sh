@@ -157,7 +157,8 @@ if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small 
     ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactsanitize.log" 2>&1 ||
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactsanitize.log"; }
   for tool in memcheck racecheck synccheck; do
-    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/exact-kernel-bench \
+    limit=150; [ $tool = racecheck ] && limit=240
+    timeout $limit compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/exact-kernel-bench \
       --check-only --library-only > "$OUT/exact_sanitize_$tool.log" 2>&1
     echo "=== compute-sanitizer $tool exact-kernel-bench rc=$?"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/exact_sanitize_$tool.log"
