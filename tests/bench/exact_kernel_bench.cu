@@ -35,12 +35,14 @@
 // 77 without a device of compute capability 9.0, 1 when a check fails.
 // --profile: one launch of each kernel worth profiling, nothing else (for
 // ncu: run_device.sh's `exactpro` phase). A kernel still running after 30 s
-// (60 s for a timed one's warm-up) ends the bench with status 3 and a HANG
+// (60 s for a timed one's warm-up; --hang-scale F multiplies both, for the
+// sanitizers) ends the bench with status 3 and a HANG
 // line: a candidate's deadlock costs a line, not the device call.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -66,7 +68,9 @@ bool check_cuda(cudaError_t e, const char* what) {
 // (a candidate's barrier protocol or register split gone wrong: a hang is
 // how both fail) stops the bench with exit status 3 and a line saying what
 // it was running, instead of holding the device call until its timeout.
+double g_hang_scale = 1.0;  // --hang-scale
 bool synchronize_within(const char* what, double seconds = 30.0) {
+    seconds *= g_hang_scale;
     cudaEvent_t done;
     if (!check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "event") ||
         !check_cuda(cudaEventRecord(done), "event record"))
@@ -619,10 +623,12 @@ int main(int argc, char** argv) {
             timing = false;
         } else if (!std::strcmp(argv[i], "--library-only")) {
             g_candidates = false;
+        } else if (!std::strcmp(argv[i], "--hang-scale") && i + 1 < argc) {
+            g_hang_scale = std::atof(argv[++i]);
         } else if (!std::strcmp(argv[i], "--profile")) {
             profile = true;
         } else {
-            std::fprintf(stderr, "usage: %s [--check-only [--library-only] | --profile] [--json FILE]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--check-only [--library-only] | --profile] [--json FILE] [--hang-scale F]\n", argv[0]);
             return 2;
         }
     }

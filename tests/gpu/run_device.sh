@@ -81,7 +81,8 @@
 #             sweeps of standard and yat, the yat_spherical and yat forwards with and without factor warps) -> exactpro.txt
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
-#             -> exact_sanitize_{memcheck,racecheck,synccheck}.log
+#             -> exact_sanitize_{memcheck,racecheck,synccheck}.log (SLAY_EXACT_SANITIZERS: which tools; racecheck
+#             gets SLAY_RACECHECK_S seconds, default 300; the bench's hang watchdog x20 under the sanitizers)
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
@@ -156,10 +157,10 @@ if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small 
   { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
     ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactsanitize.log" 2>&1 ||
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactsanitize.log"; }
-  for tool in memcheck racecheck synccheck; do
-    limit=150; [ $tool = racecheck ] && limit=240
+  for tool in ${SLAY_EXACT_SANITIZERS:-memcheck racecheck synccheck}; do
+    limit=150; [ $tool = racecheck ] && limit=${SLAY_RACECHECK_S:-300}
     timeout $limit compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/exact-kernel-bench \
-      --check-only --library-only > "$OUT/exact_sanitize_$tool.log" 2>&1
+      --check-only --library-only --hang-scale 20 > "$OUT/exact_sanitize_$tool.log" 2>&1
     echo "=== compute-sanitizer $tool exact-kernel-bench rc=$?"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/exact_sanitize_$tool.log"
   done
