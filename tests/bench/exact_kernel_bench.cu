@@ -21,9 +21,8 @@
 // The wgmma forward is checked and timed both ways for yat and
 // yat_spherical: with the producer's factor warps computing the key factors
 // (kFactorWarps in exact_forward_wgmma_kernel.cuh; the library's choice for
-// yat at hdim 64) and with the consumers computing them; the dK/dV sweep
-// of yat at hdim 64 with and without its statistics prefetched (the
-// library's prefetch_stats choice).
+// yat at hdim 64) and with the consumers computing them; the sweeps of yat
+// and yat_spherical with prefetch_stats' choice and its opposite.
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -189,12 +188,12 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
 // sweep streams query tiles of that many rows instead of the library's
 // default) or mma.sync.
-// kSweeps: which to launch (kKeySweep | kQuerySweep); kForcePrefetch: the
-// dK/dV sweep fetches its statistics a tile ahead whatever prefetch_stats
-// says (yat at hdim 64, where the library does not).
+// kSweeps: which to launch (kKeySweep | kQuerySweep); kFlipPrefetch: the
+// dK/dV sweep fetches its statistics a tile ahead where prefetch_stats says
+// not to, and the reverse (the rows "prefetch flipped").
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false>
+          bool kFlipPrefetch = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -203,7 +202,7 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
         auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream,
-                                                      kForcePrefetch || ex::prefetch_stats<Score>(kDim)>;
+                                                      kFlipPrefetch != ex::prefetch_stats<Score>(kDim)>;
         auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
                         "attribute") ||
@@ -393,14 +392,14 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0, bool kForcePrefetch = false>
+template <typename Score, int kDim, int kKeyStream = 0, bool kFlipPrefetch = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kForcePrefetch>(p, a)
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kFlipPrefetch>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
@@ -480,13 +479,18 @@ int check_shapes() {
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd prefetch (forced) yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                line((std::string("wgmma bwd prefetch flipped yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
                 return failures + 1;
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw))
+                return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
+                line((std::string("wgmma bwd prefetch flipped yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
@@ -543,19 +547,19 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kForcePrefetch = false>
+          bool kFlipPrefetch = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
     const double ms = median_ms(
         [&] {
-            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kForcePrefetch>(p, a);
+            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kFlipPrefetch>(p, a);
         });
     if (ms < 0) return false;
     std::string name = kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps";
     if (kKeyStream > 0) name += " q" + std::to_string(kKeyStream);
-    if (kForcePrefetch) name += " prefetch (forced)";
+    if (kFlipPrefetch) name += " prefetch flipped";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
@@ -586,7 +590,9 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
-           time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows);
+           time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
+           time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat_spherical",
+                                                                                         rows);
 }
 
 // --profile: one launch of each kernel a profiler should see at the timing
