@@ -101,8 +101,12 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
 // yat_spherical (exact-kernel-bench, B4 H12 T16384 causal bf16: the standard
 // dK/dV sweep 16.17 ms against 17.62 at hdim 64, 21.50 against 22.42 at 128;
 // yat_spherical's sweeps 42.10 against 44.03 and 54.83 against 56.50); not
-// for yat at hdim 64, whose dK/dV sweep spills with the two registers it
-// holds (ptxas: 292 bytes, none without).
+// for yat at hdim 64, whose dK/dV sweep spilled with the two registers it
+// holds (ptxas: 292 bytes, none without). Re-timed on the lean pair work
+// (commit 699675f, exact_kernels_699675f.md): the opposite choice is a wash
+// for yat (24.17 against 24.23 ms at hdim 64, where it no longer spills;
+// 38.27 against 38.42 at 128) and slower for yat_spherical (24.61 against
+// 22.42, 38.77 against 36.49), so the choice stands.
 template <typename Score>
 __host__ __device__ constexpr bool prefetch_stats(int dim) {
     return !(dim == 64 && std::is_same<Score, YatScore>::value);
