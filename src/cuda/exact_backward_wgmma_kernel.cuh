@@ -112,8 +112,14 @@ __host__ __device__ constexpr bool prefetch_stats(int dim) {
     return !(dim == 64 && std::is_same<Score, YatScore>::value);
 }
 
+// RowFactors (a candidate timed by exact-kernel-bench, not used by the
+// library): void, each warpgroup computes the streamed tile's row factors
+// (yat, yat_spherical) from its staged rows every tile; otherwise
+// RowFactors::rows(args, queries) holds every query's (or key's) factor,
+// (B*H*T) indexed as row_stat, made once by a pass before the sweeps, and
+// the sweeps stage them like the statistics, loaded a tile ahead.
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim)>
+          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim), typename RowFactors = void>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");
@@ -223,6 +229,18 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     }
     float own_factor[2] = {0.f, 0.f};  // read after the first tile's barrier
 
+    // RowFactors: this thread's entry of tile it's streamed factors, loaded
+    // one tile ahead.
+    constexpr bool kLoadedFactors = kRowFactors && !std::is_void<RowFactors>::value;
+    const float* factor_rows = nullptr;
+    if constexpr (kLoadedFactors) factor_rows = RowFactors::rows(args, kKeyGrads) + blk.stat_row(args, 0);
+    float factor_ahead = 0.f;
+    auto fetch_factor = [&](int it) {
+        const int64_t t = (first_tile + it) * kStreamRows + thread;
+        factor_ahead = thread < kStreamRows && t < T ? factor_rows[t] : 0.f;
+    };
+    if (kLoadedFactors && tiles > 0) fetch_factor(0);
+
     float grad_a[kDimBlocks][4] = {};  // dK or dQ
     float grad_b[kDimBlocks][4] = {};  // dV (dK/dV)
     float self_sum[2] = {0.f, 0.f};
@@ -272,10 +290,14 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
             stats[thread] = t < T ? staged_stat<Score>(row_stat[t]) : 0.f;
             stats[kStreamRows + thread] = t < T ? row_delta[t] : 0.f;
         }
+        if constexpr (kLoadedFactors) {
+            if (thread < kStreamRows) stats[(kKeyGrads ? 2 * kStreamRows : 0) + thread] = factor_ahead;
+            if (it + 1 < tiles) fetch_factor(it + 1);
+        }
         tma::wait(full + stage, (it / kStages) & 1);
         // The streamed rows' factors, then the warpgroup's barrier (every
         // tile, masked or not: the staging buffers' reuse counts on it).
-        if (kRowFactors) {
+        if (kRowFactors && !kLoadedFactors) {
             float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
             if (kStreamRows == 128)
                 warpgroup_row_factors<Elem, kDim, kStreamRows, 1, Score::kPrep>(args.sc, stream_a(stage), 0,

@@ -133,10 +133,18 @@ struct WgmmaForwardMaps {
     CUtensorMap q, k, v;
 };
 
-template <typename Elem, typename Score, int kDim, int kConsumers, bool kFactorWarps = false>
+// RowFactors (a candidate timed by exact-kernel-bench, not used by the
+// library): void, the key tiles' factors are computed in the kernel (by
+// each consumer or the factor warps); otherwise RowFactors::rows(args,
+// false) holds every key's factor, (B*H*T) indexed as row_stat, made once by
+// a pass before the forward, and each consumer stages its tile's from a
+// register loaded a tile ahead.
+template <typename Elem, typename Score, int kDim, int kConsumers, bool kFactorWarps = false,
+          typename RowFactors = void>
 __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
     static_assert(!kFactorWarps || Score::kPrep != RowPrep::None, "factor warps: yat and yat_spherical");
+    static_assert(!kFactorWarps || std::is_void<RowFactors>::value, "factor warps or loaded factors");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
     using Layout = WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
@@ -261,10 +269,26 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
     // The buffer kt % 2 was last read by the score step of tile kt - 2,
     // before the barrier of tile kt - 1.
     // (kFactorWarps: wait for the factor threads' ones instead.)
+    // (RowFactors: from the register loaded a tile ahead.)
+    constexpr bool kLoadedFactors = kRowFactors && !std::is_void<RowFactors>::value;
+    const float* factor_rows = nullptr;
+    if constexpr (kLoadedFactors) factor_rows = RowFactors::rows(args, false) + blk.stat_row(args, 0);
+    float factor_ahead = 0.f;
+    auto fetch_factor = [&](int kt) {
+        const int64_t t = static_cast<int64_t>(kt) * kKeys + thread;
+        factor_ahead = thread < kKeys && t < T ? factor_rows[t] : 0.f;
+    };
+    if (kLoadedFactors) fetch_factor(0);
     auto key_norms = [&](int kt) {
         if (!kRowFactors) return;
         if (kFactorWarps) {
             tma::wait(knorm_full + kt % kStages, (kt / kStages) & 1);
+            return;
+        }
+        if constexpr (kLoadedFactors) {
+            if (thread < kKeys) key_factors(kt)[thread] = factor_ahead;
+            if (kt + 1 < k_tiles) fetch_factor(kt + 1);
+            tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
             return;
         }
         warpgroup_row_factors<Elem, kDim, kKeys, 1, Score::kPrep>(args.sc, k_tile(kt % kStages), 0, thread,
