@@ -112,14 +112,15 @@ __host__ __device__ constexpr bool prefetch_stats(int dim) {
     return !(dim == 64 && std::is_same<Score, YatScore>::value);
 }
 
-// RowFactors (a candidate timed by exact-kernel-bench, not used by the
-// library): void, each warpgroup computes the streamed tile's row factors
-// (yat, yat_spherical) from its staged rows every tile; otherwise
-// RowFactors::rows(args, queries) holds every query's (or key's) factor,
-// (B*H*T) indexed as row_stat, made once by a pass before the sweeps, and
-// the sweeps stage them like the statistics, loaded a tile ahead.
+// RowFactors (yat, yat_spherical; default_row_factors): the rows' factors
+// from RowFactors::rows(args, queries), every query's (or key's) factor,
+// (B*H*T) indexed as row_stat, made once by exact_row_factor_kernel before
+// the sweeps, which stage the streamed tile's like the statistics, loaded a
+// tile ahead; void (exact-kernel-bench's comparison): each warpgroup
+// computes the streamed tile's factors from its staged rows every tile.
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim), typename RowFactors = void>
+          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim),
+          typename RowFactors = default_row_factors<Score>>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");

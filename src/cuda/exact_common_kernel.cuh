@@ -93,6 +93,12 @@ struct ExactArgs {
     float* user_stats;
     Strides user_stats_s;
     bool merge;
+    // The Hopper kernels' row factors of yat and yat_spherical (row_factor),
+    // made once a call by exact_row_factor_kernel into the workspace:
+    // (B, H, T) fp32 each, by query head (k_factor: the key row that query
+    // head reads). Null where the kernels compute them themselves.
+    float* q_factor;
+    float* k_factor;
 };
 
 // The row statistic of a forward row (slay.h): the natural log-sum-exp of
@@ -151,6 +157,54 @@ __device__ __forceinline__ float row_factor(const ScoreConsts& sc, float ss) {
     if constexpr (kPrep == RowPrep::Normalize) return 1.f / fmaxf(sqrtf(ss), sc.norm_eps);
     return ss;
 }
+
+// The row factors of every row of q (queries) or k into out = q_factor or
+// k_factor: row (b, h, t) of (batch, heads, seq_len) (dense calls), the key
+// row of query head h being k's head h / kv_group. kFactorLanes adjacent
+// threads a row, each summing every kFactorLanes-th column's square in fp32,
+// then across the lanes (so the sum's order is not the kernels' own; both
+// are fp32 sums of the same stored values).
+constexpr int kFactorLanes = 8;
+constexpr int kFactorThreads = 256;
+template <typename Elem, RowPrep kPrep>
+__global__ void __launch_bounds__(kFactorThreads) exact_row_factor_kernel(ExactArgs a, int64_t rows, bool queries,
+                                                                         float* out) {
+    const int64_t id = static_cast<int64_t>(blockIdx.x) * kFactorThreads + threadIdx.x;
+    const int64_t row = id / kFactorLanes;
+    const int lane = static_cast<int>(id % kFactorLanes);
+    float ss = 0.f;
+    if (row < rows) {
+        const int64_t t = row % a.seq_len, bh = row / a.seq_len, h = bh % a.heads, b = bh / a.heads;
+        const Elem* x = queries ? static_cast<const Elem*>(a.q) + b * a.q_s.batch + h * a.q_s.head + t * a.q_s.token
+                                : static_cast<const Elem*>(a.k) + b * a.k_s.batch + (h / a.kv_group) * a.k_s.head +
+                                      t * a.k_s.token;
+        for (int c = lane; c < a.head_dim; c += kFactorLanes) {
+            const float f = to_float(x[c]);
+            ss = fmaf(f, f, ss);
+        }
+    }
+#pragma unroll
+    for (int lanes = 1; lanes < kFactorLanes; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
+    if (row < rows && lane == 0) out[row] = row_factor<kPrep>(a.sc, ss);
+}
+
+// RowFactors of the Hopper kernels (exact_forward_wgmma_kernel.cuh,
+// exact_backward_wgmma_kernel.cuh): the factors exact_row_factor_kernel made.
+struct LoadedRowFactors {
+    __device__ __forceinline__ static const float* rows(const ExactArgs& a, bool queries) {
+        return queries ? a.q_factor : a.k_factor;
+    }
+};
+// The library's choice: loaded for the scores with row factors (void: none,
+// or each kernel computes its tiles' own). On an H200 (exact-kernel-bench,
+// B4 H12 T16384 causal bf16, the pass timed with the kernel) the loaded
+// factors took yat_spherical's forward from 6.23 to 5.12 ms at hdim 64 and
+// 8.86 to 7.37 at 128, yat's from 6.57 (factor warps) to 6.31 and 9.80 to
+// 8.36, and the two backward sweeps 22.27 -> 20.59, 36.25 -> 29.06
+// (yat_spherical) and 24.03 -> 23.14, 38.44 -> 31.71 (yat): every CTA
+// computed every streamed tile's factors again, T / 128 times a row.
+template <typename Score>
+using default_row_factors = std::conditional_t<Score::kPrep != RowPrep::None, LoadedRowFactors, void>;
 
 // standard: s = softmax_scale * q.k (SPEC A.3).
 struct StandardScore {

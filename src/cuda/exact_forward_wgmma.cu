@@ -22,20 +22,15 @@ namespace {
 template <int kDim, typename Score>
 constexpr int kConsumers = kDim == 64 && std::is_same<Score, exact::StandardScore>::value ? 3 : 2;
 
-// The producer's factor warps (kFactorWarps in exact_forward_wgmma_kernel.cuh)
-// for yat at hdim 64 only, from the same bench: 6.93 ms against 7.66 with the
-// consumers computing the key factors themselves; slower for yat at hdim 128
-// (12.34 against 11.60) and for yat_spherical (D 64: 7.10 against 6.51; D 128:
-// 12.77 against 9.86).
-template <int kDim, typename Score>
-constexpr bool kFactorWarps = kDim == 64 && std::is_same<Score, exact::YatScore>::value;
-
 template <typename Elem, typename Score, int kDim>
 Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::ExactArgs& a, const ForwardExtents& ext,
                             cudaStream_t stream, bool* launched) {
     constexpr int kConsumerGroups = kConsumers<kDim, Score>;
-    constexpr bool kProducerFactors = kFactorWarps<kDim, Score>;
-    using Layout = exact::WgmmaForwardLayout<kDim, kConsumerGroups, kProducerFactors>;
+    // The key factors (yat, yat_spherical) come from a pass over k before the
+    // kernel (default_row_factors: faster than the producer's factor warps,
+    // kFactorWarps, the library's choice for yat at hdim 64 before: 6.31
+    // against 6.57 ms there).
+    using Layout = exact::WgmmaForwardLayout<kDim, kConsumerGroups>;
     *launched = false;
     exact::WgmmaForwardMaps maps;
     if (!exact_operand_map(&maps.q, a.q, a.head_dim, ext.q, a.q_s, Layout::kRows) ||
@@ -43,9 +38,9 @@ Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::E
         !exact_operand_map(&maps.v, a.v, a.value_dim, ext.v, a.v_s, Layout::kKeys))
         return Status();
     *launched = true;
+    SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, false, a.k_factor, stream)));
     const int64_t blocks = (a.seq_len + Layout::kRows - 1) / Layout::kRows * batch * a.heads;
-    return launch_warp_specialized(dev,
-                                   exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups, kProducerFactors>,
+    return launch_warp_specialized(dev, exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups>,
                                    maps, a, blocks, Layout::kThreads, Layout::bytes, stream,
                                    "exact wgmma forward kernel launch");
 }

@@ -39,8 +39,9 @@ namespace exact {
 // kFactorWarps (yat and yat_spherical): the producer's warps 2 and 3
 // compute each K tile's row factors once for every consumer (a ring by
 // stage and its knorm_full mbarriers), where otherwise each consumer
-// warpgroup computes them for itself; the launcher picks it where
-// exact-kernel-bench measured it faster (exact_forward_wgmma.cu).
+// warpgroup computes them for itself (both: RowFactors void, the library
+// loads them instead, exact_forward_wgmma.cu; exact-kernel-bench times both
+// against it).
 template <int kDim, int kConsumers, bool kFactorWarps = false>
 struct WgmmaForwardLayout {
     static_assert(kDim == 64 || kDim == 128, "warp-specialized forward: head dims 64 and 128");
@@ -133,14 +134,14 @@ struct WgmmaForwardMaps {
     CUtensorMap q, k, v;
 };
 
-// RowFactors (a candidate timed by exact-kernel-bench, not used by the
-// library): void, the key tiles' factors are computed in the kernel (by
-// each consumer or the factor warps); otherwise RowFactors::rows(args,
-// false) holds every key's factor, (B*H*T) indexed as row_stat, made once by
-// a pass before the forward, and each consumer stages its tile's from a
-// register loaded a tile ahead.
+// RowFactors (yat, yat_spherical; default_row_factors): the key tiles'
+// factors from RowFactors::rows(args, false), every key's factor, (B*H*T)
+// indexed as row_stat, made once by exact_row_factor_kernel before the
+// forward; each consumer stages its tile's from a register loaded a tile
+// ahead. void (exact-kernel-bench's comparisons): computed in the kernel,
+// by each consumer or (kFactorWarps) the producer's factor warps.
 template <typename Elem, typename Score, int kDim, int kConsumers, bool kFactorWarps = false,
-          typename RowFactors = void>
+          typename RowFactors = std::conditional_t<kFactorWarps, void, default_row_factors<Score>>>
 __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
     static_assert(!kFactorWarps || Score::kPrep != RowPrep::None, "factor warps: yat and yat_spherical");

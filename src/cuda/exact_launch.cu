@@ -1,7 +1,9 @@
 // exact_launch.cu -- the exact family (standard, yat, yat_spherical) on the
 // GPU: dispatch on (I/O dtype, score policy, head-dim bound) and launch.
 //   forward:  q, k (B, H, T, D); v (B, H, T, Dv) -> out (B, H, T, Dv)
-//             one kernel, no workspace: for bf16/fp16 inputs laid out for
+//             one kernel (yat and yat_spherical on Hopper: after a pass
+//             making each key row's factor into the workspace, 1 fp32 per
+//             (b, h, t); no workspace otherwise): for bf16/fp16 inputs laid out for
 //             16-byte copies the tensor cores
 //             (exact_forward_wgmma_kernel on H100/H200 at tile widths 64 and
 //             128 in an sm_90a build, dense calls: TMA maps of q, k, v, 128-
@@ -13,7 +15,9 @@
 //                given the forward's row statistics (ABI 5) it reads them
 //                instead of sweeping the keys (the SIMT pass, on either path);
 //             2. dK/dV sweep over query tiles; 3. dQ sweep over key tiles.
-//             Workspace: 2 fp32 per (b, h, t) -- O(B H T), no T x T tensor;
+//             Workspace: 2 fp32 per (b, h, t) -- O(B H T), no T x T tensor
+//             (4 for bf16/fp16 yat and yat_spherical: the Hopper sweeps'
+//             row factors of q and k, made by a pass before them);
 //             grouped-query plans add dk, dv per query head (grouped_heads.hpp)
 //             summed into the caller's dk, dv after the sweeps.
 // Packed calls: the kernels' CTAs map to (sequence, head, tile) over the
@@ -56,18 +60,34 @@ exact::Strides strides_of(const TensorView& t) { return {t.strides[0], t.strides
 // The (batch rows, heads, tokens) of a view: the bounds of its TMA map.
 TokenExtents token_extents(const TensorView& t) { return {t.shape[0], t.shape[1], t.shape[2]}; }
 
-// Workspace of the backward: row_stat then row_delta, each B*H*T fp32,
-// 256-byte aligned. Sizes are computed with overflow checks.
-struct BackwardWorkspace {
-    size_t stat_offset = 0, delta_offset = 0, total = 0;
+// Whether a plan's Hopper kernels take row factors from the workspace
+// (exact::LoadedRowFactors): yat and yat_spherical with 16-bit inputs. The
+// workspace holds them whether or not the call ends up on those kernels.
+bool loads_row_factors(const AttnConfig& cfg) {
+    const ExactScore score = variant_info(cfg.variant).score;
+    return (score == ExactScore::Yat || score == ExactScore::Spherical) && cfg.io_dtype != SLAY_DTYPE_FLOAT32;
+}
+
+// Workspace of a call: arrays of B*H*T fp32, each 256-byte aligned. The
+// backward: row_stat, row_delta, then (loads_row_factors) q_factor and
+// k_factor; the forward: k_factor (loads_row_factors) or nothing. Sizes are
+// computed with overflow checks.
+struct ExactWorkspace {
+    size_t array_bytes = 0, total = 0;
     bool overflow = false;
-    BackwardWorkspace(int64_t rows) {
+    ExactWorkspace(int64_t rows, int arrays) {
         size_t bytes = 0;
         overflow = rows < 0 || __builtin_mul_overflow(static_cast<size_t>(rows), sizeof(float), &bytes) ||
                    __builtin_add_overflow(bytes, size_t{255}, &bytes);
-        bytes = bytes / 256 * 256;
-        delta_offset = bytes;
-        overflow = overflow || __builtin_mul_overflow(bytes, size_t{2}, &total);
+        array_bytes = bytes / 256 * 256;
+        overflow = overflow || __builtin_mul_overflow(array_bytes, static_cast<size_t>(arrays), &total);
+    }
+    static int arrays(const AttnConfig& cfg, slay_pass_t pass) {
+        const int factors = loads_row_factors(cfg) ? 1 : 0;
+        return pass == SLAY_PASS_BACKWARD ? 2 + 2 * factors : factors;
+    }
+    float* array(void* workspace, int i) const {
+        return reinterpret_cast<float*>(static_cast<char*>(workspace) + static_cast<size_t>(i) * array_bytes);
     }
 };
 
@@ -294,24 +314,32 @@ Status exact_prepare(const Plan& plan) { return check_dims(plan.cfg); }
 
 Status exact_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes) {
     *bytes = 0;
-    if (pass != SLAY_PASS_BACKWARD) return Status();
+    if (pass != SLAY_PASS_BACKWARD && pass != SLAY_PASS_FORWARD) return Status();
+    const char* what = pass == SLAY_PASS_BACKWARD ? "the exact backward workspace for batch="
+                                                  : "the exact forward workspace for batch=";
     int64_t rows = 0;
     if (__builtin_mul_overflow(batch, plan.cfg.num_heads, &rows) || __builtin_mul_overflow(rows, seq_len, &rows))
-        return error(SLAY_STATUS_INVALID_VALUE, "the exact backward workspace for batch=", batch,
-                     ", seq_len=", seq_len, " overflows size_t");
-    const BackwardWorkspace ws(rows);
+        return error(SLAY_STATUS_INVALID_VALUE, what, batch, ", seq_len=", seq_len, " overflows size_t");
+    const ExactWorkspace ws(rows, ExactWorkspace::arrays(plan.cfg, pass));
+    if (pass == SLAY_PASS_FORWARD) {
+        if (ws.overflow) return error(SLAY_STATUS_INVALID_VALUE, what, batch, ", seq_len=", seq_len, " overflows size_t");
+        *bytes = ws.total;
+        return Status();
+    }
     ScratchCarver expanded(nullptr);
     ExpandedGrad dk, dv;
     carve_expanded_grads(plan, batch, seq_len, expanded, &dk, &dv);
     if (ws.overflow || expanded.overflowed() || __builtin_add_overflow(ws.total, expanded.used(), bytes))
-        return error(SLAY_STATUS_INVALID_VALUE, "the exact backward workspace for batch=", batch,
-                     ", seq_len=", seq_len, " overflows size_t");
+        return error(SLAY_STATUS_INVALID_VALUE, what, batch, ", seq_len=", seq_len, " overflows size_t");
     return Status();
 }
 
-Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void*, cudaStream_t stream) {
+Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void* workspace,
+                     cudaStream_t stream) {
     if (call.batch == 0 || call.seq_len == 0) return check_dims(plan.cfg);
     ExactArgs a = base_args(plan, call);
+    if (loads_row_factors(plan.cfg))
+        a.k_factor = ExactWorkspace(call.batch * plan.cfg.num_heads * call.seq_len, 1).array(workspace, 0);
     a.dst_out = call.out.data;
     a.dst_out_s = strides_of(call.out);
     if (call.has_row_stats) {
@@ -337,9 +365,14 @@ Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& ca
         a.user_stats = static_cast<float*>(call.row_stats.data);
         a.user_stats_s = strides_of(call.row_stats);
     }
-    const BackwardWorkspace ws(call.batch * plan.cfg.num_heads * call.seq_len);
-    a.row_stat = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.stat_offset);
-    a.row_delta = reinterpret_cast<float*>(static_cast<char*>(workspace) + ws.delta_offset);
+    const ExactWorkspace ws(call.batch * plan.cfg.num_heads * call.seq_len,
+                            ExactWorkspace::arrays(plan.cfg, SLAY_PASS_BACKWARD));
+    a.row_stat = ws.array(workspace, 0);
+    a.row_delta = ws.array(workspace, 1);
+    if (loads_row_factors(plan.cfg)) {
+        a.q_factor = ws.array(workspace, 2);
+        a.k_factor = ws.array(workspace, 3);
+    }
     // Grouped-query plans: dk, dv per query head, then the group sums.
     ScratchCarver expanded(static_cast<char*>(workspace) + ws.total);
     ExpandedGrad dk, dv;

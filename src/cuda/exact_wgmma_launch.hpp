@@ -12,6 +12,7 @@
 
 #include "core/limits.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/exact_common_kernel.cuh"
 #include "cuda/exact_forward_wgmma.hpp"
 #include "cuda/tma_primitives.cuh"
 
@@ -44,6 +45,27 @@ Status launch_warp_specialized(const DeviceInfo& dev, Kernel kernel, const Maps&
     SLAY_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     kernel<<<static_cast<unsigned>(blocks), threads, bytes, stream>>>(maps, a);
     return cuda_check(cudaGetLastError(), what);
+}
+
+// The row factors of Score (yat, yat_spherical; none for standard) of q
+// (queries) or k into `out` (exact_row_factor_kernel: batch * heads *
+// seq_len rows), for the Hopper kernels' LoadedRowFactors.
+template <typename Elem, typename Score>
+Status launch_row_factors(const exact::ExactArgs& a, int64_t batch, bool queries, float* out, cudaStream_t stream) {
+    if constexpr (Score::kPrep == exact::RowPrep::None) {
+        return Status();
+    } else {
+        if (out == nullptr)
+            return error(SLAY_STATUS_INTERNAL_ERROR, "the exact row factors have no workspace");
+        const int64_t rows = batch * a.heads * a.seq_len;
+        const int64_t blocks = (rows * exact::kFactorLanes + exact::kFactorThreads - 1) / exact::kFactorThreads;
+        if (blocks > kMaxGridX)
+            return error(SLAY_STATUS_NOT_SUPPORTED, "the exact row factor pass: ", blocks,
+                         " CTAs exceed the grid limit ", kMaxGridX);
+        exact::exact_row_factor_kernel<Elem, Score::kPrep>
+            <<<static_cast<unsigned>(blocks), exact::kFactorThreads, 0, stream>>>(a, rows, queries, out);
+        return cuda_check(cudaGetLastError(), "exact row factor kernel launch");
+    }
 }
 
 // launch(std::integral_constant<int, kDim>()) for mma_dim = kDim = 64 or

@@ -22,11 +22,10 @@
 // yat_spherical: with the producer's factor warps computing the key factors
 // (kFactorWarps in exact_forward_wgmma_kernel.cuh; the library's choice for
 // yat at hdim 64) and with the consumers computing them; the sweeps of yat
-// and yat_spherical with prefetch_stats' choice and its opposite. Candidate
-// checked and timed beside them, rows marked so: loaded factors (RowFactors
-// in both Hopper kernels: yat's and yat_spherical's row factors made once by
-// a pass over q and k, timed with the kernel, instead of every tile by
-// every warpgroup).
+// and yat_spherical with prefetch_stats' choice and its opposite. The
+// library's Hopper kernels load yat's and yat_spherical's row factors, made
+// by a pass over q and k (timed with them); the rows "computed factors"
+// have every warpgroup compute its tiles' own instead.
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -98,6 +97,11 @@ struct Problem {
     bool causal;
 };
 
+// The row factors of q ([1]) and k ([0]), (B*H*T) fp32 (ExactArgs'
+// q_factor, k_factor: the Hopper kernels' LoadedRowFactors), made by the
+// library's exact_row_factor_kernel before the kernels (and timed with them).
+float* g_factor_buffers[2] = {nullptr, nullptr};
+
 // Dense (B, H, T, D) arguments; yat and yat_spherical with score_scale 1,
 // epsilon 1e-6 and the library's other defaults (kernel_clamp and the
 // stabilizer 1e-6, norm_eps 1e-12).
@@ -120,48 +124,23 @@ ex::ExactArgs make_args(const Problem& p, const Elem* q, const Elem* k, const El
     a.sc.kernel_clamp = 1e-6f;
     a.sc.norm_eps = 1e-12f;
     a.sc.stabilizer = 1e-6f;
+    a.q_factor = g_factor_buffers[1];
+    a.k_factor = g_factor_buffers[0];
     return a;
 }
 
-// The loaded-factors candidate (RowFactors in both Hopper kernels): every
-// row's factor of q ([1]) and k ([0]), (B*H*T) fp32, made by
-// row_factor_pass before the kernels (and timed with them).
-__constant__ const float* g_factor_rows[2];
-float* g_factor_buffers[2] = {nullptr, nullptr};  // the same, host side
-struct LoadedRowFactors {
-    __device__ static const float* rows(const ex::ExactArgs&, bool queries) { return g_factor_rows[queries ? 1 : 0]; }
-};
-
-// row_factor of every row of x (rows x kDim, dense): kDim / 8 lanes a row,
-// 16 bytes each, their squares summed in fp32 then across the lanes.
-template <typename Score, int kDim>
-__global__ void row_factor_pass(const Elem* x, int64_t rows, ex::ScoreConsts sc, float* factors) {
-    constexpr int kLanes = kDim / 8;
-    const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-    const int64_t row = id / kLanes;
-    const int part = static_cast<int>(id % kLanes);
-    float ss = 0.f;
-    if (row < rows) {
-        const uint4 chunk = *reinterpret_cast<const uint4*>(x + row * kDim + part * 8);
-        const Elem* e = reinterpret_cast<const Elem*>(&chunk);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            const float f = slay::cuda::to_float(e[i]);
-            ss = fmaf(f, f, ss);
-        }
+// The factors of q (queries) or k into their buffer: nothing for standard.
+template <typename Score>
+bool launch_factor_pass(const Problem& p, const ex::ExactArgs& a, bool queries) {
+    if constexpr (Score::kPrep == ex::RowPrep::None) {
+        return true;
+    } else {
+        const int64_t rows = p.B * p.H * p.T, threads = rows * ex::kFactorLanes;
+        ex::exact_row_factor_kernel<Elem, Score::kPrep>
+            <<<static_cast<unsigned>((threads + ex::kFactorThreads - 1) / ex::kFactorThreads), ex::kFactorThreads>>>(
+                a, rows, queries, queries ? a.q_factor : a.k_factor);
+        return check_cuda(cudaGetLastError(), "factor pass launch");
     }
-#pragma unroll
-    for (int lanes = 1; lanes < kLanes; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
-    if (row < rows && part == 0) factors[row] = ex::row_factor<Score::kPrep>(sc, ss);
-}
-
-// The factors of x's rows into g_factor_buffers[side] (1: q, 0: k).
-template <typename Score, int kDim>
-bool launch_factor_pass(const Problem& p, const ex::ExactArgs& a, const void* x, int side) {
-    const int64_t rows = p.B * p.H * p.T, threads = rows * (kDim / 8);
-    row_factor_pass<Score, kDim><<<static_cast<unsigned>((threads + 255) / 256), 256>>>(
-        static_cast<const Elem*>(x), rows, a.sc, g_factor_buffers[side]);
-    return check_cuda(cudaGetLastError(), "factor pass launch");
 }
 
 // CTAs of rows-row query tiles (the library's grid: B*H per tile rank).
@@ -169,12 +148,13 @@ unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
 // kConsumers consumer warpgroups (2 or 3; kFactorWarps: the producer's warps
-// compute the key factors; kLoaded: the loaded-factors candidate, after its
-// pass over k), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLoaded = false>
+// compute the key factors; kComputed: the consumers do; else, as the
+// library, the pass over k makes them first), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kComputed = false>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
-        if (kLoaded && !launch_factor_pass<Score, kDim>(p, a, a.k, 0)) return false;
+        constexpr bool kLoaded = !kFactorWarps && !kComputed;
+        if (kLoaded && !launch_factor_pass<Score>(p, a, false)) return false;
         using Layout = ex::WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
         ex::WgmmaForwardMaps maps;
         namespace tma = slay::cuda::tma;
@@ -186,7 +166,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             return false;
         }
         auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kFactorWarps,
-                                                     std::conditional_t<kLoaded, LoadedRowFactors, void>>;
+                                                     std::conditional_t<kLoaded, ex::default_row_factors<Score>, void>>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -238,18 +218,19 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // default) or mma.sync.
 // kSweeps: which to launch (kKeySweep | kQuerySweep); kFlipPrefetch: the
 // dK/dV sweep fetches its statistics a tile ahead where prefetch_stats says
-// not to, and the reverse (the rows "prefetch flipped"); kLoaded: the
-// loaded-factors candidate (wgmma), after its passes over q and k.
+// not to, and the reverse (the rows "prefetch flipped"); kComputed (wgmma):
+// each warpgroup computes its streamed tiles' row factors, where the library
+// makes them by passes over q and k first.
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kFlipPrefetch = false, bool kLoaded = false>
+          bool kFlipPrefetch = false, bool kComputed = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
         if (!backward_maps(p, a, &maps)) return false;
-        if (kLoaded && !(launch_factor_pass<Score, kDim>(p, a, a.q, 1) && launch_factor_pass<Score, kDim>(p, a, a.k, 0)))
+        if (!kComputed && !(launch_factor_pass<Score>(p, a, true) && launch_factor_pass<Score>(p, a, false)))
             return false;
-        using Factors = std::conditional_t<kLoaded, LoadedRowFactors, void>;
+        using Factors = std::conditional_t<kComputed, void, ex::default_row_factors<Score>>;
         constexpr int kStream = kKeyStream > 0 ? kKeyStream : ex::default_stream_rows(kDim);
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
@@ -288,7 +269,7 @@ struct Buffers {
     Elem *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr;
     Elem *dout = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
     float *row_stat = nullptr, *row_delta = nullptr;  // (B, H, T)
-    float* factors[2] = {nullptr, nullptr};  // the loaded-factors candidate's: k, q (B, H, T)
+    float* factors[2] = {nullptr, nullptr};  // the row factors of k, q (B, H, T): g_factor_buffers
     size_t n = 0;
     bool alloc(size_t elems, size_t rows) {
         n = elems;
@@ -302,7 +283,7 @@ struct Buffers {
             if (!check_cuda(cudaMalloc(&f, rows * sizeof(float)), "malloc")) return false;
         g_factor_buffers[0] = factors[0];
         g_factor_buffers[1] = factors[1];
-        return check_cuda(cudaMemcpyToSymbol(g_factor_rows, factors, sizeof(factors)), "factor rows");
+        return true;
     }
     ~Buffers() {
         for (Elem* t : {q, k, v, out, dout, dq, dk, dv}) cudaFree(t);
@@ -441,10 +422,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLoaded = false>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kComputed = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers, kFactorWarps, kLoaded>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
+    if (!launch<Score, kDim, kConsumers, kFactorWarps, kComputed>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
         return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
@@ -453,14 +434,14 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0, bool kFlipPrefetch = false, bool kLoaded = false>
+template <typename Score, int kDim, int kKeyStream = 0, bool kFlipPrefetch = false, bool kComputed = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kFlipPrefetch, kLoaded>(p, a)
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kFlipPrefetch, kComputed>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
@@ -507,7 +488,7 @@ int check_shapes() {
                 if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
                 line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
             }
-            if (kDim == 64 || g_candidates) {
+            if (g_candidates) {
                 if (!run_into<ex::YatScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
                 line("wgmma x2 factor warps yat vs mma.sync yat", rel_l2(got, yat_mma));
             }
@@ -520,11 +501,11 @@ int check_shapes() {
                 line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
                 if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
                 line("wgmma x2 factor warps yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                // The loaded-factors candidate.
+                // The consumers computing the key factors.
                 if (!run_into<ex::SphericalScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 loaded factors yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                line("wgmma x2 computed factors yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
                 if (!run_into<ex::YatScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 loaded factors yat vs mma.sync yat", rel_l2(got, yat_mma));
+                line("wgmma x2 computed factors yat vs mma.sync yat", rel_l2(got, yat_mma));
             }
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
@@ -550,7 +531,7 @@ int check_shapes() {
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, false, true>(p, buf, true, gw))
                 return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd loaded factors yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                line((std::string("wgmma bwd computed factors yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
@@ -566,7 +547,7 @@ int check_shapes() {
             if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, true, gw))
                 return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd loaded factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
+                line((std::string("wgmma bwd computed factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
@@ -607,14 +588,14 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kLoaded = false>
+template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kComputed = false>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps, kLoaded>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps, kComputed>(p, a); });
     if (ms < 0) return false;
     std::string name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
     if (kFactorWarps) name += " factor warps";
-    if (kLoaded) name += " loaded factors (candidate)";
+    if (kComputed) name += " computed factors";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -624,20 +605,20 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kFlipPrefetch = false, bool kLoaded = false>
+          bool kFlipPrefetch = false, bool kComputed = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
     const double ms = median_ms(
         [&] {
-            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kFlipPrefetch, kLoaded>(p, a);
+            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kFlipPrefetch, kComputed>(p, a);
         });
     if (ms < 0) return false;
     std::string name = kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps";
     if (kKeyStream > 0) name += " q" + std::to_string(kKeyStream);
     if (kFlipPrefetch) name += " prefetch flipped";
-    if (kLoaded) name += " loaded factors (candidate)";
+    if (kComputed) name += " computed factors";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
