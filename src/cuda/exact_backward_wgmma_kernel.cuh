@@ -96,21 +96,15 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
                                                    wgmma::sw128_offset(row, (col % 64) * 2)));
 }
 
-// Whether the dK/dV sweep fetches its streamed tiles' statistics a tile
-// ahead into registers (below): faster on an H200 for standard and
-// yat_spherical (exact-kernel-bench, B4 H12 T16384 causal bf16: the standard
-// dK/dV sweep 16.17 ms against 17.62 at hdim 64, 21.50 against 22.42 at 128;
-// yat_spherical's sweeps 42.10 against 44.03 and 54.83 against 56.50); not
-// for yat at hdim 64, whose dK/dV sweep spilled with the two registers it
-// holds (ptxas: 292 bytes, none without). Re-timed on the lean pair work
-// (commit 699675f, exact_kernels_699675f.md): the opposite choice is a wash
-// for yat (24.17 against 24.23 ms at hdim 64, where it no longer spills;
-// 38.27 against 38.42 at 128) and slower for yat_spherical (24.61 against
-// 22.42, 38.77 against 36.49), so the choice stands.
-template <typename Score>
-__host__ __device__ constexpr bool prefetch_stats(int dim) {
-    return !(dim == 64 && std::is_same<Score, YatScore>::value);
-}
+// kPrefetchStats: the dK/dV sweep fetches its streamed tiles' statistics a
+// tile ahead into registers (below), for every score and width: faster on
+// an H200 (exact-kernel-bench, B4 H12 T16384 causal bf16: the standard dK/dV
+// sweep 16.17 ms against 17.62 at hdim 64, 21.50 against 22.42 at 128;
+// yat_spherical's sweeps 22.42 against 24.61 and 36.49 against 38.77 on the
+// lean pair work, exact_kernels_699675f.md). yat at hdim 64 went without
+// while its dK/dV sweep spilled with the two registers (292 bytes); with the
+// loaded row factors it spills without them (56 bytes) and not with, and
+// its sweeps took 22.56 ms against 23.12 (exact_kernels_4bfee92.md).
 
 // RowFactors (yat, yat_spherical; default_row_factors): the rows' factors
 // from RowFactors::rows(args, queries), every query's (or key's) factor,
@@ -119,7 +113,7 @@ __host__ __device__ constexpr bool prefetch_stats(int dim) {
 // tile ahead; void (exact-kernel-bench's comparison): each warpgroup
 // computes the streamed tile's factors from its staged rows every tile.
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = kKeyGrads && prefetch_stats<Score>(kDim),
+          bool kPrefetchStats = kKeyGrads,
           typename RowFactors = default_row_factors<Score>>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {

@@ -22,7 +22,8 @@
 // yat_spherical: with the producer's factor warps computing the key factors
 // (kFactorWarps in exact_forward_wgmma_kernel.cuh; the library's choice for
 // yat at hdim 64) and with the consumers computing them; the sweeps of yat
-// and yat_spherical with prefetch_stats' choice and its opposite. The
+// and yat_spherical with and without the dK/dV sweep's statistics fetched a
+// tile ahead (kPrefetchStats: the library's choice). The
 // library's Hopper kernels load yat's and yat_spherical's row factors, made
 // by a pass over q and k (timed with them); the rows "computed factors"
 // have every warpgroup compute its tiles' own instead.
@@ -216,14 +217,14 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // The dK/dV then dQ sweeps: on wgmma (kWgmma; kKeyStream > 0: the dK/dV
 // sweep streams query tiles of that many rows instead of the library's
 // default) or mma.sync.
-// kSweeps: which to launch (kKeySweep | kQuerySweep); kFlipPrefetch: the
-// dK/dV sweep fetches its statistics a tile ahead where prefetch_stats says
-// not to, and the reverse (the rows "prefetch flipped"); kComputed (wgmma):
+// kSweeps: which to launch (kKeySweep | kQuerySweep); kNoPrefetch: the
+// dK/dV sweep stages its statistics in place instead of fetching them a
+// tile ahead (the rows "no prefetch"); kComputed (wgmma):
 // each warpgroup computes its streamed tiles' row factors, where the library
 // makes them by passes over q and k first.
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kFlipPrefetch = false, bool kComputed = false>
+          bool kNoPrefetch = false, bool kComputed = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
@@ -235,7 +236,7 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
         auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream,
-                                                      kFlipPrefetch != ex::prefetch_stats<Score>(kDim), Factors>;
+                                                      !kNoPrefetch, Factors>;
         auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false, ex::default_stream_rows(kDim), false,
                                                     Factors>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
@@ -434,14 +435,14 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0, bool kFlipPrefetch = false, bool kComputed = false>
+template <typename Score, int kDim, int kKeyStream = 0, bool kNoPrefetch = false, bool kComputed = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kFlipPrefetch, kComputed>(p, a)
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kNoPrefetch, kComputed>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
@@ -526,7 +527,7 @@ int check_shapes() {
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd prefetch flipped yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                line((std::string("wgmma bwd no prefetch yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, false, true>(p, buf, true, gw))
                 return failures + 1;
@@ -542,7 +543,7 @@ int check_shapes() {
             if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, true>(p, buf, true, gw))
                 return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd prefetch flipped yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
+                line((std::string("wgmma bwd no prefetch yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, true, gw))
                 return failures + 1;
@@ -605,19 +606,19 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kFlipPrefetch = false, bool kComputed = false>
+          bool kNoPrefetch = false, bool kComputed = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
     const double ms = median_ms(
         [&] {
-            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kFlipPrefetch, kComputed>(p, a);
+            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kNoPrefetch, kComputed>(p, a);
         });
     if (ms < 0) return false;
     std::string name = kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps";
     if (kKeyStream > 0) name += " q" + std::to_string(kKeyStream);
-    if (kFlipPrefetch) name += " prefetch flipped";
+    if (kNoPrefetch) name += " no prefetch";
     if (kComputed) name += " computed factors";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
