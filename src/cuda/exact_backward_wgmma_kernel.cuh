@@ -106,15 +106,14 @@ __device__ __forceinline__ float sw128_value(const unsigned char* tile, int rows
 // loaded row factors it spills without them (56 bytes) and not with, and
 // its sweeps took 22.56 ms against 23.12 (exact_kernels_4bfee92.md).
 
-// RowFactors (yat, yat_spherical; default_row_factors): the rows' factors
-// from RowFactors::rows(args, queries), every query's (or key's) factor,
-// (B*H*T) indexed as row_stat, made once by exact_row_factor_kernel before
-// the sweeps, which stage the streamed tile's like the statistics, loaded a
-// tile ahead; void (exact-kernel-bench's comparison): each warpgroup
-// computes the streamed tile's factors from its staged rows every tile.
+// yat, yat_spherical: the streamed rows' factors come from args.q_factor
+// (dK/dV) or args.k_factor (dQ), every row's, (B*H*T) indexed as row_stat,
+// made once by exact_row_factor_kernel before the sweeps, which stage the
+// streamed tile's like the statistics, loaded a tile ahead (computing them
+// from the staged rows every tile in every warpgroup was slower:
+// exact_common_kernel.cuh's exact_row_factor_kernel says by how much).
 template <typename Elem, typename Score, int kDim, bool kKeyGrads, int kStream = default_stream_rows(kDim),
-          bool kPrefetchStats = kKeyGrads,
-          typename RowFactors = default_row_factors<Score>>
+          bool kPrefetchStats = kKeyGrads>
 __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>::kThreads, 1)
     exact_backward_wgmma_kernel(const __grid_constant__ WgmmaBackwardMaps maps, ExactArgs args) {
     static_assert(!kPrefetchStats || kKeyGrads, "prefetched statistics: the dK/dV sweep");
@@ -224,17 +223,16 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     }
     float own_factor[2] = {0.f, 0.f};  // read after the first tile's barrier
 
-    // RowFactors: this thread's entry of tile it's streamed factors, loaded
-    // one tile ahead.
-    constexpr bool kLoadedFactors = kRowFactors && !std::is_void<RowFactors>::value;
-    const float* factor_rows = nullptr;
-    if constexpr (kLoadedFactors) factor_rows = RowFactors::rows(args, kKeyGrads) + blk.stat_row(args, 0);
+    // This thread's entry of tile it's streamed factors, loaded one tile
+    // ahead.
+    const float* factor_rows = kRowFactors ? (kKeyGrads ? args.q_factor : args.k_factor) + blk.stat_row(args, 0)
+                                           : nullptr;
     float factor_ahead = 0.f;
     auto fetch_factor = [&](int it) {
         const int64_t t = (first_tile + it) * kStreamRows + thread;
         factor_ahead = thread < kStreamRows && t < T ? factor_rows[t] : 0.f;
     };
-    if (kLoadedFactors && tiles > 0) fetch_factor(0);
+    if (kRowFactors && tiles > 0) fetch_factor(0);
 
     float grad_a[kDimBlocks][4] = {};  // dK or dQ
     float grad_b[kDimBlocks][4] = {};  // dV (dK/dV)
@@ -285,22 +283,14 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
             stats[thread] = t < T ? staged_stat<Score>(row_stat[t]) : 0.f;
             stats[kStreamRows + thread] = t < T ? row_delta[t] : 0.f;
         }
-        if constexpr (kLoadedFactors) {
+        // The streamed rows' factors (yat, yat_spherical).
+        if constexpr (kRowFactors) {
             if (thread < kStreamRows) stats[(kKeyGrads ? 2 * kStreamRows : 0) + thread] = factor_ahead;
             if (it + 1 < tiles) fetch_factor(it + 1);
         }
         tma::wait(full + stage, (it / kStages) & 1);
-        // The streamed rows' factors, then the warpgroup's barrier (every
-        // tile, masked or not: the staging buffers' reuse counts on it).
-        if (kRowFactors && !kLoadedFactors) {
-            float* norms = stats + (kKeyGrads ? 2 * kStreamRows : 0);
-            if (kStreamRows == 128)
-                warpgroup_row_factors<Elem, kDim, kStreamRows, 1, Score::kPrep>(args.sc, stream_a(stage), 0,
-                                                                                thread, norms);
-            else
-                warpgroup_row_factors<Elem, kDim, kStreamRows, 2, Score::kPrep>(args.sc, stream_a(stage), 0,
-                                                                                thread, norms);
-        }
+        // The warpgroup's barrier (every tile, masked or not: the staging
+        // buffers' reuse counts on it).
         tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
         if (kRowFactors && it == 0) {
             own_factor[0] = own_norm[r_lo];

@@ -163,7 +163,16 @@ __device__ __forceinline__ float row_factor(const ScoreConsts& sc, float ss) {
 // row of query head h being k's head h / kv_group. kFactorLanes adjacent
 // threads a row, each summing every kFactorLanes-th column's square in fp32,
 // then across the lanes (so the sum's order is not the kernels' own; both
-// are fp32 sums of the same stored values).
+// are fp32 sums of the same stored values). For the Hopper kernels of yat
+// and yat_spherical, which read the streamed (key) rows' factors from these
+// instead of computing them from their shared-memory tiles, where every CTA
+// computed every streamed tile's again (T / 128 times a row). On an H200
+// (exact-kernel-bench, B4 H12 T16384 causal bf16, this pass timed with the
+// kernels; exact_kernels_0c2d1a0.md): yat_spherical's forward 6.23 -> 5.12 ms
+// at hdim 64 and 8.86 -> 7.37 at 128, yat's 6.57 (two producer warps
+// computing the factors) -> 6.31 and 9.80 -> 8.36; the two backward sweeps
+// 22.27 -> 20.59 and 36.25 -> 29.06 (yat_spherical), 24.03 -> 23.14 and
+// 38.44 -> 31.71 (yat).
 constexpr int kFactorLanes = 8;
 constexpr int kFactorThreads = 256;
 template <typename Elem, RowPrep kPrep>
@@ -188,23 +197,6 @@ __global__ void __launch_bounds__(kFactorThreads) exact_row_factor_kernel(ExactA
     if (row < rows && lane == 0) out[row] = row_factor<kPrep>(a.sc, ss);
 }
 
-// RowFactors of the Hopper kernels (exact_forward_wgmma_kernel.cuh,
-// exact_backward_wgmma_kernel.cuh): the factors exact_row_factor_kernel made.
-struct LoadedRowFactors {
-    __device__ __forceinline__ static const float* rows(const ExactArgs& a, bool queries) {
-        return queries ? a.q_factor : a.k_factor;
-    }
-};
-// The library's choice: loaded for the scores with row factors (void: none,
-// or each kernel computes its tiles' own). On an H200 (exact-kernel-bench,
-// B4 H12 T16384 causal bf16, the pass timed with the kernel) the loaded
-// factors took yat_spherical's forward from 6.23 to 5.12 ms at hdim 64 and
-// 8.86 to 7.37 at 128, yat's from 6.57 (factor warps) to 6.31 and 9.80 to
-// 8.36, and the two backward sweeps 22.27 -> 20.59, 36.25 -> 29.06
-// (yat_spherical) and 24.03 -> 23.14, 38.44 -> 31.71 (yat): every CTA
-// computed every streamed tile's factors again, T / 128 times a row.
-template <typename Score>
-using default_row_factors = std::conditional_t<Score::kPrep != RowPrep::None, LoadedRowFactors, void>;
 
 // standard: s = softmax_scale * q.k (SPEC A.3).
 struct StandardScore {

@@ -17,8 +17,10 @@ namespace {
 
 // Consumer warpgroups a CTA (query rows / 64) by tile width and score,
 // from exact-kernel-bench on an H200 (B4 H12 T16384 causal bf16): three
-// for standard at hdim 64 (yat and yat_spherical spill in three's 160
-// registers a thread).
+// for standard at hdim 64 (yat and yat_spherical spilled in three's 160
+// registers a thread while they computed their key factors; with the
+// factors loaded, ptxas reports none for yat at hdim 64 and 12 bytes for
+// yat_spherical: the bench times both widths again).
 template <int kDim, typename Score>
 constexpr int kConsumers = kDim == 64 && std::is_same<Score, exact::StandardScore>::value ? 3 : 2;
 
@@ -26,10 +28,6 @@ template <typename Elem, typename Score, int kDim>
 Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::ExactArgs& a, const ForwardExtents& ext,
                             cudaStream_t stream, bool* launched) {
     constexpr int kConsumerGroups = kConsumers<kDim, Score>;
-    // The key factors (yat, yat_spherical) come from a pass over k before the
-    // kernel (default_row_factors: faster than the producer's factor warps,
-    // kFactorWarps, the library's choice for yat at hdim 64 before: 6.31
-    // against 6.57 ms there).
     using Layout = exact::WgmmaForwardLayout<kDim, kConsumerGroups>;
     *launched = false;
     exact::WgmmaForwardMaps maps;
@@ -38,6 +36,7 @@ Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::E
         !exact_operand_map(&maps.v, a.v, a.value_dim, ext.v, a.v_s, Layout::kKeys))
         return Status();
     *launched = true;
+    // yat, yat_spherical: the keys' row factors first (exact_row_factor_kernel).
     SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, false, a.k_factor, stream)));
     const int64_t blocks = (a.seq_len + Layout::kRows - 1) / Layout::kRows * batch * a.heads;
     return launch_warp_specialized(dev, exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups>,

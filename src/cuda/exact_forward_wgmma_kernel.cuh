@@ -36,13 +36,7 @@ namespace exact {
 // The shape and shared memory of exact_forward_wgmma_kernel<kDim, kConsumers>:
 // offsets in bytes from the first 1024-byte boundary of the dynamic shared
 // memory (SW128 tiles start on one), and the launch's size with that slack.
-// kFactorWarps (yat and yat_spherical): the producer's warps 2 and 3
-// compute each K tile's row factors once for every consumer (a ring by
-// stage and its knorm_full mbarriers), where otherwise each consumer
-// warpgroup computes them for itself (both: RowFactors void, the library
-// loads them instead, exact_forward_wgmma.cu; exact-kernel-bench times both
-// against it).
-template <int kDim, int kConsumers, bool kFactorWarps = false>
+template <int kDim, int kConsumers>
 struct WgmmaForwardLayout {
     static_assert(kDim == 64 || kDim == 128, "warp-specialized forward: head dims 64 and 128");
     static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
@@ -53,7 +47,6 @@ struct WgmmaForwardLayout {
     // Registers a thread after setmaxnreg: the producer keeps the minimum,
     // the consumers share the rest of the 64 K (multiples of 8).
     static constexpr int kProducerRegisters = 24;
-    static constexpr int kFactorThreads = kFactorWarps ? 64 : 0;  // two keys a thread
     static constexpr int kConsumerRegisters =
         (65536 / wgmma::kWarpgroupThreads - kProducerRegisters) / kConsumers / 8 * 8;
     static_assert(tma::register_split_fits(kProducerRegisters, kConsumerRegisters, kConsumers),
@@ -65,12 +58,11 @@ struct WgmmaForwardLayout {
     static constexpr int k = q + kQBytes;                        // [kStages]
     static constexpr int v = k + kStages * kKVBytes;             // [kStages]
     static constexpr int qnorm = v + kStages * kKVBytes;         // [kRows] q's row factors (yat, spherical)
-    // k's row factors: [kConsumers][2][kKeys], or [kStages][kKeys] (kFactorWarps)
+    // k's row factors: [kConsumers][2][kKeys]
     static constexpr int knorm = qnorm + kRows * 4;
-    static constexpr int barriers = knorm + (kFactorWarps ? kStages : kConsumers * 2) * kKeys * 4;
+    static constexpr int barriers = knorm + kConsumers * 2 * kKeys * 4;
     // q_full, k_full[kStages], k_empty[kStages], v_full[kStages], v_empty[kStages]
-    // (kFactorWarps: and knorm_full[kStages])
-    static constexpr int end = barriers + (1 + (kFactorWarps ? 5 : 4) * kStages) * 8;
+    static constexpr int end = barriers + (1 + 4 * kStages) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
 
@@ -134,21 +126,18 @@ struct WgmmaForwardMaps {
     CUtensorMap q, k, v;
 };
 
-// RowFactors (yat, yat_spherical; default_row_factors): the key tiles'
-// factors from RowFactors::rows(args, false), every key's factor, (B*H*T)
-// indexed as row_stat, made once by exact_row_factor_kernel before the
-// forward; each consumer stages its tile's from a register loaded a tile
-// ahead. void (exact-kernel-bench's comparisons): computed in the kernel,
-// by each consumer or (kFactorWarps) the producer's factor warps.
-template <typename Elem, typename Score, int kDim, int kConsumers, bool kFactorWarps = false,
-          typename RowFactors = std::conditional_t<kFactorWarps, void, default_row_factors<Score>>>
-__global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>::kThreads, 1)
+// yat, yat_spherical: the keys' row factors come from args.k_factor (every
+// key's, (B*H*T) indexed as row_stat), made once by exact_row_factor_kernel
+// before the forward; each consumer stages its tile's from a register
+// loaded a tile ahead. (Computing them in the kernel, by every consumer or
+// by two of the producer's warps, was slower on an H200:
+// exact_common_kernel.cuh's exact_row_factor_kernel says by how much.)
+template <typename Elem, typename Score, int kDim, int kConsumers>
+__global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
-    static_assert(!kFactorWarps || Score::kPrep != RowPrep::None, "factor warps: yat and yat_spherical");
-    static_assert(!kFactorWarps || std::is_void<RowFactors>::value, "factor warps or loaded factors");
 #if SLAY_HAS_WGMMA
     namespace wg = wgmma;
-    using Layout = WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
+    using Layout = WgmmaForwardLayout<kDim, kConsumers>;
     constexpr int kRows = Layout::kRows, kKeys = Layout::kKeys, kStages = Layout::kStages;
     constexpr int kKeyBlocks = kKeys / 8;  // n8 blocks of S
     constexpr int kDimBlocks = kDim / 8;   // n8 blocks of O
@@ -164,7 +153,6 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
     uint64_t* k_empty = k_full + kStages;
     uint64_t* v_full = k_empty + kStages;
     uint64_t* v_empty = v_full + kStages;
-    uint64_t* knorm_full = v_empty + kStages;  // kFactorWarps
     auto k_tile = [&](int stage) { return smem + Layout::k + stage * Layout::kKVBytes; };
     auto v_tile = [&](int stage) { return smem + Layout::v + stage * Layout::kKVBytes; };
 
@@ -175,11 +163,8 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
 
     if (threadIdx.x == 0) {
         tma::barrier_init(q_full, 1);
-        // A K buffer is read by the consumers' S (and the factor threads).
-        init_ring(k_full, k_empty, kStages, kConsumers * wg::kWarpgroupThreads + Layout::kFactorThreads);
+        init_ring(k_full, k_empty, kStages, kConsumers * wg::kWarpgroupThreads);
         init_ring(v_full, v_empty, kStages, kConsumers * wg::kWarpgroupThreads);
-        if (kFactorWarps)
-            for (int st = 0; st < kStages; ++st) tma::barrier_init(knorm_full + st, Layout::kFactorThreads);
         tma::barrier_init_fence();
     }
     __syncthreads();  // the only CTA-wide barrier: the roles part here
@@ -187,29 +172,6 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
     const int role = static_cast<int>(threadIdx.x) / wg::kWarpgroupThreads;  // 0: producer
     if (role == 0) {
         tma::lower_registers<Layout::kProducerRegisters>();
-        if (kFactorWarps && threadIdx.x >= wg::kWarpgroupThreads - Layout::kFactorThreads) {
-            // The factor threads: tile kt's key factors into the ring's
-            // stage kt % kStages once its K is in and the consumers' score
-            // step of tile kt - kStages (the stage's last reader, before
-            // that tile's P V and so before its v_empty) is done; then K's
-            // buffer is released and knorm_full tells the consumers.
-            const int ft = static_cast<int>(threadIdx.x) - (wg::kWarpgroupThreads - Layout::kFactorThreads);
-            float* ring = reinterpret_cast<float*>(smem + Layout::knorm);
-            for (int kt = 0; kt < k_tiles; ++kt) {
-                const int stage = kt % kStages, use = kt / kStages;
-                if (use > 0) tma::wait(v_empty + stage, (use - 1) & 1);
-                tma::wait(k_full + stage, use & 1);
-                for (int r = ft; r < kKeys; r += Layout::kFactorThreads) {
-                    float ss = 0.f;
-#pragma unroll 2  // two loads in flight: the producer's 24 registers
-                    for (int ch = 0; ch < kDim / 8; ++ch) add_chunk_squares<Elem, kKeys>(k_tile(stage), r, ch, ss);
-                    ring[stage * kKeys + r] = row_factor<Score::kPrep>(args.sc, ss);
-                }
-                tma::arrive(k_empty + stage);
-                tma::arrive(knorm_full + stage);
-            }
-            return;
-        }
         if (threadIdx.x != 0) return;
         const MapCoordinates at = map_coordinates(blk);
         tma::prefetch_map(&maps.q);
@@ -246,12 +208,9 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
     const int64_t q0 = tile0 + kTile * wgi;  // its first row
     const unsigned char* q_rows = q_tile + kTile * wgi * kRowBytes;  // its rows in each column block
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm) + kTile * wgi;
-    // The keys' factors of tile kt: this warpgroup's buffer kt % 2, or the
-    // factor threads' ring stage kt % kStages (kFactorWarps).
-    float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + (kFactorWarps ? 0 : wgi * 2 * kKeys);
-    auto key_factors = [&](int kt) {
-        return knorm_base + (kFactorWarps ? kt % kStages : kt & 1) * kKeys;
-    };
+    // The keys' factors of tile kt: this warpgroup's buffer kt % 2.
+    float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + wgi * 2 * kKeys;
+    auto key_factors = [&](int kt) { return knorm_base + (kt & 1) * kKeys; };
     const int warp = thread / 32, lane = thread % 32;
     const int g = lane / 4, t4 = lane % 4;
     const int r_lo = warp * 16 + g, r_hi = r_lo + 8;  // rows of the warpgroup's 64
@@ -266,34 +225,20 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
     auto wait_k = [&](int kt) { tma::wait(k_full + kt % kStages, (kt / kStages) & 1); };
     auto wait_v = [&](int kt) { tma::wait(v_full + kt % kStages, (kt / kStages) & 1); };
     // yat, yat_spherical: the row factors of tile kt's keys into this
-    // warpgroup's buffer kt % 2 (its K is in), then the warpgroup's barrier.
-    // The buffer kt % 2 was last read by the score step of tile kt - 2,
-    // before the barrier of tile kt - 1.
-    // (kFactorWarps: wait for the factor threads' ones instead.)
-    // (RowFactors: from the register loaded a tile ahead.)
-    constexpr bool kLoadedFactors = kRowFactors && !std::is_void<RowFactors>::value;
-    const float* factor_rows = nullptr;
-    if constexpr (kLoadedFactors) factor_rows = RowFactors::rows(args, false) + blk.stat_row(args, 0);
+    // warpgroup's buffer kt % 2 from the register loaded a tile ahead, then
+    // the warpgroup's barrier. The buffer kt % 2 was last read by the score
+    // step of tile kt - 2, before the barrier of tile kt - 1.
+    const float* factor_rows = kRowFactors ? args.k_factor + blk.stat_row(args, 0) : nullptr;
     float factor_ahead = 0.f;
     auto fetch_factor = [&](int kt) {
         const int64_t t = static_cast<int64_t>(kt) * kKeys + thread;
         factor_ahead = thread < kKeys && t < T ? factor_rows[t] : 0.f;
     };
-    if (kLoadedFactors) fetch_factor(0);
+    if (kRowFactors) fetch_factor(0);
     auto key_norms = [&](int kt) {
         if (!kRowFactors) return;
-        if (kFactorWarps) {
-            tma::wait(knorm_full + kt % kStages, (kt / kStages) & 1);
-            return;
-        }
-        if constexpr (kLoadedFactors) {
-            if (thread < kKeys) key_factors(kt)[thread] = factor_ahead;
-            if (kt + 1 < k_tiles) fetch_factor(kt + 1);
-            tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
-            return;
-        }
-        warpgroup_row_factors<Elem, kDim, kKeys, 1, Score::kPrep>(args.sc, k_tile(kt % kStages), 0, thread,
-                                                                  key_factors(kt));
+        if (thread < kKeys) key_factors(kt)[thread] = factor_ahead;
+        if (kt + 1 < k_tiles) fetch_factor(kt + 1);
         tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
     };
     auto issue_scores = [&](int kt) {
@@ -342,9 +287,8 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers, kFactorWa
     // Prologue: Q (and the own rows' factors), S_0 and its score step.
     tma::wait(q_full, 0);
     if (kRowFactors) {
+        // The warpgroup sees them after key_norms(0)'s barrier.
         warpgroup_row_factors<Elem, kDim, kRows, 2, Score::kPrep>(args.sc, q_tile, kTile * wgi, thread, qnorm);
-        // The warpgroup sees them after key_norms(0)'s barrier, or this one.
-        if (kFactorWarps) tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
     }
     wait_k(0);
     key_norms(0);

@@ -61,7 +61,7 @@ exact::Strides strides_of(const TensorView& t) { return {t.strides[0], t.strides
 TokenExtents token_extents(const TensorView& t) { return {t.shape[0], t.shape[1], t.shape[2]}; }
 
 // Whether a plan's Hopper kernels take row factors from the workspace
-// (exact::LoadedRowFactors): yat and yat_spherical with 16-bit inputs. The
+// (ExactArgs' q_factor, k_factor): yat and yat_spherical with 16-bit inputs. The
 // workspace holds them whether or not the call ends up on those kernels.
 bool loads_row_factors(const AttnConfig& cfg) {
     const ExactScore score = variant_info(cfg.variant).score;

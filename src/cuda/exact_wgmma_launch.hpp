@@ -49,7 +49,7 @@ Status launch_warp_specialized(const DeviceInfo& dev, Kernel kernel, const Maps&
 
 // The row factors of Score (yat, yat_spherical; none for standard) of q
 // (queries) or k into `out` (exact_row_factor_kernel: batch * heads *
-// seq_len rows), for the Hopper kernels' LoadedRowFactors.
+// seq_len rows), which the Hopper kernels read (ExactArgs' q_factor, k_factor).
 template <typename Elem, typename Score>
 Status launch_row_factors(const exact::ExactArgs& a, int64_t batch, bool queries, float* out, cudaStream_t stream) {
     if constexpr (Score::kPrep == exact::RowPrep::None) {

@@ -18,15 +18,12 @@
 //          scores: median of 20 launches after 3, useful TFLOP/s by the
 //          FlashAttention model (forward 4 B H T^2 D, the backward sweeps 2.5
 //          times that, halved when causal).
-// The wgmma forward is checked and timed both ways for yat and
-// yat_spherical: with the producer's factor warps computing the key factors
-// (kFactorWarps in exact_forward_wgmma_kernel.cuh; the library's choice for
-// yat at hdim 64) and with the consumers computing them; the sweeps of yat
-// and yat_spherical with and without the dK/dV sweep's statistics fetched a
-// tile ahead (kPrefetchStats: the library's choice). The
-// library's Hopper kernels load yat's and yat_spherical's row factors, made
-// by a pass over q and k (timed with them); the rows "computed factors"
-// have every warpgroup compute its tiles' own instead.
+// The wgmma forward is checked and timed with two and three consumer
+// warpgroups for every score (the library: three for standard at hdim 64,
+// else two); the sweeps of yat and yat_spherical with and without the dK/dV
+// sweep's statistics fetched a tile ahead (kPrefetchStats: the library's
+// choice). yat's and yat_spherical's row factors come from the library's
+// pass over q and k (exact_row_factor_kernel), timed with the kernels.
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -148,15 +145,13 @@ bool launch_factor_pass(const Problem& p, const ex::ExactArgs& a, bool queries) 
 unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T + rows - 1) / rows * p.B * p.H); }
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
-// kConsumers consumer warpgroups (2 or 3; kFactorWarps: the producer's warps
-// compute the key factors; kComputed: the consumers do; else, as the
-// library, the pass over k makes them first), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kComputed = false>
+// kConsumers consumer warpgroups (2 or 3; yat, yat_spherical: after the
+// pass over k making the key factors), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
-        constexpr bool kLoaded = !kFactorWarps && !kComputed;
-        if (kLoaded && !launch_factor_pass<Score>(p, a, false)) return false;
-        using Layout = ex::WgmmaForwardLayout<kDim, kConsumers, kFactorWarps>;
+        if (!launch_factor_pass<Score>(p, a, false)) return false;
+        using Layout = ex::WgmmaForwardLayout<kDim, kConsumers>;
         ex::WgmmaForwardMaps maps;
         namespace tma = slay::cuda::tma;
         const uint64_t T = p.T, H = p.H, B = p.B;
@@ -166,8 +161,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             std::fprintf(stderr, "tensor map refused\n");
             return false;
         }
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kFactorWarps,
-                                                     std::conditional_t<kLoaded, ex::default_row_factors<Score>, void>>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -219,26 +213,21 @@ bool backward_maps(const Problem& p, const ex::ExactArgs& a, ex::WgmmaBackwardMa
 // default) or mma.sync.
 // kSweeps: which to launch (kKeySweep | kQuerySweep); kNoPrefetch: the
 // dK/dV sweep stages its statistics in place instead of fetching them a
-// tile ahead (the rows "no prefetch"); kComputed (wgmma):
-// each warpgroup computes its streamed tiles' row factors, where the library
-// makes them by passes over q and k first.
+// tile ahead (the rows "no prefetch"). yat, yat_spherical (wgmma): after
+// the passes over q and k making the row factors.
 constexpr int kKeySweep = 1, kQuerySweep = 2;
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kNoPrefetch = false, bool kComputed = false>
+          bool kNoPrefetch = false>
 bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kWgmma) {
         ex::WgmmaBackwardMaps maps;
         if (!backward_maps(p, a, &maps)) return false;
-        if (!kComputed && !(launch_factor_pass<Score>(p, a, true) && launch_factor_pass<Score>(p, a, false)))
-            return false;
-        using Factors = std::conditional_t<kComputed, void, ex::default_row_factors<Score>>;
+        if (!(launch_factor_pass<Score>(p, a, true) && launch_factor_pass<Score>(p, a, false))) return false;
         constexpr int kStream = kKeyStream > 0 ? kKeyStream : ex::default_stream_rows(kDim);
         using KeyLayout = ex::WgmmaBackwardLayout<kDim, true, kStream>;
         using QueryLayout = ex::WgmmaBackwardLayout<kDim, false>;
-        auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream,
-                                                      !kNoPrefetch, Factors>;
-        auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false, ex::default_stream_rows(kDim), false,
-                                                    Factors>;
+        auto dkdv = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, true, kStream, !kNoPrefetch>;
+        auto dq = ex::exact_backward_wgmma_kernel<Elem, Score, kDim, false>;
         if (!check_cuda(cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, KeyLayout::bytes),
                         "attribute") ||
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, QueryLayout::bytes),
@@ -423,10 +412,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kComputed = false>
+template <typename Score, int kDim, int kConsumers>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers, kFactorWarps, kComputed>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
+    if (!launch<Score, kDim, kConsumers>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
         return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
@@ -435,14 +424,14 @@ bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
 
 // dq, dk, dv of score Score: the mma.sync forward into out, the statistics
 // pass, then the sweeps (wgmma or mma.sync) into poisoned gradients.
-template <typename Score, int kDim, int kKeyStream = 0, bool kNoPrefetch = false, bool kComputed = false>
+template <typename Score, int kDim, int kKeyStream = 0, bool kNoPrefetch = false>
 bool run_backward(const Problem& p, Buffers& buf, bool wgmma, std::vector<float> (&grads)[3]) {
     Elem* outs[3] = {buf.dq, buf.dk, buf.dv};
     for (Elem* g : outs)
         if (!check_cuda(cudaMemset(g, 0xff, buf.n * sizeof(Elem)), "poison")) return false;
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a) ||
-        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kNoPrefetch, kComputed>(p, a)
+        !(wgmma ? launch_sweeps<Score, kDim, true, kKeyStream, kKeySweep | kQuerySweep, kNoPrefetch>(p, a)
                 : launch_sweeps<Score, kDim, false>(p, a)) ||
         !synchronize_within("a backward"))
         return false;
@@ -489,10 +478,6 @@ int check_shapes() {
                 if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
                 line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
             }
-            if (g_candidates) {
-                if (!run_into<ex::YatScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 factor warps yat vs mma.sync yat", rel_l2(got, yat_mma));
-            }
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             const std::vector<double> spherical_mma(mma.begin(), mma.end());
             if (!run_into<ex::SphericalScore, kDim, 2>(p, buf, &got)) return failures + 1;
@@ -500,13 +485,6 @@ int check_shapes() {
             if (g_candidates) {
                 if (!run_into<ex::SphericalScore, kDim, 3>(p, buf, &got)) return failures + 1;
                 line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 factor warps yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                // The consumers computing the key factors.
-                if (!run_into<ex::SphericalScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 computed factors yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                if (!run_into<ex::YatScore, kDim, 2, false, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 computed factors yat vs mma.sync yat", rel_l2(got, yat_mma));
             }
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
@@ -529,11 +507,6 @@ int check_shapes() {
             for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd no prefetch yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (g_candidates && !run_backward<ex::YatScore, kDim, 0, false, true>(p, buf, true, gw))
-                return failures + 1;
-            for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd computed factors yat ") + kGrad[i] + " vs mma.sync").c_str(),
-                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
                 return failures + 1;
@@ -544,11 +517,6 @@ int check_shapes() {
                 return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd no prefetch yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
-                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (g_candidates && !run_backward<ex::SphericalScore, kDim, 0, false, true>(p, buf, true, gw))
-                return failures + 1;
-            for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd computed factors yat_spherical ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
@@ -589,14 +557,12 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers, bool kFactorWarps = false, bool kComputed = false>
+template <typename Score, int kDim, int kConsumers>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kFactorWarps, kComputed>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers>(p, a); });
     if (ms < 0) return false;
     std::string name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
-    if (kFactorWarps) name += " factor warps";
-    if (kComputed) name += " computed factors";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -606,20 +572,19 @@ bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Tim
 // (kSweeps: both, or one of them alone: rows named "... dK/dV" or "... dQ",
 // their TFLOP/s by the same 2.5-forward model.)
 template <typename Score, int kDim, bool kWgmma, int kKeyStream = 0, int kSweeps = kKeySweep | kQuerySweep,
-          bool kNoPrefetch = false, bool kComputed = false>
+          bool kNoPrefetch = false>
 bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_backward_args(p, buf);
     if (!launch<Score, kDim, 0>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)) || !launch_stats<Score, kDim>(p, a))
         return false;
     const double ms = median_ms(
         [&] {
-            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kNoPrefetch, kComputed>(p, a);
+            return launch_sweeps<Score, kDim, kWgmma, kKeyStream, kSweeps, kNoPrefetch>(p, a);
         });
     if (ms < 0) return false;
     std::string name = kWgmma ? "wgmma bwd sweeps" : "mma.sync bwd sweeps";
     if (kKeyStream > 0) name += " q" + std::to_string(kKeyStream);
     if (kNoPrefetch) name += " no prefetch";
-    if (kComputed) name += " computed factors";
     if (kSweeps == kKeySweep) name += " dK/dV";
     if (kSweeps == kQuerySweep) name += " dQ";
     rows->push_back({name, score, kDim, ms,
@@ -643,27 +608,23 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
+           time_one<ex::YatScore, kDim, 3>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, false, true>(p, buf, "yat", rows) &&
-           time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
-           time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 3>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat_spherical",
-                                                                                         rows) &&
-           time_one<ex::SphericalScore, kDim, 2, false, true>(p, buf, "yat_spherical", rows) &&
-           time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, false, true>(p, buf,
-                                                                                          "yat_spherical", rows);
+                                                                                         rows);
 }
 
 // --profile: one launch of each kernel a profiler should see at the timing
 // shape (D = 64): the wgmma dK/dV and dQ sweeps (standard and yat, after
 // the forward and statistics pass), the yat_spherical and yat wgmma
-// forwards with and without the factor warps; no checks, no timing.
+// forwards with two and three consumers (and the factor pass before each);
+// no checks, no timing.
 bool profile_once() {
     const Problem p{4, 12, 16384, 64, true};
     Buffers buf;
@@ -677,8 +638,8 @@ bool profile_once() {
            launch<ex::YatScore, 64, 0>(p, fwd) && launch_stats<ex::YatScore, 64>(p, bwd) &&
            launch_sweeps<ex::YatScore, 64, true, 0, kKeySweep>(p, bwd) &&
            launch_sweeps<ex::YatScore, 64, true, 0, kQuerySweep>(p, bwd) &&
-           launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 2, true>(p, fwd) &&
-           launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2, true>(p, fwd) &&
+           launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 3>(p, fwd) &&
+           launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 3>(p, fwd) &&
            synchronize_within("the profile launches");
 }
 
