@@ -338,13 +338,18 @@ TEST_CASE("packed variable-length batches with grouped-query heads") {
     wide.seq_lengths = {300, 17, 64};
     CAPTURE(wide.label());
     CHECK(check_both(wide));
-    // Dense grouped heads.
-    Case dense = base_case(SLAY_ATTN_YAT, 333, true, SLAY_DTYPE_BFLOAT16);
-    dense.heads = 6;
-    dense.kv_heads = 3;
-    dense.head_dim = 64;
-    CAPTURE(dense.label());
-    CHECK(check_both(dense));
+    // Dense grouped heads (on Hopper the yat scores' row factor pass reads
+    // key head h / group for query head h, batch 2).
+    for (slay_attn_variant_t v : {SLAY_ATTN_YAT, SLAY_ATTN_YAT_SPHERICAL})
+        for (int64_t D : {64, 128}) {
+            Case dense = base_case(v, 333, true, SLAY_DTYPE_BFLOAT16);
+            dense.batch = 2;
+            dense.heads = 6;
+            dense.kv_heads = 3;
+            dense.head_dim = D;
+            CAPTURE(dense.label());
+            CHECK(check_both(dense));
+        }
 }
 
 // The entries of logical (1, heads, tokens, C) values outside tokens [t0, t1).
