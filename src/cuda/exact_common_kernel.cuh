@@ -142,6 +142,19 @@ __device__ __forceinline__ float fast_reciprocal(float x) {
     return y;
 }
 
+// 1/x on the FMA pipe instead of the SFU (the kSoftRcpEvery candidate of
+// the yat forward, exact-kernel-bench only): a bit-pattern seed and three
+// Newton steps, each squaring the relative error (sampled over x in [1e-7,
+// 1e30]: 5.1e-2, 2.6e-3, 6.6e-6, then 1.5e-7, as rcp.approx's ~2^-23). Not
+// for x outside the positive normal floats below 2^126 (the seed is no
+// reciprocal there).
+__device__ __forceinline__ float newton_reciprocal(float x) {
+    float y = __int_as_float(0x7EF311C3 - __float_as_int(x));
+#pragma unroll
+    for (int step = 0; step < 3; ++step) y *= fmaf(-x, y, 2.f);
+    return y;
+}
+
 // How the rows of q and k are prepared in shared memory before the scores.
 enum class RowPrep { None, SquaredNorm, Normalize };
 
@@ -252,6 +265,11 @@ struct YatScore {
     __device__ __forceinline__ static float log2_value_fast(const ScoreConsts& c, float scale_log2, float a, float qq,
                                                             float kk) {
         return scale_log2 * a * (a * fast_reciprocal(distance(c, a, qq, kk)));
+    }
+    // The same through newton_reciprocal (the kSoftRcpEvery candidate).
+    __device__ __forceinline__ static float log2_value_soft(const ScoreConsts& c, float scale_log2, float a, float qq,
+                                                            float kk) {
+        return scale_log2 * a * (a * newton_reciprocal(distance(c, a, qq, kk)));
     }
     // ds/dq = c (2a/b k - a^2/b^2 (2q - 2k)) = c((2a/b + 2a^2/b^2) k - 2a^2/b^2 q).
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float a, float qq, float kk, float dvalue,

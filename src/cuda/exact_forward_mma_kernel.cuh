@@ -138,8 +138,11 @@ __device__ __forceinline__ void mask_invisible_keys(float (&s)[kKeyBlocks][4], b
 // and the thread's partial row_sum move to the new max, and `rescale` is
 // the factor the output rows take to follow (rescale_output: the caller
 // applies it when no MMA still writes o). qq: the rows' factors, kaux: the
-// keys' (yat's |q|^2, |k|^2).
-template <typename Score, int kKeyBlocks>
+// keys' (yat's |q|^2, |k|^2). kSoftRcpEvery (a candidate timed by
+// exact-kernel-bench, not used by the library; yat): every kSoftRcpEvery-th
+// n8 block divides by the distance on the FMA pipe (log2_value_soft), the
+// others on the SFU, which also runs exp2 for every score.
+template <typename Score, int kSoftRcpEvery = 0, int kKeyBlocks>
 __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4],
                                                     float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
                                                     bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
@@ -153,7 +156,10 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const float kk = Score::kPrep == RowPrep::SquaredNorm ? kaux[nb * 8 + 2 * t4 + (e & 1)] : 0.f;
-                s[nb][e] = Score::log2_value_fast(sc, scale_log2, s[nb][e], qq[e / 2], kk);
+                if (kSoftRcpEvery > 0 && nb % kSoftRcpEvery == kSoftRcpEvery - 1)
+                    s[nb][e] = Score::log2_value_soft(sc, scale_log2, s[nb][e], qq[e / 2], kk);
+                else
+                    s[nb][e] = Score::log2_value_fast(sc, scale_log2, s[nb][e], qq[e / 2], kk);
             }
     }
     if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, -INFINITY);
@@ -207,14 +213,15 @@ __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s
 
 // One key tile's step of either family: online_softmax_step (rescale: the
 // output's factors) or kernel_sum_step (rescale: 1; the callers skip
-// rescale_output when !Score::kSoftmax).
-template <typename Score, int kKeyBlocks>
+// rescale_output when !Score::kSoftmax; kSoftRcpEvery: online_softmax_step's).
+template <typename Score, int kSoftRcpEvery = 0, int kKeyBlocks>
 __device__ __forceinline__ void score_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_max)[2],
                                            float (&row_sum)[2], float (&rescale)[2], bool needs_mask, bool causal,
                                            int64_t row_lo, int64_t k0, int64_t T, int t4, const float (&qf)[2],
                                            const float* kf) {
     if constexpr (Score::kSoftmax) {
-        online_softmax_step<Score>(sc, s, row_max, row_sum, rescale, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
+        online_softmax_step<Score, kSoftRcpEvery>(sc, s, row_max, row_sum, rescale, needs_mask, causal, row_lo, k0, T,
+                                                  t4, qf, kf);
     } else {
         kernel_sum_step<Score>(sc, s, row_sum, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
         rescale[0] = rescale[1] = 1.f;
