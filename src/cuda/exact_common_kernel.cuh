@@ -266,6 +266,12 @@ struct YatScore {
                                                             float kk) {
         return scale_log2 * a * (a * fast_reciprocal(distance(c, a, qq, kk)));
     }
+    // The same without the scale (the kScaleInExp2 candidate of the yat
+    // forward, exact-kernel-bench only: the scale rides in exp2's fma, as
+    // standard's does; score_scale > 0 keeps the max where it was).
+    __device__ __forceinline__ static float value_unscaled_fast(const ScoreConsts& c, float a, float qq, float kk) {
+        return a * (a * fast_reciprocal(distance(c, a, qq, kk)));
+    }
     // The same through newton_reciprocal (the kSoftRcpEvery candidate).
     __device__ __forceinline__ static float log2_value_soft(const ScoreConsts& c, float scale_log2, float a, float qq,
                                                             float kk) {

@@ -132,8 +132,9 @@ struct WgmmaForwardMaps {
 // loaded a tile ahead. (Computing them in the kernel, by every consumer or
 // by two of the producer's warps, was slower on an H200:
 // exact_common_kernel.cuh's exact_row_factor_kernel says by how much.)
-// kSoftRcpEvery: score_step's candidate (yat; exact-kernel-bench only).
-template <typename Elem, typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0>
+// kSoftRcpEvery, kScaleInExp2: score_step's candidates (yat;
+// exact-kernel-bench only).
+template <typename Elem, typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kScaleInExp2 = false>
 __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
 #if SLAY_HAS_WGMMA
@@ -265,8 +266,8 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
         const float qf[2] = {kRowFactors ? qnorm[r_lo] : 0.f, kRowFactors ? qnorm[r_hi] : 0.f};
-        score_step<Score, kSoftRcpEvery>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0,
-                                         T, t4, qf, key_factors(kt));
+        score_step<Score, kSoftRcpEvery, kScaleInExp2>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal,
+                                                       q0 + r_lo, k0, T, t4, qf, key_factors(kt));
     };
     auto pack_p = [&] {
 #pragma unroll
