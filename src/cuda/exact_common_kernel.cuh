@@ -266,7 +266,7 @@ struct YatScore {
                                                             float kk) {
         return scale_log2 * a * (a * fast_reciprocal(distance(c, a, qq, kk)));
     }
-    // The same without the scale (the kScaleInExp2 candidate of the yat
+    // The same without the scale (the kDeferredScale candidate of the
     // forward, exact-kernel-bench only: the scale rides in exp2's fma, as
     // standard's does; score_scale > 0 keeps the max where it was).
     __device__ __forceinline__ static float value_unscaled_fast(const ScoreConsts& c, float a, float qq, float kk) {
@@ -337,6 +337,13 @@ struct SphericalScore {
     __device__ __forceinline__ static float value_fast(const ScoreConsts& c, float a, float fq, float fk) {
         const float x = a * fq * fk;
         return c.score_scale * x * x * fast_reciprocal(fmaxf(gap(c, x), c.kernel_clamp));
+    }
+    // value_fast / score_scale (the kDeferredScale candidate of the forward,
+    // exact-kernel-bench only: the scale multiplies the output's and Z's
+    // partial sums once, at the end).
+    __device__ __forceinline__ static float value_unscaled_fast(const ScoreConsts& c, float a, float fq, float fk) {
+        const float x = a * fq * fk;
+        return x * x * fast_reciprocal(fmaxf(gap(c, x), c.kernel_clamp));
     }
     // The tensor-core backwards' terms of one visible pair (as StandardScore's,
     // with the spherical statistics: inv_den = 1/den_i, dz = dZ_i, SPEC C.2):

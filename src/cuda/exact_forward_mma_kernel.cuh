@@ -141,10 +141,10 @@ __device__ __forceinline__ void mask_invisible_keys(float (&s)[kKeyBlocks][4], b
 // keys' (yat's |q|^2, |k|^2). kSoftRcpEvery (a candidate timed by
 // exact-kernel-bench, not used by the library; yat): every kSoftRcpEvery-th
 // n8 block divides by the distance on the FMA pipe (log2_value_soft), the
-// others on the SFU, which also runs exp2 for every score. kScaleInExp2
+// others on the SFU, which also runs exp2 for every score. kDeferredScale
 // (a candidate as well; yat): s is the unscaled score and the scale rides
 // in exp2's fma, as standard's (one multiply a score fewer).
-template <typename Score, int kSoftRcpEvery = 0, bool kScaleInExp2 = false, int kKeyBlocks>
+template <typename Score, int kSoftRcpEvery = 0, bool kDeferredScale = false, int kKeyBlocks>
 __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4],
                                                     float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
                                                     bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
@@ -152,9 +152,9 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     // Standard (kScaledDot): the max runs over the raw sums and the scale
     // rides in exp2's fma; yat: s becomes the score in log2 units first.
     const float scale_log2 = Score::logit_scale(sc) * kLog2e;
-    static_assert(!kScaleInExp2 || (Score::kPrep == RowPrep::SquaredNorm && kSoftRcpEvery == 0),
-                  "the scale in exp2: yat, with the SFU's reciprocal");
-    if constexpr (kScaleInExp2) {
+    static_assert(!kDeferredScale || (Score::kPrep == RowPrep::SquaredNorm && kSoftRcpEvery == 0),
+                  "the deferred scale: yat here, with the SFU's reciprocal");
+    if constexpr (kDeferredScale) {
 #pragma unroll
         for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
@@ -178,7 +178,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
-    const float to_log2 = Score::kScaledDot || kScaleInExp2 ? scale_log2 : 1.f;  // of the raw max
+    const float to_log2 = Score::kScaledDot || kDeferredScale ? scale_log2 : 1.f;  // of the raw max
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         float m = tile_max[half];
@@ -206,14 +206,19 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
 // (qf: the rows' factors, kf: the keys'), masked keys 0, and row_sum (the
 // thread's partial Z of its two rows) gathers it. No running max: K is
 // bounded by score_scale / kernel_clamp, so the output needs no rescaling.
-template <typename Score, int kKeyBlocks>
+// kDeferredScale (a candidate timed by exact-kernel-bench, not used by the
+// library): K / score_scale (value_unscaled_fast); the caller multiplies
+// the output's and row_sum's partials by score_scale before the epilogue.
+template <typename Score, bool kDeferredScale = false, int kKeyBlocks>
 __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_sum)[2],
                                                 bool needs_mask, bool causal, int64_t row_lo, int64_t k0, int64_t T,
                                                 int t4, const float (&qf)[2], const float* kf) {
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) s[nb][e] = Score::value_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)]);
+        for (int e = 0; e < 4; ++e)
+            s[nb][e] = kDeferredScale ? Score::value_unscaled_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)])
+                                      : Score::value_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)]);
     if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, 0.f);
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
@@ -223,18 +228,18 @@ __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s
 
 // One key tile's step of either family: online_softmax_step (rescale: the
 // output's factors) or kernel_sum_step (rescale: 1; the callers skip
-// rescale_output when !Score::kSoftmax; kSoftRcpEvery, kScaleInExp2:
+// rescale_output when !Score::kSoftmax; kSoftRcpEvery, kDeferredScale:
 // online_softmax_step's).
-template <typename Score, int kSoftRcpEvery = 0, bool kScaleInExp2 = false, int kKeyBlocks>
+template <typename Score, int kSoftRcpEvery = 0, bool kDeferredScale = false, int kKeyBlocks>
 __device__ __forceinline__ void score_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_max)[2],
                                            float (&row_sum)[2], float (&rescale)[2], bool needs_mask, bool causal,
                                            int64_t row_lo, int64_t k0, int64_t T, int t4, const float (&qf)[2],
                                            const float* kf) {
     if constexpr (Score::kSoftmax) {
-        online_softmax_step<Score, kSoftRcpEvery, kScaleInExp2>(sc, s, row_max, row_sum, rescale, needs_mask, causal,
+        online_softmax_step<Score, kSoftRcpEvery, kDeferredScale>(sc, s, row_max, row_sum, rescale, needs_mask, causal,
                                                                 row_lo, k0, T, t4, qf, kf);
     } else {
-        kernel_sum_step<Score>(sc, s, row_sum, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
+        kernel_sum_step<Score, kDeferredScale>(sc, s, row_sum, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
         rescale[0] = rescale[1] = 1.f;
     }
 }

@@ -28,8 +28,9 @@
 // dividing every 4th, 3rd, 2nd or every n8 block of scores by the distance on
 // the FMA pipe (kSoftRcpEvery in exact_forward_mma_kernel.cuh's
 // online_softmax_step), the SFU then running exp2 and fewer reciprocals;
-// yat's forward with the scale in exp2's fma (kScaleInExp2: one multiply a
-// score fewer), two and three consumers.
+// the forward of yat and yat_spherical with the score scale deferred
+// (kDeferredScale: yat's in exp2's fma, yat_spherical's on the output's and
+// Z's sums at the end; one multiply a score fewer), two and three consumers.
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -153,9 +154,9 @@ unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T
 // One launch for score Score at tile width kDim: the wgmma kernel with
 // kConsumers consumer warpgroups (2 or 3; yat, yat_spherical: after the
 // pass over k making the key factors; kSoftRcpEvery: the candidate dividing
-// every kSoftRcpEvery-th n8 block on the FMA pipe; kScaleInExp2: the
-// candidate with yat's scale in exp2's fma), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kScaleInExp2 = false>
+// every kSoftRcpEvery-th n8 block on the FMA pipe; kDeferredScale: the
+// candidate deferring the score scale), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kDeferredScale = false>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
         if (!launch_factor_pass<Score>(p, a, false)) return false;
@@ -169,7 +170,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             std::fprintf(stderr, "tensor map refused\n");
             return false;
         }
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kSoftRcpEvery, kScaleInExp2>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kSoftRcpEvery, kDeferredScale>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -420,10 +421,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kScaleInExp2 = false>
+template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kDeferredScale = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers, kSoftRcpEvery, kScaleInExp2>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
+    if (!launch<Score, kDim, kConsumers, kSoftRcpEvery, kDeferredScale>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
         return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
@@ -490,9 +491,9 @@ int check_shapes() {
                 if (!run_into<ex::YatScore, kDim, 2, 1>(p, buf, &got)) return failures + 1;
                 line("wgmma x2 soft rcp 1/1 yat vs mma.sync yat", rel_l2(got, yat_mma));
                 if (!run_into<ex::YatScore, kDim, 2, 0, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 scale in exp2 yat vs mma.sync yat", rel_l2(got, yat_mma));
+                line("wgmma x2 deferred scale yat vs mma.sync yat", rel_l2(got, yat_mma));
                 if (!run_into<ex::YatScore, kDim, 3, 0, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x3 scale in exp2 yat vs mma.sync yat", rel_l2(got, yat_mma));
+                line("wgmma x3 deferred scale yat vs mma.sync yat", rel_l2(got, yat_mma));
             }
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             const std::vector<double> spherical_mma(mma.begin(), mma.end());
@@ -501,6 +502,10 @@ int check_shapes() {
             if (g_candidates) {
                 if (!run_into<ex::SphericalScore, kDim, 3>(p, buf, &got)) return failures + 1;
                 line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                if (!run_into<ex::SphericalScore, kDim, 2, 0, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 deferred scale yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                if (!run_into<ex::SphericalScore, kDim, 3, 0, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x3 deferred scale yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
             }
 
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
@@ -573,14 +578,14 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kScaleInExp2 = false>
+template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kDeferredScale = false>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kSoftRcpEvery, kScaleInExp2>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kSoftRcpEvery, kDeferredScale>(p, a); });
     if (ms < 0) return false;
     std::string name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
     if (kSoftRcpEvery > 0) name += " soft rcp 1/" + std::to_string(kSoftRcpEvery) + " (candidate)";
-    if (kScaleInExp2) name += " scale in exp2 (candidate)";
+    if (kDeferredScale) name += " deferred scale (candidate)";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -639,6 +644,8 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 3>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 2, 0, true>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 3, 0, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat_spherical",
                                                                                          rows);
