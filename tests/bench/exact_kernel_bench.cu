@@ -30,7 +30,8 @@
 // online_softmax_step), the SFU then running exp2 and fewer reciprocals;
 // the forward of yat and yat_spherical with the score scale deferred
 // (kDeferredScale: yat's in exp2's fma, yat_spherical's on the output's and
-// Z's sums at the end; one multiply a score fewer), two and three consumers.
+// Z's sums at the end; one multiply a score fewer), two and three consumers;
+// yat's backward sweeps with YatLeanScore's terms (fewer operations a pair).
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -64,6 +65,26 @@ namespace {
 
 namespace ex = slay::cuda::exact;
 using Elem = __nv_bfloat16;
+
+// The lean-terms candidate of yat's backward (a score policy of the bench's
+// own, the kernels unchanged): YatScore with backward_terms computing the
+// same p, cross and self in fewer operations. With t = a / distance,
+// u = 2 score_scale p (dp - delta) t: cross = u + u t, self = -u t
+// (YatScore: scaled (2 t + 2 t^2) and -2 scaled t^2, scaled = score_scale
+// p (dp - delta)): about 12 FP32 operations a pair around the two SFU
+// ones, against about 16. ptxas spills its hdim-64 dK/dV sweep (124 bytes
+// with the statistics prefetched; YatScore's: none), so both are timed.
+struct YatLeanScore : ex::YatScore {
+    __device__ __forceinline__ static void backward_terms(const ex::ScoreConsts& c, float scale_log2, float a,
+                                                          float qq, float kk, float lse2, float dp, float delta,
+                                                          float* p, float* cross, float* self) {
+        const float t = a * ex::fast_reciprocal(distance(c, a, qq, kk));
+        *p = ex::softmax_exp2(fmaf(scale_log2 * a, t, -lse2));
+        const float u = (2.f * c.score_scale) * *p * (dp - delta) * t, ut = u * t;
+        *cross = u + ut;
+        *self = -ut;
+    }
+};
 
 
 bool check_cuda(cudaError_t e, const char* what) {
@@ -528,6 +549,10 @@ int check_shapes() {
             for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd no prefetch yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (g_candidates && !run_backward<YatLeanScore, kDim>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
+                line((std::string("wgmma bwd lean terms yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
                 return failures + 1;
@@ -642,6 +667,9 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
+           time_sweeps<YatLeanScore, kDim, true>(p, buf, "yat lean terms (candidate)", rows) &&
+           time_sweeps<YatLeanScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf,
+                                                                                 "yat lean terms (candidate)", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 3>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 2, 0, true>(p, buf, "yat_spherical", rows) &&
