@@ -28,8 +28,8 @@ Status launch_wgmma_backward(const DeviceInfo& dev, int64_t batch, const exact::
         !exact_operand_map(&maps.dout, a.dout, a.value_dim, ext.dout, a.dout_s, kBox))
         return Status();
     *launched = true;
-    SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, true, a.q_factor, stream)));
-    SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, false, a.k_factor, stream)));
+    SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, true, stream)));
+    SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, false, stream)));
     static_assert(KeyLayout::kOwnRows == QueryLayout::kOwnRows, "one grid serves both sweeps");
     const int64_t blocks = (a.seq_len + KeyLayout::kOwnRows - 1) / KeyLayout::kOwnRows * batch * a.heads;
     SLAY_TRY(launch_warp_specialized(dev, exact::exact_backward_wgmma_kernel<Elem, Score, kDim, true>, maps, a, blocks,

@@ -171,8 +171,8 @@ __device__ __forceinline__ float row_factor(const ScoreConsts& sc, float ss) {
     return ss;
 }
 
-// The row factors of every row of q (queries) or k into out = q_factor or
-// k_factor: row (b, h, t) of (batch, heads, seq_len) (dense calls), the key
+// The row factors of every row of q (queries) into a.q_factor or of k into
+// a.k_factor: row (b, h, t) of (batch, heads, seq_len) (dense calls), the key
 // row of query head h being k's head h / kv_group. kFactorLanes adjacent
 // threads a row, each summing every kFactorLanes-th column's square in fp32,
 // then across the lanes (so the sum's order is not the kernels' own; both
@@ -189,8 +189,7 @@ __device__ __forceinline__ float row_factor(const ScoreConsts& sc, float ss) {
 constexpr int kFactorLanes = 8;
 constexpr int kFactorThreads = 256;
 template <typename Elem, RowPrep kPrep>
-__global__ void __launch_bounds__(kFactorThreads) exact_row_factor_kernel(ExactArgs a, int64_t rows, bool queries,
-                                                                         float* out) {
+__global__ void __launch_bounds__(kFactorThreads) exact_row_factor_kernel(ExactArgs a, int64_t rows, bool queries) {
     const int64_t id = static_cast<int64_t>(blockIdx.x) * kFactorThreads + threadIdx.x;
     const int64_t row = id / kFactorLanes;
     const int lane = static_cast<int>(id % kFactorLanes);
@@ -207,9 +206,8 @@ __global__ void __launch_bounds__(kFactorThreads) exact_row_factor_kernel(ExactA
     }
 #pragma unroll
     for (int lanes = 1; lanes < kFactorLanes; lanes *= 2) ss += __shfl_xor_sync(0xffffffffu, ss, lanes);
-    if (row < rows && lane == 0) out[row] = row_factor<kPrep>(a.sc, ss);
+    if (row < rows && lane == 0) (queries ? a.q_factor : a.k_factor)[row] = row_factor<kPrep>(a.sc, ss);
 }
-
 
 // standard: s = softmax_scale * q.k (SPEC A.3).
 struct StandardScore {

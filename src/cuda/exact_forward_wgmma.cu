@@ -37,7 +37,7 @@ Status launch_wgmma_forward(const DeviceInfo& dev, int64_t batch, const exact::E
         return Status();
     *launched = true;
     // yat, yat_spherical: the keys' row factors first (exact_row_factor_kernel).
-    SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, false, a.k_factor, stream)));
+    SLAY_TRY((launch_row_factors<Elem, Score>(a, batch, false, stream)));
     const int64_t blocks = (a.seq_len + Layout::kRows - 1) / Layout::kRows * batch * a.heads;
     return launch_warp_specialized(dev, exact::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumerGroups>,
                                    maps, a, blocks, Layout::kThreads, Layout::bytes, stream,

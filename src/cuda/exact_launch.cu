@@ -321,14 +321,12 @@ Status exact_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, i
     if (__builtin_mul_overflow(batch, plan.cfg.num_heads, &rows) || __builtin_mul_overflow(rows, seq_len, &rows))
         return error(SLAY_STATUS_INVALID_VALUE, what, batch, ", seq_len=", seq_len, " overflows size_t");
     const ExactWorkspace ws(rows, ExactWorkspace::arrays(plan.cfg, pass));
-    if (pass == SLAY_PASS_FORWARD) {
-        if (ws.overflow) return error(SLAY_STATUS_INVALID_VALUE, what, batch, ", seq_len=", seq_len, " overflows size_t");
-        *bytes = ws.total;
-        return Status();
-    }
+    // The backward's grouped-query plans add dk, dv per query head.
     ScratchCarver expanded(nullptr);
-    ExpandedGrad dk, dv;
-    carve_expanded_grads(plan, batch, seq_len, expanded, &dk, &dv);
+    if (pass == SLAY_PASS_BACKWARD) {
+        ExpandedGrad dk, dv;
+        carve_expanded_grads(plan, batch, seq_len, expanded, &dk, &dv);
+    }
     if (ws.overflow || expanded.overflowed() || __builtin_add_overflow(ws.total, expanded.used(), bytes))
         return error(SLAY_STATUS_INVALID_VALUE, what, batch, ", seq_len=", seq_len, " overflows size_t");
     return Status();
@@ -339,7 +337,9 @@ Status exact_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& cal
     if (call.batch == 0 || call.seq_len == 0) return check_dims(plan.cfg);
     ExactArgs a = base_args(plan, call);
     if (loads_row_factors(plan.cfg))
-        a.k_factor = ExactWorkspace(call.batch * plan.cfg.num_heads * call.seq_len, 1).array(workspace, 0);
+        a.k_factor = ExactWorkspace(call.batch * plan.cfg.num_heads * call.seq_len,
+                                    ExactWorkspace::arrays(plan.cfg, SLAY_PASS_FORWARD))
+                         .array(workspace, 0);
     a.dst_out = call.out.data;
     a.dst_out_s = strides_of(call.out);
     if (call.has_row_stats) {

@@ -48,14 +48,14 @@ Status launch_warp_specialized(const DeviceInfo& dev, Kernel kernel, const Maps&
 }
 
 // The row factors of Score (yat, yat_spherical; none for standard) of q
-// (queries) or k into `out` (exact_row_factor_kernel: batch * heads *
-// seq_len rows), which the Hopper kernels read (ExactArgs' q_factor, k_factor).
+// (queries) or k into a.q_factor or a.k_factor (exact_row_factor_kernel:
+// batch * heads * seq_len rows), which the Hopper kernels read.
 template <typename Elem, typename Score>
-Status launch_row_factors(const exact::ExactArgs& a, int64_t batch, bool queries, float* out, cudaStream_t stream) {
+Status launch_row_factors(const exact::ExactArgs& a, int64_t batch, bool queries, cudaStream_t stream) {
     if constexpr (Score::kPrep == exact::RowPrep::None) {
         return Status();
     } else {
-        if (out == nullptr)
+        if ((queries ? a.q_factor : a.k_factor) == nullptr)
             return error(SLAY_STATUS_INTERNAL_ERROR, "the exact row factors have no workspace");
         const int64_t rows = batch * a.heads * a.seq_len;
         const int64_t blocks = (rows * exact::kFactorLanes + exact::kFactorThreads - 1) / exact::kFactorThreads;
@@ -63,7 +63,7 @@ Status launch_row_factors(const exact::ExactArgs& a, int64_t batch, bool queries
             return error(SLAY_STATUS_NOT_SUPPORTED, "the exact row factor pass: ", blocks,
                          " CTAs exceed the grid limit ", kMaxGridX);
         exact::exact_row_factor_kernel<Elem, Score::kPrep>
-            <<<static_cast<unsigned>(blocks), exact::kFactorThreads, 0, stream>>>(a, rows, queries, out);
+            <<<static_cast<unsigned>(blocks), exact::kFactorThreads, 0, stream>>>(a, rows, queries);
         return cuda_check(cudaGetLastError(), "exact row factor kernel launch");
     }
 }

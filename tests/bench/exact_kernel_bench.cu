@@ -164,7 +164,7 @@ bool launch_factor_pass(const Problem& p, const ex::ExactArgs& a, bool queries) 
         const int64_t rows = p.B * p.H * p.T, threads = rows * ex::kFactorLanes;
         ex::exact_row_factor_kernel<Elem, Score::kPrep>
             <<<static_cast<unsigned>((threads + ex::kFactorThreads - 1) / ex::kFactorThreads), ex::kFactorThreads>>>(
-                a, rows, queries, queries ? a.q_factor : a.k_factor);
+                a, rows, queries);
         return check_cuda(cudaGetLastError(), "factor pass launch");
     }
 }
