@@ -142,19 +142,6 @@ __device__ __forceinline__ float fast_reciprocal(float x) {
     return y;
 }
 
-// 1/x on the FMA pipe instead of the SFU (the kSoftRcpEvery candidate of
-// the yat forward, exact-kernel-bench only): a bit-pattern seed and three
-// Newton steps, each squaring the relative error (sampled over x in [1e-7,
-// 1e30]: 5.1e-2, 2.6e-3, 6.6e-6, then 1.5e-7, as rcp.approx's ~2^-23). Not
-// for x outside the positive normal floats below 2^126 (the seed is no
-// reciprocal there).
-__device__ __forceinline__ float newton_reciprocal(float x) {
-    float y = __int_as_float(0x7EF311C3 - __float_as_int(x));
-#pragma unroll
-    for (int step = 0; step < 3; ++step) y *= fmaf(-x, y, 2.f);
-    return y;
-}
-
 // How the rows of q and k are prepared in shared memory before the scores.
 enum class RowPrep { None, SquaredNorm, Normalize };
 
@@ -217,12 +204,10 @@ struct StandardScore {
     __device__ __forceinline__ static float value(const ScoreConsts& c, float a, float, float) {
         return c.softmax_scale * a;
     }
-    // The tensor-core forwards' score in log2 units is scale_log2 * a with
-    // scale_log2 = softmax_scale * log2 e > 0 (attributes.cpp keeps the
-    // scale positive): a row's max commutes with it, so those kernels take
-    // the max of the raw sums and fold the scale into exp2's argument.
-    static constexpr bool kScaledDot = true;
+    // The tensor-core forwards' score over logit_scale (see
+    // online_softmax_step): the raw sum itself.
     __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.softmax_scale; }
+    __device__ __forceinline__ static float unscaled_fast(const ScoreConsts&, float a, float, float) { return a; }
     // The tensor-core backwards' terms of one visible pair: p = 2^(score *
     // log2 e - lse2) (lse2: the row's log-sum-exp in log2 units) and
     // gradient()'s cross and self for dvalue = p (dp - delta).
@@ -248,32 +233,24 @@ struct YatScore {
     static constexpr bool kSoftmax = true;
     static constexpr RowPrep kPrep = RowPrep::SquaredNorm;
     static constexpr bool kSelfTerm = true;  // the gradient has a q_i term in dq_i
+    // (qq + eps) + kk - 2a with the -2a fused (2a is exact, so one rounding
+    // fewer): where qq is a row's constant (the forwards, the dQ sweep) the
+    // compiler forms qq + eps once for all its pairs, two operations a pair
+    // instead of the four nvcc made of qq + kk - 2a + eps.
     __device__ __forceinline__ static float distance(const ScoreConsts& c, float a, float qq, float kk) {
-        return qq + kk - 2.f * a + c.epsilon;
+        return fmaf(-2.f, a, (qq + c.epsilon) + kk);
     }
     __device__ __forceinline__ static float value(const ScoreConsts& c, float a, float qq, float kk) {
         return c.score_scale * a * a / distance(c, a, qq, kk);
     }
-    static constexpr bool kScaledDot = false;
     __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.score_scale; }
-    // value * scale_log2 (scale_log2 = score_scale * log2 e) with the
-    // division by the distance (>= epsilon > 0) through the SFU's
-    // reciprocal (rcp.approx.ftz: relative error ~2^-23): for the tensor-core
-    // forwards of 16-bit inputs, whose P is rounded to 8 bits of mantissa.
-    __device__ __forceinline__ static float log2_value_fast(const ScoreConsts& c, float scale_log2, float a, float qq,
-                                                            float kk) {
-        return scale_log2 * a * (a * fast_reciprocal(distance(c, a, qq, kk)));
-    }
-    // The same without the scale (the kDeferredScale candidate of the
-    // forward, exact-kernel-bench only: the scale rides in exp2's fma, as
-    // standard's does; score_scale > 0 keeps the max where it was).
-    __device__ __forceinline__ static float value_unscaled_fast(const ScoreConsts& c, float a, float qq, float kk) {
+    // value / logit_scale for the tensor-core forwards of 16-bit inputs
+    // (online_softmax_step folds the scale into exp2's fma), the division by
+    // the distance (>= epsilon > 0) through the SFU's reciprocal
+    // (rcp.approx.ftz: relative error ~2^-23, far below the 8-bit mantissa
+    // of the P they round).
+    __device__ __forceinline__ static float unscaled_fast(const ScoreConsts& c, float a, float qq, float kk) {
         return a * (a * fast_reciprocal(distance(c, a, qq, kk)));
-    }
-    // The same through newton_reciprocal (the kSoftRcpEvery candidate).
-    __device__ __forceinline__ static float log2_value_soft(const ScoreConsts& c, float scale_log2, float a, float qq,
-                                                            float kk) {
-        return scale_log2 * a * (a * newton_reciprocal(distance(c, a, qq, kk)));
     }
     // ds/dq = c (2a/b k - a^2/b^2 (2q - 2k)) = c((2a/b + 2a^2/b^2) k - 2a^2/b^2 q).
     __device__ __forceinline__ static void gradient(const ScoreConsts& c, float a, float qq, float kk, float dvalue,
@@ -285,15 +262,20 @@ struct YatScore {
         *self = -2.f * scaled * quad;
     }
     // backward_terms as StandardScore's, the score and gradient() sharing one
-    // fast_reciprocal of the distance (t = a / b: lin = 2 t, quad = t^2).
+    // fast_reciprocal of the distance. With t = a / b (lin = 2 t, quad = t^2)
+    // and u = 2 score_scale p (dp - delta) t: cross = u + u t, self = -u t,
+    // about 12 FP32 operations a pair around the two SFU ones instead of 16
+    // for gradient()'s form (exact-kernel-bench on an H200, B4 H12 T16384
+    // causal bf16, both sweeps: 22.54 -> 21.96 ms at hdim 64, 32.24 -> 30.12
+    // at 128; exact_kernels_bd40750.md).
     __device__ __forceinline__ static void backward_terms(const ScoreConsts& c, float scale_log2, float a, float qq,
                                                           float kk, float lse2, float dp, float delta, float* p,
                                                           float* cross, float* self) {
         const float t = a * fast_reciprocal(distance(c, a, qq, kk));
         *p = softmax_exp2(fmaf(scale_log2 * a, t, -lse2));
-        const float scaled = c.score_scale * *p * (dp - delta);
-        *cross = scaled * (2.f * t + 2.f * t * t);
-        *self = -2.f * scaled * t * t;
+        const float u = (2.f * c.score_scale) * *p * (dp - delta) * t, ut = u * t;
+        *cross = u + ut;
+        *self = -ut;
     }
 };
 
@@ -329,17 +311,11 @@ struct SphericalScore {
     // The tensor-core kernels (16-bit inputs) form x = a fq fk from the raw
     // product a = q.k and the rows' factors (row_factor: 1/max(|x|, norm_eps)),
     // and divide through the SFU's reciprocal (relative error ~2^-23, far
-    // below the 8-bit mantissa of the P they round).
-    static constexpr bool kScaledDot = false;
+    // below the 8-bit mantissa of the P they round). The forwards take
+    // K / logit_scale (unscaled_fast) and scale the output's and Z's sums
+    // once, in forward_epilogue (one multiply a score fewer).
     __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.score_scale; }
-    __device__ __forceinline__ static float value_fast(const ScoreConsts& c, float a, float fq, float fk) {
-        const float x = a * fq * fk;
-        return c.score_scale * x * x * fast_reciprocal(fmaxf(gap(c, x), c.kernel_clamp));
-    }
-    // value_fast / score_scale (the kDeferredScale candidate of the forward,
-    // exact-kernel-bench only: the scale multiplies the output's and Z's
-    // partial sums once, at the end).
-    __device__ __forceinline__ static float value_unscaled_fast(const ScoreConsts& c, float a, float fq, float fk) {
+    __device__ __forceinline__ static float unscaled_fast(const ScoreConsts& c, float a, float fq, float fk) {
         const float x = a * fq * fk;
         return x * x * fast_reciprocal(fmaxf(gap(c, x), c.kernel_clamp));
     }

@@ -138,39 +138,25 @@ __device__ __forceinline__ void mask_invisible_keys(float (&s)[kKeyBlocks][4], b
 // and the thread's partial row_sum move to the new max, and `rescale` is
 // the factor the output rows take to follow (rescale_output: the caller
 // applies it when no MMA still writes o). qq: the rows' factors, kaux: the
-// keys' (yat's |q|^2, |k|^2). kSoftRcpEvery (a candidate timed by
-// exact-kernel-bench, not used by the library; yat): every kSoftRcpEvery-th
-// n8 block divides by the distance on the FMA pipe (log2_value_soft), the
-// others on the SFU, which also runs exp2 for every score. kDeferredScale
-// (a candidate as well; yat): s is the unscaled score and the scale rides
-// in exp2's fma, as standard's (one multiply a score fewer).
-template <typename Score, int kSoftRcpEvery = 0, bool kDeferredScale = false, int kKeyBlocks>
+// keys' (yat's |q|^2, |k|^2). The score is logit_scale * unscaled_fast with
+// scale_log2 = logit_scale * log2 e > 0 (attributes.cpp keeps the scales
+// positive): a row's max commutes with it, so the max runs over the
+// unscaled scores and the scale rides in exp2's fma (for yat one multiply
+// a score fewer than scaling each: exact-kernel-bench on an H200, B4 H12
+// T16384 causal bf16, 6.42 -> 6.22 ms at hdim 64, 8.86 -> 8.45 at 128;
+// exact_kernels_bd40750.md).
+template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4],
                                                     float (&row_max)[2], float (&row_sum)[2], float (&rescale)[2],
                                                     bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
                                                     int64_t T, int t4, const float (&qq)[2], const float* kaux) {
-    // Standard (kScaledDot): the max runs over the raw sums and the scale
-    // rides in exp2's fma; yat: s becomes the score in log2 units first.
     const float scale_log2 = Score::logit_scale(sc) * kLog2e;
-    static_assert(!kDeferredScale || (Score::kPrep == RowPrep::SquaredNorm && kSoftRcpEvery == 0),
-                  "the deferred scale: yat here, with the SFU's reciprocal");
-    if constexpr (kDeferredScale) {
+    if constexpr (Score::kPrep != RowPrep::None) {  // standard's unscaled score is the raw sum
 #pragma unroll
         for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-                s[nb][e] = Score::value_unscaled_fast(sc, s[nb][e], qq[e / 2], kaux[nb * 8 + 2 * t4 + (e & 1)]);
-    } else if constexpr (!Score::kScaledDot) {
-#pragma unroll
-        for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float kk = Score::kPrep == RowPrep::SquaredNorm ? kaux[nb * 8 + 2 * t4 + (e & 1)] : 0.f;
-                if (kSoftRcpEvery > 0 && nb % kSoftRcpEvery == kSoftRcpEvery - 1)
-                    s[nb][e] = Score::log2_value_soft(sc, scale_log2, s[nb][e], qq[e / 2], kk);
-                else
-                    s[nb][e] = Score::log2_value_fast(sc, scale_log2, s[nb][e], qq[e / 2], kk);
-            }
+                s[nb][e] = Score::unscaled_fast(sc, s[nb][e], qq[e / 2], kaux[nb * 8 + 2 * t4 + (e & 1)]);
     }
     if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, -INFINITY);
     float tile_max[2] = {-INFINITY, -INFINITY};
@@ -178,13 +164,12 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nb][e]);
-    const float to_log2 = Score::kScaledDot || kDeferredScale ? scale_log2 : 1.f;  // of the raw max
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         float m = tile_max[half];
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-        const float new_max = fmaxf(row_max[half], m * to_log2);  // finite: key 0 is in the first tile
+        const float new_max = fmaxf(row_max[half], m * scale_log2);  // finite: key 0 is in the first tile
         rescale[half] = softmax_exp2(row_max[half] - new_max);
         row_max[half] = new_max;
     }
@@ -193,7 +178,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            s[nb][e] = softmax_exp2(fmaf(s[nb][e], to_log2, -row_max[e / 2]));
+            s[nb][e] = softmax_exp2(fmaf(s[nb][e], scale_log2, -row_max[e / 2]));
             part[e / 2] += s[nb][e];
         }
     // row_sum is this thread's partial over its columns; the 4 lanes of a
@@ -202,14 +187,15 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
 }
 // The kernel-normalised family's step (yat_spherical, SPEC A.9) on the
-// same tile: s (raw Q K^T sums) becomes K = Score::value_fast of x = a fq fk
-// (qf: the rows' factors, kf: the keys'), masked keys 0, and row_sum (the
-// thread's partial Z of its two rows) gathers it. No running max: K is
-// bounded by score_scale / kernel_clamp, so the output needs no rescaling.
-// kDeferredScale (a candidate timed by exact-kernel-bench, not used by the
-// library): K / score_scale (value_unscaled_fast); the caller multiplies
-// the output's and row_sum's partials by score_scale before the epilogue.
-template <typename Score, bool kDeferredScale = false, int kKeyBlocks>
+// same tile: s (raw Q K^T sums) becomes K / logit_scale =
+// Score::unscaled_fast of x = a fq fk (qf: the rows' factors, kf: the
+// keys'), masked keys 0, and row_sum (the thread's partial Z / logit_scale
+// of its two rows) gathers it; forward_epilogue applies the scale to Z and
+// the output once (exact-kernel-bench on an H200, B4 H12 T16384 causal
+// bf16: 5.19 -> 5.00 ms at hdim 64 with the scale on the output's
+// accumulators; exact_kernels_bd40750.md). No running max: K is bounded by
+// score_scale / kernel_clamp, so the output needs no rescaling.
+template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_sum)[2],
                                                 bool needs_mask, bool causal, int64_t row_lo, int64_t k0, int64_t T,
                                                 int t4, const float (&qf)[2], const float* kf) {
@@ -217,8 +203,7 @@ __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-            s[nb][e] = kDeferredScale ? Score::value_unscaled_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)])
-                                      : Score::value_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)]);
+            s[nb][e] = Score::unscaled_fast(sc, s[nb][e], qf[e / 2], kf[nb * 8 + 2 * t4 + (e & 1)]);
     if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, 0.f);
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)
@@ -228,18 +213,16 @@ __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s
 
 // One key tile's step of either family: online_softmax_step (rescale: the
 // output's factors) or kernel_sum_step (rescale: 1; the callers skip
-// rescale_output when !Score::kSoftmax; kSoftRcpEvery, kDeferredScale:
-// online_softmax_step's).
-template <typename Score, int kSoftRcpEvery = 0, bool kDeferredScale = false, int kKeyBlocks>
+// rescale_output when !Score::kSoftmax).
+template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void score_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_max)[2],
                                            float (&row_sum)[2], float (&rescale)[2], bool needs_mask, bool causal,
                                            int64_t row_lo, int64_t k0, int64_t T, int t4, const float (&qf)[2],
                                            const float* kf) {
     if constexpr (Score::kSoftmax) {
-        online_softmax_step<Score, kSoftRcpEvery, kDeferredScale>(sc, s, row_max, row_sum, rescale, needs_mask, causal,
-                                                                row_lo, k0, T, t4, qf, kf);
+        online_softmax_step<Score>(sc, s, row_max, row_sum, rescale, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
     } else {
-        kernel_sum_step<Score, kDeferredScale>(sc, s, row_sum, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
+        kernel_sum_step<Score>(sc, s, row_sum, needs_mask, causal, row_lo, k0, T, t4, qf, kf);
         rescale[0] = rescale[1] = 1.f;
     }
 }
@@ -270,10 +253,14 @@ __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const Ex
     const int64_t T = blk.T;
     const int Dv = args.value_dim;
     const int r_hi = r_lo + 8;
+    // yat_spherical's o and row_sum are sums of K / logit_scale
+    // (kernel_sum_step): Z takes the scale here, the output in `inv`.
+    const float out_scale = Score::kSoftmax ? 1.f : Score::logit_scale(args.sc);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
+        row_sum[half] *= out_scale;
     }
     constexpr float kLn2 = 0.6931471805599453f;
     // The row's statistic (log-sum-exp or Z) and its denominator.
@@ -317,7 +304,7 @@ __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const Ex
         if (t >= T) continue;
         MergedRow w{0.f, 1.f, row_stat(half)};
         if (stat && args.merge) w = merge_rows(args.sc, Score::kSoftmax, prev, w.stat);
-        const float inv = w.w_new / row_den(half);
+        const float inv = w.w_new * out_scale / row_den(half);
         Elem* row = out + t * args.dst_out_s.token;
 #pragma unroll
         for (int nb = 0; nb < kDimBlocks; ++nb)

@@ -17,10 +17,10 @@ namespace {
 
 // Consumer warpgroups a CTA (query rows / 64) by tile width and score,
 // from exact-kernel-bench on an H200 (B4 H12 T16384 causal bf16): three
-// for standard at hdim 64 (yat and yat_spherical spilled in three's 160
-// registers a thread while they computed their key factors; with the
-// factors loaded, ptxas reports none for yat at hdim 64 and 12 bytes for
-// yat_spherical: the bench times both widths again).
+// for standard at hdim 64 (3.65 ms against two's 4.06); two for the rest
+// (hdim 64 with the key factors loaded and the scale deferred: yat 6.22 ms
+// against three's 7.03, yat_spherical 5.00 against 4.97, a tie; hdim 128:
+// two by 20-30% for every score; exact_kernels_bd40750.md).
 template <int kDim, typename Score>
 constexpr int kConsumers = kDim == 64 && std::is_same<Score, exact::StandardScore>::value ? 3 : 2;
 

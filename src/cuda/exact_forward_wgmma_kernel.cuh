@@ -132,9 +132,7 @@ struct WgmmaForwardMaps {
 // loaded a tile ahead. (Computing them in the kernel, by every consumer or
 // by two of the producer's warps, was slower on an H200:
 // exact_common_kernel.cuh's exact_row_factor_kernel says by how much.)
-// kSoftRcpEvery (yat), kDeferredScale (yat, yat_spherical): score_step's
-// candidates (exact-kernel-bench only).
-template <typename Elem, typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kDeferredScale = false>
+template <typename Elem, typename Score, int kDim, int kConsumers>
 __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
 #if SLAY_HAS_WGMMA
@@ -266,8 +264,8 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
         const float qf[2] = {kRowFactors ? qnorm[r_lo] : 0.f, kRowFactors ? qnorm[r_hi] : 0.f};
-        score_step<Score, kSoftRcpEvery, kDeferredScale>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal,
-                                                       q0 + r_lo, k0, T, t4, qf, key_factors(kt));
+        score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
+                          key_factors(kt));
     };
     auto pack_p = [&] {
 #pragma unroll
@@ -329,12 +327,6 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     issue_pv(k_tiles - 1);
     wg::wait_group<0>();
     fence_output();
-    if constexpr (kDeferredScale && !Score::kSoftmax) {  // the deferred scale (yat_spherical)
-        const float scale[2] = {args.sc.score_scale, args.sc.score_scale};
-        rescale_output(o, scale);
-        row_sum[0] *= scale[0];
-        row_sum[1] *= scale[1];
-    }
     forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 #endif
 }

@@ -19,19 +19,13 @@
 //          FlashAttention model (forward 4 B H T^2 D, the backward sweeps 2.5
 //          times that, halved when causal).
 // The wgmma forward is checked and timed with two and three consumer
-// warpgroups for every score (the library: three for standard at hdim 64,
-// else two); the sweeps of yat and yat_spherical with and without the dK/dV
-// sweep's statistics fetched a tile ahead (kPrefetchStats: the library's
-// choice). yat's and yat_spherical's row factors come from the library's
-// pass over q and k (exact_row_factor_kernel), timed with the kernels.
-// Candidate checked and timed beside them, rows marked so: yat's forward
-// dividing every 4th, 3rd, 2nd or every n8 block of scores by the distance on
-// the FMA pipe (kSoftRcpEvery in exact_forward_mma_kernel.cuh's
-// online_softmax_step), the SFU then running exp2 and fewer reciprocals;
-// the forward of yat and yat_spherical with the score scale deferred
-// (kDeferredScale: yat's in exp2's fma, yat_spherical's on the output's and
-// Z's sums at the end; one multiply a score fewer), two and three consumers;
-// yat's backward sweeps with YatLeanScore's terms (fewer operations a pair).
+// warpgroups for standard (the library: three at hdim 64, two at 128) and
+// with two for yat and yat_spherical (the library's; three lost or tied for
+// them on bd40750, exact_kernels_bd40750.md); the sweeps of yat and
+// yat_spherical with and without the dK/dV sweep's statistics fetched a
+// tile ahead (kPrefetchStats: the library's choice). yat's and
+// yat_spherical's row factors come from the library's pass over q and k
+// (exact_row_factor_kernel), timed with the kernels.
 // For iterating on the kernels in a short device call (run_device.sh's
 // `exactkernels` phase: one translation unit, no library); the GPU suite
 // (test_cuda_exact) and compare_torch.py remain the measures that count.
@@ -65,27 +59,6 @@ namespace {
 
 namespace ex = slay::cuda::exact;
 using Elem = __nv_bfloat16;
-
-// The lean-terms candidate of yat's backward (a score policy of the bench's
-// own, the kernels unchanged): YatScore with backward_terms computing the
-// same p, cross and self in fewer operations. With t = a / distance,
-// u = 2 score_scale p (dp - delta) t: cross = u + u t, self = -u t
-// (YatScore: scaled (2 t + 2 t^2) and -2 scaled t^2, scaled = score_scale
-// p (dp - delta)): about 12 FP32 operations a pair around the two SFU
-// ones, against about 16. ptxas spills its hdim-64 dK/dV sweep (124 bytes
-// with the statistics prefetched; YatScore's: none), so both are timed.
-struct YatLeanScore : ex::YatScore {
-    __device__ __forceinline__ static void backward_terms(const ex::ScoreConsts& c, float scale_log2, float a,
-                                                          float qq, float kk, float lse2, float dp, float delta,
-                                                          float* p, float* cross, float* self) {
-        const float t = a * ex::fast_reciprocal(distance(c, a, qq, kk));
-        *p = ex::softmax_exp2(fmaf(scale_log2 * a, t, -lse2));
-        const float u = (2.f * c.score_scale) * *p * (dp - delta) * t, ut = u * t;
-        *cross = u + ut;
-        *self = -ut;
-    }
-};
-
 
 bool check_cuda(cudaError_t e, const char* what) {
     if (e != cudaSuccess) std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
@@ -174,10 +147,8 @@ unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
 // kConsumers consumer warpgroups (2 or 3; yat, yat_spherical: after the
-// pass over k making the key factors; kSoftRcpEvery: the candidate dividing
-// every kSoftRcpEvery-th n8 block on the FMA pipe; kDeferredScale: the
-// candidate deferring the score scale), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kDeferredScale = false>
+// pass over k making the key factors), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
         if (!launch_factor_pass<Score>(p, a, false)) return false;
@@ -191,7 +162,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             std::fprintf(stderr, "tensor map refused\n");
             return false;
         }
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kSoftRcpEvery, kDeferredScale>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -442,10 +413,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kDeferredScale = false>
+template <typename Score, int kDim, int kConsumers>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers, kSoftRcpEvery, kDeferredScale>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
+    if (!launch<Score, kDim, kConsumers>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
         return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
@@ -504,31 +475,10 @@ int check_shapes() {
             yat_mma.assign(mma.begin(), mma.end());
             if (!run_into<ex::YatScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
-            if (g_candidates) {
-                if (!run_into<ex::YatScore, kDim, 3>(p, buf, &got)) return failures + 1;
-                line("wgmma x3 yat vs mma.sync yat", rel_l2(got, yat_mma));
-                if (!run_into<ex::YatScore, kDim, 2, 2>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 soft rcp 1/2 yat vs mma.sync yat", rel_l2(got, yat_mma));
-                if (!run_into<ex::YatScore, kDim, 2, 1>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 soft rcp 1/1 yat vs mma.sync yat", rel_l2(got, yat_mma));
-                if (!run_into<ex::YatScore, kDim, 2, 0, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 deferred scale yat vs mma.sync yat", rel_l2(got, yat_mma));
-                if (!run_into<ex::YatScore, kDim, 3, 0, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x3 deferred scale yat vs mma.sync yat", rel_l2(got, yat_mma));
-            }
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             const std::vector<double> spherical_mma(mma.begin(), mma.end());
             if (!run_into<ex::SphericalScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-            if (g_candidates) {
-                if (!run_into<ex::SphericalScore, kDim, 3>(p, buf, &got)) return failures + 1;
-                line("wgmma x3 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                if (!run_into<ex::SphericalScore, kDim, 2, 0, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x2 deferred scale yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-                if (!run_into<ex::SphericalScore, kDim, 3, 0, true>(p, buf, &got)) return failures + 1;
-                line("wgmma x3 deferred scale yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
-            }
-
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
             std::vector<float> gw[3], gm[3];
             const std::vector<std::vector<double>> ref = reference_standard_grads(p, q, k, v, dout);
@@ -548,10 +498,6 @@ int check_shapes() {
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd no prefetch yat ") + kGrad[i] + " vs mma.sync").c_str(),
-                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
-            if (g_candidates && !run_backward<YatLeanScore, kDim>(p, buf, true, gw)) return failures + 1;
-            for (int i = 0; i < 3 && g_candidates; ++i)
-                line((std::string("wgmma bwd lean terms yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (!run_backward<ex::SphericalScore, kDim>(p, buf, true, gw) ||
                 !run_backward<ex::SphericalScore, kDim>(p, buf, false, gm))
@@ -603,14 +549,12 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers, int kSoftRcpEvery = 0, bool kDeferredScale = false>
+template <typename Score, int kDim, int kConsumers>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kSoftRcpEvery, kDeferredScale>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers>(p, a); });
     if (ms < 0) return false;
     std::string name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
-    if (kSoftRcpEvery > 0) name += " soft rcp 1/" + std::to_string(kSoftRcpEvery) + " (candidate)";
-    if (kDeferredScale) name += " deferred scale (candidate)";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -656,24 +600,11 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 3>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, 4>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, 3>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, 2>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, 1>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 2, 0, true>(p, buf, "yat", rows) &&
-           time_one<ex::YatScore, kDim, 3, 0, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
-           time_sweeps<YatLeanScore, kDim, true>(p, buf, "yat lean terms (candidate)", rows) &&
-           time_sweeps<YatLeanScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf,
-                                                                                 "yat lean terms (candidate)", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
-           time_one<ex::SphericalScore, kDim, 3>(p, buf, "yat_spherical", rows) &&
-           time_one<ex::SphericalScore, kDim, 2, 0, true>(p, buf, "yat_spherical", rows) &&
-           time_one<ex::SphericalScore, kDim, 3, 0, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat_spherical",
                                                                                          rows);
@@ -682,7 +613,7 @@ bool time_shapes(std::vector<Timing>* rows) {
 // --profile: one launch of each kernel a profiler should see at the timing
 // shape (D = 64): the wgmma dK/dV and dQ sweeps (standard and yat, after
 // the forward and statistics pass), the yat_spherical and yat wgmma
-// forwards with two and three consumers (and the factor pass before each);
+// forwards with two consumers (and the factor pass before each);
 // no checks, no timing.
 bool profile_once() {
     const Problem p{4, 12, 16384, 64, true};
@@ -697,8 +628,7 @@ bool profile_once() {
            launch<ex::YatScore, 64, 0>(p, fwd) && launch_stats<ex::YatScore, 64>(p, bwd) &&
            launch_sweeps<ex::YatScore, 64, true, 0, kKeySweep>(p, bwd) &&
            launch_sweeps<ex::YatScore, 64, true, 0, kQuerySweep>(p, bwd) &&
-           launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::SphericalScore, 64, 3>(p, fwd) &&
-           launch<ex::YatScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 3>(p, fwd) &&
+           launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2>(p, fwd) &&
            synchronize_within("the profile launches");
 }
 
