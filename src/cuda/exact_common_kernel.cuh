@@ -311,13 +311,20 @@ struct SphericalScore {
     // The tensor-core kernels (16-bit inputs) form x = a fq fk from the raw
     // product a = q.k and the rows' factors (row_factor: 1/max(|x|, norm_eps)),
     // and divide through the SFU's reciprocal (relative error ~2^-23, far
-    // below the 8-bit mantissa of the P they round). The forwards take
-    // K / logit_scale (unscaled_fast) and scale the output's and Z's sums
-    // once, in forward_epilogue (one multiply a score fewer).
+    // below the 8-bit mantissa of the P they round).
     __device__ __forceinline__ static float logit_scale(const ScoreConsts& c) { return c.score_scale; }
+    // The forwards sum K / row_scale(fq) (kernel_sum_step) and scale a row's
+    // output and Z once, in forward_epilogue: with y = a fk (x = fq y),
+    // y^2 / max(2 (1 - fq y) + eps, tau), 1 - fq y by one fma (rounded once,
+    // as 1 - x was exact for x in [0.5, 2]): 7 operations a score against 9
+    // for score_scale x^2 / max(gap(x), tau).
     __device__ __forceinline__ static float unscaled_fast(const ScoreConsts& c, float a, float fq, float fk) {
-        const float x = a * fq * fk;
-        return x * x * fast_reciprocal(fmaxf(gap(c, x), c.kernel_clamp));
+        const float y = a * fk;
+        const float t = fmaf(2.f, fmaf(-fq, y, 1.f), c.epsilon);
+        return y * y * fast_reciprocal(fmaxf(t, c.kernel_clamp));
+    }
+    __device__ __forceinline__ static float row_scale(const ScoreConsts& c, float fq) {
+        return c.score_scale * fq * fq;
     }
     // The tensor-core backwards' terms of one visible pair (as StandardScore's,
     // with the spherical statistics: inv_den = 1/den_i, dz = dZ_i, SPEC C.2):

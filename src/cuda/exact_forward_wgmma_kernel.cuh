@@ -208,6 +208,8 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     const int64_t q0 = tile0 + kTile * wgi;  // its first row
     const unsigned char* q_rows = q_tile + kTile * wgi * kRowBytes;  // its rows in each column block
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm) + kTile * wgi;
+    // Row r's factor (yat, yat_spherical), readable after key_norms(0)'s barrier.
+    auto own_factor = [&](int r) { return kRowFactors ? qnorm[r] : 0.f; };
     // The keys' factors of tile kt: this warpgroup's buffer kt % 2.
     float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + wgi * 2 * kKeys;
     auto key_factors = [&](int kt) { return knorm_base + (kt & 1) * kKeys; };
@@ -241,29 +243,36 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         if (kt + 1 < k_tiles) fetch_factor(kt + 1);
         tma::named_barrier(1 + wgi, wg::kWarpgroupThreads);
     };
+    // The operands' descriptors: one for this warpgroup's Q rows and one for
+    // stage 0's K and V tiles, made once; a tile's and a k16 step's by
+    // descriptor_plus with their byte offsets.
+    const uint64_t q_desc = wg::k_major_descriptor(q_rows, 0);
+    const uint64_t k_desc = wg::k_major_descriptor(k_tile(0), 0);
+    const uint64_t v_desc = wg::mn_major_descriptor(v_tile(0), 0, kKeys * kRowBytes);
     auto issue_scores = [&](int kt) {
-        const unsigned char* kb = k_tile(kt % kStages);
+        const uint32_t stage_bytes = static_cast<uint32_t>(kt % kStages) * Layout::kKVBytes;
 #pragma unroll
         for (int ks = 0; ks < kDim / 16; ++ks) {
             const int block = ks / 4, step = ks % 4;  // 64-wide column block of D, k16 step in it
-            wg::Mma<Elem, kKeys>::template ss<0>(s_flat,
-                                                 wg::k_major_descriptor(q_rows + block * kRows * kRowBytes, step),
-                                                 wg::k_major_descriptor(kb + block * kKeys * kRowBytes, step), ks > 0);
+            wg::Mma<Elem, kKeys>::template ss<0>(
+                s_flat, wg::descriptor_plus(q_desc, block * kRows * kRowBytes + 32 * step),
+                wg::descriptor_plus(k_desc, stage_bytes + block * kKeys * kRowBytes + 32 * step), ks > 0);
         }
         wg::commit_group();
     };
     auto issue_pv = [&](int kt) {
-        const unsigned char* vb = v_tile(kt % kStages);
+        const uint32_t stage_bytes = static_cast<uint32_t>(kt % kStages) * Layout::kKVBytes;
 #pragma unroll
         for (int j = 0; j < kKeys / 16; ++j)
-            wg::Mma<Elem, kDim>::template rs<1>(o_flat, p[j], wg::mn_major_descriptor(vb, j, kKeys * kRowBytes), true);
+            wg::Mma<Elem, kDim>::template rs<1>(
+                o_flat, p[j], wg::descriptor_plus(v_desc, stage_bytes + 16 * kRowBytes * j), true);
         wg::commit_group();
     };
     auto score_tile = [&](int kt, float (&rescale)[2]) {
         const int64_t k0 = static_cast<int64_t>(kt) * kKeys;
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
-        const float qf[2] = {kRowFactors ? qnorm[r_lo] : 0.f, kRowFactors ? qnorm[r_hi] : 0.f};
+        const float qf[2] = {own_factor(r_lo), own_factor(r_hi)};
         score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
                           key_factors(kt));
     };
@@ -327,7 +336,8 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     issue_pv(k_tiles - 1);
     wg::wait_group<0>();
     fence_output();
-    forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
+    const float qf[2] = {own_factor(r_lo), own_factor(r_hi)};
+    forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, qf, q0, r_lo, t4, lane);
 #endif
 }
 

@@ -85,6 +85,16 @@ __device__ __forceinline__ uint64_t sw128_descriptor(const void* start, uint32_t
     return static_cast<uint64_t>((addr & 0x3FFFFu) >> 4) | static_cast<uint64_t>((lbo_bytes >> 4) & 0x3FFFu) << 16 |
            static_cast<uint64_t>((sbo_bytes >> 4) & 0x3FFFu) << 32 | uint64_t{1} << 62;
 }
+// The descriptor of the operand `bytes` (a multiple of 16) past d's start:
+// the start field plus bytes / 16, added to the low word alone. Shared
+// memory ends below 2^18 bytes, so the field (address bits 4-17) never
+// carries into LBO. Lets a mainloop form one descriptor a tile and add
+// constants for its k16 steps instead of masking and shifting each
+// address again (about four uniform instructions a wgmma).
+__device__ __forceinline__ uint64_t descriptor_plus(uint64_t d, uint32_t bytes) {
+    const uint32_t lo = static_cast<uint32_t>(d) + (bytes >> 4);
+    return (d & 0xFFFFFFFF00000000ull) | lo;
+}
 // K-major operand, k16 step `k16` of the 64-wide column block at `block`.
 __device__ __forceinline__ uint64_t k_major_descriptor(const void* block, int k16) {
     return sw128_descriptor(static_cast<const unsigned char*>(block) + 32 * k16, 16, kSwizzleAtomBytes);
