@@ -635,6 +635,9 @@ bool profile_once() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A line at a time even into a file: a run stopped by its time limit
+    // (the sanitizers' phase) still shows how far it got.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     const char* json_path = nullptr;
     bool timing = true, profile = false;
     for (int i = 1; i < argc; ++i) {

@@ -82,7 +82,8 @@
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log (SLAY_EXACT_SANITIZERS: which tools; racecheck
-#             gets SLAY_RACECHECK_S seconds, default 300; the bench's hang watchdog x20 under the sanitizers)
+#             gets SLAY_RACECHECK_S seconds, default 540: on bce823b it ran past 335 s, so give it a call of its
+#             own; the bench's hang watchdog x20 under the sanitizers)
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
@@ -158,7 +159,7 @@ if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small 
     ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactsanitize.log" 2>&1 ||
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactsanitize.log"; }
   for tool in ${SLAY_EXACT_SANITIZERS:-memcheck racecheck synccheck}; do
-    limit=150; [ $tool = racecheck ] && limit=${SLAY_RACECHECK_S:-300}
+    limit=150; [ $tool = racecheck ] && limit=${SLAY_RACECHECK_S:-540}
     timeout $limit compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/exact-kernel-bench \
       --check-only --library-only --hang-scale 20 > "$OUT/exact_sanitize_$tool.log" 2>&1
     echo "=== compute-sanitizer $tool exact-kernel-bench rc=$?"
