@@ -202,6 +202,15 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
     const int64_t row0 = own0 + kTile * wgi;              // its first own row
     const unsigned char* own_a = smem + Layout::own_a + kTile * wgi * kRowBytes;  // its rows in block 0
     const unsigned char* own_b = smem + Layout::own_b + kTile * wgi * kRowBytes;
+    // The operands' descriptors, made once: the own rows' and stage 0's
+    // streamed tiles (K-major for the score products, MN-major for the
+    // gradients'); a stage's and a k16 step's by descriptor_plus (as the
+    // forward's, exact_forward_wgmma_kernel.cuh).
+    const uint64_t own_a_desc = wg::k_major_descriptor(own_a, 0), own_b_desc = wg::k_major_descriptor(own_b, 0);
+    const uint64_t stream_a_desc = wg::k_major_descriptor(stream_a(0), 0);
+    const uint64_t stream_b_desc = wg::k_major_descriptor(stream_b(0), 0);
+    const uint64_t stream_a_mn = wg::mn_major_descriptor(stream_a(0), 0, kStreamRows * kRowBytes);
+    const uint64_t stream_b_mn = wg::mn_major_descriptor(stream_b(0), 0, kStreamRows * kRowBytes);
     float* own_norm = reinterpret_cast<float*>(smem + Layout::own_norm) + kTile * wgi;
     float* stats_base = reinterpret_cast<float*>(smem + Layout::stats) + wgi * 2 * Layout::kStatArrays * kStreamRows;
     const float* row_stat = args.row_stat + blk.stat_row(args, 0);
@@ -308,19 +317,20 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
         float(&s_flat)[kStreamRows / 2] = reinterpret_cast<float(&)[kStreamRows / 2]>(s);
         float(&dp_flat)[kStreamRows / 2] = reinterpret_cast<float(&)[kStreamRows / 2]>(dp);
         wg::fence();
+        const uint32_t stage_bytes = static_cast<uint32_t>(stage) * Layout::kStreamBytes;
 #pragma unroll
         for (int ks = 0; ks < kDim / 16; ++ks) {
             const int block = ks / 4, step = ks % 4;  // 64-wide column block, k16 step in it
             wg::Mma<Elem, kStreamRows>::template ss<0>(
-                s_flat, wg::k_major_descriptor(own_a + block * kOwnRows * kRowBytes, step),
-                wg::k_major_descriptor(stream_a(stage) + block * kStreamRows * kRowBytes, step), ks > 0);
+                s_flat, wg::descriptor_plus(own_a_desc, block * kOwnRows * kRowBytes + 32 * step),
+                wg::descriptor_plus(stream_a_desc, stage_bytes + block * kStreamRows * kRowBytes + 32 * step), ks > 0);
         }
 #pragma unroll
         for (int ks = 0; ks < kDim / 16; ++ks) {
             const int block = ks / 4, step = ks % 4;
             wg::Mma<Elem, kStreamRows>::template ss<0>(
-                dp_flat, wg::k_major_descriptor(own_b + block * kOwnRows * kRowBytes, step),
-                wg::k_major_descriptor(stream_b(stage) + block * kStreamRows * kRowBytes, step), ks > 0);
+                dp_flat, wg::descriptor_plus(own_b_desc, block * kOwnRows * kRowBytes + 32 * step),
+                wg::descriptor_plus(stream_b_desc, stage_bytes + block * kStreamRows * kRowBytes + 32 * step), ks > 0);
         }
         wg::commit_group();
         wg::wait_group<0>();
@@ -382,16 +392,15 @@ __global__ void __launch_bounds__(WgmmaBackwardLayout<kDim, kKeyGrads, kStream>:
         }
         wg::fence();
         // The streamed tiles as MN-major B: rows = the contraction index.
-        constexpr uint32_t kBlockBytes = kStreamRows * kRowBytes;
 #pragma unroll
         for (int j = 0; j < kStreamRows / 16; ++j)
-            wg::Mma<Elem, kDim>::template rs<1>(grad_a_flat, c_frag[j],
-                                                wg::mn_major_descriptor(stream_a(stage), j, kBlockBytes), true);
+            wg::Mma<Elem, kDim>::template rs<1>(
+                grad_a_flat, c_frag[j], wg::descriptor_plus(stream_a_mn, stage_bytes + 16 * kRowBytes * j), true);
         if (kKeyGrads) {
 #pragma unroll
             for (int j = 0; j < kStreamRows / 16; ++j)
-                wg::Mma<Elem, kDim>::template rs<1>(grad_b_flat, p_frag[j],
-                                                    wg::mn_major_descriptor(stream_b(stage), j, kBlockBytes), true);
+                wg::Mma<Elem, kDim>::template rs<1>(
+                    grad_b_flat, p_frag[j], wg::descriptor_plus(stream_b_mn, stage_bytes + 16 * kRowBytes * j), true);
         }
         wg::commit_group();
         wg::wait_group<0>();
