@@ -199,14 +199,13 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int half = 0; half < 2; ++half) row_sum[half] = row_sum[half] * rescale[half] + part[half];
 }
 // The kernel-normalised family's step (yat_spherical, SPEC A.9) on the
-// same tile: s (raw Q K^T sums) becomes K / row_scale =
-// Score::unscaled_fast of a (qf: the rows' factors, kf: the keys'), masked
-// keys 0, and row_sum (the thread's partial Z / row_scale of its two rows)
-// gathers it; forward_epilogue scales Z and the output once (exact-kernel-
-// bench on an H200, B4 H12 T16384 causal bf16: 5.19 -> 5.00 ms at hdim 64
-// for score_scale alone deferred; exact_kernels_bd40750.md). No running
-// max: K is bounded by score_scale / kernel_clamp, so the output needs no
-// rescaling.
+// same tile: s (raw Q K^T sums) becomes K / logit_scale =
+// Score::unscaled_fast of x = a fq fk (qf: the rows' factors, kf: the
+// keys'), masked keys 0, and row_sum (the thread's partial Z / logit_scale
+// of its two rows) gathers it; forward_epilogue scales Z and the output
+// once (exact-kernel-bench on an H200, B4 H12 T16384 causal bf16: 5.19 ->
+// 5.00 ms at hdim 64; exact_kernels_bd40750.md). No running max: K is
+// bounded by score_scale / kernel_clamp, so the output needs no rescaling.
 template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_sum)[2],
                                                 bool needs_mask, bool causal, int64_t row_lo, int64_t k0, int64_t T,
@@ -262,20 +261,18 @@ __device__ __forceinline__ void rescale_output(float (&o)[kDimBlocks][4], const 
 template <bool kStatsOnly, typename Score, typename Elem, int kDim, ExactKernel kKernel, int kDimBlocks>
 __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const ExactCta<Elem, kDim, kKernel>& blk,
                                                  const float (&o)[kDimBlocks][4], const float (&row_max)[2],
-                                                 float (&row_sum)[2], const float (&qf)[2], int64_t q0, int r_lo,
-                                                 int t4, int lane) {
+                                                 float (&row_sum)[2], int64_t q0, int r_lo, int t4, int lane) {
     const int64_t T = blk.T;
     const int Dv = args.value_dim;
     const int r_hi = r_lo + 8;
-    // yat_spherical's o and row_sum are sums of K / row_scale
-    // (kernel_sum_step): Z takes the row's scale here, the output in `inv`.
-    float out_scale[2] = {1.f, 1.f};
+    // yat_spherical's o and row_sum are sums of K / logit_scale
+    // (kernel_sum_step): Z takes the scale here, the output in `inv`.
+    const float out_scale = Score::kSoftmax ? 1.f : Score::logit_scale(args.sc);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
         row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
-        if constexpr (!Score::kSoftmax) out_scale[half] = Score::row_scale(args.sc, qf[half]);
-        row_sum[half] *= out_scale[half];
+        row_sum[half] *= out_scale;
     }
     constexpr float kLn2 = 0.6931471805599453f;
     // The row's statistic (log-sum-exp or Z) and its denominator.
@@ -319,7 +316,7 @@ __device__ __forceinline__ void forward_epilogue(const ExactArgs& args, const Ex
         if (t >= T) continue;
         MergedRow w{0.f, 1.f, row_stat(half)};
         if (stat && args.merge) w = merge_rows(args.sc, Score::kSoftmax, prev, w.stat);
-        const float inv = w.w_new * out_scale[half] / row_den(half);
+        const float inv = w.w_new * out_scale / row_den(half);
         Elem* row = out + t * args.dst_out_s.token;
 #pragma unroll
         for (int nb = 0; nb < kDimBlocks; ++nb)
@@ -364,7 +361,6 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_max in log2 units
     float o[kDimBlocks][4] = {};
     unsigned q_frag[kDimSteps][4];
-    float qf[2] = {0.f, 0.f};  // the rows' factors (yat, yat_spherical), from the first tile on
 
     const int64_t k_tiles = args.causal ? q_tile + 1 : num_tiles;
     for (int64_t k_tile = 0; k_tile < k_tiles; ++k_tile) {
@@ -394,10 +390,6 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
 #pragma unroll
             for (int kc = 0; kc < kDimSteps; ++kc)
                 ldmatrix_x4(q_frag[kc], blk.Qs + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8);
-            if (Score::kPrep != RowPrep::None) {
-                qf[0] = blk.qaux[r_lo];
-                qf[1] = blk.qaux[r_hi];
-            }
         }
 
         // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
@@ -420,6 +412,8 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         // Scores, mask and the online softmax; s becomes P.
         // Only the diagonal tile (causal) and the tile past T need the mask.
         const bool needs_mask = (args.causal && k_tile == q_tile) || k0 + kTile > T;
+        const float qf[2] = {Score::kPrep != RowPrep::None ? blk.qaux[r_lo] : 0.f,
+                             Score::kPrep != RowPrep::None ? blk.qaux[r_hi] : 0.f};
         float rescale[2];
         score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
                           blk.kaux + buf * kTile);
@@ -430,7 +424,7 @@ __global__ void __launch_bounds__(kMmaThreads) exact_forward_mma_kernel(ExactArg
         __syncthreads();  // this buffer is refilled by the next-but-one prefetch
     }
 
-    forward_epilogue<kStatsOnly, Score>(args, blk, o, row_max, row_sum, qf, q0, r_lo, t4, lane);
+    forward_epilogue<kStatsOnly, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 }
 
 }  // namespace exact

@@ -208,8 +208,6 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     const int64_t q0 = tile0 + kTile * wgi;  // its first row
     const unsigned char* q_rows = q_tile + kTile * wgi * kRowBytes;  // its rows in each column block
     float* qnorm = reinterpret_cast<float*>(smem + Layout::qnorm) + kTile * wgi;
-    // Row r's factor (yat, yat_spherical), readable after key_norms(0)'s barrier.
-    auto own_factor = [&](int r) { return kRowFactors ? qnorm[r] : 0.f; };
     // The keys' factors of tile kt: this warpgroup's buffer kt % 2.
     float* knorm_base = reinterpret_cast<float*>(smem + Layout::knorm) + wgi * 2 * kKeys;
     auto key_factors = [&](int kt) { return knorm_base + (kt & 1) * kKeys; };
@@ -272,7 +270,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         const int64_t k0 = static_cast<int64_t>(kt) * kKeys;
         // Only the tiles on the causal diagonal and the tile past T need the mask.
         const bool needs_mask = (args.causal && k0 + kKeys - 1 > q0) || k0 + kKeys > T;
-        const float qf[2] = {own_factor(r_lo), own_factor(r_hi)};
+        const float qf[2] = {kRowFactors ? qnorm[r_lo] : 0.f, kRowFactors ? qnorm[r_hi] : 0.f};
         score_step<Score>(args.sc, s, row_max, row_sum, rescale, needs_mask, args.causal, q0 + r_lo, k0, T, t4, qf,
                           key_factors(kt));
     };
@@ -336,8 +334,7 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     issue_pv(k_tiles - 1);
     wg::wait_group<0>();
     fence_output();
-    const float qf[2] = {own_factor(r_lo), own_factor(r_hi)};
-    forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, qf, q0, r_lo, t4, lane);
+    forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);
 #endif
 }
 
