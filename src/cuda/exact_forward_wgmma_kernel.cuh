@@ -132,7 +132,15 @@ struct WgmmaForwardMaps {
 // loaded a tile ahead. (Computing them in the kernel, by every consumer or
 // by two of the producer's warps, was slower on an H200:
 // exact_common_kernel.cuh's exact_row_factor_kernel says by how much.)
-template <typename Elem, typename Score, int kDim, int kConsumers>
+// kPingPong (a candidate timed by exact-kernel-bench, not used by the
+// library): the consumers take turns issuing their tile's products
+// (FlashAttention-3's warp scheduler barriers): consumer w waits on named
+// barrier kPingPongBarrier + w before it issues S and P V, then lets
+// consumer w + 1 (mod kConsumers) go, so one consumer's score step runs
+// under another's products instead of all of them waiting on the tensor
+// cores at once.
+constexpr unsigned kPingPongBarrier = 8;  // ids 8 .. 8 + kConsumers - 1 (key_norms uses 1 ..)
+template <typename Elem, typename Score, int kDim, int kConsumers, bool kPingPong = false>
 __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads, 1)
     exact_forward_wgmma_kernel(const __grid_constant__ WgmmaForwardMaps maps, ExactArgs args) {
 #if SLAY_HAS_WGMMA
@@ -266,6 +274,15 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
                 o_flat, p[j], wg::descriptor_plus(v_desc, stage_bytes + 16 * kRowBytes * j), true);
         wg::commit_group();
     };
+    // kPingPong: this consumer's turn to issue, and the next consumer's
+    // after it (a barrier of the two warpgroups: one arrives, one waits).
+    auto take_turn = [&] {
+        if (kPingPong) tma::named_barrier(kPingPongBarrier + wgi, 2 * wg::kWarpgroupThreads);
+    };
+    auto pass_turn = [&] {
+        if (kPingPong)
+            tma::named_barrier_arrive(kPingPongBarrier + (wgi + 1) % kConsumers, 2 * wg::kWarpgroupThreads);
+    };
     auto score_tile = [&](int kt, float (&rescale)[2]) {
         const int64_t k0 = static_cast<int64_t>(kt) * kKeys;
         // Only the tiles on the causal diagonal and the tile past T need the mask.
@@ -299,8 +316,12 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     }
     wait_k(0);
     key_norms(0);
+    if (kPingPong && wgi == 0)  // consumer 0 goes first
+        tma::named_barrier_arrive(kPingPongBarrier, 2 * wg::kWarpgroupThreads);
+    take_turn();
     wg::fence();
     issue_scores(0);
+    pass_turn();
     wg::wait_group<0>();
     fence_scores();
     tma::arrive(k_empty);  // stage 0's K is read
@@ -315,9 +336,11 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         wait_k(kt + 1);
         key_norms(kt + 1);
         wait_v(kt);
+        take_turn();
         wg::fence();  // p, o and s were last touched by ordinary instructions
         issue_scores(kt + 1);
         issue_pv(kt);
+        pass_turn();
         wg::wait_group<1>();  // S of kt + 1 (the older group) is in s
         fence_scores();
         tma::arrive(k_empty + (kt + 1) % kStages);
@@ -330,8 +353,10 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
         pack_p();
     }
     wait_v(k_tiles - 1);
+    take_turn();
     wg::fence();
     issue_pv(k_tiles - 1);
+    pass_turn();
     wg::wait_group<0>();
     fence_output();
     forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);

@@ -79,6 +79,11 @@ __device__ __forceinline__ void prefetch_map(const CUtensorMap* map) {
 __device__ __forceinline__ void named_barrier(unsigned id, unsigned threads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
+// Counts the calling warps into barrier `id` of `threads` without waiting
+// (the threads that named_barrier on it wait for these).
+__device__ __forceinline__ void named_barrier_arrive(unsigned id, unsigned threads) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 // The calling warpgroup's register budget a thread (a multiple of 8 in
 // [24, 256]; every warp of the warpgroup executes it).
 template <int kRegisters>

@@ -21,7 +21,9 @@
 // The wgmma forward is checked and timed with two and three consumer
 // warpgroups for standard (the library: three at hdim 64, two at 128) and
 // with two for yat and yat_spherical (the library's; three lost or tied for
-// them on bd40750, exact_kernels_bd40750.md); the sweeps of yat and
+// them on bd40750, exact_kernels_bd40750.md), and the same with the
+// consumers taking turns at the tensor cores (kPingPong, a candidate: rows
+// marked so; FlashAttention-3's warp scheduler barriers); the sweeps of yat and
 // yat_spherical with and without the dK/dV sweep's statistics fetched a
 // tile ahead (kPrefetchStats: the library's choice). yat's and
 // yat_spherical's row factors come from the library's pass over q and k
@@ -147,8 +149,9 @@ unsigned grid_of(const Problem& p, int rows) { return static_cast<unsigned>((p.T
 
 // One launch for score Score at tile width kDim: the wgmma kernel with
 // kConsumers consumer warpgroups (2 or 3; yat, yat_spherical: after the
-// pass over k making the key factors), or the mma.sync kernel (0).
-template <typename Score, int kDim, int kConsumers>
+// pass over k making the key factors; kPingPong: the candidate taking turns
+// at the tensor cores), or the mma.sync kernel (0).
+template <typename Score, int kDim, int kConsumers, bool kPingPong = false>
 bool launch(const Problem& p, const ex::ExactArgs& a) {
     if constexpr (kConsumers > 0) {
         if (!launch_factor_pass<Score>(p, a, false)) return false;
@@ -162,7 +165,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
             std::fprintf(stderr, "tensor map refused\n");
             return false;
         }
-        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers>;
+        auto kernel = ex::exact_forward_wgmma_kernel<Elem, Score, kDim, kConsumers, kPingPong>;
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
@@ -413,10 +416,10 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* hq, std::vector<fl
     return true;
 }
 
-template <typename Score, int kDim, int kConsumers>
+template <typename Score, int kDim, int kConsumers, bool kPingPong = false>
 bool run_into(const Problem& p, Buffers& buf, std::vector<float>* out) {
     if (!check_cuda(cudaMemset(buf.out, 0xff, buf.n * sizeof(Elem)), "poison")) return false;  // NaN
-    if (!launch<Score, kDim, kConsumers>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
+    if (!launch<Score, kDim, kConsumers, kPingPong>(p, make_args(p, buf.q, buf.k, buf.v, buf.out)))
         return false;
     if (!synchronize_within("a forward")) return false;
     *out = to_host(buf.out, buf.n);
@@ -468,6 +471,12 @@ int check_shapes() {
                 if (!run_into<ex::StandardScore, kDim, 3>(p, buf, &got)) return failures + 1;
                 line("wgmma x3 standard vs fp64", rel_l2(got, want));
             }
+            if (g_candidates) {
+                if (!run_into<ex::StandardScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 pingpong standard vs fp64", rel_l2(got, want));
+                if (!run_into<ex::StandardScore, kDim, 3, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x3 pingpong standard vs fp64", rel_l2(got, want));
+            }
             if (!run_into<ex::StandardScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             line("mma.sync standard vs fp64", rel_l2(mma, want));
             std::vector<double> yat_mma;
@@ -475,10 +484,18 @@ int check_shapes() {
             yat_mma.assign(mma.begin(), mma.end());
             if (!run_into<ex::YatScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat vs mma.sync yat", rel_l2(got, yat_mma));
+            if (g_candidates) {
+                if (!run_into<ex::YatScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 pingpong yat vs mma.sync yat", rel_l2(got, yat_mma));
+            }
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             const std::vector<double> spherical_mma(mma.begin(), mma.end());
             if (!run_into<ex::SphericalScore, kDim, 2>(p, buf, &got)) return failures + 1;
             line("wgmma x2 yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+            if (g_candidates) {
+                if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
+                line("wgmma x2 pingpong yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+            }
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
             std::vector<float> gw[3], gm[3];
             const std::vector<std::vector<double>> ref = reference_standard_grads(p, q, k, v, dout);
@@ -549,12 +566,13 @@ double median_ms(Launch launch) {
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }
 
-template <typename Score, int kDim, int kConsumers>
+template <typename Score, int kDim, int kConsumers, bool kPingPong = false>
 bool time_one(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
     const ex::ExactArgs a = make_args(p, buf.q, buf.k, buf.v, buf.out);
-    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers>(p, a); });
+    const double ms = median_ms([&] { return launch<Score, kDim, kConsumers, kPingPong>(p, a); });
     if (ms < 0) return false;
     std::string name = kConsumers == 0 ? "mma.sync" : kConsumers == 2 ? "wgmma x2" : "wgmma x3";
+    if (kPingPong) name += " pingpong (candidate)";
     rows->push_back({name, score, kDim, ms, forward_flops(p) / (ms * 1e-3) / 1e12});
     return true;
 }
@@ -596,15 +614,19 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::StandardScore, kDim, true, 0, kQuerySweep>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 2>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 3>(p, buf, "standard", rows) &&
+           time_one<ex::StandardScore, kDim, 2, true>(p, buf, "standard", rows) &&
+           time_one<ex::StandardScore, kDim, 3, true>(p, buf, "standard", rows) &&
            time_one<ex::StandardScore, kDim, 0>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, true>(p, buf, "standard", rows) &&
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
+           time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
+           time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat_spherical",
                                                                                          rows);
