@@ -78,7 +78,8 @@
 #             bench/exact_kernels.json (iterations on the kernels; the GPU suite decides)
 #   exactpro  ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper exact kernels
 #             at B4 H12 T16384 D64 causal bf16 (exact-kernel-bench --profile: the standard dK/dV and dQ
-#             sweeps of standard and yat, the yat_spherical and yat forwards, two consumers) -> exactpro.txt
+#             sweeps of standard and yat, the yat_spherical and yat forwards, two consumers; every section's
+#             details, the warp stall reasons among them) -> exactpro.txt
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log (SLAY_EXACT_SANITIZERS: which tools; racecheck
@@ -171,7 +172,7 @@ if has exactpro; then  # ncu over exact-kernel-bench --profile (builds it when n
     ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactpro.txt" 2>&1 ||
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactpro.txt"; }
   timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
-    --section LaunchStats --section Occupancy -k regex:"exact_(backward|forward)_wgmma_kernel" \
+    --section LaunchStats --section Occupancy --print-details all -k regex:"exact_(backward|forward)_wgmma_kernel" \
     build-wgmma/tests/bench/exact-kernel-bench --profile >> "$OUT/exactpro.txt" 2>&1
   echo "=== ncu exact-kernel-bench --profile rc=$?" >> "$OUT/exactpro.txt"
   grep -E "exact_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" \
