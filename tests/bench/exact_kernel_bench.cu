@@ -25,7 +25,8 @@
 // consumers taking turns at the tensor cores (kPingPong, a candidate: rows
 // marked so; FlashAttention-3's warp scheduler barriers); the sweeps of yat and
 // yat_spherical with and without the dK/dV sweep's statistics fetched a
-// tile ahead (kPrefetchStats: the library's choice). yat's and
+// tile ahead (kPrefetchStats: the library's choice), and yat's dK/dV sweep
+// with YatKeyFirstScore's distance (a candidate). yat's and
 // yat_spherical's row factors come from the library's pass over q and k
 // (exact_row_factor_kernel), timed with the kernels.
 // For iterating on the kernels in a short device call (run_device.sh's
@@ -61,6 +62,20 @@ namespace {
 
 namespace ex = slay::cuda::exact;
 using Elem = __nv_bfloat16;
+
+// The key-first candidate of yat's dK/dV sweep (a score policy of the
+// bench's own, the kernels unchanged): the distance as (kk + eps) + qq - 2a
+// instead of (qq + eps) + kk - 2a. The dK/dV sweep's own rows are keys, so
+// kk + eps is a row's constant there, formed once for all its pairs as the
+// dQ sweep and the forwards form qq + eps: one add a pair fewer. Timed on
+// the dK/dV sweep alone (the dQ sweep would lose its own CSE with it).
+struct YatKeyFirstScore : ex::YatScore {
+    __device__ __forceinline__ static void backward_terms(const ex::ScoreConsts& c, float scale_log2, float a,
+                                                          float qq, float kk, float lse2, float dp, float delta,
+                                                          float* p, float* cross, float* self) {
+        ex::YatScore::backward_terms(c, scale_log2, a, kk, qq, lse2, dp, delta, p, cross, self);
+    }
+};
 
 bool check_cuda(cudaError_t e, const char* what) {
     if (e != cudaSuccess) std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
@@ -512,6 +527,10 @@ int check_shapes() {
             for (int i = 0; i < 3; ++i)
                 line((std::string("wgmma bwd yat ") + kGrad[i] + " vs mma.sync").c_str(),
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
+            if (g_candidates && !run_backward<YatKeyFirstScore, kDim>(p, buf, true, gw)) return failures + 1;
+            for (int i = 0; i < 3 && g_candidates; ++i)
+                line((std::string("wgmma bwd key-first yat ") + kGrad[i] + " vs mma.sync").c_str(),
+                     rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
             if (g_candidates && !run_backward<ex::YatScore, kDim, 0, true>(p, buf, true, gw)) return failures + 1;
             for (int i = 0; i < 3 && g_candidates; ++i)
                 line((std::string("wgmma bwd no prefetch yat ") + kGrad[i] + " vs mma.sync").c_str(),
@@ -622,6 +641,7 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
            time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep>(p, buf, "yat", rows) &&
+           time_sweeps<YatKeyFirstScore, kDim, true, 0, kKeySweep>(p, buf, "yat key-first (candidate)", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
