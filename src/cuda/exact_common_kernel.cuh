@@ -175,6 +175,10 @@ __device__ __forceinline__ float row_factor(const ScoreConsts& sc, float ss) {
 // 38.44 -> 31.71 (yat).
 constexpr int kFactorLanes = 8;
 constexpr int kFactorThreads = 256;
+// CTAs of exact_row_factor_kernel over `rows` rows.
+constexpr int64_t row_factor_blocks(int64_t rows) {
+    return (rows * kFactorLanes + kFactorThreads - 1) / kFactorThreads;
+}
 template <typename Elem, RowPrep kPrep>
 __global__ void __launch_bounds__(kFactorThreads) exact_row_factor_kernel(ExactArgs a, int64_t rows, bool queries) {
     const int64_t id = static_cast<int64_t>(blockIdx.x) * kFactorThreads + threadIdx.x;

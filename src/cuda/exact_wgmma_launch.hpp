@@ -58,7 +58,7 @@ Status launch_row_factors(const exact::ExactArgs& a, int64_t batch, bool queries
         if ((queries ? a.q_factor : a.k_factor) == nullptr)
             return error(SLAY_STATUS_INTERNAL_ERROR, "the exact row factors have no workspace");
         const int64_t rows = batch * a.heads * a.seq_len;
-        const int64_t blocks = (rows * exact::kFactorLanes + exact::kFactorThreads - 1) / exact::kFactorThreads;
+        const int64_t blocks = exact::row_factor_blocks(rows);
         if (blocks > kMaxGridX)
             return error(SLAY_STATUS_NOT_SUPPORTED, "the exact row factor pass: ", blocks,
                          " CTAs exceed the grid limit ", kMaxGridX);

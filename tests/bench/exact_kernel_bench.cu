@@ -151,10 +151,9 @@ bool launch_factor_pass(const Problem& p, const ex::ExactArgs& a, bool queries) 
     if constexpr (Score::kPrep == ex::RowPrep::None) {
         return true;
     } else {
-        const int64_t rows = p.B * p.H * p.T, threads = rows * ex::kFactorLanes;
+        const int64_t rows = p.B * p.H * p.T;
         ex::exact_row_factor_kernel<Elem, Score::kPrep>
-            <<<static_cast<unsigned>((threads + ex::kFactorThreads - 1) / ex::kFactorThreads), ex::kFactorThreads>>>(
-                a, rows, queries);
+            <<<static_cast<unsigned>(ex::row_factor_blocks(rows)), ex::kFactorThreads>>>(a, rows, queries);
         return check_cuda(cudaGetLastError(), "factor pass launch");
     }
 }
