@@ -322,8 +322,9 @@ struct SphericalScore {
     // fq y) + eps, tau) with y = a fk instead, fq^2 folded into the row's
     // scale, issues one operation a score fewer but ran no faster on an H200
     // (bce823b: 5.08 ms at hdim 64 against 5.02), and since |y| reaches |q|
-    // the row's sums of y^2 / tau overflow from |q| ~ 1e13 on, where
-    // x = a fq fk stays within [-1, 1].)
+    // its row sums of y^2 / max(C - 2x, tau) overflow where |q|^2 times the
+    // reciprocal times the keys passes the fp32 maximum, while x = a fq fk
+    // stays within [-1, 1].)
     __device__ __forceinline__ static float unscaled_fast(const ScoreConsts& c, float a, float fq, float fk) {
         const float x = a * fq * fk;
         return x * x * fast_reciprocal(fmaxf(gap(c, x), c.kernel_clamp));

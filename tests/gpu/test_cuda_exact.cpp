@@ -5,7 +5,8 @@
 // Covers forward/backward x causal/bidirectional x fp32/bf16 (fp16 too) at
 // T = 1, 63, 1000, 4097 (not multiples of the 64-row tile), D up to 128,
 // (B, T, H, D) strided memory with Dv != D, nearly aligned q/k for
-// yat_spherical (the kernel near 1/eps, SPEC F.3), and T = 65536 forwards
+// yat_spherical (the kernel near 1/eps, SPEC F.3) and rows of norms from
+// ~1e-3 to ~1e18 for it, and T = 65536 forwards
 // checked on a prefix (against the CPU) and on sampled rows (against an fp64
 // row oracle in this file), and packed calls whose middle sequence is all
 // NaN (its neighbours stay finite and exact). Every case prints one table line
@@ -248,6 +249,31 @@ TEST_CASE("yat_spherical with nearly aligned q and k: the kernel near 1/eps") {
                         al.noise);
             CHECK(report(c, "fwd", compare_on(c, in, false), al.tol));
             CHECK(report(c, "bwd", compare_on(c, in, true), al.tol));
+        }
+}
+
+TEST_CASE("yat_spherical over rows of very different norms") {
+    // x = q.k / (|q| |k|) does not depend on the rows' norms, and the kernels
+    // form it from the raw products and the rows' inverse norms, so rows of
+    // norm ~1e-3 to ~1e18 must meet the suite's bars like any other (fp32:
+    // the SIMT kernels; bf16 at hdim 64: the tensor cores). |q| |k| stays
+    // below ~1e23 and |q|^2 below ~1e38, so q.k and the fp32 squared norms
+    // stay finite (the kernels' range: |q|^2, |k|^2 and |q| |k| below the
+    // fp32 maximum).
+    for (slay_dtype_t dt : {SLAY_DTYPE_FLOAT32, SLAY_DTYPE_BFLOAT16})
+        for (bool causal : {true, false}) {
+            Case c = base_case(SLAY_ATTN_YAT_SPHERICAL, 300, causal, dt);
+            c.batch = 1;
+            Inputs in = make_inputs(c, 0);
+            const float q_scales[] = {1e-3f, 1.f, 1e6f, 1e18f};
+            const float k_scales[] = {1e-2f, 1.f, 1e3f};
+            const size_t D = static_cast<size_t>(c.head_dim);
+            // (B, H, T, D) rows: row r is elements [r D, r D + D)
+            for (size_t i = 0; i < in.q.size(); ++i) in.q[i] = round_to(dt, in.q[i] * q_scales[(i / D) % 4]);
+            for (size_t i = 0; i < in.k.size(); ++i) in.k[i] = round_to(dt, in.k[i] * k_scales[(i / D) % 3]);
+            CAPTURE(c.label());
+            CHECK(report(c, "fwd", compare_on(c, in, false), tol_for(dt)));
+            CHECK(report(c, "bwd", compare_on(c, in, true), tol_for(dt)));
         }
 }
 
