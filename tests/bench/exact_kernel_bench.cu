@@ -654,7 +654,8 @@ bool time_shapes(std::vector<Timing>* rows) {
 // --profile: one launch of each kernel a profiler should see at the timing
 // shape (D = 64): the wgmma dK/dV and dQ sweeps (standard and yat, after
 // the forward and statistics pass), the yat_spherical and yat wgmma
-// forwards with two consumers (and the factor pass before each);
+// forwards with two consumers, without and with kPingPong (and the factor
+// pass before each);
 // no checks, no timing.
 bool profile_once() {
     const Problem p{4, 12, 16384, 64, true};
@@ -670,6 +671,7 @@ bool profile_once() {
            launch_sweeps<ex::YatScore, 64, true, 0, kKeySweep>(p, bwd) &&
            launch_sweeps<ex::YatScore, 64, true, 0, kQuerySweep>(p, bwd) &&
            launch<ex::SphericalScore, 64, 2>(p, fwd) && launch<ex::YatScore, 64, 2>(p, fwd) &&
+           launch<ex::SphericalScore, 64, 2, true>(p, fwd) && launch<ex::YatScore, 64, 2, true>(p, fwd) &&
            synchronize_within("the profile launches");
 }
 
