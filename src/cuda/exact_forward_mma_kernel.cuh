@@ -131,14 +131,22 @@ __device__ __forceinline__ void mask_invisible_keys(float (&s)[kKeyBlocks][4], b
             if (nb * 8 + 2 * t4 + (e & 1) >= limit[e / 2]) s[nb][e] = masked;
 }
 
-// The factors of keys nb * 8 + 2 t4 and + 1 (a thread's two columns of n8
-// block nb, e & 1) in one 8-byte shared load: kf is 8-byte aligned (the
-// callers' key-factor buffers start at even float offsets of 16-byte
-// aligned shared memory).
-template <int kKeyBlocks>
-__device__ __forceinline__ void load_key_factors(const float* kf, int t4, float2 (&pairs)[kKeyBlocks]) {
+// s (kKeyBlocks n8 blocks of raw Q K^T sums, keys k0 ..) becomes each
+// pair's Score::unscaled_fast (the score over logit_scale) from the rows'
+// factors qf (e / 2) and the keys' kf. The factors of keys nb * 8 + 2 t4
+// and + 1 (a thread's two columns of n8 block nb, e & 1) come in one 8-byte
+// shared load: kf is 8-byte aligned (the callers' key-factor buffers start
+// at even float offsets of 16-byte aligned shared memory).
+template <typename Score, int kKeyBlocks>
+__device__ __forceinline__ void unscaled_scores(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], int t4,
+                                                const float (&qf)[2], const float* kf) {
+    float2 fk[kKeyBlocks];
 #pragma unroll
-    for (int nb = 0; nb < kKeyBlocks; ++nb) pairs[nb] = reinterpret_cast<const float2*>(kf)[nb * 4 + t4];
+    for (int nb = 0; nb < kKeyBlocks; ++nb) fk[nb] = reinterpret_cast<const float2*>(kf)[nb * 4 + t4];
+#pragma unroll
+    for (int nb = 0; nb < kKeyBlocks; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[nb][e] = Score::unscaled_fast(sc, s[nb][e], qf[e / 2], e & 1 ? fk[nb].y : fk[nb].x);
 }
 
 // One key tile's online-softmax step for the thread's rows r_lo = row_lo -
@@ -161,15 +169,8 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
                                                     bool needs_mask, bool causal, int64_t row_lo, int64_t k0,
                                                     int64_t T, int t4, const float (&qq)[2], const float* kaux) {
     const float scale_log2 = Score::logit_scale(sc) * kLog2e;
-    if constexpr (Score::kPrep != RowPrep::None) {  // standard's unscaled score is the raw sum
-        float2 kk[kKeyBlocks];
-        load_key_factors(kaux, t4, kk);
-#pragma unroll
-        for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                s[nb][e] = Score::unscaled_fast(sc, s[nb][e], qq[e / 2], e & 1 ? kk[nb].y : kk[nb].x);
-    }
+    // standard's unscaled score is the raw sum
+    if constexpr (Score::kPrep != RowPrep::None) unscaled_scores<Score>(sc, s, t4, qq, kaux);
     if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, -INFINITY);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -210,12 +211,7 @@ template <typename Score, int kKeyBlocks>
 __device__ __forceinline__ void kernel_sum_step(const ScoreConsts& sc, float (&s)[kKeyBlocks][4], float (&row_sum)[2],
                                                 bool needs_mask, bool causal, int64_t row_lo, int64_t k0, int64_t T,
                                                 int t4, const float (&qf)[2], const float* kf) {
-    float2 fk[kKeyBlocks];
-    load_key_factors(kf, t4, fk);
-#pragma unroll
-    for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nb][e] = Score::unscaled_fast(sc, s[nb][e], qf[e / 2], e & 1 ? fk[nb].y : fk[nb].x);
+    unscaled_scores<Score>(sc, s, t4, qf, kf);
     if (needs_mask) mask_invisible_keys(s, causal, row_lo, k0, T, t4, 0.f);
 #pragma unroll
     for (int nb = 0; nb < kKeyBlocks; ++nb)

@@ -79,8 +79,8 @@
 #   exactpro  ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper exact kernels
 #             at B4 H12 T16384 D64 causal bf16 (exact-kernel-bench --profile: the standard dK/dV and dQ
 #             sweeps of standard and yat, the yat_spherical and yat forwards, two consumers, without and
-#             with the pingpong candidate; every section's
-#             details, the warp stall reasons among them) -> exactpro.txt
+#             with the pingpong candidate; every section's details, the warp stall reasons among them)
+#             -> exactpro.txt
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log (SLAY_EXACT_SANITIZERS: which tools; racecheck
