@@ -356,7 +356,9 @@ __global__ void __launch_bounds__(WgmmaForwardLayout<kDim, kConsumers>::kThreads
     take_turn();
     wg::fence();
     issue_pv(k_tiles - 1);
-    pass_turn();
+    // The last consumer's last turn is the CTA's last: consumer 0 takes no
+    // more, so no arrival is left pending on its barrier at exit.
+    if (wgi + 1 < kConsumers) pass_turn();
     wg::wait_group<0>();
     fence_output();
     forward_epilogue<false, Score>(args, blk, o, row_max, row_sum, q0, r_lo, t4, lane);

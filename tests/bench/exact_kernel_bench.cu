@@ -23,7 +23,9 @@
 // with two for yat and yat_spherical (the library's; three lost or tied for
 // them on bd40750, exact_kernels_bd40750.md), and the same with the
 // consumers taking turns at the tensor cores (kPingPong, a candidate: rows
-// marked so; FlashAttention-3's warp scheduler barriers); the sweeps of yat and
+// marked so; FlashAttention-3's warp scheduler barriers; for yat and
+// yat_spherical also with three consumers at hdim 64, whose score steps
+// taking turns may fit where three running at once lost); the sweeps of yat and
 // yat_spherical with and without the dK/dV sweep's statistics fetched a
 // tile ahead (kPrefetchStats: the library's choice), and yat's dK/dV sweep
 // with YatKeyFirstScore's distance (a candidate). yat's and
@@ -501,6 +503,10 @@ int check_shapes() {
             if (g_candidates) {
                 if (!run_into<ex::YatScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
                 line("wgmma x2 pingpong yat vs mma.sync yat", rel_l2(got, yat_mma));
+                if constexpr (kDim == 64) {
+                    if (!run_into<ex::YatScore, kDim, 3, true>(p, buf, &got)) return failures + 1;
+                    line("wgmma x3 pingpong yat vs mma.sync yat", rel_l2(got, yat_mma));
+                }
             }
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
             const std::vector<double> spherical_mma(mma.begin(), mma.end());
@@ -509,6 +515,10 @@ int check_shapes() {
             if (g_candidates) {
                 if (!run_into<ex::SphericalScore, kDim, 2, true>(p, buf, &got)) return failures + 1;
                 line("wgmma x2 pingpong yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                if constexpr (kDim == 64) {
+                    if (!run_into<ex::SphericalScore, kDim, 3, true>(p, buf, &got)) return failures + 1;
+                    line("wgmma x3 pingpong yat_spherical vs mma.sync", rel_l2(got, spherical_mma));
+                }
             }
             static const char* const kGrad[3] = {"dq", "dk", "dv"};
             std::vector<float> gw[3], gm[3];
@@ -620,6 +630,14 @@ bool time_sweeps(const Problem& p, Buffers& buf, const char* score, std::vector<
     return true;
 }
 
+// yat, yat_spherical: three consumers taking turns, at hdim 64 only (at 128
+// three consumers' registers do not hold their tiles).
+template <typename Score, int kDim>
+bool time_x3_pingpong(const Problem& p, Buffers& buf, const char* score, std::vector<Timing>* rows) {
+    if constexpr (kDim == 64) return time_one<Score, kDim, 3, true>(p, buf, score, rows);
+    return true;
+}
+
 template <int kDim>
 bool time_shapes(std::vector<Timing>* rows) {
     const Problem p{4, 12, 16384, kDim, true};
@@ -639,6 +657,7 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::StandardScore, kDim, false>(p, buf, "standard", rows) &&
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
            time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
+           time_x3_pingpong<ex::YatScore, kDim>(p, buf, "yat", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep>(p, buf, "yat", rows) &&
            time_sweeps<YatKeyFirstScore, kDim, true, 0, kKeySweep>(p, buf, "yat key-first (candidate)", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
@@ -646,6 +665,7 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat", rows) &&
            time_one<ex::SphericalScore, kDim, 2>(p, buf, "yat_spherical", rows) &&
            time_one<ex::SphericalScore, kDim, 2, true>(p, buf, "yat_spherical", rows) &&
+           time_x3_pingpong<ex::SphericalScore, kDim>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true>(p, buf, "yat_spherical", rows) &&
            time_sweeps<ex::SphericalScore, kDim, true, 0, kKeySweep | kQuerySweep, true>(p, buf, "yat_spherical",
                                                                                          rows);
