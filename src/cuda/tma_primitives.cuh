@@ -94,6 +94,56 @@ template <int kRegisters>
 __device__ __forceinline__ void lower_registers() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
 }
+
+// ------------------------------------------------------------ thread-block clusters
+// (CTAs of one cluster read and write each other's shared memory: a
+// shared::cluster address names a word of any CTA of the cluster.)
+
+// This CTA's rank in its cluster.
+__device__ __forceinline__ unsigned cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+// The shared::cluster address of the word at p (this CTA's shared memory)
+// in the CTA of rank `rank`.
+__device__ __forceinline__ uint32_t cluster_address(const void* p, unsigned rank) {
+    uint32_t a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(a) : "r"(shared_address(p)), "r"(rank));
+    return a;
+}
+// Four floats to a 16-byte aligned shared::cluster address.
+__device__ __forceinline__ void store_cluster4(uint32_t address, float a, float b, float c, float d) {
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "f"(a), "f"(b), "f"(c),
+                 "f"(d)
+                 : "memory");
+}
+// One arrival on the mbarrier at a shared::cluster address (another CTA's),
+// releasing this thread's earlier stores to the cluster.
+__device__ __forceinline__ void arrive_cluster(uint32_t bar_address) {
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(bar_address) : "memory");
+}
+// wait() for barriers that other CTAs of the cluster arrive on: acquires
+// what their arrivals released.
+__device__ __forceinline__ void wait_cluster(uint64_t* bar, unsigned parity) {
+    unsigned done = 0;
+    do {
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+            " selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(shared_address(bar)), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+// Every thread of every CTA of the cluster meets here (before the first
+// remote access: the others' barriers are initialised; before exit: no CTA
+// leaves while another may still write into its shared memory). Not
+// .aligned: threads of a warp may arrive apart (a producer's lane 0 after
+// its loop).
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
 #endif  // SLAY_HAS_WGMMA
 
 // Registers a thread of a CTA of `threads` threads holds from its launch

@@ -81,6 +81,10 @@
 #             sweeps of standard and yat, the yat_spherical and yat forwards, two consumers, without and
 #             with the pingpong candidate; every section's details, the warp stall reasons among them)
 #             -> exactpro.txt
+#   kronkernels issue 10's Hopper Kronecker forward without the library (build-wgmma: kron-kernel-bench):
+#             checked against fp64 at small shapes, then timed at B4 H12 T32768 F1024 causal bf16
+#             -> kronkernels.log, bench/kron_kernels.json (SLAY_KRON_SANITIZERS: compute-sanitizer tools
+#             over its checks -> kron_sanitize_<tool>.log)
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log (SLAY_EXACT_SANITIZERS: which tools; racecheck
@@ -155,6 +159,22 @@ if has exactkernels; then  # the exact kernels alone: one target, no library bui
   timeout 360 build-wgmma/tests/bench/exact-kernel-bench --json "$OUT/bench/exact_kernels.json" >> "$OUT/exactkernels.log" 2>&1
   echo "=== exact-kernel-bench rc=$? at $(date +%T)" >> "$OUT/exactkernels.log"
   grep -E "^\| |^=== |failures|Device" "$OUT/exactkernels.log"
+fi
+if has kronkernels; then  # issue 10's Hopper Kronecker forward alone: one target, no library build
+  echo "=== kronkernels build from $(date +%T)" > "$OUT/kronkernels.log"
+  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
+    ninja -C build-wgmma tests/bench/kron-kernel-bench; } >> "$OUT/kronkernels.log" 2>&1 ||
+    { echo "KRON KERNELS BUILD FAILED"; tail -30 "$OUT/kronkernels.log"; }
+  mkdir -p "$OUT/bench"
+  timeout 120 build-wgmma/tests/bench/kron-kernel-bench --json "$OUT/bench/kron_kernels.json" >> "$OUT/kronkernels.log" 2>&1
+  echo "=== kron-kernel-bench rc=$? at $(date +%T)" >> "$OUT/kronkernels.log"
+  for tool in ${SLAY_KRON_SANITIZERS:-}; do  # e.g. "memcheck racecheck synccheck": the checks only
+    timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/kron-kernel-bench \
+      --check-only > "$OUT/kron_sanitize_$tool.log" 2>&1
+    echo "=== compute-sanitizer $tool kron-kernel-bench rc=$?" >> "$OUT/kronkernels.log"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/kron_sanitize_$tool.log" >> "$OUT/kronkernels.log"
+  done
+  grep -E "^\| |^=== |failures|Device|HANG|SUMMARY" "$OUT/kronkernels.log"
 fi
 if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small checks (builds it when needed)
   { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;

@@ -1,0 +1,272 @@
+// kron_kernel_bench.cu -- a workbench for the Hopper Kronecker forward
+// (src/cuda/kron_forward_wgmma_kernel.cuh, issue 10; not yet used by the
+// library): checks it against a float64 host computation of causal linear
+// attention with phi = poly (x) pcat on random factor rows
+//   fq, fk (B*H, T, 64) bf16 = [poly (32) | pcat (32)], v (B, H, T, 64) bf16
+//   -> out_t = sum_{j <= t} (poly_t . poly_j)(pcat_t . pcat_j) v_j / (same without v_j + delta),
+// at small shapes (T 1, 65, 300, 1000: partial chunks, both ring stages,
+// one and many chunks), then times it at B4 H12 T32768 (issue 10's shape,
+// F = 1024) with the useful FLOPs of compare_torch.py's model (factor GEMMs
+// excluded: the rows are given). The factor rows stand for what
+// kron_factor_mma_kernel makes (x^ normalised, weights folded in): positive,
+// of the sizes slay_anchor's have. The GPU suite and compare_torch.py
+// remain the measures that count once the library uses the kernel.
+// Usage: kron-kernel-bench [--check-only] [--json FILE]. Exits 77 without a
+// device of compute capability 9.0, 1 when a check fails, 3 when a launch
+// runs past 30 s (a hang: printed as HANG).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "cuda/kron_forward_wgmma_kernel.cuh"
+
+namespace {
+
+namespace kw = slay::cuda::kron_wgmma;
+using Elem = __nv_bfloat16;
+
+bool check_cuda(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    return e == cudaSuccess;
+}
+
+// Waits for the device, at most 30 s: a protocol gone wrong hangs, and the
+// bench then ends with status 3 instead of holding the device call.
+bool synchronize_within(const char* what) {
+    cudaEvent_t done;
+    if (!check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "event") ||
+        !check_cuda(cudaEventRecord(done), "event record"))
+        return false;
+    const auto start = std::chrono::steady_clock::now();
+    cudaError_t e;
+    while ((e = cudaEventQuery(done)) == cudaErrorNotReady) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > 30.0) {
+            std::printf("HANG: %s did not finish within 30 s\n", what);
+            std::fflush(stdout);
+            std::_Exit(3);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    cudaEventDestroy(done);
+    return check_cuda(e, what);
+}
+
+struct Problem {
+    int64_t B, H, T;
+};
+constexpr float kDelta = 1e-6f;
+
+struct Buffers {
+    Elem *fq = nullptr, *fk = nullptr, *v = nullptr, *out = nullptr;
+    ~Buffers() {
+        cudaFree(fq);
+        cudaFree(fk);
+        cudaFree(v);
+        cudaFree(out);
+    }
+};
+
+// Random rows of the sizes slay_anchor's factors have at R2 M16 P32:
+// poly_p = (a_p . x^)^2 / sqrt(P) in [0, 1/sqrt(P)], pcat = sqrt(w_r)
+// exp(...) / sqrt(M) around 1/sqrt(M), both rounded to bf16.
+bool fill(const Problem& p, Buffers& buf, std::vector<float>* fq, std::vector<float>* fk, std::vector<float>* v,
+          unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> unit(0.f, 1.f);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    const int64_t rows = p.B * p.H * p.T;
+    auto round = [](float x) { return __bfloat162float(__float2bfloat16(x)); };
+    auto factors = [&](std::vector<float>* f) {
+        f->resize(rows * kw::kFactorCols);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int c = 0; c < kw::kFactorCols; ++c) {
+                const float x = c < kw::kP ? unit(rng) * unit(rng) / std::sqrt(32.f)
+                                           : std::exp(0.5f * normal(rng) - 0.5f) / std::sqrt(16.f);
+                (*f)[r * kw::kFactorCols + c] = round(x);
+            }
+    };
+    factors(fq);
+    factors(fk);
+    v->resize(rows * kw::kDv);
+    for (float& x : *v) x = round(normal(rng));
+    auto upload = [](Elem** dst, const std::vector<float>& src) {
+        std::vector<Elem> h(src.size());
+        for (size_t i = 0; i < src.size(); ++i) h[i] = __float2bfloat16(src[i]);
+        return check_cuda(cudaMalloc(dst, h.size() * sizeof(Elem)), "malloc") &&
+               check_cuda(cudaMemcpy(*dst, h.data(), h.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload");
+    };
+    return upload(&buf.fq, *fq) && upload(&buf.fk, *fk) && upload(&buf.v, *v) &&
+           check_cuda(cudaMalloc(&buf.out, rows * kw::kDv * sizeof(Elem)), "malloc out");
+}
+
+bool launch(const Problem& p, const Buffers& buf) {
+    namespace tma = slay::cuda::tma;
+    kw::KronWgmmaMaps maps;
+    const uint64_t bh = static_cast<uint64_t>(p.B * p.H), T = static_cast<uint64_t>(p.T);
+    const int64_t row = kw::kFactorCols, head = p.T * row;
+    if (!tma::encode_map_4d(&maps.fq, buf.fq, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
+        !tma::encode_map_4d(&maps.fk, buf.fk, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
+        !tma::encode_map_4d(&maps.v, buf.v, kw::kDv, T, p.H, p.B, kw::kDv, p.T * kw::kDv, p.H * p.T * kw::kDv, 64,
+                            kw::kChunk)) {
+        std::fprintf(stderr, "tensor map refused\n");
+        return false;
+    }
+    kw::KronWgmmaArgs a;
+    a.out = buf.out;
+    a.out_token = kw::kDv;
+    a.out_head = p.T * kw::kDv;
+    a.out_batch = p.H * p.T * kw::kDv;
+    a.heads = p.H;
+    a.seq_len = p.T;
+    a.stabilizer = kDelta;
+    a.clamp_den = false;
+    auto kernel = kw::kron_forward_wgmma_kernel<Elem>;
+    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
+                    "smem attribute"))
+        return false;
+    kernel<<<static_cast<unsigned>(2 * bh), kw::kThreads, kw::Layout::bytes>>>(maps, a);
+    return check_cuda(cudaGetLastError(), "launch");
+}
+
+// out in float64 (causal, the chunked kernel's mathematics without chunks).
+std::vector<double> reference(const Problem& p, const std::vector<float>& fq, const std::vector<float>& fk,
+                              const std::vector<float>& v) {
+    std::vector<double> out(p.B * p.H * p.T * kw::kDv);
+    std::vector<double> num(kw::kDv);
+    for (int64_t bh = 0; bh < p.B * p.H; ++bh)
+        for (int64_t t = 0; t < p.T; ++t) {
+            const float* q = fq.data() + (bh * p.T + t) * kw::kFactorCols;
+            std::fill(num.begin(), num.end(), 0.0);
+            double den = 0.0;
+            for (int64_t j = 0; j <= t; ++j) {
+                const float* k = fk.data() + (bh * p.T + j) * kw::kFactorCols;
+                double bp = 0.0, bf = 0.0;
+                for (int c = 0; c < kw::kP; ++c) bp += static_cast<double>(q[c]) * k[c];
+                for (int c = kw::kP; c < kw::kFactorCols; ++c) bf += static_cast<double>(q[c]) * k[c];
+                const double a = bp * bf;
+                den += a;
+                const float* vj = v.data() + (bh * p.T + j) * kw::kDv;
+                for (int d = 0; d < kw::kDv; ++d) num[d] += a * vj[d];
+            }
+            for (int d = 0; d < kw::kDv; ++d) out[(bh * p.T + t) * kw::kDv + d] = num[d] / (den + kDelta);
+        }
+    return out;
+}
+
+int check_shapes() {
+    int failures = 0;
+    for (int64_t T : {1, 65, 300, 1000}) {
+        const Problem p{1, 2, T};
+        Buffers buf;
+        std::vector<float> fq, fk, v;
+        if (!fill(p, buf, &fq, &fk, &v, 11u + static_cast<unsigned>(T))) return failures + 1;
+        const size_t n = p.B * p.H * p.T * kw::kDv;
+        // Poisoned first: a row the kernel never writes reads as NaN.
+        if (!check_cuda(cudaMemset(buf.out, 0xff, n * sizeof(Elem)), "poison") || !launch(p, buf) ||
+            !synchronize_within("the Kronecker forward"))
+            return failures + 1;
+        std::vector<Elem> got(n);
+        if (!check_cuda(cudaMemcpy(got.data(), buf.out, n * sizeof(Elem), cudaMemcpyDeviceToHost), "download"))
+            return failures + 1;
+        const std::vector<double> want = reference(p, fq, fk, v);
+        double err = 0.0, ref = 0.0;
+        bool finite = true;
+        for (size_t i = 0; i < n; ++i) {
+            const double x = __bfloat162float(got[i]);
+            finite = finite && std::isfinite(x);
+            err += (x - want[i]) * (x - want[i]);
+            ref += want[i] * want[i];
+        }
+        const double rel = finite ? std::sqrt(err / std::max(ref, 1e-300)) : INFINITY;
+        const bool ok = rel <= 2e-2;
+        std::printf("| check | wgmma kron forward vs fp64 | B1 H2 T=%lld causal | rel L2 %.3e (tol 2e-02)%s | %s |\n",
+                    static_cast<long long>(T), rel, finite ? "" : ", NaN/inf", ok ? "PASS" : "FAIL");
+        failures += ok ? 0 : 1;
+    }
+    return failures;
+}
+
+// The median of 20 timed launches (after 3), ms; < 0 on failure.
+double time_shape(const Problem& p) {
+    Buffers buf;
+    std::vector<float> fq, fk, v;
+    if (!fill(p, buf, &fq, &fk, &v, 5u)) return -1.0;
+    for (int i = 0; i < 3; ++i)
+        if (!launch(p, buf)) return -1.0;
+    if (!synchronize_within("the warm-up launches")) return -1.0;
+    std::vector<float> ms;
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+    for (int i = 0; i < 20; ++i) {
+        cudaEventRecord(start);
+        if (!launch(p, buf)) return -1.0;
+        cudaEventRecord(stop);
+        if (!synchronize_within("a timed launch")) return -1.0;
+        float t = 0.f;
+        cudaEventElapsedTime(&t, start, stop);
+        ms.push_back(t);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    bool check_only = false;
+    const char* json_path = nullptr;
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--check-only")) {
+            check_only = true;
+        } else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
+            json_path = argv[++i];
+        } else {
+            std::fprintf(stderr, "usage: %s [--check-only] [--json FILE]\n", argv[0]);
+            return 2;
+        }
+    }
+    int device = 0;
+    cudaDeviceProp prop;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess ||
+        prop.major != 9 || prop.minor != 0) {
+        std::printf("kron-kernel-bench: no device of compute capability 9.0; skipped\n");
+        return 77;
+    }
+    std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
+    const int failures = check_shapes();
+    std::printf("\n%d check failures\n", failures);
+    if (failures > 0 || check_only) return failures > 0 ? 1 : 0;
+    const Problem big{4, 12, 32768};
+    const double ms = time_shape(big);
+    if (ms < 0) return 1;
+    // compare_torch.py's slay_anchor forward model at F = 1024, Dv = 64, C = 64
+    // without the factor GEMMs: 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal).
+    const double per_token = 4.0 * 1024 * 65 + 64.0 * (32 + 32 + 65);
+    const double tflops = per_token * big.B * big.H * big.T / (ms * 1e-3) / 1e12;
+    std::printf("| time | wgmma kron forward (factor rows given) | B4 H12 T32768 D64 F1024 causal bf16 | %.3f ms, %.1f "
+                "TFLOP/s | |\n",
+                ms, tflops);
+    if (json_path) {
+        if (FILE* f = std::fopen(json_path, "w")) {
+            std::fprintf(f,
+                         "{\"device\": \"%s\", \"rows\": [{\"kernel\": \"wgmma kron forward\", \"shape\": \"B4 H12 "
+                         "T32768 D64 F1024 causal bf16\", \"ms\": %.4f, \"tflops\": %.2f}]}\n",
+                         prop.name, ms, tflops);
+            std::fclose(f);
+        }
+    }
+    return 0;
+}
