@@ -164,7 +164,10 @@ std::vector<double> reference(const Problem& p, const std::vector<float>& fq, co
 
 int check_shapes() {
     int failures = 0;
-    for (int64_t T : {1, 65, 300, 1000}) {
+    // T 1 and 64: one chunk (the intra term, the exchange and the epilogue
+    // alone); 65, 128: the inter terms of one earlier chunk; 300, 1000: both
+    // ring stages reused, partial last chunks.
+    for (int64_t T : {1, 64, 65, 128, 300, 1000}) {
         const Problem p{1, 2, T};
         Buffers buf;
         std::vector<float> fq, fk, v;
@@ -191,6 +194,39 @@ int check_shapes() {
         std::printf("| check | wgmma kron forward vs fp64 | B1 H2 T=%lld causal | rel L2 %.3e (tol 2e-02)%s | %s |\n",
                     static_cast<long long>(T), rel, finite ? "" : ", NaN/inf", ok ? "PASS" : "FAIL");
         failures += ok ? 0 : 1;
+        if (!ok) {
+            // Where it goes wrong, for the next iteration: the worst row (its
+            // chunk and row quarter: which warp finalized it), and that row's
+            // got / want over its columns (one ratio everywhere: the
+            // denominator; garbage: the numerator).
+            int64_t worst = 0;
+            double worst_err = -1.0;
+            for (int64_t r = 0; r < p.B * p.H * p.T; ++r) {
+                double e = 0.0;
+                for (int d = 0; d < kw::kDv; ++d) {
+                    const double x = __bfloat162float(got[r * kw::kDv + d]), y = want[r * kw::kDv + d];
+                    e += std::isfinite(x) ? (x - y) * (x - y) : 1e300;
+                }
+                if (e > worst_err) worst_err = e, worst = r;
+            }
+            const int64_t t = worst % p.T;
+            std::printf("  worst row: head %lld t %lld (chunk %lld, quarter %lld); got/want at columns 0, 1, 8, 33, 63:",
+                        static_cast<long long>(worst / p.T), static_cast<long long>(t),
+                        static_cast<long long>(t / kw::kChunk), static_cast<long long>(t % kw::kChunk / 16));
+            for (int d : {0, 1, 8, 33, 63})
+                std::printf(" %.4g/%.4g", __bfloat162float(got[worst * kw::kDv + d]), want[worst * kw::kDv + d]);
+            int bad_rows = 0;
+            for (int64_t r = 0; r < p.B * p.H * p.T; ++r) {
+                double e = 0.0, n2 = 0.0;
+                for (int d = 0; d < kw::kDv; ++d) {
+                    const double x = __bfloat162float(got[r * kw::kDv + d]), y = want[r * kw::kDv + d];
+                    e += std::isfinite(x) ? (x - y) * (x - y) : 1e300;
+                    n2 += y * y;
+                }
+                bad_rows += e > 4e-4 * std::max(n2, 1e-30) ? 1 : 0;
+            }
+            std::printf("; rows off by > 2%%: %d of %lld\n", bad_rows, static_cast<long long>(p.B * p.H * p.T));
+        }
     }
     return failures;
 }
