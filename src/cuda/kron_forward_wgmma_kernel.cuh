@@ -71,23 +71,32 @@ static_assert(tma::register_split_fits(kProducerRegisters, kConsumerRegisters, k
 constexpr int kPartialFloats = 36;
 constexpr int kSlotFloats = 32 * kPartialFloats;  // one sender's partial
 
+// Shared memory (byte offsets from the first 1024-byte boundary; SW128
+// tiles start on one). The ring's stages come last: four tiles a stage
+// (the forward streams three: fq, fk, v; the key pass four: + dout).
 struct Layout {
     static constexpr int kTileBytes = kChunk * 128;  // 64 rows of 128 bytes
-    static constexpr int fq = 0;                     // [kStages]
-    static constexpr int fk = fq + kStages * kTileBytes;
-    static constexpr int v = fk + kStages * kTileBytes;
     // the consumers' bf16 copies of their state rows: [kConsumers][256 rows x 128 bytes]
-    static constexpr int state = v + kStages * kTileBytes;
     static constexpr int kStateCopyBytes = kStateBlocks * 64 * 128;
+    static constexpr int state = 0;
     // received partials: [kConsumers][2 (chunk parity)][3 senders][kSlotFloats]
     static constexpr int partials = state + kConsumers * kStateCopyBytes;
-    // Zmat copies: [kConsumers][8 p][32 c] bf16
+    // Zmat (Ymat) copies: [kConsumers][8 p][32 c] bf16
     static constexpr int zmat = partials + kConsumers * 2 * 3 * kSlotFloats * 4;
-    static constexpr int barriers = zmat + kConsumers * kPPerGroup * kRM * 2;
+    // the key pass's dZ of a chunk's rows: [2 (chunk parity)][kChunk] fp32
+    static constexpr int dz = zmat + kConsumers * kPPerGroup * kRM * 2;
+    // the key pass's staged gs = g / den tiles: [2 (chunk parity)]
+    static constexpr int gs = (dz + 2 * kChunk * 4 + 1023) / 1024 * 1024;
+    static constexpr int stages = gs + 2 * kTileBytes;
+    static constexpr int kStageBytes = 4 * kTileBytes;
+    static constexpr int fq = 0, fk = kTileBytes, v = 2 * kTileBytes, dout = 3 * kTileBytes;  // in a stage
+    __host__ __device__ static constexpr int stage(int s) { return stages + s * kStageBytes; }
     // full[kStages], empty[kStages], received[kConsumers][2]
+    static constexpr int barriers = stages + kStages * kStageBytes;
     static constexpr int end = barriers + (2 * kStages + 2 * kConsumers) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
+static_assert(Layout::bytes <= 227 * 1024, "the Kronecker kernels' shared memory exceeds an SM's opt-in limit");
 
 struct KronWgmmaArgs {
     void* out;
@@ -133,6 +142,368 @@ __device__ __forceinline__ unsigned pack_halves(unsigned short lo, unsigned shor
     return static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 16);
 }
 
+// ------------------------------------------------------------ the parts
+// (shared by the forward and the backward passes, kron_backward_wgmma_kernel.cuh)
+
+// Where a consumer thread is: warp 0..3 of its warpgroup (rows 16 warp .. of
+// every m64 tile), g = lane / 4, t4 = lane % 4 (the mma fragment indices).
+struct Place {
+    int warp, lane, g, t4;
+};
+
+// A fragment (m16 x k16) of the warp's 16 rows of a factor tile (SW128,
+// 64 columns), columns [col0, col0 + 16).
+__device__ __forceinline__ void row_fragment(unsigned (&a)[4], const unsigned char* tile, const Place& at, int col0) {
+    ldmatrix_x4(a, tile + wgmma::sw128_offset(16 * at.warp + (at.lane & 15), 2 * col0 + 16 * (at.lane >> 4)));
+}
+// B fragments (k16 x two n8 blocks) with n = 16 tile rows r0 .. and k = 16
+// columns col0 ..: b[0], b[1] of n8 block 0 (rows r0 .. r0 + 7), b[2], b[3]
+// of block 1.
+__device__ __forceinline__ void rows_as_n_fragment(unsigned (&b)[4], const unsigned char* tile, const Place& at, int r0,
+                                                   int col0) {
+    ldmatrix_x4(b, tile + wgmma::sw128_offset(r0 + (at.lane & 7) + 8 * (at.lane >> 4),
+                                              2 * col0 + 16 * ((at.lane >> 3) & 1)));
+}
+// B fragments (k16 x two n8 blocks) with k = 16 tile rows r0 .. and n = 16
+// columns col0 ..: b[0], b[1] of n8 block 0 (columns col0 .. col0 + 7),
+// b[2], b[3] of block 1.
+__device__ __forceinline__ void rows_as_k_fragment(unsigned (&b)[4], const unsigned char* tile, const Place& at, int r0,
+                                                   int col0) {
+    ldmatrix_x4_trans(b, tile + wgmma::sw128_offset(r0 + (at.lane & 7) + 8 * ((at.lane >> 3) & 1),
+                                                    2 * col0 + 16 * (at.lane >> 4)));
+}
+// A fragment (m16 x k16) of a tile's transpose: rows = 16 columns col0 ..,
+// k = 16 tile rows r0 ...
+__device__ __forceinline__ void transposed_fragment(unsigned (&a)[4], const unsigned char* tile, const Place& at,
+                                                    int r0, int col0) {
+    ldmatrix_x4_trans(a, tile + wgmma::sw128_offset(r0 + (at.lane & 7) + 8 * (at.lane >> 4),
+                                                    2 * col0 + 16 * ((at.lane >> 3) & 1)));
+}
+
+// The warp's two rows' poly values at the warpgroup's 8 p (16 bytes a row),
+// as pairs: pair i = (p = pw0 + 2 i, + 1).
+struct PolyPairs {
+    unsigned lo[4], hi[4];
+};
+__device__ __forceinline__ PolyPairs poly_pairs(const unsigned char* tile, const Place& at, int pw0) {
+    const uint4 l = *reinterpret_cast<const uint4*>(tile + wgmma::sw128_offset(16 * at.warp + at.g, 2 * pw0));
+    const uint4 h = *reinterpret_cast<const uint4*>(tile + wgmma::sw128_offset(16 * at.warp + at.g + 8, 2 * pw0));
+    return {{l.x, l.y, l.z, l.w}, {h.x, h.y, h.z, h.w}};
+}
+// Pair t4 of each row (the mma fragment columns 2 t4, 2 t4 + 1), without
+// dynamic indexing of a register array.
+__device__ __forceinline__ unsigned pair_at(const unsigned (&x)[4], int t4) {
+    return t4 == 0 ? x[0] : t4 == 1 ? x[1] : t4 == 2 ? x[2] : x[3];
+}
+
+// The factored scores of the warp's 16 rows (tile `rows`, Pcat A fragments
+// pcat_rows) against the 16 rows 16 quarter .. of tile `cols`:
+// (Poly_r Poly_c^T) o (Pcat_r Pcat_c^T), zero where invisible. Causal
+// visibility: in the forward the columns are keys and the rows queries
+// (visible: column <= row); in the backward's key pass the reverse
+// (kColumnsAfter: column >= row). sc[nb][e] is the m16n8 accumulator
+// layout (columns 8 nb + 2 t4 + (e & 1), rows g + 8 (e >> 1)).
+// Poly_r Poly_c^T (bp) and Pcat_r Pcat_c^T (bf) of those blocks.
+template <typename Elem>
+__device__ __forceinline__ void factored_grams(float (&bp)[2][4], float (&bf)[2][4], const unsigned char* rows,
+                                               const unsigned (&pcat_rows)[2][4], const unsigned char* cols,
+                                               const Place& at, int quarter) {
+#pragma unroll
+    for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) bp[nb][e] = bf[nb][e] = 0.f;
+#pragma unroll
+    for (int kh = 0; kh < 2; ++kh) {
+        unsigned a_p[4], b_p[4], b_f[4];
+        row_fragment(a_p, rows, at, 16 * kh);
+        rows_as_n_fragment(b_p, cols, at, 16 * quarter, 16 * kh);
+        rows_as_n_fragment(b_f, cols, at, 16 * quarter, kP + 16 * kh);
+#pragma unroll
+        for (int nb = 0; nb < 2; ++nb) {
+            mma_16816<Elem>(bp[nb], a_p, b_p[2 * nb], b_p[2 * nb + 1]);
+            mma_16816<Elem>(bf[nb], pcat_rows[kh], b_f[2 * nb], b_f[2 * nb + 1]);
+        }
+    }
+}
+// Whether column `col` of the quarter's block is visible from row `row` of
+// the warp's (kColumnsAfter: see factored_scores).
+template <bool kColumnsAfter>
+__device__ __forceinline__ bool visible(const Place& at, int quarter, int nb, int e) {
+    const int col = 8 * nb + 2 * at.t4 + (e & 1), row = at.g + 8 * (e >> 1);
+    return kColumnsAfter ? quarter > at.warp || (quarter == at.warp && col >= row)
+                         : quarter < at.warp || (quarter == at.warp && col <= row);
+}
+template <typename Elem, bool kColumnsAfter>
+__device__ __forceinline__ void factored_scores(float (&sc)[2][4], const unsigned char* rows,
+                                                const unsigned (&pcat_rows)[2][4], const unsigned char* cols,
+                                                const Place& at, int quarter) {
+    float bp[2][4], bf[2][4];
+    factored_grams<Elem>(bp, bf, rows, pcat_rows, cols, at, quarter);
+#pragma unroll
+    for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sc[nb][e] = visible<kColumnsAfter>(at, quarter, nb, e) ? bp[nb][e] * bf[nb][e] : 0.f;
+}
+// A fragment (m16 x k16) of an m16 x 16 fp32 block in the accumulator
+// layout, rounded to the input type.
+template <typename Elem>
+__device__ __forceinline__ void block_as_a(const float (&x)[2][4], unsigned (&a)[4]) {
+    a[0] = pack2<Elem>(x[0][0], x[0][1]);
+    a[1] = pack2<Elem>(x[0][2], x[0][3]);
+    a[2] = pack2<Elem>(x[1][0], x[1][1]);
+    a[3] = pack2<Elem>(x[1][2], x[1][3]);
+}
+// acc (the warp's 16 rows x 64, m16n8 layout of eight n8 blocks) += the
+// m16 x k16 block a times the 16 rows 16 quarter .. of an SW128 tile of 64
+// columns (B = those rows, k = row).
+// kCols columns from col0 (multiples of 16) into acc's n8 blocks from
+// block0 (the backward's factor gradients: poly and pcat halves).
+template <typename Elem, int kCols = 64>
+__device__ __forceinline__ void block_times_rows(float (&acc)[32], const unsigned (&a)[4], const unsigned char* tile,
+                                                 const Place& at, int quarter, int col0 = 0, int block0 = 0) {
+#pragma unroll
+    for (int jp = 0; jp < kCols / 16; ++jp) {
+        unsigned b[4];
+        rows_as_k_fragment(b, tile, at, 16 * quarter, col0 + 16 * jp);
+        mma_16816<Elem>(acc + 4 * block0 + 8 * jp, a, b[0], b[1]);
+        mma_16816<Elem>(acc + 4 * block0 + 8 * jp + 4, a, b[2], b[3]);
+    }
+}
+
+// acc (64 rows x 64, wgmma accumulator) += sum over the warpgroup's 8 p of
+// diag(poly[:, p]) Pcat (64 x 32) S_p (32 x 64): 16 wgmma RS m64n64k16, A =
+// the Pcat fragments times the rows' poly (HMUL2), B = the warpgroup's bf16
+// state copy (rows 32 j + c for p = pw0 + j, MN-major) from state_desc. A
+// registers rotate through four sets (a set is rewritten once its wgmma is
+// done: wait_group<3>). Returns with every product done.
+template <typename Elem>
+__device__ __forceinline__ void factor_rows_times_state(float (&acc)[32], const unsigned (&pcat)[2][4],
+                                                        const PolyPairs& poly, uint64_t state_desc) {
+    namespace wg = wgmma;
+    unsigned a_set[4][4];
+#pragma unroll
+    for (int step = 0; step < 2 * kPPerGroup; ++step) {
+        const int j = step / 2, hh = step % 2, set = step % 4;
+        if (step >= 4) wg::wait_group<3>();
+        const unsigned bl = broadcast_half(poly.lo[j / 2], j & 1), bh = broadcast_half(poly.hi[j / 2], j & 1);
+        a_set[set][0] = mul2<Elem>(pcat[hh][0], bl);
+        a_set[set][1] = mul2<Elem>(pcat[hh][1], bh);
+        a_set[set][2] = mul2<Elem>(pcat[hh][2], bl);
+        a_set[set][3] = mul2<Elem>(pcat[hh][3], bh);
+        wg::fence();  // the A registers were written by ordinary instructions
+        wg::Mma<Elem, 64>::template rs<1>(acc, a_set[set], wg::descriptor_plus(state_desc, 2048 * step), true);
+        wg::commit_group();
+    }
+    wg::wait_group<0>();
+#pragma unroll
+    for (int i = 0; i < 32; ++i) wg::fence_operand(acc[i]);
+}
+
+// state[sb] (rows p = pw0 + 2 sb + (row >= 32), c = row % 32) += sum over
+// the chunk's 64 tokens of poly[t, p] pcat[t, c] B[t, :]: 16 wgmma RS, A =
+// Pcat^T (ldmatrix.trans of the factor tile) times poly token pairs, B =
+// an MN-major SW128 tile of 64 rows (tokens) x 64 columns.
+template <typename Elem>
+__device__ __forceinline__ void state_update(float (&state)[kStateBlocks][32], const unsigned char* factors,
+                                             const unsigned char* b_tile, int pw0, const Place& at) {
+    namespace wg = wgmma;
+    unsigned a_set[4][4];
+#pragma unroll
+    for (int ks = 0; ks < kChunk / 16; ++ks) {
+        unsigned pcat_t[4];  // rows c = 16 (warp % 2) + g (+ 8), tokens 16 ks + 2 t4 (+ 1, + 8, + 9)
+        transposed_fragment(pcat_t, factors, at, 16 * ks, kP + 16 * (at.warp % 2));
+        const int t_a = 16 * ks + 2 * at.t4, t_b = t_a + 8;
+#pragma unroll
+        for (int sb = 0; sb < kStateBlocks; ++sb) {
+            const int step = ks * kStateBlocks + sb, set = step % 4;
+            const int p = pw0 + 2 * sb + at.warp / 2;
+            auto poly_at = [&](int t) {
+                return *reinterpret_cast<const unsigned short*>(factors + wg::sw128_offset(t, 2 * p));
+            };
+            const unsigned pair_a = pack_halves(poly_at(t_a), poly_at(t_a + 1));
+            const unsigned pair_b = pack_halves(poly_at(t_b), poly_at(t_b + 1));
+            if (step >= 4) wg::wait_group<3>();
+            a_set[set][0] = mul2<Elem>(pcat_t[0], pair_a);
+            a_set[set][1] = mul2<Elem>(pcat_t[1], pair_a);
+            a_set[set][2] = mul2<Elem>(pcat_t[2], pair_b);
+            a_set[set][3] = mul2<Elem>(pcat_t[3], pair_b);
+            wg::fence();
+            wg::Mma<Elem, 64>::template rs<1>(state[sb], a_set[set],
+                                              wg::mn_major_descriptor(b_tile, ks, Layout::kTileBytes), true);
+            wg::commit_group();
+        }
+    }
+    wg::wait_group<0>();
+#pragma unroll
+    for (int sb = 0; sb < kStateBlocks; ++sb)
+#pragma unroll
+        for (int i = 0; i < 32; ++i) wg::fence_operand(state[sb][i]);
+}
+
+// zacc (warps 0, 1: Zmat^T rows c = 16 warp + g (+ 8), columns p = pw0 +
+// 2 t4 (+ 1)) += sum over the chunk's tokens of pcat[t, c] poly[t, p]
+// (times weight[t] when given: the backward's dZ); warps 2, 3 do nothing.
+template <typename Elem>
+__device__ __forceinline__ void zmat_update(float (&zacc)[4], const unsigned char* factors, int pw0, const Place& at,
+                                            const float* weight) {
+    if (at.warp >= 2) return;
+#pragma unroll
+    for (int ks = 0; ks < kChunk / 16; ++ks) {
+        unsigned pcat_t[4], poly_b[4];
+        transposed_fragment(pcat_t, factors, at, 16 * ks, kP + 16 * at.warp);
+        rows_as_k_fragment(poly_b, factors, at, 16 * ks, pw0);  // k = tokens, n = p = pw0 + g
+        if (weight) {
+            const int t = 16 * ks + 2 * at.t4;
+            poly_b[0] = mul2<Elem>(poly_b[0], pack2<Elem>(weight[t], weight[t + 1]));
+            poly_b[1] = mul2<Elem>(poly_b[1], pack2<Elem>(weight[t + 8], weight[t + 9]));
+        }
+        mma_16816<Elem>(zacc, pcat_t, poly_b[0], poly_b[1]);
+    }
+}
+// gz (the warp's rows x p = pw0 + 2 t4 (+ 1)) = Pcat (rows) Zmat^T from the
+// warpgroup's bf16 copy [p][c].
+template <typename Elem>
+__device__ __forceinline__ void pcat_times_zmat(float (&gz)[4], const unsigned (&pcat)[2][4],
+                                                const unsigned short* zmat_copy, const Place& at) {
+    gz[0] = gz[1] = gz[2] = gz[3] = 0.f;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+        const unsigned* zrow = reinterpret_cast<const unsigned*>(zmat_copy + at.g * kRM + 16 * hh + 2 * at.t4);
+        mma_16816<Elem>(gz, pcat[hh], zrow[0], zrow[4]);
+    }
+}
+
+// The bf16 copies the next chunk reads: the state rows (MN-major SW128,
+// row 64 sb + 16 warp + g (+ 8)) and Zmat [p][c] (warps 0, 1).
+template <typename Elem>
+__device__ __forceinline__ void write_copies(const float (&state)[kStateBlocks][32], const float (&zacc)[4],
+                                             unsigned char* state_copy, unsigned short* zmat_copy, const Place& at) {
+    const int row_lo = 16 * at.warp + at.g;
+#pragma unroll
+    for (int sb = 0; sb < kStateBlocks; ++sb)
+#pragma unroll
+        for (int jb = 0; jb < 8; ++jb) {
+            const int byte = 2 * (8 * jb + 2 * at.t4);
+            *reinterpret_cast<unsigned*>(state_copy + wgmma::sw128_offset(64 * sb + row_lo, byte)) =
+                pack2<Elem>(state[sb][4 * jb], state[sb][4 * jb + 1]);
+            *reinterpret_cast<unsigned*>(state_copy + wgmma::sw128_offset(64 * sb + row_lo + 8, byte)) =
+                pack2<Elem>(state[sb][4 * jb + 2], state[sb][4 * jb + 3]);
+        }
+    if (at.warp < 2) {
+        const int c_lo = 16 * at.warp + at.g;
+        auto put = [&](int p, int c, float x) {
+            zmat_copy[p * kRM + c] = static_cast<unsigned short>(pack2<Elem>(x, 0.f) & 0xffffu);
+        };
+        put(2 * at.t4, c_lo, zacc[0]);
+        put(2 * at.t4 + 1, c_lo, zacc[1]);
+        put(2 * at.t4, c_lo + 8, zacc[2]);
+        put(2 * at.t4 + 1, c_lo + 8, zacc[3]);
+    }
+}
+
+// The copies start as the empty state's (every chunk reads the earlier
+// chunks' through them: branch-free, see the forward's intra term), then
+// the warpgroup's barrier.
+__device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned short* zmat_copy, int w) {
+    const int thread = static_cast<int>(threadIdx.x) % 128;
+    for (int i = thread; i < Layout::kStateCopyBytes / 16; i += 128)
+        reinterpret_cast<uint4*>(state_copy)[i] = make_uint4(0u, 0u, 0u, 0u);
+    for (int i = thread; i < kPPerGroup * kRM; i += 128) zmat_copy[i] = 0;
+    wgmma::fence_proxy_async();
+    tma::named_barrier(1 + w, 128);
+}
+
+// The four partials of each 16-row quarter of the chunk meet in the warp
+// that finalizes it (quarter q: warp q of warpgroup q % 2 of CTA q / 2; this
+// warpgroup's quarter is `quarter`): the other warps send theirs (32 floats
+// and two extras a lane, st.shared::cluster, then a remote arrival on the
+// finalizer's mbarrier of this chunk's parity); the finalizing warp waits
+// for the three, adds them into acc and extra, and returns true.
+// `round` counts a kernel's exchanges (one a chunk in the forward, two in
+// the key pass): its parity picks the slot and the barrier.
+__device__ __forceinline__ bool exchange_rows(float (&acc)[32], float (&extra)[2], unsigned char* smem,
+                                              uint64_t* received, int w, int quarter, int round, const Place& at) {
+    const int parity = round & 1;
+    float* partials = reinterpret_cast<float*>(smem + Layout::partials);
+    if (at.warp != quarter) {
+        const int to_rank = at.warp / 2, to_group = at.warp % 2;
+        const int sender = quarter < at.warp ? quarter : quarter - 1;
+        float* slot = partials + ((to_group * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats;
+        const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to_rank));
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+            tma::store_cluster4(remote + 16 * i, acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+        tma::store_cluster4(remote + 128, extra[0], extra[1], 0.f, 0.f);
+        tma::arrive_cluster(tma::cluster_address(received + to_group * 2 + parity, static_cast<unsigned>(to_rank)));
+        return false;
+    }
+    tma::wait_cluster(received + w * 2 + parity, (round / 2) & 1);
+#pragma unroll
+    for (int sender = 0; sender < 3; ++sender) {
+        const float* part = partials + ((w * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats;
+#pragma unroll
+        for (int i = 0; i < 32; ++i) acc[i] += part[i];
+        extra[0] += part[32];
+        extra[1] += part[33];
+    }
+    return true;
+}
+// The sum of a row's value over the 4 lanes of its row (t4).
+__device__ __forceinline__ float row_lanes_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// Shared memory, barriers and the producer of a Kronecker kernel: the
+// barriers made and published to the cluster; the producer warpgroup
+// streams `tiles` TMA tiles a chunk (maps[i], at chunk coordinates in the
+// order `chunk_of(kc)`) into the ring, then meets the cluster at exit.
+// Returns false in the producer warpgroup (its work done).
+struct Ring {
+    unsigned char* smem;
+    uint64_t *full, *empty, *received;
+};
+__device__ __forceinline__ Ring make_ring() {
+    unsigned char* smem = wgmma::swizzle_atom_aligned(kron_wgmma_smem_bytes);
+    uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
+    Ring r{smem, bars, bars + kStages, bars + 2 * kStages};
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < kStages; ++s) {
+            tma::barrier_init(r.full + s, 1);
+            tma::barrier_init(r.empty + s, kConsumers * 128);
+        }
+        for (int i = 0; i < 2 * kConsumers; ++i) tma::barrier_init(r.received + i, 3 * 32);
+        tma::barrier_init_fence();
+    }
+    tma::cluster_sync();  // the barriers of both CTAs exist before any remote arrival
+    return r;
+}
+// One tile of a chunk: its map, its byte offset in a stage's tiles, and
+// whether it is a (B, H) tensor (coordinates h, b) or a (B*H) one (bh, 0).
+struct TileLoad {
+    const CUtensorMap* map;
+    int offset;
+    bool by_head;
+};
+template <int kTiles, bool kReverse>
+__device__ __forceinline__ void produce(const Ring& r, const TileLoad (&tiles)[kTiles], int chunks, int bh, int b,
+                                        int h) {
+    tma::lower_registers<kProducerRegisters>();
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < kTiles; ++i) tma::prefetch_map(tiles[i].map);
+        for (int n = 0; n < chunks; ++n) {
+            const int kc = kReverse ? chunks - 1 - n : n;
+            const int s = n % kStages, use = n / kStages;
+            if (use > 0) tma::wait(r.empty + s, (use - 1) & 1);
+            tma::arrive_expect_bytes(r.full + s, kTiles * Layout::kTileBytes);
+            for (int i = 0; i < kTiles; ++i)
+                tma::load_4d(r.smem + Layout::stage(s) + tiles[i].offset, tiles[i].map, 0, kc * kChunk,
+                             tiles[i].by_head ? h : bh, tiles[i].by_head ? b : 0, r.full + s);
+        }
+    }
+    tma::cluster_sync();
+}
+
 template <typename Elem>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_forward_wgmma_kernel(const __grid_constant__ KronWgmmaMaps maps, KronWgmmaArgs args) {
@@ -143,53 +514,22 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     const int b = bh / static_cast<int>(args.heads), h = bh % static_cast<int>(args.heads);
     const int64_t T = args.seq_len;
     const int chunks = static_cast<int>((T + kChunk - 1) / kChunk);
-
-    unsigned char* smem = wg::swizzle_atom_aligned(kron_wgmma_smem_bytes);
-    uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
-    uint64_t* full = bars;
-    uint64_t* empty = bars + kStages;
-    uint64_t* received = bars + 2 * kStages;  // [kConsumers][2]
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < kStages; ++s) {
-            tma::barrier_init(full + s, 1);
-            tma::barrier_init(empty + s, kConsumers * 128);
-        }
-        for (int i = 0; i < 2 * kConsumers; ++i) tma::barrier_init(received + i, 3 * 32);
-        tma::barrier_init_fence();
-    }
-    tma::cluster_sync();  // the barriers of both CTAs exist before any remote arrival
-
+    const Ring ring = make_ring();
     const int role = static_cast<int>(threadIdx.x) / 128;  // 0: producer
     if (role == 0) {
-        tma::lower_registers<kProducerRegisters>();
-        if (threadIdx.x == 0) {
-            tma::prefetch_map(&maps.fq);
-            tma::prefetch_map(&maps.fk);
-            tma::prefetch_map(&maps.v);
-            for (int kc = 0; kc < chunks; ++kc) {
-                const int s = kc % kStages, use = kc / kStages;
-                if (use > 0) tma::wait(empty + s, (use - 1) & 1);
-                tma::arrive_expect_bytes(full + s, 3 * Layout::kTileBytes);
-                const int t0 = kc * kChunk;
-                tma::load_4d(smem + Layout::fq + s * Layout::kTileBytes, &maps.fq, 0, t0, bh, 0, full + s);
-                tma::load_4d(smem + Layout::fk + s * Layout::kTileBytes, &maps.fk, 0, t0, bh, 0, full + s);
-                tma::load_4d(smem + Layout::v + s * Layout::kTileBytes, &maps.v, 0, t0, h, b, full + s);
-            }
-        }
-        tma::cluster_sync();
+        const TileLoad tiles[3] = {{&maps.fq, Layout::fq, false}, {&maps.fk, Layout::fk, false}, {&maps.v, Layout::v, true}};
+        produce<3, false>(ring, tiles, chunks, bh, b, h);
         return;
     }
 
     tma::raise_registers<kConsumerRegisters>();
     const int w = role - 1;
-    const int thread = static_cast<int>(threadIdx.x) % 128;
-    const int warp = thread / 32, lane = thread % 32;
-    const int g = lane / 4, t4 = lane % 4;
-    const int quarter = 2 * rank + w;        // the row quarter this warpgroup finalizes, and its key quarter
+    const int lane = static_cast<int>(threadIdx.x) % 32;
+    const Place at{static_cast<int>(threadIdx.x) % 128 / 32, lane, lane / 4, lane % 4};
+    const int quarter = 2 * rank + w;  // the row quarter this warpgroup finalizes, and its key quarter
     const int pw0 = kP / kClusterCtas * rank + kPPerGroup * w;  // first p of this warpgroup
-    unsigned char* state_copy = smem + Layout::state + w * Layout::kStateCopyBytes;
-    unsigned short* zmat_copy = reinterpret_cast<unsigned short*>(smem + Layout::zmat) + w * kPPerGroup * kRM;
-    float* my_partials = reinterpret_cast<float*>(smem + Layout::partials) + w * 2 * 3 * kSlotFloats;
+    unsigned char* state_copy = ring.smem + Layout::state + w * Layout::kStateCopyBytes;
+    unsigned short* zmat_copy = reinterpret_cast<unsigned short*>(ring.smem + Layout::zmat) + w * kPPerGroup * kRM;
     const uint64_t state_desc = wg::mn_major_descriptor(state_copy, 0, Layout::kStateCopyBytes);
 
     float state[kStateBlocks][32];  // S rows of block sb: p = pw0 + 2 sb + (row >= 32), c = row % 32
@@ -197,234 +537,74 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     for (int sb = 0; sb < kStateBlocks; ++sb)
 #pragma unroll
         for (int i = 0; i < 32; ++i) state[sb][i] = 0.f;
-    float zacc[4] = {0.f, 0.f, 0.f, 0.f};  // Zmat^T (c rows 16 warp + g, + 8; p cols 2 t4, + 1): warps 0, 1
-
-    // The rows of this warp in the chunk and in the 64-row accumulators.
-    const int row_lo = 16 * warp + g, row_hi = row_lo + 8;
+    float zacc[4] = {0.f, 0.f, 0.f, 0.f};  // Zmat^T (warps 0, 1)
     const int64_t out_base = static_cast<int64_t>(b) * args.out_batch + static_cast<int64_t>(h) * args.out_head;
-
-    // The copies start as the empty state's (every chunk reads the earlier
-    // chunks' through them; branch-free: see the intra term).
-    for (int i = thread; i < Layout::kStateCopyBytes / 16; i += 128)
-        reinterpret_cast<uint4*>(state_copy)[i] = make_uint4(0u, 0u, 0u, 0u);
-    for (int i = thread; i < kPPerGroup * kRM; i += 128) zmat_copy[i] = 0;
-    wg::fence_proxy_async();
-    tma::named_barrier(1 + w, 128);
+    clear_copies(state_copy, zmat_copy, w);
 
     for (int kc = 0; kc < chunks; ++kc) {
         const int s = kc % kStages;
-        tma::wait(full + s, (kc / kStages) & 1);
-        const unsigned char* fq = smem + Layout::fq + s * Layout::kTileBytes;
-        const unsigned char* fk = smem + Layout::fk + s * Layout::kTileBytes;
-        const unsigned char* vt = smem + Layout::v + s * Layout::kTileBytes;
+        tma::wait(ring.full + s, (kc / kStages) & 1);
+        const unsigned char* fq = ring.smem + Layout::stage(s) + Layout::fq;
+        const unsigned char* fk = ring.smem + Layout::stage(s) + Layout::fk;
+        const unsigned char* vt = ring.smem + Layout::stage(s) + Layout::v;
 
-        // Pcat_q A fragments of the warp's rows (m16 k16 steps h: c in [16 h, 16 h + 16)).
-        unsigned pq[2][4];
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh)
-            ldmatrix_x4(pq[hh], fq + wg::sw128_offset(16 * warp + (lane & 15), 2 * kP + 32 * hh + 16 * (lane >> 4)));
-        // poly_q[row][pw0 .. pw0 + 7] of the two rows: 16 bytes each.
-        uint4 poly_lo = *reinterpret_cast<const uint4*>(fq + wg::sw128_offset(row_lo, 2 * pw0));
-        uint4 poly_hi = *reinterpret_cast<const uint4*>(fq + wg::sw128_offset(row_hi, 2 * pw0));
-        const unsigned plo[4] = {poly_lo.x, poly_lo.y, poly_lo.z, poly_lo.w};
-        const unsigned phi[4] = {poly_hi.x, poly_hi.y, poly_hi.z, poly_hi.w};
+        unsigned pq[2][4];  // Pcat_q A fragments of the warp's rows, c in [16 hh, 16 hh + 16)
+        row_fragment(pq[0], fq, at, kP);
+        row_fragment(pq[1], fq, at, kP + 16);
+        const PolyPairs poly = poly_pairs(fq, at, pw0);
 
         float o[32];  // the partial output rows (m64n64 accumulator layout)
 #pragma unroll
         for (int i = 0; i < 32; ++i) o[i] = 0.f;
         float zpart[2] = {0.f, 0.f};  // partial den of rows lo, hi over this thread's terms
 
-        // Intra: key quarter `quarter` (keys 16 quarter ..), visible to rows >= its keys.
-        // Every warp runs it (the warps above the quarter's rows with all
-        // scores masked): o is a wgmma accumulator, and ptxas serializes the
-        // wgmmas that follow a warp-divergent write of one.
+        // Intra: key quarter `quarter` of the chunk for every row. Every warp
+        // runs it (the warps above the quarter with all scores masked): o is a
+        // wgmma accumulator, and ptxas serializes the wgmmas that follow a
+        // warp-divergent write of one.
         {
-            float bp[2][4] = {}, bf[2][4] = {};
-#pragma unroll
-            for (int kh = 0; kh < 2; ++kh) {
-                unsigned a_p[4], b_p[4], b_f[4];  // Pcat_q's A fragments are pq[kh]
-                ldmatrix_x4(a_p, fq + wg::sw128_offset(16 * warp + (lane & 15), 32 * kh + 16 * (lane >> 4)));
-                const int key_row = 16 * quarter + (lane & 7) + 8 * (lane >> 4);
-                const int key_byte = 16 * ((lane >> 3) & 1);
-                ldmatrix_x4(b_p, fk + wg::sw128_offset(key_row, 32 * kh + key_byte));
-                ldmatrix_x4(b_f, fk + wg::sw128_offset(key_row, 2 * kP + 32 * kh + key_byte));
-#pragma unroll
-                for (int nb = 0; nb < 2; ++nb) {
-                    mma_16816<Elem>(bp[nb], a_p, b_p[2 * nb], b_p[2 * nb + 1]);
-                    mma_16816<Elem>(bf[nb], pq[kh], b_f[2 * nb], b_f[2 * nb + 1]);
-                }
-            }
             float sc[2][4];
+            factored_scores<Elem, false>(sc, fq, pq, fk, at, quarter);
 #pragma unroll
             for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int key = 8 * nb + 2 * t4 + (e & 1), row = g + 8 * (e >> 1);  // within the quarter, the warp
-                    const bool visible = quarter < warp || (quarter == warp && key <= row);
-                    sc[nb][e] = visible ? bp[nb][e] * bf[nb][e] : 0.f;
-                    zpart[e >> 1] += sc[nb][e];
-                }
-            unsigned a_s[4] = {pack2<Elem>(sc[0][0], sc[0][1]), pack2<Elem>(sc[0][2], sc[0][3]),
-                               pack2<Elem>(sc[1][0], sc[1][1]), pack2<Elem>(sc[1][2], sc[1][3])};
-#pragma unroll
-            for (int jp = 0; jp < 4; ++jp) {  // n8 blocks 2 jp, 2 jp + 1 of the 64 values
-                unsigned bv[4];
-                ldmatrix_x4_trans(bv, vt + wg::sw128_offset(16 * quarter + (lane & 7) + 8 * ((lane >> 3) & 1),
-                                                            16 * (2 * jp + (lane >> 4))));
-                mma_16816<Elem>(o + 8 * jp, a_s, bv[0], bv[1]);
-                mma_16816<Elem>(o + 8 * jp + 4, a_s, bv[2], bv[3]);
-            }
+                for (int e = 0; e < 4; ++e) zpart[e >> 1] += sc[nb][e];
+            unsigned a_s[4];
+            block_as_a<Elem>(sc, a_s);
+            block_times_rows<Elem>(o, a_s, vt, at, quarter);
         }
-
+        // Denominator, earlier chunks: Pcat_q Zmat^T, poly-weighted over this warpgroup's p.
         {
-            // Denominator, earlier chunks: G = Pcat_q Zmat^T (16 rows x 8 p), then poly-weighted.
-            float gz[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                const unsigned* zrow = reinterpret_cast<const unsigned*>(zmat_copy + g * kRM + 16 * hh + 2 * t4);
-                mma_16816<Elem>(gz, pq[hh], zrow[0], zrow[4]);
-            }
-            // poly_q[row][pw0 + 2 t4 (+1)]: pair t4 of the row's 16 bytes
-            const unsigned pl = t4 == 0 ? plo[0] : t4 == 1 ? plo[1] : t4 == 2 ? plo[2] : plo[3];
-            const unsigned ph = t4 == 0 ? phi[0] : t4 == 1 ? phi[1] : t4 == 2 ? phi[2] : phi[3];
-            const float2 fl = to_float2<Elem>(pl), fh = to_float2<Elem>(ph);
+            float gz[4];
+            pcat_times_zmat<Elem>(gz, pq, zmat_copy, at);
+            const float2 fl = to_float2<Elem>(pair_at(poly.lo, at.t4)), fh = to_float2<Elem>(pair_at(poly.hi, at.t4));
             zpart[0] += gz[0] * fl.x + gz[1] * fl.y;
             zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
-
-            // Output, earlier chunks: 16 k16 steps (p = pw0 + j, c half hh), A sets rotating.
-            unsigned a_set[4][4];
-#pragma unroll
-            for (int step = 0; step < 2 * kPPerGroup; ++step) {
-                const int j = step / 2, hh = step % 2, set = step % 4;
-                if (step >= 4) wg::wait_group<3>();
-                const unsigned bl = broadcast_half(plo[j / 2], j & 1), bhh = broadcast_half(phi[j / 2], j & 1);
-                a_set[set][0] = mul2<Elem>(pq[hh][0], bl);
-                a_set[set][1] = mul2<Elem>(pq[hh][1], bhh);
-                a_set[set][2] = mul2<Elem>(pq[hh][2], bl);
-                a_set[set][3] = mul2<Elem>(pq[hh][3], bhh);
-                wg::fence();  // the A registers were written by ordinary instructions
-                wg::Mma<Elem, 64>::template rs<1>(o, a_set[set], wg::descriptor_plus(state_desc, 2048 * step), true);
-                wg::commit_group();
-            }
-            wg::wait_group<0>();
-#pragma unroll
-            for (int i = 0; i < 32; ++i) wg::fence_operand(o[i]);
         }
+        // Output, earlier chunks.
+        factor_rows_times_state<Elem>(o, pq, poly, state_desc);
 
-        // The row quarters meet: warp `warp` holds quarter `warp`'s rows.
-        const int slot_parity = kc & 1;
-        if (warp != quarter) {
-            const int to_rank = warp / 2, to_group = warp % 2;
-            const int sender = quarter < warp ? quarter : quarter - 1;
-            float* slot = reinterpret_cast<float*>(smem + Layout::partials) +
-                          ((to_group * 2 + slot_parity) * 3 + sender) * kSlotFloats + lane * kPartialFloats;
-            const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to_rank));
-#pragma unroll
-            for (int i = 0; i < 8; ++i)
-                tma::store_cluster4(remote + 16 * i, o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]);
-            tma::store_cluster4(remote + 128, zpart[0], zpart[1], 0.f, 0.f);
-            tma::arrive_cluster(tma::cluster_address(received + to_group * 2 + slot_parity, static_cast<unsigned>(to_rank)));
-        } else {
-            tma::wait_cluster(received + w * 2 + slot_parity, (kc / 2) & 1);
-#pragma unroll
-            for (int sender = 0; sender < 3; ++sender) {
-                const float* part = my_partials + (slot_parity * 3 + sender) * kSlotFloats + lane * kPartialFloats;
-#pragma unroll
-                for (int i = 0; i < 32; ++i) o[i] += part[i];
-                zpart[0] += part[32];
-                zpart[1] += part[33];
-            }
+        if (exchange_rows(o, zpart, ring.smem, ring.received, w, quarter, kc, at)) {
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
-                float z = zpart[half];
-                z += __shfl_xor_sync(0xffffffffu, z, 1);
-                z += __shfl_xor_sync(0xffffffffu, z, 2);
-                const float den = args.clamp_den ? fmaxf(z, args.stabilizer) : z + args.stabilizer;
-                const float inv = 1.f / den;
-                const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * warp + g + 8 * half;
+                const float z = row_lanes_sum(zpart[half]);
+                const float inv = 1.f / (args.clamp_den ? fmaxf(z, args.stabilizer) : z + args.stabilizer);
+                const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
                 if (t < T) {
                     Elem* dst = static_cast<Elem*>(args.out) + out_base + t * args.out_token;
 #pragma unroll
                     for (int jb = 0; jb < 8; ++jb)
-                        *reinterpret_cast<unsigned*>(dst + 8 * jb + 2 * t4) =
+                        *reinterpret_cast<unsigned*>(dst + 8 * jb + 2 * at.t4) =
                             pack2<Elem>(o[4 * jb + 2 * half] * inv, o[4 * jb + 2 * half + 1] * inv);
                 }
             }
         }
 
-        // The state takes the chunk: S_p += (diag(poly_k[:, p]) Pcat_k)^T V.
-        {
-            unsigned a_set[4][4];
-#pragma unroll
-            for (int ks = 0; ks < kChunk / 16; ++ks) {
-                unsigned pk_t[4];  // Pcat_k^T: rows c = 16 (warp % 2) + g (+ 8), tokens 16 ks + 2 t4 (+ 8)
-                ldmatrix_x4_trans(pk_t, fk + wg::sw128_offset(16 * ks + (lane & 7) + 8 * (lane >> 4),
-                                                              2 * kP + 32 * (warp % 2) + 16 * ((lane >> 3) & 1)));
-                const int t_a = 16 * ks + 2 * t4, t_b = t_a + 8;
-#pragma unroll
-                for (int sb = 0; sb < kStateBlocks; ++sb) {
-                    const int step = ks * kStateBlocks + sb, set = step % 4;
-                    const int p = pw0 + 2 * sb + warp / 2;
-                    auto poly_at = [&](int t) {
-                        return *reinterpret_cast<const unsigned short*>(fk + wg::sw128_offset(t, 2 * p));
-                    };
-                    const unsigned pair_a = pack_halves(poly_at(t_a), poly_at(t_a + 1));
-                    const unsigned pair_b = pack_halves(poly_at(t_b), poly_at(t_b + 1));
-                    if (step >= 4) wg::wait_group<3>();
-                    a_set[set][0] = mul2<Elem>(pk_t[0], pair_a);
-                    a_set[set][1] = mul2<Elem>(pk_t[1], pair_a);
-                    a_set[set][2] = mul2<Elem>(pk_t[2], pair_b);
-                    a_set[set][3] = mul2<Elem>(pk_t[3], pair_b);
-                    wg::fence();
-                    wg::Mma<Elem, 64>::template rs<1>(state[sb], a_set[set],
-                                                      wg::mn_major_descriptor(vt, ks, Layout::kTileBytes), true);
-                    wg::commit_group();
-                }
-            }
-            wg::wait_group<0>();
-#pragma unroll
-            for (int sb = 0; sb < kStateBlocks; ++sb)
-#pragma unroll
-                for (int i = 0; i < 32; ++i) wg::fence_operand(state[sb][i]);
-        }
-        // Zmat^T (32 c x 8 p) += Pcat_k^T Poly_k[:, pw0 ..]: warps 0, 1 (c rows 16 warp ..).
-        if (warp < 2) {
-#pragma unroll
-            for (int ks = 0; ks < kChunk / 16; ++ks) {
-                unsigned pk_t[4], bpoly[2];
-                ldmatrix_x4_trans(pk_t, fk + wg::sw128_offset(16 * ks + (lane & 7) + 8 * (lane >> 4),
-                                                              2 * kP + 32 * warp + 16 * ((lane >> 3) & 1)));
-                // Poly_k (tokens 16 ks .. as k, p = pw0 + g as n): two transposed 8 x 8 loads.
-                unsigned quad[4];
-                ldmatrix_x4_trans(quad, fk + wg::sw128_offset(16 * ks + (lane & 15), 2 * pw0));
-                bpoly[0] = quad[0];
-                bpoly[1] = quad[1];
-                mma_16816<Elem>(zacc, pk_t, bpoly[0], bpoly[1]);
-            }
-        }
-        tma::arrive(empty + s);  // this thread is done with the stage's tiles
-
-        // The bf16 copies: the state rows (MN-major SW128, row = 64 sb + row in block) and Zmat [p][c].
-#pragma unroll
-        for (int sb = 0; sb < kStateBlocks; ++sb)
-#pragma unroll
-            for (int jb = 0; jb < 8; ++jb) {
-                *reinterpret_cast<unsigned*>(state_copy + wg::sw128_offset(64 * sb + row_lo, 2 * (8 * jb + 2 * t4))) =
-                    pack2<Elem>(state[sb][4 * jb], state[sb][4 * jb + 1]);
-                *reinterpret_cast<unsigned*>(state_copy + wg::sw128_offset(64 * sb + row_hi, 2 * (8 * jb + 2 * t4))) =
-                    pack2<Elem>(state[sb][4 * jb + 2], state[sb][4 * jb + 3]);
-            }
-        if (warp < 2) {
-            const int c_lo = 16 * warp + g;
-            auto put = [&](int p, int c, float x) {
-                const unsigned packed = pack2<Elem>(x, 0.f);
-                zmat_copy[p * kRM + c] = static_cast<unsigned short>(packed & 0xffffu);
-            };
-            put(2 * t4, c_lo, zacc[0]);
-            put(2 * t4 + 1, c_lo, zacc[1]);
-            put(2 * t4, c_lo + 8, zacc[2]);
-            put(2 * t4 + 1, c_lo + 8, zacc[3]);
-        }
+        // The state takes the chunk: S_p += (diag(poly_k[:, p]) Pcat_k)^T V, Zmat += Poly_k^T Pcat_k.
+        state_update<Elem>(state, fk, vt, pw0, at);
+        zmat_update<Elem>(zacc, fk, pw0, at, nullptr);
+        tma::arrive(ring.empty + s);  // this thread is done with the stage's tiles
+        write_copies<Elem>(state, zacc, state_copy, zmat_copy, at);
         wg::fence_proxy_async();
         tma::named_barrier(1 + w, 128);
     }
