@@ -54,6 +54,7 @@ struct KronWgmmaKeyMaps {
     CUtensorMap fq, fk, v, dout;  // fq, fk: (cols, T, B*H, 1); v, dout: (cols, T, H, B)
 };
 
+#if SLAY_HAS_WGMMA
 // acc's n8 block `block` (4 floats: rows g, g + 8 x columns 2 t4, + 1) +=
 // x, for a block index known only at run time (no dynamic register index).
 __device__ __forceinline__ void add_to_block(float (&acc)[32], int block, const float (&x)[4]) {
@@ -63,6 +64,8 @@ __device__ __forceinline__ void add_to_block(float (&acc)[32], int block, const 
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[4 * jb + e] += x[e];
 }
+
+#endif
 
 template <typename Elem>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)

@@ -142,6 +142,7 @@ __device__ __forceinline__ unsigned pack_halves(unsigned short lo, unsigned shor
     return static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 16);
 }
 
+#if SLAY_HAS_WGMMA  // the device parts exist in sm_90a passes only (the kernels are empty elsewhere)
 // ------------------------------------------------------------ the parts
 // (shared by the forward and the backward passes, kron_backward_wgmma_kernel.cuh)
 
@@ -503,6 +504,8 @@ __device__ __forceinline__ void produce(const Ring& r, const TileLoad (&tiles)[k
     }
     tma::cluster_sync();
 }
+
+#endif  // SLAY_HAS_WGMMA
 
 template <typename Elem>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)

@@ -1,6 +1,7 @@
-// kron_kernel_bench.cu -- a workbench for the Hopper Kronecker forward
-// (src/cuda/kron_forward_wgmma_kernel.cuh, issue 10; not yet used by the
-// library): checks it against a float64 host computation of causal linear
+// kron_kernel_bench.cu -- a workbench for the Hopper Kronecker kernels
+// (src/cuda/kron_forward_wgmma_kernel.cuh and the backward's key pass,
+// kron_backward_wgmma_kernel.cuh; issue 10, not yet used by the library):
+// checks them against a float64 host computation of causal linear
 // attention with phi = poly (x) pcat on random factor rows
 //   fq, fk (B*H, T, 64) bf16 = [poly (32) | pcat (32)], v (B, H, T, 64) bf16
 //   -> out_t = sum_{j <= t} (poly_t . poly_j)(pcat_t . pcat_j) v_j / (same without v_j + delta),
@@ -9,7 +10,9 @@
 // F = 1024) with the useful FLOPs of compare_torch.py's model (factor GEMMs
 // excluded: the rows are given). The factor rows stand for what
 // kron_factor_mma_kernel makes (x^ normalised, weights folded in): positive,
-// of the sizes slay_anchor's have. The GPU suite and compare_torch.py
+// of the sizes slay_anchor's have. The key pass is checked the same way
+// (dv and the key side's [dpoly | dpcat] rows, from random dout and the
+// float64 forward's den and dZ) and timed at the same shape. The GPU suite and compare_torch.py
 // remain the measures that count once the library uses the kernel.
 // Usage: kron-kernel-bench [--check-only] [--json FILE]. Exits 77 without a
 // device of compute capability 9.0, 1 when a check fails, 3 when a launch
@@ -23,11 +26,12 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <cuda_runtime.h>
 
-#include "cuda/kron_forward_wgmma_kernel.cuh"
+#include "cuda/kron_backward_wgmma_kernel.cuh"
 
 namespace {
 
@@ -67,11 +71,13 @@ constexpr float kDelta = 1e-6f;
 
 struct Buffers {
     Elem *fq = nullptr, *fk = nullptr, *v = nullptr, *out = nullptr;
+    Elem *dout = nullptr, *dv = nullptr;         // the key pass
+    float *den = nullptr, *dz = nullptr, *dfk = nullptr;
     ~Buffers() {
-        cudaFree(fq);
-        cudaFree(fk);
-        cudaFree(v);
-        cudaFree(out);
+        for (void* p : {static_cast<void*>(fq), static_cast<void*>(fk), static_cast<void*>(v), static_cast<void*>(out),
+                        static_cast<void*>(dout), static_cast<void*>(dv), static_cast<void*>(den),
+                        static_cast<void*>(dz), static_cast<void*>(dfk)})
+            cudaFree(p);
     }
 };
 
@@ -162,82 +168,238 @@ std::vector<double> reference(const Problem& p, const std::vector<float>& fq, co
     return out;
 }
 
+// Compares rows of `cols` values (got: the kernel's, poisoned before it
+// ran; want: float64) by relative L2 against 2e-2 (NaN fails), prints the
+// table line and, on a failure, where it goes wrong for the next
+// iteration: the worst row (its chunk and row quarter: which warp
+// finalized it), got/want at five columns (one ratio everywhere: a
+// denominator; garbage: a numerator), and how many rows are off by > 2%.
+bool compare_rows(const char* what, const Problem& p, const std::vector<double>& got, const std::vector<double>& want,
+                  int cols) {
+    const int64_t rows = p.B * p.H * p.T;
+    double err = 0.0, ref = 0.0;
+    bool finite = true;
+    auto row_error = [&](int64_t r, double* norm2) {
+        double e = 0.0, n2 = 0.0;
+        for (int d = 0; d < cols; ++d) {
+            const double x = got[r * cols + d], y = want[r * cols + d];
+            e += std::isfinite(x) ? (x - y) * (x - y) : 1e300;
+            n2 += y * y;
+        }
+        if (norm2) *norm2 = n2;
+        return e;
+    };
+    for (size_t i = 0; i < got.size(); ++i) {
+        finite = finite && std::isfinite(got[i]);
+        err += (got[i] - want[i]) * (got[i] - want[i]);
+        ref += want[i] * want[i];
+    }
+    const double rel = finite ? std::sqrt(err / std::max(ref, 1e-300)) : INFINITY;
+    const bool ok = rel <= 2e-2;
+    std::printf("| check | %s vs fp64 | B1 H2 T=%lld causal | rel L2 %.3e (tol 2e-02)%s | %s |\n", what,
+                static_cast<long long>(p.T), rel, finite ? "" : ", NaN/inf", ok ? "PASS" : "FAIL");
+    if (ok) return true;
+    int64_t worst = 0;
+    double worst_err = -1.0;
+    int bad_rows = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        double n2 = 0.0;
+        const double e = row_error(r, &n2);
+        if (e > worst_err) worst_err = e, worst = r;
+        bad_rows += e > 4e-4 * std::max(n2, 1e-30) ? 1 : 0;
+    }
+    const int64_t t = worst % p.T;
+    std::printf("  worst row: head %lld t %lld (chunk %lld, quarter %lld); got/want at columns 0, 1, 8, 33, 63:",
+                static_cast<long long>(worst / p.T), static_cast<long long>(t), static_cast<long long>(t / kw::kChunk),
+                static_cast<long long>(t % kw::kChunk / 16));
+    for (int d : {0, 1, 8, 33, 63}) std::printf(" %.4g/%.4g", got[worst * cols + d], want[worst * cols + d]);
+    std::printf("; rows off by > 2%%: %d of %lld\n", bad_rows, static_cast<long long>(rows));
+    return false;
+}
+
+// n values of device memory as float64 (bf16 or fp32).
+template <typename T>
+bool download(const T* src, size_t n, std::vector<double>* out) {
+    std::vector<T> h(n);
+    if (!check_cuda(cudaMemcpy(h.data(), src, n * sizeof(T), cudaMemcpyDeviceToHost), "download")) return false;
+    out->resize(n);
+    for (size_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same<T, float>::value)
+            (*out)[i] = h[i];
+        else
+            (*out)[i] = __bfloat162float(h[i]);
+    }
+    return true;
+}
+
+// T 1 and 64: one chunk (the intra term, the exchanges and the epilogues
+// alone); 65, 128: the inter terms of one earlier (later) chunk; 300, 1000:
+// both ring stages reused, partial last chunks.
+constexpr int64_t kCheckLengths[] = {1, 64, 65, 128, 300, 1000};
+
 int check_shapes() {
     int failures = 0;
-    // T 1 and 64: one chunk (the intra term, the exchange and the epilogue
-    // alone); 65, 128: the inter terms of one earlier chunk; 300, 1000: both
-    // ring stages reused, partial last chunks.
-    for (int64_t T : {1, 64, 65, 128, 300, 1000}) {
+    for (int64_t T : kCheckLengths) {
         const Problem p{1, 2, T};
         Buffers buf;
         std::vector<float> fq, fk, v;
         if (!fill(p, buf, &fq, &fk, &v, 11u + static_cast<unsigned>(T))) return failures + 1;
         const size_t n = p.B * p.H * p.T * kw::kDv;
-        // Poisoned first: a row the kernel never writes reads as NaN.
+        std::vector<double> got;
         if (!check_cuda(cudaMemset(buf.out, 0xff, n * sizeof(Elem)), "poison") || !launch(p, buf) ||
-            !synchronize_within("the Kronecker forward"))
+            !synchronize_within("the Kronecker forward") || !download(buf.out, n, &got))
             return failures + 1;
-        std::vector<Elem> got(n);
-        if (!check_cuda(cudaMemcpy(got.data(), buf.out, n * sizeof(Elem), cudaMemcpyDeviceToHost), "download"))
-            return failures + 1;
-        const std::vector<double> want = reference(p, fq, fk, v);
-        double err = 0.0, ref = 0.0;
-        bool finite = true;
-        for (size_t i = 0; i < n; ++i) {
-            const double x = __bfloat162float(got[i]);
-            finite = finite && std::isfinite(x);
-            err += (x - want[i]) * (x - want[i]);
-            ref += want[i] * want[i];
-        }
-        const double rel = finite ? std::sqrt(err / std::max(ref, 1e-300)) : INFINITY;
-        const bool ok = rel <= 2e-2;
-        std::printf("| check | wgmma kron forward vs fp64 | B1 H2 T=%lld causal | rel L2 %.3e (tol 2e-02)%s | %s |\n",
-                    static_cast<long long>(T), rel, finite ? "" : ", NaN/inf", ok ? "PASS" : "FAIL");
-        failures += ok ? 0 : 1;
-        if (!ok) {
-            // Where it goes wrong, for the next iteration: the worst row (its
-            // chunk and row quarter: which warp finalized it), and that row's
-            // got / want over its columns (one ratio everywhere: the
-            // denominator; garbage: the numerator).
-            int64_t worst = 0;
-            double worst_err = -1.0;
-            for (int64_t r = 0; r < p.B * p.H * p.T; ++r) {
-                double e = 0.0;
-                for (int d = 0; d < kw::kDv; ++d) {
-                    const double x = __bfloat162float(got[r * kw::kDv + d]), y = want[r * kw::kDv + d];
-                    e += std::isfinite(x) ? (x - y) * (x - y) : 1e300;
-                }
-                if (e > worst_err) worst_err = e, worst = r;
-            }
-            const int64_t t = worst % p.T;
-            std::printf("  worst row: head %lld t %lld (chunk %lld, quarter %lld); got/want at columns 0, 1, 8, 33, 63:",
-                        static_cast<long long>(worst / p.T), static_cast<long long>(t),
-                        static_cast<long long>(t / kw::kChunk), static_cast<long long>(t % kw::kChunk / 16));
-            for (int d : {0, 1, 8, 33, 63})
-                std::printf(" %.4g/%.4g", __bfloat162float(got[worst * kw::kDv + d]), want[worst * kw::kDv + d]);
-            int bad_rows = 0;
-            for (int64_t r = 0; r < p.B * p.H * p.T; ++r) {
-                double e = 0.0, n2 = 0.0;
-                for (int d = 0; d < kw::kDv; ++d) {
-                    const double x = __bfloat162float(got[r * kw::kDv + d]), y = want[r * kw::kDv + d];
-                    e += std::isfinite(x) ? (x - y) * (x - y) : 1e300;
-                    n2 += y * y;
-                }
-                bad_rows += e > 4e-4 * std::max(n2, 1e-30) ? 1 : 0;
-            }
-            std::printf("; rows off by > 2%%: %d of %lld\n", bad_rows, static_cast<long long>(p.B * p.H * p.T));
-        }
+        failures += compare_rows("wgmma kron forward", p, got, reference(p, fq, fk, v), kw::kDv) ? 0 : 1;
     }
     return failures;
 }
 
-// The median of 20 timed launches (after 3), ms; < 0 on failure.
-double time_shape(const Problem& p) {
-    Buffers buf;
-    std::vector<float> fq, fk, v;
-    if (!fill(p, buf, &fq, &fk, &v, 5u)) return -1.0;
+// The key pass's float64 reference: the forward's den and dZ (handed to
+// the kernel rounded to fp32), dv, and the key side's [dpoly | dpcat].
+struct KeyReference {
+    std::vector<float> den, dz;
+    std::vector<double> dv, dfk;
+};
+KeyReference reference_key(const Problem& p, const std::vector<float>& fq, const std::vector<float>& fk,
+                           const std::vector<float>& v, const std::vector<float>& dout) {
+    constexpr int F = kw::kFactorCols, Dv = kw::kDv, P = kw::kP;
+    const int64_t T = p.T;
+    KeyReference r;
+    r.den.resize(p.B * p.H * T);
+    r.dz.resize(p.B * p.H * T);
+    r.dv.assign(p.B * p.H * T * Dv, 0.0);
+    r.dfk.assign(p.B * p.H * T * F, 0.0);
+    std::vector<double> bp(T * T), bf(T * T), gs(T * Dv), dz(T);
+    for (int64_t bh = 0; bh < p.B * p.H; ++bh) {
+        const float* q = fq.data() + bh * T * F;
+        const float* k = fk.data() + bh * T * F;
+        const float* vv = v.data() + bh * T * Dv;
+        const float* g = dout.data() + bh * T * Dv;
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t j = 0; j <= t; ++j) {
+                double a = 0.0, c = 0.0;
+                for (int i = 0; i < P; ++i) a += static_cast<double>(q[t * F + i]) * k[j * F + i];
+                for (int i = P; i < F; ++i) c += static_cast<double>(q[t * F + i]) * k[j * F + i];
+                bp[t * T + j] = a;
+                bf[t * T + j] = c;
+            }
+        for (int64_t t = 0; t < T; ++t) {
+            double z = 0.0, o[Dv] = {};
+            for (int64_t j = 0; j <= t; ++j) {
+                const double a = bp[t * T + j] * bf[t * T + j];
+                z += a;
+                for (int d = 0; d < Dv; ++d) o[d] += a * vv[j * Dv + d];
+            }
+            const double den = z + kDelta;
+            double go = 0.0;
+            for (int d = 0; d < Dv; ++d) {
+                gs[t * Dv + d] = g[t * Dv + d] / den;
+                go += g[t * Dv + d] * (o[d] / den);
+            }
+            dz[t] = -go / den;
+            r.den[bh * T + t] = static_cast<float>(den);
+            r.dz[bh * T + t] = static_cast<float>(dz[t]);
+        }
+        for (int64_t j = 0; j < T; ++j)
+            for (int64_t t = j; t < T; ++t) {
+                const double a = bp[t * T + j] * bf[t * T + j];
+                double da = dz[t];
+                for (int d = 0; d < Dv; ++d) {
+                    r.dv[(bh * T + j) * Dv + d] += a * gs[t * Dv + d];
+                    da += gs[t * Dv + d] * vv[j * Dv + d];
+                }
+                double* row = r.dfk.data() + (bh * T + j) * F;
+                for (int i = 0; i < P; ++i) row[i] += da * bf[t * T + j] * q[t * F + i];
+                for (int i = P; i < F; ++i) row[i] += da * bp[t * T + j] * q[t * F + i];
+            }
+    }
+    return r;
+}
+
+bool upload_floats(float** dst, const std::vector<float>& src) {
+    return check_cuda(cudaMalloc(dst, src.size() * sizeof(float)), "malloc") &&
+           check_cuda(cudaMemcpy(*dst, src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
+}
+
+// dout (random) on the device and the key pass's outputs; *dout_host the
+// rounded values.
+bool fill_key(const Problem& p, Buffers& buf, std::vector<float>* dout_host, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    const int64_t rows = p.B * p.H * p.T;
+    dout_host->resize(rows * kw::kDv);
+    std::vector<Elem> h(dout_host->size());
+    for (size_t i = 0; i < h.size(); ++i) {
+        h[i] = __float2bfloat16(normal(rng));
+        (*dout_host)[i] = __bfloat162float(h[i]);
+    }
+    return check_cuda(cudaMalloc(&buf.dout, h.size() * sizeof(Elem)), "malloc") &&
+           check_cuda(cudaMemcpy(buf.dout, h.data(), h.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload") &&
+           check_cuda(cudaMalloc(&buf.dv, rows * kw::kDv * sizeof(Elem)), "malloc dv") &&
+           check_cuda(cudaMalloc(&buf.dfk, rows * kw::kFactorCols * sizeof(float)), "malloc dfk");
+}
+
+bool launch_key(const Problem& p, const Buffers& buf) {
+    namespace tma = slay::cuda::tma;
+    kw::KronWgmmaKeyMaps maps;
+    const uint64_t bh = static_cast<uint64_t>(p.B * p.H), T = static_cast<uint64_t>(p.T);
+    const int64_t row = kw::kFactorCols, head = p.T * row;
+    auto by_head = [&](CUtensorMap* m, const Elem* base) {
+        return tma::encode_map_4d(m, base, kw::kDv, T, p.H, p.B, kw::kDv, p.T * kw::kDv, p.H * p.T * kw::kDv, 64,
+                                  kw::kChunk);
+    };
+    if (!tma::encode_map_4d(&maps.fq, buf.fq, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
+        !tma::encode_map_4d(&maps.fk, buf.fk, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
+        !by_head(&maps.v, buf.v) || !by_head(&maps.dout, buf.dout)) {
+        std::fprintf(stderr, "tensor map refused\n");
+        return false;
+    }
+    kw::KronWgmmaKeyArgs a;
+    a.dv = buf.dv;
+    a.dv_token = kw::kDv;
+    a.dv_head = p.T * kw::kDv;
+    a.dv_batch = p.H * p.T * kw::kDv;
+    a.dfk = buf.dfk;
+    a.den = buf.den;
+    a.dz = buf.dz;
+    a.heads = p.H;
+    a.seq_len = p.T;
+    auto kernel = kw::kron_backward_key_wgmma_kernel<Elem>;
+    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
+                    "smem attribute"))
+        return false;
+    kernel<<<static_cast<unsigned>(2 * bh), kw::kThreads, kw::Layout::bytes>>>(maps, a);
+    return check_cuda(cudaGetLastError(), "launch");
+}
+
+int check_key_shapes() {
+    int failures = 0;
+    for (int64_t T : kCheckLengths) {
+        const Problem p{1, 2, T};
+        Buffers buf;
+        std::vector<float> fq, fk, v, dout;
+        if (!fill(p, buf, &fq, &fk, &v, 23u + static_cast<unsigned>(T)) || !fill_key(p, buf, &dout, 29u))
+            return failures + 1;
+        const KeyReference want = reference_key(p, fq, fk, v, dout);
+        const size_t rows = p.B * p.H * p.T;
+        std::vector<double> dv, dfk;
+        if (!upload_floats(&buf.den, want.den) || !upload_floats(&buf.dz, want.dz) ||
+            !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
+            !check_cuda(cudaMemset(buf.dfk, 0xff, rows * kw::kFactorCols * sizeof(float)), "poison") ||
+            !launch_key(p, buf) || !synchronize_within("the Kronecker key pass") ||
+            !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dfk, rows * kw::kFactorCols, &dfk))
+            return failures + 1;
+        failures += compare_rows("wgmma kron key pass dv", p, dv, want.dv, kw::kDv) ? 0 : 1;
+        failures += compare_rows("wgmma kron key pass [dpoly_k | dpcat_k]", p, dfk, want.dfk, kw::kFactorCols) ? 0 : 1;
+    }
+    return failures;
+}
+
+// The median of 20 timed calls of launch() (after 3), ms; < 0 on failure.
+template <typename Launch>
+double median_ms(Launch launch) {
     for (int i = 0; i < 3; ++i)
-        if (!launch(p, buf)) return -1.0;
+        if (!launch()) return -1.0;
     if (!synchronize_within("the warm-up launches")) return -1.0;
     std::vector<float> ms;
     cudaEvent_t start, stop;
@@ -245,7 +407,7 @@ double time_shape(const Problem& p) {
     cudaEventCreate(&stop);
     for (int i = 0; i < 20; ++i) {
         cudaEventRecord(start);
-        if (!launch(p, buf)) return -1.0;
+        if (!launch()) return -1.0;
         cudaEventRecord(stop);
         if (!synchronize_within("a timed launch")) return -1.0;
         float t = 0.f;
@@ -282,25 +444,40 @@ int main(int argc, char** argv) {
         return 77;
     }
     std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
-    const int failures = check_shapes();
+    const int failures = check_shapes() + check_key_shapes();
     std::printf("\n%d check failures\n", failures);
     if (failures > 0 || check_only) return failures > 0 ? 1 : 0;
     const Problem big{4, 12, 32768};
-    const double ms = time_shape(big);
-    if (ms < 0) return 1;
-    // compare_torch.py's slay_anchor forward model at F = 1024, Dv = 64, C = 64
-    // without the factor GEMMs: 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal).
-    const double per_token = 4.0 * 1024 * 65 + 64.0 * (32 + 32 + 65);
-    const double tflops = per_token * big.B * big.H * big.T / (ms * 1e-3) / 1e12;
+    Buffers buf;
+    std::vector<float> fq, fk, v, dout;
+    if (!fill(big, buf, &fq, &fk, &v, 5u) || !fill_key(big, buf, &dout, 7u)) return 1;
+    // The key pass reads den and dZ; any positive den and finite dZ time the same.
+    const size_t rows = big.B * big.H * big.T;
+    if (!upload_floats(&buf.den, std::vector<float>(rows, 1.f)) || !upload_floats(&buf.dz, std::vector<float>(rows, -0.1f)))
+        return 1;
+    const double fwd_ms = median_ms([&] { return launch(big, buf); });
+    const double key_ms = median_ms([&] { return launch_key(big, buf); });
+    if (fwd_ms < 0 || key_ms < 0) return 1;
+    // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs:
+    // forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the key pass
+    // (half the backward's inter terms: dv, dphi_k, the U update) 6F(Dv+1) + 1.5 C(P+RM+Dv+1).
+    const double tokens = static_cast<double>(big.B * big.H * big.T);
+    const double fwd_tflops = (4.0 * 1024 * 65 + 64.0 * (32 + 32 + 65)) * tokens / (fwd_ms * 1e-3) / 1e12;
+    const double key_tflops = (6.0 * 1024 * 65 + 1.5 * 64.0 * (32 + 32 + 65)) * tokens / (key_ms * 1e-3) / 1e12;
     std::printf("| time | wgmma kron forward (factor rows given) | B4 H12 T32768 D64 F1024 causal bf16 | %.3f ms, %.1f "
                 "TFLOP/s | |\n",
-                ms, tflops);
+                fwd_ms, fwd_tflops);
+    std::printf("| time | wgmma kron key pass (dv, [dpoly_k | dpcat_k]) | B4 H12 T32768 D64 F1024 causal bf16 | %.3f "
+                "ms, %.1f TFLOP/s | |\n",
+                key_ms, key_tflops);
     if (json_path) {
         if (FILE* f = std::fopen(json_path, "w")) {
             std::fprintf(f,
                          "{\"device\": \"%s\", \"rows\": [{\"kernel\": \"wgmma kron forward\", \"shape\": \"B4 H12 "
-                         "T32768 D64 F1024 causal bf16\", \"ms\": %.4f, \"tflops\": %.2f}]}\n",
-                         prop.name, ms, tflops);
+                         "T32768 D64 F1024 causal bf16\", \"ms\": %.4f, \"tflops\": %.2f}, {\"kernel\": \"wgmma kron "
+                         "key pass\", \"shape\": \"B4 H12 T32768 D64 F1024 causal bf16\", \"ms\": %.4f, \"tflops\": "
+                         "%.2f}]}\n",
+                         prop.name, fwd_ms, fwd_tflops, key_ms, key_tflops);
             std::fclose(f);
         }
     }
