@@ -71,12 +71,12 @@ constexpr float kDelta = 1e-6f;
 
 struct Buffers {
     Elem *fq = nullptr, *fk = nullptr, *v = nullptr, *out = nullptr;
-    Elem *dout = nullptr, *dv = nullptr;         // the key pass
-    float *den = nullptr, *dz = nullptr, *dfk = nullptr;
+    Elem *dout = nullptr, *dv = nullptr;  // the backward passes
+    float *den = nullptr, *dz = nullptr, *dfq = nullptr, *dfk = nullptr;
     ~Buffers() {
         for (void* p : {static_cast<void*>(fq), static_cast<void*>(fk), static_cast<void*>(v), static_cast<void*>(out),
                         static_cast<void*>(dout), static_cast<void*>(dv), static_cast<void*>(den),
-                        static_cast<void*>(dz), static_cast<void*>(dfk)})
+                        static_cast<void*>(dz), static_cast<void*>(dfq), static_cast<void*>(dfk)})
             cudaFree(p);
     }
 };
@@ -254,20 +254,21 @@ int check_shapes() {
     return failures;
 }
 
-// The key pass's float64 reference: the forward's den and dZ (handed to
-// the kernel rounded to fp32), dv, and the key side's [dpoly | dpcat].
-struct KeyReference {
+// The backward passes' float64 reference: the forward's den and dZ (handed
+// to the kernels rounded to fp32), dv, and each side's [dpoly | dpcat].
+struct BackwardReference {
     std::vector<float> den, dz;
-    std::vector<double> dv, dfk;
+    std::vector<double> dv, dfq, dfk;
 };
-KeyReference reference_key(const Problem& p, const std::vector<float>& fq, const std::vector<float>& fk,
+BackwardReference reference_backward(const Problem& p, const std::vector<float>& fq, const std::vector<float>& fk,
                            const std::vector<float>& v, const std::vector<float>& dout) {
     constexpr int F = kw::kFactorCols, Dv = kw::kDv, P = kw::kP;
     const int64_t T = p.T;
-    KeyReference r;
+    BackwardReference r;
     r.den.resize(p.B * p.H * T);
     r.dz.resize(p.B * p.H * T);
     r.dv.assign(p.B * p.H * T * Dv, 0.0);
+    r.dfq.assign(p.B * p.H * T * F, 0.0);
     r.dfk.assign(p.B * p.H * T * F, 0.0);
     std::vector<double> bp(T * T), bf(T * T), gs(T * Dv), dz(T);
     for (int64_t bh = 0; bh < p.B * p.H; ++bh) {
@@ -311,6 +312,9 @@ KeyReference reference_key(const Problem& p, const std::vector<float>& fq, const
                 double* row = r.dfk.data() + (bh * T + j) * F;
                 for (int i = 0; i < P; ++i) row[i] += da * bf[t * T + j] * q[t * F + i];
                 for (int i = P; i < F; ++i) row[i] += da * bp[t * T + j] * q[t * F + i];
+                double* qrow = r.dfq.data() + (bh * T + t) * F;
+                for (int i = 0; i < P; ++i) qrow[i] += da * bf[t * T + j] * k[j * F + i];
+                for (int i = P; i < F; ++i) qrow[i] += da * bp[t * T + j] * k[j * F + i];
             }
     }
     return r;
@@ -321,9 +325,9 @@ bool upload_floats(float** dst, const std::vector<float>& src) {
            check_cuda(cudaMemcpy(*dst, src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
 }
 
-// dout (random) on the device and the key pass's outputs; *dout_host the
+// dout (random) on the device and the backward passes' outputs; *dout_host the
 // rounded values.
-bool fill_key(const Problem& p, Buffers& buf, std::vector<float>* dout_host, unsigned seed) {
+bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host, unsigned seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.f, 1.f);
     const int64_t rows = p.B * p.H * p.T;
@@ -336,12 +340,14 @@ bool fill_key(const Problem& p, Buffers& buf, std::vector<float>* dout_host, uns
     return check_cuda(cudaMalloc(&buf.dout, h.size() * sizeof(Elem)), "malloc") &&
            check_cuda(cudaMemcpy(buf.dout, h.data(), h.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload") &&
            check_cuda(cudaMalloc(&buf.dv, rows * kw::kDv * sizeof(Elem)), "malloc dv") &&
+           check_cuda(cudaMalloc(&buf.dfq, rows * kw::kFactorCols * sizeof(float)), "malloc dfq") &&
            check_cuda(cudaMalloc(&buf.dfk, rows * kw::kFactorCols * sizeof(float)), "malloc dfk");
 }
 
-bool launch_key(const Problem& p, const Buffers& buf) {
+// One backward pass: the query pass (dfq) or the key pass (dv, dfk).
+bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
     namespace tma = slay::cuda::tma;
-    kw::KronWgmmaKeyMaps maps;
+    kw::KronWgmmaBackwardMaps maps;
     const uint64_t bh = static_cast<uint64_t>(p.B * p.H), T = static_cast<uint64_t>(p.T);
     const int64_t row = kw::kFactorCols, head = p.T * row;
     auto by_head = [&](CUtensorMap* m, const Elem* base) {
@@ -354,17 +360,17 @@ bool launch_key(const Problem& p, const Buffers& buf) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
-    kw::KronWgmmaKeyArgs a;
+    kw::KronWgmmaBackwardArgs a;
     a.dv = buf.dv;
     a.dv_token = kw::kDv;
     a.dv_head = p.T * kw::kDv;
     a.dv_batch = p.H * p.T * kw::kDv;
-    a.dfk = buf.dfk;
+    a.dfactors = keys ? buf.dfk : buf.dfq;
     a.den = buf.den;
     a.dz = buf.dz;
     a.heads = p.H;
     a.seq_len = p.T;
-    auto kernel = kw::kron_backward_key_wgmma_kernel<Elem>;
+    auto kernel = keys ? kw::kron_backward_key_wgmma_kernel<Elem> : kw::kron_backward_query_wgmma_kernel<Elem>;
     if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
                     "smem attribute"))
         return false;
@@ -372,23 +378,27 @@ bool launch_key(const Problem& p, const Buffers& buf) {
     return check_cuda(cudaGetLastError(), "launch");
 }
 
-int check_key_shapes() {
+int check_backward_shapes() {
     int failures = 0;
     for (int64_t T : kCheckLengths) {
         const Problem p{1, 2, T};
         Buffers buf;
         std::vector<float> fq, fk, v, dout;
-        if (!fill(p, buf, &fq, &fk, &v, 23u + static_cast<unsigned>(T)) || !fill_key(p, buf, &dout, 29u))
+        if (!fill(p, buf, &fq, &fk, &v, 23u + static_cast<unsigned>(T)) || !fill_backward(p, buf, &dout, 29u))
             return failures + 1;
-        const KeyReference want = reference_key(p, fq, fk, v, dout);
+        const BackwardReference want = reference_backward(p, fq, fk, v, dout);
         const size_t rows = p.B * p.H * p.T;
-        std::vector<double> dv, dfk;
+        std::vector<double> dv, dfq, dfk;
         if (!upload_floats(&buf.den, want.den) || !upload_floats(&buf.dz, want.dz) ||
             !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
+            !check_cuda(cudaMemset(buf.dfq, 0xff, rows * kw::kFactorCols * sizeof(float)), "poison") ||
             !check_cuda(cudaMemset(buf.dfk, 0xff, rows * kw::kFactorCols * sizeof(float)), "poison") ||
-            !launch_key(p, buf) || !synchronize_within("the Kronecker key pass") ||
-            !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dfk, rows * kw::kFactorCols, &dfk))
+            !launch_backward(p, buf, false) || !synchronize_within("the Kronecker query pass") ||
+            !launch_backward(p, buf, true) || !synchronize_within("the Kronecker key pass") ||
+            !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dfq, rows * kw::kFactorCols, &dfq) ||
+            !download(buf.dfk, rows * kw::kFactorCols, &dfk))
             return failures + 1;
+        failures += compare_rows("wgmma kron query pass [dpoly_q | dpcat_q]", p, dfq, want.dfq, kw::kFactorCols) ? 0 : 1;
         failures += compare_rows("wgmma kron key pass dv", p, dv, want.dv, kw::kDv) ? 0 : 1;
         failures += compare_rows("wgmma kron key pass [dpoly_k | dpcat_k]", p, dfk, want.dfk, kw::kFactorCols) ? 0 : 1;
     }
@@ -444,40 +454,46 @@ int main(int argc, char** argv) {
         return 77;
     }
     std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
-    const int failures = check_shapes() + check_key_shapes();
+    const int failures = check_shapes() + check_backward_shapes();
     std::printf("\n%d check failures\n", failures);
     if (failures > 0 || check_only) return failures > 0 ? 1 : 0;
     const Problem big{4, 12, 32768};
     Buffers buf;
     std::vector<float> fq, fk, v, dout;
-    if (!fill(big, buf, &fq, &fk, &v, 5u) || !fill_key(big, buf, &dout, 7u)) return 1;
+    if (!fill(big, buf, &fq, &fk, &v, 5u) || !fill_backward(big, buf, &dout, 7u)) return 1;
     // The key pass reads den and dZ; any positive den and finite dZ time the same.
     const size_t rows = big.B * big.H * big.T;
     if (!upload_floats(&buf.den, std::vector<float>(rows, 1.f)) || !upload_floats(&buf.dz, std::vector<float>(rows, -0.1f)))
         return 1;
     const double fwd_ms = median_ms([&] { return launch(big, buf); });
-    const double key_ms = median_ms([&] { return launch_key(big, buf); });
-    if (fwd_ms < 0 || key_ms < 0) return 1;
-    // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs:
-    // forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the key pass
-    // (half the backward's inter terms: dv, dphi_k, the U update) 6F(Dv+1) + 1.5 C(P+RM+Dv+1).
-    const double tokens = static_cast<double>(big.B * big.H * big.T);
-    const double fwd_tflops = (4.0 * 1024 * 65 + 64.0 * (32 + 32 + 65)) * tokens / (fwd_ms * 1e-3) / 1e12;
-    const double key_tflops = (6.0 * 1024 * 65 + 1.5 * 64.0 * (32 + 32 + 65)) * tokens / (key_ms * 1e-3) / 1e12;
-    std::printf("| time | wgmma kron forward (factor rows given) | B4 H12 T32768 D64 F1024 causal bf16 | %.3f ms, %.1f "
-                "TFLOP/s | |\n",
-                fwd_ms, fwd_tflops);
-    std::printf("| time | wgmma kron key pass (dv, [dpoly_k | dpcat_k]) | B4 H12 T32768 D64 F1024 causal bf16 | %.3f "
-                "ms, %.1f TFLOP/s | |\n",
-                key_ms, key_tflops);
+    const double query_ms = median_ms([&] { return launch_backward(big, buf, false); });
+    const double key_ms = median_ms([&] { return launch_backward(big, buf, true); });
+    if (fwd_ms < 0 || query_ms < 0 || key_ms < 0) return 1;
+    // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
+    // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
+    // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
+    const double tokens = static_cast<double>(big.B * big.H * big.T), F = 1024, intra = 64.0 * (32 + 32 + 65);
+    struct Row {
+        const char* kernel;
+        double ms, tflops;
+    };
+    const Row rows_out[3] = {
+        {"wgmma kron forward (factor rows given)", fwd_ms, (4 * F * 65 + intra) * tokens / (fwd_ms * 1e-3) / 1e12},
+        {"wgmma kron query pass ([dpoly_q | dpcat_q])", query_ms,
+         (4 * F * 65 + 1.5 * intra) * tokens / (query_ms * 1e-3) / 1e12},
+        {"wgmma kron key pass (dv, [dpoly_k | dpcat_k])", key_ms,
+         (6 * F * 65 + 1.5 * intra) * tokens / (key_ms * 1e-3) / 1e12}};
+    for (const Row& r : rows_out)
+        std::printf("| time | %s | B4 H12 T32768 D64 F1024 causal bf16 | %.3f ms, %.1f TFLOP/s | |\n", r.kernel, r.ms,
+                    r.tflops);
     if (json_path) {
         if (FILE* f = std::fopen(json_path, "w")) {
-            std::fprintf(f,
-                         "{\"device\": \"%s\", \"rows\": [{\"kernel\": \"wgmma kron forward\", \"shape\": \"B4 H12 "
-                         "T32768 D64 F1024 causal bf16\", \"ms\": %.4f, \"tflops\": %.2f}, {\"kernel\": \"wgmma kron "
-                         "key pass\", \"shape\": \"B4 H12 T32768 D64 F1024 causal bf16\", \"ms\": %.4f, \"tflops\": "
-                         "%.2f}]}\n",
-                         prop.name, fwd_ms, fwd_tflops, key_ms, key_tflops);
+            std::fprintf(f, "{\"device\": \"%s\", \"rows\": [", prop.name);
+            for (int i = 0; i < 3; ++i)
+                std::fprintf(f, "%s{\"kernel\": \"%s\", \"shape\": \"B4 H12 T32768 D64 F1024 causal bf16\", "
+                             "\"ms\": %.4f, \"tflops\": %.2f}",
+                             i ? ", " : "", rows_out[i].kernel, rows_out[i].ms, rows_out[i].tflops);
+            std::fprintf(f, "]}\n");
             std::fclose(f);
         }
     }
