@@ -145,12 +145,13 @@ __device__ __forceinline__ void zmat_terms(float (&acc)[32], const unsigned (&pc
 // The intra terms by the factored dA (SPEC C.4) against the 16 rows of
 // quarter `quarter`: dA[r][c] = X_r . Y_c + dz (X: the warp's rows of x_tile,
 // Y: the quarter's rows of y_tile, both 64 columns), masked, then
-// dpoly += (dA o Bf) Poly_cols, dpcat += (dA o Bp) Pcat_cols. Query pass:
+// dpoly += (dA o Bf) Poly_cols, dpcat += (dA o Bp) Pcat_cols (bp, bf: the
+// blocks' Grams, factored_grams). Query pass:
 // rows queries (X = gs, Y = V, dz by row, columns before rows); key pass:
 // rows keys (X = V, Y = gs, dz by column, columns after rows).
 template <typename Elem, bool kColumnsAfter>
 __device__ __forceinline__ void intra_terms(float (&acc)[32], const unsigned char* x_tile, const unsigned char* y_tile,
-                                            const unsigned char* row_factors, const unsigned (&pcat_rows)[2][4],
+                                            const float (&bp)[2][4], const float (&bf)[2][4],
                                             const unsigned char* col_factors, const float* dz_cols,
                                             const float (&dz_rows)[2], const Place& at, int quarter) {
     float da[2][4] = {};
@@ -162,8 +163,7 @@ __device__ __forceinline__ void intra_terms(float (&acc)[32], const unsigned cha
         mma_16816<Elem>(da[0], ax, by[0], by[1]);
         mma_16816<Elem>(da[1], ax, by[2], by[3]);
     }
-    float bp[2][4], bf[2][4], ef[2][4], ep[2][4];
-    factored_grams<Elem>(bp, bf, row_factors, pcat_rows, col_factors, at, quarter);
+    float ef[2][4], ep[2][4];
 #pragma unroll
     for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
@@ -198,18 +198,50 @@ __device__ __forceinline__ void store_factor_rows(const float (&acc)[32], float*
 }
 
 // gs = g / den of a chunk's rows into a tile of the same (SW128) layout,
-// and the rows' dZ (both consumer warpgroups: 512 16-byte pieces), then
-// their barrier.
-template <typename Elem>
-__device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_tile, unsigned char* gs, float* dz,
-                                                       const float* den_rows, const float* dz_rows, int kc, int64_t T) {
+// and the rows' dZ, by both consumer warpgroups (512 16-byte pieces, 8
+// consecutive threads a row), then their barrier. The key pass reads den
+// and dZ (den_rows, dz_rows: the query pass's); the query pass
+// (kRowStatistics) makes them from the chunk's row sums Z (zsum: the four
+// warpgroups' parts) and the forward's output (o_tile): den =
+// stabilized(Z), dZ = -(g . o) / den (0 where max(Z, delta) clamps), and
+// writes them to den_rows, dz_rows for the key pass.
+template <typename Elem, bool kRowStatistics>
+__device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_tile, const unsigned char* o_tile,
+                                                       const float* zsum, unsigned char* gs, float* dz,
+                                                       float* den_rows, float* dz_rows, float stabilizer,
+                                                       bool clamp_den, int kc, int64_t T) {
     const int consumer = static_cast<int>(threadIdx.x) - 128;
     for (int piece = consumer; piece < kChunk * 8; piece += kConsumers * 128) {
         const int row = piece / 8, offset = wgmma::sw128_offset(row, 16 * (piece % 8));
         const int64_t t = static_cast<int64_t>(kc) * kChunk + row;
-        const float inv = t < T ? 1.f / den_rows[t] : 0.f;
         const uint4 raw = *reinterpret_cast<const uint4*>(g_tile + offset);
         const unsigned in[4] = {raw.x, raw.y, raw.z, raw.w};
+        float den = 1.f, dzt = 0.f;
+        if constexpr (kRowStatistics) {
+            const float z = zsum[row] + zsum[kChunk + row] + zsum[2 * kChunk + row] + zsum[3 * kChunk + row];
+            const uint4 oraw = *reinterpret_cast<const uint4*>(o_tile + offset);
+            const unsigned on[4] = {oraw.x, oraw.y, oraw.z, oraw.w};
+            float go = 0.f;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const float2 g = to_float2<Elem>(in[i]), o = to_float2<Elem>(on[i]);
+                go = fmaf(g.x, o.x, fmaf(g.y, o.y, go));
+            }
+            go += __shfl_xor_sync(0xffffffffu, go, 1);  // the row's 8 pieces: 8 consecutive lanes
+            go += __shfl_xor_sync(0xffffffffu, go, 2);
+            go += __shfl_xor_sync(0xffffffffu, go, 4);
+            const bool clamped = clamp_den && z < stabilizer;
+            den = clamp_den ? fmaxf(z, stabilizer) : z + stabilizer;
+            dzt = clamped ? 0.f : -go / den;
+            if (piece % 8 == 0 && t < T) {
+                den_rows[t] = den;
+                dz_rows[t] = dzt;
+            }
+        } else if (t < T) {
+            den = den_rows[t];
+            dzt = dz_rows[t];
+        }
+        const float inv = t < T ? 1.f / den : 0.f;
         unsigned out[4];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -217,31 +249,60 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
             out[i] = pack2<Elem>(x.x * inv, x.y * inv);
         }
         *reinterpret_cast<uint4*>(gs + offset) = make_uint4(out[0], out[1], out[2], out[3]);
-        if (piece % 8 == 0) dz[row] = t < T ? dz_rows[t] : 0.f;
+        if (piece % 8 == 0) dz[row] = t < T ? dzt : 0.f;
     }
     wgmma::fence_proxy_async();  // gs is a wgmma operand
     tma::named_barrier(3, kConsumers * 128);
 }
+
+// The query pass's row sums: every warpgroup of the cluster holds a part of
+// each of the chunk's 64 rows' Z (zpart: this thread's over its columns,
+// rows g, g + 8 of its warp); the parts are summed over a row's 4 lanes and
+// written by lanes t4 = 0 into slot `group` (0..3) of both CTAs' zsum
+// buffer of this chunk's parity, each writer arriving on both CTAs' barrier;
+// then every consumer thread waits for the cluster's 4 x 32 writers. The
+// buffer of parity p is rewritten two chunks later, after every reader
+// passed the staging barrier that follows its reads.
+__device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* zsum, uint64_t* row_sums, int group,
+                                               int kc, const Place& at) {
+    const float lo = row_lanes_sum(zpart[0]), hi = row_lanes_sum(zpart[1]);
+    const int parity = kc & 1;
+    if (at.t4 == 0) {
+        float* slot = zsum + (parity * 4 + group) * kChunk + 16 * at.warp + at.g;
+#pragma unroll
+        for (unsigned r = 0; r < kClusterCtas; ++r) {
+            const uint32_t remote = tma::cluster_address(slot, r);
+            asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(remote), "f"(lo) : "memory");
+            asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(remote + 32), "f"(hi) : "memory");
+            tma::arrive_cluster(tma::cluster_address(row_sums + parity, r));
+        }
+    }
+    tma::wait_cluster(row_sums + parity, (kc / 2) & 1);
+}
 #endif  // SLAY_HAS_WGMMA
 
 // The two passes' arguments: factor rows and values as the forward's, dout
-// by (B, H) head, den and dZ by row (B*H*T), the outputs: dv (key pass,
+// and the forward's output by (B, H) head; the query pass writes den and
+// dZ by row (B*H*T), the key pass reads them; the outputs: dv (key pass,
 // the caller's layout) and the factor-gradient rows dfactors (B*H, T, 64)
 // fp32 of the pass's side.
 struct KronWgmmaBackwardArgs {
     void* dv;
     int64_t dv_token, dv_head, dv_batch;  // element strides of dv
     float* dfactors;
-    const float* den;
-    const float* dz;
+    float* den;
+    float* dz;
     int64_t heads, seq_len;
+    float stabilizer;  // delta of den
+    bool clamp_den;    // den = max(Z, delta) instead of Z + delta
 };
 struct KronWgmmaBackwardMaps {
-    CUtensorMap fq, fk, v, dout;  // fq, fk: (cols, T, B*H, 1); v, dout: (cols, T, H, B)
+    CUtensorMap fq, fk, v, dout, out;  // fq, fk: (cols, T, B*H, 1); v, dout, out: (cols, T, H, B)
 };
 
 // The query pass (forward in time): the state S and Zmat recomputed as in
-// the forward, and the query side's [dpoly_q | dpcat_q]:
+// the forward, the rows' den and dZ from their sums Z (shared across the
+// cluster) and the forward's output, and the query side's [dpoly_q | dpcat_q]:
 //   dphi_q,t = S^T gs_t + dZ_t z + sum_{j <= t in the chunk} dA_tj phi_k,j.
 template <typename Elem>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
@@ -256,11 +317,12 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     const Ring ring = make_ring();
     const int role = static_cast<int>(threadIdx.x) / 128;
     if (role == 0) {
-        const TileLoad tiles[4] = {{&maps.fq, Layout::fq, false},
+        const TileLoad tiles[5] = {{&maps.fq, Layout::fq, false},
                                    {&maps.fk, Layout::fk, false},
                                    {&maps.v, Layout::v, true},
-                                   {&maps.dout, Layout::dout, true}};
-        produce<4, false>(ring, tiles, chunks, bh, b, h);
+                                   {&maps.dout, Layout::dout, true},
+                                   {&maps.out, Layout::out, true}};
+        produce<5, false>(ring, tiles, chunks, bh, b, h);
         return;
     }
 
@@ -272,6 +334,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     const int pw0 = kP / kClusterCtas * rank + kPPerGroup * w;
     unsigned char* state_copy = ring.smem + Layout::state + w * Layout::kStateCopyBytes;
     unsigned short* zmat_copy = reinterpret_cast<unsigned short*>(ring.smem + Layout::zmat) + w * kPPerGroup * kRM;
+    float* zsum = reinterpret_cast<float*>(ring.smem + Layout::zsum);
     float state[kStateBlocks][32];
 #pragma unroll
     for (int sb = 0; sb < kStateBlocks; ++sb)
@@ -289,20 +352,38 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         const unsigned char* vt = ring.smem + Layout::stage(s) + Layout::v;
         unsigned char* gs = ring.smem + Layout::gs + (kc & 1) * Layout::kTileBytes;
         float* dz = reinterpret_cast<float*>(ring.smem + Layout::dz) + (kc & 1) * kChunk;
-        stage_scaled_gradients<Elem>(ring.smem + Layout::stage(s) + Layout::dout, gs, dz, args.den + row0,
-                                     args.dz + row0, kc, T);
 
         unsigned pq[2][4];
         row_fragment(pq[0], fq, at, kP);
         row_fragment(pq[1], fq, at, kP + 16);
         const PolyPairs poly = poly_pairs(fq, at, pw0);
+        // The rows' Z, as the forward's: intra (key quarter `quarter`) + Pcat_q Zmat^T poly-weighted.
+        float bp[2][4], bf[2][4];
+        factored_grams<Elem>(bp, bf, fq, pq, fk, at, quarter);
+        {
+            float sc[2][4], gz[4], zpart[2] = {0.f, 0.f};
+            masked_scores<false>(sc, bp, bf, at, quarter);
+#pragma unroll
+            for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) zpart[e >> 1] += sc[nb][e];
+            pcat_times_zmat<Elem>(gz, pq, zmat_copy, at);
+            const float2 fl = to_float2<Elem>(pair_at(poly.lo, at.t4)), fh = to_float2<Elem>(pair_at(poly.hi, at.t4));
+            zpart[0] += gz[0] * fl.x + gz[1] * fl.y;
+            zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
+            share_row_sums(zpart, zsum, ring.row_sums, quarter, kc, at);
+        }
+        stage_scaled_gradients<Elem, true>(ring.smem + Layout::stage(s) + Layout::dout,
+                                           ring.smem + Layout::stage(s) + Layout::out, zsum + (kc & 1) * 4 * kChunk, gs,
+                                           dz, args.den + row0, args.dz + row0, args.stabilizer, args.clamp_den, kc, T);
+
         const float dz_rows[2] = {dz[16 * at.warp + at.g], dz[16 * at.warp + at.g + 8]};
         float acc[32];
 #pragma unroll
         for (int i = 0; i < 32; ++i) acc[i] = 0.f;
         zmat_terms<Elem>(acc, pq, poly, zmat_copy, pw0, at, dz_rows[0], dz_rows[1]);
         carry_terms<Elem>(acc, gs, state_copy, fq, poly, pw0, at);
-        intra_terms<Elem, false>(acc, gs, vt, fq, pq, fk, nullptr, dz_rows, at, quarter);
+        intra_terms<Elem, false>(acc, gs, vt, bp, bf, fk, nullptr, dz_rows, at, quarter);
         float zero2[2] = {0.f, 0.f};
         if (exchange_rows(acc, zero2, ring.smem, ring.received, w, quarter, kc, at))
             store_factor_rows(acc, args.dfactors, row0, kc, T, at);
@@ -367,14 +448,16 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         const unsigned char* vt = ring.smem + Layout::stage(s) + Layout::v;
         unsigned char* gs = ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
         float* dz = reinterpret_cast<float*>(ring.smem + Layout::dz) + (n & 1) * kChunk;
-        stage_scaled_gradients<Elem>(ring.smem + Layout::stage(s) + Layout::dout, gs, dz, args.den + row0,
-                                     args.dz + row0, kc, T);
+        stage_scaled_gradients<Elem, false>(ring.smem + Layout::stage(s) + Layout::dout, nullptr, nullptr, gs, dz,
+                                            args.den + row0, args.dz + row0, args.stabilizer, args.clamp_den, kc, T);
 
         unsigned pk[2][4];  // Pcat_k A fragments of the warp's rows (keys)
         row_fragment(pk[0], fk, at, kP);
         row_fragment(pk[1], fk, at, kP + 16);
         const PolyPairs poly = poly_pairs(fk, at, pw0);
         float zero2[2] = {0.f, 0.f};
+        float bp[2][4], bf[2][4];  // keys as rows against query quarter `quarter`
+        factored_grams<Elem>(bp, bf, fk, pk, fq, at, quarter);
 
         // dv: intra (queries of quarter `quarter` at or after the warp's keys) + Phi_k U.
         {
@@ -382,7 +465,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 #pragma unroll
             for (int i = 0; i < 32; ++i) acc[i] = 0.f;
             float sc[2][4];
-            factored_scores<Elem, true>(sc, fk, pk, fq, at, quarter);
+            masked_scores<true>(sc, bp, bf, at, quarter);
             unsigned a_s[4];
             block_as_a<Elem>(sc, a_s);
             block_times_rows<Elem>(acc, a_s, gs, at, quarter);
@@ -408,7 +491,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             for (int i = 0; i < 32; ++i) acc[i] = 0.f;
             zmat_terms<Elem>(acc, pk, poly, ymat_copy, pw0, at, 1.f, 1.f);
             carry_terms<Elem>(acc, vt, carry_copy, fk, poly, pw0, at);
-            intra_terms<Elem, true>(acc, vt, gs, fk, pk, fq, dz, zero2, at, quarter);
+            intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, quarter);
             if (exchange_rows(acc, zero2, ring.smem, ring.received, w, quarter, 2 * n + 1, at))
                 store_factor_rows(acc, args.dfactors, row0, kc, T, at);
         }

@@ -72,28 +72,33 @@ constexpr int kPartialFloats = 36;
 constexpr int kSlotFloats = 32 * kPartialFloats;  // one sender's partial
 
 // Shared memory (byte offsets from the first 1024-byte boundary; SW128
-// tiles start on one). The ring's stages come last: four tiles a stage
-// (the forward streams three: fq, fk, v; the key pass four: + dout).
+// tiles start on one). The ring's stages come last: five tiles a stage (the
+// forward streams three: fq, fk, v; the key pass four: + dout; the query
+// pass five: + out).
 struct Layout {
     static constexpr int kTileBytes = kChunk * 128;  // 64 rows of 128 bytes
     // the consumers' bf16 copies of their state rows: [kConsumers][256 rows x 128 bytes]
     static constexpr int kStateCopyBytes = kStateBlocks * 64 * 128;
     static constexpr int state = 0;
-    // received partials: [kConsumers][2 (chunk parity)][3 senders][kSlotFloats]
+    // received partials: [kConsumers][2 (round parity)][3 senders][kSlotFloats]
     static constexpr int partials = state + kConsumers * kStateCopyBytes;
     // Zmat (Ymat) copies: [kConsumers][8 p][32 c] bf16
     static constexpr int zmat = partials + kConsumers * 2 * 3 * kSlotFloats * 4;
-    // the key pass's dZ of a chunk's rows: [2 (chunk parity)][kChunk] fp32
+    // the backward's dZ of a chunk's rows: [2 (chunk parity)][kChunk] fp32
     static constexpr int dz = zmat + kConsumers * kPPerGroup * kRM * 2;
-    // the key pass's staged gs = g / den tiles: [2 (chunk parity)]
-    static constexpr int gs = (dz + 2 * kChunk * 4 + 1023) / 1024 * 1024;
+    // the query pass's row sums Z of a chunk from the cluster's four
+    // warpgroups: [2 (chunk parity)][4][kChunk] fp32
+    static constexpr int zsum = dz + 2 * kChunk * 4;
+    // the backward's staged gs = g / den tiles: [2 (chunk parity)]
+    static constexpr int gs = (zsum + 2 * 4 * kChunk * 4 + 1023) / 1024 * 1024;
     static constexpr int stages = gs + 2 * kTileBytes;
-    static constexpr int kStageBytes = 4 * kTileBytes;
-    static constexpr int fq = 0, fk = kTileBytes, v = 2 * kTileBytes, dout = 3 * kTileBytes;  // in a stage
+    static constexpr int kStageBytes = 5 * kTileBytes;
+    // tiles in a stage
+    static constexpr int fq = 0, fk = kTileBytes, v = 2 * kTileBytes, dout = 3 * kTileBytes, out = 4 * kTileBytes;
     __host__ __device__ static constexpr int stage(int s) { return stages + s * kStageBytes; }
-    // full[kStages], empty[kStages], received[kConsumers][2]
+    // full[kStages], empty[kStages], received[kConsumers][2], row_sums[2]
     static constexpr int barriers = stages + kStages * kStageBytes;
-    static constexpr int end = barriers + (2 * kStages + 2 * kConsumers) * 8;
+    static constexpr int end = barriers + (2 * kStages + 2 * kConsumers + 2) * 8;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
 static_assert(Layout::bytes <= 227 * 1024, "the Kronecker kernels' shared memory exceeds an SM's opt-in limit");
@@ -198,13 +203,13 @@ __device__ __forceinline__ unsigned pair_at(const unsigned (&x)[4], int t4) {
 }
 
 // The factored scores of the warp's 16 rows (tile `rows`, Pcat A fragments
-// pcat_rows) against the 16 rows 16 quarter .. of tile `cols`:
-// (Poly_r Poly_c^T) o (Pcat_r Pcat_c^T), zero where invisible. Causal
-// visibility: in the forward the columns are keys and the rows queries
-// (visible: column <= row); in the backward's key pass the reverse
-// (kColumnsAfter: column >= row). sc[nb][e] is the m16n8 accumulator
-// layout (columns 8 nb + 2 t4 + (e & 1), rows g + 8 (e >> 1)).
-// Poly_r Poly_c^T (bp) and Pcat_r Pcat_c^T (bf) of those blocks.
+// pcat_rows) against the 16 rows 16 quarter .. of tile `cols`: the Grams
+// Poly_r Poly_c^T (bp) and Pcat_r Pcat_c^T (bf), their product A where
+// visible (masked_scores). Causal visibility: in the forward and the query
+// pass the columns are keys and the rows queries (visible: column <= row);
+// in the key pass the reverse (kColumnsAfter: column >= row). Blocks are in
+// the m16n8 accumulator layout (columns 8 nb + 2 t4 + (e & 1), rows g + 8
+// (e >> 1)).
 template <typename Elem>
 __device__ __forceinline__ void factored_grams(float (&bp)[2][4], float (&bf)[2][4], const unsigned char* rows,
                                                const unsigned (&pcat_rows)[2][4], const unsigned char* cols,
@@ -227,19 +232,17 @@ __device__ __forceinline__ void factored_grams(float (&bp)[2][4], float (&bf)[2]
     }
 }
 // Whether column `col` of the quarter's block is visible from row `row` of
-// the warp's (kColumnsAfter: see factored_scores).
+// the warp's (kColumnsAfter: see factored_grams).
 template <bool kColumnsAfter>
 __device__ __forceinline__ bool visible(const Place& at, int quarter, int nb, int e) {
     const int col = 8 * nb + 2 * at.t4 + (e & 1), row = at.g + 8 * (e >> 1);
     return kColumnsAfter ? quarter > at.warp || (quarter == at.warp && col >= row)
                          : quarter < at.warp || (quarter == at.warp && col <= row);
 }
-template <typename Elem, bool kColumnsAfter>
-__device__ __forceinline__ void factored_scores(float (&sc)[2][4], const unsigned char* rows,
-                                                const unsigned (&pcat_rows)[2][4], const unsigned char* cols,
-                                                const Place& at, int quarter) {
-    float bp[2][4], bf[2][4];
-    factored_grams<Elem>(bp, bf, rows, pcat_rows, cols, at, quarter);
+// A = bp o bf where visible, 0 elsewhere (the blocks of factored_grams).
+template <bool kColumnsAfter>
+__device__ __forceinline__ void masked_scores(float (&sc)[2][4], const float (&bp)[2][4], const float (&bf)[2][4],
+                                              const Place& at, int quarter) {
 #pragma unroll
     for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
@@ -462,18 +465,20 @@ __device__ __forceinline__ float row_lanes_sum(float x) {
 // Returns false in the producer warpgroup (its work done).
 struct Ring {
     unsigned char* smem;
-    uint64_t *full, *empty, *received;
+    uint64_t *full, *empty, *received, *row_sums;
 };
 __device__ __forceinline__ Ring make_ring() {
     unsigned char* smem = wgmma::swizzle_atom_aligned(kron_wgmma_smem_bytes);
     uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
-    Ring r{smem, bars, bars + kStages, bars + 2 * kStages};
+    Ring r{smem, bars, bars + kStages, bars + 2 * kStages, bars + 2 * kStages + 2 * kConsumers};
     if (threadIdx.x == 0) {
         for (int s = 0; s < kStages; ++s) {
             tma::barrier_init(r.full + s, 1);
             tma::barrier_init(r.empty + s, kConsumers * 128);
         }
         for (int i = 0; i < 2 * kConsumers; ++i) tma::barrier_init(r.received + i, 3 * 32);
+        // the query pass's row sums: 32 writers in each of the cluster's four warpgroups
+        for (int i = 0; i < 2; ++i) tma::barrier_init(r.row_sums + i, kClusterCtas * kConsumers * 32);
         tma::barrier_init_fence();
     }
     tma::cluster_sync();  // the barriers of both CTAs exist before any remote arrival
@@ -566,8 +571,9 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         // wgmma accumulator, and ptxas serializes the wgmmas that follow a
         // warp-divergent write of one.
         {
-            float sc[2][4];
-            factored_scores<Elem, false>(sc, fq, pq, fk, at, quarter);
+            float bp[2][4], bf[2][4], sc[2][4];
+            factored_grams<Elem>(bp, bf, fq, pq, fk, at, quarter);
+            masked_scores<false>(sc, bp, bf, at, quarter);
 #pragma unroll
             for (int nb = 0; nb < 2; ++nb)
 #pragma unroll

@@ -254,17 +254,18 @@ int check_shapes() {
     return failures;
 }
 
-// The backward passes' float64 reference: the forward's den and dZ (handed
-// to the kernels rounded to fp32), dv, and each side's [dpoly | dpcat].
+// The backward passes' float64 reference: the forward's output o (rounded
+// to bf16: the kernels read it so), den and dZ (which the query pass makes
+// from its row sums and o), dv, and each side's [dpoly | dpcat].
 struct BackwardReference {
-    std::vector<float> den, dz;
-    std::vector<double> dv, dfq, dfk;
+    std::vector<double> o, den, dz, dv, dfq, dfk;
 };
 BackwardReference reference_backward(const Problem& p, const std::vector<float>& fq, const std::vector<float>& fk,
                            const std::vector<float>& v, const std::vector<float>& dout) {
     constexpr int F = kw::kFactorCols, Dv = kw::kDv, P = kw::kP;
     const int64_t T = p.T;
     BackwardReference r;
+    r.o.resize(p.B * p.H * T * Dv);
     r.den.resize(p.B * p.H * T);
     r.dz.resize(p.B * p.H * T);
     r.dv.assign(p.B * p.H * T * Dv, 0.0);
@@ -295,11 +296,14 @@ BackwardReference reference_backward(const Problem& p, const std::vector<float>&
             double go = 0.0;
             for (int d = 0; d < Dv; ++d) {
                 gs[t * Dv + d] = g[t * Dv + d] / den;
-                go += g[t * Dv + d] * (o[d] / den);
+                // the output as the kernel reads it: rounded to bf16
+                const double od = __bfloat162float(__float2bfloat16(static_cast<float>(o[d] / den)));
+                r.o[(bh * T + t) * Dv + d] = od;
+                go += g[t * Dv + d] * od;
             }
             dz[t] = -go / den;
-            r.den[bh * T + t] = static_cast<float>(den);
-            r.dz[bh * T + t] = static_cast<float>(dz[t]);
+            r.den[bh * T + t] = den;
+            r.dz[bh * T + t] = dz[t];
         }
         for (int64_t j = 0; j < T; ++j)
             for (int64_t t = j; t < T; ++t) {
@@ -320,11 +324,6 @@ BackwardReference reference_backward(const Problem& p, const std::vector<float>&
     return r;
 }
 
-bool upload_floats(float** dst, const std::vector<float>& src) {
-    return check_cuda(cudaMalloc(dst, src.size() * sizeof(float)), "malloc") &&
-           check_cuda(cudaMemcpy(*dst, src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
-}
-
 // dout (random) on the device and the backward passes' outputs; *dout_host the
 // rounded values.
 bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host, unsigned seed) {
@@ -340,6 +339,8 @@ bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host
     return check_cuda(cudaMalloc(&buf.dout, h.size() * sizeof(Elem)), "malloc") &&
            check_cuda(cudaMemcpy(buf.dout, h.data(), h.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload") &&
            check_cuda(cudaMalloc(&buf.dv, rows * kw::kDv * sizeof(Elem)), "malloc dv") &&
+           check_cuda(cudaMalloc(&buf.den, rows * sizeof(float)), "malloc den") &&
+           check_cuda(cudaMalloc(&buf.dz, rows * sizeof(float)), "malloc dz") &&
            check_cuda(cudaMalloc(&buf.dfq, rows * kw::kFactorCols * sizeof(float)), "malloc dfq") &&
            check_cuda(cudaMalloc(&buf.dfk, rows * kw::kFactorCols * sizeof(float)), "malloc dfk");
 }
@@ -356,7 +357,7 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
     };
     if (!tma::encode_map_4d(&maps.fq, buf.fq, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
         !tma::encode_map_4d(&maps.fk, buf.fk, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
-        !by_head(&maps.v, buf.v) || !by_head(&maps.dout, buf.dout)) {
+        !by_head(&maps.v, buf.v) || !by_head(&maps.dout, buf.dout) || !by_head(&maps.out, buf.out)) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
@@ -370,6 +371,8 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
     a.dz = buf.dz;
     a.heads = p.H;
     a.seq_len = p.T;
+    a.stabilizer = kDelta;
+    a.clamp_den = false;
     auto kernel = keys ? kw::kron_backward_key_wgmma_kernel<Elem> : kw::kron_backward_query_wgmma_kernel<Elem>;
     if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
                     "smem attribute"))
@@ -388,16 +391,22 @@ int check_backward_shapes() {
             return failures + 1;
         const BackwardReference want = reference_backward(p, fq, fk, v, dout);
         const size_t rows = p.B * p.H * p.T;
-        std::vector<double> dv, dfq, dfk;
-        if (!upload_floats(&buf.den, want.den) || !upload_floats(&buf.dz, want.dz) ||
+        std::vector<Elem> o(want.o.size());
+        for (size_t i = 0; i < o.size(); ++i) o[i] = __float2bfloat16(static_cast<float>(want.o[i]));
+        std::vector<double> den, dz, dv, dfq, dfk;
+        if (!check_cuda(cudaMemcpy(buf.out, o.data(), o.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload o") ||
+            !check_cuda(cudaMemset(buf.den, 0xff, rows * sizeof(float)), "poison") ||
+            !check_cuda(cudaMemset(buf.dz, 0xff, rows * sizeof(float)), "poison") ||
             !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
             !check_cuda(cudaMemset(buf.dfq, 0xff, rows * kw::kFactorCols * sizeof(float)), "poison") ||
             !check_cuda(cudaMemset(buf.dfk, 0xff, rows * kw::kFactorCols * sizeof(float)), "poison") ||
             !launch_backward(p, buf, false) || !synchronize_within("the Kronecker query pass") ||
             !launch_backward(p, buf, true) || !synchronize_within("the Kronecker key pass") ||
-            !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dfq, rows * kw::kFactorCols, &dfq) ||
-            !download(buf.dfk, rows * kw::kFactorCols, &dfk))
+            !download(buf.den, rows, &den) || !download(buf.dz, rows, &dz) || !download(buf.dv, rows * kw::kDv, &dv) ||
+            !download(buf.dfq, rows * kw::kFactorCols, &dfq) || !download(buf.dfk, rows * kw::kFactorCols, &dfk))
             return failures + 1;
+        failures += compare_rows("wgmma kron query pass den", p, den, want.den, 1) ? 0 : 1;
+        failures += compare_rows("wgmma kron query pass dZ", p, dz, want.dz, 1) ? 0 : 1;
         failures += compare_rows("wgmma kron query pass [dpoly_q | dpcat_q]", p, dfq, want.dfq, kw::kFactorCols) ? 0 : 1;
         failures += compare_rows("wgmma kron key pass dv", p, dv, want.dv, kw::kDv) ? 0 : 1;
         failures += compare_rows("wgmma kron key pass [dpoly_k | dpcat_k]", p, dfk, want.dfk, kw::kFactorCols) ? 0 : 1;
@@ -461,10 +470,8 @@ int main(int argc, char** argv) {
     Buffers buf;
     std::vector<float> fq, fk, v, dout;
     if (!fill(big, buf, &fq, &fk, &v, 5u) || !fill_backward(big, buf, &dout, 7u)) return 1;
-    // The key pass reads den and dZ; any positive den and finite dZ time the same.
-    const size_t rows = big.B * big.H * big.T;
-    if (!upload_floats(&buf.den, std::vector<float>(rows, 1.f)) || !upload_floats(&buf.dz, std::vector<float>(rows, -0.1f)))
-        return 1;
+    // The query pass makes den and dZ (from o: any values time the same) before the key pass reads them.
+    if (!check_cuda(cudaMemset(buf.out, 0, big.B * big.H * big.T * kw::kDv * sizeof(Elem)), "o")) return 1;
     const double fwd_ms = median_ms([&] { return launch(big, buf); });
     const double query_ms = median_ms([&] { return launch_backward(big, buf, false); });
     const double key_ms = median_ms([&] { return launch_backward(big, buf, true); });
