@@ -81,8 +81,9 @@
 #             sweeps of standard and yat, the yat_spherical and yat forwards, two consumers, without and
 #             with the pingpong candidate; every section's details, the warp stall reasons among them)
 #             -> exactpro.txt
-#   kronkernels issue 10's Hopper Kronecker forward without the library (build-wgmma: kron-kernel-bench):
-#             checked against fp64 at small shapes, then timed at B4 H12 T32768 F1024 causal bf16
+#   kronkernels issue 10's Hopper Kronecker kernels without the library (build-wgmma: kron-kernel-bench):
+#             the forward and the backward's query and key passes checked against fp64 at small shapes,
+#             then timed at B4 H12 T32768 F1024 causal bf16
 #             -> kronkernels.log, bench/kron_kernels.json (SLAY_KRON_SANITIZERS: compute-sanitizer tools
 #             over its checks -> kron_sanitize_<tool>.log)
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
@@ -160,7 +161,7 @@ if has exactkernels; then  # the exact kernels alone: one target, no library bui
   echo "=== exact-kernel-bench rc=$? at $(date +%T)" >> "$OUT/exactkernels.log"
   grep -E "^\| |^=== |failures|Device" "$OUT/exactkernels.log"
 fi
-if has kronkernels; then  # issue 10's Hopper Kronecker forward alone: one target, no library build
+if has kronkernels; then  # issue 10's Hopper Kronecker kernels alone: one target, no library build
   echo "=== kronkernels build from $(date +%T)" > "$OUT/kronkernels.log"
   { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
     ninja -C build-wgmma tests/bench/kron-kernel-bench; } >> "$OUT/kronkernels.log" 2>&1 ||
