@@ -34,9 +34,11 @@ inline bool exact_operand_map(CUtensorMap* map, const void* base, int cols, cons
 // kernel<<<blocks, threads, bytes, stream>>>(maps, a) after checking its
 // shared memory against the device's opt-in limit and blocks against the
 // grid limit.
-template <typename Kernel, typename Maps>
-Status launch_warp_specialized(const DeviceInfo& dev, Kernel kernel, const Maps& maps, const exact::ExactArgs& a,
-                               int64_t blocks, int threads, int bytes, cudaStream_t stream, const char* what) {
+// (The exact kernels' and the Kronecker ones', kron_wgmma.cu: any argument
+// block.)
+template <typename Kernel, typename Maps, typename Args>
+Status launch_warp_specialized(const DeviceInfo& dev, Kernel kernel, const Maps& maps, const Args& a, int64_t blocks,
+                               int threads, int bytes, cudaStream_t stream, const char* what) {
     if (static_cast<size_t>(bytes) > dev.max_smem_per_block_optin)
         return error(SLAY_STATUS_NOT_SUPPORTED, what, " needs ", bytes, " bytes of shared memory but the device allows ",
                      dev.max_smem_per_block_optin);

@@ -9,8 +9,11 @@
 // segments), the map kernels once per head (launch_kron:
 // linear_mma_planes.cuh). A split sequence adds the keys' segment sums
 // before the query kernel and the queries' (carries) before the key
-// kernel. Workspace: factor rows, one side's factor gradients, segment
-// sums.
+// kernel. Where kron_wgmma_serves (a build with the kron_wgmma option), the
+// Hopper query and key passes (kron_wgmma.cu) take the per-slice kernels'
+// places between the same map kernels. Workspace: factor rows, one side's
+// factor gradients, segment sums.
+#include "cuda/kron_wgmma.hpp"
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
@@ -38,6 +41,19 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     bool instantiated = false;
     SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, ab, stream, &instantiated));
     if (!instantiated) return Status();
+    if (kron_wgmma_serves(dev, s, ab, true)) {
+        // The Hopper passes on the same factor rows: each writes every row of its
+        // side's factor gradients (no zeroing), the query pass den and dZ for the key pass.
+        SLAY_TRY(kron_backward_wgmma(dev, s, ab, false, stream));
+        ab.kron_side = 0;
+        SLAY_TRY(launch_kron(KronKernels::Map, vjp, KronStage::MapVjp, ab, stream, &instantiated));
+        SLAY_TRY(kron_backward_wgmma(dev, s, ab, true, stream));
+        ab.kron_side = 1;
+        SLAY_TRY(launch_kron(KronKernels::Map, vjp, KronStage::MapVjp, ab, stream, &instantiated));
+        *launched = true;
+        *slices = 1;
+        return Status();
+    }
     SLAY_CUDA(cudaMemsetAsync(dfactors, 0, dfactor_bytes, stream));
     SLAY_TRY(launch_kron(KronKernels::BackwardQuery, k, KronStage::SliceBackward, ab, stream, &instantiated));
     ab.kron_side = 0;

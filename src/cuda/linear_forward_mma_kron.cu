@@ -3,8 +3,10 @@
 // (linear_mma_launch.cuh), the factor rows of q and k (grid (B*H, 1,
 // parts), then, when the sequence is split, the keys' segment sums, then
 // the forward, grid (B*H, ceil(Dv / 15), segments) (launch_kron:
-// linear_mma_planes.cuh). Workspace: the factor rows, then the segment
-// sums.
+// linear_mma_planes.cuh), or, where kron_wgmma_serves (a build with the
+// kron_wgmma option), the Hopper forward on the same factor rows
+// (kron_wgmma.cu). Workspace: the factor rows, then the segment sums.
+#include "cuda/kron_wgmma.hpp"
 #include "cuda/linear_mma_launch.cuh"
 
 namespace slay {
@@ -30,6 +32,11 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
     // The map kernel and the forward share the instantiation table: both or neither.
     bool instantiated = false;
     SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, af, stream, &instantiated));
+    if (instantiated && kron_wgmma_serves(dev, s, af, false)) {  // the Hopper forward on the same factor rows
+        SLAY_TRY(kron_forward_wgmma(dev, s, af, stream));
+        *launched = true;
+        return Status();
+    }
     if (instantiated) SLAY_TRY(launch_kron(KronKernels::Forward, k, KronStage::SliceForward, af, stream, &instantiated));
     *launched = instantiated;
     return Status();

@@ -86,6 +86,10 @@
 #             then timed at B4 H12 T32768 F1024 causal bf16
 #             -> kronkernels.log, bench/kron_kernels.json (SLAY_KRON_SANITIZERS: compute-sanitizer tools
 #             over its checks -> kron_sanitize_<tool>.log)
+#   kronwgmma the library built with meson's kron_wgmma option (build-kronwgmma): test_cuda_linear's
+#             F = 1024 cases on 32 heads (the Hopper Kronecker kernels' calls) and the paper-configuration
+#             ones, then compare_torch at issue 10's big shape (slay_anchor R2 M16 P32, B4 H12 D64 T32768,
+#             bf16, causal, fwd and fwd+bwd) -> kronwgmma.log, bench/kron_wgmma_big.json/md
 #   exactsanitize compute-sanitizer memcheck, racecheck and synccheck over exact-kernel-bench
 #             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log (SLAY_EXACT_SANITIZERS: which tools; racecheck
@@ -220,6 +224,22 @@ if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: th
     --B 1 --H 8 --D 32 --T 131072 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 8 --P 16 \
     --json "$OUT/kronquick_paper.json" --markdown "$OUT/kronquick_paper.md" > "$OUT/kronquick_bench.log" 2>&1
   echo "=== compare_torch rc=$?"; grep -E "^\| (libslay|sdpa)" "$OUT/kronquick_paper.md" | cut -c1-100
+fi
+if has kronwgmma; then  # the library with meson's kron_wgmma option: its test case and issue 10's big shape
+  rm -rf build-kronwgmma
+  { meson setup build-kronwgmma -Dgpu_archs=90 -Dkron_wgmma=true -Ddoctest_include="$PWD/third_party" \
+      -Dexamples=false >/dev/null && ninja -C build-kronwgmma tests/gpu/test_cuda_linear; } > "$OUT/kronwgmma.log" 2>&1 ||
+    { echo "KRON WGMMA BUILD FAILED"; tail -40 "$OUT/kronwgmma.log"; }
+  timeout 150 build-kronwgmma/tests/gpu/test_cuda_linear -tc='*Hopper Kronecker*,*slay_anchor paper*' \
+    >> "$OUT/kronwgmma.log" 2>&1
+  echo "=== test_cuda_linear (kron_wgmma) rc=$?" | tee -a "$OUT/kronwgmma.log"
+  grep -E "^\| slay_anchor|FAIL|test cases" "$OUT/kronwgmma.log" | cut -c1-160 | head -20
+  mkdir -p "$OUT/bench"
+  timeout 150 python3 tests/bench/compare_torch.py build-kronwgmma/libslay.so --variants slay_anchor --B 4 --H 12 \
+    --D 64 --T 32768 --dtypes bf16 --passes fwd fwdbwd --R 2 --M 16 --P 32 --causal --slow-call-s 3 \
+    --json "$OUT/bench/kron_wgmma_big.json" --markdown "$OUT/bench/kron_wgmma_big.md" >> "$OUT/kronwgmma.log" 2>&1
+  echo "=== compare_torch (kron_wgmma, big shape) rc=$?"
+  grep -E "^\| (libslay|sdpa)" "$OUT/bench/kron_wgmma_big.md" | cut -c1-140
 fi
 if has arch80; then  # in the background (8 jobs) while the GPU phases run; waited for at the end
   rm -rf build-sm80

@@ -526,6 +526,22 @@ TEST_CASE("linear: slay_anchor paper configuration R=2, M=16, P=32, D=64") {
             }
 }
 
+// 32 (b, h) pairs at F = 1024, Dv = 64, bf16, causal: the calls the Hopper
+// Kronecker kernels serve in a build with meson's kron_wgmma option
+// (src/cuda/kron_wgmma.hpp), the mma.sync engine's otherwise; T 64 (one
+// chunk of theirs), 65, 300 (partial chunks, both ring stages reused).
+TEST_CASE("linear: slay_anchor at F = 1024 on 32 heads, bf16, causal (the Hopper Kronecker kernels' calls)") {
+    for (int64_t T : {64, 65, 300}) {
+        Case c = base_case(SLAY_ATTN_SLAY_ANCHOR, T, true, SLAY_DTYPE_BFLOAT16);
+        c.batch = 2;
+        c.heads = 16;
+        c.head_dim = 64;
+        c.value_dim = 64;
+        c.attrs = size_attrs(c.variant, 2, 16, 32);
+        check_both(c);
+    }
+}
+
 TEST_CASE("linear: (B, T, H, D) strided memory with Dv != D") {
     for (slay_attn_variant_t v : kLinear)
         for (int64_t T : {63, 257})

@@ -1,0 +1,133 @@
+// kron_wgmma.cu -- launches the Hopper Kronecker kernels (issue 10's
+// candidates: kron_forward_wgmma_kernel.cuh, kron_backward_wgmma_kernel.cuh;
+// the calls they serve: kron_wgmma.hpp) on the factor rows the Kronecker
+// engine's map kernel wrote: grids of 2 B*H CTAs (clusters of two a head),
+// the TMA maps of the factor rows, v, dout and out made per call. Compiled
+// with hopper_cuda_args (sm_90a) when meson's kron_wgmma option is on.
+#include "cuda/kron_wgmma.hpp"
+
+#include <cstdint>
+
+#include "core/limits.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/exact_wgmma_launch.hpp"
+#include "cuda/kron_backward_wgmma_kernel.cuh"
+#include "cuda/linear_mma_launch.cuh"
+
+namespace slay {
+namespace cuda {
+namespace {
+
+namespace kw = kron_wgmma;
+
+// Fewer (b, h) pairs leave most SMs idle (2 CTAs a pair, no sequence split):
+// the mma.sync engine splits the sequence for them.
+constexpr int64_t kMinHeads = 32;
+
+// A (B, H, T, 64) tensor of 16-bit values the kernels read by TMA or write
+// in pairs: contiguous rows, 16-byte aligned base and strides.
+bool tma_tensor(const DeviceTensor& t) {
+    return t.data && reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.stride[3] == 1 && t.stride[0] % 8 == 0 &&
+           t.stride[1] % 8 == 0 && t.stride[2] % 8 == 0 && !t.seq.packed() && t.head_group == 1;
+}
+
+// The map of a (B, H, T, 64) tensor: boxes of 64 columns x one chunk.
+bool head_map(CUtensorMap* map, const DeviceTensor& t, const ScanArgs& a) {
+    return tma::encode_map_4d(map, t.data, kw::kDv, static_cast<uint64_t>(a.T), static_cast<uint64_t>(a.H),
+                              static_cast<uint64_t>(a.B), t.stride[2], t.stride[1], t.stride[0], 64, kw::kChunk);
+}
+// The maps of the factor rows of side 0 (q) or 1 (k): (2, B*H, T, 64) bf16
+// from a.kron_factors.
+bool factor_map(CUtensorMap* map, const ScanArgs& a, int side) {
+    const int64_t bh = a.B * a.H, row = kw::kFactorCols, head = a.T * row;
+    const auto* base = static_cast<const __nv_bfloat16*>(a.kron_factors) + side * bh * head;
+    return tma::encode_map_4d(map, base, kw::kFactorCols, static_cast<uint64_t>(a.T), static_cast<uint64_t>(bh), 1,
+                              row, head, bh * head, 64, kw::kChunk);
+}
+
+template <typename Elem>
+Status launch_forward(const DeviceInfo& dev, const ScanArgs& a, cudaStream_t stream) {
+    kw::KronWgmmaMaps maps;
+    if (!factor_map(&maps.fq, a, 0) || !factor_map(&maps.fk, a, 1) || !head_map(&maps.v, a.v, a))
+        return error(SLAY_STATUS_INTERNAL_ERROR, "the Hopper Kronecker forward's tensor maps were refused");
+    kw::KronWgmmaArgs args;
+    args.out = a.out.data;
+    args.out_token = a.out.stride[2];
+    args.out_head = a.out.stride[1];
+    args.out_batch = a.out.stride[0];
+    args.heads = a.H;
+    args.seq_len = a.T;
+    args.stabilizer = a.stabilizer;
+    args.clamp_den = a.clamp_stabilizer;
+    return launch_warp_specialized(dev, kw::kron_forward_wgmma_kernel<Elem>, maps, args, 2 * a.B * a.H, kw::kThreads,
+                                   kw::Layout::bytes, stream, "Hopper Kronecker forward kernel launch");
+}
+
+template <typename Elem>
+Status launch_backward(const DeviceInfo& dev, const ScanArgs& a, bool keys, cudaStream_t stream) {
+    kw::KronWgmmaBackwardMaps maps;
+    if (!factor_map(&maps.fq, a, 0) || !factor_map(&maps.fk, a, 1) || !head_map(&maps.v, a.v, a) ||
+        !head_map(&maps.dout, a.dout, a) || !head_map(&maps.out, a.out, a))
+        return error(SLAY_STATUS_INTERNAL_ERROR, "the Hopper Kronecker backward's tensor maps were refused");
+    kw::KronWgmmaBackwardArgs args;
+    args.dv = a.dv.data;
+    args.dv_token = a.dv.stride[2];
+    args.dv_head = a.dv.stride[1];
+    args.dv_batch = a.dv.stride[0];
+    args.dfactors = a.kron_dfactors;
+    args.den = a.row_den;
+    args.dz = a.row_dz;
+    args.heads = a.H;
+    args.seq_len = a.T;
+    args.stabilizer = a.stabilizer;
+    args.clamp_den = a.clamp_stabilizer;
+    if (keys)
+        return launch_warp_specialized(dev, kw::kron_backward_key_wgmma_kernel<Elem>, maps, args, 2 * a.B * a.H,
+                                       kw::kThreads, kw::Layout::bytes, stream,
+                                       "Hopper Kronecker backward key pass launch");
+    return launch_warp_specialized(dev, kw::kron_backward_query_wgmma_kernel<Elem>, maps, args, 2 * a.B * a.H,
+                                   kw::kThreads, kw::Layout::bytes, stream,
+                                   "Hopper Kronecker backward query pass launch");
+}
+
+}  // namespace
+
+bool kron_wgmma_serves(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool backward) {
+#ifdef SLAY_HOPPER_KERNELS
+    // bf16 only: the map kernel's factor rows are bf16 whatever the inputs, and a
+    // wgmma's operands (factor fragments, values) share one type.
+    const bool shape = s.map == MapKind::Anchor && s.P == kw::kP && s.RM == kw::kRM && a.Dv == kw::kDv &&
+                       s.io_dtype == SLAY_DTYPE_BFLOAT16 && kron_mma::factor_row_width(s.P, s.RM) == kw::kFactorCols;
+    const bool call = a.causal && a.position_offset == 0 && a.B * a.H >= kMinHeads && a.T < (int64_t{1} << 31) &&
+                      2 * a.B * a.H <= kMaxGridX && a.kron_factors != nullptr && !a.state_in.data &&
+                      !a.state_out.data && !a.dstate_in.data && !a.dstate_out.data && !a.q.seq.packed() &&
+                      a.k.head_group == 1 && tma_tensor(a.v);
+    const bool tensors = backward ? tma_tensor(a.dout) && tma_tensor(a.out) && tma_tensor(a.dv) &&
+                                        a.kron_dfactors && a.row_den && a.row_dz
+                                  : tma_tensor(a.out);
+    return dev.compute_capability == 90 && static_cast<size_t>(kw::Layout::bytes) <= dev.max_smem_per_block_optin &&
+           shape && call && tensors;
+#else
+    (void)dev;
+    (void)s;
+    (void)a;
+    (void)backward;
+    return false;
+#endif
+}
+
+Status kron_forward_wgmma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, cudaStream_t stream) {
+    if (s.io_dtype != SLAY_DTYPE_BFLOAT16)
+        return error(SLAY_STATUS_INTERNAL_ERROR, "the Hopper Kronecker forward serves bf16 only");
+    return launch_forward<__nv_bfloat16>(dev, a, stream);
+}
+
+Status kron_backward_wgmma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool keys,
+                           cudaStream_t stream) {
+    if (s.io_dtype != SLAY_DTYPE_BFLOAT16)
+        return error(SLAY_STATUS_INTERNAL_ERROR, "the Hopper Kronecker backward serves bf16 only");
+    return launch_backward<__nv_bfloat16>(dev, a, keys, stream);
+}
+
+}  // namespace cuda
+}  // namespace slay
