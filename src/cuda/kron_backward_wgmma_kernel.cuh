@@ -308,92 +308,65 @@ template <typename Elem>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_query_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
-    namespace wg = wgmma;
-    const int rank = static_cast<int>(tma::cluster_rank());
-    const int bh = static_cast<int>(blockIdx.x) / kClusterCtas;
-    const int b = bh / static_cast<int>(args.heads), h = bh % static_cast<int>(args.heads);
-    const int64_t T = args.seq_len;
-    const int chunks = static_cast<int>((T + kChunk - 1) / kChunk);
-    const Ring ring = make_ring();
-    const int role = static_cast<int>(threadIdx.x) / 128;
-    if (role == 0) {
+    const KronCta cta = make_cta(args.heads, args.seq_len);
+    if (cta.role == 0) {
         const TileLoad tiles[5] = {{&maps.fq, Layout::fq, false},
                                    {&maps.fk, Layout::fk, false},
                                    {&maps.v, Layout::v, true},
                                    {&maps.dout, Layout::dout, true},
                                    {&maps.out, Layout::out, true}};
-        produce<5, false>(ring, tiles, chunks, bh, b, h);
+        produce<5, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
         return;
     }
+    RunningState st;
+    start_consumer(cta, st);
+    const Place& at = cta.at;
+    float* zsum = reinterpret_cast<float*>(cta.ring.smem + Layout::zsum);
+    const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
 
-    tma::raise_registers<kConsumerRegisters>();
-    const int w = role - 1;
-    const int lane = static_cast<int>(threadIdx.x) % 32;
-    const Place at{static_cast<int>(threadIdx.x) % 128 / 32, lane, lane / 4, lane % 4};
-    const int quarter = 2 * rank + w;
-    const int pw0 = kP / kClusterCtas * rank + kPPerGroup * w;
-    unsigned char* state_copy = ring.smem + Layout::state + w * Layout::kStateCopyBytes;
-    unsigned short* zmat_copy = reinterpret_cast<unsigned short*>(ring.smem + Layout::zmat) + w * kPPerGroup * kRM;
-    float* zsum = reinterpret_cast<float*>(ring.smem + Layout::zsum);
-    float state[kStateBlocks][32];
-#pragma unroll
-    for (int sb = 0; sb < kStateBlocks; ++sb)
-#pragma unroll
-        for (int i = 0; i < 32; ++i) state[sb][i] = 0.f;
-    float zacc[4] = {0.f, 0.f, 0.f, 0.f};
-    const int64_t row0 = static_cast<int64_t>(bh) * T;
-    clear_copies(state_copy, zmat_copy, w);
-
-    for (int kc = 0; kc < chunks; ++kc) {
+    for (int kc = 0; kc < cta.chunks; ++kc) {
         const int s = kc % kStages;
-        tma::wait(ring.full + s, (kc / kStages) & 1);
-        const unsigned char* fq = ring.smem + Layout::stage(s) + Layout::fq;
-        const unsigned char* fk = ring.smem + Layout::stage(s) + Layout::fk;
-        const unsigned char* vt = ring.smem + Layout::stage(s) + Layout::v;
-        unsigned char* gs = ring.smem + Layout::gs + (kc & 1) * Layout::kTileBytes;
-        float* dz = reinterpret_cast<float*>(ring.smem + Layout::dz) + (kc & 1) * kChunk;
+        tma::wait(cta.ring.full + s, (kc / kStages) & 1);
+        const unsigned char* stage = cta.ring.smem + Layout::stage(s);
+        const unsigned char *fq = stage + Layout::fq, *fk = stage + Layout::fk, *vt = stage + Layout::v;
+        unsigned char* gs = cta.ring.smem + Layout::gs + (kc & 1) * Layout::kTileBytes;
+        float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (kc & 1) * kChunk;
 
         unsigned pq[2][4];
         row_fragment(pq[0], fq, at, kP);
         row_fragment(pq[1], fq, at, kP + 16);
-        const PolyPairs poly = poly_pairs(fq, at, pw0);
+        const PolyPairs poly = poly_pairs(fq, at, cta.pw0);
         // The rows' Z, as the forward's: intra (key quarter `quarter`) + Pcat_q Zmat^T poly-weighted.
         float bp[2][4], bf[2][4];
-        factored_grams<Elem>(bp, bf, fq, pq, fk, at, quarter);
+        factored_grams<Elem>(bp, bf, fq, pq, fk, at, cta.quarter);
         {
             float sc[2][4], gz[4], zpart[2] = {0.f, 0.f};
-            masked_scores<false>(sc, bp, bf, at, quarter);
+            masked_scores<false>(sc, bp, bf, at, cta.quarter);
 #pragma unroll
             for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) zpart[e >> 1] += sc[nb][e];
-            pcat_times_zmat<Elem>(gz, pq, zmat_copy, at);
+            pcat_times_zmat<Elem>(gz, pq, cta.zmat_copy, at);
             const float2 fl = to_float2<Elem>(pair_at(poly.lo, at.t4)), fh = to_float2<Elem>(pair_at(poly.hi, at.t4));
             zpart[0] += gz[0] * fl.x + gz[1] * fl.y;
             zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
-            share_row_sums(zpart, zsum, ring.row_sums, quarter, kc, at);
+            share_row_sums(zpart, zsum, cta.ring.row_sums, cta.quarter, kc, at);
         }
-        stage_scaled_gradients<Elem, true>(ring.smem + Layout::stage(s) + Layout::dout,
-                                           ring.smem + Layout::stage(s) + Layout::out, zsum + (kc & 1) * 4 * kChunk, gs,
-                                           dz, args.den + row0, args.dz + row0, args.stabilizer, args.clamp_den, kc, T);
+        stage_scaled_gradients<Elem, true>(stage + Layout::dout, stage + Layout::out, zsum + (kc & 1) * 4 * kChunk, gs,
+                                           dz, args.den + row0, args.dz + row0, args.stabilizer, args.clamp_den, kc,
+                                           cta.T);
 
         const float dz_rows[2] = {dz[16 * at.warp + at.g], dz[16 * at.warp + at.g + 8]};
         float acc[32];
 #pragma unroll
         for (int i = 0; i < 32; ++i) acc[i] = 0.f;
-        zmat_terms<Elem>(acc, pq, poly, zmat_copy, pw0, at, dz_rows[0], dz_rows[1]);
-        carry_terms<Elem>(acc, gs, state_copy, fq, poly, pw0, at);
-        intra_terms<Elem, false>(acc, gs, vt, bp, bf, fk, nullptr, dz_rows, at, quarter);
+        zmat_terms<Elem>(acc, pq, poly, cta.zmat_copy, cta.pw0, at, dz_rows[0], dz_rows[1]);
+        carry_terms<Elem>(acc, gs, cta.state_copy, fq, poly, cta.pw0, at);
+        intra_terms<Elem, false>(acc, gs, vt, bp, bf, fk, nullptr, dz_rows, at, cta.quarter);
         float zero2[2] = {0.f, 0.f};
-        if (exchange_rows(acc, zero2, ring.smem, ring.received, w, quarter, kc, at))
-            store_factor_rows(acc, args.dfactors, row0, kc, T, at);
-
-        state_update<Elem>(state, fk, vt, pw0, at);
-        zmat_update<Elem>(zacc, fk, pw0, at, nullptr);
-        tma::arrive(ring.empty + s);
-        write_copies<Elem>(state, zacc, state_copy, zmat_copy, at);
-        wg::fence_proxy_async();
-        tma::named_barrier(1 + w, 128);
+        if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at))
+            store_factor_rows(acc, args.dfactors, row0, kc, cta.T, at);
+        take_chunk<Elem>(st, fk, vt, nullptr, cta, s);  // S += Phi_k^T V, Zmat += Poly_k^T Pcat_k
     }
     tma::cluster_sync();
 #endif
@@ -404,60 +377,39 @@ template <typename Elem>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_key_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
-    namespace wg = wgmma;
-    const int rank = static_cast<int>(tma::cluster_rank());
-    const int bh = static_cast<int>(blockIdx.x) / kClusterCtas;
-    const int b = bh / static_cast<int>(args.heads), h = bh % static_cast<int>(args.heads);
-    const int64_t T = args.seq_len;
-    const int chunks = static_cast<int>((T + kChunk - 1) / kChunk);
-    const Ring ring = make_ring();
-    const int role = static_cast<int>(threadIdx.x) / 128;
-    if (role == 0) {
+    const KronCta cta = make_cta(args.heads, args.seq_len);
+    if (cta.role == 0) {
         const TileLoad tiles[4] = {{&maps.fq, Layout::fq, false},
                                    {&maps.fk, Layout::fk, false},
                                    {&maps.v, Layout::v, true},
                                    {&maps.dout, Layout::dout, true}};
-        produce<4, true>(ring, tiles, chunks, bh, b, h);
+        produce<4, true>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
         return;
     }
+    RunningState carry;  // U (rows) and Ymat^T of the later chunks
+    start_consumer(cta, carry);
+    const Place& at = cta.at;
+    const uint64_t carry_desc = wgmma::mn_major_descriptor(cta.state_copy, 0, Layout::kStateCopyBytes);
+    const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
+    const int64_t dv_base = static_cast<int64_t>(cta.b) * args.dv_batch + static_cast<int64_t>(cta.h) * args.dv_head;
 
-    tma::raise_registers<kConsumerRegisters>();
-    const int w = role - 1;
-    const int lane = static_cast<int>(threadIdx.x) % 32;
-    const Place at{static_cast<int>(threadIdx.x) % 128 / 32, lane, lane / 4, lane % 4};
-    const int quarter = 2 * rank + w;
-    const int pw0 = kP / kClusterCtas * rank + kPPerGroup * w;
-    unsigned char* carry_copy = ring.smem + Layout::state + w * Layout::kStateCopyBytes;
-    unsigned short* ymat_copy = reinterpret_cast<unsigned short*>(ring.smem + Layout::zmat) + w * kPPerGroup * kRM;
-    const uint64_t carry_desc = wg::mn_major_descriptor(carry_copy, 0, Layout::kStateCopyBytes);
-    float carry[kStateBlocks][32];  // U rows of block sb: p = pw0 + 2 sb + (row >= 32), c = row % 32
-#pragma unroll
-    for (int sb = 0; sb < kStateBlocks; ++sb)
-#pragma unroll
-        for (int i = 0; i < 32; ++i) carry[sb][i] = 0.f;
-    float yacc[4] = {0.f, 0.f, 0.f, 0.f};  // Ymat^T (warps 0, 1)
-    const int64_t row0 = static_cast<int64_t>(bh) * T;
-    const int64_t dv_base = static_cast<int64_t>(b) * args.dv_batch + static_cast<int64_t>(h) * args.dv_head;
-    clear_copies(carry_copy, ymat_copy, w);
-
-    for (int n = 0; n < chunks; ++n) {
-        const int kc = chunks - 1 - n, s = n % kStages;
-        tma::wait(ring.full + s, (n / kStages) & 1);
-        const unsigned char* fq = ring.smem + Layout::stage(s) + Layout::fq;
-        const unsigned char* fk = ring.smem + Layout::stage(s) + Layout::fk;
-        const unsigned char* vt = ring.smem + Layout::stage(s) + Layout::v;
-        unsigned char* gs = ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
-        float* dz = reinterpret_cast<float*>(ring.smem + Layout::dz) + (n & 1) * kChunk;
-        stage_scaled_gradients<Elem, false>(ring.smem + Layout::stage(s) + Layout::dout, nullptr, nullptr, gs, dz,
-                                            args.den + row0, args.dz + row0, args.stabilizer, args.clamp_den, kc, T);
+    for (int n = 0; n < cta.chunks; ++n) {
+        const int kc = cta.chunks - 1 - n, s = n % kStages;
+        tma::wait(cta.ring.full + s, (n / kStages) & 1);
+        const unsigned char* stage = cta.ring.smem + Layout::stage(s);
+        const unsigned char *fq = stage + Layout::fq, *fk = stage + Layout::fk, *vt = stage + Layout::v;
+        unsigned char* gs = cta.ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
+        float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (n & 1) * kChunk;
+        stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, args.den + row0,
+                                            args.dz + row0, args.stabilizer, args.clamp_den, kc, cta.T);
 
         unsigned pk[2][4];  // Pcat_k A fragments of the warp's rows (keys)
         row_fragment(pk[0], fk, at, kP);
         row_fragment(pk[1], fk, at, kP + 16);
-        const PolyPairs poly = poly_pairs(fk, at, pw0);
+        const PolyPairs poly = poly_pairs(fk, at, cta.pw0);
         float zero2[2] = {0.f, 0.f};
         float bp[2][4], bf[2][4];  // keys as rows against query quarter `quarter`
-        factored_grams<Elem>(bp, bf, fk, pk, fq, at, quarter);
+        factored_grams<Elem>(bp, bf, fk, pk, fq, at, cta.quarter);
 
         // dv: intra (queries of quarter `quarter` at or after the warp's keys) + Phi_k U.
         {
@@ -465,23 +417,14 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 #pragma unroll
             for (int i = 0; i < 32; ++i) acc[i] = 0.f;
             float sc[2][4];
-            masked_scores<true>(sc, bp, bf, at, quarter);
+            masked_scores<true>(sc, bp, bf, at, cta.quarter);
             unsigned a_s[4];
             block_as_a<Elem>(sc, a_s);
-            block_times_rows<Elem>(acc, a_s, gs, at, quarter);
+            block_times_rows<Elem>(acc, a_s, gs, at, cta.quarter);
             factor_rows_times_state<Elem>(acc, pk, poly, carry_desc);
-            if (exchange_rows(acc, zero2, ring.smem, ring.received, w, quarter, 2 * n, at)) {
-#pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
-                    if (t < T) {
-                        Elem* dst = static_cast<Elem*>(args.dv) + dv_base + t * args.dv_token;
-#pragma unroll
-                        for (int jb = 0; jb < 8; ++jb)
-                            *reinterpret_cast<unsigned*>(dst + 8 * jb + 2 * at.t4) =
-                                pack2<Elem>(acc[4 * jb + 2 * half], acc[4 * jb + 2 * half + 1]);
-                    }
-                }
+            if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n, at)) {
+                const float one[2] = {1.f, 1.f};
+                store_value_rows(acc, static_cast<Elem*>(args.dv) + dv_base, args.dv_token, kc, cta.T, at, one);
             }
         }
         // [dpoly_k | dpcat_k]: Ymat, V U^T, intra.
@@ -489,20 +432,13 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             float acc[32];
 #pragma unroll
             for (int i = 0; i < 32; ++i) acc[i] = 0.f;
-            zmat_terms<Elem>(acc, pk, poly, ymat_copy, pw0, at, 1.f, 1.f);
-            carry_terms<Elem>(acc, vt, carry_copy, fk, poly, pw0, at);
-            intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, quarter);
-            if (exchange_rows(acc, zero2, ring.smem, ring.received, w, quarter, 2 * n + 1, at))
-                store_factor_rows(acc, args.dfactors, row0, kc, T, at);
+            zmat_terms<Elem>(acc, pk, poly, cta.zmat_copy, cta.pw0, at, 1.f, 1.f);
+            carry_terms<Elem>(acc, vt, cta.state_copy, fk, poly, cta.pw0, at);
+            intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, cta.quarter);
+            if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at))
+                store_factor_rows(acc, args.dfactors, row0, kc, cta.T, at);
         }
-
-        // The carries take the chunk: U += Phi_q^T gs, Ymat += dZ-weighted Poly_q^T Pcat_q.
-        state_update<Elem>(carry, fq, gs, pw0, at);
-        zmat_update<Elem>(yacc, fq, pw0, at, dz);
-        tma::arrive(ring.empty + s);
-        write_copies<Elem>(carry, yacc, carry_copy, ymat_copy, at);
-        wg::fence_proxy_async();
-        tma::named_barrier(1 + w, 128);
+        take_chunk<Elem>(carry, fq, gs, dz, cta, s);  // U += Phi_q^T gs, Ymat += dZ-weighted Poly_q^T Pcat_q
     }
     tma::cluster_sync();
 #endif

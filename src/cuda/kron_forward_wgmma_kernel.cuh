@@ -510,56 +510,118 @@ __device__ __forceinline__ void produce(const Ring& r, const TileLoad (&tiles)[k
     tma::cluster_sync();
 }
 
+// The finalizer's rows of a (B, H, T, 64) tensor in the input type (base:
+// the head's first row), each row times scale[half] (rows g, g + 8).
+template <typename Elem>
+__device__ __forceinline__ void store_value_rows(const float (&acc)[32], Elem* base, int64_t token_stride, int kc,
+                                                 int64_t T, const Place& at, const float (&scale)[2]) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
+        if (t < T) {
+            Elem* dst = base + t * token_stride;
+#pragma unroll
+            for (int jb = 0; jb < 8; ++jb)
+                *reinterpret_cast<unsigned*>(dst + 8 * jb + 2 * at.t4) =
+                    pack2<Elem>(acc[4 * jb + 2 * half] * scale[half], acc[4 * jb + 2 * half + 1] * scale[half]);
+        }
+    }
+}
+
+// A kernel's CTA: its head (b, h) and p half (cluster rank), the chunks,
+// the ring; in a consumer warpgroup also which one (w), its row quarter,
+// first p and bf16 copies. make_cta makes the barriers (every thread calls
+// it); the producer warpgroup (role 0) then streams, the consumers call
+// start_consumer.
+struct KronCta {
+    int rank, bh, b, h, chunks, role;
+    int64_t T;
+    Ring ring;
+    int w, quarter, pw0;
+    Place at;
+    unsigned char* state_copy;
+    unsigned short* zmat_copy;
+};
+__device__ __forceinline__ KronCta make_cta(int64_t heads, int64_t seq_len) {
+    KronCta c;
+    c.rank = static_cast<int>(tma::cluster_rank());
+    c.bh = static_cast<int>(blockIdx.x) / kClusterCtas;
+    c.b = c.bh / static_cast<int>(heads);
+    c.h = c.bh % static_cast<int>(heads);
+    c.T = seq_len;
+    c.chunks = static_cast<int>((seq_len + kChunk - 1) / kChunk);
+    c.ring = make_ring();
+    c.role = static_cast<int>(threadIdx.x) / 128;
+    c.w = c.role - 1;
+    const int lane = static_cast<int>(threadIdx.x) % 32;
+    c.at = Place{static_cast<int>(threadIdx.x) % 128 / 32, lane, lane / 4, lane % 4};
+    c.quarter = 2 * c.rank + c.w;
+    c.pw0 = kP / kClusterCtas * c.rank + kPPerGroup * c.w;
+    c.state_copy = c.ring.smem + Layout::state + c.w * Layout::kStateCopyBytes;
+    c.zmat_copy = reinterpret_cast<unsigned short*>(c.ring.smem + Layout::zmat) + c.w * kPPerGroup * kRM;
+    return c;
+}
+
+// The running state of a consumer thread: its warpgroup's rows of S (or of
+// the key pass's carry U; block sb: p = pw0 + 2 sb + (row >= 32), c = row %
+// 32) and of Zmat^T (Ymat^T; warps 0, 1), zero at the start.
+struct RunningState {
+    float rows[kStateBlocks][32];
+    float zmat[4];
+};
+__device__ __forceinline__ void start_consumer(const KronCta& c, RunningState& st) {
+    tma::raise_registers<kConsumerRegisters>();
+#pragma unroll
+    for (int sb = 0; sb < kStateBlocks; ++sb)
+#pragma unroll
+        for (int i = 0; i < 32; ++i) st.rows[sb][i] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) st.zmat[i] = 0.f;
+    clear_copies(c.state_copy, c.zmat_copy, c.w);
+}
+// The end of a chunk: the running state takes it (rows += (diag(poly[:, p])
+// Pcat)^T B from `factors` and b_tile, Zmat^T += Pcat^T (weight o Poly)),
+// stage s is released, the copies are rewritten for the next chunk and the
+// warpgroup meets.
+template <typename Elem>
+__device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char* factors, const unsigned char* b_tile,
+                                           const float* weight, const KronCta& c, int s) {
+    state_update<Elem>(st.rows, factors, b_tile, c.pw0, c.at);
+    zmat_update<Elem>(st.zmat, factors, c.pw0, c.at, weight);
+    tma::arrive(c.ring.empty + s);  // this thread is done with the stage's tiles
+    write_copies<Elem>(st.rows, st.zmat, c.state_copy, c.zmat_copy, c.at);
+    wgmma::fence_proxy_async();
+    tma::named_barrier(1 + c.w, 128);
+}
 #endif  // SLAY_HAS_WGMMA
 
 template <typename Elem>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_forward_wgmma_kernel(const __grid_constant__ KronWgmmaMaps maps, KronWgmmaArgs args) {
 #if SLAY_HAS_WGMMA
-    namespace wg = wgmma;
-    const int rank = static_cast<int>(tma::cluster_rank());  // which p half of the head
-    const int bh = static_cast<int>(blockIdx.x) / kClusterCtas;
-    const int b = bh / static_cast<int>(args.heads), h = bh % static_cast<int>(args.heads);
-    const int64_t T = args.seq_len;
-    const int chunks = static_cast<int>((T + kChunk - 1) / kChunk);
-    const Ring ring = make_ring();
-    const int role = static_cast<int>(threadIdx.x) / 128;  // 0: producer
-    if (role == 0) {
+    const KronCta cta = make_cta(args.heads, args.seq_len);
+    if (cta.role == 0) {
         const TileLoad tiles[3] = {{&maps.fq, Layout::fq, false}, {&maps.fk, Layout::fk, false}, {&maps.v, Layout::v, true}};
-        produce<3, false>(ring, tiles, chunks, bh, b, h);
+        produce<3, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
         return;
     }
+    RunningState st;
+    start_consumer(cta, st);
+    const Place& at = cta.at;
+    const uint64_t state_desc = wgmma::mn_major_descriptor(cta.state_copy, 0, Layout::kStateCopyBytes);
+    const int64_t out_base = static_cast<int64_t>(cta.b) * args.out_batch + static_cast<int64_t>(cta.h) * args.out_head;
 
-    tma::raise_registers<kConsumerRegisters>();
-    const int w = role - 1;
-    const int lane = static_cast<int>(threadIdx.x) % 32;
-    const Place at{static_cast<int>(threadIdx.x) % 128 / 32, lane, lane / 4, lane % 4};
-    const int quarter = 2 * rank + w;  // the row quarter this warpgroup finalizes, and its key quarter
-    const int pw0 = kP / kClusterCtas * rank + kPPerGroup * w;  // first p of this warpgroup
-    unsigned char* state_copy = ring.smem + Layout::state + w * Layout::kStateCopyBytes;
-    unsigned short* zmat_copy = reinterpret_cast<unsigned short*>(ring.smem + Layout::zmat) + w * kPPerGroup * kRM;
-    const uint64_t state_desc = wg::mn_major_descriptor(state_copy, 0, Layout::kStateCopyBytes);
-
-    float state[kStateBlocks][32];  // S rows of block sb: p = pw0 + 2 sb + (row >= 32), c = row % 32
-#pragma unroll
-    for (int sb = 0; sb < kStateBlocks; ++sb)
-#pragma unroll
-        for (int i = 0; i < 32; ++i) state[sb][i] = 0.f;
-    float zacc[4] = {0.f, 0.f, 0.f, 0.f};  // Zmat^T (warps 0, 1)
-    const int64_t out_base = static_cast<int64_t>(b) * args.out_batch + static_cast<int64_t>(h) * args.out_head;
-    clear_copies(state_copy, zmat_copy, w);
-
-    for (int kc = 0; kc < chunks; ++kc) {
+    for (int kc = 0; kc < cta.chunks; ++kc) {
         const int s = kc % kStages;
-        tma::wait(ring.full + s, (kc / kStages) & 1);
-        const unsigned char* fq = ring.smem + Layout::stage(s) + Layout::fq;
-        const unsigned char* fk = ring.smem + Layout::stage(s) + Layout::fk;
-        const unsigned char* vt = ring.smem + Layout::stage(s) + Layout::v;
+        tma::wait(cta.ring.full + s, (kc / kStages) & 1);
+        const unsigned char* fq = cta.ring.smem + Layout::stage(s) + Layout::fq;
+        const unsigned char* fk = cta.ring.smem + Layout::stage(s) + Layout::fk;
+        const unsigned char* vt = cta.ring.smem + Layout::stage(s) + Layout::v;
 
         unsigned pq[2][4];  // Pcat_q A fragments of the warp's rows, c in [16 hh, 16 hh + 16)
         row_fragment(pq[0], fq, at, kP);
         row_fragment(pq[1], fq, at, kP + 16);
-        const PolyPairs poly = poly_pairs(fq, at, pw0);
+        const PolyPairs poly = poly_pairs(fq, at, cta.pw0);
 
         float o[32];  // the partial output rows (m64n64 accumulator layout)
 #pragma unroll
@@ -572,20 +634,20 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         // warp-divergent write of one.
         {
             float bp[2][4], bf[2][4], sc[2][4];
-            factored_grams<Elem>(bp, bf, fq, pq, fk, at, quarter);
-            masked_scores<false>(sc, bp, bf, at, quarter);
+            factored_grams<Elem>(bp, bf, fq, pq, fk, at, cta.quarter);
+            masked_scores<false>(sc, bp, bf, at, cta.quarter);
 #pragma unroll
             for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) zpart[e >> 1] += sc[nb][e];
             unsigned a_s[4];
             block_as_a<Elem>(sc, a_s);
-            block_times_rows<Elem>(o, a_s, vt, at, quarter);
+            block_times_rows<Elem>(o, a_s, vt, at, cta.quarter);
         }
         // Denominator, earlier chunks: Pcat_q Zmat^T, poly-weighted over this warpgroup's p.
         {
             float gz[4];
-            pcat_times_zmat<Elem>(gz, pq, zmat_copy, at);
+            pcat_times_zmat<Elem>(gz, pq, cta.zmat_copy, at);
             const float2 fl = to_float2<Elem>(pair_at(poly.lo, at.t4)), fh = to_float2<Elem>(pair_at(poly.hi, at.t4));
             zpart[0] += gz[0] * fl.x + gz[1] * fl.y;
             zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
@@ -593,29 +655,17 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         // Output, earlier chunks.
         factor_rows_times_state<Elem>(o, pq, poly, state_desc);
 
-        if (exchange_rows(o, zpart, ring.smem, ring.received, w, quarter, kc, at)) {
+        if (exchange_rows(o, zpart, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at)) {
+            float inv[2];
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
                 const float z = row_lanes_sum(zpart[half]);
-                const float inv = 1.f / (args.clamp_den ? fmaxf(z, args.stabilizer) : z + args.stabilizer);
-                const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
-                if (t < T) {
-                    Elem* dst = static_cast<Elem*>(args.out) + out_base + t * args.out_token;
-#pragma unroll
-                    for (int jb = 0; jb < 8; ++jb)
-                        *reinterpret_cast<unsigned*>(dst + 8 * jb + 2 * at.t4) =
-                            pack2<Elem>(o[4 * jb + 2 * half] * inv, o[4 * jb + 2 * half + 1] * inv);
-                }
+                inv[half] = 1.f / (args.clamp_den ? fmaxf(z, args.stabilizer) : z + args.stabilizer);
             }
+            store_value_rows(o, static_cast<Elem*>(args.out) + out_base, args.out_token, kc, cta.T, at, inv);
         }
-
         // The state takes the chunk: S_p += (diag(poly_k[:, p]) Pcat_k)^T V, Zmat += Poly_k^T Pcat_k.
-        state_update<Elem>(state, fk, vt, pw0, at);
-        zmat_update<Elem>(zacc, fk, pw0, at, nullptr);
-        tma::arrive(ring.empty + s);  // this thread is done with the stage's tiles
-        write_copies<Elem>(state, zacc, state_copy, zmat_copy, at);
-        wg::fence_proxy_async();
-        tma::named_barrier(1 + w, 128);
+        take_chunk<Elem>(st, fk, vt, nullptr, cta, s);
     }
     tma::cluster_sync();
 #endif
