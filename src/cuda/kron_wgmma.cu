@@ -45,6 +45,15 @@ bool factor_map(CUtensorMap* map, const ScanArgs& a, int side) {
                               row, head, bh * head, 64, kw::kChunk);
 }
 
+// The argument fields both blocks have: the call's shape and stabilizer.
+template <typename Args>
+void shape_args(Args* args, const ScanArgs& a) {
+    args->heads = a.H;
+    args->seq_len = a.T;
+    args->stabilizer = a.stabilizer;
+    args->clamp_den = a.clamp_stabilizer;
+}
+
 template <typename Elem>
 Status launch_forward(const DeviceInfo& dev, const ScanArgs& a, cudaStream_t stream) {
     kw::KronWgmmaMaps maps;
@@ -55,10 +64,7 @@ Status launch_forward(const DeviceInfo& dev, const ScanArgs& a, cudaStream_t str
     args.out_token = a.out.stride[2];
     args.out_head = a.out.stride[1];
     args.out_batch = a.out.stride[0];
-    args.heads = a.H;
-    args.seq_len = a.T;
-    args.stabilizer = a.stabilizer;
-    args.clamp_den = a.clamp_stabilizer;
+    shape_args(&args, a);
     return launch_warp_specialized(dev, kw::kron_forward_wgmma_kernel<Elem>, maps, args, 2 * a.B * a.H, kw::kThreads,
                                    kw::Layout::bytes, stream, "Hopper Kronecker forward kernel launch");
 }
@@ -77,10 +83,7 @@ Status launch_backward(const DeviceInfo& dev, const ScanArgs& a, bool keys, cuda
     args.dfactors = a.kron_dfactors;
     args.den = a.row_den;
     args.dz = a.row_dz;
-    args.heads = a.H;
-    args.seq_len = a.T;
-    args.stabilizer = a.stabilizer;
-    args.clamp_den = a.clamp_stabilizer;
+    shape_args(&args, a);
     if (keys)
         return launch_warp_specialized(dev, kw::kron_backward_key_wgmma_kernel<Elem>, maps, args, 2 * a.B * a.H,
                                        kw::kThreads, kw::Layout::bytes, stream,

@@ -58,6 +58,8 @@
 
 #include <cuda_runtime.h>
 
+#include "tests/bench/bench_device.hpp"
+
 #include "cuda/exact_backward_wgmma_kernel.cuh"
 
 namespace {
@@ -79,35 +81,8 @@ struct YatKeyFirstScore : ex::YatScore {
     }
 };
 
-bool check_cuda(cudaError_t e, const char* what) {
-    if (e != cudaSuccess) std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    return e == cudaSuccess;
-}
-
-// Waits for the device's work, at most `seconds`: a kernel that never ends
-// (a candidate's barrier protocol or register split gone wrong: a hang is
-// how both fail) stops the bench with exit status 3 and a line saying what
-// it was running, instead of holding the device call until its timeout.
-double g_hang_scale = 1.0;  // --hang-scale
-bool synchronize_within(const char* what, double seconds = 30.0) {
-    seconds *= g_hang_scale;
-    cudaEvent_t done;
-    if (!check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "event") ||
-        !check_cuda(cudaEventRecord(done), "event record"))
-        return false;
-    const auto start = std::chrono::steady_clock::now();
-    cudaError_t e;
-    while ((e = cudaEventQuery(done)) == cudaErrorNotReady) {
-        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
-            std::printf("HANG: %s did not finish within %.0f s\n", what, seconds);
-            std::fflush(stdout);
-            std::_Exit(3);
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    cudaEventDestroy(done);
-    return check_cuda(e, what);
-}
+using bench::check_cuda;
+using bench::synchronize_within;
 
 struct Problem {
     int64_t B, H, T;
@@ -711,7 +686,7 @@ int main(int argc, char** argv) {
         } else if (!std::strcmp(argv[i], "--library-only")) {
             g_candidates = false;
         } else if (!std::strcmp(argv[i], "--hang-scale") && i + 1 < argc) {
-            g_hang_scale = std::atof(argv[++i]);
+            bench::hang_scale() = std::atof(argv[++i]);
         } else if (!std::strcmp(argv[i], "--profile")) {
             profile = true;
         } else {

@@ -31,6 +31,8 @@
 
 #include <cuda_runtime.h>
 
+#include "tests/bench/bench_device.hpp"
+
 #include "cuda/kron_backward_wgmma_kernel.cuh"
 
 namespace {
@@ -38,31 +40,8 @@ namespace {
 namespace kw = slay::cuda::kron_wgmma;
 using Elem = __nv_bfloat16;
 
-bool check_cuda(cudaError_t e, const char* what) {
-    if (e != cudaSuccess) std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    return e == cudaSuccess;
-}
-
-// Waits for the device, at most 30 s: a protocol gone wrong hangs, and the
-// bench then ends with status 3 instead of holding the device call.
-bool synchronize_within(const char* what) {
-    cudaEvent_t done;
-    if (!check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "event") ||
-        !check_cuda(cudaEventRecord(done), "event record"))
-        return false;
-    const auto start = std::chrono::steady_clock::now();
-    cudaError_t e;
-    while ((e = cudaEventQuery(done)) == cudaErrorNotReady) {
-        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > 30.0) {
-            std::printf("HANG: %s did not finish within 30 s\n", what);
-            std::fflush(stdout);
-            std::_Exit(3);
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    cudaEventDestroy(done);
-    return check_cuda(e, what);
-}
+using bench::check_cuda;
+using bench::synchronize_within;
 
 struct Problem {
     int64_t B, H, T;
@@ -114,15 +93,32 @@ bool fill(const Problem& p, Buffers& buf, std::vector<float>* fq, std::vector<fl
            check_cuda(cudaMalloc(&buf.out, rows * kw::kDv * sizeof(Elem)), "malloc out");
 }
 
-bool launch(const Problem& p, const Buffers& buf) {
-    namespace tma = slay::cuda::tma;
-    kw::KronWgmmaMaps maps;
-    const uint64_t bh = static_cast<uint64_t>(p.B * p.H), T = static_cast<uint64_t>(p.T);
+// The TMA maps of the kernels' operands: factor rows (B*H, T, 64) and
+// (B, H, T, 64) tensors, contiguous, boxes of 64 columns x one chunk.
+bool factor_map(CUtensorMap* map, const Problem& p, const Elem* rows) {
+    const uint64_t bh = static_cast<uint64_t>(p.B * p.H);
     const int64_t row = kw::kFactorCols, head = p.T * row;
-    if (!tma::encode_map_4d(&maps.fq, buf.fq, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
-        !tma::encode_map_4d(&maps.fk, buf.fk, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
-        !tma::encode_map_4d(&maps.v, buf.v, kw::kDv, T, p.H, p.B, kw::kDv, p.T * kw::kDv, p.H * p.T * kw::kDv, 64,
-                            kw::kChunk)) {
+    return slay::cuda::tma::encode_map_4d(map, rows, kw::kFactorCols, static_cast<uint64_t>(p.T), bh, 1, row, head,
+                                          static_cast<int64_t>(bh) * head, 64, kw::kChunk);
+}
+bool head_map(CUtensorMap* map, const Problem& p, const Elem* base) {
+    return slay::cuda::tma::encode_map_4d(map, base, kw::kDv, static_cast<uint64_t>(p.T), p.H, p.B, kw::kDv,
+                                          p.T * kw::kDv, p.H * p.T * kw::kDv, 64, kw::kChunk);
+}
+
+// kernel<<<2 B*H (clusters of two a head), kThreads, its shared memory>>>(maps, a).
+template <typename Kernel, typename Maps, typename Args>
+bool launch_kernel(Kernel kernel, const Maps& maps, const Args& a, const Problem& p) {
+    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
+                    "smem attribute"))
+        return false;
+    kernel<<<static_cast<unsigned>(2 * p.B * p.H), kw::kThreads, kw::Layout::bytes>>>(maps, a);
+    return check_cuda(cudaGetLastError(), "launch");
+}
+
+bool launch(const Problem& p, const Buffers& buf) {
+    kw::KronWgmmaMaps maps;
+    if (!factor_map(&maps.fq, p, buf.fq) || !factor_map(&maps.fk, p, buf.fk) || !head_map(&maps.v, p, buf.v)) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
@@ -135,12 +131,7 @@ bool launch(const Problem& p, const Buffers& buf) {
     a.seq_len = p.T;
     a.stabilizer = kDelta;
     a.clamp_den = false;
-    auto kernel = kw::kron_forward_wgmma_kernel<Elem>;
-    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
-                    "smem attribute"))
-        return false;
-    kernel<<<static_cast<unsigned>(2 * bh), kw::kThreads, kw::Layout::bytes>>>(maps, a);
-    return check_cuda(cudaGetLastError(), "launch");
+    return launch_kernel(kw::kron_forward_wgmma_kernel<Elem>, maps, a, p);
 }
 
 // out in float64 (causal, the chunked kernel's mathematics without chunks).
@@ -347,17 +338,9 @@ bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host
 
 // One backward pass: the query pass (dfq) or the key pass (dv, dfk).
 bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
-    namespace tma = slay::cuda::tma;
     kw::KronWgmmaBackwardMaps maps;
-    const uint64_t bh = static_cast<uint64_t>(p.B * p.H), T = static_cast<uint64_t>(p.T);
-    const int64_t row = kw::kFactorCols, head = p.T * row;
-    auto by_head = [&](CUtensorMap* m, const Elem* base) {
-        return tma::encode_map_4d(m, base, kw::kDv, T, p.H, p.B, kw::kDv, p.T * kw::kDv, p.H * p.T * kw::kDv, 64,
-                                  kw::kChunk);
-    };
-    if (!tma::encode_map_4d(&maps.fq, buf.fq, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
-        !tma::encode_map_4d(&maps.fk, buf.fk, kw::kFactorCols, T, bh, 1, row, head, bh * head, 64, kw::kChunk) ||
-        !by_head(&maps.v, buf.v) || !by_head(&maps.dout, buf.dout) || !by_head(&maps.out, buf.out)) {
+    if (!factor_map(&maps.fq, p, buf.fq) || !factor_map(&maps.fk, p, buf.fk) || !head_map(&maps.v, p, buf.v) ||
+        !head_map(&maps.dout, p, buf.dout) || !head_map(&maps.out, p, buf.out)) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
@@ -373,12 +356,8 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
     a.seq_len = p.T;
     a.stabilizer = kDelta;
     a.clamp_den = false;
-    auto kernel = keys ? kw::kron_backward_key_wgmma_kernel<Elem> : kw::kron_backward_query_wgmma_kernel<Elem>;
-    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
-                    "smem attribute"))
-        return false;
-    kernel<<<static_cast<unsigned>(2 * bh), kw::kThreads, kw::Layout::bytes>>>(maps, a);
-    return check_cuda(cudaGetLastError(), "launch");
+    return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem> : kw::kron_backward_query_wgmma_kernel<Elem>,
+                         maps, a, p);
 }
 
 int check_backward_shapes() {

@@ -1,0 +1,51 @@
+// bench_device.hpp -- what the kernel workbenches (exact_kernel_bench.cu,
+// kron_kernel_bench.cu) share: a CUDA call's check with its message, and a
+// bounded wait for the device.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <cuda_runtime.h>
+
+namespace bench {
+
+inline bool check_cuda(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    return e == cudaSuccess;
+}
+
+// The factor of every wait's limit (--hang-scale: the sanitizers run ~100x slower).
+inline double& hang_scale() {
+    static double scale = 1.0;
+    return scale;
+}
+
+// Waits for the device's work, at most `seconds` (times hang_scale()): a
+// kernel that never ends (a candidate's barrier protocol or register split
+// gone wrong: a hang is how both fail) stops the bench with exit status 3
+// and a line saying what it was running, instead of holding the device call
+// until its timeout.
+inline bool synchronize_within(const char* what, double seconds = 30.0) {
+    seconds *= hang_scale();
+    cudaEvent_t done;
+    if (!check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "event") ||
+        !check_cuda(cudaEventRecord(done), "event record"))
+        return false;
+    const auto start = std::chrono::steady_clock::now();
+    cudaError_t e;
+    while ((e = cudaEventQuery(done)) == cudaErrorNotReady) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
+            std::printf("HANG: %s did not finish within %.0f s\n", what, seconds);
+            std::fflush(stdout);
+            std::_Exit(3);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    cudaEventDestroy(done);
+    return check_cuda(e, what);
+}
+
+}  // namespace bench
