@@ -1,12 +1,14 @@
 // bench_device.hpp -- what the kernel workbenches (exact_kernel_bench.cu,
-// kron_kernel_bench.cu) share: a CUDA call's check with its message, and a
-// bounded wait for the device.
+// kron_kernel_bench.cu) share: a CUDA call's check with its message, a
+// bounded wait for the device, and the median time of a launch.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -46,6 +48,32 @@ inline bool synchronize_within(const char* what, double seconds = 30.0) {
     }
     cudaEventDestroy(done);
     return check_cuda(e, what);
+}
+
+// The median of 20 timed calls of launch() (after 3), in ms; < 0 when a
+// launch failed.
+template <typename Launch>
+double median_ms(Launch launch) {
+    for (int i = 0; i < 3; ++i)
+        if (!launch()) return -1.0;
+    if (!synchronize_within("a timed kernel's warm-up", 60.0)) return -1.0;
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+    std::vector<double> ms;
+    for (int r = 0; r < 20; ++r) {
+        cudaEventRecord(start);
+        if (!launch()) return -1.0;
+        cudaEventRecord(stop);
+        if (!check_cuda(cudaEventSynchronize(stop), "timed launch")) return -1.0;
+        float t = 0.f;
+        cudaEventElapsedTime(&t, start, stop);
+        ms.push_back(t);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
 }
 
 }  // namespace bench

@@ -82,6 +82,7 @@ struct YatKeyFirstScore : ex::YatScore {
 };
 
 using bench::check_cuda;
+using bench::median_ms;
 using bench::synchronize_within;
 
 struct Problem {
@@ -539,32 +540,6 @@ struct Timing {
     int D;
     double ms, tflops;
 };
-
-// The median of 20 timed calls of launch() (after 3), in ms; < 0 when a
-// launch failed.
-template <typename Launch>
-double median_ms(Launch launch) {
-    for (int i = 0; i < 3; ++i)
-        if (!launch()) return -1.0;
-    if (!synchronize_within("a timed kernel's warm-up", 60.0)) return -1.0;
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    std::vector<double> ms;
-    for (int r = 0; r < 20; ++r) {
-        cudaEventRecord(start);
-        if (!launch()) return -1.0;
-        cudaEventRecord(stop);
-        if (!check_cuda(cudaEventSynchronize(stop), "timed launch")) return -1.0;
-        float t = 0.f;
-        cudaEventElapsedTime(&t, start, stop);
-        ms.push_back(t);
-    }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-}
 
 // Forward FLOPs by the FlashAttention model (4 B H T^2 D, halved when causal).
 double forward_flops(const Problem& p) { return 4.0 * p.B * p.H * double(p.T) * p.T * p.D * (p.causal ? 0.5 : 1.0); }

@@ -41,6 +41,7 @@ namespace kw = slay::cuda::kron_wgmma;
 using Elem = __nv_bfloat16;
 
 using bench::check_cuda;
+using bench::median_ms;
 using bench::synchronize_within;
 
 struct Problem {
@@ -395,31 +396,6 @@ int check_backward_shapes() {
         failures += compare_rows("wgmma kron key pass [dpoly_k | dpcat_k]", p, dfk, want.dfk, kw::kFactorCols) ? 0 : 1;
     }
     return failures;
-}
-
-// The median of 20 timed calls of launch() (after 3), ms; < 0 on failure.
-template <typename Launch>
-double median_ms(Launch launch) {
-    for (int i = 0; i < 3; ++i)
-        if (!launch()) return -1.0;
-    if (!synchronize_within("the warm-up launches")) return -1.0;
-    std::vector<float> ms;
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    for (int i = 0; i < 20; ++i) {
-        cudaEventRecord(start);
-        if (!launch()) return -1.0;
-        cudaEventRecord(stop);
-        if (!synchronize_within("a timed launch")) return -1.0;
-        float t = 0.f;
-        cudaEventElapsedTime(&t, start, stop);
-        ms.push_back(t);
-    }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
 }
 
 }  // namespace
