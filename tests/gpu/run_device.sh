@@ -94,7 +94,8 @@
 #             --check-only --library-only (the library's exact forward and backward kernels at small shapes)
 #             -> exact_sanitize_{memcheck,racecheck,synccheck}.log (SLAY_EXACT_SANITIZERS: which tools; racecheck
 #             gets SLAY_RACECHECK_S seconds, default 540: on bce823b it ran past 335 s, so give it a call of its
-#             own; the bench's hang watchdog x20 under the sanitizers)
+#             own, or one a head dim: SLAY_EXACT_SANITIZE_DIM=64 then 128; the bench's hang watchdog x20 under
+#             the sanitizers)
 #   kronquick the library and three GPU test binaries alone: test_cuda_linear's slay_anchor cases,
 #             test_cuda_context_parallel, test_cuda_exact, then slay_anchor at the paper shape
 #             (compare_torch) -> kronquick*.log, kronquick_paper.json/md
@@ -187,10 +188,13 @@ if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small 
     { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactsanitize.log"; }
   for tool in ${SLAY_EXACT_SANITIZERS:-memcheck racecheck synccheck}; do
     limit=150; [ $tool = racecheck ] && limit=${SLAY_RACECHECK_S:-540}
+    dims=${SLAY_EXACT_SANITIZE_DIM:+--dim $SLAY_EXACT_SANITIZE_DIM}  # e.g. 64: one head dim a call
+    log="$OUT/exact_sanitize_$tool${SLAY_EXACT_SANITIZE_DIM:+_D$SLAY_EXACT_SANITIZE_DIM}.log"
     timeout $limit compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/exact-kernel-bench \
-      --check-only --library-only --hang-scale 20 > "$OUT/exact_sanitize_$tool.log" 2>&1
-    echo "=== compute-sanitizer $tool exact-kernel-bench rc=$?"
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/exact_sanitize_$tool.log"
+      --check-only --library-only $dims --hang-scale 20 > "$log" 2>&1
+    echo "=== compute-sanitizer $tool exact-kernel-bench $dims rc=$?"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$log"
+    grep -c "^| check" "$log" | sed 's/^/checks done: /'
   done
 fi
 if has exactpro; then  # ncu over exact-kernel-bench --profile (builds it when needed)
