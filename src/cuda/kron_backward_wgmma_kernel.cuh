@@ -426,6 +426,10 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
                 const float one[2] = {1.f, 1.f};
                 store_value_rows(acc, static_cast<Elem*>(args.dv) + dv_base, args.dv_token, kc, cta.T, at, one);
             }
+            // The warpgroup meets before its next round's sends: a sender may rewrite a
+            // slot (round r + 2) only after its reader finished reading round r, and
+            // round r + 1's sends of this warpgroup must follow its finalizer's reads.
+            tma::named_barrier(1 + cta.w, 128);
         }
         // [dpoly_k | dpcat_k]: Ymat, V U^T, intra.
         {

@@ -424,7 +424,11 @@ __device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned
 // finalizer's mbarrier of this chunk's parity); the finalizing warp waits
 // for the three, adds them into acc and extra, and returns true.
 // `round` counts a kernel's exchanges (one a chunk in the forward, two in
-// the key pass): its parity picks the slot and the barrier.
+// the key pass): its parity picks the slot and the barrier. The callers put
+// a warpgroup barrier between two rounds (take_chunk's, or the key pass's
+// own): a warpgroup sends round r + 1 only after its finalizer read round
+// r, so no sender rewrites a slot (round r + 2) before its reader is done
+// with it, and no barrier phase completes twice before its waiter looks.
 __device__ __forceinline__ bool exchange_rows(float (&acc)[32], float (&extra)[2], unsigned char* smem,
                                               uint64_t* received, int w, int quarter, int round, const Place& at) {
     const int parity = round & 1;
