@@ -147,6 +147,16 @@ __device__ __forceinline__ unsigned pack_halves(unsigned short lo, unsigned shor
     return static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 16);
 }
 
+// The map's constants for slay_anchor's factor rows made in the kernels
+// (the library's FeatureParams in base 2, per quadrature node r of R = 2):
+// pcat = weight_r 2^clamp(scale_r (omega . x^) - shift_r, +-bound), poly =
+// (a_p . x^)^2 inv_sqrt_p, x^ = x / max(|x|, norm_eps); pcat column c is
+// node c / M's.
+struct MapConsts {
+    float scale[2], shift[2], weight[2];
+    float bound, norm_eps, inv_sqrt_p;
+    int M;
+};
 #if SLAY_HAS_WGMMA  // the device parts exist in sm_90a passes only (the kernels are empty elsewhere)
 // ------------------------------------------------------------ the parts
 // (shared by the forward and the backward passes, kron_backward_wgmma_kernel.cuh)
@@ -512,6 +522,62 @@ __device__ __forceinline__ void produce(const Ring& r, const TileLoad (&tiles)[k
         }
     }
     tma::cluster_sync();
+}
+
+// The factor rows [poly | pcat] (bf16, SW128, the layout of the TMA'd rows)
+// of the 64 rows of an x tile (SW128, D = 64 columns) by one warpgroup
+// (warp w: rows 16 w ..), as kron_factor_mma_kernel makes them: Y = x W^T on
+// mma.sync (W's rows in w_tile, SW128: 0-31 the anchors, 32-63 omega's bf16
+// hi parts, 64-95 their lo parts: the PRF exponents are fp32-accurate
+// projections of the exact inputs), the rows' |x|^2 summed from the same A
+// fragments (fp32), x^ applied to Y. A building block for fusing the map
+// into the kernels (not used by them yet: PERF.md 3.7).
+template <typename Elem>
+__device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const unsigned char* w_tile,
+                                              const MapConsts& mc, unsigned char* factors, const Place& at) {
+    float y[12][4] = {};  // n8 blocks: 0-3 anchors, 4-7 omega hi, 8-11 omega lo
+    float ss[2] = {0.f, 0.f};
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+        unsigned a[4];
+        row_fragment(a, x_tile, at, 16 * ks);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {  // a[0], a[2]: row g; a[1], a[3]: row g + 8
+            const float2 f = to_float2<Elem>(a[i]);
+            ss[i & 1] = fmaf(f.x, f.x, fmaf(f.y, f.y, ss[i & 1]));
+        }
+#pragma unroll
+        for (int jp = 0; jp < 6; ++jp) {
+            unsigned b[4];
+            rows_as_n_fragment(b, w_tile, at, 16 * jp, 16 * ks);
+            mma_16816<Elem>(y[2 * jp], a, b[0], b[1]);
+            mma_16816<Elem>(y[2 * jp + 1], a, b[2], b[3]);
+        }
+    }
+    const float inv[2] = {1.f / fmaxf(sqrtf(row_lanes_sum(ss[0])), mc.norm_eps),
+                          1.f / fmaxf(sqrtf(row_lanes_sum(ss[1])), mc.norm_eps)};
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            float v[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                if (nb < 4) {
+                    const float u = y[nb][2 * half + e] * inv[half];
+                    v[e] = u * u * mc.inv_sqrt_p;
+                } else {
+                    const int c = 8 * (nb - 4) + 2 * at.t4 + e, r = c >= mc.M ? 1 : 0;
+                    const float u = (y[nb][2 * half + e] + y[nb + 4][2 * half + e]) * inv[half];
+                    const float arg = fminf(fmaxf(fmaf(mc.scale[r], u, -mc.shift[r]), -mc.bound), mc.bound);
+                    float p2;
+                    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(p2) : "f"(arg));
+                    v[e] = mc.weight[r] * p2;
+                }
+            }
+            const int row = 16 * at.warp + at.g + 8 * half, col = 8 * nb + 2 * at.t4;
+            *reinterpret_cast<unsigned*>(factors + wgmma::sw128_offset(row, 2 * col)) = pack2<__nv_bfloat16>(v[0], v[1]);
+        }
 }
 
 // The finalizer's rows of a (B, H, T, 64) tensor in the input type (base:

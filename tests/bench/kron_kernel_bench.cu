@@ -188,8 +188,9 @@ bool compare_rows(const char* what, const Problem& p, const std::vector<double>&
     }
     const double rel = finite ? std::sqrt(err / std::max(ref, 1e-300)) : INFINITY;
     const bool ok = rel <= 2e-2;
-    std::printf("| check | %s vs fp64 | B1 H2 T=%lld causal | rel L2 %.3e (tol 2e-02)%s | %s |\n", what,
-                static_cast<long long>(p.T), rel, finite ? "" : ", NaN/inf", ok ? "PASS" : "FAIL");
+    std::printf("| check | %s vs fp64 | B%lld H%lld T=%lld causal | rel L2 %.3e (tol 2e-02)%s | %s |\n", what,
+                static_cast<long long>(p.B), static_cast<long long>(p.H), static_cast<long long>(p.T), rel,
+                finite ? "" : ", NaN/inf", ok ? "PASS" : "FAIL");
     if (ok) return true;
     int64_t worst = 0;
     double worst_err = -1.0;
@@ -222,6 +223,115 @@ bool download(const T* src, size_t n, std::vector<double>* out) {
             (*out)[i] = __bfloat162float(h[i]);
     }
     return true;
+}
+
+// The fused map's building block (map_rows_tile) alone: one CTA of one
+// warpgroup maps a 64 x 64 tile of x with W's 96 rows (anchors, omega hi,
+// omega lo) staged in the 128-byte swizzle, and writes the factor tile out
+// unswizzled.
+__global__ void __launch_bounds__(128) map_tile_test_kernel(const Elem* x, const Elem* w, kw::MapConsts mc,
+                                                            __nv_bfloat16* out) {
+#if SLAY_HAS_WGMMA
+    namespace wg = slay::cuda::wgmma;
+    unsigned char* smem = wg::swizzle_atom_aligned(kw::kron_wgmma_smem_bytes);
+    unsigned char *xt = smem, *wt = smem + 8192, *ft = smem + 8192 + 12288;
+    for (int piece = threadIdx.x; piece < (64 + 96) * 8; piece += 128) {  // 16-byte pieces of the rows
+        const int row = piece / 8, chunk = piece % 8;
+        const Elem* src = row < 64 ? x + row * 64 : w + (row - 64) * 64;
+        unsigned char* dst = row < 64 ? xt : wt;
+        *reinterpret_cast<uint4*>(dst + wg::sw128_offset(row < 64 ? row : row - 64, 16 * chunk)) =
+            *reinterpret_cast<const uint4*>(src + 8 * chunk);
+    }
+    __syncthreads();
+    const int lane = static_cast<int>(threadIdx.x) % 32;
+    const kw::Place at{static_cast<int>(threadIdx.x) / 32, lane, lane / 4, lane % 4};
+    kw::map_rows_tile<Elem>(xt, wt, mc, ft, at);
+    __syncthreads();
+    for (int piece = threadIdx.x; piece < 64 * 8; piece += 128) {
+        const int row = piece / 8, chunk = piece % 8;
+        *reinterpret_cast<uint4*>(out + row * 64 + 8 * chunk) =
+            *reinterpret_cast<const uint4*>(ft + wg::sw128_offset(row, 16 * chunk));
+    }
+#endif
+}
+
+// The map tile against float64 (slay_anchor's map, R = 2, M = 16, P = 32,
+// D = 64, quadrature of SPEC A.1 at eps = 1e-6): q-like rows of norms ~8,
+// unit anchors, omega ~ N(0, 1) split into bf16 hi + lo as the library does.
+int check_map_tile() {
+    std::mt19937 rng(3u);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    constexpr int kD = 64, kPr = 32, kM = 16, kR = 2;
+    std::vector<float> x(64 * kD), anchors(kPr * kD), omega(kR * kM * kD);
+    auto round = [](float v) { return __bfloat162float(__float2bfloat16(v)); };
+    for (float& v : x) v = round(normal(rng));
+    for (int p = 0; p < kPr; ++p) {
+        double n2 = 0.0;
+        for (int d = 0; d < kD; ++d) n2 += (anchors[p * kD + d] = normal(rng)) * anchors[p * kD + d];
+        for (int d = 0; d < kD; ++d) anchors[p * kD + d] = round(anchors[p * kD + d] / static_cast<float>(std::sqrt(n2)));
+    }
+    for (float& v : omega) v = normal(rng);
+    std::vector<Elem> xh(x.size()), wh(96 * kD);
+    for (size_t i = 0; i < x.size(); ++i) xh[i] = __float2bfloat16(x[i]);
+    for (int n = 0; n < 96; ++n)
+        for (int d = 0; d < kD; ++d) {
+            float v = n < 32 ? anchors[n * kD + d] : omega[((n - 32) % 32) * kD + d];
+            if (n >= 64) v -= __bfloat162float(__float2bfloat16(v));  // the lo part
+            wh[n * kD + d] = __float2bfloat16(v);
+        }
+    const double C = 2.0 + 1e-6, t[2] = {2.0 - std::sqrt(2.0), 2.0 + std::sqrt(2.0)},
+                 alpha[2] = {(2.0 + std::sqrt(2.0)) / 4.0, (2.0 - std::sqrt(2.0)) / 4.0}, log2e = 1.4426950408889634;
+    kw::MapConsts mc;
+    for (int r = 0; r < 2; ++r) {
+        const double sr = t[r] / C, wr = alpha[r] / C;
+        mc.scale[r] = static_cast<float>(std::sqrt(2.0 * sr) * log2e);
+        mc.shift[r] = static_cast<float>(sr * log2e);
+        mc.weight[r] = static_cast<float>(std::sqrt(wr) / std::sqrt(static_cast<double>(kM)));
+    }
+    mc.bound = static_cast<float>(20.0 * log2e);
+    mc.norm_eps = 1e-12f;
+    mc.inv_sqrt_p = static_cast<float>(1.0 / std::sqrt(static_cast<double>(kPr)));
+    mc.M = kM;
+    Elem *dx = nullptr, *dw = nullptr;
+    __nv_bfloat16* dout = nullptr;
+    const int smem = 8192 + 12288 + 8192 + 1024;
+    bool ok = check_cuda(cudaMalloc(&dx, xh.size() * sizeof(Elem)), "malloc") &&
+              check_cuda(cudaMalloc(&dw, wh.size() * sizeof(Elem)), "malloc") &&
+              check_cuda(cudaMalloc(&dout, 64 * 64 * sizeof(__nv_bfloat16)), "malloc") &&
+              check_cuda(cudaMemcpy(dx, xh.data(), xh.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload") &&
+              check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload") &&
+              check_cuda(cudaMemset(dout, 0xff, 64 * 64 * sizeof(__nv_bfloat16)), "poison");
+    if (ok) {
+        map_tile_test_kernel<<<1, 128, smem>>>(dx, dw, mc, dout);
+        ok = check_cuda(cudaGetLastError(), "map tile launch") && synchronize_within("the map tile");
+    }
+    std::vector<double> got;
+    ok = ok && download(dout, 64 * 64, &got);
+    cudaFree(dx);
+    cudaFree(dw);
+    cudaFree(dout);
+    if (!ok) return 1;
+    std::vector<double> want(64 * 64);
+    for (int row = 0; row < 64; ++row) {
+        double n2 = 0.0;
+        for (int d = 0; d < kD; ++d) n2 += static_cast<double>(x[row * kD + d]) * x[row * kD + d];
+        const double inv = 1.0 / std::max(std::sqrt(n2), 1e-12);
+        for (int c = 0; c < 64; ++c) {
+            double dot = 0.0;
+            const float* wrow = c < 32 ? &anchors[c * kD] : &omega[(c - 32) * kD];
+            for (int d = 0; d < kD; ++d) dot += static_cast<double>(wrow[d]) * x[row * kD + d];
+            const double u = dot * inv;
+            if (c < 32) {
+                want[row * 64 + c] = u * u / std::sqrt(static_cast<double>(kPr));
+            } else {
+                const int r = (c - 32) / kM;
+                const double sr = t[r] / C, wr = alpha[r] / C;
+                const double arg = std::min(std::max(std::sqrt(2.0 * sr) * u - sr, -20.0), 20.0);
+                want[row * 64 + c] = std::sqrt(wr) * std::exp(arg) / std::sqrt(static_cast<double>(kM));
+            }
+        }
+    }
+    return compare_rows("map_rows_tile (the fused map's block) factor rows", Problem{1, 1, 64}, got, want, 64) ? 0 : 1;
 }
 
 // T 1 and 64: one chunk (the intra term, the exchanges and the epilogues
@@ -422,7 +532,7 @@ int main(int argc, char** argv) {
         return 77;
     }
     std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
-    const int failures = check_shapes() + check_backward_shapes();
+    const int failures = check_map_tile() + check_shapes() + check_backward_shapes();
     std::printf("\n%d check failures\n", failures);
     if (failures > 0 || check_only) return failures > 0 ? 1 : 0;
     const Problem big{4, 12, 32768};
