@@ -92,6 +92,9 @@ struct Layout {
     // the backward's staged gs = g / den tiles: [2 (chunk parity)]
     static constexpr int gs = (zsum + 2 * 4 * kChunk * 4 + 1023) / 1024 * 1024;
     static constexpr int stages = gs + 2 * kTileBytes;
+    // the fused-map forward's W rows (96 x 128 bytes, map_rows_tile) where the backward stages gs
+    static constexpr int w = gs;
+    static_assert(96 * 128 <= 2 * kTileBytes, "W fits the gs tiles' place");
     static constexpr int kStageBytes = 5 * kTileBytes;
     // tiles in a stage
     static constexpr int fq = 0, fk = kTileBytes, v = 2 * kTileBytes, dout = 3 * kTileBytes, out = 4 * kTileBytes;
@@ -103,15 +106,32 @@ struct Layout {
 };
 static_assert(Layout::bytes <= 227 * 1024, "the Kronecker kernels' shared memory exceeds an SM's opt-in limit");
 
+// The map's constants for slay_anchor's factor rows made in the kernels
+// (the library's FeatureParams in base 2, per quadrature node r of R = 2):
+// pcat = weight_r 2^clamp(scale_r (omega . x^) - shift_r, +-bound), poly =
+// (a_p . x^)^2 inv_sqrt_p, x^ = x / max(|x|, norm_eps); pcat column c is
+// node c / M's (map_rows_tile: M = 16, R = 2).
+struct MapConsts {
+    float scale[2], shift[2], weight[2];
+    float bound, norm_eps, inv_sqrt_p;
+    int M;
+};
 struct KronWgmmaArgs {
     void* out;
     int64_t out_token, out_head, out_batch;  // element strides of out
     int64_t heads, seq_len;
     float stabilizer;  // delta of den
     bool clamp_den;    // den = max(Z, delta) instead of Z + delta
+    // The fused map's (kFusedMap): the anchors (P, D) and omega (R, H, D, M)
+    // fp32, D = 64, and its constants.
+    const float* anchors;
+    const float* omega;
+    MapConsts map;
 };
+// fq, fk: the factor rows (cols, T, B*H, 1), or with the fused map q and k
+// themselves (cols = D, T, H, B); v: (cols, T, H, B).
 struct KronWgmmaMaps {
-    CUtensorMap fq, fk, v;  // fq, fk: (cols, T, B*H, 1); v: (cols, T, H, B)
+    CUtensorMap fq, fk, v;
 };
 
 // The bf16x2 (fp16x2) pair {x, x} of the 16-bit value in the low (hi =
@@ -147,16 +167,6 @@ __device__ __forceinline__ unsigned pack_halves(unsigned short lo, unsigned shor
     return static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 16);
 }
 
-// The map's constants for slay_anchor's factor rows made in the kernels
-// (the library's FeatureParams in base 2, per quadrature node r of R = 2):
-// pcat = weight_r 2^clamp(scale_r (omega . x^) - shift_r, +-bound), poly =
-// (a_p . x^)^2 inv_sqrt_p, x^ = x / max(|x|, norm_eps); pcat column c is
-// node c / M's.
-struct MapConsts {
-    float scale[2], shift[2], weight[2];
-    float bound, norm_eps, inv_sqrt_p;
-    int M;
-};
 #if SLAY_HAS_WGMMA  // the device parts exist in sm_90a passes only (the kernels are empty elsewhere)
 // ------------------------------------------------------------ the parts
 // (shared by the forward and the backward passes, kron_backward_wgmma_kernel.cuh)
@@ -535,49 +545,63 @@ __device__ __forceinline__ void produce(const Ring& r, const TileLoad (&tiles)[k
 template <typename Elem>
 __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const unsigned char* w_tile,
                                               const MapConsts& mc, unsigned char* factors, const Place& at) {
-    float y[12][4] = {};  // n8 blocks: 0-3 anchors, 4-7 omega hi, 8-11 omega lo
+    // x's A fragments are read once (16 registers; factors may be x_tile
+    // itself: each warp writes only its own rows, after it read them), then
+    // three passes of 16 accumulators each (the poly's 32 columns; each
+    // quadrature node's 16 PRF columns from W's hi and lo rows), so few
+    // registers are live next to the kernels' 128 of state.
+    unsigned xa[4][4];
     float ss[2] = {0.f, 0.f};
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
-        unsigned a[4];
-        row_fragment(a, x_tile, at, 16 * ks);
+        row_fragment(xa[ks], x_tile, at, 16 * ks);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {  // a[0], a[2]: row g; a[1], a[3]: row g + 8
-            const float2 f = to_float2<Elem>(a[i]);
+            const float2 f = to_float2<Elem>(xa[ks][i]);
             ss[i & 1] = fmaf(f.x, f.x, fmaf(f.y, f.y, ss[i & 1]));
-        }
-#pragma unroll
-        for (int jp = 0; jp < 6; ++jp) {
-            unsigned b[4];
-            rows_as_n_fragment(b, w_tile, at, 16 * jp, 16 * ks);
-            mma_16816<Elem>(y[2 * jp], a, b[0], b[1]);
-            mma_16816<Elem>(y[2 * jp + 1], a, b[2], b[3]);
         }
     }
     const float inv[2] = {1.f / fmaxf(sqrtf(row_lanes_sum(ss[0])), mc.norm_eps),
                           1.f / fmaxf(sqrtf(row_lanes_sum(ss[1])), mc.norm_eps)};
 #pragma unroll
-    for (int nb = 0; nb < 8; ++nb)
+    for (int pass = 0; pass < 3; ++pass) {
+        // pass 0: W rows 0-31 (anchors); pass 1 + r: rows 32 + 16 r (hi) and 64 + 16 r (lo)
+        float y[4][4] = {};
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            float v[2];
+        for (int ks = 0; ks < 4; ++ks)
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                if (nb < 4) {
-                    const float u = y[nb][2 * half + e] * inv[half];
-                    v[e] = u * u * mc.inv_sqrt_p;
-                } else {
-                    const int c = 8 * (nb - 4) + 2 * at.t4 + e, r = c >= mc.M ? 1 : 0;
-                    const float u = (y[nb][2 * half + e] + y[nb + 4][2 * half + e]) * inv[half];
-                    const float arg = fminf(fmaxf(fmaf(mc.scale[r], u, -mc.shift[r]), -mc.bound), mc.bound);
-                    float p2;
-                    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(p2) : "f"(arg));
-                    v[e] = mc.weight[r] * p2;
-                }
+            for (int jp = 0; jp < 2; ++jp) {
+                const int w_row = pass == 0 ? 16 * jp : (jp == 0 ? 32 : 64) + 16 * (pass - 1);
+                unsigned b[4];
+                rows_as_n_fragment(b, w_tile, at, w_row, 16 * ks);
+                mma_16816<Elem>(y[2 * jp], xa[ks], b[0], b[1]);
+                mma_16816<Elem>(y[2 * jp + 1], xa[ks], b[2], b[3]);
             }
-            const int row = 16 * at.warp + at.g + 8 * half, col = 8 * nb + 2 * at.t4;
-            *reinterpret_cast<unsigned*>(factors + wgmma::sw128_offset(row, 2 * col)) = pack2<__nv_bfloat16>(v[0], v[1]);
-        }
+#pragma unroll
+        for (int nb = 0; nb < (pass == 0 ? 4 : 2); ++nb)
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                float v[2];
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    if (pass == 0) {
+                        const float u = y[nb][2 * half + e] * inv[half];
+                        v[e] = u * u * mc.inv_sqrt_p;
+                    } else {
+                        const int r = pass - 1;  // y[nb]: hi, y[nb + 2]: lo of the node's columns 8 nb ..
+                        const float u = (y[nb][2 * half + e] + y[nb + 2][2 * half + e]) * inv[half];
+                        const float arg = fminf(fmaxf(fmaf(mc.scale[r], u, -mc.shift[r]), -mc.bound), mc.bound);
+                        float p2;
+                        asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(p2) : "f"(arg));
+                        v[e] = mc.weight[r] * p2;
+                    }
+                }
+                const int col = (pass == 0 ? 0 : kP + kRM / 2 * (pass - 1)) + 8 * nb + 2 * at.t4;
+                const int row = 16 * at.warp + at.g + 8 * half;
+                *reinterpret_cast<unsigned*>(factors + wgmma::sw128_offset(row, 2 * col)) =
+                    pack2<__nv_bfloat16>(v[0], v[1]);
+            }
+    }
 }
 
 // The finalizer's rows of a (B, H, T, 64) tensor in the input type (base:
@@ -596,6 +620,32 @@ __device__ __forceinline__ void store_value_rows(const float (&acc)[32], Elem* b
                     pack2<Elem>(acc[4 * jb + 2 * half] * scale[half], acc[4 * jb + 2 * half + 1] * scale[half]);
         }
     }
+}
+
+// W of the fused map for head h into Layout::w (SW128, bf16): rows 0-31
+// the anchors, 32-63 omega's columns c = r M + m as bf16, 64-95 what that
+// rounding left (hi + lo: as kron_factor_mma_kernel's load_weights), by
+// both consumer warpgroups, then their barrier.
+__device__ __forceinline__ void stage_map_weights(unsigned char* w, const float* anchors, const float* omega, int h,
+                                                  int heads, int M) {
+    const int consumer = static_cast<int>(threadIdx.x) - 128;
+    constexpr int kD = 64;
+    for (int idx = consumer; idx < 64 * kD; idx += kConsumers * 128) {
+        const int n = idx / kD, d = idx % kD;
+        float v;
+        if (n < kP) {
+            v = anchors[n * kD + d];
+        } else {
+            const int c = n - kP, r = c / M, m = c % M;
+            v = omega[((static_cast<int64_t>(r) * heads + h) * kD + d) * M + m];
+        }
+        const __nv_bfloat16 hi = __float2bfloat16(v);
+        *reinterpret_cast<__nv_bfloat16*>(w + wgmma::sw128_offset(n, 2 * d)) = hi;
+        if (n >= kP)
+            *reinterpret_cast<__nv_bfloat16*>(w + wgmma::sw128_offset(n + kRM, 2 * d)) =
+                __float2bfloat16(v - __bfloat162float(hi));
+    }
+    tma::named_barrier(3, kConsumers * 128);
 }
 
 // A kernel's CTA: its head (b, h) and p half (cluster rank), the chunks,
@@ -665,18 +715,26 @@ __device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char
 }
 #endif  // SLAY_HAS_WGMMA
 
-template <typename Elem>
+// kFusedMap (a candidate: the map's work in the kernel, no factor rows in
+// workspace): maps.fq, fk are q and k; each chunk, warpgroup 0 maps the q
+// tile and warpgroup 1 the k tile in place (map_rows_tile, each warp its 16
+// rows), then the consumers meet and go on as with given factor rows.
+template <typename Elem, bool kFusedMap = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_forward_wgmma_kernel(const __grid_constant__ KronWgmmaMaps maps, KronWgmmaArgs args) {
 #if SLAY_HAS_WGMMA
     const KronCta cta = make_cta(args.heads, args.seq_len);
     if (cta.role == 0) {
-        const TileLoad tiles[3] = {{&maps.fq, Layout::fq, false}, {&maps.fk, Layout::fk, false}, {&maps.v, Layout::v, true}};
+        const TileLoad tiles[3] = {
+            {&maps.fq, Layout::fq, kFusedMap}, {&maps.fk, Layout::fk, kFusedMap}, {&maps.v, Layout::v, true}};
         produce<3, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
         return;
     }
     RunningState st;
     start_consumer(cta, st);
+    if (kFusedMap)
+        stage_map_weights(cta.ring.smem + Layout::w, args.anchors, args.omega, cta.h, static_cast<int>(args.heads),
+                          args.map.M);
     const Place& at = cta.at;
     const uint64_t state_desc = wgmma::mn_major_descriptor(cta.state_copy, 0, Layout::kStateCopyBytes);
     const int64_t out_base = static_cast<int64_t>(cta.b) * args.out_batch + static_cast<int64_t>(cta.h) * args.out_head;
@@ -687,6 +745,12 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         const unsigned char* fq = cta.ring.smem + Layout::stage(s) + Layout::fq;
         const unsigned char* fk = cta.ring.smem + Layout::stage(s) + Layout::fk;
         const unsigned char* vt = cta.ring.smem + Layout::stage(s) + Layout::v;
+        if (kFusedMap) {
+            unsigned char* x = cta.ring.smem + Layout::stage(s) + (cta.w == 0 ? Layout::fq : Layout::fk);
+            map_rows_tile<Elem>(x, cta.ring.smem + Layout::w, args.map, x, at);  // in place: a warp its own rows
+            wgmma::fence_proxy_async();  // the stage is the copy engine's again after the chunk
+            tma::named_barrier(3, kConsumers * 128);
+        }
 
         unsigned pq[2][4];  // Pcat_q A fragments of the warp's rows, c in [16 hh, 16 hh + 16)
         row_fragment(pq[0], fq, at, kP);

@@ -53,10 +53,14 @@ struct Buffers {
     Elem *fq = nullptr, *fk = nullptr, *v = nullptr, *out = nullptr;
     Elem *dout = nullptr, *dv = nullptr;  // the backward passes
     float *den = nullptr, *dz = nullptr, *dfq = nullptr, *dfk = nullptr;
+    Elem *q = nullptr, *k = nullptr;  // the fused map's inputs
+    float *anchors = nullptr, *omega = nullptr;
     ~Buffers() {
         for (void* p : {static_cast<void*>(fq), static_cast<void*>(fk), static_cast<void*>(v), static_cast<void*>(out),
                         static_cast<void*>(dout), static_cast<void*>(dv), static_cast<void*>(den),
-                        static_cast<void*>(dz), static_cast<void*>(dfq), static_cast<void*>(dfk)})
+                        static_cast<void*>(dz), static_cast<void*>(dfq), static_cast<void*>(dfk),
+                        static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(anchors),
+                        static_cast<void*>(omega)})
             cudaFree(p);
     }
 };
@@ -255,43 +259,89 @@ __global__ void __launch_bounds__(128) map_tile_test_kernel(const Elem* x, const
 #endif
 }
 
-// The map tile against float64 (slay_anchor's map, R = 2, M = 16, P = 32,
-// D = 64, quadrature of SPEC A.1 at eps = 1e-6): q-like rows of norms ~8,
-// unit anchors, omega ~ N(0, 1) split into bf16 hi + lo as the library does.
+// slay_anchor's map at R = 2, M = 16, P = 32, D = 64 (the quadrature of
+// SPEC A.1 at eps = 1e-6): unit anchors, omega ~ N(0, 1); the constants in
+// the kernels' base-2 form and W's 96 rows (anchors, omega hi, omega lo) as
+// the library stages them; factor_row is the float64 map.
+struct AnchorMap {
+    static constexpr int kD = 64, kM = 16;
+    std::vector<float> anchors, omega;  // (P, D); (R * M, D) for one head (host), (R, H, D, M) uploaded
+    double s[2], w[2];
+    kw::MapConsts mc;
+    explicit AnchorMap(unsigned seed) : anchors(kw::kP * kD), omega(kw::kRM * kD) {
+        std::mt19937 rng(seed);
+        std::normal_distribution<float> normal(0.f, 1.f);
+        for (int p = 0; p < kw::kP; ++p) {
+            double n2 = 0.0;
+            for (int d = 0; d < kD; ++d) n2 += (anchors[p * kD + d] = normal(rng)) * anchors[p * kD + d];
+            for (int d = 0; d < kD; ++d) anchors[p * kD + d] /= static_cast<float>(std::sqrt(n2));
+        }
+        for (float& v : omega) v = normal(rng);
+        const double C = 2.0 + 1e-6, t[2] = {2.0 - std::sqrt(2.0), 2.0 + std::sqrt(2.0)},
+                     alpha[2] = {(2.0 + std::sqrt(2.0)) / 4.0, (2.0 - std::sqrt(2.0)) / 4.0}, log2e = 1.4426950408889634;
+        for (int r = 0; r < 2; ++r) {
+            s[r] = t[r] / C;
+            w[r] = alpha[r] / C;
+            mc.scale[r] = static_cast<float>(std::sqrt(2.0 * s[r]) * log2e);
+            mc.shift[r] = static_cast<float>(s[r] * log2e);
+            mc.weight[r] = static_cast<float>(std::sqrt(w[r]) / std::sqrt(static_cast<double>(kM)));
+        }
+        mc.bound = static_cast<float>(20.0 * log2e);
+        mc.norm_eps = 1e-12f;
+        mc.inv_sqrt_p = static_cast<float>(1.0 / std::sqrt(static_cast<double>(kw::kP)));
+        mc.M = kM;
+    }
+    // W's rows as the kernels stage them (bf16).
+    std::vector<Elem> w_rows() const {
+        std::vector<Elem> wh(96 * kD);
+        for (int n = 0; n < 96; ++n)
+            for (int d = 0; d < kD; ++d) {
+                float v = n < 32 ? anchors[n * kD + d] : omega[((n - 32) % 32) * kD + d];
+                if (n >= 64) v -= __bfloat162float(__float2bfloat16(v));  // the lo part
+                wh[n * kD + d] = __float2bfloat16(v);
+            }
+        return wh;
+    }
+    // omega as (R, H, D, M) with every head's the same.
+    std::vector<float> omega_rhdm(int64_t H) const {
+        std::vector<float> o(2 * H * kD * kM);
+        for (int r = 0; r < 2; ++r)
+            for (int64_t h = 0; h < H; ++h)
+                for (int d = 0; d < kD; ++d)
+                    for (int m = 0; m < kM; ++m) o[((r * H + h) * kD + d) * kM + m] = omega[(r * kM + m) * kD + d];
+        return o;
+    }
+    // [poly | pcat] of one row x (float64).
+    void factor_row(const float* x, double* out) const {
+        double n2 = 0.0;
+        for (int d = 0; d < kD; ++d) n2 += static_cast<double>(x[d]) * x[d];
+        const double inv = 1.0 / std::max(std::sqrt(n2), 1e-12);
+        for (int c = 0; c < 64; ++c) {
+            double dot = 0.0;
+            const float* wrow = c < 32 ? &anchors[c * kD] : &omega[(c - 32) * kD];
+            for (int d = 0; d < kD; ++d) dot += static_cast<double>(wrow[d]) * x[d];
+            const double u = dot * inv;
+            if (c < 32) {
+                out[c] = u * u / std::sqrt(static_cast<double>(kw::kP));
+            } else {
+                const int r = (c - 32) / kM;
+                const double arg = std::min(std::max(std::sqrt(2.0 * s[r]) * u - s[r], -20.0), 20.0);
+                out[c] = std::sqrt(w[r]) * std::exp(arg) / std::sqrt(static_cast<double>(kM));
+            }
+        }
+    }
+};
+
+// The map tile against float64: q-like rows of N(0, 1) entries.
 int check_map_tile() {
     std::mt19937 rng(3u);
     std::normal_distribution<float> normal(0.f, 1.f);
-    constexpr int kD = 64, kPr = 32, kM = 16, kR = 2;
-    std::vector<float> x(64 * kD), anchors(kPr * kD), omega(kR * kM * kD);
-    auto round = [](float v) { return __bfloat162float(__float2bfloat16(v)); };
-    for (float& v : x) v = round(normal(rng));
-    for (int p = 0; p < kPr; ++p) {
-        double n2 = 0.0;
-        for (int d = 0; d < kD; ++d) n2 += (anchors[p * kD + d] = normal(rng)) * anchors[p * kD + d];
-        for (int d = 0; d < kD; ++d) anchors[p * kD + d] = round(anchors[p * kD + d] / static_cast<float>(std::sqrt(n2)));
-    }
-    for (float& v : omega) v = normal(rng);
-    std::vector<Elem> xh(x.size()), wh(96 * kD);
+    const AnchorMap map(5u);
+    std::vector<float> x(64 * 64);
+    for (float& v : x) v = __bfloat162float(__float2bfloat16(normal(rng)));
+    std::vector<Elem> xh(x.size());
     for (size_t i = 0; i < x.size(); ++i) xh[i] = __float2bfloat16(x[i]);
-    for (int n = 0; n < 96; ++n)
-        for (int d = 0; d < kD; ++d) {
-            float v = n < 32 ? anchors[n * kD + d] : omega[((n - 32) % 32) * kD + d];
-            if (n >= 64) v -= __bfloat162float(__float2bfloat16(v));  // the lo part
-            wh[n * kD + d] = __float2bfloat16(v);
-        }
-    const double C = 2.0 + 1e-6, t[2] = {2.0 - std::sqrt(2.0), 2.0 + std::sqrt(2.0)},
-                 alpha[2] = {(2.0 + std::sqrt(2.0)) / 4.0, (2.0 - std::sqrt(2.0)) / 4.0}, log2e = 1.4426950408889634;
-    kw::MapConsts mc;
-    for (int r = 0; r < 2; ++r) {
-        const double sr = t[r] / C, wr = alpha[r] / C;
-        mc.scale[r] = static_cast<float>(std::sqrt(2.0 * sr) * log2e);
-        mc.shift[r] = static_cast<float>(sr * log2e);
-        mc.weight[r] = static_cast<float>(std::sqrt(wr) / std::sqrt(static_cast<double>(kM)));
-    }
-    mc.bound = static_cast<float>(20.0 * log2e);
-    mc.norm_eps = 1e-12f;
-    mc.inv_sqrt_p = static_cast<float>(1.0 / std::sqrt(static_cast<double>(kPr)));
-    mc.M = kM;
+    const std::vector<Elem> wh = map.w_rows();
     Elem *dx = nullptr, *dw = nullptr;
     __nv_bfloat16* dout = nullptr;
     const int smem = 8192 + 12288 + 8192 + 1024;
@@ -302,7 +352,7 @@ int check_map_tile() {
               check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload") &&
               check_cuda(cudaMemset(dout, 0xff, 64 * 64 * sizeof(__nv_bfloat16)), "poison");
     if (ok) {
-        map_tile_test_kernel<<<1, 128, smem>>>(dx, dw, mc, dout);
+        map_tile_test_kernel<<<1, 128, smem>>>(dx, dw, map.mc, dout);
         ok = check_cuda(cudaGetLastError(), "map tile launch") && synchronize_within("the map tile");
     }
     std::vector<double> got;
@@ -312,26 +362,84 @@ int check_map_tile() {
     cudaFree(dout);
     if (!ok) return 1;
     std::vector<double> want(64 * 64);
-    for (int row = 0; row < 64; ++row) {
-        double n2 = 0.0;
-        for (int d = 0; d < kD; ++d) n2 += static_cast<double>(x[row * kD + d]) * x[row * kD + d];
-        const double inv = 1.0 / std::max(std::sqrt(n2), 1e-12);
-        for (int c = 0; c < 64; ++c) {
-            double dot = 0.0;
-            const float* wrow = c < 32 ? &anchors[c * kD] : &omega[(c - 32) * kD];
-            for (int d = 0; d < kD; ++d) dot += static_cast<double>(wrow[d]) * x[row * kD + d];
-            const double u = dot * inv;
-            if (c < 32) {
-                want[row * 64 + c] = u * u / std::sqrt(static_cast<double>(kPr));
-            } else {
-                const int r = (c - 32) / kM;
-                const double sr = t[r] / C, wr = alpha[r] / C;
-                const double arg = std::min(std::max(std::sqrt(2.0 * sr) * u - sr, -20.0), 20.0);
-                want[row * 64 + c] = std::sqrt(wr) * std::exp(arg) / std::sqrt(static_cast<double>(kM));
-            }
-        }
-    }
+    for (int row = 0; row < 64; ++row) map.factor_row(&x[row * 64], &want[row * 64]);
     return compare_rows("map_rows_tile (the fused map's block) factor rows", Problem{1, 1, 64}, got, want, 64) ? 0 : 1;
+}
+
+// The fused-map forward: q, k and the map's W on the device (buf.q, buf.k,
+// buf.anchors, buf.omega).
+bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc) {
+    kw::KronWgmmaMaps maps;
+    if (!head_map(&maps.fq, p, buf.q) || !head_map(&maps.fk, p, buf.k) || !head_map(&maps.v, p, buf.v)) {
+        std::fprintf(stderr, "tensor map refused\n");
+        return false;
+    }
+    kw::KronWgmmaArgs a{};
+    a.out = buf.out;
+    a.out_token = kw::kDv;
+    a.out_head = p.T * kw::kDv;
+    a.out_batch = p.H * p.T * kw::kDv;
+    a.heads = p.H;
+    a.seq_len = p.T;
+    a.stabilizer = kDelta;
+    a.clamp_den = false;
+    a.anchors = buf.anchors;
+    a.omega = buf.omega;
+    a.map = mc;
+    return launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true>, maps, a, p);
+}
+
+// q, k ~ N(0, 1) in bf16 on the device and the map's W, for the fused
+// forward; *fq, *fk the float64 map's factor rows (as floats; null: not
+// made, for the timing).
+bool fill_fused(const Problem& p, Buffers& buf, const AnchorMap& map, std::vector<float>* fq, std::vector<float>* fk,
+                unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    const int64_t rows = p.B * p.H * p.T;
+    auto side = [&](Elem** dst, std::vector<float>* factors) {
+        std::vector<Elem> h(rows * 64);
+        std::vector<float> x(64);
+        std::vector<double> f(64);
+        if (factors) factors->resize(rows * kw::kFactorCols);
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int d = 0; d < 64; ++d) {
+                h[r * 64 + d] = __float2bfloat16(normal(rng));
+                x[d] = __bfloat162float(h[r * 64 + d]);
+            }
+            if (!factors) continue;
+            map.factor_row(x.data(), f.data());
+            for (int c = 0; c < 64; ++c) (*factors)[r * 64 + c] = static_cast<float>(f[c]);
+        }
+        return check_cuda(cudaMalloc(dst, h.size() * sizeof(Elem)), "malloc") &&
+               check_cuda(cudaMemcpy(*dst, h.data(), h.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload");
+    };
+    const std::vector<float> omega = map.omega_rhdm(p.H);
+    auto floats = [](float** dst, const std::vector<float>& src) {
+        return check_cuda(cudaMalloc(dst, src.size() * sizeof(float)), "malloc") &&
+               check_cuda(cudaMemcpy(*dst, src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
+    };
+    return side(&buf.q, fq) && side(&buf.k, fk) && floats(&buf.anchors, map.anchors) && floats(&buf.omega, omega);
+}
+
+int check_fused_shapes() {
+    int failures = 0;
+    const AnchorMap map(9u);
+    for (int64_t T : {64, 65, 300}) {
+        const Problem p{1, 2, T};
+        Buffers buf;
+        std::vector<float> fq, fk, v, unused_q, unused_k;
+        if (!fill(p, buf, &unused_q, &unused_k, &v, 31u + static_cast<unsigned>(T)) ||
+            !fill_fused(p, buf, map, &fq, &fk, 37u + static_cast<unsigned>(T)))
+            return failures + 1;
+        const size_t n = p.B * p.H * p.T * kw::kDv;
+        std::vector<double> got;
+        if (!check_cuda(cudaMemset(buf.out, 0xff, n * sizeof(Elem)), "poison") || !launch_fused(p, buf, map.mc) ||
+            !synchronize_within("the fused-map Kronecker forward") || !download(buf.out, n, &got))
+            return failures + 1;
+        failures += compare_rows("wgmma kron forward, fused map", p, got, reference(p, fq, fk, v), kw::kDv) ? 0 : 1;
+    }
+    return failures;
 }
 
 // T 1 and 64: one chunk (the intra term, the exchanges and the epilogues
@@ -532,7 +640,7 @@ int main(int argc, char** argv) {
         return 77;
     }
     std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
-    const int failures = check_map_tile() + check_shapes() + check_backward_shapes();
+    const int failures = check_map_tile() + check_shapes() + check_fused_shapes() + check_backward_shapes();
     std::printf("\n%d check failures\n", failures);
     if (failures > 0 || check_only) return failures > 0 ? 1 : 0;
     const Problem big{4, 12, 32768};
@@ -541,10 +649,13 @@ int main(int argc, char** argv) {
     if (!fill(big, buf, &fq, &fk, &v, 5u) || !fill_backward(big, buf, &dout, 7u)) return 1;
     // The query pass makes den and dZ (from o: any values time the same) before the key pass reads them.
     if (!check_cuda(cudaMemset(buf.out, 0, big.B * big.H * big.T * kw::kDv * sizeof(Elem)), "o")) return 1;
+    const AnchorMap map(9u);
+    if (!fill_fused(big, buf, map, nullptr, nullptr, 11u)) return 1;
     const double fwd_ms = median_ms([&] { return launch(big, buf); });
+    const double fused_ms = median_ms([&] { return launch_fused(big, buf, map.mc); });
     const double query_ms = median_ms([&] { return launch_backward(big, buf, false); });
     const double key_ms = median_ms([&] { return launch_backward(big, buf, true); });
-    if (fwd_ms < 0 || query_ms < 0 || key_ms < 0) return 1;
+    if (fwd_ms < 0 || fused_ms < 0 || query_ms < 0 || key_ms < 0) return 1;
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -553,8 +664,11 @@ int main(int argc, char** argv) {
         const char* kernel;
         double ms, tflops;
     };
-    const Row rows_out[3] = {
+    const double map_flops = 2 * 2 * 64.0 * (32 + 2 * 32);  // both sides' x W^T (omega hi + lo)
+    const Row rows_out[4] = {
         {"wgmma kron forward (factor rows given)", fwd_ms, (4 * F * 65 + intra) * tokens / (fwd_ms * 1e-3) / 1e12},
+        {"wgmma kron forward, fused map (q, k given)", fused_ms,
+         (4 * F * 65 + intra + map_flops) * tokens / (fused_ms * 1e-3) / 1e12},
         {"wgmma kron query pass ([dpoly_q | dpcat_q])", query_ms,
          (4 * F * 65 + 1.5 * intra) * tokens / (query_ms * 1e-3) / 1e12},
         {"wgmma kron key pass (dv, [dpoly_k | dpcat_k])", key_ms,
@@ -565,7 +679,7 @@ int main(int argc, char** argv) {
     if (json_path) {
         if (FILE* f = std::fopen(json_path, "w")) {
             std::fprintf(f, "{\"device\": \"%s\", \"rows\": [", prop.name);
-            for (int i = 0; i < 3; ++i)
+            for (int i = 0; i < 4; ++i)
                 std::fprintf(f, "%s{\"kernel\": \"%s\", \"shape\": \"B4 H12 T32768 D64 F1024 causal bf16\", "
                              "\"ms\": %.4f, \"tflops\": %.2f}",
                              i ? ", " : "", rows_out[i].kernel, rows_out[i].ms, rows_out[i].tflops);
