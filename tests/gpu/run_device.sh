@@ -86,6 +86,9 @@
 #             then timed at B4 H12 T32768 F1024 causal bf16
 #             -> kronkernels.log, bench/kron_kernels.json (SLAY_KRON_SANITIZERS: compute-sanitizer tools
 #             over its checks -> kron_sanitize_<tool>.log)
+#   kronpro   ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper Kronecker kernels
+#             at B4 H12 T32768 (kron-kernel-bench --profile: the forward, the fused-map forward, the query
+#             and key passes) -> kronpro.txt
 #   kronwgmma the library built with meson's kron_wgmma option (build-kronwgmma): test_cuda_linear's
 #             F = 1024 cases on 32 heads (the Hopper Kronecker kernels' calls) and the paper-configuration
 #             ones, then compare_torch at issue 10's big shape (slay_anchor R2 M16 P32, B4 H12 D64 T32768,
@@ -207,6 +210,17 @@ if has exactpro; then  # ncu over exact-kernel-bench --profile (builds it when n
   echo "=== ncu exact-kernel-bench --profile rc=$?" >> "$OUT/exactpro.txt"
   grep -E "exact_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" \
     "$OUT/exactpro.txt" | cut -c1-150 | head -80
+fi
+if has kronpro; then  # ncu over kron-kernel-bench --profile (builds it when needed)
+  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
+    ninja -C build-wgmma tests/bench/kron-kernel-bench; } > "$OUT/kronpro.txt" 2>&1 ||
+    { echo "KRON KERNELS BUILD FAILED"; tail -30 "$OUT/kronpro.txt"; }
+  timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
+    --section LaunchStats --section Occupancy --print-details all -k regex:"kron_.*wgmma_kernel" \
+    build-wgmma/tests/bench/kron-kernel-bench --profile >> "$OUT/kronpro.txt" 2>&1
+  echo "=== ncu kron-kernel-bench --profile rc=$?" >> "$OUT/kronpro.txt"
+  grep -E "kron_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Stall|No Eligible|rc=" \
+    "$OUT/kronpro.txt" | cut -c1-150 | head -80
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   # (ninja has no target libslay.so: the versioned library's links come with the test binaries' build)
