@@ -266,7 +266,8 @@ __device__ __forceinline__ void masked_scores(float (&sc)[2][4], const float (&b
 #pragma unroll
     for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) sc[nb][e] = visible<kColumnsAfter>(at, quarter, nb, e) ? bp[nb][e] * bf[nb][e] : 0.f;
+        for (int e = 0; e < 4; ++e)
+            sc[nb][e] = visible<kColumnsAfter>(at, quarter, nb, e) ? bp[nb][e] * bf[nb][e] : 0.f;
 }
 // A fragment (m16 x k16) of an m16 x 16 fp32 block in the accumulator
 // layout, rounded to the input type.

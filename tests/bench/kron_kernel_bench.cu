@@ -279,7 +279,8 @@ struct AnchorMap {
         }
         for (float& v : omega) v = normal(rng);
         const double C = 2.0 + 1e-6, t[2] = {2.0 - std::sqrt(2.0), 2.0 + std::sqrt(2.0)},
-                     alpha[2] = {(2.0 + std::sqrt(2.0)) / 4.0, (2.0 - std::sqrt(2.0)) / 4.0}, log2e = 1.4426950408889634;
+                     alpha[2] = {(2.0 + std::sqrt(2.0)) / 4.0, (2.0 - std::sqrt(2.0)) / 4.0},
+                     log2e = 1.4426950408889634;
         for (int r = 0; r < 2; ++r) {
             s[r] = t[r] / C;
             w[r] = alpha[r] / C;
@@ -610,7 +611,8 @@ int check_backward_shapes() {
             return failures + 1;
         failures += compare_rows("wgmma kron query pass den", p, den, want.den, 1) ? 0 : 1;
         failures += compare_rows("wgmma kron query pass dZ", p, dz, want.dz, 1) ? 0 : 1;
-        failures += compare_rows("wgmma kron query pass [dpoly_q | dpcat_q]", p, dfq, want.dfq, kw::kFactorCols) ? 0 : 1;
+        failures +=
+            compare_rows("wgmma kron query pass [dpoly_q | dpcat_q]", p, dfq, want.dfq, kw::kFactorCols) ? 0 : 1;
         failures += compare_rows("wgmma kron key pass dv", p, dv, want.dv, kw::kDv) ? 0 : 1;
         failures += compare_rows("wgmma kron key pass [dpoly_k | dpcat_k]", p, dfk, want.dfk, kw::kFactorCols) ? 0 : 1;
     }
