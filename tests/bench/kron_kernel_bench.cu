@@ -122,22 +122,33 @@ bool launch_kernel(Kernel kernel, const Maps& maps, const Args& a, const Problem
     return check_cuda(cudaGetLastError(), "launch");
 }
 
+// The fields of an argument block that every kernel has: an output of
+// contiguous (B, H, T, 64) rows (token, head and batch strides: the
+// forward's out or the key pass's dv) and the call's shape and stabilizer.
+template <typename Args>
+void common_args(Args* a, const Problem& p, int64_t* token, int64_t* head, int64_t* batch) {
+    *token = kw::kDv;
+    *head = p.T * kw::kDv;
+    *batch = p.H * p.T * kw::kDv;
+    a->heads = p.H;
+    a->seq_len = p.T;
+    a->stabilizer = kDelta;
+    a->clamp_den = false;
+}
+kw::KronWgmmaArgs forward_args(const Problem& p, const Buffers& buf) {
+    kw::KronWgmmaArgs a{};
+    a.out = buf.out;
+    common_args(&a, p, &a.out_token, &a.out_head, &a.out_batch);
+    return a;
+}
+
 bool launch(const Problem& p, const Buffers& buf) {
     kw::KronWgmmaMaps maps;
     if (!factor_map(&maps.fq, p, buf.fq) || !factor_map(&maps.fk, p, buf.fk) || !head_map(&maps.v, p, buf.v)) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
-    kw::KronWgmmaArgs a;
-    a.out = buf.out;
-    a.out_token = kw::kDv;
-    a.out_head = p.T * kw::kDv;
-    a.out_batch = p.H * p.T * kw::kDv;
-    a.heads = p.H;
-    a.seq_len = p.T;
-    a.stabilizer = kDelta;
-    a.clamp_den = false;
-    return launch_kernel(kw::kron_forward_wgmma_kernel<Elem>, maps, a, p);
+    return launch_kernel(kw::kron_forward_wgmma_kernel<Elem>, maps, forward_args(p, buf), p);
 }
 
 // out in float64 (causal, the chunked kernel's mathematics without chunks).
@@ -376,15 +387,7 @@ bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc)
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
-    kw::KronWgmmaArgs a{};
-    a.out = buf.out;
-    a.out_token = kw::kDv;
-    a.out_head = p.T * kw::kDv;
-    a.out_batch = p.H * p.T * kw::kDv;
-    a.heads = p.H;
-    a.seq_len = p.T;
-    a.stabilizer = kDelta;
-    a.clamp_den = false;
+    kw::KronWgmmaArgs a = forward_args(p, buf);
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = mc;
@@ -565,18 +568,12 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
-    kw::KronWgmmaBackwardArgs a;
+    kw::KronWgmmaBackwardArgs a{};
     a.dv = buf.dv;
-    a.dv_token = kw::kDv;
-    a.dv_head = p.T * kw::kDv;
-    a.dv_batch = p.H * p.T * kw::kDv;
+    common_args(&a, p, &a.dv_token, &a.dv_head, &a.dv_batch);
     a.dfactors = keys ? buf.dfk : buf.dfq;
     a.den = buf.den;
     a.dz = buf.dz;
-    a.heads = p.H;
-    a.seq_len = p.T;
-    a.stabilizer = kDelta;
-    a.clamp_den = false;
     return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem> : kw::kron_backward_query_wgmma_kernel<Elem>,
                          maps, a, p);
 }

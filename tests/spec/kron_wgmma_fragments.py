@@ -347,75 +347,51 @@ def main():
         ok &= check(f"zmat_terms Poly Zmat warp {warp}", acc_matrix(lambda l, jb: t[l][jb], 4),
                     fk[16 * warp:16 * warp + 16, pw0:pw0 + 8] @ zmat)
 
-    # intra_terms (key pass: rows keys, columns queries of the quarter, dz by column)
+    # intra_terms of both passes: key pass (rows keys: X = V, Y = gs of the query quarter, dz by column,
+    # queries at or after the keys); query pass (rows queries: X = gs, Y = V of the key quarter, dz by row,
+    # keys at or before the queries)
     gs = bf16(rng.standard_normal((C, DV)) / 3)
     dz = rng.standard_normal(C) / 5
     tg = Tile.of(gs)
-    for warp in range(4):
-        pk = [row_fragment(tk, warp, P), row_fragment(tk, warp, P + 16)]
-        for quarter in range(4):
-            bp, bf = factored_grams(tk, pk, tq, warp, quarter)
-            da = zeros_acc(2)
-            for ks in range(4):
-                ax = row_fragment(tv, warp, 16 * ks)
-                by = rows_as_n_fragment(tg, 16 * quarter, 16 * ks)
-                mma16816([x[0] for x in da], frag(ax), reg(by, 0), reg(by, 1))
-                mma16816([x[1] for x in da], frag(ax), reg(by, 2), reg(by, 3))
-            ef, ep = zeros_acc(2), zeros_acc(2)
-            for l in LANES:
-                g, t4 = gt(l)
-                for nb in range(2):
-                    for e in range(4):
-                        d = da[l][nb][e] + dz[16 * quarter + 8 * nb + 2 * t4 + (e & 1)]
-                        vis = visible(True, warp, quarter, l, nb, e)
-                        ef[l][nb][e] = d * bf[l][nb][e] if vis else 0.0
-                        ep[l][nb][e] = d * bp[l][nb][e] if vis else 0.0
-            acc = zeros_acc(8)
-            block_times_rows(acc, block_as_a(ef), tq, quarter, P, 0, 0)
-            block_times_rows(acc, block_as_a(ep), tq, quarter, RM, P, 4)
-            got = acc_matrix(lambda l, jb: acc[l][jb], 8)
-            rows, qs = slice(16 * warp, 16 * warp + 16), slice(16 * quarter, 16 * quarter + 16)
-            dA = v[rows] @ gs[qs].T + dz[qs][None, :]
-            Bp = fk[rows, :P] @ fq[qs, :P].T
-            Bf = fk[rows, P:] @ fq[qs, P:].T
-            mask = (16 * quarter + np.arange(16))[None, :] >= (16 * warp + np.arange(16))[:, None]
-            want = np.hstack([bf16(np.where(mask, dA * Bf, 0.0)) @ fq[qs, :P],
-                              bf16(np.where(mask, dA * Bp, 0.0)) @ fq[qs, P:]])
-            ok &= check(f"intra_terms (key pass) warp {warp} quarter {quarter}", got, want)
-
-    # intra_terms (query pass: rows queries, X = gs, Y = V of the key quarter, dz by row, keys at or before)
-    for warp in range(4):
-        pq = [row_fragment(tq, warp, P), row_fragment(tq, warp, P + 16)]
-        for quarter in range(4):
-            bp, bf = factored_grams(tq, pq, tk, warp, quarter)
-            da = zeros_acc(2)
-            for ks in range(4):
-                ax = row_fragment(tg, warp, 16 * ks)
-                by = rows_as_n_fragment(tv, 16 * quarter, 16 * ks)
-                mma16816([x[0] for x in da], frag(ax), reg(by, 0), reg(by, 1))
-                mma16816([x[1] for x in da], frag(ax), reg(by, 2), reg(by, 3))
-            ef, ep = zeros_acc(2), zeros_acc(2)
-            for l in LANES:
-                g, t4 = gt(l)
-                dz_rows = (dz[16 * warp + g], dz[16 * warp + g + 8])
-                for nb in range(2):
-                    for e in range(4):
-                        d = da[l][nb][e] + dz_rows[e >> 1]
-                        vis = visible(False, warp, quarter, l, nb, e)
-                        ef[l][nb][e] = d * bf[l][nb][e] if vis else 0.0
-                        ep[l][nb][e] = d * bp[l][nb][e] if vis else 0.0
-            acc = zeros_acc(8)
-            block_times_rows(acc, block_as_a(ef), tk, quarter, P, 0, 0)
-            block_times_rows(acc, block_as_a(ep), tk, quarter, RM, P, 4)
-            got = acc_matrix(lambda l, jb: acc[l][jb], 8)
-            rows, ks_ = slice(16 * warp, 16 * warp + 16), slice(16 * quarter, 16 * quarter + 16)
-            dA = gs[rows] @ v[ks_].T + dz[rows][:, None]
-            Bp = fq[rows, :P] @ fk[ks_, :P].T
-            Bf = fq[rows, P:] @ fk[ks_, P:].T
-            mask = (16 * quarter + np.arange(16))[None, :] <= (16 * warp + np.arange(16))[:, None]
-            want = np.hstack([bf16(np.where(mask, dA * Bf, 0.0)) @ fk[ks_, :P],
-                              bf16(np.where(mask, dA * Bp, 0.0)) @ fk[ks_, P:]])
-            ok &= check(f"intra_terms (query pass) warp {warp} quarter {quarter}", got, want)
+    for keys_pass in (True, False):
+        rows_f, cols_f = (fk, fq) if keys_pass else (fq, fk)
+        trows, tcols = (tk, tq) if keys_pass else (tq, tk)
+        xm, ym = (v, gs) if keys_pass else (gs, v)
+        tx_, ty_ = (tv, tg) if keys_pass else (tg, tv)
+        for warp in range(4):
+            pr = [row_fragment(trows, warp, P), row_fragment(trows, warp, P + 16)]
+            for quarter in range(4):
+                bp, bf = factored_grams(trows, pr, tcols, warp, quarter)
+                da = zeros_acc(2)
+                for ks in range(4):
+                    ax = row_fragment(tx_, warp, 16 * ks)
+                    by = rows_as_n_fragment(ty_, 16 * quarter, 16 * ks)
+                    mma16816([x[0] for x in da], frag(ax), reg(by, 0), reg(by, 1))
+                    mma16816([x[1] for x in da], frag(ax), reg(by, 2), reg(by, 3))
+                ef, ep = zeros_acc(2), zeros_acc(2)
+                for l in LANES:
+                    g, t4 = gt(l)
+                    for nb in range(2):
+                        for e in range(4):
+                            col, row = 16 * quarter + 8 * nb + 2 * t4 + (e & 1), 16 * warp + g + 8 * (e >> 1)
+                            d = da[l][nb][e] + (dz[col] if keys_pass else dz[row])
+                            vis = visible(keys_pass, warp, quarter, l, nb, e)
+                            ef[l][nb][e] = d * bf[l][nb][e] if vis else 0.0
+                            ep[l][nb][e] = d * bp[l][nb][e] if vis else 0.0
+                acc = zeros_acc(8)
+                block_times_rows(acc, block_as_a(ef), tcols, quarter, P, 0, 0)
+                block_times_rows(acc, block_as_a(ep), tcols, quarter, RM, P, 4)
+                got = acc_matrix(lambda l, jb: acc[l][jb], 8)
+                rows, qs = slice(16 * warp, 16 * warp + 16), slice(16 * quarter, 16 * quarter + 16)
+                dA = xm[rows] @ ym[qs].T + (dz[qs][None, :] if keys_pass else dz[rows][:, None])
+                Bp = rows_f[rows, :P] @ cols_f[qs, :P].T
+                Bf = rows_f[rows, P:] @ cols_f[qs, P:].T
+                cols_idx, rows_idx = (16 * quarter + np.arange(16))[None, :], (16 * warp + np.arange(16))[:, None]
+                mask = cols_idx >= rows_idx if keys_pass else cols_idx <= rows_idx
+                want = np.hstack([bf16(np.where(mask, dA * Bf, 0.0)) @ cols_f[qs, :P],
+                                  bf16(np.where(mask, dA * Bp, 0.0)) @ cols_f[qs, P:]])
+                ok &= check(f"intra_terms ({'key' if keys_pass else 'query'} pass) warp {warp} quarter {quarter}",
+                            got, want)
 
     # write_copies' rows against factor_rows_times_state's reading (k16 step s = rows 16 s .. of the copy)
     state = rng.standard_normal((4, 64, DV))  # [sb][row in block][value]
