@@ -132,6 +132,25 @@ bench_compare() {
     --json "$OUT/bench/$stem.json" --markdown "$OUT/bench/$stem.md" >> "$OUT/$log" 2>&1
   echo "=== compare_torch $label rc=$?" >> "$OUT/$log"
 }
+# One workbench target of build-wgmma (configured when missing; no library build), its output appended
+# to the log $2; on failure "$3 BUILD FAILED" and the log's tail.
+build_wgmma() {
+  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
+    ninja -C build-wgmma "$1"; } >> "$2" 2>&1 || { echo "$3 BUILD FAILED"; tail -30 "$2"; }
+}
+# ncu (speed of light, warp states, scheduler, instruction mix, launch, occupancy) of the kernels matching
+# $2 over workbench $1's --profile launches, into the log $3 (build failure label $4), then the lines that
+# matter (kernel names starting with $5).
+profile_wgmma() {
+  : > "$3"
+  build_wgmma "tests/bench/$1" "$3" "$4"
+  timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
+    --section LaunchStats --section Occupancy --print-details all -k regex:"$2" \
+    "build-wgmma/tests/bench/$1" --profile >> "$3" 2>&1
+  echo "=== ncu $1 --profile rc=$?" >> "$3"
+  grep -E "$5|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" \
+    "$3" | cut -c1-150 | head -80
+}
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nvcc --version | tail -2; } \
   2>&1 | tee "$OUT/device.txt"
 rc=0
@@ -160,9 +179,7 @@ if has wgmma; then  # the Hopper primitives: two targets, no library build
 fi
 if has exactkernels; then  # the exact kernels alone: one target, no library build
   echo "=== exactkernels build from $(date +%T)" > "$OUT/exactkernels.log"
-  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
-    ninja -C build-wgmma tests/bench/exact-kernel-bench; } >> "$OUT/exactkernels.log" 2>&1 ||
-    { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactkernels.log"; }
+  build_wgmma tests/bench/exact-kernel-bench "$OUT/exactkernels.log" "EXACT KERNELS"
   echo "=== exact-kernel-bench from $(date +%T)" >> "$OUT/exactkernels.log"
   mkdir -p "$OUT/bench"
   timeout 360 build-wgmma/tests/bench/exact-kernel-bench --json "$OUT/bench/exact_kernels.json" >> "$OUT/exactkernels.log" 2>&1
@@ -171,9 +188,7 @@ if has exactkernels; then  # the exact kernels alone: one target, no library bui
 fi
 if has kronkernels; then  # issue 10's Hopper Kronecker kernels alone: one target, no library build
   echo "=== kronkernels build from $(date +%T)" > "$OUT/kronkernels.log"
-  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
-    ninja -C build-wgmma tests/bench/kron-kernel-bench; } >> "$OUT/kronkernels.log" 2>&1 ||
-    { echo "KRON KERNELS BUILD FAILED"; tail -30 "$OUT/kronkernels.log"; }
+  build_wgmma tests/bench/kron-kernel-bench "$OUT/kronkernels.log" "KRON KERNELS"
   mkdir -p "$OUT/bench"
   timeout 120 build-wgmma/tests/bench/kron-kernel-bench --json "$OUT/bench/kron_kernels.json" >> "$OUT/kronkernels.log" 2>&1
   echo "=== kron-kernel-bench rc=$? at $(date +%T)" >> "$OUT/kronkernels.log"
@@ -186,9 +201,8 @@ if has kronkernels; then  # issue 10's Hopper Kronecker kernels alone: one targe
   grep -E "^\| |^=== |failures|Device|HANG|SUMMARY" "$OUT/kronkernels.log"
 fi
 if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small checks (builds it when needed)
-  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
-    ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactsanitize.log" 2>&1 ||
-    { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactsanitize.log"; }
+  : > "$OUT/exactsanitize.log"
+  build_wgmma tests/bench/exact-kernel-bench "$OUT/exactsanitize.log" "EXACT KERNELS"
   for tool in ${SLAY_EXACT_SANITIZERS:-memcheck racecheck synccheck}; do
     limit=150; [ $tool = racecheck ] && limit=${SLAY_RACECHECK_S:-540}
     dims=${SLAY_EXACT_SANITIZE_DIM:+--dim $SLAY_EXACT_SANITIZE_DIM}  # e.g. 64: one head dim a call
@@ -201,26 +215,10 @@ if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small 
   done
 fi
 if has exactpro; then  # ncu over exact-kernel-bench --profile (builds it when needed)
-  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
-    ninja -C build-wgmma tests/bench/exact-kernel-bench; } > "$OUT/exactpro.txt" 2>&1 ||
-    { echo "EXACT KERNELS BUILD FAILED"; tail -30 "$OUT/exactpro.txt"; }
-  timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
-    --section LaunchStats --section Occupancy --print-details all -k regex:"exact_(backward|forward)_wgmma_kernel" \
-    build-wgmma/tests/bench/exact-kernel-bench --profile >> "$OUT/exactpro.txt" 2>&1
-  echo "=== ncu exact-kernel-bench --profile rc=$?" >> "$OUT/exactpro.txt"
-  grep -E "exact_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|No Eligible|rc=" \
-    "$OUT/exactpro.txt" | cut -c1-150 | head -80
+  profile_wgmma exact-kernel-bench "exact_(backward|forward)_wgmma_kernel" "$OUT/exactpro.txt" "EXACT KERNELS" exact_
 fi
 if has kronpro; then  # ncu over kron-kernel-bench --profile (builds it when needed)
-  { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
-    ninja -C build-wgmma tests/bench/kron-kernel-bench; } > "$OUT/kronpro.txt" 2>&1 ||
-    { echo "KRON KERNELS BUILD FAILED"; tail -30 "$OUT/kronpro.txt"; }
-  timeout 300 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
-    --section LaunchStats --section Occupancy --print-details all -k regex:"kron_.*wgmma_kernel" \
-    build-wgmma/tests/bench/kron-kernel-bench --profile >> "$OUT/kronpro.txt" 2>&1
-  echo "=== ncu kron-kernel-bench --profile rc=$?" >> "$OUT/kronpro.txt"
-  grep -E "kron_|Duration|Compute \(SM\) Throughput|Issue Slots Busy|Registers Per|Stall|No Eligible|rc=" \
-    "$OUT/kronpro.txt" | cut -c1-150 | head -80
+  profile_wgmma kron-kernel-bench "kron_.*wgmma_kernel" "$OUT/kronpro.txt" "KRON KERNELS" kron_
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   # (ninja has no target libslay.so: the versioned library's links come with the test binaries' build)
