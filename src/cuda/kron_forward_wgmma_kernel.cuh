@@ -146,8 +146,7 @@ template <typename Elem>
 __device__ __forceinline__ unsigned mul2(unsigned a, unsigned b);
 template <>
 __device__ __forceinline__ unsigned mul2<__nv_bfloat16>(unsigned a, unsigned b) {
-    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    return *reinterpret_cast<unsigned*>(&r);
+    return bf16x2_mul(a, b);
 }
 template <>
 __device__ __forceinline__ unsigned mul2<__half>(unsigned a, unsigned b) {
@@ -592,9 +591,7 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
                         const int r = pass - 1;  // y[nb]: hi, y[nb + 2]: lo of the node's columns 8 nb ..
                         const float u = (y[nb][2 * half + e] + y[nb + 2][2 * half + e]) * inv[half];
                         const float arg = fminf(fmaxf(fmaf(mc.scale[r], u, -mc.shift[r]), -mc.bound), mc.bound);
-                        float p2;
-                        asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(p2) : "f"(arg));
-                        v[e] = mc.weight[r] * p2;
+                        v[e] = mc.weight[r] * fast_exp2(arg);
                     }
                 }
                 const int col = (pass == 0 ? 0 : kP + kRM / 2 * (pass - 1)) + 8 * nb + 2 * at.t4;

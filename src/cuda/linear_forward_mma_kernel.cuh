@@ -311,16 +311,6 @@ __device__ inline ChunkRange segment_chunks(const SegmentPlan& sp, int64_t T) {
     return {begin < total ? begin : total, begin + sp.chunks < total ? begin + sp.chunks : total};
 }
 
-__device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
-    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    return *reinterpret_cast<unsigned*>(&r);
-}
-// 2^x by the SFU (ex2.approx.ftz: relative error ~2^-22, far below bf16's).
-__device__ __forceinline__ float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
 __device__ __forceinline__ unsigned bf16x2_splat(__nv_bfloat16 x) {
     __nv_bfloat162 r{x, x};
     return *reinterpret_cast<unsigned*>(&r);

@@ -40,6 +40,19 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned r[4], const void* p) 
                  : "r"(smem_addr(p)));
 }
 
+// The elementwise product of two bf16x2 pairs (HMUL2): the Kronecker
+// kernels scale factor fragments by a splat or by token pairs with it.
+__device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
+    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    return *reinterpret_cast<unsigned*>(&r);
+}
+// 2^x by the SFU (ex2.approx.ftz: relative error ~2^-22, far below bf16's).
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // c += a b for one m16n8k16 tile (a row-major 16x16, b column-major 16x8).
 template <typename Elem>
 __device__ __forceinline__ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1);
