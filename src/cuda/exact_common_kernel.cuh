@@ -128,18 +128,26 @@ __device__ __forceinline__ MergedRow merge_rows(const ScoreConsts& c, bool softm
 // the bf16/fp16 rounding of P; 2^-inf = 0, results below 2^-126 flush to
 // 0), where exp2f adds a denormal range fix-up to every element.
 __device__ __forceinline__ float softmax_exp2(float x) {
+#if SLAY_CUDA_EMULATION
+    return exp2f(x);
+#else
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+#endif
 }
 
 // 1/x by the SFU's reciprocal (rcp.approx.ftz: relative error ~2^-23):
 // for the tensor-core kernels of 16-bit inputs, whose P is rounded to 8
 // bits of mantissa.
 __device__ __forceinline__ float fast_reciprocal(float x) {
+#if SLAY_CUDA_EMULATION
+    return 1.f / x;
+#else
     float y;
     asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+#endif
 }
 
 // How the rows of q and k are prepared in shared memory before the scores.
@@ -591,8 +599,13 @@ __device__ __forceinline__ BlockTile block_tile(const ExactArgs& args, ExactKern
 // extern __shared__ array starts at its base): fp32 words for the SIMT
 // kernels, bytes for the tensor-core ones. Each path carves the view it
 // was written against: nvcc's code (and ptxas's registers) depend on it.
+#if SLAY_CUDA_EMULATION  // the CPU emulation's (tests/emu): one buffer a CTA
+#define exact_smem_words (reinterpret_cast<float*>(::slay_emu::dynamic_shared_memory()))
+#define exact_smem_bytes (::slay_emu::dynamic_shared_memory())
+#else
 extern __shared__ __align__(16) float exact_smem_words[];
 extern __shared__ __align__(16) unsigned char exact_smem_bytes[];
+#endif
 
 // The shared-memory arrays of one kernel: smem_layout<Elem, kMmaDim>(kKernel)
 // carved into named pointers, fp32 tiles for the SIMT kernels (kMmaDim = 0)

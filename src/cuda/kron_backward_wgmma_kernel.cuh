@@ -272,8 +272,8 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
 #pragma unroll
         for (unsigned r = 0; r < kClusterCtas; ++r) {
             const uint32_t remote = tma::cluster_address(slot, r);
-            asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(remote), "f"(lo) : "memory");
-            asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(remote + 32), "f"(hi) : "memory");
+            tma::store_cluster1(remote, lo);
+            tma::store_cluster1(remote + 32, hi);
             tma::arrive_cluster(tma::cluster_address(row_sums + parity, r));
         }
     }

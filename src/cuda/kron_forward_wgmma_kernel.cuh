@@ -137,9 +137,14 @@ struct KronWgmmaMaps {
 // The bf16x2 (fp16x2) pair {x, x} of the 16-bit value in the low (hi =
 // false) or high half of `pair`.
 __device__ __forceinline__ unsigned broadcast_half(unsigned pair, bool hi) {
+#if SLAY_CUDA_EMULATION
+    const unsigned x = hi ? pair >> 16 : pair & 0xFFFFu;
+    return x | x << 16;
+#else
     unsigned r;
     asm("prmt.b32 %0, %1, %1, %2;\n" : "=r"(r) : "r"(pair), "r"(hi ? 0x3232u : 0x1010u));
     return r;
+#endif
 }
 // Elementwise product of two packed pairs.
 template <typename Elem>
@@ -160,7 +165,14 @@ __device__ __forceinline__ float2 to_float2(unsigned pair) {
     return make_float2(to_float(e[0]), to_float(e[1]));
 }
 // The dynamic shared memory of the kernel (aligned to a swizzle atom inside).
-extern __shared__ __align__(16) unsigned char kron_wgmma_smem_bytes[];
+__device__ __forceinline__ unsigned char* kron_wgmma_smem() {
+#if SLAY_CUDA_EMULATION
+    return slay_emu::dynamic_shared_memory();
+#else
+    extern __shared__ __align__(16) unsigned char kron_wgmma_smem_bytes[];
+    return kron_wgmma_smem_bytes;
+#endif
+}
 // The pair {lo, hi} of two 16-bit values.
 __device__ __forceinline__ unsigned pack_halves(unsigned short lo, unsigned short hi) {
     return static_cast<unsigned>(lo) | (static_cast<unsigned>(hi) << 16);
@@ -492,7 +504,7 @@ struct Ring {
     uint64_t *full, *empty, *received, *row_sums;
 };
 __device__ __forceinline__ Ring make_ring() {
-    unsigned char* smem = wgmma::swizzle_atom_aligned(kron_wgmma_smem_bytes);
+    unsigned char* smem = wgmma::swizzle_atom_aligned(kron_wgmma_smem());
     uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Layout::barriers);
     Ring r{smem, bars, bars + kStages, bars + 2 * kStages, bars + 2 * kStages + 2 * kConsumers};
     if (threadIdx.x == 0) {

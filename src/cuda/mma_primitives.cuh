@@ -7,7 +7,11 @@
 //   B (16x8, column-major): b0 (k = 2l..2l+1, n = g), b1 (k = 2l+8.., n = g)
 //   C (16x8): c0,c1 (g, 2l..2l+1), c2,c3 (g+8, 2l..2l+1)
 // with g = lane / 4 and l = lane % 4.
+// Under SLAY_CUDA_EMULATION (tests/emu/cuda_emulation.hpp, included first by
+// a CPU-emulated workbench) the instructions are the emulation's functions.
 #pragma once
+
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -20,24 +24,42 @@ __device__ __forceinline__ unsigned smem_addr(const void* p) {
 
 // 16-byte global -> shared copy; zero-fills when !valid (src not read).
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+#if SLAY_CUDA_EMULATION
+    slay_emu::cp_async16(dst, src, valid);
+#else
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                  "r"(valid ? 16 : 0));
+#endif
 }
+#if SLAY_CUDA_EMULATION  // the emulation's copies land at once
+__device__ __forceinline__ void cp_async_commit() {}
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {}
+#else
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
+#endif
 
 __device__ __forceinline__ void ldmatrix_x4(unsigned r[4], const void* p) {
+#if SLAY_CUDA_EMULATION
+    slay_emu::ldmatrix_x4(r, p, false);
+#else
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_addr(p)));
+#endif
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(unsigned r[4], const void* p) {
+#if SLAY_CUDA_EMULATION
+    slay_emu::ldmatrix_x4(r, p, true);
+#else
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_addr(p)));
+#endif
 }
 
 // The elementwise product of two bf16x2 pairs (HMUL2): the Kronecker
@@ -48,15 +70,26 @@ __device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
 }
 // 2^x by the SFU (ex2.approx.ftz: relative error ~2^-22, far below bf16's).
 __device__ __forceinline__ float fast_exp2(float x) {
+#if SLAY_CUDA_EMULATION
+    return exp2f(x);
+#else
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+#endif
 }
 
 // c += a b for one m16n8k16 tile (a row-major 16x16, b column-major 16x8).
 template <typename Elem>
 __device__ __forceinline__ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1);
 // One specialization per operand type; only the PTX type name differs.
+#if SLAY_CUDA_EMULATION
+#define SLAY_MMA_16816(ELEM, PTX_TYPE)                                                                        \
+    template <>                                                                                              \
+    __device__ __forceinline__ void mma_16816<ELEM>(float c[4], const unsigned a[4], unsigned b0, unsigned b1) { \
+        slay_emu::mma_16816(c, a, b0, b1, std::is_same<ELEM, __nv_bfloat16>::value);                         \
+    }
+#else
 #define SLAY_MMA_16816(ELEM, PTX_TYPE)                                                                        \
     template <>                                                                                              \
     __device__ __forceinline__ void mma_16816<ELEM>(float c[4], const unsigned a[4], unsigned b0, unsigned b1) { \
@@ -65,6 +98,7 @@ __device__ __forceinline__ void mma_16816(float c[4], const unsigned a[4], unsig
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                          \
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                         \
     }
+#endif
 SLAY_MMA_16816(__nv_bfloat16, "bf16")
 SLAY_MMA_16816(__half, "f16")
 #undef SLAY_MMA_16816
@@ -147,9 +181,13 @@ __device__ __forceinline__ void mma_planes(float c0[4], float c1[4], const unsig
 // an mma fragment (lane holds row lane / 4, columns 2 (lane % 4) and +1):
 // the same lane then holds that row of the transpose (sm_75+).
 __device__ __forceinline__ unsigned movmatrix_trans(unsigned x) {
+#if SLAY_CUDA_EMULATION
+    return slay_emu::movmatrix_trans(x);
+#else
     unsigned y;
     asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
     return y;
+#endif
 }
 
 // A register of two fp16 values as two bf16 values (B fragments of fp16

@@ -29,7 +29,47 @@ __device__ __forceinline__ uint32_t shared_address(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-#if SLAY_HAS_WGMMA
+#if SLAY_CUDA_EMULATION
+// The CPU emulation's (tests/emu/cuda_emulation.hpp), with the semantics
+// documented below.
+__device__ __forceinline__ void barrier_init(uint64_t* bar, unsigned count) { slay_emu::barrier_init(bar, count); }
+__device__ __forceinline__ void barrier_init_fence() {}
+__device__ __forceinline__ void arrive_expect_bytes(uint64_t* bar, unsigned bytes) {
+    slay_emu::barrier_arrive(bar, bytes);
+}
+__device__ __forceinline__ void arrive(uint64_t* bar) { slay_emu::barrier_arrive(bar, 0); }
+__device__ __forceinline__ void wait(uint64_t* bar, unsigned parity) {
+    while (!slay_emu::barrier_try_wait(bar, parity)) {
+    }
+}
+__device__ __forceinline__ void load_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int c3,
+                                        uint64_t* bar) {
+    slay_emu::tma_load_4d(dst, map, c0, c1, c2, c3, bar);
+}
+__device__ __forceinline__ void prefetch_map(const CUtensorMap*) {}
+__device__ __forceinline__ void named_barrier(unsigned id, unsigned threads) {
+    slay_emu::named_barrier(id, threads, true);
+}
+__device__ __forceinline__ void named_barrier_arrive(unsigned id, unsigned threads) {
+    slay_emu::named_barrier(id, threads, false);
+}
+template <int kRegisters>
+__device__ __forceinline__ void raise_registers() {}
+template <int kRegisters>
+__device__ __forceinline__ void lower_registers() {}
+__device__ __forceinline__ unsigned cluster_rank() { return slay_emu::cluster_rank(); }
+__device__ __forceinline__ uint32_t cluster_address(const void* p, unsigned rank) {
+    return slay_emu::cluster_address(p, rank);
+}
+__device__ __forceinline__ void store_cluster4(uint32_t address, float a, float b, float c, float d) {
+    const float v[4] = {a, b, c, d};
+    slay_emu::cluster_store(address, v, 4);
+}
+__device__ __forceinline__ void store_cluster1(uint32_t address, float a) { slay_emu::cluster_store(address, &a, 1); }
+__device__ __forceinline__ void arrive_cluster(uint32_t bar_address) { slay_emu::cluster_arrive(bar_address); }
+__device__ __forceinline__ void wait_cluster(uint64_t* bar, unsigned parity) { wait(bar, parity); }
+__device__ __forceinline__ void cluster_sync() { slay_emu::cluster_sync(); }
+#elif SLAY_HAS_WGMMA
 // An mbarrier of `count` arrivals a phase, at an 8-byte aligned shared word.
 __device__ __forceinline__ void barrier_init(uint64_t* bar, unsigned count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count) : "memory");
@@ -117,6 +157,10 @@ __device__ __forceinline__ void store_cluster4(uint32_t address, float a, float 
     asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "f"(a), "f"(b), "f"(c),
                  "f"(d)
                  : "memory");
+}
+// One float to a 4-byte aligned shared::cluster address.
+__device__ __forceinline__ void store_cluster1(uint32_t address, float a) {
+    asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(address), "f"(a) : "memory");
 }
 // One arrival on the mbarrier at a shared::cluster address (another CTA's),
 // releasing this thread's earlier stores to the cluster.

@@ -42,8 +42,9 @@
 
 #include "cuda/mma_primitives.cuh"
 
-// SLAY_HAS_WGMMA: this device compilation pass has wgmma (sm_90a).
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// SLAY_HAS_WGMMA: this device compilation pass has wgmma (sm_90a), or the
+// CPU emulation (tests/emu) stands in for it.
+#if SLAY_CUDA_EMULATION || (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL))
 #define SLAY_HAS_WGMMA 1
 #else
 #define SLAY_HAS_WGMMA 0
@@ -106,7 +107,14 @@ __device__ __forceinline__ uint64_t mn_major_descriptor(const void* stack, int k
                             kSwizzleAtomBytes);
 }
 
-#if SLAY_HAS_WGMMA
+#if SLAY_CUDA_EMULATION
+__device__ __forceinline__ void fence() {}
+__device__ __forceinline__ void commit_group() { slay_emu::wgmma_commit(); }
+template <int kPending>
+__device__ __forceinline__ void wait_group() {
+    slay_emu::wgmma_wait(kPending);
+}
+#elif SLAY_HAS_WGMMA
 // Orders register and shared-memory accesses before the next wgmma reads
 // them (accumulators or A registers written by ordinary instructions).
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -133,8 +141,13 @@ __device__ __forceinline__ void fence_proxy_async() {
 }
 // Keeps the compiler from moving accesses of a register across a wgmma
 // that reads or writes it asynchronously.
+#if SLAY_CUDA_EMULATION  // the emulation's wgmma writes through memory the compiler cannot see into
+__device__ __forceinline__ void fence_operand(float&) {}
+__device__ __forceinline__ void fence_operand(unsigned&) {}
+#else
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 __device__ __forceinline__ void fence_operand(unsigned& r) { asm volatile("" : "+r"(r)::"memory"); }
+#endif
 
 // Mma<Elem, N>::ss<kTransB, kTransA>(d, a_desc, b_desc, accumulate): d (64 x
 // N) = A B (+ d when accumulate), A and B by descriptors; ::rs the same with
@@ -146,7 +159,21 @@ __device__ __forceinline__ void fence_operand(unsigned& r) { asm volatile("" : "
 template <typename Elem, int N>
 struct Mma;
 
-#if SLAY_HAS_WGMMA
+#if SLAY_CUDA_EMULATION
+template <typename Elem, int N>
+struct Mma {
+    static constexpr int kAcc = N / 2;
+    static constexpr bool kBf16 = std::is_same<Elem, __nv_bfloat16>::value;
+    template <int kTransB, int kTransA = 0>
+    static void ss(float (&d)[N / 2], uint64_t a_desc, uint64_t b_desc, bool accumulate) {
+        slay_emu::wgmma_ss(d, N, a_desc, b_desc, accumulate, kTransA, kTransB, kBf16);
+    }
+    template <int kTransB>
+    static void rs(float (&d)[N / 2], const unsigned (&a)[4], uint64_t b_desc, bool accumulate) {
+        slay_emu::wgmma_rs(d, N, a, b_desc, accumulate, kTransB, kBf16);
+    }
+};
+#elif SLAY_HAS_WGMMA
 #define SLAY_WGMMA_ACC64  \
     "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),  \
     "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),  \

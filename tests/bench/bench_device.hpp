@@ -12,6 +12,18 @@
 
 #include <cuda_runtime.h>
 
+// kernel<<<grid, block, smem>>>(args...) on the device, or under
+// SLAY_CUDA_EMULATION the CPU emulation's run of it (tests/emu) in clusters
+// of `cluster` CTAs: the kernel's __cluster_dims__, which the emulation
+// cannot read (1 for a kernel without). Either way cudaGetLastError() then
+// tells whether it launched (the emulation has also run it by then).
+#if SLAY_CUDA_EMULATION
+#define BENCH_LAUNCH(kernel, grid, block, smem, cluster, ...) \
+    static_cast<void>(SLAY_EMU_LAUNCH(kernel, grid, block, smem, cluster, __VA_ARGS__))
+#else
+#define BENCH_LAUNCH(kernel, grid, block, smem, cluster, ...) kernel<<<grid, block, smem>>>(__VA_ARGS__)
+#endif
+
 namespace bench {
 
 inline bool check_cuda(cudaError_t e, const char* what) {

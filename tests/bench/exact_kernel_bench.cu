@@ -131,8 +131,9 @@ bool launch_factor_pass(const Problem& p, const ex::ExactArgs& a, bool queries) 
         return true;
     } else {
         const int64_t rows = p.B * p.H * p.T;
-        ex::exact_row_factor_kernel<Elem, Score::kPrep>
-            <<<static_cast<unsigned>(ex::row_factor_blocks(rows)), ex::kFactorThreads>>>(a, rows, queries);
+        auto kernel = ex::exact_row_factor_kernel<Elem, Score::kPrep>;
+        BENCH_LAUNCH(kernel, static_cast<unsigned>(ex::row_factor_blocks(rows)), ex::kFactorThreads, 0, 1, a, rows,
+                     queries);
         return check_cuda(cudaGetLastError(), "factor pass launch");
     }
 }
@@ -162,7 +163,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Layout::bytes),
                         "attribute"))
             return false;
-        kernel<<<grid_of(p, Layout::kRows), Layout::kThreads, Layout::bytes>>>(maps, a);
+        BENCH_LAUNCH(kernel, grid_of(p, Layout::kRows), Layout::kThreads, Layout::bytes, 1, maps, a);
     } else {
         const int bytes =
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::Forward, kDim, kDim).bytes());
@@ -170,7 +171,7 @@ bool launch(const Problem& p, const ex::ExactArgs& a) {
         if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
                         "attribute"))
             return false;
-        kernel<<<grid_of(p, ex::kTile), ex::kMmaThreads, bytes>>>(a);
+        BENCH_LAUNCH(kernel, grid_of(p, ex::kTile), ex::kMmaThreads, bytes, 1, a);
     }
     return check_cuda(cudaGetLastError(), "launch");
 }
@@ -187,7 +188,7 @@ bool launch_stats(const Problem& p, const ex::ExactArgs& a) {
     auto kernel = ex::exact_forward_mma_kernel<Elem, Score, kDim, true>;
     if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), "attribute"))
         return false;
-    kernel<<<grid_of(p, ex::kTile), ex::kMmaThreads, bytes>>>(a);
+    BENCH_LAUNCH(kernel, grid_of(p, ex::kTile), ex::kMmaThreads, bytes, 1, a);
     return check_cuda(cudaGetLastError(), "stats launch");
 }
 
@@ -231,9 +232,9 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
                         "attribute"))
             return false;
         if (kSweeps & kKeySweep)
-            dkdv<<<grid_of(p, KeyLayout::kOwnRows), KeyLayout::kThreads, KeyLayout::bytes>>>(maps, a);
+            BENCH_LAUNCH(dkdv, grid_of(p, KeyLayout::kOwnRows), KeyLayout::kThreads, KeyLayout::bytes, 1, maps, a);
         if (kSweeps & kQuerySweep)
-            dq<<<grid_of(p, QueryLayout::kOwnRows), QueryLayout::kThreads, QueryLayout::bytes>>>(maps, a);
+            BENCH_LAUNCH(dq, grid_of(p, QueryLayout::kOwnRows), QueryLayout::kThreads, QueryLayout::bytes, 1, maps, a);
     } else {
         const int key_bytes =
             static_cast<int>(ex::smem_layout<Elem, kDim>(ex::ExactKernel::KeyGrads, kDim, kDim).bytes());
@@ -246,8 +247,8 @@ bool launch_sweeps(const Problem& p, const ex::ExactArgs& a) {
             !check_cuda(cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, query_bytes),
                         "attribute"))
             return false;
-        if (kSweeps & kKeySweep) dkdv<<<grid_of(p, ex::kTile), ex::kMmaThreads, key_bytes>>>(a);
-        if (kSweeps & kQuerySweep) dq<<<grid_of(p, ex::kTile), ex::kMmaThreads, query_bytes>>>(a);
+        if (kSweeps & kKeySweep) BENCH_LAUNCH(dkdv, grid_of(p, ex::kTile), ex::kMmaThreads, key_bytes, 1, a);
+        if (kSweeps & kQuerySweep) BENCH_LAUNCH(dq, grid_of(p, ex::kTile), ex::kMmaThreads, query_bytes, 1, a);
     }
     return check_cuda(cudaGetLastError(), "sweeps launch");
 }

@@ -118,7 +118,7 @@ bool launch_kernel(Kernel kernel, const Maps& maps, const Args& a, const Problem
     if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
                     "smem attribute"))
         return false;
-    kernel<<<static_cast<unsigned>(2 * p.B * p.H), kw::kThreads, kw::Layout::bytes>>>(maps, a);
+    BENCH_LAUNCH(kernel, static_cast<unsigned>(2 * p.B * p.H), kw::kThreads, kw::Layout::bytes, kw::kClusterCtas, maps, a);
     return check_cuda(cudaGetLastError(), "launch");
 }
 
@@ -249,7 +249,7 @@ __global__ void __launch_bounds__(128) map_tile_test_kernel(const Elem* x, const
                                                             __nv_bfloat16* out) {
 #if SLAY_HAS_WGMMA
     namespace wg = slay::cuda::wgmma;
-    unsigned char* smem = wg::swizzle_atom_aligned(kw::kron_wgmma_smem_bytes);
+    unsigned char* smem = wg::swizzle_atom_aligned(kw::kron_wgmma_smem());
     unsigned char *xt = smem, *wt = smem + 8192, *ft = smem + 8192 + 12288;
     for (int piece = threadIdx.x; piece < (64 + 96) * 8; piece += 128) {  // 16-byte pieces of the rows
         const int row = piece / 8, chunk = piece % 8;
@@ -365,7 +365,7 @@ int check_map_tile() {
               check_cuda(cudaMemcpy(dw, wh.data(), wh.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload") &&
               check_cuda(cudaMemset(dout, 0xff, 64 * 64 * sizeof(__nv_bfloat16)), "poison");
     if (ok) {
-        map_tile_test_kernel<<<1, 128, smem>>>(dx, dw, map.mc, dout);
+        BENCH_LAUNCH(map_tile_test_kernel, 1, 128, smem, 1, dx, dw, map.mc, dout);
         ok = check_cuda(cudaGetLastError(), "map tile launch") && synchronize_within("the map tile");
     }
     std::vector<double> got;
