@@ -202,7 +202,8 @@ __device__ __forceinline__ void store_factor_rows(const float (&acc)[32], float*
 // consecutive threads a row), then their barrier. The key pass reads den
 // and dZ (den_rows, dz_rows: the query pass's); the query pass
 // (kRowStatistics) makes them from the chunk's row sums Z (zsum: the four
-// warpgroups' parts) and the forward's output (o_tile): den =
+// warpgroups' parts) and the forward's output (o_tile, which may be gs
+// itself: a thread reads each of its pieces before it writes it): den =
 // stabilized(Z), dZ = -(g . o) / den (0 where max(Z, delta) clamps), and
 // writes them to den_rows, dz_rows for the key pass.
 template <typename Elem, bool kRowStatistics>
@@ -286,6 +287,9 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
 // dZ by row (B*H*T), the key pass reads them; the outputs: dv (key pass,
 // the caller's layout) and the factor-gradient rows dfactors (B*H, T, 64)
 // fp32 of the pass's side.
+// With the fused map (kFusedMap) the passes read q and k instead of factor
+// rows and run the map's VJP in their finalizers: dx (dq in the query pass,
+// dk in the key pass; the caller's layout, as dv) instead of dfactors.
 struct KronWgmmaBackwardArgs {
     void* dv;
     int64_t dv_token, dv_head, dv_batch;  // element strides of dv
@@ -295,31 +299,89 @@ struct KronWgmmaBackwardArgs {
     int64_t heads, seq_len;
     float stabilizer;  // delta of den
     bool clamp_den;    // den = max(Z, delta) instead of Z + delta
+    // kFusedMap: the pass's input gradient and the map (as KronWgmmaArgs')
+    void* dx;
+    int64_t dx_token, dx_head, dx_batch;
+    const float* anchors;
+    const float* omega;
+    MapConsts map;
 };
+// fq, fk: (cols, T, B*H, 1) factor rows, or with the fused map q and k
+// (cols = D, T, H, B); v, dout, out: (cols, T, H, B); save (kFusedMap): the
+// pass's own side (q or k) again in boxes of 32 rows (Layout::save).
 struct KronWgmmaBackwardMaps {
-    CUtensorMap fq, fk, v, dout, out;  // fq, fk: (cols, T, B*H, 1); v, dout, out: (cols, T, H, B)
+    CUtensorMap fq, fk, v, dout, out, save;
 };
+
+#if SLAY_HAS_WGMMA
+// The fused map's steps of a backward pass: W staged once (start), then
+// each chunk the q and k tiles mapped in place (map_chunk: warpgroup 0 the
+// queries', 1 the keys', then the consumers meet), and the finalizer's
+// rows (quarter `quarter`, x from the stage's save tile) through the map's
+// VJP into dx, or without it the factor-gradient rows.
+template <typename Elem, bool kFusedMap>
+struct BackwardMap {
+    __device__ __forceinline__ static void start(const KronCta& cta, const KronWgmmaBackwardArgs& args) {
+        if (kFusedMap)
+            stage_map_weights(cta.ring.smem + Layout::w, args.anchors, args.omega, cta.h,
+                              static_cast<int>(args.heads), args.map.M);
+    }
+    __device__ __forceinline__ static void map_chunk(const KronCta& cta, const KronWgmmaBackwardArgs& args,
+                                                     unsigned char* stage) {
+        if (!kFusedMap) return;
+        unsigned char* x = stage + (cta.w == 0 ? Layout::fq : Layout::fk);
+        map_rows_tile<Elem>(x, cta.ring.smem + Layout::w, args.map, x, cta.at);
+        wgmma::fence_proxy_async();  // the factor tiles are wgmma operands (and the copy engine's again later)
+        tma::named_barrier(3, kConsumers * 128);
+    }
+    __device__ __forceinline__ static void finish_rows(const float (&acc)[32], const KronCta& cta,
+                                                       const KronWgmmaBackwardArgs& args, const unsigned char* stage,
+                                                       int kc) {
+        if constexpr (kFusedMap) {
+            float dx[32];
+            map_vjp_rows<Elem>(acc, stage + Layout::save, 16 * (cta.quarter % 2), cta.ring.smem + Layout::w,
+                               args.map, dx, cta.at);
+            const float one[2] = {1.f, 1.f};
+            const int64_t base = static_cast<int64_t>(cta.b) * args.dx_batch + static_cast<int64_t>(cta.h) * args.dx_head;
+            store_value_rows(dx, static_cast<Elem*>(args.dx) + base, args.dx_token, kc, cta.T, cta.at, one);
+        } else {
+            store_factor_rows(acc, args.dfactors, static_cast<int64_t>(cta.bh) * cta.T, kc, cta.T, cta.at);
+        }
+    }
+    // The save tile's box: the CTA's two quarters' rows of the pass's side.
+    __device__ __forceinline__ static TileLoad save_tile(const CUtensorMap* map, const KronCta& cta) {
+        return {map, Layout::stages + Layout::save, Layout::kStageBytes, true, 32 * cta.rank, Layout::kSaveBytes};
+    }
+};
+#endif
 
 // The query pass (forward in time): the state S and Zmat recomputed as in
 // the forward, the rows' den and dZ from their sums Z (shared across the
 // cluster) and the forward's output, and the query side's [dpoly_q | dpcat_q]:
 //   dphi_q,t = S^T gs_t + dZ_t z + sum_{j <= t in the chunk} dA_tj phi_k,j.
-template <typename Elem>
+template <typename Elem, bool kFusedMap = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_query_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
+    using Map = BackwardMap<Elem, kFusedMap>;
     const KronCta cta = make_cta(args.heads, args.seq_len);
     if (cta.role == 0) {
-        const TileLoad tiles[5] = {{&maps.fq, Layout::fq, false},
-                                   {&maps.fk, Layout::fk, false},
-                                   {&maps.v, Layout::v, true},
-                                   {&maps.dout, Layout::dout, true},
-                                   {&maps.out, Layout::out, true}};
-        produce<5, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
+        const TileLoad out_tile = {&maps.out, Layout::gs, Layout::kTileBytes, true, 0, Layout::kTileBytes};
+        const TileLoad tiles[6] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
+                                   stage_tile(&maps.fk, Layout::fk, kFusedMap),
+                                   stage_tile(&maps.v, Layout::v, true),
+                                   stage_tile(&maps.dout, Layout::dout, true),
+                                   out_tile,  // into gs: staged in place
+                                   Map::save_tile(&maps.save, cta)};
+        if (kFusedMap)
+            produce<6, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
+        else
+            produce<5, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);  // without the save tile
         return;
     }
     RunningState st;
     start_consumer(cta, st);
+    Map::start(cta, args);
     const Place& at = cta.at;
     float* zsum = reinterpret_cast<float*>(cta.ring.smem + Layout::zsum);
     const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
@@ -331,6 +393,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         const unsigned char *fq = stage + Layout::fq, *fk = stage + Layout::fk, *vt = stage + Layout::v;
         unsigned char* gs = cta.ring.smem + Layout::gs + (kc & 1) * Layout::kTileBytes;
         float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (kc & 1) * kChunk;
+        Map::map_chunk(cta, args, cta.ring.smem + Layout::stage(s));
 
         unsigned pq[2][4];
         row_fragment(pq[0], fq, at, kP);
@@ -352,7 +415,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
             share_row_sums(zpart, zsum, cta.ring.row_sums, cta.quarter, kc, at);
         }
-        stage_scaled_gradients<Elem, true>(stage + Layout::dout, stage + Layout::out, zsum + (kc & 1) * 4 * kChunk, gs,
+        stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs,
                                            dz, args.den + row0, args.dz + row0, args.stabilizer, args.clamp_den, kc,
                                            cta.T);
 
@@ -365,7 +428,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         intra_terms<Elem, false>(acc, gs, vt, bp, bf, fk, nullptr, dz_rows, at, cta.quarter);
         float zero2[2] = {0.f, 0.f};
         if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at))
-            store_factor_rows(acc, args.dfactors, row0, kc, cta.T, at);
+            Map::finish_rows(acc, cta, args, stage, kc);
         take_chunk<Elem>(st, fk, vt, nullptr, cta, s);  // S += Phi_k^T V, Zmat += Poly_k^T Pcat_k
     }
     tma::cluster_sync();
@@ -373,21 +436,26 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 }
 
 // The key pass (backward in time): dv and the key side's [dpoly_k | dpcat_k].
-template <typename Elem>
+template <typename Elem, bool kFusedMap = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_key_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
+    using Map = BackwardMap<Elem, kFusedMap>;
     const KronCta cta = make_cta(args.heads, args.seq_len);
     if (cta.role == 0) {
-        const TileLoad tiles[4] = {{&maps.fq, Layout::fq, false},
-                                   {&maps.fk, Layout::fk, false},
-                                   {&maps.v, Layout::v, true},
-                                   {&maps.dout, Layout::dout, true}};
-        produce<4, true>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
+        const TileLoad tiles[5] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
+                                   stage_tile(&maps.fk, Layout::fk, kFusedMap),
+                                   stage_tile(&maps.v, Layout::v, true), stage_tile(&maps.dout, Layout::dout, true),
+                                   Map::save_tile(&maps.save, cta)};
+        if (kFusedMap)
+            produce<5, true>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
+        else
+            produce<4, true>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);  // without the save tile
         return;
     }
     RunningState carry;  // U (rows) and Ymat^T of the later chunks
     start_consumer(cta, carry);
+    Map::start(cta, args);
     const Place& at = cta.at;
     const uint64_t carry_desc = wgmma::mn_major_descriptor(cta.state_copy, 0, Layout::kStateCopyBytes);
     const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
@@ -400,6 +468,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         const unsigned char *fq = stage + Layout::fq, *fk = stage + Layout::fk, *vt = stage + Layout::v;
         unsigned char* gs = cta.ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
         float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (n & 1) * kChunk;
+        Map::map_chunk(cta, args, cta.ring.smem + Layout::stage(s));
         stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, args.den + row0,
                                             args.dz + row0, args.stabilizer, args.clamp_den, kc, cta.T);
 
@@ -440,7 +509,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             carry_terms<Elem>(acc, vt, cta.state_copy, fk, poly, cta.pw0, at);
             intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, cta.quarter);
             if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at))
-                store_factor_rows(acc, args.dfactors, row0, kc, cta.T, at);
+                Map::finish_rows(acc, cta, args, stage, kc);
         }
         take_chunk<Elem>(carry, fq, gs, dz, cta, s);  // U += Phi_q^T gs, Ymat += dZ-weighted Poly_q^T Pcat_q
     }

@@ -72,11 +72,16 @@ constexpr int kPartialFloats = 36;
 constexpr int kSlotFloats = 32 * kPartialFloats;  // one sender's partial
 
 // Shared memory (byte offsets from the first 1024-byte boundary; SW128
-// tiles start on one). The ring's stages come last: five tiles a stage (the
-// forward streams three: fq, fk, v; the key pass four: + dout; the query
-// pass five: + out).
+// tiles start on one). The ring's stages come last: four tiles and a
+// half tile a stage (the forward streams three: fq, fk, v; the backward
+// passes four: + dout, and with the fused map the half tile `save`: x of
+// the CTA's two row quarters of the pass's own side, for the map's VJP in
+// the finalizers; the query pass's fifth tile, the forward's output, lands
+// in the gs tile of the stage's parity, which the staging of gs turns into
+// g / den in place).
 struct Layout {
     static constexpr int kTileBytes = kChunk * 128;  // 64 rows of 128 bytes
+    static constexpr int kSaveBytes = kTileBytes / 2;  // 32 rows
     // the consumers' bf16 copies of their state rows: [kConsumers][256 rows x 128 bytes]
     static constexpr int kStateCopyBytes = kStateBlocks * 64 * 128;
     static constexpr int state = 0;
@@ -89,21 +94,21 @@ struct Layout {
     // the query pass's row sums Z of a chunk from the cluster's four
     // warpgroups: [2 (chunk parity)][4][kChunk] fp32
     static constexpr int zsum = dz + 2 * kChunk * 4;
-    // the backward's staged gs = g / den tiles: [2 (chunk parity)]
-    static constexpr int gs = (zsum + 2 * 4 * kChunk * 4 + 1023) / 1024 * 1024;
-    static constexpr int stages = gs + 2 * kTileBytes;
-    // the fused-map forward's W rows (96 x 128 bytes, map_rows_tile) where the backward stages gs
-    static constexpr int w = gs;
-    static_assert(96 * 128 <= 2 * kTileBytes, "W fits the gs tiles' place");
-    static constexpr int kStageBytes = 5 * kTileBytes;
-    // tiles in a stage
-    static constexpr int fq = 0, fk = kTileBytes, v = 2 * kTileBytes, dout = 3 * kTileBytes, out = 4 * kTileBytes;
-    __host__ __device__ static constexpr int stage(int s) { return stages + s * kStageBytes; }
     // full[kStages], empty[kStages], received[kConsumers][2], row_sums[2]
-    static constexpr int barriers = stages + kStages * kStageBytes;
-    static constexpr int end = barriers + (2 * kStages + 2 * kConsumers + 2) * 8;
+    static constexpr int barriers = zsum + 2 * 4 * kChunk * 4;
+    // the backward's staged gs = g / den tiles: [2 (chunk parity = stage)]
+    static constexpr int gs = (barriers + (2 * kStages + 2 * kConsumers + 2) * 8 + 1023) / 1024 * 1024;
+    // the fused map's W rows (96 x 128 bytes, map_rows_tile)
+    static constexpr int w = gs + 2 * kTileBytes;
+    static constexpr int stages = w + 96 * 128;
+    static constexpr int kStageBytes = 4 * kTileBytes + kSaveBytes;
+    // tiles in a stage
+    static constexpr int fq = 0, fk = kTileBytes, v = 2 * kTileBytes, dout = 3 * kTileBytes, save = 4 * kTileBytes;
+    __host__ __device__ static constexpr int stage(int s) { return stages + s * kStageBytes; }
+    static constexpr int end = stages + kStages * kStageBytes;
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
+static_assert(kStages == 2, "the query pass's output tile lands in the gs tile of its stage's parity");
 static_assert(Layout::bytes <= 227 * 1024, "the Kronecker kernels' shared memory exceeds an SM's opt-in limit");
 
 // The map's constants for slay_anchor's factor rows made in the kernels
@@ -190,8 +195,10 @@ struct Place {
 
 // A fragment (m16 x k16) of the warp's 16 rows of a factor tile (SW128,
 // 64 columns), columns [col0, col0 + 16).
-__device__ __forceinline__ void row_fragment(unsigned (&a)[4], const unsigned char* tile, const Place& at, int col0) {
-    ldmatrix_x4(a, tile + wgmma::sw128_offset(16 * at.warp + (at.lane & 15), 2 * col0 + 16 * (at.lane >> 4)));
+__device__ __forceinline__ void row_fragment(unsigned (&a)[4], const unsigned char* tile, const Place& at, int col0,
+                                             int row0 = -1) {
+    if (row0 < 0) row0 = 16 * at.warp;  // the warp's own rows; else 16 rows from row0
+    ldmatrix_x4(a, tile + wgmma::sw128_offset(row0 + (at.lane & 15), 2 * col0 + 16 * (at.lane >> 4)));
 }
 // B fragments (k16 x two n8 blocks) with n = 16 tile rows r0 .. and k = 16
 // columns col0 ..: b[0], b[1] of n8 block 0 (rows r0 .. r0 + 7), b[2], b[3]
@@ -520,65 +527,84 @@ __device__ __forceinline__ Ring make_ring() {
     tma::cluster_sync();  // the barriers of both CTAs exist before any remote arrival
     return r;
 }
-// One tile of a chunk: its map, its byte offset in a stage's tiles, and
-// whether it is a (B, H) tensor (coordinates h, b) or a (B*H) one (bh, 0).
+// One box a chunk: its map; where it lands (stage s: offset + s *
+// stage_stride bytes into the shared memory); whether it is a (B, H)
+// tensor (coordinates h, b) or a (B*H) one (bh, 0); its first token past
+// the chunk's first and its bytes (the map's box).
 struct TileLoad {
     const CUtensorMap* map;
-    int offset;
+    int offset, stage_stride;
     bool by_head;
+    int first_token, bytes;
 };
+// A chunk's tile of the stage: 64 rows from the chunk's first token.
+__host__ __device__ constexpr TileLoad stage_tile(const CUtensorMap* map, int tile, bool by_head) {
+    return {map, Layout::stages + tile, Layout::kStageBytes, by_head, 0, Layout::kTileBytes};
+}
 template <int kTiles, bool kReverse>
-__device__ __forceinline__ void produce(const Ring& r, const TileLoad (&tiles)[kTiles], int chunks, int bh, int b,
-                                        int h) {
+__device__ __forceinline__ void produce(const Ring& r, const TileLoad* tiles, int chunks, int bh, int b, int h) {
     tma::lower_registers<kProducerRegisters>();
     if (threadIdx.x == 0) {
-        for (int i = 0; i < kTiles; ++i) tma::prefetch_map(tiles[i].map);
+        int bytes = 0;
+        for (int i = 0; i < kTiles; ++i) {
+            tma::prefetch_map(tiles[i].map);
+            bytes += tiles[i].bytes;
+        }
         for (int n = 0; n < chunks; ++n) {
             const int kc = kReverse ? chunks - 1 - n : n;
             const int s = n % kStages, use = n / kStages;
             if (use > 0) tma::wait(r.empty + s, (use - 1) & 1);
-            tma::arrive_expect_bytes(r.full + s, kTiles * Layout::kTileBytes);
+            tma::arrive_expect_bytes(r.full + s, static_cast<unsigned>(bytes));
             for (int i = 0; i < kTiles; ++i)
-                tma::load_4d(r.smem + Layout::stage(s) + tiles[i].offset, tiles[i].map, 0, kc * kChunk,
-                             tiles[i].by_head ? h : bh, tiles[i].by_head ? b : 0, r.full + s);
+                tma::load_4d(r.smem + tiles[i].offset + s * tiles[i].stage_stride, tiles[i].map, 0,
+                             kc * kChunk + tiles[i].first_token, tiles[i].by_head ? h : bh, tiles[i].by_head ? b : 0,
+                             r.full + s);
         }
     }
     tma::cluster_sync();
 }
 
-// The factor rows [poly | pcat] (bf16, SW128, the layout of the TMA'd rows)
-// of the 64 rows of an x tile (SW128, D = 64 columns) by one warpgroup
-// (warp w: rows 16 w ..), as kron_factor_mma_kernel makes them: Y = x W^T on
-// mma.sync (W's rows in w_tile, SW128: 0-31 the anchors, 32-63 omega's bf16
-// hi parts, 64-95 their lo parts: the PRF exponents are fp32-accurate
-// projections of the exact inputs), the rows' |x|^2 summed from the same A
-// fragments (fp32), x^ applied to Y. A building block for fusing the map
-// into the kernels (not used by them yet: PERF.md 3.7).
+// The map's projections of 16 rows of an x tile (SW128, D = 64 columns:
+// rows row0 .., default the warp's own), on mma.sync against W's rows in
+// w_tile (SW128: 0-31 the anchors, 32-63 omega's bf16 hi parts, 64-95
+// their lo parts: the PRF exponents are fp32-accurate projections of the
+// exact inputs). load reads x's A fragments once (16 registers) and the
+// rows' 1 / max(|x|, norm_eps) (|x|^2 summed from the same fragments in
+// fp32); project(pass, y) then gives 32 columns of Y = x W^T, 16
+// accumulators: pass 0 the poly's (W rows 0-31: y[nb], n8 block nb), pass
+// 1 + r quadrature node r's 16 PRF columns (y[nb] from the hi rows plus
+// y[nb + 2] from the lo rows, nb = 0, 1), so few registers are live next
+// to the kernels' 128 of state.
 template <typename Elem>
-__device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const unsigned char* w_tile,
-                                              const MapConsts& mc, unsigned char* factors, const Place& at) {
-    // x's A fragments are read once (16 registers; factors may be x_tile
-    // itself: each warp writes only its own rows, after it read them), then
-    // three passes of 16 accumulators each (the poly's 32 columns; each
-    // quadrature node's 16 PRF columns from W's hi and lo rows), so few
-    // registers are live next to the kernels' 128 of state.
+struct MapProjection {
     unsigned xa[4][4];
-    float ss[2] = {0.f, 0.f};
+    float inv[2];       // rows g, g + 8
+    bool clamped[2];    // |x| <= norm_eps: x^ = x / norm_eps
+    __device__ __forceinline__ void load(const unsigned char* x_tile, const MapConsts& mc, const Place& at,
+                                         int row0 = -1) {
+        float ss[2] = {0.f, 0.f};
 #pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-        row_fragment(xa[ks], x_tile, at, 16 * ks);
+        for (int ks = 0; ks < 4; ++ks) {
+            row_fragment(xa[ks], x_tile, at, 16 * ks, row0);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {  // a[0], a[2]: row g; a[1], a[3]: row g + 8
-            const float2 f = to_float2<Elem>(xa[ks][i]);
-            ss[i & 1] = fmaf(f.x, f.x, fmaf(f.y, f.y, ss[i & 1]));
+            for (int i = 0; i < 4; ++i) {  // a[0], a[2]: row g; a[1], a[3]: row g + 8
+                const float2 f = to_float2<Elem>(xa[ks][i]);
+                ss[i & 1] = fmaf(f.x, f.x, fmaf(f.y, f.y, ss[i & 1]));
+            }
+        }
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const float norm = sqrtf(row_lanes_sum(ss[half]));
+            clamped[half] = !(norm > mc.norm_eps);
+            inv[half] = 1.f / fmaxf(norm, mc.norm_eps);
         }
     }
-    const float inv[2] = {1.f / fmaxf(sqrtf(row_lanes_sum(ss[0])), mc.norm_eps),
-                          1.f / fmaxf(sqrtf(row_lanes_sum(ss[1])), mc.norm_eps)};
+    __device__ __forceinline__ void project(int pass, const unsigned char* w_tile, const Place& at,
+                                            float (&y)[4][4]) const {
 #pragma unroll
-    for (int pass = 0; pass < 3; ++pass) {
-        // pass 0: W rows 0-31 (anchors); pass 1 + r: rows 32 + 16 r (hi) and 64 + 16 r (lo)
-        float y[4][4] = {};
+        for (int nb = 0; nb < 4; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) y[nb][e] = 0.f;
 #pragma unroll
         for (int ks = 0; ks < 4; ++ks)
 #pragma unroll
@@ -589,6 +615,30 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
                 mma_16816<Elem>(y[2 * jp], xa[ks], b[0], b[1]);
                 mma_16816<Elem>(y[2 * jp + 1], xa[ks], b[2], b[3]);
             }
+    }
+    // Pass 1 + r's PRF exponent of column 8 nb + 2 t4 + (e & 1) of the node
+    // (rows g + 8 (e >> 1)), on x^, unclamped.
+    __device__ __forceinline__ float prf_exponent(const float (&y)[4][4], int r, int nb, int e,
+                                                  const MapConsts& mc) const {
+        return fmaf(mc.scale[r], (y[nb][e] + y[nb + 2][e]) * inv[e >> 1], -mc.shift[r]);
+    }
+};
+
+// The factor rows [poly | pcat] (bf16, SW128, the layout of the TMA'd rows)
+// of the 64 rows of an x tile (SW128, D = 64 columns) by one warpgroup
+// (warp w: rows 16 w ..), as kron_factor_mma_kernel makes them: poly =
+// (a_p . x^)^2 inv_sqrt_p, pcat = weight_r 2^clamp(scale_r (omega . x^) -
+// shift_r, +-bound) (MapProjection). factors may be x_tile itself: each
+// warp writes only its own rows, after it read them.
+template <typename Elem>
+__device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const unsigned char* w_tile,
+                                              const MapConsts& mc, unsigned char* factors, const Place& at) {
+    MapProjection<Elem> m;
+    m.load(x_tile, mc, at);
+#pragma unroll
+    for (int pass = 0; pass < 3; ++pass) {
+        float y[4][4];
+        m.project(pass, w_tile, at, y);
 #pragma unroll
         for (int nb = 0; nb < (pass == 0 ? 4 : 2); ++nb)
 #pragma unroll
@@ -597,13 +647,12 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                     if (pass == 0) {
-                        const float u = y[nb][2 * half + e] * inv[half];
+                        const float u = y[nb][2 * half + e] * m.inv[half];
                         v[e] = u * u * mc.inv_sqrt_p;
                     } else {
-                        const int r = pass - 1;  // y[nb]: hi, y[nb + 2]: lo of the node's columns 8 nb ..
-                        const float u = (y[nb][2 * half + e] + y[nb + 2][2 * half + e]) * inv[half];
-                        const float arg = fminf(fmaxf(fmaf(mc.scale[r], u, -mc.shift[r]), -mc.bound), mc.bound);
-                        v[e] = mc.weight[r] * fast_exp2(arg);
+                        const int r = pass - 1;
+                        const float arg = m.prf_exponent(y, r, nb, 2 * half + e, mc);
+                        v[e] = mc.weight[r] * fast_exp2(fminf(fmaxf(arg, -mc.bound), mc.bound));
                     }
                 }
                 const int col = (pass == 0 ? 0 : kP + kRM / 2 * (pass - 1)) + 8 * nb + 2 * at.t4;
@@ -612,6 +661,79 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
                     pack2<__nv_bfloat16>(v[0], v[1]);
             }
     }
+}
+
+// The map's VJP on 16 rows (the backward's finalizers): from dfactor =
+// [dpoly | dpcat] of the rows (the m16n8 accumulator layout of 8 n8
+// blocks: p, then c) to dx (the same layout over D = 64), with x's rows
+// from x_tile (rows row0 ..) and W, as kron_factor_vjp_kernel's side_vjp:
+//   coefficients: 2 u dpoly inv_sqrt_p on the anchors' columns (u = a_p .
+//     x^), dpcat pcat ln2 scale_r on omega's (0 where the clamp holds);
+//   dx^ = coef W (bf16 coefficients, W's hi rows: 32 HMMA);
+//   dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps where |x| <= eps).
+template <typename Elem>
+__device__ __forceinline__ void map_vjp_rows(const float (&dfactor)[32], const unsigned char* x_tile, int row0,
+                                             const unsigned char* w_tile, const MapConsts& mc, float (&dx)[32],
+                                             const Place& at) {
+    MapProjection<Elem> m;
+    m.load(x_tile, mc, at, row0);
+    float coef[8][4];
+#pragma unroll
+    for (int pass = 0; pass < 3; ++pass) {
+        float y[4][4];
+        m.project(pass, w_tile, at, y);
+#pragma unroll
+        for (int nb = 0; nb < (pass == 0 ? 4 : 2); ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                if (pass == 0) {
+                    const float u = y[nb][e] * m.inv[e >> 1];
+                    coef[nb][e] = 2.f * u * dfactor[4 * nb + e] * mc.inv_sqrt_p;
+                } else {
+                    const int r = pass - 1, block = 4 + 2 * r + nb;  // pcat column 16 r + 8 nb + ...
+                    const float arg = m.prf_exponent(y, r, nb, e, mc);
+                    coef[block][e] = fabsf(arg) <= mc.bound ? dfactor[4 * block + e] * mc.weight[r] *
+                                                                  fast_exp2(arg) * mc.scale[r] * 0.69314718f
+                                                            : 0.f;
+                }
+            }
+    }
+    float dxh[8][4] = {};
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+        unsigned a[4];
+        accumulator_to_a<__nv_bfloat16>(coef, ks, a);
+#pragma unroll
+        for (int jp = 0; jp < 4; ++jp) {
+            unsigned b[4];
+            rows_as_k_fragment(b, w_tile, at, 16 * ks, 16 * jp);  // k = W's rows (factor columns), n = d
+            mma_16816<__nv_bfloat16>(dxh[2 * jp], a, b[0], b[1]);
+            mma_16816<__nv_bfloat16>(dxh[2 * jp + 1], a, b[2], b[3]);
+        }
+    }
+    // x . dx^ by row (x of n8 block j: A fragment j / 2, registers 2 (j & 1) (+ 1: row g + 8)).
+    float xd[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const float2 x = to_float2<Elem>(m.xa[j / 2][2 * (j & 1) + half]);
+            xd[half] = fmaf(x.x, dxh[j][2 * half], fmaf(x.y, dxh[j][2 * half + 1], xd[half]));
+        }
+    float proj[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const float sum = row_lanes_sum(xd[half]);  // every lane shuffles (rows differ in clamping)
+        proj[half] = m.clamped[half] ? 0.f : sum * m.inv[half] * m.inv[half];
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const float2 x = to_float2<Elem>(m.xa[j / 2][2 * (j & 1) + half]);
+            dx[4 * j + 2 * half] = (dxh[j][2 * half] - x.x * proj[half]) * m.inv[half];
+            dx[4 * j + 2 * half + 1] = (dxh[j][2 * half + 1] - x.y * proj[half]) * m.inv[half];
+        }
 }
 
 // The finalizer's rows of a (B, H, T, 64) tensor in the input type (base:
@@ -735,8 +857,8 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 #if SLAY_HAS_WGMMA
     const KronCta cta = make_cta(args.heads, args.seq_len);
     if (cta.role == 0) {
-        const TileLoad tiles[3] = {
-            {&maps.fq, Layout::fq, kFusedMap}, {&maps.fk, Layout::fk, kFusedMap}, {&maps.v, Layout::v, true}};
+        const TileLoad tiles[3] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
+                                   stage_tile(&maps.fk, Layout::fk, kFusedMap), stage_tile(&maps.v, Layout::v, true)};
         produce<3, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
         return;
     }

@@ -5,14 +5,18 @@
 // only with meson's kron_wgmma option (slay_build_config.h's
 // SLAY_KRON_WGMMA) until a device run has validated them; without it the
 // launchers never take them.
-// The calls they serve (kron_wgmma_serves): compute capability 9.0, a build
+// The calls they serve (kron_wgmma_path): compute capability 9.0, a build
 // with sm_90a, slay_anchor at P = 32 and R * M = 32 (F = 1024), Dv = 64,
 // bf16 (the map kernel's factor rows are bf16 for every input type),
 // causal, dense batches (no packed sequences), no grouped heads, no states
 // (initial, final or their gradients), at least kMinHeads (b, h) pairs
 // (fewer keep the mma.sync engine's sequence split), and TMA-able value,
 // output and gradient tensors (16-byte aligned, contiguous rows, strides of
-// whole 16 bytes).
+// whole 16 bytes): on the map kernel's factor rows (FactorRows). With D =
+// 64, R = 2 quadrature nodes of M = 16 features and TMA-able q, k (and
+// bf16 dq, dk) the kernels map q and k themselves and the backward passes
+// run the map's VJP in their finalizers (FusedMap): no factor rows, no map
+// or VJP kernels.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -26,22 +30,30 @@
 namespace slay {
 namespace cuda {
 
+enum class KronWgmmaPath { None, FactorRows, FusedMap };
+
 #if SLAY_KRON_WGMMA
-bool kron_wgmma_serves(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool backward);
-// The forward from the factor rows in a.kron_factors ((2, B*H, T, 64) bf16:
-// q's, then k's) into a.out.
-Status kron_forward_wgmma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, cudaStream_t stream);
+KronWgmmaPath kron_wgmma_path(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool backward);
+// The forward into a.out: FactorRows from the factor rows in a.kron_factors
+// ((2, B*H, T, 64) bf16: q's, then k's); FusedMap from q and k.
+Status kron_forward_wgmma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, KronWgmmaPath path,
+                          cudaStream_t stream);
 // A backward pass: the query pass (keys false: den and dZ into a.row_den,
-// a.row_dz, the query side's [dpoly | dpcat] rows into a.kron_dfactors) or
-// the key pass (dv into a.dv, the key side's rows into a.kron_dfactors).
-Status kron_backward_wgmma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, bool keys,
-                           cudaStream_t stream);
+// a.row_dz, then the query side's [dpoly | dpcat] rows into
+// a.kron_dfactors (FactorRows) or dq into a.dq (FusedMap)) or the key pass
+// (dv into a.dv, the key side's rows into a.kron_dfactors or dk into a.dk).
+Status kron_backward_wgmma(const DeviceInfo& dev, const KronMmaShape& s, const ScanArgs& a, KronWgmmaPath path,
+                           bool keys, cudaStream_t stream);
 #else
-inline bool kron_wgmma_serves(const DeviceInfo&, const KronMmaShape&, const ScanArgs&, bool) { return false; }
-inline Status kron_forward_wgmma(const DeviceInfo&, const KronMmaShape&, const ScanArgs&, cudaStream_t) {
+inline KronWgmmaPath kron_wgmma_path(const DeviceInfo&, const KronMmaShape&, const ScanArgs&, bool) {
+    return KronWgmmaPath::None;
+}
+inline Status kron_forward_wgmma(const DeviceInfo&, const KronMmaShape&, const ScanArgs&, KronWgmmaPath,
+                                 cudaStream_t) {
     return error(SLAY_STATUS_INTERNAL_ERROR, "the Hopper Kronecker kernels are not in this build");
 }
-inline Status kron_backward_wgmma(const DeviceInfo&, const KronMmaShape&, const ScanArgs&, bool, cudaStream_t) {
+inline Status kron_backward_wgmma(const DeviceInfo&, const KronMmaShape&, const ScanArgs&, KronWgmmaPath, bool,
+                                  cudaStream_t) {
     return error(SLAY_STATUS_INTERNAL_ERROR, "the Hopper Kronecker kernels are not in this build");
 }
 #endif

@@ -9,10 +9,11 @@
 // segments), the map kernels once per head (launch_kron:
 // linear_mma_planes.cuh). A split sequence adds the keys' segment sums
 // before the query kernel and the queries' (carries) before the key
-// kernel. Where kron_wgmma_serves (a build with the kron_wgmma option), the
-// Hopper query and key passes (kron_wgmma.cu) take the per-slice kernels'
-// places between the same map kernels. Workspace: factor rows, one side's
-// factor gradients, segment sums.
+// kernel. Where kron_wgmma_path allows (a build with the kron_wgmma
+// option), the Hopper query and key passes (kron_wgmma.cu) take the
+// per-slice kernels' places between the same map kernels, or, with the map
+// and its VJP fused into them, replace every kernel here. Workspace: factor
+// rows, one side's factor gradients, segment sums.
 #include "cuda/kron_wgmma.hpp"
 #include "cuda/linear_mma_launch.cuh"
 
@@ -37,17 +38,27 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     ab.kron_factors = workspace;
     ab.kron_dfactors = dfactors;
     const size_t dfactor_bytes = static_cast<size_t>(dfactor_floats) * sizeof(float);
+    const KronWgmmaPath hopper = kron_wgmma_path(dev, s, ab, true);
+    if (hopper == KronWgmmaPath::FusedMap) {
+        // The Hopper passes with the map and its VJP inside: the query pass writes den,
+        // dZ and every row of dq, then the key pass dv and dk.
+        SLAY_TRY(kron_backward_wgmma(dev, s, ab, hopper, false, stream));
+        SLAY_TRY(kron_backward_wgmma(dev, s, ab, hopper, true, stream));
+        *launched = true;
+        *slices = 1;
+        return Status();
+    }
     // Every kernel below shares the instantiation table: the first tells.
     bool instantiated = false;
     SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, ab, stream, &instantiated));
     if (!instantiated) return Status();
-    if (kron_wgmma_serves(dev, s, ab, true)) {
+    if (hopper == KronWgmmaPath::FactorRows) {
         // The Hopper passes on the same factor rows: each writes every row of its
         // side's factor gradients (no zeroing), the query pass den and dZ for the key pass.
-        SLAY_TRY(kron_backward_wgmma(dev, s, ab, false, stream));
+        SLAY_TRY(kron_backward_wgmma(dev, s, ab, hopper, false, stream));
         ab.kron_side = 0;
         SLAY_TRY(launch_kron(KronKernels::Map, vjp, KronStage::MapVjp, ab, stream, &instantiated));
-        SLAY_TRY(kron_backward_wgmma(dev, s, ab, true, stream));
+        SLAY_TRY(kron_backward_wgmma(dev, s, ab, hopper, true, stream));
         ab.kron_side = 1;
         SLAY_TRY(launch_kron(KronKernels::Map, vjp, KronStage::MapVjp, ab, stream, &instantiated));
         *launched = true;

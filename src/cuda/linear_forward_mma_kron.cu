@@ -3,9 +3,10 @@
 // (linear_mma_launch.cuh), the factor rows of q and k (grid (B*H, 1,
 // parts), then, when the sequence is split, the keys' segment sums, then
 // the forward, grid (B*H, ceil(Dv / 15), segments) (launch_kron:
-// linear_mma_planes.cuh), or, where kron_wgmma_serves (a build with the
-// kron_wgmma option), the Hopper forward on the same factor rows
-// (kron_wgmma.cu). Workspace: the factor rows, then the segment sums.
+// linear_mma_planes.cuh), or, where kron_wgmma_path allows (a build with
+// the kron_wgmma option), the Hopper forward on the same factor rows or,
+// with the map fused into it, on q and k alone (kron_wgmma.cu).
+// Workspace: the factor rows, then the segment sums.
 #include "cuda/kron_wgmma.hpp"
 #include "cuda/linear_mma_launch.cuh"
 
@@ -29,11 +30,17 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
         return Status();
     ScanArgs af = a;
     af.kron_factors = workspace;
+    const KronWgmmaPath hopper = kron_wgmma_path(dev, s, af, false);
+    if (hopper == KronWgmmaPath::FusedMap) {  // q and k mapped inside the Hopper forward: no factor rows
+        SLAY_TRY(kron_forward_wgmma(dev, s, af, hopper, stream));
+        *launched = true;
+        return Status();
+    }
     // The map kernel and the forward share the instantiation table: both or neither.
     bool instantiated = false;
     SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, af, stream, &instantiated));
-    if (instantiated && kron_wgmma_serves(dev, s, af, false)) {  // the Hopper forward on the same factor rows
-        SLAY_TRY(kron_forward_wgmma(dev, s, af, stream));
+    if (instantiated && hopper == KronWgmmaPath::FactorRows) {  // the Hopper forward on the same factor rows
+        SLAY_TRY(kron_forward_wgmma(dev, s, af, hopper, stream));
         *launched = true;
         return Status();
     }

@@ -54,14 +54,15 @@ struct Buffers {
     Elem *fq = nullptr, *fk = nullptr, *v = nullptr, *out = nullptr;
     Elem *dout = nullptr, *dv = nullptr;  // the backward passes
     float *den = nullptr, *dz = nullptr, *dfq = nullptr, *dfk = nullptr;
-    Elem *q = nullptr, *k = nullptr;  // the fused map's inputs
+    Elem *q = nullptr, *k = nullptr;    // the fused map's inputs
+    Elem *dq = nullptr, *dk = nullptr;  // the fused backward's outputs
     float *anchors = nullptr, *omega = nullptr;
     ~Buffers() {
         for (void* p : {static_cast<void*>(fq), static_cast<void*>(fk), static_cast<void*>(v), static_cast<void*>(out),
                         static_cast<void*>(dout), static_cast<void*>(dv), static_cast<void*>(den),
                         static_cast<void*>(dz), static_cast<void*>(dfq), static_cast<void*>(dfk),
-                        static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(anchors),
-                        static_cast<void*>(omega)})
+                        static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(dq),
+                        static_cast<void*>(dk), static_cast<void*>(anchors), static_cast<void*>(omega)})
             cudaFree(p);
     }
 };
@@ -107,9 +108,9 @@ bool factor_map(CUtensorMap* map, const Problem& p, const Elem* rows) {
     return slay::cuda::tma::encode_map_4d(map, rows, kw::kFactorCols, static_cast<uint64_t>(p.T), bh, 1, row, head,
                                           static_cast<int64_t>(bh) * head, 64, kw::kChunk);
 }
-bool head_map(CUtensorMap* map, const Problem& p, const Elem* base) {
+bool head_map(CUtensorMap* map, const Problem& p, const Elem* base, uint32_t box_rows = kw::kChunk) {
     return slay::cuda::tma::encode_map_4d(map, base, kw::kDv, static_cast<uint64_t>(p.T), p.H, p.B, kw::kDv,
-                                          p.T * kw::kDv, p.H * p.T * kw::kDv, 64, kw::kChunk);
+                                          p.T * kw::kDv, p.H * p.T * kw::kDv, 64, box_rows);
 }
 
 // kernel<<<2 B*H (clusters of two a head), kThreads, its shared memory>>>(maps, a).
@@ -324,6 +325,34 @@ struct AnchorMap {
                     for (int m = 0; m < kM; ++m) o[((r * H + h) * kD + d) * kM + m] = omega[(r * kM + m) * kD + d];
         return o;
     }
+    // The map's VJP at one row x (float64): dx from [dpoly | dpcat].
+    void vjp_row(const float* x, const double* dfactor, double* dx) const {
+        double n2 = 0.0;
+        for (int d = 0; d < kD; ++d) n2 += static_cast<double>(x[d]) * x[d];
+        const double norm = std::sqrt(n2), inv = 1.0 / std::max(norm, 1e-12);
+        double dxh[kD] = {};
+        for (int c = 0; c < 64; ++c) {
+            const float* wrow = c < 32 ? &anchors[c * kD] : &omega[(c - 32) * kD];
+            double dot = 0.0;
+            for (int d = 0; d < kD; ++d) dot += static_cast<double>(wrow[d]) * x[d];
+            const double u = dot * inv;
+            double coef;
+            if (c < 32) {
+                coef = 2.0 * u * dfactor[c] / std::sqrt(static_cast<double>(kw::kP));
+            } else {
+                const int r = (c - 32) / kM;
+                const double arg = std::sqrt(2.0 * s[r]) * u - s[r];
+                coef = std::fabs(arg) <= 20.0 ? dfactor[c] * std::sqrt(w[r]) * std::exp(arg) /
+                                                    std::sqrt(static_cast<double>(kM)) * std::sqrt(2.0 * s[r])
+                                              : 0.0;
+            }
+            for (int d = 0; d < kD; ++d) dxh[d] += coef * wrow[d];
+        }
+        double xd = 0.0;
+        for (int d = 0; d < kD; ++d) xd += x[d] * dxh[d];
+        const double proj = norm > 1e-12 ? xd * inv * inv : 0.0;
+        for (int d = 0; d < kD; ++d) dx[d] = (dxh[d] - x[d] * proj) * inv;
+    }
     // [poly | pcat] of one row x (float64).
     void factor_row(const float* x, double* out) const {
         double n2 = 0.0;
@@ -395,22 +424,24 @@ bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc)
 }
 
 // q, k ~ N(0, 1) in bf16 on the device and the map's W, for the fused
-// forward; *fq, *fk the float64 map's factor rows (as floats; null: not
-// made, for the timing).
+// kernels; *fq, *fk the float64 map's factor rows (as floats; null: not
+// made, for the timing), *qx, *kx (when given) q's and k's values.
 bool fill_fused(const Problem& p, Buffers& buf, const AnchorMap& map, std::vector<float>* fq, std::vector<float>* fk,
-                unsigned seed) {
+                unsigned seed, std::vector<float>* qx = nullptr, std::vector<float>* kx = nullptr) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.f, 1.f);
     const int64_t rows = p.B * p.H * p.T;
-    auto side = [&](Elem** dst, std::vector<float>* factors) {
+    auto side = [&](Elem** dst, std::vector<float>* factors, std::vector<float>* values) {
         std::vector<Elem> h(rows * 64);
         std::vector<float> x(64);
         std::vector<double> f(64);
         if (factors) factors->resize(rows * kw::kFactorCols);
+        if (values) values->resize(rows * 64);
         for (int64_t r = 0; r < rows; ++r) {
             for (int d = 0; d < 64; ++d) {
                 h[r * 64 + d] = __float2bfloat16(normal(rng));
                 x[d] = __bfloat162float(h[r * 64 + d]);
+                if (values) (*values)[r * 64 + d] = x[d];
             }
             if (!factors) continue;
             map.factor_row(x.data(), f.data());
@@ -424,7 +455,8 @@ bool fill_fused(const Problem& p, Buffers& buf, const AnchorMap& map, std::vecto
         return check_cuda(cudaMalloc(dst, src.size() * sizeof(float)), "malloc") &&
                check_cuda(cudaMemcpy(*dst, src.data(), src.size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
     };
-    return side(&buf.q, fq) && side(&buf.k, fk) && floats(&buf.anchors, map.anchors) && floats(&buf.omega, omega);
+    return side(&buf.q, fq, qx) && side(&buf.k, fk, kx) && floats(&buf.anchors, map.anchors) &&
+           floats(&buf.omega, omega);
 }
 
 int check_fused_shapes() {
@@ -616,6 +648,76 @@ int check_backward_shapes() {
     return failures;
 }
 
+// One fused-map backward pass (q, k and the map's W on the device: the
+// query pass makes den, dZ and dq; the key pass dv and dk).
+bool launch_backward_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, bool keys) {
+    kw::KronWgmmaBackwardMaps maps;
+    if (!head_map(&maps.fq, p, buf.q) || !head_map(&maps.fk, p, buf.k) || !head_map(&maps.v, p, buf.v) ||
+        !head_map(&maps.dout, p, buf.dout) || !head_map(&maps.out, p, buf.out) ||
+        !head_map(&maps.save, p, keys ? buf.k : buf.q, kw::kChunk / 2)) {
+        std::fprintf(stderr, "tensor map refused\n");
+        return false;
+    }
+    kw::KronWgmmaBackwardArgs a{};
+    a.dv = buf.dv;
+    common_args(&a, p, &a.dv_token, &a.dv_head, &a.dv_batch);
+    a.dx = keys ? buf.dk : buf.dq;
+    common_args(&a, p, &a.dx_token, &a.dx_head, &a.dx_batch);
+    a.den = buf.den;
+    a.dz = buf.dz;
+    a.anchors = buf.anchors;
+    a.omega = buf.omega;
+    a.map = mc;
+    return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true>
+                              : kw::kron_backward_query_wgmma_kernel<Elem, true>,
+                         maps, a, p);
+}
+
+// The fused backward against float64: the map, the attention's backward
+// and the map's VJP (dq, dk), with den, dZ and dv on the way.
+int check_fused_backward_shapes() {
+    int failures = 0;
+    const AnchorMap map(9u);
+    for (int64_t T : {64, 65, 300, 1000}) {
+        const Problem p{1, 2, T};
+        Buffers buf;
+        std::vector<float> fq, fk, v, dout, qx, kx, unused_q, unused_k;
+        if (!fill(p, buf, &unused_q, &unused_k, &v, 41u + static_cast<unsigned>(T)) ||
+            !fill_fused(p, buf, map, &fq, &fk, 43u + static_cast<unsigned>(T), &qx, &kx) ||
+            !fill_backward(p, buf, &dout, 47u))
+            return failures + 1;
+        const BackwardReference want = reference_backward(p, fq, fk, v, dout);
+        const size_t rows = p.B * p.H * p.T;
+        std::vector<double> dq_want(rows * 64), dk_want(rows * 64);
+        for (size_t r = 0; r < rows; ++r) {
+            map.vjp_row(&qx[r * 64], &want.dfq[r * kw::kFactorCols], &dq_want[r * 64]);
+            map.vjp_row(&kx[r * 64], &want.dfk[r * kw::kFactorCols], &dk_want[r * 64]);
+        }
+        std::vector<Elem> o(want.o.size());
+        for (size_t i = 0; i < o.size(); ++i) o[i] = __float2bfloat16(static_cast<float>(want.o[i]));
+        std::vector<double> den, dz, dv, dq, dk;
+        if (!check_cuda(cudaMalloc(&buf.dq, rows * 64 * sizeof(Elem)), "malloc dq") ||
+            !check_cuda(cudaMalloc(&buf.dk, rows * 64 * sizeof(Elem)), "malloc dk") ||
+            !check_cuda(cudaMemcpy(buf.out, o.data(), o.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload o") ||
+            !check_cuda(cudaMemset(buf.den, 0xff, rows * sizeof(float)), "poison") ||
+            !check_cuda(cudaMemset(buf.dz, 0xff, rows * sizeof(float)), "poison") ||
+            !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
+            !check_cuda(cudaMemset(buf.dq, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
+            !check_cuda(cudaMemset(buf.dk, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
+            !launch_backward_fused(p, buf, map.mc, false) || !synchronize_within("the fused Kronecker query pass") ||
+            !launch_backward_fused(p, buf, map.mc, true) || !synchronize_within("the fused Kronecker key pass") ||
+            !download(buf.den, rows, &den) || !download(buf.dz, rows, &dz) || !download(buf.dv, rows * kw::kDv, &dv) ||
+            !download(buf.dq, rows * 64, &dq) || !download(buf.dk, rows * 64, &dk))
+            return failures + 1;
+        failures += compare_rows("wgmma kron fused query pass den", p, den, want.den, 1) ? 0 : 1;
+        failures += compare_rows("wgmma kron fused query pass dZ", p, dz, want.dz, 1) ? 0 : 1;
+        failures += compare_rows("wgmma kron fused query pass dq (map VJP)", p, dq, dq_want, 64) ? 0 : 1;
+        failures += compare_rows("wgmma kron fused key pass dv", p, dv, want.dv, kw::kDv) ? 0 : 1;
+        failures += compare_rows("wgmma kron fused key pass dk (map VJP)", p, dk, dk_want, 64) ? 0 : 1;
+    }
+    return failures;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -644,7 +746,8 @@ int main(int argc, char** argv) {
     int failures = 0;
     if (!profile) {
         std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
-        failures = check_map_tile() + check_shapes() + check_fused_shapes() + check_backward_shapes();
+        failures = check_map_tile() + check_shapes() + check_fused_shapes() + check_backward_shapes() +
+                   check_fused_backward_shapes();
         std::printf("\n%d check failures\n", failures);
     }
     if (failures > 0 || check_only) return failures > 0 ? 1 : 0;
@@ -656,16 +759,24 @@ int main(int argc, char** argv) {
     if (!check_cuda(cudaMemset(buf.out, 0, big.B * big.H * big.T * kw::kDv * sizeof(Elem)), "o")) return 1;
     const AnchorMap map(9u);
     if (!fill_fused(big, buf, map, nullptr, nullptr, 11u)) return 1;
+    const size_t big_rows = big.B * big.H * big.T;
+    if (!check_cuda(cudaMalloc(&buf.dq, big_rows * 64 * sizeof(Elem)), "malloc dq") ||
+        !check_cuda(cudaMalloc(&buf.dk, big_rows * 64 * sizeof(Elem)), "malloc dk"))
+        return 1;
     if (profile)  // one launch of each kernel at the timing shape, for ncu (run_device.sh's kronpro)
         return launch(big, buf) && launch_fused(big, buf, map.mc) && launch_backward(big, buf, false) &&
-                       launch_backward(big, buf, true) && synchronize_within("the profile launches", 120.0)
+                       launch_backward(big, buf, true) && launch_backward_fused(big, buf, map.mc, false) &&
+                       launch_backward_fused(big, buf, map.mc, true) &&
+                       synchronize_within("the profile launches", 120.0)
                    ? 0
                    : 1;
     const double fwd_ms = median_ms([&] { return launch(big, buf); });
     const double fused_ms = median_ms([&] { return launch_fused(big, buf, map.mc); });
     const double query_ms = median_ms([&] { return launch_backward(big, buf, false); });
     const double key_ms = median_ms([&] { return launch_backward(big, buf, true); });
-    if (fwd_ms < 0 || fused_ms < 0 || query_ms < 0 || key_ms < 0) return 1;
+    const double fused_query_ms = median_ms([&] { return launch_backward_fused(big, buf, map.mc, false); });
+    const double fused_key_ms = median_ms([&] { return launch_backward_fused(big, buf, map.mc, true); });
+    if (fwd_ms < 0 || fused_ms < 0 || query_ms < 0 || key_ms < 0 || fused_query_ms < 0 || fused_key_ms < 0) return 1;
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -675,21 +786,25 @@ int main(int argc, char** argv) {
         double ms, tflops;
     };
     const double map_flops = 2 * 2 * 64.0 * (32 + 2 * 32);  // both sides' x W^T (omega hi + lo)
-    const Row rows_out[4] = {
+    const Row rows_out[6] = {
         {"wgmma kron forward (factor rows given)", fwd_ms, (4 * F * 65 + intra) * tokens / (fwd_ms * 1e-3) / 1e12},
         {"wgmma kron forward, fused map (q, k given)", fused_ms,
          (4 * F * 65 + intra + map_flops) * tokens / (fused_ms * 1e-3) / 1e12},
         {"wgmma kron query pass ([dpoly_q | dpcat_q])", query_ms,
          (4 * F * 65 + 1.5 * intra) * tokens / (query_ms * 1e-3) / 1e12},
         {"wgmma kron key pass (dv, [dpoly_k | dpcat_k])", key_ms,
-         (6 * F * 65 + 1.5 * intra) * tokens / (key_ms * 1e-3) / 1e12}};
+         (6 * F * 65 + 1.5 * intra) * tokens / (key_ms * 1e-3) / 1e12},
+        {"wgmma kron query pass, fused map and VJP (dq)", fused_query_ms,
+         (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (fused_query_ms * 1e-3) / 1e12},
+        {"wgmma kron key pass, fused map and VJP (dv, dk)", fused_key_ms,
+         (6 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (fused_key_ms * 1e-3) / 1e12}};
     for (const Row& r : rows_out)
         std::printf("| time | %s | B4 H12 T32768 D64 F1024 causal bf16 | %.3f ms, %.1f TFLOP/s | |\n", r.kernel, r.ms,
                     r.tflops);
     if (json_path) {
         if (FILE* f = std::fopen(json_path, "w")) {
             std::fprintf(f, "{\"device\": \"%s\", \"rows\": [", prop.name);
-            for (int i = 0; i < 4; ++i)
+            for (int i = 0; i < 6; ++i)
                 std::fprintf(f, "%s{\"kernel\": \"%s\", \"shape\": \"B4 H12 T32768 D64 F1024 causal bf16\", "
                              "\"ms\": %.4f, \"tflops\": %.2f}",
                              i ? ", " : "", rows_out[i].kernel, rows_out[i].ms, rows_out[i].tflops);

@@ -531,15 +531,18 @@ TEST_CASE("linear: slay_anchor paper configuration R=2, M=16, P=32, D=64") {
 // (src/cuda/kron_wgmma.hpp), the mma.sync engine's otherwise; T 64 (one
 // chunk of theirs), 65, 300 (partial chunks, both ring stages reused).
 TEST_CASE("linear: slay_anchor at F = 1024 on 32 heads, bf16, causal (the Hopper Kronecker kernels' calls)") {
-    for (int64_t T : {64, 65, 300}) {
-        Case c = base_case(SLAY_ATTN_SLAY_ANCHOR, T, true, SLAY_DTYPE_BFLOAT16);
-        c.batch = 2;
-        c.heads = 16;
-        c.head_dim = 64;
-        c.value_dim = 64;
-        c.attrs = size_attrs(c.variant, 2, 16, 32);
-        check_both(c);
-    }
+    // head dim 64: the map fused into the kernels (q and k in, dq and dk out);
+    // 32: the kernels on the map kernel's factor rows (kron_wgmma.hpp)
+    for (int64_t D : {64, 32})
+        for (int64_t T : {64, 65, 300}) {
+            Case c = base_case(SLAY_ATTN_SLAY_ANCHOR, T, true, SLAY_DTYPE_BFLOAT16);
+            c.batch = 2;
+            c.heads = 16;
+            c.head_dim = D;
+            c.value_dim = 64;
+            c.attrs = size_attrs(c.variant, 2, 16, 32);
+            check_both(c);
+        }
 }
 
 TEST_CASE("linear: (B, T, H, D) strided memory with Dv != D") {
