@@ -342,7 +342,8 @@ struct BackwardMap {
             map_vjp_rows<Elem>(acc, stage + Layout::save, 16 * (cta.quarter % 2), cta.ring.smem + Layout::w,
                                args.map, dx, cta.at);
             const float one[2] = {1.f, 1.f};
-            const int64_t base = static_cast<int64_t>(cta.b) * args.dx_batch + static_cast<int64_t>(cta.h) * args.dx_head;
+            const int64_t base =
+                static_cast<int64_t>(cta.b) * args.dx_batch + static_cast<int64_t>(cta.h) * args.dx_head;
             store_value_rows(dx, static_cast<Elem*>(args.dx) + base, args.dx_token, kc, cta.T, cta.at, one);
         } else {
             store_factor_rows(acc, args.dfactors, static_cast<int64_t>(cta.bh) * cta.T, kc, cta.T, cta.at);

@@ -616,11 +616,33 @@ struct MapProjection {
                 mma_16816<Elem>(y[2 * jp + 1], xa[ks], b[2], b[3]);
             }
     }
-    // Pass 1 + r's PRF exponent of column 8 nb + 2 t4 + (e & 1) of the node
-    // (rows g + 8 (e >> 1)), on x^, unclamped.
-    __device__ __forceinline__ float prf_exponent(const float (&y)[4][4], int r, int nb, int e,
-                                                  const MapConsts& mc) const {
-        return fmaf(mc.scale[r], (y[nb][e] + y[nb + 2][e]) * inv[e >> 1], -mc.shift[r]);
+    // f(block, half, r, x0, x1) for each pair of the rows' [poly | pcat]
+    // columns, a pass at a time: n8 block `block` of the m16n8 accumulator
+    // layout, row g + 8 half, columns 2 t4 and 2 t4 + 1 of the block; r = -1
+    // and x = u = a_p . x^ for the poly's (blocks 0-3), else quadrature node
+    // r and x its PRF exponent scale_r (omega . x^) - shift_r, unclamped
+    // (blocks 4 + 2 r, 5 + 2 r).
+    template <typename F>
+    __device__ __forceinline__ void for_each_pair(const unsigned char* w_tile, const MapConsts& mc, const Place& at,
+                                                  F f) const {
+#pragma unroll
+        for (int pass = 0; pass < 3; ++pass) {
+            float y[4][4];
+            project(pass, w_tile, at, y);
+#pragma unroll
+            for (int nb = 0; nb < (pass == 0 ? 4 : 2); ++nb)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    float x[2];
+#pragma unroll
+                    for (int i = 0; i < 2; ++i) {
+                        const int e = 2 * half + i, r = pass - 1;
+                        x[i] = pass == 0 ? y[nb][e] * inv[half]
+                                         : fmaf(mc.scale[r], (y[nb][e] + y[nb + 2][e]) * inv[half], -mc.shift[r]);
+                    }
+                    f(pass == 0 ? nb : 4 + 2 * (pass - 1) + nb, half, pass - 1, x[0], x[1]);
+                }
+        }
     }
 };
 
@@ -635,32 +657,14 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
                                               const MapConsts& mc, unsigned char* factors, const Place& at) {
     MapProjection<Elem> m;
     m.load(x_tile, mc, at);
-#pragma unroll
-    for (int pass = 0; pass < 3; ++pass) {
-        float y[4][4];
-        m.project(pass, w_tile, at, y);
-#pragma unroll
-        for (int nb = 0; nb < (pass == 0 ? 4 : 2); ++nb)
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                float v[2];
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    if (pass == 0) {
-                        const float u = y[nb][2 * half + e] * m.inv[half];
-                        v[e] = u * u * mc.inv_sqrt_p;
-                    } else {
-                        const int r = pass - 1;
-                        const float arg = m.prf_exponent(y, r, nb, 2 * half + e, mc);
-                        v[e] = mc.weight[r] * fast_exp2(fminf(fmaxf(arg, -mc.bound), mc.bound));
-                    }
-                }
-                const int col = (pass == 0 ? 0 : kP + kRM / 2 * (pass - 1)) + 8 * nb + 2 * at.t4;
-                const int row = 16 * at.warp + at.g + 8 * half;
-                *reinterpret_cast<unsigned*>(factors + wgmma::sw128_offset(row, 2 * col)) =
-                    pack2<__nv_bfloat16>(v[0], v[1]);
-            }
-    }
+    auto factor = [&](int r, float x) {  // poly (r < 0) from u, pcat from its exponent
+        return r < 0 ? x * x * mc.inv_sqrt_p : mc.weight[r] * fast_exp2(fminf(fmaxf(x, -mc.bound), mc.bound));
+    };
+    m.for_each_pair(w_tile, mc, at, [&](int block, int half, int r, float x0, float x1) {
+        *reinterpret_cast<unsigned*>(factors + wgmma::sw128_offset(16 * at.warp + at.g + 8 * half,
+                                                                   2 * (8 * block + 2 * at.t4))) =
+            pack2<__nv_bfloat16>(factor(r, x0), factor(r, x1));
+    });
 }
 
 // The map's VJP on 16 rows (the backward's finalizers): from dfactor =
@@ -678,26 +682,17 @@ __device__ __forceinline__ void map_vjp_rows(const float (&dfactor)[32], const u
     MapProjection<Elem> m;
     m.load(x_tile, mc, at, row0);
     float coef[8][4];
+    m.for_each_pair(w_tile, mc, at, [&](int block, int half, int r, float x0, float x1) {
+        const float x[2] = {x0, x1};
 #pragma unroll
-    for (int pass = 0; pass < 3; ++pass) {
-        float y[4][4];
-        m.project(pass, w_tile, at, y);
-#pragma unroll
-        for (int nb = 0; nb < (pass == 0 ? 4 : 2); ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                if (pass == 0) {
-                    const float u = y[nb][e] * m.inv[e >> 1];
-                    coef[nb][e] = 2.f * u * dfactor[4 * nb + e] * mc.inv_sqrt_p;
-                } else {
-                    const int r = pass - 1, block = 4 + 2 * r + nb;  // pcat column 16 r + 8 nb + ...
-                    const float arg = m.prf_exponent(y, r, nb, e, mc);
-                    coef[block][e] = fabsf(arg) <= mc.bound ? dfactor[4 * block + e] * mc.weight[r] *
-                                                                  fast_exp2(arg) * mc.scale[r] * 0.69314718f
-                                                            : 0.f;
-                }
-            }
-    }
+        for (int i = 0; i < 2; ++i) {
+            const int e = 2 * half + i;
+            const float d = dfactor[4 * block + e];
+            coef[block][e] = r < 0 ? 2.f * x[i] * d * mc.inv_sqrt_p
+                             : fabsf(x[i]) <= mc.bound ? d * mc.weight[r] * fast_exp2(x[i]) * mc.scale[r] * 0.69314718f
+                                                       : 0.f;
+        }
+    });
     float dxh[8][4] = {};
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {

@@ -119,7 +119,8 @@ bool launch_kernel(Kernel kernel, const Maps& maps, const Args& a, const Problem
     if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
                     "smem attribute"))
         return false;
-    BENCH_LAUNCH(kernel, static_cast<unsigned>(2 * p.B * p.H), kw::kThreads, kw::Layout::bytes, kw::kClusterCtas, maps, a);
+    BENCH_LAUNCH(kernel, static_cast<unsigned>(2 * p.B * p.H), kw::kThreads, kw::Layout::bytes, kw::kClusterCtas,
+                 maps, a);
     return check_cuda(cudaGetLastError(), "launch");
 }
 

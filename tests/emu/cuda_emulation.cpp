@@ -648,7 +648,8 @@ void ldmatrix_x4(unsigned r[4], const void* p, bool trans) {
     const LaneRecord& got = collective(trans ? 4 : 3, trans ? "ldmatrix.x4.trans" : "ldmatrix.x4", mine,
                                        [trans](LaneRecord* lanes, const Cta& cta) {
         for (int l = 0; l < kWarp; ++l) offset_in(cta, lanes[l].address, 16, "ldmatrix");
-        auto element = [&](int matrix, int row, int col) {  // 16-bit element of row `row` (lane 8 matrix + row's address)
+        // the 16-bit element `col` of row `row` of matrix `matrix` (the row lane 8 matrix + row addresses)
+        auto element = [&](int matrix, int row, int col) {
             uint16_t bits;
             std::memcpy(&bits, static_cast<const unsigned char*>(lanes[8 * matrix + row].address) + 2 * col, 2);
             return static_cast<uint32_t>(bits);
@@ -714,7 +715,8 @@ void tma_load_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int 
     const uint32_t to = offset_in(cta, dst, 0, "cp.async.bulk.tensor");
     const uint32_t bar_address = offset_in(cta, bar, 8, "cp.async.bulk.tensor's mbarrier");
     mbarrier_at(cta, bar_address);
-    if (m.swizzle_bytes == 128 && to % 1024 != 0) fail("a 128-byte-swizzled TMA load to a shared address not 1024-aligned");
+    if (m.swizzle_bytes == 128 && to % 1024 != 0)
+        fail("a 128-byte-swizzled TMA load to a shared address not 1024-aligned");
     if (to % 128 != 0) fail("a TMA load to a shared address not 128-byte aligned");
     const uint64_t row_bytes = static_cast<uint64_t>(m.box[0]) * m.elem_bytes;
     const uint64_t total = row_bytes * m.box[1] * m.box[2] * m.box[3];
