@@ -205,7 +205,8 @@ __device__ __forceinline__ void store_factor_rows(const float (&acc)[32], float*
 // warpgroups' parts) and the forward's output (o_tile, which may be gs
 // itself: a thread reads each of its pieces before it writes it): den =
 // stabilized(Z), dZ = -(g . o) / den (0 where max(Z, delta) clamps), and
-// writes them to den_rows, dz_rows for the key pass.
+// writes them to den_rows, dz_rows for the key pass (when given: one CTA
+// of the cluster writes them, both compute the same values).
 template <typename Elem, bool kRowStatistics>
 __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_tile, const unsigned char* o_tile,
                                                        const float* zsum, unsigned char* gs, float* dz,
@@ -234,7 +235,7 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
             const bool clamped = clamp_den && z < stabilizer;
             den = clamp_den ? fmaxf(z, stabilizer) : z + stabilizer;
             dzt = clamped ? 0.f : -go / den;
-            if (piece % 8 == 0 && t < T) {
+            if (den_rows && piece % 8 == 0 && t < T) {
                 den_rows[t] = den;
                 dz_rows[t] = dzt;
             }
@@ -416,8 +417,10 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
             share_row_sums(zpart, zsum, cta.ring.row_sums, cta.quarter, kc, at);
         }
-        stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs,
-                                           dz, args.den + row0, args.dz + row0, args.stabilizer, args.clamp_den, kc,
+        const bool writes_rows = cta.rank == 0;  // the rows' den and dZ, for the key pass
+        stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs, dz,
+                                           writes_rows ? args.den + row0 : nullptr,
+                                           writes_rows ? args.dz + row0 : nullptr, args.stabilizer, args.clamp_den, kc,
                                            cta.T);
 
         const float dz_rows[2] = {dz[16 * at.warp + at.g], dz[16 * at.warp + at.g + 8]};

@@ -89,8 +89,45 @@ void make_context(Context& c, char* stack, size_t bytes, void (*entry)()) {
 void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
 #endif
 
+// ThreadSanitizer's fiber and annotation interface, present when the
+// kernels' translation unit is built with -fsanitize=thread (weak: the
+// emulation links without it). This file itself is never instrumented: the
+// emulation's bookkeeping is not kernel memory; the kernel memory it
+// touches (ldmatrix, wgmma operands and accumulators, TMA boxes, cluster
+// stores) is reported by range, and each primitive's ordering (barrier
+// arrivals before departures, mbarrier arrivals and landed bytes before the
+// phase's waiters, a collective's operands before its results) by
+// acquire/release, so that TSan reports the races of the kernels' own
+// shared-memory protocols. Fiber switches do not synchronize.
+extern "C" {
+void* __tsan_get_current_fiber() __attribute__((weak));
+void* __tsan_create_fiber(unsigned flags) __attribute__((weak));
+void __tsan_destroy_fiber(void* fiber) __attribute__((weak));
+void __tsan_switch_to_fiber(void* fiber, unsigned flags) __attribute__((weak));
+void __tsan_set_fiber_name(void* fiber, const char* name) __attribute__((weak));
+void __tsan_acquire(void* addr) __attribute__((weak));
+void __tsan_release(void* addr) __attribute__((weak));
+void __tsan_read_range(void* addr, unsigned long size) __attribute__((weak));
+void __tsan_write_range(void* addr, unsigned long size) __attribute__((weak));
+}
+
 namespace slay_emu {
 namespace {
+
+bool tsan_on() { return __tsan_switch_to_fiber != nullptr; }
+void hb_release(const void* key) {
+    if (tsan_on()) __tsan_release(const_cast<void*>(key));
+}
+void hb_acquire(const void* key) {
+    if (tsan_on()) __tsan_acquire(const_cast<void*>(key));
+}
+void reads(const void* p, size_t bytes) {
+    if (tsan_on()) __tsan_read_range(const_cast<void*>(p), bytes);
+}
+void writes(void* p, size_t bytes) {
+    if (tsan_on()) __tsan_write_range(p, bytes);
+}
+constexpr unsigned kTsanNoSync = 1;  // __tsan_switch_to_fiber_no_sync
 
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kWarp = 32, kWarpgroup = 128;
@@ -107,6 +144,12 @@ struct Fiber {
     bool done = false;
     const char* waiting = nullptr;  // what it waits for (the deadlock report)
     uint64_t wgmma_issued = 0, wgmma_committed = 0;
+    uint64_t issued_at_commit[64] = {};  // wgmma_issued at commit n (n % 64)
+    uint64_t wgmma_acquired = 0;         // its wgmmas whose completion it acquired
+    void* tsan = nullptr;                // its ThreadSanitizer fiber
+    ~Fiber() {
+        if (tsan) __tsan_destroy_fiber(tsan);
+    }
 };
 
 // One lane's part of a warp collective: operands in, results out.
@@ -123,6 +166,7 @@ struct WarpSync {
     int arrived = 0;
     int kind[2] = {0, 0};
     LaneRecord lanes[2][kWarp];
+    char operands_in[2], results_out[2];  // happens-before keys by slot
 };
 
 // A wgmma as the warpgroup issued it; executed once all 128 threads issued
@@ -135,19 +179,27 @@ struct WgmmaOp {
     float* d[kWarpgroup] = {};
     const unsigned* a[kWarpgroup] = {};
 };
+// A warpgroup's wgmmas in flight: numbers [first, end) in a ring (no
+// allocation while the threads run, which ThreadSanitizer would see as
+// theirs).
+constexpr uint64_t kWgmmaRing = 64;
 struct WarpgroupState {
-    std::deque<WgmmaOp> ops;  // ops[i] is the warpgroup's wgmma number first + i
-    uint64_t first = 0;
+    std::vector<WgmmaOp> ring = std::vector<WgmmaOp>(kWgmmaRing);
+    uint64_t first = 0, end = 0;
+    char issued_key[kWgmmaRing], done_key[kWgmmaRing];  // happens-before keys by wgmma number
+    WgmmaOp* find(uint64_t number) { return number >= first && number < end ? &ring[number % kWgmmaRing] : nullptr; }
 };
 
 struct NamedBarrier {
     unsigned arrived = 0, expected = 0;
     uint64_t generation = 0;
+    char key[2];  // by generation parity
 };
 struct MBarrier {
     unsigned expected = 0, pending = 0;
     int64_t tx = 0;
     uint64_t phase = 0;  // completions so far
+    char key[2];         // by phase parity: arrivals and landed bytes release, waiters acquire
 };
 
 struct Cta {
@@ -168,6 +220,10 @@ struct Cluster {
     std::vector<std::unique_ptr<Cta>> ctas;
     unsigned arrived = 0, alive = 0;
     uint64_t generation = 0;
+    char key[2];
+    char tma_key[256];  // a TMA load's issue, by load number % 256
+    uint64_t tma_loads = 0;
+    char start_key, exit_key;  // the host's work before the threads; theirs before the host's
 };
 
 // The emulated tensor map (in a CUtensorMap's 128 bytes).
@@ -182,6 +238,16 @@ struct TensorMap {
 static_assert(sizeof(TensorMap) <= sizeof(CUtensorMap), "the emulated tensor map fits a CUtensorMap");
 constexpr uint64_t kTensorMapMagic = 0x736c61792d746d61ull;
 
+// A TMA box in flight.
+struct Landing {
+    Cta* target;
+    TensorMap map;
+    uint32_t to, bar_address;
+    int coords[4];
+    const char* issue_key;
+};
+constexpr size_t kMaxLandings = 4096;
+
 struct Launch {
     dim3 grid, block;
     unsigned threads_per_cta = 0, cluster_size = 1;
@@ -191,11 +257,12 @@ struct Launch {
     Fiber* current = nullptr;
     Cluster* cluster = nullptr;
     uint64_t epoch = 0;
-    std::vector<std::function<void()>> landing;  // async copies landing after this round
+    std::vector<Landing> landing;  // TMA boxes landing after this round (capacity reserved: see WarpgroupState)
     bool failed = false;
     std::string failure;
     std::mt19937 rng;
     bool shuffle = false;
+    void* tsan_scheduler = nullptr;
 };
 Launch* g_launch = nullptr;
 cudaError_t g_last_error = cudaSuccess;
@@ -211,10 +278,14 @@ Cta& my_cta() { return *me().cta; }
 void changed() { ++g_launch->epoch; }
 
 // Lets the other fibers run; returns when the scheduler comes back here.
+void to_scheduler(Fiber& f) {
+    if (tsan_on()) __tsan_switch_to_fiber(g_launch->tsan_scheduler, kTsanNoSync);
+    switch_context(f.context, g_launch->scheduler);
+}
 void block(const char* what) {
     Fiber& f = me();
     f.waiting = what;
-    switch_context(f.context, g_launch->scheduler);
+    to_scheduler(f);
     f.waiting = nullptr;
 }
 
@@ -230,6 +301,16 @@ uint32_t offset_in(const Cta& cta, const void* p, size_t bytes, const char* what
 }
 
 // ------------------------------------------------------------ barriers
+// A barrier's arrival (release) and, once it opened, the departure
+// (acquire) of one of its generations.
+template <typename Barrier>
+void arrive_at(Barrier& b) {
+    hb_release(&b.key[b.generation & 1]);
+}
+template <typename Barrier>
+void depart_from(Barrier& b, uint64_t generation) {
+    hb_acquire(&b.key[generation & 1]);
+}
 void release_if_complete(NamedBarrier& b, unsigned expected) {
     if (b.arrived > 0 && b.arrived >= expected) {
         b.arrived = 0;
@@ -254,6 +335,9 @@ MBarrier& mbarrier_at(Cta& cta, uint32_t address) {
     }
     return it->second;
 }
+// An arrival or landed bytes on the current phase (release), before the
+// count changes.
+void mbarrier_release(MBarrier& b) { hb_release(&b.key[b.phase & 1]); }
 void complete_if_done(MBarrier& b) {
     if (b.pending == 0 && b.tx == 0) {
         ++b.phase;
@@ -263,6 +347,7 @@ void complete_if_done(MBarrier& b) {
 }
 void arrive_on(MBarrier& b) {
     if (b.pending == 0) fail("an mbarrier arrival beyond its count");
+    mbarrier_release(b);
     --b.pending;
     changed();
     complete_if_done(b);
@@ -297,16 +382,20 @@ const LaneRecord& collective(int kind, const char* name, const LaneRecord& mine,
     LaneRecord& rec = w.lanes[slot][lane];
     std::memcpy(rec.in, mine.in, sizeof rec.in);
     rec.address = mine.address;
+    hb_release(&w.operands_in[slot]);
     ++w.arrived;
     changed();
     const uint64_t generation = w.generation;
     if (w.arrived == kWarp) {
+        hb_acquire(&w.operands_in[slot]);
         exec(w.lanes[slot], cta);
+        hb_release(&w.results_out[slot]);
         w.arrived = 0;
         ++w.generation;
     } else {
         while (w.generation == generation) block(name);
     }
+    hb_acquire(&w.results_out[slot]);
     return w.lanes[slot][lane];
 }
 
@@ -353,6 +442,7 @@ float operand(const Cta& cta, const Descriptor& d, int trans, int mn, int k, boo
                                   : d.start + (k / 8) * d.sbo + (k % 8) * 128 + (mn / 64) * d.lbo + 2 * (mn % 64);
     address = sw128(address);
     if (address + 2 > cta.smem_bytes) fail("a wgmma operand beyond the CTA's shared memory");
+    reads(cta.smem + address, 2);
     uint16_t bits;
     std::memcpy(&bits, cta.smem + address, 2);
     return to_float(bits, bf16);
@@ -368,6 +458,7 @@ void execute(WgmmaOp& op, const Cta& cta) {
         for (int lane = 0; lane < kWarpgroup; ++lane) {
             const int w = lane / kWarp, g = lane % kWarp / 4, t = lane % 4;
             const unsigned* r = op.a[lane];
+            reads(r, 4 * sizeof(unsigned));
             for (int i = 0; i < 4; ++i) {
                 const int row = 16 * w + g + 8 * (i & 1), col = 2 * t + 8 * (i >> 1);
                 A[row][col] = to_float(half_of(r[i], 0), op.bf16);
@@ -381,6 +472,7 @@ void execute(WgmmaOp& op, const Cta& cta) {
     for (int lane = 0; lane < kWarpgroup; ++lane) {
         const int w = lane / kWarp, g = lane % kWarp / 4, t = lane % 4;
         float* d = op.d[lane];
+        writes(d, sizeof(float) * static_cast<size_t>(op.n / 2));
         for (int j = 0; j < op.n / 8; ++j)
             for (int e = 0; e < 4; ++e) {
                 const int row = 16 * w + g + 8 * (e >> 1), col = 8 * j + 2 * t + (e & 1);
@@ -399,11 +491,13 @@ void issue(const WgmmaOp& proto, float* d, const unsigned* a) {
     WarpgroupState& s = cta.warpgroups[f.tid / kWarpgroup];
     const uint64_t number = f.wgmma_issued++;
     if (number < s.first) fail("wgmma bookkeeping: an issue below the executed ones");
-    while (number - s.first >= s.ops.size()) {
-        s.ops.push_back(proto);
-        s.ops.back().group = f.wgmma_committed;
+    while (number >= s.end) {
+        if (s.end - s.first == kWgmmaRing) fail("more wgmmas in flight than the emulation holds (64)");
+        WgmmaOp& fresh = s.ring[s.end++ % kWgmmaRing];
+        fresh = proto;
+        fresh.group = f.wgmma_committed;
     }
-    WgmmaOp& op = s.ops[number - s.first];
+    WgmmaOp& op = *s.find(number);
     if (op.n != proto.n || op.ss != proto.ss || op.bf16 != proto.bf16 || op.accumulate != proto.accumulate ||
         op.trans_a != proto.trans_a || op.trans_b != proto.trans_b || op.b_desc != proto.b_desc ||
         (op.ss && op.a_desc != proto.a_desc) || op.group != f.wgmma_committed)
@@ -412,6 +506,7 @@ void issue(const WgmmaOp& proto, float* d, const unsigned* a) {
     if (op.d[lane]) fail("a thread issues one wgmma twice");
     op.d[lane] = d;
     op.a[lane] = a;
+    hb_release(&s.issued_key[number % 64]);
     ++op.issued;
     changed();
 }
@@ -419,18 +514,22 @@ void issue(const WgmmaOp& proto, float* d, const unsigned* a) {
 // ------------------------------------------------------------ the scheduler
 void fiber_entry() {
     Fiber& f = me();
+    hb_acquire(&f.cta->cluster->start_key);
     g_launch->body();
     Cta& cta = *f.cta;
     const WarpgroupState& s = cta.warpgroups[f.tid / kWarpgroup];
-    for (const WgmmaOp& op : s.ops)
+    for (uint64_t number = s.first; number < s.end; ++number) {
+        const WgmmaOp& op = s.ring[number % kWgmmaRing];
         if (!op.done && op.d[f.tid % kWarpgroup]) fail("a thread exits with wgmma operations in flight");
+    }
+    hb_release(&cta.cluster->exit_key);
     f.done = true;
     --cta.alive;
     --cta.cluster->alive;
     changed();
     release_if_complete(cta.named[0], cta.alive);
     cluster_release_if_complete(*cta.cluster);
-    switch_context(f.context, g_launch->scheduler);  // never resumed
+    to_scheduler(f);  // never resumed
 }
 
 void report_deadlock(const Cluster& cluster) {
@@ -466,6 +565,41 @@ void report_deadlock(const Cluster& cluster) {
     g_launch->failure = out;
 }
 
+// A TMA box lands (on the scheduler, after the round that issued it): its
+// elements in the 128-byte swizzle (zero outside the tensor), then its
+// bytes complete on the mbarrier.
+void land(const Landing& box) {
+    const TensorMap& m = box.map;
+    Cta* target = box.target;
+    const uint64_t total = static_cast<uint64_t>(m.box[0]) * m.elem_bytes * m.box[1] * m.box[2] * m.box[3];
+    hb_acquire(box.issue_key);
+    writes(target->smem + box.to, total);
+    uint64_t position = 0;
+    for (uint32_t i3 = 0; i3 < m.box[3]; ++i3)
+        for (uint32_t i2 = 0; i2 < m.box[2]; ++i2)
+            for (uint32_t i1 = 0; i1 < m.box[1]; ++i1)
+                for (uint32_t i0 = 0; i0 < m.box[0]; ++i0, position += m.elem_bytes) {
+                    const int64_t at[4] = {box.coords[0] + int64_t{i0}, box.coords[1] + int64_t{i1},
+                                           box.coords[2] + int64_t{i2}, box.coords[3] + int64_t{i3}};
+                    bool inside = true;
+                    uint64_t source = 0;
+                    for (int d = 0; d < 4; ++d) {
+                        inside = inside && at[d] >= 0 && static_cast<uint64_t>(at[d]) < m.dims[d];
+                        source += static_cast<uint64_t>(at[d]) * m.strides[d];
+                    }
+                    uint32_t address = box.to + static_cast<uint32_t>(position);
+                    if (m.swizzle_bytes == 128) address = sw128(address);
+                    if (inside)
+                        std::memcpy(target->smem + address, m.base + source, m.elem_bytes);
+                    else
+                        std::memset(target->smem + address, 0, m.elem_bytes);
+                }
+    MBarrier& b = target->mbarriers.at(box.bar_address);
+    mbarrier_release(b);
+    b.tx -= static_cast<int64_t>(total);
+    complete_if_done(b);
+}
+
 // A fiber that starts in fiber_entry.
 std::unique_ptr<Fiber> make_fiber(Cta* cta, unsigned tid) {
     auto f = std::make_unique<Fiber>();
@@ -473,6 +607,12 @@ std::unique_ptr<Fiber> make_fiber(Cta* cta, unsigned tid) {
     f->tid = tid;
     f->stack.reset(new char[kStackBytes]);
     make_context(f->context, f->stack.get(), kStackBytes, fiber_entry);
+    if (tsan_on()) {
+        f->tsan = __tsan_create_fiber(0);
+        char name[64];
+        std::snprintf(name, sizeof name, "CTA rank %u thread %u", cta->rank, tid);
+        __tsan_set_fiber_name(f->tsan, name);
+    }
     return f;
 }
 
@@ -498,6 +638,7 @@ void run_cluster(Launch& L, unsigned first_block) {
     std::vector<Fiber*> order;
     for (auto& cta : cluster.ctas)
         for (auto& f : cta->threads) order.push_back(f.get());
+    hb_release(&cluster.start_key);  // the inputs and the poisoned shared memory
     while (!L.failed) {
         order.erase(std::remove_if(order.begin(), order.end(), [](Fiber* f) { return f->done; }), order.end());
         if (order.empty()) break;
@@ -506,19 +647,20 @@ void run_cluster(Launch& L, unsigned first_block) {
         for (Fiber* f : order) {
             if (f->done) continue;
             L.current = f;
+            if (tsan_on()) __tsan_switch_to_fiber(f->tsan, kTsanNoSync);
             switch_context(L.scheduler, f->context);
             L.current = nullptr;
             if (L.failed) break;
         }
         if (L.failed) break;
         if (!L.landing.empty()) {
-            std::vector<std::function<void()>> landing;
-            landing.swap(L.landing);
-            for (auto& land : landing) land();
+            for (const Landing& box : L.landing) land(box);
+            L.landing.clear();
             changed();
         }
         if (L.epoch == before) report_deadlock(cluster);
     }
+    hb_acquire(&cluster.exit_key);  // the outputs, and the shared memory freed below
     L.cluster = nullptr;
 }
 
@@ -548,18 +690,20 @@ void fail(const char* what) {
                   f.cta->index.z, f.tid);
     g_launch->failed = true;
     g_launch->failure = std::string(what) + where;
-    switch_context(f.context, g_launch->scheduler);  // never resumed
+    to_scheduler(f);  // never resumed
     std::abort();
 }
 
 void sync_threads() {
     Cta& cta = my_cta();
     NamedBarrier& b = cta.named[0];
+    arrive_at(b);
     ++b.arrived;
     changed();
     const uint64_t generation = b.generation;
     release_if_complete(b, cta.alive);
     while (b.generation == generation) block("__syncthreads");
+    depart_from(b, generation);
 }
 void named_barrier(unsigned id, unsigned threads, bool wait) {
     if (id == 0 || id >= 16) fail("a named barrier id outside 1..15");
@@ -569,6 +713,7 @@ void named_barrier(unsigned id, unsigned threads, bool wait) {
     } else if (b.expected != threads) {
         fail("a named barrier's threads count differs between its callers");
     }
+    arrive_at(b);
     ++b.arrived;
     changed();
     const uint64_t generation = b.generation;
@@ -576,16 +721,19 @@ void named_barrier(unsigned id, unsigned threads, bool wait) {
     static const char* names[16] = {"bar 0",  "bar.sync 1",  "bar.sync 2",  "bar.sync 3",  "bar.sync 4",  "bar.sync 5",
                                     "bar.sync 6",  "bar.sync 7",  "bar.sync 8",  "bar.sync 9",  "bar.sync 10",
                                     "bar.sync 11", "bar.sync 12", "bar.sync 13", "bar.sync 14", "bar.sync 15"};
-    if (wait)
-        while (b.generation == generation) block(names[id]);
+    if (!wait) return;
+    while (b.generation == generation) block(names[id]);
+    depart_from(b, generation);
 }
 void cluster_sync() {
     Cluster& c = *my_cta().cluster;
+    arrive_at(c);
     ++c.arrived;
     changed();
     const uint64_t generation = c.generation;
     cluster_release_if_complete(c);
     while (c.generation == generation) block("barrier.cluster");
+    depart_from(c, generation);
 }
 
 void barrier_init(uint64_t* bar, unsigned count) {
@@ -593,7 +741,10 @@ void barrier_init(uint64_t* bar, unsigned count) {
     const uint32_t address = offset_in(cta, bar, 8, "mbarrier.init");
     if (address % 8) fail("an mbarrier not 8-byte aligned");
     if (count == 0) fail("an mbarrier of 0 arrivals");
-    cta.mbarriers[address] = MBarrier{count, count, 0, 0};
+    MBarrier& b = cta.mbarriers[address];
+    b.expected = b.pending = count;
+    b.tx = 0;
+    b.phase = 0;
     changed();
 }
 void barrier_arrive(uint64_t* bar, unsigned expect_bytes) {
@@ -605,9 +756,15 @@ void barrier_arrive(uint64_t* bar, unsigned expect_bytes) {
 bool barrier_try_wait(uint64_t* bar, unsigned parity) {
     Cta& cta = my_cta();
     const uint32_t address = offset_in(cta, bar, 8, "mbarrier.try_wait");
-    if ((mbarrier_at(cta, address).phase & 1) != (parity & 1)) return true;
+    auto passed = [&] {
+        MBarrier& b = mbarrier_at(cta, address);
+        if ((b.phase & 1) == (parity & 1)) return false;
+        hb_acquire(&b.key[parity & 1]);  // the completed phase's arrivals and bytes
+        return true;
+    };
+    if (passed()) return true;
     block("mbarrier.try_wait");
-    return (mbarrier_at(cta, address).phase & 1) != (parity & 1);
+    return passed();
 }
 uint32_t cluster_address(const void* p, unsigned rank) {
     Cta& cta = my_cta();
@@ -618,6 +775,7 @@ void cluster_store(uint32_t address, const float* values, int n) {
     auto [cta, offset] = resolve(address);
     if (offset % (4 * n) != 0) fail("a misaligned st.shared::cluster");
     if (offset + 4u * n > cta->smem_bytes) fail("st.shared::cluster beyond the target's shared memory");
+    writes(cta->smem + offset, 4 * n);
     std::memcpy(cta->smem + offset, values, 4 * n);
     changed();
 }
@@ -647,7 +805,10 @@ void ldmatrix_x4(unsigned r[4], const void* p, bool trans) {
     mine.address = p;
     const LaneRecord& got = collective(trans ? 4 : 3, trans ? "ldmatrix.x4.trans" : "ldmatrix.x4", mine,
                                        [trans](LaneRecord* lanes, const Cta& cta) {
-        for (int l = 0; l < kWarp; ++l) offset_in(cta, lanes[l].address, 16, "ldmatrix");
+        for (int l = 0; l < kWarp; ++l) {
+            offset_in(cta, lanes[l].address, 16, "ldmatrix");
+            reads(lanes[l].address, 16);
+        }
         // the 16-bit element `col` of row `row` of matrix `matrix` (the row lane 8 matrix + row addresses)
         auto element = [&](int matrix, int row, int col) {
             uint16_t bits;
@@ -699,6 +860,8 @@ unsigned movmatrix_trans(unsigned x) {
 
 void cp_async16(void* dst, const void* src, bool valid) {
     offset_in(my_cta(), dst, 16, "cp.async");
+    writes(dst, 16);
+    if (valid) reads(src, 16);
     if (valid)
         std::memcpy(dst, src, 16);
     else
@@ -721,35 +884,11 @@ void tma_load_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int 
     const uint64_t row_bytes = static_cast<uint64_t>(m.box[0]) * m.elem_bytes;
     const uint64_t total = row_bytes * m.box[1] * m.box[2] * m.box[3];
     if (to + total > cta.smem_bytes) fail("a TMA box beyond the CTA's shared memory");
-    Cta* target = &cta;
-    const int coords[4] = {c0, c1, c2, c3};
-    g_launch->landing.push_back([target, m, to, bar_address, total, row_bytes, coords0 = coords[0],
-                                 coords1 = coords[1], coords2 = coords[2], coords3 = coords[3]] {
-        const int64_t start[4] = {coords0, coords1, coords2, coords3};
-        uint64_t position = 0;
-        for (uint32_t i3 = 0; i3 < m.box[3]; ++i3)
-            for (uint32_t i2 = 0; i2 < m.box[2]; ++i2)
-                for (uint32_t i1 = 0; i1 < m.box[1]; ++i1)
-                    for (uint32_t i0 = 0; i0 < m.box[0]; ++i0, position += m.elem_bytes) {
-                        const int64_t at[4] = {start[0] + i0, start[1] + i1, start[2] + i2, start[3] + i3};
-                        bool inside = true;
-                        uint64_t source = 0;
-                        for (int d = 0; d < 4; ++d) {
-                            inside = inside && at[d] >= 0 && static_cast<uint64_t>(at[d]) < m.dims[d];
-                            source += static_cast<uint64_t>(at[d]) * m.strides[d];
-                        }
-                        uint32_t address = to + static_cast<uint32_t>(position);
-                        if (m.swizzle_bytes == 128) address = sw128(address);
-                        if (inside)
-                            std::memcpy(target->smem + address, m.base + source, m.elem_bytes);
-                        else
-                            std::memset(target->smem + address, 0, m.elem_bytes);
-                    }
-        (void)row_bytes;
-        MBarrier& b = target->mbarriers.at(bar_address);
-        b.tx -= static_cast<int64_t>(total);
-        complete_if_done(b);
-    });
+    Cluster& cluster = *cta.cluster;
+    const char* issue_key = &cluster.tma_key[cluster.tma_loads++ % 256];
+    hb_release(issue_key);  // the issuing thread's earlier accesses (its wait on `empty`) before the box lands
+    if (g_launch->landing.size() == kMaxLandings) fail("more TMA loads in flight than the emulation holds");
+    g_launch->landing.push_back(Landing{&cta, m, to, bar_address, {c0, c1, c2, c3}, issue_key});
     changed();
 }
 
@@ -775,7 +914,8 @@ void wgmma_rs(float* d, int n, const unsigned* a, uint64_t b_desc, bool accumula
     issue(op, d, a);
 }
 void wgmma_commit() {
-    ++me().wgmma_committed;
+    Fiber& f = me();
+    f.issued_at_commit[f.wgmma_committed++ % 64] = f.wgmma_issued;
     changed();
 }
 void wgmma_wait(int pending) {
@@ -785,21 +925,26 @@ void wgmma_wait(int pending) {
     if (f.wgmma_committed < static_cast<uint64_t>(pending)) return;
     const uint64_t limit = f.wgmma_committed - static_cast<uint64_t>(pending);  // groups below must be done
     for (uint64_t number = s.first;; ++number) {
-        auto find = [&]() -> WgmmaOp* {
-            return number < s.first || number - s.first >= s.ops.size() ? nullptr : &s.ops[number - s.first];
-        };
+        auto find = [&] { return s.find(number); };
         WgmmaOp* op = find();
         if (number >= s.first && !op) break;
         if (!op || op->done) continue;
         if (op->group >= limit) break;
         while ((op = find()) && !op->done && op->issued < kWarpgroup)
             block("wgmma.wait_group (for the warpgroup's other threads to issue)");
-        if (op && !op->done) execute(*op, cta);
+        if (op && !op->done) {
+            hb_acquire(&s.issued_key[number % 64]);
+            execute(*op, cta);
+            hb_release(&s.done_key[number % 64]);
+        }
     }
-    while (!s.ops.empty() && s.ops.front().done) {
-        s.ops.pop_front();
-        ++s.first;
+    // This thread's operands and accumulators of every wgmma the wait covers
+    // (whoever executed it) are its own again.
+    if (limit > 0) {
+        const uint64_t covered = f.issued_at_commit[(limit - 1) % 64];
+        for (; f.wgmma_acquired < covered; ++f.wgmma_acquired) hb_acquire(&s.done_key[f.wgmma_acquired % 64]);
     }
+    while (s.first < s.end && s.ring[s.first % kWgmmaRing].done) ++s.first;
 }
 
 // ------------------------------------------------------------ the host side
@@ -821,6 +966,8 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamic_smem, unsigned cluster,
         L.shuffle = true;
         L.rng.seed(static_cast<unsigned>(std::strtoul(seed, nullptr, 10)));
     }
+    L.landing.reserve(kMaxLandings);
+    if (tsan_on()) L.tsan_scheduler = __tsan_get_current_fiber();
     g_launch = &L;
     for (unsigned b = 0; b < blocks && !L.failed; b += cluster) run_cluster(L, b);
     g_launch = nullptr;

@@ -4,9 +4,13 @@
 #   build-asan  ASan + UBSan (gcc, -fno-sanitize-recover: any report fails
 #               the test): the unit, integration and reference suites;
 #   build-tsan  TSan (gcc): the multi-threaded stress test (unit-threads:
-#               several plans on one handle, a shared plan probed meanwhile)
-#               and the bad-input catalogue (its PLAN_IN_USE case races two
-#               threads on one plan).
+#               several plans on one handle, a shared plan probed meanwhile),
+#               the bad-input catalogue (its PLAN_IN_USE case races two
+#               threads on one plan) and the Hopper Kronecker kernels on the
+#               CPU emulation (emu-kron: every CUDA thread a TSan fiber, the
+#               barriers, mbarriers, collectives and wgmma waits annotated,
+#               so races of the kernels' shared-memory protocols are reports;
+#               emu-exact runs the same way by hand: ~10x its plain time).
 # Prints one line per configuration and ends with "N passed, N failed"
 # (meson tests summed); exit status non-zero when any test failed.
 set -uo pipefail
@@ -39,6 +43,6 @@ run_config build-asan "unit-status unit-descriptor unit-variant-names unit-plan 
 unit-lifecycle unit-threads unit-dtype unit-no-device-hidden unit-no-device cpu_backend_vs_reference \
 reference-fd reference-pieces reference-mc reference-params" \
   -Db_sanitize=address,undefined -Dcpp_args=-fno-sanitize-recover=all -Dc_args=-fno-sanitize-recover=all
-run_config build-tsan "unit-threads unit-bad-inputs" -Db_sanitize=thread
+run_config build-tsan "unit-threads unit-bad-inputs emu-kron" -Db_sanitize=thread
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
