@@ -81,7 +81,7 @@ extern "C" {
 #define SLAY_VERSION (SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH)
 /* Incremented whenever a function, struct field or enum value is added.
  * Existing ones are never changed or renumbered (abi/POLICY.md). */
-#define SLAY_ABI_VERSION 5
+#define SLAY_ABI_VERSION 6
 
 /* The library's SLAY_VERSION, which may be newer than this header's. */
 SLAY_API uint32_t slay_get_version(void);
@@ -335,7 +335,9 @@ SLAY_API slay_status_t slay_attn_plan_get_f64(slay_attn_plan_t plan, slay_attr_t
 SLAY_API slay_status_t slay_attn_plan_get_variant(slay_attn_plan_t plan, slay_attn_variant_t* variant);
 
 /* Bytes of workspace a pass needs for this batch size and sequence length
- * (0 is a valid answer; then workspace may be NULL). The workspace lives in
+ * (0 is a valid answer; then workspace may be NULL): enough for every call
+ * of that batch and length (slay_attn_fwd_workspace_size and
+ * slay_attn_bwd_workspace_size tell what one call needs, which may be less). The workspace lives in
  * the handle's memory space (host memory for CPU, device memory for CUDA),
  * must be aligned to 16 bytes (malloc and cudaMalloc both are), and may be
  * reused freely between calls; its contents on entry do not matter. For SLAY_PASS_SAMPLE batch and seq_len are ignored. */
@@ -507,6 +509,25 @@ typedef struct slay_attn_bwd_args {
  * final out. row_stats is NOT_SUPPORTED for the linearized family. */
 SLAY_API slay_status_t slay_attn_bwd(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args,
                                      void* workspace, size_t workspace_size, void* stream);
+
+/* Bytes of workspace one call needs (ABI 6): the call's arguments are
+ * validated exactly as slay_attn_fwd / slay_attn_bwd validate them (same
+ * statuses; nothing is written, and only a packed call's seq_offsets are
+ * read, on `stream`), and *bytes receives what the call with these
+ * arguments needs: at most slay_attn_plan_get_workspace_size(plan, pass,
+ * B, T), which covers every call of that batch and length, and less where
+ * these tensors let a path use less. The CUDA backend's Hopper Kronecker
+ * kernels at F = 1024 (slay_anchor, bf16, causal, head dims 64, R = 2,
+ * M = 16, P = 32, 16-byte aligned tensors with contiguous rows, no states,
+ * B * H >= 32; a build with the kron_wgmma option on an H100/H200) need no
+ * workspace in the forward and two floats a (b, h, t) row in the backward,
+ * where the plan-level size reserves the factor rows and gradients other
+ * paths need. slay_attn_fwd / slay_attn_bwd accept any workspace of at least
+ * this size for these arguments. */
+SLAY_API slay_status_t slay_attn_fwd_workspace_size(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args,
+                                                    void* stream, size_t* bytes);
+SLAY_API slay_status_t slay_attn_bwd_workspace_size(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args,
+                                                    void* stream, size_t* bytes);
 
 #ifdef __cplusplus
 } /* extern "C" */

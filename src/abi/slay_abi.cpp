@@ -363,6 +363,38 @@ slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed, ui
     });
 }
 
+slay_status_t slay_attn_fwd_workspace_size(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args, void* stream,
+                                           size_t* bytes) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(bytes, "bytes"));
+        const slay::Plan& p = plan->plan;
+        slay::FwdCall call;
+        SLAY_TRY(slay::validate_fwd(p, args, stream, &call));
+        SLAY_TRY(p.backend->check_stream(stream));
+        size_t need = 0;
+        SLAY_TRY(p.backend->call_workspace_size(p, call, &need));
+        *bytes = need;
+        return Status();
+    });
+}
+
+slay_status_t slay_attn_bwd_workspace_size(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args, void* stream,
+                                           size_t* bytes) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(bytes, "bytes"));
+        const slay::Plan& p = plan->plan;
+        slay::BwdCall call;
+        SLAY_TRY(slay::validate_bwd(p, args, stream, &call));
+        SLAY_TRY(p.backend->check_stream(stream));
+        size_t need = 0;
+        SLAY_TRY(p.backend->call_workspace_size(p, call, &need));
+        *bytes = need;
+        return Status();
+    });
+}
+
 slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args, void* workspace,
                             size_t workspace_size, void* stream) {
     return guarded([&]() -> Status {
@@ -373,8 +405,7 @@ slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* a
         SLAY_TRY(slay::validate_fwd(p, args, stream, &call));
         SLAY_TRY(p.backend->check_stream(stream));
         size_t need = 0;
-        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_FORWARD, call.batch, call.seq_len, workspace, workspace_size,
-                                       &need));
+        SLAY_TRY(slay::check_call_workspace(p, call, workspace, workspace_size, &need));
         SLAY_TRY(slay::check_fwd_memory(call, workspace, need));
         if (slay::writes_nothing(call)) return Status();
         return p.backend->forward(p, call, workspace, stream);
@@ -391,8 +422,7 @@ slay_status_t slay_attn_bwd(slay_attn_plan_t plan, const slay_attn_bwd_args_t* a
         SLAY_TRY(slay::validate_bwd(p, args, stream, &call));
         SLAY_TRY(p.backend->check_stream(stream));
         size_t need = 0;
-        SLAY_TRY(slay::check_workspace(p, SLAY_PASS_BACKWARD, call.batch, call.seq_len, workspace, workspace_size,
-                                       &need));
+        SLAY_TRY(slay::check_call_workspace(p, call, workspace, workspace_size, &need));
         SLAY_TRY(slay::check_bwd_memory(call, workspace, need));
         if (slay::writes_nothing(call)) return Status();
         return p.backend->backward(p, call, workspace, stream);

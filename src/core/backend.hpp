@@ -80,6 +80,16 @@ public:
     virtual Status check_stream(void* stream) const = 0;
     virtual Status workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch,
                                   int64_t seq_len, size_t* bytes) const = 0;
+    // Bytes of workspace a validated call needs: at most workspace_size's for
+    // its batch and seq_len, less where its tensors let a path use less (the
+    // CUDA backend's Hopper Kronecker kernels with the fused map). The call
+    // then runs in that many bytes. (ABI 6)
+    virtual Status call_workspace_size(const Plan& plan, const FwdCall& call, size_t* bytes) const {
+        return workspace_size(plan, SLAY_PASS_FORWARD, call.batch, call.seq_len, bytes);
+    }
+    virtual Status call_workspace_size(const Plan& plan, const BwdCall& call, size_t* bytes) const {
+        return workspace_size(plan, SLAY_PASS_BACKWARD, call.batch, call.seq_len, bytes);
+    }
     virtual Status forward(const Plan& plan, const FwdCall& call, void* workspace,
                            void* stream) = 0;
     virtual Status backward(const Plan& plan, const BwdCall& call, void* workspace,
@@ -114,6 +124,10 @@ Status validate_params_tensor(const Plan& plan, const slay_tensor_t* params, Acc
 // Size, presence and alignment of the workspace; *need receives its size.
 Status check_workspace(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len,
                        const void* workspace, size_t workspace_size, size_t* need);
+// The same for a validated call: its own need (Backend::call_workspace_size).
+template <typename Call>
+Status check_call_workspace(const Plan& plan, const Call& call, const void* workspace, size_t workspace_size,
+                            size_t* need);
 // No written tensor shares memory with another tensor of the call or with
 // the workspace's first `need` bytes (final_state may alias initial_state
 // exactly). Run after validation, before the backend.

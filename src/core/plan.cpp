@@ -8,6 +8,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 
 #include "attributes.hpp"
 #include "backend.hpp"
@@ -388,19 +389,37 @@ Status validate_bwd(const Plan& p, const slay_attn_bwd_args_t* given, void* stre
     return Status();
 }
 
-Status check_workspace(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len, const void* workspace,
-                       size_t workspace_size, size_t* needed) {
-    size_t& need = *needed;
-    need = 0;
-    SLAY_TRY(p.backend->workspace_size(p, pass, batch, seq_len, &need));
+namespace {
+// The workspace against a need, with the query that tells it.
+Status check_workspace_need(size_t need, const void* workspace, size_t workspace_size, const char* query) {
     if (workspace_size < need)
         return error(SLAY_STATUS_WORKSPACE_TOO_SMALL, "workspace_size=", workspace_size, " but this call needs ",
-                     need, " bytes (slay_attn_plan_get_workspace_size)");
+                     need, " bytes (", query, ")");
     if (need > 0 && !workspace)
         return error(SLAY_STATUS_INVALID_ARGUMENT, "workspace is NULL but this call needs ", need, " bytes");
     if (need > 0 && reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
         return error(SLAY_STATUS_INVALID_ARGUMENT, "workspace is not aligned to 16 bytes");
     return Status();
 }
+}  // namespace
+
+Status check_workspace(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len, const void* workspace,
+                       size_t workspace_size, size_t* needed) {
+    *needed = 0;
+    SLAY_TRY(p.backend->workspace_size(p, pass, batch, seq_len, needed));
+    return check_workspace_need(*needed, workspace, workspace_size, "slay_attn_plan_get_workspace_size");
+}
+
+template <typename Call>
+Status check_call_workspace(const Plan& p, const Call& call, const void* workspace, size_t workspace_size,
+                            size_t* needed) {
+    *needed = 0;
+    SLAY_TRY(p.backend->call_workspace_size(p, call, needed));
+    return check_workspace_need(*needed, workspace, workspace_size,
+                                std::is_same<Call, FwdCall>::value ? "slay_attn_fwd_workspace_size"
+                                                                   : "slay_attn_bwd_workspace_size");
+}
+template Status check_call_workspace(const Plan&, const FwdCall&, const void*, size_t, size_t*);
+template Status check_call_workspace(const Plan&, const BwdCall&, const void*, size_t, size_t*);
 
 }  // namespace slay

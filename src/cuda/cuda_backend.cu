@@ -65,6 +65,15 @@ public:
         return cuda::linear_workspace_size(p, pass, batch, seq_len, bytes);
     }
 
+    Status call_workspace_size(const Plan& p, const FwdCall& c, size_t* bytes) const override {
+        if (is_exact_variant(p.cfg.variant)) return workspace_size(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, bytes);
+        return cuda::linear_call_workspace_size(info_, p, c, bytes);
+    }
+    Status call_workspace_size(const Plan& p, const BwdCall& c, size_t* bytes) const override {
+        if (is_exact_variant(p.cfg.variant)) return workspace_size(p, SLAY_PASS_BACKWARD, c.batch, c.seq_len, bytes);
+        return cuda::linear_call_workspace_size(info_, p, c, bytes);
+    }
+
     Status forward(const Plan& p, const FwdCall& c, void* workspace, void* stream) override {
         DeviceGuard guard;
         SLAY_TRY(DeviceGuard::enter(info_.device, &guard));

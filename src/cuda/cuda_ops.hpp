@@ -64,6 +64,10 @@ Status exact_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& ca
 // makes the cuFFT plans of the TensorSketch variant, once, at plan creation.
 Status linear_prepare(const DeviceInfo& dev, const Plan& plan, CudaPlanResources* res);
 Status linear_workspace_size(const Plan& plan, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes);
+// One call's workspace (less than the plan-level size where the call takes
+// the Hopper Kronecker kernels with the fused map).
+Status linear_call_workspace_size(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, size_t* bytes);
+Status linear_call_workspace_size(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, size_t* bytes);
 Status linear_forward(const DeviceInfo& dev, const Plan& plan, const FwdCall& call, void* workspace,
                       cudaStream_t stream);
 Status linear_backward(const DeviceInfo& dev, const Plan& plan, const BwdCall& call, void* workspace,

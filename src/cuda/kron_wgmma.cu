@@ -149,12 +149,12 @@ KronWgmmaPath kron_wgmma_path(const DeviceInfo& dev, const KronMmaShape& s, cons
     // wgmma's operands (factor fragments, values) share one type.
     const bool shape = s.map == MapKind::Anchor && s.P == kw::kP && s.RM == kw::kRM && a.Dv == kw::kDv &&
                        s.io_dtype == SLAY_DTYPE_BFLOAT16 && kron_mma::factor_row_width(s.P, s.RM) == kw::kFactorCols;
-    const bool call = a.causal && a.position_offset == 0 && a.B * a.H >= kMinHeads && a.T < (int64_t{1} << 31) &&
+    const bool call = a.causal && a.position_offset == 0 && a.B * a.H >= kMinHeads && a.T > 0 &&
+                      a.T < (int64_t{1} << 31) &&
                       2 * a.B * a.H <= kMaxGridX && !a.state_in.data && !a.state_out.data && !a.dstate_in.data &&
                       !a.dstate_out.data && !a.q.seq.packed() && a.k.head_group == 1 && tma_tensor(a.v);
-    const bool tensors = backward ? tma_tensor(a.dout) && tma_tensor(a.out) && tma_tensor(a.dv) && a.row_den &&
-                                        a.row_dz
-                                  : tma_tensor(a.out);
+    // (the backward's den and dZ rows: every backward workspace has them)
+    const bool tensors = backward ? tma_tensor(a.dout) && tma_tensor(a.out) && tma_tensor(a.dv) : tma_tensor(a.out);
     if (dev.compute_capability != 90 || static_cast<size_t>(kw::Layout::bytes) > dev.max_smem_per_block_optin ||
         !shape || !call || !tensors)
         return KronWgmmaPath::None;

@@ -24,6 +24,15 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
                          cudaStream_t stream, bool* launched, int* slices) {
     using namespace kron_mma;
     *launched = false;
+    if (kron_wgmma_path(dev, s, a, true) == KronWgmmaPath::FusedMap) {
+        // The Hopper passes with the map and its VJP inside (no workspace but den and dZ):
+        // the query pass writes den, dZ and every row of dq, then the key pass dv and dk.
+        SLAY_TRY(kron_backward_wgmma(dev, s, a, KronWgmmaPath::FusedMap, false, stream));
+        SLAY_TRY(kron_backward_wgmma(dev, s, a, KronWgmmaPath::FusedMap, true, stream));
+        *launched = true;
+        *slices = 1;
+        return Status();
+    }
     if (!workspace) return Status();  // an empty call (no rows)
     const int64_t factor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_form(s.map).planes);
     const int64_t dfactor_floats = kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, 1);  // one side's fp32 rows
@@ -39,15 +48,6 @@ Status kron_backward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Sca
     ab.kron_dfactors = dfactors;
     const size_t dfactor_bytes = static_cast<size_t>(dfactor_floats) * sizeof(float);
     const KronWgmmaPath hopper = kron_wgmma_path(dev, s, ab, true);
-    if (hopper == KronWgmmaPath::FusedMap) {
-        // The Hopper passes with the map and its VJP inside: the query pass writes den,
-        // dZ and every row of dq, then the key pass dv and dk.
-        SLAY_TRY(kron_backward_wgmma(dev, s, ab, hopper, false, stream));
-        SLAY_TRY(kron_backward_wgmma(dev, s, ab, hopper, true, stream));
-        *launched = true;
-        *slices = 1;
-        return Status();
-    }
     // Every kernel below shares the instantiation table: the first tells.
     bool instantiated = false;
     SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, ab, stream, &instantiated));

@@ -22,6 +22,12 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
                         cudaStream_t stream, bool* launched) {
     using namespace kron_mma;
     *launched = false;
+    if (kron_wgmma_path(dev, s, a, false) == KronWgmmaPath::FusedMap) {
+        // q and k mapped inside the Hopper forward: no factor rows, no workspace
+        SLAY_TRY(kron_forward_wgmma(dev, s, a, KronWgmmaPath::FusedMap, stream));
+        *launched = true;
+        return Status();
+    }
     if (!workspace) return Status();  // an empty call (no rows): the SIMT scan handles the state
     float* segment_sums = workspace + kron_factor_floats(a.B * a.H, a.T, s.P, s.RM, kron_poly_form(s.map).planes);
     KronMmaLaunch k, factors;
@@ -31,11 +37,6 @@ Status kron_forward_mma(const DeviceInfo& dev, const KronMmaShape& s, const Scan
     ScanArgs af = a;
     af.kron_factors = workspace;
     const KronWgmmaPath hopper = kron_wgmma_path(dev, s, af, false);
-    if (hopper == KronWgmmaPath::FusedMap) {  // q and k mapped inside the Hopper forward: no factor rows
-        SLAY_TRY(kron_forward_wgmma(dev, s, af, hopper, stream));
-        *launched = true;
-        return Status();
-    }
     // The map kernel and the forward share the instantiation table: both or neither.
     bool instantiated = false;
     SLAY_TRY(launch_kron(KronKernels::Map, factors, KronStage::MapRows, af, stream, &instantiated));

@@ -32,6 +32,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/cuda_ops.hpp"
 #include "cuda/grouped_heads.hpp"
+#include "cuda/kron_wgmma.hpp"
 #include "cuda/linear_dense_mma.hpp"
 #include "cuda/linear_mma.hpp"
 #include "cuda/linear_scan_launch.hpp"
@@ -171,10 +172,21 @@ struct LinearScratch {
     SketchFft::Scratch fft{};
 };
 
-LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T, ScratchCarver& w) {
+// fused_hopper: the call takes the Hopper Kronecker kernels with the fused
+// map (fused_hopper_call), which need nothing but the backward's den and dZ
+// rows (one slice).
+LinearScratch carve_linear(const Plan& p, slay_pass_t pass, int64_t B, int64_t T, ScratchCarver& w,
+                           bool fused_hopper = false) {
     const int64_t H = p.cfg.num_heads, D = p.cfg.head_dim, rows = B * H * T;
     const bool backward = pass != SLAY_PASS_FORWARD;
     LinearScratch s;
+    if (fused_hopper) {
+        if (backward) {
+            s.row_den = w.take<float>(rows);
+            s.row_dz = w.take<float>(rows);
+        }
+        return s;
+    }
     KronMmaShape shape;
     DenseMmaShape dense;
     int64_t kron_floats = 0, dense_floats = 0;
@@ -393,6 +405,58 @@ Status sketch_features(const Plan& p, const CallInputs& c, const LinearScratch& 
 bool tensor_core_call(const Plan& p, const CallInputs& c, KronMmaShape* shape) {
     return tensor_core_shape(p.cfg, shape) && c.has_params;
 }
+
+// The tensors of a forward or backward call in the scan's argument block
+// (the workspace's blocks not yet attached). The backward's dv is the
+// call's own (grouped heads take an expanded copy: never the fused path).
+ScanArgs forward_args(const Plan& p, const FwdCall& c, const ScanLayout& L) {
+    ScanArgs a = scan_args(p, c, L);
+    a.out = token_tensor(c.out, c);
+    if (c.has_final_state) a.state_out = device_tensor(c.final_state);
+    return a;
+}
+ScanArgs backward_args(const Plan& p, const BwdCall& c, const ScanLayout& L) {
+    ScanArgs a = scan_args(p, c, L);
+    a.out = token_tensor(c.out, c);
+    a.dout = token_tensor(c.dout, c);
+    a.dv = token_tensor(c.dv, c);
+    if (c.has_dfinal_state) a.dstate_out = device_tensor(c.dfinal_state);
+    if (c.has_dinitial_state) a.dstate_in = device_tensor(c.dinitial_state);
+    return a;
+}
+
+// Whether the call takes the Hopper Kronecker kernels with the map fused
+// into them (kron_wgmma_path's FusedMap): decided from the call's tensors
+// before the workspace is carved (that path needs none but the backward's
+// den and dZ rows), the same way the launchers decide it.
+bool fused_hopper_call(const DeviceInfo& dev, const Plan& p, const FwdCall& c) {
+    KronMmaShape shape;
+    ScanLayout L;
+    if (!tensor_core_call(p, c, &shape) || !plan_tiles(dev, p, ScanPass::Forward, &L).ok()) return false;
+    return kron_wgmma_path(dev, shape, forward_args(p, c, L), false) == KronWgmmaPath::FusedMap;
+}
+bool fused_hopper_call(const DeviceInfo& dev, const Plan& p, const BwdCall& c) {
+    KronMmaShape shape;
+    ScanLayout L;
+    const ScanPass first = p.cfg.causal ? ScanPass::BackwardQuery : ScanPass::BackwardBidirectional;
+    if (!tensor_core_call(p, c, &shape) || !plan_tiles(dev, p, first, &L).ok()) return false;
+    ScanArgs a = backward_args(p, c, L);
+    a.dq = token_tensor(c.dq, c);
+    a.dk = token_tensor(c.dk, c);
+    return kron_wgmma_path(dev, shape, a, true) == KronWgmmaPath::FusedMap;
+}
+
+// The bytes carve_linear takes for a call of B x T (fused_hopper: its path).
+Status carved_bytes(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len, bool fused_hopper,
+                    size_t* bytes) {
+    ScratchCarver count(nullptr);
+    carve_linear(p, pass, batch, seq_len, count, fused_hopper);
+    if (count.overflowed())
+        return error(SLAY_STATUS_INVALID_VALUE, "the workspace for batch=", batch, ", seq_len=", seq_len,
+                     " does not fit in size_t");
+    *bytes = count.used();
+    return Status();
+}
 bool dense_call(const Plan& p, const CallInputs& c, DenseMmaShape* shape) {
     return dense_shape(p, shape) && (c.has_params || p.segments.empty());
 }
@@ -416,13 +480,13 @@ Status linear_prepare(const DeviceInfo& dev, const Plan& plan, CudaPlanResources
 }
 
 Status linear_workspace_size(const Plan& p, slay_pass_t pass, int64_t batch, int64_t seq_len, size_t* bytes) {
-    ScratchCarver count(nullptr);
-    carve_linear(p, pass, batch, seq_len, count);
-    if (count.overflowed())
-        return error(SLAY_STATUS_INVALID_VALUE, "the workspace for batch=", batch, ", seq_len=", seq_len,
-                     " does not fit in size_t");
-    *bytes = count.used();
-    return Status();
+    return carved_bytes(p, pass, batch, seq_len, false, bytes);
+}
+Status linear_call_workspace_size(const DeviceInfo& dev, const Plan& p, const FwdCall& c, size_t* bytes) {
+    return carved_bytes(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, fused_hopper_call(dev, p, c), bytes);
+}
+Status linear_call_workspace_size(const DeviceInfo& dev, const Plan& p, const BwdCall& c, size_t* bytes) {
+    return carved_bytes(p, SLAY_PASS_BACKWARD, c.batch, c.seq_len, fused_hopper_call(dev, p, c), bytes);
 }
 
 Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, void* workspace, cudaStream_t stream) {
@@ -430,10 +494,8 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     SLAY_TRY(plan_tiles(dev, p, ScanPass::Forward, &L));
     if (c.batch * p.cfg.num_heads == 0) return Status();
     ScratchCarver carver(workspace);
-    const LinearScratch s = carve_linear(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, carver);
-    ScanArgs a = scan_args(p, c, L);
-    a.out = token_tensor(c.out, c);
-    if (c.has_final_state) a.state_out = device_tensor(c.final_state);
+    const LinearScratch s = carve_linear(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, carver, fused_hopper_call(dev, p, c));
+    ScanArgs a = forward_args(p, c, L);
     if (c.has_initial_state && c.has_final_state && overlaps(c.initial_state, c.final_state)) {
         // Blocks of other slices still read z of the initial state after
         // slice 0 wrote the final one: read from a private copy instead.
@@ -478,14 +540,11 @@ Status linear_backward(const DeviceInfo& dev, const Plan& p, const BwdCall& c, v
     }
     if (c.batch * p.cfg.num_heads == 0) return Status();
     ScratchCarver carver(workspace);
-    const LinearScratch s = carve_linear(p, SLAY_PASS_BACKWARD, c.batch, c.seq_len, carver);
+    const LinearScratch s =
+        carve_linear(p, SLAY_PASS_BACKWARD, c.batch, c.seq_len, carver, fused_hopper_call(dev, p, c));
     const int64_t rows = c.batch * p.cfg.num_heads * c.seq_len, D = p.cfg.head_dim;
-    ScanArgs a = scan_args(p, c, L);
-    a.out = token_tensor(c.out, c);
-    a.dout = token_tensor(c.dout, c);
-    a.dv = s.dv_expanded.data ? expanded_view(s.dv_expanded, p, c) : token_tensor(c.dv, c);
-    if (c.has_dfinal_state) a.dstate_out = device_tensor(c.dfinal_state);
-    if (c.has_dinitial_state) a.dstate_in = device_tensor(c.dinitial_state);
+    ScanArgs a = backward_args(p, c, L);
+    if (s.dv_expanded.data) a.dv = expanded_view(s.dv_expanded, p, c);
     a.row_den = s.row_den;
     a.row_dz = s.row_dz;
     a.dstate_z_parts = s.dstate_z_parts;

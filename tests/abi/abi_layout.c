@@ -183,7 +183,7 @@ static void pin_versions(void) {
     PIN(SLAY_VERSION, SLAY_VERSION_MAJOR * 10000 + SLAY_VERSION_MINOR * 100 + SLAY_VERSION_PATCH);
     PIN(slay_get_version(), SLAY_VERSION);
     PIN(slay_get_abi_version(), SLAY_ABI_VERSION);
-    PIN(SLAY_ABI_VERSION >= 5, 1);
+    PIN(SLAY_ABI_VERSION >= 6, 1);
 #ifdef SLAY_PROJECT_VERSION
     sprintf(header_version, "%d.%d.%d", SLAY_VERSION_MAJOR, SLAY_VERSION_MINOR, SLAY_VERSION_PATCH);
     if (strcmp(header_version, SLAY_PROJECT_VERSION) != 0) {

@@ -464,6 +464,46 @@ TEST_CASE("parameter values are used as given: hashes map to buckets by trunc an
     CHECK(any_nan);
 }
 
+TEST_CASE("one call's workspace size (ABI 6): validated as the call, at most the plan's, and enough") {
+    for (slay_attn_variant_t v : {SLAY_ATTN_SLAY_ANCHOR, SLAY_ATTN_LINEAR, SLAY_ATTN_YAT_SPHERICAL}) {
+        CAPTURE(slay_attn_variant_name(v));
+        CallShape shape;
+        shape.variant = v;
+        AttnCall call(shape);
+        for (Pass pass : {Pass::Forward, Pass::Backward}) {
+            CAPTURE(pass_name(pass));
+            size_t bytes = 12345;
+            const slay_status_t got =
+                pass == Pass::Forward
+                    ? slay_attn_fwd_workspace_size(call.plan, &call.fwd_args(), call.stream, &bytes)
+                    : slay_attn_bwd_workspace_size(call.plan, &call.bwd_args(), call.stream, &bytes);
+            REQUIRE(got == SLAY_STATUS_SUCCESS);
+            CHECK(bytes == call.workspace_needed(pass));  // the CPU backend's paths all need the plan's
+            // The call runs in exactly that many bytes and writes every output.
+            call.workspace_size_delta = static_cast<long>(bytes) - static_cast<long>(call.workspace_needed(pass));
+            call.poison_outputs(pass);
+            CHECK(call.run(pass) == SLAY_STATUS_SUCCESS);
+            CHECK(call.outputs_fully_written(pass));
+            call.workspace_size_delta = 0;
+        }
+        // Broken arguments fail as the call fails, and the answer stays untouched.
+        size_t bytes = 777;
+        const slay_tensor_t* q = call.fwd_args().q;
+        call.fwd_args().q = nullptr;
+        CHECK(slay_attn_fwd_workspace_size(call.plan, &call.fwd_args(), call.stream, &bytes) ==
+              call.run(Pass::Forward));
+        call.fwd_args().q = q;
+        CHECK(bytes == 777);
+        check_status(SLAY_STATUS_INVALID_ARGUMENT,
+                     [&] { return slay_attn_bwd_workspace_size(call.plan, nullptr, call.stream, &bytes); });
+        check_status(SLAY_STATUS_INVALID_ARGUMENT,
+                     [&] { return slay_attn_fwd_workspace_size(call.plan, &call.fwd_args(), call.stream, nullptr); });
+        check_status(SLAY_STATUS_INVALID_ARGUMENT,
+                     [&] { return slay_attn_fwd_workspace_size(nullptr, &call.fwd_args(), call.stream, &bytes); });
+        CHECK(bytes == 777);
+    }
+}
+
 TEST_CASE("a call with nothing to write returns SUCCESS at once, without visiting B*H empty heads") {
     // Issue 14, 1: B*H = 2^31 - 2 heads of T = 0. Visiting them took minutes;
     // the call must return at once (the bound leaves a slow machine room).

@@ -114,6 +114,8 @@ SIGNATURES = {
     "slay_attn_features_sample": ([_vp, _u64, _u64, _T, _vp, _sz, _vp], _i32),
     "slay_attn_fwd": ([_vp, C.POINTER(FwdArgs), _vp, _sz, _vp], _i32),
     "slay_attn_bwd": ([_vp, C.POINTER(BwdArgs), _vp, _sz, _vp], _i32),
+    "slay_attn_fwd_workspace_size": ([_vp, C.POINTER(FwdArgs), _vp, C.POINTER(_sz)], _i32),
+    "slay_attn_bwd_workspace_size": ([_vp, C.POINTER(BwdArgs), _vp, C.POINTER(_sz)], _i32),
 }
 
 

@@ -192,6 +192,15 @@ class Plan:
         check(lib.slay_attn_plan_get_workspace_size(self.ptr, pass_, batch, seq_len, C.byref(size)))
         return size.value
 
+    def call_workspace_size(self, pass_, args, stream):
+        """Bytes of workspace one call with these argument blocks needs (ABI 6):
+        at most workspace_size's, less where the call's path needs less (the
+        CUDA Hopper Kronecker kernels' backward: two floats a row)."""
+        size = C.c_size_t()
+        query = lib.slay_attn_fwd_workspace_size if pass_ == _abi.PASS_FORWARD else lib.slay_attn_bwd_workspace_size
+        check(query(self.ptr, C.byref(args), stream, C.byref(size)))
+        return size.value
+
     def __del__(self):
         if getattr(self, "ptr", None):
             self._destroy(self.ptr)
@@ -324,6 +333,14 @@ def _offsets_tensor(kind, packing):
     return kind.describe(packing.offsets) if packing is not None else None
 
 
+def _call_workspace_size(kind, plan, pass_, args, rows, T, packing):
+    """The workspace of one call: its own need (ABI 6), or for a packed call
+    the plan-level size of (N, longest) (its offsets are read once, by the call)."""
+    if packing is not None:
+        return plan.workspace_size(pass_, rows, T)
+    return plan.call_workspace_size(pass_, args, kind.stream())
+
+
 def run_forward(kind, plan, q, k, v, params=None, initial_state=None, return_state=False, position_offset=0,
                 packing=None):
     """out (B, H, T, Dv) in q's dtype, and the final state (B or N, H, F, Dv+1)
@@ -333,13 +350,13 @@ def run_forward(kind, plan, q, k, v, params=None, initial_state=None, return_sta
     # out has q's heads and v's width, laid out in memory like v.
     out = kind.empty(tuple(q.shape[:3]) + (v.shape[3],), kind.dtype_code(v), like=v)
     final_state = kind.empty(state_shape(plan, q, v, rows), _abi.FLOAT32) if return_state else None
-    size = plan.workspace_size(_abi.PASS_FORWARD, rows, T)
-    owner, address = kind.workspace(size)
     args = _abi.fwd_args(q=kind.describe(q), k=kind.describe(k), v=kind.describe(v), params=_tensor(kind, params),
                          out=kind.describe(out), initial_state=_tensor(kind, initial_state),
                          final_state=_tensor(kind, final_state), position_offset=position_offset,
                          seq_offsets=_offsets_tensor(kind, packing))
     with kind.active(), plan.lock:
+        size = _call_workspace_size(kind, plan, _abi.PASS_FORWARD, args, rows, T, packing)
+        owner, address = kind.workspace(size)
         check(lib.slay_attn_fwd(plan.ptr, C.byref(args), address, size, kind.stream()))
     del owner  # the call was enqueued on kind.stream(); stream-ordered allocators may reuse it after
     return out, final_state
@@ -359,14 +376,14 @@ def run_backward(kind, plan, q, k, v, out, dout, params=None, initial_state=None
     dinitial_state = None
     if initial_state is not None and want_dinitial_state:
         dinitial_state = kind.empty(tuple(initial_state.shape), _abi.FLOAT32)
-    size = plan.workspace_size(_abi.PASS_BACKWARD, rows, T)
-    owner, address = kind.workspace(size)
     args = _abi.bwd_args(q=kind.describe(q), k=kind.describe(k), v=kind.describe(v), params=_tensor(kind, params),
                          out=kind.describe(out), dout=kind.describe(dout), dq=kind.describe(dq),
                          dk=kind.describe(dk), dv=kind.describe(dv), initial_state=_tensor(kind, initial_state),
                          dfinal_state=_tensor(kind, dfinal_state), dinitial_state=_tensor(kind, dinitial_state),
                          position_offset=position_offset, seq_offsets=_offsets_tensor(kind, packing))
     with kind.active(), plan.lock:
+        size = _call_workspace_size(kind, plan, _abi.PASS_BACKWARD, args, rows, T, packing)
+        owner, address = kind.workspace(size)
         check(lib.slay_attn_bwd(plan.ptr, C.byref(args), address, size, kind.stream()))
     del owner
     return dq, dk, dv, dinitial_state
