@@ -13,8 +13,9 @@ median, std and min reported):
                 fwd+bwd for both through torch.autograd.grad;
   libslay       every --variants entry: slay_attn_fwd (and slay_attn_bwd for
                 fwd+bwd) through ctypes on the tensors' data_ptr()/stride(),
-                workspace a torch uint8 tensor of slay_attn_plan_get_workspace_size
-                bytes, stream = torch's stream.
+                workspace a torch uint8 tensor of the calls' own sizes
+                (slay_attn_fwd_workspace_size / slay_attn_bwd_workspace_size,
+                ABI 6) in bytes, stream = torch's stream.
 q, k, v, dout are (B, H, T, D) (or (B, T, H, D) memory with --layout bthd).
 
 Every row carries both SDPA references of its (T, dtype, pass): sdpa_default_ms,
@@ -435,32 +436,46 @@ class Bench:
             x = self.inputs(T, dtype, passname == "fwdbwd")
             tq, tk, tv = (self.slay_tensor(x[n]) for n in ("q", "k", "v"))
             tp = self.slay_tensor(params) if params is not None else None
-            ws_bytes = lib.workspace_size(plan, S.PASS_FORWARD, a.B, T)
-            if passname == "fwdbwd":
-                ws_bytes = max(ws_bytes, lib.workspace_size(plan, S.PASS_BACKWARD, a.B, T))
             with_stats = a.row_stats and variant in S.EXACT_VARIANTS
 
-            def call_allocating():
-                """One call with its outputs and workspace allocated inside (for the peak)."""
-                bufs = dict(out=torch.empty_like(x["q"]), ws=torch.empty(max(ws_bytes, 1), dtype=torch.uint8,
-                                                                         device=self.dev))
+            def outputs():
+                bufs = dict(out=torch.empty_like(x["q"]))
                 if passname == "fwdbwd":
                     bufs.update(dq=torch.empty_like(x["q"]), dk=torch.empty_like(x["k"]), dv=torch.empty_like(x["v"]))
                 if with_stats:
                     bufs["stats"] = torch.empty((a.B, a.H, T), dtype=torch.float32, device=self.dev)
+                return bufs
+
+            def call_args(bufs):
+                tout = self.slay_tensor(bufs["out"])
+                tstats = self.slay_tensor(bufs["stats"]) if "stats" in bufs else None
+                fwd = lib.fwd_args(tq, tk, tv, tout, params=tp, row_stats=tstats)
+                if passname != "fwdbwd":
+                    return fwd, None
+                dq, dk, dv = (self.slay_tensor(bufs[n]) for n in ("dq", "dk", "dv"))
+                return fwd, lib.bwd_args(tq, tk, tv, tout, self.slay_tensor(x["dout"]), dq, dk, dv, params=tp,
+                                         row_stats=tstats)
+
+            # The workspace these calls need (ABI 6; at most the plan-level size for (B, T)).
+            fwd_args, bwd_args = call_args(outputs())
+            ws_bytes = lib.fwd_workspace_size(plan, fwd_args, self.stream())
+            if bwd_args is not None:
+                ws_bytes = max(ws_bytes, lib.bwd_workspace_size(plan, bwd_args, self.stream()))
+            del fwd_args, bwd_args
+
+            def call_allocating():
+                """One call with its outputs and workspace allocated inside (for the peak)."""
+                bufs = outputs()
+                bufs["ws"] = torch.empty(max(ws_bytes, 1), dtype=torch.uint8, device=self.dev)
                 run(bufs)
                 return bufs
 
             def run(bufs):
                 stream, ws = self.stream(), bufs["ws"].data_ptr()
-                tout = self.slay_tensor(bufs["out"])
-                tstats = self.slay_tensor(bufs["stats"]) if "stats" in bufs else None
-                lib.fwd(plan, lib.fwd_args(tq, tk, tv, tout, params=tp, row_stats=tstats), ws, ws_bytes, stream)
-                if passname == "fwdbwd":
-                    tdout = self.slay_tensor(x["dout"])
-                    dq, dk, dv = (self.slay_tensor(bufs[n]) for n in ("dq", "dk", "dv"))
-                    lib.bwd(plan, lib.bwd_args(tq, tk, tv, tout, tdout, dq, dk, dv, params=tp, row_stats=tstats),
-                            ws, ws_bytes, stream)
+                fwd_args, bwd_args = call_args(bufs)
+                lib.fwd(plan, fwd_args, ws, ws_bytes, stream)
+                if bwd_args is not None:
+                    lib.bwd(plan, bwd_args, ws, ws_bytes, stream)
 
             mem, bufs = self.peak_memory(call_allocating)
             timing = self.time_cuda(lambda: run(bufs))

@@ -97,6 +97,13 @@ class Library:
     def workspace_size(self, plan, pass_, batch=0, seq_len=0):
         return self._query(self.raw.slay_attn_plan_get_workspace_size, plan, C.c_size_t, pass_, batch, seq_len)
 
+    def fwd_workspace_size(self, plan, args, stream=None):
+        """One call's workspace (ABI 6): at most workspace_size's."""
+        return self._query(self.raw.slay_attn_fwd_workspace_size, plan, C.c_size_t, C.byref(args), stream)
+
+    def bwd_workspace_size(self, plan, args, stream=None):
+        return self._query(self.raw.slay_attn_bwd_workspace_size, plan, C.c_size_t, C.byref(args), stream)
+
     def param_count(self, plan):
         return self._query(self.raw.slay_attn_plan_get_param_count, plan, C.c_int64)
 
