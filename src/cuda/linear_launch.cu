@@ -494,7 +494,8 @@ Status linear_forward(const DeviceInfo& dev, const Plan& p, const FwdCall& c, vo
     SLAY_TRY(plan_tiles(dev, p, ScanPass::Forward, &L));
     if (c.batch * p.cfg.num_heads == 0) return Status();
     ScratchCarver carver(workspace);
-    const LinearScratch s = carve_linear(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, carver, fused_hopper_call(dev, p, c));
+    const LinearScratch s =
+        carve_linear(p, SLAY_PASS_FORWARD, c.batch, c.seq_len, carver, fused_hopper_call(dev, p, c));
     ScanArgs a = forward_args(p, c, L);
     if (c.has_initial_state && c.has_final_state && overlaps(c.initial_state, c.final_state)) {
         // Blocks of other slices still read z of the initial state after
