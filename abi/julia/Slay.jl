@@ -252,6 +252,13 @@ slay_attn_fwd(plan, args, workspace, workspace_size, stream) =
 slay_attn_bwd(plan, args, workspace, workspace_size, stream) =
     @ccall libslay.slay_attn_bwd(plan::slay_attn_plan_t, args::Ptr{SlayAttnBwdArgs}, workspace::Ptr{Cvoid},
                                  workspace_size::Csize_t, stream::Ptr{Cvoid})::slay_status_t
+# One call's workspace (ABI 6): at most slay_attn_plan_get_workspace_size's.
+slay_attn_fwd_workspace_size(plan, args, stream, bytes) =
+    @ccall libslay.slay_attn_fwd_workspace_size(plan::slay_attn_plan_t, args::Ptr{SlayAttnFwdArgs},
+                                                stream::Ptr{Cvoid}, bytes::Ptr{Csize_t})::slay_status_t
+slay_attn_bwd_workspace_size(plan, args, stream, bytes) =
+    @ccall libslay.slay_attn_bwd_workspace_size(plan::slay_attn_plan_t, args::Ptr{SlayAttnBwdArgs},
+                                                stream::Ptr{Cvoid}, bytes::Ptr{Csize_t})::slay_status_t
 
 # ---------------------------------------------------------------- errors
 

@@ -313,4 +313,6 @@ slay_functions! {
     slay_attn_features_sample: fn(plan: slay_attn_plan_t, seed: u64, offset: u64, params: *const slay_tensor_t, workspace: *mut c_void, workspace_size: usize, stream: *mut c_void) -> slay_status_t;
     slay_attn_fwd: fn(plan: slay_attn_plan_t, args: *const slay_attn_fwd_args_t, workspace: *mut c_void, workspace_size: usize, stream: *mut c_void) -> slay_status_t;
     slay_attn_bwd: fn(plan: slay_attn_plan_t, args: *const slay_attn_bwd_args_t, workspace: *mut c_void, workspace_size: usize, stream: *mut c_void) -> slay_status_t;
+    slay_attn_fwd_workspace_size: fn(plan: slay_attn_plan_t, args: *const slay_attn_fwd_args_t, stream: *mut c_void, bytes: *mut usize) -> slay_status_t;
+    slay_attn_bwd_workspace_size: fn(plan: slay_attn_plan_t, args: *const slay_attn_bwd_args_t, stream: *mut c_void, bytes: *mut usize) -> slay_status_t;
 }
