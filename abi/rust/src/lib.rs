@@ -1272,6 +1272,40 @@ impl<'h> Plan<'h> {
         self.library().check("slay_attn_fwd", (self.library().api.slay_attn_fwd)(self.raw, &c_args, workspace, workspace_size, stream))
     }
 
+    /// `slay_attn_fwd_workspace_size` (ABI 6): the bytes of workspace a
+    /// forward with exactly these arguments needs, at most
+    /// [`Plan::workspace_size`]`(Pass::FORWARD, B, T)` (less where the call's
+    /// path needs less, e.g. the CUDA Hopper Kronecker kernels). The
+    /// arguments are validated as the call validates them; nothing is written.
+    ///
+    /// # Safety
+    /// For a CUDA plan, `stream` is a `cudaStream_t` of the handle's device
+    /// (or null): a packed call's offsets are read on it.
+    pub unsafe fn forward_workspace_size_raw(&self, args: &ForwardArgs<'_>, stream: *mut c_void) -> Result<usize> {
+        let c_args = args.to_c();
+        let mut bytes = 0usize;
+        self.library().check(
+            "slay_attn_fwd_workspace_size",
+            (self.library().api.slay_attn_fwd_workspace_size)(self.raw, &c_args, stream, &mut bytes),
+        )?;
+        Ok(bytes)
+    }
+
+    /// `slay_attn_bwd_workspace_size` (ABI 6): as
+    /// [`Plan::forward_workspace_size_raw`], for a backward.
+    ///
+    /// # Safety
+    /// As [`Plan::forward_workspace_size_raw`].
+    pub unsafe fn backward_workspace_size_raw(&self, args: &BackwardArgs<'_>, stream: *mut c_void) -> Result<usize> {
+        let c_args = args.to_c();
+        let mut bytes = 0usize;
+        self.library().check(
+            "slay_attn_bwd_workspace_size",
+            (self.library().api.slay_attn_bwd_workspace_size)(self.raw, &c_args, stream, &mut bytes),
+        )?;
+        Ok(bytes)
+    }
+
     /// `slay_attn_bwd` on the CPU backend with host tensors. The workspace
     /// must hold [`Plan::workspace_size`]`(Pass::BACKWARD, B, T)` bytes.
     pub fn backward(&self, args: &mut BackwardArgs<'_>, workspace: &mut Workspace) -> Result<()> {

@@ -178,6 +178,30 @@ fn slay_anchor_approximates_yat_spherical() {
 }
 
 #[test]
+fn one_calls_workspace_size() {
+    let lib = match library() {
+        Some(l) => l,
+        None => return,
+    };
+    let handle = Handle::cpu(&lib).unwrap();
+    let shape = [1i64, 1, 6, 4];
+    let n = shape.iter().product::<i64>() as usize;
+    let (q, k, v) = (values(n, 4), values(n, 5), values(n, 6));
+    let plan = plan(&handle, Variant::YAT_SPHERICAL, 1, 4);
+    let mut out = vec![0f32; n];
+    let args = ForwardArgs::new(
+        Tensor::new(&q, &shape).unwrap(),
+        Tensor::new(&k, &shape).unwrap(),
+        Tensor::new(&v, &shape).unwrap(),
+        TensorMut::new(&mut out, &shape).unwrap(),
+    );
+    // SAFETY: host tensors, CPU plan, null stream.
+    let call = unsafe { plan.forward_workspace_size_raw(&args, std::ptr::null_mut()) }.unwrap();
+    // The CPU backend's calls need what the plan-level query says.
+    assert_eq!(call, plan.workspace_size(Pass::FORWARD, 1, 6).unwrap());
+}
+
+#[test]
 fn backward_matches_finite_differences() {
     let lib = match library() {
         Some(l) => l,
