@@ -97,6 +97,25 @@ private:
     slay_attn_plan_t plan_ = nullptr;
 };
 
+
+// One call's workspace size: the arguments validated as the call validates
+// them (Validate: validate_fwd or validate_bwd), then the backend's answer.
+template <typename Call, typename Args, typename Validate>
+slay_status_t call_workspace_size(slay_attn_plan_t plan, const Args* args, void* stream, size_t* bytes,
+                                  Validate validate) {
+    return guarded([&]() -> Status {
+        SLAY_TRY(check_plan(plan));
+        SLAY_TRY(require(bytes, "bytes"));
+        const slay::Plan& p = plan->plan;
+        Call call;
+        SLAY_TRY(validate(p, args, stream, &call));
+        SLAY_TRY(p.backend->check_stream(stream));
+        size_t need = 0;
+        SLAY_TRY(p.backend->call_workspace_size(p, call, &need));
+        *bytes = need;
+        return Status();
+    });
+}
 }  // namespace
 
 extern "C" {
@@ -365,34 +384,12 @@ slay_status_t slay_attn_features_sample(slay_attn_plan_t plan, uint64_t seed, ui
 
 slay_status_t slay_attn_fwd_workspace_size(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args, void* stream,
                                            size_t* bytes) {
-    return guarded([&]() -> Status {
-        SLAY_TRY(check_plan(plan));
-        SLAY_TRY(require(bytes, "bytes"));
-        const slay::Plan& p = plan->plan;
-        slay::FwdCall call;
-        SLAY_TRY(slay::validate_fwd(p, args, stream, &call));
-        SLAY_TRY(p.backend->check_stream(stream));
-        size_t need = 0;
-        SLAY_TRY(p.backend->call_workspace_size(p, call, &need));
-        *bytes = need;
-        return Status();
-    });
+    return call_workspace_size<slay::FwdCall>(plan, args, stream, bytes, slay::validate_fwd);
 }
 
 slay_status_t slay_attn_bwd_workspace_size(slay_attn_plan_t plan, const slay_attn_bwd_args_t* args, void* stream,
                                            size_t* bytes) {
-    return guarded([&]() -> Status {
-        SLAY_TRY(check_plan(plan));
-        SLAY_TRY(require(bytes, "bytes"));
-        const slay::Plan& p = plan->plan;
-        slay::BwdCall call;
-        SLAY_TRY(slay::validate_bwd(p, args, stream, &call));
-        SLAY_TRY(p.backend->check_stream(stream));
-        size_t need = 0;
-        SLAY_TRY(p.backend->call_workspace_size(p, call, &need));
-        *bytes = need;
-        return Status();
-    });
+    return call_workspace_size<slay::BwdCall>(plan, args, stream, bytes, slay::validate_bwd);
 }
 
 slay_status_t slay_attn_fwd(slay_attn_plan_t plan, const slay_attn_fwd_args_t* args, void* workspace,

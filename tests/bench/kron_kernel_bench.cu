@@ -593,21 +593,37 @@ bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host
            check_cuda(cudaMalloc(&buf.dfk, rows * kw::kFactorCols * sizeof(float)), "malloc dfk");
 }
 
-// One backward pass: the query pass (dfq) or the key pass (dv, dfk).
-bool launch_backward(const Problem& p, const Buffers& buf, bool keys) {
+// One backward pass: the query pass (dfq) or the key pass (dv, dfk) on the
+// factor rows; with the fused map (mc given: q, k and the map's W on the
+// device) the query pass makes den, dZ and dq, the key pass dv and dk.
+bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::MapConsts* mc = nullptr) {
     kw::KronWgmmaBackwardMaps maps;
-    if (!factor_map(&maps.fq, p, buf.fq) || !factor_map(&maps.fk, p, buf.fk) || !head_map(&maps.v, p, buf.v) ||
-        !head_map(&maps.dout, p, buf.dout) || !head_map(&maps.out, p, buf.out)) {
+    const bool sides = mc ? head_map(&maps.fq, p, buf.q) && head_map(&maps.fk, p, buf.k) &&
+                                head_map(&maps.save, p, keys ? buf.k : buf.q, kw::kChunk / 2)
+                          : factor_map(&maps.fq, p, buf.fq) && factor_map(&maps.fk, p, buf.fk);
+    if (!sides || !head_map(&maps.v, p, buf.v) || !head_map(&maps.dout, p, buf.dout) ||
+        !head_map(&maps.out, p, buf.out)) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
     kw::KronWgmmaBackwardArgs a{};
     a.dv = buf.dv;
     common_args(&a, p, &a.dv_token, &a.dv_head, &a.dv_batch);
-    a.dfactors = keys ? buf.dfk : buf.dfq;
     a.den = buf.den;
     a.dz = buf.dz;
-    return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem> : kw::kron_backward_query_wgmma_kernel<Elem>,
+    if (!mc) {
+        a.dfactors = keys ? buf.dfk : buf.dfq;
+        return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem>
+                                  : kw::kron_backward_query_wgmma_kernel<Elem>,
+                             maps, a, p);
+    }
+    a.dx = keys ? buf.dk : buf.dq;
+    common_args(&a, p, &a.dx_token, &a.dx_head, &a.dx_batch);
+    a.anchors = buf.anchors;
+    a.omega = buf.omega;
+    a.map = *mc;
+    return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true>
+                              : kw::kron_backward_query_wgmma_kernel<Elem, true>,
                          maps, a, p);
 }
 
@@ -649,31 +665,6 @@ int check_backward_shapes() {
     return failures;
 }
 
-// One fused-map backward pass (q, k and the map's W on the device: the
-// query pass makes den, dZ and dq; the key pass dv and dk).
-bool launch_backward_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, bool keys) {
-    kw::KronWgmmaBackwardMaps maps;
-    if (!head_map(&maps.fq, p, buf.q) || !head_map(&maps.fk, p, buf.k) || !head_map(&maps.v, p, buf.v) ||
-        !head_map(&maps.dout, p, buf.dout) || !head_map(&maps.out, p, buf.out) ||
-        !head_map(&maps.save, p, keys ? buf.k : buf.q, kw::kChunk / 2)) {
-        std::fprintf(stderr, "tensor map refused\n");
-        return false;
-    }
-    kw::KronWgmmaBackwardArgs a{};
-    a.dv = buf.dv;
-    common_args(&a, p, &a.dv_token, &a.dv_head, &a.dv_batch);
-    a.dx = keys ? buf.dk : buf.dq;
-    common_args(&a, p, &a.dx_token, &a.dx_head, &a.dx_batch);
-    a.den = buf.den;
-    a.dz = buf.dz;
-    a.anchors = buf.anchors;
-    a.omega = buf.omega;
-    a.map = mc;
-    return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true>
-                              : kw::kron_backward_query_wgmma_kernel<Elem, true>,
-                         maps, a, p);
-}
-
 // The fused backward against float64: the map, the attention's backward
 // and the map's VJP (dq, dk), with den, dZ and dv on the way.
 int check_fused_backward_shapes() {
@@ -705,8 +696,8 @@ int check_fused_backward_shapes() {
             !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
             !check_cuda(cudaMemset(buf.dq, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
             !check_cuda(cudaMemset(buf.dk, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
-            !launch_backward_fused(p, buf, map.mc, false) || !synchronize_within("the fused Kronecker query pass") ||
-            !launch_backward_fused(p, buf, map.mc, true) || !synchronize_within("the fused Kronecker key pass") ||
+            !launch_backward(p, buf, false, &map.mc) || !synchronize_within("the fused Kronecker query pass") ||
+            !launch_backward(p, buf, true, &map.mc) || !synchronize_within("the fused Kronecker key pass") ||
             !download(buf.den, rows, &den) || !download(buf.dz, rows, &dz) || !download(buf.dv, rows * kw::kDv, &dv) ||
             !download(buf.dq, rows * 64, &dq) || !download(buf.dk, rows * 64, &dk))
             return failures + 1;
@@ -766,8 +757,8 @@ int main(int argc, char** argv) {
         return 1;
     if (profile)  // one launch of each kernel at the timing shape, for ncu (run_device.sh's kronpro)
         return launch(big, buf) && launch_fused(big, buf, map.mc) && launch_backward(big, buf, false) &&
-                       launch_backward(big, buf, true) && launch_backward_fused(big, buf, map.mc, false) &&
-                       launch_backward_fused(big, buf, map.mc, true) &&
+                       launch_backward(big, buf, true) && launch_backward(big, buf, false, &map.mc) &&
+                       launch_backward(big, buf, true, &map.mc) &&
                        synchronize_within("the profile launches", 120.0)
                    ? 0
                    : 1;
@@ -775,8 +766,8 @@ int main(int argc, char** argv) {
     const double fused_ms = median_ms([&] { return launch_fused(big, buf, map.mc); });
     const double query_ms = median_ms([&] { return launch_backward(big, buf, false); });
     const double key_ms = median_ms([&] { return launch_backward(big, buf, true); });
-    const double fused_query_ms = median_ms([&] { return launch_backward_fused(big, buf, map.mc, false); });
-    const double fused_key_ms = median_ms([&] { return launch_backward_fused(big, buf, map.mc, true); });
+    const double fused_query_ms = median_ms([&] { return launch_backward(big, buf, false, &map.mc); });
+    const double fused_key_ms = median_ms([&] { return launch_backward(big, buf, true, &map.mc); });
     if (fwd_ms < 0 || fused_ms < 0 || query_ms < 0 || key_ms < 0 || fused_query_ms < 0 || fused_key_ms < 0) return 1;
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
