@@ -89,6 +89,30 @@ void violation(const char* what, slay_status_t s) {
     std::abort();
 }
 
+// A call's workspace query (ABI 6), asked with the call's own arguments
+// just before it: it writes nothing, fails exactly where the call's
+// validation does (same status), and never asks more than the plan-level
+// size of the call's (B, T), q's dims 0 and 2 once the call validated (not
+// for packed calls, whose B and T are the offsets' N and longest sequence).
+template <typename Query>
+void check_workspace_query(Query query, slay_attn_plan_t plan, slay_pass_t pass, const slay_tensor_t* q, bool packed,
+                           const std::vector<unsigned char>& pool_before, slay_status_t* query_status) {
+    size_t call_need = 0, plan_need = 0;
+    *query_status = query(&call_need);
+    if (!documented(*query_status)) violation("workspace query status not documented", *query_status);
+    if (state().pool != pool_before) violation("the workspace query changed a caller tensor", *query_status);
+    if (*query_status == SLAY_STATUS_SUCCESS && !packed && q &&
+        slay_attn_plan_get_workspace_size(plan, pass, q->shape[0], q->shape[2], &plan_need) == SLAY_STATUS_SUCCESS &&
+        call_need > plan_need)
+        violation("a call's workspace above the plan-level size", *query_status);
+}
+// The call after its query: a query that failed validation means the call
+// fails with the same status.
+void check_call_after_query(slay_status_t query_status, slay_status_t call_status) {
+    if (query_status != SLAY_STATUS_SUCCESS && call_status != query_status)
+        violation("the workspace query and the call disagree on the arguments", call_status);
+}
+
 // Element size of a dtype; 8 (the largest) for values that are no dtype, so
 // a view's span is never underestimated.
 int64_t dtype_bytes(int32_t dtype) {
@@ -285,7 +309,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t stats_kind = in.byte();  // row_stats and merge (exact variants; others refuse them)
         if (stats_kind & 1) block.a.row_stats = &stats;
         if (stats_kind & 2) block.a.merge = static_cast<int32_t>(in.small(-1, 2));
+        slay_status_t qs;
+        check_workspace_query([&](size_t* b) { return slay_attn_fwd_workspace_size(plan, &block.a, stream, b); },
+                              plan, pass, block.a.q, block.a.seq_offsets != nullptr, pool_before, &qs);
         s = slay_attn_fwd(plan, &block.a, ws, ws_size, stream);
+        check_call_after_query(qs, s);
     } else if (pass == SLAY_PASS_BACKWARD) {
         struct {
             slay_attn_bwd_args_t a;
@@ -302,7 +330,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (sz == 4) block.a.struct_size = offsetof(slay_attn_bwd_args_t, row_stats);    // the ABI 4 layout
         block.a.seq_offsets = packed_offsets(in, &offsets);
         if (in.byte() & 1) block.a.row_stats = &stats;  // read-only: the forward's statistics (ABI 5)
+        slay_status_t qs;
+        check_workspace_query([&](size_t* b) { return slay_attn_bwd_workspace_size(plan, &block.a, stream, b); },
+                              plan, pass, block.a.q, block.a.seq_offsets != nullptr, pool_before, &qs);
         s = slay_attn_bwd(plan, &block.a, ws, ws_size, stream);
+        check_call_after_query(qs, s);
     } else {
         s = slay_attn_features_sample(plan, static_cast<uint64_t>(in.i64()), in.byte(), pp, ws, ws_size, stream);
     }
