@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "cuda/device_io.cuh"  // to_float / from_float
+#include "cuda/sfu_math.cuh"   // fast_exp2, fast_reciprocal
 
 namespace slay {
 namespace cuda {
@@ -124,32 +125,6 @@ __device__ __forceinline__ MergedRow merge_rows(const ScoreConsts& c, bool softm
 
 // ------------------------------------------------------------ score policies
 
-// 2^x by the SFU alone (ex2.approx.ftz: relative error ~2^-22, far below
-// the bf16/fp16 rounding of P; 2^-inf = 0, results below 2^-126 flush to
-// 0), where exp2f adds a denormal range fix-up to every element.
-__device__ __forceinline__ float softmax_exp2(float x) {
-#if SLAY_CUDA_EMULATION
-    return exp2f(x);
-#else
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#endif
-}
-
-// 1/x by the SFU's reciprocal (rcp.approx.ftz: relative error ~2^-23):
-// for the tensor-core kernels of 16-bit inputs, whose P is rounded to 8
-// bits of mantissa.
-__device__ __forceinline__ float fast_reciprocal(float x) {
-#if SLAY_CUDA_EMULATION
-    return 1.f / x;
-#else
-    float y;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#endif
-}
-
 // How the rows of q and k are prepared in shared memory before the scores.
 enum class RowPrep { None, SquaredNorm, Normalize };
 
@@ -226,7 +201,7 @@ struct StandardScore {
     __device__ __forceinline__ static void backward_terms(const ScoreConsts& c, float scale_log2, float a, float,
                                                           float, float lse2, float dp, float delta, float* p,
                                                           float* cross, float* self) {
-        *p = softmax_exp2(fmaf(a, scale_log2, -lse2));
+        *p = fast_exp2(fmaf(a, scale_log2, -lse2));
         *cross = *p * (dp - delta) * c.softmax_scale;
         *self = 0.f;
     }
@@ -284,7 +259,7 @@ struct YatScore {
                                                           float kk, float lse2, float dp, float delta, float* p,
                                                           float* cross, float* self) {
         const float t = a * fast_reciprocal(distance(c, a, qq, kk));
-        *p = softmax_exp2(fmaf(scale_log2 * a, t, -lse2));
+        *p = fast_exp2(fmaf(scale_log2 * a, t, -lse2));
         const float u = (2.f * c.score_scale) * *p * (dp - delta) * t, ut = u * t;
         *cross = u + ut;
         *self = -ut;

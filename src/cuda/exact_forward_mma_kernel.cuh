@@ -183,7 +183,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
         const float new_max = fmaxf(row_max[half], m * scale_log2);  // finite: key 0 is in the first tile
-        rescale[half] = softmax_exp2(row_max[half] - new_max);
+        rescale[half] = fast_exp2(row_max[half] - new_max);
         row_max[half] = new_max;
     }
     float part[2] = {0.f, 0.f};
@@ -191,7 +191,7 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
     for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            s[nb][e] = softmax_exp2(fmaf(s[nb][e], scale_log2, -row_max[e / 2]));
+            s[nb][e] = fast_exp2(fmaf(s[nb][e], scale_log2, -row_max[e / 2]));
             part[e / 2] += s[nb][e];
         }
     // row_sum is this thread's partial over its columns; the 4 lanes of a

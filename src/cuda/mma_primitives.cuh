@@ -16,6 +16,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "cuda/sfu_math.cuh"  // fast_exp2
+
 namespace slay {
 namespace cuda {
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
@@ -68,17 +70,6 @@ __device__ __forceinline__ unsigned bf16x2_mul(unsigned a, unsigned b) {
     __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
     return *reinterpret_cast<unsigned*>(&r);
 }
-// 2^x by the SFU (ex2.approx.ftz: relative error ~2^-22, far below bf16's).
-__device__ __forceinline__ float fast_exp2(float x) {
-#if SLAY_CUDA_EMULATION
-    return exp2f(x);
-#else
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#endif
-}
-
 // c += a b for one m16n8k16 tile (a row-major 16x16, b column-major 16x8).
 template <typename Elem>
 __device__ __forceinline__ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1);
