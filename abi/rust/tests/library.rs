@@ -55,6 +55,14 @@ fn sample(plan: &Plan, seed: u64) -> Vec<f32> {
     params
 }
 
+/// The small problem of the workspace and gradient tests: shape (1, 1, 6, 4)
+/// and its q, k, v.
+fn small_inputs() -> ([i64; 4], Vec<f32>, Vec<f32>, Vec<f32>) {
+    let shape = [1i64, 1, 6, 4];
+    let n = shape.iter().product::<i64>() as usize;
+    (shape, values(n, 4), values(n, 5), values(n, 6))
+}
+
 /// out = plan(q, k, v) on the CPU for shape (B, H, T, D), Dv = D.
 fn forward(plan: &Plan, params: &[f32], shape: [i64; 4], q: &[f32], k: &[f32], v: &[f32]) -> slay::Result<Vec<f32>> {
     let mut out = vec![0f32; v.len()];
@@ -184,11 +192,9 @@ fn one_calls_workspace_size() {
         None => return,
     };
     let handle = Handle::cpu(&lib).unwrap();
-    let shape = [1i64, 1, 6, 4];
-    let n = shape.iter().product::<i64>() as usize;
-    let (q, k, v) = (values(n, 4), values(n, 5), values(n, 6));
+    let (shape, q, k, v) = small_inputs();
     let plan = plan(&handle, Variant::YAT_SPHERICAL, 1, 4);
-    let mut out = vec![0f32; n];
+    let mut out = vec![0f32; q.len()];
     let args = ForwardArgs::new(
         Tensor::new(&q, &shape).unwrap(),
         Tensor::new(&k, &shape).unwrap(),
@@ -208,9 +214,9 @@ fn backward_matches_finite_differences() {
         None => return,
     };
     let handle = Handle::cpu(&lib).unwrap();
-    let shape = [1i64, 1, 6, 4];
-    let n = shape.iter().product::<i64>() as usize;
-    let (q, k, v, dout) = (values(n, 4), values(n, 5), values(n, 6), values(n, 7));
+    let (shape, q, k, v) = small_inputs();
+    let n = q.len();
+    let dout = values(n, 7);
     let plan = plan(&handle, Variant::YAT_SPHERICAL, 1, 4);
     let out = forward(&plan, &[], shape, &q, &k, &v).unwrap();
     let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
