@@ -136,7 +136,7 @@ bench_compare() {
 # to the log $2; on failure "$3 BUILD FAILED" and the log's tail.
 build_wgmma() {
   { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
-    ninja -C build-wgmma "$1"; } >> "$2" 2>&1 || { echo "$3 BUILD FAILED"; tail -30 "$2"; }
+    ninja -C build-wgmma $1; } >> "$2" 2>&1 || { echo "$3 BUILD FAILED"; tail -30 "$2"; }
 }
 # ncu (speed of light, warp states, scheduler, instruction mix, launch, occupancy) of the kernels matching
 # $2 over workbench $1's --profile launches, into the log $3 (build failure label $4), then the lines that
@@ -154,6 +154,24 @@ profile_wgmma() {
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nvcc --version | tail -2; } \
   2>&1 | tee "$OUT/device.txt"
 rc=0
+# The workbench phases' targets and the kron_wgmma library compile at once (each
+# workbench is one translation unit: built one after the other they left most of
+# the 16 cores idle); the phases below then find them built.
+if has kronwgmma; then
+  rm -rf build-kronwgmma
+  ( { meson setup build-kronwgmma -Dgpu_archs=90 -Dkron_wgmma=true -Ddoctest_include="$PWD/third_party" \
+        -Dexamples=false >/dev/null && ninja -C build-kronwgmma tests/gpu/test_cuda_linear; } > "$OUT/kronwgmma.log" 2>&1
+    echo "=== kron_wgmma build rc=$? at $(date +%T)" >> "$OUT/kronwgmma.log" ) &
+  kronwgmma_pid=$!
+fi
+bench_targets=""
+has exactkernels && bench_targets+=" tests/bench/exact-kernel-bench"
+has kronkernels && bench_targets+=" tests/bench/kron-kernel-bench"
+if [ -n "$bench_targets" ]; then
+  echo "=== workbenches ($bench_targets) build from $(date +%T)" > "$OUT/workbench_build.log"
+  build_wgmma "$bench_targets" "$OUT/workbench_build.log" "WORKBENCHES"
+  echo "=== workbenches built at $(date +%T)" >> "$OUT/workbench_build.log"
+fi
 if has build || has resume; then
   # a build stopped by SLAY_BUILD_LIMIT_S (default 540 s, inside the device's
   # 600 s a call) goes on in the next call's `resume` on the same warm machine
@@ -242,10 +260,8 @@ if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: th
   echo "=== compare_torch rc=$?"; grep -E "^\| (libslay|sdpa)" "$OUT/kronquick_paper.md" | cut -c1-100
 fi
 if has kronwgmma; then  # the library with meson's kron_wgmma option: its test case and issue 10's big shape
-  rm -rf build-kronwgmma
-  { meson setup build-kronwgmma -Dgpu_archs=90 -Dkron_wgmma=true -Ddoctest_include="$PWD/third_party" \
-      -Dexamples=false >/dev/null && ninja -C build-kronwgmma tests/gpu/test_cuda_linear; } > "$OUT/kronwgmma.log" 2>&1 ||
-    { echo "KRON WGMMA BUILD FAILED"; tail -40 "$OUT/kronwgmma.log"; }
+  wait "$kronwgmma_pid"  # started at the top
+  grep -q "kron_wgmma build rc=0" "$OUT/kronwgmma.log" || { echo "KRON WGMMA BUILD FAILED"; tail -40 "$OUT/kronwgmma.log"; }
   timeout 150 build-kronwgmma/tests/gpu/test_cuda_linear -tc='*Hopper Kronecker*,*slay_anchor paper*' \
     >> "$OUT/kronwgmma.log" 2>&1
   echo "=== test_cuda_linear (kron_wgmma) rc=$?" | tee -a "$OUT/kronwgmma.log"
