@@ -132,7 +132,7 @@ bench_compare() {
     --json "$OUT/bench/$stem.json" --markdown "$OUT/bench/$stem.md" >> "$OUT/$log" 2>&1
   echo "=== compare_torch $label rc=$?" >> "$OUT/$log"
 }
-# One workbench target of build-wgmma (configured when missing; no library build), its output appended
+# Workbench targets of build-wgmma ($1, space-separated; configured when missing; no library build), output appended
 # to the log $2; on failure "$3 BUILD FAILED" and the log's tail.
 build_wgmma() {
   { [ -d build-wgmma ] || meson setup build-wgmma -Dgpu_archs=90 -Ddoctest_include="$PWD/third_party" -Dexamples=false >/dev/null;
