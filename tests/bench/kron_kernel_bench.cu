@@ -665,6 +665,119 @@ int check_backward_shapes() {
     return failures;
 }
 
+// --diagnose: where the passes' factor gradients go wrong on a device when
+// the emulation finds them right. One head, T = 128 (two chunks); the fp64
+// terms of [dpoly | dpcat] split by origin: intra (the row's own chunk),
+// z (the other chunk through dZ: Zmat / Ymat) and v (the other chunk through
+// gs . v: the state or carry copies, carry_terms). For each pass and column
+// half (dpoly 0-31, dpcat 32-63) over the rows with an other chunk (query
+// pass: chunk 1; key pass: chunk 0): the error without the v term, the fit
+// D = got - intra - z ~ beta v (beta, residual), and per column the column
+// of v best correlated with D's (a permutation shows as p -> p').
+int diagnose_backward() {
+    const Problem p{1, 1, 128};
+    Buffers buf;
+    std::vector<float> fq, fk, v, dout;
+    if (!fill(p, buf, &fq, &fk, &v, 23u + 128u) || !fill_backward(p, buf, &dout, 29u)) return 1;
+    const BackwardReference want = reference_backward(p, fq, fk, v, dout);
+    const int64_t T = p.T;
+    constexpr int F = kw::kFactorCols, Dv = kw::kDv, P = kw::kP, C = kw::kChunk;
+    std::vector<Elem> o(want.o.size());
+    for (size_t i = 0; i < o.size(); ++i) o[i] = __float2bfloat16(static_cast<float>(want.o[i]));
+    std::vector<double> dfq, dfk;
+    if (!check_cuda(cudaMemcpy(buf.out, o.data(), o.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload o") ||
+        !launch_backward(p, buf, false) || !synchronize_within("the Kronecker query pass") ||
+        !launch_backward(p, buf, true) || !synchronize_within("the Kronecker key pass") ||
+        !download(buf.dfq, T * F, &dfq) || !download(buf.dfk, T * F, &dfk))
+        return 1;
+    // terms[side][origin]: side 0 query rows, 1 key rows; origin 0 intra, 1 z, 2 v.
+    std::vector<double> terms[2][3];
+    for (auto& side : terms)
+        for (auto& t : side) t.assign(T * F, 0.0);
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j <= t; ++j) {
+            double a = 0.0, c = 0.0, gv = 0.0;
+            for (int i = 0; i < P; ++i) a += static_cast<double>(fq[t * F + i]) * fk[j * F + i];
+            for (int i = P; i < F; ++i) c += static_cast<double>(fq[t * F + i]) * fk[j * F + i];
+            for (int d = 0; d < Dv; ++d) gv += static_cast<double>(dout[t * Dv + d]) / want.den[t] * v[j * Dv + d];
+            const bool same = t / C == j / C;
+            const double parts[3] = {same ? want.dz[t] + gv : 0.0, same ? 0.0 : want.dz[t], same ? 0.0 : gv};
+            for (int origin = 0; origin < 3; ++origin) {
+                double* qrow = terms[0][origin].data() + t * F;
+                double* krow = terms[1][origin].data() + j * F;
+                for (int i = 0; i < P; ++i) {
+                    qrow[i] += parts[origin] * c * fk[j * F + i];
+                    krow[i] += parts[origin] * c * fq[t * F + i];
+                }
+                for (int i = P; i < F; ++i) {
+                    qrow[i] += parts[origin] * a * fk[j * F + i];
+                    krow[i] += parts[origin] * a * fq[t * F + i];
+                }
+            }
+        }
+    for (int side = 0; side < 2; ++side) {
+        const std::vector<double>& got = side ? dfk : dfq;
+        const int64_t r0 = side ? 0 : C, r1 = side ? C : T;  // rows with an other chunk
+        for (int half = 0; half < 2; ++half) {
+            const int c0 = half ? P : 0, c1 = half ? F : P;
+            double e_all = 0, e_nov = 0, n_all = 0, dv_dot = 0, vv = 0;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int c = c0; c < c1; ++c) {
+                    const size_t i = r * F + c;
+                    const double full = terms[side][0][i] + terms[side][1][i] + terms[side][2][i];
+                    const double d = got[i] - terms[side][0][i] - terms[side][1][i];
+                    e_all += (got[i] - full) * (got[i] - full);
+                    e_nov += d * d;
+                    n_all += full * full;
+                    dv_dot += d * terms[side][2][i];
+                    vv += terms[side][2][i] * terms[side][2][i];
+                }
+            // got - intra ~ alpha z + beta2 v (least squares): which of the two is off.
+            double zz = 0, zv = 0, gz = 0, gv2 = 0;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int c = c0; c < c1; ++c) {
+                    const size_t i = r * F + c;
+                    const double g0 = got[i] - terms[side][0][i], z = terms[side][1][i], y = terms[side][2][i];
+                    zz += z * z, zv += z * y, gz += g0 * z, gv2 += g0 * y;
+                }
+            const double det = zz * vv - zv * zv;
+            std::printf("diagnose %s pass %s: got - intra ~ alpha z + beta v: alpha %.4f, beta %.4f (|z|/|v| %.3f)\n",
+                        side ? "key" : "query", half ? "dpcat" : "dpoly", (gz * vv - gv2 * zv) / det,
+                        (gv2 * zz - gz * zv) / det, std::sqrt(zz / std::max(vv, 1e-300)));
+            const double beta = dv_dot / std::max(vv, 1e-300);
+            double res = 0;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int c = c0; c < c1; ++c) {
+                    const size_t i = r * F + c;
+                    const double d = got[i] - terms[side][0][i] - terms[side][1][i] - beta * terms[side][2][i];
+                    res += d * d;
+                }
+            std::printf("diagnose %s pass %s: rel err %.3e, without the v term %.3e; |v term|/|all| %.3e; "
+                        "D ~ beta v: beta %.4f, residual %.3e of |v|\n",
+                        side ? "key" : "query", half ? "dpcat" : "dpoly", std::sqrt(e_all / n_all),
+                        std::sqrt(e_nov / n_all), std::sqrt(vv / n_all), beta, std::sqrt(res / std::max(vv, 1e-300)));
+            std::printf("  best v column for D's columns %d..%d:", c0, c1 - 1);
+            for (int c = c0; c < c1; ++c) {
+                int best = -1;
+                double best_corr = 0;
+                for (int c2 = c0; c2 < c1; ++c2) {
+                    double xy = 0, xx = 0, yy = 0;
+                    for (int64_t r = r0; r < r1; ++r) {
+                        const double d = got[r * F + c] - terms[side][0][r * F + c] - terms[side][1][r * F + c];
+                        const double y = terms[side][2][r * F + c2];
+                        xy += d * y, xx += d * d, yy += y * y;
+                    }
+                    const double corr = xy / std::sqrt(std::max(xx * yy, 1e-300));
+                    if (std::fabs(corr) > std::fabs(best_corr)) best_corr = corr, best = c2;
+                }
+                std::printf(" %d:%d(%.2f)", c, best, best_corr);
+            }
+            std::printf("\n");
+        }
+    }
+    return 0;
+}
+
 // The fused backward against float64: the map, the attention's backward
 // and the map's VJP (dq, dk), with den, dZ and dv on the way.
 int check_fused_backward_shapes() {
@@ -714,17 +827,19 @@ int check_fused_backward_shapes() {
 
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
-    bool check_only = false, profile = false;
+    bool check_only = false, profile = false, diagnose = false;
     const char* json_path = nullptr;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--check-only")) {
             check_only = true;
         } else if (!std::strcmp(argv[i], "--profile")) {
             profile = true;
+        } else if (!std::strcmp(argv[i], "--diagnose")) {
+            diagnose = true;
         } else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
             json_path = argv[++i];
         } else {
-            std::fprintf(stderr, "usage: %s [--check-only | --profile] [--json FILE]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--check-only | --profile | --diagnose] [--json FILE]\n", argv[0]);
             return 2;
         }
     }
@@ -735,6 +850,7 @@ int main(int argc, char** argv) {
         std::printf("kron-kernel-bench: no device of compute capability 9.0; skipped\n");
         return 77;
     }
+    if (diagnose) return diagnose_backward();
     int failures = 0;
     if (!profile) {
         std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
