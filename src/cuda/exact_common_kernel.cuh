@@ -183,17 +183,6 @@ __global__ void __launch_bounds__(kFactorThreads) exact_row_factor_kernel(ExactA
     if (row < rows && lane == 0) (queries ? a.q_factor : a.k_factor)[row] = row_factor<kPrep>(a.sc, ss);
 }
 
-// The softmax forwards' share of exponentials on the FMA pipe: a score
-// policy with `static constexpr int kPolyExp2Every = n` (n > 0) takes every
-// n-th n8 block of an unmasked key tile's P through poly_exp2 instead of the
-// SFU (online_softmax_step); without the member, none (every policy of the
-// library today; exact-kernel-bench times candidates).
-template <typename Score, typename = void>
-struct poly_exp2_every : std::integral_constant<int, 0> {};
-template <typename Score>
-struct poly_exp2_every<Score, std::void_t<decltype(Score::kPolyExp2Every)>>
-    : std::integral_constant<int, Score::kPolyExp2Every> {};
-
 // standard: s = softmax_scale * q.k (SPEC A.3).
 struct StandardScore {
     static constexpr bool kSoftmax = true;

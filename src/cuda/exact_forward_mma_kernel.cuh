@@ -187,25 +187,13 @@ __device__ __forceinline__ void online_softmax_step(const ScoreConsts& sc, float
         row_max[half] = new_max;
     }
     float part[2] = {0.f, 0.f};
-    // poly_exp2_every: a share of an unmasked tile's exponentials on the
-    // FMA pipe (masked tiles keep the SFU, whose 2^-inf is exactly 0).
-    // Two loops, not a select per element, so each element runs one of them.
-    constexpr int kPolyEvery = poly_exp2_every<Score>::value;
-    auto exponentials = [&](auto poly_blocks) {
 #pragma unroll
-        for (int nb = 0; nb < kKeyBlocks; ++nb)
+    for (int nb = 0; nb < kKeyBlocks; ++nb)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float x = fmaf(s[nb][e], scale_log2, -row_max[e / 2]);
-                constexpr int kEvery = decltype(poly_blocks)::value;
-                s[nb][e] = kEvery > 0 && nb % kEvery == kEvery - 1 ? poly_exp2(x) : fast_exp2(x);
-                part[e / 2] += s[nb][e];
-            }
-    };
-    if (kPolyEvery > 0 && !needs_mask)
-        exponentials(std::integral_constant<int, kPolyEvery>{});
-    else
-        exponentials(std::integral_constant<int, 0>{});
+        for (int e = 0; e < 4; ++e) {
+            s[nb][e] = fast_exp2(fmaf(s[nb][e], scale_log2, -row_max[e / 2]));
+            part[e / 2] += s[nb][e];
+        }
     // row_sum is this thread's partial over its columns; the 4 lanes of a
     // row are summed once, in the epilogue.
 #pragma unroll

@@ -82,18 +82,6 @@ struct YatKeyFirstScore : ex::YatScore {
     }
 };
 
-// The FMA-pipe exponential candidates of yat's softmax forward (score
-// policies of the bench's own; exact_common_kernel.cuh's poly_exp2_every):
-// every kEvery-th n8 block of an unmasked tile's P through poly_exp2. yat's
-// step takes two SFU operations a score (the distance's reciprocal and the
-// exponential) against standard's one, and at hdim 64 its forward ran at
-// 0.57 of standard's TFLOP/s (bce823b): if the SFU is what it waits on,
-// moving part of its exponentials to the FMA pipe shows it.
-template <int kEvery>
-struct YatPolyExp2Score : ex::YatScore {
-    static constexpr int kPolyExp2Every = kEvery;
-};
-
 using bench::check_cuda;
 using bench::median_ms;
 using bench::synchronize_within;
@@ -496,10 +484,6 @@ int check_shapes() {
                 if constexpr (kDim == 64) {
                     if (!run_into<ex::YatScore, kDim, 3, true>(p, buf, &got)) return failures + 1;
                     line("wgmma x3 pingpong yat vs mma.sync yat", rel_l2(got, yat_mma));
-                    if (!run_into<YatPolyExp2Score<2>, kDim, 2>(p, buf, &got)) return failures + 1;
-                    line("wgmma x2 yat poly-exp2 1/2 vs mma.sync yat", rel_l2(got, yat_mma));
-                    if (!run_into<YatPolyExp2Score<4>, kDim, 2>(p, buf, &got)) return failures + 1;
-                    line("wgmma x2 yat poly-exp2 1/4 vs mma.sync yat", rel_l2(got, yat_mma));
                 }
             }
             if (!run_into<ex::SphericalScore, kDim, 0>(p, buf, &mma)) return failures + 1;
@@ -551,44 +535,6 @@ int check_shapes() {
                      rel_l2(gw[i], std::vector<double>(gm[i].begin(), gm[i].end())));
         }
     return failures;
-}
-
-// poly_exp2 (sfu_math.cuh) against exp2 at 2^16 points of [-130, 0] on the
-// device: relative error at most 1e-4 down to -126 (the cubic's 7.5e-5 and
-// fp32's roundings), at most 2^-125 below (where it stops at about 2^-126).
-__global__ void poly_exp2_kernel(const float* x, float* y, int n) {
-    const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-    if (i < n) y[i] = slay::cuda::poly_exp2(x[i]);
-}
-int check_poly_exp2() {
-    constexpr int n = 1 << 16;
-    std::vector<float> x(n), y(n);
-    for (int i = 0; i < n; ++i) x[i] = -130.f * static_cast<float>(i) / (n - 1);
-    float *dx = nullptr, *dy = nullptr;
-    bool ok = check_cuda(cudaMalloc(&dx, n * sizeof(float)), "malloc") &&
-              check_cuda(cudaMalloc(&dy, n * sizeof(float)), "malloc") &&
-              check_cuda(cudaMemcpy(dx, x.data(), n * sizeof(float), cudaMemcpyHostToDevice), "copy");
-    if (ok) {
-        BENCH_LAUNCH(poly_exp2_kernel, n / 256, 256, 0, 1, dx, dy, n);
-        ok = check_cuda(cudaGetLastError(), "launch") &&
-             check_cuda(cudaMemcpy(y.data(), dy, n * sizeof(float), cudaMemcpyDeviceToHost), "copy");
-    }
-    cudaFree(dx);
-    cudaFree(dy);
-    if (!ok) return 1;
-    double worst_rel = 0, worst_below = 0;
-    for (int i = 0; i < n; ++i) {
-        const double want = std::exp2(static_cast<double>(x[i]));
-        if (x[i] >= -126.f)
-            worst_rel = std::max(worst_rel, std::fabs(y[i] - want) / want);
-        else
-            worst_below = std::max(worst_below, std::fabs(static_cast<double>(y[i])));
-    }
-    const bool pass = worst_rel <= 1e-4 && worst_below <= std::exp2(-125.0);
-    std::printf("| check | poly_exp2 vs exp2 | x in [-130, 0] | max rel %.3e (tol 1e-04), below -126 at most %.3e |"
-                " %s |\n",
-                worst_rel, worst_below, pass ? "PASS" : "FAIL");
-    return pass ? 0 : 1;
 }
 
 struct Timing {
@@ -664,10 +610,6 @@ bool time_shapes(std::vector<Timing>* rows) {
            time_one<ex::YatScore, kDim, 2>(p, buf, "yat", rows) &&
            time_one<ex::YatScore, kDim, 2, true>(p, buf, "yat", rows) &&
            time_x3_pingpong<ex::YatScore, kDim>(p, buf, "yat", rows) &&
-           time_one<YatPolyExp2Score<2>, kDim, 2>(p, buf, "yat poly-exp2 1/2 (candidate)", rows) &&
-           time_one<YatPolyExp2Score<4>, kDim, 2>(p, buf, "yat poly-exp2 1/4 (candidate)", rows) &&
-           time_one<YatPolyExp2Score<8>, kDim, 2>(p, buf, "yat poly-exp2 1/8 (candidate)", rows) &&
-           time_one<YatPolyExp2Score<4>, kDim, 2, true>(p, buf, "yat poly-exp2 1/4 (candidate)", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kKeySweep>(p, buf, "yat", rows) &&
            time_sweeps<YatKeyFirstScore, kDim, true, 0, kKeySweep>(p, buf, "yat key-first (candidate)", rows) &&
            time_sweeps<ex::YatScore, kDim, true, 0, kQuerySweep>(p, buf, "yat", rows) &&
@@ -744,8 +686,7 @@ int main(int argc, char** argv) {
     }
     if (profile) return profile_once() ? 0 : 1;
     std::printf("Device: %s\n\n| part | what | shape | result | status |\n|---|---|---|---|---|\n", prop.name);
-    const int failures = (g_candidates ? check_poly_exp2() : 0) + (only_dim != 128 ? check_shapes<64>() : 0) +
-                         (only_dim != 64 ? check_shapes<128>() : 0);
+    const int failures = (only_dim != 128 ? check_shapes<64>() : 0) + (only_dim != 64 ? check_shapes<128>() : 0);
     std::vector<Timing> rows;
     if (timing && !(time_shapes<64>(&rows) && time_shapes<128>(&rows))) return 1;
     for (const Timing& t : rows)

@@ -39,7 +39,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 
 #include <cuda.h>
@@ -126,18 +125,6 @@ inline T min(T a, T b) {
 template <typename T>
 inline T max(T a, T b) {
     return a < b ? b : a;
-}
-
-// Device code's bit casts (CUDA's __float_as_uint and __uint_as_float).
-inline unsigned __float_as_uint(float x) {
-    unsigned u;
-    std::memcpy(&u, &x, sizeof u);
-    return u;
-}
-inline float __uint_as_float(unsigned u) {
-    float x;
-    std::memcpy(&x, &u, sizeof x);
-    return x;
 }
 
 inline void __syncthreads() { ::slay_emu::sync_threads(); }
