@@ -58,19 +58,20 @@ __device__ __forceinline__ void add_to_block(float (&acc)[32], int block, const 
 // sum_p poly[r, p] dphi[r, (p, c)]. One wgmma SS m64n64 (4 k16 steps) a
 // block of two p; dpcat by the accumulator's own columns; dpoly by
 // per-thread partials summed over a row's 4 lanes once, each lane keeping
-// p = pw0 + 2 t4 (+ 1).
+// p = pw0 + 2 t4 (+ 1). pcat: the rows' Pcat A fragments (row_fragment at
+// columns kP and kP + 16), whose registers hold the pcat values of the
+// accumulator's columns: pcat[hh][0] (row g) and [1] (row g + 8) at c =
+// 16 hh + 2 t4 (+ 1), [2] and [3] at c = 16 hh + 8 + 2 t4 (+ 1).
 template <typename Elem>
 __device__ __forceinline__ void carry_terms(float (&acc)[32], const unsigned char* x_tile, const unsigned char* copy,
-                                            const unsigned char* factors, const PolyPairs& poly, int pw0,
+                                            const unsigned (&pcat)[2][4], const PolyPairs& poly, int pw0,
                                             const Place& at) {
     namespace wg = wgmma;
     unsigned pc_lo[4], pc_hi[4];  // pcat[row][c], c = 8 m + 2 t4 (+ 1): the accumulator columns
 #pragma unroll
     for (int m = 0; m < 4; ++m) {
-        pc_lo[m] = *reinterpret_cast<const unsigned*>(
-            factors + wg::sw128_offset(16 * at.warp + at.g, 2 * (kP + 8 * m + 2 * at.t4)));
-        pc_hi[m] = *reinterpret_cast<const unsigned*>(
-            factors + wg::sw128_offset(16 * at.warp + at.g + 8, 2 * (kP + 8 * m + 2 * at.t4)));
+        pc_lo[m] = pcat[m / 2][2 * (m % 2)];
+        pc_hi[m] = pcat[m / 2][2 * (m % 2) + 1];
     }
     float dpoly[2][kPPerGroup] = {};
     const uint64_t x_desc = wg::k_major_descriptor(x_tile, 0);
@@ -428,7 +429,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 #pragma unroll
         for (int i = 0; i < 32; ++i) acc[i] = 0.f;
         zmat_terms<Elem>(acc, pq, poly, cta.zmat_copy, cta.pw0, at, dz_rows[0], dz_rows[1]);
-        carry_terms<Elem>(acc, gs, cta.state_copy, fq, poly, cta.pw0, at);
+        carry_terms<Elem>(acc, gs, cta.state_copy, pq, poly, cta.pw0, at);
         intra_terms<Elem, false>(acc, gs, vt, bp, bf, fk, nullptr, dz_rows, at, cta.quarter);
         float zero2[2] = {0.f, 0.f};
         if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at))
@@ -510,7 +511,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 #pragma unroll
             for (int i = 0; i < 32; ++i) acc[i] = 0.f;
             zmat_terms<Elem>(acc, pk, poly, cta.zmat_copy, cta.pw0, at, 1.f, 1.f);
-            carry_terms<Elem>(acc, vt, cta.state_copy, fk, poly, cta.pw0, at);
+            carry_terms<Elem>(acc, vt, cta.state_copy, pk, poly, cta.pw0, at);
             intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, cta.quarter);
             if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at))
                 Map::finish_rows(acc, cta, args, stage, kc);
