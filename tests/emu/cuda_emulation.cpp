@@ -262,6 +262,7 @@ struct Launch {
     std::string failure;
     std::mt19937 rng;
     bool shuffle = false;
+    bool wgmma_early = false;  // SLAY_EMU_WGMMA_EARLY: each wgmma runs at its last issue, not at the wait
     void* tsan_scheduler = nullptr;
 };
 Launch* g_launch = nullptr;
@@ -508,6 +509,16 @@ void issue(const WgmmaOp& proto, float* d, const unsigned* a) {
     op.a[lane] = a;
     hb_release(&s.issued_key[number % 64]);
     ++op.issued;
+    // SLAY_EMU_WGMMA_EARLY: the hardware reads a wgmma's operands at any
+    // time between its issue and the wait that covers it; by default the
+    // emulation reads them as late as it may (at the wait), this mode as
+    // early (when the warpgroup's last thread issues it). A kernel right in
+    // one and wrong in the other writes an operand inside that window.
+    if (g_launch->wgmma_early && op.issued == static_cast<int>(kWarpgroup)) {
+        hb_acquire(&s.issued_key[number % 64]);
+        execute(op, cta);
+        hb_release(&s.done_key[number % 64]);
+    }
     changed();
 }
 
@@ -966,6 +977,7 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamic_smem, unsigned cluster,
         L.shuffle = true;
         L.rng.seed(static_cast<unsigned>(std::strtoul(seed, nullptr, 10)));
     }
+    L.wgmma_early = std::getenv("SLAY_EMU_WGMMA_EARLY") != nullptr;
     L.landing.reserve(kMaxLandings);
     if (tsan_on()) L.tsan_scheduler = __tsan_get_current_fiber();
     g_launch = &L;
