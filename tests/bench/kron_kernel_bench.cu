@@ -508,9 +508,29 @@ int check_shapes() {
 struct BackwardReference {
     std::vector<double> o, den, dz, dv, dfq, dfk;
 };
+// One (query t, key j) pair of factor rows q_t, k_j (F = [poly | pcat]
+// columns): the Grams of its poly and pcat halves (A_tj = bp bf).
+void pair_grams(const float* q_t, const float* k_j, double* bp, double* bf) {
+    double a = 0.0, c = 0.0;
+    for (int i = 0; i < kw::kP; ++i) a += static_cast<double>(q_t[i]) * k_j[i];
+    for (int i = kw::kP; i < kw::kFactorCols; ++i) c += static_cast<double>(q_t[i]) * k_j[i];
+    *bp = a;
+    *bf = c;
+}
+// The pair's share of both sides' [dpoly | dpcat] for a gradient da of A_tj:
+// dpoly += da bf (other side's poly), dpcat += da bp (other side's pcat).
+void add_pair_factor_gradients(double da, double bp, double bf, const float* q_t, const float* k_j, double* qrow,
+                               double* krow) {
+    for (int i = 0; i < kw::kFactorCols; ++i) {
+        const double w = da * (i < kw::kP ? bf : bp);
+        qrow[i] += w * k_j[i];
+        krow[i] += w * q_t[i];
+    }
+}
+
 BackwardReference reference_backward(const Problem& p, const std::vector<float>& fq, const std::vector<float>& fk,
                            const std::vector<float>& v, const std::vector<float>& dout) {
-    constexpr int F = kw::kFactorCols, Dv = kw::kDv, P = kw::kP;
+    constexpr int F = kw::kFactorCols, Dv = kw::kDv;
     const int64_t T = p.T;
     BackwardReference r;
     r.o.resize(p.B * p.H * T * Dv);
@@ -526,13 +546,7 @@ BackwardReference reference_backward(const Problem& p, const std::vector<float>&
         const float* vv = v.data() + bh * T * Dv;
         const float* g = dout.data() + bh * T * Dv;
         for (int64_t t = 0; t < T; ++t)
-            for (int64_t j = 0; j <= t; ++j) {
-                double a = 0.0, c = 0.0;
-                for (int i = 0; i < P; ++i) a += static_cast<double>(q[t * F + i]) * k[j * F + i];
-                for (int i = P; i < F; ++i) c += static_cast<double>(q[t * F + i]) * k[j * F + i];
-                bp[t * T + j] = a;
-                bf[t * T + j] = c;
-            }
+            for (int64_t j = 0; j <= t; ++j) pair_grams(q + t * F, k + j * F, &bp[t * T + j], &bf[t * T + j]);
         for (int64_t t = 0; t < T; ++t) {
             double z = 0.0, o[Dv] = {};
             for (int64_t j = 0; j <= t; ++j) {
@@ -561,12 +575,8 @@ BackwardReference reference_backward(const Problem& p, const std::vector<float>&
                     r.dv[(bh * T + j) * Dv + d] += a * gs[t * Dv + d];
                     da += gs[t * Dv + d] * vv[j * Dv + d];
                 }
-                double* row = r.dfk.data() + (bh * T + j) * F;
-                for (int i = 0; i < P; ++i) row[i] += da * bf[t * T + j] * q[t * F + i];
-                for (int i = P; i < F; ++i) row[i] += da * bp[t * T + j] * q[t * F + i];
-                double* qrow = r.dfq.data() + (bh * T + t) * F;
-                for (int i = 0; i < P; ++i) qrow[i] += da * bf[t * T + j] * k[j * F + i];
-                for (int i = P; i < F; ++i) qrow[i] += da * bp[t * T + j] * k[j * F + i];
+                add_pair_factor_gradients(da, bp[t * T + j], bf[t * T + j], q + t * F, k + j * F,
+                                          r.dfq.data() + (bh * T + t) * F, r.dfk.data() + (bh * T + j) * F);
             }
     }
     return r;
@@ -696,24 +706,14 @@ int diagnose_backward() {
         for (auto& t : side) t.assign(T * F, 0.0);
     for (int64_t t = 0; t < T; ++t)
         for (int64_t j = 0; j <= t; ++j) {
-            double a = 0.0, c = 0.0, gv = 0.0;
-            for (int i = 0; i < P; ++i) a += static_cast<double>(fq[t * F + i]) * fk[j * F + i];
-            for (int i = P; i < F; ++i) c += static_cast<double>(fq[t * F + i]) * fk[j * F + i];
+            double bp, bf, gv = 0.0;
+            pair_grams(fq.data() + t * F, fk.data() + j * F, &bp, &bf);
             for (int d = 0; d < Dv; ++d) gv += static_cast<double>(dout[t * Dv + d]) / want.den[t] * v[j * Dv + d];
             const bool same = t / C == j / C;
             const double parts[3] = {same ? want.dz[t] + gv : 0.0, same ? 0.0 : want.dz[t], same ? 0.0 : gv};
-            for (int origin = 0; origin < 3; ++origin) {
-                double* qrow = terms[0][origin].data() + t * F;
-                double* krow = terms[1][origin].data() + j * F;
-                for (int i = 0; i < P; ++i) {
-                    qrow[i] += parts[origin] * c * fk[j * F + i];
-                    krow[i] += parts[origin] * c * fq[t * F + i];
-                }
-                for (int i = P; i < F; ++i) {
-                    qrow[i] += parts[origin] * a * fk[j * F + i];
-                    krow[i] += parts[origin] * a * fq[t * F + i];
-                }
-            }
+            for (int origin = 0; origin < 3; ++origin)
+                add_pair_factor_gradients(parts[origin], bp, bf, fq.data() + t * F, fk.data() + j * F,
+                                          terms[0][origin].data() + t * F, terms[1][origin].data() + j * F);
         }
     for (int side = 0; side < 2; ++side) {
         const std::vector<double>& got = side ? dfk : dfq;
