@@ -486,6 +486,14 @@ void execute(WgmmaOp& op, const Cta& cta) {
     changed();
 }
 
+// Executes wgmma `number` of warpgroup s, its issue ordered before and its
+// results released to the waits that cover it.
+void run_issued(WarpgroupState& s, WgmmaOp& op, uint64_t number, const Cta& cta) {
+    hb_acquire(&s.issued_key[number % 64]);
+    execute(op, cta);
+    hb_release(&s.done_key[number % 64]);
+}
+
 void issue(const WgmmaOp& proto, float* d, const unsigned* a) {
     Fiber& f = me();
     Cta& cta = *f.cta;
@@ -514,11 +522,7 @@ void issue(const WgmmaOp& proto, float* d, const unsigned* a) {
     // emulation reads them as late as it may (at the wait), this mode as
     // early (when the warpgroup's last thread issues it). A kernel right in
     // one and wrong in the other writes an operand inside that window.
-    if (g_launch->wgmma_early && op.issued == static_cast<int>(kWarpgroup)) {
-        hb_acquire(&s.issued_key[number % 64]);
-        execute(op, cta);
-        hb_release(&s.done_key[number % 64]);
-    }
+    if (g_launch->wgmma_early && op.issued == static_cast<int>(kWarpgroup)) run_issued(s, op, number, cta);
     changed();
 }
 
@@ -943,11 +947,7 @@ void wgmma_wait(int pending) {
         if (op->group >= limit) break;
         while ((op = find()) && !op->done && op->issued < kWarpgroup)
             block("wgmma.wait_group (for the warpgroup's other threads to issue)");
-        if (op && !op->done) {
-            hb_acquire(&s.issued_key[number % 64]);
-            execute(*op, cta);
-            hb_release(&s.done_key[number % 64]);
-        }
+        if (op && !op->done) run_issued(s, *op, number, cta);
     }
     // This thread's operands and accumulators of every wgmma the wait covers
     // (whoever executed it) are its own again.
