@@ -47,6 +47,35 @@ __device__ __forceinline__ void add_to_block(float (&acc)[32], int block, const 
             for (int e = 0; e < 4; ++e) acc[4 * jb + e] += x[e];
 }
 
+// A reduce-scatter over a row's 4 lanes: v[half][2 k + pick] is this
+// lane's part of lane k's (t4 = k) value (half: row g or g + 8); returns in
+// mine[2 half + pick] the row's sum of this lane's own four. Each lane
+// selects what it sends before a shuffle and adds what it receives: 12
+// shuffles, where 16 all-reductions (row_lanes_sum) and a select by t4 of
+// the sums take 32.
+__device__ __forceinline__ void row_lanes_scatter_sum(const float (&v)[2][kPPerGroup], int t4, float (&mine)[4]) {
+    const bool upper = (t4 & 2) != 0, odd = (t4 & 1) != 0;
+    float pair_sums[2][2][2];  // [half][kk][pick]: lanes t4 and t4 ^ 2's sum for lane k = (t4 & 2) + kk
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int kk = 0; kk < 2; ++kk)
+#pragma unroll
+            for (int pick = 0; pick < 2; ++pick) {
+                const float lower_lane = v[half][2 * kk + pick], upper_lane = v[half][2 * (2 + kk) + pick];
+                const float keep = upper ? upper_lane : lower_lane, send = upper ? lower_lane : upper_lane;
+                pair_sums[half][kk][pick] = keep + __shfl_xor_sync(0xffffffffu, send, 2);
+            }
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int pick = 0; pick < 2; ++pick) {
+            const float keep = odd ? pair_sums[half][1][pick] : pair_sums[half][0][pick];
+            const float send = odd ? pair_sums[half][0][pick] : pair_sums[half][1][pick];
+            mine[2 * half + pick] = keep + __shfl_xor_sync(0xffffffffu, send, 1);
+        }
+}
+
 // The factor gradients of the warp's rows are kept as one 64-column row
 // block, acc = [dpoly (p: n8 blocks 0-3) | dpcat (c: blocks 4-7)] in the
 // m16n8 accumulator layout, the layout the row exchange carries.
@@ -77,7 +106,17 @@ __device__ __forceinline__ void carry_terms(float (&acc)[32], const unsigned cha
     const uint64_t x_desc = wg::k_major_descriptor(x_tile, 0);
 #pragma unroll
     for (int sb = 0; sb < kStateBlocks; ++sb) {
+        // Zeroed although the chain starts with scale-d 0: with an indeterminate
+        // accumulator (each block's a fresh uninitialized array) ptxas 13.0 took
+        // the four blocks' dpoly partials for one value, computed them once from
+        // the last block's products and reduced only those (8 shuffles in the
+        // SASS of kron-kernel-bench for the PTX's 32): the factor gradients'
+        // dpoly columns were wrong on the device past the first chunk, right on
+        // the emulation. Zeroed, the SASS has every block's products; the zeros
+        // cost nothing (the first wgmma reads none: RZ, !UPT).
         float gacc[32];
+#pragma unroll
+        for (int i = 0; i < 32; ++i) gacc[i] = 0.f;
         const uint64_t c_desc = wg::k_major_descriptor(copy + sb * 64 * 128, 0);
         wg::fence();
 #pragma unroll
@@ -102,18 +141,8 @@ __device__ __forceinline__ void carry_terms(float (&acc)[32], const unsigned cha
             acc[16 + 4 * m + 3] += wh * gacc[4 * jb + 3];
         }
     }
-#pragma unroll
-    for (int half = 0; half < 2; ++half)
-#pragma unroll
-        for (int i = 0; i < kPPerGroup; ++i) dpoly[half][i] = row_lanes_sum(dpoly[half][i]);
     float mine[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-        const int half = e >> 1, pick = e & 1;
-        const float x0 = dpoly[half][pick], x1 = dpoly[half][2 + pick], x2 = dpoly[half][4 + pick],
-                    x3 = dpoly[half][6 + pick];
-        mine[e] = at.t4 == 0 ? x0 : at.t4 == 1 ? x1 : at.t4 == 2 ? x2 : x3;
-    }
+    row_lanes_scatter_sum(dpoly, at.t4, mine);
     add_to_block(acc, pw0 / 8, mine);
 }
 

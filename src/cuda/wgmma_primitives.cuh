@@ -155,7 +155,11 @@ __device__ __forceinline__ void fence_operand(unsigned& r) { asm volatile("" : "
 // for A (ss only: 1 reads an M-major A, e.g. a tile stored K x M). One
 // specialization per (operand type, N); the accumulator registers are
 // spelled out once per N (SLAY_WGMMA_REGS / _ACC: inline PTX takes no
-// register ranges) and shared by both forms.
+// register ranges) and shared by both forms. d must hold defined values
+// even when accumulate is false (zero it before a chain that starts with
+// scale-d 0): ptxas 13.0 miscompiled the Kronecker backward's carry_terms,
+// whose four chains started from fresh uninitialized arrays (it kept one
+// chain's products for all four; kron_backward_wgmma_kernel.cuh).
 template <typename Elem, int N>
 struct Mma;
 
