@@ -85,7 +85,8 @@
 #             the forward and the backward's query and key passes checked against fp64 at small shapes,
 #             then timed at B4 H12 T32768 F1024 causal bf16
 #             -> kronkernels.log, bench/kron_kernels.json (SLAY_KRON_SANITIZERS: compute-sanitizer tools
-#             over its checks -> kron_sanitize_<tool>.log; failed checks: --diagnose into the log)
+#             over its checks -> kron_sanitize_<tool>.log; failed checks: --diagnose into the log), then
+#             tests/gpu/sass_audit.py of the bench with the device's toolkit (PTX against SASS) into the log
 #   kronpro   ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper Kronecker kernels
 #             at B4 H12 T32768 (kron-kernel-bench --profile: the forward, the fused-map forward, the query
 #             and key passes) -> kronpro.txt
@@ -215,13 +216,16 @@ if has kronkernels; then  # issue 10's Hopper Kronecker kernels alone: one targe
     timeout 60 build-wgmma/tests/bench/kron-kernel-bench --diagnose >> "$OUT/kronkernels.log" 2>&1
     echo "=== kron-kernel-bench --diagnose rc=$?" >> "$OUT/kronkernels.log"
   fi
+  # what this toolkit's ptxas kept of the kernels' PTX (a miscompile of one ptxas version shows here)
+  timeout 120 python3 tests/gpu/sass_audit.py build-wgmma kron_kernel_bench.cu >> "$OUT/kronkernels.log" 2>&1
+  echo "=== sass_audit rc=$?" >> "$OUT/kronkernels.log"
   for tool in ${SLAY_KRON_SANITIZERS:-}; do  # e.g. "memcheck racecheck synccheck": the checks only
     timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/kron-kernel-bench \
       --check-only > "$OUT/kron_sanitize_$tool.log" 2>&1
     echo "=== compute-sanitizer $tool kron-kernel-bench rc=$?" >> "$OUT/kronkernels.log"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/kron_sanitize_$tool.log" >> "$OUT/kronkernels.log"
   done
-  grep -E "^\| |^=== |failures|Device|HANG|SUMMARY|^diagnose" "$OUT/kronkernels.log"
+  grep -E "^\| |^=== |failures|Device|HANG|SUMMARY|^diagnose|LOST|MISSING" "$OUT/kronkernels.log"
 fi
 if has exactsanitize; then  # compute-sanitizer over exact-kernel-bench's small checks (builds it when needed)
   : > "$OUT/exactsanitize.log"

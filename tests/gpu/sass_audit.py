@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""What ptxas kept of the PTX: per kernel, collective instructions in PTX against SASS.
+
+Recompiles the named .cu files of a configured build directory (its
+compile_commands.json) twice for one architecture (default sm_90a): to PTX
+and to a cubin, disassembles the cubin (nvdisasm, else cuobjdump -sass) and
+prints one line per kernel entry with, in PTX / SASS:
+
+  wgmma.mma_async / HGMMA    must match: ptxas neither adds nor drops them
+  mma.sync / HMMA            SASS >= PTX (an m16n8k16 is one HMMA)
+  shfl.sync / SHFL           SASS >= PTX (divergent paths may duplicate)
+  spill stores / loads (bytes, from ptxas)
+
+A kernel whose SASS holds fewer of these than its PTX lost work in ptxas:
+that is how the Kronecker backward's miscompile showed (carry_terms' dpoly
+reduction: 32 shuffles in the PTX, 8 in the SASS; the device's factor
+gradients wrong, the CPU emulation's right, since the emulation is compiled
+by the host compiler). Run it on the device's toolkit too (run_device.sh's
+kronkernels phase does): such a miscompile belongs to one ptxas version.
+
+  python3 tests/gpu/sass_audit.py BUILD_DIR kron_kernel_bench.cu [more.cu ...]
+      [--filter REGEX] [--arch 90a]
+
+Exit status 1 if a compile or disassembly fails or any kernel has fewer
+instructions of a class in SASS than in PTX; 77 without nvdisasm or cuobjdump
+(on PATH or in an NVIDIA wheel such as nvidia-cuda-nvdisasm).
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from resource_usage import ENTRY, SPILL, demangle
+
+PTX_ENTRY = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.entry\s+(\S+?)\(")
+PTX_FUNCTION = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.func\b")  # a non-inlined device function: no kernel's
+SASS_FUNCTION = re.compile(r"^\s*\.type\s+(\S+),@function")
+SASS_HEADER = re.compile(r"^\s*Function : (\S+)")  # cuobjdump -sass
+# (class, PTX pattern, SASS pattern, SASS must equal PTX rather than reach it)
+CLASSES = [
+    ("wgmma", re.compile(r"\bwgmma\.mma_async\b"), re.compile(r"\bHGMMA\b"), True),
+    ("mma", re.compile(r"\bmma\.sync\b"), re.compile(r"\bHMMA\b"), False),
+    ("shfl", re.compile(r"\bshfl\.sync\b"), re.compile(r"\bSHFL\b"), False),
+]
+
+
+def base_command(entry, arch):
+    """The build's nvcc command for one TU without its output, dependency
+    files, -c and code generation targets; one target for `arch` comes later."""
+    args = shlex.split(entry["command"]) if "command" in entry else list(entry["arguments"])
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("-o", "-MQ", "-MT", "-MF", "-odir", "-gencode", "--generate-code", "-arch", "-code"):
+            skip = True
+            continue
+        if a == "-c" or a.startswith("-MD") or a.startswith(("-gencode=", "--generate-code=", "-arch=", "-code=")):
+            continue
+        out.append(a)
+    return out
+
+
+def count_by_kernel(lines, header):
+    """{kernel: {class: count}} of a listing whose kernels start at `header` lines."""
+    counts, name = {}, None
+    for line in lines:
+        m = header.search(line)
+        if m:
+            name = m.group(1)
+            counts.setdefault(name, {c: 0 for c, _, _, _ in CLASSES})
+            continue
+        if header is PTX_ENTRY and PTX_FUNCTION.search(line):
+            name = None  # its instructions are in SASS under its own name
+            continue
+        if name is None:
+            continue
+        for cls, ptx, sass, _ in CLASSES:
+            if (ptx if header is PTX_ENTRY else sass).search(line):
+                counts[name][cls] += 1
+    return counts
+
+
+def find_tool(name):
+    """`name` on PATH, else in an NVIDIA wheel (e.g. nvidia-cuda-nvdisasm: nvidia/cu13/bin)."""
+    path = shutil.which(name)
+    if path:
+        return path
+    try:
+        import nvidia  # namespace package of NVIDIA's PyPI wheels
+    except ImportError:
+        return None
+    for base in nvidia.__path__:
+        found = sorted(glob.glob(os.path.join(base, "*", "bin", name)))
+        if found:
+            return found[-1]
+    return None
+
+
+def disassemble(cubin):
+    nvdisasm = find_tool("nvdisasm")
+    if nvdisasm:
+        r = subprocess.run([nvdisasm, "-c", cubin], capture_output=True, text=True)
+        return r, SASS_FUNCTION
+    r = subprocess.run([find_tool("cuobjdump"), "-sass", cubin], capture_output=True, text=True)
+    return r, SASS_HEADER
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build_dir")
+    ap.add_argument("units", nargs="+", help="file names (or path suffixes) of .cu translation units")
+    ap.add_argument("--filter", default=None)
+    ap.add_argument("--arch", default="90a", help="compute capability of the one target (default 90a)")
+    opt = ap.parse_args()
+    if not find_tool("nvdisasm") and not find_tool("cuobjdump"):
+        print("sass_audit: neither nvdisasm nor cuobjdump (PATH or an NVIDIA wheel)", file=sys.stderr)
+        return 77
+    with open(os.path.join(opt.build_dir, "compile_commands.json")) as f:
+        commands = json.load(f)
+    status = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for unit in opt.units:
+            entries = [e for e in commands if e["file"].endswith(unit)]
+            if not entries:
+                print(f"{unit}: not in {opt.build_dir}/compile_commands.json", file=sys.stderr)
+                status = 1
+                continue
+            entry = entries[0]
+            base = base_command(entry, opt.arch)
+            ptx, cubin = os.path.join(scratch, "unit.ptx"), os.path.join(scratch, "unit.cubin")
+            runs = [
+                base + [f"-gencode=arch=compute_{opt.arch},code=compute_{opt.arch}", "-ptx", "-o", ptx],
+                base + [f"-gencode=arch=compute_{opt.arch},code=sm_{opt.arch}", "-cubin", "--resource-usage",
+                        "-o", cubin],
+            ]
+            logs = []
+            for cmd in runs:
+                r = subprocess.run(cmd, cwd=entry["directory"], capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(f"{unit}: compile failed: {' '.join(cmd)}\n{r.stdout}{r.stderr}", file=sys.stderr)
+                    status = 1
+                    break
+                logs.append(r.stdout + r.stderr)
+            else:
+                r, header = disassemble(cubin)
+                if r.returncode != 0:
+                    print(f"{unit}: disassembly failed\n{r.stderr}", file=sys.stderr)
+                    status = 1
+                    continue
+                with open(ptx) as f:
+                    in_ptx = count_by_kernel(f.read().splitlines(), PTX_ENTRY)
+                in_sass = count_by_kernel(r.stdout.splitlines(), header)
+                spills, name = {}, None
+                for line in logs[1].splitlines():
+                    m = ENTRY.search(line)
+                    if m:
+                        name = m.group(1)
+                        continue
+                    m = SPILL.search(line)
+                    if m and name:
+                        spills[name] = (int(m.group(2)), int(m.group(3)))
+                pretty = demangle(sorted(in_ptx))
+                print(f"== {entry['file']} (sm_{opt.arch}): PTX / SASS " +
+                      "  ".join(c for c, _, _, _ in CLASSES) + "  spill stores / loads")
+                for kernel in sorted(in_ptx):
+                    if opt.filter and not (re.search(opt.filter, kernel) or re.search(opt.filter, pretty[kernel])):
+                        continue
+                    p, s = in_ptx[kernel], in_sass.get(kernel)
+                    if s is None:
+                        print(f"MISSING in SASS  {pretty[kernel]}")
+                        status = 1
+                        continue
+                    lost = [c for c, _, _, equal in CLASSES if (s[c] != p[c] if equal else s[c] < p[c])]
+                    cells = "  ".join(f"{p[c]:4d} /{s[c]:4d}" for c, _, _, _ in CLASSES)
+                    st, ld = spills.get(kernel, (0, 0))
+                    verdict = "LOST " + ",".join(lost) if lost else "ok"
+                    print(f"{cells}  {st:4d} /{ld:4d} B  {verdict:10s} {pretty[kernel]}")
+                    if lost:
+                        status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
