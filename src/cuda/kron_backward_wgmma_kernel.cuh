@@ -84,10 +84,12 @@ __device__ __forceinline__ void row_lanes_scatter_sum(const float (&v)[2][kPPerG
 // the warpgroup's features f (C: its bf16 copy, rows f = 64 sb + ..., K-major
 // for this product; X: a 64 x 64 tile, K-major), contracted with the rows'
 // factors: dpoly[r, p] += sum_c pcat[r, c] dphi[r, (p, c)], dpcat[r, c] +=
-// sum_p poly[r, p] dphi[r, (p, c)]. One wgmma SS m64n64 (4 k16 steps) a
-// block of two p; dpcat by the accumulator's own columns; dpoly by
-// per-thread partials summed over a row's 4 lanes once, each lane keeping
-// p = pw0 + 2 t4 (+ 1). pcat: the rows' Pcat A fragments (row_fragment at
+// sum_p poly[r, p] dphi[r, (p, c)]. One wgmma SS m64n32 chain (4 k16 steps)
+// a p (the copy's rows f = 32 (p - pw0) + c): 16 accumulators next to the
+// state's 128 registers (with m64n64 chains, a block of two p, ptxas
+// serialized the passes' wgmmas for want of registers); dpcat by the
+// accumulator's own columns; dpoly by per-thread partials summed over a
+// row's 4 lanes once, each lane keeping p = pw0 + 2 t4 (+ 1). pcat: the rows' Pcat A fragments (row_fragment at
 // columns kP and kP + 16), whose registers hold the pcat values of the
 // accumulator's columns: pcat[hh][0] (row g) and [1] (row g + 8) at c =
 // 16 hh + 2 t4 (+ 1), [2] and [3] at c = 16 hh + 8 + 2 t4 (+ 1).
@@ -105,40 +107,39 @@ __device__ __forceinline__ void carry_terms(float (&acc)[32], const unsigned cha
     float dpoly[2][kPPerGroup] = {};
     const uint64_t x_desc = wg::k_major_descriptor(x_tile, 0);
 #pragma unroll
-    for (int sb = 0; sb < kStateBlocks; ++sb) {
+    for (int j = 0; j < kPPerGroup; ++j) {
         // Zeroed although the chain starts with scale-d 0: with an indeterminate
-        // accumulator (each block's a fresh uninitialized array) ptxas 13.0 took
-        // the four blocks' dpoly partials for one value, computed them once from
-        // the last block's products and reduced only those (8 shuffles in the
-        // SASS of kron-kernel-bench for the PTX's 32): the factor gradients'
-        // dpoly columns were wrong on the device past the first chunk, right on
-        // the emulation. Zeroed, the SASS has every block's products; the zeros
-        // cost nothing (the first wgmma reads none: RZ, !UPT).
-        float gacc[32];
+        // accumulator (a fresh uninitialized array each chain) ptxas 13.0 took
+        // the chains' dpoly partials for one value, computed them once from the
+        // last chain's products and reduced only those (8 shuffles in the SASS
+        // of kron-kernel-bench for the PTX's 32): the factor gradients' dpoly
+        // columns were wrong on the device past the first chunk, right on the
+        // emulation. Zeroed, the SASS has every chain's products; the zeros cost
+        // nothing (the first wgmma reads none: RZ, !UPT).
+        float gacc[16];
 #pragma unroll
-        for (int i = 0; i < 32; ++i) gacc[i] = 0.f;
-        const uint64_t c_desc = wg::k_major_descriptor(copy + sb * 64 * 128, 0);
+        for (int i = 0; i < 16; ++i) gacc[i] = 0.f;
+        const uint64_t c_desc = wg::k_major_descriptor(copy + j * 32 * 128, 0);
         wg::fence();
 #pragma unroll
         for (int ks = 0; ks < kDv / 16; ++ks)
-            wg::Mma<Elem, 64>::template ss<0>(gacc, wg::descriptor_plus(x_desc, 32 * ks),
+            wg::Mma<Elem, 32>::template ss<0>(gacc, wg::descriptor_plus(x_desc, 32 * ks),
                                               wg::descriptor_plus(c_desc, 32 * ks), ks > 0);
         wg::commit_group();
         wg::wait_group<0>();
 #pragma unroll
-        for (int i = 0; i < 32; ++i) wg::fence_operand(gacc[i]);
-        const float2 pl = to_float2<Elem>(poly.lo[sb]), ph = to_float2<Elem>(poly.hi[sb]);
+        for (int i = 0; i < 16; ++i) wg::fence_operand(gacc[i]);
+        const float2 pl = to_float2<Elem>(poly.lo[j / 2]), ph = to_float2<Elem>(poly.hi[j / 2]);
+        const float wl = j % 2 ? pl.y : pl.x, wh = j % 2 ? ph.y : ph.x;  // poly[row][pw0 + j], rows g, g + 8
 #pragma unroll
-        for (int jb = 0; jb < 8; ++jb) {
-            const int m = jb % 4, pj = jb / 4;  // c block; which p of the block's pair
+        for (int m = 0; m < 4; ++m) {  // the accumulator's n8 block m: c = 8 m + 2 t4 (+ 1)
             const float2 cl = to_float2<Elem>(pc_lo[m]), ch = to_float2<Elem>(pc_hi[m]);
-            const float wl = pj ? pl.y : pl.x, wh = pj ? ph.y : ph.x;
-            dpoly[0][2 * sb + pj] += cl.x * gacc[4 * jb] + cl.y * gacc[4 * jb + 1];
-            dpoly[1][2 * sb + pj] += ch.x * gacc[4 * jb + 2] + ch.y * gacc[4 * jb + 3];
-            acc[16 + 4 * m] += wl * gacc[4 * jb];
-            acc[16 + 4 * m + 1] += wl * gacc[4 * jb + 1];
-            acc[16 + 4 * m + 2] += wh * gacc[4 * jb + 2];
-            acc[16 + 4 * m + 3] += wh * gacc[4 * jb + 3];
+            dpoly[0][j] += cl.x * gacc[4 * m] + cl.y * gacc[4 * m + 1];
+            dpoly[1][j] += ch.x * gacc[4 * m + 2] + ch.y * gacc[4 * m + 3];
+            acc[16 + 4 * m] += wl * gacc[4 * m];
+            acc[16 + 4 * m + 1] += wl * gacc[4 * m + 1];
+            acc[16 + 4 * m + 2] += wh * gacc[4 * m + 2];
+            acc[16 + 4 * m + 3] += wh * gacc[4 * m + 3];
         }
     }
     float mine[4];

@@ -155,11 +155,12 @@ __device__ __forceinline__ void fence_operand(unsigned& r) { asm volatile("" : "
 // for A (ss only: 1 reads an M-major A, e.g. a tile stored K x M). One
 // specialization per (operand type, N); the accumulator registers are
 // spelled out once per N (SLAY_WGMMA_REGS / _ACC: inline PTX takes no
-// register ranges) and shared by both forms. d must hold defined values
+// register ranges) and shared by both forms (N = 32: ss only, for the
+// Kronecker backward's carry_terms). d must hold defined values
 // even when accumulate is false (zero it before a chain that starts with
 // scale-d 0): ptxas 13.0 miscompiled the Kronecker backward's carry_terms,
-// whose four chains started from fresh uninitialized arrays (it kept one
-// chain's products for all four; kron_backward_wgmma_kernel.cuh).
+// whose chains started from fresh uninitialized arrays (it kept one chain's
+// products for all of them; kron_backward_wgmma_kernel.cuh).
 template <typename Elem, int N>
 struct Mma;
 
@@ -178,6 +179,26 @@ struct Mma {
     }
 };
 #elif SLAY_HAS_WGMMA
+#define SLAY_WGMMA_ACC32  \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),  \
+    "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),  \
+    "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+#define SLAY_WGMMA_REGS32 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+#define SLAY_WGMMA_N32(ELEM, PTX_TYPE)  \
+    template <>  \
+    struct Mma<ELEM, 32> {  \
+        static constexpr int kAcc = 16;  \
+        template <int kTransB, int kTransA = 0>  \
+        __device__ static void ss(float (&d)[16], uint64_t a_desc, uint64_t b_desc, bool accumulate) {  \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"  \
+                         "wgmma.mma_async.sync.aligned.m64n32k16.f32." PTX_TYPE "." PTX_TYPE " {"  \
+                         SLAY_WGMMA_REGS32  \
+                         "}, %16, %17, p, 1, 1, %20, %19;\n}\n"  \
+                         : SLAY_WGMMA_ACC32  \
+                         : "l"(a_desc), "l"(b_desc), "r"(static_cast<int>(accumulate)), "n"(kTransB),  \
+                           "n"(kTransA));  \
+        }  \
+    };
 #define SLAY_WGMMA_ACC64  \
     "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),  \
     "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),  \
@@ -312,18 +333,23 @@ struct Mma {
                            "n"(kTransB));  \
         }  \
     };
+SLAY_WGMMA_N32(__nv_bfloat16, "bf16")
+SLAY_WGMMA_N32(__half, "f16")
 SLAY_WGMMA_N64(__nv_bfloat16, "bf16")
 SLAY_WGMMA_N64(__half, "f16")
 SLAY_WGMMA_N128(__nv_bfloat16, "bf16")
 SLAY_WGMMA_N128(__half, "f16")
 SLAY_WGMMA_N256(__nv_bfloat16, "bf16")
 SLAY_WGMMA_N256(__half, "f16")
+#undef SLAY_WGMMA_N32
 #undef SLAY_WGMMA_N64
 #undef SLAY_WGMMA_N128
 #undef SLAY_WGMMA_N256
+#undef SLAY_WGMMA_ACC32
 #undef SLAY_WGMMA_ACC64
 #undef SLAY_WGMMA_ACC128
 #undef SLAY_WGMMA_ACC256
+#undef SLAY_WGMMA_REGS32
 #undef SLAY_WGMMA_REGS64
 #undef SLAY_WGMMA_REGS128
 #undef SLAY_WGMMA_REGS256

@@ -10,6 +10,8 @@ prints one line per kernel entry with, in PTX / SASS:
   mma.sync / HMMA            SASS >= PTX (an m16n8k16 is one HMMA)
   shfl.sync / SHFL           SASS >= PTX (divergent paths may duplicate)
   spill stores / loads (bytes, from ptxas)
+  SERIALIZED when ptxas serialized the kernel's wgmmas (C7512: each waits
+  for the one before; its reason follows), a loss of speed, not of work
 
 A kernel whose SASS holds fewer of these than its PTX lost work in ptxas:
 that is how the Kronecker backward's miscompile showed (carry_terms' dpoly
@@ -42,6 +44,7 @@ PTX_ENTRY = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.entry\s+(\S+?)\(")
 PTX_FUNCTION = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.func\b")  # a non-inlined device function: no kernel's
 SASS_FUNCTION = re.compile(r"^\s*\.type\s+(\S+),@function")
 SASS_HEADER = re.compile(r"^\s*Function : (\S+)")  # cuobjdump -sass
+SERIALIZED = re.compile(r"wgmma\.mma_async instructions are serialized due to ([^']+?) for the function '([^']+)'")
 # (class, PTX pattern, SASS pattern, SASS must equal PTX rather than reach it)
 CLASSES = [
     ("wgmma", re.compile(r"\bwgmma\.mma_async\b"), re.compile(r"\bHGMMA\b"), True),
@@ -159,6 +162,7 @@ def main():
                     in_ptx = count_by_kernel(f.read().splitlines(), PTX_ENTRY)
                 in_sass = count_by_kernel(r.stdout.splitlines(), header)
                 spills, name = {}, None
+                serialized = {m.group(2): m.group(1) for m in SERIALIZED.finditer(logs[1])}
                 for line in logs[1].splitlines():
                     m = ENTRY.search(line)
                     if m:
@@ -182,7 +186,11 @@ def main():
                     cells = "  ".join(f"{p[c]:4d} /{s[c]:4d}" for c, _, _, _ in CLASSES)
                     st, ld = spills.get(kernel, (0, 0))
                     verdict = "LOST " + ",".join(lost) if lost else "ok"
+                    if kernel in serialized:
+                        verdict += " SERIALIZED"
                     print(f"{cells}  {st:4d} /{ld:4d} B  {verdict:10s} {pretty[kernel]}")
+                    if kernel in serialized:
+                        print(f"      SERIALIZED: {serialized[kernel]}")
                     if lost:
                         status = 1
     return status
