@@ -52,23 +52,59 @@ def demangle(names):
     return dict(zip(names, r.stdout.splitlines())) if r.returncode == 0 else {n: n for n in names}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def unit_parser(description):
+    """The command line both tools share: a build directory, translation units, --filter."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("build_dir")
     ap.add_argument("units", nargs="+", help="file names (or path suffixes) of .cu translation units")
-    ap.add_argument("--filter", default=None)
-    opt = ap.parse_args()
-    with open(os.path.join(opt.build_dir, "compile_commands.json")) as f:
+    ap.add_argument("--filter", default=None, help="only kernels whose (mangled or demangled) name matches")
+    return ap
+
+
+def unit_entries(build_dir, units):
+    """(unit, its compile_commands.json entry) of each unit found; a message for each one not."""
+    with open(os.path.join(build_dir, "compile_commands.json")) as f:
         commands = json.load(f)
+    for unit in units:
+        entries = [e for e in commands if e["file"].endswith(unit)]
+        if entries:
+            yield unit, entries[0]
+        else:
+            print(f"{unit}: not in {build_dir}/compile_commands.json", file=sys.stderr)
+            yield unit, None
+
+
+def kernel_resources(log):
+    """{kernel: (registers, (stack, spill stores, spill loads))} of ptxas's --resource-usage log."""
+    out, name, spill = {}, None, None
+    for line in log.splitlines():
+        m = ENTRY.search(line)
+        if m:
+            name, spill = m.group(1), None
+            continue
+        m = SPILL.search(line)
+        if m and name:
+            spill = tuple(int(x) for x in m.groups())
+            continue
+        m = REGS.search(line)
+        if m and name:
+            out[name] = (int(m.group(1)), spill or (0, 0, 0))
+            name = None
+    return out
+
+
+def wanted(kernel, pretty, pattern):
+    return not pattern or bool(re.search(pattern, kernel) or re.search(pattern, pretty))
+
+
+def main():
+    opt = unit_parser(__doc__.splitlines()[0]).parse_args()
     status = 0
     with tempfile.TemporaryDirectory() as scratch:
-        for unit in opt.units:
-            entries = [e for e in commands if e["file"].endswith(unit)]
-            if not entries:
-                print(f"{unit}: not in {opt.build_dir}/compile_commands.json", file=sys.stderr)
+        for unit, entry in unit_entries(opt.build_dir, opt.units):
+            if entry is None:
                 status = 1
                 continue
-            entry = entries[0]
             obj = os.path.join(scratch, "unit.o")
             r = subprocess.run(compile_command(entry, obj), cwd=entry["directory"], capture_output=True, text=True)
             log = r.stdout + r.stderr
@@ -76,26 +112,12 @@ def main():
                 print(f"{unit}: compile failed\n{log}", file=sys.stderr)
                 status = 1
                 continue
-            rows, name, spill = [], None, None
-            for line in log.splitlines():
-                m = ENTRY.search(line)
-                if m:
-                    name, spill = m.group(1), None
-                    continue
-                m = SPILL.search(line)
-                if m and name:
-                    spill = tuple(int(x) for x in m.groups())
-                    continue
-                m = REGS.search(line)
-                if m and name:
-                    rows.append((name, int(m.group(1)), spill or (0, 0, 0)))
-                    name = None
-            pretty = demangle([n for n, _, _ in rows])
+            rows = kernel_resources(log)
+            pretty = demangle(list(rows))
             print(f"== {entry['file']}")
-            for n, regs, (stack, stores, loads) in rows:
-                if opt.filter and not (re.search(opt.filter, n) or re.search(opt.filter, pretty[n])):
-                    continue
-                print(f"{regs:4d} regs  spill {stores:4d}/{loads:4d} B  stack {stack:4d} B  {pretty[n]}")
+            for n, (regs, (stack, stores, loads)) in rows.items():
+                if wanted(n, pretty[n], opt.filter):
+                    print(f"{regs:4d} regs  spill {stores:4d}/{loads:4d} B  stack {stack:4d} B  {pretty[n]}")
     return status
 
 

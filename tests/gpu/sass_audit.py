@@ -27,9 +27,7 @@ Exit status 1 if a compile or disassembly fails or any kernel has fewer
 instructions of a class in SASS than in PTX; 77 without nvdisasm or cuobjdump
 (on PATH or in an NVIDIA wheel such as nvidia-cuda-nvdisasm).
 """
-import argparse
 import glob
-import json
 import os
 import re
 import shlex
@@ -38,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 
-from resource_usage import ENTRY, SPILL, demangle
+from resource_usage import demangle, kernel_resources, unit_entries, unit_parser, wanted
 
 PTX_ENTRY = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.entry\s+(\S+?)\(")
 PTX_FUNCTION = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.func\b")  # a non-inlined device function: no kernel's
@@ -53,7 +51,7 @@ CLASSES = [
 ]
 
 
-def base_command(entry, arch):
+def base_command(entry):
     """The build's nvcc command for one TU without its output, dependency
     files, -c and code generation targets; one target for `arch` comes later."""
     args = shlex.split(entry["command"]) if "command" in entry else list(entry["arguments"])
@@ -117,27 +115,19 @@ def disassemble(cubin):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("build_dir")
-    ap.add_argument("units", nargs="+", help="file names (or path suffixes) of .cu translation units")
-    ap.add_argument("--filter", default=None)
+    ap = unit_parser(__doc__.splitlines()[0])
     ap.add_argument("--arch", default="90a", help="compute capability of the one target (default 90a)")
     opt = ap.parse_args()
     if not find_tool("nvdisasm") and not find_tool("cuobjdump"):
         print("sass_audit: neither nvdisasm nor cuobjdump (PATH or an NVIDIA wheel)", file=sys.stderr)
         return 77
-    with open(os.path.join(opt.build_dir, "compile_commands.json")) as f:
-        commands = json.load(f)
     status = 0
     with tempfile.TemporaryDirectory() as scratch:
-        for unit in opt.units:
-            entries = [e for e in commands if e["file"].endswith(unit)]
-            if not entries:
-                print(f"{unit}: not in {opt.build_dir}/compile_commands.json", file=sys.stderr)
+        for unit, entry in unit_entries(opt.build_dir, opt.units):
+            if entry is None:
                 status = 1
                 continue
-            entry = entries[0]
-            base = base_command(entry, opt.arch)
+            base = base_command(entry)
             ptx, cubin = os.path.join(scratch, "unit.ptx"), os.path.join(scratch, "unit.cubin")
             runs = [
                 base + [f"-gencode=arch=compute_{opt.arch},code=compute_{opt.arch}", "-ptx", "-o", ptx],
@@ -161,21 +151,13 @@ def main():
                 with open(ptx) as f:
                     in_ptx = count_by_kernel(f.read().splitlines(), PTX_ENTRY)
                 in_sass = count_by_kernel(r.stdout.splitlines(), header)
-                spills, name = {}, None
+                resources = kernel_resources(logs[1])
                 serialized = {m.group(2): m.group(1) for m in SERIALIZED.finditer(logs[1])}
-                for line in logs[1].splitlines():
-                    m = ENTRY.search(line)
-                    if m:
-                        name = m.group(1)
-                        continue
-                    m = SPILL.search(line)
-                    if m and name:
-                        spills[name] = (int(m.group(2)), int(m.group(3)))
                 pretty = demangle(sorted(in_ptx))
                 print(f"== {entry['file']} (sm_{opt.arch}): PTX / SASS " +
                       "  ".join(c for c, _, _, _ in CLASSES) + "  spill stores / loads")
                 for kernel in sorted(in_ptx):
-                    if opt.filter and not (re.search(opt.filter, kernel) or re.search(opt.filter, pretty[kernel])):
+                    if not wanted(kernel, pretty[kernel], opt.filter):
                         continue
                     p, s = in_ptx[kernel], in_sass.get(kernel)
                     if s is None:
@@ -184,7 +166,7 @@ def main():
                         continue
                     lost = [c for c, _, _, equal in CLASSES if (s[c] != p[c] if equal else s[c] < p[c])]
                     cells = "  ".join(f"{p[c]:4d} /{s[c]:4d}" for c, _, _, _ in CLASSES)
-                    st, ld = spills.get(kernel, (0, 0))
+                    _, (_, st, ld) = resources.get(kernel, (0, (0, 0, 0)))
                     verdict = "LOST " + ",".join(lost) if lost else "ok"
                     if kernel in serialized:
                         verdict += " SERIALIZED"
