@@ -28,21 +28,29 @@ SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) by
 REGS = re.compile(r"Used (\d+) registers")
 
 
-def compile_command(entry, obj):
-    """The build's command for one TU, writing `obj`, without dependency files."""
+def build_arguments(entry, drop_targets=False):
+    """The build's command for one TU without its output and dependency
+    files; with drop_targets also without -c and its code generation targets."""
     args = shlex.split(entry["command"]) if "command" in entry else list(entry["arguments"])
+    valued = ("-o", "-MQ", "-MT", "-MF", "-odir") + (("-gencode", "--generate-code", "-arch", "-code") if drop_targets else ())
     out, skip = [], False
     for a in args:
         if skip:
             skip = False
             continue
-        if a in ("-o", "-MQ", "-MT", "-MF", "-odir"):
+        if a in valued:
             skip = True
             continue
-        if a.startswith("-MD"):
+        if a.startswith("-MD") or (drop_targets and (a == "-c" or a.startswith(
+                ("-gencode=", "--generate-code=", "-arch=", "-code=")))):
             continue
         out.append(a)
-    return out + ["--resource-usage", "-o", obj]
+    return out
+
+
+def compile_command(entry, obj):
+    """The build's command for one TU, writing `obj` and ptxas's resource usage."""
+    return build_arguments(entry) + ["--resource-usage", "-o", obj]
 
 
 def demangle(names):
@@ -61,8 +69,9 @@ def unit_parser(description):
     return ap
 
 
-def unit_entries(build_dir, units):
-    """(unit, its compile_commands.json entry) of each unit found; a message for each one not."""
+def unit_entries(build_dir, units, missing):
+    """(unit, its compile_commands.json entry) of each unit found; the others
+    are appended to `missing`, each with a message."""
     with open(os.path.join(build_dir, "compile_commands.json")) as f:
         commands = json.load(f)
     for unit in units:
@@ -71,7 +80,7 @@ def unit_entries(build_dir, units):
             yield unit, entries[0]
         else:
             print(f"{unit}: not in {build_dir}/compile_commands.json", file=sys.stderr)
-            yield unit, None
+            missing.append(unit)
 
 
 def kernel_resources(log):
@@ -99,12 +108,9 @@ def wanted(kernel, pretty, pattern):
 
 def main():
     opt = unit_parser(__doc__.splitlines()[0]).parse_args()
-    status = 0
+    status, missing = 0, []
     with tempfile.TemporaryDirectory() as scratch:
-        for unit, entry in unit_entries(opt.build_dir, opt.units):
-            if entry is None:
-                status = 1
-                continue
+        for unit, entry in unit_entries(opt.build_dir, opt.units, missing):
             obj = os.path.join(scratch, "unit.o")
             r = subprocess.run(compile_command(entry, obj), cwd=entry["directory"], capture_output=True, text=True)
             log = r.stdout + r.stderr
@@ -118,7 +124,7 @@ def main():
             for n, (regs, (stack, stores, loads)) in rows.items():
                 if wanted(n, pretty[n], opt.filter):
                     print(f"{regs:4d} regs  spill {stores:4d}/{loads:4d} B  stack {stack:4d} B  {pretty[n]}")
-    return status
+    return 1 if missing else status
 
 
 if __name__ == "__main__":

@@ -30,13 +30,12 @@ instructions of a class in SASS than in PTX; 77 without nvdisasm or cuobjdump
 import glob
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 
-from resource_usage import demangle, kernel_resources, unit_entries, unit_parser, wanted
+from resource_usage import build_arguments, demangle, kernel_resources, unit_entries, unit_parser, wanted
 
 PTX_ENTRY = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.entry\s+(\S+?)\(")
 PTX_FUNCTION = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.func\b")  # a non-inlined device function: no kernel's
@@ -49,24 +48,6 @@ CLASSES = [
     ("mma", re.compile(r"\bmma\.sync\b"), re.compile(r"\bHMMA\b"), False),
     ("shfl", re.compile(r"\bshfl\.sync\b"), re.compile(r"\bSHFL\b"), False),
 ]
-
-
-def base_command(entry):
-    """The build's nvcc command for one TU without its output, dependency
-    files, -c and code generation targets; one target for `arch` comes later."""
-    args = shlex.split(entry["command"]) if "command" in entry else list(entry["arguments"])
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        if a in ("-o", "-MQ", "-MT", "-MF", "-odir", "-gencode", "--generate-code", "-arch", "-code"):
-            skip = True
-            continue
-        if a == "-c" or a.startswith("-MD") or a.startswith(("-gencode=", "--generate-code=", "-arch=", "-code=")):
-            continue
-        out.append(a)
-    return out
 
 
 def count_by_kernel(lines, header):
@@ -121,13 +102,10 @@ def main():
     if not find_tool("nvdisasm") and not find_tool("cuobjdump"):
         print("sass_audit: neither nvdisasm nor cuobjdump (PATH or an NVIDIA wheel)", file=sys.stderr)
         return 77
-    status = 0
+    status, missing = 0, []
     with tempfile.TemporaryDirectory() as scratch:
-        for unit, entry in unit_entries(opt.build_dir, opt.units):
-            if entry is None:
-                status = 1
-                continue
-            base = base_command(entry)
+        for unit, entry in unit_entries(opt.build_dir, opt.units, missing):
+            base = build_arguments(entry, drop_targets=True)  # one target a run below
             ptx, cubin = os.path.join(scratch, "unit.ptx"), os.path.join(scratch, "unit.cubin")
             runs = [
                 base + [f"-gencode=arch=compute_{opt.arch},code=compute_{opt.arch}", "-ptx", "-o", ptx],
@@ -175,7 +153,7 @@ def main():
                         print(f"      SERIALIZED: {serialized[kernel]}")
                     if lost:
                         status = 1
-    return status
+    return 1 if missing else status
 
 
 if __name__ == "__main__":
