@@ -31,8 +31,10 @@
 // (the tensor cores' order of summation differs; the workbenches' bf16
 // tolerances cover it). Not emulated: timing, memory-model reorderings
 // (shared memory is sequentially consistent here), the async proxy's
-// fences, register limits. Passing here is evidence, not proof: the GPU
-// run of a kernel remains what counts.
+// fences, register limits, and the device compiler: the kernels are
+// compiled here by the host's, so a ptxas miscompile passes here
+// (tests/gpu/sass_audit.py compares a kernel's PTX with its SASS). Passing
+// here is evidence, not proof: the GPU run of a kernel remains what counts.
 #pragma once
 
 #define SLAY_CUDA_EMULATION 1
