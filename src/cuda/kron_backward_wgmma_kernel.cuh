@@ -81,18 +81,18 @@ __device__ __forceinline__ void row_lanes_scatter_sum(const float (&v)[2][kPPerG
 // m16n8 accumulator layout, the layout the row exchange carries.
 
 // The carry's (or state's) terms, dphi[r, f] += sum_d X[r, d] C[f, d] over
-// the warpgroup's features f (C: its bf16 copy, rows f = 64 sb + ..., K-major
-// for this product; X: a 64 x 64 tile, K-major), contracted with the rows'
-// factors: dpoly[r, p] += sum_c pcat[r, c] dphi[r, (p, c)], dpcat[r, c] +=
-// sum_p poly[r, p] dphi[r, (p, c)]. One wgmma SS m64n32 chain (4 k16 steps)
-// a p (the copy's rows f = 32 (p - pw0) + c): 16 accumulators next to the
-// state's 128 registers (with m64n64 chains, a block of two p, ptxas
-// serialized the passes' wgmmas for want of registers); dpcat by the
-// accumulator's own columns; dpoly by per-thread partials summed over a
-// row's 4 lanes once, each lane keeping p = pw0 + 2 t4 (+ 1). pcat: the rows' Pcat A fragments (row_fragment at
-// columns kP and kP + 16), whose registers hold the pcat values of the
-// accumulator's columns: pcat[hh][0] (row g) and [1] (row g + 8) at c =
-// 16 hh + 2 t4 (+ 1), [2] and [3] at c = 16 hh + 8 + 2 t4 (+ 1).
+// the warpgroup's features f (C: its bf16 copy, rows f = 32 (p - pw0) + c,
+// K-major for this product; X: a 64 x 64 tile, K-major), contracted with
+// the rows' factors: dpoly[r, p] += sum_c pcat[r, c] dphi[r, (p, c)],
+// dpcat[r, c] += sum_p poly[r, p] dphi[r, (p, c)]. One wgmma SS m64n32
+// chain (4 k16 steps) a p: 16 accumulators next to the state's 128
+// registers (with m64n64 chains, a block of two p, ptxas serialized the
+// passes' wgmmas for want of registers); dpcat by the accumulator's own
+// columns; dpoly by per-thread partials summed over a row's 4 lanes once,
+// each lane keeping p = pw0 + 2 t4 (+ 1). pcat: the rows' Pcat A fragments
+// (row_fragment at columns kP and kP + 16), whose registers hold the pcat
+// values of the accumulator's columns: pcat[hh][0] (row g) and [1] (row
+// g + 8) at c = 16 hh + 2 t4 (+ 1), [2] and [3] at c = 16 hh + 8 + 2 t4 (+ 1).
 template <typename Elem>
 __device__ __forceinline__ void carry_terms(float (&acc)[32], const unsigned char* x_tile, const unsigned char* copy,
                                             const unsigned (&pcat)[2][4], const PolyPairs& poly, int pw0,
