@@ -54,6 +54,7 @@ __device__ __forceinline__ void add_to_block(float (&acc)[32], int block, const 
 // shuffles, where 16 all-reductions (row_lanes_sum) and a select by t4 of
 // the sums take 32.
 __device__ __forceinline__ void row_lanes_scatter_sum(const float (&v)[2][kPPerGroup], int t4, float (&mine)[4]) {
+    static_assert(kPPerGroup == 8, "two p a lane: one value a (half, pick) for each of a row's 4 lanes");
     const bool upper = (t4 & 2) != 0, odd = (t4 & 1) != 0;
     float pair_sums[2][2][2];  // [half][kk][pick]: lanes t4 and t4 ^ 2's sum for lane k = (t4 & 2) + kk
 #pragma unroll

@@ -86,22 +86,25 @@ def find_tool(name):
     return None
 
 
-def disassemble(cubin):
+def disassembler():
+    """(command prefix, the header that starts a kernel in its listing) of
+    nvdisasm, else cuobjdump -sass; None without either."""
     nvdisasm = find_tool("nvdisasm")
     if nvdisasm:
-        r = subprocess.run([nvdisasm, "-c", cubin], capture_output=True, text=True)
-        return r, SASS_FUNCTION
-    r = subprocess.run([find_tool("cuobjdump"), "-sass", cubin], capture_output=True, text=True)
-    return r, SASS_HEADER
+        return [nvdisasm, "-c"], SASS_FUNCTION
+    cuobjdump = find_tool("cuobjdump")
+    return ([cuobjdump, "-sass"], SASS_HEADER) if cuobjdump else None
 
 
 def main():
     ap = unit_parser(__doc__.splitlines()[0])
     ap.add_argument("--arch", default="90a", help="compute capability of the one target (default 90a)")
     opt = ap.parse_args()
-    if not find_tool("nvdisasm") and not find_tool("cuobjdump"):
+    tool = disassembler()
+    if tool is None:
         print("sass_audit: neither nvdisasm nor cuobjdump (PATH or an NVIDIA wheel)", file=sys.stderr)
         return 77
+    disassemble, header = tool
     status, missing = 0, []
     with tempfile.TemporaryDirectory() as scratch:
         for unit, entry in unit_entries(opt.build_dir, opt.units, missing):
@@ -121,7 +124,7 @@ def main():
                     break
                 logs.append(r.stdout + r.stderr)
             else:
-                r, header = disassemble(cubin)
+                r = subprocess.run(disassemble + [cubin], capture_output=True, text=True)
                 if r.returncode != 0:
                     print(f"{unit}: disassembly failed\n{r.stderr}", file=sys.stderr)
                     status = 1
