@@ -90,6 +90,8 @@
 #   kronpro   ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper Kronecker kernels
 #             at B4 H12 T32768 (kron-kernel-bench --profile: the forward, the fused-map forward, the query
 #             and key passes) -> kronpro.txt
+#   kronsrc   ncu's source counters of the same kernels: stall samples per SASS instruction of each
+#             (kron-kernel-bench --profile) -> kronsrc_sass.csv.gz, kronsrc_ncu.log
 #   kronwgmma the library built with meson's kron_wgmma option (build-kronwgmma): test_cuda_linear's
 #             F = 1024 cases on 32 heads (the Hopper Kronecker kernels' calls) and the paper-configuration
 #             ones, then compare_torch at issue 10's big shape (slay_anchor R2 M16 P32, B4 H12 D64 T32768,
@@ -246,6 +248,16 @@ if has exactpro; then  # ncu over exact-kernel-bench --profile (builds it when n
 fi
 if has kronpro; then  # ncu over kron-kernel-bench --profile (builds it when needed)
   profile_wgmma kron-kernel-bench "kron_.*wgmma_kernel" "$OUT/kronpro.txt" "KRON KERNELS" kron_
+fi
+if has kronsrc; then  # ncu's stall samples per SASS instruction of the Hopper Kronecker kernels (the
+  # workbench's --profile launches; its SASS is the build's own, so no -lineinfo build is needed)
+  build_wgmma tests/bench/kron-kernel-bench "$OUT/kronsrc_ncu.log" "KRON KERNELS"
+  timeout 300 ncu --section SourceCounters --section WarpStateStats -k regex:"kron_.*wgmma_kernel" \
+    -o "$OUT/kronsrc" -f build-wgmma/tests/bench/kron-kernel-bench --profile >> "$OUT/kronsrc_ncu.log" 2>&1
+  echo "=== ncu kronsrc rc=$?" | tee -a "$OUT/kronsrc_ncu.log"
+  ncu -i "$OUT/kronsrc.ncu-rep" --page source --print-source sass --csv > "$OUT/kronsrc_sass.csv" 2>&1
+  echo "=== source sass rc=$? $(wc -c < "$OUT/kronsrc_sass.csv") bytes"
+  gzip -f "$OUT/kronsrc_sass.csv"; rm -f "$OUT/kronsrc.ncu-rep"
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
   # (ninja has no target libslay.so: the versioned library's links come with the test binaries' build)
