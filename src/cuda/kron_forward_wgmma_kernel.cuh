@@ -458,32 +458,35 @@ __device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned
 
 // The four partials of each 16-row quarter of the chunk meet in the warp
 // that finalizes it (quarter q: warp q of warpgroup q % 2 of CTA q / 2; this
-// warpgroup's quarter is `quarter`): the other warps send theirs (32 floats
-// and two extras a lane, st.shared::cluster, then a remote arrival on the
-// finalizer's mbarrier of this chunk's parity); the finalizing warp waits
-// for the three, adds them into acc and extra, and returns true.
+// warpgroup's quarter is `quarter`): the other warps send theirs (send_rows:
+// 32 floats and two extras a lane, st.shared::cluster, then a remote arrival
+// on the finalizer's mbarrier of this round's parity); the finalizing warp
+// waits for the three and adds them into acc and extra (receive_rows).
 // `round` counts a kernel's exchanges (one a chunk in the forward, two in
 // the key pass): its parity picks the slot and the barrier. The callers put
-// a warpgroup barrier between two rounds (take_chunk's, or the key pass's
-// own): a warpgroup sends round r + 1 only after its finalizer read round
-// r, so no sender rewrites a slot (round r + 2) before its reader is done
-// with it, and no barrier phase completes twice before its waiter looks.
-__device__ __forceinline__ bool exchange_rows(float (&acc)[32], float (&extra)[2], unsigned char* smem,
-                                              uint64_t* received, int w, int quarter, int round, const Place& at) {
+// a warpgroup barrier between a finalizer's receive of round r and its
+// warpgroup's sends of round r + 1 (take_chunk's, or the key pass's own):
+// a warpgroup sends round r + 1 only after its finalizer read round r, so
+// no sender rewrites a slot (round r + 2) before its reader is done with it,
+// and no barrier phase completes twice before its waiter looks.
+__device__ __forceinline__ void send_rows(const float (&acc)[32], const float (&extra)[2], unsigned char* smem,
+                                          uint64_t* received, int quarter, int round, const Place& at) {
     const int parity = round & 1;
     float* partials = reinterpret_cast<float*>(smem + Layout::partials);
-    if (at.warp != quarter) {
-        const int to_rank = at.warp / 2, to_group = at.warp % 2;
-        const int sender = quarter < at.warp ? quarter : quarter - 1;
-        float* slot = partials + ((to_group * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats;
-        const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to_rank));
+    const int to_rank = at.warp / 2, to_group = at.warp % 2;
+    const int sender = quarter < at.warp ? quarter : quarter - 1;
+    float* slot = partials + ((to_group * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats;
+    const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to_rank));
 #pragma unroll
-        for (int i = 0; i < 8; ++i)
-            tma::store_cluster4(remote + 16 * i, acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
-        tma::store_cluster4(remote + 128, extra[0], extra[1], 0.f, 0.f);
-        tma::arrive_cluster(tma::cluster_address(received + to_group * 2 + parity, static_cast<unsigned>(to_rank)));
-        return false;
-    }
+    for (int i = 0; i < 8; ++i)
+        tma::store_cluster4(remote + 16 * i, acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+    tma::store_cluster4(remote + 128, extra[0], extra[1], 0.f, 0.f);
+    tma::arrive_cluster(tma::cluster_address(received + to_group * 2 + parity, static_cast<unsigned>(to_rank)));
+}
+__device__ __forceinline__ void receive_rows(float (&acc)[32], float (&extra)[2], unsigned char* smem,
+                                             uint64_t* received, int w, int round, const Place& at) {
+    const int parity = round & 1;
+    const float* partials = reinterpret_cast<const float*>(smem + Layout::partials);
     tma::wait_cluster(received + w * 2 + parity, (round / 2) & 1);
 #pragma unroll
     for (int sender = 0; sender < 3; ++sender) {
@@ -493,6 +496,16 @@ __device__ __forceinline__ bool exchange_rows(float (&acc)[32], float (&extra)[2
         extra[0] += part[32];
         extra[1] += part[33];
     }
+}
+// Both halves at once: returns true in the finalizing warp (acc, extra then
+// hold the quarter's sums).
+__device__ __forceinline__ bool exchange_rows(float (&acc)[32], float (&extra)[2], unsigned char* smem,
+                                              uint64_t* received, int w, int quarter, int round, const Place& at) {
+    if (at.warp != quarter) {
+        send_rows(acc, extra, smem, received, quarter, round, at);
+        return false;
+    }
+    receive_rows(acc, extra, smem, received, w, round, at);
     return true;
 }
 // The sum of a row's value over the 4 lanes of its row (t4).
@@ -828,16 +841,22 @@ __device__ __forceinline__ void start_consumer(const KronCta& c, RunningState& s
 }
 // The end of a chunk: the running state takes it (rows += (diag(poly[:, p])
 // Pcat)^T B from `factors` and b_tile, Zmat^T += Pcat^T (weight o Poly)),
-// stage s is released, the copies are rewritten for the next chunk and the
+// stage s is released, the copies are rewritten for the next chunk, then
+// `before_meeting()` (the deferred finalize of kDeferFinalize) and the
 // warpgroup meets.
-template <typename Elem>
+struct Nothing {
+    __device__ __forceinline__ void operator()() const {}
+};
+template <typename Elem, typename BeforeMeeting = Nothing>
 __device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char* factors, const unsigned char* b_tile,
-                                           const float* weight, const KronCta& c, int s) {
+                                           const float* weight, const KronCta& c, int s,
+                                           BeforeMeeting before_meeting = {}) {
     state_update<Elem>(st.rows, factors, b_tile, c.pw0, c.at);
     zmat_update<Elem>(st.zmat, factors, c.pw0, c.at, weight);
     tma::arrive(c.ring.empty + s);  // this thread is done with the stage's tiles
     write_copies<Elem>(st.rows, st.zmat, c.state_copy, c.zmat_copy, c.at);
     wgmma::fence_proxy_async();
+    before_meeting();
     tma::named_barrier(1 + c.w, 128);
 }
 #endif  // SLAY_HAS_WGMMA
@@ -846,7 +865,12 @@ __device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char
 // workspace): maps.fq, fk are q and k; each chunk, warpgroup 0 maps the q
 // tile and warpgroup 1 the k tile in place (map_rows_tile, each warp its 16
 // rows), then the consumers meet and go on as with given factor rows.
-template <typename Elem, bool kFusedMap = false>
+// kDeferFinalize (a candidate): the finalizing warp receives and stores its
+// quarter after the state update instead of before it, so the other three
+// partials arrive while it works (the senders still send before it); its
+// output rows stay in registers over the update. The receive stays before
+// take_chunk's warpgroup barrier, which the exchange's ordering needs.
+template <typename Elem, bool kFusedMap = false, bool kDeferFinalize = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_forward_wgmma_kernel(const __grid_constant__ KronWgmmaMaps maps, KronWgmmaArgs args) {
 #if SLAY_HAS_WGMMA
@@ -916,7 +940,9 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         // Output, earlier chunks.
         factor_rows_times_state<Elem>(o, pq, poly, state_desc);
 
-        if (exchange_rows(o, zpart, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at)) {
+        // The finalizing warp: its quarter's sums divided and stored.
+        auto finalize = [&] {
+            receive_rows(o, zpart, cta.ring.smem, cta.ring.received, cta.w, kc, at);
             float inv[2];
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
@@ -924,9 +950,18 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
                 inv[half] = 1.f / (args.clamp_den ? fmaxf(z, args.stabilizer) : z + args.stabilizer);
             }
             store_value_rows(o, static_cast<Elem*>(args.out) + out_base, args.out_token, kc, cta.T, at, inv);
-        }
+        };
+        const bool finalizer = at.warp == cta.quarter;
+        if (!finalizer) send_rows(o, zpart, cta.ring.smem, cta.ring.received, cta.quarter, kc, at);
         // The state takes the chunk: S_p += (diag(poly_k[:, p]) Pcat_k)^T V, Zmat += Poly_k^T Pcat_k.
-        take_chunk<Elem>(st, fk, vt, nullptr, cta, s);
+        if (kDeferFinalize) {
+            take_chunk<Elem>(st, fk, vt, nullptr, cta, s, [&] {
+                if (finalizer) finalize();
+            });
+        } else {
+            if (finalizer) finalize();
+            take_chunk<Elem>(st, fk, vt, nullptr, cta, s);
+        }
     }
     tma::cluster_sync();
 #endif

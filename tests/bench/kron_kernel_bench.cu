@@ -144,13 +144,15 @@ kw::KronWgmmaArgs forward_args(const Problem& p, const Buffers& buf) {
     return a;
 }
 
-bool launch(const Problem& p, const Buffers& buf) {
+// defer: the kDeferFinalize candidate (the finalizing warp after the state update).
+bool launch(const Problem& p, const Buffers& buf, bool defer = false) {
     kw::KronWgmmaMaps maps;
     if (!factor_map(&maps.fq, p, buf.fq) || !factor_map(&maps.fk, p, buf.fk) || !head_map(&maps.v, p, buf.v)) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
-    return launch_kernel(kw::kron_forward_wgmma_kernel<Elem>, maps, forward_args(p, buf), p);
+    return defer ? launch_kernel(kw::kron_forward_wgmma_kernel<Elem, false, true>, maps, forward_args(p, buf), p)
+                 : launch_kernel(kw::kron_forward_wgmma_kernel<Elem>, maps, forward_args(p, buf), p);
 }
 
 // out in float64 (causal, the chunked kernel's mathematics without chunks).
@@ -411,7 +413,7 @@ int check_map_tile() {
 
 // The fused-map forward: q, k and the map's W on the device (buf.q, buf.k,
 // buf.anchors, buf.omega).
-bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc) {
+bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, bool defer = false) {
     kw::KronWgmmaMaps maps;
     if (!head_map(&maps.fq, p, buf.q) || !head_map(&maps.fk, p, buf.k) || !head_map(&maps.v, p, buf.v)) {
         std::fprintf(stderr, "tensor map refused\n");
@@ -421,7 +423,8 @@ bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc)
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = mc;
-    return launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true>, maps, a, p);
+    return defer ? launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true, true>, maps, a, p)
+                 : launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true>, maps, a, p);
 }
 
 // q, k ~ N(0, 1) in bf16 on the device and the map's W, for the fused
@@ -471,11 +474,19 @@ int check_fused_shapes() {
             !fill_fused(p, buf, map, &fq, &fk, 37u + static_cast<unsigned>(T)))
             return failures + 1;
         const size_t n = p.B * p.H * p.T * kw::kDv;
-        std::vector<double> got;
-        if (!check_cuda(cudaMemset(buf.out, 0xff, n * sizeof(Elem)), "poison") || !launch_fused(p, buf, map.mc) ||
-            !synchronize_within("the fused-map Kronecker forward") || !download(buf.out, n, &got))
-            return failures + 1;
-        failures += compare_rows("wgmma kron forward, fused map", p, got, reference(p, fq, fk, v), kw::kDv) ? 0 : 1;
+        const std::vector<double> want = reference(p, fq, fk, v);
+        for (bool defer : {false, true}) {
+            std::vector<double> got;
+            if (!check_cuda(cudaMemset(buf.out, 0xff, n * sizeof(Elem)), "poison") ||
+                !launch_fused(p, buf, map.mc, defer) || !synchronize_within("the fused-map Kronecker forward") ||
+                !download(buf.out, n, &got))
+                return failures + 1;
+            failures += compare_rows(defer ? "wgmma kron forward, fused map, deferred finalize"
+                                           : "wgmma kron forward, fused map",
+                                     p, got, want, kw::kDv)
+                            ? 0
+                            : 1;
+        }
     }
     return failures;
 }
@@ -493,11 +504,17 @@ int check_shapes() {
         std::vector<float> fq, fk, v;
         if (!fill(p, buf, &fq, &fk, &v, 11u + static_cast<unsigned>(T))) return failures + 1;
         const size_t n = p.B * p.H * p.T * kw::kDv;
-        std::vector<double> got;
-        if (!check_cuda(cudaMemset(buf.out, 0xff, n * sizeof(Elem)), "poison") || !launch(p, buf) ||
-            !synchronize_within("the Kronecker forward") || !download(buf.out, n, &got))
-            return failures + 1;
-        failures += compare_rows("wgmma kron forward", p, got, reference(p, fq, fk, v), kw::kDv) ? 0 : 1;
+        const std::vector<double> want = reference(p, fq, fk, v);
+        for (bool defer : {false, true}) {
+            std::vector<double> got;
+            if (!check_cuda(cudaMemset(buf.out, 0xff, n * sizeof(Elem)), "poison") || !launch(p, buf, defer) ||
+                !synchronize_within("the Kronecker forward") || !download(buf.out, n, &got))
+                return failures + 1;
+            failures += compare_rows(defer ? "wgmma kron forward, deferred finalize" : "wgmma kron forward", p, got,
+                                     want, kw::kDv)
+                            ? 0
+                            : 1;
+        }
     }
     return failures;
 }
@@ -872,7 +889,8 @@ int main(int argc, char** argv) {
         !check_cuda(cudaMalloc(&buf.dk, big_rows * 64 * sizeof(Elem)), "malloc dk"))
         return 1;
     if (profile)  // one launch of each kernel at the timing shape, for ncu (run_device.sh's kronpro)
-        return launch(big, buf) && launch_fused(big, buf, map.mc) && launch_backward(big, buf, false) &&
+        return launch(big, buf) && launch_fused(big, buf, map.mc) && launch_fused(big, buf, map.mc, true) &&
+                       launch_backward(big, buf, false) &&
                        launch_backward(big, buf, true) && launch_backward(big, buf, false, &map.mc) &&
                        launch_backward(big, buf, true, &map.mc) &&
                        synchronize_within("the profile launches", 120.0)
@@ -880,11 +898,13 @@ int main(int argc, char** argv) {
                    : 1;
     const double fwd_ms = median_ms([&] { return launch(big, buf); });
     const double fused_ms = median_ms([&] { return launch_fused(big, buf, map.mc); });
+    const double defer_ms = median_ms([&] { return launch(big, buf, true); });
+    const double fused_defer_ms = median_ms([&] { return launch_fused(big, buf, map.mc, true); });
     const double query_ms = median_ms([&] { return launch_backward(big, buf, false); });
     const double key_ms = median_ms([&] { return launch_backward(big, buf, true); });
     const double fused_query_ms = median_ms([&] { return launch_backward(big, buf, false, &map.mc); });
     const double fused_key_ms = median_ms([&] { return launch_backward(big, buf, true, &map.mc); });
-    if (fwd_ms < 0 || fused_ms < 0 || query_ms < 0 || key_ms < 0 || fused_query_ms < 0 || fused_key_ms < 0) return 1;
+    if (fwd_ms < 0 || fused_ms < 0 || defer_ms < 0 || fused_defer_ms < 0 || query_ms < 0 || key_ms < 0 || fused_query_ms < 0 || fused_key_ms < 0) return 1;
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -894,10 +914,13 @@ int main(int argc, char** argv) {
         double ms, tflops;
     };
     const double map_flops = 2 * 2 * 64.0 * (32 + 2 * 32);  // both sides' x W^T (omega hi + lo)
-    const Row rows_out[6] = {
+    const Row rows_out[] = {
         {"wgmma kron forward (factor rows given)", fwd_ms, (4 * F * 65 + intra) * tokens / (fwd_ms * 1e-3) / 1e12},
         {"wgmma kron forward, fused map (q, k given)", fused_ms,
          (4 * F * 65 + intra + map_flops) * tokens / (fused_ms * 1e-3) / 1e12},
+        {"wgmma kron forward, deferred finalize", defer_ms, (4 * F * 65 + intra) * tokens / (defer_ms * 1e-3) / 1e12},
+        {"wgmma kron forward, fused map, deferred finalize", fused_defer_ms,
+         (4 * F * 65 + intra + map_flops) * tokens / (fused_defer_ms * 1e-3) / 1e12},
         {"wgmma kron query pass ([dpoly_q | dpcat_q])", query_ms,
          (4 * F * 65 + 1.5 * intra) * tokens / (query_ms * 1e-3) / 1e12},
         {"wgmma kron key pass (dv, [dpoly_k | dpcat_k])", key_ms,
@@ -912,7 +935,7 @@ int main(int argc, char** argv) {
     if (json_path) {
         if (FILE* f = std::fopen(json_path, "w")) {
             std::fprintf(f, "{\"device\": \"%s\", \"rows\": [", prop.name);
-            for (int i = 0; i < 6; ++i)
+            for (size_t i = 0; i < sizeof(rows_out) / sizeof(rows_out[0]); ++i)
                 std::fprintf(f, "%s{\"kernel\": \"%s\", \"shape\": \"B4 H12 T32768 D64 F1024 causal bf16\", "
                              "\"ms\": %.4f, \"tflops\": %.2f}",
                              i ? ", " : "", rows_out[i].kernel, rows_out[i].ms, rows_out[i].tflops);
