@@ -109,6 +109,7 @@ struct Layout {
     static constexpr int bytes = end + wgmma::kSwizzleAtomBytes;
 };
 static_assert(kStages == 2, "the query pass's output tile lands in the gs tile of its stage's parity");
+static_assert(Layout::partials % 16 == 0 && kPartialFloats % 4 == 0, "receive_rows reads the partials 16 bytes at a time");
 static_assert(Layout::bytes <= 227 * 1024, "the Kronecker kernels' shared memory exceeds an SM's opt-in limit");
 
 // The map's constants for slay_anchor's factor rows made in the kernels
@@ -356,15 +357,22 @@ __device__ __forceinline__ void state_update(float (&state)[kStateBlocks][32], c
         unsigned pcat_t[4];  // rows c = 16 (warp % 2) + g (+ 8), tokens 16 ks + 2 t4 (+ 1, + 8, + 9)
         transposed_fragment(pcat_t, factors, at, 16 * ks, kP + 16 * (at.warp % 2));
         const int t_a = 16 * ks + 2 * at.t4, t_b = t_a + 8;
+        // The poly values of tokens t_a, t_a + 1, t_b, t_b + 1 at the
+        // warpgroup's 8 p, one 16-byte load a token (not 16 two-byte ones):
+        // word sb holds p = pw0 + 2 sb (low half) and + 1 (high half), and
+        // this warp's p for block sb is pw0 + 2 sb + warp / 2.
+        auto poly_row = [&](int t) { return *reinterpret_cast<const uint4*>(factors + wg::sw128_offset(t, 2 * pw0)); };
+        const uint4 rows[4] = {poly_row(t_a), poly_row(t_a + 1), poly_row(t_b), poly_row(t_b + 1)};
+        const bool high = at.warp >= 2;
+        auto token_pair = [&](unsigned first, unsigned second) {  // {first's, second's} half of this warp's p
+            return high ? (first >> 16) | (second & 0xFFFF0000u) : (first & 0xFFFFu) | (second << 16);
+        };
 #pragma unroll
         for (int sb = 0; sb < kStateBlocks; ++sb) {
             const int step = ks * kStateBlocks + sb, set = step % 4;
-            const int p = pw0 + 2 * sb + at.warp / 2;
-            auto poly_at = [&](int t) {
-                return *reinterpret_cast<const unsigned short*>(factors + wg::sw128_offset(t, 2 * p));
-            };
-            const unsigned pair_a = pack_halves(poly_at(t_a), poly_at(t_a + 1));
-            const unsigned pair_b = pack_halves(poly_at(t_b), poly_at(t_b + 1));
+            auto word = [&](const uint4& r) { return sb == 0 ? r.x : sb == 1 ? r.y : sb == 2 ? r.z : r.w; };
+            const unsigned pair_a = token_pair(word(rows[0]), word(rows[1]));
+            const unsigned pair_b = token_pair(word(rows[2]), word(rows[3]));
             if (step >= 4) wg::wait_group<3>();
             a_set[set][0] = mul2<Elem>(pcat_t[0], pair_a);
             a_set[set][1] = mul2<Elem>(pcat_t[1], pair_a);
@@ -488,13 +496,24 @@ __device__ __forceinline__ void receive_rows(float (&acc)[32], float (&extra)[2]
     const int parity = round & 1;
     const float* partials = reinterpret_cast<const float*>(smem + Layout::partials);
     tma::wait_cluster(received + w * 2 + parity, (round / 2) & 1);
+    // 16-byte loads (a lane's 36 floats are 144 bytes apart: the 8 lanes of
+    // a quarter-warp phase hit distinct banks, where 4-byte loads conflict
+    // 4-way); ptxas does not widen the scalar loads itself.
 #pragma unroll
     for (int sender = 0; sender < 3; ++sender) {
-        const float* part = partials + ((w * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats;
+        const float4* part = reinterpret_cast<const float4*>(
+            partials + ((w * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats);
 #pragma unroll
-        for (int i = 0; i < 32; ++i) acc[i] += part[i];
-        extra[0] += part[32];
-        extra[1] += part[33];
+        for (int i = 0; i < 8; ++i) {
+            const float4 v = part[i];
+            acc[4 * i] += v.x;
+            acc[4 * i + 1] += v.y;
+            acc[4 * i + 2] += v.z;
+            acc[4 * i + 3] += v.w;
+        }
+        const float4 e = part[8];
+        extra[0] += e.x;
+        extra[1] += e.y;
     }
 }
 // Both halves at once: returns true in the finalizing warp (acc, extra then
