@@ -293,10 +293,11 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
 // each of the chunk's 64 rows' Z (zpart: this thread's over its columns,
 // rows g, g + 8 of its warp); the parts are summed over a row's 4 lanes and
 // written by lanes t4 = 0 into slot `group` (0..3) of both CTAs' zsum
-// buffer of this chunk's parity, each writer arriving on both CTAs' barrier;
-// then every consumer thread waits for the cluster's 4 x 32 writers. The
-// buffer of parity p is rewritten two chunks later, after every reader
-// passed the staging barrier that follows its reads.
+// buffer of this chunk's parity by st.async, completing on that CTA's
+// barrier of the parity, whose one arrival a phase is its first consumer
+// thread's expecting the cluster's 4 x 64 rows' bytes; then every consumer
+// thread waits. The buffer of parity p is rewritten two chunks later, after
+// every reader passed the staging barrier that follows its reads.
 __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* zsum, uint64_t* row_sums, int group,
                                                int kc, const Place& at) {
     const float lo = row_lanes_sum(zpart[0]), hi = row_lanes_sum(zpart[1]);
@@ -305,12 +306,13 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
         float* slot = zsum + (parity * 4 + group) * kChunk + 16 * at.warp + at.g;
 #pragma unroll
         for (unsigned r = 0; r < kClusterCtas; ++r) {
-            const uint32_t remote = tma::cluster_address(slot, r);
-            tma::store_cluster1(remote, lo);
-            tma::store_cluster1(remote + 32, hi);
-            tma::arrive_cluster(tma::cluster_address(row_sums + parity, r));
+            const uint32_t remote = tma::cluster_address(slot, r), bar = tma::cluster_address(row_sums + parity, r);
+            tma::store_async1(remote, lo, bar);
+            tma::store_async1(remote + 32, hi, bar);
         }
     }
+    if (threadIdx.x == 128)  // the first consumer thread
+        tma::arrive_expect_bytes(row_sums + parity, kClusterCtas * kConsumers * kChunk * 4);
     tma::wait_cluster(row_sums + parity, (kc / 2) & 1);
 }
 #endif  // SLAY_HAS_WGMMA

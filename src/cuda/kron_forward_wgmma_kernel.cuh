@@ -70,6 +70,7 @@ static_assert(tma::register_split_fits(kProducerRegisters, kConsumerRegisters, k
 // sums, padded to 36 floats (16-byte stores, lanes 144 bytes apart).
 constexpr int kPartialFloats = 36;
 constexpr int kSlotFloats = 32 * kPartialFloats;  // one sender's partial
+constexpr unsigned kExchangeBytes = 3 * kSlotFloats * 4;  // a round's bytes into one finalizer: three senders' slots
 
 // Shared memory (byte offsets from the first 1024-byte boundary; SW128
 // tiles start on one). The ring's stages come last: four tiles and a
@@ -467,9 +468,10 @@ __device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned
 // The four partials of each 16-row quarter of the chunk meet in the warp
 // that finalizes it (quarter q: warp q of warpgroup q % 2 of CTA q / 2; this
 // warpgroup's quarter is `quarter`): the other warps send theirs (send_rows:
-// 32 floats and two extras a lane, st.shared::cluster, then a remote arrival
-// on the finalizer's mbarrier of this round's parity); the finalizing warp
-// waits for the three and adds them into acc and extra (receive_rows).
+// 32 floats and two extras a lane by st.async, whose bytes complete on the
+// finalizer's mbarrier of this round's parity); the finalizing warp expects
+// the three senders' bytes (its lane 0 the barrier's one arrival), waits,
+// and adds them into acc and extra (receive_rows).
 // `round` counts a kernel's exchanges (one a chunk in the forward, two in
 // the key pass): its parity picks the slot and the barrier. The callers put
 // a warpgroup barrier between a finalizer's receive of round r and its
@@ -485,16 +487,17 @@ __device__ __forceinline__ void send_rows(const float (&acc)[32], const float (&
     const int sender = quarter < at.warp ? quarter : quarter - 1;
     float* slot = partials + ((to_group * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats;
     const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to_rank));
+    const uint32_t bar = tma::cluster_address(received + to_group * 2 + parity, static_cast<unsigned>(to_rank));
 #pragma unroll
     for (int i = 0; i < 8; ++i)
-        tma::store_cluster4(remote + 16 * i, acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
-    tma::store_cluster4(remote + 128, extra[0], extra[1], 0.f, 0.f);
-    tma::arrive_cluster(tma::cluster_address(received + to_group * 2 + parity, static_cast<unsigned>(to_rank)));
+        tma::store_async4(remote + 16 * i, acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3], bar);
+    tma::store_async4(remote + 128, extra[0], extra[1], 0.f, 0.f, bar);
 }
 __device__ __forceinline__ void receive_rows(float (&acc)[32], float (&extra)[2], unsigned char* smem,
                                              uint64_t* received, int w, int round, const Place& at) {
     const int parity = round & 1;
     const float* partials = reinterpret_cast<const float*>(smem + Layout::partials);
+    if (at.lane == 0) tma::arrive_expect_bytes(received + w * 2 + parity, kExchangeBytes);  // the barrier's one arrival
     tma::wait_cluster(received + w * 2 + parity, (round / 2) & 1);
     // 16-byte loads (a lane's 36 floats are 144 bytes apart: the 8 lanes of
     // a quarter-warp phase hit distinct banks, where 4-byte loads conflict
@@ -551,9 +554,10 @@ __device__ __forceinline__ Ring make_ring() {
             tma::barrier_init(r.full + s, 1);
             tma::barrier_init(r.empty + s, kConsumers * 128);
         }
-        for (int i = 0; i < 2 * kConsumers; ++i) tma::barrier_init(r.received + i, 3 * 32);
-        // the query pass's row sums: 32 writers in each of the cluster's four warpgroups
-        for (int i = 0; i < 2; ++i) tma::barrier_init(r.row_sums + i, kClusterCtas * kConsumers * 32);
+        // the exchanges' and the query pass's row sums' barriers: one arrival a
+        // phase (the receiver expecting the bytes the senders' st.async complete)
+        for (int i = 0; i < 2 * kConsumers; ++i) tma::barrier_init(r.received + i, 1);
+        for (int i = 0; i < 2; ++i) tma::barrier_init(r.row_sums + i, 1);
         tma::barrier_init_fence();
     }
     tma::cluster_sync();  // the barriers of both CTAs exist before any remote arrival

@@ -61,12 +61,14 @@ __device__ __forceinline__ unsigned cluster_rank() { return slay_emu::cluster_ra
 __device__ __forceinline__ uint32_t cluster_address(const void* p, unsigned rank) {
     return slay_emu::cluster_address(p, rank);
 }
-__device__ __forceinline__ void store_cluster4(uint32_t address, float a, float b, float c, float d) {
+__device__ __forceinline__ void store_async4(uint32_t address, float a, float b, float c, float d,
+                                             uint32_t bar_address) {
     const float v[4] = {a, b, c, d};
-    slay_emu::cluster_store(address, v, 4);
+    slay_emu::cluster_store_async(address, v, 4, bar_address);
 }
-__device__ __forceinline__ void store_cluster1(uint32_t address, float a) { slay_emu::cluster_store(address, &a, 1); }
-__device__ __forceinline__ void arrive_cluster(uint32_t bar_address) { slay_emu::cluster_arrive(bar_address); }
+__device__ __forceinline__ void store_async1(uint32_t address, float a, uint32_t bar_address) {
+    slay_emu::cluster_store_async(address, &a, 1, bar_address);
+}
 __device__ __forceinline__ void wait_cluster(uint64_t* bar, unsigned parity) { wait(bar, parity); }
 __device__ __forceinline__ void cluster_sync() { slay_emu::cluster_sync(); }
 #elif SLAY_HAS_WGMMA
@@ -152,33 +154,42 @@ __device__ __forceinline__ uint32_t cluster_address(const void* p, unsigned rank
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(a) : "r"(shared_address(p)), "r"(rank));
     return a;
 }
-// Four floats to a 16-byte aligned shared::cluster address.
-__device__ __forceinline__ void store_cluster4(uint32_t address, float a, float b, float c, float d) {
-    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "f"(a), "f"(b), "f"(c),
-                 "f"(d)
+// Four floats to a 16-byte aligned shared::cluster address of another CTA
+// of the cluster (or this one), asynchronously: when they have landed, 16
+// bytes complete on the mbarrier at bar_address, in the same CTA as the
+// destination (st.async: no fence on the sender's side; the complete-tx
+// releases the store at cluster scope, which the receiver's wait_cluster
+// acquires). The receiver expects the bytes (arrive_expect_bytes).
+// (st.shared::cluster + mbarrier.arrive.release.cluster compiled to MEMBAR.GPU
+// before every arrival, and the acquire.cluster wait to an invalidation of
+// the SM's whole L1, spilled registers included, at every exchange.)
+__device__ __forceinline__ void store_async4(uint32_t address, float a, float b, float c, float d,
+                                             uint32_t bar_address) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                     address),
+                 "f"(a), "f"(b), "f"(c), "f"(d), "r"(bar_address)
                  : "memory");
 }
-// One float to a 4-byte aligned shared::cluster address.
-__device__ __forceinline__ void store_cluster1(uint32_t address, float a) {
-    asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(address), "f"(a) : "memory");
+// One float so (4 bytes complete on bar_address).
+__device__ __forceinline__ void store_async1(uint32_t address, float a, uint32_t bar_address) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(address), "f"(a),
+                 "r"(bar_address)
+                 : "memory");
 }
-// One arrival on the mbarrier at a shared::cluster address (another CTA's),
-// releasing this thread's earlier stores to the cluster.
-__device__ __forceinline__ void arrive_cluster(uint32_t bar_address) {
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(bar_address) : "memory");
-}
-// wait() for barriers that other CTAs of the cluster arrive on: acquires
-// what their arrivals released.
+// wait() for barriers that st.async of other CTAs completes: the wait at
+// cluster scope but relaxed, then an acquire fence restricted to shared
+// memory (what the stores wrote), which leaves the L1 cache alone.
 __device__ __forceinline__ void wait_cluster(uint64_t* bar, unsigned parity) {
     unsigned done = 0;
     do {
         asm volatile(
-            "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.relaxed.cluster.shared::cta.b64 p, [%1], %2;\n"
             " selp.u32 %0, 1, 0, p;\n}\n"
             : "=r"(done)
             : "r"(shared_address(bar)), "r"(parity)
             : "memory");
     } while (!done);
+    asm volatile("fence.acquire.sync_restrict::shared::cluster.cluster;\n" ::: "memory");
 }
 // Every thread of every CTA of the cluster meets here (before the first
 // remote access: the others' barriers are initialised; before exit: no CTA

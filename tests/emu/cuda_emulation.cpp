@@ -223,6 +223,8 @@ struct Cluster {
     char key[2];
     char tma_key[256];  // a TMA load's issue, by load number % 256
     uint64_t tma_loads = 0;
+    char store_key[256];  // an st.async's issue, by store number % 256
+    uint64_t async_stores = 0;
     char start_key, exit_key;  // the host's work before the threads; theirs before the host's
 };
 
@@ -247,6 +249,16 @@ struct Landing {
     const char* issue_key;
 };
 constexpr size_t kMaxLandings = 4096;
+// An st.async (up to four floats) landing in `target` after the round, then
+// completing its bytes on the target's mbarrier at bar_address.
+struct AsyncStore {
+    Cta* target;
+    uint32_t to, bar_address;
+    float values[4];
+    int n;
+    const char* issue_key;
+};
+constexpr size_t kMaxAsyncStores = 1 << 16;
 
 struct Launch {
     dim3 grid, block;
@@ -258,6 +270,7 @@ struct Launch {
     Cluster* cluster = nullptr;
     uint64_t epoch = 0;
     std::vector<Landing> landing;  // TMA boxes landing after this round (capacity reserved: see WarpgroupState)
+    std::vector<AsyncStore> async_stores;  // st.async stores landing after this round (the same)
     bool failed = false;
     std::string failure;
     std::mt19937 rng;
@@ -615,6 +628,16 @@ void land(const Landing& box) {
     complete_if_done(b);
 }
 
+void land(const AsyncStore& st) {
+    hb_acquire(st.issue_key);
+    writes(st.target->smem + st.to, 4 * st.n);
+    std::memcpy(st.target->smem + st.to, st.values, 4 * st.n);
+    MBarrier& b = st.target->mbarriers.at(st.bar_address);
+    mbarrier_release(b);
+    b.tx -= 4 * st.n;
+    complete_if_done(b);
+}
+
 // A fiber that starts in fiber_entry.
 std::unique_ptr<Fiber> make_fiber(Cta* cta, unsigned tid) {
     auto f = std::make_unique<Fiber>();
@@ -668,9 +691,11 @@ void run_cluster(Launch& L, unsigned first_block) {
             if (L.failed) break;
         }
         if (L.failed) break;
-        if (!L.landing.empty()) {
+        if (!L.landing.empty() || !L.async_stores.empty()) {
             for (const Landing& box : L.landing) land(box);
             L.landing.clear();
+            for (const AsyncStore& st : L.async_stores) land(st);
+            L.async_stores.clear();
             changed();
         }
         if (L.epoch == before) report_deadlock(cluster);
@@ -786,17 +811,23 @@ uint32_t cluster_address(const void* p, unsigned rank) {
     if (rank >= cta.cluster->ctas.size()) fail("mapa to a rank outside the cluster");
     return ((rank + 1) << 24) | offset_in(cta, p, 0, "mapa");
 }
-void cluster_store(uint32_t address, const float* values, int n) {
+void cluster_store_async(uint32_t address, const float* values, int n, uint32_t bar_address) {
     auto [cta, offset] = resolve(address);
-    if (offset % (4 * n) != 0) fail("a misaligned st.shared::cluster");
-    if (offset + 4u * n > cta->smem_bytes) fail("st.shared::cluster beyond the target's shared memory");
-    writes(cta->smem + offset, 4 * n);
-    std::memcpy(cta->smem + offset, values, 4 * n);
+    auto [bar_cta, bar_offset] = resolve(bar_address);
+    if (n < 1 || n > 4 || n == 3) fail("an st.async of other than 1, 2 or 4 floats");
+    if (bar_cta != cta) fail("an st.async whose mbarrier is not in its destination's CTA");
+    if (cta->cluster->ctas.size() < 2) fail("an st.async in a cluster of one CTA");
+    if (offset % (4 * n) != 0) fail("a misaligned st.async");
+    if (offset + 4u * n > cta->smem_bytes) fail("st.async beyond the target's shared memory");
+    mbarrier_at(*cta, bar_offset);
+    Cluster& cluster = *cta->cluster;
+    const char* issue_key = &cluster.store_key[cluster.async_stores++ % 256];
+    hb_release(issue_key);  // the storing thread's earlier accesses before the value lands
+    if (g_launch->async_stores.size() == kMaxAsyncStores) fail("more st.async in flight than the emulation holds");
+    AsyncStore st{cta, offset, bar_offset, {}, n, issue_key};
+    std::memcpy(st.values, values, 4 * n);
+    g_launch->async_stores.push_back(st);
     changed();
-}
-void cluster_arrive(uint32_t bar_address) {
-    auto [cta, offset] = resolve(bar_address);
-    arrive_on(mbarrier_at(*cta, offset));
 }
 
 uint32_t shfl_xor(uint32_t value, int lane_mask) {
@@ -979,6 +1010,7 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamic_smem, unsigned cluster,
     }
     L.wgmma_early = std::getenv("SLAY_EMU_WGMMA_EARLY") != nullptr;
     L.landing.reserve(kMaxLandings);
+    L.async_stores.reserve(kMaxAsyncStores);
     if (tsan_on()) L.tsan_scheduler = __tsan_get_current_fiber();
     g_launch = &L;
     for (unsigned b = 0; b < blocks && !L.failed; b += cluster) run_cluster(L, b);

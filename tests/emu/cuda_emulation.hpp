@@ -74,8 +74,10 @@ void barrier_arrive(uint64_t* bar, unsigned expect_bytes);
 // has not completed.
 bool barrier_try_wait(uint64_t* bar, unsigned parity);
 uint32_t cluster_address(const void* p, unsigned rank);
-void cluster_store(uint32_t address, const float* values, int n);
-void cluster_arrive(uint32_t bar_address);
+// st.async.shared::cluster.mbarrier::complete_tx::bytes of n floats (1, 2, 4):
+// lands after the scheduler's round, then completes 4 n bytes on the mbarrier
+// at bar_address (in the destination's CTA).
+void cluster_store_async(uint32_t address, const float* values, int n, uint32_t bar_address);
 
 // ---- warp collectives (full warps: mask 0xffffffff)
 uint32_t shfl_xor(uint32_t value, int lane_mask);
