@@ -252,11 +252,14 @@ fi
 if has kronsrc; then  # ncu's stall samples per SASS instruction of the Hopper Kronecker kernels (the
   # workbench's --profile launches; its SASS is the build's own, so no -lineinfo build is needed)
   build_wgmma tests/bench/kron-kernel-bench "$OUT/kronsrc_ncu.log" "KRON KERNELS"
-  timeout 300 ncu --section SourceCounters --section WarpStateStats -k regex:"kron_.*wgmma_kernel" \
+  timeout 300 ncu --section SourceCounters --section WarpStateStats --section SpeedOfLight -k regex:"kron_.*wgmma_kernel" \
     -o "$OUT/kronsrc" -f build-wgmma/tests/bench/kron-kernel-bench --profile >> "$OUT/kronsrc_ncu.log" 2>&1
   echo "=== ncu kronsrc rc=$?" | tee -a "$OUT/kronsrc_ncu.log"
   ncu -i "$OUT/kronsrc.ncu-rep" --page source --print-source sass --csv > "$OUT/kronsrc_sass.csv" 2>&1
   echo "=== source sass rc=$? $(wc -c < "$OUT/kronsrc_sass.csv") bytes"
+  ncu -i "$OUT/kronsrc.ncu-rep" --page details --print-details all > "$OUT/kronsrc_details.txt" 2>&1
+  grep -E "kron_|Duration|Compute \(SM\) Throughput|Stall|No Eligible|Warp Cycles Per Issued" "$OUT/kronsrc_details.txt" |
+    cut -c1-150 | head -70
   gzip -f "$OUT/kronsrc_sass.csv"; rm -f "$OUT/kronsrc.ncu-rep"
 fi
 if has kronquick; then  # a quick check of slay_anchor's tensor-core kernels: the library and one test binary
