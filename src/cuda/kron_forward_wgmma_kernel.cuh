@@ -1,6 +1,6 @@
 // kron_forward_wgmma_kernel.cuh -- the Hopper (sm_90a) forward of the
-// Kronecker maps on warpgroup MMA, causal, bf16/fp16 (a workbench candidate
-// of issue 10, timed by kron-kernel-bench; not yet used by the library):
+// Kronecker maps on warpgroup MMA, causal, bf16/fp16 (issue 10; the library
+// takes it through kron_wgmma.hpp, kron-kernel-bench checks and times it):
 //   factor rows fq, fk (B*H, T, 64) = [poly (P = 32) | pcat (RM = 32)] of q
 //   and k (kron_factor_mma_kernel's rows, x^ normalised, weights folded in),
 //   v (B, H, T, 64) -> out (B, H, T, 64),

@@ -1,5 +1,5 @@
 // kron_wgmma.cu -- launches the Hopper Kronecker kernels (issue 10's
-// candidates: kron_forward_wgmma_kernel.cuh, kron_backward_wgmma_kernel.cuh;
+// kernels: kron_forward_wgmma_kernel.cuh, kron_backward_wgmma_kernel.cuh;
 // the calls they serve: kron_wgmma.hpp) on the factor rows the Kronecker
 // engine's map kernel wrote (FactorRows) or on q and k with the map and its
 // VJP inside (FusedMap): grids of 2 B*H CTAs (clusters of two a head), the

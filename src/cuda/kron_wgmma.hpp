@@ -1,9 +1,9 @@
 // kron_wgmma.hpp -- the Hopper Kronecker kernels' entry points for the
 // Kronecker tensor-core launchers (linear_forward_mma_kron.cu,
-// linear_backward_mma_query.cu): issue 10's candidates
+// linear_backward_mma_query.cu): issue 10's kernels
 // (kron_forward_wgmma_kernel.cuh, kron_backward_wgmma_kernel.cuh), built
-// only with meson's kron_wgmma option (slay_build_config.h's
-// SLAY_KRON_WGMMA) until a device run has validated them; without it the
+// with meson's kron_wgmma option (on by default since an H200 run
+// validated them; slay_build_config.h's SLAY_KRON_WGMMA); without it the
 // launchers never take them.
 // The calls they serve (kron_wgmma_path): compute capability 9.0, a build
 // with sm_90a, slay_anchor at P = 32 and R * M = 32 (F = 1024), Dv = 64,
