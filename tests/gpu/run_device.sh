@@ -91,7 +91,8 @@
 #             at B4 H12 T32768 (kron-kernel-bench --profile: the forward, the fused-map forward, the query
 #             and key passes) -> kronpro.txt
 #   kronsrc   ncu's source counters of the same kernels: stall samples per SASS instruction of each
-#             (kron-kernel-bench --profile) -> kronsrc_sass.csv.gz, kronsrc_ncu.log
+#             (kron-kernel-bench --profile) -> kronsrc_sass.csv.gz, kronsrc_details.txt, kronsrc_ncu.log
+#             (tests/gpu/stall_sources.py maps the CSV to source functions, on any machine with nvcc)
 #   kronwgmma the library built with meson's kron_wgmma option (build-kronwgmma): test_cuda_linear's
 #             F = 1024 cases on 32 heads (the Hopper Kronecker kernels' calls) and the paper-configuration
 #             ones, then compare_torch at issue 10's big shape (slay_anchor R2 M16 P32, B4 H12 D64 T32768,
