@@ -359,6 +359,12 @@ void complete_if_done(MBarrier& b) {
         changed();
     }
 }
+// Landed bytes of an asynchronous copy or store completing on b (complete-tx).
+void complete_tx(MBarrier& b, int64_t bytes) {
+    mbarrier_release(b);
+    b.tx -= bytes;
+    complete_if_done(b);
+}
 void arrive_on(MBarrier& b) {
     if (b.pending == 0) fail("an mbarrier arrival beyond its count");
     mbarrier_release(b);
@@ -622,20 +628,14 @@ void land(const Landing& box) {
                     else
                         std::memset(target->smem + address, 0, m.elem_bytes);
                 }
-    MBarrier& b = target->mbarriers.at(box.bar_address);
-    mbarrier_release(b);
-    b.tx -= static_cast<int64_t>(total);
-    complete_if_done(b);
+    complete_tx(target->mbarriers.at(box.bar_address), static_cast<int64_t>(total));
 }
 
 void land(const AsyncStore& st) {
     hb_acquire(st.issue_key);
     writes(st.target->smem + st.to, 4 * st.n);
     std::memcpy(st.target->smem + st.to, st.values, 4 * st.n);
-    MBarrier& b = st.target->mbarriers.at(st.bar_address);
-    mbarrier_release(b);
-    b.tx -= 4 * st.n;
-    complete_if_done(b);
+    complete_tx(st.target->mbarriers.at(st.bar_address), 4 * st.n);
 }
 
 // A fiber that starts in fiber_entry.

@@ -23,6 +23,7 @@ and warps parked at a barrier (an idle producer warpgroup at the exit's
 cluster barrier, for one) collect samples without costing issue slots.
 Exit status 77 without nvdisasm (PATH or an NVIDIA wheel), 1 on a mismatch.
 """
+import argparse
 import collections
 import csv
 import gzip
@@ -145,7 +146,6 @@ def opcode(text):
 
 
 def main():
-    import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("build_dir")
     ap.add_argument("unit", help="file name (or path suffix) of the kernel's .cu translation unit")
