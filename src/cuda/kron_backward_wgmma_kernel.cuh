@@ -317,6 +317,112 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
 }
 #endif  // SLAY_HAS_WGMMA
 
+// The map's VJP of a finished 16-row quarter (the fused passes' dq or dk),
+// split over the four warps of the finalizer's warpgroup: the finalizing
+// warp alone took about 80 mma and the coefficients' exp2 while the other
+// three waited at the state update's first wgmma (PERF.md 3.7). From
+// dfactor = the quarter's [dpoly | dpcat] (the finalizer's acc, m16n8
+// layout), x's rows (x_tile rows row0 ..) and W, as kron_factor_vjp_kernel's
+// side_vjp:
+//   coefficients: 2 u dpoly inv_sqrt_p on the anchors' columns (u = a_p .
+//     x^), dpcat pcat ln2 scale_r on omega's (0 where the clamp holds);
+//     warp j those of poly block j and PRF block j (project_slice);
+//   dx^ = coef W (bf16 coefficients, W's hi rows): warp i its columns
+//     [16 i, 16 i + 16) over all 64 coefficients;
+//   dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps where |x| <= eps), with
+//     x . dx^ = coef . (x W_hi^T) summed from the slices' parts.
+// Scratch: the finalizer's received slots of this round, read by then and
+// not written again before the warpgroup's next barrier (a sender writes
+// round r + 2 only after this warpgroup sent round r + 1, which follows
+// that barrier): slot 0 the dfactor slices, slot 1 the bf16 coefficient
+// tile (16 rows, SW128) and the slices' x . dx^ parts. Two warpgroup
+// barriers (`barrier`); every warp of the warpgroup calls it; stores the
+// quarter's rows (kc, quarter) of dst (the head's first row).
+template <typename Elem>
+__device__ __forceinline__ void map_vjp_quarter(const float (&dfactor)[32], bool finalizer, unsigned char* smem,
+                                                int group, int round, const unsigned char* x_tile, int row0,
+                                                const unsigned char* w_tile, const MapConsts& mc, Elem* dst,
+                                                int64_t token_stride, int kc, int quarter, int64_t T, const Place& at) {
+    float4* slices = reinterpret_cast<float4*>(partial_slot(smem, group, round & 1, 0));  // [4 j][poly, pcat][lane]
+    unsigned char* coef_tile = reinterpret_cast<unsigned char*>(partial_slot(smem, group, round & 1, 1));
+    float* dots = reinterpret_cast<float*>(coef_tile + 16 * 128);  // [4 j][16 rows]
+    const int barrier = 1 + group;
+    if (finalizer) {
+        __syncwarp();  // every lane's reads of the slots (receive_rows) before any lane's writes
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float* p = dfactor + 4 * j;       // poly block j
+            const float* c = dfactor + 16 + 4 * j;  // PRF block j
+            slices[(2 * j) * 32 + at.lane] = make_float4(p[0], p[1], p[2], p[3]);
+            slices[(2 * j + 1) * 32 + at.lane] = make_float4(c[0], c[1], c[2], c[3]);
+        }
+    }
+    tma::named_barrier(barrier, 128);
+
+    const int j = at.warp, r = j / 2;  // this warp's slice and its PRF block's quadrature node
+    MapProjection<Elem> m;
+    m.load(x_tile, mc, at, row0);
+    {
+        float y[3][4];
+        m.project_slice(j, w_tile, at, y);
+        const float4 dp = slices[(2 * j) * 32 + at.lane], dc = slices[(2 * j + 1) * 32 + at.lane];
+        const float d_poly[4] = {dp.x, dp.y, dp.z, dp.w}, d_pcat[4] = {dc.x, dc.y, dc.z, dc.w};
+        float xd[2] = {0.f, 0.f};  // rows g, g + 8: this slice's part of x . dx^ (before the lanes' sum)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            float cp[2], cc[2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int e = 2 * half + i;
+                const float u = y[0][e] * m.inv[half];
+                const float x = fmaf(mc.scale[r], (y[1][e] + y[2][e]) * m.inv[half], -mc.shift[r]);
+                cp[i] = 2.f * u * d_poly[e] * mc.inv_sqrt_p;
+                cc[i] = fabsf(x) <= mc.bound ? d_pcat[e] * mc.weight[r] * fast_exp2(x) * mc.scale[r] * 0.69314718f
+                                             : 0.f;
+            }
+            const unsigned pp = pack2<__nv_bfloat16>(cp[0], cp[1]), pc = pack2<__nv_bfloat16>(cc[0], cc[1]);
+            const int row = at.g + 8 * half;
+            *reinterpret_cast<unsigned*>(coef_tile + wgmma::sw128_offset(row, 2 * (8 * j + 2 * at.t4))) = pp;
+            *reinterpret_cast<unsigned*>(coef_tile + wgmma::sw128_offset(row, 2 * (kP + 8 * j + 2 * at.t4))) = pc;
+            const float2 rp = to_float2<__nv_bfloat16>(pp), rc = to_float2<__nv_bfloat16>(pc);  // as the mma reads them
+            xd[half] = fmaf(rp.x, y[0][2 * half],
+                            fmaf(rp.y, y[0][2 * half + 1], fmaf(rc.x, y[1][2 * half], rc.y * y[1][2 * half + 1])));
+        }
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const float sum = row_lanes_sum(xd[half]);
+            if (at.t4 == 0) dots[16 * j + at.g + 8 * half] = sum;
+        }
+    }
+    tma::named_barrier(barrier, 128);
+
+    const int i = at.warp;  // this warp's columns of dx: [16 i, 16 i + 16)
+    float dxh[2][4] = {};
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+        unsigned a[4], b[4];
+        row_fragment(a, coef_tile, at, 16 * ks, 0);
+        rows_as_k_fragment(b, w_tile, at, 16 * ks, 16 * i);  // k = W's rows (factor columns), n = d
+        mma_16816<__nv_bfloat16>(dxh[0], a, b[0], b[1]);
+        mma_16816<__nv_bfloat16>(dxh[1], a, b[2], b[3]);
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int row = at.g + 8 * half;
+        const float xdot = dots[row] + dots[16 + row] + dots[32 + row] + dots[48 + row];
+        const float proj = m.clamped[half] ? 0.f : xdot * m.inv[half] * m.inv[half];
+        const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * quarter + row;
+        if (t >= T) continue;
+#pragma unroll
+        for (int nb = 0; nb < 2; ++nb) {  // x of n8 block 2 i + nb: A fragment i, registers 2 nb + half
+            const float2 x = to_float2<Elem>(m.xa[i][2 * nb + half]);
+            *reinterpret_cast<unsigned*>(dst + t * token_stride + 16 * i + 8 * nb + 2 * at.t4) =
+                pack2<Elem>((dxh[nb][2 * half] - x.x * proj) * m.inv[half],
+                            (dxh[nb][2 * half + 1] - x.y * proj) * m.inv[half]);
+        }
+    }
+}
+
 // The two passes' arguments: factor rows and values as the forward's, dout
 // and the forward's output by (B, H) head; the query pass writes den and
 // dZ by row (B*H*T), the key pass reads them; the outputs: dv (key pass,
@@ -369,18 +475,18 @@ struct BackwardMap {
         wgmma::fence_proxy_async();  // the factor tiles are wgmma operands (and the copy engine's again later)
         tma::named_barrier(3, kConsumers * 128);
     }
-    __device__ __forceinline__ static void finish_rows(const float (&acc)[32], const KronCta& cta,
+    // Every warp of the warpgroup calls it after exchange round `round`
+    // (finalizer: whether this warp holds the quarter's sums in acc).
+    __device__ __forceinline__ static void finish_rows(const float (&acc)[32], bool finalizer, const KronCta& cta,
                                                        const KronWgmmaBackwardArgs& args, const unsigned char* stage,
-                                                       int kc) {
+                                                       int kc, int round) {
         if constexpr (kFusedMap) {
-            float dx[32];
-            map_vjp_rows<Elem>(acc, stage + Layout::save, 16 * (cta.quarter % 2), cta.ring.smem + Layout::w,
-                               args.map, dx, cta.at);
-            const float one[2] = {1.f, 1.f};
             const int64_t base =
                 static_cast<int64_t>(cta.b) * args.dx_batch + static_cast<int64_t>(cta.h) * args.dx_head;
-            store_value_rows(dx, static_cast<Elem*>(args.dx) + base, args.dx_token, kc, cta.T, cta.at, one);
-        } else {
+            map_vjp_quarter<Elem>(acc, finalizer, cta.ring.smem, cta.w, round, stage + Layout::save,
+                                  16 * (cta.quarter % 2), cta.ring.smem + Layout::w, args.map,
+                                  static_cast<Elem*>(args.dx) + base, args.dx_token, kc, cta.quarter, cta.T, cta.at);
+        } else if (finalizer) {
             store_factor_rows(acc, args.dfactors, static_cast<int64_t>(cta.bh) * cta.T, kc, cta.T, cta.at);
         }
     }
@@ -465,8 +571,8 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         carry_terms<Elem>(acc, gs, cta.state_copy, pq, poly, cta.pw0, at);
         intra_terms<Elem, false>(acc, gs, vt, bp, bf, fk, nullptr, dz_rows, at, cta.quarter);
         float zero2[2] = {0.f, 0.f};
-        if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at))
-            Map::finish_rows(acc, cta, args, stage, kc);
+        const bool finalizer = exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at);
+        Map::finish_rows(acc, finalizer, cta, args, stage, kc, kc);
         take_chunk<Elem>(st, fk, vt, nullptr, cta, s);  // S += Phi_k^T V, Zmat += Poly_k^T Pcat_k
     }
     tma::cluster_sync();
@@ -546,8 +652,9 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             zmat_terms<Elem>(acc, pk, poly, cta.zmat_copy, cta.pw0, at, 1.f, 1.f);
             carry_terms<Elem>(acc, vt, cta.state_copy, pk, poly, cta.pw0, at);
             intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, cta.quarter);
-            if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at))
-                Map::finish_rows(acc, cta, args, stage, kc);
+            const bool finalizer =
+                exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at);
+            Map::finish_rows(acc, finalizer, cta, args, stage, kc, 2 * n + 1);
         }
         take_chunk<Elem>(carry, fq, gs, dz, cta, s);  // U += Phi_q^T gs, Ymat += dZ-weighted Poly_q^T Pcat_q
     }

@@ -202,13 +202,20 @@ __device__ __forceinline__ void row_fragment(unsigned (&a)[4], const unsigned ch
     if (row0 < 0) row0 = 16 * at.warp;  // the warp's own rows; else 16 rows from row0
     ldmatrix_x4(a, tile + wgmma::sw128_offset(row0 + (at.lane & 15), 2 * col0 + 16 * (at.lane >> 4)));
 }
+// B fragments (k16 x two n8 blocks) with k = 16 columns col0 .. and n =
+// 8 tile rows from ra (n8 block 0: b[0], b[1]) and 8 from rb (block 1:
+// b[2], b[3]).
+__device__ __forceinline__ void row_pairs_as_n_fragment(unsigned (&b)[4], const unsigned char* tile, const Place& at,
+                                                        int ra, int rb, int col0) {
+    ldmatrix_x4(b, tile + wgmma::sw128_offset((at.lane >> 4 ? rb : ra) + (at.lane & 7),
+                                              2 * col0 + 16 * ((at.lane >> 3) & 1)));
+}
 // B fragments (k16 x two n8 blocks) with n = 16 tile rows r0 .. and k = 16
 // columns col0 ..: b[0], b[1] of n8 block 0 (rows r0 .. r0 + 7), b[2], b[3]
 // of block 1.
 __device__ __forceinline__ void rows_as_n_fragment(unsigned (&b)[4], const unsigned char* tile, const Place& at, int r0,
                                                    int col0) {
-    ldmatrix_x4(b, tile + wgmma::sw128_offset(r0 + (at.lane & 7) + 8 * (at.lane >> 4),
-                                              2 * col0 + 16 * ((at.lane >> 3) & 1)));
+    row_pairs_as_n_fragment(b, tile, at, r0, r0 + 8, col0);
 }
 // B fragments (k16 x two n8 blocks) with k = 16 tile rows r0 .. and n = 16
 // columns col0 ..: b[0], b[1] of n8 block 0 (columns col0 .. col0 + 7),
@@ -479,13 +486,17 @@ __device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned
 // a warpgroup sends round r + 1 only after its finalizer read round r, so
 // no sender rewrites a slot (round r + 2) before its reader is done with it,
 // and no barrier phase completes twice before its waiter looks.
+// Slot `sender` (0..2) of round parity `parity` in the received partials
+// of warpgroup `group`'s finalizer.
+__device__ __forceinline__ float* partial_slot(unsigned char* smem, int group, int parity, int sender) {
+    return reinterpret_cast<float*>(smem + Layout::partials) + ((group * 2 + parity) * 3 + sender) * kSlotFloats;
+}
 __device__ __forceinline__ void send_rows(const float (&acc)[32], const float (&extra)[2], unsigned char* smem,
                                           uint64_t* received, int quarter, int round, const Place& at) {
     const int parity = round & 1;
-    float* partials = reinterpret_cast<float*>(smem + Layout::partials);
     const int to_rank = at.warp / 2, to_group = at.warp % 2;
     const int sender = quarter < at.warp ? quarter : quarter - 1;
-    float* slot = partials + ((to_group * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats;
+    float* slot = partial_slot(smem, to_group, parity, sender) + at.lane * kPartialFloats;
     const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to_rank));
     const uint32_t bar = tma::cluster_address(received + to_group * 2 + parity, static_cast<unsigned>(to_rank));
 #pragma unroll
@@ -496,7 +507,6 @@ __device__ __forceinline__ void send_rows(const float (&acc)[32], const float (&
 __device__ __forceinline__ void receive_rows(float (&acc)[32], float (&extra)[2], unsigned char* smem,
                                              uint64_t* received, int w, int round, const Place& at) {
     const int parity = round & 1;
-    const float* partials = reinterpret_cast<const float*>(smem + Layout::partials);
     if (at.lane == 0) tma::arrive_expect_bytes(received + w * 2 + parity, kExchangeBytes);  // the barrier's one arrival
     tma::wait_cluster(received + w * 2 + parity, (round / 2) & 1);
     // 16-byte loads (a lane's 36 floats are 144 bytes apart: the 8 lanes of
@@ -504,8 +514,8 @@ __device__ __forceinline__ void receive_rows(float (&acc)[32], float (&extra)[2]
     // 4-way); ptxas does not widen the scalar loads itself.
 #pragma unroll
     for (int sender = 0; sender < 3; ++sender) {
-        const float4* part = reinterpret_cast<const float4*>(
-            partials + ((w * 2 + parity) * 3 + sender) * kSlotFloats + at.lane * kPartialFloats);
+        const float4* part =
+            reinterpret_cast<const float4*>(partial_slot(smem, w, parity, sender) + at.lane * kPartialFloats);
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
             const float4 v = part[i];
@@ -652,6 +662,28 @@ struct MapProjection {
                 mma_16816<Elem>(y[2 * jp + 1], xa[ks], b[2], b[3]);
             }
     }
+    // The 24 columns of Y = x W^T that warp `slice` (0..3) of the backward's
+    // split VJP takes (map_vjp_quarter): y[0] the poly's n8 block `slice` (W
+    // rows 8 slice ..), y[1] and y[2] the PRF columns 8 slice .. (quadrature
+    // node slice / 2: M = 16) from the hi rows (32 + 8 slice ..) and from the
+    // lo rows (64 + 8 slice ..). 12 mma a warp, a quarter of project's three
+    // passes.
+    __device__ __forceinline__ void project_slice(int slice, const unsigned char* w_tile, const Place& at,
+                                                  float (&y)[3][4]) const {
+#pragma unroll
+        for (int i = 0; i < 3; ++i)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) y[i][e] = 0.f;
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+            unsigned b[4], lo[4];
+            row_pairs_as_n_fragment(b, w_tile, at, 8 * slice, 32 + 8 * slice, 16 * ks);
+            row_pairs_as_n_fragment(lo, w_tile, at, 64 + 8 * slice, 64 + 8 * slice, 16 * ks);  // b[2], b[3] unused
+            mma_16816<Elem>(y[0], xa[ks], b[0], b[1]);
+            mma_16816<Elem>(y[1], xa[ks], b[2], b[3]);
+            mma_16816<Elem>(y[2], xa[ks], lo[0], lo[1]);
+        }
+    }
     // f(block, half, r, x0, x1) for each pair of the rows' [poly | pcat]
     // columns, a pass at a time: n8 block `block` of the m16n8 accumulator
     // layout, row g + 8 half, columns 2 t4 and 2 t4 + 1 of the block; r = -1
@@ -701,70 +733,6 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
                                                                    2 * (8 * block + 2 * at.t4))) =
             pack2<__nv_bfloat16>(factor(r, x0), factor(r, x1));
     });
-}
-
-// The map's VJP on 16 rows (the backward's finalizers): from dfactor =
-// [dpoly | dpcat] of the rows (the m16n8 accumulator layout of 8 n8
-// blocks: p, then c) to dx (the same layout over D = 64), with x's rows
-// from x_tile (rows row0 ..) and W, as kron_factor_vjp_kernel's side_vjp:
-//   coefficients: 2 u dpoly inv_sqrt_p on the anchors' columns (u = a_p .
-//     x^), dpcat pcat ln2 scale_r on omega's (0 where the clamp holds);
-//   dx^ = coef W (bf16 coefficients, W's hi rows: 32 HMMA);
-//   dx = (dx^ - (dx^ . x^) x^) / |x|  (dx^ / eps where |x| <= eps).
-template <typename Elem>
-__device__ __forceinline__ void map_vjp_rows(const float (&dfactor)[32], const unsigned char* x_tile, int row0,
-                                             const unsigned char* w_tile, const MapConsts& mc, float (&dx)[32],
-                                             const Place& at) {
-    MapProjection<Elem> m;
-    m.load(x_tile, mc, at, row0);
-    float coef[8][4];
-    m.for_each_pair(w_tile, mc, at, [&](int block, int half, int r, float x0, float x1) {
-        const float x[2] = {x0, x1};
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            const int e = 2 * half + i;
-            const float d = dfactor[4 * block + e];
-            coef[block][e] = r < 0 ? 2.f * x[i] * d * mc.inv_sqrt_p
-                             : fabsf(x[i]) <= mc.bound ? d * mc.weight[r] * fast_exp2(x[i]) * mc.scale[r] * 0.69314718f
-                                                       : 0.f;
-        }
-    });
-    float dxh[8][4] = {};
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-        unsigned a[4];
-        accumulator_to_a<__nv_bfloat16>(coef, ks, a);
-#pragma unroll
-        for (int jp = 0; jp < 4; ++jp) {
-            unsigned b[4];
-            rows_as_k_fragment(b, w_tile, at, 16 * ks, 16 * jp);  // k = W's rows (factor columns), n = d
-            mma_16816<__nv_bfloat16>(dxh[2 * jp], a, b[0], b[1]);
-            mma_16816<__nv_bfloat16>(dxh[2 * jp + 1], a, b[2], b[3]);
-        }
-    }
-    // x . dx^ by row (x of n8 block j: A fragment j / 2, registers 2 (j & 1) (+ 1: row g + 8)).
-    float xd[2] = {0.f, 0.f};
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const float2 x = to_float2<Elem>(m.xa[j / 2][2 * (j & 1) + half]);
-            xd[half] = fmaf(x.x, dxh[j][2 * half], fmaf(x.y, dxh[j][2 * half + 1], xd[half]));
-        }
-    float proj[2];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        const float sum = row_lanes_sum(xd[half]);  // every lane shuffles (rows differ in clamping)
-        proj[half] = m.clamped[half] ? 0.f : sum * m.inv[half] * m.inv[half];
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const float2 x = to_float2<Elem>(m.xa[j / 2][2 * (j & 1) + half]);
-            dx[4 * j + 2 * half] = (dxh[j][2 * half] - x.x * proj[half]) * m.inv[half];
-            dx[4 * j + 2 * half + 1] = (dxh[j][2 * half + 1] - x.y * proj[half]) * m.inv[half];
-        }
 }
 
 // The finalizer's rows of a (B, H, T, 64) tensor in the input type (base:

@@ -893,6 +893,9 @@ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1, bool b
     });
     for (int i = 0; i < 4; ++i) c[i] = bits_float(got.out[i]);
 }
+void syncwarp() {
+    collective(8, "bar.warp.sync", LaneRecord{}, [](LaneRecord*, const Cta&) {});
+}
 unsigned movmatrix_trans(unsigned x) {
     LaneRecord mine{};
     mine.in[0] = x;

@@ -8,7 +8,7 @@
 //   threads, warps (32 lanes), warpgroups (128), CTAs and clusters; the
 //     fibers of one cluster are scheduled round-robin and switch only inside
 //     the primitives below (SLAY_EMU_SEED=n shuffles the order every round);
-//   warp collectives (shfl, ldmatrix x4 (.trans), mma.sync m16n8k16 bf16/f16,
+//   warp collectives (shfl, __syncwarp, ldmatrix x4 (.trans), mma.sync m16n8k16 bf16/f16,
 //     movmatrix): every lane's operands are gathered, the last lane to arrive
 //     executes the warp's instruction at once, each lane takes its part;
 //   wgmma.mma_async m64nNk16 SS/RS: recorded at issue and executed only when
@@ -82,6 +82,9 @@ void cluster_store_async(uint32_t address, const float* values, int n, uint32_t 
 // ---- warp collectives (full warps: mask 0xffffffff)
 uint32_t shfl_xor(uint32_t value, int lane_mask);
 uint32_t shfl_index(uint32_t value, int source_lane);
+// __syncwarp: the lanes' memory operations before it ordered before every
+// lane's after it.
+void syncwarp();
 void ldmatrix_x4(unsigned r[4], const void* p, bool trans);
 void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1, bool bf16);
 unsigned movmatrix_trans(unsigned x);
@@ -134,6 +137,10 @@ inline T max(T a, T b) {
 inline void __syncthreads() { ::slay_emu::sync_threads(); }
 inline size_t __cvta_generic_to_shared(const void* p) { return ::slay_emu::shared_address(p); }
 [[noreturn]] inline void __trap() { ::slay_emu::fail("__trap()"); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    if (mask != 0xffffffffu) ::slay_emu::fail("__syncwarp with a partial mask");
+    ::slay_emu::syncwarp();
+}
 template <typename T>
 inline T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
     static_assert(sizeof(T) == 4, "32-bit shuffles only");
