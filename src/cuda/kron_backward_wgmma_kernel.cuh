@@ -343,7 +343,6 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
         tma::arrive_expect_bytes(row_sums + parity, kClusterCtas * kConsumers * kChunk * 4);
     tma::wait_cluster(row_sums + parity, (kc / 2) & 1);
 }
-#endif  // SLAY_HAS_WGMMA
 
 // The map's VJP of a finished 16-row quarter (the fused passes' dq or dk),
 // split over the four warps of the finalizer's warpgroup: the finalizing
@@ -450,6 +449,7 @@ __device__ __forceinline__ void map_vjp_quarter(const float (&dfactor)[32], bool
         }
     }
 }
+#endif  // SLAY_HAS_WGMMA
 
 // The two passes' arguments: factor rows and values as the forward's, dout
 // and the forward's output by (B, H) head; the query pass writes den and
