@@ -271,7 +271,7 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
                                                        float* den_rows, float* dz_rows, const StagedRowStats& stats,
                                                        float stabilizer, bool clamp_den, int kc, int64_t T) {
     const int consumer = static_cast<int>(threadIdx.x) - 128;
-#pragma unroll 1  // rolled: unrolled, ptxas spilled the query pass twice as much
+#pragma unroll
     for (int pi = 0; pi < kStagedPieces; ++pi) {
         const int piece = consumer + kConsumers * 128 * pi;
         const int row = piece / 8, offset = wgmma::sw128_offset(row, 16 * (piece % 8));
@@ -300,8 +300,8 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
                 dz_rows[t] = dzt;
             }
         } else {
-            den = pi == 0 ? stats.den[0] : stats.den[1];  // no dynamic index into registers
-            dzt = pi == 0 ? stats.dz[0] : stats.dz[1];
+            den = stats.den[pi];
+            dzt = stats.dz[pi];
         }
         const float inv = t < T ? 1.f / den : 0.f;
         unsigned out[4];
