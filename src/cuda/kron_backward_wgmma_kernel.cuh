@@ -229,36 +229,10 @@ __device__ __forceinline__ void store_factor_rows(const float (&acc)[32], float*
     }
 }
 
-// The 16-byte pieces of a chunk's 64 x 64 tile a consumer thread stages
-// (stage_scaled_gradients): piece consumer + 256 i, i < 2, of row
-// (consumer + 256 i) / 8 (8 consecutive threads a row).
-constexpr int kStagedPieces = kChunk * 8 / (kConsumers * 128);
-static_assert(kStagedPieces == 2, "two 16-byte pieces a consumer thread");
-
-// The key pass's den and dZ of the rows a consumer thread stages for chunk
-// kc (den 1, dZ 0 past T), loaded a chunk ahead: the global loads' latency
-// was on each chunk's path before its staging barrier.
-struct StagedRowStats {
-    float den[kStagedPieces], dz[kStagedPieces];
-};
-__device__ __forceinline__ StagedRowStats load_row_stats(const float* den_rows, const float* dz_rows, int kc,
-                                                         int64_t T) {
-    const int consumer = static_cast<int>(threadIdx.x) - 128;
-    StagedRowStats r;
-#pragma unroll
-    for (int i = 0; i < kStagedPieces; ++i) {
-        const int64_t t = static_cast<int64_t>(kc) * kChunk + (consumer + kConsumers * 128 * i) / 8;
-        const bool in = kc >= 0 && t < T;
-        r.den[i] = in ? den_rows[t] : 1.f;
-        r.dz[i] = in ? dz_rows[t] : 0.f;
-    }
-    return r;
-}
-
 // gs = g / den of a chunk's rows into a tile of the same (SW128) layout,
-// and the rows' dZ, by both consumer warpgroups (kStagedPieces 16-byte
-// pieces a thread), then their barrier. The key pass passes the rows' den
-// and dZ (stats: the query pass's, load_row_stats); the query pass
+// and the rows' dZ, by both consumer warpgroups (512 16-byte pieces, 8
+// consecutive threads a row), then their barrier. The key pass reads den
+// and dZ (den_rows, dz_rows: the query pass's); the query pass
 // (kRowStatistics) makes them from the chunk's row sums Z (zsum: the four
 // warpgroups' parts) and the forward's output (o_tile, which may be gs
 // itself: a thread reads each of its pieces before it writes it): den =
@@ -268,12 +242,10 @@ __device__ __forceinline__ StagedRowStats load_row_stats(const float* den_rows, 
 template <typename Elem, bool kRowStatistics>
 __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_tile, const unsigned char* o_tile,
                                                        const float* zsum, unsigned char* gs, float* dz,
-                                                       float* den_rows, float* dz_rows, const StagedRowStats& stats,
-                                                       float stabilizer, bool clamp_den, int kc, int64_t T) {
+                                                       float* den_rows, float* dz_rows, float stabilizer,
+                                                       bool clamp_den, int kc, int64_t T) {
     const int consumer = static_cast<int>(threadIdx.x) - 128;
-#pragma unroll
-    for (int pi = 0; pi < kStagedPieces; ++pi) {
-        const int piece = consumer + kConsumers * 128 * pi;
+    for (int piece = consumer; piece < kChunk * 8; piece += kConsumers * 128) {
         const int row = piece / 8, offset = wgmma::sw128_offset(row, 16 * (piece % 8));
         const int64_t t = static_cast<int64_t>(kc) * kChunk + row;
         const uint4 raw = *reinterpret_cast<const uint4*>(g_tile + offset);
@@ -299,9 +271,9 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
                 den_rows[t] = den;
                 dz_rows[t] = dzt;
             }
-        } else {
-            den = stats.den[pi];
-            dzt = stats.dz[pi];
+        } else if (t < T) {
+            den = den_rows[t];
+            dzt = dz_rows[t];
         }
         const float inv = t < T ? 1.f / den : 0.f;
         unsigned out[4];
@@ -588,8 +560,8 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         const bool writes_rows = cta.rank == 0;  // the rows' den and dZ, for the key pass
         stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs, dz,
                                            writes_rows ? args.den + row0 : nullptr,
-                                           writes_rows ? args.dz + row0 : nullptr, StagedRowStats{},
-                                           args.stabilizer, args.clamp_den, kc, cta.T);
+                                           writes_rows ? args.dz + row0 : nullptr, args.stabilizer, args.clamp_den, kc,
+                                           cta.T);
 
         const float dz_rows[2] = {dz[16 * at.warp + at.g], dz[16 * at.warp + at.g + 8]};
         float acc[32];
@@ -633,7 +605,6 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
     const int64_t dv_base = static_cast<int64_t>(cta.b) * args.dv_batch + static_cast<int64_t>(cta.h) * args.dv_head;
 
-    StagedRowStats next_stats = load_row_stats(args.den + row0, args.dz + row0, cta.chunks - 1, cta.T);
     for (int n = 0; n < cta.chunks; ++n) {
         const int kc = cta.chunks - 1 - n, s = n % kStages;
         tma::wait(cta.ring.full + s, (n / kStages) & 1);
@@ -642,10 +613,8 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         unsigned char* gs = cta.ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
         float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (n & 1) * kChunk;
         Map::map_chunk(cta, args, cta.ring.smem + Layout::stage(s));
-        const StagedRowStats stats = next_stats;
-        next_stats = load_row_stats(args.den + row0, args.dz + row0, kc - 1, cta.T);  // the next chunk's (kc - 1)
-        stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, nullptr, nullptr, stats,
-                                            args.stabilizer, args.clamp_den, kc, cta.T);
+        stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, args.den + row0,
+                                            args.dz + row0, args.stabilizer, args.clamp_den, kc, cta.T);
 
         unsigned pk[2][4];  // Pcat_k A fragments of the warp's rows (keys)
         row_fragment(pk[0], fk, at, kP);
