@@ -635,14 +635,17 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             block_as_a<Elem>(sc, a_s);
             block_times_rows<Elem>(acc, a_s, gs, at, cta.quarter);
             factor_rows_times_state<Elem>(acc, pk, poly, carry_desc);
-            if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n, at)) {
-                const float one[2] = {1.f, 1.f};
-                store_value_rows(acc, static_cast<Elem*>(args.dv) + dv_base, args.dv_token, kc, cta.T, at, one);
-            }
+            const bool finalizer =
+                exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n, at);
             // The warpgroup meets before its next round's sends: a sender may rewrite a
             // slot (round r + 2) only after its reader finished reading round r, and
             // round r + 1's sends of this warpgroup must follow its finalizer's reads.
+            // The finalizer stores its rows after the meeting: the others need only its reads.
             tma::named_barrier(1 + cta.w, 128);
+            if (finalizer) {
+                const float one[2] = {1.f, 1.f};
+                store_value_rows(acc, static_cast<Elem*>(args.dv) + dv_base, args.dv_token, kc, cta.T, at, one);
+            }
         }
         // [dpoly_k | dpcat_k]: Ymat, V U^T, intra.
         {

@@ -852,14 +852,15 @@ __device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char
 }
 #endif  // SLAY_HAS_WGMMA
 
-// kFusedMap (a candidate: the map's work in the kernel, no factor rows in
+// kFusedMap (the library's path at D = 64: the map's work in the kernel, no factor rows in
 // workspace): maps.fq, fk are q and k; each chunk, warpgroup 0 maps the q
 // tile and warpgroup 1 the k tile in place (map_rows_tile, each warp its 16
 // rows), then the consumers meet and go on as with given factor rows.
-// kDeferFinalize (a candidate): the finalizing warp receives and stores its
-// quarter after the state update instead of before it, so the other three
-// partials arrive while it works (the senders still send before it); its
-// output rows stay in registers over the update. The receive stays before
+// kDeferFinalize (the library's fused path takes it; kron-kernel-bench
+// times both): the finalizing warp receives and stores its quarter after
+// the state update instead of before it, so the other three partials
+// arrive while it works (the senders still send before it); its output
+// rows stay in registers over the update. The receive stays before
 // take_chunk's warpgroup barrier, which the exchange's ordering needs.
 template <typename Elem, bool kFusedMap = false, bool kDeferFinalize = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)

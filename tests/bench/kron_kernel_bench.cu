@@ -144,7 +144,7 @@ kw::KronWgmmaArgs forward_args(const Problem& p, const Buffers& buf) {
     return a;
 }
 
-// defer: the kDeferFinalize candidate (the finalizing warp after the state update).
+// defer: kDeferFinalize (the finalizing warp after the state update; the library's fused path takes it).
 bool launch(const Problem& p, const Buffers& buf, bool defer = false) {
     kw::KronWgmmaMaps maps;
     if (!factor_map(&maps.fq, p, buf.fq) || !factor_map(&maps.fk, p, buf.fk) || !head_map(&maps.v, p, buf.v)) {
