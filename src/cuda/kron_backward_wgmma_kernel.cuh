@@ -501,7 +501,13 @@ struct BackwardMap {
 // the forward, the rows' den and dZ from their sums Z (shared across the
 // cluster) and the forward's output, and the query side's [dpoly_q | dpcat_q]:
 //   dphi_q,t = S^T gs_t + dZ_t z + sum_{j <= t in the chunk} dA_tj phi_k,j.
-template <typename Elem, bool kFusedMap = false>
+// kDeferFinish (a candidate, kron-kernel-bench times it; both passes): the
+// finalizing warp receives its quarter's partials of the factor-gradient
+// round after the state update (take_chunk's before_meeting, the stage
+// released after it), so they arrive while the warpgroup updates; the
+// finish (the map's VJP) follows there. The finalizer's own partial stays
+// in registers over the update, as the forward's kDeferFinalize.
+template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_query_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
@@ -571,16 +577,29 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         carry_terms<Elem>(acc, gs, cta.state_copy, pq, poly, cta.pw0, at);
         intra_terms<Elem, false>(acc, gs, vt, bp, bf, fk, nullptr, dz_rows, at, cta.quarter);
         float zero2[2] = {0.f, 0.f};
-        const bool finalizer = exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at);
-        Map::finish_rows(acc, finalizer, cta, args, stage, kc, kc);
-        take_chunk<Elem>(st, fk, vt, nullptr, cta, s);  // S += Phi_k^T V, Zmat += Poly_k^T Pcat_k
+        // then S += Phi_k^T V, Zmat += Poly_k^T Pcat_k
+        if constexpr (kDeferFinish) {
+            const bool finalizer = at.warp == cta.quarter;
+            if (!finalizer) send_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.quarter, kc, at);
+            auto finish = [&] {
+                if (finalizer) receive_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, kc, at);
+                Map::finish_rows(acc, finalizer, cta, args, stage, kc, kc);
+            };
+            take_chunk<Elem>(st, fk, vt, nullptr, cta, s, finish, true);
+        } else {
+            const bool finalizer =
+                exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at);
+            Map::finish_rows(acc, finalizer, cta, args, stage, kc, kc);
+            take_chunk<Elem>(st, fk, vt, nullptr, cta, s);
+        }
     }
     tma::cluster_sync();
 #endif
 }
 
-// The key pass (backward in time): dv and the key side's [dpoly_k | dpcat_k].
-template <typename Elem, bool kFusedMap = false>
+// The key pass (backward in time): dv and the key side's [dpoly_k | dpcat_k]
+// (kDeferFinish: see the query pass; the dv round is not deferred).
+template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_key_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
@@ -635,17 +654,17 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             block_as_a<Elem>(sc, a_s);
             block_times_rows<Elem>(acc, a_s, gs, at, cta.quarter);
             factor_rows_times_state<Elem>(acc, pk, poly, carry_desc);
-            const bool finalizer =
-                exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n, at);
-            // The warpgroup meets before its next round's sends: a sender may rewrite a
-            // slot (round r + 2) only after its reader finished reading round r, and
-            // round r + 1's sends of this warpgroup must follow its finalizer's reads.
-            // The finalizer stores its rows after the meeting: the others need only its reads.
-            tma::named_barrier(1 + cta.w, 128);
-            if (finalizer) {
+            if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n, at)) {
                 const float one[2] = {1.f, 1.f};
                 store_value_rows(acc, static_cast<Elem*>(args.dv) + dv_base, args.dv_token, kc, cta.T, at, one);
             }
+            // The warpgroup meets before its next round's sends: a sender may rewrite a
+            // slot (round r + 2) only after its reader finished reading round r, and
+            // round r + 1's sends of this warpgroup must follow its finalizer's reads.
+            // (The finalizer stores before the meeting: storing after it kept the dv rows
+            // live across the barrier in every warp, and ptxas spilled 752 bytes instead
+            // of 504: the key pass 7% slower on an H100, PERF.md 3.7.)
+            tma::named_barrier(1 + cta.w, 128);
         }
         // [dpoly_k | dpcat_k]: Ymat, V U^T, intra.
         {
@@ -655,11 +674,22 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             zmat_terms<Elem>(acc, pk, poly, cta.zmat_copy, cta.pw0, at, 1.f, 1.f);
             carry_terms<Elem>(acc, vt, cta.state_copy, pk, poly, cta.pw0, at);
             intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, cta.quarter);
-            const bool finalizer =
-                exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at);
-            Map::finish_rows(acc, finalizer, cta, args, stage, kc, 2 * n + 1);
+            // then U += Phi_q^T gs, Ymat += dZ-weighted Poly_q^T Pcat_q
+            if constexpr (kDeferFinish) {
+                const bool finalizer = at.warp == cta.quarter;
+                if (!finalizer) send_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.quarter, 2 * n + 1, at);
+                auto finish = [&] {
+                    if (finalizer) receive_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, 2 * n + 1, at);
+                    Map::finish_rows(acc, finalizer, cta, args, stage, kc, 2 * n + 1);
+                };
+                take_chunk<Elem>(carry, fq, gs, dz, cta, s, finish, true);
+            } else {
+                const bool finalizer =
+                    exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at);
+                Map::finish_rows(acc, finalizer, cta, args, stage, kc, 2 * n + 1);
+                take_chunk<Elem>(carry, fq, gs, dz, cta, s);
+            }
         }
-        take_chunk<Elem>(carry, fq, gs, dz, cta, s);  // U += Phi_q^T gs, Ymat += dZ-weighted Poly_q^T Pcat_q
     }
     tma::cluster_sync();
 #endif

@@ -833,21 +833,23 @@ __device__ __forceinline__ void start_consumer(const KronCta& c, RunningState& s
 // The end of a chunk: the running state takes it (rows += (diag(poly[:, p])
 // Pcat)^T B from `factors` and b_tile, Zmat^T += Pcat^T (weight o Poly)),
 // stage s is released, the copies are rewritten for the next chunk, then
-// `before_meeting()` (the deferred finalize of kDeferFinalize) and the
-// warpgroup meets.
+// `before_meeting()` (the deferred finalize of kDeferFinalize, the backward
+// passes' kDeferFinish) and the warpgroup meets. A before_meeting that
+// reads the stage's tiles (reads_stage) releases the stage after it.
 struct Nothing {
     __device__ __forceinline__ void operator()() const {}
 };
 template <typename Elem, typename BeforeMeeting = Nothing>
 __device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char* factors, const unsigned char* b_tile,
                                            const float* weight, const KronCta& c, int s,
-                                           BeforeMeeting before_meeting = {}) {
+                                           BeforeMeeting before_meeting = {}, bool reads_stage = false) {
     state_update<Elem>(st.rows, factors, b_tile, c.pw0, c.at);
     zmat_update<Elem>(st.zmat, factors, c.pw0, c.at, weight);
-    tma::arrive(c.ring.empty + s);  // this thread is done with the stage's tiles
+    if (!reads_stage) tma::arrive(c.ring.empty + s);  // this thread is done with the stage's tiles
     write_copies<Elem>(st.rows, st.zmat, c.state_copy, c.zmat_copy, c.at);
     wgmma::fence_proxy_async();
     before_meeting();
+    if (reads_stage) tma::arrive(c.ring.empty + s);
     tma::named_barrier(1 + c.w, 128);
 }
 #endif  // SLAY_HAS_WGMMA
