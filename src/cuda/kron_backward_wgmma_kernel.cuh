@@ -1,13 +1,15 @@
 // kron_backward_wgmma_kernel.cuh -- the Hopper (sm_90a) Kronecker backward,
-// causal, bf16/fp16, as two passes on the forward's skeleton (workbench
-// candidates of issue 10, checked by kron-kernel-bench; not yet used by the
-// library):
+// causal, bf16/fp16, as two passes on the forward's skeleton (issue 10; the
+// library takes them through kron_wgmma.hpp, kron-kernel-bench checks and
+// times them):
 //   factor rows fq, fk (B*H, T, 64) = [poly | pcat] (as the forward's),
 //   v, dout (B, H, T, 64), den, dz (B*H*T) fp32 (the forward's den_t and
 //   dZ_t = -(g_t . o_t) / den_t, 0 where max(Z, delta) clamps)
 //   query pass -> the query side's factor gradients dfq (B*H, T, 64) fp32
 //   key pass   -> dv (B, H, T, 64) and the key side's dfk (B*H, T, 64) fp32,
-//   [dpoly | dpcat] rows for the map's VJP (kron_factor_vjp_kernel).
+//   [dpoly | dpcat] rows for the map's VJP (kron_factor_vjp_kernel);
+//   with the fused map (kFusedMap: q, k given, the map and its VJP inside
+//   the passes) dq and dk (B, H, T, 64) instead of the factor gradients.
 // Mathematics (SPEC C.3, C.4), with gs_t = g_t / den_t, dA_tj = gs_t . v_j
 // + dZ_t, A_tj = phi_q,t . phi_k,j, and dpoly[r, p] = sum_c pcat[r, c]
 // dphi[r, (p, c)], dpcat[r, c] = sum_p poly[r, p] dphi[r, (p, c)]:
