@@ -318,6 +318,134 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
     tma::wait_cluster(row_sums + parity, (kc / 2) & 1);
 }
 
+// kPackedRounds (a key-pass candidate, kron-kernel-bench times it): the
+// partials of the key pass's two rounds travel as bf16 pairs (16 words a
+// lane: a sender's slot is 2 KB; bf16 partials cost 5-15% more error on
+// the float64 checks, PERF.md 3.7, with fp32's range), so four round
+// parities fit in Layout::partials where the fp32 slots held two. With
+// four, a round's slots and barrier are written again four rounds (two
+// chunks) later, by senders that passed their take_chunk barrier after
+// their finalizer read this warpgroup's next chunk's rounds, which this
+// warpgroup sent after its own take_chunk barrier, after its finalizer read
+// this round: so no warpgroup barrier is needed between the dv and the dk
+// round, and the finalizer reads the dv round late (after the dk terms),
+// keeping its own dv partial in `own` meanwhile (as bf16 pairs too).
+// Layout::partials then holds [kConsumers][4 parities][3 senders] slots
+// (words [4 i][32 lanes] x 16 bytes: conflict-free 16-byte stores and
+// loads), `own` [kConsumers], the VJP's x . dx^ parts [kConsumers][64] and
+// the rounds' barriers [kConsumers][4] (one arrival a phase, the
+// finalizer's lane 0 expecting the round's bytes).
+struct PackedRounds {
+    static constexpr int kParities = 4, kWords = 16;
+    static constexpr int kSlotBytes = 32 * kWords * 4;
+    static constexpr unsigned kRoundBytes = 3 * kSlotBytes;
+    static constexpr int kOwn = kConsumers * kParities * 3 * kSlotBytes;
+    static constexpr int kDots = kOwn + kConsumers * kSlotBytes;
+    static constexpr int kBarriers = kDots + kConsumers * 64 * 4;
+    static constexpr int kEnd = kBarriers + kConsumers * kParities * 8;
+    static_assert(kEnd <= Layout::zmat - Layout::partials, "the packed rounds exceed the partials' region");
+    static_assert(kBarriers % 8 == 0, "mbarriers are 8-byte words");
+    __device__ __forceinline__ static unsigned char* slot(unsigned char* smem, int group, int round, int sender) {
+        return smem + Layout::partials + ((group * kParities + round % kParities) * 3 + sender) * kSlotBytes;
+    }
+    __device__ __forceinline__ static unsigned char* own(unsigned char* smem, int group) {
+        return smem + Layout::partials + kOwn + group * kSlotBytes;
+    }
+    __device__ __forceinline__ static float* dots(unsigned char* smem, int group) {
+        return reinterpret_cast<float*>(smem + Layout::partials + kDots) + group * 64;
+    }
+    __device__ __forceinline__ static uint64_t* barrier(unsigned char* smem, int group, int round) {
+        return reinterpret_cast<uint64_t*>(smem + Layout::partials + kBarriers) + group * kParities +
+               round % kParities;
+    }
+    // By every thread of the CTA before its roles part: the barriers, then the
+    // cluster's meeting (no remote arrival before both CTAs made theirs).
+    __device__ __forceinline__ static void init(unsigned char* smem) {
+        if (threadIdx.x == 0) {
+            for (int g = 0; g < kConsumers; ++g)
+                for (int r = 0; r < kParities; ++r) tma::barrier_init(barrier(smem, g, r), 1);
+            tma::barrier_init_fence();
+        }
+        tma::cluster_sync();
+    }
+    // Words [4 i, 4 i + 4) of a partial: acc[8 i .. 8 i + 8) as bf16 pairs.
+    __device__ __forceinline__ static uint4 words(const float (&acc)[32], int i) {
+        return make_uint4(pack2<__nv_bfloat16>(acc[8 * i], acc[8 * i + 1]),
+                          pack2<__nv_bfloat16>(acc[8 * i + 2], acc[8 * i + 3]),
+                          pack2<__nv_bfloat16>(acc[8 * i + 4], acc[8 * i + 5]),
+                          pack2<__nv_bfloat16>(acc[8 * i + 6], acc[8 * i + 7]));
+    }
+    __device__ __forceinline__ static void add_words(float* v, uint4 w) {  // v[0..8) += the 8 values of w
+        const unsigned u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const float2 f = to_float2<__nv_bfloat16>(u[k]);
+            v[2 * k] += f.x;
+            v[2 * k + 1] += f.y;
+        }
+    }
+    // A non-finalizing warp's partial of round `round` into its quarter's finalizer.
+    __device__ __forceinline__ static void send(const float (&acc)[32], unsigned char* smem, int quarter, int round,
+                                                const Place& at) {
+        const int to_rank = at.warp / 2, to_group = at.warp % 2;
+        const int sender = quarter < at.warp ? quarter : quarter - 1;
+        const uint32_t remote = tma::cluster_address(slot(smem, to_group, round, sender) + 16 * at.lane,
+                                                     static_cast<unsigned>(to_rank));
+        const uint32_t bar = tma::cluster_address(barrier(smem, to_group, round), static_cast<unsigned>(to_rank));
+#pragma unroll
+        for (int i = 0; i < 4; ++i) tma::store_async4_words(remote + 512 * i, words(acc, i), bar);
+    }
+    // The finalizer: waits for round `round`'s three partials (its lane 0 the
+    // barrier's arrival) and adds them into acc.
+    __device__ __forceinline__ static void receive(float (&acc)[32], unsigned char* smem, int group, int round,
+                                                   const Place& at) {
+        uint64_t* bar = barrier(smem, group, round);
+        if (at.lane == 0) tma::arrive_expect_bytes(bar, kRoundBytes);
+        tma::wait_cluster(bar, (round / kParities) & 1);
+#pragma unroll
+        for (int sender = 0; sender < 3; ++sender)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                add_words(acc + 8 * i, *reinterpret_cast<const uint4*>(slot(smem, group, round, sender) +
+                                                                        512 * i + 16 * at.lane));
+    }
+    // The finalizer's own partial of the dv round, kept for its late read.
+    __device__ __forceinline__ static void keep_own(const float (&acc)[32], unsigned char* smem, int group,
+                                                    const Place& at) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            *reinterpret_cast<uint4*>(own(smem, group) + 512 * i + 16 * at.lane) = words(acc, i);
+    }
+    // The finalizer's late read of the dv round: its own kept partial plus
+    // the three received, stored 8 values (two n8 blocks) at a time, so no
+    // 32 more registers are live next to the dk round's.
+    template <typename Elem>
+    __device__ __forceinline__ static void finish_values(unsigned char* smem, int group, int round, Elem* base,
+                                                         int64_t token_stride, int kc, int64_t T, const Place& at) {
+        uint64_t* bar = barrier(smem, group, round);
+        if (at.lane == 0) tma::arrive_expect_bytes(bar, kRoundBytes);
+        tma::wait_cluster(bar, (round / kParities) & 1);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            float v[8] = {};
+            add_words(v, *reinterpret_cast<const uint4*>(own(smem, group) + 512 * i + 16 * at.lane));
+#pragma unroll
+            for (int sender = 0; sender < 3; ++sender)
+                add_words(v, *reinterpret_cast<const uint4*>(slot(smem, group, round, sender) + 512 * i +
+                                                              16 * at.lane));
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
+                if (t >= T) continue;
+#pragma unroll
+                for (int nb = 0; nb < 2; ++nb)  // n8 block 2 i + nb: v[4 nb + 2 half], + 1
+                    *reinterpret_cast<unsigned*>(base + t * token_stride + 8 * (2 * i + nb) + 2 * at.t4) =
+                        pack2<Elem>(v[4 * nb + 2 * half], v[4 * nb + 2 * half + 1]);
+            }
+        }
+    }
+};
+
 // The map's VJP of a finished 16-row quarter (the fused passes' dq or dk),
 // split over the four warps of the finalizer's warpgroup: the finalizing
 // warp alone took about 80 mma and the coefficients' exp2 while the other
@@ -339,14 +467,25 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
 // tile (16 rows, SW128) and the slices' x . dx^ parts. Two warpgroup
 // barriers (`barrier`); every warp of the warpgroup calls it; stores the
 // quarter's rows (kc, quarter) of dst (the head's first row).
-template <typename Elem>
+// (kPacked: the scratch of PackedRounds: slots 0 and 1 of the round the
+// slices, slot 2 the tile, the parts in PackedRounds::dots.)
+template <typename Elem, bool kPacked = false>
 __device__ __forceinline__ void map_vjp_quarter(const float (&dfactor)[32], bool finalizer, unsigned char* smem,
                                                 int group, int round, const unsigned char* x_tile, int row0,
                                                 const unsigned char* w_tile, const MapConsts& mc, Elem* dst,
                                                 int64_t token_stride, int kc, int quarter, int64_t T, const Place& at) {
-    float4* slices = reinterpret_cast<float4*>(partial_slot(smem, group, round & 1, 0));  // [4 j][poly, pcat][lane]
-    unsigned char* coef_tile = reinterpret_cast<unsigned char*>(partial_slot(smem, group, round & 1, 1));
-    float* dots = reinterpret_cast<float*>(coef_tile + 16 * 128);  // [4 j][16 rows]
+    float4* slices;  // [4 j][poly, pcat][lane]
+    unsigned char* coef_tile;
+    float* dots;  // [4 j][16 rows]
+    if constexpr (kPacked) {
+        slices = reinterpret_cast<float4*>(PackedRounds::slot(smem, group, round, 0));
+        coef_tile = PackedRounds::slot(smem, group, round, 2);
+        dots = PackedRounds::dots(smem, group);
+    } else {
+        slices = reinterpret_cast<float4*>(partial_slot(smem, group, round & 1, 0));
+        coef_tile = reinterpret_cast<unsigned char*>(partial_slot(smem, group, round & 1, 1));
+        dots = reinterpret_cast<float*>(coef_tile + 16 * 128);
+    }
     const int barrier = 1 + group;
     if (finalizer) {
         __syncwarp();  // every lane's reads of the slots (receive_rows) before any lane's writes
@@ -479,13 +618,14 @@ struct BackwardMap {
     }
     // Every warp of the warpgroup calls it after exchange round `round`
     // (finalizer: whether this warp holds the quarter's sums in acc).
+    template <bool kPacked = false>
     __device__ __forceinline__ static void finish_rows(const float (&acc)[32], bool finalizer, const KronCta& cta,
                                                        const KronWgmmaBackwardArgs& args, const unsigned char* stage,
                                                        int kc, int round) {
         if constexpr (kFusedMap) {
             const int64_t base =
                 static_cast<int64_t>(cta.b) * args.dx_batch + static_cast<int64_t>(cta.h) * args.dx_head;
-            map_vjp_quarter<Elem>(acc, finalizer, cta.ring.smem, cta.w, round, stage + Layout::save,
+            map_vjp_quarter<Elem, kPacked>(acc, finalizer, cta.ring.smem, cta.w, round, stage + Layout::save,
                                   16 * (cta.quarter % 2), cta.ring.smem + Layout::w, args.map,
                                   static_cast<Elem*>(args.dx) + base, args.dx_token, kc, cta.quarter, cta.T, cta.at);
         } else if (finalizer) {
@@ -600,13 +740,16 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 }
 
 // The key pass (backward in time): dv and the key side's [dpoly_k | dpcat_k]
-// (kDeferFinish: see the query pass; the dv round is not deferred).
-template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false>
+// (kDeferFinish: see the query pass; the dv round is not deferred;
+// kPackedRounds: see PackedRounds, the dv round read after the dk terms).
+template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false, bool kPackedRounds = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_key_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
+    static_assert(!(kDeferFinish && kPackedRounds), "one candidate at a time");
     using Map = BackwardMap<Elem, kFusedMap>;
     const KronCta cta = make_cta(args.heads, args.seq_len);
+    if constexpr (kPackedRounds) PackedRounds::init(cta.ring.smem);
     if (cta.role == 0) {
         const TileLoad tiles[5] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
                                    stage_tile(&maps.fk, Layout::fk, kFusedMap),
@@ -656,7 +799,12 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             block_as_a<Elem>(sc, a_s);
             block_times_rows<Elem>(acc, a_s, gs, at, cta.quarter);
             factor_rows_times_state<Elem>(acc, pk, poly, carry_desc);
-            if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n, at)) {
+            if constexpr (kPackedRounds) {  // sent (or kept) now, read after the dk terms; no meeting
+                if (at.warp == cta.quarter)
+                    PackedRounds::keep_own(acc, cta.ring.smem, cta.w, at);
+                else
+                    PackedRounds::send(acc, cta.ring.smem, cta.quarter, 2 * n, at);
+            } else if (exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n, at)) {
                 const float one[2] = {1.f, 1.f};
                 store_value_rows(acc, static_cast<Elem*>(args.dv) + dv_base, args.dv_token, kc, cta.T, at, one);
             }
@@ -666,7 +814,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             // (The finalizer stores before the meeting: storing after it kept the dv rows
             // live across the barrier in every warp, and ptxas spilled 752 bytes instead
             // of 504: the key pass 7% slower on an H100, PERF.md 3.7.)
-            tma::named_barrier(1 + cta.w, 128);
+            if constexpr (!kPackedRounds) tma::named_barrier(1 + cta.w, 128);
         }
         // [dpoly_k | dpcat_k]: Ymat, V U^T, intra.
         {
@@ -677,7 +825,18 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             carry_terms<Elem>(acc, vt, cta.state_copy, pk, poly, cta.pw0, at);
             intra_terms<Elem, true>(acc, vt, gs, bp, bf, fq, dz, zero2, at, cta.quarter);
             // then U += Phi_q^T gs, Ymat += dZ-weighted Poly_q^T Pcat_q
-            if constexpr (kDeferFinish) {
+            if constexpr (kPackedRounds) {
+                const bool finalizer = at.warp == cta.quarter;
+                if (!finalizer) {
+                    PackedRounds::send(acc, cta.ring.smem, cta.quarter, 2 * n + 1, at);
+                } else {
+                    PackedRounds::finish_values(cta.ring.smem, cta.w, 2 * n, static_cast<Elem*>(args.dv) + dv_base,
+                                                args.dv_token, kc, cta.T, at);
+                    PackedRounds::receive(acc, cta.ring.smem, cta.w, 2 * n + 1, at);
+                }
+                Map::template finish_rows<true>(acc, finalizer, cta, args, stage, kc, 2 * n + 1);
+                take_chunk<Elem>(carry, fq, gs, dz, cta, s);
+            } else if constexpr (kDeferFinish) {
                 const bool finalizer = at.warp == cta.quarter;
                 if (!finalizer) send_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.quarter, 2 * n + 1, at);
                 auto finish = [&] {

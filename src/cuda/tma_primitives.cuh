@@ -69,6 +69,11 @@ __device__ __forceinline__ void store_async4(uint32_t address, float a, float b,
 __device__ __forceinline__ void store_async1(uint32_t address, float a, uint32_t bar_address) {
     slay_emu::cluster_store_async(address, &a, 1, bar_address);
 }
+__device__ __forceinline__ void store_async4_words(uint32_t address, uint4 w, uint32_t bar_address) {
+    float v[4];
+    __builtin_memcpy(v, &w, 16);
+    slay_emu::cluster_store_async(address, v, 4, bar_address);
+}
 __device__ __forceinline__ void wait_cluster(uint64_t* bar, unsigned parity) { wait(bar, parity); }
 __device__ __forceinline__ void cluster_sync() { slay_emu::cluster_sync(); }
 #elif SLAY_HAS_WGMMA
@@ -174,6 +179,13 @@ __device__ __forceinline__ void store_async4(uint32_t address, float a, float b,
 __device__ __forceinline__ void store_async1(uint32_t address, float a, uint32_t bar_address) {
     asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(address), "f"(a),
                  "r"(bar_address)
+                 : "memory");
+}
+// Four 32-bit words so (packed pairs: 16 bytes complete on bar_address).
+__device__ __forceinline__ void store_async4_words(uint32_t address, uint4 w, uint32_t bar_address) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                     address),
+                 "r"(w.x), "r"(w.y), "r"(w.z), "r"(w.w), "r"(bar_address)
                  : "memory");
 }
 // wait() for barriers that st.async of other CTAs completes: the wait at
