@@ -83,11 +83,13 @@ def csv_kernels(path):
 
 
 def sass_functions(listing, own):
-    """{mangled kernel: {offset: (file, line, instruction)}} of `nvdisasm -gi -c`:
+    """{mangled kernel: {offset: (file, line, instruction, calls)}} of `nvdisasm -gi -c`:
     each instruction's innermost source frame inside `own` (the repository;
     a frame in the toolkit's headers, such as cuda_bf16.hpp's operators, is
-    charged to the line that called it), else its innermost frame."""
-    out, current, where, chain = {}, None, (None, 0), None
+    charged to the line that called it), else its innermost frame; calls: its
+    frames inside `own`, outermost (the kernel's line) first, which tell one
+    inlined call of a shared helper (a named barrier, say) from another."""
+    out, current, where, chain, calls = {}, None, (None, 0), None, []
     for line in listing.splitlines():
         m = SECTION.search(line)
         if m:
@@ -97,17 +99,17 @@ def sass_functions(listing, own):
         if current is None:
             continue
         frames = LINE_INFO.findall(line)
-        if frames:
-            if chain is None:  # the first of a group: the whole inlining chain, innermost first
-                chain = [(path, int(n)) for path, n in frames]
+        if frames:  # a group of these lines is the inlining chain, a frame a line, innermost first
+            chain = (chain or []) + [(path, int(n)) for path, n in frames]
             continue
         m = SASS_LINE.match(line)
         if m:
             if chain:
                 inside = [f for f in chain if os.path.realpath(f[0]).startswith(own)]
                 where = (inside or chain)[0]
+                calls = inside[::-1]
             chain = None
-            current[int(m.group(1), 16)] = (where[0], where[1], m.group(2))
+            current[int(m.group(1), 16)] = (where[0], where[1], m.group(2), calls)
     return out
 
 
@@ -200,7 +202,7 @@ def main():
     function_of = Functions(entry["directory"])
     samples, reasons, top, total = collections.Counter(), collections.defaultdict(collections.Counter), [], 0
     for row in rows:
-        path, line, text = local[int(row["Address"], 16) - base]
+        path, line, text, calls = local[int(row["Address"], 16) - base]
         n = int(row.get("Warp Stall Sampling (All Samples)") or 0)
         fn = function_of(path, line)
         samples[fn] += n
@@ -208,7 +210,8 @@ def main():
         for key, value in row.items():
             if key.startswith("stall_") and "(Not Issued)" not in key and value not in ("", "0"):
                 reasons[fn][key[len("stall_"):]] += int(value)
-        top.append((n, int(row["Address"], 16) - base, text, fn, f"{os.path.basename(path or '?')}:{line}"))
+        chain = " > ".join(f"{os.path.basename(p)}:{k}" for p, k in calls[-4:])
+        top.append((n, int(row["Address"], 16) - base, text, fn, chain or f"{os.path.basename(path or '?')}:{line}"))
     print(f"{in_csv[0]}\n{len(rows)} instructions, {total} stall samples (all), offsets and opcodes as built here")
     print(f"\n| samples | % | function | main stall reasons |\n|---|---|---|---|")
     for fn, n in samples.most_common():
@@ -216,7 +219,7 @@ def main():
             break
         why = ", ".join(f"{k} {v}" for k, v in reasons[fn].most_common(4))
         print(f"| {n} | {100 * n / total:.1f} | {fn} | {why} |")
-    print(f"\n| samples | offset | instruction | function | line |\n|---|---|---|---|---|")
+    print(f"\n| samples | offset | instruction | function | lines (the last 4 calls: outer > inner) |\n|---|---|---|---|---|")
     for n, offset, text, fn, where in sorted(top, reverse=True)[:opt.top]:
         print(f"| {n} | {offset:#x} | `{text[:70]}` | {fn} | {where} |")
     return 0
