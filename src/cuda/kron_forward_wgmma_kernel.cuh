@@ -472,6 +472,11 @@ __device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned
     tma::named_barrier(1 + w, 128);
 }
 
+// Slot `sender` (0..2) of round parity `parity` in the received partials
+// of warpgroup `group`'s finalizer.
+__device__ __forceinline__ float* partial_slot(unsigned char* smem, int group, int parity, int sender) {
+    return reinterpret_cast<float*>(smem + Layout::partials) + ((group * 2 + parity) * 3 + sender) * kSlotFloats;
+}
 // The four partials of each 16-row quarter of the chunk meet in the warp
 // that finalizes it (quarter q: warp q of warpgroup q % 2 of CTA q / 2; this
 // warpgroup's quarter is `quarter`): the other warps send theirs (send_rows:
@@ -486,11 +491,6 @@ __device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned
 // a warpgroup sends round r + 1 only after its finalizer read round r, so
 // no sender rewrites a slot (round r + 2) before its reader is done with it,
 // and no barrier phase completes twice before its waiter looks.
-// Slot `sender` (0..2) of round parity `parity` in the received partials
-// of warpgroup `group`'s finalizer.
-__device__ __forceinline__ float* partial_slot(unsigned char* smem, int group, int parity, int sender) {
-    return reinterpret_cast<float*>(smem + Layout::partials) + ((group * 2 + parity) * 3 + sender) * kSlotFloats;
-}
 __device__ __forceinline__ void send_rows(const float (&acc)[32], const float (&extra)[2], unsigned char* smem,
                                           uint64_t* received, int quarter, int round, const Place& at) {
     const int parity = round & 1;
