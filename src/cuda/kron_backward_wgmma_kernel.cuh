@@ -368,6 +368,17 @@ struct PackedRounds {
         }
         tma::cluster_sync();
     }
+    // A lane's word group i (16 bytes) in a slot or in `own`.
+    __device__ __forceinline__ static unsigned char* word_group(unsigned char* area, int i, const Place& at) {
+        return area + 512 * i + 16 * at.lane;
+    }
+    // The finalizer: waits for round `round`'s three partials (its lane 0 the
+    // barrier's one arrival, expecting the round's bytes).
+    __device__ __forceinline__ static void wait_round(unsigned char* smem, int group, int round, const Place& at) {
+        uint64_t* bar = barrier(smem, group, round);
+        if (at.lane == 0) tma::arrive_expect_bytes(bar, kRoundBytes);
+        tma::wait_cluster(bar, (round / kParities) & 1);
+    }
     // Words [4 i, 4 i + 4) of a partial: acc[8 i .. 8 i + 8) as bf16 pairs.
     __device__ __forceinline__ static uint4 words(const float (&acc)[32], int i) {
         return make_uint4(pack2<__nv_bfloat16>(acc[8 * i], acc[8 * i + 1]),
@@ -389,32 +400,29 @@ struct PackedRounds {
                                                 const Place& at) {
         const int to_rank = at.warp / 2, to_group = at.warp % 2;
         const int sender = quarter < at.warp ? quarter : quarter - 1;
-        const uint32_t remote = tma::cluster_address(slot(smem, to_group, round, sender) + 16 * at.lane,
-                                                     static_cast<unsigned>(to_rank));
+        const uint32_t remote =
+            tma::cluster_address(word_group(slot(smem, to_group, round, sender), 0, at), static_cast<unsigned>(to_rank));
         const uint32_t bar = tma::cluster_address(barrier(smem, to_group, round), static_cast<unsigned>(to_rank));
 #pragma unroll
         for (int i = 0; i < 4; ++i) tma::store_async4_words(remote + 512 * i, words(acc, i), bar);
     }
-    // The finalizer: waits for round `round`'s three partials (its lane 0 the
-    // barrier's arrival) and adds them into acc.
+    // The finalizer: round `round`'s three partials added into acc.
     __device__ __forceinline__ static void receive(float (&acc)[32], unsigned char* smem, int group, int round,
                                                    const Place& at) {
-        uint64_t* bar = barrier(smem, group, round);
-        if (at.lane == 0) tma::arrive_expect_bytes(bar, kRoundBytes);
-        tma::wait_cluster(bar, (round / kParities) & 1);
+        wait_round(smem, group, round, at);
 #pragma unroll
         for (int sender = 0; sender < 3; ++sender)
 #pragma unroll
             for (int i = 0; i < 4; ++i)
-                add_words(acc + 8 * i, *reinterpret_cast<const uint4*>(slot(smem, group, round, sender) +
-                                                                        512 * i + 16 * at.lane));
+                add_words(acc + 8 * i,
+                          *reinterpret_cast<const uint4*>(word_group(slot(smem, group, round, sender), i, at)));
     }
     // The finalizer's own partial of the dv round, kept for its late read.
     __device__ __forceinline__ static void keep_own(const float (&acc)[32], unsigned char* smem, int group,
                                                     const Place& at) {
 #pragma unroll
         for (int i = 0; i < 4; ++i)
-            *reinterpret_cast<uint4*>(own(smem, group) + 512 * i + 16 * at.lane) = words(acc, i);
+            *reinterpret_cast<uint4*>(word_group(own(smem, group), i, at)) = words(acc, i);
     }
     // The finalizer's late read of the dv round: its own kept partial plus
     // the three received, stored 8 values (two n8 blocks) at a time, so no
@@ -422,17 +430,14 @@ struct PackedRounds {
     template <typename Elem>
     __device__ __forceinline__ static void finish_values(unsigned char* smem, int group, int round, Elem* base,
                                                          int64_t token_stride, int kc, int64_t T, const Place& at) {
-        uint64_t* bar = barrier(smem, group, round);
-        if (at.lane == 0) tma::arrive_expect_bytes(bar, kRoundBytes);
-        tma::wait_cluster(bar, (round / kParities) & 1);
+        wait_round(smem, group, round, at);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             float v[8] = {};
-            add_words(v, *reinterpret_cast<const uint4*>(own(smem, group) + 512 * i + 16 * at.lane));
+            add_words(v, *reinterpret_cast<const uint4*>(word_group(own(smem, group), i, at)));
 #pragma unroll
             for (int sender = 0; sender < 3; ++sender)
-                add_words(v, *reinterpret_cast<const uint4*>(slot(smem, group, round, sender) + 512 * i +
-                                                              16 * at.lane));
+                add_words(v, *reinterpret_cast<const uint4*>(word_group(slot(smem, group, round, sender), i, at)));
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
                 const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
