@@ -318,7 +318,8 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
     tma::wait_cluster(row_sums + parity, (kc / 2) & 1);
 }
 
-// kPackedRounds (a key-pass candidate, kron-kernel-bench times it): the
+// kPackedRounds (the library's fused key pass: 7.50 vs 8.39 ms on an H100,
+// kron-kernel-bench): the
 // partials of the key pass's two rounds travel as bf16 pairs (16 words a
 // lane: a sender's slot is 2 KB; bf16 partials cost 5-15% more error on
 // the float64 checks, PERF.md 3.7, with fp32's range), so four round
@@ -648,8 +649,9 @@ struct BackwardMap {
 // the forward, the rows' den and dZ from their sums Z (shared across the
 // cluster) and the forward's output, and the query side's [dpoly_q | dpcat_q]:
 //   dphi_q,t = S^T gs_t + dZ_t z + sum_{j <= t in the chunk} dA_tj phi_k,j.
-// kDeferFinish (a candidate, kron-kernel-bench times it; both passes): the
-// finalizing warp receives its quarter's partials of the factor-gradient
+// kDeferFinish (the library's fused query pass: 5.12 vs 5.28 ms on an H100,
+// kron-kernel-bench; in the key pass it was 6% slower): the finalizing warp
+// receives its quarter's partials of the factor-gradient
 // round after the state update (take_chunk's before_meeting, the stage
 // released after it), so they arrive while the warpgroup updates; the
 // finish (the map's VJP) follows there. The finalizer's own partial stays
@@ -745,13 +747,12 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
 }
 
 // The key pass (backward in time): dv and the key side's [dpoly_k | dpcat_k]
-// (kDeferFinish: see the query pass; the dv round is not deferred;
-// kPackedRounds: see PackedRounds, the dv round read after the dk terms).
-template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false, bool kPackedRounds = false>
+// (kPackedRounds, the library's fused key pass: see PackedRounds, the dv
+// round read after the dk terms).
+template <typename Elem, bool kFusedMap = false, bool kPackedRounds = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_key_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
-    static_assert(!(kDeferFinish && kPackedRounds), "one candidate at a time");
     using Map = BackwardMap<Elem, kFusedMap>;
     const KronCta cta = make_cta(args.heads, args.seq_len);
     if constexpr (kPackedRounds) PackedRounds::init(cta.ring.smem);
@@ -841,14 +842,6 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
                 }
                 Map::template finish_rows<true>(acc, finalizer, cta, args, stage, kc, 2 * n + 1);
                 take_chunk<Elem>(carry, fq, gs, dz, cta, s);
-            } else if constexpr (kDeferFinish) {
-                const bool finalizer = at.warp == cta.quarter;
-                if (!finalizer) send_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.quarter, 2 * n + 1, at);
-                auto finish = [&] {
-                    if (finalizer) receive_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, 2 * n + 1, at);
-                    Map::finish_rows(acc, finalizer, cta, args, stage, kc, 2 * n + 1);
-                };
-                take_chunk<Elem>(carry, fq, gs, dz, cta, s, finish, true);
             } else {
                 const bool finalizer =
                     exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, 2 * n + 1, at);

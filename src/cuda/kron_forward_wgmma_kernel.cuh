@@ -725,6 +725,7 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
                                               const MapConsts& mc, unsigned char* factors, const Place& at) {
     MapProjection<Elem> m;
     m.load(x_tile, mc, at);
+    __syncwarp();  // every lane's reads of the warp's rows before any lane's writes (factors may be x_tile)
     auto factor = [&](int r, float x) {  // poly (r < 0) from u, pcat from its exponent
         return r < 0 ? x * x * mc.inv_sqrt_p : mc.weight[r] * fast_exp2(fminf(fmaxf(x, -mc.bound), mc.bound));
     };
@@ -832,7 +833,8 @@ __device__ __forceinline__ void start_consumer(const KronCta& c, RunningState& s
 }
 // The end of a chunk: the running state takes it (rows += (diag(poly[:, p])
 // Pcat)^T B from `factors` and b_tile, Zmat^T += Pcat^T (weight o Poly)),
-// stage s is released, the copies are rewritten for the next chunk, then
+// stage s is released, the warpgroup meets (its reads of the copies done),
+// the copies are rewritten for the next chunk, then
 // `before_meeting()` (the deferred finalize of kDeferFinalize, the backward
 // passes' kDeferFinish) and the warpgroup meets. A before_meeting that
 // reads the stage's tiles (reads_stage) releases the stage after it.
@@ -846,6 +848,12 @@ __device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char
     state_update<Elem>(st.rows, factors, b_tile, c.pw0, c.at);
     zmat_update<Elem>(st.zmat, factors, c.pw0, c.at, weight);
     if (!reads_stage) tma::arrive(c.ring.empty + s);  // this thread is done with the stage's tiles
+    // Every warp of the warpgroup has read this chunk's copies (the terms before
+    // take_chunk: LDS of Zmat, of the state rows) before any warp rewrites them. The
+    // updates' wgmma above gathers the four warps too, but it is no ordering of
+    // their earlier shared-memory reads (compute-sanitizer racecheck reported the
+    // Zmat copy's read against its rewrite); the warps arrive here together.
+    tma::named_barrier(1 + c.w, 128);
     write_copies<Elem>(st.rows, st.zmat, c.state_copy, c.zmat_copy, c.at);
     wgmma::fence_proxy_async();
     before_meeting();

@@ -124,11 +124,15 @@ Status launch_backward(const DeviceInfo& dev, const ScanArgs& a, KronWgmmaPath p
         args.dx_head = dx.stride[1];
         args.dx_batch = dx.stride[0];
         map_args(&args, a);
+        // The key pass with its partials as bf16 pairs in four round parities
+        // (kPackedRounds: 7.50 vs 8.39 ms on an H100), the query pass with the
+        // factor-gradient round finished after the state update (kDeferFinish:
+        // 5.12 vs 5.28 ms); kron-kernel-bench, PERF.md 3.7.
         if (keys)
-            return launch_warp_specialized(dev, kw::kron_backward_key_wgmma_kernel<Elem, true>, maps, args,
+            return launch_warp_specialized(dev, kw::kron_backward_key_wgmma_kernel<Elem, true, true>, maps, args,
                                            2 * a.B * a.H, kw::kThreads, kw::Layout::bytes, stream,
                                            "Hopper Kronecker backward key pass (fused map) launch");
-        return launch_warp_specialized(dev, kw::kron_backward_query_wgmma_kernel<Elem, true>, maps, args,
+        return launch_warp_specialized(dev, kw::kron_backward_query_wgmma_kernel<Elem, true, true>, maps, args,
                                        2 * a.B * a.H, kw::kThreads, kw::Layout::bytes, stream,
                                        "Hopper Kronecker backward query pass (fused map) launch");
     }

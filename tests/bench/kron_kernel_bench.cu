@@ -623,10 +623,10 @@ bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host
 // One backward pass: the query pass (dfq) or the key pass (dv, dk) on the
 // factor rows; with the fused map (mc given: q, k and the map's W on the
 // device) the query pass makes den, dZ and dq, the key pass dv and dk;
-// variant: a candidate of the fused passes: kDeferFinish (the finalizer
-// receives and finishes after the state update), kPackedRounds (the key
-// pass; its query pass is the plain one).
-enum class Candidate { Plain, DeferFinish, PackedRounds };
+// variant of the fused passes: Plain, or the library's (Library: the query
+// pass with kDeferFinish, the finalizer receiving and finishing after the
+// state update; the key pass with kPackedRounds, its partials as bf16 pairs).
+enum class Candidate { Plain, Library };
 bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::MapConsts* mc = nullptr,
                      Candidate variant = Candidate::Plain) {
     kw::KronWgmmaBackwardMaps maps;
@@ -654,12 +654,10 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = *mc;
-    if (variant == Candidate::DeferFinish)
+    if (variant == Candidate::Library)
         return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true, true>
                                   : kw::kron_backward_query_wgmma_kernel<Elem, true, true>,
                              maps, a, p);
-    if (variant == Candidate::PackedRounds && keys)
-        return launch_kernel(kw::kron_backward_key_wgmma_kernel<Elem, true, false, true>, maps, a, p);
     return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true>
                               : kw::kron_backward_query_wgmma_kernel<Elem, true>,
                          maps, a, p);
@@ -832,7 +830,7 @@ int check_fused_backward_shapes() {
             !check_cuda(cudaMalloc(&buf.dk, rows * 64 * sizeof(Elem)), "malloc dk") ||
             !check_cuda(cudaMemcpy(buf.out, o.data(), o.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload o"))
             return failures + 1;
-        for (Candidate variant : {Candidate::Plain, Candidate::DeferFinish, Candidate::PackedRounds}) {
+        for (Candidate variant : {Candidate::Plain, Candidate::Library}) {
             std::vector<double> den, dz, dv, dq, dk;
             if (!check_cuda(cudaMemset(buf.den, 0xff, rows * sizeof(float)), "poison") ||
                 !check_cuda(cudaMemset(buf.dz, 0xff, rows * sizeof(float)), "poison") ||
@@ -847,9 +845,9 @@ int check_fused_backward_shapes() {
                 !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dq, rows * 64, &dq) ||
                 !download(buf.dk, rows * 64, &dk))
                 return failures + 1;
-            const std::string pass = variant == Candidate::DeferFinish    ? "wgmma kron fused (deferred finish) "
-                                     : variant == Candidate::PackedRounds ? "wgmma kron fused (packed rounds) "
-                                                                          : "wgmma kron fused ";
+            const std::string pass = variant == Candidate::Library ? "wgmma kron fused (library's: deferred finish, "
+                                                                     "packed rounds) "
+                                                                   : "wgmma kron fused ";
             failures += compare_rows((pass + "query pass den").c_str(), p, den, want.den, 1) ? 0 : 1;
             failures += compare_rows((pass + "query pass dZ").c_str(), p, dz, want.dz, 1) ? 0 : 1;
             failures += compare_rows((pass + "query pass dq (map VJP)").c_str(), p, dq, dq_want, 64) ? 0 : 1;
@@ -912,9 +910,9 @@ int main(int argc, char** argv) {
         return launch(big, buf) && launch_fused(big, buf, map.mc) && launch_fused(big, buf, map.mc, true) &&
                        launch_backward(big, buf, false) &&
                        launch_backward(big, buf, true) && launch_backward(big, buf, false, &map.mc) &&
-                       launch_backward(big, buf, true, &map.mc) && launch_backward(big, buf, false, &map.mc, Candidate::DeferFinish) &&
-                       launch_backward(big, buf, true, &map.mc, Candidate::DeferFinish) &&
-                       launch_backward(big, buf, true, &map.mc, Candidate::PackedRounds) &&
+                       launch_backward(big, buf, true, &map.mc) &&
+                       launch_backward(big, buf, false, &map.mc, Candidate::Library) &&
+                       launch_backward(big, buf, true, &map.mc, Candidate::Library) &&
                        synchronize_within("the profile launches", 120.0)
                    ? 0
                    : 1;
@@ -927,11 +925,9 @@ int main(int argc, char** argv) {
     const double fused_query_ms = median_ms([&] { return launch_backward(big, buf, false, &map.mc); });
     const double fused_key_ms = median_ms([&] { return launch_backward(big, buf, true, &map.mc); });
     const double deferred_query_ms =
-        median_ms([&] { return launch_backward(big, buf, false, &map.mc, Candidate::DeferFinish); });
-    const double deferred_key_ms =
-        median_ms([&] { return launch_backward(big, buf, true, &map.mc, Candidate::DeferFinish); });
+        median_ms([&] { return launch_backward(big, buf, false, &map.mc, Candidate::Library); });
     const double packed_key_ms =
-        median_ms([&] { return launch_backward(big, buf, true, &map.mc, Candidate::PackedRounds); });
+        median_ms([&] { return launch_backward(big, buf, true, &map.mc, Candidate::Library); });
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -956,11 +952,9 @@ int main(int argc, char** argv) {
          (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (fused_query_ms * 1e-3) / 1e12},
         {"wgmma kron key pass, fused map and VJP (dv, dk)", fused_key_ms,
          (6 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (fused_key_ms * 1e-3) / 1e12},
-        {"wgmma kron query pass, fused, deferred finish", deferred_query_ms,
+        {"wgmma kron query pass, fused, deferred finish (library)", deferred_query_ms,
          (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (deferred_query_ms * 1e-3) / 1e12},
-        {"wgmma kron key pass, fused, deferred finish", deferred_key_ms,
-         (6 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (deferred_key_ms * 1e-3) / 1e12},
-        {"wgmma kron key pass, fused, packed rounds", packed_key_ms,
+        {"wgmma kron key pass, fused, packed rounds (library)", packed_key_ms,
          (6 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (packed_key_ms * 1e-3) / 1e12}};
     for (const Row& r : rows_out)
         if (r.ms < 0) return 1;  // a failed launch (which printed why)

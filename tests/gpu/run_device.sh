@@ -223,7 +223,7 @@ if has kronkernels; then  # issue 10's Hopper Kronecker kernels alone: one targe
   timeout 120 python3 tests/gpu/sass_audit.py build-wgmma kron_kernel_bench.cu >> "$OUT/kronkernels.log" 2>&1
   echo "=== sass_audit rc=$?" >> "$OUT/kronkernels.log"
   for tool in ${SLAY_KRON_SANITIZERS:-}; do  # e.g. "memcheck racecheck synccheck": the checks only
-    timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 build-wgmma/tests/bench/kron-kernel-bench \
+    timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 --print-limit 2000 build-wgmma/tests/bench/kron-kernel-bench \
       --check-only > "$OUT/kron_sanitize_$tool.log" 2>&1
     echo "=== compute-sanitizer $tool kron-kernel-bench rc=$?" >> "$OUT/kronkernels.log"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check failures" "$OUT/kron_sanitize_$tool.log" >> "$OUT/kronkernels.log"
