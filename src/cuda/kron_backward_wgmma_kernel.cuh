@@ -399,11 +399,10 @@ struct PackedRounds {
     // A non-finalizing warp's partial of round `round` into its quarter's finalizer.
     __device__ __forceinline__ static void send(const float (&acc)[32], unsigned char* smem, int quarter, int round,
                                                 const Place& at) {
-        const int to_rank = at.warp / 2, to_group = at.warp % 2;
-        const int sender = quarter < at.warp ? quarter : quarter - 1;
-        const uint32_t remote =
-            tma::cluster_address(word_group(slot(smem, to_group, round, sender), 0, at), static_cast<unsigned>(to_rank));
-        const uint32_t bar = tma::cluster_address(barrier(smem, to_group, round), static_cast<unsigned>(to_rank));
+        const Finalizer to = finalizer_of(quarter, at);
+        const uint32_t remote = tma::cluster_address(word_group(slot(smem, to.group, round, to.sender), 0, at),
+                                                     static_cast<unsigned>(to.rank));
+        const uint32_t bar = tma::cluster_address(barrier(smem, to.group, round), static_cast<unsigned>(to.rank));
 #pragma unroll
         for (int i = 0; i < 4; ++i) tma::store_async4_words(remote + 512 * i, words(acc, i), bar);
     }
@@ -439,15 +438,7 @@ struct PackedRounds {
 #pragma unroll
             for (int sender = 0; sender < 3; ++sender)
                 add_words(v, *reinterpret_cast<const uint4*>(word_group(slot(smem, group, round, sender), i, at)));
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
-                if (t >= T) continue;
-#pragma unroll
-                for (int nb = 0; nb < 2; ++nb)  // n8 block 2 i + nb: v[4 nb + 2 half], + 1
-                    *reinterpret_cast<unsigned*>(base + t * token_stride + 8 * (2 * i + nb) + 2 * at.t4) =
-                        pack2<Elem>(v[4 * nb + 2 * half], v[4 * nb + 2 * half + 1]);
-            }
+            store_value_rows<Elem, 2>(v, base, token_stride, kc, T, at, {1.f, 1.f}, 2 * i);  // n8 blocks 2 i, 2 i + 1
         }
     }
 };

@@ -491,14 +491,22 @@ __device__ __forceinline__ float* partial_slot(unsigned char* smem, int group, i
 // a warpgroup sends round r + 1 only after its finalizer read round r, so
 // no sender rewrites a slot (round r + 2) before its reader is done with it,
 // and no barrier phase completes twice before its waiter looks.
+// Where a warp of the warpgroup whose quarter is `quarter` sends its partial
+// of its rows' quarter (at.warp): that quarter's finalizer's CTA (rank) and
+// warpgroup (group), and this warpgroup's slot among its three senders.
+struct Finalizer {
+    int rank, group, sender;
+};
+__device__ __forceinline__ Finalizer finalizer_of(int quarter, const Place& at) {
+    return Finalizer{at.warp / 2, at.warp % 2, quarter < at.warp ? quarter : quarter - 1};
+}
 __device__ __forceinline__ void send_rows(const float (&acc)[32], const float (&extra)[2], unsigned char* smem,
                                           uint64_t* received, int quarter, int round, const Place& at) {
     const int parity = round & 1;
-    const int to_rank = at.warp / 2, to_group = at.warp % 2;
-    const int sender = quarter < at.warp ? quarter : quarter - 1;
-    float* slot = partial_slot(smem, to_group, parity, sender) + at.lane * kPartialFloats;
-    const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to_rank));
-    const uint32_t bar = tma::cluster_address(received + to_group * 2 + parity, static_cast<unsigned>(to_rank));
+    const Finalizer to = finalizer_of(quarter, at);
+    float* slot = partial_slot(smem, to.group, parity, to.sender) + at.lane * kPartialFloats;
+    const uint32_t remote = tma::cluster_address(slot, static_cast<unsigned>(to.rank));
+    const uint32_t bar = tma::cluster_address(received + to.group * 2 + parity, static_cast<unsigned>(to.rank));
 #pragma unroll
     for (int i = 0; i < 8; ++i)
         tma::store_async4(remote + 16 * i, acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3], bar);
@@ -737,17 +745,20 @@ __device__ __forceinline__ void map_rows_tile(const unsigned char* x_tile, const
 }
 
 // The finalizer's rows of a (B, H, T, 64) tensor in the input type (base:
-// the head's first row), each row times scale[half] (rows g, g + 8).
-template <typename Elem>
-__device__ __forceinline__ void store_value_rows(const float (&acc)[32], Elem* base, int64_t token_stride, int kc,
-                                                 int64_t T, const Place& at, const float (&scale)[2]) {
+// the head's first row), each row times scale[half] (rows g, g + 8): the
+// n8 column blocks [first_block, first_block + kBlocks) from acc's m16n8
+// fragments (all 8 by default; PackedRounds stores 2 at a time).
+template <typename Elem, int kBlocks = 8>
+__device__ __forceinline__ void store_value_rows(const float (&acc)[4 * kBlocks], Elem* base, int64_t token_stride,
+                                                 int kc, int64_t T, const Place& at, const float (&scale)[2],
+                                                 int first_block = 0) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
         if (t < T) {
-            Elem* dst = base + t * token_stride;
+            Elem* dst = base + t * token_stride + 8 * first_block;
 #pragma unroll
-            for (int jb = 0; jb < 8; ++jb)
+            for (int jb = 0; jb < kBlocks; ++jb)
                 *reinterpret_cast<unsigned*>(dst + 8 * jb + 2 * at.t4) =
                     pack2<Elem>(acc[4 * jb + 2 * half] * scale[half], acc[4 * jb + 2 * half + 1] * scale[half]);
         }
