@@ -85,7 +85,8 @@
 #             the forward and the backward's query and key passes checked against fp64 at small shapes,
 #             then timed at B4 H12 T32768 F1024 causal bf16
 #             -> kronkernels.log, bench/kron_kernels.json (SLAY_KRON_SANITIZERS: compute-sanitizer tools
-#             over its checks -> kron_sanitize_<tool>.log; failed checks: --diagnose into the log), then
+#             over its checks -> kron_sanitize_<tool>.log, every report printed: tests/gpu/sanitizer_sources.py
+#             maps its offsets to source lines; failed checks: --diagnose into the log), then
 #             tests/gpu/sass_audit.py of the bench with the device's toolkit (PTX against SASS) into the log
 #   kronpro   ncu (speed of light, warp states, scheduler, instruction mix) of the Hopper Kronecker kernels
 #             at B4 H12 T32768 (kron-kernel-bench --profile: the forward, the fused-map forward, the query

@@ -147,6 +147,37 @@ def opcode(text):
     return words[0].split(".")[0] if words else ""
 
 
+def local_sass(build_dir, unit, arch):
+    """(sass_functions of the unit, {mangled: demangled}, the compile's directory):
+    the translation unit `unit` of the configured build recompiled for sm_`arch`
+    with -lineinfo (the same SASS as without) and disassembled; None (after
+    saying why) when it cannot be."""
+    nvdisasm = find_tool("nvdisasm")
+    if nvdisasm is None:
+        print("no nvdisasm (PATH or an NVIDIA wheel)", file=sys.stderr)
+        return None
+    missing = []
+    entries = list(unit_entries(build_dir, [unit], missing))
+    if missing:
+        return None
+    entry = entries[0][1]
+    with tempfile.TemporaryDirectory() as scratch:
+        cubin = os.path.join(scratch, "unit.cubin")
+        cmd = build_arguments(entry, drop_targets=True) + [
+            f"-gencode=arch=compute_{arch},code=sm_{arch}", "-lineinfo", "-cubin", "-o", cubin]
+        r = subprocess.run(cmd, cwd=entry["directory"], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"compile failed: {' '.join(cmd)}\n{r.stdout}{r.stderr}", file=sys.stderr)
+            return None
+        r = subprocess.run([nvdisasm, "-gi", "-c", cubin], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"disassembly failed\n{r.stderr}", file=sys.stderr)
+            return None
+    own = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    functions = sass_functions(r.stdout, own)
+    return functions, demangle(sorted(functions)), entry["directory"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("build_dir")
@@ -166,26 +197,10 @@ def main():
         print(f"stall_sources: --kernel matches {len(in_csv)} kernels of the CSV: {sorted(tables)}", file=sys.stderr)
         return 1
     rows = tables[in_csv[0]]
-    missing = []
-    entries = list(unit_entries(opt.build_dir, [opt.unit], missing))
-    if missing:
+    built = local_sass(opt.build_dir, opt.unit, opt.arch)
+    if built is None:
         return 1
-    entry = entries[0][1]
-    with tempfile.TemporaryDirectory() as scratch:
-        cubin = os.path.join(scratch, "unit.cubin")
-        cmd = build_arguments(entry, drop_targets=True) + [
-            f"-gencode=arch=compute_{opt.arch},code=sm_{opt.arch}", "-lineinfo", "-cubin", "-o", cubin]
-        r = subprocess.run(cmd, cwd=entry["directory"], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"compile failed: {' '.join(cmd)}\n{r.stdout}{r.stderr}", file=sys.stderr)
-            return 1
-        r = subprocess.run([nvdisasm, "-gi", "-c", cubin], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"disassembly failed\n{r.stderr}", file=sys.stderr)
-            return 1
-    own = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-    functions = sass_functions(r.stdout, own)
-    pretty = demangle(sorted(functions))
+    functions, pretty, directory = built
     in_cubin = [k for k in functions if re.search(opt.kernel, pretty[k])]
     if len(in_cubin) != 1:
         print(f"stall_sources: --kernel matches {len(in_cubin)} kernels of the cubin", file=sys.stderr)
@@ -199,7 +214,7 @@ def main():
               f"{len(mismatched)} opcodes differ (first at {mismatched[:3]}): profile and source must be the "
               "same commit and toolkit", file=sys.stderr)
         return 1
-    function_of = Functions(entry["directory"])
+    function_of = Functions(directory)
     samples, reasons, top, total = collections.Counter(), collections.defaultdict(collections.Counter), [], 0
     for row in rows:
         path, line, text, calls = local[int(row["Address"], 16) - base]
