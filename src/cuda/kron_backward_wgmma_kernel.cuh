@@ -231,10 +231,47 @@ __device__ __forceinline__ void store_factor_rows(const float (&acc)[32], float*
     }
 }
 
+// The key pass's den and dZ rows (the query pass's, in global memory) a
+// chunk ahead in shared memory: Layout::zsum, which the key pass does not
+// use, holds [2 (iteration parity)][den 64 | dZ 64]. Each consumer warp
+// copies the 8 rows its threads read in stage_scaled_gradients (piece p =
+// consumer + 256 i: row p / 8, so warp w reads rows 4 w .. 4 w + 3 and
+// 32 + 4 w ..) by cp.async, so iteration n + 1's loads fly during
+// iteration n: a global load a thread a chunk, waited for right before the
+// consumers' barrier, was 7% of the fused key pass's stall samples (ncu,
+// 0a471d1), and holding the values in registers spilled them (be0011b).
+struct RowStatsAhead {
+    static_assert(kConsumers * 128 == 4 * kChunk, "stage_scaled_gradients: two pieces a thread, 8 a row");
+    __device__ __forceinline__ static float* buffer(unsigned char* smem, int n) {
+        return reinterpret_cast<float*>(smem + Layout::zsum) + (n & 1) * 2 * kChunk;
+    }
+    // Iteration n's rows (chunk kc) into buffer(n): lanes 0-7 den, 8-15 dZ.
+    // buffer(n) was last read in iteration n - 2, before the consumers'
+    // barrier that ends its stage_scaled_gradients.
+    __device__ __forceinline__ static void fetch(unsigned char* smem, int n, int kc, const float* den_rows,
+                                                 const float* dz_rows, int64_t T) {
+        const int consumer = static_cast<int>(threadIdx.x) - 128, warp = consumer / 32, lane = consumer % 32;
+        if (lane < 16) {
+            const int i = lane % 8, row = i < 4 ? 4 * warp + i : 32 + 4 * warp + i - 4;
+            const int64_t t = static_cast<int64_t>(kc) * kChunk + row;
+            const float* src = lane < 8 ? den_rows : dz_rows;
+            cp_async4(buffer(smem, n) + (lane < 8 ? 0 : kChunk) + row, t < T ? src + t : src, t < T);
+        }
+        cp_async_commit();
+    }
+    // Before iteration n reads buffer(n): this thread's copies landed, then
+    // the warp's (the rows its threads read are the warp's own copies).
+    __device__ __forceinline__ static void wait() {
+        cp_async_wait<0>();
+        __syncwarp();
+    }
+};
+
 // gs = g / den of a chunk's rows into a tile of the same (SW128) layout,
 // and the rows' dZ, by both consumer warpgroups (512 16-byte pieces, 8
 // consecutive threads a row), then their barrier. The key pass reads den
-// and dZ (den_rows, dz_rows: the query pass's); the query pass
+// and dZ from `ahead` (the query pass's den_rows, dz_rows of this chunk,
+// copied into shared memory a chunk ahead: RowStatsAhead); the query pass
 // (kRowStatistics) makes them from the chunk's row sums Z (zsum: the four
 // warpgroups' parts) and the forward's output (o_tile, which may be gs
 // itself: a thread reads each of its pieces before it writes it): den =
@@ -244,8 +281,8 @@ __device__ __forceinline__ void store_factor_rows(const float (&acc)[32], float*
 template <typename Elem, bool kRowStatistics>
 __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_tile, const unsigned char* o_tile,
                                                        const float* zsum, unsigned char* gs, float* dz,
-                                                       float* den_rows, float* dz_rows, float stabilizer,
-                                                       bool clamp_den, int kc, int64_t T) {
+                                                       float* den_rows, float* dz_rows, const float* ahead,
+                                                       float stabilizer, bool clamp_den, int kc, int64_t T) {
     const int consumer = static_cast<int>(threadIdx.x) - 128;
     for (int piece = consumer; piece < kChunk * 8; piece += kConsumers * 128) {
         const int row = piece / 8, offset = wgmma::sw128_offset(row, 16 * (piece % 8));
@@ -274,8 +311,8 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
                 dz_rows[t] = dzt;
             }
         } else if (t < T) {
-            den = den_rows[t];
-            dzt = dz_rows[t];
+            den = ahead[row];
+            dzt = ahead[kChunk + row];
         }
         const float inv = t < T ? 1.f / den : 0.f;
         unsigned out[4];
@@ -706,8 +743,8 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         const bool writes_rows = cta.rank == 0;  // the rows' den and dZ, for the key pass
         stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs, dz,
                                            writes_rows ? args.den + row0 : nullptr,
-                                           writes_rows ? args.dz + row0 : nullptr, args.stabilizer, args.clamp_den, kc,
-                                           cta.T);
+                                           writes_rows ? args.dz + row0 : nullptr, nullptr, args.stabilizer,
+                                           args.clamp_den, kc, cta.T);
 
         const float dz_rows[2] = {dz[16 * at.warp + at.g], dz[16 * at.warp + at.g + 8]};
         float acc[32];
@@ -765,6 +802,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     const uint64_t carry_desc = wgmma::mn_major_descriptor(cta.state_copy, 0, Layout::kStateCopyBytes);
     const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
     const int64_t dv_base = static_cast<int64_t>(cta.b) * args.dv_batch + static_cast<int64_t>(cta.h) * args.dv_head;
+    RowStatsAhead::fetch(cta.ring.smem, 0, cta.chunks - 1, args.den + row0, args.dz + row0, cta.T);
 
     for (int n = 0; n < cta.chunks; ++n) {
         const int kc = cta.chunks - 1 - n, s = n % kStages;
@@ -774,8 +812,12 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         unsigned char* gs = cta.ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
         float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (n & 1) * kChunk;
         Map::map_chunk(cta, args, cta.ring.smem + Layout::stage(s));
-        stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, args.den + row0,
-                                            args.dz + row0, args.stabilizer, args.clamp_den, kc, cta.T);
+        RowStatsAhead::wait();
+        stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, nullptr, nullptr,
+                                            RowStatsAhead::buffer(cta.ring.smem, n), args.stabilizer, args.clamp_den,
+                                            kc, cta.T);
+        if (n + 1 < cta.chunks)
+            RowStatsAhead::fetch(cta.ring.smem, n + 1, kc - 1, args.den + row0, args.dz + row0, cta.T);
 
         unsigned pk[2][4];  // Pcat_k A fragments of the warp's rows (keys)
         row_fragment(pk[0], fk, at, kP);

@@ -27,10 +27,19 @@ __device__ __forceinline__ unsigned smem_addr(const void* p) {
 // 16-byte global -> shared copy; zero-fills when !valid (src not read).
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
 #if SLAY_CUDA_EMULATION
-    slay_emu::cp_async16(dst, src, valid);
+    slay_emu::cp_async(dst, src, 16, valid);
 #else
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                  "r"(valid ? 16 : 0));
+#endif
+}
+// The same for one 4-byte word (.ca: the only cache mode below 16 bytes).
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
+#if SLAY_CUDA_EMULATION
+    slay_emu::cp_async(dst, src, 4, valid);
+#else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 4 : 0));
 #endif
 }
 #if SLAY_CUDA_EMULATION  // the emulation's copies land at once

@@ -907,14 +907,17 @@ unsigned movmatrix_trans(unsigned x) {
            }).out[0];
 }
 
-void cp_async16(void* dst, const void* src, bool valid) {
-    offset_in(my_cta(), dst, 16, "cp.async");
-    writes(dst, 16);
-    if (valid) reads(src, 16);
+void cp_async(void* dst, const void* src, int bytes, bool valid) {
+    if ((bytes != 4 && bytes != 8 && bytes != 16) || reinterpret_cast<uintptr_t>(dst) % bytes != 0 ||
+        (valid && reinterpret_cast<uintptr_t>(src) % bytes != 0))
+        fail("a cp.async of a size other than 4, 8 or 16 bytes, or not aligned to it");
+    offset_in(my_cta(), dst, bytes, "cp.async");
+    writes(dst, bytes);
+    if (valid) reads(src, bytes);
     if (valid)
-        std::memcpy(dst, src, 16);
+        std::memcpy(dst, src, bytes);
     else
-        std::memset(dst, 0, 16);
+        std::memset(dst, 0, bytes);
     changed();
 }
 

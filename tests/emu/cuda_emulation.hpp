@@ -90,7 +90,7 @@ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1, bool b
 unsigned movmatrix_trans(unsigned x);
 
 // ---- copies
-void cp_async16(void* dst, const void* src, bool valid);
+void cp_async(void* dst, const void* src, int bytes, bool valid);  // bytes: 4, 8 or 16; lands at once
 void tma_load_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int c3, uint64_t* bar);
 
 // ---- wgmma (N = 64, 128, 256; d has N / 2 floats a thread)
