@@ -255,7 +255,7 @@ struct RowStatsAhead {
             const int i = lane % 8, row = i < 4 ? 4 * warp + i : 32 + 4 * warp + i - 4;
             const int64_t t = static_cast<int64_t>(kc) * kChunk + row;
             const float* src = lane < 8 ? den_rows : dz_rows;
-            cp_async4(buffer(smem, n) + (lane < 8 ? 0 : kChunk) + row, t < T ? src + t : src, t < T);
+            cp_async<4>(buffer(smem, n) + (lane < 8 ? 0 : kChunk) + row, t < T ? src + t : src, t < T);
         }
         cp_async_commit();
     }

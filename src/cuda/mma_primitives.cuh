@@ -24,24 +24,24 @@ __device__ __forceinline__ unsigned smem_addr(const void* p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte global -> shared copy; zero-fills when !valid (src not read).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+// kBytes (4, 8 or 16) global -> shared copy; zero-fills when !valid (src
+// not read). 16-byte copies skip L1 (.cg: the streamed tiles); .ca is the
+// only cache mode of the smaller ones.
+template <int kBytes>
+__device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid) {
+    static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async copies 4, 8 or 16 bytes");
 #if SLAY_CUDA_EMULATION
-    slay_emu::cp_async(dst, src, 16, valid);
+    slay_emu::cp_async(dst, src, kBytes, valid);
 #else
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
+    if constexpr (kBytes == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                     "r"(valid ? 16 : 0));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(smem_addr(dst)), "l"(src),
+                     "n"(kBytes), "r"(valid ? kBytes : 0));
 #endif
 }
-// The same for one 4-byte word (.ca: the only cache mode below 16 bytes).
-__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
-#if SLAY_CUDA_EMULATION
-    slay_emu::cp_async(dst, src, 4, valid);
-#else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 4 : 0));
-#endif
-}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { cp_async<16>(dst, src, valid); }
 #if SLAY_CUDA_EMULATION  // the emulation's copies land at once
 __device__ __forceinline__ void cp_async_commit() {}
 template <int kPending>
