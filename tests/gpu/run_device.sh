@@ -16,7 +16,8 @@
 # Phases (SLAY_DEVICE_PHASES, comma-separated; default all):
 #   build     configure + build (a fresh build directory; stops after SLAY_BUILD_LIMIT_S, default 540)
 #   resume    goes on with the build directory a stopped build left on the same warm machine
-#   suite     the whole meson test suite (run_tests.sh)
+#   suite     the whole meson test suite (run_tests.sh; SLAY_TEST_ARGS="--no-suite emu" leaves out the CPU
+#             emulations, which CI runs: build,suite then fits one call)
 #   linear    only the GPU linear suite (test_cuda_linear), when iterating on its kernels
 #   linearpar the same with each test case in its own process, all at once (its longest case's
 #             time instead of the sum; each case stopped after SLAY_LINEARPAR_S, default 500, its
