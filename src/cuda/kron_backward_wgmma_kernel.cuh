@@ -356,10 +356,10 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
 }
 
 // kPackedRounds (the library's fused key pass: 7.50 vs 8.39 ms on an H100,
-// kron-kernel-bench): the
-// partials of the key pass's two rounds travel as bf16 pairs (16 words a
-// lane: a sender's slot is 2 KB; bf16 partials cost 5-15% more error on
-// the float64 checks, PERF.md 3.7, with fp32's range), so four round
+// kron-kernel-bench): the partials of the key pass's two rounds travel as
+// bf16 pairs (16 words a lane: a sender's slot is 2 KB; bf16 partials cost
+// 5-15% more error on the float64 checks, PERF.md 3.7, with fp32's
+// range), so four round
 // parities fit in Layout::partials where the fp32 slots held two. With
 // four, a round's slots and barrier are written again four rounds (two
 // chunks) later, by senders that passed their take_chunk barrier after
@@ -679,8 +679,8 @@ struct BackwardMap {
 //   dphi_q,t = S^T gs_t + dZ_t z + sum_{j <= t in the chunk} dA_tj phi_k,j.
 // kDeferFinish (the library's fused query pass: 5.12 vs 5.28 ms on an H100,
 // kron-kernel-bench; in the key pass it was 6% slower): the finalizing warp
-// receives its quarter's partials of the factor-gradient
-// round after the state update (take_chunk's before_meeting, the stage
+// receives its quarter's partials of the factor-gradient round after the
+// state update (take_chunk's before_meeting, the stage
 // released after it), so they arrive while the warpgroup updates; the
 // finish (the map's VJP) follows there. The finalizer's own partial stays
 // in registers over the update, as the forward's kDeferFinalize.

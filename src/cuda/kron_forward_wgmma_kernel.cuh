@@ -477,6 +477,15 @@ __device__ __forceinline__ void clear_copies(unsigned char* state_copy, unsigned
 __device__ __forceinline__ float* partial_slot(unsigned char* smem, int group, int parity, int sender) {
     return reinterpret_cast<float*>(smem + Layout::partials) + ((group * 2 + parity) * 3 + sender) * kSlotFloats;
 }
+// Where a warp of the warpgroup whose quarter is `quarter` sends its partial
+// of its rows' quarter (at.warp): that quarter's finalizer's CTA (rank) and
+// warpgroup (group), and this warpgroup's slot among its three senders.
+struct Finalizer {
+    int rank, group, sender;
+};
+__device__ __forceinline__ Finalizer finalizer_of(int quarter, const Place& at) {
+    return Finalizer{at.warp / 2, at.warp % 2, quarter < at.warp ? quarter : quarter - 1};
+}
 // The four partials of each 16-row quarter of the chunk meet in the warp
 // that finalizes it (quarter q: warp q of warpgroup q % 2 of CTA q / 2; this
 // warpgroup's quarter is `quarter`): the other warps send theirs (send_rows:
@@ -491,15 +500,6 @@ __device__ __forceinline__ float* partial_slot(unsigned char* smem, int group, i
 // a warpgroup sends round r + 1 only after its finalizer read round r, so
 // no sender rewrites a slot (round r + 2) before its reader is done with it,
 // and no barrier phase completes twice before its waiter looks.
-// Where a warp of the warpgroup whose quarter is `quarter` sends its partial
-// of its rows' quarter (at.warp): that quarter's finalizer's CTA (rank) and
-// warpgroup (group), and this warpgroup's slot among its three senders.
-struct Finalizer {
-    int rank, group, sender;
-};
-__device__ __forceinline__ Finalizer finalizer_of(int quarter, const Place& at) {
-    return Finalizer{at.warp / 2, at.warp % 2, quarter < at.warp ? quarter : quarter - 1};
-}
 __device__ __forceinline__ void send_rows(const float (&acc)[32], const float (&extra)[2], unsigned char* smem,
                                           uint64_t* received, int quarter, int round, const Place& at) {
     const int parity = round & 1;
