@@ -186,7 +186,7 @@ constexpr uint64_t kWgmmaRing = 64;
 struct WarpgroupState {
     std::vector<WgmmaOp> ring = std::vector<WgmmaOp>(kWgmmaRing);
     uint64_t first = 0, end = 0;
-    char issued_key[kWgmmaRing], done_key[kWgmmaRing];  // happens-before keys by wgmma number
+    char done_key[kWgmmaRing];  // happens-before keys by wgmma number: its execution before the waits
     WgmmaOp* find(uint64_t number) { return number >= first && number < end ? &ring[number % kWgmmaRing] : nullptr; }
 };
 
@@ -477,8 +477,7 @@ void execute(WgmmaOp& op, const Cta& cta) {
     } else {
         for (int lane = 0; lane < kWarpgroup; ++lane) {
             const int w = lane / kWarp, g = lane % kWarp / 4, t = lane % 4;
-            const unsigned* r = op.a[lane];
-            reads(r, 4 * sizeof(unsigned));
+            const unsigned* r = op.a[lane];  // a register: not reported (see run_issued)
             for (int i = 0; i < 4; ++i) {
                 const int row = 16 * w + g + 8 * (i & 1), col = 2 * t + 8 * (i >> 1);
                 A[row][col] = to_float(half_of(r[i], 0), op.bf16);
@@ -491,8 +490,7 @@ void execute(WgmmaOp& op, const Cta& cta) {
         for (int n = 0; n < op.n; ++n) B[k][n] = operand(cta, db, op.trans_b, n, k, op.bf16);
     for (int lane = 0; lane < kWarpgroup; ++lane) {
         const int w = lane / kWarp, g = lane % kWarp / 4, t = lane % 4;
-        float* d = op.d[lane];
-        writes(d, sizeof(float) * static_cast<size_t>(op.n / 2));
+        float* d = op.d[lane];  // registers: not reported (see run_issued)
         for (int j = 0; j < op.n / 8; ++j)
             for (int e = 0; e < 4; ++e) {
                 const int row = 16 * w + g + 8 * (e >> 1), col = 8 * j + 2 * t + (e & 1);
@@ -505,10 +503,19 @@ void execute(WgmmaOp& op, const Cta& cta) {
     changed();
 }
 
-// Executes wgmma `number` of warpgroup s, its issue ordered before and its
-// results released to the waits that cover it.
+// Executes wgmma `number` of warpgroup s in the fiber of the thread whose
+// wait needs it first, its results (and its reads of shared memory) released
+// to the waits that cover it. No happens-before edge runs from the other
+// threads' issues to the execution: the PTX memory model orders a thread's
+// wait after the wgmma's own accesses, not after the other threads'
+// accesses before their issues, so a warp's generic read that another warp's
+// rewrite after its wait is ordered by the wgmma alone is a race here too
+// (compute-sanitizer's racecheck reports it on the device). The operands'
+// shared memory is reported as read by the executing thread, whose history
+// (its barriers before the issue) orders the tiles' writes; the A and D
+// registers are the issuing threads' own and are not reported (the
+// wgmma-early mode checks when they may change).
 void run_issued(WarpgroupState& s, WgmmaOp& op, uint64_t number, const Cta& cta) {
-    hb_acquire(&s.issued_key[number % 64]);
     execute(op, cta);
     hb_release(&s.done_key[number % 64]);
 }
@@ -534,7 +541,6 @@ void issue(const WgmmaOp& proto, float* d, const unsigned* a) {
     if (op.d[lane]) fail("a thread issues one wgmma twice");
     op.d[lane] = d;
     op.a[lane] = a;
-    hb_release(&s.issued_key[number % 64]);
     ++op.issued;
     // SLAY_EMU_WGMMA_EARLY: the hardware reads a wgmma's operands at any
     // time between its issue and the wait that covers it; by default the

@@ -14,7 +14,8 @@
 //   wgmma.mma_async m64nNk16 SS/RS: recorded at issue and executed only when
 //     a wait_group needs it (the latest moment the hardware allows), so a
 //     kernel that reads accumulators, rewrites A registers or overwrites an
-//     operand tile before its wait sees wrong numbers here too; the
+//     operand tile before its wait sees wrong numbers here too (and under
+//     ThreadSanitizer a wgmma orders nothing between threads: run_issued); the
 //     shared-memory descriptors are decoded (start, LBO, SBO, 128-byte
 //     swizzle) exactly as wgmma_primitives.cuh documents them;
 //   TMA tensor loads (cp.async.bulk.tensor 4-D, 128-byte swizzle, zero fill
