@@ -40,10 +40,11 @@ LINE_INFO = re.compile(r'//## File "([^"]+)", line (\d+)')
 # a kernel's text section (its instructions and the subroutines it calls, as ncu lists them)
 SECTION = re.compile(r"^\.text\.(\S+):")
 SASS_LINE = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
-# a function definition in the kernels' headers: the device functions and macros (a
-# lambda's lines belong to the function that defines it)
+# a function definition in the kernels' headers: the device functions (a struct's
+# static ones too: PackedRounds::wait_round is `wait_round`) and macros (a lambda's
+# lines belong to the function that defines it)
 DEFINITION = [re.compile(p) for p in (
-    r"^(?:template <.*>\s*)?__device__ __forceinline__ [\w:<>,\s&*]*?\b(\w+)\(",
+    r"^\s*(?:template <.*>\s*)?__device__ __forceinline__ (?:static )?[\w:<>,\s&*]*?\b(\w+)\(",
     r"^__global__ .*?\b(\w+)\(",
     r"^\s*(\w+_kernel)\(",
     r"^#define (\w+)",
