@@ -232,8 +232,9 @@ __device__ __forceinline__ void store_factor_rows(const float (&acc)[32], float*
 }
 
 // The key pass's den and dZ rows (the query pass's, in global memory) a
-// chunk ahead in shared memory: Layout::zsum, which the key pass does not
-// use, holds [2 (iteration parity)][den 64 | dZ 64]. Each consumer warp
+// chunk ahead in shared memory (and the query pass's with kRowsGiven):
+// Layout::zsum, which a pass that reads den and dZ does not use otherwise,
+// holds [2 (iteration parity)][den 64 | dZ 64]. Each consumer warp
 // copies the 8 rows its threads read in stage_scaled_gradients (piece p =
 // consumer + 256 i: row p / 8, so warp w reads rows 4 w .. 4 w + 3 and
 // 32 + 4 w ..) by cp.async, so iteration n + 1's loads fly during
@@ -684,7 +685,12 @@ struct BackwardMap {
 // released after it), so they arrive while the warpgroup updates; the
 // finish (the map's VJP) follows there. The finalizer's own partial stays
 // in registers over the update, as the forward's kDeferFinalize.
-template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false>
+// kRowsGiven (a candidate of the fused pass, kron-kernel-bench times it; PERF.md
+// 3.7's plan, where the forward gives Z and a row kernel dZ): den and dZ are
+// read from args.den, args.dz as the key pass reads them (RowStatsAhead), so
+// the pass makes no row sums Z (no denominator terms, no cluster exchange of
+// them) and loads no output tile.
+template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false, bool kRowsGiven = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_backward_query_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
@@ -698,10 +704,14 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
                                    stage_tile(&maps.dout, Layout::dout, true),
                                    out_tile,  // into gs: staged in place
                                    Map::save_tile(&maps.save, cta)};
-        if (kFusedMap)
+        if constexpr (kRowsGiven) {  // without the output tile
+            const TileLoad given[5] = {tiles[0], tiles[1], tiles[2], tiles[3], tiles[5]};
+            produce<kFusedMap ? 5 : 4, false>(cta.ring, given, cta.chunks, cta.bh, cta.b, cta.h);
+        } else if (kFusedMap) {
             produce<6, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
-        else
+        } else {
             produce<5, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);  // without the save tile
+        }
         return;
     }
     RunningState st;
@@ -710,6 +720,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     const Place& at = cta.at;
     float* zsum = reinterpret_cast<float*>(cta.ring.smem + Layout::zsum);
     const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
+    if constexpr (kRowsGiven) RowStatsAhead::fetch(cta.ring.smem, 0, 0, args.den + row0, args.dz + row0, cta.T);
 
     for (int kc = 0; kc < cta.chunks; ++kc) {
         const int s = kc % kStages;
@@ -727,7 +738,14 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         // The rows' Z, as the forward's: intra (key quarter `quarter`) + Pcat_q Zmat^T poly-weighted.
         float bp[2][4], bf[2][4];
         factored_grams<Elem>(bp, bf, fq, pq, fk, at, cta.quarter);
-        {
+        if constexpr (kRowsGiven) {
+            RowStatsAhead::wait();
+            stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, nullptr, nullptr,
+                                                RowStatsAhead::buffer(cta.ring.smem, kc), args.stabilizer,
+                                                args.clamp_den, kc, cta.T);
+            if (kc + 1 < cta.chunks)
+                RowStatsAhead::fetch(cta.ring.smem, kc + 1, kc + 1, args.den + row0, args.dz + row0, cta.T);
+        } else {
             float sc[2][4], gz[4], zpart[2] = {0.f, 0.f};
             masked_scores<false>(sc, bp, bf, at, cta.quarter);
 #pragma unroll
@@ -739,12 +757,12 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             zpart[0] += gz[0] * fl.x + gz[1] * fl.y;
             zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
             share_row_sums(zpart, zsum, cta.ring.row_sums, cta.quarter, kc, at);
+            const bool writes_rows = cta.rank == 0;  // the rows' den and dZ, for the key pass
+            stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs, dz,
+                                               writes_rows ? args.den + row0 : nullptr,
+                                               writes_rows ? args.dz + row0 : nullptr, nullptr, args.stabilizer,
+                                               args.clamp_den, kc, cta.T);
         }
-        const bool writes_rows = cta.rank == 0;  // the rows' den and dZ, for the key pass
-        stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs, dz,
-                                           writes_rows ? args.den + row0 : nullptr,
-                                           writes_rows ? args.dz + row0 : nullptr, nullptr, args.stabilizer,
-                                           args.clamp_den, kc, cta.T);
 
         const float dz_rows[2] = {dz[16 * at.warp + at.g], dz[16 * at.warp + at.g + 8]};
         float acc[32];

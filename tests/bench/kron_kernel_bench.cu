@@ -625,8 +625,10 @@ bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host
 // device) the query pass makes den, dZ and dq, the key pass dv and dk;
 // variant of the fused passes: Plain, or the library's (Library: the query
 // pass with kDeferFinish, the finalizer receiving and finishing after the
-// state update; the key pass with kPackedRounds, its partials as bf16 pairs).
-enum class Candidate { Plain, Library };
+// state update; the key pass with kPackedRounds, its partials as bf16 pairs),
+// or RowsGiven: the library's with the query pass also kRowsGiven (den and dZ
+// read from buf.den, buf.dz, which a query pass before it made).
+enum class Candidate { Plain, Library, RowsGiven };
 bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::MapConsts* mc = nullptr,
                      Candidate variant = Candidate::Plain) {
     kw::KronWgmmaBackwardMaps maps;
@@ -654,7 +656,9 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = *mc;
-    if (variant == Candidate::Library)
+    if (variant == Candidate::RowsGiven && !keys)
+        return launch_kernel(kw::kron_backward_query_wgmma_kernel<Elem, true, true, true>, maps, a, p);
+    if (variant != Candidate::Plain)
         return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true, true>
                                   : kw::kron_backward_query_wgmma_kernel<Elem, true, true>,
                              maps, a, p);
@@ -830,11 +834,14 @@ int check_fused_backward_shapes() {
             !check_cuda(cudaMalloc(&buf.dk, rows * 64 * sizeof(Elem)), "malloc dk") ||
             !check_cuda(cudaMemcpy(buf.out, o.data(), o.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload o"))
             return failures + 1;
-        for (Candidate variant : {Candidate::Plain, Candidate::Library}) {
+        for (Candidate variant : {Candidate::Plain, Candidate::Library, Candidate::RowsGiven}) {
             std::vector<double> den, dz, dv, dq, dk;
+            const bool given = variant == Candidate::RowsGiven;  // den, dZ from the library's query pass first
             if (!check_cuda(cudaMemset(buf.den, 0xff, rows * sizeof(float)), "poison") ||
                 !check_cuda(cudaMemset(buf.dz, 0xff, rows * sizeof(float)), "poison") ||
                 !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
+                (given && (!launch_backward(p, buf, false, &map.mc, Candidate::Library) ||
+                           !synchronize_within("the fused Kronecker query pass (den, dZ)"))) ||
                 !check_cuda(cudaMemset(buf.dq, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
                 !check_cuda(cudaMemset(buf.dk, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
                 !launch_backward(p, buf, false, &map.mc, variant) ||
@@ -847,7 +854,8 @@ int check_fused_backward_shapes() {
                 return failures + 1;
             const std::string pass = variant == Candidate::Library ? "wgmma kron fused (library's: deferred finish, "
                                                                      "packed rounds) "
-                                                                   : "wgmma kron fused ";
+                                     : given ? "wgmma kron fused (library's, query pass with den, dZ given) "
+                                             : "wgmma kron fused ";
             failures += compare_rows((pass + "query pass den").c_str(), p, den, want.den, 1) ? 0 : 1;
             failures += compare_rows((pass + "query pass dZ").c_str(), p, dz, want.dz, 1) ? 0 : 1;
             failures += compare_rows((pass + "query pass dq (map VJP)").c_str(), p, dq, dq_want, 64) ? 0 : 1;
@@ -913,6 +921,7 @@ int main(int argc, char** argv) {
                        launch_backward(big, buf, true, &map.mc) &&
                        launch_backward(big, buf, false, &map.mc, Candidate::Library) &&
                        launch_backward(big, buf, true, &map.mc, Candidate::Library) &&
+                       launch_backward(big, buf, false, &map.mc, Candidate::RowsGiven) &&
                        synchronize_within("the profile launches", 120.0)
                    ? 0
                    : 1;
@@ -928,6 +937,9 @@ int main(int argc, char** argv) {
         median_ms([&] { return launch_backward(big, buf, false, &map.mc, Candidate::Library); });
     const double packed_key_ms =
         median_ms([&] { return launch_backward(big, buf, true, &map.mc, Candidate::Library); });
+    // (den and dZ as the library's query pass above left them)
+    const double given_query_ms =
+        median_ms([&] { return launch_backward(big, buf, false, &map.mc, Candidate::RowsGiven); });
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -955,7 +967,9 @@ int main(int argc, char** argv) {
         {"wgmma kron query pass, fused, deferred finish (library)", deferred_query_ms,
          (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (deferred_query_ms * 1e-3) / 1e12},
         {"wgmma kron key pass, fused, packed rounds (library)", packed_key_ms,
-         (6 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (packed_key_ms * 1e-3) / 1e12}};
+         (6 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (packed_key_ms * 1e-3) / 1e12},
+        {"wgmma kron query pass, fused, deferred finish, den and dZ given", given_query_ms,
+         (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (given_query_ms * 1e-3) / 1e12}};
     for (const Row& r : rows_out)
         if (r.ms < 0) return 1;  // a failed launch (which printed why)
     for (const Row& r : rows_out)
