@@ -384,8 +384,13 @@ std::pair<Cta*, uint32_t> resolve(uint32_t address) {
 }
 
 // ------------------------------------------------------------ warp collectives
+// Only __syncwarp orders the lanes' memory accesses (for ThreadSanitizer):
+// the other collectives exchange registers, and a lane's shared-memory
+// access after an ldmatrix is not ordered after the other lanes' reads of
+// it (compute-sanitizer's racecheck warns of such intra-warp hazards too).
 template <typename Exec>
-const LaneRecord& collective(int kind, const char* name, const LaneRecord& mine, Exec exec) {
+const LaneRecord& collective(int kind, const char* name, const LaneRecord& mine, Exec exec,
+                             bool orders_memory = false) {
     Fiber& f = me();
     Cta& cta = *f.cta;
     WarpSync& w = cta.warps[f.tid / kWarp];
@@ -402,20 +407,20 @@ const LaneRecord& collective(int kind, const char* name, const LaneRecord& mine,
     LaneRecord& rec = w.lanes[slot][lane];
     std::memcpy(rec.in, mine.in, sizeof rec.in);
     rec.address = mine.address;
-    hb_release(&w.operands_in[slot]);
+    if (orders_memory) hb_release(&w.operands_in[slot]);
     ++w.arrived;
     changed();
     const uint64_t generation = w.generation;
     if (w.arrived == kWarp) {
-        hb_acquire(&w.operands_in[slot]);
+        if (orders_memory) hb_acquire(&w.operands_in[slot]);
         exec(w.lanes[slot], cta);
-        hb_release(&w.results_out[slot]);
+        if (orders_memory) hb_release(&w.results_out[slot]);
         w.arrived = 0;
         ++w.generation;
     } else {
         while (w.generation == generation) block(name);
     }
-    hb_acquire(&w.results_out[slot]);
+    if (orders_memory) hb_acquire(&w.results_out[slot]);
     return w.lanes[slot][lane];
 }
 
@@ -900,7 +905,7 @@ void mma_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1, bool b
     for (int i = 0; i < 4; ++i) c[i] = bits_float(got.out[i]);
 }
 void syncwarp() {
-    collective(8, "bar.warp.sync", LaneRecord{}, [](LaneRecord*, const Cta&) {});
+    collective(8, "bar.warp.sync", LaneRecord{}, [](LaneRecord*, const Cta&) {}, true);
 }
 unsigned movmatrix_trans(unsigned x) {
     LaneRecord mine{};
