@@ -10,7 +10,8 @@
 //     the primitives below (SLAY_EMU_SEED=n shuffles the order every round);
 //   warp collectives (shfl, __syncwarp, ldmatrix x4 (.trans), mma.sync m16n8k16 bf16/f16,
 //     movmatrix): every lane's operands are gathered, the last lane to arrive
-//     executes the warp's instruction at once, each lane takes its part;
+//     executes the warp's instruction at once, each lane takes its part
+//     (under ThreadSanitizer only __syncwarp orders the lanes' memory);
 //   wgmma.mma_async m64nNk16 SS/RS: recorded at issue and executed only when
 //     a wait_group needs it (the latest moment the hardware allows), so a
 //     kernel that reads accumulators, rewrites A registers or overwrites an
