@@ -46,7 +46,8 @@ def main():
     ap.add_argument("log", help="compute-sanitizer's output")
     ap.add_argument("--arch", default="90a", help="compute capability the sanitized build targeted (default 90a)")
     opt = ap.parse_args()
-    if find_tool("nvdisasm") is None:
+    nvdisasm = find_tool("nvdisasm")
+    if nvdisasm is None:
         print("sanitizer_sources: no nvdisasm (PATH or an NVIDIA wheel)", file=sys.stderr)
         return 77
     with open(opt.log, errors="replace") as f:
@@ -55,7 +56,7 @@ def main():
     if not reports:
         print("sanitizer_sources: no accesses named in the log")
         return 0
-    built = local_sass(opt.build_dir, opt.unit, opt.arch)
+    built = local_sass(opt.build_dir, opt.unit, opt.arch, nvdisasm)
     if built is None:
         return 1
     functions, pretty, _ = built

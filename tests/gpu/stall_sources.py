@@ -148,15 +148,12 @@ def opcode(text):
     return words[0].split(".")[0] if words else ""
 
 
-def local_sass(build_dir, unit, arch):
+def local_sass(build_dir, unit, arch, nvdisasm):
     """(sass_functions of the unit, {mangled: demangled}, the compile's directory):
     the translation unit `unit` of the configured build recompiled for sm_`arch`
-    with -lineinfo (the same SASS as without) and disassembled; None (after
-    saying why) when it cannot be."""
-    nvdisasm = find_tool("nvdisasm")
-    if nvdisasm is None:
-        print("no nvdisasm (PATH or an NVIDIA wheel)", file=sys.stderr)
-        return None
+    with -lineinfo (the same SASS as without) and disassembled by `nvdisasm`
+    (the caller's find_tool: without one it exits 77); None (after saying
+    why) when it cannot be."""
     missing = []
     entries = list(unit_entries(build_dir, [unit], missing))
     if missing:
@@ -198,7 +195,7 @@ def main():
         print(f"stall_sources: --kernel matches {len(in_csv)} kernels of the CSV: {sorted(tables)}", file=sys.stderr)
         return 1
     rows = tables[in_csv[0]]
-    built = local_sass(opt.build_dir, opt.unit, opt.arch)
+    built = local_sass(opt.build_dir, opt.unit, opt.arch, nvdisasm)
     if built is None:
         return 1
     functions, pretty, directory = built
