@@ -360,8 +360,8 @@ __device__ __forceinline__ void share_row_sums(const float (&zpart)[2], float* z
 // kron-kernel-bench): the partials of the key pass's two rounds travel as
 // bf16 pairs (16 words a lane: a sender's slot is 2 KB; bf16 partials cost
 // 5-15% more error on the float64 checks, PERF.md 3.7, with fp32's
-// range), so four round
-// parities fit in Layout::partials where the fp32 slots held two. With
+// range), so four round parities fit in Layout::partials where the fp32
+// slots held two. With
 // four, a round's slots and barrier are written again four rounds (two
 // chunks) later, by senders that passed their take_chunk barrier after
 // their finalizer read this warpgroup's next chunk's rounds, which this
@@ -623,6 +623,7 @@ struct KronWgmmaBackwardArgs {
     const float* omega;
     MapConsts map;
 };
+
 // fq, fk: (cols, T, B*H, 1) factor rows, or with the fused map q and k
 // (cols = D, T, H, B); v, dout, out: (cols, T, H, B); save (kFusedMap): the
 // pass's own side (q or k) again in boxes of 32 rows (Layout::save).
@@ -631,6 +632,22 @@ struct KronWgmmaBackwardMaps {
 };
 
 #if SLAY_HAS_WGMMA
+// stage_scaled_gradients of a pass that reads den and dZ (the key pass; the
+// query pass with kRowsGiven): iteration n's rows (chunk kc) from
+// RowStatsAhead, then iteration n + 1's (chunk next_kc) fetched, none past
+// the last. row0: the head's first row.
+template <typename Elem>
+__device__ __forceinline__ void stage_given_gradients(const unsigned char* g_tile, unsigned char* gs, float* dz,
+                                                      const KronCta& cta, const KronWgmmaBackwardArgs& args,
+                                                      int64_t row0, int n, int kc, int next_kc) {
+    RowStatsAhead::wait();
+    stage_scaled_gradients<Elem, false>(g_tile, nullptr, nullptr, gs, dz, nullptr, nullptr,
+                                        RowStatsAhead::buffer(cta.ring.smem, n), args.stabilizer, args.clamp_den, kc,
+                                        cta.T);
+    if (n + 1 < cta.chunks)
+        RowStatsAhead::fetch(cta.ring.smem, n + 1, next_kc, args.den + row0, args.dz + row0, cta.T);
+}
+
 // The fused map's steps of a backward pass: W staged once (start), then
 // each chunk the q and k tiles mapped in place (map_chunk: warpgroup 0 the
 // queries', 1 the keys', then the consumers meet), and the finalizer's
@@ -681,8 +698,8 @@ struct BackwardMap {
 // kDeferFinish (the library's fused query pass: 5.12 vs 5.28 ms on an H100,
 // kron-kernel-bench; in the key pass it was 6% slower): the finalizing warp
 // receives its quarter's partials of the factor-gradient round after the
-// state update (take_chunk's before_meeting, the stage
-// released after it), so they arrive while the warpgroup updates; the
+// state update (take_chunk's before_meeting, the stage released after
+// it), so they arrive while the warpgroup updates; the
 // finish (the map's VJP) follows there. The finalizer's own partial stays
 // in registers over the update, as the forward's kDeferFinalize.
 // kRowsGiven (a candidate of the fused pass, kron-kernel-bench times it; PERF.md
@@ -739,12 +756,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         float bp[2][4], bf[2][4];
         factored_grams<Elem>(bp, bf, fq, pq, fk, at, cta.quarter);
         if constexpr (kRowsGiven) {
-            RowStatsAhead::wait();
-            stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, nullptr, nullptr,
-                                                RowStatsAhead::buffer(cta.ring.smem, kc), args.stabilizer,
-                                                args.clamp_den, kc, cta.T);
-            if (kc + 1 < cta.chunks)
-                RowStatsAhead::fetch(cta.ring.smem, kc + 1, kc + 1, args.den + row0, args.dz + row0, cta.T);
+            stage_given_gradients<Elem>(stage + Layout::dout, gs, dz, cta, args, row0, kc, kc, kc + 1);
         } else {
             float sc[2][4], gz[4], zpart[2] = {0.f, 0.f};
             masked_scores<false>(sc, bp, bf, at, cta.quarter);
@@ -830,12 +842,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         unsigned char* gs = cta.ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
         float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (n & 1) * kChunk;
         Map::map_chunk(cta, args, cta.ring.smem + Layout::stage(s));
-        RowStatsAhead::wait();
-        stage_scaled_gradients<Elem, false>(stage + Layout::dout, nullptr, nullptr, gs, dz, nullptr, nullptr,
-                                            RowStatsAhead::buffer(cta.ring.smem, n), args.stabilizer, args.clamp_den,
-                                            kc, cta.T);
-        if (n + 1 < cta.chunks)
-            RowStatsAhead::fetch(cta.ring.smem, n + 1, kc - 1, args.den + row0, args.dz + row0, cta.T);
+        stage_given_gradients<Elem>(stage + Layout::dout, gs, dz, cta, args, row0, n, kc, kc - 1);
 
         unsigned pk[2][4];  // Pcat_k A fragments of the warp's rows (keys)
         row_fragment(pk[0], fk, at, kP);
