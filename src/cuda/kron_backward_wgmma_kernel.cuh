@@ -622,6 +622,12 @@ struct KronWgmmaBackwardArgs {
     const float* anchors;
     const float* omega;
     MapConsts map;
+    // The query pass in sequence segments (segment_chunks > 0: a cluster a
+    // segment, kron_segments(T, segment_chunks) a head), each after the
+    // first starting from the forward's checkpoint of its state
+    // (KronWgmmaArgs::checkpoints, the same segment_chunks).
+    const float* checkpoints;
+    int segment_chunks;
 };
 
 // fq, fk: (cols, T, B*H, 1) factor rows, or with the fused map q and k
@@ -635,7 +641,7 @@ struct KronWgmmaBackwardMaps {
 // stage_scaled_gradients of a pass that reads den and dZ (the key pass; the
 // query pass with kRowsGiven): iteration n's rows (chunk kc) from
 // RowStatsAhead, then iteration n + 1's (chunk next_kc) fetched, none past
-// the last. row0: the head's first row.
+// the CTA's last. row0: the head's first row.
 template <typename Elem>
 __device__ __forceinline__ void stage_given_gradients(const unsigned char* g_tile, unsigned char* gs, float* dz,
                                                       const KronCta& cta, const KronWgmmaBackwardArgs& args,
@@ -712,7 +718,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     kron_backward_query_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
     using Map = BackwardMap<Elem, kFusedMap>;
-    const KronCta cta = make_cta(args.heads, args.seq_len);
+    const KronCta cta = make_cta(args.heads, args.seq_len, args.segment_chunks);
     if (cta.role == 0) {
         const TileLoad out_tile = {&maps.out, Layout::gs, Layout::kTileBytes, true, 0, Layout::kTileBytes};
         const TileLoad tiles[6] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
@@ -723,29 +729,34 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
                                    Map::save_tile(&maps.save, cta)};
         if constexpr (kRowsGiven) {  // without the output tile
             const TileLoad given[5] = {tiles[0], tiles[1], tiles[2], tiles[3], tiles[5]};
-            produce<kFusedMap ? 5 : 4, false>(cta.ring, given, cta.chunks, cta.bh, cta.b, cta.h);
+            produce<kFusedMap ? 5 : 4, false>(cta.ring, given, cta.first, cta.chunks, cta.bh, cta.b, cta.h);
         } else if (kFusedMap) {
-            produce<6, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
+            produce<6, false>(cta.ring, tiles, cta.first, cta.chunks, cta.bh, cta.b, cta.h);
         } else {
-            produce<5, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);  // without the save tile
+            produce<5, false>(cta.ring, tiles, cta.first, cta.chunks, cta.bh, cta.b, cta.h);  // without the save tile
         }
         return;
     }
     RunningState st;
-    start_consumer(cta, st);
+    start_consumer<Elem>(cta, st,
+                         cta.segment > 0 ? checkpoint_of(const_cast<float*>(args.checkpoints), cta.bh, cta.segments,
+                                                         cta.segment, cta.rank)
+                                         : nullptr);
     Map::start(cta, args);
     const Place& at = cta.at;
     float* zsum = reinterpret_cast<float*>(cta.ring.smem + Layout::zsum);
     const int64_t row0 = static_cast<int64_t>(cta.bh) * cta.T;
-    if constexpr (kRowsGiven) RowStatsAhead::fetch(cta.ring.smem, 0, 0, args.den + row0, args.dz + row0, cta.T);
+    if constexpr (kRowsGiven)
+        RowStatsAhead::fetch(cta.ring.smem, 0, cta.first, args.den + row0, args.dz + row0, cta.T);
 
-    for (int kc = 0; kc < cta.chunks; ++kc) {
-        const int s = kc % kStages;
-        tma::wait(cta.ring.full + s, (kc / kStages) & 1);
+    // n: the CTA's iteration (the ring's, the buffers' and the exchanges' parities), kc its chunk.
+    for (int n = 0; n < cta.chunks; ++n) {
+        const int kc = cta.first + n, s = n % kStages;
+        tma::wait(cta.ring.full + s, (n / kStages) & 1);
         const unsigned char* stage = cta.ring.smem + Layout::stage(s);
         const unsigned char *fq = stage + Layout::fq, *fk = stage + Layout::fk, *vt = stage + Layout::v;
-        unsigned char* gs = cta.ring.smem + Layout::gs + (kc & 1) * Layout::kTileBytes;
-        float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (kc & 1) * kChunk;
+        unsigned char* gs = cta.ring.smem + Layout::gs + (n & 1) * Layout::kTileBytes;
+        float* dz = reinterpret_cast<float*>(cta.ring.smem + Layout::dz) + (n & 1) * kChunk;
         Map::map_chunk(cta, args, cta.ring.smem + Layout::stage(s));
 
         unsigned pq[2][4];
@@ -756,7 +767,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         float bp[2][4], bf[2][4];
         factored_grams<Elem>(bp, bf, fq, pq, fk, at, cta.quarter);
         if constexpr (kRowsGiven) {
-            stage_given_gradients<Elem>(stage + Layout::dout, gs, dz, cta, args, row0, kc, kc, kc + 1);
+            stage_given_gradients<Elem>(stage + Layout::dout, gs, dz, cta, args, row0, n, kc, kc + 1);
         } else {
             float sc[2][4], gz[4], zpart[2] = {0.f, 0.f};
             masked_scores<false>(sc, bp, bf, at, cta.quarter);
@@ -768,9 +779,9 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             const float2 fl = to_float2<Elem>(pair_at(poly.lo, at.t4)), fh = to_float2<Elem>(pair_at(poly.hi, at.t4));
             zpart[0] += gz[0] * fl.x + gz[1] * fl.y;
             zpart[1] += gz[2] * fh.x + gz[3] * fh.y;
-            share_row_sums(zpart, zsum, cta.ring.row_sums, cta.quarter, kc, at);
+            share_row_sums(zpart, zsum, cta.ring.row_sums, cta.quarter, n, at);
             const bool writes_rows = cta.rank == 0;  // the rows' den and dZ, for the key pass
-            stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (kc & 1) * 4 * kChunk, gs, dz,
+            stage_scaled_gradients<Elem, true>(stage + Layout::dout, gs, zsum + (n & 1) * 4 * kChunk, gs, dz,
                                                writes_rows ? args.den + row0 : nullptr,
                                                writes_rows ? args.dz + row0 : nullptr, nullptr, args.stabilizer,
                                                args.clamp_den, kc, cta.T);
@@ -787,16 +798,16 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         // then S += Phi_k^T V, Zmat += Poly_k^T Pcat_k
         if constexpr (kDeferFinish) {
             const bool finalizer = at.warp == cta.quarter;
-            if (!finalizer) send_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.quarter, kc, at);
+            if (!finalizer) send_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.quarter, n, at);
             auto finish = [&] {
-                if (finalizer) receive_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, kc, at);
-                Map::finish_rows(acc, finalizer, cta, args, stage, kc, kc);
+                if (finalizer) receive_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, n, at);
+                Map::finish_rows(acc, finalizer, cta, args, stage, kc, n);
             };
             take_chunk<Elem>(st, fk, vt, nullptr, cta, s, finish, true);
         } else {
             const bool finalizer =
-                exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, kc, at);
-            Map::finish_rows(acc, finalizer, cta, args, stage, kc, kc);
+                exchange_rows(acc, zero2, cta.ring.smem, cta.ring.received, cta.w, cta.quarter, n, at);
+            Map::finish_rows(acc, finalizer, cta, args, stage, kc, n);
             take_chunk<Elem>(st, fk, vt, nullptr, cta, s);
         }
     }
@@ -820,13 +831,13 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
                                    stage_tile(&maps.v, Layout::v, true), stage_tile(&maps.dout, Layout::dout, true),
                                    Map::save_tile(&maps.save, cta)};
         if (kFusedMap)
-            produce<5, true>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
+            produce<5, true>(cta.ring, tiles, 0, cta.chunks, cta.bh, cta.b, cta.h);
         else
-            produce<4, true>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);  // without the save tile
+            produce<4, true>(cta.ring, tiles, 0, cta.chunks, cta.bh, cta.b, cta.h);  // without the save tile
         return;
     }
     RunningState carry;  // U (rows) and Ymat^T of the later chunks
-    start_consumer(cta, carry);
+    start_consumer<Elem>(cta, carry);
     Map::start(cta, args);
     const Place& at = cta.at;
     const uint64_t carry_desc = wgmma::mn_major_descriptor(cta.state_copy, 0, Layout::kStateCopyBytes);
@@ -910,6 +921,51 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     }
     tma::cluster_sync();
 #endif
+}
+
+// The backward's den and dZ rows from the forward's row sums Z
+// (KronWgmmaArgs::row_sums), so that the passes need nothing of each other
+// (the query pass then kRowsGiven): den_t = stabilized(Z_t), dZ_t = -(g_t .
+// o_t) / den_t (0 where max(Z, delta) clamps), as stage_scaled_gradients
+// makes them from the query pass's sums. g, o: (B, H, T, 64) in the input
+// type (element strides token, head, batch each); den, dz: (B*H*T). 8
+// threads a row, 16 bytes of g and of o each.
+struct RowTensor {
+    const void* data;
+    int64_t token, head, batch;
+};
+template <typename Elem>
+__global__ void __launch_bounds__(256) kron_row_statistics_kernel(const float* row_sums, RowTensor g, RowTensor o,
+                                                                   float* den, float* dz, int64_t heads,
+                                                                   int64_t seq_len, int64_t rows, float stabilizer,
+                                                                   bool clamp_den) {
+    const int64_t piece = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t r = piece / 8;
+    const int part = static_cast<int>(piece % 8);
+    float go = 0.f;
+    if (r < rows) {
+        const int64_t bh = r / seq_len, t = r % seq_len, b = bh / heads, h = bh % heads;
+        auto at = [&](const RowTensor& x) {
+            return *reinterpret_cast<const uint4*>(static_cast<const Elem*>(x.data) + b * x.batch + h * x.head +
+                                                   t * x.token + 8 * part);
+        };
+        const uint4 graw = at(g), oraw = at(o);
+        const unsigned gw[4] = {graw.x, graw.y, graw.z, graw.w}, ow[4] = {oraw.x, oraw.y, oraw.z, oraw.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const float2 gv = to_float2<Elem>(gw[i]), ov = to_float2<Elem>(ow[i]);
+            go = fmaf(gv.x, ov.x, fmaf(gv.y, ov.y, go));
+        }
+    }
+    go += __shfl_xor_sync(0xffffffffu, go, 1);  // a row's 8 pieces: 8 consecutive lanes
+    go += __shfl_xor_sync(0xffffffffu, go, 2);
+    go += __shfl_xor_sync(0xffffffffu, go, 4);
+    if (r < rows && part == 0) {
+        const float z = row_sums[r];
+        const float d = clamp_den ? fmaxf(z, stabilizer) : z + stabilizer;
+        den[r] = d;
+        dz[r] = clamp_den && z < stabilizer ? 0.f : -go / d;
+    }
 }
 
 }  // namespace kron_wgmma

@@ -65,6 +65,15 @@ constexpr int kProducerRegisters = 24;
 constexpr int kConsumerRegisters = 240;
 static_assert(tma::register_split_fits(kProducerRegisters, kConsumerRegisters, kConsumers),
               "the warpgroups' registers exceed the launch allocation");
+constexpr int kCheckpointValues = kStateBlocks * 32 + 4;  // a consumer thread's (checkpoint_of)
+constexpr int64_t kCheckpointCtaFloats = int64_t{kCheckpointValues} * kConsumers * 128;
+// The segments of a head's sequence of seq_len tokens in segments of
+// segment_chunks chunks (0: one segment, the whole sequence).
+__host__ __device__ constexpr int kron_segments(int64_t seq_len, int segment_chunks) {
+    return segment_chunks > 0 ? static_cast<int>(((seq_len + kChunk - 1) / kChunk + segment_chunks - 1) /
+                                                 segment_chunks)
+                              : 1;
+}
 // A partial of a row quarter as one warp sends it: per lane 32 output
 // values (the m64n64 accumulator's rows g, g + 8 of the warp) and 2 row
 // sums, padded to 36 floats (16-byte stores, lanes 144 bytes apart).
@@ -134,6 +143,13 @@ struct KronWgmmaArgs {
     const float* anchors;
     const float* omega;
     MapConsts map;
+    // Optional (null: not written), for a backward that splits the query pass
+    // into sequence segments (PERF.md 3.7): each row's Z (B*H*T, before the
+    // stabilizer), and the running state at every segment boundary
+    // (checkpoint_of; segment_chunks chunks a segment).
+    float* row_sums;
+    float* checkpoints;
+    int segment_chunks;
 };
 // fq, fk: the factor rows (cols, T, B*H, 1), or with the fused map q and k
 // themselves (cols = D, T, H, B); v: (cols, T, H, B).
@@ -556,8 +572,9 @@ __device__ __forceinline__ float row_lanes_sum(float x) {
 
 // Shared memory, barriers and the producer of a Kronecker kernel: the
 // barriers made and published to the cluster; the producer warpgroup
-// streams `tiles` TMA tiles a chunk (maps[i], at chunk coordinates in the
-// order `chunk_of(kc)`) into the ring, then meets the cluster at exit.
+// streams `tiles` TMA tiles a chunk (maps[i], chunks first .. first +
+// chunks - 1, in reverse with kReverse) into the ring, then meets the
+// cluster at exit.
 // Returns false in the producer warpgroup (its work done).
 struct Ring {
     unsigned char* smem;
@@ -596,7 +613,8 @@ __host__ __device__ constexpr TileLoad stage_tile(const CUtensorMap* map, int ti
     return {map, Layout::stages + tile, Layout::kStageBytes, by_head, 0, Layout::kTileBytes};
 }
 template <int kTiles, bool kReverse>
-__device__ __forceinline__ void produce(const Ring& r, const TileLoad* tiles, int chunks, int bh, int b, int h) {
+__device__ __forceinline__ void produce(const Ring& r, const TileLoad* tiles, int first, int chunks, int bh, int b,
+                                        int h) {
     tma::lower_registers<kProducerRegisters>();
     if (threadIdx.x == 0) {
         int bytes = 0;
@@ -605,7 +623,7 @@ __device__ __forceinline__ void produce(const Ring& r, const TileLoad* tiles, in
             bytes += tiles[i].bytes;
         }
         for (int n = 0; n < chunks; ++n) {
-            const int kc = kReverse ? chunks - 1 - n : n;
+            const int kc = first + (kReverse ? chunks - 1 - n : n);
             const int s = n % kStages, use = n / kStages;
             if (use > 0) tma::wait(r.empty + s, (use - 1) & 1);
             tma::arrive_expect_bytes(r.full + s, static_cast<unsigned>(bytes));
@@ -791,13 +809,16 @@ __device__ __forceinline__ void stage_map_weights(unsigned char* w, const float*
     tma::named_barrier(3, kConsumers * 128);
 }
 
-// A kernel's CTA: its head (b, h) and p half (cluster rank), the chunks,
-// the ring; in a consumer warpgroup also which one (w), its row quarter,
-// first p and bf16 copies. make_cta makes the barriers (every thread calls
-// it); the producer warpgroup (role 0) then streams, the consumers call
-// start_consumer.
+// A kernel's CTA: its head (b, h) and p half (cluster rank), its chunks
+// (first .. first + chunks - 1: its segment of the head's sequence, all of
+// it without segments), the ring; in a consumer warpgroup also which one
+// (w), its row quarter, first p and bf16 copies. make_cta makes the
+// barriers (every thread calls it); the producer warpgroup (role 0) then
+// streams, the consumers call start_consumer. With segment_chunks > 0 the
+// grid has kron_segments(T, segment_chunks) clusters a head (cluster
+// bh * segments + segment).
 struct KronCta {
-    int rank, bh, b, h, chunks, role;
+    int rank, bh, b, h, first, chunks, segment, segments, role;
     int64_t T;
     Ring ring;
     int w, quarter, pw0;
@@ -805,14 +826,19 @@ struct KronCta {
     unsigned char* state_copy;
     unsigned short* zmat_copy;
 };
-__device__ __forceinline__ KronCta make_cta(int64_t heads, int64_t seq_len) {
+__device__ __forceinline__ KronCta make_cta(int64_t heads, int64_t seq_len, int segment_chunks = 0) {
     KronCta c;
     c.rank = static_cast<int>(tma::cluster_rank());
-    c.bh = static_cast<int>(blockIdx.x) / kClusterCtas;
+    const int all = static_cast<int>((seq_len + kChunk - 1) / kChunk);
+    c.segments = kron_segments(seq_len, segment_chunks);
+    const int cluster = static_cast<int>(blockIdx.x) / kClusterCtas;
+    c.bh = cluster / c.segments;
+    c.segment = cluster % c.segments;
+    c.first = c.segments > 1 ? c.segment * segment_chunks : 0;
+    c.chunks = c.segments > 1 ? min(segment_chunks, all - c.first) : all;
     c.b = c.bh / static_cast<int>(heads);
     c.h = c.bh % static_cast<int>(heads);
     c.T = seq_len;
-    c.chunks = static_cast<int>((seq_len + kChunk - 1) / kChunk);
     c.ring = make_ring();
     c.role = static_cast<int>(threadIdx.x) / 128;
     c.w = c.role - 1;
@@ -832,8 +858,46 @@ struct RunningState {
     float rows[kStateBlocks][32];
     float zmat[4];
 };
-__device__ __forceinline__ void start_consumer(const KronCta& c, RunningState& st) {
+// A segment checkpoint (KronWgmmaArgs::checkpoints): the running state of
+// every consumer thread of a head's two CTAs before the first chunk of
+// segment `boundary` (1 .. segments - 1), as the forward holds it after
+// chunk boundary * segment_chunks - 1: [B*H][segments - 1][rank][value
+// i][consumer thread] fp32 (value i: rows[i / 32][i % 32], then 4 of
+// Zmat^T; a thread's values 1 KB apart: its warp's stores coalesce;
+// kCheckpointCtaFloats a CTA).
+__device__ __forceinline__ float* checkpoint_of(float* states, int bh, int segments, int boundary, int rank) {
+    return states + ((static_cast<int64_t>(bh) * (segments - 1) + boundary - 1) * kClusterCtas + rank) *
+                        kCheckpointCtaFloats;
+}
+__device__ __forceinline__ void save_checkpoint(const RunningState& st, float* cta_states) {
+    const int consumer = static_cast<int>(threadIdx.x) - 128;
+#pragma unroll
+    for (int sb = 0; sb < kStateBlocks; ++sb)
+#pragma unroll
+        for (int i = 0; i < 32; ++i) cta_states[(32 * sb + i) * kConsumers * 128 + consumer] = st.rows[sb][i];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) cta_states[(kStateBlocks * 32 + i) * kConsumers * 128 + consumer] = st.zmat[i];
+}
+// The consumers' start: the state zero and the copies cleared, or (a
+// segment after the first) the state and its copies from the checkpoint;
+// then the warpgroup's barrier.
+template <typename Elem>
+__device__ __forceinline__ void start_consumer(const KronCta& c, RunningState& st,
+                                               const float* checkpoint = nullptr) {
     tma::raise_registers<kConsumerRegisters>();
+    if (checkpoint) {
+        const int consumer = static_cast<int>(threadIdx.x) - 128;
+#pragma unroll
+        for (int sb = 0; sb < kStateBlocks; ++sb)
+#pragma unroll
+            for (int i = 0; i < 32; ++i) st.rows[sb][i] = checkpoint[(32 * sb + i) * kConsumers * 128 + consumer];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) st.zmat[i] = checkpoint[(kStateBlocks * 32 + i) * kConsumers * 128 + consumer];
+        write_copies<Elem>(st.rows, st.zmat, c.state_copy, c.zmat_copy, c.at);
+        wgmma::fence_proxy_async();
+        tma::named_barrier(1 + c.w, 128);
+        return;
+    }
 #pragma unroll
     for (int sb = 0; sb < kStateBlocks; ++sb)
 #pragma unroll
@@ -891,11 +955,11 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     if (cta.role == 0) {
         const TileLoad tiles[3] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
                                    stage_tile(&maps.fk, Layout::fk, kFusedMap), stage_tile(&maps.v, Layout::v, true)};
-        produce<3, false>(cta.ring, tiles, cta.chunks, cta.bh, cta.b, cta.h);
+        produce<3, false>(cta.ring, tiles, 0, cta.chunks, cta.bh, cta.b, cta.h);
         return;
     }
     RunningState st;
-    start_consumer(cta, st);
+    start_consumer<Elem>(cta, st);
     if (kFusedMap)
         stage_map_weights(cta.ring.smem + Layout::w, args.anchors, args.omega, cta.h, static_cast<int>(args.heads),
                           args.map.M);
@@ -961,6 +1025,8 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             for (int half = 0; half < 2; ++half) {
                 const float z = row_lanes_sum(zpart[half]);
                 inv[half] = 1.f / (args.clamp_den ? fmaxf(z, args.stabilizer) : z + args.stabilizer);
+                const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
+                if (args.row_sums && at.t4 == 0 && t < cta.T) args.row_sums[cta.bh * cta.T + t] = z;
             }
             store_value_rows(o, static_cast<Elem*>(args.out) + out_base, args.out_token, kc, cta.T, at, inv);
         };
@@ -974,6 +1040,12 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
         } else {
             if (finalizer) finalize();
             take_chunk<Elem>(st, fk, vt, nullptr, cta, s);
+        }
+        // The state before the next segment's first chunk.
+        if (args.checkpoints && (kc + 1) % args.segment_chunks == 0 && kc + 1 < cta.chunks) {
+            const int segments = kron_segments(cta.T, args.segment_chunks);
+            save_checkpoint(st, checkpoint_of(args.checkpoints, cta.bh, segments, (kc + 1) / args.segment_chunks,
+                                              cta.rank));
         }
     }
     tma::cluster_sync();

@@ -17,11 +17,17 @@
 // of `cluster` CTAs: the kernel's __cluster_dims__, which the emulation
 // cannot read (1 for a kernel without). Either way cudaGetLastError() then
 // tells whether it launched (the emulation has also run it by then).
+// BENCH_LAUNCH_ON: the same on a stream (the emulation runs every launch
+// in order, whatever its stream).
 #if SLAY_CUDA_EMULATION
 #define BENCH_LAUNCH(kernel, grid, block, smem, cluster, ...) \
     static_cast<void>(SLAY_EMU_LAUNCH(kernel, grid, block, smem, cluster, __VA_ARGS__))
+#define BENCH_LAUNCH_ON(stream, kernel, grid, block, smem, cluster, ...) \
+    static_cast<void>((void)(stream), SLAY_EMU_LAUNCH(kernel, grid, block, smem, cluster, __VA_ARGS__))
 #else
 #define BENCH_LAUNCH(kernel, grid, block, smem, cluster, ...) kernel<<<grid, block, smem>>>(__VA_ARGS__)
+#define BENCH_LAUNCH_ON(stream, kernel, grid, block, smem, cluster, ...) \
+    kernel<<<grid, block, smem, stream>>>(__VA_ARGS__)
 #endif
 
 namespace bench {

@@ -57,12 +57,14 @@ struct Buffers {
     Elem *q = nullptr, *k = nullptr;    // the fused map's inputs
     Elem *dq = nullptr, *dk = nullptr;  // the fused backward's outputs
     float *anchors = nullptr, *omega = nullptr;
+    float *row_sums = nullptr, *checkpoints = nullptr;  // the forward's, for the segmented query pass
     ~Buffers() {
         for (void* p : {static_cast<void*>(fq), static_cast<void*>(fk), static_cast<void*>(v), static_cast<void*>(out),
                         static_cast<void*>(dout), static_cast<void*>(dv), static_cast<void*>(den),
                         static_cast<void*>(dz), static_cast<void*>(dfq), static_cast<void*>(dfk),
                         static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(dq),
-                        static_cast<void*>(dk), static_cast<void*>(anchors), static_cast<void*>(omega)})
+                        static_cast<void*>(dk), static_cast<void*>(anchors), static_cast<void*>(omega),
+                        static_cast<void*>(row_sums), static_cast<void*>(checkpoints)})
             cudaFree(p);
     }
 };
@@ -113,14 +115,16 @@ bool head_map(CUtensorMap* map, const Problem& p, const Elem* base, uint32_t box
                                           p.T * kw::kDv, p.H * p.T * kw::kDv, 64, box_rows);
 }
 
-// kernel<<<2 B*H (clusters of two a head), kThreads, its shared memory>>>(maps, a).
+// kernel<<<2 B*H segments (clusters of two a head and segment), kThreads,
+// its shared memory, stream>>>(maps, a).
 template <typename Kernel, typename Maps, typename Args>
-bool launch_kernel(Kernel kernel, const Maps& maps, const Args& a, const Problem& p) {
+bool launch_kernel(Kernel kernel, const Maps& maps, const Args& a, const Problem& p, int segments = 1,
+                   cudaStream_t stream = nullptr) {
     if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
                     "smem attribute"))
         return false;
-    BENCH_LAUNCH(kernel, static_cast<unsigned>(2 * p.B * p.H), kw::kThreads, kw::Layout::bytes, kw::kClusterCtas,
-                 maps, a);
+    BENCH_LAUNCH_ON(stream, kernel, static_cast<unsigned>(2 * p.B * p.H * segments), kw::kThreads, kw::Layout::bytes,
+                    kw::kClusterCtas, maps, a);
     return check_cuda(cudaGetLastError(), "launch");
 }
 
@@ -412,8 +416,10 @@ int check_map_tile() {
 }
 
 // The fused-map forward: q, k and the map's W on the device (buf.q, buf.k,
-// buf.anchors, buf.omega).
-bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, bool defer = false) {
+// buf.anchors, buf.omega); with segment_chunks > 0 it also writes the rows'
+// Z into buf.row_sums and the segment checkpoints into buf.checkpoints.
+bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, bool defer = false,
+                  int segment_chunks = 0) {
     kw::KronWgmmaMaps maps;
     if (!head_map(&maps.fq, p, buf.q) || !head_map(&maps.fk, p, buf.k) || !head_map(&maps.v, p, buf.v)) {
         std::fprintf(stderr, "tensor map refused\n");
@@ -423,6 +429,11 @@ bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc,
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = mc;
+    if (segment_chunks > 0) {
+        a.row_sums = buf.row_sums;
+        a.checkpoints = buf.checkpoints;
+        a.segment_chunks = segment_chunks;
+    }
     return defer ? launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true, true>, maps, a, p)
                  : launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true>, maps, a, p);
 }
@@ -627,10 +638,13 @@ bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host
 // pass with kDeferFinish, the finalizer receiving and finishing after the
 // state update; the key pass with kPackedRounds, its partials as bf16 pairs),
 // or RowsGiven: the library's with the query pass also kRowsGiven (den and dZ
-// read from buf.den, buf.dz, which a query pass before it made).
-enum class Candidate { Plain, Library, RowsGiven };
+// read from buf.den, buf.dz, which a query pass before it made), or
+// Segmented: RowsGiven's query pass in segments of segment_chunks chunks
+// from the forward's checkpoints (buf.checkpoints; den and dZ from the
+// forward's row sums through kron_row_statistics_kernel).
+enum class Candidate { Plain, Library, RowsGiven, Segmented };
 bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::MapConsts* mc = nullptr,
-                     Candidate variant = Candidate::Plain) {
+                     Candidate variant = Candidate::Plain, int segment_chunks = 0, cudaStream_t stream = nullptr) {
     kw::KronWgmmaBackwardMaps maps;
     const bool sides = mc ? head_map(&maps.fq, p, buf.q) && head_map(&maps.fk, p, buf.k) &&
                                 head_map(&maps.save, p, keys ? buf.k : buf.q, kw::kChunk / 2)
@@ -656,15 +670,40 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = *mc;
+    if (variant == Candidate::Segmented && !keys) {
+        a.checkpoints = buf.checkpoints;
+        a.segment_chunks = segment_chunks;
+        return launch_kernel(kw::kron_backward_query_wgmma_kernel<Elem, true, true, true>, maps, a, p,
+                             kw::kron_segments(p.T, segment_chunks), stream);
+    }
     if (variant == Candidate::RowsGiven && !keys)
         return launch_kernel(kw::kron_backward_query_wgmma_kernel<Elem, true, true, true>, maps, a, p);
     if (variant != Candidate::Plain)
         return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true, true>
                                   : kw::kron_backward_query_wgmma_kernel<Elem, true, true>,
-                             maps, a, p);
+                             maps, a, p, 1, stream);
     return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true>
                               : kw::kron_backward_query_wgmma_kernel<Elem, true>,
                          maps, a, p);
+}
+
+// den and dZ into buf.den, buf.dz from the forward's row sums (buf.row_sums), dout and out.
+bool launch_row_statistics(const Problem& p, const Buffers& buf) {
+    const int64_t rows = p.B * p.H * p.T, head = p.T * kw::kDv, batch = p.H * head;
+    const kw::RowTensor g{buf.dout, kw::kDv, head, batch}, o{buf.out, kw::kDv, head, batch};
+    const unsigned blocks = static_cast<unsigned>((rows * 8 + 255) / 256);
+    const float* row_sums = buf.row_sums;  // (the emulation's launch copies its arguments: not buf)
+    float *den = buf.den, *dz = buf.dz;
+    BENCH_LAUNCH(kw::kron_row_statistics_kernel<Elem>, blocks, 256, 0, 1, row_sums, g, o, den, dz, p.H, p.T, rows,
+                 kDelta, false);
+    return check_cuda(cudaGetLastError(), "row statistics launch");
+}
+// The forward's row sums and checkpoints at segment_chunks chunks a segment.
+bool alloc_segment_buffers(const Problem& p, Buffers& buf, int segment_chunks) {
+    const int64_t boundaries = p.B * p.H * (kw::kron_segments(p.T, segment_chunks) - 1);
+    const size_t bytes = std::max<int64_t>(1, boundaries * kw::kClusterCtas * kw::kCheckpointCtaFloats) * sizeof(float);
+    return check_cuda(cudaMalloc(&buf.row_sums, p.B * p.H * p.T * sizeof(float)), "malloc row sums") &&
+           check_cuda(cudaMalloc(&buf.checkpoints, bytes), "malloc checkpoints");
 }
 
 int check_backward_shapes() {
@@ -834,17 +873,33 @@ int check_fused_backward_shapes() {
             !check_cuda(cudaMalloc(&buf.dk, rows * 64 * sizeof(Elem)), "malloc dk") ||
             !check_cuda(cudaMemcpy(buf.out, o.data(), o.size() * sizeof(Elem), cudaMemcpyHostToDevice), "upload o"))
             return failures + 1;
-        for (Candidate variant : {Candidate::Plain, Candidate::Library, Candidate::RowsGiven}) {
+        // The segmented query pass: segments of 2 chunks (T 300: 3 segments, the last
+        // partial; T 1000: 8), from the checkpoints of the library's fused forward.
+        constexpr int kCheckSegmentChunks = 2;
+        if (!alloc_segment_buffers(p, buf, kCheckSegmentChunks)) return failures + 1;
+        for (Candidate variant : {Candidate::Plain, Candidate::Library, Candidate::RowsGiven, Candidate::Segmented}) {
             std::vector<double> den, dz, dv, dq, dk;
             const bool given = variant == Candidate::RowsGiven;  // den, dZ from the library's query pass first
+            const bool segmented = variant == Candidate::Segmented;
+            const size_t ckpt_floats = static_cast<size_t>(p.B * p.H * (kw::kron_segments(p.T, kCheckSegmentChunks) - 1)) *
+                                       kw::kClusterCtas * kw::kCheckpointCtaFloats;
             if (!check_cuda(cudaMemset(buf.den, 0xff, rows * sizeof(float)), "poison") ||
                 !check_cuda(cudaMemset(buf.dz, 0xff, rows * sizeof(float)), "poison") ||
                 !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
                 (given && (!launch_backward(p, buf, false, &map.mc, Candidate::Library) ||
                            !synchronize_within("the fused Kronecker query pass (den, dZ)"))) ||
+                (segmented &&
+                 (!check_cuda(cudaMemset(buf.row_sums, 0xff, rows * sizeof(float)), "poison") ||
+                  !check_cuda(cudaMemset(buf.checkpoints, 0xff, std::max<size_t>(ckpt_floats, 1) * sizeof(float)),
+                              "poison") ||
+                  !launch_fused(p, buf, map.mc, true, kCheckSegmentChunks) ||
+                  !synchronize_within("the fused Kronecker forward (row sums, checkpoints)") ||
+                  !check_cuda(cudaMemcpy(buf.out, o.data(), o.size() * sizeof(Elem), cudaMemcpyHostToDevice),
+                              "upload o") ||
+                  !launch_row_statistics(p, buf) || !synchronize_within("the row statistics"))) ||
                 !check_cuda(cudaMemset(buf.dq, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
                 !check_cuda(cudaMemset(buf.dk, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
-                !launch_backward(p, buf, false, &map.mc, variant) ||
+                !launch_backward(p, buf, false, &map.mc, variant, kCheckSegmentChunks) ||
                 !synchronize_within("the fused Kronecker query pass") ||
                 !launch_backward(p, buf, true, &map.mc, variant) ||
                 !synchronize_within("the fused Kronecker key pass") ||
@@ -852,10 +907,11 @@ int check_fused_backward_shapes() {
                 !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dq, rows * 64, &dq) ||
                 !download(buf.dk, rows * 64, &dk))
                 return failures + 1;
-            const std::string pass = variant == Candidate::Library ? "wgmma kron fused (library's: deferred finish, "
-                                                                     "packed rounds) "
-                                     : given ? "wgmma kron fused (library's, query pass with den, dZ given) "
-                                             : "wgmma kron fused ";
+            const std::string pass =
+                variant == Candidate::Library ? "wgmma kron fused (library's: deferred finish, packed rounds) "
+                : given                       ? "wgmma kron fused (library's, query pass with den, dZ given) "
+                : segmented ? "wgmma kron fused (query pass in segments of 2 chunks; den, dZ from the forward's Z) "
+                            : "wgmma kron fused ";
             failures += compare_rows((pass + "query pass den").c_str(), p, den, want.den, 1) ? 0 : 1;
             failures += compare_rows((pass + "query pass dZ").c_str(), p, dz, want.dz, 1) ? 0 : 1;
             failures += compare_rows((pass + "query pass dq (map VJP)").c_str(), p, dq, dq_want, 64) ? 0 : 1;
@@ -940,6 +996,27 @@ int main(int argc, char** argv) {
     // (den and dZ as the library's query pass above left them)
     const double given_query_ms =
         median_ms([&] { return launch_backward(big, buf, false, &map.mc, Candidate::RowsGiven); });
+    // PERF.md 3.7's schedule: the forward writes its rows' Z and the state every
+    // kBigSegmentChunks chunks; a row kernel makes den and dZ; the query pass runs in
+    // segments from the checkpoints, beside the key pass (two streams: the
+    // key pass's 96 CTAs first, the segments on the other SMs and after it).
+    constexpr int kBigSegmentChunks = 128;  // 4 segments a head at T 32768
+    if (!alloc_segment_buffers(big, buf, kBigSegmentChunks)) return 1;
+    const double checkpoint_fwd_ms =
+        median_ms([&] { return launch_fused(big, buf, map.mc, true, kBigSegmentChunks); });
+    const double row_stats_ms = median_ms([&] { return launch_row_statistics(big, buf); });
+    const double segmented_query_ms = median_ms(
+        [&] { return launch_backward(big, buf, false, &map.mc, Candidate::Segmented, kBigSegmentChunks); });
+    cudaStream_t key_stream = nullptr, query_stream = nullptr;
+    if (!check_cuda(cudaStreamCreate(&key_stream), "stream") || !check_cuda(cudaStreamCreate(&query_stream), "stream"))
+        return 1;
+    // (blocking streams: both wait for the legacy stream's start event, its stop event waits for both)
+    const double side_by_side_ms = median_ms([&] {
+        return launch_backward(big, buf, true, &map.mc, Candidate::Library, 0, key_stream) &&
+               launch_backward(big, buf, false, &map.mc, Candidate::Segmented, kBigSegmentChunks, query_stream);
+    });
+    cudaStreamDestroy(key_stream);
+    cudaStreamDestroy(query_stream);
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -969,7 +1046,14 @@ int main(int argc, char** argv) {
         {"wgmma kron key pass, fused, packed rounds (library)", packed_key_ms,
          (6 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (packed_key_ms * 1e-3) / 1e12},
         {"wgmma kron query pass, fused, deferred finish, den and dZ given", given_query_ms,
-         (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (given_query_ms * 1e-3) / 1e12}};
+         (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (given_query_ms * 1e-3) / 1e12},
+        {"wgmma kron forward, fused, deferred, writing Z and checkpoints (128 chunks)", checkpoint_fwd_ms,
+         (4 * F * 65 + intra + map_flops) * tokens / (checkpoint_fwd_ms * 1e-3) / 1e12},
+        {"row statistics (den, dZ from Z, g, o)", row_stats_ms, 0.0},
+        {"wgmma kron query pass, den and dZ given, 4 segments from checkpoints", segmented_query_ms,
+         (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (segmented_query_ms * 1e-3) / 1e12},
+        {"backward: key pass (library) beside the 4-segment query pass (two streams)", side_by_side_ms,
+         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (side_by_side_ms * 1e-3) / 1e12}};
     for (const Row& r : rows_out)
         if (r.ms < 0) return 1;  // a failed launch (which printed why)
     for (const Row& r : rows_out)
