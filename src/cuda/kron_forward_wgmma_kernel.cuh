@@ -143,10 +143,10 @@ struct KronWgmmaArgs {
     const float* anchors;
     const float* omega;
     MapConsts map;
-    // Optional (null: not written), for a backward that splits the query pass
-    // into sequence segments (PERF.md 3.7): each row's Z (B*H*T, before the
-    // stabilizer), and the running state at every segment boundary
-    // (checkpoint_of; segment_chunks chunks a segment).
+    // With kSaves, for a backward that splits the query pass into sequence
+    // segments (PERF.md 3.7): each row's Z (B*H*T, before the stabilizer),
+    // and the running state at every segment boundary (checkpoint_of;
+    // segment_chunks > 0 chunks a segment).
     float* row_sums;
     float* checkpoints;
     int segment_chunks;
@@ -816,7 +816,8 @@ __device__ __forceinline__ void stage_map_weights(unsigned char* w, const float*
 // barriers (every thread calls it); the producer warpgroup (role 0) then
 // streams, the consumers call start_consumer. With segment_chunks > 0 the
 // grid has kron_segments(T, segment_chunks) clusters a head (cluster
-// bh * segments + segment).
+// bh * segments + segment). cluster: the CTA's cluster among the kernel's
+// (default its grid's: a kernel that runs two passes numbers each's).
 struct KronCta {
     int rank, bh, b, h, first, chunks, segment, segments, role;
     int64_t T;
@@ -826,12 +827,13 @@ struct KronCta {
     unsigned char* state_copy;
     unsigned short* zmat_copy;
 };
-__device__ __forceinline__ KronCta make_cta(int64_t heads, int64_t seq_len, int segment_chunks = 0) {
+__device__ __forceinline__ KronCta make_cta(int64_t heads, int64_t seq_len, int segment_chunks = 0,
+                                            int cluster = -1) {
     KronCta c;
     c.rank = static_cast<int>(tma::cluster_rank());
     const int all = static_cast<int>((seq_len + kChunk - 1) / kChunk);
     c.segments = kron_segments(seq_len, segment_chunks);
-    const int cluster = static_cast<int>(blockIdx.x) / kClusterCtas;
+    if (cluster < 0) cluster = static_cast<int>(blockIdx.x) / kClusterCtas;
     c.bh = cluster / c.segments;
     c.segment = cluster % c.segments;
     c.first = c.segments > 1 ? c.segment * segment_chunks : 0;
@@ -947,7 +949,10 @@ __device__ __forceinline__ void take_chunk(RunningState& st, const unsigned char
 // arrive while it works (the senders still send before it); its output
 // rows stay in registers over the update. The receive stays before
 // take_chunk's warpgroup barrier, which the exchange's ordering needs.
-template <typename Elem, bool kFusedMap = false, bool kDeferFinalize = false>
+// kSaves (kron-kernel-bench's segmented schedule, PERF.md 3.7; not the
+// library's yet): the rows' Z into args.row_sums and the segment
+// checkpoints into args.checkpoints (both required).
+template <typename Elem, bool kFusedMap = false, bool kDeferFinalize = false, bool kSaves = false>
 __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
     kron_forward_wgmma_kernel(const __grid_constant__ KronWgmmaMaps maps, KronWgmmaArgs args) {
 #if SLAY_HAS_WGMMA
@@ -1026,7 +1031,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
                 const float z = row_lanes_sum(zpart[half]);
                 inv[half] = 1.f / (args.clamp_den ? fmaxf(z, args.stabilizer) : z + args.stabilizer);
                 const int64_t t = static_cast<int64_t>(kc) * kChunk + 16 * at.warp + at.g + 8 * half;
-                if (args.row_sums && at.t4 == 0 && t < cta.T) args.row_sums[cta.bh * cta.T + t] = z;
+                if (kSaves && at.t4 == 0 && t < cta.T) args.row_sums[cta.bh * cta.T + t] = z;
             }
             store_value_rows(o, static_cast<Elem*>(args.out) + out_base, args.out_token, kc, cta.T, at, inv);
         };
@@ -1042,7 +1047,7 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
             take_chunk<Elem>(st, fk, vt, nullptr, cta, s);
         }
         // The state before the next segment's first chunk.
-        if (args.checkpoints && (kc + 1) % args.segment_chunks == 0 && kc + 1 < cta.chunks) {
+        if (kSaves && (kc + 1) % args.segment_chunks == 0 && kc + 1 < cta.chunks) {
             const int segments = kron_segments(cta.T, args.segment_chunks);
             save_checkpoint(st, checkpoint_of(args.checkpoints, cta.bh, segments, (kc + 1) / args.segment_chunks,
                                               cta.rank));

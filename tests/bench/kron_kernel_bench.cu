@@ -416,8 +416,9 @@ int check_map_tile() {
 }
 
 // The fused-map forward: q, k and the map's W on the device (buf.q, buf.k,
-// buf.anchors, buf.omega); with segment_chunks > 0 it also writes the rows'
-// Z into buf.row_sums and the segment checkpoints into buf.checkpoints.
+// buf.anchors, buf.omega); with segment_chunks > 0 (and the deferred
+// finalize: kSaves) it also writes the rows' Z into buf.row_sums and the
+// segment checkpoints into buf.checkpoints.
 bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, bool defer = false,
                   int segment_chunks = 0) {
     kw::KronWgmmaMaps maps;
@@ -429,10 +430,11 @@ bool launch_fused(const Problem& p, const Buffers& buf, const kw::MapConsts& mc,
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = mc;
-    if (segment_chunks > 0) {
+    if (segment_chunks > 0) {  // (the deferred finalize with kSaves)
         a.row_sums = buf.row_sums;
         a.checkpoints = buf.checkpoints;
         a.segment_chunks = segment_chunks;
+        return launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true, true, true>, maps, a, p);
     }
     return defer ? launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true, true>, maps, a, p)
                  : launch_kernel(kw::kron_forward_wgmma_kernel<Elem, true>, maps, a, p);
@@ -643,37 +645,47 @@ bool fill_backward(const Problem& p, Buffers& buf, std::vector<float>* dout_host
 // from the forward's checkpoints (buf.checkpoints; den and dZ from the
 // forward's row sums through kron_row_statistics_kernel).
 enum class Candidate { Plain, Library, RowsGiven, Segmented };
-bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::MapConsts* mc = nullptr,
-                     Candidate variant = Candidate::Plain, int segment_chunks = 0, cudaStream_t stream = nullptr) {
-    kw::KronWgmmaBackwardMaps maps;
-    const bool sides = mc ? head_map(&maps.fq, p, buf.q) && head_map(&maps.fk, p, buf.k) &&
-                                head_map(&maps.save, p, keys ? buf.k : buf.q, kw::kChunk / 2)
-                          : factor_map(&maps.fq, p, buf.fq) && factor_map(&maps.fk, p, buf.fk);
-    if (!sides || !head_map(&maps.v, p, buf.v) || !head_map(&maps.dout, p, buf.dout) ||
-        !head_map(&maps.out, p, buf.out)) {
+// The maps and arguments of a backward pass (the fused map's when mc is given).
+bool backward_call(const Problem& p, const Buffers& buf, bool keys, const kw::MapConsts* mc,
+                   kw::KronWgmmaBackwardMaps* maps, kw::KronWgmmaBackwardArgs* args) {
+    const bool sides = mc ? head_map(&maps->fq, p, buf.q) && head_map(&maps->fk, p, buf.k) &&
+                                head_map(&maps->save, p, keys ? buf.k : buf.q, kw::kChunk / 2)
+                          : factor_map(&maps->fq, p, buf.fq) && factor_map(&maps->fk, p, buf.fk);
+    if (!sides || !head_map(&maps->v, p, buf.v) || !head_map(&maps->dout, p, buf.dout) ||
+        !head_map(&maps->out, p, buf.out)) {
         std::fprintf(stderr, "tensor map refused\n");
         return false;
     }
-    kw::KronWgmmaBackwardArgs a{};
+    kw::KronWgmmaBackwardArgs& a = *args;
+    a = kw::KronWgmmaBackwardArgs{};
     a.dv = buf.dv;
     common_args(&a, p, &a.dv_token, &a.dv_head, &a.dv_batch);
     a.den = buf.den;
     a.dz = buf.dz;
     if (!mc) {
         a.dfactors = keys ? buf.dfk : buf.dfq;
-        return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem>
-                                  : kw::kron_backward_query_wgmma_kernel<Elem>,
-                             maps, a, p);
+        return true;
     }
     a.dx = keys ? buf.dk : buf.dq;
     common_args(&a, p, &a.dx_token, &a.dx_head, &a.dx_batch);
     a.anchors = buf.anchors;
     a.omega = buf.omega;
     a.map = *mc;
+    return true;
+}
+bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::MapConsts* mc = nullptr,
+                     Candidate variant = Candidate::Plain, int segment_chunks = 0, cudaStream_t stream = nullptr) {
+    kw::KronWgmmaBackwardMaps maps;
+    kw::KronWgmmaBackwardArgs a;
+    if (!backward_call(p, buf, keys, mc, &maps, &a)) return false;
+    if (!mc)
+        return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem>
+                                  : kw::kron_backward_query_wgmma_kernel<Elem>,
+                             maps, a, p);
     if (variant == Candidate::Segmented && !keys) {
         a.checkpoints = buf.checkpoints;
         a.segment_chunks = segment_chunks;
-        return launch_kernel(kw::kron_backward_query_wgmma_kernel<Elem, true, true, true>, maps, a, p,
+        return launch_kernel(kw::kron_backward_query_wgmma_kernel<Elem, true, true, true, true>, maps, a, p,
                              kw::kron_segments(p.T, segment_chunks), stream);
     }
     if (variant == Candidate::RowsGiven && !keys)
@@ -685,6 +697,28 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::
     return launch_kernel(keys ? kw::kron_backward_key_wgmma_kernel<Elem, true>
                               : kw::kron_backward_query_wgmma_kernel<Elem, true>,
                          maps, a, p);
+}
+
+// Both fused passes in one launch (kron_backward_both_wgmma_kernel): the
+// library's key pass and the query pass in segments of segment_chunks
+// chunks from buf.checkpoints, den and dZ from buf.den, buf.dz.
+bool launch_both(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, int segment_chunks) {
+    kw::KronWgmmaBackwardMaps key_maps, query_maps;
+    kw::KronWgmmaBackwardArgs key_args, query_args;
+    if (!backward_call(p, buf, true, &mc, &key_maps, &key_args) ||
+        !backward_call(p, buf, false, &mc, &query_maps, &query_args))
+        return false;
+    query_args.checkpoints = buf.checkpoints;
+    query_args.segment_chunks = segment_chunks;
+    const auto kernel = kw::kron_backward_both_wgmma_kernel<Elem>;
+    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
+                    "smem attribute"))
+        return false;
+    const int key_clusters = static_cast<int>(p.B * p.H);
+    const unsigned grid = static_cast<unsigned>(2 * p.B * p.H * (1 + kw::kron_segments(p.T, segment_chunks)));
+    BENCH_LAUNCH(kernel, grid, kw::kThreads, kw::Layout::bytes, kw::kClusterCtas, key_maps, query_maps, key_args,
+                 query_args, key_clusters);
+    return check_cuda(cudaGetLastError(), "launch");
 }
 
 // den and dZ into buf.den, buf.dz from the forward's row sums (buf.row_sums), dout and out.
@@ -877,12 +911,16 @@ int check_fused_backward_shapes() {
         // partial; T 1000: 8), from the checkpoints of the library's fused forward.
         constexpr int kCheckSegmentChunks = 2;
         if (!alloc_segment_buffers(p, buf, kCheckSegmentChunks)) return failures + 1;
-        for (Candidate variant : {Candidate::Plain, Candidate::Library, Candidate::RowsGiven, Candidate::Segmented}) {
+        // (variant 4: the Segmented passes in one launch, kron_backward_both_wgmma_kernel)
+        for (int v = 0; v < 5; ++v) {
+            const bool both = v == 4;
+            const Candidate variant = both ? Candidate::Segmented : static_cast<Candidate>(v);
             std::vector<double> den, dz, dv, dq, dk;
             const bool given = variant == Candidate::RowsGiven;  // den, dZ from the library's query pass first
             const bool segmented = variant == Candidate::Segmented;
-            const size_t ckpt_floats = static_cast<size_t>(p.B * p.H * (kw::kron_segments(p.T, kCheckSegmentChunks) - 1)) *
-                                       kw::kClusterCtas * kw::kCheckpointCtaFloats;
+            const size_t ckpt_floats =
+                static_cast<size_t>(p.B * p.H * (kw::kron_segments(p.T, kCheckSegmentChunks) - 1)) *
+                kw::kClusterCtas * kw::kCheckpointCtaFloats;
             if (!check_cuda(cudaMemset(buf.den, 0xff, rows * sizeof(float)), "poison") ||
                 !check_cuda(cudaMemset(buf.dz, 0xff, rows * sizeof(float)), "poison") ||
                 !check_cuda(cudaMemset(buf.dv, 0xff, rows * kw::kDv * sizeof(Elem)), "poison") ||
@@ -899,10 +937,12 @@ int check_fused_backward_shapes() {
                   !launch_row_statistics(p, buf) || !synchronize_within("the row statistics"))) ||
                 !check_cuda(cudaMemset(buf.dq, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
                 !check_cuda(cudaMemset(buf.dk, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
-                !launch_backward(p, buf, false, &map.mc, variant, kCheckSegmentChunks) ||
-                !synchronize_within("the fused Kronecker query pass") ||
-                !launch_backward(p, buf, true, &map.mc, variant) ||
-                !synchronize_within("the fused Kronecker key pass") ||
+                !(both ? launch_both(p, buf, map.mc, kCheckSegmentChunks) &&
+                             synchronize_within("the fused Kronecker passes in one launch")
+                       : launch_backward(p, buf, false, &map.mc, variant, kCheckSegmentChunks) &&
+                             synchronize_within("the fused Kronecker query pass") &&
+                             launch_backward(p, buf, true, &map.mc, variant) &&
+                             synchronize_within("the fused Kronecker key pass")) ||
                 !download(buf.den, rows, &den) || !download(buf.dz, rows, &dz) ||
                 !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dq, rows * 64, &dq) ||
                 !download(buf.dk, rows * 64, &dk))
@@ -910,6 +950,7 @@ int check_fused_backward_shapes() {
             const std::string pass =
                 variant == Candidate::Library ? "wgmma kron fused (library's: deferred finish, packed rounds) "
                 : given                       ? "wgmma kron fused (library's, query pass with den, dZ given) "
+                : both ? "wgmma kron fused (both passes in one launch, query segments of 2 chunks) "
                 : segmented ? "wgmma kron fused (query pass in segments of 2 chunks; den, dZ from the forward's Z) "
                             : "wgmma kron fused ";
             failures += compare_rows((pass + "query pass den").c_str(), p, den, want.den, 1) ? 0 : 1;
@@ -1017,6 +1058,7 @@ int main(int argc, char** argv) {
     });
     cudaStreamDestroy(key_stream);
     cudaStreamDestroy(query_stream);
+    const double one_launch_ms = median_ms([&] { return launch_both(big, buf, map.mc, kBigSegmentChunks); });
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -1053,7 +1095,9 @@ int main(int argc, char** argv) {
         {"wgmma kron query pass, den and dZ given, 4 segments from checkpoints", segmented_query_ms,
          (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (segmented_query_ms * 1e-3) / 1e12},
         {"backward: key pass (library) beside the 4-segment query pass (two streams)", side_by_side_ms,
-         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (side_by_side_ms * 1e-3) / 1e12}};
+         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (side_by_side_ms * 1e-3) / 1e12},
+        {"backward: key pass and the 4-segment query pass in one launch", one_launch_ms,
+         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (one_launch_ms * 1e-3) / 1e12}};
     for (const Row& r : rows_out)
         if (r.ms < 0) return 1;  // a failed launch (which printed why)
     for (const Row& r : rows_out)
