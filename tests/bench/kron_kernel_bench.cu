@@ -1042,7 +1042,8 @@ int main(int argc, char** argv) {
     // segments from the checkpoints, beside the key pass (two streams: the
     // key pass's 96 CTAs first, the segments on the other SMs and after it).
     constexpr int kBigSegmentChunks = 128;  // 4 segments a head at T 32768
-    if (!alloc_segment_buffers(big, buf, kBigSegmentChunks)) return 1;
+    // (room for the 8-segment rows below; each timing reads checkpoints its forward wrote)
+    if (!alloc_segment_buffers(big, buf, kBigSegmentChunks / 2)) return 1;
     const double checkpoint_fwd_ms =
         median_ms([&] { return launch_fused(big, buf, map.mc, true, kBigSegmentChunks); });
     const double row_stats_ms = median_ms([&] { return launch_row_statistics(big, buf); });
@@ -1059,6 +1060,14 @@ int main(int argc, char** argv) {
     cudaStreamDestroy(key_stream);
     cudaStreamDestroy(query_stream);
     const double one_launch_ms = median_ms([&] { return launch_both(big, buf, map.mc, kBigSegmentChunks); });
+    // The same with 2 and 8 segments a head (the forward's checkpoints rewritten for each first).
+    auto one_launch_with = [&](int segment_chunks) {
+        if (!launch_fused(big, buf, map.mc, true, segment_chunks) || !synchronize_within("the forward's saves"))
+            return -1.0;
+        return median_ms([&] { return launch_both(big, buf, map.mc, segment_chunks); });
+    };
+    const double two_segments_ms = one_launch_with(2 * kBigSegmentChunks);
+    const double eight_segments_ms = one_launch_with(kBigSegmentChunks / 2);
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -1097,7 +1106,11 @@ int main(int argc, char** argv) {
         {"backward: key pass (library) beside the 4-segment query pass (two streams)", side_by_side_ms,
          (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (side_by_side_ms * 1e-3) / 1e12},
         {"backward: key pass and the 4-segment query pass in one launch", one_launch_ms,
-         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (one_launch_ms * 1e-3) / 1e12}};
+         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (one_launch_ms * 1e-3) / 1e12},
+        {"backward: key pass and the query pass in 2 segments, one launch", two_segments_ms,
+         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (two_segments_ms * 1e-3) / 1e12},
+        {"backward: key pass and the query pass in 8 segments, one launch", eight_segments_ms,
+         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (eight_segments_ms * 1e-3) / 1e12}};
     for (const Row& r : rows_out)
         if (r.ms < 0) return 1;  // a failed launch (which printed why)
     for (const Row& r : rows_out)
