@@ -716,14 +716,13 @@ struct BackwardMap {
 // kSegmented (a candidate, with kRowsGiven: kron-kernel-bench's segmented
 // schedule, PERF.md 3.7): the pass in sequence segments from the forward's
 // checkpoints (args.segment_chunks, args.checkpoints).
-// (query_pass: the pass of cluster `cluster` (-1: the grid's); maps: a
-// kernel's __grid_constant__ parameter, its TMA maps read in place.)
+template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false, bool kRowsGiven = false,
+          bool kSegmented = false>
+__global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
+    kron_backward_query_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
-template <typename Elem, bool kFusedMap, bool kDeferFinish, bool kRowsGiven, bool kSegmented>
-__device__ __forceinline__ void query_pass(const KronWgmmaBackwardMaps& maps, const KronWgmmaBackwardArgs& args,
-                                           int cluster = -1) {
     using Map = BackwardMap<Elem, kFusedMap>;
-    const KronCta cta = make_cta(args.heads, args.seq_len, kSegmented ? args.segment_chunks : 0, cluster);
+    const KronCta cta = make_cta(args.heads, args.seq_len, kSegmented ? args.segment_chunks : 0);
     if (cta.role == 0) {
         const TileLoad out_tile = {&maps.out, Layout::gs, Layout::kTileBytes, true, 0, Layout::kTileBytes};
         const TileLoad tiles[6] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
@@ -743,8 +742,9 @@ __device__ __forceinline__ void query_pass(const KronWgmmaBackwardMaps& maps, co
         return;
     }
     RunningState st;
+    const bool from_checkpoint = kSegmented && cta.segment > 0;
     start_consumer<Elem>(cta, st,
-                         kSegmented && cta.segment > 0 ? checkpoint_of(const_cast<float*>(args.checkpoints), cta.bh, cta.segments,
+                         from_checkpoint ? checkpoint_of(const_cast<float*>(args.checkpoints), cta.bh, cta.segments,
                                                          cta.segment, cta.rank)
                                          : nullptr);
     Map::start(cta, args);
@@ -817,26 +817,18 @@ __device__ __forceinline__ void query_pass(const KronWgmmaBackwardMaps& maps, co
         }
     }
     tma::cluster_sync();
-}
-#endif
-template <typename Elem, bool kFusedMap = false, bool kDeferFinish = false, bool kRowsGiven = false,
-          bool kSegmented = false>
-__global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
-    kron_backward_query_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
-#if SLAY_HAS_WGMMA
-    query_pass<Elem, kFusedMap, kDeferFinish, kRowsGiven, kSegmented>(maps, args);
 #endif
 }
 
 // The key pass (backward in time): dv and the key side's [dpoly_k | dpcat_k]
 // (kPackedRounds, the library's fused key pass: see PackedRounds, the dv
 // round read after the dk terms).
+template <typename Elem, bool kFusedMap = false, bool kPackedRounds = false>
+__global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
+    kron_backward_key_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
 #if SLAY_HAS_WGMMA
-template <typename Elem, bool kFusedMap, bool kPackedRounds>
-__device__ __forceinline__ void key_pass(const KronWgmmaBackwardMaps& maps, const KronWgmmaBackwardArgs& args,
-                                         int cluster = -1) {
     using Map = BackwardMap<Elem, kFusedMap>;
-    const KronCta cta = make_cta(args.heads, args.seq_len, 0, cluster);
+    const KronCta cta = make_cta(args.heads, args.seq_len);
     if constexpr (kPackedRounds) PackedRounds::init(cta.ring.smem);
     if (cta.role == 0) {
         const TileLoad tiles[5] = {stage_tile(&maps.fq, Layout::fq, kFusedMap),
@@ -933,35 +925,6 @@ __device__ __forceinline__ void key_pass(const KronWgmmaBackwardMaps& maps, cons
         }
     }
     tma::cluster_sync();
-}
-#endif
-template <typename Elem, bool kFusedMap = false, bool kPackedRounds = false>
-__global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
-    kron_backward_key_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps maps, KronWgmmaBackwardArgs args) {
-#if SLAY_HAS_WGMMA
-    key_pass<Elem, kFusedMap, kPackedRounds>(maps, args);
-#endif
-}
-
-// Both fused passes in one launch (PERF.md 3.7's segmented schedule): the
-// first key_clusters clusters (B*H) run the library's key pass, the rest
-// the query pass in segments from the forward's checkpoints (kRowsGiven,
-// kSegmented, with the library's kDeferFinish), den and dZ given to both
-// (kron_row_statistics_kernel). Block order puts the key pass's long CTAs
-// on the SMs first, the segments fill the rest and follow. Each pass has
-// its own maps (their save tiles: k, q) and arguments (dx: dk, dq).
-template <typename Elem>
-__global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads, 1)
-    kron_backward_both_wgmma_kernel(const __grid_constant__ KronWgmmaBackwardMaps key_maps,
-                                    const __grid_constant__ KronWgmmaBackwardMaps query_maps,
-                                    KronWgmmaBackwardArgs key_args, KronWgmmaBackwardArgs query_args,
-                                    int key_clusters) {
-#if SLAY_HAS_WGMMA
-    const int cluster = static_cast<int>(blockIdx.x) / kClusterCtas;
-    if (cluster < key_clusters)
-        key_pass<Elem, true, true>(key_maps, key_args, cluster);
-    else
-        query_pass<Elem, true, true, true, true>(query_maps, query_args, cluster - key_clusters);
 #endif
 }
 

@@ -816,8 +816,7 @@ __device__ __forceinline__ void stage_map_weights(unsigned char* w, const float*
 // barriers (every thread calls it); the producer warpgroup (role 0) then
 // streams, the consumers call start_consumer. With segment_chunks > 0 the
 // grid has kron_segments(T, segment_chunks) clusters a head (cluster
-// bh * segments + segment). cluster: the CTA's cluster among the kernel's
-// (default its grid's: a kernel that runs two passes numbers each's).
+// bh * segments + segment).
 struct KronCta {
     int rank, bh, b, h, first, chunks, segment, segments, role;
     int64_t T;
@@ -827,13 +826,12 @@ struct KronCta {
     unsigned char* state_copy;
     unsigned short* zmat_copy;
 };
-__device__ __forceinline__ KronCta make_cta(int64_t heads, int64_t seq_len, int segment_chunks = 0,
-                                            int cluster = -1) {
+__device__ __forceinline__ KronCta make_cta(int64_t heads, int64_t seq_len, int segment_chunks = 0) {
     KronCta c;
     c.rank = static_cast<int>(tma::cluster_rank());
     const int all = static_cast<int>((seq_len + kChunk - 1) / kChunk);
     c.segments = kron_segments(seq_len, segment_chunks);
-    if (cluster < 0) cluster = static_cast<int>(blockIdx.x) / kClusterCtas;
+    const int cluster = static_cast<int>(blockIdx.x) / kClusterCtas;
     c.bh = cluster / c.segments;
     c.segment = cluster % c.segments;
     c.first = c.segments > 1 ? c.segment * segment_chunks : 0;

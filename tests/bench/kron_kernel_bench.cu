@@ -699,28 +699,6 @@ bool launch_backward(const Problem& p, const Buffers& buf, bool keys, const kw::
                          maps, a, p);
 }
 
-// Both fused passes in one launch (kron_backward_both_wgmma_kernel): the
-// library's key pass and the query pass in segments of segment_chunks
-// chunks from buf.checkpoints, den and dZ from buf.den, buf.dz.
-bool launch_both(const Problem& p, const Buffers& buf, const kw::MapConsts& mc, int segment_chunks) {
-    kw::KronWgmmaBackwardMaps key_maps, query_maps;
-    kw::KronWgmmaBackwardArgs key_args, query_args;
-    if (!backward_call(p, buf, true, &mc, &key_maps, &key_args) ||
-        !backward_call(p, buf, false, &mc, &query_maps, &query_args))
-        return false;
-    query_args.checkpoints = buf.checkpoints;
-    query_args.segment_chunks = segment_chunks;
-    const auto kernel = kw::kron_backward_both_wgmma_kernel<Elem>;
-    if (!check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kw::Layout::bytes),
-                    "smem attribute"))
-        return false;
-    const int key_clusters = static_cast<int>(p.B * p.H);
-    const unsigned grid = static_cast<unsigned>(2 * p.B * p.H * (1 + kw::kron_segments(p.T, segment_chunks)));
-    BENCH_LAUNCH(kernel, grid, kw::kThreads, kw::Layout::bytes, kw::kClusterCtas, key_maps, query_maps, key_args,
-                 query_args, key_clusters);
-    return check_cuda(cudaGetLastError(), "launch");
-}
-
 // den and dZ into buf.den, buf.dz from the forward's row sums (buf.row_sums), dout and out.
 bool launch_row_statistics(const Problem& p, const Buffers& buf) {
     const int64_t rows = p.B * p.H * p.T, head = p.T * kw::kDv, batch = p.H * head;
@@ -911,10 +889,7 @@ int check_fused_backward_shapes() {
         // partial; T 1000: 8), from the checkpoints of the library's fused forward.
         constexpr int kCheckSegmentChunks = 2;
         if (!alloc_segment_buffers(p, buf, kCheckSegmentChunks)) return failures + 1;
-        // (variant 4: the Segmented passes in one launch, kron_backward_both_wgmma_kernel)
-        for (int v = 0; v < 5; ++v) {
-            const bool both = v == 4;
-            const Candidate variant = both ? Candidate::Segmented : static_cast<Candidate>(v);
+        for (Candidate variant : {Candidate::Plain, Candidate::Library, Candidate::RowsGiven, Candidate::Segmented}) {
             std::vector<double> den, dz, dv, dq, dk;
             const bool given = variant == Candidate::RowsGiven;  // den, dZ from the library's query pass first
             const bool segmented = variant == Candidate::Segmented;
@@ -937,12 +912,10 @@ int check_fused_backward_shapes() {
                   !launch_row_statistics(p, buf) || !synchronize_within("the row statistics"))) ||
                 !check_cuda(cudaMemset(buf.dq, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
                 !check_cuda(cudaMemset(buf.dk, 0xff, rows * 64 * sizeof(Elem)), "poison") ||
-                !(both ? launch_both(p, buf, map.mc, kCheckSegmentChunks) &&
-                             synchronize_within("the fused Kronecker passes in one launch")
-                       : launch_backward(p, buf, false, &map.mc, variant, kCheckSegmentChunks) &&
-                             synchronize_within("the fused Kronecker query pass") &&
-                             launch_backward(p, buf, true, &map.mc, variant) &&
-                             synchronize_within("the fused Kronecker key pass")) ||
+                !launch_backward(p, buf, false, &map.mc, variant, kCheckSegmentChunks) ||
+                !synchronize_within("the fused Kronecker query pass") ||
+                !launch_backward(p, buf, true, &map.mc, variant) ||
+                !synchronize_within("the fused Kronecker key pass") ||
                 !download(buf.den, rows, &den) || !download(buf.dz, rows, &dz) ||
                 !download(buf.dv, rows * kw::kDv, &dv) || !download(buf.dq, rows * 64, &dq) ||
                 !download(buf.dk, rows * 64, &dk))
@@ -950,7 +923,6 @@ int check_fused_backward_shapes() {
             const std::string pass =
                 variant == Candidate::Library ? "wgmma kron fused (library's: deferred finish, packed rounds) "
                 : given                       ? "wgmma kron fused (library's, query pass with den, dZ given) "
-                : both ? "wgmma kron fused (both passes in one launch, query segments of 2 chunks) "
                 : segmented ? "wgmma kron fused (query pass in segments of 2 chunks; den, dZ from the forward's Z) "
                             : "wgmma kron fused ";
             failures += compare_rows((pass + "query pass den").c_str(), p, den, want.den, 1) ? 0 : 1;
@@ -1053,21 +1025,21 @@ int main(int argc, char** argv) {
     if (!check_cuda(cudaStreamCreate(&key_stream), "stream") || !check_cuda(cudaStreamCreate(&query_stream), "stream"))
         return 1;
     // (blocking streams: both wait for the legacy stream's start event, its stop event waits for both)
-    const double side_by_side_ms = median_ms([&] {
+    auto side_by_side = [&](int segment_chunks) {
         return launch_backward(big, buf, true, &map.mc, Candidate::Library, 0, key_stream) &&
-               launch_backward(big, buf, false, &map.mc, Candidate::Segmented, kBigSegmentChunks, query_stream);
-    });
-    cudaStreamDestroy(key_stream);
-    cudaStreamDestroy(query_stream);
-    const double one_launch_ms = median_ms([&] { return launch_both(big, buf, map.mc, kBigSegmentChunks); });
+               launch_backward(big, buf, false, &map.mc, Candidate::Segmented, segment_chunks, query_stream);
+    };
+    const double side_by_side_ms = median_ms([&] { return side_by_side(kBigSegmentChunks); });
     // The same with 2 and 8 segments a head (the forward's checkpoints rewritten for each first).
-    auto one_launch_with = [&](int segment_chunks) {
+    auto side_by_side_with = [&](int segment_chunks) {
         if (!launch_fused(big, buf, map.mc, true, segment_chunks) || !synchronize_within("the forward's saves"))
             return -1.0;
-        return median_ms([&] { return launch_both(big, buf, map.mc, segment_chunks); });
+        return median_ms([&] { return side_by_side(segment_chunks); });
     };
-    const double two_segments_ms = one_launch_with(2 * kBigSegmentChunks);
-    const double eight_segments_ms = one_launch_with(kBigSegmentChunks / 2);
+    const double two_segments_ms = side_by_side_with(2 * kBigSegmentChunks);
+    const double eight_segments_ms = side_by_side_with(kBigSegmentChunks / 2);
+    cudaStreamDestroy(key_stream);
+    cudaStreamDestroy(query_stream);
     // compare_torch.py's slay_anchor model at F = 1024, Dv = 64, C = 64 without the factor GEMMs and
     // their VJP: forward 2F(Dv+1) update + 2F(Dv+1) output + C(P+RM+Dv+1) intra (causal); the query
     // pass (S recomputed, dphi_q) 4F(Dv+1) + 1.5 C(..); the key pass (dv, dphi_k, U) 6F(Dv+1) + 1.5 C(..).
@@ -1105,11 +1077,9 @@ int main(int argc, char** argv) {
          (4 * F * 65 + 1.5 * intra + map_flops + map_flops / 2) * tokens / (segmented_query_ms * 1e-3) / 1e12},
         {"backward: key pass (library) beside the 4-segment query pass (two streams)", side_by_side_ms,
          (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (side_by_side_ms * 1e-3) / 1e12},
-        {"backward: key pass and the 4-segment query pass in one launch", one_launch_ms,
-         (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (one_launch_ms * 1e-3) / 1e12},
-        {"backward: key pass and the query pass in 2 segments, one launch", two_segments_ms,
+        {"backward: key pass beside the query pass in 2 segments (two streams)", two_segments_ms,
          (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (two_segments_ms * 1e-3) / 1e12},
-        {"backward: key pass and the query pass in 8 segments, one launch", eight_segments_ms,
+        {"backward: key pass beside the query pass in 8 segments (two streams)", eight_segments_ms,
          (10 * F * 65 + 3 * intra + 2 * map_flops + map_flops) * tokens / (eight_segments_ms * 1e-3) / 1e12}};
     for (const Row& r : rows_out)
         if (r.ms < 0) return 1;  // a failed launch (which printed why)
