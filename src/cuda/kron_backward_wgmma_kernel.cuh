@@ -38,6 +38,26 @@ namespace slay {
 namespace cuda {
 namespace kron_wgmma {
 
+// (the row helpers below serve stage_scaled_gradients and kron_row_statistics_kernel)
+// g . o over a 16-byte piece of each (8 values of the input type).
+template <typename Elem>
+__device__ __forceinline__ float piece_dot(uint4 g, uint4 o) {
+    const unsigned gw[4] = {g.x, g.y, g.z, g.w}, ow[4] = {o.x, o.y, o.z, o.w};
+    float dot = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 gv = to_float2<Elem>(gw[i]), ov = to_float2<Elem>(ow[i]);
+        dot = fmaf(gv.x, ov.x, fmaf(gv.y, ov.y, dot));
+    }
+    return dot;
+}
+// The sum of x over 8 consecutive lanes (a row's 8 pieces), in each of them.
+__device__ __forceinline__ float eight_lanes_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    return x + __shfl_xor_sync(0xffffffffu, x, 4);
+}
+
 #if SLAY_HAS_WGMMA
 // acc's n8 block `block` (4 floats: rows g, g + 8 x columns 2 t4, + 1) +=
 // x, for a block index known only at run time (no dynamic register index).
@@ -294,16 +314,7 @@ __device__ __forceinline__ void stage_scaled_gradients(const unsigned char* g_ti
         if constexpr (kRowStatistics) {
             const float z = zsum[row] + zsum[kChunk + row] + zsum[2 * kChunk + row] + zsum[3 * kChunk + row];
             const uint4 oraw = *reinterpret_cast<const uint4*>(o_tile + offset);
-            const unsigned on[4] = {oraw.x, oraw.y, oraw.z, oraw.w};
-            float go = 0.f;
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const float2 g = to_float2<Elem>(in[i]), o = to_float2<Elem>(on[i]);
-                go = fmaf(g.x, o.x, fmaf(g.y, o.y, go));
-            }
-            go += __shfl_xor_sync(0xffffffffu, go, 1);  // the row's 8 pieces: 8 consecutive lanes
-            go += __shfl_xor_sync(0xffffffffu, go, 2);
-            go += __shfl_xor_sync(0xffffffffu, go, 4);
+            const float go = eight_lanes_sum(piece_dot<Elem>(raw, oraw));
             const bool clamped = clamp_den && z < stabilizer;
             den = clamp_den ? fmaxf(z, stabilizer) : z + stabilizer;
             dzt = clamped ? 0.f : -go / den;
@@ -954,22 +965,15 @@ __global__ void __launch_bounds__(256) kron_row_statistics_kernel(const float* r
             return *reinterpret_cast<const uint4*>(static_cast<const Elem*>(x.data) + b * x.batch + h * x.head +
                                                    t * x.token + 8 * part);
         };
-        const uint4 graw = at(g), oraw = at(o);
-        const unsigned gw[4] = {graw.x, graw.y, graw.z, graw.w}, ow[4] = {oraw.x, oraw.y, oraw.z, oraw.w};
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const float2 gv = to_float2<Elem>(gw[i]), ov = to_float2<Elem>(ow[i]);
-            go = fmaf(gv.x, ov.x, fmaf(gv.y, ov.y, go));
-        }
+        go = piece_dot<Elem>(at(g), at(o));
     }
-    go += __shfl_xor_sync(0xffffffffu, go, 1);  // a row's 8 pieces: 8 consecutive lanes
-    go += __shfl_xor_sync(0xffffffffu, go, 2);
-    go += __shfl_xor_sync(0xffffffffu, go, 4);
-    if (r < rows && part == 0) {
+    go = eight_lanes_sum(go);  // every lane: the shuffles take the whole warp
+    if (r < rows && part == 0) {  // (stage_scaled_gradients' formulas)
         const float z = row_sums[r];
+        const bool clamped = clamp_den && z < stabilizer;
         const float d = clamp_den ? fmaxf(z, stabilizer) : z + stabilizer;
         den[r] = d;
-        dz[r] = clamp_den && z < stabilizer ? 0.f : -go / d;
+        dz[r] = clamped ? 0.f : -go / d;
     }
 }
 
