@@ -755,9 +755,9 @@ __global__ void __cluster_dims__(kClusterCtas, 1, 1) __launch_bounds__(kThreads,
     RunningState st;
     const bool from_checkpoint = kSegmented && cta.segment > 0;
     start_consumer<Elem>(cta, st,
-                         from_checkpoint ? checkpoint_of(const_cast<float*>(args.checkpoints), cta.bh, cta.segments,
-                                                         cta.segment, cta.rank)
-                                         : nullptr);
+                         from_checkpoint
+                             ? checkpoint_of(args.checkpoints, cta.bh, cta.segments, cta.segment, cta.rank)
+                             : nullptr);
     Map::start(cta, args);
     const Place& at = cta.at;
     float* zsum = reinterpret_cast<float*>(cta.ring.smem + Layout::zsum);

@@ -865,18 +865,23 @@ struct RunningState {
 // i][consumer thread] fp32 (value i: rows[i / 32][i % 32], then 4 of
 // Zmat^T; a thread's values 1 KB apart: its warp's stores coalesce;
 // kCheckpointCtaFloats a CTA).
-__device__ __forceinline__ float* checkpoint_of(float* states, int bh, int segments, int boundary, int rank) {
+// (Float: float where the forward writes it, const float where the query pass reads it.)
+template <typename Float>
+__device__ __forceinline__ Float* checkpoint_of(Float* states, int bh, int segments, int boundary, int rank) {
     return states + ((static_cast<int64_t>(bh) * (segments - 1) + boundary - 1) * kClusterCtas + rank) *
                         kCheckpointCtaFloats;
 }
+// Where this consumer thread's value i lies in its CTA's checkpoint.
+__device__ __forceinline__ int checkpoint_value(int i) {
+    return i * kConsumers * 128 + static_cast<int>(threadIdx.x) - 128;
+}
 __device__ __forceinline__ void save_checkpoint(const RunningState& st, float* cta_states) {
-    const int consumer = static_cast<int>(threadIdx.x) - 128;
 #pragma unroll
     for (int sb = 0; sb < kStateBlocks; ++sb)
 #pragma unroll
-        for (int i = 0; i < 32; ++i) cta_states[(32 * sb + i) * kConsumers * 128 + consumer] = st.rows[sb][i];
+        for (int i = 0; i < 32; ++i) cta_states[checkpoint_value(32 * sb + i)] = st.rows[sb][i];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) cta_states[(kStateBlocks * 32 + i) * kConsumers * 128 + consumer] = st.zmat[i];
+    for (int i = 0; i < 4; ++i) cta_states[checkpoint_value(kStateBlocks * 32 + i)] = st.zmat[i];
 }
 // The consumers' start: the state zero and the copies cleared, or (a
 // segment after the first) the state and its copies from the checkpoint;
@@ -886,13 +891,12 @@ __device__ __forceinline__ void start_consumer(const KronCta& c, RunningState& s
                                                const float* checkpoint = nullptr) {
     tma::raise_registers<kConsumerRegisters>();
     if (checkpoint) {
-        const int consumer = static_cast<int>(threadIdx.x) - 128;
 #pragma unroll
         for (int sb = 0; sb < kStateBlocks; ++sb)
 #pragma unroll
-            for (int i = 0; i < 32; ++i) st.rows[sb][i] = checkpoint[(32 * sb + i) * kConsumers * 128 + consumer];
+            for (int i = 0; i < 32; ++i) st.rows[sb][i] = checkpoint[checkpoint_value(32 * sb + i)];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) st.zmat[i] = checkpoint[(kStateBlocks * 32 + i) * kConsumers * 128 + consumer];
+        for (int i = 0; i < 4; ++i) st.zmat[i] = checkpoint[checkpoint_value(kStateBlocks * 32 + i)];
         write_copies<Elem>(st.rows, st.zmat, c.state_copy, c.zmat_copy, c.at);
         wgmma::fence_proxy_async();
         tma::named_barrier(1 + c.w, 128);
